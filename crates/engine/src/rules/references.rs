@@ -1,0 +1,81 @@
+//! Static check of the names a rule uses: every free variable must be one of SPEC §4.2 and
+//! every function one the CEL environment has — whether or not a trial run reaches it.
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::{Context, ExecutionError, Value};
+
+use super::VARIABLES;
+
+/// The first unknown variable or function `expr` uses.
+pub(super) fn unknown_reference(expr: &IdedExpr) -> Option<String> {
+    let mut bound = Vec::new();
+    find(expr, &mut bound)
+}
+
+fn find(expr: &IdedExpr, bound: &mut Vec<String>) -> Option<String> {
+    match &expr.expr {
+        Expr::Ident(name) => {
+            let known = bound.iter().any(|b| b == name) || VARIABLES.contains(&name.as_str());
+            (!known).then(|| name.clone())
+        }
+        Expr::Call(call) => {
+            if is_named_function(&call.func_name) && !function_exists(&call.func_name) {
+                return Some(call.func_name.clone());
+            }
+            call.target
+                .iter()
+                .map(|target| &**target)
+                .chain(&call.args)
+                .find_map(|e| find(e, bound))
+        }
+        Expr::Select(select) => find(&select.operand, bound),
+        Expr::List(list) => list.elements.iter().find_map(|e| find(e, bound)),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .find_map(|entry| entry_find(&entry.expr, bound)),
+        Expr::Struct(s) => s
+            .entries
+            .iter()
+            .find_map(|entry| entry_find(&entry.expr, bound)),
+        Expr::Comprehension(c) => {
+            if let Some(name) = find(&c.iter_range, bound).or_else(|| find(&c.accu_init, bound)) {
+                return Some(name);
+            }
+            let scope = bound.len();
+            bound.push(c.iter_var.clone());
+            bound.extend(c.iter_var2.clone());
+            bound.push(c.accu_var.clone());
+            let found = [&c.loop_cond, &c.loop_step, &c.result]
+                .into_iter()
+                .find_map(|e| find(e, bound));
+            bound.truncate(scope);
+            found
+        }
+        Expr::Literal(_) | Expr::Unspecified => None,
+    }
+}
+
+fn entry_find(entry: &EntryExpr, bound: &mut Vec<String>) -> Option<String> {
+    match entry {
+        EntryExpr::MapEntry(e) => find(&e.key, bound).or_else(|| find(&e.value, bound)),
+        EntryExpr::StructField(f) => find(&f.value, bound),
+    }
+}
+
+/// Operators (`_+_`, `!_`, `@in`, …) are always there; named functions may not be.
+fn is_named_function(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic())
+}
+
+/// Asks the interpreter itself: calling an unknown function with no arguments is an
+/// undeclared reference; a known one fails on its arguments instead.
+fn function_exists(name: &str) -> bool {
+    let Ok(expr) = cel::Env::stdlib().parser().parse(&format!("{name}()")) else {
+        return false;
+    };
+    !matches!(
+        Value::resolve(&expr, &Context::default()),
+        Err(ExecutionError::UndeclaredReference(_))
+    )
+}

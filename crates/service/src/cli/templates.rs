@@ -1,0 +1,151 @@
+//! `status-check templates validate | list | test` (SPEC §4.5).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Subcommand;
+use status_check_engine::Limits;
+use status_check_engine::replay::{SampleEvent, replay};
+
+use crate::template_files::{load_dir, load_file};
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Check every template in DIR; exits non-zero with one line per problem.
+    Validate {
+        /// Folder of YAML templates.
+        #[arg(env = "TEMPLATES_DIR", default_value = "templates")]
+        dir: PathBuf,
+    },
+    /// List the templates in DIR.
+    List {
+        #[arg(env = "TEMPLATES_DIR", default_value = "templates")]
+        dir: PathBuf,
+    },
+    /// Replay sample events through a template as the service would.
+    Test {
+        /// The template file.
+        file: PathBuf,
+        /// JSON array of {"id"?, "name", "createdAt", "phase": "PAST"|"FUTURE"}.
+        #[arg(long)]
+        events: PathBuf,
+        /// The check's creation time (RFC 3339); default: just after the last PAST event.
+        #[arg(long)]
+        now: Option<DateTime<Utc>>,
+    },
+}
+
+pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i32> {
+    let limits = Limits::default();
+    match command {
+        TemplatesCommand::Validate { dir } => {
+            let loaded = load_dir(&dir, &limits)
+                .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+            for error in &loaded.errors {
+                writeln!(out, "{error}")?;
+            }
+            if loaded.errors.is_empty() {
+                writeln!(
+                    out,
+                    "{} templates valid in {}",
+                    loaded.templates.len(),
+                    dir.display()
+                )?;
+                Ok(0)
+            } else {
+                writeln!(out, "{} problems found", loaded.errors.len())?;
+                Ok(1)
+            }
+        }
+        TemplatesCommand::List { dir } => {
+            let loaded = load_dir(&dir, &limits)
+                .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+            for (path, template) in &loaded.templates {
+                let native = [&template.past, &template.future]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|phase| phase.rules())
+                    .filter(|(_, rule)| rule.is_native())
+                    .count();
+                let rules = [&template.past, &template.future]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|phase| phase.rules())
+                    .count();
+                writeln!(
+                    out,
+                    "{:<28} v{:<3} {:<8} past {:>6}s future {:>6}s  {native}/{rules} rules native  {}",
+                    template.name.as_str(),
+                    template.version,
+                    if template.is_active {
+                        "active"
+                    } else {
+                        "inactive"
+                    },
+                    template.poller.past_interval,
+                    template.poller.future_interval,
+                    file_name(path),
+                )?;
+            }
+            for error in &loaded.errors {
+                writeln!(out, "{error}")?;
+            }
+            Ok(i32::from(!loaded.errors.is_empty()))
+        }
+        TemplatesCommand::Test { file, events, now } => {
+            let template = match load_file(&file, &limits) {
+                Ok(template) => template,
+                Err(errors) => {
+                    for error in errors {
+                        writeln!(out, "{error}")?;
+                    }
+                    return Ok(1);
+                }
+            };
+            let text = std::fs::read_to_string(&events)
+                .with_context(|| format!("cannot read {}", events.display()))?;
+            let samples: Vec<SampleEvent> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid events file", events.display()))?;
+            let outcome = replay(&template, &samples, now);
+            writeln!(
+                out,
+                "{} v{}, check created at {}",
+                template.name,
+                template.version,
+                outcome.anchor.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            )?;
+            for step in &outcome.steps {
+                let event = step.event.as_deref().unwrap_or("-");
+                let skipped = step
+                    .skipped
+                    .as_ref()
+                    .map(|why| format!(" (skipped: {why})"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{:<8} {event}{skipped} -> {} {}",
+                    step.step, step.result, step.phase
+                )?;
+            }
+            for error in &outcome.rule_errors {
+                writeln!(out, "rule error: {error}")?;
+            }
+            writeln!(
+                out,
+                "final: phase {} result {} next command {}",
+                outcome.phase,
+                outcome.result,
+                outcome.next_command.as_deref().unwrap_or("none")
+            )?;
+            Ok(0)
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
