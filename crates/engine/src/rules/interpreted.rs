@@ -14,7 +14,7 @@ use super::{RuleCompileError, RuleError, RuleInput, TrialError};
 use crate::model::{Event, RecordPhase};
 
 /// The standard CEL environment; immutable once built, shared by every rule.
-static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+pub(super) static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
 pub(super) struct CelRule {
     expression: Expression,

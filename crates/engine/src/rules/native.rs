@@ -429,7 +429,8 @@ impl Compiler {
             {
                 let (target, target_ty) = self.expr(target)?;
                 let (argument, argument_ty) = self.expr(argument)?;
-                (target_ty == Ty::Str && argument_ty == Ty::Str).then_some(())?;
+                let stringy = |ty| matches!(ty, Ty::Str | Ty::Scalar);
+                (stringy(target_ty) && stringy(argument_ty)).then_some(())?;
                 let test: fn(&str, &str) -> bool = match name {
                     "contains" => |s, p| s.contains(p),
                     "startsWith" => |s, p| s.starts_with(p),
@@ -449,11 +450,13 @@ impl Compiler {
     fn arithmetic(&mut self, add: bool, left: &IdedExpr, right: &IdedExpr) -> Option<(Node, Ty)> {
         let (left, left_ty) = self.expr(left)?;
         let (right, right_ty) = self.expr(right)?;
-        (left_ty.is_arithmetic() && right_ty.is_arithmetic()).then_some(())?;
+        // A nullable operand (`until`, `e.level`) is fine beside a known arithmetic one: both
+        // paths then fail alike on null. Two of them could be strings, which `+` concatenates.
         let ty = match (add, left_ty, right_ty) {
             (_, Ty::Int, Ty::Int) => Ty::Int,
             (_, Ty::Time, Ty::Dur) | (true, Ty::Dur, Ty::Time) => Ty::Time,
             (false, Ty::Time, Ty::Time) | (_, Ty::Dur, Ty::Dur) => Ty::Dur,
+            (_, Ty::Scalar, other) | (_, other, Ty::Scalar) if other.is_arithmetic() => Ty::Scalar,
             _ => return None,
         };
         let op = if add {

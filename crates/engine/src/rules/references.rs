@@ -2,6 +2,8 @@
 //! every function one the CEL environment has — whether or not a trial run reaches it.
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use std::sync::Arc;
+
 use cel::{Context, ExecutionError, Value};
 
 use super::VARIABLES;
@@ -68,14 +70,20 @@ fn is_named_function(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic())
 }
 
-/// Asks the interpreter itself: calling an unknown function with no arguments is an
+/// Asks the interpreter itself: calling an unknown function, globally or as a method, is an
 /// undeclared reference; a known one fails on its arguments instead.
 fn function_exists(name: &str) -> bool {
-    let Ok(expr) = cel::Env::stdlib().parser().parse(&format!("{name}()")) else {
-        return false;
-    };
-    !matches!(
-        Value::resolve(&expr, &Context::default()),
-        Err(ExecutionError::UndeclaredReference(_))
-    )
+    let parser = || super::interpreted::ENV.parser();
+    [format!("{name}()"), format!("null.{name}()")]
+        .iter()
+        .filter_map(|probe| parser().parse(probe).ok())
+        .any(|expr| {
+            !matches!(
+                Value::resolve(
+                    &expr,
+                    &Context::with_env(Arc::clone(&super::interpreted::ENV))
+                ),
+                Err(ExecutionError::UndeclaredReference(_))
+            )
+        })
 }

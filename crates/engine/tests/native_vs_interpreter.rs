@@ -1,0 +1,208 @@
+//! The native fast path must agree with the CEL interpreter — the reference — on every rule
+//! and every history: same value, or both an error.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use proptest::prelude::*;
+use status_check_engine::rules::{Limits, Rule, RuleVars};
+use status_check_engine::{CheckResult, Event, History, Record, RecordPhase};
+
+/// Rules covering every shape the native compiler knows, with the error cases that make
+/// `&&`, `||` and the macros subtle (null fields, missing indexes, null `since`/`until`).
+const NATIVE_RULES: &[&str] = &[
+    r#"events.exists(e, e.name == "A")"#,
+    r#"events.all(e, e.level >= 1)"#,
+    r#"events.exists(e, e.level > 1)"#,
+    r#"events.exists_one(e, e.name == "B")"#,
+    r#"events.exists_one(e, e.level == 2)"#,
+    r#"events.filter(e, e.name == "A").size() >= 2"#,
+    r#"events.filter(e, e.level > 0).size() == 1"#,
+    r#"events.size() > 0 && events[events.size() - 1].name == "A""#,
+    r#"events[0].name == "A" || events.size() == 0"#,
+    r#"events[0].name == "A" && events.size() == 0"#,
+    r#"events.size() == 0 || events[0].name == "A""#,
+    r#"past.exists(e, now - e.createdAt < duration("30m"))"#,
+    r#"future.all(e, e.createdAt <= until)"#,
+    r#"since == null || events.all(e, e.createdAt >= since)"#,
+    r#"events.exists(e, e.referenceId == null)"#,
+    r#"events.exists(e, e.referenceId.startsWith("ref-1"))"#,
+    r#"events.exists(e, e.name.endsWith("B") || e.name.contains("C"))"#,
+    r#"events.exists(e, e.name in ["A", "C"])"#,
+    r#"events.exists(e, e.level in [2, null])"#,
+    r#"events.exists(e, e.phase == "FUTURE")"#,
+    r#"robotId == 42 && plannedAt < now"#,
+    r#"!events.exists(e, e.name == "A")"#,
+    r#"events.size() > 2 ? events[2].id > 10 : false"#,
+    r#"events.exists(a, events.exists(b, a.id != b.id && a.name == b.name))"#,
+    r#"events.filter(e, e.name == "A").exists(e, e.level == 1)"#,
+    r#"size(events) == past.size() + future.size()"#,
+    r#"events.exists(e, e.createdAt + duration("1h") > now)"#,
+    r#"timestamp("2026-01-01T00:00:00Z") < now"#,
+    r#"-events.size() < 0"#,
+    r#"events.all(e, e.level > 0) && true"#,
+    r#"events.exists(e, e.level == 1) || events.exists(e, e.level > 1)"#,
+    r#"until != null && until - now > duration("5m")"#,
+    r#"events.size() >= 2 && events[1].createdAt - events[0].createdAt < duration("10m")"#,
+    r#"events.exists(e, e.id % 2 == 0) || true"#,
+];
+
+/// Shapes the native compiler leaves to the interpreter; they must still agree (trivially:
+/// both run the interpreter), and must not be native.
+const INTERPRETED_RULES: &[&str] = &[
+    r#"events.map(e, e.id).size() > 1"#,
+    r#"events.exists(e, has(e.level))"#,
+    r#"events.exists(e, e.name.matches("^A"))"#,
+    r#"events.exists(e, e.id % 2 == 0)"#,
+];
+
+fn compile(source: &str) -> Rule {
+    Rule::compile(source, &Limits::default()).unwrap_or_else(|e| panic!("{source}: {e}"))
+}
+
+#[test]
+fn supported_shapes_compile_to_native_code() {
+    for source in NATIVE_RULES.iter().filter(|s| !s.contains('%')) {
+        assert!(compile(source).is_native(), "expected native: {source}");
+    }
+    for source in INTERPRETED_RULES {
+        assert!(
+            !compile(source).is_native(),
+            "expected interpreted: {source}"
+        );
+    }
+}
+
+fn base() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_780_000_000, 0).unwrap()
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    name: &'static str,
+    phase: RecordPhase,
+    offset: i64,
+    level: Option<i64>,
+    reference: Option<u8>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        prop::sample::select(vec!["A", "B", "C"]),
+        prop::bool::ANY,
+        0i64..3600,
+        prop::option::of(0i64..3),
+        prop::option::of(0u8..3),
+    )
+        .prop_map(|(name, future, offset, level, reference)| Spec {
+            name,
+            phase: if future {
+                RecordPhase::Future
+            } else {
+                RecordPhase::Past
+            },
+            offset,
+            level,
+            reference,
+        })
+}
+
+fn history(specs: &[Spec]) -> History {
+    let records = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let offset = match spec.phase {
+                RecordPhase::Past => -spec.offset,
+                RecordPhase::Future => spec.offset + 1,
+            };
+            Record {
+                order: i as u32 + 1,
+                phase: spec.phase,
+                event: Event {
+                    id: 100 + i as i64,
+                    name: spec.name.to_owned(),
+                    created_at: base() + TimeDelta::seconds(offset),
+                    level: spec.level,
+                    reference_id: spec.reference.map(|r| format!("ref-{r}")),
+                },
+                outgoing_event_id: None,
+                result: CheckResult::Pending,
+                created_at: base(),
+            }
+        })
+        .collect();
+    History::from_records(records)
+}
+
+fn vars(bounded: bool, now_offset: i64) -> RuleVars {
+    RuleVars {
+        now: base() + TimeDelta::seconds(now_offset),
+        since: bounded.then(|| base() - TimeDelta::hours(1)),
+        until: bounded.then(|| base() + TimeDelta::hours(1)),
+        planned_at: base(),
+        robot_id: 42,
+    }
+}
+
+/// Compiled once: compiling is not what these tests exercise.
+static RULES: LazyLock<Vec<(&'static str, Rule)>> = LazyLock::new(|| {
+    NATIVE_RULES
+        .iter()
+        .chain(INTERPRETED_RULES)
+        .map(|source| (*source, compile(source)))
+        .collect()
+});
+
+proptest! {
+    #[test]
+    fn native_agrees_with_the_interpreter(
+        specs in prop::collection::vec(spec(), 0..12),
+        bounded in prop::bool::ANY,
+        now_offset in -60i64..4000,
+    ) {
+        let history = history(&specs);
+        let vars = vars(bounded, now_offset);
+        for (source, rule) in RULES.iter() {
+            for input in [history.past_input(&vars), history.full_input(&vars)] {
+                let native = rule.evaluate(&input);
+                let reference = rule.evaluate_interpreted(&input);
+                match (&native, &reference) {
+                    (Ok(a), Ok(b)) => prop_assert_eq!(a, b, "{}", source),
+                    (Err(_), Err(_)) => {}
+                    _ => prop_assert!(
+                        false,
+                        "{source}: native {native:?} but interpreter {reference:?}"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_past_rule_sees_no_future_records() {
+    let specs = [
+        Spec {
+            name: "A",
+            phase: RecordPhase::Past,
+            offset: 10,
+            level: None,
+            reference: None,
+        },
+        Spec {
+            name: "B",
+            phase: RecordPhase::Future,
+            offset: 10,
+            level: None,
+            reference: None,
+        },
+    ];
+    let history = history(&specs);
+    let vars = vars(true, 0);
+    let rule = compile(r#"events.size() == 1 && future.size() == 0 && events[0].name == "A""#);
+    for evaluate in [Rule::evaluate, Rule::evaluate_interpreted] {
+        assert_eq!(evaluate(&rule, &history.past_input(&vars)), Ok(true));
+        assert_eq!(evaluate(&rule, &history.full_input(&vars)), Ok(false));
+    }
+}
