@@ -1,0 +1,146 @@
+//! The `status-check templates` command, run as a user would: the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn status_check(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_status-check"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("TEMPLATES_DIR")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn validate_accepts_the_shipped_templates() {
+    let output = status_check(&["templates", "validate", "templates"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("templates valid"));
+}
+
+#[test]
+fn validate_names_file_line_field_and_reason_of_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("typo.yaml"),
+        "name: typo\nversion: 1\nresources:\n  pastEvents:\n    dependsOn: [A]\n    PASS: 'evnts.size() > 0'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("unknown-key.yaml"),
+        "name: unknown-key\nversion: 1\npollUntillEnd: true\nresources:\n  pastEvents: {dependsOn: [A], PASS: 'true'}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("good.yaml"),
+        "name: good\nversion: 1\nresources:\n  pastEvents: {dependsOn: [A], PASS: 'past.size() > 0'}\n",
+    )
+    .unwrap();
+    let output = status_check(&["templates", "validate", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let typo = text.lines().find(|l| l.contains("typo.yaml")).expect(&text);
+    assert!(
+        typo.contains(
+            "typo.yaml:6: resources.pastEvents.PASS: unknown variable or function 'evnts'"
+        ),
+        "{typo}"
+    );
+    let key = text
+        .lines()
+        .find(|l| l.contains("unknown-key.yaml"))
+        .expect(&text);
+    assert!(
+        key.contains("unknown-key.yaml:3:") && key.contains("pollUntillEnd"),
+        "{key}"
+    );
+    assert!(!text.contains("good.yaml"), "{text}");
+    assert!(text.contains("2 problems found"), "{text}");
+}
+
+#[test]
+fn two_files_with_the_same_name_and_version_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml =
+        "name: twice\nversion: 3\nresources:\n  pastEvents: {dependsOn: [A], PASS: 'true'}\n";
+    std::fs::write(dir.path().join("a.yaml"), yaml).unwrap();
+    std::fs::write(dir.path().join("b.yml"), yaml).unwrap();
+    let output = status_check(&["templates", "validate", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("twice version 3 is already defined"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn list_shows_every_shipped_template() {
+    let output = status_check(&["templates", "list", "templates"]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    for name in [
+        "robot-is-charging",
+        "resident-activity",
+        "medication-box-opened",
+        "toilet-activity",
+    ] {
+        assert!(text.contains(name), "{name} missing from {text}");
+    }
+}
+
+#[test]
+fn test_replays_events_and_ends_with_the_outcome() {
+    let output = status_check(&[
+        "templates",
+        "test",
+        "templates/robot-is-charging.v1.yaml",
+        "--events",
+        "templates/examples/charging-soon.events.json",
+        "--now",
+        "2026-11-20T08:00:00Z",
+    ]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[1].starts_with("PAST") && lines[1].ends_with("PENDING FUTURE"),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("FUTURE") && lines[3].contains("CHARGING_STARTED #3"),
+        "{text}"
+    );
+    assert!(lines[3].ends_with("PASS COMPLETED"), "{text}");
+    assert_eq!(
+        lines[4],
+        "final: phase COMPLETED result PASS next command pass"
+    );
+}
+
+#[test]
+fn test_with_a_bad_events_file_says_which_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.json");
+    std::fs::write(&events, r#"[{"name": "X", "phase": "SOON"}]"#).unwrap();
+    let output = status_check(&[
+        "templates",
+        "test",
+        "templates/robot-is-charging.v1.yaml",
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not a valid events file"), "{stderr}");
+}
