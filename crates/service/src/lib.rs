@@ -1,7 +1,9 @@
-//! The status-check service. For now: loading the shipped templates and the `templates`
-//! command; the HTTP service, storage and workers build on these.
+//! The status-check service: HTTP API, storage, upstream clients and workers around the
+//! pure rules engine (`status-check-engine`).
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod store;
 pub mod template_files;
+pub mod upstream;

@@ -1,0 +1,1 @@
+//! MySQL / MariaDB implementation of [`Store`](super::Store) (in progress).

@@ -1,0 +1,1 @@
+//! Megazord Events client (in progress).

@@ -1,0 +1,1 @@
+//! Micro-Managers client (in progress).
