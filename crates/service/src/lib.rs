@@ -3,7 +3,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod checks;
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod queue;
 pub mod store;
+pub mod telemetry;
 pub mod template_files;
+pub mod templates;
 pub mod upstream;
+
+pub use app::{App, Deps};
+pub use config::Config;

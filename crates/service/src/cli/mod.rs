@@ -1,8 +1,13 @@
-//! The command line: `status-check templates …` for now.
+//! The command line: `serve`, `migrate`, `templates …`.
 
 pub mod templates;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::{App, store, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +22,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the service (configuration from the environment; see docs/configuration.md).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
     /// Validate, list and try out rule templates.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
@@ -26,5 +35,62 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Templates(command) => templates::run(command, &mut std::io::stdout()),
+        Command::Serve => runtime()?.block_on(serve()),
+        Command::Migrate => runtime()?.block_on(migrate()),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn serve() -> anyhow::Result<i32> {
+    let config = Config::from_env()?;
+    telemetry::init_logging(&config.log_level, config.log_format);
+    let app = App::build(&config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    app.run(shutdown).await?;
+    Ok(0)
+}
+
+async fn migrate() -> anyhow::Result<i32> {
+    let config = Config::from_env()?;
+    telemetry::init_logging(&config.log_level, config.log_format);
+    let store = store::connect(config.database_url.expose())
+        .await
+        .context("cannot connect to the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    tracing::info!("migrations applied");
+    Ok(0)
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+async fn cancel_on_signal(token: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+    token.cancel();
 }

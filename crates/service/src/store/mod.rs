@@ -6,8 +6,12 @@
 //! `status_check_record_event` (the event attributes rules read) and
 //! `status_check_template_ext` (a template version's default windows).
 
+mod db;
 pub mod mysql;
+mod queries;
 pub mod sqlite;
+
+pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
 
 use std::sync::Arc;
 
@@ -36,6 +40,8 @@ pub struct CheckKey {
     pub robot_id: i64,
     pub step_id: i64,
     pub scheduled_id: i64,
+    /// Stored and compared to the millisecond. The production column is a `TIMESTAMP`:
+    /// `create_check` refuses (`Conflict`) a time outside `TIMESTAMP_MIN..=TIMESTAMP_MAX`.
     pub planned_at: DateTime<Utc>,
 }
 
@@ -82,7 +88,9 @@ pub struct StoredCheck {
     pub subscription_id: Option<i64>,
     pub windows: StoredWindows,
     pub next_steps: NextSteps,
-    /// The poller row's `since` / `until` (`None` when unbounded / no future window).
+    /// The window's start and end (`None` when unbounded / no future window), exact to the
+    /// millisecond: `Windows::compute` over `windows`. The poller row holds the same bounds
+    /// widened to whole seconds (`since` down, `until` up) for the scheduler's claims.
     pub polling_since: Option<DateTime<Utc>>,
     pub polling_until: Option<DateTime<Utc>>,
     /// The last notification sequence number handed out for this check (0: none yet).
@@ -118,7 +126,10 @@ pub enum Synced {
     /// An identical version was already there; left alone.
     Unchanged(i64),
     /// The same name and version exist with a different definition: refused, nothing changed.
-    Conflict { id: i64, stored: Box<TemplateDefinition> },
+    Conflict {
+        id: i64,
+        stored: Box<TemplateDefinition>,
+    },
 }
 
 #[async_trait]
@@ -157,3 +168,12 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store a database URL names: `sqlite:…` or `mysql://…`.
+pub async fn connect(url: &str) -> Result<DynStore, StoreError> {
+    if url.starts_with("mysql://") {
+        Ok(Arc::new(mysql::MysqlStore::connect(url).await?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+    }
+}

@@ -1,1 +1,263 @@
-//! MySQL / MariaDB implementation of [`Store`](super::Store) (in progress).
+//! MySQL / MariaDB implementation of [`Store`](super::Store): production (MySQL 8, MariaDB
+//! ≥ 10.6), on the existing `tinybots` tables plus this service's own (docs/storage.md).
+//!
+//! Every connection sets `time_zone = '+00:00'`, so `TIMESTAMP` columns read and write UTC.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{MySql, Row, Transaction};
+use status_check_engine::TemplateDefinition;
+
+use super::db::{
+    Arg, Db, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator, names_request_key,
+};
+use super::queries;
+use super::{CheckKey, Created, NewCheck, Store, StoreError, StoredCheck, StoredTemplate, Synced};
+
+const MAX_CONNECTIONS: u32 = 10;
+
+/// MySQL error numbers: deadlock, lock wait timeout.
+const ER_LOCK_DEADLOCK: u16 = 1213;
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+
+const MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/mysql/0001_init.sql"),
+)];
+
+/// The MySQL / MariaDB store.
+#[derive(Debug, Clone)]
+pub struct MysqlStore {
+    pool: MySqlPool,
+}
+
+impl MysqlStore {
+    /// Connects to `mysql://user:password@host:port/database` (TLS when the server offers
+    /// it, as MySQL 8's default authentication needs).
+    pub async fn connect(url: &str) -> Result<MysqlStore, StoreError> {
+        MysqlStore::connect_with(MySqlConnectOptions::from_str(url)?).await
+    }
+
+    /// Connects with explicit options (e.g. built from `DB_RW_HOST`, `DB_PORT`, … without
+    /// putting a password into a URL).
+    pub async fn connect_with(options: MySqlConnectOptions) -> Result<MysqlStore, StoreError> {
+        let options = options
+            .timezone(Some("+00:00".to_owned()))
+            .charset("utf8mb4");
+        let pool = MySqlPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        Ok(MysqlStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for MysqlStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // One connection, so the session prepared here is the one the migrations run on.
+        let options = (*self.pool.connect_options()).clone();
+        let pool = MySqlPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let result = migrate_on(&pool).await;
+        pool.close().await;
+        result
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
+        queries::create_check(self, check).await
+    }
+
+    async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
+        queries::get_check(self, id).await
+    }
+
+    async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
+        queries::find_check(self, key).await
+    }
+
+    async fn sync_template(
+        &self,
+        definition: &TemplateDefinition,
+        now: DateTime<Utc>,
+    ) -> Result<Synced, StoreError> {
+        queries::sync_template(self, definition, now).await
+    }
+
+    async fn active_template(&self, name: &str) -> Result<Option<StoredTemplate>, StoreError> {
+        queries::active_template(self, name).await
+    }
+
+    async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
+        queries::template_by_id(self, id).await
+    }
+}
+
+#[async_trait]
+impl Db for MysqlStore {
+    type Tx = Transaction<'static, MySql>;
+
+    /// Reads and writes alike: InnoDB takes row locks statement by statement; reads see one
+    /// snapshot (REPEATABLE READ).
+    async fn begin(&self, _mode: Mode) -> Result<Self::Tx, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    fn classify(&self, error: &StoreError) -> Failure {
+        let StoreError::Database(sqlx::Error::Database(error)) = error else {
+            return Failure::Other;
+        };
+        if error.is_unique_violation() {
+            return Failure::Duplicate {
+                request_key: names_request_key(error.message()),
+            };
+        }
+        match error.try_downcast_ref::<MySqlDatabaseError>() {
+            Some(e) if matches!(e.number(), ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT) => {
+                Failure::Transient
+            }
+            _ => Failure::Other,
+        }
+    }
+}
+
+/// Runs the migrations on a one-connection pool. (Through `&mut MySqlConnection` they would
+/// not compile in a `Send` future: "`Acquire` is not general enough".)
+async fn migrate_on(pool: &MySqlPool) -> Result<(), StoreError> {
+    // With explicit_defaults_for_timestamp off (the default before MariaDB 10.10), the first
+    // `TIMESTAMP NOT NULL` column of a new table silently becomes `ON UPDATE
+    // CURRENT_TIMESTAMP` (the poller's `since`, the check's `planned_at`). Turn it on for this
+    // session, or refuse.
+    let mut conn = pool.acquire().await?;
+    let explicit: i64 =
+        sqlx::query_scalar("SELECT CAST(@@SESSION.explicit_defaults_for_timestamp AS SIGNED)")
+            .fetch_one(&mut *conn)
+            .await?;
+    if explicit == 0 {
+        sqlx::query("SET SESSION explicit_defaults_for_timestamp = 1")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                sqlx::Error::Configuration(
+                    format!(
+                        "the server has explicit_defaults_for_timestamp = OFF and this session \
+                         cannot turn it on ({e}); set it ON for the server, or the migrations \
+                         would create TIMESTAMP columns that change on every update"
+                    )
+                    .into(),
+                )
+            })?;
+    }
+    drop(conn);
+    migrator(MIGRATIONS).run(pool).await?;
+    Ok(())
+}
+
+type Query = sqlx::query::Query<'static, MySql, <MySql as sqlx::Database>::Arguments>;
+
+fn bind(mut query: Query, args: Vec<Arg>) -> Query {
+    for arg in args {
+        query = match arg {
+            Arg::Int(value) => query.bind(value),
+            Arg::OptInt(value) => query.bind(value),
+            Arg::Text(value) => query.bind(value),
+            Arg::OptText(value) => query.bind(value),
+            Arg::Bool(value) => query.bind(value),
+            Arg::Time(value) => query.bind(value),
+        };
+    }
+    query
+}
+
+#[async_trait]
+impl Tx for Transaction<'static, MySql> {
+    type Row = MySqlRow;
+
+    async fn execute(&mut self, sql: &'static str, args: Vec<Arg>) -> Result<Done, StoreError> {
+        let result = bind(sqlx::query(sql), args).execute(&mut **self).await?;
+        let last_insert_id = i64::try_from(result.last_insert_id())
+            .map_err(|_| StoreError::Corrupt("an id beyond 2^63 - 1".to_owned()))?;
+        Ok(Done { last_insert_id })
+    }
+
+    async fn fetch_all(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Vec<MySqlRow>, StoreError> {
+        Ok(bind(sqlx::query(sql), args).fetch_all(&mut **self).await?)
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        Transaction::commit(self).await?;
+        Ok(())
+    }
+}
+
+/// Integers of signed and unsigned columns alike, as `i64`.
+fn int_of(row: &MySqlRow, column: &str) -> Result<Option<i64>, StoreError> {
+    match row.try_get::<Option<i64>, _>(column) {
+        Ok(value) => Ok(value),
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            let value: Option<u64> = row.try_get(column)?;
+            value
+                .map(|v| {
+                    i64::try_from(v).map_err(|_| {
+                        StoreError::Corrupt(format!("{column}: {v} is beyond 2^63 - 1"))
+                    })
+                })
+                .transpose()
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl SqlRow for MySqlRow {
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        int_of(self, column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL where a value is needed")))
+    }
+
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        int_of(self, column)
+    }
+
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn boolean(&self, column: &str) -> Result<bool, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_migration_file_is_embedded() {
+        super::super::db::assert_all_embedded("mysql", super::MIGRATIONS);
+    }
+}

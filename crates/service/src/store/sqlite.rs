@@ -1,1 +1,256 @@
-//! SQLite implementation of [`Store`](super::Store) (in progress).
+//! SQLite implementation of [`Store`](super::Store): the embedded default, one file.
+//!
+//! WAL, a busy timeout, foreign keys on, and write transactions that take the write lock up
+//! front (`BEGIN IMMEDIATE`), so a transaction never fails half-way on a lock it could not
+//! upgrade. Times are stored as RFC 3339 UTC text with milliseconds (docs/storage.md).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use status_check_engine::TemplateDefinition;
+
+use super::db::{
+    Arg, Db, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator, names_request_key,
+    sqlite_text,
+};
+use super::queries;
+use super::{CheckKey, Created, NewCheck, Store, StoreError, StoredCheck, StoredTemplate, Synced};
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections of a file database (readers run in parallel under WAL; writers queue).
+const MAX_CONNECTIONS: u32 = 8;
+
+const MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database a URL names: `sqlite://status-check.db`,
+    /// `sqlite:///abs/path.db`, or `sqlite::memory:` (one private in-memory database, held by
+    /// a single connection that is never closed).
+    pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = if in_memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await?
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .connect_with(
+                    options
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal),
+                )
+                .await?
+        };
+        Ok(SqliteStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        migrator(MIGRATIONS).run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
+        queries::create_check(self, check).await
+    }
+
+    async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
+        queries::get_check(self, id).await
+    }
+
+    async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
+        queries::find_check(self, key).await
+    }
+
+    async fn sync_template(
+        &self,
+        definition: &TemplateDefinition,
+        now: DateTime<Utc>,
+    ) -> Result<Synced, StoreError> {
+        queries::sync_template(self, definition, now).await
+    }
+
+    async fn active_template(&self, name: &str) -> Result<Option<StoredTemplate>, StoreError> {
+        queries::active_template(self, name).await
+    }
+
+    async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
+        queries::template_by_id(self, id).await
+    }
+}
+
+#[async_trait]
+impl Db for SqliteStore {
+    type Tx = Transaction<'static, Sqlite>;
+
+    async fn begin(&self, mode: Mode) -> Result<Self::Tx, StoreError> {
+        Ok(match mode {
+            Mode::Read => self.pool.begin().await?,
+            Mode::Write => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        })
+    }
+
+    fn classify(&self, error: &StoreError) -> Failure {
+        let StoreError::Database(sqlx::Error::Database(error)) = error else {
+            return Failure::Other;
+        };
+        if error.is_unique_violation() {
+            return Failure::Duplicate {
+                request_key: names_request_key(error.message()),
+            };
+        }
+        // SQLITE_BUSY and SQLITE_LOCKED with their extended codes.
+        let primary = error
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(|code| code & 0xff);
+        match primary {
+            Some(5 | 6) => Failure::Transient,
+            _ => Failure::Other,
+        }
+    }
+}
+
+type Query = sqlx::query::Query<'static, Sqlite, <Sqlite as sqlx::Database>::Arguments>;
+
+fn bind(mut query: Query, args: Vec<Arg>) -> Query {
+    for arg in args {
+        query = match arg {
+            Arg::Int(value) => query.bind(value),
+            Arg::OptInt(value) => query.bind(value),
+            Arg::Text(value) => query.bind(value),
+            Arg::OptText(value) => query.bind(value),
+            Arg::Bool(value) => query.bind(value),
+            Arg::Time(value) => query.bind(sqlite_text(value)),
+        };
+    }
+    query
+}
+
+#[async_trait]
+impl Tx for Transaction<'static, Sqlite> {
+    type Row = SqliteRow;
+
+    async fn execute(&mut self, sql: &'static str, args: Vec<Arg>) -> Result<Done, StoreError> {
+        let result = bind(sqlx::query(sql), args).execute(&mut **self).await?;
+        Ok(Done {
+            last_insert_id: result.last_insert_rowid(),
+        })
+    }
+
+    async fn fetch_all(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        Ok(bind(sqlx::query(sql), args).fetch_all(&mut **self).await?)
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        Transaction::commit(self).await?;
+        Ok(())
+    }
+}
+
+impl SqlRow for SqliteRow {
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn boolean(&self, column: &str) -> Result<bool, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        super::super::db::assert_all_embedded("sqlite", MIGRATIONS);
+    }
+
+    /// The behaviour suite runs on files; an in-memory database must work as well.
+    #[tokio::test]
+    async fn in_memory_database_works() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        let definition = TemplateDefinition {
+            name: "in-memory".into(),
+            version: 1,
+            description: String::new(),
+            is_active: true,
+            poll_until_end: false,
+            poller: Default::default(),
+            past: Some(status_check_engine::template::PhaseDefinition {
+                depends_on: vec!["A".into()],
+                pass: Some("true".into()),
+                ..Default::default()
+            }),
+            future: None,
+        };
+        let Synced::Created(id) = store.sync_template(&definition, Utc::now()).await.unwrap()
+        else {
+            panic!("expected Created");
+        };
+        let stored = store.active_template("in-memory").await.unwrap().unwrap();
+        assert_eq!((stored.id, stored.definition), (id, definition));
+    }
+}

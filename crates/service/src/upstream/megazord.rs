@@ -1,1 +1,172 @@
-//! Megazord Events client (in progress).
+//! Megazord Events client (SPEC §5.2): a robot's incoming events, and subscriptions to them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use status_check_engine::Event;
+
+use super::http::{ClientBuildError, Idempotency, UpstreamHttp};
+use super::{Megazord, Subscription, UpstreamConfig, UpstreamError};
+
+/// The service label in errors, logs and metrics.
+pub const SERVICE: &str = "megazord";
+
+/// [`Megazord`] over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpMegazord {
+    http: UpstreamHttp,
+}
+
+impl HttpMegazord {
+    pub fn new(config: &UpstreamConfig) -> Result<Self, ClientBuildError> {
+        Ok(HttpMegazord {
+            http: UpstreamHttp::new(SERVICE, config)?,
+        })
+    }
+
+    /// `…/internal/v1/events/robots/{robotId}/{tail…}`.
+    fn robot_url(&self, robot_id: i64, tail: &[&str]) -> reqwest::Url {
+        let robot = robot_id.to_string();
+        let head = ["internal", "v1", "events", "robots", robot.as_str()];
+        self.http.url(head.iter().chain(tail))
+    }
+}
+
+#[async_trait]
+impl Megazord for HttpMegazord {
+    async fn incomings(
+        &self,
+        robot_id: i64,
+        event_name: &str,
+        created_since: DateTime<Utc>,
+        call_ref: &str,
+    ) -> Result<Vec<Event>, UpstreamError> {
+        let mut url = self.robot_url(robot_id, &["incomings"]);
+        // `timestamp()` is the floor of the instant in whole seconds.
+        url.query_pairs_mut()
+            .append_pair("event_name", event_name)
+            .append_pair("created_since", &created_since.timestamp().to_string());
+        self.http
+            .call(
+                "incomings",
+                Idempotency::Idempotent,
+                call_ref,
+                |client| client.get(url.clone()),
+                |answer| match answer.status {
+                    status if status.is_success() => Ok(answer
+                        .json::<Vec<IncomingDto>>(SERVICE)?
+                        .into_iter()
+                        .map(IncomingDto::into_event)
+                        .collect()),
+                    StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
+                    _ => Err(answer.unexpected(SERVICE)),
+                },
+            )
+            .await
+    }
+
+    async fn subscribe(
+        &self,
+        robot_id: i64,
+        event_names: &[String],
+        until: DateTime<Utc>,
+        call_ref: &str,
+    ) -> Result<Subscription, UpstreamError> {
+        let url = self.robot_url(robot_id, &["subscriptions"]);
+        let body = SubscribeBody {
+            event_names,
+            until: until.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        };
+        self.http
+            .call(
+                "subscribe",
+                Idempotency::NotIdempotent,
+                call_ref,
+                |client| client.post(url.clone()).json(&body),
+                |answer| match answer.status {
+                    status if status.is_success() => {
+                        let created: SubscriptionDto = answer.json(SERVICE)?;
+                        Ok(Subscription { id: created.id })
+                    }
+                    StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
+                    _ => Err(answer.unexpected(SERVICE)),
+                },
+            )
+            .await
+    }
+
+    async fn unsubscribe(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        call_ref: &str,
+    ) -> Result<(), UpstreamError> {
+        let id = subscription_id.to_string();
+        let url = self.robot_url(robot_id, &["subscriptions", id.as_str()]);
+        self.http
+            .call(
+                "unsubscribe",
+                Idempotency::Idempotent,
+                call_ref,
+                |client| client.delete(url.clone()),
+                |answer| match answer.status {
+                    // 404: already gone, which is what was asked for.
+                    status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+                    _ => Err(answer.unexpected(SERVICE)),
+                },
+            )
+            .await
+    }
+}
+
+/// The body of `POST …/subscriptions`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscribeBody<'a> {
+    event_names: &'a [String],
+    /// RFC 3339, UTC (`Z`).
+    until: String,
+}
+
+/// The answer to `POST …/subscriptions`; only the id matters here.
+#[derive(Debug, Deserialize)]
+struct SubscriptionDto {
+    id: i64,
+}
+
+/// One entry of `GET …/incomings`. Unknown fields (`robotId`, `providerName`, …) are ignored.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IncomingDto {
+    id: i64,
+    event_name: String,
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    level: Option<i64>,
+    #[serde(default)]
+    reference_id: Option<ReferenceId>,
+}
+
+/// Megazord sends reference ids as numbers or as strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ReferenceId {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl IncomingDto {
+    fn into_event(self) -> Event {
+        Event {
+            id: self.id,
+            name: self.event_name,
+            created_at: self.created_at,
+            level: self.level,
+            reference_id: self.reference_id.map(|reference| match reference {
+                ReferenceId::Text(text) => text,
+                ReferenceId::Number(number) => number.to_string(),
+            }),
+        }
+    }
+}

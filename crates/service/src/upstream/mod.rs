@@ -2,6 +2,7 @@
 //! subscriptions). One adapter module each, holding the HTTP client and the JSON shapes; the
 //! rest of the service sees only these traits, so tests can put in stubs or the simulators.
 
+pub mod http;
 pub mod megazord;
 pub mod micro_managers;
 

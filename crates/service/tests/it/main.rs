@@ -1,8 +1,12 @@
 //! The service's one integration-test binary: real HTTP, real SQLite and MariaDB, real
 //! processes. Shared helpers live in `support`.
 
+mod api;
+mod harness;
 mod megazord_client;
 mod micro_managers_client;
+mod openapi;
+mod queue;
 mod store;
 mod support;
 mod templates_cli;

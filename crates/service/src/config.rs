@@ -1,0 +1,463 @@
+//! Configuration (SPEC §7): defaults, then an optional YAML file of the same keys, then the
+//! environment, which wins. Every key is validated at start; an error names the key.
+//! Secrets are wrapped so they never reach `Debug` output or logs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every key this service reads, with its default and what it means — the source of
+/// `docs/configuration.md`.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("HOST", "0.0.0.0", "Address the HTTP server binds to."),
+    (
+        "PORT",
+        "8080",
+        "Port of the HTTP server (0 picks a free one).",
+    ),
+    (
+        "DATABASE_URL",
+        "sqlite://status-check.db",
+        "`sqlite://FILE` (embedded default) or `mysql://USER:PASS@HOST:PORT/DB`.",
+    ),
+    (
+        "DB_RW_HOST",
+        "",
+        "MySQL host, as in the existing deployment; used when DATABASE_URL is unset.",
+    ),
+    ("DB_PORT", "3306", "MySQL port (with DB_RW_HOST)."),
+    ("DB_RW_USERNAME", "", "MySQL user (with DB_RW_HOST)."),
+    (
+        "DB_RW_PASSWORD",
+        "",
+        "MySQL password (with DB_RW_HOST). Secret.",
+    ),
+    ("DB_NAME", "tinybots", "MySQL database (with DB_RW_HOST)."),
+    (
+        "MICRO_MANAGERS_ADDRESS",
+        "",
+        "Base URL of Micro-Managers. Required by `serve`.",
+    ),
+    (
+        "MEGAZORD_EVENTS_ADDRESS",
+        "",
+        "Base URL of Megazord Events. Required by `serve`.",
+    ),
+    (
+        "UPSTREAM_TIMEOUT_MS",
+        "5000",
+        "Timeout of one upstream HTTP attempt, in milliseconds.",
+    ),
+    (
+        "UPSTREAM_RETRIES",
+        "2",
+        "Retries of idempotent upstream calls on connection errors and 5xx.",
+    ),
+    (
+        "STATUS_QUEUE_ADDRESS",
+        "",
+        "SQS URL of the status queue Megazord delivers to.",
+    ),
+    (
+        "ROBOT_QUEUE_ADDRESS",
+        "",
+        "Prefix of the robots' SQS queue URLs; the robot id is appended.",
+    ),
+    ("AWS_REGION", "eu-central-1", "AWS region of the queues."),
+    (
+        "AWS_ENDPOINT",
+        "",
+        "Custom SQS endpoint, e.g. a local emulator.",
+    ),
+    (
+        "ROBOT_CONSUMER_USERNAME",
+        "tinybots-robots",
+        "The Kong consumer username robots call as.",
+    ),
+    (
+        "TEMPLATES_DIR",
+        "templates",
+        "Folder of the shipped YAML templates, synced to the database at start.",
+    ),
+    (
+        "TEMPLATE_CACHE_TTL_SECS",
+        "60",
+        "How long a template loaded from the database is cached.",
+    ),
+    (
+        "HISTORY_CAP",
+        "10000",
+        "Most records one check may hold; one more ends it FAILED.",
+    ),
+    (
+        "SHUTDOWN_TIMEOUT_SECS",
+        "30",
+        "Bound on the graceful shutdown drain.",
+    ),
+    (
+        "LOG_LEVEL",
+        "info",
+        "`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive.",
+    ),
+    ("LOG_FORMAT", "json", "`json` (production) or `pretty`."),
+    (
+        "CONFIG_FILE",
+        "",
+        "Optional YAML file setting any of these keys; the environment wins.",
+    ),
+];
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration key {key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: Secret<String>,
+    pub micro_managers_address: Option<String>,
+    pub megazord_events_address: Option<String>,
+    pub upstream_timeout: Duration,
+    pub upstream_retries: usize,
+    pub status_queue_address: Option<String>,
+    pub robot_queue_address: Option<String>,
+    pub aws_region: String,
+    pub aws_endpoint: Option<String>,
+    pub robot_consumer_username: String,
+    pub templates_dir: PathBuf,
+    pub template_cache_ttl: Duration,
+    pub history_cap: usize,
+    pub shutdown_timeout: Duration,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment (and `CONFIG_FILE`, when set).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_sources(std::env::vars().collect())
+    }
+
+    /// Builds the configuration from environment-like variables, reading `CONFIG_FILE` when
+    /// one of them names it.
+    pub fn from_sources(env: BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let mut values = BTreeMap::new();
+        if let Some(file) = env.get("CONFIG_FILE").filter(|f| !f.is_empty()) {
+            values = read_file(Path::new(file))?;
+        }
+        let known = |key: &str| KEYS.iter().any(|(k, _, _)| *k == key);
+        for (key, value) in env {
+            if known(&key) {
+                values.insert(key, value);
+            }
+        }
+        Config::from_values(&values)
+    }
+
+    fn from_values(values: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let get = |key: &str| -> String {
+            values
+                .get(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default(key).to_owned())
+        };
+        // Only what was set: a key's default never counts as "given".
+        let optional = |key: &str| {
+            values
+                .get(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let parse_u64 = |key: &str| -> Result<u64, ConfigError> {
+            get(key)
+                .parse::<u64>()
+                .map_err(|_| error(key, format!("{:?} is not a whole number", get(key))))
+        };
+        let positive = |key: &str| -> Result<u64, ConfigError> {
+            match parse_u64(key)? {
+                0 => Err(error(key, "must be greater than 0")),
+                n => Ok(n),
+            }
+        };
+        let url = |key: &str| -> Result<Option<String>, ConfigError> {
+            match optional(key) {
+                Some(value) if !value.starts_with("http://") && !value.starts_with("https://") => {
+                    Err(error(key, format!("{value:?} is not an http(s) URL")))
+                }
+                other => Ok(other),
+            }
+        };
+
+        let host = get("HOST")
+            .parse::<IpAddr>()
+            .map_err(|_| error("HOST", format!("{:?} is not an IP address", get("HOST"))))?;
+        let port = get("PORT")
+            .parse::<u16>()
+            .map_err(|_| error("PORT", format!("{:?} is not a port number", get("PORT"))))?;
+        let database_url = database_url(&get, &optional)?;
+        let log_format = match get("LOG_FORMAT").as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                return Err(error(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not json or pretty"),
+                ));
+            }
+        };
+        let log_level = get("LOG_LEVEL");
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(error(
+                "LOG_LEVEL",
+                format!("{log_level:?} is not a log level"),
+            ));
+        }
+        let robot_queue_address = optional("ROBOT_QUEUE_ADDRESS");
+        Ok(Config {
+            host,
+            port,
+            database_url,
+            micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
+            megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
+            upstream_timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
+            upstream_retries: usize::try_from(parse_u64("UPSTREAM_RETRIES")?)
+                .ok()
+                .filter(|r| *r <= 10)
+                .ok_or_else(|| error("UPSTREAM_RETRIES", "must be at most 10"))?,
+            status_queue_address: url("STATUS_QUEUE_ADDRESS")?,
+            robot_queue_address,
+            aws_region: get("AWS_REGION"),
+            aws_endpoint: url("AWS_ENDPOINT")?,
+            robot_consumer_username: get("ROBOT_CONSUMER_USERNAME"),
+            templates_dir: PathBuf::from(get("TEMPLATES_DIR")),
+            template_cache_ttl: Duration::from_secs(positive("TEMPLATE_CACHE_TTL_SECS")?),
+            history_cap: usize::try_from(positive("HISTORY_CAP")?)
+                .map_err(|_| error("HISTORY_CAP", "too large"))?,
+            shutdown_timeout: Duration::from_secs(positive("SHUTDOWN_TIMEOUT_SECS")?),
+            log_level,
+            log_format,
+        })
+    }
+}
+
+fn default(key: &str) -> &'static str {
+    KEYS.iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or("", |(_, default, _)| default)
+}
+
+/// `DATABASE_URL`, or one built from the existing deployment's `DB_*` variables.
+fn database_url(
+    get: &impl Fn(&str) -> String,
+    optional: &impl Fn(&str) -> Option<String>,
+) -> Result<Secret<String>, ConfigError> {
+    if let Some(url) = optional("DATABASE_URL") {
+        if !(url.starts_with("sqlite:") || url.starts_with("mysql://")) {
+            return Err(error("DATABASE_URL", "must start with sqlite: or mysql://"));
+        }
+        return Ok(Secret::new(url));
+    }
+    let Some(host) = optional("DB_RW_HOST") else {
+        return Ok(Secret::new(default("DATABASE_URL").to_owned()));
+    };
+    let port = get("DB_PORT").parse::<u16>().map_err(|_| {
+        error(
+            "DB_PORT",
+            format!("{:?} is not a port number", get("DB_PORT")),
+        )
+    })?;
+    let user = optional("DB_RW_USERNAME")
+        .ok_or_else(|| error("DB_RW_USERNAME", "is required with DB_RW_HOST"))?;
+    let password = get("DB_RW_PASSWORD");
+    let name = get("DB_NAME");
+    Ok(Secret::new(format!(
+        "mysql://{}:{}@{host}:{port}/{}",
+        percent_encode(&user),
+        percent_encode(&password),
+        percent_encode(&name)
+    )))
+}
+
+/// Encodes everything but unreserved characters, for a URL's user, password or path.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A YAML map of the same keys; unknown keys are refused so a typo cannot go unnoticed.
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        error(
+            "CONFIG_FILE",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let raw: BTreeMap<String, serde_json::Value> = serde_saphyr::from_str(&text).map_err(|e| {
+        error(
+            "CONFIG_FILE",
+            format!("{} is not a YAML map: {e}", path.display()),
+        )
+    })?;
+    let mut values = BTreeMap::new();
+    for (key, value) in raw {
+        if !KEYS.iter().any(|(k, _, _)| *k == key) || key == "CONFIG_FILE" {
+            return Err(error(&key, format!("unknown key in {}", path.display())));
+        }
+        let value = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Null => String::new(),
+            _ => return Err(error(&key, "must be a plain value")),
+        };
+        values.insert(key, value);
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_sources(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.database_url.expose(), "sqlite://status-check.db");
+        assert_eq!(config.upstream_timeout, Duration::from_secs(5));
+        assert_eq!(config.robot_consumer_username, "tinybots-robots");
+        assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (key, value) in [
+            ("PORT", "eighty"),
+            ("HOST", "localhost:80"),
+            ("UPSTREAM_TIMEOUT_MS", "0"),
+            ("LOG_FORMAT", "xml"),
+            ("DATABASE_URL", "postgres://x"),
+            ("MICRO_MANAGERS_ADDRESS", "micro-managers:80"),
+            ("HISTORY_CAP", "-1"),
+        ] {
+            let err = config(&[(key, value)]).unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+            assert!(err.to_string().contains(key));
+        }
+    }
+
+    #[test]
+    fn the_existing_deployments_variables_build_a_mysql_url() {
+        let built = config(&[
+            ("DB_RW_HOST", "db.internal"),
+            ("DB_RW_USERNAME", "svc"),
+            ("DB_RW_PASSWORD", "p@ss:word"),
+            ("DB_PORT", "3307"),
+        ])
+        .unwrap();
+        assert_eq!(
+            built.database_url.expose(),
+            "mysql://svc:p%40ss%3Aword@db.internal:3307/tinybots"
+        );
+        assert!(config(&[("DB_RW_HOST", "db")]).unwrap_err().key == "DB_RW_USERNAME");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let config = config(&[("DATABASE_URL", "mysql://u:hunter2@h/db")]).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file_and_file_typos_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, "PORT: 9000\nLOG_FORMAT: pretty\n").unwrap();
+        let path = file.to_str().unwrap();
+        let config = config(&[("CONFIG_FILE", path), ("PORT", "9100")]).unwrap();
+        assert_eq!(config.port, 9100);
+        assert_eq!(config.log_format, LogFormat::Pretty);
+
+        std::fs::write(&file, "PROT: 9000\n").unwrap();
+        let err = Config::from_sources(
+            [("CONFIG_FILE".to_owned(), path.to_owned())]
+                .into_iter()
+                .collect(),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "PROT");
+    }
+}
+
+#[cfg(test)]
+mod docs {
+    /// docs/configuration.md must list every key this service reads.
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../../../docs/configuration.md");
+        for (key, _, _) in super::KEYS {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "{key} missing from docs/configuration.md"
+            );
+        }
+    }
+}

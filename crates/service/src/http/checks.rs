@@ -1,0 +1,392 @@
+//! `POST /v1/status-check/check` and `GET /v1/status-check/check/{statusCheckId}`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Robot;
+use super::problem::{ApiError, FieldError, Problem};
+use super::request_id::RequestId;
+use crate::checks::{CheckError, CreateOutcome, CreateRequest};
+use crate::store::{StoreError, StoredCheck};
+use crate::upstream::UpstreamError;
+
+/// The body of `POST /v1/status-check/check`. Unknown fields are ignored.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Documents the body; parsing is by hand for field-level errors.
+pub struct CreateCheckBody {
+    /// The script step the robot is at; a positive integer.
+    #[schema(minimum = 1, example = 123)]
+    step_id: i64,
+    #[schema(minimum = 1, example = 456)]
+    scheduled_id: i64,
+    #[schema(minimum = 1, example = 789)]
+    script_version_id: i64,
+    /// RFC 3339 with an offset.
+    #[schema(format = DateTime, example = "2026-11-20T08:00:00Z")]
+    planned_at: String,
+}
+
+/// One history entry (SPEC §2.4).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordDto {
+    pub order: u32,
+    #[schema(example = "PAST")]
+    pub phase: String,
+    pub event_name: String,
+    pub incoming_event_id: i64,
+    pub outgoing_event_id: Option<i64>,
+    pub event_created_at: String,
+    #[schema(example = "PENDING")]
+    pub result: String,
+    pub created_at: String,
+}
+
+/// A status check (SPEC §2.4).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckDto {
+    pub id: i64,
+    pub robot_id: i64,
+    /// The template's name.
+    pub status_check: String,
+    pub template_version: i64,
+    pub step_id: i64,
+    pub scheduled_id: i64,
+    pub script_version_id: i64,
+    pub planned_at: String,
+    /// `CREATED`, `PAST`, `FUTURE`, `COMPLETED` or `FAILED`.
+    pub phase: String,
+    /// `PENDING`, `PASS`, `FAIL` or `UNKNOWN`.
+    pub result: String,
+    /// Set once the check has ended.
+    pub next_step_id: Option<i64>,
+    /// Start of the past window; null when the look-back is unbounded.
+    pub polling_since: Option<String>,
+    /// End of the future window (the deadline); null without a future phase.
+    pub polling_until: Option<String>,
+    pub subscription_id: Option<i64>,
+    pub history: Vec<RecordDto>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl From<&StoredCheck> for CheckDto {
+    fn from(check: &StoredCheck) -> Self {
+        CheckDto {
+            id: check.id,
+            robot_id: check.key.robot_id,
+            status_check: check.template_name.clone(),
+            template_version: check.template_version,
+            step_id: check.key.step_id,
+            scheduled_id: check.key.scheduled_id,
+            script_version_id: check.script_version_id,
+            planned_at: time(check.key.planned_at),
+            phase: check.phase.to_string(),
+            result: check.result.to_string(),
+            next_step_id: check.next_step_id,
+            polling_since: check.polling_since.map(time),
+            polling_until: check.polling_until.map(time),
+            subscription_id: check.subscription_id,
+            history: check
+                .records
+                .iter()
+                .map(|record| RecordDto {
+                    order: record.order,
+                    phase: record.phase.to_string(),
+                    event_name: record.event.name.clone(),
+                    incoming_event_id: record.event.id,
+                    outgoing_event_id: record.outgoing_event_id,
+                    event_created_at: time(record.event.created_at),
+                    result: record.result.to_string(),
+                    created_at: time(record.created_at),
+                })
+                .collect(),
+            created_at: time(check.created_at),
+            updated_at: time(check.updated_at),
+        }
+    }
+}
+
+/// A JSON object body: 415 for another content type, 413 over the size limit, 400 when it
+/// is not a JSON object.
+pub struct JsonObject(pub serde_json::Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        let is_json = essence.eq_ignore_ascii_case("application/json")
+            || (essence.starts_with("application/") && essence.ends_with("+json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as application/json".to_owned(),
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(format!(
+                        "the body is larger than {} bytes",
+                        super::BODY_LIMIT
+                    ))
+                } else {
+                    ApiError::bad_request("the body could not be read")
+                }
+            })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "the body is not valid JSON: {e}"
+            ))),
+        }
+    }
+}
+
+/// Validates the create body, listing every invalid field.
+fn parse_create(
+    robot_id: i64,
+    body: &serde_json::Map<String, Value>,
+) -> Result<CreateRequest, ApiError> {
+    let mut errors = Vec::new();
+    let mut id = |field: &str| -> i64 {
+        let message = match body.get(field) {
+            None | Some(Value::Null) => "is required",
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(v) if v > 0 => return v,
+                _ if n.as_u64().is_some() => "must be at most 9223372036854775807",
+                _ => "must be a positive integer",
+            },
+            Some(_) => "must be a positive integer",
+        };
+        errors.push(FieldError {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        });
+        0
+    };
+    let step_id = id("stepId");
+    let scheduled_id = id("scheduledId");
+    let script_version_id = id("scriptVersionId");
+    let planned_at = match body.get("plannedAt") {
+        Some(Value::String(text)) => match DateTime::parse_from_rfc3339(text) {
+            Ok(at) => Some(at.with_timezone(&Utc)),
+            Err(_) => {
+                errors.push(FieldError {
+                    field: "plannedAt".to_owned(),
+                    message: "must be an RFC 3339 timestamp with an offset".to_owned(),
+                });
+                None
+            }
+        },
+        None | Some(Value::Null) => {
+            errors.push(FieldError {
+                field: "plannedAt".to_owned(),
+                message: "is required".to_owned(),
+            });
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError {
+                field: "plannedAt".to_owned(),
+                message: "must be an RFC 3339 timestamp string".to_owned(),
+            });
+            None
+        }
+    };
+    match (planned_at, errors.is_empty()) {
+        (Some(planned_at), true) => Ok(CreateRequest {
+            robot_id,
+            step_id,
+            scheduled_id,
+            script_version_id,
+            planned_at,
+        }),
+        _ => Err(ApiError::BadRequest {
+            detail: "the request body is invalid".to_owned(),
+            errors,
+        }),
+    }
+}
+
+impl From<CheckError> for ApiError {
+    fn from(error: CheckError) -> Self {
+        match error {
+            CheckError::StepNotFound(_) => ApiError::NotFound(error.to_string()),
+            CheckError::Unprocessable(detail) => ApiError::Unprocessable(detail),
+            CheckError::Upstream(e) => {
+                tracing::warn!(error = %e, "upstream failure");
+                let service = match e {
+                    UpstreamError::NotFound { service }
+                    | UpstreamError::Unavailable { service, .. }
+                    | UpstreamError::Invalid { service, .. } => service,
+                };
+                ApiError::BadGateway(format!(
+                    "{service} could not be reached or answered unexpectedly; nothing was saved"
+                ))
+            }
+            CheckError::Store(StoreError::Database(e)) if is_unavailable(&e) => {
+                tracing::error!(error = %e, "database unavailable");
+                ApiError::Unavailable("the database is unavailable".to_owned())
+            }
+            CheckError::Store(e) => ApiError::Internal(e.into()),
+            CheckError::TemplateMissing(_) => ApiError::Internal(error.into()),
+        }
+    }
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    )
+}
+
+/// Start a status check.
+#[utoipa::path(
+    post,
+    path = "/v1/status-check/check",
+    tag = "checks",
+    request_body(content = CreateCheckBody, content_type = "application/json"),
+    params(
+        ("x-consumer-id" = String, Header, description = "Set by Kong"),
+        ("x-consumer-username" = String, Header, description = "Set by Kong; must be the robot consumer"),
+        ("x-authenticated-userid" = i64, Header, description = "Set by Kong; the robot id"),
+        ("x-authenticated-scope" = Option<String>, Header, description = "Set by Kong; `robot` when present"),
+        ("Call-Ref" = Option<String>, Header, description = "Request id, propagated upstream"),
+    ),
+    responses(
+        (status = 201, description = "The check was created", body = CheckDto),
+        (status = 200, description = "The same request was made before: the existing check", body = CheckDto),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Kong headers missing", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a robot", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Step unknown at Micro-Managers", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a statusCheck step, no active template, or no pass/fail next step", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "An upstream failed; nothing was saved", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_check(
+    State(state): State<AppState>,
+    robot: Robot,
+    RequestId(call_ref): RequestId,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let request = parse_create(robot.id, &body)?;
+    let (status, check) = match state.checks.create(request, &call_ref).await? {
+        CreateOutcome::Created(check) => (StatusCode::CREATED, check),
+        CreateOutcome::Existing(check) => (StatusCode::OK, check),
+    };
+    tracing::Span::current().record("check_id", check.id);
+    Ok((status, Json(CheckDto::from(&check))).into_response())
+}
+
+/// Read a status check.
+#[utoipa::path(
+    get,
+    path = "/v1/status-check/check/{statusCheckId}",
+    tag = "checks",
+    params(
+        ("statusCheckId" = i64, Path, description = "The check's id", minimum = 1),
+        ("x-consumer-id" = String, Header, description = "Set by Kong"),
+        ("x-consumer-username" = String, Header, description = "Set by Kong; must be the robot consumer"),
+        ("x-authenticated-userid" = i64, Header, description = "Set by Kong; the robot id"),
+    ),
+    responses(
+        (status = 200, description = "The check", body = CheckDto),
+        (status = 400, description = "The id is not a positive integer", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Kong headers missing", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a robot", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such check for this robot", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_check(
+    State(state): State<AppState>,
+    robot: Robot,
+    Path(id): Path<String>,
+) -> Result<Json<CheckDto>, ApiError> {
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::BadRequest {
+            detail: "the status check id is invalid".to_owned(),
+            errors: vec![FieldError {
+                field: "statusCheckId".to_owned(),
+                message: "must be a positive integer".to_owned(),
+            }],
+        })?;
+    tracing::Span::current().record("check_id", id);
+    match state.checks.get(robot.id, id).await? {
+        Some(check) => Ok(Json(CheckDto::from(&check))),
+        None => Err(ApiError::NotFound(format!("status check {id} not found"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: Value) -> serde_json::Map<String, Value> {
+        match json {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_valid_body_parses() {
+        let request = parse_create(
+            42,
+            &body(serde_json::json!({
+                "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
+                "plannedAt": "2026-11-20T09:00:00+01:00", "extra": true
+            })),
+        )
+        .unwrap();
+        assert_eq!(request.step_id, 1);
+        assert_eq!(request.planned_at.to_rfc3339(), "2026-11-20T08:00:00+00:00");
+    }
+
+    #[test]
+    fn every_invalid_field_is_listed() {
+        let Err(ApiError::BadRequest { errors, .. }) = parse_create(
+            42,
+            &body(serde_json::json!({
+                "stepId": 0, "scheduledId": "2", "scriptVersionId": 9223372036854775808u64,
+                "plannedAt": "2026-11-20T08:00:00"
+            })),
+        ) else {
+            panic!("expected a bad request");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["stepId", "scheduledId", "scriptVersionId", "plannedAt"]
+        );
+        assert!(errors[2].message.contains("at most"));
+    }
+}

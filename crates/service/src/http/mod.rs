@@ -1,0 +1,118 @@
+//! The HTTP API (SPEC §2): routes, Kong authentication, problem+json errors, request ids,
+//! HTTP metrics, and the OpenAPI document generated from the handlers.
+
+pub mod auth;
+pub mod checks;
+pub mod ops;
+pub mod problem;
+pub mod request_id;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::checks::Checks;
+use problem::ApiError;
+
+/// Largest request body accepted (SPEC §2.2).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub checks: Arc<Checks>,
+    pub robot_consumer_username: Arc<str>,
+    pub metrics: PrometheusHandle,
+    pub readiness: Arc<Readiness>,
+}
+
+/// Readiness flags of the parts that start after the HTTP server.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    templates_loaded: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_templates_loaded(&self) {
+        self.templates_loaded.store(true, Ordering::SeqCst);
+    }
+
+    /// The names of what is not ready.
+    pub fn failing(&self) -> Vec<String> {
+        let mut failing = Vec::new();
+        if !self.templates_loaded.load(Ordering::SeqCst) {
+            failing.push("templates".to_owned());
+        }
+        failing
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "status-check",
+        description = "Status checks for care robots: did something happen recently, or does it happen soon?"
+    ),
+    tags(
+        (name = "checks", description = "Robots start and read status checks"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(checks::create_check))
+        .routes(routes!(checks::get_check))
+        .routes(routes!(ops::live))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+}
+
+/// The OpenAPI 3.1 document of the whole API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().into_openapi()
+}
+
+/// The full router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let (router, api) = api_router().split_for_parts();
+    router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(http_metrics))
+        .layer(middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".to_owned())
+}
+
+/// Counts requests by route and status and times them.
+async fn http_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

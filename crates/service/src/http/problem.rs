@@ -1,0 +1,137 @@
+//! RFC 9457 problem details: every error the API returns, with the request id, and never a
+//! stack trace, SQL text or an upstream's raw body.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::request_id;
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field, e.g. `stepId`.
+    pub field: String,
+    pub message: String,
+}
+
+/// The `application/problem+json` body.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// A URI reference naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+    pub request_id: String,
+}
+
+/// Every way a request can fail.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    Unauthorized(String),
+    Forbidden(String),
+    NotFound(String),
+    PayloadTooLarge(String),
+    UnsupportedMediaType(String),
+    Unprocessable(String),
+    BadGateway(String),
+    Unavailable(String),
+    /// The cause is logged here, with the request id; the client sees a generic detail.
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            ApiError::Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "Unprocessable request",
+            ),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad-gateway", "Upstream failure"),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        let request_id = request_id::current();
+        let (detail, errors) = match self {
+            ApiError::BadRequest { detail, errors } => {
+                (detail, (!errors.is_empty()).then_some(errors))
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(request_id = %request_id, error = ?cause, "internal error");
+                (
+                    format!("An internal error occurred; quote request id {request_id}."),
+                    None,
+                )
+            }
+            ApiError::Unauthorized(d)
+            | ApiError::Forbidden(d)
+            | ApiError::NotFound(d)
+            | ApiError::PayloadTooLarge(d)
+            | ApiError::UnsupportedMediaType(d)
+            | ApiError::Unprocessable(d)
+            | ApiError::BadGateway(d)
+            | ApiError::Unavailable(d) => (d, None),
+        };
+        let problem = Problem {
+            kind: format!("https://status-check.tinybots/problems/{kind}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            errors,
+            request_id,
+        };
+        let mut response = (status, Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}

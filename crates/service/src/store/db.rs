@@ -1,0 +1,320 @@
+//! The narrow seam between the shared store logic (`queries`) and the two sqlx backends.
+//!
+//! The SQL of both backends is the same text (`?` placeholders, back-quoted `order`/`until`,
+//! which SQLite also accepts), so the logic is written once against these traits; each backend
+//! only binds arguments, reads typed columns, opens transactions and classifies its errors.
+//! (sqlx's own generic executor bounds make `async` code generic over the database hard to
+//! keep `Send`; `AnyPool` cannot carry dates.)
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+
+use super::StoreError;
+
+/// One bound value. Times are bound as given: the caller truncates them to the column's
+/// precision first (see [`millis`], [`seconds_floor`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(i64),
+    OptInt(Option<i64>),
+    Text(String),
+    OptText(Option<String>),
+    Bool(bool),
+    Time(DateTime<Utc>),
+}
+
+impl From<i64> for Arg {
+    fn from(value: i64) -> Self {
+        Arg::Int(value)
+    }
+}
+
+impl From<u32> for Arg {
+    fn from(value: u32) -> Self {
+        Arg::Int(i64::from(value))
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(value: Option<i64>) -> Self {
+        Arg::OptInt(value)
+    }
+}
+
+impl From<String> for Arg {
+    fn from(value: String) -> Self {
+        Arg::Text(value)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(value: &str) -> Self {
+        Arg::Text(value.to_owned())
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(value: Option<String>) -> Self {
+        Arg::OptText(value)
+    }
+}
+
+impl From<bool> for Arg {
+    fn from(value: bool) -> Self {
+        Arg::Bool(value)
+    }
+}
+
+impl From<DateTime<Utc>> for Arg {
+    fn from(value: DateTime<Utc>) -> Self {
+        Arg::Time(value)
+    }
+}
+
+/// `args![a, b, c]`: a `Vec<Arg>`.
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {
+        vec![$($crate::store::db::Arg::from($value)),*]
+    };
+}
+pub(crate) use args;
+
+/// Typed access to a result row by column name.
+pub(crate) trait SqlRow: Send + 'static {
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn boolean(&self, column: &str) -> Result<bool, StoreError>;
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError>;
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// What a write statement did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Done {
+    /// The id the statement generated (`LAST_INSERT_ID()` / `last_insert_rowid()`).
+    pub last_insert_id: i64,
+}
+
+/// An open transaction. Dropping it without `commit` rolls it back.
+#[async_trait]
+pub(crate) trait Tx: Send {
+    type Row: SqlRow;
+
+    async fn execute(&mut self, sql: &'static str, args: Vec<Arg>) -> Result<Done, StoreError>;
+
+    async fn fetch_all(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Vec<Self::Row>, StoreError>;
+
+    async fn fetch_optional(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Option<Self::Row>, StoreError> {
+        Ok(self.fetch_all(sql, args).await?.into_iter().next())
+    }
+
+    async fn commit(self) -> Result<(), StoreError>;
+}
+
+/// Whether a transaction will write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Reads only: a consistent snapshot, no write lock.
+    Read,
+    /// Takes the write lock up front on SQLite (`BEGIN IMMEDIATE`); a plain transaction on
+    /// MySQL, whose row locks are taken statement by statement.
+    Write,
+}
+
+/// How a failed statement may be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// A unique key was violated; `request_key` when it is `uk_status_check_ext_request`.
+    Duplicate {
+        request_key: bool,
+    },
+    /// Deadlock, lock-wait timeout or busy database: the whole transaction may be retried.
+    Transient,
+    Other,
+}
+
+/// A backend: opens transactions and classifies its errors.
+#[async_trait]
+pub(crate) trait Db: Send + Sync {
+    type Tx: Tx;
+
+    async fn begin(&self, mode: Mode) -> Result<Self::Tx, StoreError>;
+
+    fn classify(&self, error: &StoreError) -> Failure;
+}
+
+/// How many times a unit of work is tried when it fails for a [`Failure::Transient`] reason
+/// or loses a race on a unique key.
+pub(crate) const ATTEMPTS: usize = 3;
+
+/// The unique-violation message of either backend names the request key: MySQL/MariaDB by
+/// the key's name, SQLite by the table and its columns.
+pub(crate) fn names_request_key(message: &str) -> bool {
+    message.contains("uk_status_check_ext_request") || message.contains("status_check_ext.")
+}
+
+// ---- Migrations ----
+
+/// One embedded migration: version, description, SQL. The file is
+/// `migrations/<dialect>/<version as 4 digits>_<description>.sql`; version, description and
+/// checksum are what `sqlx::migrate!` would derive from it, so either can apply them.
+pub(crate) type EmbeddedMigration = (i64, &'static str, &'static str);
+
+/// A migrator over embedded migrations. (`sqlx::migrate!` needs sqlx's `macros` feature,
+/// which the workspace does not enable.)
+pub(crate) fn migrator(migrations: &[EmbeddedMigration]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Every file in the migrations folder of `dialect` is embedded, and nothing else: a new file
+/// that was not added to the list fails the unit tests.
+#[cfg(test)]
+pub(crate) fn assert_all_embedded(dialect: &str, migrations: &[EmbeddedMigration]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let embedded: Vec<String> = migrations
+        .iter()
+        .map(|(version, description, sql)| {
+            let name = format!("{version:04}_{description}.sql");
+            let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+            assert_eq!(&text, sql, "{name} is embedded from another file");
+            name
+        })
+        .collect();
+    assert_eq!(
+        on_disk, embedded,
+        "migrations/{dialect} and the embedded list differ"
+    );
+}
+
+// ---- Time ----
+
+/// The smallest value a MySQL `TIMESTAMP` holds (UTC).
+pub const TIMESTAMP_MIN: DateTime<Utc> = match DateTime::from_timestamp(1, 0) {
+    Some(t) => t,
+    None => DateTime::UNIX_EPOCH,
+};
+
+/// The largest value a MySQL `TIMESTAMP` holds (UTC): 2038-01-19T03:14:07Z.
+pub const TIMESTAMP_MAX: DateTime<Utc> = match DateTime::from_timestamp(i32::MAX as i64, 0) {
+    Some(t) => t,
+    None => DateTime::UNIX_EPOCH,
+};
+
+/// Truncated to the millisecond: the precision of the `DATETIME(3)` columns.
+pub(crate) fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(3)
+}
+
+/// Truncated to the second: the precision of the production `TIMESTAMP`/`DATETIME` columns.
+/// (MySQL would round on insert; truncating first makes both backends store the same value.)
+pub(crate) fn seconds_floor(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(0)
+}
+
+/// Rounded up to the second.
+pub(crate) fn seconds_ceil(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = seconds_floor(t);
+    if floor == t {
+        t
+    } else {
+        floor + TimeDelta::seconds(1)
+    }
+}
+
+/// Within the range of a `TIMESTAMP` column.
+pub(crate) fn clamp_timestamp(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.clamp(TIMESTAMP_MIN, TIMESTAMP_MAX)
+}
+
+/// How SQLite stores every time: RFC 3339, UTC, always three fractional digits, so the text
+/// sorts and compares like the time it holds.
+pub(crate) fn sqlite_text(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn truncation_and_rounding() {
+        let t = at("2026-11-20T08:00:01.123456Z");
+        assert_eq!(millis(t), at("2026-11-20T08:00:01.123Z"));
+        assert_eq!(seconds_floor(t), at("2026-11-20T08:00:01Z"));
+        assert_eq!(seconds_ceil(t), at("2026-11-20T08:00:02Z"));
+        assert_eq!(
+            seconds_ceil(at("2026-11-20T08:00:01Z")),
+            at("2026-11-20T08:00:01Z")
+        );
+        assert_eq!(TIMESTAMP_MIN, at("1970-01-01T00:00:01Z"));
+        assert_eq!(TIMESTAMP_MAX, at("2038-01-19T03:14:07Z"));
+        assert_eq!(clamp_timestamp(at("2100-01-01T00:00:00Z")), TIMESTAMP_MAX);
+    }
+
+    #[test]
+    fn sqlite_text_sorts_like_time() {
+        assert_eq!(
+            sqlite_text(at("2026-11-20T08:00:01Z")),
+            "2026-11-20T08:00:01.000Z"
+        );
+        assert_eq!(
+            sqlite_text(at("2026-11-20T08:00:01.5Z")),
+            "2026-11-20T08:00:01.500Z"
+        );
+        assert!(
+            sqlite_text(at("2026-11-20T08:00:01.999Z")) < sqlite_text(at("2026-11-20T08:00:02Z"))
+        );
+    }
+
+    #[test]
+    fn request_key_is_recognised_in_both_dialects() {
+        assert!(names_request_key(
+            "Duplicate entry '1-2-3-2026-11-20 08:00:00.000' for key 'uk_status_check_ext_request'"
+        ));
+        assert!(names_request_key(
+            "UNIQUE constraint failed: status_check_ext.robot_id, status_check_ext.step_id"
+        ));
+        assert!(!names_request_key(
+            "UNIQUE constraint failed: status_check_record_event.status_check_id"
+        ));
+        assert!(!names_request_key(
+            "Duplicate entry '7-5001' for key 'uk_status_check_record_event_incoming'"
+        ));
+    }
+}

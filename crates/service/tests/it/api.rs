@@ -1,0 +1,554 @@
+//! The public API over real HTTP, on SQLite and on MariaDB, with upstreams stubbed by
+//! wiremock: every status code of SPEC §2.2–2.3, Kong headers, idempotency, upstream failures.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::harness::{
+    Backend, TestApp, create_body, incoming, robot_headers, spawn, spawn_with, step_json,
+};
+
+const ROBOT: i64 = 42;
+const CHARGING: &[(&str, i64)] = &[("pass", 124), ("fail", 125)];
+
+fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+    for key in ["type", "title", "detail", "requestId"] {
+        assert!(body[key].is_string(), "{key} missing in {body}");
+    }
+}
+
+/// A charging check whose past says "charging now": completes at once.
+async fn past_only_pass(app: &TestApp, step_id: i64) {
+    app.given_step(
+        ROBOT,
+        step_id,
+        step_json(step_id, "robot-is-charging", 0, 0, CHARGING),
+    )
+    .await;
+    app.given_incomings(
+        ROBOT,
+        "CHARGING_STARTED",
+        json!([incoming(5001, "CHARGING_STARTED", "2026-11-20T07:30:00Z")]),
+    )
+    .await;
+    app.given_incomings(ROBOT, "CHARGING_STOPPED", json!([]))
+        .await;
+}
+
+pub async fn past_only_check_completes_at_once(backend: Backend) {
+    let app = spawn(backend).await;
+    past_only_pass(&app, 123).await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["phase"], "COMPLETED");
+    assert_eq!(body["result"], "PASS");
+    assert_eq!(body["nextStepId"], 124);
+    assert_eq!(body["statusCheck"], "robot-is-charging");
+    assert_eq!(body["templateVersion"], 1);
+    assert_eq!(body["robotId"], ROBOT);
+    assert_eq!(body["stepId"], 123);
+    assert_eq!(body["scheduledId"], 456);
+    assert_eq!(body["scriptVersionId"], 789);
+    assert_eq!(body["plannedAt"], "2026-11-20T08:00:00.000Z");
+    assert_eq!(body["pollingSince"], "2026-11-20T07:00:00.000Z");
+    assert_eq!(body["history"].as_array().unwrap().len(), 1);
+    assert_eq!(body["history"][0]["incomingEventId"], 5001);
+    assert_eq!(body["history"][0]["phase"], "PAST");
+    assert_eq!(body["history"][0]["result"], "PASS");
+    assert_eq!(
+        body["history"][0]["eventCreatedAt"],
+        "2026-11-20T07:30:00.000Z"
+    );
+    assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 0);
+
+    let id = body["id"].as_i64().unwrap();
+    let (status, read) = app.get_check(ROBOT, &id.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read, body, "GET returns what POST returned");
+}
+
+pub async fn open_check_enters_future_with_window_and_subscription(backend: Backend) {
+    let app = spawn(backend).await;
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "robot-is-charging", 0, 0, CHARGING),
+    )
+    .await;
+    app.given_incomings(
+        ROBOT,
+        "CHARGING_STOPPED",
+        json!([incoming(5001, "CHARGING_STOPPED", "2026-11-20T07:40:00Z")]),
+    )
+    .await;
+    app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
+        .await;
+    app.given_subscriptions(ROBOT, 991).await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["phase"], "FUTURE");
+    assert_eq!(body["result"], "PENDING");
+    assert_eq!(body["nextStepId"], Value::Null);
+    assert_eq!(body["subscriptionId"], 991);
+    assert_eq!(body["pollingSince"], "2026-11-20T07:00:00.000Z");
+    assert_eq!(body["pollingUntil"], "2026-11-20T08:10:00.000Z");
+    let requests = app.upstream.received_requests().await.unwrap();
+    let subscribe = requests
+        .iter()
+        .find(|r| r.method.as_str() == "POST")
+        .expect("subscribed");
+    let sent: Value = serde_json::from_slice(&subscribe.body).unwrap();
+    assert_eq!(sent["eventNames"], json!(["CHARGING_STARTED"]));
+    assert_eq!(sent["until"], "2026-11-20T08:10:00Z");
+    assert!(
+        subscribe.headers.get("call-ref").is_some(),
+        "Call-Ref propagated upstream"
+    );
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions").await, 0);
+}
+
+pub async fn backfill_is_merged_without_recording_an_event_twice(backend: Backend) {
+    let app = spawn(backend).await;
+    // Megazord returns the same event twice (e.g. from overlapping pages).
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "resident-activity", 0, 0, CHARGING),
+    )
+    .await;
+    app.given_incomings(
+        ROBOT,
+        "MOTION_DETECTED",
+        json!([
+            incoming(7001, "MOTION_DETECTED", "2026-11-20T08:00:00.500Z"),
+            incoming(7001, "MOTION_DETECTED", "2026-11-20T08:00:00.500Z"),
+        ]),
+    )
+    .await;
+    app.given_subscriptions(ROBOT, 992).await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The past fetch (window 2 h) and the backfill both return event 7001 (at 08:00:00.5,
+    // after the anchor): it is recorded once, as a future event, and decides the check.
+    let history = body["history"].as_array().unwrap();
+    let ids: Vec<i64> = history
+        .iter()
+        .map(|r| r["incomingEventId"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [7001], "{body}");
+    assert_eq!(history[0]["phase"], "FUTURE");
+    assert_eq!(body["phase"], "COMPLETED");
+    assert_eq!(body["result"], "PASS");
+    // Decided during create: the subscription is removed again.
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/992").await, 1);
+}
+
+pub async fn repeating_a_request_returns_the_existing_check(backend: Backend) {
+    let app = spawn(backend).await;
+    past_only_pass(&app, 123).await;
+    let (first, created) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_eq!(first, StatusCode::CREATED);
+    let (second, again) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_eq!(second, StatusCode::OK);
+    assert_eq!(again["id"], created["id"]);
+    // Another scheduled run of the same step, an hour later, is another check, with windows
+    // anchored at its own creation time.
+    app.clock.advance(chrono::TimeDelta::hours(1));
+    // The charging start at 07:30 is now outside the past hour: the check waits for events.
+    app.given_subscriptions(ROBOT, 996).await;
+    let mut other = create_body(123);
+    other["scheduledId"] = json!(457);
+    let (third, another) = app.post_check(ROBOT, &other).await;
+    assert_eq!(third, StatusCode::CREATED);
+    assert_ne!(another["id"], created["id"]);
+    assert_eq!(created["pollingSince"], "2026-11-20T07:00:00.000Z");
+    assert_eq!(another["pollingSince"], "2026-11-20T08:00:00.000Z");
+    assert_eq!(another["phase"], "FUTURE");
+    assert_eq!(app.check_count().await, 2);
+}
+
+pub async fn concurrent_identical_requests_make_one_check(backend: Backend) {
+    let app = spawn(backend).await;
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "robot-is-charging", 0, 0, CHARGING),
+    )
+    .await;
+    app.given_incomings(ROBOT, "CHARGING_STOPPED", json!([]))
+        .await;
+    app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
+        .await;
+    app.given_subscriptions(ROBOT, 993).await;
+    let body = create_body(123);
+    let (a, b) = tokio::join!(app.post_check(ROBOT, &body), app.post_check(ROBOT, &body));
+    let statuses = [a.0, b.0];
+    assert!(statuses.contains(&StatusCode::CREATED), "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(a.1["id"], b.1["id"]);
+    assert_eq!(app.check_count().await, 1);
+    // A request that lost the race removed the subscription it made.
+    let subscribed = app.upstream_calls("POST", "/subscriptions").await;
+    let removed = app.upstream_calls("DELETE", "/subscriptions").await;
+    assert_eq!(subscribed - removed, 1, "exactly one live subscription");
+}
+
+pub async fn another_robots_check_is_not_found(backend: Backend) {
+    let app = spawn(backend).await;
+    past_only_pass(&app, 123).await;
+    let (_, created) = app.post_check(ROBOT, &create_body(123)).await;
+    let id = created["id"].as_i64().unwrap().to_string();
+    let (status, body) = app.get_check(ROBOT + 1, &id).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    let (status, body) = app.get_check(ROBOT, "999999").await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    for bad in ["0", "-1", "abc", "1.5", "99999999999999999999"] {
+        let (status, body) = app.get_check(ROBOT, bad).await;
+        assert_problem(status, &body, StatusCode::BAD_REQUEST);
+        assert_eq!(body["errors"][0]["field"], "statusCheckId");
+    }
+}
+
+pub async fn kong_headers_are_enforced(backend: Backend) {
+    let app = spawn(backend).await;
+    let url = format!("{}/v1/status-check/check/1", app.base);
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut request = app.client().get(&url);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    for missing in [
+        "x-consumer-id",
+        "x-consumer-username",
+        "x-authenticated-userid",
+    ] {
+        let headers = robot_headers(ROBOT)
+            .into_iter()
+            .filter(|(name, _)| *name != missing)
+            .collect();
+        let response = send(headers).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "without {missing}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().contains(missing));
+    }
+    let with = |name: &'static str, value: &str| {
+        let mut headers = robot_headers(ROBOT);
+        headers.retain(|(n, _)| *n != name);
+        headers.push((name, value.to_owned()));
+        headers
+    };
+    let cases = [
+        (with("x-consumer-id", ""), StatusCode::UNAUTHORIZED),
+        (
+            with("x-authenticated-userid", "0"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("x-authenticated-userid", "robot-1"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("x-consumer-username", "dashboard"),
+            StatusCode::FORBIDDEN,
+        ),
+        (with("x-authenticated-scope", "user"), StatusCode::FORBIDDEN),
+    ];
+    for (headers, expected) in cases {
+        let response = send(headers.clone()).await.unwrap();
+        assert_eq!(response.status(), expected, "{headers:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_problem(expected, &body, expected);
+    }
+    // Without a scope header the robot is still accepted (it is optional).
+    let mut headers = robot_headers(ROBOT);
+    headers.retain(|(n, _)| *n != "x-authenticated-scope");
+    assert_eq!(send(headers).await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+pub async fn invalid_bodies_are_refused_and_change_nothing(backend: Backend) {
+    let app = spawn(backend).await;
+    let url = format!("{}/v1/status-check/check", app.base);
+    let post = |content_type: &'static str, body: Vec<u8>| {
+        let mut request = app
+            .client()
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body);
+        for (name, value) in robot_headers(ROBOT) {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let response = post("application/json", b"{not json".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = post("text/plain", b"{}".to_vec()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024));
+    let response = post("application/json", big.into_bytes()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert_problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+
+    let (status, body) = app
+        .post_check(
+            ROBOT,
+            &json!({"stepId": -1, "scheduledId": "x", "plannedAt": "yesterday"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["stepId", "scheduledId", "scriptVersionId", "plannedAt"]
+    );
+    assert_eq!(app.upstream_calls("GET", "/").await, 0, "no upstream call");
+    assert_eq!(app.check_count().await, 0);
+}
+
+pub async fn unknown_step_is_not_found(backend: Backend) {
+    let app = spawn(backend).await;
+    Mock::given(method("GET"))
+        .and(path("/internal/v5/scripts/robots/42/scripts/steps/123"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&app.upstream)
+        .await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    assert_eq!(app.check_count().await, 0);
+}
+
+pub async fn unusable_steps_are_unprocessable(backend: Backend) {
+    let app = spawn(backend).await;
+    let mut not_status_check = step_json(1, "robot-is-charging", 0, 0, CHARGING);
+    not_status_check["node"]["type"] = json!("say");
+    let cases = [
+        (1, not_status_check, "not a statusCheck node"),
+        (
+            2,
+            step_json(2, "no-such-template", 0, 0, CHARGING),
+            "no active template",
+        ),
+        (
+            3,
+            step_json(3, "robot-is-charging", 0, 0, &[("fail", 125)]),
+            "'pass'",
+        ),
+        (
+            4,
+            step_json(4, "robot-is-charging", 0, 0, &[("pass", 124)]),
+            "'fail'",
+        ),
+        (
+            5,
+            step_json(5, "robot-is-charging", -7, 0, CHARGING),
+            "pastInterval",
+        ),
+    ];
+    for (step_id, step, reason) in cases {
+        app.given_step(ROBOT, step_id, step).await;
+        let (status, body) = app.post_check(ROBOT, &create_body(step_id)).await;
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(reason), "{detail} should say {reason}");
+    }
+    assert_eq!(app.check_count().await, 0);
+}
+
+pub async fn upstream_failures_are_bad_gateway_and_leave_nothing(backend: Backend) {
+    // Micro-Managers failing.
+    let app = spawn(backend).await;
+    Mock::given(method("GET"))
+        .and(path("/internal/v5/scripts/robots/42/scripts/steps/123"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&app.upstream)
+        .await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
+    assert!(
+        !body.to_string().contains("503 Service"),
+        "no upstream body leaked"
+    );
+
+    // Megazord timing out on the past fetch.
+    let app = spawn_with(backend, &[("UPSTREAM_TIMEOUT_MS", "200")]).await;
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "robot-is-charging", 0, 0, CHARGING),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/internal/v1/events/robots/42/incomings"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(800)))
+        .mount(&app.upstream)
+        .await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
+    assert_eq!(app.check_count().await, 0);
+    assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 0);
+
+    // Megazord answering 5xx on the past fetch.
+    let app = spawn(backend).await;
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "resident-activity", 0, 0, CHARGING),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/internal/v1/events/robots/42/incomings"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&app.upstream)
+        .await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
+    assert_eq!(app.check_count().await, 0);
+    assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 0);
+
+    // Subscription failing with a 5xx: nothing persisted.
+    let app = spawn(backend).await;
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "robot-is-charging", 0, 0, CHARGING),
+    )
+    .await;
+    app.given_incomings(ROBOT, "CHARGING_STOPPED", json!([]))
+        .await;
+    app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/internal/v1/events/robots/42/subscriptions"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&app.upstream)
+        .await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
+    assert_eq!(app.check_count().await, 0);
+}
+
+pub async fn failed_backfill_removes_the_subscription(backend: Backend) {
+    let app = spawn(backend).await;
+    // The past fetch succeeds; the backfill after subscribing (same endpoint, second call)
+    // fails: the subscription must not be left behind.
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "resident-activity", 0, 0, CHARGING),
+    )
+    .await;
+    app.given_subscriptions(ROBOT, 995).await;
+    Mock::given(method("GET"))
+        .and(path("/internal/v1/events/robots/42/incomings"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .up_to_n_times(1)
+        .mount(&app.upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/internal/v1/events/robots/42/incomings"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&app.upstream)
+        .await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
+    assert_eq!(app.check_count().await, 0);
+    assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 1);
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/995").await, 1);
+}
+
+pub async fn operational_endpoints_answer(backend: Backend) {
+    let app = spawn(backend).await;
+    let get = |path: &str| app.client().get(format!("{}{path}", app.base)).send();
+    let live = get("/health/live").await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let ready = get("/health/ready").await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ok");
+    // A request first, so the HTTP metrics have a sample.
+    let _ = app.get_check(ROBOT, "1").await;
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"/v1/status-check/check/{statusCheckId}\""));
+    let openapi: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(openapi["paths"]["/v1/status-check/check"]["post"].is_object());
+    let docs = get("/docs/").await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+    // Unknown routes are problems too, with the request id echoed.
+    let response = app
+        .client()
+        .get(format!("{}/nope", app.base))
+        .header("Call-Ref", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.headers()["call-ref"], "trace-123");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["requestId"], "trace-123");
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await;
+            })*
+        }
+        mod mysql {
+            $(#[tokio::test]
+            async fn $name() {
+                if crate::harness::skip_mysql() {
+                    return;
+                }
+                super::$name(super::Backend::Mysql).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    past_only_check_completes_at_once,
+    open_check_enters_future_with_window_and_subscription,
+    backfill_is_merged_without_recording_an_event_twice,
+    repeating_a_request_returns_the_existing_check,
+    concurrent_identical_requests_make_one_check,
+    another_robots_check_is_not_found,
+    kong_headers_are_enforced,
+    invalid_bodies_are_refused_and_change_nothing,
+    unknown_step_is_not_found,
+    unusable_steps_are_unprocessable,
+    upstream_failures_are_bad_gateway_and_leave_nothing,
+    failed_backfill_removes_the_subscription,
+    operational_endpoints_answer,
+);

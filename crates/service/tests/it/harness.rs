@@ -1,0 +1,250 @@
+//! A running service for API tests: real HTTP on port 0, a real database (SQLite file or a
+//! fresh MariaDB database), upstreams stubbed with wiremock, and a manual clock.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use status_check::clock::ManualClock;
+use status_check::store::DynStore;
+use status_check::upstream::UpstreamConfig;
+use status_check::upstream::megazord::HttpMegazord;
+use status_check::upstream::micro_managers::HttpMicroManagers;
+use status_check::{App, Config, Deps};
+use tokio_util::sync::CancellationToken;
+use wiremock::matchers::{method, path, path_regex, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support;
+
+/// Which database an API test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Mysql,
+}
+
+/// Whether MySQL-backed tests are explicitly switched off (`STATUS_CHECK_TESTS_WITHOUT_MYSQL=1`).
+/// Without that switch they need `TEST_MYSQL_URL`, which `scripts/test` provides.
+pub fn skip_mysql() -> bool {
+    let skip = std::env::var("STATUS_CHECK_TESTS_WITHOUT_MYSQL").is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("warning: MySQL test skipped (STATUS_CHECK_TESTS_WITHOUT_MYSQL=1)");
+    }
+    skip
+}
+
+/// The time every test's checks are created at.
+pub fn anchor() -> DateTime<Utc> {
+    "2026-11-20T08:00:00Z".parse().unwrap()
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub upstream: MockServer,
+    pub store: DynStore,
+    pub clock: Arc<ManualClock>,
+    shutdown: CancellationToken,
+    _keep: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, &[]).await
+}
+
+/// Starts the service with extra configuration keys.
+pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let (store, keep) = match backend {
+        Backend::Sqlite => {
+            let (store, dir) = support::sqlite_store().await;
+            (store, Some(dir))
+        }
+        Backend::Mysql => (support::mysql_store().await, None),
+    };
+    let upstream = MockServer::start().await;
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    let mut values: Vec<(String, String)> = vec![
+        ("HOST".into(), "127.0.0.1".into()),
+        ("PORT".into(), "0".into()),
+        ("TEMPLATES_DIR".into(), templates.display().to_string()),
+        ("MICRO_MANAGERS_ADDRESS".into(), upstream.uri()),
+        ("MEGAZORD_EVENTS_ADDRESS".into(), upstream.uri()),
+        ("UPSTREAM_TIMEOUT_MS".into(), "1000".into()),
+        ("UPSTREAM_RETRIES".into(), "1".into()),
+    ];
+    values.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let config = Config::from_sources(values.into_iter().collect()).expect("test config");
+    let upstream_config = |base: String| {
+        let mut c = UpstreamConfig::new(base);
+        c.timeout = config.upstream_timeout;
+        c.retries = config.upstream_retries;
+        c
+    };
+    let clock = Arc::new(ManualClock::new(anchor()));
+    let deps = Deps {
+        store: store.clone(),
+        micro_managers: Arc::new(HttpMicroManagers::new(&upstream_config(upstream.uri())).unwrap()),
+        megazord: Arc::new(HttpMegazord::new(&upstream_config(upstream.uri())).unwrap()),
+        clock: clock.clone(),
+    };
+    let app = App::build_with(&config, deps).await.expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    TestApp {
+        base,
+        upstream,
+        store,
+        clock,
+        shutdown,
+        _keep: keep,
+    }
+}
+
+/// The Kong headers of a robot.
+pub fn robot_headers(robot_id: i64) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-consumer-id", "consumer-1".to_owned()),
+        ("x-consumer-username", "tinybots-robots".to_owned()),
+        ("x-authenticated-userid", robot_id.to_string()),
+        ("x-authenticated-scope", "robot".to_owned()),
+    ]
+}
+
+/// A step body for Micro-Managers.
+pub fn step_json(
+    step_id: i64,
+    template: &str,
+    past: i64,
+    future: i64,
+    commands: &[(&str, i64)],
+) -> Value {
+    json!({
+        "step": {"id": step_id, "scriptVersionId": 789, "stepType": "statusCheck"},
+        "node": {"type": "statusCheck", "statusCheckName": template,
+                 "pastInterval": past, "futureInterval": future},
+        "next": {"type": "multipleChoice", "multipleChoice": commands.iter().map(|(c, next)| json!({
+            "intentionType": "command", "primaryCommand": c, "commands": [c], "nextStepId": next
+        })).collect::<Vec<_>>()}
+    })
+}
+
+pub fn create_body(step_id: i64) -> Value {
+    json!({"stepId": step_id, "scheduledId": 456, "scriptVersionId": 789,
+           "plannedAt": "2026-11-20T08:00:00Z"})
+}
+
+pub fn incoming(id: i64, name: &str, at: &str) -> Value {
+    json!({"id": id, "robotId": 42, "eventName": name, "level": 1, "referenceId": null,
+           "providerName": "test", "createdAt": at})
+}
+
+impl TestApp {
+    /// Micro-Managers answers this step for robot `robot_id`.
+    pub async fn given_step(&self, robot_id: i64, step_id: i64, body: Value) {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/internal/v5/scripts/robots/{robot_id}/scripts/steps/{step_id}"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&self.upstream)
+            .await;
+    }
+
+    /// Megazord holds these incoming events of `name` (whatever `created_since`).
+    pub async fn given_incomings(&self, robot_id: i64, name: &str, events: Value) {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/internal/v1/events/robots/{robot_id}/incomings"
+            )))
+            .and(query_param("event_name", name))
+            .respond_with(ResponseTemplate::new(200).set_body_json(events))
+            .mount(&self.upstream)
+            .await;
+    }
+
+    /// Megazord accepts subscriptions (id `subscription_id`) and unsubscriptions.
+    pub async fn given_subscriptions(&self, robot_id: i64, subscription_id: i64) {
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/internal/v1/events/robots/{robot_id}/subscriptions"
+            )))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+                "id": subscription_id, "robotId": robot_id, "subscriptionDetails": [],
+                "isActive": true, "subscriptionType": "SQS",
+                "createdAt": "2026-11-20T08:00:00Z", "updatedAt": "2026-11-20T08:00:00Z"
+            })))
+            .mount(&self.upstream)
+            .await;
+        Mock::given(method("DELETE"))
+            .and(path_regex(format!(
+                "^/internal/v1/events/robots/{robot_id}/subscriptions/[0-9]+$"
+            )))
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&self.upstream)
+            .await;
+    }
+
+    /// How many requests of `verb` reached a path containing `fragment`.
+    pub async fn upstream_calls(&self, verb: &str, fragment: &str) -> usize {
+        self.upstream
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.method.as_str() == verb && r.url.path().contains(fragment))
+            .count()
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    pub async fn post_check(&self, robot_id: i64, body: &Value) -> (StatusCode, Value) {
+        let mut request = self
+            .client()
+            .post(format!("{}/v1/status-check/check", self.base))
+            .json(body);
+        for (name, value) in robot_headers(robot_id) {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_check(&self, robot_id: i64, id: &str) -> (StatusCode, Value) {
+        let mut request = self
+            .client()
+            .get(format!("{}/v1/status-check/check/{id}", self.base));
+        for (name, value) in robot_headers(robot_id) {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// How many checks exist in the database (any robot).
+    pub async fn check_count(&self) -> usize {
+        let mut count = 0;
+        for id in 1..=50 {
+            if self.store.get_check(id).await.unwrap().is_some() {
+                count += 1;
+            }
+        }
+        count
+    }
+}

@@ -1,0 +1,33 @@
+//! The OpenAPI document kept in the repo (`docs/openapi.json`) must be what the code generates.
+//! After an intended API change: `UPDATE_OPENAPI=1 cargo test -p status-check --test it openapi`.
+
+use std::path::Path;
+
+#[test]
+fn the_committed_openapi_document_matches_the_code() {
+    let generated = status_check::http::openapi()
+        .to_pretty_json()
+        .expect("the document serialises")
+        + "\n";
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    if std::env::var("UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
+        std::fs::write(&file, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/openapi.json is out of date; regenerate it with \
+         UPDATE_OPENAPI=1 cargo test -p status-check --test it openapi"
+    );
+    let document: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/v1/status-check/check",
+        "/v1/status-check/check/{statusCheckId}",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} undocumented");
+    }
+}
