@@ -15,7 +15,7 @@ use super::auth::Robot;
 use super::problem::{ApiError, FieldError, Problem};
 use super::request_id::RequestId;
 use crate::checks::{CheckError, CreateOutcome, CreateRequest};
-use crate::store::{StoreError, StoredCheck};
+use crate::store::{StoreError, StoredCheck, TIMESTAMP_MAX, TIMESTAMP_MIN};
 use crate::upstream::UpstreamError;
 
 /// The body of `POST /v1/status-check/check`. Unknown fields are ignored.
@@ -191,7 +191,18 @@ fn parse_create(
     let script_version_id = id("scriptVersionId");
     let planned_at = match body.get("plannedAt") {
         Some(Value::String(text)) => match DateTime::parse_from_rfc3339(text) {
-            Ok(at) => Some(at.with_timezone(&Utc)),
+            Ok(at) if (TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(&at.with_timezone(&Utc)) => {
+                Some(at.with_timezone(&Utc))
+            }
+            Ok(_) => {
+                // The production column is a MySQL TIMESTAMP.
+                errors.push(FieldError {
+                    field: "plannedAt".to_owned(),
+                    message: "must lie between 1970-01-01T00:00:01Z and 2038-01-19T03:14:07Z"
+                        .to_owned(),
+                });
+                None
+            }
             Err(_) => {
                 errors.push(FieldError {
                     field: "plannedAt".to_owned(),
@@ -388,5 +399,17 @@ mod tests {
             ["stepId", "scheduledId", "scriptVersionId", "plannedAt"]
         );
         assert!(errors[2].message.contains("at most"));
+        let Err(ApiError::BadRequest { errors, .. }) = parse_create(
+            42,
+            &body(serde_json::json!({
+                "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
+                "plannedAt": "2040-01-01T00:00:00Z"
+            })),
+        ) else {
+            panic!("expected a bad request");
+        };
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "plannedAt");
+        assert!(errors[0].message.contains("2038"));
     }
 }
