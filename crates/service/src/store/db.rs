@@ -21,6 +21,7 @@ pub(crate) enum Arg {
     OptText(Option<String>),
     Bool(bool),
     Time(DateTime<Utc>),
+    OptTime(Option<DateTime<Utc>>),
 }
 
 impl From<i64> for Arg {
@@ -71,6 +72,12 @@ impl From<DateTime<Utc>> for Arg {
     }
 }
 
+impl From<Option<DateTime<Utc>>> for Arg {
+    fn from(value: Option<DateTime<Utc>>) -> Self {
+        Arg::OptTime(value)
+    }
+}
+
 /// `args![a, b, c]`: a `Vec<Arg>`.
 macro_rules! args {
     ($($value:expr),* $(,)?) => {
@@ -95,6 +102,9 @@ pub(crate) trait SqlRow: Send + 'static {
 pub(crate) struct Done {
     /// The id the statement generated (`LAST_INSERT_ID()` / `last_insert_rowid()`).
     pub last_insert_id: i64,
+    /// Rows the statement matched (MySQL connections report found rows, not changed rows;
+    /// SQLite counts every row its `WHERE` selected).
+    pub rows_affected: u64,
 }
 
 /// An open transaction. Dropping it without `commit` rolls it back.
@@ -119,6 +129,11 @@ pub(crate) trait Tx: Send {
     }
 
     async fn commit(self) -> Result<(), StoreError>;
+
+    /// Rolls back now (dropping the transaction rolls back too, but only once the connection
+    /// is next used or returned to the pool; an explicit rollback frees MySQL's row locks at
+    /// once).
+    async fn rollback(self) -> Result<(), StoreError>;
 }
 
 /// Whether a transaction will write.
@@ -143,6 +158,22 @@ pub(crate) enum Failure {
     Other,
 }
 
+/// The SQL dialect of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Mysql,
+}
+
+/// A statement whose text differs between the dialects: the locking reads (`FOR UPDATE`,
+/// `FOR UPDATE SKIP LOCKED`), which SQLite does not have and does not need (its write
+/// transactions hold the database's single write lock from `BEGIN IMMEDIATE` on).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PerDialect {
+    pub mysql: &'static str,
+    pub sqlite: &'static str,
+}
+
 /// A backend: opens transactions and classifies its errors.
 #[async_trait]
 pub(crate) trait Db: Send + Sync {
@@ -151,16 +182,61 @@ pub(crate) trait Db: Send + Sync {
     async fn begin(&self, mode: Mode) -> Result<Self::Tx, StoreError>;
 
     fn classify(&self, error: &StoreError) -> Failure;
+
+    fn dialect(&self) -> Dialect;
+
+    /// This backend's text of a statement that differs between the dialects.
+    fn sql(&self, statement: &PerDialect) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => statement.sqlite,
+            Dialect::Mysql => statement.mysql,
+        }
+    }
 }
 
 /// How many times a unit of work is tried when it fails for a [`Failure::Transient`] reason
 /// or loses a race on a unique key.
 pub(crate) const ATTEMPTS: usize = 3;
 
+/// How many times the lifecycle's units of work (`update_check`, the claims, the lease
+/// release, the outbox writes) are tried when they fail for a [`Failure::Transient`] reason
+/// (deadlock, lock-wait timeout, busy database).
+pub(crate) const TRANSIENT_ATTEMPTS: u32 = 5;
+
+/// Counts the attempts of one unit of work and waits a short, jittered, growing time before
+/// the next one: 5–10 ms, then 10–20 ms, 20–40 ms, 40–80 ms.
+#[derive(Debug, Default)]
+pub(crate) struct Retry {
+    attempts: u32,
+}
+
+impl Retry {
+    /// Whether the unit that just failed with `error` is to run again; waits before saying
+    /// yes. Only transient failures are retried, [`TRANSIENT_ATTEMPTS`] times in all.
+    pub(crate) async fn again<D: Db + ?Sized>(&mut self, db: &D, error: &StoreError) -> bool {
+        self.attempts += 1;
+        if db.classify(error) != Failure::Transient || self.attempts >= TRANSIENT_ATTEMPTS {
+            return false;
+        }
+        // Jitter from a random UUID (already a dependency).
+        let wait = backoff(self.attempts, uuid::Uuid::new_v4().as_u128() as u64);
+        tracing::debug!(attempt = self.attempts, ?wait, error = %error, "transient database failure; retrying");
+        tokio::time::sleep(wait).await;
+        true
+    }
+}
+
 /// The unique-violation message of either backend names the request key: MySQL/MariaDB by
 /// the key's name, SQLite by the table and its columns.
 pub(crate) fn names_request_key(message: &str) -> bool {
     message.contains("uk_status_check_ext_request") || message.contains("status_check_ext.")
+}
+
+/// The wait after the `attempt`th failure (1-based): 5 ms × 2^(attempt − 1), capped at
+/// 80 ms, plus up to as much again from `random`.
+fn backoff(attempt: u32, random: u64) -> std::time::Duration {
+    let base_us = 5_000u64 << attempt.saturating_sub(1).min(4);
+    std::time::Duration::from_micros(base_us + random % (base_us + 1))
 }
 
 // ---- Migrations ----
@@ -300,6 +376,18 @@ mod tests {
         assert!(
             sqlite_text(at("2026-11-20T08:00:01.999Z")) < sqlite_text(at("2026-11-20T08:00:02Z"))
         );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_jittered() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        assert_eq!(backoff(1, 0), ms(5));
+        assert_eq!(backoff(1, 5_000), ms(10));
+        assert_eq!(backoff(2, 0), ms(10));
+        assert_eq!(backoff(4, 0), ms(40));
+        assert!(backoff(4, u64::MAX) <= ms(80));
+        assert_eq!(backoff(9, 0), ms(80));
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //!
 //! The production `tinybots` tables are used with their exact columns; what this service needs
 //! beyond them lives in tables of its own (see the migrations): `status_check_ext` (windows,
-//! next steps, the idempotency key of create, the notification sequence),
-//! `status_check_record_event` (the event attributes rules read) and
-//! `status_check_template_ext` (a template version's default windows).
+//! next steps, the idempotency key of create, the notification sequence, the scheduler's
+//! exact deadline and lease time), `status_check_record_event` (the event attributes rules
+//! read), `status_check_template_ext` (a template version's default windows) and
+//! `status_check_outbox` (robot notifications waiting to be sent).
+//!
+//! Locking (MySQL; docs/storage.md "Lock order"): every change of a check's state locks its
+//! `status_check` row first, then its `status_check_poller` row, then its `status_check_ext`
+//! row. The scheduler's claim reads them in join order with `SKIP LOCKED` and never waits.
 
 mod db;
 pub mod mysql;
@@ -132,6 +137,68 @@ pub enum Synced {
     },
 }
 
+/// The lease a write depends on (SPEC §3.6 fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence<'a> {
+    /// No lease needed (queue deliveries).
+    None,
+    /// The write applies only while the check's poller holds this lease (`lock_id`).
+    Lease(&'a str),
+}
+
+/// What a decision writes, under the check's row lock, in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckUpdate {
+    pub phase: CheckPhase,
+    pub result: CheckResult,
+    pub next_step_id: Option<i64>,
+    /// Records appended by the decision; their `order`s follow the stored ones (the first is
+    /// the last stored `order` + 1, then one by one — anything else is refused as a bug).
+    pub new_records: Vec<Record>,
+    /// Clear the poller's lease (`lock_id = NULL`): the scheduler is done with this check.
+    pub release_lease: bool,
+    /// Queue a robot notification in the outbox: the store hands out the next
+    /// `notification_seq` and stores `render(&updated_check, seq)` as the payload.
+    pub notify: bool,
+}
+
+/// Decides, from the check as locked, what to write; `None` writes nothing.
+pub type Decide<'a> = &'a (dyn Fn(&StoredCheck) -> Option<CheckUpdate> + Send + Sync);
+/// Renders the notification body for the updated check and its sequence number.
+pub type Render<'a> = &'a (dyn Fn(&StoredCheck, i64) -> String + Send + Sync);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOutcome {
+    /// Written and committed: the check as it is now.
+    Updated(StoredCheck),
+    /// `decide` returned `None`: nothing written; the check as it was.
+    Unchanged(StoredCheck),
+    /// The fence's lease is no longer the poller's: nothing written.
+    Fenced,
+    NotFound,
+}
+
+/// A check whose deadline has passed, claimed under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub check_id: i64,
+    /// The exact deadline (anchor + future window), for lateness.
+    pub deadline: DateTime<Utc>,
+}
+
+/// A notification waiting to be sent, claimed under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub check_id: i64,
+    pub robot_id: i64,
+    pub seq: i64,
+    pub payload: String,
+    pub call_ref: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies the migrations of this backend.
@@ -165,6 +232,85 @@ pub trait Store: Send + Sync + 'static {
     /// A template version by `status_check_template.id` (active or not): a check keeps the
     /// version it started with.
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError>;
+
+    /// The check a delivery belongs to: (robot, Megazord subscription). Looked up on
+    /// `status_check (robot_id, subscription_id)`: the production index that starts with
+    /// `robot_id` narrows it to that robot's checks (docs/storage.md). Should two checks of a
+    /// robot name one subscription, the newest.
+    async fn find_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredCheck>, StoreError>;
+
+    /// Locks the check's row (`SELECT … FOR UPDATE` on MySQL — lock order: status_check row
+    /// first, then its poller, then its ext row; `BEGIN IMMEDIATE` on SQLite), loads it, checks
+    /// the fence, asks `decide`, writes the update (status_check phase/result/next_step_id/
+    /// updated_at, the new records and their event rows, the poller lease release, and — when
+    /// `notify` — bumps status_check_ext.notification_seq and inserts the outbox row with
+    /// `call_ref`), commits. Leaving the `FUTURE` phase clears the check's pending deadline.
+    /// Retries the whole unit (calling `decide` again) on deadlock / lock wait timeout /
+    /// SQLITE_BUSY, up to 5 attempts with a short jittered backoff. A new record of an
+    /// incoming event the check already has, or `order`s that do not follow the stored ones,
+    /// are refused with `StoreError::Conflict` and nothing is written.
+    async fn update_check(
+        &self,
+        id: i64,
+        fence: Fence<'_>,
+        decide: Decide<'_>,
+        render: Render<'_>,
+        call_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, StoreError>;
+
+    /// Claims up to `limit` checks in `FUTURE` whose exact deadline is ≤ `now` and whose
+    /// poller holds no lease, stamping `lock_id = lease` and the lease time (`now`). MySQL:
+    /// one short transaction, `SELECT … FOR UPDATE SKIP LOCKED` over the deadline index, then
+    /// the UPDATEs; SQLite: the same under `BEGIN IMMEDIATE` (one writer at a time). Oldest
+    /// deadline first. Concurrent claimers get disjoint sets.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Clears leases taken before `taken_before` (their holder is presumed dead), so another
+    /// replica claims the work; returns how many.
+    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Claims up to `limit` unsent outbox rows that are due (`next_attempt_at <= now`) and not
+    /// leased (or whose lease ran out before `now`), leasing them to `lease` until
+    /// `lease_until`. Oldest due first.
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Marks a row sent, if `lease` still holds it; returns whether it did.
+    async fn outbox_sent(
+        &self,
+        id: i64,
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a failed attempt (attempts + 1, the error — cut to 1024 characters —, retry
+    /// at `next_attempt_at`) and frees the lease, if `lease` still holds it; returns whether
+    /// it did.
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Unsent outbox rows.
+    async fn outbox_backlog(&self) -> Result<i64, StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -12,10 +12,14 @@ use sqlx::{MySql, Row, Transaction};
 use status_check_engine::TemplateDefinition;
 
 use super::db::{
-    Arg, Db, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator, names_request_key,
+    Arg, Db, Dialect, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator,
+    names_request_key,
 };
 use super::queries;
-use super::{CheckKey, Created, NewCheck, Store, StoreError, StoredCheck, StoredTemplate, Synced};
+use super::{
+    CheckKey, Claimed, Created, Decide, Fence, NewCheck, OutboxMessage, Render, Store, StoreError,
+    StoredCheck, StoredTemplate, Synced, UpdateOutcome,
+};
 
 const MAX_CONNECTIONS: u32 = 10;
 
@@ -23,11 +27,18 @@ const MAX_CONNECTIONS: u32 = 10;
 const ER_LOCK_DEADLOCK: u16 = 1213;
 const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 
-const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/mysql/0001_init.sql"),
-)];
+const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/mysql/0001_init.sql"),
+    ),
+    (
+        2,
+        "scheduler_outbox",
+        include_str!("../../migrations/mysql/0002_scheduler_outbox.sql"),
+    ),
+];
 
 /// The MySQL / MariaDB store.
 #[derive(Debug, Clone)]
@@ -102,6 +113,72 @@ impl Store for MysqlStore {
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
         queries::template_by_id(self, id).await
     }
+
+    async fn find_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredCheck>, StoreError> {
+        queries::find_by_subscription(self, robot_id, subscription_id).await
+    }
+
+    async fn update_check(
+        &self,
+        id: i64,
+        fence: Fence<'_>,
+        decide: Decide<'_>,
+        render: Render<'_>,
+        call_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        queries::update_check(self, id, fence, decide, render, call_ref, now).await
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        queries::claim_due(self, now, lease, limit).await
+    }
+
+    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        queries::release_stale_leases(self, taken_before).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        queries::claim_outbox(self, now, lease, lease_until, limit).await
+    }
+
+    async fn outbox_sent(
+        &self,
+        id: i64,
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        queries::outbox_sent(self, id, lease, now).await
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        queries::outbox_failed(self, id, lease, next_attempt_at, error).await
+    }
+
+    async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+        queries::outbox_backlog(self).await
+    }
 }
 
 #[async_trait]
@@ -129,6 +206,10 @@ impl Db for MysqlStore {
             }
             _ => Failure::Other,
         }
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Mysql
     }
 }
 
@@ -175,6 +256,7 @@ fn bind(mut query: Query, args: Vec<Arg>) -> Query {
             Arg::OptText(value) => query.bind(value),
             Arg::Bool(value) => query.bind(value),
             Arg::Time(value) => query.bind(value),
+            Arg::OptTime(value) => query.bind(value),
         };
     }
     query
@@ -188,7 +270,10 @@ impl Tx for Transaction<'static, MySql> {
         let result = bind(sqlx::query(sql), args).execute(&mut **self).await?;
         let last_insert_id = i64::try_from(result.last_insert_id())
             .map_err(|_| StoreError::Corrupt("an id beyond 2^63 - 1".to_owned()))?;
-        Ok(Done { last_insert_id })
+        Ok(Done {
+            last_insert_id,
+            rows_affected: result.rows_affected(),
+        })
     }
 
     async fn fetch_all(
@@ -201,6 +286,11 @@ impl Tx for Transaction<'static, MySql> {
 
     async fn commit(self) -> Result<(), StoreError> {
         Transaction::commit(self).await?;
+        Ok(())
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        Transaction::rollback(self).await?;
         Ok(())
     }
 }

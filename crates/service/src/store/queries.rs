@@ -5,13 +5,16 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::template::{PhaseDefinition, PollerDefaults};
-use status_check_engine::{CheckResult, Event, Record, TemplateDefinition};
+use status_check_engine::{CheckPhase, CheckResult, Event, Record, TemplateDefinition};
 
 use super::db::{
-    ATTEMPTS, Db, Failure, Mode, SqlRow, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args, clamp_timestamp,
-    millis, seconds_ceil, seconds_floor,
+    ATTEMPTS, Db, Failure, Mode, PerDialect, Retry, SqlRow, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
+    clamp_timestamp, millis, seconds_ceil, seconds_floor,
 };
-use super::{CheckKey, Created, NewCheck, StoreError, StoredCheck, StoredTemplate, Synced};
+use super::{
+    CheckKey, CheckUpdate, Claimed, Created, Decide, Fence, NewCheck, OutboxMessage, Render,
+    StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome,
+};
 
 // ---- SQL ----
 
@@ -64,8 +67,9 @@ const INSERT_CHECK: &str = "INSERT INTO status_check (robot_id, status_check_tem
 
 const INSERT_CHECK_EXT: &str = "INSERT INTO status_check_ext (status_check_id, robot_id, \
      step_id, scheduled_id, planned_at, anchor_at, past_seconds, future_seconds, next_pass, \
-     next_fail, next_unknown, notification_seq, created_at, updated_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)";
+     next_fail, next_unknown, notification_seq, created_at, updated_at, deadline_at, \
+     lease_taken_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL)";
 
 const INSERT_POLLER: &str = "INSERT INTO status_check_poller (status_check_id, since, `until`, \
      lock_id, created_at, updated_at) VALUES (?, ?, ?, NULL, ?, ?)";
@@ -228,6 +232,7 @@ async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, St
             check.next_steps.unknown,
             now,
             now,
+            pending_deadline(check.phase, windows),
         ],
     )
     .await?;
@@ -259,6 +264,26 @@ fn poller_bounds(windows: &super::StoredWindows) -> (DateTime<Utc>, DateTime<Utc
     let until = seconds_ceil(anchor + TimeDelta::seconds(windows.future_seconds.max(0)));
     (clamp_timestamp(since), clamp_timestamp(until))
 }
+
+/// The deadline the scheduler waits for (`status_check_ext.deadline_at`): the end of the
+/// future window, exact to the millisecond, while the check is in `FUTURE`; none without a
+/// future window or once the check has left `FUTURE` — so the claim's index range holds the
+/// open checks only, not every check that ever ended.
+fn pending_deadline(phase: CheckPhase, windows: &super::StoredWindows) -> Option<DateTime<Utc>> {
+    if phase != CheckPhase::Future || windows.future_seconds <= 0 {
+        return None;
+    }
+    let deadline = TimeDelta::try_seconds(windows.future_seconds)
+        .and_then(|window| millis(windows.anchor).checked_add_signed(window))
+        .unwrap_or(DATETIME_MAX);
+    Some(deadline.min(DATETIME_MAX))
+}
+
+/// The largest value a MySQL `DATETIME(3)` holds.
+const DATETIME_MAX: DateTime<Utc> = match DateTime::from_timestamp(253_402_300_799, 999_000_000) {
+    Some(t) => t,
+    None => DateTime::UNIX_EPOCH,
+};
 
 /// Refuses what the tables cannot hold as given: `planned_at` outside a `TIMESTAMP`, or one
 /// incoming event twice among the records (the database refuses that too).
@@ -445,6 +470,613 @@ fn record_from_row<R: SqlRow>(check_id: i64, row: &R) -> Result<Record, StoreErr
         result: parse(&row.text("result")?, || what("result"))?,
         created_at: row.time("created_at")?,
     })
+}
+
+// ---- The lifecycle: deliveries, the deadline scheduler, the outbox ----
+
+/// A statement that locks a check's `status_check` row — the first lock of every change of a
+/// check (lock order: status_check, then status_check_poller, then status_check_ext). On
+/// SQLite a plain read: `BEGIN IMMEDIATE` already holds the database's write lock.
+const LOCK_CHECK: PerDialect = PerDialect {
+    mysql: "SELECT id FROM status_check WHERE id = ? FOR UPDATE",
+    sqlite: "SELECT id FROM status_check WHERE id = ?",
+};
+
+/// The poller's lease, read and locked (second in the lock order) after the check's row.
+const LOCK_POLLER: PerDialect = PerDialect {
+    mysql: "SELECT lock_id FROM status_check_poller WHERE status_check_id = ? FOR UPDATE",
+    sqlite: "SELECT lock_id FROM status_check_poller WHERE status_check_id = ?",
+};
+
+const SELECT_CHECK_BY_SUBSCRIPTION: &str = concat!(
+    select_check!(),
+    "WHERE sc.robot_id = ? AND sc.subscription_id = ? ORDER BY sc.id DESC LIMIT 1"
+);
+
+const UPDATE_CHECK_STATE: &str = "UPDATE status_check \
+     SET phase = ?, result = ?, next_step_id = ?, updated_at = ? WHERE id = ?";
+
+const RELEASE_POLLER: &str = "UPDATE status_check_poller SET lock_id = NULL, updated_at = ? \
+     WHERE status_check_id = ?";
+
+const UPDATE_EXT_STATE: &str = "UPDATE status_check_ext SET notification_seq = ?, \
+     deadline_at = ?, lease_taken_at = CASE WHEN ? THEN NULL ELSE lease_taken_at END, \
+     updated_at = ? WHERE status_check_id = ?";
+
+const INSERT_OUTBOX: &str = "INSERT INTO status_check_outbox (status_check_id, robot_id, seq, \
+     payload, call_ref, created_at, attempts, next_attempt_at, lock_id, locked_until, sent_at, \
+     last_error) VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL, NULL, NULL, NULL)";
+
+/// Due checks, oldest deadline first. The join order is fixed to the one the deadline index
+/// serves — ext (range on `idx_status_check_ext_deadline`, already in ORDER BY order) →
+/// status_check → poller (by primary key) — with MySQL's `STRAIGHT_JOIN` and SQLite's
+/// `CROSS JOIN` (without statistics SQLite would otherwise start from the poller's `lock_id`
+/// index: every free poller, i.e. every check that ever ended). On MySQL the rows are read,
+/// locked and skipped in deadline order, so two claimers never miss a row between them;
+/// `SKIP LOCKED` passes over checks another transaction holds (a claimer, or a change under
+/// way) without waiting, so a claim never waits for a row lock and cannot take part in a
+/// deadlock.
+macro_rules! claim_due_sql {
+    ($join:literal, $lock:literal) => {
+        concat!(
+            "SELECT e.status_check_id AS id, e.deadline_at AS deadline_at \
+             FROM status_check_ext e ",
+            $join,
+            " status_check sc ON sc.id = e.status_check_id ",
+            $join,
+            " status_check_poller p ON p.status_check_id = e.status_check_id \
+             WHERE e.deadline_at <= ? AND sc.phase = 'FUTURE' AND p.lock_id IS NULL \
+             ORDER BY e.deadline_at, e.status_check_id LIMIT ?",
+            $lock
+        )
+    };
+}
+
+const CLAIM_DUE: PerDialect = PerDialect {
+    mysql: claim_due_sql!("STRAIGHT_JOIN", " FOR UPDATE SKIP LOCKED"),
+    sqlite: claim_due_sql!("CROSS JOIN", ""),
+};
+
+const LEASE_POLLER: &str = "UPDATE status_check_poller SET lock_id = ?, updated_at = ? \
+     WHERE status_check_id = ? AND lock_id IS NULL";
+
+const LEASE_EXT: &str = "UPDATE status_check_ext SET lease_taken_at = ? WHERE status_check_id = ?";
+
+/// Sorted by the caller (an `ORDER BY` here leads SQLite to scan the table in id order
+/// instead of using `idx_status_check_ext_lease`).
+const SELECT_STALE_LEASES: &str =
+    "SELECT status_check_id AS id FROM status_check_ext WHERE lease_taken_at < ?";
+
+const FORGET_STALE_LEASE: &str = "UPDATE status_check_ext SET lease_taken_at = NULL \
+     WHERE status_check_id = ? AND lease_taken_at < ?";
+
+/// `updated_at` is left alone (MySQL's `ON UPDATE CURRENT_TIMESTAMP` sets it): this call has
+/// no clock of its own.
+const RELEASE_STALE_POLLER: &str =
+    "UPDATE status_check_poller SET lock_id = NULL WHERE status_check_id = ?";
+
+macro_rules! claim_outbox_sql {
+    ($lock:literal) => {
+        concat!(
+            "SELECT id, status_check_id, robot_id, seq, payload, call_ref, attempts \
+             FROM status_check_outbox \
+             WHERE sent_at IS NULL AND next_attempt_at <= ? \
+               AND (lock_id IS NULL OR locked_until < ?) \
+             ORDER BY next_attempt_at, id LIMIT ?",
+            $lock
+        )
+    };
+}
+
+const CLAIM_OUTBOX: PerDialect = PerDialect {
+    mysql: claim_outbox_sql!(" FOR UPDATE SKIP LOCKED"),
+    sqlite: claim_outbox_sql!(""),
+};
+
+const LEASE_OUTBOX: &str =
+    "UPDATE status_check_outbox SET lock_id = ?, locked_until = ? WHERE id = ?";
+
+const OUTBOX_SENT: &str = "UPDATE status_check_outbox \
+     SET sent_at = ?, lock_id = NULL, locked_until = NULL \
+     WHERE id = ? AND lock_id = ? AND sent_at IS NULL";
+
+const OUTBOX_FAILED: &str = "UPDATE status_check_outbox \
+     SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, lock_id = NULL, \
+         locked_until = NULL \
+     WHERE id = ? AND lock_id = ? AND sent_at IS NULL";
+
+const OUTBOX_BACKLOG: &str =
+    "SELECT COUNT(*) AS backlog FROM status_check_outbox WHERE sent_at IS NULL";
+
+/// `status_check_poller.lock_id` and `status_check_outbox.lock_id` are `VARCHAR(256)`.
+const LEASE_MAX_CHARS: usize = 256;
+/// `status_check_outbox.call_ref` is `VARCHAR(256)`.
+const CALL_REF_MAX_CHARS: usize = 256;
+/// `status_check_outbox.last_error` is `VARCHAR(1024)`.
+const LAST_ERROR_MAX_CHARS: usize = 1024;
+
+/// How a unit of work ends when it did not fail.
+enum Step<V> {
+    Commit(V),
+    /// Nothing (more) to write: roll back, freeing the locks at once.
+    Rollback(V),
+}
+
+/// Commits or rolls back the transaction as the unit's result says; an error rolls back.
+async fn finish<T: Tx, V>(tx: T, result: Result<Step<V>, StoreError>) -> Result<V, StoreError> {
+    match result {
+        Ok(Step::Commit(value)) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Ok(Step::Rollback(value)) => {
+            tx.rollback().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The error is what matters; a failed rollback closes the connection anyway.
+            tx.rollback().await.ok();
+            Err(error)
+        }
+    }
+}
+
+fn check_lease(lease: &str) -> Result<(), StoreError> {
+    if lease.is_empty() || lease.chars().count() > LEASE_MAX_CHARS {
+        return Err(StoreError::Conflict(format!(
+            "a lease must be 1 to {LEASE_MAX_CHARS} characters, not {}",
+            lease.chars().count()
+        )));
+    }
+    Ok(())
+}
+
+fn cut(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+fn limit_arg(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+pub(crate) async fn find_by_subscription<D: Db>(
+    db: &D,
+    robot_id: i64,
+    subscription_id: i64,
+) -> Result<Option<StoredCheck>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx
+        .fetch_optional(
+            SELECT_CHECK_BY_SUBSCRIPTION,
+            args![robot_id, subscription_id],
+        )
+        .await?;
+    let check = match row {
+        Some(row) => Some(check_with_records(&mut tx, &row).await?),
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(check)
+}
+
+pub(crate) async fn update_check<D: Db>(
+    db: &D,
+    id: i64,
+    fence: Fence<'_>,
+    decide: Decide<'_>,
+    render: Render<'_>,
+    call_ref: &str,
+    now: DateTime<Utc>,
+) -> Result<UpdateOutcome, StoreError> {
+    let mut retry = Retry::default();
+    loop {
+        let result = async {
+            let mut tx = db.begin(Mode::Write).await?;
+            let result = update_in(db, &mut tx, id, fence, decide, render, call_ref, now).await;
+            finish(tx, result).await
+        }
+        .await;
+        let error = match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(error) => error,
+        };
+        if let Failure::Duplicate { .. } = db.classify(&error) {
+            // The decision repeated an incoming event the check has (or a notification
+            // sequence number): a bug upstream. Nothing was written.
+            return Err(StoreError::Conflict(format!(
+                "status_check {id}: the update repeats what the check already holds \
+                 (an incoming event recorded twice?): {error}"
+            )));
+        }
+        if !retry.again(db, &error).await {
+            return Err(error);
+        }
+    }
+}
+
+/// One attempt of `update_check`, in the lock order status_check → poller → ext.
+#[allow(clippy::too_many_arguments)]
+async fn update_in<D: Db>(
+    db: &D,
+    tx: &mut D::Tx,
+    id: i64,
+    fence: Fence<'_>,
+    decide: Decide<'_>,
+    render: Render<'_>,
+    call_ref: &str,
+    now: DateTime<Utc>,
+) -> Result<Step<UpdateOutcome>, StoreError> {
+    // 1. The check's row: every change of this check waits here until the last one commits.
+    if tx
+        .fetch_optional(db.sql(&LOCK_CHECK), args![id])
+        .await?
+        .is_none()
+    {
+        return Ok(Step::Rollback(UpdateOutcome::NotFound));
+    }
+    // 2. Its poller, for the fence. (On MySQL both are locking reads, which see the latest
+    //    committed rows; the plain reads below take their snapshot only now, under the lock.)
+    let lock_id = match tx.fetch_optional(db.sql(&LOCK_POLLER), args![id]).await? {
+        Some(row) => row.opt_text("lock_id")?,
+        None => None,
+    };
+    if let Fence::Lease(lease) = fence
+        && lock_id.as_deref() != Some(lease)
+    {
+        return Ok(Step::Rollback(UpdateOutcome::Fenced));
+    }
+    let Some(check) = load_check(tx, id).await? else {
+        return Ok(Step::Rollback(UpdateOutcome::NotFound));
+    };
+    let Some(update) = decide(&check) else {
+        return Ok(Step::Rollback(UpdateOutcome::Unchanged(check)));
+    };
+    check_orders(&check, &update)?;
+
+    let now_ms = millis(now);
+    let now_seconds = seconds_floor(now);
+    tx.execute(
+        UPDATE_CHECK_STATE,
+        args![
+            update.phase.as_str(),
+            Some(update.result.as_str().to_owned()),
+            update.next_step_id,
+            now_seconds,
+            id
+        ],
+    )
+    .await?;
+    if update.release_lease {
+        tx.execute(RELEASE_POLLER, args![now_seconds, id]).await?;
+    }
+    let seq = check.notification_seq + i64::from(update.notify);
+    tx.execute(
+        UPDATE_EXT_STATE,
+        args![
+            seq,
+            pending_deadline(update.phase, &check.windows),
+            update.release_lease,
+            now_ms,
+            id
+        ],
+    )
+    .await?;
+    for record in &update.new_records {
+        insert_record(tx, id, record).await?;
+    }
+    let notify = update.notify;
+    let updated = after_update(check, update, seq, now);
+    if notify {
+        let payload = render(&updated, seq);
+        tx.execute(
+            INSERT_OUTBOX,
+            args![
+                id,
+                updated.key.robot_id,
+                seq,
+                payload,
+                cut(call_ref, CALL_REF_MAX_CHARS),
+                now_ms,
+                now_ms
+            ],
+        )
+        .await?;
+    }
+    Ok(Step::Commit(UpdateOutcome::Updated(updated)))
+}
+
+/// The check as the update left it, built from what was loaded and written — the same value
+/// a fresh read returns (the suite compares them), without reading the history back: the
+/// times are truncated as the writes truncate them.
+fn after_update(
+    mut check: StoredCheck,
+    update: CheckUpdate,
+    seq: i64,
+    now: DateTime<Utc>,
+) -> StoredCheck {
+    check.phase = update.phase;
+    check.result = update.result;
+    check.next_step_id = update.next_step_id;
+    check.notification_seq = seq;
+    check.updated_at = millis(now);
+    check
+        .records
+        .extend(update.new_records.into_iter().map(|record| Record {
+            created_at: seconds_floor(record.created_at),
+            event: Event {
+                created_at: millis(record.event.created_at),
+                ..record.event
+            },
+            ..record
+        }));
+    check
+}
+
+/// New records continue the stored `order`s one by one; anything else is a decision made on
+/// another state than the stored one — a bug, refused before anything is written.
+fn check_orders(check: &StoredCheck, update: &CheckUpdate) -> Result<(), StoreError> {
+    let mut last = check.records.iter().map(|r| r.order).max().unwrap_or(0);
+    for record in &update.new_records {
+        if Some(record.order) != last.checked_add(1) {
+            return Err(StoreError::Conflict(format!(
+                "status_check {}: a new record has order {} where {} was next",
+                check.id,
+                record.order,
+                u64::from(last) + 1
+            )));
+        }
+        last = record.order;
+    }
+    Ok(())
+}
+
+pub(crate) async fn claim_due<D: Db>(
+    db: &D,
+    now: DateTime<Utc>,
+    lease: &str,
+    limit: usize,
+) -> Result<Vec<Claimed>, StoreError> {
+    check_lease(lease)?;
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut retry = Retry::default();
+    loop {
+        let result = async {
+            let mut tx = db.begin(Mode::Write).await?;
+            let result = claim_due_in(db, &mut tx, now, lease, limit).await;
+            finish(tx, result).await
+        }
+        .await;
+        match result {
+            Ok(claimed) => return Ok(claimed),
+            Err(error) => {
+                if !retry.again(db, &error).await {
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+async fn claim_due_in<D: Db>(
+    db: &D,
+    tx: &mut D::Tx,
+    now: DateTime<Utc>,
+    lease: &str,
+    limit: usize,
+) -> Result<Step<Vec<Claimed>>, StoreError> {
+    let rows = tx
+        .fetch_all(db.sql(&CLAIM_DUE), args![millis(now), limit_arg(limit)])
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let check_id = row.int("id")?;
+        let deadline = row.time("deadline_at")?;
+        // The rows are locked (MySQL) or the database is (SQLite): the lease is still free.
+        let done = tx
+            .execute(LEASE_POLLER, args![lease, seconds_floor(now), check_id])
+            .await?;
+        if done.rows_affected == 0 {
+            continue;
+        }
+        tx.execute(LEASE_EXT, args![millis(now), check_id]).await?;
+        claimed.push(Claimed { check_id, deadline });
+    }
+    Ok(Step::Commit(claimed))
+}
+
+pub(crate) async fn release_stale_leases<D: Db>(
+    db: &D,
+    taken_before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let mut retry = Retry::default();
+    loop {
+        let result = async {
+            let mut tx = db.begin(Mode::Write).await?;
+            let result = release_stale_in(db, &mut tx, taken_before).await;
+            finish(tx, result).await
+        }
+        .await;
+        match result {
+            Ok(released) => return Ok(released),
+            Err(error) => {
+                if !retry.again(db, &error).await {
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+/// Candidates first (a plain read over `idx_status_check_ext_lease`), then each in the lock
+/// order with the condition checked again on the locked row: a lease renewed or released
+/// since the read is left alone. Checks are taken in id order, so two replicas releasing at
+/// once wait for each other instead of deadlocking.
+async fn release_stale_in<D: Db>(
+    db: &D,
+    tx: &mut D::Tx,
+    taken_before: DateTime<Utc>,
+) -> Result<Step<u64>, StoreError> {
+    let taken_before = millis(taken_before);
+    let mut candidates = tx
+        .fetch_all(SELECT_STALE_LEASES, args![taken_before])
+        .await?
+        .iter()
+        .map(|row| row.int("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    candidates.sort_unstable();
+    let mut released = 0;
+    for id in candidates {
+        if tx
+            .fetch_optional(db.sql(&LOCK_CHECK), args![id])
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        tx.fetch_optional(db.sql(&LOCK_POLLER), args![id]).await?;
+        let done = tx
+            .execute(FORGET_STALE_LEASE, args![id, taken_before])
+            .await?;
+        if done.rows_affected == 0 {
+            continue;
+        }
+        tx.execute(RELEASE_STALE_POLLER, args![id]).await?;
+        released += 1;
+    }
+    Ok(Step::Commit(released))
+}
+
+pub(crate) async fn claim_outbox<D: Db>(
+    db: &D,
+    now: DateTime<Utc>,
+    lease: &str,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    check_lease(lease)?;
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut retry = Retry::default();
+    loop {
+        let result = async {
+            let mut tx = db.begin(Mode::Write).await?;
+            let result = claim_outbox_in(db, &mut tx, now, lease, lease_until, limit).await;
+            finish(tx, result).await
+        }
+        .await;
+        match result {
+            Ok(claimed) => return Ok(claimed),
+            Err(error) => {
+                if !retry.again(db, &error).await {
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+async fn claim_outbox_in<D: Db>(
+    db: &D,
+    tx: &mut D::Tx,
+    now: DateTime<Utc>,
+    lease: &str,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+) -> Result<Step<Vec<OutboxMessage>>, StoreError> {
+    let now = millis(now);
+    let rows = tx
+        .fetch_all(db.sql(&CLAIM_OUTBOX), args![now, now, limit_arg(limit)])
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row.int("id")?;
+        let attempts = row.int("attempts")?;
+        let message = OutboxMessage {
+            id,
+            check_id: row.int("status_check_id")?,
+            robot_id: row.int("robot_id")?,
+            seq: row.int("seq")?,
+            payload: row.text("payload")?,
+            call_ref: row.text("call_ref")?,
+            attempts: u32::try_from(attempts)
+                .map_err(|_| corrupt(format!("status_check_outbox {id}: attempts {attempts}")))?,
+        };
+        tx.execute(LEASE_OUTBOX, args![lease, millis(lease_until), id])
+            .await?;
+        claimed.push(message);
+    }
+    Ok(Step::Commit(claimed))
+}
+
+pub(crate) async fn outbox_sent<D: Db>(
+    db: &D,
+    id: i64,
+    lease: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    write_one(db, OUTBOX_SENT, args![millis(now), id, lease]).await
+}
+
+pub(crate) async fn outbox_failed<D: Db>(
+    db: &D,
+    id: i64,
+    lease: &str,
+    next_attempt_at: DateTime<Utc>,
+    error: &str,
+) -> Result<bool, StoreError> {
+    write_one(
+        db,
+        OUTBOX_FAILED,
+        args![
+            cut(error, LAST_ERROR_MAX_CHARS),
+            millis(next_attempt_at),
+            id,
+            lease
+        ],
+    )
+    .await
+}
+
+/// One statement in its own transaction, retried on transient failures; whether it matched
+/// a row.
+async fn write_one<D: Db>(
+    db: &D,
+    sql: &'static str,
+    args: Vec<super::db::Arg>,
+) -> Result<bool, StoreError> {
+    let mut retry = Retry::default();
+    loop {
+        let result = async {
+            let mut tx = db.begin(Mode::Write).await?;
+            let result = tx
+                .execute(sql, args.clone())
+                .await
+                .map(|done| Step::Commit(done.rows_affected > 0));
+            finish(tx, result).await
+        }
+        .await;
+        match result {
+            Ok(changed) => return Ok(changed),
+            Err(error) => {
+                if !retry.again(db, &error).await {
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn outbox_backlog<D: Db>(db: &D) -> Result<i64, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx.fetch_optional(OUTBOX_BACKLOG, args![]).await?;
+    tx.commit().await?;
+    match row {
+        Some(row) => row.int("backlog"),
+        None => Ok(0),
+    }
 }
 
 // ---- Templates ----
@@ -790,6 +1422,27 @@ mod tests {
         assert_eq!(parse_dependencies(" ").unwrap(), Vec::<String>::new());
         assert!(parse_dependencies(r#"[{"name":"X"}]"#).is_err());
         assert!(parse_dependencies("CHARGING").is_err());
+    }
+
+    #[test]
+    fn the_pending_deadline_is_the_exact_end_of_an_open_future_window() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let windows = |future_seconds| super::super::StoredWindows {
+            anchor: at("2026-11-20T08:00:00.250999Z"),
+            past_seconds: 60,
+            future_seconds,
+        };
+        assert_eq!(
+            pending_deadline(CheckPhase::Future, &windows(600)),
+            Some(at("2026-11-20T08:10:00.250Z"))
+        );
+        assert_eq!(pending_deadline(CheckPhase::Future, &windows(0)), None);
+        assert_eq!(pending_deadline(CheckPhase::Completed, &windows(600)), None);
+        assert_eq!(pending_deadline(CheckPhase::Failed, &windows(600)), None);
+        assert_eq!(
+            pending_deadline(CheckPhase::Future, &windows(i64::MAX)),
+            Some(DATETIME_MAX)
+        );
     }
 
     #[test]

@@ -17,11 +17,14 @@ use sqlx::{Row, Sqlite, Transaction};
 use status_check_engine::TemplateDefinition;
 
 use super::db::{
-    Arg, Db, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator, names_request_key,
-    sqlite_text,
+    Arg, Db, Dialect, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator,
+    names_request_key, sqlite_text,
 };
 use super::queries;
-use super::{CheckKey, Created, NewCheck, Store, StoreError, StoredCheck, StoredTemplate, Synced};
+use super::{
+    CheckKey, Claimed, Created, Decide, Fence, NewCheck, OutboxMessage, Render, Store, StoreError,
+    StoredCheck, StoredTemplate, Synced, UpdateOutcome,
+};
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,11 +32,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections of a file database (readers run in parallel under WAL; writers queue).
 const MAX_CONNECTIONS: u32 = 8;
 
-const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "scheduler_outbox",
+        include_str!("../../migrations/sqlite/0002_scheduler_outbox.sql"),
+    ),
+];
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -112,6 +122,72 @@ impl Store for SqliteStore {
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
         queries::template_by_id(self, id).await
     }
+
+    async fn find_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredCheck>, StoreError> {
+        queries::find_by_subscription(self, robot_id, subscription_id).await
+    }
+
+    async fn update_check(
+        &self,
+        id: i64,
+        fence: Fence<'_>,
+        decide: Decide<'_>,
+        render: Render<'_>,
+        call_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        queries::update_check(self, id, fence, decide, render, call_ref, now).await
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        queries::claim_due(self, now, lease, limit).await
+    }
+
+    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        queries::release_stale_leases(self, taken_before).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        queries::claim_outbox(self, now, lease, lease_until, limit).await
+    }
+
+    async fn outbox_sent(
+        &self,
+        id: i64,
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        queries::outbox_sent(self, id, lease, now).await
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        queries::outbox_failed(self, id, lease, next_attempt_at, error).await
+    }
+
+    async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+        queries::outbox_backlog(self).await
+    }
 }
 
 #[async_trait]
@@ -144,6 +220,10 @@ impl Db for SqliteStore {
             _ => Failure::Other,
         }
     }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
 }
 
 type Query = sqlx::query::Query<'static, Sqlite, <Sqlite as sqlx::Database>::Arguments>;
@@ -157,6 +237,7 @@ fn bind(mut query: Query, args: Vec<Arg>) -> Query {
             Arg::OptText(value) => query.bind(value),
             Arg::Bool(value) => query.bind(value),
             Arg::Time(value) => query.bind(sqlite_text(value)),
+            Arg::OptTime(value) => query.bind(value.map(sqlite_text)),
         };
     }
     query
@@ -170,6 +251,7 @@ impl Tx for Transaction<'static, Sqlite> {
         let result = bind(sqlx::query(sql), args).execute(&mut **self).await?;
         Ok(Done {
             last_insert_id: result.last_insert_rowid(),
+            rows_affected: result.rows_affected(),
         })
     }
 
@@ -183,6 +265,11 @@ impl Tx for Transaction<'static, Sqlite> {
 
     async fn commit(self) -> Result<(), StoreError> {
         Transaction::commit(self).await?;
+        Ok(())
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        Transaction::rollback(self).await?;
         Ok(())
     }
 }

@@ -1,9 +1,12 @@
 //! The store's behaviour suite: every behaviour is written once and runs against SQLite and
 //! MySQL/MariaDB (`store::sqlite::*` and `store::mysql::*`).
 
-use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use status_check::store::{
-    CheckKey, Created, NewCheck, StoreError, StoredCheck, StoredWindows, Synced,
+    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, StoreError, StoredCheck,
+    StoredWindows, Synced, UpdateOutcome,
 };
 use status_check_engine::lifecycle::NextSteps;
 use status_check_engine::template::{PhaseDefinition, PollerDefaults};
@@ -57,7 +60,34 @@ on_both_backends!(
     description_follows_the_highest_version,
     legacy_dependencies_are_read,
     overlong_dependencies_are_refused,
+    create_check_sets_the_pending_deadline,
+    find_by_subscription_matches_robot_and_subscription,
+    update_check_appends_records_changes_state_and_notifies,
+    update_check_without_a_decision_writes_nothing,
+    concurrent_updates_of_one_check_each_see_the_other,
+    an_update_repeating_an_event_is_refused_whole,
+    leases_fence_writes_and_stale_leases_are_released,
+    claim_due_takes_free_due_future_checks_oldest_first,
+    concurrent_claims_are_disjoint,
+    outbox_claims_leases_and_retries,
+    concurrent_outbox_claims_are_disjoint,
 );
+
+/// A database with the first schema and open checks in it is upgraded: the open checks get
+/// their deadline, the scheduler claims them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_upgrade_from_the_first_schema_backfills_deadlines() {
+    let db = crate::support::sqlite_db_unmigrated().await;
+    upgrade_from_the_first_schema_backfills_deadlines(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_upgrade_from_the_first_schema_backfills_deadlines() {
+    let Some(db) = crate::support::mysql_db_unmigrated().await else {
+        return;
+    };
+    upgrade_from_the_first_schema_backfills_deadlines(&db).await;
+}
 
 /// The helpers other test modules start services with hand out migrated, working stores.
 #[tokio::test]
@@ -213,13 +243,38 @@ async fn migrations_are_idempotent(db: &TestDb) {
     // The helper migrated once already.
     db.store.migrate().await.unwrap();
     db.store.migrate().await.unwrap();
-    // A database that has the tables but no migration history (production, where the tables
-    // predate this service): the migrations create nothing twice and fail on nothing.
+    // Production, where the tables predate this service: the production tables are there,
+    // this service's own objects and its migration history are not. The migrations create
+    // nothing twice and fail on nothing.
     let template_id = synced_template(db, "before-history-lost").await;
-    db.raw.execute("DROP TABLE _sqlx_migrations").await;
+    for sql in [
+        "DROP TABLE _sqlx_migrations",
+        "DROP TABLE status_check_outbox",
+        "DROP TABLE status_check_record_event",
+        "DROP TABLE status_check_ext",
+        "DROP TABLE status_check_template_ext",
+    ] {
+        db.raw.execute(sql).await;
+    }
     db.store.migrate().await.unwrap();
     let stored = db.store.template_by_id(template_id).await.unwrap().unwrap();
-    assert_eq!(stored.definition, template("before-history-lost", 1));
+    // The default windows lived in the dropped status_check_template_ext.
+    let expected = TemplateDefinition {
+        poller: PollerDefaults::default(),
+        ..template("before-history-lost", 1)
+    };
+    assert_eq!(stored.definition, expected);
+
+    // MySQL, where DDL is not transactional: every file also runs over a database that has
+    // all of its objects already (a lost history, or a file re-run after failing half-way).
+    // (SQLite applies each file in one transaction, all or nothing; its ALTER TABLE has no
+    // IF NOT EXISTS, see migrations/sqlite/0002.)
+    if db.raw.is_mysql() {
+        db.raw.execute("DROP TABLE _sqlx_migrations").await;
+        db.store.migrate().await.unwrap();
+        let stored = db.store.template_by_id(template_id).await.unwrap().unwrap();
+        assert_eq!(stored.definition, expected);
+    }
 }
 
 async fn ping_answers(db: &TestDb) {
@@ -694,4 +749,968 @@ async fn overlong_dependencies_are_refused(db: &TestDb) {
             .await,
         0
     );
+}
+
+// ---- The lifecycle: deliveries, the scheduler, the outbox ----
+
+/// The deadline of `new_check`: anchor 08:00:05.250 + 600 s.
+fn deadline() -> DateTime<Utc> {
+    at("2026-11-20T08:10:05.250Z")
+}
+
+/// The `order` the next record of a check gets.
+fn next_order(check: &StoredCheck) -> u32 {
+    check.records.iter().map(|r| r.order).max().unwrap_or(0) + 1
+}
+
+/// A FUTURE record as a decision makes it: times finer than the store keeps (the event's
+/// to the millisecond, the record's to the second).
+fn future_record(order: u32, event_id: i64) -> Record {
+    let mut record = record(order, RecordPhase::Future, event_id, "CHARGING_STARTED");
+    record.event.created_at =
+        at("2026-11-20T08:00:30.123456Z") + TimeDelta::seconds(i64::from(order));
+    record.event.level = Some(2);
+    record.event.reference_id = Some(format!("ref-{event_id}"));
+    record.outgoing_event_id = Some(event_id + 100_000);
+    record.created_at = at("2026-11-20T08:01:00.987654Z");
+    record
+}
+
+/// What a fresh read returns for a record `future_record` made.
+fn as_stored(mut record: Record) -> Record {
+    record.event.created_at = record.event.created_at.trunc_subsecs(3);
+    record.created_at = record.created_at.trunc_subsecs(0);
+    record
+}
+
+/// A decision that appends one FUTURE record of `event_id` and keeps the check open.
+fn append(event_id: i64) -> impl Fn(&StoredCheck) -> Option<CheckUpdate> + Send + Sync {
+    move |check: &StoredCheck| {
+        Some(CheckUpdate {
+            phase: CheckPhase::Future,
+            result: CheckResult::Pending,
+            next_step_id: None,
+            new_records: vec![future_record(next_order(check), event_id)],
+            release_lease: false,
+            notify: false,
+        })
+    }
+}
+
+/// A decision that only notifies: the state stays, no record is added.
+fn notify(check: &StoredCheck) -> Option<CheckUpdate> {
+    Some(CheckUpdate {
+        phase: check.phase,
+        result: check.result,
+        next_step_id: check.next_step_id,
+        new_records: Vec::new(),
+        release_lease: false,
+        notify: true,
+    })
+}
+
+/// A decision that completes the check with PASS, releases the lease and notifies.
+fn complete(check: &StoredCheck) -> Option<CheckUpdate> {
+    Some(CheckUpdate {
+        phase: CheckPhase::Completed,
+        result: CheckResult::Pass,
+        next_step_id: Some(check.next_steps.pass),
+        new_records: Vec::new(),
+        release_lease: true,
+        notify: true,
+    })
+}
+
+fn render(check: &StoredCheck, seq: i64) -> String {
+    format!(
+        "check {} seq {seq}: {} {} {:?} with {} records",
+        check.id,
+        check.phase,
+        check.result,
+        check.next_step_id,
+        check.records.len()
+    )
+}
+
+fn updated(outcome: UpdateOutcome) -> StoredCheck {
+    match outcome {
+        UpdateOutcome::Updated(check) => check,
+        other => panic!("expected Updated, got {other:?}"),
+    }
+}
+
+async fn outbox_rows(db: &TestDb) -> i64 {
+    db.raw
+        .count("SELECT COUNT(*) FROM status_check_outbox")
+        .await
+}
+
+/// A new check of `robot_id` whose future window is `future_seconds` from `anchor`.
+async fn open_check(
+    db: &TestDb,
+    template_id: i64,
+    robot_id: i64,
+    anchor: &str,
+    future: i64,
+) -> StoredCheck {
+    let mut check = new_check(template_id, robot_id);
+    check.windows.anchor = at(anchor);
+    check.windows.future_seconds = future;
+    check.now = check.windows.anchor;
+    created_new(db.store.create_check(check).await.unwrap())
+}
+
+async fn create_check_sets_the_pending_deadline(db: &TestDb) {
+    let template_id = synced_template(db, "deadline").await;
+    let open = created_new(
+        db.store
+            .create_check(new_check(template_id, 42))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(db.raw.schedule(open.id).await, (Some(deadline()), None));
+    assert_eq!(open.polling_until, Some(deadline()));
+
+    // No deadline to wait for: the check ended at once, or has no future window.
+    let mut ended = new_check(template_id, 43);
+    ended.phase = CheckPhase::Completed;
+    ended.result = CheckResult::Pass;
+    let ended = created_new(db.store.create_check(ended).await.unwrap());
+    assert_eq!(db.raw.schedule(ended.id).await, (None, None));
+    let mut no_future = new_check(template_id, 44);
+    no_future.windows.future_seconds = 0;
+    let no_future = created_new(db.store.create_check(no_future).await.unwrap());
+    assert_eq!(db.raw.schedule(no_future.id).await, (None, None));
+}
+
+async fn find_by_subscription_matches_robot_and_subscription(db: &TestDb) {
+    let template_id = synced_template(db, "subscription").await;
+    let mut check = new_check(template_id, 42);
+    check.subscription_id = Some(991);
+    let mine = created_new(db.store.create_check(check).await.unwrap());
+    let mut other = new_check(template_id, 43);
+    other.subscription_id = Some(992);
+    let theirs = created_new(db.store.create_check(other).await.unwrap());
+
+    assert_eq!(
+        db.store.find_by_subscription(42, 991).await.unwrap(),
+        Some(mine)
+    );
+    assert_eq!(
+        db.store.find_by_subscription(43, 992).await.unwrap(),
+        Some(theirs)
+    );
+    // Another robot's subscription, or one nobody has.
+    assert_eq!(db.store.find_by_subscription(43, 991).await.unwrap(), None);
+    assert_eq!(db.store.find_by_subscription(42, 992).await.unwrap(), None);
+    assert_eq!(db.store.find_by_subscription(42, 999).await.unwrap(), None);
+}
+
+async fn update_check_appends_records_changes_state_and_notifies(db: &TestDb) {
+    let template_id = synced_template(db, "update").await;
+    let created = created_new(
+        db.store
+            .create_check(new_check(template_id, 42))
+            .await
+            .unwrap(),
+    );
+    let mut expected = created.clone();
+    for (i, event_id) in [6001, 6002, 6003].into_iter().enumerate() {
+        let step = i64::try_from(i).unwrap();
+        let now = at("2026-11-20T08:01:00.500Z") + TimeDelta::seconds(step);
+        let last = i == 2;
+        let decide = move |check: &StoredCheck| {
+            Some(CheckUpdate {
+                phase: if last {
+                    CheckPhase::Completed
+                } else {
+                    CheckPhase::Future
+                },
+                result: if last {
+                    CheckResult::Pass
+                } else {
+                    CheckResult::Pending
+                },
+                next_step_id: last.then_some(10),
+                new_records: vec![Record {
+                    result: if last {
+                        CheckResult::Pass
+                    } else {
+                        CheckResult::Pending
+                    },
+                    ..future_record(next_order(check), event_id)
+                }],
+                release_lease: last,
+                notify: true,
+            })
+        };
+        let call_ref = format!("call-{i}");
+        let check = updated(
+            db.store
+                .update_check(created.id, Fence::None, &decide, &render, &call_ref, now)
+                .await
+                .unwrap(),
+        );
+        let decided = decide(&expected).unwrap().new_records.remove(0);
+        let new_record = as_stored(decided.clone());
+        assert_ne!(
+            new_record, decided,
+            "the times are finer than the store keeps"
+        );
+        assert_eq!(new_record.order, 4 + u32::try_from(i).unwrap());
+        expected.records.push(new_record);
+        expected.notification_seq = step + 1;
+        expected.updated_at = now;
+        if last {
+            expected.phase = CheckPhase::Completed;
+            expected.result = CheckResult::Pass;
+            expected.next_step_id = Some(10);
+        }
+        assert_eq!(check, expected);
+        assert_eq!(db.store.get_check(created.id).await.unwrap(), Some(check));
+        // The deadline stays while the check is open and goes when it ends.
+        let pending = (!last).then(deadline);
+        assert_eq!(db.raw.schedule(created.id).await, (pending, None));
+    }
+    let rows = db.raw.outbox(created.id).await;
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        let step = i64::try_from(i).unwrap();
+        let now = at("2026-11-20T08:01:00.500Z") + TimeDelta::seconds(step);
+        assert_eq!(row.seq, step + 1);
+        assert_eq!(row.call_ref, format!("call-{i}"));
+        assert_eq!(row.attempts, 0);
+        assert_eq!(row.created_at, now);
+        assert_eq!(row.next_attempt_at, now);
+        assert_eq!(row.sent_at, None);
+        assert_eq!(row.last_error, None);
+    }
+    let id = created.id;
+    assert_eq!(
+        rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>(),
+        [
+            format!("check {id} seq 1: FUTURE PENDING None with 4 records"),
+            format!("check {id} seq 2: FUTURE PENDING None with 5 records"),
+            format!("check {id} seq 3: COMPLETED PASS Some(10) with 6 records"),
+        ]
+    );
+    assert_eq!(db.store.outbox_backlog().await.unwrap(), 3);
+}
+
+async fn update_check_without_a_decision_writes_nothing(db: &TestDb) {
+    let template_id = synced_template(db, "unchanged").await;
+    let created = created_new(
+        db.store
+            .create_check(new_check(template_id, 42))
+            .await
+            .unwrap(),
+    );
+    let rows = check_rows(db).await;
+    let now = at("2026-11-20T08:01:00Z");
+    let outcome = db
+        .store
+        .update_check(created.id, Fence::None, &|_| None, &render, "call", now)
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::Unchanged(created.clone()));
+    assert_eq!(
+        db.store.get_check(created.id).await.unwrap(),
+        Some(created.clone())
+    );
+    assert_eq!(check_rows(db).await, rows);
+    assert_eq!(outbox_rows(db).await, 0);
+
+    // A missing check: nothing is decided.
+    let never = |_: &StoredCheck| -> Option<CheckUpdate> { panic!("decided on a missing check") };
+    assert_eq!(
+        db.store
+            .update_check(999_999, Fence::None, &never, &render, "call", now)
+            .await
+            .unwrap(),
+        UpdateOutcome::NotFound
+    );
+    // A lease the poller does not hold: nothing is decided either.
+    assert_eq!(
+        db.store
+            .update_check(
+                created.id,
+                Fence::Lease("nobody"),
+                &never,
+                &render,
+                "call",
+                now
+            )
+            .await
+            .unwrap(),
+        UpdateOutcome::Fenced
+    );
+    assert_eq!(db.store.get_check(created.id).await.unwrap(), Some(created));
+}
+
+async fn concurrent_updates_of_one_check_each_see_the_other(db: &TestDb) {
+    let template_id = synced_template(db, "concurrent-updates").await;
+    let now = at("2026-11-20T08:01:00Z");
+    for round in 0..8 {
+        let created = created_new(
+            db.store
+                .create_check(new_check(template_id, 200 + round))
+                .await
+                .unwrap(),
+        );
+        let (first, second) = (append(7000 + round * 10), append(7001 + round * 10));
+        let (a, b) = tokio::join!(
+            db.store
+                .update_check(created.id, Fence::None, &first, &render, "a", now),
+            db.store
+                .update_check(created.id, Fence::None, &second, &render, "b", now)
+        );
+        let (a, b) = (updated(a.unwrap()), updated(b.unwrap()));
+        // One of them went second and saw the other's record.
+        assert_eq!(
+            (
+                a.records.len().min(b.records.len()),
+                a.records.len().max(b.records.len())
+            ),
+            (4, 5),
+            "round {round}"
+        );
+        let stored = db.store.get_check(created.id).await.unwrap().unwrap();
+        // The one that went second returned the check as it is now.
+        let second = if a.records.len() == 5 { &a } else { &b };
+        assert_eq!(second, &stored, "round {round}");
+        let orders: Vec<u32> = stored.records.iter().map(|r| r.order).collect();
+        assert_eq!(orders, [1, 2, 3, 4, 5], "round {round}");
+        let events: BTreeSet<i64> = stored.records.iter().map(|r| r.event.id).collect();
+        assert!(
+            events.contains(&(7000 + round * 10)) && events.contains(&(7001 + round * 10)),
+            "round {round}: {events:?}"
+        );
+    }
+}
+
+async fn an_update_repeating_an_event_is_refused_whole(db: &TestDb) {
+    let template_id = synced_template(db, "repeat").await;
+    let created = created_new(
+        db.store
+            .create_check(new_check(template_id, 42))
+            .await
+            .unwrap(),
+    );
+    let rows = check_rows(db).await;
+    let now = at("2026-11-20T08:01:00Z");
+    // Each decision also ends the check and notifies, so a partial write would show.
+    let repeating = |records: fn(u32) -> Vec<Record>| {
+        move |check: &StoredCheck| {
+            Some(CheckUpdate {
+                new_records: records(next_order(check)),
+                ..complete(check).unwrap()
+            })
+        }
+    };
+    let cases: [fn(u32) -> Vec<Record>; 3] = [
+        // An event the check holds already (the database's unique key refuses it).
+        |order| vec![record(order, RecordPhase::Future, 5002, "CHARGING_STOPPED")],
+        // One event twice in one update.
+        |order| {
+            vec![
+                record(order, RecordPhase::Future, 6001, "CHARGING_STARTED"),
+                record(order + 1, RecordPhase::Future, 6001, "CHARGING_STARTED"),
+            ]
+        },
+        // Orders that do not follow the stored ones.
+        |order| {
+            vec![record(
+                order + 1,
+                RecordPhase::Future,
+                6002,
+                "CHARGING_STARTED",
+            )]
+        },
+    ];
+    for (i, records) in cases.into_iter().enumerate() {
+        let decide = repeating(records);
+        let error = db
+            .store
+            .update_check(created.id, Fence::None, &decide, &render, "call", now)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::Conflict(_)),
+            "case {i}: {error:?}"
+        );
+        assert_eq!(
+            db.store.get_check(created.id).await.unwrap(),
+            Some(created.clone()),
+            "case {i}"
+        );
+        assert_eq!(check_rows(db).await, rows, "case {i}");
+        assert_eq!(outbox_rows(db).await, 0, "case {i}");
+        assert_eq!(db.raw.schedule(created.id).await, (Some(deadline()), None));
+    }
+}
+
+async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
+    let template_id = synced_template(db, "fencing").await;
+    let created = created_new(
+        db.store
+            .create_check(new_check(template_id, 42))
+            .await
+            .unwrap(),
+    );
+    let due = deadline();
+    let claimed = |id| {
+        vec![Claimed {
+            check_id: id,
+            deadline: due,
+        }]
+    };
+    let millisecond = TimeDelta::milliseconds(1);
+
+    // Not due a millisecond before its deadline; due at it.
+    assert_eq!(
+        db.store
+            .claim_due(due - millisecond, "lease-a", 10)
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(
+        db.store.claim_due(due, "lease-a", 10).await.unwrap(),
+        claimed(created.id)
+    );
+    assert_eq!(
+        db.raw.poller(created.id).await.2.as_deref(),
+        Some("lease-a")
+    );
+    assert_eq!(db.raw.schedule(created.id).await, (Some(due), Some(due)));
+    // Leased: nobody else gets it.
+    assert_eq!(
+        db.store
+            .claim_due(due + TimeDelta::seconds(1), "lease-x", 10)
+            .await
+            .unwrap(),
+        []
+    );
+
+    // Its holder is presumed dead once the lease is older than the stale window.
+    assert_eq!(db.store.release_stale_leases(due).await.unwrap(), 0);
+    assert_eq!(
+        db.store
+            .release_stale_leases(due + millisecond)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(db.raw.poller(created.id).await.2, None);
+    assert_eq!(db.raw.schedule(created.id).await, (Some(due), None));
+    assert_eq!(
+        db.store
+            .release_stale_leases(due + millisecond)
+            .await
+            .unwrap(),
+        0
+    );
+    let later = due + TimeDelta::seconds(2);
+    assert_eq!(
+        db.store.claim_due(later, "lease-b", 10).await.unwrap(),
+        claimed(created.id)
+    );
+
+    // The old holder wakes up: its write is fenced off, nothing changes.
+    let rows = check_rows(db).await;
+    assert_eq!(
+        db.store
+            .update_check(
+                created.id,
+                Fence::Lease("lease-a"),
+                &complete,
+                &render,
+                "a",
+                later
+            )
+            .await
+            .unwrap(),
+        UpdateOutcome::Fenced
+    );
+    assert_eq!(
+        db.store.get_check(created.id).await.unwrap(),
+        Some(created.clone())
+    );
+    assert_eq!(check_rows(db).await, rows);
+    assert_eq!(outbox_rows(db).await, 0);
+    assert_eq!(
+        db.raw.poller(created.id).await.2.as_deref(),
+        Some("lease-b")
+    );
+
+    // The current holder's write goes through and gives the lease back.
+    let done = updated(
+        db.store
+            .update_check(
+                created.id,
+                Fence::Lease("lease-b"),
+                &complete,
+                &render,
+                "b",
+                later,
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (
+            done.phase,
+            done.result,
+            done.next_step_id,
+            done.notification_seq
+        ),
+        (CheckPhase::Completed, CheckResult::Pass, Some(10), 1)
+    );
+    assert_eq!(db.raw.poller(created.id).await.2, None);
+    assert_eq!(db.raw.schedule(created.id).await, (None, None));
+    assert_eq!(outbox_rows(db).await, 1);
+    // Ended: never claimed again, nothing stale.
+    let much_later = later + TimeDelta::hours(1);
+    assert_eq!(
+        db.store.claim_due(much_later, "lease-c", 10).await.unwrap(),
+        []
+    );
+    assert_eq!(db.store.release_stale_leases(much_later).await.unwrap(), 0);
+}
+
+async fn claim_due_takes_free_due_future_checks_oldest_first(db: &TestDb) {
+    let template_id = synced_template(db, "claims").await;
+    // Deadlines: anchor + window.
+    let late = open_check(db, template_id, 1, "2026-11-20T08:00:05.250Z", 600).await; // 08:10:05.250
+    let early = open_check(db, template_id, 2, "2026-11-20T08:00:01.000Z", 600).await; // 08:10:01
+    let earliest = open_check(db, template_id, 3, "2026-11-20T08:00:03.000Z", 60).await; // 08:01:03
+    let tie = open_check(db, template_id, 4, "2026-11-20T08:00:05.250Z", 600).await; // 08:10:05.250
+    open_check(db, template_id, 5, "2026-11-20T08:00:05.250Z", 3600).await; // not due
+    // Due, but leased by someone else.
+    let leased = open_check(db, template_id, 6, "2026-11-20T07:00:00Z", 600).await;
+    db.raw
+        .execute_for(
+            "UPDATE status_check_poller SET lock_id = 'elsewhere' WHERE status_check_id = ?",
+            leased.id,
+        )
+        .await;
+    // Due, but no longer in FUTURE (changed behind the store's back: the phase decides).
+    let ended = open_check(db, template_id, 7, "2026-11-20T07:00:00Z", 600).await;
+    db.raw
+        .execute_for(
+            "UPDATE status_check SET phase = 'COMPLETED' WHERE id = ?",
+            ended.id,
+        )
+        .await;
+    // Ended through the store.
+    let completed = open_check(db, template_id, 8, "2026-11-20T07:00:00Z", 600).await;
+    updated(
+        db.store
+            .update_check(
+                completed.id,
+                Fence::None,
+                &complete,
+                &render,
+                "c",
+                at("2026-11-20T07:01:00Z"),
+            )
+            .await
+            .unwrap(),
+    );
+
+    let now = at("2026-11-20T08:20:00Z");
+    let deadline_of = |check: &StoredCheck| check.polling_until.unwrap();
+    let first = db.store.claim_due(now, "lease-1", 2).await.unwrap();
+    assert_eq!(
+        first,
+        [
+            Claimed {
+                check_id: earliest.id,
+                deadline: at("2026-11-20T08:01:03Z")
+            },
+            Claimed {
+                check_id: early.id,
+                deadline: at("2026-11-20T08:10:01Z")
+            },
+        ]
+    );
+    let second = db.store.claim_due(now, "lease-2", 10).await.unwrap();
+    assert_eq!(
+        second,
+        [
+            Claimed {
+                check_id: late.id,
+                deadline: deadline_of(&late)
+            },
+            Claimed {
+                check_id: tie.id,
+                deadline: deadline_of(&tie)
+            },
+        ]
+    );
+    assert_eq!(second[0].deadline, deadline());
+    assert_eq!(db.store.claim_due(now, "lease-3", 10).await.unwrap(), []);
+    assert_eq!(db.store.claim_due(now, "lease-3", 0).await.unwrap(), []);
+    assert_eq!(
+        db.raw.poller(earliest.id).await.2.as_deref(),
+        Some("lease-1")
+    );
+    assert_eq!(db.raw.poller(tie.id).await.2.as_deref(), Some("lease-2"));
+    assert_eq!(
+        db.raw.poller(leased.id).await.2.as_deref(),
+        Some("elsewhere")
+    );
+}
+
+async fn concurrent_claims_are_disjoint(db: &TestDb) {
+    let template_id = synced_template(db, "concurrent-claims").await;
+    let now = at("2026-11-20T09:00:00Z");
+    for round in 0..3 {
+        let mut all = BTreeSet::new();
+        for i in 0..20 {
+            let check = open_check(
+                db,
+                template_id,
+                1000 * (round + 1) + i,
+                "2026-11-20T08:00:00Z",
+                60,
+            )
+            .await;
+            all.insert(check.id);
+        }
+        let (a, b) = tokio::join!(
+            db.store.claim_due(now, "claimer-a", 7),
+            db.store.claim_due(now, "claimer-b", 7)
+        );
+        let ids = |claimed: Vec<Claimed>| -> BTreeSet<i64> {
+            claimed.into_iter().map(|c| c.check_id).collect()
+        };
+        let (a, b) = (ids(a.unwrap()), ids(b.unwrap()));
+        assert_eq!((a.len(), b.len()), (7, 7), "round {round}");
+        assert!(a.is_disjoint(&b), "round {round}: {a:?} / {b:?}");
+        let (c, d) = tokio::join!(
+            db.store.claim_due(now, "claimer-c", 100),
+            db.store.claim_due(now, "claimer-d", 100)
+        );
+        let (c, d) = (ids(c.unwrap()), ids(d.unwrap()));
+        assert!(c.is_disjoint(&d), "round {round}: {c:?} / {d:?}");
+        let union: BTreeSet<i64> = a.iter().chain(&b).chain(&c).chain(&d).copied().collect();
+        assert_eq!(union, all, "round {round}");
+        assert_eq!(
+            a.len() + b.len() + c.len() + d.len(),
+            all.len(),
+            "round {round}"
+        );
+    }
+}
+
+async fn outbox_claims_leases_and_retries(db: &TestDb) {
+    let template_id = synced_template(db, "outbox").await;
+    let created = created_new(
+        db.store
+            .create_check(new_check(template_id, 42))
+            .await
+            .unwrap(),
+    );
+    let t0 = at("2026-11-20T08:01:00Z");
+    let seconds = TimeDelta::seconds;
+    for i in 0..3 {
+        db.store
+            .update_check(
+                created.id,
+                Fence::None,
+                &notify,
+                &render,
+                &format!("call-{i}"),
+                t0 + seconds(i),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(db.store.outbox_backlog().await.unwrap(), 3);
+
+    // Due rows only, oldest first, up to the limit.
+    assert_eq!(
+        db.store
+            .claim_outbox(t0 - seconds(1), "a", t0 + seconds(30), 10)
+            .await
+            .unwrap(),
+        []
+    );
+    let a = db
+        .store
+        .claim_outbox(t0 + seconds(1), "a", t0 + seconds(31), 10)
+        .await
+        .unwrap();
+    assert_eq!(a.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+    let first = &a[0];
+    assert_eq!(
+        (
+            first.check_id,
+            first.robot_id,
+            first.call_ref.as_str(),
+            first.attempts
+        ),
+        (created.id, 42, "call-0", 0)
+    );
+    assert_eq!(
+        first.payload,
+        format!(
+            "check {} seq 1: FUTURE PENDING None with 3 records",
+            created.id
+        )
+    );
+    // Leased rows are not handed out again while their lease runs.
+    let b = db
+        .store
+        .claim_outbox(t0 + seconds(5), "b", t0 + seconds(35), 10)
+        .await
+        .unwrap();
+    assert_eq!(b.iter().map(|m| m.seq).collect::<Vec<_>>(), [3]);
+    assert_eq!(
+        db.store
+            .claim_outbox(t0 + seconds(5), "b", t0 + seconds(35), 10)
+            .await
+            .unwrap(),
+        []
+    );
+
+    // Sent, once.
+    assert!(
+        db.store
+            .outbox_sent(a[0].id, "a", t0 + seconds(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .outbox_sent(a[0].id, "a", t0 + seconds(6))
+            .await
+            .unwrap()
+    );
+    assert_eq!(db.store.outbox_backlog().await.unwrap(), 2);
+
+    // Failed: retried later, with the error kept (cut to the column).
+    let error = "é".repeat(3000);
+    assert!(
+        db.store
+            .outbox_failed(a[1].id, "a", t0 + seconds(60), &error)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .outbox_failed(a[1].id, "a", t0 + seconds(60), &error)
+            .await
+            .unwrap()
+    );
+    let rows = db.raw.outbox(created.id).await;
+    assert_eq!(rows[0].sent_at, Some(t0 + seconds(6)));
+    assert_eq!(rows[1].attempts, 1);
+    assert_eq!(
+        rows[1].last_error.as_deref(),
+        Some("é".repeat(1024).as_str())
+    );
+    assert_eq!(rows[1].next_attempt_at, t0 + seconds(60));
+    assert_eq!(rows[1].sent_at, None);
+
+    // b's lease ran out: c takes the row over, and b can no longer mark it.
+    let c = db
+        .store
+        .claim_outbox(t0 + seconds(40), "c", t0 + seconds(70), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.iter().map(|m| (m.seq, m.attempts)).collect::<Vec<_>>(),
+        [(3, 0)]
+    );
+    assert!(
+        !db.store
+            .outbox_sent(b[0].id, "b", t0 + seconds(41))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .outbox_failed(b[0].id, "b", t0 + seconds(41), "late")
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .outbox_sent(c[0].id, "c", t0 + seconds(42))
+            .await
+            .unwrap()
+    );
+
+    // The failed row comes back when its retry is due, with its attempt count.
+    assert_eq!(
+        db.store
+            .claim_outbox(t0 + seconds(59), "d", t0 + seconds(90), 10)
+            .await
+            .unwrap(),
+        []
+    );
+    let d = db
+        .store
+        .claim_outbox(t0 + seconds(60), "d", t0 + seconds(90), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        d.iter().map(|m| (m.seq, m.attempts)).collect::<Vec<_>>(),
+        [(2, 1)]
+    );
+    assert!(
+        db.store
+            .outbox_sent(d[0].id, "d", t0 + seconds(61))
+            .await
+            .unwrap()
+    );
+    assert_eq!(db.store.outbox_backlog().await.unwrap(), 0);
+    assert_eq!(
+        db.store
+            .claim_outbox(t0 + seconds(3600), "e", t0 + seconds(3630), 10)
+            .await
+            .unwrap(),
+        []
+    );
+}
+
+async fn concurrent_outbox_claims_are_disjoint(db: &TestDb) {
+    let template_id = synced_template(db, "outbox-claims").await;
+    let created = created_new(
+        db.store
+            .create_check(new_check(template_id, 42))
+            .await
+            .unwrap(),
+    );
+    let t0 = at("2026-11-20T08:01:00Z");
+    for i in 0..12 {
+        db.store
+            .update_check(
+                created.id,
+                Fence::None,
+                &notify,
+                &render,
+                "call",
+                t0 + TimeDelta::milliseconds(i),
+            )
+            .await
+            .unwrap();
+    }
+    let now = t0 + TimeDelta::seconds(1);
+    let until = now + TimeDelta::seconds(30);
+    let (a, b) = tokio::join!(
+        db.store.claim_outbox(now, "a", until, 5),
+        db.store.claim_outbox(now, "b", until, 5)
+    );
+    let seqs = |claimed: Vec<status_check::store::OutboxMessage>| -> BTreeSet<i64> {
+        claimed.into_iter().map(|m| m.seq).collect()
+    };
+    let (a, b) = (seqs(a.unwrap()), seqs(b.unwrap()));
+    assert_eq!((a.len(), b.len()), (5, 5));
+    assert!(a.is_disjoint(&b), "{a:?} / {b:?}");
+    let rest = seqs(db.store.claim_outbox(now, "c", until, 100).await.unwrap());
+    let union: BTreeSet<i64> = a.iter().chain(&b).chain(&rest).copied().collect();
+    assert_eq!(union, (1..=12).collect());
+    assert_eq!(a.len() + b.len() + rest.len(), 12);
+}
+
+/// The first schema's rows as SQLite stores them: times as RFC 3339 text.
+const FIRST_SCHEMA_ROWS_SQLITE: [&str; 4] = [
+    "INSERT INTO status_check_description (id, name, description, created_at, updated_at) \
+     VALUES (1, 'old', 'Before the upgrade', '2026-11-01T00:00:00.000Z', \
+     '2026-11-01T00:00:00.000Z')",
+    "INSERT INTO status_check_template (id, template_description_id, past_event_dependencies, \
+     future_event_dependencies, version, is_active, poll_until_end, created_at) \
+     VALUES (1, 1, '[]', '[\"CHARGING_STARTED\"]', 1, 1, 0, '2026-11-01T00:00:00.000Z')",
+    "INSERT INTO status_check (id, robot_id, status_check_template_id, phase, subscription_id, \
+     result, step_id, next_step_id, script_version_id, scheduled_id, planned_at, created_at, \
+     updated_at) VALUES \
+     (1, 42, 1, 'FUTURE', 991, 'PENDING', 123, NULL, 789, 456, '2026-11-20T08:00:00.000Z', \
+      '2026-11-20T08:00:05.000Z', '2026-11-20T08:00:05.000Z'), \
+     (2, 43, 1, 'COMPLETED', 992, 'PASS', 123, 10, 789, 456, '2026-11-20T08:00:00.000Z', \
+      '2026-11-20T08:00:05.000Z', '2026-11-20T08:00:05.000Z'), \
+     (3, 44, 1, 'FUTURE', 993, 'PENDING', 123, NULL, 789, 456, '2026-11-20T08:00:00.000Z', \
+      '2026-11-20T08:00:05.000Z', '2026-11-20T08:00:05.000Z')",
+    "INSERT INTO status_check_ext (status_check_id, robot_id, step_id, scheduled_id, \
+     planned_at, anchor_at, past_seconds, future_seconds, next_pass, next_fail, next_unknown, \
+     notification_seq, created_at, updated_at) VALUES \
+     (1, 42, 123, 456, '2026-11-20T08:00:00.000Z', '2026-11-20T08:00:05.250Z', 0, 600, 10, \
+      11, NULL, 0, '2026-11-20T08:00:05.250Z', '2026-11-20T08:00:05.250Z'), \
+     (2, 43, 123, 456, '2026-11-20T08:00:00.000Z', '2026-11-20T08:00:05.250Z', 0, 600, 10, \
+      11, NULL, 0, '2026-11-20T08:00:05.250Z', '2026-11-20T08:00:05.250Z'), \
+     (3, 44, 123, 456, '2026-11-20T08:00:00.000Z', '2026-11-20T08:00:05.250Z', 0, 0, 10, \
+      11, NULL, 0, '2026-11-20T08:00:05.250Z', '2026-11-20T08:00:05.250Z')",
+];
+
+/// The same rows in MySQL's literals.
+const FIRST_SCHEMA_ROWS_MYSQL: [&str; 4] = [
+    "INSERT INTO status_check_description (id, name, description, created_at, updated_at) \
+     VALUES (1, 'old', 'Before the upgrade', '2026-11-01 00:00:00', '2026-11-01 00:00:00')",
+    "INSERT INTO status_check_template (id, template_description_id, past_event_dependencies, \
+     future_event_dependencies, version, is_active, poll_until_end, created_at) \
+     VALUES (1, 1, '[]', '[\"CHARGING_STARTED\"]', 1, 1, 0, '2026-11-01 00:00:00')",
+    "INSERT INTO status_check (id, robot_id, status_check_template_id, phase, subscription_id, \
+     result, step_id, next_step_id, script_version_id, scheduled_id, planned_at, created_at, \
+     updated_at) VALUES \
+     (1, 42, 1, 'FUTURE', 991, 'PENDING', 123, NULL, 789, 456, '2026-11-20 08:00:00', \
+      '2026-11-20 08:00:05', '2026-11-20 08:00:05'), \
+     (2, 43, 1, 'COMPLETED', 992, 'PASS', 123, 10, 789, 456, '2026-11-20 08:00:00', \
+      '2026-11-20 08:00:05', '2026-11-20 08:00:05'), \
+     (3, 44, 1, 'FUTURE', 993, 'PENDING', 123, NULL, 789, 456, '2026-11-20 08:00:00', \
+      '2026-11-20 08:00:05', '2026-11-20 08:00:05')",
+    "INSERT INTO status_check_ext (status_check_id, robot_id, step_id, scheduled_id, \
+     planned_at, anchor_at, past_seconds, future_seconds, next_pass, next_fail, next_unknown, \
+     notification_seq, created_at, updated_at) VALUES \
+     (1, 42, 123, 456, '2026-11-20 08:00:00.000', '2026-11-20 08:00:05.250', 0, 600, 10, \
+      11, NULL, 0, '2026-11-20 08:00:05.250', '2026-11-20 08:00:05.250'), \
+     (2, 43, 123, 456, '2026-11-20 08:00:00.000', '2026-11-20 08:00:05.250', 0, 600, 10, \
+      11, NULL, 0, '2026-11-20 08:00:05.250', '2026-11-20 08:00:05.250'), \
+     (3, 44, 123, 456, '2026-11-20 08:00:00.000', '2026-11-20 08:00:05.250', 0, 0, 10, \
+      11, NULL, 0, '2026-11-20 08:00:05.250', '2026-11-20 08:00:05.250')",
+];
+
+async fn upgrade_from_the_first_schema_backfills_deadlines(db: &TestDb) {
+    db.raw.migrate_to_first_schema().await;
+    let rows = if db.raw.is_mysql() {
+        FIRST_SCHEMA_ROWS_MYSQL
+    } else {
+        FIRST_SCHEMA_ROWS_SQLITE
+    };
+    for sql in rows {
+        db.raw.execute(sql).await;
+    }
+    for check_id in [1, 2, 3] {
+        db.raw
+            .execute_for(
+                "INSERT INTO status_check_poller (status_check_id, since, `until`, lock_id) \
+                 SELECT id, planned_at, planned_at, NULL FROM status_check WHERE id = ?",
+                check_id,
+            )
+            .await;
+    }
+    db.store.migrate().await.unwrap();
+
+    // Open with a future window: anchor + window, exact. Ended, or no future window: none.
+    assert_eq!(db.raw.schedule(1).await, (Some(deadline()), None));
+    assert_eq!(db.raw.schedule(2).await, (None, None));
+    assert_eq!(db.raw.schedule(3).await, (None, None));
+    assert_eq!(
+        db.store
+            .claim_due(deadline(), "after-upgrade", 10)
+            .await
+            .unwrap(),
+        [Claimed {
+            check_id: 1,
+            deadline: deadline()
+        }]
+    );
+    let check = db
+        .store
+        .find_by_subscription(42, 991)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((check.id, check.notification_seq), (1, 0));
 }

@@ -17,7 +17,8 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use status_check::store::mysql::MysqlStore;
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{
-    CheckKey, Created, DynStore, NewCheck, Store, StoreError, StoredCheck, StoredTemplate, Synced,
+    CheckKey, Claimed, Created, Decide, DynStore, Fence, NewCheck, OutboxMessage, Render, Store,
+    StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome,
 };
 use status_check_engine::TemplateDefinition;
 use tempfile::TempDir;
@@ -68,11 +69,17 @@ pub struct TestDb {
 
 /// A fresh, migrated SQLite database.
 pub async fn sqlite_db() -> TestDb {
+    let db = sqlite_db_unmigrated().await;
+    db.store.migrate().await.expect("SQLite migrates");
+    db
+}
+
+/// A fresh SQLite database without any table (for upgrade tests).
+pub async fn sqlite_db_unmigrated() -> TestDb {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let path = dir.path().join("status-check.db");
     let url = format!("sqlite://{}", path.display());
     let store = SqliteStore::connect(&url).await.expect("SQLite opens");
-    store.migrate().await.expect("SQLite migrates");
     let raw = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(
@@ -98,7 +105,23 @@ pub async fn mysql_db() -> Option<TestDb> {
     Some(mysql_db_at(&url).await)
 }
 
+/// A fresh MySQL database without any table (for upgrade tests); `None` when MySQL tests are
+/// skipped.
+pub async fn mysql_db_unmigrated() -> Option<TestDb> {
+    if mysql_skipped() {
+        return None;
+    }
+    let url = std::env::var("TEST_MYSQL_URL").unwrap();
+    Some(mysql_db_unmigrated_at(&url).await)
+}
+
 async fn mysql_db_at(url: &str) -> TestDb {
+    let db = mysql_db_unmigrated_at(url).await;
+    db.store.migrate().await.expect("MySQL migrates");
+    db
+}
+
+async fn mysql_db_unmigrated_at(url: &str) -> TestDb {
     let server = MySqlConnectOptions::from_str(url)
         .unwrap_or_else(|e| panic!("TEST_MYSQL_URL is not a MySQL URL: {e}"));
     let name = format!("sc_test_{}", uuid::Uuid::new_v4().simple());
@@ -120,7 +143,6 @@ async fn mysql_db_at(url: &str) -> TestDb {
     let store = MysqlStore::connect_with(options.clone())
         .await
         .expect("MySQL connects");
-    store.migrate().await.expect("MySQL migrates");
     let raw = MySqlPoolOptions::new()
         .max_connections(2)
         .connect_with(options)
@@ -211,6 +233,80 @@ impl Store for DroppingStore {
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
         self.inner.template_by_id(id).await
     }
+
+    async fn find_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredCheck>, StoreError> {
+        self.inner
+            .find_by_subscription(robot_id, subscription_id)
+            .await
+    }
+
+    async fn update_check(
+        &self,
+        id: i64,
+        fence: Fence<'_>,
+        decide: Decide<'_>,
+        render: Render<'_>,
+        call_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        self.inner
+            .update_check(id, fence, decide, render, call_ref, now)
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.inner.claim_due(now, lease, limit).await
+    }
+
+    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.release_stale_leases(taken_before).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.inner
+            .claim_outbox(now, lease, lease_until, limit)
+            .await
+    }
+
+    async fn outbox_sent(
+        &self,
+        id: i64,
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.outbox_sent(id, lease, now).await
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .outbox_failed(id, lease, next_attempt_at, error)
+            .await
+    }
+
+    async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+        self.inner.outbox_backlog().await
+    }
 }
 
 /// Direct SQL on a test database. The SQL is the same text on both backends.
@@ -219,7 +315,123 @@ pub enum Raw {
     Mysql(MySqlPool),
 }
 
+/// An outbox row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub payload: String,
+    pub call_ref: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
 impl Raw {
+    pub fn is_mysql(&self) -> bool {
+        matches!(self, Raw::Mysql(_))
+    }
+
+    /// Runs a statement with one integer parameter (an id).
+    pub async fn execute_for(&self, sql: &'static str, id: i64) {
+        match self {
+            Raw::Sqlite(pool) => sqlx::query(sql).bind(id).execute(pool).await.map(drop),
+            Raw::Mysql(pool) => sqlx::query(sql).bind(id).execute(pool).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The scheduler's columns of a check: `(deadline_at, lease_taken_at)`.
+    pub async fn schedule(&self, check_id: i64) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        const SQL: &str = "SELECT deadline_at, lease_taken_at FROM status_check_ext \
+                           WHERE status_check_id = ?";
+        match self {
+            Raw::Sqlite(pool) => {
+                let row = sqlx::query(SQL)
+                    .bind(check_id)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                (row.get(0), row.get(1))
+            }
+            Raw::Mysql(pool) => {
+                let row = sqlx::query(SQL)
+                    .bind(check_id)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                (row.get(0), row.get(1))
+            }
+        }
+    }
+
+    /// The outbox rows of a check, by `seq`.
+    pub async fn outbox(&self, check_id: i64) -> Vec<OutboxRow> {
+        const SQL: &str = "SELECT seq, payload, call_ref, attempts, last_error, created_at, \
+                           next_attempt_at, sent_at FROM status_check_outbox \
+                           WHERE status_check_id = ? ORDER BY seq";
+        match self {
+            Raw::Sqlite(pool) => sqlx::query(SQL)
+                .bind(check_id)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| OutboxRow {
+                    seq: row.get(0),
+                    payload: row.get(1),
+                    call_ref: row.get(2),
+                    attempts: row.get(3),
+                    last_error: row.get(4),
+                    created_at: row.get(5),
+                    next_attempt_at: row.get(6),
+                    sent_at: row.get(7),
+                })
+                .collect(),
+            Raw::Mysql(pool) => sqlx::query(SQL)
+                .bind(check_id)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| OutboxRow {
+                    seq: row.get(0),
+                    payload: row.get(1),
+                    call_ref: row.get(2),
+                    attempts: i64::from(row.get::<u32, _>(3)),
+                    last_error: row.get(4),
+                    created_at: row.get(5),
+                    next_attempt_at: row.get(6),
+                    sent_at: row.get(7),
+                })
+                .collect(),
+        }
+    }
+
+    /// Applies only the first migration (the schema before the scheduler and the outbox), as
+    /// `store.migrate()` would have recorded it.
+    pub async fn migrate_to_first_schema(&self) {
+        use sqlx::SqlSafeStr;
+        use sqlx::migrate::{Migration, MigrationType, Migrator};
+        let sql = match self {
+            Raw::Sqlite(_) => include_str!("../../migrations/sqlite/0001_init.sql"),
+            Raw::Mysql(_) => include_str!("../../migrations/mysql/0001_init.sql"),
+        };
+        let migrator = Migrator::with_migrations(vec![Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )]);
+        match self {
+            Raw::Sqlite(pool) => migrator.run(pool).await,
+            Raw::Mysql(pool) => migrator.run(pool).await,
+        }
+        .expect("the first migration applies");
+    }
+
     /// Runs a statement without parameters.
     pub async fn execute(&self, sql: &'static str) {
         match self {
