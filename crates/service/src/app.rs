@@ -21,6 +21,10 @@ use crate::templates::TemplateRegistry;
 use crate::upstream::megazord::HttpMegazord;
 use crate::upstream::micro_managers::HttpMicroManagers;
 use crate::upstream::{Megazord, MicroManagers, UpstreamConfig};
+use crate::workers::consumer::{Consumer, ConsumerConfig};
+use crate::workers::relay::{Relay, RelayConfig};
+use crate::workers::scheduler::{Scheduler, SchedulerConfig};
+use crate::{notify, queue::Queue, queue::SqsQueue};
 
 /// The collaborators of an app; tests put in their own.
 pub struct Deps {
@@ -28,14 +32,25 @@ pub struct Deps {
     pub micro_managers: Arc<dyn MicroManagers>,
     pub megazord: Arc<dyn Megazord>,
     pub clock: Arc<dyn Clock>,
+    /// The queue the consumer and the relay use (needed by those roles).
+    pub queue: Option<Arc<dyn Queue>>,
 }
 
 /// A built, bound, not yet running service.
 pub struct App {
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     router: axum::Router,
     shutdown_timeout: Duration,
     state: AppState,
+    workers: Workers,
+}
+
+/// The background workers this replica runs.
+pub struct Workers {
+    pub consumer: Option<Consumer>,
+    pub scheduler: Option<Scheduler>,
+    pub relay: Option<Relay>,
+    consumer_drain: Duration,
 }
 
 impl App {
@@ -66,11 +81,19 @@ impl App {
             "MEGAZORD_EVENTS_ADDRESS",
             &config.megazord_events_address,
         )?)?;
+        let queue: Option<Arc<dyn Queue>> = if config.roles.consumer || config.roles.relay {
+            Some(Arc::new(
+                SqsQueue::new(config.aws_region.clone(), config.aws_endpoint.clone()).await,
+            ))
+        } else {
+            None
+        };
         let deps = Deps {
             store,
             micro_managers: Arc::new(micro_managers),
             megazord: Arc::new(megazord),
             clock: Arc::new(SystemClock),
+            queue,
         };
         App::build_with(config, deps).await
     }
@@ -102,31 +125,52 @@ impl App {
             limits,
         });
         let state = AppState {
-            checks,
+            checks: checks.clone(),
             robot_consumer_username: config.robot_consumer_username.as_str().into(),
             metrics: telemetry::metrics_handle(),
-            readiness,
+            readiness: readiness.clone(),
         };
+        let workers = Workers::build(config, &checks, deps.queue, &readiness)?;
         let router = http::router(state.clone());
-        let listener = TcpListener::bind((config.host, config.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let listener = if config.roles.api {
+            Some(
+                TcpListener::bind((config.host, config.port))
+                    .await
+                    .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?,
+            )
+        } else {
+            None
+        };
         Ok(App {
             listener,
             router,
             shutdown_timeout: config.shutdown_timeout,
             state,
+            workers,
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+    /// Where the HTTP server listens (`None` for a replica without the `api` role).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The HTTP port (0 without the `api` role).
     pub fn port(&self) -> u16 {
-        self.local_addr().port()
+        self.local_addr().map_or(0, |addr| addr.port())
+    }
+
+    /// The workers, for tests that drive them step by step (`tick_once`) instead of `run`.
+    pub fn take_workers(&mut self) -> Workers {
+        std::mem::replace(
+            &mut self.workers,
+            Workers {
+                consumer: None,
+                scheduler: None,
+                relay: None,
+                consumer_drain: self.shutdown_timeout,
+            },
+        )
     }
 
     /// The shared state, for tests that look behind the API.
@@ -134,28 +178,130 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` fires, then stops accepting and drains in-flight requests for at
-    /// most the configured shutdown timeout.
+    /// Serves and runs the workers until `shutdown` fires. Then, within the shutdown timeout:
+    /// the consumer stops receiving and finishes (or leaves for redelivery) what it holds,
+    /// HTTP stops accepting and drains, the scheduler and relay finish their current step.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr(), "serving");
-        let token = shutdown.clone();
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { token.cancelled().await });
-        let server = server.into_future();
-        tokio::pin!(server);
-        tokio::select! {
-            result = &mut server => result.context("the HTTP server failed")?,
-            () = shutdown.cancelled() => {
-                match tokio::time::timeout(self.shutdown_timeout, &mut server).await {
-                    Ok(result) => result.context("the HTTP server failed")?,
-                    Err(_) => tracing::warn!(
-                        timeout_secs = self.shutdown_timeout.as_secs(),
-                        "drain timed out; dropping the remaining connections"
-                    ),
+        let tasks = tokio_util::task::TaskTracker::new();
+        let Workers {
+            consumer,
+            scheduler,
+            relay,
+            consumer_drain,
+        } = self.workers;
+        if let Some(consumer) = consumer {
+            let readiness = self.state.readiness.clone();
+            let token = shutdown.clone();
+            readiness.set_consumer_running(true);
+            tasks.spawn(async move {
+                consumer.run(token, consumer_drain).await;
+                readiness.set_consumer_running(false);
+            });
+        }
+        if let Some(scheduler) = scheduler {
+            tasks.spawn(scheduler.run(shutdown.clone()));
+        }
+        if let Some(relay) = relay {
+            tasks.spawn(relay.run(shutdown.clone()));
+        }
+        tasks.close();
+        if let Some(listener) = self.listener {
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving");
+            let token = shutdown.clone();
+            let server = axum::serve(listener, self.router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .into_future();
+            tokio::pin!(server);
+            tokio::select! {
+                result = &mut server => result.context("the HTTP server failed")?,
+                () = shutdown.cancelled() => {
+                    if tokio::time::timeout(self.shutdown_timeout, &mut server).await.is_err() {
+                        tracing::warn!("HTTP drain timed out; dropping the remaining connections");
+                    }
                 }
             }
+        } else {
+            shutdown.cancelled().await;
+        }
+        if tokio::time::timeout(self.shutdown_timeout, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("workers did not stop within the shutdown timeout");
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+impl Workers {
+    fn build(
+        config: &Config,
+        checks: &Arc<Checks>,
+        queue: Option<Arc<dyn Queue>>,
+        readiness: &Arc<Readiness>,
+    ) -> anyhow::Result<Workers> {
+        let hostname: Arc<str> = notify::hostname().into();
+        let queue_for = |role: &str| {
+            queue
+                .clone()
+                .with_context(|| format!("the {role} role needs a queue"))
+        };
+        let consumer = match (config.roles.consumer, &config.status_queue_address) {
+            (true, Some(url)) => {
+                readiness.expect_consumer();
+                let mut consumer_config = ConsumerConfig::new(url.clone());
+                consumer_config.concurrency = config.consumer_concurrency;
+                consumer_config.wait = config.consumer_wait;
+                consumer_config.visibility = config.consumer_visibility;
+                consumer_config.unknown_grace = config.unknown_subscription_grace;
+                Some(Consumer::new(
+                    queue_for("consumer")?,
+                    checks.store.clone(),
+                    checks.templates.clone(),
+                    checks.megazord.clone(),
+                    checks.clock.clone(),
+                    checks.limits,
+                    consumer_config,
+                    hostname.clone(),
+                ))
+            }
+            _ => None,
+        };
+        let scheduler = config.roles.scheduler.then(|| {
+            Scheduler::new(
+                checks.store.clone(),
+                checks.templates.clone(),
+                checks.megazord.clone(),
+                checks.clock.clone(),
+                checks.limits,
+                SchedulerConfig {
+                    scan_interval: config.scheduler_scan_interval,
+                    batch: config.scheduler_batch,
+                    stale_after: config.scheduler_stale_lock,
+                },
+                hostname.clone(),
+            )
+        });
+        let relay = match (config.roles.relay, &config.robot_queue_address) {
+            (true, Some(prefix)) => {
+                let mut relay_config = RelayConfig::new(prefix.clone());
+                relay_config.poll_interval = config.relay_poll_interval;
+                Some(Relay::new(
+                    checks.store.clone(),
+                    queue_for("relay")?,
+                    checks.clock.clone(),
+                    relay_config,
+                    &hostname,
+                ))
+            }
+            _ => None,
+        };
+        Ok(Workers {
+            consumer,
+            scheduler,
+            relay,
+            consumer_drain: config.shutdown_timeout,
+        })
     }
 }

@@ -250,23 +250,27 @@ impl Checks {
         }
     }
 
-    /// Logs and counts the rules that errored during a decision.
     fn report(&self, loaded: &LoadedTemplate, transition: &Transition) {
-        for RuleFailure { outcome, error } in &transition.rule_failures {
-            tracing::warn!(
-                template = %loaded.template.name,
-                version = loaded.template.version,
-                rule = %outcome,
-                error = %error,
-                "rule failed while running; counted as false"
-            );
-            metrics::counter!(
-                "rule_errors_total",
-                "template" => loaded.template.name.to_string(),
-                "rule" => outcome.as_str(),
-            )
-            .increment(1);
-        }
+        report_rule_failures(loaded, transition);
+    }
+}
+
+/// Logs and counts the rules that errored during a decision.
+pub fn report_rule_failures(loaded: &LoadedTemplate, transition: &Transition) {
+    for RuleFailure { outcome, error } in &transition.rule_failures {
+        tracing::warn!(
+            template = %loaded.template.name,
+            version = loaded.template.version,
+            rule = %outcome,
+            error = %error,
+            "rule failed while running; counted as false"
+        );
+        metrics::counter!(
+            "rule_errors_total",
+            "template" => loaded.template.name.to_string(),
+            "rule" => outcome.as_str(),
+        )
+        .increment(1);
     }
 }
 

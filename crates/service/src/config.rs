@@ -77,6 +77,51 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "The Kong consumer username robots call as.",
     ),
     (
+        "ROLES",
+        "api,consumer,scheduler,relay",
+        "What this replica runs: any of `api`, `consumer` (status queue), `scheduler` (deadlines), `relay` (robot notifications).",
+    ),
+    (
+        "CONSUMER_CONCURRENCY",
+        "32",
+        "Most status-queue messages processed at once; when all are busy the consumer stops receiving.",
+    ),
+    (
+        "CONSUMER_WAIT_SECS",
+        "20",
+        "Long-poll wait of one status-queue receive (at most 20).",
+    ),
+    (
+        "CONSUMER_VISIBILITY_SECS",
+        "30",
+        "Invisibility of a received message; extended while it is worked on.",
+    ),
+    (
+        "UNKNOWN_SUBSCRIPTION_GRACE_SECS",
+        "60",
+        "How long after its event a delivery for an unknown subscription is kept for redelivery.",
+    ),
+    (
+        "SCHEDULER_SCAN_INTERVAL_MS",
+        "250",
+        "How often the scheduler looks for checks whose deadline passed.",
+    ),
+    (
+        "SCHEDULER_BATCH",
+        "200",
+        "Most checks one scheduler scan claims.",
+    ),
+    (
+        "SCHEDULER_STALE_LOCK_SECS",
+        "300",
+        "A deadline lease older than this is released so another replica takes the check over.",
+    ),
+    (
+        "RELAY_POLL_INTERVAL_MS",
+        "200",
+        "How often the notification relay looks for unsent notifications when idle.",
+    ),
+    (
         "TEMPLATES_DIR",
         "templates",
         "Folder of the shipped YAML templates, synced to the database at start.",
@@ -165,6 +210,15 @@ pub struct Config {
     pub aws_region: String,
     pub aws_endpoint: Option<String>,
     pub robot_consumer_username: String,
+    pub roles: Roles,
+    pub consumer_concurrency: usize,
+    pub consumer_wait: Duration,
+    pub consumer_visibility: Duration,
+    pub unknown_subscription_grace: Duration,
+    pub scheduler_scan_interval: Duration,
+    pub scheduler_batch: usize,
+    pub scheduler_stale_lock: Duration,
+    pub relay_poll_interval: Duration,
     pub templates_dir: PathBuf,
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
@@ -255,6 +309,30 @@ impl Config {
             ));
         }
         let robot_queue_address = optional("ROBOT_QUEUE_ADDRESS");
+        let roles = Roles::parse(&get("ROLES")).map_err(|m| error("ROLES", m))?;
+        let status_queue_address = url("STATUS_QUEUE_ADDRESS")?;
+        if roles.consumer && status_queue_address.is_none() {
+            return Err(error(
+                "STATUS_QUEUE_ADDRESS",
+                "required when ROLES includes consumer",
+            ));
+        }
+        if roles.relay && robot_queue_address.is_none() {
+            return Err(error(
+                "ROBOT_QUEUE_ADDRESS",
+                "required when ROLES includes relay",
+            ));
+        }
+        let wait = positive("CONSUMER_WAIT_SECS")?;
+        if wait > 20 {
+            return Err(error(
+                "CONSUMER_WAIT_SECS",
+                "must be at most 20 (the SQS limit)",
+            ));
+        }
+        let usize_of = |key: &str| -> Result<usize, ConfigError> {
+            usize::try_from(positive(key)?).map_err(|_| error(key, "too large"))
+        };
         Ok(Config {
             host,
             port,
@@ -266,11 +344,22 @@ impl Config {
                 .ok()
                 .filter(|r| *r <= 10)
                 .ok_or_else(|| error("UPSTREAM_RETRIES", "must be at most 10"))?,
-            status_queue_address: url("STATUS_QUEUE_ADDRESS")?,
+            status_queue_address,
             robot_queue_address,
             aws_region: get("AWS_REGION"),
             aws_endpoint: url("AWS_ENDPOINT")?,
             robot_consumer_username: get("ROBOT_CONSUMER_USERNAME"),
+            roles,
+            consumer_concurrency: usize_of("CONSUMER_CONCURRENCY")?,
+            consumer_wait: Duration::from_secs(wait),
+            consumer_visibility: Duration::from_secs(positive("CONSUMER_VISIBILITY_SECS")?),
+            unknown_subscription_grace: Duration::from_secs(parse_u64(
+                "UNKNOWN_SUBSCRIPTION_GRACE_SECS",
+            )?),
+            scheduler_scan_interval: Duration::from_millis(positive("SCHEDULER_SCAN_INTERVAL_MS")?),
+            scheduler_batch: usize_of("SCHEDULER_BATCH")?,
+            scheduler_stale_lock: Duration::from_secs(positive("SCHEDULER_STALE_LOCK_SECS")?),
+            relay_poll_interval: Duration::from_millis(positive("RELAY_POLL_INTERVAL_MS")?),
             templates_dir: PathBuf::from(get("TEMPLATES_DIR")),
             template_cache_ttl: Duration::from_secs(positive("TEMPLATE_CACHE_TTL_SECS")?),
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
@@ -279,6 +368,50 @@ impl Config {
             log_level,
             log_format,
         })
+    }
+}
+
+/// Which parts of the service a replica runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub api: bool,
+    pub consumer: bool,
+    pub scheduler: bool,
+    pub relay: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        api: true,
+        consumer: true,
+        scheduler: true,
+        relay: true,
+    };
+
+    fn parse(text: &str) -> Result<Roles, String> {
+        let mut roles = Roles {
+            api: false,
+            consumer: false,
+            scheduler: false,
+            relay: false,
+        };
+        for role in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "api" => roles.api = true,
+                "consumer" => roles.consumer = true,
+                "scheduler" => roles.scheduler = true,
+                "relay" => roles.relay = true,
+                other => {
+                    return Err(format!(
+                        "{other:?} is not a role (api, consumer, scheduler, relay)"
+                    ));
+                }
+            }
+        }
+        if !(roles.api || roles.consumer || roles.scheduler || roles.relay) {
+            return Err("names no role".to_owned());
+        }
+        Ok(roles)
     }
 }
 
@@ -367,13 +500,35 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
 mod tests {
     use super::*;
 
+    /// A configuration with the queue addresses every role set needs by default.
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_sources(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
+        let mut values: BTreeMap<String, String> = [
+            ("STATUS_QUEUE_ADDRESS", "http://sqs.local/1/status"),
+            ("ROBOT_QUEUE_ADDRESS", "http://sqs.local/1/robot-"),
+        ]
+        .iter()
+        .chain(pairs)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        values.retain(|_, v| v != "<unset>");
+        Config::from_sources(values)
+    }
+
+    #[test]
+    fn roles_decide_which_queue_addresses_are_required() {
+        let err = config(&[("STATUS_QUEUE_ADDRESS", "<unset>")]).unwrap_err();
+        assert_eq!(err.key, "STATUS_QUEUE_ADDRESS");
+        let err = config(&[("ROBOT_QUEUE_ADDRESS", "<unset>")]).unwrap_err();
+        assert_eq!(err.key, "ROBOT_QUEUE_ADDRESS");
+        let api_only = config(&[
+            ("ROLES", "api"),
+            ("STATUS_QUEUE_ADDRESS", "<unset>"),
+            ("ROBOT_QUEUE_ADDRESS", "<unset>"),
+        ])
+        .unwrap();
+        assert!(api_only.roles.api && !api_only.roles.consumer && !api_only.roles.relay);
+        assert_eq!(config(&[("ROLES", "api,cron")]).unwrap_err().key, "ROLES");
+        assert_eq!(config(&[]).unwrap().roles, Roles::ALL);
     }
 
     #[test]

@@ -9,12 +9,15 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod notify;
 pub mod queue;
+pub mod status_message;
 pub mod store;
 pub mod telemetry;
 pub mod template_files;
 pub mod templates;
 pub mod upstream;
+pub mod workers;
 
 pub use app::{App, Deps};
 pub use config::Config;

@@ -40,6 +40,8 @@ pub struct AppState {
 #[derive(Debug, Default)]
 pub struct Readiness {
     templates_loaded: AtomicBool,
+    consumer_expected: AtomicBool,
+    consumer_running: AtomicBool,
 }
 
 impl Readiness {
@@ -47,11 +49,25 @@ impl Readiness {
         self.templates_loaded.store(true, Ordering::SeqCst);
     }
 
+    /// This replica runs a queue consumer: not ready until it runs.
+    pub fn expect_consumer(&self) {
+        self.consumer_expected.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_consumer_running(&self, running: bool) {
+        self.consumer_running.store(running, Ordering::SeqCst);
+    }
+
     /// The names of what is not ready.
     pub fn failing(&self) -> Vec<String> {
         let mut failing = Vec::new();
         if !self.templates_loaded.load(Ordering::SeqCst) {
             failing.push("templates".to_owned());
+        }
+        if self.consumer_expected.load(Ordering::SeqCst)
+            && !self.consumer_running.load(Ordering::SeqCst)
+        {
+            failing.push("queue consumer".to_owned());
         }
         failing
     }

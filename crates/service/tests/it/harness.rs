@@ -4,10 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use aws_sdk_sqs::config::{Credentials, Region, SharedCredentialsProvider};
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use status_check::app::Workers;
 use status_check::clock::ManualClock;
+use status_check::queue::{Queue, SqsQueue};
 use status_check::store::DynStore;
 use status_check::upstream::UpstreamConfig;
 use status_check::upstream::megazord::HttpMegazord;
@@ -60,14 +63,104 @@ pub async fn spawn(backend: Backend) -> TestApp {
     spawn_with(backend, &[]).await
 }
 
-/// Starts the service with extra configuration keys.
+/// Starts an API-only replica with extra configuration keys.
 pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
-    let (store, keep) = match backend {
-        Backend::Sqlite => {
+    let mut keys = vec![("ROLES", "api")];
+    keys.extend_from_slice(extra);
+    let (app, _) = start(backend, None, None, &keys).await;
+    app
+}
+
+/// The queues of a full stack: the shared status queue and the robots' queue prefix.
+#[derive(Clone)]
+pub struct Queues {
+    pub queue: Arc<dyn Queue>,
+    pub sqs: SqsQueue,
+    pub status_url: String,
+    pub robot_prefix: String,
+}
+
+/// SQS queues on the emulator (`TEST_SQS_ENDPOINT`), fresh per call; `None` when SQS tests
+/// are switched off.
+pub async fn sqs_queues() -> Option<Queues> {
+    let endpoint = match std::env::var("TEST_SQS_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ if std::env::var("STATUS_CHECK_TESTS_WITHOUT_SQS").is_ok_and(|v| v == "1") => {
+            eprintln!("warning: SQS test skipped (STATUS_CHECK_TESTS_WITHOUT_SQS=1)");
+            return None;
+        }
+        _ => panic!(
+            "TEST_SQS_ENDPOINT is not set: run scripts/test, which starts the SQS emulator \
+             (STATUS_CHECK_TESTS_WITHOUT_SQS=1 skips these tests)"
+        ),
+    };
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "tests",
+        )))
+        .build();
+    let sqs = SqsQueue::from_sdk_config(&sdk, Some(&endpoint));
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let status_url = sqs.create_queue(&format!("status-{tag}")).await.unwrap();
+    let robot_prefix =
+        status_url.replace(&format!("status-{tag}"), &format!("robot-{}-", &tag[..12]));
+    Some(Queues {
+        queue: Arc::new(sqs.clone()),
+        sqs,
+        status_url,
+        robot_prefix,
+    })
+}
+
+impl Queues {
+    /// Creates robot `robot_id`'s queue and returns its URL.
+    pub async fn robot_queue(&self, robot_id: i64) -> String {
+        let prefix_name = self.robot_prefix.rsplit('/').next().unwrap();
+        let url = self
+            .sqs
+            .create_queue(&format!("{prefix_name}{robot_id}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            url,
+            format!("{}{robot_id}", self.robot_prefix),
+            "queue URL scheme"
+        );
+        url
+    }
+}
+
+/// A replica running every role, its workers handed to the test to drive with `tick_once`.
+pub async fn spawn_stack(
+    backend: Backend,
+    store: Option<DynStore>,
+    queues: &Queues,
+) -> (TestApp, Workers) {
+    let keys = [
+        ("STATUS_QUEUE_ADDRESS", queues.status_url.as_str()),
+        ("ROBOT_QUEUE_ADDRESS", queues.robot_prefix.as_str()),
+        ("CONSUMER_WAIT_SECS", "1"),
+        ("CONSUMER_VISIBILITY_SECS", "10"),
+    ];
+    let (app, workers) = start(backend, store, Some(queues.queue.clone()), &keys).await;
+    (app, workers.expect("a full stack has workers"))
+}
+
+async fn start(
+    backend: Backend,
+    store: Option<DynStore>,
+    queue: Option<Arc<dyn Queue>>,
+    extra: &[(&str, &str)],
+) -> (TestApp, Option<Workers>) {
+    let (store, keep) = match (store, backend) {
+        (Some(store), _) => (store, None),
+        (None, Backend::Sqlite) => {
             let (store, dir) = support::sqlite_store().await;
             (store, Some(dir))
         }
-        Backend::Mysql => (support::mysql_store().await, None),
+        (None, Backend::Mysql) => (support::mysql_store().await, None),
     };
     let upstream = MockServer::start().await;
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
@@ -79,6 +172,7 @@ pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
         ("MEGAZORD_EVENTS_ADDRESS".into(), upstream.uri()),
         ("UPSTREAM_TIMEOUT_MS".into(), "1000".into()),
         ("UPSTREAM_RETRIES".into(), "1".into()),
+        ("SHUTDOWN_TIMEOUT_SECS".into(), "5".into()),
     ];
     values.extend(
         extra
@@ -98,19 +192,23 @@ pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
         micro_managers: Arc::new(HttpMicroManagers::new(&upstream_config(upstream.uri())).unwrap()),
         megazord: Arc::new(HttpMegazord::new(&upstream_config(upstream.uri())).unwrap()),
         clock: clock.clone(),
+        queue,
     };
-    let app = App::build_with(&config, deps).await.expect("app builds");
+    let mut app = App::build_with(&config, deps).await.expect("app builds");
+    let workers = app.take_workers();
+    let has_workers = workers.consumer.is_some() || workers.scheduler.is_some();
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
-    TestApp {
+    let app = TestApp {
         base,
         upstream,
         store,
         clock,
         shutdown,
         _keep: keep,
-    }
+    };
+    (app, has_workers.then_some(workers))
 }
 
 /// The Kong headers of a robot.
@@ -177,7 +275,19 @@ impl TestApp {
 
     /// Megazord accepts subscriptions (id `subscription_id`) and unsubscriptions.
     pub async fn given_subscriptions(&self, robot_id: i64, subscription_id: i64) {
-        Mock::given(method("POST"))
+        self.mount_subscriptions(robot_id, subscription_id, None)
+            .await;
+    }
+
+    /// Megazord answers the next subscription (only) with `subscription_id`, so successive
+    /// checks get distinct ids.
+    pub async fn given_next_subscription(&self, robot_id: i64, subscription_id: i64) {
+        self.mount_subscriptions(robot_id, subscription_id, Some(1))
+            .await;
+    }
+
+    async fn mount_subscriptions(&self, robot_id: i64, subscription_id: i64, times: Option<u64>) {
+        let mut subscribe = Mock::given(method("POST"))
             .and(path(format!(
                 "/internal/v1/events/robots/{robot_id}/subscriptions"
             )))
@@ -185,9 +295,11 @@ impl TestApp {
                 "id": subscription_id, "robotId": robot_id, "subscriptionDetails": [],
                 "isActive": true, "subscriptionType": "SQS",
                 "createdAt": "2026-11-20T08:00:00Z", "updatedAt": "2026-11-20T08:00:00Z"
-            })))
-            .mount(&self.upstream)
-            .await;
+            })));
+        if let Some(times) = times {
+            subscribe = subscribe.up_to_n_times(times);
+        }
+        subscribe.mount(&self.upstream).await;
         Mock::given(method("DELETE"))
             .and(path_regex(format!(
                 "^/internal/v1/events/robots/{robot_id}/subscriptions/[0-9]+$"
@@ -235,6 +347,16 @@ impl TestApp {
         let response = request.send().await.expect("request sent");
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub fn clock_now(&self) -> chrono::DateTime<Utc> {
+        use status_check::clock::Clock;
+        self.clock.now()
+    }
+
+    /// Stops this replica's HTTP server (its workers belong to the test).
+    pub fn stop(&self) {
+        self.shutdown.cancel();
     }
 
     /// How many checks exist in the database (any robot).

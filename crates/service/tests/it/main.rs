@@ -3,6 +3,7 @@
 
 mod api;
 mod harness;
+mod lifecycle;
 mod megazord_client;
 mod micro_managers_client;
 mod openapi;

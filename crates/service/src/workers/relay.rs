@@ -1,0 +1,197 @@
+//! The notification relay (SPEC §3.7): sends the outbox rows written with each state change
+//! to `${ROBOT_QUEUE_ADDRESS}${robotId}`, with the `callRef` attribute; a row is marked sent
+//! only after SQS accepted it, and a failed send is retried with exponential backoff. Rows are
+//! leased, so several replicas never send the same row at once; a relay that dies mid-send
+//! leaves a row that is sent again after its lease runs out — at least once, with the same
+//! `notificationSeq`, so robots drop the duplicate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::queue::Queue;
+use crate::store::{DynStore, OutboxMessage};
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// `ROBOT_QUEUE_ADDRESS`: the robot id is appended.
+    pub robot_queue_prefix: String,
+    /// How often `run` looks for rows when the last tick found none.
+    pub poll_interval: Duration,
+    pub batch: usize,
+    /// How long a claimed row is reserved for this relay.
+    pub lease: Duration,
+    /// First retry delay; doubles per failed attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(robot_queue_prefix: impl Into<String>) -> Self {
+        RelayConfig {
+            robot_queue_prefix: robot_queue_prefix.into(),
+            poll_interval: Duration::from_millis(200),
+            batch: 50,
+            lease: Duration::from_secs(30),
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RelayTick {
+    pub claimed: usize,
+    pub sent: usize,
+    pub failed: usize,
+}
+
+pub struct Relay {
+    store: DynStore,
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+    config: RelayConfig,
+    replica: String,
+}
+
+impl Relay {
+    pub fn new(
+        store: DynStore,
+        queue: Arc<dyn Queue>,
+        clock: Arc<dyn Clock>,
+        config: RelayConfig,
+        hostname: &str,
+    ) -> Self {
+        Relay {
+            store,
+            queue,
+            clock,
+            config,
+            replica: format!("relay-{hostname}-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// Claims a batch of due rows and sends each.
+    pub async fn tick_once(&self) -> RelayTick {
+        let mut tick = RelayTick::default();
+        let now = self.clock.now();
+        let lease_until = now + TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::MAX);
+        let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
+        let rows = match self
+            .store
+            .claim_outbox(now, &lease, lease_until, self.config.batch)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim notifications");
+                return tick;
+            }
+        };
+        tick.claimed = rows.len();
+        for row in rows {
+            if self.send(&row, &lease).await {
+                tick.sent += 1;
+            } else {
+                tick.failed += 1;
+            }
+        }
+        if let Ok(backlog) = self.store.outbox_backlog().await {
+            metrics::gauge!("outbox_backlog").set(backlog as f64);
+        }
+        tick
+    }
+
+    /// Ticks until `shutdown`; right away again while there is work, else after the poll
+    /// interval.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let tick = self.tick_once().await;
+            if tick.claimed > 0 && tick.failed == 0 {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn send(&self, row: &OutboxMessage, lease: &str) -> bool {
+        let url = format!("{}{}", self.config.robot_queue_prefix, row.robot_id);
+        let attributes = BTreeMap::from([("callRef".to_owned(), row.call_ref.clone())]);
+        match self.queue.send(&url, &row.payload, &attributes).await {
+            Ok(_) => {
+                let now = self.clock.now();
+                match self.store.outbox_sent(row.id, lease, now).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        outbox_id = row.id,
+                        "notification sent after its lease ran out; it may be sent again"
+                    ),
+                    Err(e) => tracing::warn!(
+                        outbox_id = row.id,
+                        error = %e,
+                        "notification sent but not marked; it will be sent again"
+                    ),
+                }
+                metrics::counter!("outbox_sent_total").increment(1);
+                tracing::debug!(check_id = row.check_id, seq = row.seq, "robot notified");
+                true
+            }
+            Err(e) => {
+                let backoff = backoff(&self.config, row.attempts);
+                let next =
+                    self.clock.now() + TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX);
+                tracing::warn!(
+                    check_id = row.check_id,
+                    robot_id = row.robot_id,
+                    seq = row.seq,
+                    attempts = row.attempts + 1,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    error = %e,
+                    "could not notify the robot; will retry"
+                );
+                metrics::counter!("outbox_send_failures_total").increment(1);
+                if let Err(e) = self
+                    .store
+                    .outbox_failed(row.id, lease, next, &e.to_string())
+                    .await
+                {
+                    tracing::warn!(outbox_id = row.id, error = %e, "could not record a failed send");
+                }
+                false
+            }
+        }
+    }
+}
+
+/// `base · 2^attempts`, capped.
+fn backoff(config: &RelayConfig, attempts: u32) -> Duration {
+    config
+        .base_backoff
+        .checked_mul(1u32 << attempts.min(20))
+        .unwrap_or(config.max_backoff)
+        .min(config.max_backoff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = RelayConfig::new("q/");
+        assert_eq!(backoff(&config, 0), Duration::from_secs(1));
+        assert_eq!(backoff(&config, 3), Duration::from_secs(8));
+        assert_eq!(backoff(&config, 30), Duration::from_secs(300));
+    }
+}
