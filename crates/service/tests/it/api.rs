@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use status_check_engine::TemplateDefinition;
+use status_check_engine::template::{PhaseDefinition, PollerDefaults};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -517,6 +519,94 @@ pub async fn operational_endpoints_answer(backend: Backend) {
     assert_eq!(body["requestId"], "trace-123");
 }
 
+fn definition(name: &str, version: i64, pass: &str) -> TemplateDefinition {
+    TemplateDefinition {
+        name: name.to_owned(),
+        version,
+        description: "added by another tool".to_owned(),
+        is_active: true,
+        poll_until_end: false,
+        poller: PollerDefaults {
+            past_interval: 3600,
+            future_interval: 0,
+        },
+        past: Some(PhaseDefinition {
+            depends_on: vec!["DOOR_OPENED".to_owned()],
+            pass: Some(pass.to_owned()),
+            fail: None,
+            unknown: None,
+        }),
+        future: None,
+    }
+}
+
+pub async fn a_template_only_in_the_database_is_loaded_on_demand(backend: Backend) {
+    let app = spawn(backend).await;
+    // Another tool adds a template (two versions; the highest active one is used).
+    let now = crate::harness::anchor();
+    app.store
+        .sync_template(&definition("door-check", 1, "false"), now)
+        .await
+        .unwrap();
+    app.store
+        .sync_template(&definition("door-check", 2, "past.size() > 0"), now)
+        .await
+        .unwrap();
+    app.given_step(ROBOT, 300, step_json(300, "door-check", 0, 0, CHARGING))
+        .await;
+    app.given_incomings(
+        ROBOT,
+        "DOOR_OPENED",
+        json!([incoming(9001, "DOOR_OPENED", "2026-11-20T07:59:00Z")]),
+    )
+    .await;
+    let (status, body) = app.post_check(ROBOT, &create_body(300)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["statusCheck"], "door-check");
+    assert_eq!(body["templateVersion"], 2);
+    assert_eq!(body["result"], "PASS");
+
+    // An invalid template in the database is treated as missing: 422, not a crash.
+    app.store
+        .sync_template(&definition("broken-check", 1, "evnts.size() > 0"), now)
+        .await
+        .unwrap();
+    app.given_step(ROBOT, 301, step_json(301, "broken-check", 0, 0, CHARGING))
+        .await;
+    let (status, body) = app.post_check(ROBOT, &create_body(301)).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+pub async fn a_changed_template_under_an_existing_version_stops_start_up(backend: Backend) {
+    let app = spawn(backend).await;
+    // The database holds robot-is-charging v1 from the shipped file; a changed text under
+    // the same version must be refused when a replica starts.
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../templates/robot-is-charging.v1.yaml"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("robot-is-charging.v1.yaml"),
+        text.replace("futureInterval: 600", "futureInterval: 900"),
+    )
+    .unwrap();
+    let Err(error) = crate::harness::build_on(app.store.clone(), dir.path()).await else {
+        panic!("a changed version must not start");
+    };
+    let message = format!("{error:#}");
+    assert!(message.contains("robot-is-charging version 1"), "{message}");
+    assert!(message.contains("new version"), "{message}");
+    // The identical shipped files start fine on the same database.
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    assert!(
+        crate::harness::build_on(app.store.clone(), &shipped)
+            .await
+            .is_ok()
+    );
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -551,4 +641,6 @@ on_both_backends!(
     upstream_failures_are_bad_gateway_and_leave_nothing,
     failed_backfill_removes_the_subscription,
     operational_endpoints_answer,
+    a_template_only_in_the_database_is_loaded_on_demand,
+    a_changed_template_under_an_existing_version_stops_start_up,
 );

@@ -211,6 +211,32 @@ async fn start(
     (app, has_workers.then_some(workers))
 }
 
+/// Builds (without running) an API-only app on `store` with the templates of `dir`.
+pub async fn build_on(store: DynStore, dir: &Path) -> anyhow::Result<App> {
+    let config = Config::from_sources(
+        [
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("ROLES", "api"),
+            ("TEMPLATES_DIR", dir.to_str().unwrap()),
+            ("MICRO_MANAGERS_ADDRESS", "http://127.0.0.1:9"),
+            ("MEGAZORD_EVENTS_ADDRESS", "http://127.0.0.1:9"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect(),
+    )?;
+    let upstream = UpstreamConfig::new("http://127.0.0.1:9");
+    let deps = Deps {
+        store,
+        micro_managers: Arc::new(HttpMicroManagers::new(&upstream)?),
+        megazord: Arc::new(HttpMegazord::new(&upstream)?),
+        clock: Arc::new(ManualClock::new(anchor())),
+        queue: None,
+    };
+    App::build_with(&config, deps).await
+}
+
 /// The Kong headers of a robot.
 pub fn robot_headers(robot_id: i64) -> Vec<(&'static str, String)> {
     vec![
