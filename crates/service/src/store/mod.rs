@@ -315,6 +315,125 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// The `Store` impl of a backend: every method runs the shared SQL of `queries` over the
+/// backend's `Db`; only migrations differ (`apply_migrations`, an inherent method).
+macro_rules! delegate_store {
+    ($backend:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $backend {
+            async fn migrate(&self) -> Result<(), StoreError> {
+                self.apply_migrations().await
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
+                queries::create_check(self, check).await
+            }
+
+            async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
+                queries::get_check(self, id).await
+            }
+
+            async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
+                queries::find_check(self, key).await
+            }
+
+            async fn sync_template(
+                &self,
+                definition: &TemplateDefinition,
+                now: DateTime<Utc>,
+            ) -> Result<Synced, StoreError> {
+                queries::sync_template(self, definition, now).await
+            }
+
+            async fn active_template(
+                &self,
+                name: &str,
+            ) -> Result<Option<StoredTemplate>, StoreError> {
+                queries::active_template(self, name).await
+            }
+
+            async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
+                queries::template_by_id(self, id).await
+            }
+
+            async fn find_by_subscription(
+                &self,
+                robot_id: i64,
+                subscription_id: i64,
+            ) -> Result<Option<StoredCheck>, StoreError> {
+                queries::find_by_subscription(self, robot_id, subscription_id).await
+            }
+
+            async fn update_check(
+                &self,
+                id: i64,
+                fence: Fence<'_>,
+                decide: Decide<'_>,
+                render: Render<'_>,
+                call_ref: &str,
+                now: DateTime<Utc>,
+            ) -> Result<UpdateOutcome, StoreError> {
+                queries::update_check(self, id, fence, decide, render, call_ref, now).await
+            }
+
+            async fn claim_due(
+                &self,
+                now: DateTime<Utc>,
+                lease: &str,
+                limit: usize,
+            ) -> Result<Vec<Claimed>, StoreError> {
+                queries::claim_due(self, now, lease, limit).await
+            }
+
+            async fn release_stale_leases(
+                &self,
+                taken_before: DateTime<Utc>,
+            ) -> Result<u64, StoreError> {
+                queries::release_stale_leases(self, taken_before).await
+            }
+
+            async fn claim_outbox(
+                &self,
+                now: DateTime<Utc>,
+                lease: &str,
+                lease_until: DateTime<Utc>,
+                limit: usize,
+            ) -> Result<Vec<OutboxMessage>, StoreError> {
+                queries::claim_outbox(self, now, lease, lease_until, limit).await
+            }
+
+            async fn outbox_sent(
+                &self,
+                id: i64,
+                lease: &str,
+                now: DateTime<Utc>,
+            ) -> Result<bool, StoreError> {
+                queries::outbox_sent(self, id, lease, now).await
+            }
+
+            async fn outbox_failed(
+                &self,
+                id: i64,
+                lease: &str,
+                next_attempt_at: DateTime<Utc>,
+                error: &str,
+            ) -> Result<bool, StoreError> {
+                queries::outbox_failed(self, id, lease, next_attempt_at, error).await
+            }
+
+            async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+                queries::outbox_backlog(self).await
+            }
+        }
+    };
+}
+pub(crate) use delegate_store;
+
 /// Opens the store a database URL names: `sqlite:…` or `mysql://…`.
 pub async fn connect(url: &str) -> Result<DynStore, StoreError> {
     if url.starts_with("mysql://") {

@@ -22,7 +22,7 @@ use super::db::{
 };
 use super::queries;
 use super::{
-    CheckKey, Claimed, Created, Decide, Fence, NewCheck, OutboxMessage, Render, Store, StoreError,
+    CheckKey, Claimed, Created, Decide, Fence, NewCheck, OutboxMessage, Render, StoreError,
     StoredCheck, StoredTemplate, Synced, UpdateOutcome,
 };
 
@@ -83,112 +83,15 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
+impl SqliteStore {
+    /// Applies this backend's migrations.
+    async fn apply_migrations(&self) -> Result<(), StoreError> {
         migrator(MIGRATIONS).run(&self.pool).await?;
         Ok(())
     }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
-        queries::create_check(self, check).await
-    }
-
-    async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
-        queries::get_check(self, id).await
-    }
-
-    async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
-        queries::find_check(self, key).await
-    }
-
-    async fn sync_template(
-        &self,
-        definition: &TemplateDefinition,
-        now: DateTime<Utc>,
-    ) -> Result<Synced, StoreError> {
-        queries::sync_template(self, definition, now).await
-    }
-
-    async fn active_template(&self, name: &str) -> Result<Option<StoredTemplate>, StoreError> {
-        queries::active_template(self, name).await
-    }
-
-    async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
-        queries::template_by_id(self, id).await
-    }
-
-    async fn find_by_subscription(
-        &self,
-        robot_id: i64,
-        subscription_id: i64,
-    ) -> Result<Option<StoredCheck>, StoreError> {
-        queries::find_by_subscription(self, robot_id, subscription_id).await
-    }
-
-    async fn update_check(
-        &self,
-        id: i64,
-        fence: Fence<'_>,
-        decide: Decide<'_>,
-        render: Render<'_>,
-        call_ref: &str,
-        now: DateTime<Utc>,
-    ) -> Result<UpdateOutcome, StoreError> {
-        queries::update_check(self, id, fence, decide, render, call_ref, now).await
-    }
-
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: &str,
-        limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        queries::claim_due(self, now, lease, limit).await
-    }
-
-    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
-        queries::release_stale_leases(self, taken_before).await
-    }
-
-    async fn claim_outbox(
-        &self,
-        now: DateTime<Utc>,
-        lease: &str,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<OutboxMessage>, StoreError> {
-        queries::claim_outbox(self, now, lease, lease_until, limit).await
-    }
-
-    async fn outbox_sent(
-        &self,
-        id: i64,
-        lease: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        queries::outbox_sent(self, id, lease, now).await
-    }
-
-    async fn outbox_failed(
-        &self,
-        id: i64,
-        lease: &str,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        queries::outbox_failed(self, id, lease, next_attempt_at, error).await
-    }
-
-    async fn outbox_backlog(&self) -> Result<i64, StoreError> {
-        queries::outbox_backlog(self).await
-    }
 }
+
+super::delegate_store!(SqliteStore);
 
 #[async_trait]
 impl Db for SqliteStore {
@@ -307,6 +210,7 @@ impl SqlRow for SqliteRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
     fn every_migration_file_is_embedded() {
