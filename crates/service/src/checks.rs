@@ -119,7 +119,7 @@ impl Checks {
             self.limits,
         );
         let started = check.start(template, past_events, anchor);
-        self.report(&loaded, &started);
+        report_rule_failures(&loaded, &started);
 
         let mut subscription_id = None;
         let mut unsubscribe_after_commit = false;
@@ -151,7 +151,7 @@ impl Checks {
                 backfill.into_iter().map(Into::into).collect(),
                 anchor,
             );
-            self.report(&loaded, &merged);
+            report_rule_failures(&loaded, &merged);
             unsubscribe_after_commit = merged.effects.contains(&Effect::Unsubscribe);
         }
 
@@ -248,10 +248,6 @@ impl Checks {
         {
             tracing::error!(robot_id, subscription_id, error = %e, "could not remove a subscription");
         }
-    }
-
-    fn report(&self, loaded: &LoadedTemplate, transition: &Transition) {
-        report_rule_failures(loaded, transition);
     }
 }
 

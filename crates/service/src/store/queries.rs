@@ -602,6 +602,31 @@ enum Step<V> {
     Rollback(V),
 }
 
+/// Runs one write unit in a transaction — `$unit` uses `&mut $tx` and yields a
+/// `Result<Step<_>>` — committing or rolling back as it says, and runs it again on a
+/// transient failure (deadlock, lock wait timeout, SQLITE_BUSY) a bounded number of times.
+macro_rules! retrying {
+    ($db:expr, $tx:ident => $unit:expr) => {{
+        let mut retry = Retry::default();
+        loop {
+            let result = async {
+                let mut $tx = $db.begin(Mode::Write).await?;
+                let result = $unit;
+                finish($tx, result).await
+            }
+            .await;
+            match result {
+                Ok(value) => break Ok(value),
+                Err(error) => {
+                    if !retry.again($db, &error).await {
+                        break Err(error);
+                    }
+                }
+            }
+        }
+    }};
+}
+
 /// Commits or rolls back the transaction as the unit's result says; an error rolls back.
 async fn finish<T: Tx, V>(tx: T, result: Result<Step<V>, StoreError>) -> Result<V, StoreError> {
     match result {
@@ -840,23 +865,7 @@ pub(crate) async fn claim_due<D: Db>(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let mut retry = Retry::default();
-    loop {
-        let result = async {
-            let mut tx = db.begin(Mode::Write).await?;
-            let result = claim_due_in(db, &mut tx, now, lease, limit).await;
-            finish(tx, result).await
-        }
-        .await;
-        match result {
-            Ok(claimed) => return Ok(claimed),
-            Err(error) => {
-                if !retry.again(db, &error).await {
-                    return Err(error);
-                }
-            }
-        }
-    }
+    retrying!(db, tx => claim_due_in(db, &mut tx, now, lease, limit).await)
 }
 
 async fn claim_due_in<D: Db>(
@@ -890,23 +899,7 @@ pub(crate) async fn release_stale_leases<D: Db>(
     db: &D,
     taken_before: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let mut retry = Retry::default();
-    loop {
-        let result = async {
-            let mut tx = db.begin(Mode::Write).await?;
-            let result = release_stale_in(db, &mut tx, taken_before).await;
-            finish(tx, result).await
-        }
-        .await;
-        match result {
-            Ok(released) => return Ok(released),
-            Err(error) => {
-                if !retry.again(db, &error).await {
-                    return Err(error);
-                }
-            }
-        }
-    }
+    retrying!(db, tx => release_stale_in(db, &mut tx, taken_before).await)
 }
 
 /// Candidates first (a plain read over `idx_status_check_ext_lease`), then each in the lock
@@ -959,23 +952,7 @@ pub(crate) async fn claim_outbox<D: Db>(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let mut retry = Retry::default();
-    loop {
-        let result = async {
-            let mut tx = db.begin(Mode::Write).await?;
-            let result = claim_outbox_in(db, &mut tx, now, lease, lease_until, limit).await;
-            finish(tx, result).await
-        }
-        .await;
-        match result {
-            Ok(claimed) => return Ok(claimed),
-            Err(error) => {
-                if !retry.again(db, &error).await {
-                    return Err(error);
-                }
-            }
-        }
-    }
+    retrying!(db, tx => claim_outbox_in(db, &mut tx, now, lease, lease_until, limit).await)
 }
 
 async fn claim_outbox_in<D: Db>(
@@ -1047,26 +1024,10 @@ async fn write_one<D: Db>(
     sql: &'static str,
     args: Vec<super::db::Arg>,
 ) -> Result<bool, StoreError> {
-    let mut retry = Retry::default();
-    loop {
-        let result = async {
-            let mut tx = db.begin(Mode::Write).await?;
-            let result = tx
+    retrying!(db, tx => tx
                 .execute(sql, args.clone())
                 .await
-                .map(|done| Step::Commit(done.rows_affected > 0));
-            finish(tx, result).await
-        }
-        .await;
-        match result {
-            Ok(changed) => return Ok(changed),
-            Err(error) => {
-                if !retry.again(db, &error).await {
-                    return Err(error);
-                }
-            }
-        }
-    }
+                .map(|done| Step::Commit(done.rows_affected > 0)))
 }
 
 pub(crate) async fn outbox_backlog<D: Db>(db: &D) -> Result<i64, StoreError> {

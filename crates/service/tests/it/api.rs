@@ -618,7 +618,7 @@ macro_rules! on_both_backends {
         mod mysql {
             $(#[tokio::test]
             async fn $name() {
-                if crate::harness::skip_mysql() {
+                if crate::support::mysql_skipped() {
                     return;
                 }
                 super::$name(super::Backend::Mysql).await;

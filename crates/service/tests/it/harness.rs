@@ -29,16 +29,6 @@ pub enum Backend {
     Mysql,
 }
 
-/// Whether MySQL-backed tests are explicitly switched off (`STATUS_CHECK_TESTS_WITHOUT_MYSQL=1`).
-/// Without that switch they need `TEST_MYSQL_URL`, which `scripts/test` provides.
-pub fn skip_mysql() -> bool {
-    let skip = std::env::var("STATUS_CHECK_TESTS_WITHOUT_MYSQL").is_ok_and(|v| v == "1");
-    if skip {
-        eprintln!("warning: MySQL test skipped (STATUS_CHECK_TESTS_WITHOUT_MYSQL=1)");
-    }
-    skip
-}
-
 /// The time every test's checks are created at.
 pub fn anchor() -> DateTime<Utc> {
     "2026-11-20T08:00:00Z".parse().unwrap()

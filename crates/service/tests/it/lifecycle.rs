@@ -236,16 +236,10 @@ pub async fn poll_until_end_keeps_evaluating_to_the_end(backend: Backend) {
     };
     let id = open_toilet_check(&app, 200, 993).await;
     let relay = workers.relay.as_ref().unwrap();
-    for (n, minute) in [(1, "06:10"), (2, "06:20")] {
+    for (n, time) in [(1, "2026-11-20T08:10:00Z"), (2, "2026-11-20T08:20:00Z")] {
         put(
             &queues,
-            &delivery(
-                993,
-                80000 + n,
-                6000 + n,
-                "TOILET_VISIT",
-                &format!("2026-11-20T08:{}:00Z", &minute[3..]),
-            ),
+            &delivery(993, 80000 + n, 6000 + n, "TOILET_VISIT", time),
         )
         .await;
     }
