@@ -8,6 +8,7 @@ pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dev;
 pub mod http;
 pub mod notify;
 pub mod queue;

@@ -1,5 +1,6 @@
-//! The command line: `serve`, `migrate`, `templates …`.
+//! The command line: `serve`, `migrate`, `dev`, `templates …`.
 
+pub mod dev;
 pub mod templates;
 
 use anyhow::Context as _;
@@ -26,6 +27,9 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Try it out: the service with simulated upstreams and in-memory queues, seeded with a
+    /// demo script; prints `curl` lines to start a check and complete it.
+    Dev(dev::DevArgs),
     /// Validate, list and try out rule templates.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
@@ -37,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Templates(command) => templates::run(command, &mut std::io::stdout()),
         Command::Serve => runtime()?.block_on(serve()),
         Command::Migrate => runtime()?.block_on(migrate()),
+        Command::Dev(args) => runtime()?.block_on(dev::run(args)),
     }
 }
 
@@ -72,7 +77,7 @@ async fn migrate() -> anyhow::Result<i32> {
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
-async fn cancel_on_signal(token: CancellationToken) {
+pub(crate) async fn cancel_on_signal(token: CancellationToken) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {

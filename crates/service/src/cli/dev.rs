@@ -1,0 +1,141 @@
+//! `status-check dev`: the service on a fresh SQLite file, in-memory queues, and simulators of
+//! Micro-Managers and Megazord, seeded with a demo script; prints how to try it with `curl`.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, TimeDelta, Utc};
+use status_check_sim::megazord::NewIncoming;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::dev::{
+    DEV_ROBOT_QUEUE_PREFIX, MemoryMailbox, Stack, StackOptions, dev_database_dir, dev_env,
+};
+use crate::queue::MemoryQueue;
+use crate::telemetry;
+
+/// The robot the printed commands act as.
+pub const DEMO_ROBOT: i64 = 42;
+/// The template the printed walk-through uses.
+const DEMO_TEMPLATE: &str = "robot-is-charging";
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Port of the service; the Micro-Managers and Megazord simulators take the next two
+    /// (0: free ports for all three).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
+    let dir = dev_database_dir()?;
+    let database = dir.join("status-check.db");
+    let mut env = dev_env(&database);
+    env.insert("PORT".into(), args.port.to_string());
+    let probe = Config::from_sources(env.clone())?;
+    telemetry::init_logging(&probe.log_level, probe.log_format);
+
+    let queue = Arc::new(MemoryQueue::new());
+    let sim_ports = match args.port {
+        0 => (0, 0),
+        port => (
+            port.checked_add(1).unwrap_or(0),
+            port.checked_add(2).unwrap_or(0),
+        ),
+    };
+    let stack = Stack::build(StackOptions {
+        env,
+        store: None,
+        queue: queue.clone(),
+        clock: Arc::new(SystemClock),
+        mailbox: Some(Arc::new(MemoryMailbox {
+            queue,
+            prefix: DEV_ROBOT_QUEUE_PREFIX.into(),
+        })),
+        sim_ports,
+    })
+    .await?;
+    // The demo robot stopped charging 20 minutes ago: its check has to wait for a start.
+    stack
+        .megazord
+        .post_incoming(
+            DEMO_ROBOT,
+            NewIncoming::named("CHARGING_STOPPED").at(Utc::now() - TimeDelta::minutes(20)),
+        )
+        .await;
+    let text = walkthrough(&stack, &database.display().to_string());
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    drop(out);
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(super::cancel_on_signal(shutdown.clone()));
+    let Stack { app, sims, .. } = stack;
+    let result = app.run(shutdown).await;
+    sims.cancel();
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot remove the dev database");
+    }
+    result.map(|()| 0)
+}
+
+/// What to paste, with this run's addresses.
+fn walkthrough(stack: &Stack, database: &str) -> String {
+    let service = format!("http://127.0.0.1:{}", stack.app.port());
+    let micro_managers = format!("http://{}", stack.micro_managers_addr);
+    let megazord = format!("http://{}", stack.megazord_addr);
+    let robot_headers = format!(
+        "-H 'x-consumer-id: 1' -H 'x-consumer-username: {}' -H 'x-authenticated-userid: {DEMO_ROBOT}'",
+        stack.config.robot_consumer_username
+    );
+    let steps: Vec<String> = stack
+        .demo_steps
+        .iter()
+        .map(|s| {
+            let step = s.step_id.unwrap_or_default();
+            format!("    step {step}: {}", s.status_check_name)
+        })
+        .collect();
+    let mut text = format!(
+        "\nstatus-check dev is running (Ctrl-C stops it).\n\
+         \x20 service         {service}   (Swagger UI: {service}/docs)\n\
+         \x20 Micro-Managers  {micro_managers}   (steps: GET /sim/steps, add one: POST /sim/steps)\n\
+         \x20 Megazord        {megazord}\n\
+         \x20 database        {database} (removed on exit)\n\
+         \x20 demo script (every robot runs it):\n{}\n",
+        steps.join("\n")
+    );
+    let planned = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let Some(step) = stack
+        .demo_steps
+        .iter()
+        .find(|s| s.status_check_name == DEMO_TEMPLATE)
+        .and_then(|s| s.step_id)
+    else {
+        text.push_str(&format!(
+            "\nStart a check as robot {DEMO_ROBOT} with a step above:\n\
+             curl -s {service}/v1/status-check/check -H 'content-type: application/json' {robot_headers} \\\n  \
+             -d '{{\"stepId\": STEP, \"scheduledId\": 1, \"scriptVersionId\": 789, \"plannedAt\": \"{planned}\"}}'\n"
+        ));
+        return text;
+    };
+    text.push_str(&format!(
+        "\nRobot {DEMO_ROBOT} stopped charging 20 minutes ago. Try it:\n\n\
+         1. Start a check at step {step} ({DEMO_TEMPLATE}) — it answers phase FUTURE, waiting up to 10 minutes:\n\
+         curl -s {service}/v1/status-check/check -H 'content-type: application/json' {robot_headers} \\\n  \
+         -d '{{\"stepId\": {step}, \"scheduledId\": 1, \"scriptVersionId\": 789, \"plannedAt\": \"{planned}\"}}'\n\n\
+         2. The robot starts charging (the event goes to the simulated Megazord):\n\
+         curl -s {megazord}/internal/v1/events/robots/{DEMO_ROBOT}/incomings -H 'content-type: application/json' \\\n  \
+         -d '{{\"eventName\": \"CHARGING_STARTED\"}}'\n\n\
+         3. The check is COMPLETED with result PASS:\n\
+         curl -s {service}/v1/status-check/check/1 {robot_headers}\n\n\
+         4. The robot was told its next step ({}, for pass):\n\
+         curl -s {megazord}/sim/robots/{DEMO_ROBOT}/messages\n\n\
+         Without step 2 the check fails at its deadline and the robot is sent the fail step.\n\n",
+        step * 10 + 1
+    ));
+    text
+}

@@ -1,0 +1,244 @@
+//! The service wired to the upstream simulators (`status-check-sim`): what `status-check dev`
+//! runs, and what the end-to-end tests and the load benchmarks build on.
+//!
+//! A [`Stack`] is the service (any store, any queue) plus a Micro-Managers and a Megazord
+//! simulator on their own ports, seeded with one demo step per shipped template. The service
+//! reaches the simulators over HTTP with its production clients; Megazord puts its envelopes
+//! on the status queue through [`QueueSink`], so the queue can be in memory or SQS.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use status_check_engine::Limits;
+use status_check_sim::{DemoStep, MegazordSim, MicroManagersSim, Now, RobotMailbox, StatusSink};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::queue::{DynQueue, MemoryQueue};
+use crate::store::DynStore;
+use crate::upstream::UpstreamConfig;
+use crate::upstream::megazord::HttpMegazord;
+use crate::upstream::micro_managers::HttpMicroManagers;
+use crate::{App, Deps, template_files};
+
+/// The status queue's address in the dev stack (in memory: any unique name would do).
+pub const DEV_STATUS_QUEUE: &str = "http://memory.queue/status-check";
+/// The robot queues' prefix in the dev stack.
+pub const DEV_ROBOT_QUEUE_PREFIX: &str = "http://memory.queue/robot-";
+
+/// Megazord's side of the status queue: sends each envelope to `url` on `queue`.
+pub struct QueueSink {
+    pub queue: DynQueue,
+    pub url: String,
+}
+
+#[async_trait]
+impl StatusSink for QueueSink {
+    async fn publish(&self, body: String) -> Result<(), String> {
+        self.queue
+            .send(&self.url, &body, &BTreeMap::new())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The robots' queues of an in-memory queue, read without taking messages off them.
+pub struct MemoryMailbox {
+    pub queue: Arc<MemoryQueue>,
+    pub prefix: String,
+}
+
+#[async_trait]
+impl RobotMailbox for MemoryMailbox {
+    async fn messages(&self, robot_id: i64) -> Result<Vec<serde_json::Value>, String> {
+        Ok(self
+            .queue
+            .messages(&format!("{}{robot_id}", self.prefix))
+            .into_iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap_or(serde_json::Value::String(m.body)))
+            .collect())
+    }
+}
+
+/// What a [`Stack`] is built from.
+pub struct StackOptions {
+    /// Configuration keys (as in the environment). The upstream addresses are set to the
+    /// simulators; everything else not given takes its default.
+    pub env: BTreeMap<String, String>,
+    /// The store (migrated); `None` connects to `DATABASE_URL` and migrates.
+    pub store: Option<DynStore>,
+    pub queue: DynQueue,
+    pub clock: Arc<dyn Clock>,
+    /// Where robots' notifications can be read, for the Megazord simulator's `/sim` route.
+    pub mailbox: Option<Arc<dyn RobotMailbox>>,
+    /// Ports of the Micro-Managers and Megazord simulators (0 picks free ones).
+    pub sim_ports: (u16, u16),
+}
+
+/// The service and the simulators, built and bound; the service is not running yet.
+pub struct Stack {
+    pub app: App,
+    pub config: Config,
+    pub micro_managers: MicroManagersSim,
+    pub megazord: MegazordSim,
+    pub micro_managers_addr: SocketAddr,
+    pub megazord_addr: SocketAddr,
+    /// One per template in `TEMPLATES_DIR`, in name order (ids 101, 102, …).
+    pub demo_steps: Vec<DemoStep>,
+    /// Stops the simulators (the service stops with the token given to `App::run`).
+    pub sims: CancellationToken,
+}
+
+impl Stack {
+    /// Starts the simulators, then builds the service against them.
+    pub async fn build(options: StackOptions) -> anyhow::Result<Stack> {
+        let StackOptions {
+            mut env,
+            store,
+            queue,
+            clock,
+            mailbox,
+            sim_ports,
+        } = options;
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let bind = |port: u16| async move {
+            TcpListener::bind((loopback, port))
+                .await
+                .with_context(|| format!("cannot listen on {loopback}:{port} for a simulator"))
+        };
+        let micro_managers_listener = bind(sim_ports.0).await?;
+        let megazord_listener = bind(sim_ports.1).await?;
+        let micro_managers_addr = micro_managers_listener.local_addr()?;
+        let megazord_addr = megazord_listener.local_addr()?;
+        env.insert(
+            "MICRO_MANAGERS_ADDRESS".into(),
+            format!("http://{micro_managers_addr}"),
+        );
+        env.insert(
+            "MEGAZORD_EVENTS_ADDRESS".into(),
+            format!("http://{megazord_addr}"),
+        );
+        let config = Config::from_sources(env)?;
+
+        let templates = template_names(&config.templates_dir)?;
+        let micro_managers = MicroManagersSim::new();
+        let demo_steps = micro_managers.seed_demo(templates.iter().map(String::as_str));
+        let status_url = config
+            .status_queue_address
+            .clone()
+            .unwrap_or_else(|| DEV_STATUS_QUEUE.to_string());
+        let sink = QueueSink {
+            queue: queue.clone(),
+            url: status_url,
+        };
+        let sim_clock = clock.clone();
+        let now: Now = Arc::new(move || sim_clock.now());
+        let mut megazord = MegazordSim::new(Arc::new(sink), now);
+        if let Some(mailbox) = mailbox {
+            megazord = megazord.with_mailbox(mailbox);
+        }
+        let sims = CancellationToken::new();
+        status_check_sim::spawn(
+            micro_managers_listener,
+            micro_managers.router(),
+            sims.clone(),
+        )?;
+        status_check_sim::spawn(megazord_listener, megazord.router(), sims.clone())?;
+
+        let store = match store {
+            Some(store) => store,
+            None => {
+                let store = crate::store::connect(config.database_url.expose())
+                    .await
+                    .context("cannot connect to the database")?;
+                store
+                    .migrate()
+                    .await
+                    .context("cannot migrate the database")?;
+                store
+            }
+        };
+        let upstream = |address: &Option<String>| {
+            let mut upstream = UpstreamConfig::new(address.clone().unwrap_or_default());
+            upstream.timeout = config.upstream_timeout;
+            upstream.retries = config.upstream_retries;
+            upstream
+        };
+        let deps = Deps {
+            store,
+            micro_managers: Arc::new(HttpMicroManagers::new(&upstream(
+                &config.micro_managers_address,
+            ))?),
+            megazord: Arc::new(HttpMegazord::new(&upstream(
+                &config.megazord_events_address,
+            ))?),
+            clock,
+            queue: Some(queue),
+        };
+        let app = App::build_with(&config, deps).await?;
+        Ok(Stack {
+            app,
+            config,
+            micro_managers,
+            megazord,
+            micro_managers_addr,
+            megazord_addr,
+            demo_steps,
+            sims,
+        })
+    }
+}
+
+/// The names of the valid templates in `dir`, sorted, each once.
+fn template_names(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let loaded = template_files::load_dir(dir, &Limits::default())
+        .with_context(|| format!("cannot read the templates folder {}", dir.display()))?;
+    let mut names: Vec<String> = loaded
+        .templates
+        .iter()
+        .map(|(_, template)| template.name.to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The configuration of `status-check dev`: the process environment, with the database, the
+/// queues and the roles the dev stack needs in place of what it may say.
+pub fn dev_env(database: &std::path::Path) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    // Every role, on the in-memory queues; the simulators' addresses are set by `Stack`.
+    for key in ["ROLES", "AWS_ENDPOINT"] {
+        env.remove(key);
+    }
+    env.insert(
+        "DATABASE_URL".into(),
+        format!("sqlite://{}", database.display()),
+    );
+    env.insert("STATUS_QUEUE_ADDRESS".into(), DEV_STATUS_QUEUE.into());
+    env.insert("ROBOT_QUEUE_ADDRESS".into(), DEV_ROBOT_QUEUE_PREFIX.into());
+    env.entry("HOST".into())
+        .or_insert_with(|| "127.0.0.1".into());
+    env.entry("LOG_FORMAT".into())
+        .or_insert_with(|| "pretty".into());
+    // The in-memory queue answers at once; a short long-poll keeps shutdown quick.
+    env.entry("CONSUMER_WAIT_SECS".into())
+        .or_insert_with(|| "1".into());
+    env
+}
+
+/// Where the dev stack keeps its SQLite file: a fresh temporary folder per run, since the
+/// simulators and the in-memory queues start empty too.
+pub fn dev_database_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("status-check-dev-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    Ok(dir)
+}
