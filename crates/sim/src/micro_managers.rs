@@ -112,7 +112,7 @@ impl MicroManagersSim {
     pub fn add_step(&self, step: DemoStep) -> i64 {
         let mut steps = self.steps.write().unwrap_or_else(|e| e.into_inner());
         let step_id = step.step_id.unwrap_or_else(|| {
-            steps.last_id = steps.last_id.max(FIRST_STEP_ID - 1) + 1;
+            steps.last_id = steps.last_id.max(FIRST_STEP_ID - 1).saturating_add(1);
             steps.last_id
         });
         steps.last_id = steps.last_id.max(step_id);
@@ -158,10 +158,22 @@ async fn post_step(
             "statusCheckName must not be empty",
         ));
     }
-    if step.past_interval < -1 || step.future_interval < 0 {
+    if step.step_id.is_some_and(|id| !(1..i64::MAX).contains(&id)) {
+        return Err(Problem::bad_field(
+            "stepId",
+            "stepId must be a positive integer below 2^63-1",
+        ));
+    }
+    if step.past_interval < -1 {
         return Err(Problem::bad_field(
             "pastInterval",
-            "pastInterval must be ≥ -1 and futureInterval ≥ 0 (seconds)",
+            "pastInterval must be -1 (unbounded) or ≥ 0 seconds",
+        ));
+    }
+    if step.future_interval < 0 {
+        return Err(Problem::bad_field(
+            "futureInterval",
+            "futureInterval must be ≥ 0 seconds",
         ));
     }
     if step.next.is_empty() {
