@@ -2,7 +2,9 @@
 //! processes. Shared helpers live in `support`.
 
 mod api;
+mod dev_command;
 mod harness;
+mod journeys;
 mod lifecycle;
 mod megazord_client;
 mod micro_managers_client;
