@@ -278,6 +278,7 @@ impl Workers {
                 SchedulerConfig {
                     scan_interval: config.scheduler_scan_interval,
                     batch: config.scheduler_batch,
+                    concurrency: config.scheduler_concurrency,
                     stale_after: config.scheduler_stale_lock,
                 },
                 hostname.clone(),

@@ -112,6 +112,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Most checks one scheduler scan claims.",
     ),
     (
+        "SCHEDULER_CONCURRENCY",
+        "16",
+        "Due checks one scheduler finalises at once.",
+    ),
+    (
         "SCHEDULER_STALE_LOCK_SECS",
         "300",
         "A deadline lease older than this is released so another replica takes the check over.",
@@ -217,6 +222,7 @@ pub struct Config {
     pub unknown_subscription_grace: Duration,
     pub scheduler_scan_interval: Duration,
     pub scheduler_batch: usize,
+    pub scheduler_concurrency: usize,
     pub scheduler_stale_lock: Duration,
     pub relay_poll_interval: Duration,
     pub templates_dir: PathBuf,
@@ -358,6 +364,7 @@ impl Config {
             )?),
             scheduler_scan_interval: Duration::from_millis(positive("SCHEDULER_SCAN_INTERVAL_MS")?),
             scheduler_batch: usize_of("SCHEDULER_BATCH")?,
+            scheduler_concurrency: usize_of("SCHEDULER_CONCURRENCY")?,
             scheduler_stale_lock: Duration::from_secs(positive("SCHEDULER_STALE_LOCK_SECS")?),
             relay_poll_interval: Duration::from_millis(positive("RELAY_POLL_INTERVAL_MS")?),
             templates_dir: PathBuf::from(get("TEMPLATES_DIR")),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use futures_util::{StreamExt as _, stream};
 use status_check_engine::Limits;
 use status_check_engine::lifecycle::{Effect, Transition};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,8 @@ pub struct SchedulerConfig {
     pub batch: usize,
     /// A lease older than this is presumed abandoned and released.
     pub stale_after: Duration,
+    /// Claimed checks finalised at once (their unsubscribe calls overlap the database writes).
+    pub concurrency: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -33,6 +36,7 @@ impl Default for SchedulerConfig {
             scan_interval: Duration::from_millis(250),
             batch: 200,
             stale_after: Duration::from_secs(300),
+            concurrency: 16,
         }
     }
 }
@@ -111,8 +115,12 @@ impl Scheduler {
         };
         tick.claimed = claimed.len();
         metrics::counter!("scheduler_claimed_total").increment(claimed.len() as u64);
-        for item in claimed {
-            match self.finalise(&item, &lease).await {
+        let lease = lease.as_str();
+        let mut finalised = stream::iter(claimed)
+            .map(|item| async move { self.finalise(&item, lease).await })
+            .buffer_unordered(self.config.concurrency.max(1));
+        while let Some(result) = finalised.next().await {
+            match result {
                 Finalised::Done => tick.finalised += 1,
                 Finalised::AlreadyEnded => tick.already_ended += 1,
                 Finalised::Fenced => tick.fenced += 1,
@@ -122,16 +130,23 @@ impl Scheduler {
         tick
     }
 
-    /// Ticks every scan interval until `shutdown`.
+    /// Ticks every scan interval until `shutdown`; right away again after a full batch, so a
+    /// burst of deadlines is worked off at the database's pace, not one batch per interval.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(self.config.scan_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backlog = false;
         loop {
-            tokio::select! {
-                _ = interval.tick() => {}
-                () = shutdown.cancelled() => return,
+            if !backlog {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+            } else if shutdown.is_cancelled() {
+                return;
             }
-            self.tick_once().await;
+            let tick = self.tick_once().await;
+            backlog = tick.claimed >= self.config.batch && tick.failed == 0;
         }
     }
 
