@@ -85,6 +85,16 @@ const NATIVE_RULES: &[&str] = &[
     r#"past[size(past) - 1].name != "B""#,
     r#"future[future.size() - 1].id == 105 || "C" == future[0].name"#,
     r#"events[events.size() - 1].level == 1"#,
+    // A count compared with a literal stops at literal + 1; every operator, either side.
+    r#"events.filter(e, e.name == "A").size() < 2"#,
+    r#"events.filter(e, e.name == "A").size() == 0"#,
+    r#"events.filter(e, e.name != "C").size() != 3"#,
+    r#"events.filter(e, e.name == "A").size() > -1"#,
+    r#"3 >= events.filter(e, e.level > 0).size()"#,
+    r#"1 < size(past.filter(e, e.name == "B"))"#,
+    r#"2 == events.filter(e, e.name == "A" || e.name == "B").size()"#,
+    r#"events.filter(e, e.name == "A").size() >= 9223372036854775807"#,
+    r#"events.filter(e, e.name == "A").size() >= 1 && events.filter(e, e.name == "A").size() <= 3"#,
 ];
 
 /// Shapes the native compiler leaves to the interpreter; they must still agree (trivially:

@@ -428,10 +428,13 @@ impl Compiler {
                 let negate = name == operators::NOT_EQUALS;
                 // `x == "literal"` (either side): only the other side is evaluated.
                 let literal = Lit::of(right_expr)
-                    .map(|lit| (lit, left_expr))
-                    .or_else(|| Lit::of(left_expr).map(|lit| (lit, right_expr)));
-                if let Some((literal, other)) = literal {
-                    let (other, ty) = self.expr(other)?;
+                    .map(|lit| (lit, right_expr, left_expr))
+                    .or_else(|| Lit::of(left_expr).map(|lit| (lit, left_expr, right_expr)));
+                if let Some((literal, literal_expr, other)) = literal {
+                    let (other, ty) = match self.bounded_size(other, literal_expr) {
+                        Some(compiled) => compiled,
+                        None => self.expr(other)?,
+                    };
                     (!ty.is_container()).then_some(())?;
                     let node: Node =
                         Box::new(move |frame| Ok(NVal::Bool(literal.eq(&other(frame)?) != negate)));
@@ -447,21 +450,27 @@ impl Compiler {
                 });
                 Some((node, Ty::Bool))
             }
-            (None, [left, right]) => {
+            (None, [left_expr, right_expr]) => {
                 let accept: fn(Ordering) -> bool = match name {
                     operators::LESS => Ordering::is_lt,
                     operators::LESS_EQUALS => Ordering::is_le,
                     operators::GREATER => Ordering::is_gt,
                     operators::GREATER_EQUALS => Ordering::is_ge,
                     operators::ADD | operators::SUBSTRACT => {
-                        return self.arithmetic(name == operators::ADD, left, right);
+                        return self.arithmetic(name == operators::ADD, left_expr, right_expr);
                     }
-                    operators::INDEX => return self.index(left, right),
-                    operators::IN => return self.in_list(left, right),
+                    operators::INDEX => return self.index(left_expr, right_expr),
+                    operators::IN => return self.in_list(left_expr, right_expr),
                     _ => return None,
                 };
-                let (left, left_ty) = self.expr(left)?;
-                let (right, right_ty) = self.expr(right)?;
+                let (left, left_ty) = match self.bounded_size(left_expr, right_expr) {
+                    Some(compiled) => compiled,
+                    None => self.expr(left_expr)?,
+                };
+                let (right, right_ty) = match self.bounded_size(right_expr, left_expr) {
+                    Some(compiled) => compiled,
+                    None => self.expr(right_expr)?,
+                };
                 let orderable = |ty: Ty| !ty.is_container() && ty != Ty::Bool;
                 (orderable(left_ty) && orderable(right_ty)).then_some(())?;
                 let op = name.to_owned();
@@ -643,6 +652,29 @@ impl Compiler {
     }
 
     fn size(&mut self, operand_expr: &IdedExpr) -> Option<(Node, Ty)> {
+        self.size_up_to(operand_expr, usize::MAX)
+    }
+
+    /// `expr` when it is `size(…)` / `….size()` compared with the int literal `other`: the
+    /// size, where a `filter` count stops at `other + 1` — enough to decide the comparison
+    /// (`filter(…).size() <= 3` need not count past 4).
+    fn bounded_size(&mut self, expr: &IdedExpr, other: &IdedExpr) -> Option<(Node, Ty)> {
+        let Expr::Literal(LiteralValue::Int(k)) = &other.expr else {
+            return None;
+        };
+        let Expr::Call(call) = &expr.expr else {
+            return None;
+        };
+        let operand = match (call.target.as_deref(), call.args.as_slice()) {
+            (None, [operand]) | (Some(operand), []) if call.func_name == "size" => operand,
+            _ => return None,
+        };
+        let limit = usize::try_from(k.inner().saturating_add(1).max(0)).unwrap_or(usize::MAX);
+        self.size_up_to(operand, limit)
+    }
+
+    /// `size` of `operand_expr`; a `filter` count stops at `limit`.
+    fn size_up_to(&mut self, operand_expr: &IdedExpr, limit: usize) -> Option<(Node, Ty)> {
         if let Some(list) = self.list_var(operand_expr) {
             let node: Node = Box::new(move |frame| Ok(NVal::Int(list.seq(frame).len() as i64)));
             return Some((node, Ty::Int));
@@ -659,7 +691,7 @@ impl Compiler {
             && Shape::of(c) == Some(Shape::Filter)
             && let Some(fast) = self.fast_loop(c)
         {
-            return Some((fast.into_node(LoopOp::Count, node), Ty::Int));
+            return Some((fast.into_node(LoopOp::Count(limit), node), Ty::Int));
         }
         Some((node, Ty::Int))
     }
@@ -1294,8 +1326,9 @@ enum LoopOp {
     All,
     /// `exists_one`
     ExistsOne,
-    /// `filter(…).size()` / `size(filter(…))`
-    Count,
+    /// `filter(…).size()` / `size(filter(…))`, counting at most this many (a comparison with
+    /// the literal `k` only needs to know the count up to `k + 1`)
+    Count(usize),
     /// `filter`, when the list itself is needed
     Collect,
 }
@@ -1335,7 +1368,7 @@ impl FastLoop {
                 LoopOp::Any => NVal::Bool(count_matching(&seq, &pred, &invs, 1) == 1),
                 LoopOp::All => NVal::Bool(count_matching(&seq, &pred, &invs, 1) == 0),
                 LoopOp::ExistsOne => NVal::Bool(count_matching(&seq, &pred, &invs, 2) == 1),
-                LoopOp::Count => NVal::Int(count_matching(&seq, &pred, &invs, usize::MAX) as i64),
+                LoopOp::Count(limit) => NVal::Int(count_matching(&seq, &pred, &invs, limit) as i64),
                 LoopOp::Collect => {
                     NVal::Seq(Seq::Items(Rc::new(collect_matching(&seq, &pred, &invs))))
                 }

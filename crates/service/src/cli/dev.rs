@@ -130,7 +130,7 @@ fn walkthrough(stack: &Stack, database: &str) -> String {
          2. The robot starts charging (the event goes to the simulated Megazord):\n\
          curl -s {megazord}/internal/v1/events/robots/{DEMO_ROBOT}/incomings -H 'content-type: application/json' \\\n  \
          -d '{{\"eventName\": \"CHARGING_STARTED\"}}'\n\n\
-         3. The check is COMPLETED with result PASS:\n\
+         3. The check (id 1: the first of this run) is COMPLETED with result PASS:\n\
          curl -s {service}/v1/status-check/check/1 {robot_headers}\n\n\
          4. The robot was told its next step ({}, for pass):\n\
          curl -s {megazord}/sim/robots/{DEMO_ROBOT}/messages\n\n\
