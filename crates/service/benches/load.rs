@@ -1750,11 +1750,11 @@ impl Store for RecordingStore {
 
     async fn outbox_sent(
         &self,
-        id: i64,
+        ids: &[i64],
         lease: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.outbox_sent(id, lease, now).await
+    ) -> Result<Vec<i64>, StoreError> {
+        self.inner.outbox_sent(ids, lease, now).await
     }
 
     async fn outbox_failed(

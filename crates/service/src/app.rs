@@ -288,6 +288,7 @@ impl Workers {
             (true, Some(prefix)) => {
                 let mut relay_config = RelayConfig::new(prefix.clone());
                 relay_config.poll_interval = config.relay_poll_interval;
+                relay_config.concurrency = config.relay_concurrency;
                 Some(Relay::new(
                     checks.store.clone(),
                     queue_for("relay")?,

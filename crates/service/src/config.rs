@@ -127,6 +127,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "How often the notification relay looks for unsent notifications when idle.",
     ),
     (
+        "RELAY_CONCURRENCY",
+        "16",
+        "Robots the notification relay sends to at once (one robot's notifications stay in order).",
+    ),
+    (
         "TEMPLATES_DIR",
         "templates",
         "Folder of the shipped YAML templates, synced to the database at start.",
@@ -225,6 +230,7 @@ pub struct Config {
     pub scheduler_concurrency: usize,
     pub scheduler_stale_lock: Duration,
     pub relay_poll_interval: Duration,
+    pub relay_concurrency: usize,
     pub templates_dir: PathBuf,
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
@@ -367,6 +373,7 @@ impl Config {
             scheduler_concurrency: usize_of("SCHEDULER_CONCURRENCY")?,
             scheduler_stale_lock: Duration::from_secs(positive("SCHEDULER_STALE_LOCK_SECS")?),
             relay_poll_interval: Duration::from_millis(positive("RELAY_POLL_INTERVAL_MS")?),
+            relay_concurrency: usize_of("RELAY_CONCURRENCY")?,
             templates_dir: PathBuf::from(get("TEMPLATES_DIR")),
             template_cache_ttl: Duration::from_secs(positive("TEMPLATE_CACHE_TTL_SECS")?),
             history_cap: usize::try_from(positive("HISTORY_CAP")?)

@@ -290,13 +290,13 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
 
-    /// Marks a row sent, if `lease` still holds it; returns whether it did.
+    /// Marks the rows sent that `lease` still holds, in one transaction; returns those ids.
     async fn outbox_sent(
         &self,
-        id: i64,
+        ids: &[i64],
         lease: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<i64>, StoreError>;
 
     /// Records a failed attempt (attempts + 1, the error — cut to 1024 characters —, retry
     /// at `next_attempt_at`) and frees the lease, if `lease` still holds it; returns whether
@@ -326,7 +326,7 @@ macro_rules! delegate_store {
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1").execute(self.ping_pool()).await?;
                 Ok(())
             }
 
@@ -409,11 +409,11 @@ macro_rules! delegate_store {
 
             async fn outbox_sent(
                 &self,
-                id: i64,
+                ids: &[i64],
                 lease: &str,
                 now: DateTime<Utc>,
-            ) -> Result<bool, StoreError> {
-                queries::outbox_sent(self, id, lease, now).await
+            ) -> Result<Vec<i64>, StoreError> {
+                queries::outbox_sent(self, ids, lease, now).await
             }
 
             async fn outbox_failed(

@@ -80,6 +80,11 @@ impl MysqlStore {
         pool.close().await;
         result
     }
+
+    /// What the readiness ping runs on.
+    fn ping_pool(&self) -> &MySqlPool {
+        &self.pool
+    }
 }
 
 super::delegate_store!(MysqlStore);

@@ -988,13 +988,28 @@ async fn claim_outbox_in<D: Db>(
     Ok(Step::Commit(claimed))
 }
 
+/// One transaction for a whole batch: on SQLite every write transaction waits its turn for
+/// the single writer, so one per sent row would halve the deadline throughput.
 pub(crate) async fn outbox_sent<D: Db>(
     db: &D,
-    id: i64,
+    ids: &[i64],
     lease: &str,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    write_one(db, OUTBOX_SENT, args![millis(now), id, lease]).await
+) -> Result<Vec<i64>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    retrying!(db, tx => async {
+        let mut marked = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let done = tx.execute(OUTBOX_SENT, args![millis(now), id, lease]).await?;
+            if done.rows_affected > 0 {
+                marked.push(id);
+            }
+        }
+        Ok(Step::Commit(marked))
+    }
+    .await)
 }
 
 pub(crate) async fn outbox_failed<D: Db>(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use futures_util::{StreamExt as _, stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -28,6 +29,8 @@ pub struct RelayConfig {
     /// First retry delay; doubles per failed attempt up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Robots sent to at once; one robot's notifications go one after the other, in order.
+    pub concurrency: usize,
 }
 
 impl RelayConfig {
@@ -39,6 +42,7 @@ impl RelayConfig {
             lease: Duration::from_secs(30),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            concurrency: 16,
         }
     }
 }
@@ -94,13 +98,33 @@ impl Relay {
             }
         };
         tick.claimed = rows.len();
+        // Robots in parallel (each sent row is its own write, which would otherwise wait its
+        // turn behind other workers' writes one at a time); each robot's rows in claim order.
+        let mut by_robot: BTreeMap<i64, Vec<OutboxMessage>> = BTreeMap::new();
         for row in rows {
-            if self.send(&row, &lease).await {
-                tick.sent += 1;
-            } else {
-                tick.failed += 1;
-            }
+            by_robot.entry(row.robot_id).or_default().push(row);
         }
+        let lease = lease.as_str();
+        let mut robots = stream::iter(by_robot.into_values())
+            .map(|rows| async move {
+                let mut sent = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    if self.send(row, lease).await {
+                        sent.push(row.id);
+                    }
+                }
+                let failed = rows.len() - sent.len();
+                (sent, failed)
+            })
+            .buffer_unordered(self.config.concurrency.max(1));
+        let mut sent = Vec::new();
+        while let Some((robot_sent, failed)) = robots.next().await {
+            sent.extend(robot_sent);
+            tick.failed += failed;
+        }
+        drop(robots);
+        tick.sent = sent.len();
+        self.mark_sent(&sent, lease).await;
         if let Ok(backlog) = self.store.outbox_backlog().await {
             metrics::gauge!("outbox_backlog").set(backlog as f64);
         }
@@ -125,24 +149,32 @@ impl Relay {
         }
     }
 
+    /// Marks the batch's sent rows in one write. A row not marked (lease lost, or the write
+    /// failed) is sent again later — at least once, with the same `notificationSeq`.
+    async fn mark_sent(&self, ids: &[i64], lease: &str) {
+        if ids.is_empty() {
+            return;
+        }
+        match self.store.outbox_sent(ids, lease, self.clock.now()).await {
+            Ok(marked) if marked.len() == ids.len() => {}
+            Ok(marked) => tracing::warn!(
+                unmarked = ids.len() - marked.len(),
+                "notifications sent after their lease ran out; they may be sent again"
+            ),
+            Err(e) => tracing::warn!(
+                count = ids.len(),
+                error = %e,
+                "notifications sent but not marked; they will be sent again"
+            ),
+        }
+    }
+
+    /// Sends one row; on failure records the attempt and its backoff. Whether it was sent.
     async fn send(&self, row: &OutboxMessage, lease: &str) -> bool {
         let url = format!("{}{}", self.config.robot_queue_prefix, row.robot_id);
         let attributes = BTreeMap::from([("callRef".to_owned(), row.call_ref.clone())]);
         match self.queue.send(&url, &row.payload, &attributes).await {
             Ok(_) => {
-                let now = self.clock.now();
-                match self.store.outbox_sent(row.id, lease, now).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(
-                        outbox_id = row.id,
-                        "notification sent after its lease ran out; it may be sent again"
-                    ),
-                    Err(e) => tracing::warn!(
-                        outbox_id = row.id,
-                        error = %e,
-                        "notification sent but not marked; it will be sent again"
-                    ),
-                }
                 metrics::counter!("outbox_sent_total").increment(1);
                 tracing::debug!(check_id = row.check_id, seq = row.seq, "robot notified");
                 true

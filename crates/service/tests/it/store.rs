@@ -1478,15 +1478,17 @@ async fn outbox_claims_leases_and_retries(db: &TestDb) {
     // Sent, once.
     assert!(
         db.store
-            .outbox_sent(a[0].id, "a", t0 + seconds(6))
+            .outbox_sent(&[a[0].id], "a", t0 + seconds(6))
             .await
             .unwrap()
+            .contains(&a[0].id)
     );
     assert!(
         !db.store
-            .outbox_sent(a[0].id, "a", t0 + seconds(6))
+            .outbox_sent(&[a[0].id], "a", t0 + seconds(6))
             .await
             .unwrap()
+            .contains(&a[0].id)
     );
     assert_eq!(db.store.outbox_backlog().await.unwrap(), 2);
 
@@ -1526,9 +1528,10 @@ async fn outbox_claims_leases_and_retries(db: &TestDb) {
     );
     assert!(
         !db.store
-            .outbox_sent(b[0].id, "b", t0 + seconds(41))
+            .outbox_sent(&[b[0].id], "b", t0 + seconds(41))
             .await
             .unwrap()
+            .contains(&b[0].id)
     );
     assert!(
         !db.store
@@ -1538,9 +1541,10 @@ async fn outbox_claims_leases_and_retries(db: &TestDb) {
     );
     assert!(
         db.store
-            .outbox_sent(c[0].id, "c", t0 + seconds(42))
+            .outbox_sent(&[c[0].id], "c", t0 + seconds(42))
             .await
             .unwrap()
+            .contains(&c[0].id)
     );
 
     // The failed row comes back when its retry is due, with its attempt count.
@@ -1560,11 +1564,13 @@ async fn outbox_claims_leases_and_retries(db: &TestDb) {
         d.iter().map(|m| (m.seq, m.attempts)).collect::<Vec<_>>(),
         [(2, 1)]
     );
-    assert!(
+    // A batch marks only the rows its lease holds (a's row was sent already).
+    assert_eq!(
         db.store
-            .outbox_sent(d[0].id, "d", t0 + seconds(61))
+            .outbox_sent(&[a[0].id, d[0].id], "d", t0 + seconds(61))
             .await
-            .unwrap()
+            .unwrap(),
+        [d[0].id]
     );
     assert_eq!(db.store.outbox_backlog().await.unwrap(), 0);
     assert_eq!(
