@@ -35,8 +35,9 @@
 //! (check + ext update, record + event row, outbox row where the service wrote one) per
 //! transaction, at the consumer's concurrency (32); (c) raw SQLite — the scheduler's claim and
 //! finalisation writes at its batch and concurrency; (d) the same binary's `--version`. The
-//! "raw 1-wr" figures beside them are the raw writes with one writer at a time (an async mutex):
-//! information on what SQLite gives when writers do not meet in its busy handler.
+//! raw SQLite writes run two ways — through the pool, writers meeting in SQLite's busy handler,
+//! and one writer at a time (an async mutex), which is how the service's store writes — and the
+//! faster of the two is the limit; the other is printed beside it ("raw other").
 //!
 //! (c) runs in a child process (this binary, re-executed) so its peak resident memory is its
 //! own and not the other scenarios'. Its checks are set up through `Store::create_check` with
@@ -845,8 +846,9 @@ async fn scenario_create(sizes: &Sizes, rows: &mut Vec<Row>) -> anyhow::Result<(
          limits, same client and concurrency: raw SQLite = the same 3 rows (status_check, _ext, \
          _poller) per BEGIN IMMEDIATE transaction via plain sqlx, pool of {SERVICE_POOL}, WAL, \
          synchronous=NORMAL; bare axum = a handler that parses the JSON body and answers 201 with \
-         a check-sized JSON; raw 1-wr (information, not a limit of the service as built) = raw \
-         SQLite with one writer at a time (an async mutex around each transaction).",
+         a check-sized JSON; raw SQLite runs two ways — the pool's 8 connections meeting in SQLite's \
+         busy handler, and one writer at a time (an async mutex, as the service's store writes) — \
+         the faster is the limit (raw SQL/s), the other is shown last (raw other/s).",
         seconds.as_secs_f64()
     );
     // Warm-up (not counted): connections, prepared statements, template caches.
@@ -878,7 +880,7 @@ async fn scenario_create(sizes: &Sizes, rows: &mut Vec<Row>) -> anyhow::Result<(
         "bare/s",
         "p99 ms",
         "create÷bare",
-        "raw 1-wr/s",
+        "raw other/s",
         "p99 ms"
     );
     let mut last = None;
@@ -906,6 +908,12 @@ async fn scenario_create(sizes: &Sizes, rows: &mut Vec<Row>) -> anyhow::Result<(
         )
         .await;
         one_writer.ensure_clean("raw SQLite create, one writer")?;
+        // The limit is the faster way of writing the same rows; the other is shown beside it.
+        let (raw, one_writer) = if one_writer.rate() > raw.rate() {
+            (one_writer, raw)
+        } else {
+            (raw, one_writer)
+        };
         println!(
             "{:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} {:>9.3}× | {:>10.0} {:>8.2} {:>9.3}× | {:>11.0} {:>8.2}",
             clients,
@@ -1191,32 +1199,37 @@ async fn scenario_deliveries(sizes: &Sizes, rows: &mut Vec<Row>) -> anyhow::Resu
     )
     .await?;
 
+    let (raw_rate, other_rate) = (
+        raw.rate().max(one_writer.rate()),
+        raw.rate().min(one_writer.rate()),
+    );
     println!(
         "\n{:>11} {:>11} {:>14} {:>14} {:>14} {:>14}",
-        "deliveries", "seconds", "service/s", "raw SQL/s", "service÷raw", "raw 1-wr/s"
+        "deliveries", "seconds", "service/s", "raw SQL/s", "service÷raw", "raw other/s"
     );
     println!(
         "{:>11} {:>11.2} {:>14.0} {:>14.0} {:>13.3}× {:>14.0}",
         m,
         elapsed.as_secs_f64(),
         rate,
-        raw.rate(),
-        rate / raw.rate(),
-        one_writer.rate()
+        raw_rate,
+        rate / raw_rate,
+        other_rate
     );
     println!(
         "(raw limit: per delivery one BEGIN IMMEDIATE transaction — UPDATE status_check, UPDATE \
          status_check_ext, INSERT record + record_event, and the outbox row (avg {payload_len:.0} \
          bytes) on the deliveries where the service wrote one — {CONSUMER_CONCURRENCY} concurrent, \
          pool of {SERVICE_POOL}; the service also reads the check twice and renders the payload; \
-         raw 1-wr = the same with one writer at a time, for information)"
+         run through the pool and one writer at a time: the faster is the limit, the other is \
+         raw other)"
     );
     rows.push(Row {
         scenario: "deliveries",
         figure: format!("{rate:.0} deliveries/s ({m})"),
         target: format!("≥ {TARGET_DELIVERIES_PER_SEC:.0}/s"),
-        limit: format!("raw SQLite {:.0}/s", raw.rate()),
-        ratio: format!("{:.3}× raw", rate / raw.rate()),
+        limit: format!("raw SQLite {raw_rate:.0}/s"),
+        ratio: format!("{:.3}× raw", rate / raw_rate),
         met: Some(rate >= TARGET_DELIVERIES_PER_SEC),
     });
     Ok(())
@@ -1439,6 +1452,11 @@ fn scenario_deadlines(
         true,
     ))?;
 
+    // The limit is the faster way of writing the same rows.
+    let (raw_rate, one_writer_rate) = (
+        raw_rate.max(one_writer_rate),
+        raw_rate.min(one_writer_rate),
+    );
     let [p50, p99, max] = report.lateness_ms;
     let [c50, c99, cmax] = report.claim_lateness_ms;
     let [s50, s99, smax] = report.notify_lateness_ms;
@@ -1453,7 +1471,7 @@ fn scenario_deadlines(
     println!(
         "finalised {n} in {:.1} s from the first deadline ({:.0}/s overall; the deadlines arrive \
          at {:.0}/s); while work was waiting: {:.0} finalisations/s; raw SQLite finalisation \
-         writes: {raw_rate:.0}/s → {:.3}× raw (with one writer at a time, for information: \
+         writes (the faster of pool / one writer): {raw_rate:.0}/s → {:.3}× raw (the other way: \
          {one_writer_rate:.0}/s); last notification {:.1} s after the first deadline",
         report.finalise_span_secs,
         report.finalise_rate,
