@@ -1453,10 +1453,8 @@ fn scenario_deadlines(
     ))?;
 
     // The limit is the faster way of writing the same rows.
-    let (raw_rate, one_writer_rate) = (
-        raw_rate.max(one_writer_rate),
-        raw_rate.min(one_writer_rate),
-    );
+    let (raw_rate, one_writer_rate) =
+        (raw_rate.max(one_writer_rate), raw_rate.min(one_writer_rate));
     let [p50, p99, max] = report.lateness_ms;
     let [c50, c99, cmax] = report.claim_lateness_ms;
     let [s50, s99, smax] = report.notify_lateness_ms;
