@@ -29,8 +29,8 @@
 //! - `LOAD_STARTUP_RUNS` — start-ups timed in (d) (7 / 1).
 //!
 //! Limits (same run, same machine): (a) raw SQLite — the rows one create writes, one
-//! `BEGIN IMMEDIATE` transaction each via plain sqlx on a pool set up as the service's (8
-//! connections, WAL, synchronous NORMAL, 5 s busy timeout) — and a bare axum handler, both at
+//! `BEGIN IMMEDIATE` transaction each via plain sqlx on a pool with the service's settings (WAL,
+//! synchronous NORMAL, 5 s busy timeout; 8 connections, like its readers) — and a bare axum handler, both at
 //! the same concurrency with the same HTTP client; (b) raw SQLite — one delivery's writes
 //! (check + ext update, record + event row, outbox row where the service wrote one) per
 //! transaction, at the consumer's concurrency (32); (c) raw SQLite — the scheduler's claim and
@@ -70,6 +70,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use status_check::clock::SystemClock;
 use status_check::dev::{DEV_ROBOT_QUEUE_PREFIX, DEV_STATUS_QUEUE, Stack, StackOptions};
 use status_check::queue::{DynQueue, MemoryQueue, Queue, QueueError, QueueMessage};
+use status_check::store::sql::{
+    CLAIM_DUE_SQLITE as CLAIM_DUE, INSERT_CHECK, INSERT_CHECK_EXT, INSERT_OUTBOX, INSERT_POLLER,
+    INSERT_RECORD, INSERT_RECORD_EVENT, LEASE_EXT, LEASE_POLLER, RELEASE_POLLER,
+    UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
+};
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{
     CheckKey, Claimed, Created, Decide, DynStore, Fence, NewCheck, OutboxMessage, Render, Store,
@@ -591,45 +596,9 @@ fn create_op(
 
 // ---- Raw SQLite: the limits ----
 
-// The service's SQL (store/queries.rs), so the limits write exactly the rows it writes.
-const INSERT_CHECK: &str = "INSERT INTO status_check (robot_id, status_check_template_id, \
-     phase, subscription_id, result, step_id, next_step_id, script_version_id, scheduled_id, \
-     planned_at, created_at, updated_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const INSERT_CHECK_EXT: &str = "INSERT INTO status_check_ext (status_check_id, robot_id, \
-     step_id, scheduled_id, planned_at, anchor_at, past_seconds, future_seconds, next_pass, \
-     next_fail, next_unknown, notification_seq, created_at, updated_at, deadline_at, \
-     lease_taken_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL)";
-const INSERT_POLLER: &str = "INSERT INTO status_check_poller (status_check_id, since, `until`, \
-     lock_id, created_at, updated_at) VALUES (?, ?, ?, NULL, ?, ?)";
-const INSERT_RECORD: &str = "INSERT INTO status_check_record (status_check_id, \
-     incoming_event_id, outgoing_event_id, event_name, `order`, phase, result, created_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-const INSERT_RECORD_EVENT: &str = "INSERT INTO status_check_record_event (record_id, \
-     record_phase, status_check_id, incoming_event_id, event_created_at, `level`, reference_id) \
-     VALUES (?, ?, ?, ?, ?, ?, ?)";
-const UPDATE_CHECK_STATE: &str = "UPDATE status_check \
-     SET phase = ?, result = ?, next_step_id = ?, updated_at = ? WHERE id = ?";
-const RELEASE_POLLER: &str = "UPDATE status_check_poller SET lock_id = NULL, updated_at = ? \
-     WHERE status_check_id = ?";
-const UPDATE_EXT_STATE: &str = "UPDATE status_check_ext SET notification_seq = ?, \
-     deadline_at = ?, lease_taken_at = CASE WHEN ? THEN NULL ELSE lease_taken_at END, \
-     updated_at = ? WHERE status_check_id = ?";
-const INSERT_OUTBOX: &str = "INSERT INTO status_check_outbox (status_check_id, robot_id, seq, \
-     payload, call_ref, created_at, attempts, next_attempt_at, lock_id, locked_until, sent_at, \
-     last_error) VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL, NULL, NULL, NULL)";
-const CLAIM_DUE: &str = "SELECT e.status_check_id AS id, e.deadline_at AS deadline_at \
-     FROM status_check_ext e CROSS JOIN status_check sc ON sc.id = e.status_check_id \
-     CROSS JOIN status_check_poller p ON p.status_check_id = e.status_check_id \
-     WHERE e.deadline_at <= ? AND sc.phase = 'FUTURE' AND p.lock_id IS NULL \
-     ORDER BY e.deadline_at, e.status_check_id LIMIT ?";
-const LEASE_POLLER: &str = "UPDATE status_check_poller SET lock_id = ?, updated_at = ? \
-     WHERE status_check_id = ? AND lock_id IS NULL";
-const LEASE_EXT: &str = "UPDATE status_check_ext SET lease_taken_at = ? WHERE status_check_id = ?";
-
-/// A pool configured as the service's (store/sqlite.rs): WAL, synchronous NORMAL, a 5 s busy
-/// timeout, foreign keys on, 8 connections.
+/// A pool with the service's SQLite settings (store/sqlite.rs): WAL, synchronous NORMAL, a 5 s
+/// busy timeout, foreign keys on; 8 connections, like the service's readers (its writes go
+/// through one connection — the "one writer" runs model that).
 async fn service_like_pool(path: &Path) -> anyhow::Result<SqlitePool> {
     let options = SqliteConnectOptions::new()
         .filename(path)

@@ -14,6 +14,17 @@
 mod db;
 pub mod mysql;
 mod queries;
+
+/// Statements the store runs, for the load benchmark's raw-database limits: they write exactly
+/// the rows the service writes, and follow it when the SQL changes.
+#[doc(hidden)]
+pub mod sql {
+    pub use super::queries::{
+        CLAIM_DUE_SQLITE, INSERT_CHECK, INSERT_CHECK_EXT, INSERT_OUTBOX, INSERT_POLLER,
+        INSERT_RECORD, INSERT_RECORD_EVENT, LEASE_EXT, LEASE_POLLER, RELEASE_POLLER,
+        UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
+    };
+}
 pub mod sqlite;
 
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};

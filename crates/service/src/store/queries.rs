@@ -60,25 +60,25 @@ const SELECT_RECORDS: &str = "SELECT r.id AS id, r.`order` AS record_order, r.ph
      WHERE r.status_check_id = ? \
      ORDER BY r.`order`, r.id";
 
-const INSERT_CHECK: &str = "INSERT INTO status_check (robot_id, status_check_template_id, \
+pub const INSERT_CHECK: &str = "INSERT INTO status_check (robot_id, status_check_template_id, \
      phase, subscription_id, result, step_id, next_step_id, script_version_id, scheduled_id, \
      planned_at, created_at, updated_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-const INSERT_CHECK_EXT: &str = "INSERT INTO status_check_ext (status_check_id, robot_id, \
+pub const INSERT_CHECK_EXT: &str = "INSERT INTO status_check_ext (status_check_id, robot_id, \
      step_id, scheduled_id, planned_at, anchor_at, past_seconds, future_seconds, next_pass, \
      next_fail, next_unknown, notification_seq, created_at, updated_at, deadline_at, \
      lease_taken_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL)";
 
-const INSERT_POLLER: &str = "INSERT INTO status_check_poller (status_check_id, since, `until`, \
+pub const INSERT_POLLER: &str = "INSERT INTO status_check_poller (status_check_id, since, `until`, \
      lock_id, created_at, updated_at) VALUES (?, ?, ?, NULL, ?, ?)";
 
-const INSERT_RECORD: &str = "INSERT INTO status_check_record (status_check_id, \
+pub const INSERT_RECORD: &str = "INSERT INTO status_check_record (status_check_id, \
      incoming_event_id, outgoing_event_id, event_name, `order`, phase, result, created_at) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 
-const INSERT_RECORD_EVENT: &str = "INSERT INTO status_check_record_event (record_id, \
+pub const INSERT_RECORD_EVENT: &str = "INSERT INTO status_check_record_event (record_id, \
      record_phase, status_check_id, incoming_event_id, event_created_at, `level`, reference_id) \
      VALUES (?, ?, ?, ?, ?, ?, ?)";
 
@@ -493,17 +493,17 @@ const SELECT_CHECK_BY_SUBSCRIPTION: &str = concat!(
     "WHERE sc.robot_id = ? AND sc.subscription_id = ? ORDER BY sc.id DESC LIMIT 1"
 );
 
-const UPDATE_CHECK_STATE: &str = "UPDATE status_check \
+pub const UPDATE_CHECK_STATE: &str = "UPDATE status_check \
      SET phase = ?, result = ?, next_step_id = ?, updated_at = ? WHERE id = ?";
 
-const RELEASE_POLLER: &str = "UPDATE status_check_poller SET lock_id = NULL, updated_at = ? \
+pub const RELEASE_POLLER: &str = "UPDATE status_check_poller SET lock_id = NULL, updated_at = ? \
      WHERE status_check_id = ?";
 
-const UPDATE_EXT_STATE: &str = "UPDATE status_check_ext SET notification_seq = ?, \
+pub const UPDATE_EXT_STATE: &str = "UPDATE status_check_ext SET notification_seq = ?, \
      deadline_at = ?, lease_taken_at = CASE WHEN ? THEN NULL ELSE lease_taken_at END, \
      updated_at = ? WHERE status_check_id = ?";
 
-const INSERT_OUTBOX: &str = "INSERT INTO status_check_outbox (status_check_id, robot_id, seq, \
+pub const INSERT_OUTBOX: &str = "INSERT INTO status_check_outbox (status_check_id, robot_id, seq, \
      payload, call_ref, created_at, attempts, next_attempt_at, lock_id, locked_until, sent_at, \
      last_error) VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL, NULL, NULL, NULL)";
 
@@ -537,10 +537,14 @@ const CLAIM_DUE: PerDialect = PerDialect {
     sqlite: claim_due_sql!("CROSS JOIN", ""),
 };
 
-const LEASE_POLLER: &str = "UPDATE status_check_poller SET lock_id = ?, updated_at = ? \
+/// [`CLAIM_DUE`] as SQLite runs it.
+pub const CLAIM_DUE_SQLITE: &str = CLAIM_DUE.sqlite;
+
+pub const LEASE_POLLER: &str = "UPDATE status_check_poller SET lock_id = ?, updated_at = ? \
      WHERE status_check_id = ? AND lock_id IS NULL";
 
-const LEASE_EXT: &str = "UPDATE status_check_ext SET lease_taken_at = ? WHERE status_check_id = ?";
+pub const LEASE_EXT: &str =
+    "UPDATE status_check_ext SET lease_taken_at = ? WHERE status_check_id = ?";
 
 /// Sorted by the caller (an `ORDER BY` here leads SQLite to scan the table in id order
 /// instead of using `idx_status_check_ext_lease`).
