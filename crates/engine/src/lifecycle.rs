@@ -364,6 +364,11 @@ impl Check {
             }
             self.push(RecordPhase::Future, delivery, now);
             transition.appended += 1;
+            if !rules.has_rules() {
+                // Nothing to evaluate with: the record keeps the current result.
+                self.history.set_last_results(1, self.result);
+                continue;
+            }
             let vars = self.vars(now);
             let evaluation = rules.evaluate(&self.history.full_input(&vars));
             self.apply(evaluation, 1, &mut transition);

@@ -153,6 +153,32 @@ impl Template {
         })
     }
 
+    /// The template of a definition whose rules this service cannot run (a version the Node
+    /// service wrote in EJS/JavaScript, SPEC §6.1), when no runnable version of its name
+    /// exists: its dependencies and flags, no rules. A check bound to it records its
+    /// deliveries without evaluating them and is decided at the deadline from its current
+    /// result. `None` when even the name is not one.
+    pub fn without_rules(definition: TemplateDefinition) -> Option<Template> {
+        let name = TemplateName::parse(&definition.name).ok()?;
+        let phase = |phase: &Option<PhaseDefinition>| {
+            phase.as_ref().map(|phase| PhaseRules {
+                depends_on: phase.depends_on.clone(),
+                ..PhaseRules::default()
+            })
+        };
+        Some(Template {
+            name,
+            version: u32::try_from(definition.version).unwrap_or(0),
+            description: definition.description.clone(),
+            is_active: definition.is_active,
+            poll_until_end: definition.poll_until_end,
+            poller: definition.poller,
+            past: phase(&definition.past),
+            future: phase(&definition.future),
+            definition,
+        })
+    }
+
     /// Validates and compiles a stored definition (SPEC §4.3): every rule is parsed, then
     /// trial-evaluated against representative inputs.
     pub fn from_definition(
@@ -172,12 +198,15 @@ impl Template {
         if let Err(message) = &name {
             fail("name", message.clone());
         }
-        let version = u32::try_from(definition.version).ok().filter(|v| *v >= 1);
+        let version = u32::try_from(definition.version)
+            .ok()
+            .filter(|v| (1..=MAX_VERSION).contains(v));
         if version.is_none() {
             fail(
                 "version",
                 format!(
-                    "{} is not a version: use a whole number from 1",
+                    "{} is not a version: use a whole number from 1 to {MAX_VERSION} \
+                     (status_check_template.version is a SMALLINT UNSIGNED)",
                     definition.version
                 ),
             );
@@ -197,6 +226,16 @@ impl Template {
                 format!(
                     "{} is out of range: use 0 (none) up to {MAX_INTERVAL} seconds",
                     definition.poller.future_interval
+                ),
+            );
+        }
+        if definition.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            fail(
+                "description",
+                format!(
+                    "is {} characters; status_check_description.description holds \
+                     {MAX_DESCRIPTION_CHARS}",
+                    definition.description.chars().count()
                 ),
             );
         }
@@ -221,12 +260,34 @@ impl Template {
                     fail(&format!("{path}.dependsOn[{i}]"), message);
                 }
             }
+            let stored = stored_dependencies(&phase.depends_on).chars().count();
+            if stored > MAX_DEPENDENCIES_CHARS {
+                fail(
+                    &format!("{path}.dependsOn"),
+                    format!(
+                        "takes {stored} characters stored as JSON; the column \
+                         status_check_template.*_event_dependencies holds \
+                         {MAX_DEPENDENCIES_CHARS}"
+                    ),
+                );
+            }
             for (outcome, text, slot) in [
                 (CheckResult::Pass, &phase.pass, &mut rules.pass),
                 (CheckResult::Fail, &phase.fail, &mut rules.fail),
                 (CheckResult::Unknown, &phase.unknown, &mut rules.unknown),
             ] {
                 let Some(text) = text else { continue };
+                let chars = text.chars().count();
+                if chars > MAX_STORED_RULE_CHARS {
+                    fail(
+                        &format!("{path}.{outcome}"),
+                        format!(
+                            "is {chars} characters; status_check_template_detail.raw_expression \
+                             holds {MAX_STORED_RULE_CHARS}"
+                        ),
+                    );
+                    continue;
+                }
                 match Rule::compile(text, limits) {
                     Ok(rule) => *slot = Some(rule),
                     Err(e) => fail(&format!("{path}.{outcome}"), e.to_string()),
@@ -300,6 +361,24 @@ fn trial_evaluate(
 
 /// Longest window a template or step may ask for: ten years, in seconds.
 pub const MAX_INTERVAL: i64 = 10 * 366 * 24 * 3600;
+
+// What the production tables hold (SPEC §6): a template that would not fit is refused at
+// load, naming the limit, instead of failing (or being cut) when it is stored.
+
+/// `status_check_template.version` is a `SMALLINT UNSIGNED`.
+pub const MAX_VERSION: u32 = 65_535;
+/// `status_check_description.description` is a `VARCHAR(1024)`.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// `status_check_template_detail.raw_expression` is a `VARCHAR(1024)`.
+pub const MAX_STORED_RULE_CHARS: usize = 1024;
+/// `status_check_template.past_event_dependencies` / `future_event_dependencies` are
+/// `VARCHAR(512)`, holding [`stored_dependencies`].
+pub const MAX_DEPENDENCIES_CHARS: usize = 512;
+
+/// How a phase's dependencies are stored: a JSON array of event names.
+pub fn stored_dependencies(names: &[String]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".to_owned())
+}
 
 fn check_event_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_whitespace) {

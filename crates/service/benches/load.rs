@@ -77,8 +77,8 @@ use status_check::store::sql::{
 };
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{
-    CheckKey, Claimed, Created, Decide, DynStore, Fence, NewCheck, OutboxMessage, Render, Store,
-    StoreError, StoredCheck, StoredTemplate, StoredWindows, Synced, UpdateOutcome,
+    Adopted, CheckKey, Claimed, Created, Decide, DynStore, Fence, NewCheck, OutboxMessage, Render,
+    Store, StoreError, StoredCheck, StoredTemplate, StoredWindows, Synced, UpdateOutcome, Usable,
 };
 use status_check_engine::lifecycle::NextSteps;
 use status_check_engine::{CheckPhase, CheckResult, RecordPhase, TemplateDefinition};
@@ -503,6 +503,7 @@ async fn build_stack(
         clock: Arc::new(SystemClock),
         mailbox: None,
         sim_ports: (0, 0),
+        megazord_rows: None,
     })
     .await
 }
@@ -688,6 +689,8 @@ async fn insert_raw_check(
         .bind(&now_ms)
         .bind(&now_ms)
         .bind(check.deadline.map(text_time))
+        .bind(None::<String>)
+        .bind(None::<String>)
         .execute(&mut *tx)
         .await?;
     let until = check.anchor + TimeDelta::seconds(check.future_seconds);
@@ -1656,13 +1659,27 @@ impl Store for RecordingStore {
     async fn sync_template(
         &self,
         definition: &TemplateDefinition,
+        usable: Usable<'_>,
         now: DateTime<Utc>,
     ) -> Result<Synced, StoreError> {
-        self.inner.sync_template(definition, now).await
+        self.inner.sync_template(definition, usable, now).await
     }
 
-    async fn active_template(&self, name: &str) -> Result<Option<StoredTemplate>, StoreError> {
-        self.inner.active_template(name).await
+    async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
+        self.inner.template_versions(name).await
+    }
+
+    async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
+        self.inner.unadopted_checks(after, limit).await
+    }
+
+    async fn adopt_check(
+        &self,
+        id: i64,
+        next_steps: NextSteps,
+        now: DateTime<Utc>,
+    ) -> Result<Adopted, StoreError> {
+        self.inner.adopt_check(id, next_steps, now).await
     }
 
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
@@ -1865,8 +1882,9 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
     .await?;
     let step = demo_step(&stack, "robot-is-charging")?;
     let template_id = store
-        .active_template("robot-is-charging")
+        .template_versions("robot-is-charging")
         .await?
+        .first()
         .context("robot-is-charging is not loaded")?
         .id;
     let rss_before_setup_kb = proc_status_kb("VmRSS").unwrap_or(0);

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::Checks;
+use crate::checks::adoption::{Adoption, AdoptionConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, AppState, Readiness};
@@ -242,6 +243,12 @@ impl Workers {
         readiness: &Arc<Readiness>,
     ) -> anyhow::Result<Workers> {
         let hostname: Arc<str> = notify::hostname().into();
+        let adoption = Arc::new(Adoption::new(
+            checks.store.clone(),
+            checks.micro_managers.clone(),
+            checks.clock.clone(),
+            AdoptionConfig::default(),
+        ));
         let queue_for = |role: &str| {
             queue
                 .clone()
@@ -264,6 +271,7 @@ impl Workers {
                     checks.limits,
                     consumer_config,
                     hostname.clone(),
+                    adoption.clone(),
                 ))
             }
             _ => None,
@@ -282,6 +290,7 @@ impl Workers {
                     stale_after: config.scheduler_stale_lock,
                 },
                 hostname.clone(),
+                adoption.clone(),
             )
         });
         let relay = match (config.roles.relay, &config.robot_queue_address) {

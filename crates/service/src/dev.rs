@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use status_check_engine::Limits;
+use status_check_sim::megazord::MegazordRows;
 use status_check_sim::{DemoStep, MegazordSim, MicroManagersSim, Now, RobotMailbox, StatusSink};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,6 +81,8 @@ pub struct StackOptions {
     pub mailbox: Option<Arc<dyn RobotMailbox>>,
     /// Ports of the Micro-Managers and Megazord simulators (0 picks free ones).
     pub sim_ports: (u16, u16),
+    /// Where the Megazord simulator writes its own rows (a production-shaped test database).
+    pub megazord_rows: Option<Arc<dyn MegazordRows>>,
 }
 
 /// The service and the simulators, built and bound; the service is not running yet.
@@ -106,6 +109,7 @@ impl Stack {
             clock,
             mailbox,
             sim_ports,
+            megazord_rows,
         } = options;
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let bind = |port: u16| async move {
@@ -143,6 +147,9 @@ impl Stack {
         let mut megazord = MegazordSim::new(Arc::new(sink), now);
         if let Some(mailbox) = mailbox {
             megazord = megazord.with_mailbox(mailbox);
+        }
+        if let Some(rows) = megazord_rows {
+            megazord = megazord.with_rows(rows);
         }
         let sims = CancellationToken::new();
         status_check_sim::spawn(

@@ -3,13 +3,14 @@
 //! validated, and cached with a TTL. A check keeps the version it started with, looked up by
 //! its `status_check_template.id`.
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use moka::future::Cache;
-use status_check_engine::{Limits, Template};
+use status_check_engine::{Limits, Template, TemplateDefinition};
 
 use crate::store::{DynStore, StoreError, StoredTemplate, Synced};
 use crate::template_files::load_dir;
@@ -41,12 +42,19 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
-/// Looks templates up by name (the active version with the highest number) and by id.
+/// Looks templates up by name (the newest active version this service can run) and by id (a
+/// check's own version — or, for a version it cannot run, the stand-in of SPEC §6.1).
 pub struct TemplateRegistry {
     store: DynStore,
     limits: Limits,
     by_name: Cache<String, Option<LoadedTemplate>>,
+    /// Runnable versions by id: they never change once stored, so no TTL, only a bound.
     by_id: Cache<i64, Option<LoadedTemplate>>,
+    /// Stand-ins for versions that cannot run, by the legacy version's id: with a TTL, as a
+    /// newer runnable version of the name may be synced later.
+    stand_ins: Cache<i64, Option<LoadedTemplate>>,
+    /// Legacy versions already reported by this process.
+    reported: Mutex<HashSet<i64>>,
 }
 
 impl TemplateRegistry {
@@ -58,13 +66,18 @@ impl TemplateRegistry {
                 .time_to_live(ttl)
                 .max_capacity(10_000)
                 .build(),
-            // Versions never change once stored: no TTL needed, only a bound.
             by_id: Cache::builder().max_capacity(10_000).build(),
+            stand_ins: Cache::builder()
+                .time_to_live(ttl)
+                .max_capacity(10_000)
+                .build(),
+            reported: Mutex::new(HashSet::new()),
         }
     }
 
     /// Validates every template in `dir` and syncs it to the database. Any invalid file or
-    /// changed version stops start-up. Returns how many templates were synced.
+    /// changed version stops start-up; a version number held by a legacy version is synced
+    /// under the next free number, with a warning. Returns how many templates were synced.
     pub async fn sync_dir(&self, dir: &Path) -> Result<usize, SyncError> {
         let loaded = load_dir(dir, &self.limits).map_err(|source| SyncError::Folder {
             dir: dir.display().to_string(),
@@ -75,19 +88,36 @@ impl TemplateRegistry {
             return Err(SyncError::Invalid(lines.join("\n")));
         }
         let count = loaded.templates.len();
+        let usable = |definition: &TemplateDefinition| {
+            Template::from_definition(definition.clone(), &self.limits).is_ok()
+        };
         for (path, template) in loaded.templates {
-            match self
+            let synced = self
                 .store
-                .sync_template(template.definition(), Utc::now())
-                .await?
-            {
+                .sync_template(template.definition(), &usable, Utc::now())
+                .await?;
+            let id = match synced {
                 Synced::Created(id) | Synced::Unchanged(id) => {
                     tracing::info!(template = %template.name, version = template.version, id, "template synced");
-                    let loaded = LoadedTemplate {
+                    id
+                }
+                Synced::CreatedAs {
+                    id,
+                    version,
+                    legacy_id,
+                } => {
+                    tracing::warn!(
+                        template = %template.name,
+                        file = %path.display(),
+                        declared_version = template.version,
+                        stored_version = version,
+                        legacy_id,
                         id,
-                        template: Arc::new(template),
-                    };
-                    self.by_id.insert(id, Some(loaded)).await;
+                        "template synced under a new version number: its own number is held by a \
+                         legacy (Node service) version, which is left as it is"
+                    );
+                    metrics::counter!("templates_renumbered_total").increment(1);
+                    id
                 }
                 Synced::Conflict { .. } => {
                     return Err(SyncError::Changed {
@@ -96,52 +126,115 @@ impl TemplateRegistry {
                         version: template.version,
                     });
                 }
-            }
+            };
+            let loaded = LoadedTemplate {
+                id,
+                template: Arc::new(template),
+            };
+            self.by_id.insert(id, Some(loaded)).await;
         }
         Ok(count)
     }
 
-    /// The active version of `name` with the highest version number, if it is valid.
+    /// The active version of `name` with the highest version number that this service can
+    /// run; legacy versions are passed over (and reported once).
     pub async fn active(&self, name: &str) -> Result<Option<LoadedTemplate>, StoreError> {
         if let Some(hit) = self.by_name.get(name).await {
             return Ok(hit);
         }
-        let stored = self.store.active_template(name).await?;
-        let loaded = stored.and_then(|stored| self.compile(stored));
+        let versions = self.store.template_versions(name).await?;
+        let loaded = self.newest_runnable(versions.into_iter().filter(|v| v.is_active));
         self.by_name.insert(name.to_owned(), loaded.clone()).await;
         Ok(loaded)
     }
 
-    /// The version with this id, active or not.
+    /// The template a check bound to version `id` is evaluated with: that version; for a
+    /// legacy one, the newest version of the same name this service can run; without one, the
+    /// legacy version's dependencies without rules (deliveries are recorded, not evaluated).
     pub async fn by_id(&self, id: i64) -> Result<Option<LoadedTemplate>, StoreError> {
         if let Some(hit) = self.by_id.get(&id).await {
             return Ok(hit);
         }
-        let stored = self.store.template_by_id(id).await?;
-        let loaded = stored.and_then(|stored| self.compile(stored));
-        self.by_id.insert(id, loaded.clone()).await;
-        Ok(loaded)
+        if let Some(hit) = self.stand_ins.get(&id).await {
+            return Ok(hit);
+        }
+        let Some(stored) = self.store.template_by_id(id).await? else {
+            return Ok(None);
+        };
+        let name = stored.name.clone();
+        let definition = match self.compile(stored) {
+            Ok(loaded) => {
+                self.by_id.insert(id, Some(loaded.clone())).await;
+                return Ok(Some(loaded));
+            }
+            Err(definition) => definition,
+        };
+        let versions = self.store.template_versions(&name).await?;
+        let stand_in = match self.newest_runnable(versions.into_iter()) {
+            Some(loaded) => Some(loaded),
+            None => definition
+                .and_then(|definition| Template::without_rules(*definition))
+                .map(|template| LoadedTemplate {
+                    id,
+                    template: Arc::new(template),
+                }),
+        };
+        self.stand_ins.insert(id, stand_in.clone()).await;
+        Ok(stand_in)
     }
 
-    fn compile(&self, stored: StoredTemplate) -> Option<LoadedTemplate> {
-        let name = stored.definition.name.clone();
-        let version = stored.definition.version;
-        match Template::from_definition(stored.definition, &self.limits) {
-            Ok(template) => Some(LoadedTemplate {
-                id: stored.id,
-                template: Arc::new(template),
-            }),
-            Err(errors) => {
-                let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                tracing::error!(
-                    template = %name,
-                    version,
-                    id = stored.id,
-                    reasons = %reasons.join("; "),
-                    "template in the database is invalid; treated as missing"
-                );
-                None
-            }
+    fn newest_runnable(
+        &self,
+        versions: impl Iterator<Item = StoredTemplate>,
+    ) -> Option<LoadedTemplate> {
+        versions
+            .into_iter()
+            .find_map(|version| self.compile(version).ok())
+    }
+
+    /// The version compiled, or — when its rules cannot run here — its definition as stored
+    /// (if readable at all), after reporting it once.
+    fn compile(
+        &self,
+        stored: StoredTemplate,
+    ) -> Result<LoadedTemplate, Option<Box<TemplateDefinition>>> {
+        let reason = match stored.definition.clone() {
+            Ok(definition) => match Template::from_definition(definition, &self.limits) {
+                Ok(template) => {
+                    return Ok(LoadedTemplate {
+                        id: stored.id,
+                        template: Arc::new(template),
+                    });
+                }
+                Err(errors) => errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+            Err(reason) => reason,
+        };
+        self.report_legacy(&stored, &reason);
+        Err(stored.definition.ok().map(Box::new))
+    }
+
+    /// A version this service cannot run: logged and counted once per process (SPEC §6.1).
+    fn report_legacy(&self, stored: &StoredTemplate, reason: &str) {
+        let first = self
+            .reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stored.id);
+        if first {
+            tracing::warn!(
+                template = %stored.name,
+                version = stored.version,
+                id = stored.id,
+                reason,
+                "legacy template version (not runnable here, e.g. the Node service's EJS): never \
+                 used for new checks; checks bound to it use the newest runnable version"
+            );
+            metrics::counter!("templates_legacy_total").increment(1);
         }
     }
 }

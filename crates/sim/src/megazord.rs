@@ -115,12 +115,24 @@ struct Data {
     last_outgoing: i64,
 }
 
+/// Megazord's own rows in the shared schema. The real Megazord writes `event_subscription`,
+/// `incoming_event` and `outgoing_event` before it answers or fans out; a test on the
+/// production-shaped database needs them there too (the status-check tables point at them).
+/// The dev stack, on SQLite, has none.
+#[async_trait::async_trait]
+pub trait MegazordRows: Send + Sync {
+    async fn subscription(&self, id: i64, robot_id: i64);
+    async fn incoming(&self, id: i64, robot_id: i64);
+    async fn outgoing(&self, id: i64, source_event_id: i64, subscription_id: i64, robot_id: i64);
+}
+
 /// The Megazord Events simulator. Cheap to clone; clones share their data.
 #[derive(Clone)]
 pub struct MegazordSim {
     data: Arc<Mutex<Data>>,
     sink: Arc<dyn StatusSink>,
     mailbox: Option<Arc<dyn RobotMailbox>>,
+    rows: Option<Arc<dyn MegazordRows>>,
     now: Now,
 }
 
@@ -144,8 +156,15 @@ impl MegazordSim {
             data: Arc::new(Mutex::new(data)),
             sink,
             mailbox: None,
+            rows: None,
             now,
         }
+    }
+
+    /// Writes Megazord's rows through `rows` as it creates them.
+    pub fn with_rows(mut self, rows: Arc<dyn MegazordRows>) -> Self {
+        self.rows = Some(rows);
+        self
     }
 
     /// Serves the robots' notifications at `GET /sim/robots/{robotId}/messages`.
@@ -227,6 +246,14 @@ impl MegazordSim {
             }
             (incoming, envelopes)
         };
+        if let Some(rows) = &self.rows {
+            rows.incoming(incoming.id, robot_id).await;
+            for (id, envelope) in &envelopes {
+                let subscription_id = envelope["payload"]["subscriptionId"].as_i64().unwrap_or(0);
+                rows.outgoing(*id, incoming.id, subscription_id, robot_id)
+                    .await;
+            }
+        }
         let mut outgoing_ids = Vec::with_capacity(envelopes.len());
         let mut unsent = Vec::new();
         for (id, envelope) in envelopes {
@@ -476,10 +503,11 @@ async fn post_subscription(
             "eventNames must list at least one non-empty event name",
         ));
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(sim.subscribe(robot_id, body.event_names, body.until)),
-    ))
+    let subscription = sim.subscribe(robot_id, body.event_names, body.until);
+    if let (Some(rows), Some(id)) = (&sim.rows, subscription["id"].as_i64()) {
+        rows.subscription(id, robot_id).await;
+    }
+    Ok((StatusCode::CREATED, Json(subscription)))
 }
 
 async fn list_subscriptions(

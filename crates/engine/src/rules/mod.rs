@@ -261,6 +261,9 @@ impl PhaseRules {
         .filter_map(|(outcome, rule)| rule.map(|rule| (outcome, rule)))
     }
 
+    /// Whether the phase has any rule. A phase without one (only in a template built with
+    /// [`Template::without_rules`](crate::Template::without_rules)) records events without
+    /// deciding anything.
     pub fn has_rules(&self) -> bool {
         self.rules().next().is_some()
     }

@@ -55,6 +55,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
             prefix: DEV_ROBOT_QUEUE_PREFIX.into(),
         })),
         sim_ports,
+        megazord_rows: None,
     })
     .await?;
     // The demo robot stopped charging 20 minutes ago: its check has to wait for a start.

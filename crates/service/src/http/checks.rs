@@ -43,7 +43,8 @@ pub struct RecordDto {
     #[schema(example = "PAST")]
     pub phase: String,
     pub event_name: String,
-    pub incoming_event_id: i64,
+    /// Null only on a record the Node service wrote without one.
+    pub incoming_event_id: Option<i64>,
     pub outgoing_event_id: Option<i64>,
     pub event_created_at: String,
     #[schema(example = "PENDING")]
@@ -108,7 +109,8 @@ impl From<&StoredCheck> for CheckDto {
                     order: record.order,
                     phase: record.phase.to_string(),
                     event_name: record.event.name.clone(),
-                    incoming_event_id: record.event.id,
+                    // Event id 0 stands for none (Megazord's ids start at 1).
+                    incoming_event_id: (record.event.id > 0).then_some(record.event.id),
                     outgoing_event_id: record.outgoing_event_id,
                     event_created_at: time(record.event.created_at),
                     result: record.result.to_string(),

@@ -226,6 +226,62 @@ impl Retry {
     }
 }
 
+/// How a unit of work ends when it did not fail.
+pub(crate) enum Step<V> {
+    Commit(V),
+    /// Nothing (more) to write: roll back, freeing the locks at once.
+    Rollback(V),
+}
+
+/// Runs one write unit in a transaction — `$unit` uses `&mut $tx` and yields a
+/// `Result<Step<_>>` — committing or rolling back as it says, and runs it again on a
+/// transient failure (deadlock, lock wait timeout, SQLITE_BUSY) a bounded number of times.
+macro_rules! retrying {
+    ($db:expr, $tx:ident => $unit:expr) => {{
+        let mut retry = $crate::store::db::Retry::default();
+        loop {
+            let result = async {
+                let mut $tx =
+                    $crate::store::db::Db::begin($db, $crate::store::db::Mode::Write).await?;
+                let result = $unit;
+                $crate::store::db::finish($tx, result).await
+            }
+            .await;
+            match result {
+                Ok(value) => break Ok(value),
+                Err(error) => {
+                    if !retry.again($db, &error).await {
+                        break Err(error);
+                    }
+                }
+            }
+        }
+    }};
+}
+pub(crate) use retrying;
+
+/// Commits or rolls back the transaction as the unit's result says; an error rolls back.
+pub(crate) async fn finish<T: Tx, V>(
+    tx: T,
+    result: Result<Step<V>, StoreError>,
+) -> Result<V, StoreError> {
+    match result {
+        Ok(Step::Commit(value)) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Ok(Step::Rollback(value)) => {
+            tx.rollback().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The error is what matters; a failed rollback closes the connection anyway.
+            tx.rollback().await.ok();
+            Err(error)
+        }
+    }
+}
+
 /// The unique-violation message of either backend names the request key: MySQL/MariaDB by
 /// the key's name, SQLite by the table and its columns.
 pub(crate) fn names_request_key(message: &str) -> bool {
@@ -265,6 +321,25 @@ pub(crate) fn migrator(migrations: &[EmbeddedMigration]) -> sqlx::migrate::Migra
             })
             .collect(),
     )
+}
+
+/// The migration versions of the pre-release schema (before the live tinybots definition was
+/// known): never valid on a production database, so replaced by versions 3 and 4 rather than
+/// edited — an edited file would fail sqlx's checksum with a message that says nothing useful.
+pub(crate) const RETIRED_VERSIONS: [i64; 2] = [1, 2];
+
+/// Refuses a database whose migration history holds a retired version, saying what to do.
+pub(crate) fn refuse_retired(applied: &[i64]) -> Result<(), StoreError> {
+    match applied.iter().find(|v| RETIRED_VERSIONS.contains(v)) {
+        None => Ok(()),
+        Some(version) => Err(StoreError::Corrupt(format!(
+            "this database was migrated by a pre-release schema of status-check (migration \
+             {version:04}, retired: its tables do not match the production definition); it \
+             cannot be upgraded in place. Move its checks elsewhere if they matter, drop this \
+             service's tables and _sqlx_migrations, and run `status-check migrate` again \
+             (docs/storage.md, \"Migrations\")"
+        ))),
+    }
 }
 
 /// Every file in the migrations folder of `dialect` is embedded, and nothing else: a new file

@@ -11,17 +11,21 @@
 //! `status_check` row first, then its `status_check_poller` row, then its `status_check_ext`
 //! row. The scheduler's claim reads them in join order with `SKIP LOCKED` and never waits.
 
+mod checks;
 mod db;
 pub mod mysql;
 mod queries;
+mod templates;
 
 /// Statements the store runs, for the load benchmark's raw-database limits: they write exactly
 /// the rows the service writes, and follow it when the SQL changes.
 #[doc(hidden)]
 pub mod sql {
+    pub use super::checks::{
+        INSERT_CHECK, INSERT_CHECK_EXT, INSERT_POLLER, INSERT_RECORD, INSERT_RECORD_EVENT,
+    };
     pub use super::queries::{
-        CLAIM_DUE_SQLITE, INSERT_CHECK, INSERT_CHECK_EXT, INSERT_OUTBOX, INSERT_POLLER,
-        INSERT_RECORD, INSERT_RECORD_EVENT, LEASE_EXT, LEASE_POLLER, RELEASE_POLLER,
+        CLAIM_DUE_SQLITE, INSERT_OUTBOX, LEASE_EXT, LEASE_POLLER, RELEASE_POLLER,
         UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
     };
 }
@@ -89,6 +93,18 @@ pub struct NewCheck {
     pub now: DateTime<Utc>,
 }
 
+/// Who wrote a check, and whether this service holds its own row for it (SPEC §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    /// Created by this service.
+    Own,
+    /// Written by the Node service; this service has derived and stored what it lacked.
+    Adopted,
+    /// Written by the Node service, production rows only: readable, but to be adopted (its
+    /// next steps read from Micro-Managers) before anything can decide it.
+    NodeOnly,
+}
+
 /// A check as stored, with its template's name and version and its records in `order`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredCheck {
@@ -103,7 +119,9 @@ pub struct StoredCheck {
     pub next_step_id: Option<i64>,
     pub subscription_id: Option<i64>,
     pub windows: StoredWindows,
-    pub next_steps: NextSteps,
+    /// `None` until a check of the Node service is adopted.
+    pub next_steps: Option<NextSteps>,
+    pub provenance: Provenance,
     /// The window's start and end (`None` when unbounded / no future window), exact to the
     /// millisecond: `Windows::compute` over `windows`. The poller row holds the same bounds
     /// widened to whole seconds (`since` down, `until` up) for the scheduler's claims.
@@ -131,7 +149,16 @@ pub enum Created {
 pub struct StoredTemplate {
     /// `status_check_template.id`.
     pub id: i64,
-    pub definition: TemplateDefinition,
+    pub name: String,
+    /// `status_check_template.version`: what checks show as `templateVersion`.
+    pub version: i64,
+    /// The version number its YAML file declared, when this service synced it (it differs
+    /// from `version` when a version the Node service wrote held that number).
+    pub declared_version: Option<i64>,
+    pub is_active: bool,
+    /// The definition its rows hold (`version` as stored), or why they hold none this service
+    /// can read. Whether its rules are valid CEL is the template registry's to say.
+    pub definition: Result<TemplateDefinition, String>,
 }
 
 /// What syncing a shipped template into the database did (SPEC §4.4).
@@ -139,6 +166,13 @@ pub struct StoredTemplate {
 pub enum Synced {
     /// The version was missing and has been created.
     Created(i64),
+    /// Created under `version`, the next free number, because the declared number is held
+    /// by `legacy_id`, a version this service cannot run (the Node service's).
+    CreatedAs {
+        id: i64,
+        version: i64,
+        legacy_id: i64,
+    },
     /// An identical version was already there; left alone.
     Unchanged(i64),
     /// The same name and version exist with a different definition: refused, nothing changed.
@@ -171,6 +205,21 @@ pub struct CheckUpdate {
     /// Queue a robot notification in the outbox: the store hands out the next
     /// `notification_seq` and stores `render(&updated_check, seq)` as the payload.
     pub notify: bool,
+}
+
+/// Whether a stored definition is one this service can run (its rules compile as CEL).
+pub type Usable<'a> = &'a (dyn Fn(&TemplateDefinition) -> bool + Send + Sync);
+
+/// What adopting a check of the Node service did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// The row is written; the check is due at this deadline.
+    Now {
+        deadline: DateTime<Utc>,
+    },
+    /// It had ended, or was adopted already (by another replica): nothing written.
+    NotNeeded,
+    NotFound,
 }
 
 /// Decides, from the check as locked, what to write; `None` writes nothing.
@@ -229,16 +278,19 @@ pub trait Store: Send + Sync + 'static {
     /// The check created for this request key, if any.
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError>;
 
-    /// Creates a template version (description, template row, rules, default windows) when
-    /// missing; leaves an identical one alone; refuses a changed one.
+    /// Creates a template version (description when the name is new, template row, rules,
+    /// default windows) when missing; leaves an identical one alone; refuses a changed one.
+    /// The declared version number held by a version that is not `usable` (the Node
+    /// service's) is not compared with: the definition goes under the next free number.
     async fn sync_template(
         &self,
         definition: &TemplateDefinition,
+        usable: Usable<'_>,
         now: DateTime<Utc>,
     ) -> Result<Synced, StoreError>;
 
-    /// The active version of `name` with the highest version number.
-    async fn active_template(&self, name: &str) -> Result<Option<StoredTemplate>, StoreError>;
+    /// Every version of `name`, active or not, the highest version number first.
+    async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError>;
 
     /// A template version by `status_check_template.id` (active or not): a check keeps the
     /// version it started with.
@@ -253,6 +305,22 @@ pub trait Store: Send + Sync + 'static {
         robot_id: i64,
         subscription_id: i64,
     ) -> Result<Option<StoredCheck>, StoreError>;
+
+    /// Checks the Node service wrote that are still open and not adopted, with an id above
+    /// `after`, in id order (a pass over the primary key, in batches of `limit`).
+    async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError>;
+
+    /// Adopts a check the Node service wrote (SPEC §6.1): under its row lock, when it is
+    /// still open and has no `status_check_ext` row, writes one — the window from its poller
+    /// (anchor = `status_check.created_at`), `next_steps`, and the deadline = the poller's
+    /// `until` (`now` without one). A poller lock the Node service left counts as a lease
+    /// taken `now`, released after the stale window like any other.
+    async fn adopt_check(
+        &self,
+        id: i64,
+        next_steps: NextSteps,
+        now: DateTime<Utc>,
+    ) -> Result<Adopted, StoreError>;
 
     /// Locks the check's row (`SELECT … FOR UPDATE` on MySQL — lock order: status_check row
     /// first, then its poller, then its ext row; `BEGIN IMMEDIATE` on SQLite), loads it, checks
@@ -342,34 +410,52 @@ macro_rules! delegate_store {
             }
 
             async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
-                queries::create_check(self, check).await
+                $crate::store::checks::create_check(self, check).await
             }
 
             async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
-                queries::get_check(self, id).await
+                $crate::store::checks::get_check(self, id).await
             }
 
             async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
-                queries::find_check(self, key).await
+                $crate::store::checks::find_check(self, key).await
             }
 
             async fn sync_template(
                 &self,
                 definition: &TemplateDefinition,
+                usable: $crate::store::Usable<'_>,
                 now: DateTime<Utc>,
             ) -> Result<Synced, StoreError> {
-                queries::sync_template(self, definition, now).await
+                $crate::store::templates::sync_template(self, definition, usable, now).await
             }
 
-            async fn active_template(
+            async fn template_versions(
                 &self,
                 name: &str,
-            ) -> Result<Option<StoredTemplate>, StoreError> {
-                queries::active_template(self, name).await
+            ) -> Result<Vec<StoredTemplate>, StoreError> {
+                $crate::store::templates::template_versions(self, name).await
             }
 
             async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
-                queries::template_by_id(self, id).await
+                $crate::store::templates::template_by_id(self, id).await
+            }
+
+            async fn unadopted_checks(
+                &self,
+                after: i64,
+                limit: usize,
+            ) -> Result<Vec<i64>, StoreError> {
+                $crate::store::checks::unadopted_checks(self, after, limit).await
+            }
+
+            async fn adopt_check(
+                &self,
+                id: i64,
+                next_steps: status_check_engine::lifecycle::NextSteps,
+                now: DateTime<Utc>,
+            ) -> Result<$crate::store::Adopted, StoreError> {
+                $crate::store::checks::adopt_check(self, id, next_steps, now).await
             }
 
             async fn find_by_subscription(
@@ -377,7 +463,7 @@ macro_rules! delegate_store {
                 robot_id: i64,
                 subscription_id: i64,
             ) -> Result<Option<StoredCheck>, StoreError> {
-                queries::find_by_subscription(self, robot_id, subscription_id).await
+                $crate::store::checks::find_by_subscription(self, robot_id, subscription_id).await
             }
 
             async fn update_check(
@@ -389,7 +475,8 @@ macro_rules! delegate_store {
                 call_ref: &str,
                 now: DateTime<Utc>,
             ) -> Result<UpdateOutcome, StoreError> {
-                queries::update_check(self, id, fence, decide, render, call_ref, now).await
+                $crate::store::queries::update_check(self, id, fence, decide, render, call_ref, now)
+                    .await
             }
 
             async fn claim_due(
@@ -398,14 +485,14 @@ macro_rules! delegate_store {
                 lease: &str,
                 limit: usize,
             ) -> Result<Vec<Claimed>, StoreError> {
-                queries::claim_due(self, now, lease, limit).await
+                $crate::store::queries::claim_due(self, now, lease, limit).await
             }
 
             async fn release_stale_leases(
                 &self,
                 taken_before: DateTime<Utc>,
             ) -> Result<u64, StoreError> {
-                queries::release_stale_leases(self, taken_before).await
+                $crate::store::queries::release_stale_leases(self, taken_before).await
             }
 
             async fn claim_outbox(
@@ -415,7 +502,7 @@ macro_rules! delegate_store {
                 lease_until: DateTime<Utc>,
                 limit: usize,
             ) -> Result<Vec<OutboxMessage>, StoreError> {
-                queries::claim_outbox(self, now, lease, lease_until, limit).await
+                $crate::store::queries::claim_outbox(self, now, lease, lease_until, limit).await
             }
 
             async fn outbox_sent(
@@ -424,7 +511,7 @@ macro_rules! delegate_store {
                 lease: &str,
                 now: DateTime<Utc>,
             ) -> Result<Vec<i64>, StoreError> {
-                queries::outbox_sent(self, ids, lease, now).await
+                $crate::store::queries::outbox_sent(self, ids, lease, now).await
             }
 
             async fn outbox_failed(
@@ -434,11 +521,11 @@ macro_rules! delegate_store {
                 next_attempt_at: DateTime<Utc>,
                 error: &str,
             ) -> Result<bool, StoreError> {
-                queries::outbox_failed(self, id, lease, next_attempt_at, error).await
+                $crate::store::queries::outbox_failed(self, id, lease, next_attempt_at, error).await
             }
 
             async fn outbox_backlog(&self) -> Result<i64, StoreError> {
-                queries::outbox_backlog(self).await
+                $crate::store::queries::outbox_backlog(self).await
             }
         }
     };

@@ -24,9 +24,8 @@ use status_check_engine::TemplateDefinition;
 
 use super::db::{
     Arg, Db, Dialect, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator,
-    names_request_key, sqlite_text,
+    names_request_key, refuse_retired, sqlite_text,
 };
-use super::queries;
 use super::{
     CheckKey, Claimed, Created, Decide, Fence, NewCheck, OutboxMessage, Render, StoreError,
     StoredCheck, StoredTemplate, Synced, UpdateOutcome,
@@ -38,16 +37,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read connections of a file database (readers run in parallel under WAL).
 const MAX_READERS: u32 = 8;
 
+/// Versions 1 and 2 are retired (docs/storage.md "Migrations"): never reused, so a database
+/// they migrated is recognised and refused instead of being upgraded wrongly.
 const MIGRATIONS: &[EmbeddedMigration] = &[
     (
-        1,
-        "init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
+        3,
+        "production_tables",
+        include_str!("../../migrations/sqlite/0003_production_tables.sql"),
     ),
     (
-        2,
-        "scheduler_outbox",
-        include_str!("../../migrations/sqlite/0002_scheduler_outbox.sql"),
+        4,
+        "service_tables",
+        include_str!("../../migrations/sqlite/0004_service_tables.sql"),
     ),
 ];
 
@@ -101,6 +102,20 @@ impl SqliteStore {
 impl SqliteStore {
     /// Applies this backend's migrations.
     async fn apply_migrations(&self) -> Result<(), StoreError> {
+        let applied: Vec<i64> = match sqlx::query_scalar::<_, String>(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_optional(&self.writer)
+        .await?
+        {
+            Some(_) => {
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+                    .fetch_all(&self.writer)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        refuse_retired(&applied)?;
         migrator(MIGRATIONS).run(&self.writer).await?;
         Ok(())
     }
@@ -257,11 +272,15 @@ mod tests {
             }),
             future: None,
         };
-        let Synced::Created(id) = store.sync_template(&definition, Utc::now()).await.unwrap()
+        let Synced::Created(id) = store
+            .sync_template(&definition, &|_| true, Utc::now())
+            .await
+            .unwrap()
         else {
             panic!("expected Created");
         };
-        let stored = store.active_template("in-memory").await.unwrap().unwrap();
-        assert_eq!((stored.id, stored.definition), (id, definition));
+        let stored = store.template_versions("in-memory").await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!((stored[0].id, &stored[0].definition), (id, &Ok(definition)));
     }
 }

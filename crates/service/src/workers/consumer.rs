@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{engine_check, renderer, update_from};
+use crate::checks::adoption::{AdoptOutcome, Adoption};
 use crate::checks::report_rule_failures;
 use crate::clock::Clock;
 use crate::queue::{Queue, QueueMessage};
@@ -100,6 +101,7 @@ struct Inner {
     config: ConsumerConfig,
     hostname: Arc<str>,
     permits: Arc<Semaphore>,
+    adoption: Arc<Adoption>,
 }
 
 /// The consumer; cheap to clone.
@@ -117,6 +119,7 @@ impl Consumer {
         limits: Limits,
         config: ConsumerConfig,
         hostname: Arc<str>,
+        adoption: Arc<Adoption>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
         Consumer(Arc::new(Inner {
@@ -129,6 +132,7 @@ impl Consumer {
             config,
             hostname,
             permits,
+            adoption,
         }))
     }
 
@@ -335,6 +339,17 @@ impl Consumer {
             metrics::counter!("queue_deliveries_for_ended_checks_total").increment(1);
             return Outcome::Ended;
         }
+        // A check the Node service left open is adopted first: deciding it needs its next
+        // steps (SPEC §6.1). Until that works the delivery waits on the queue.
+        match inner.adoption.adopt(&check).await {
+            Ok(AdoptOutcome::Adopted) => {}
+            Ok(AdoptOutcome::Ended) => return Outcome::Ended,
+            Ok(AdoptOutcome::Deferred(_) | AdoptOutcome::Unadoptable(_)) => return Outcome::Failed,
+            Err(e) => {
+                tracing::warn!(error = %e, "database unavailable; delivery left for redelivery");
+                return Outcome::Failed;
+            }
+        }
         self.apply(&check, &parsed, &call_ref).await
     }
 
@@ -376,7 +391,7 @@ impl Consumer {
             if stored.phase.is_final() {
                 return None;
             }
-            let mut engine = engine_check(stored, &template, inner.limits);
+            let mut engine = engine_check(stored, &template, inner.limits)?;
             let transition = engine.take_future(&template.template, vec![delivery.clone()], now);
             let update = (transition.appended > 0 || transition.changed)
                 .then(|| update_from(&engine, &transition, false));

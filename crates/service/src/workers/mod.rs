@@ -15,8 +15,13 @@ use status_check_engine::{History, Limits};
 use crate::store::{CheckUpdate, StoredCheck};
 use crate::templates::LoadedTemplate;
 
-/// Rebuilds the engine's view of a stored check.
-pub fn engine_check(stored: &StoredCheck, template: &LoadedTemplate, limits: Limits) -> Check {
+/// Rebuilds the engine's view of a stored check; `None` for a check of the Node service not
+/// yet adopted (its next steps are unknown, so nothing may decide it).
+pub fn engine_check(
+    stored: &StoredCheck,
+    template: &LoadedTemplate,
+    limits: Limits,
+) -> Option<Check> {
     let windows = Windows::compute(
         stored.windows.past_seconds,
         stored.windows.future_seconds,
@@ -29,11 +34,11 @@ pub fn engine_check(stored: &StoredCheck, template: &LoadedTemplate, limits: Lim
         since: stored.polling_since,
         until: stored.polling_until,
     });
-    Check {
+    Some(Check {
         robot_id: stored.key.robot_id,
         planned_at: stored.key.planned_at,
         windows,
-        next_steps: stored.next_steps,
+        next_steps: stored.next_steps?,
         poll_until_end: template.template.poll_until_end,
         phase: stored.phase,
         result: stored.result,
@@ -41,7 +46,7 @@ pub fn engine_check(stored: &StoredCheck, template: &LoadedTemplate, limits: Lim
         history: History::from_records(stored.records.clone()),
         end_reason: None,
         limits,
-    }
+    })
 }
 
 /// What to write after a decision: the new state, the appended records, and a notification

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::consumer::unsubscribe;
 use super::{engine_check, renderer, update_from};
+use crate::checks::adoption::Adoption;
 use crate::clock::Clock;
 use crate::store::{CheckUpdate, Claimed, DynStore, Fence, StoredCheck, UpdateOutcome};
 use crate::templates::TemplateRegistry;
@@ -45,6 +46,8 @@ impl Default for SchedulerConfig {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SchedulerTick {
     pub released_stale: u64,
+    /// Checks of the Node service adopted (SPEC §6.1).
+    pub adopted: usize,
     pub claimed: usize,
     pub finalised: usize,
     /// Claimed checks that had already ended (their lease is released).
@@ -64,6 +67,7 @@ pub struct Scheduler {
     hostname: Arc<str>,
     /// This replica's name, the prefix of its leases.
     replica: String,
+    adoption: Arc<Adoption>,
 }
 
 impl Scheduler {
@@ -76,6 +80,7 @@ impl Scheduler {
         limits: Limits,
         config: SchedulerConfig,
         hostname: Arc<str>,
+        adoption: Arc<Adoption>,
     ) -> Self {
         let replica = format!("{}-{}", hostname, uuid::Uuid::new_v4().simple());
         Scheduler {
@@ -87,6 +92,7 @@ impl Scheduler {
             config,
             hostname,
             replica,
+            adoption,
         }
     }
 
@@ -104,6 +110,12 @@ impl Scheduler {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not release stale leases"),
+        }
+        // Checks the Node service left open get their own rows (and so their deadlines)
+        // before the claim looks for due ones.
+        match self.adoption.tick_once().await {
+            Ok(adoption) => tick.adopted = adoption.adopted,
+            Err(e) => tracing::warn!(error = %e, "could not adopt the Node service's checks"),
         }
         let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
         let claimed = match self.store.claim_due(now, &lease, self.config.batch).await {
@@ -176,7 +188,7 @@ impl Scheduler {
         };
         let last: Mutex<Option<Transition>> = Mutex::new(None);
         let decide = |stored: &StoredCheck| {
-            let mut engine = engine_check(stored, &template, self.limits);
+            let mut engine = engine_check(stored, &template, self.limits)?;
             let transition = engine.finalise();
             let update = if transition.changed {
                 update_from(&engine, &transition, true)

@@ -545,11 +545,15 @@ pub async fn a_template_only_in_the_database_is_loaded_on_demand(backend: Backen
     // Another tool adds a template (two versions; the highest active one is used).
     let now = crate::harness::anchor();
     app.store
-        .sync_template(&definition("door-check", 1, "false"), now)
+        .sync_template(&definition("door-check", 1, "false"), &|_| true, now)
         .await
         .unwrap();
     app.store
-        .sync_template(&definition("door-check", 2, "past.size() > 0"), now)
+        .sync_template(
+            &definition("door-check", 2, "past.size() > 0"),
+            &|_| true,
+            now,
+        )
         .await
         .unwrap();
     app.given_step(ROBOT, 300, step_json(300, "door-check", 0, 0, CHARGING))
@@ -568,7 +572,11 @@ pub async fn a_template_only_in_the_database_is_loaded_on_demand(backend: Backen
 
     // An invalid template in the database is treated as missing: 422, not a crash.
     app.store
-        .sync_template(&definition("broken-check", 1, "evnts.size() > 0"), now)
+        .sync_template(
+            &definition("broken-check", 1, "evnts.size() > 0"),
+            &|_| true,
+            now,
+        )
         .await
         .unwrap();
     app.given_step(ROBOT, 301, step_json(301, "broken-check", 0, 0, CHARGING))

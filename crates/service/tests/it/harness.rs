@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support;
+use crate::support::{self, Neighbours};
 
 /// Which database an API test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub struct TestApp {
     pub base: String,
     pub upstream: MockServer,
     pub store: DynStore,
+    /// The other services' rows: each stub of an upstream inserts what that service would.
+    pub neighbours: Neighbours,
     pub clock: Arc<ManualClock>,
     shutdown: CancellationToken,
     _keep: Option<tempfile::TempDir>,
@@ -125,7 +127,7 @@ impl Queues {
 /// A replica running every role, its workers handed to the test to drive with `tick_once`.
 pub async fn spawn_stack(
     backend: Backend,
-    store: Option<DynStore>,
+    store: Option<(DynStore, Neighbours)>,
     queues: &Queues,
 ) -> (TestApp, Workers) {
     let keys = [
@@ -140,15 +142,15 @@ pub async fn spawn_stack(
 
 async fn start(
     backend: Backend,
-    store: Option<DynStore>,
+    store: Option<(DynStore, Neighbours)>,
     queue: Option<Arc<dyn Queue>>,
     extra: &[(&str, &str)],
 ) -> (TestApp, Option<Workers>) {
-    let (store, keep) = match (store, backend) {
+    let ((store, neighbours), keep) = match (store, backend) {
         (Some(store), _) => (store, None),
         (None, Backend::Sqlite) => {
             let (store, dir) = support::sqlite_store().await;
-            (store, Some(dir))
+            ((store, Neighbours::none()), Some(dir))
         }
         (None, Backend::Mysql) => (support::mysql_store().await, None),
     };
@@ -194,6 +196,7 @@ async fn start(
         base,
         upstream,
         store,
+        neighbours,
         clock,
         shutdown,
         _keep: keep,
@@ -268,6 +271,16 @@ pub fn incoming(id: i64, name: &str, at: &str) -> Value {
 impl TestApp {
     /// Micro-Managers answers this step for robot `robot_id`.
     pub async fn given_step(&self, robot_id: i64, step_id: i64, body: Value) {
+        // The script is Micro-Managers' (and the robot its account service's) before any
+        // step of it is asked for.
+        self.neighbours.robot(robot_id).await;
+        if let Some(version) = body["step"]["scriptVersionId"].as_i64() {
+            let mut steps = vec![step_id];
+            if let Some(choices) = body["next"]["multipleChoice"].as_array() {
+                steps.extend(choices.iter().filter_map(|c| c["nextStepId"].as_i64()));
+            }
+            self.neighbours.script_steps(version, &steps).await;
+        }
         Mock::given(method("GET"))
             .and(path(format!(
                 "/internal/v5/scripts/robots/{robot_id}/scripts/steps/{step_id}"
@@ -279,6 +292,11 @@ impl TestApp {
 
     /// Megazord holds these incoming events of `name` (whatever `created_since`).
     pub async fn given_incomings(&self, robot_id: i64, name: &str, events: Value) {
+        for event in events.as_array().into_iter().flatten() {
+            if let Some(id) = event["id"].as_i64() {
+                self.neighbours.incoming_event(id, robot_id).await;
+            }
+        }
         Mock::given(method("GET"))
             .and(path(format!(
                 "/internal/v1/events/robots/{robot_id}/incomings"
@@ -303,6 +321,10 @@ impl TestApp {
     }
 
     async fn mount_subscriptions(&self, robot_id: i64, subscription_id: i64, times: Option<u64>) {
+        // Megazord stores the subscription before it answers with its id.
+        self.neighbours
+            .subscription(subscription_id, robot_id)
+            .await;
         let mut subscribe = Mock::given(method("POST"))
             .and(path(format!(
                 "/internal/v1/events/robots/{robot_id}/subscriptions"
@@ -323,6 +345,33 @@ impl TestApp {
             .respond_with(ResponseTemplate::new(204))
             .mount(&self.upstream)
             .await;
+    }
+
+    /// The rows Megazord stores before it puts `body` on the status queue: the incoming and
+    /// outgoing events of an envelope (SPEC §5.3); nothing for a message of another shape.
+    pub async fn megazord_stored(&self, body: &str) {
+        let Ok(mut envelope) = serde_json::from_str::<Value>(body) else {
+            return;
+        };
+        if envelope["Type"] == "Notification"
+            && let Some(inner) = envelope["Message"].as_str()
+        {
+            let Ok(inner) = serde_json::from_str(inner) else {
+                return;
+            };
+            envelope = inner;
+        }
+        let payload = &envelope["payload"];
+        if let (Some(outgoing), Some(source), Some(subscription), Some(robot)) = (
+            payload["id"].as_i64(),
+            payload["sourceEventId"].as_i64(),
+            payload["subscriptionId"].as_i64(),
+            payload["sourceEvent"]["robotId"].as_i64(),
+        ) {
+            self.neighbours
+                .outgoing_event(outgoing, source, subscription, robot)
+                .await;
+        }
     }
 
     /// How many requests of `verb` reached a path containing `fragment`.

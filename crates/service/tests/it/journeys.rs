@@ -24,7 +24,7 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{Queues, sqs_queues};
-use crate::support;
+use crate::support::{self, Neighbours};
 
 const ROBOT: i64 = 42;
 /// How long any one wait of a journey may take before the test fails.
@@ -85,12 +85,15 @@ impl Drop for Journey {
 async fn journey(backend: Backend) -> Option<Journey> {
     let queues = sqs_queues().await?;
     let robot_queue = queues.robot_queue(ROBOT).await;
-    let (store, keep): (DynStore, Option<TempDir>) = match backend {
+    let (store, neighbours, keep): (DynStore, Neighbours, Option<TempDir>) = match backend {
         Backend::Sqlite => {
             let (store, dir) = support::sqlite_store().await;
-            (store, Some(dir))
+            (store, Neighbours::none(), Some(dir))
         }
-        Backend::Mysql => (support::mysql_store().await, None),
+        Backend::Mysql => {
+            let (store, neighbours) = support::mysql_store().await;
+            (store, neighbours, None)
+        }
     };
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
     let templates = templates
@@ -119,9 +122,19 @@ async fn journey(backend: Backend) -> Option<Journey> {
         clock: clock.clone(),
         mailbox: None,
         sim_ports: (0, 0),
+        megazord_rows: Some(Arc::new(neighbours.clone())),
     })
     .await
     .expect("the dev stack builds");
+    // Micro-Managers' demo script, as it would be in the shared schema.
+    for step in &stack.demo_steps {
+        let mut steps: Vec<i64> = step.next.values().copied().collect();
+        steps.extend(step.step_id);
+        neighbours
+            .script_steps(status_check_sim::micro_managers::SCRIPT_VERSION_ID, &steps)
+            .await;
+    }
+    neighbours.robot(ROBOT).await;
     let Stack {
         mut app,
         config,

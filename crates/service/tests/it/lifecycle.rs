@@ -36,7 +36,10 @@ fn delivery(subscription: i64, outgoing: i64, event: i64, name: &str, created: &
     .to_string()
 }
 
-async fn put(queues: &Queues, body: &str) {
+/// Puts a message on the status queue, as Megazord does after storing the outgoing event
+/// (whose row, for an envelope, is inserted first).
+async fn put(app: &TestApp, queues: &Queues, body: &str) {
+    app.megazord_stored(body).await;
     queues
         .queue
         .send(&queues.status_url, body, &BTreeMap::new())
@@ -156,6 +159,7 @@ pub async fn a_delivery_completes_the_check_and_notifies_the_robot(backend: Back
     };
     let id = open_charging_check(&app, 123, 991).await;
     put(
+        &app,
         &queues,
         &delivery(991, 70001, 5002, "CHARGING_STARTED", "2026-11-20T08:05:00Z"),
     )
@@ -219,6 +223,7 @@ pub async fn the_deadline_fails_an_open_check_and_unsubscribes(backend: Backend)
 
     // A late delivery for the ended check is deleted and changes nothing.
     put(
+        &app,
         &queues,
         &delivery(992, 70002, 5003, "CHARGING_STARTED", "2026-11-20T08:09:00Z"),
     )
@@ -238,6 +243,7 @@ pub async fn poll_until_end_keeps_evaluating_to_the_end(backend: Backend) {
     let relay = workers.relay.as_ref().unwrap();
     for (n, time) in [(1, "2026-11-20T08:10:00Z"), (2, "2026-11-20T08:20:00Z")] {
         put(
+            &app,
             &queues,
             &delivery(993, 80000 + n, 6000 + n, "TOILET_VISIT", time),
         )
@@ -252,6 +258,7 @@ pub async fn poll_until_end_keeps_evaluating_to_the_end(backend: Backend) {
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions").await, 0);
     for n in 3..=4 {
         put(
+            &app,
             &queues,
             &delivery(
                 993,
@@ -312,7 +319,7 @@ pub async fn the_same_delivery_three_times_is_one_record(backend: Backend) {
     let id = open_toilet_check(&app, 201, 994).await;
     let body = delivery(994, 81000, 7000, "TOILET_VISIT", "2026-11-20T08:05:00Z");
     for _ in 0..3 {
-        put(&queues, &body).await;
+        put(&app, &queues, &body).await;
     }
     app.clock.set(at("2026-11-20T08:06:00Z"));
     let mut outcomes = consume_n(&workers, 3).await;
@@ -340,6 +347,7 @@ pub async fn reordered_deliveries_end_the_same(backend: Backend) {
     ];
     for (i, time) in times.iter().enumerate() {
         put(
+            &app,
             &queues,
             &delivery(995, 82000 + i as i64, 7100 + i as i64, "TOILET_VISIT", time),
         )
@@ -347,6 +355,7 @@ pub async fn reordered_deliveries_end_the_same(backend: Backend) {
     }
     for (i, time) in times.iter().enumerate().rev() {
         put(
+            &app,
             &queues,
             &delivery(996, 83000 + i as i64, 7200 + i as i64, "TOILET_VISIT", time),
         )
@@ -379,6 +388,7 @@ pub async fn a_delivery_before_its_subscription_is_known_waits_for_it(backend: B
     };
     // Megazord delivers before the create request has committed the subscription id.
     put(
+        &app,
         &queues,
         &delivery(
             997,
@@ -405,6 +415,7 @@ pub async fn a_delivery_before_its_subscription_is_known_waits_for_it(backend: B
 
     // Past the grace period, a delivery nobody claims is dropped.
     put(
+        &app,
         &queues,
         &delivery(999, 84001, 7301, "CHARGING_STARTED", "2026-11-20T07:58:00Z"),
     )
@@ -418,14 +429,14 @@ pub async fn malformed_messages_never_block_and_sns_wrapped_ones_work(backend: B
         return;
     };
     let id = open_charging_check(&app, 123, 998).await;
-    put(&queues, "this is not json").await;
-    put(&queues, r#"{"payload": {"id": 1}}"#).await;
+    put(&app, &queues, "this is not json").await;
+    put(&app, &queues, r#"{"payload": {"id": 1}}"#).await;
     app.clock.set(at("2026-11-20T08:05:01Z"));
     let outcomes = consume_n(&workers, 2).await;
     assert_eq!(outcomes, [Outcome::Malformed, Outcome::Malformed]);
     let inner = delivery(998, 85000, 7400, "CHARGING_STARTED", "2026-11-20T08:05:00Z");
     let sns = json!({"Type": "Notification", "MessageId": "sns-1", "TopicArn": "arn:aws:sns:x", "Message": inner});
-    put(&queues, &sns.to_string()).await;
+    put(&app, &queues, &sns.to_string()).await;
     assert_eq!(
         consume(&workers).await,
         [Outcome::Applied],
@@ -440,6 +451,7 @@ pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: 
     };
     let id = open_charging_check(&app, 123, 1001).await;
     put(
+        &app,
         &queues,
         &delivery(
             1001,
@@ -488,7 +500,7 @@ pub async fn a_restart_mid_window_keeps_the_deadline(backend: Backend) {
         Backend::Mysql => Some(crate::support::mysql_store().await),
     };
     let (first, workers) = spawn_stack(backend, store.clone(), &queues).await;
-    let store = first.store.clone();
+    let store = (first.store.clone(), first.neighbours.clone());
     let id = open_charging_check(&first, 123, 1002).await;
     first.stop();
     drop(workers);
@@ -580,10 +592,17 @@ pub async fn three_replicas_finalise_300_checks_exactly_once() {
         return;
     };
     queues.robot_queue(ROBOT).await;
-    let store = crate::support::mysql_store().await;
+    let (store, neighbours) = crate::support::mysql_store().await;
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(spawn_stack(Backend::Mysql, Some(store.clone()), &queues).await);
+        replicas.push(
+            spawn_stack(
+                Backend::Mysql,
+                Some((store.clone(), neighbours.clone())),
+                &queues,
+            )
+            .await,
+        );
     }
     const CHECKS: i64 = 300;
     let mut ids = Vec::new();
@@ -600,9 +619,10 @@ pub async fn three_replicas_finalise_300_checks_exactly_once() {
             "CHARGING_STARTED",
             "2026-11-20T08:05:00Z",
         );
-        put(&queues, &body).await;
+        let app = &replicas[0].0;
+        put(app, &queues, &body).await;
         if n % 10 == 0 {
-            put(&queues, &body).await;
+            put(app, &queues, &body).await;
         }
     }
     // Deliveries first (inside the window), then the deadline passes for the rest; all

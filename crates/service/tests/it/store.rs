@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use status_check::store::{
-    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, StoreError, StoredCheck,
-    StoredWindows, Synced, UpdateOutcome,
+    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, Provenance, StoreError, StoredCheck,
+    StoredTemplate, StoredWindows, Synced, UpdateOutcome,
 };
 use status_check_engine::lifecycle::NextSteps;
 use status_check_engine::template::{PhaseDefinition, PollerDefaults};
 use status_check_engine::{
-    CheckPhase, CheckResult, Event, Record, RecordPhase, TemplateDefinition,
+    CheckPhase, CheckResult, Event, Limits, Record, RecordPhase, TemplateDefinition,
 };
 
 use crate::support::TestDb;
@@ -56,10 +56,10 @@ on_both_backends!(
     sync_template_creates_then_leaves_an_identical_version_alone,
     sync_template_refuses_a_changed_version,
     sync_template_toggles_only_is_active,
-    active_template_is_the_highest_active_version,
-    description_follows_the_highest_version,
-    legacy_dependencies_are_read,
-    overlong_dependencies_are_refused,
+    template_versions_are_listed_newest_first,
+    descriptions_are_never_rewritten,
+    node_versions_are_read,
+    a_version_number_held_by_the_node_service_is_synced_under_the_next,
     create_check_sets_the_pending_deadline,
     find_by_subscription_matches_robot_and_subscription,
     update_check_appends_records_changes_state_and_notifies,
@@ -73,20 +73,136 @@ on_both_backends!(
     concurrent_outbox_claims_are_disjoint,
 );
 
-/// A database with the first schema and open checks in it is upgraded: the open checks get
-/// their deadline, the scheduler claims them.
+/// The six production tables, in the live definition's order.
+const PRODUCTION_TABLES: [&str; 6] = [
+    "status_check_description",
+    "status_check_template",
+    "status_check_template_detail",
+    "status_check",
+    "status_check_poller",
+    "status_check_record",
+];
+
+/// On a database that has the production tables (created from the live definition, with
+/// the other services' tables their foreign keys need), `migrate` adds this service's own
+/// objects and changes none of the six: `SHOW CREATE TABLE` is the same before and after,
+/// and again after a second run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_upgrade_from_the_first_schema_backfills_deadlines() {
+async fn mysql_migrate_leaves_the_production_tables_as_they_are() {
+    let Some(db) = crate::support::mysql_db_production_unmigrated().await else {
+        return;
+    };
+    let before = db.raw.show_create(&PRODUCTION_TABLES).await;
+    db.store.migrate().await.unwrap();
+    assert_eq!(db.raw.show_create(&PRODUCTION_TABLES).await, before);
+    db.store.migrate().await.unwrap();
+    assert_eq!(db.raw.show_create(&PRODUCTION_TABLES).await, before);
+    // This service's own objects are there.
+    for table in [
+        "status_check_ext",
+        "status_check_record_event",
+        "status_check_template_ext",
+        "status_check_outbox",
+    ] {
+        assert_eq!(db.raw.show_create(&[table]).await.len(), 1);
+    }
+}
+
+/// On a database of its own, the migrations create exactly the live definition's six
+/// tables, without the foreign keys to the other services' tables (which it lacks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_migrate_creates_the_production_tables_exactly() {
+    let Some(production) = crate::support::mysql_db_production_unmigrated().await else {
+        return;
+    };
+    let fresh = crate::support::mysql_db_unmigrated().await.unwrap();
+    fresh.store.migrate().await.unwrap();
+    let others = [
+        "robot_account",
+        "script_step",
+        "script_version",
+        "event_subscription",
+        "incoming_event",
+        "outgoing_event",
+    ];
+    let expected: Vec<String> = production
+        .raw
+        .show_create(&PRODUCTION_TABLES)
+        .await
+        .iter()
+        .map(|table| without_foreign_keys_to(table, &others))
+        .collect();
+    let created = fresh.raw.show_create(&PRODUCTION_TABLES).await;
+    for (created, expected) in created.iter().zip(&expected) {
+        assert_eq!(created, expected);
+    }
+}
+
+/// `SHOW CREATE TABLE` text without the constraint lines that reference `tables`.
+fn without_foreign_keys_to(create: &str, tables: &[&str]) -> String {
+    let lines: Vec<&str> = create
+        .lines()
+        .filter(|line| {
+            !tables
+                .iter()
+                .any(|t| line.contains(&format!("REFERENCES `{t}`")))
+        })
+        .collect();
+    // The line before `)` lost its trailing comma partner: the last column/key line keeps
+    // a comma only when another line follows.
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let next_closes = lines.get(i + 1).is_some_and(|next| next.starts_with(')'));
+        if next_closes {
+            out.push(line.trim_end_matches(',').to_owned());
+        } else {
+            out.push((*line).to_owned());
+        }
+    }
+    out.join("\n")
+}
+
+/// A database the pre-release schema (migrations 0001/0002) migrated is refused with what to
+/// do, and nothing is changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_retired_migration_history_is_refused() {
     let db = crate::support::sqlite_db_unmigrated().await;
-    upgrade_from_the_first_schema_backfills_deadlines(&db).await;
+    a_retired_migration_history_is_refused(&db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_upgrade_from_the_first_schema_backfills_deadlines() {
+async fn mysql_a_retired_migration_history_is_refused() {
     let Some(db) = crate::support::mysql_db_unmigrated().await else {
         return;
     };
-    upgrade_from_the_first_schema_backfills_deadlines(&db).await;
+    a_retired_migration_history_is_refused(&db).await;
+}
+
+async fn a_retired_migration_history_is_refused(db: &TestDb) {
+    db.raw
+        .execute(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+             checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+        )
+        .await;
+    db.raw
+        .execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (1, 'init', TRUE, X'00', 1)",
+        )
+        .await;
+    let error = db.store.migrate().await.unwrap_err().to_string();
+    assert!(error.contains("pre-release schema"), "{error}");
+    assert!(error.contains("0001"), "{error}");
+    assert_eq!(
+        db.raw
+            .try_execute("SELECT COUNT(*) FROM status_check")
+            .await
+            .map_err(|_| ()),
+        Err(()),
+        "nothing was created"
+    );
 }
 
 /// The helpers other test modules start services with hand out migrated, working stores.
@@ -94,14 +210,22 @@ async fn mysql_upgrade_from_the_first_schema_backfills_deadlines() {
 async fn support_stores_are_migrated() {
     let (store, _dir) = crate::support::sqlite_store().await;
     let synced = store
-        .sync_template(&template("helper", 1), at("2026-11-01T00:00:00Z"))
+        .sync_template(
+            &template("helper", 1),
+            &|_| true,
+            at("2026-11-01T00:00:00Z"),
+        )
         .await
         .unwrap();
     assert!(matches!(synced, Synced::Created(_)), "{synced:?}");
     if !crate::support::mysql_skipped() {
-        let store = crate::support::mysql_store().await;
+        let (store, _) = crate::support::mysql_store().await;
         let synced = store
-            .sync_template(&template("helper", 1), at("2026-11-01T00:00:00Z"))
+            .sync_template(
+                &template("helper", 1),
+                &|_| true,
+                at("2026-11-01T00:00:00Z"),
+            )
             .await
             .unwrap();
         assert!(matches!(synced, Synced::Created(_)), "{synced:?}");
@@ -140,10 +264,35 @@ fn template(name: &str, version: i64) -> TemplateDefinition {
     }
 }
 
+fn now() -> DateTime<Utc> {
+    at("2026-11-01T00:00:00Z")
+}
+
+/// Whether this service can run a definition: its rules compile as CEL (as the registry asks).
+fn cel(definition: &TemplateDefinition) -> bool {
+    status_check_engine::Template::from_definition(definition.clone(), &Limits::default()).is_ok()
+}
+
+/// The newest active version of `name`, as stored.
+async fn newest_active(db: &TestDb, name: &str) -> Option<StoredTemplate> {
+    db.store
+        .template_versions(name)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.is_active)
+}
+
+/// Creates a check after inserting the other services' rows it refers to.
+async fn create(db: &TestDb, check: NewCheck) -> Result<Created, StoreError> {
+    db.neighbours.for_check(&check).await;
+    db.store.create_check(check).await
+}
+
 async fn synced_template(db: &TestDb, name: &str) -> i64 {
     match db
         .store
-        .sync_template(&template(name, 1), at("2026-11-01T00:00:00Z"))
+        .sync_template(&template(name, 1), &|_| true, at("2026-11-01T00:00:00Z"))
         .await
         .unwrap()
     {
@@ -263,18 +412,13 @@ async fn migrations_are_idempotent(db: &TestDb) {
         poller: PollerDefaults::default(),
         ..template("before-history-lost", 1)
     };
-    assert_eq!(stored.definition, expected);
+    assert_eq!(stored.definition, Ok(expected.clone()));
 
-    // MySQL, where DDL is not transactional: every file also runs over a database that has
-    // all of its objects already (a lost history, or a file re-run after failing half-way).
-    // (SQLite applies each file in one transaction, all or nothing; its ALTER TABLE has no
-    // IF NOT EXISTS, see migrations/sqlite/0002.)
-    if db.raw.is_mysql() {
-        db.raw.execute("DROP TABLE _sqlx_migrations").await;
-        db.store.migrate().await.unwrap();
-        let stored = db.store.template_by_id(template_id).await.unwrap().unwrap();
-        assert_eq!(stored.definition, expected);
-    }
+    // A lost history alone: every file runs again over a database that has all of it.
+    db.raw.execute("DROP TABLE _sqlx_migrations").await;
+    db.store.migrate().await.unwrap();
+    let stored = db.store.template_by_id(template_id).await.unwrap().unwrap();
+    assert_eq!(stored.definition, Ok(expected));
 }
 
 async fn ping_answers(db: &TestDb) {
@@ -284,7 +428,7 @@ async fn ping_answers(db: &TestDb) {
 async fn create_then_get_and_find_round_trip_every_field(db: &TestDb) {
     let template_id = synced_template(db, "round-trip").await;
     let check = new_check(template_id, 42);
-    let stored = created_new(db.store.create_check(check.clone()).await.unwrap());
+    let stored = created_new(create(db, check.clone()).await.unwrap());
 
     let anchor = check.windows.anchor;
     let expected = StoredCheck {
@@ -299,7 +443,8 @@ async fn create_then_get_and_find_round_trip_every_field(db: &TestDb) {
         next_step_id: None,
         subscription_id: Some(991),
         windows: check.windows,
-        next_steps: check.next_steps,
+        next_steps: Some(check.next_steps),
+        provenance: Provenance::Own,
         polling_since: Some(at("2026-11-20T07:00:05.250Z")),
         polling_until: Some(at("2026-11-20T08:10:05.250Z")),
         notification_seq: 0,
@@ -333,7 +478,7 @@ async fn create_then_get_and_find_round_trip_every_field(db: &TestDb) {
     fine.key.planned_at = at("2026-11-20T08:00:00.123456Z");
     fine.windows.anchor = at("2026-11-20T08:00:05.250999Z");
     fine.now = fine.windows.anchor;
-    let stored = created_new(db.store.create_check(fine.clone()).await.unwrap());
+    let stored = created_new(create(db, fine.clone()).await.unwrap());
     assert_eq!(stored.key.planned_at, at("2026-11-20T08:00:00.123Z"));
     assert_eq!(stored.windows.anchor, at("2026-11-20T08:00:05.250Z"));
     assert_eq!(stored.created_at, at("2026-11-20T08:00:05.250Z"));
@@ -354,14 +499,14 @@ async fn unbounded_past_and_no_future_window_read_back_as_none(db: &TestDb) {
     check.subscription_id = None;
     check.next_steps.unknown = None;
     check.records.clear();
-    let stored = created_new(db.store.create_check(check.clone()).await.unwrap());
+    let stored = created_new(create(db, check.clone()).await.unwrap());
     assert_eq!(stored.polling_since, None);
     assert_eq!(stored.polling_until, None);
     assert_eq!(stored.phase, CheckPhase::Completed);
     assert_eq!(stored.result, CheckResult::Fail);
     assert_eq!(stored.next_step_id, Some(11));
     assert_eq!(stored.subscription_id, None);
-    assert_eq!(stored.next_steps.unknown, None);
+    assert_eq!(stored.next_steps.unwrap().unknown, None);
     assert_eq!(stored.records, []);
     assert_eq!(
         db.store.get_check(stored.id).await.unwrap(),
@@ -374,7 +519,7 @@ async fn unbounded_past_and_no_future_window_read_back_as_none(db: &TestDb) {
     // No past phase: the window starts at the anchor.
     let mut check = new_check(template_id, 43);
     check.windows.past_seconds = 0;
-    let stored = created_new(db.store.create_check(check.clone()).await.unwrap());
+    let stored = created_new(create(db, check.clone()).await.unwrap());
     assert_eq!(stored.polling_since, Some(check.windows.anchor));
     assert_eq!(
         stored.polling_until,
@@ -384,12 +529,7 @@ async fn unbounded_past_and_no_future_window_read_back_as_none(db: &TestDb) {
 
 async fn create_is_idempotent_per_request_key(db: &TestDb) {
     let template_id = synced_template(db, "idempotent").await;
-    let first = created_new(
-        db.store
-            .create_check(new_check(template_id, 42))
-            .await
-            .unwrap(),
-    );
+    let first = created_new(create(db, new_check(template_id, 42)).await.unwrap());
     let rows = check_rows(db).await;
     assert_eq!(rows, [1, 1, 1, 3, 3]);
 
@@ -398,7 +538,7 @@ async fn create_is_idempotent_per_request_key(db: &TestDb) {
     again.subscription_id = Some(5);
     again.records.truncate(1);
     again.now += TimeDelta::seconds(30);
-    match db.store.create_check(again).await.unwrap() {
+    match create(db, again).await.unwrap() {
         Created::Existing(existing) => assert_eq!(existing, first),
         Created::New(check) => panic!("a duplicate check {} was created", check.id),
     }
@@ -407,7 +547,7 @@ async fn create_is_idempotent_per_request_key(db: &TestDb) {
     // Any part of the key differing makes another check.
     let mut other = new_check(template_id, 42);
     other.key.planned_at += TimeDelta::milliseconds(1);
-    let second = created_new(db.store.create_check(other).await.unwrap());
+    let second = created_new(create(db, other).await.unwrap());
     assert_ne!(second.id, first.id);
     let changes: [fn(&mut NewCheck); 3] = [
         |c| c.key.robot_id = 7,
@@ -417,7 +557,7 @@ async fn create_is_idempotent_per_request_key(db: &TestDb) {
     for change in changes {
         let mut other = new_check(template_id, 42);
         change(&mut other);
-        created_new(db.store.create_check(other).await.unwrap());
+        created_new(create(db, other).await.unwrap());
     }
     assert_eq!(check_rows(db).await, [5, 5, 5, 15, 15]);
 }
@@ -426,10 +566,7 @@ async fn concurrent_identical_creates_make_one_check(db: &TestDb) {
     let template_id = synced_template(db, "concurrent").await;
     for round in 0..5 {
         let check = new_check(template_id, 100 + round);
-        let (a, b) = tokio::join!(
-            db.store.create_check(check.clone()),
-            db.store.create_check(check.clone())
-        );
+        let (a, b) = tokio::join!(create(db, check.clone()), create(db, check.clone()));
         let (new, existing) = match (a.unwrap(), b.unwrap()) {
             (Created::New(new), Created::Existing(existing))
             | (Created::Existing(existing), Created::New(new)) => (new, existing),
@@ -450,17 +587,12 @@ async fn one_event_is_never_recorded_twice_for_a_check(db: &TestDb) {
     let template_id = synced_template(db, "dedup").await;
     let mut check = new_check(template_id, 42);
     check.records[2].event.id = check.records[0].event.id;
-    let error = db.store.create_check(check).await.unwrap_err();
+    let error = create(db, check).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
     assert_eq!(check_rows(db).await, [0, 0, 0, 0, 0]);
 
     // The database itself refuses a second record of one event for a check.
-    created_new(
-        db.store
-            .create_check(new_check(template_id, 42))
-            .await
-            .unwrap(),
-    );
+    created_new(create(db, new_check(template_id, 42)).await.unwrap());
     db.raw
         .execute(
             "INSERT INTO status_check_record (status_check_id, incoming_event_id, \
@@ -486,7 +618,7 @@ async fn planned_at_outside_the_timestamp_range_is_refused(db: &TestDb) {
     for planned_at in ["2100-01-01T00:00:00Z", "1960-01-01T00:00:00Z"] {
         let mut check = new_check(template_id, 42);
         check.key.planned_at = at(planned_at);
-        let error = db.store.create_check(check).await.unwrap_err();
+        let error = create(db, check).await.unwrap_err();
         assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
     }
     assert_eq!(check_rows(db).await, [0, 0, 0, 0, 0]);
@@ -495,20 +627,20 @@ async fn planned_at_outside_the_timestamp_range_is_refused(db: &TestDb) {
 async fn sync_template_creates_then_leaves_an_identical_version_alone(db: &TestDb) {
     let now = at("2026-11-01T00:00:00Z");
     let both = template("both-phases", 1);
-    let Synced::Created(id) = db.store.sync_template(&both, now).await.unwrap() else {
+    let Synced::Created(id) = db.store.sync_template(&both, &cel, now).await.unwrap() else {
         panic!("expected Created");
     };
     assert_eq!(
-        db.store.sync_template(&both, now).await.unwrap(),
+        db.store.sync_template(&both, &cel, now).await.unwrap(),
         Synced::Unchanged(id)
     );
     let stored = db.store.template_by_id(id).await.unwrap().unwrap();
-    assert_eq!(stored.id, id);
-    assert_eq!(stored.definition, both);
     assert_eq!(
-        db.store.active_template("both-phases").await.unwrap(),
-        Some(stored)
+        (stored.id, stored.version, stored.declared_version),
+        (id, 1, Some(1))
     );
+    assert_eq!(stored.definition, Ok(both));
+    assert_eq!(newest_active(db, "both-phases").await, Some(stored));
 
     // Only a future phase, polling until the end, no default windows.
     let future_only = TemplateDefinition {
@@ -517,12 +649,16 @@ async fn sync_template_creates_then_leaves_an_identical_version_alone(db: &TestD
         past: None,
         ..template("future-only", 1)
     };
-    let Synced::Created(future_id) = db.store.sync_template(&future_only, now).await.unwrap()
+    let Synced::Created(future_id) = db
+        .store
+        .sync_template(&future_only, &cel, now)
+        .await
+        .unwrap()
     else {
         panic!("expected Created");
     };
     let stored = db.store.template_by_id(future_id).await.unwrap().unwrap();
-    assert_eq!(stored.definition, future_only);
+    assert_eq!(stored.definition, Ok(future_only));
 
     assert_eq!(
         db.raw
@@ -536,11 +672,22 @@ async fn sync_template_creates_then_leaves_an_identical_version_alone(db: &TestD
             .await,
         2
     );
+    // One row per (template, phase, output), the rule in raw_expression.
     assert_eq!(
         db.raw
             .count("SELECT COUNT(*) FROM status_check_template_detail")
             .await,
         4 + 2
+    );
+    assert_eq!(
+        db.raw
+            .count(
+                "SELECT COUNT(*) FROM status_check_template_detail \
+                 WHERE phase = 'PAST' AND output = 'PASS' \
+                   AND raw_expression = 'past.exists(e, e.name == ''CHARGING_STARTED'')'"
+            )
+            .await,
+        1
     );
     assert_eq!(
         db.raw
@@ -553,7 +700,7 @@ async fn sync_template_creates_then_leaves_an_identical_version_alone(db: &TestD
 async fn sync_template_refuses_a_changed_version(db: &TestDb) {
     let now = at("2026-11-01T00:00:00Z");
     let original = template("changed", 1);
-    let Synced::Created(id) = db.store.sync_template(&original, now).await.unwrap() else {
+    let Synced::Created(id) = db.store.sync_template(&original, &cel, now).await.unwrap() else {
         panic!("expected Created");
     };
     let changes: [fn(&mut TemplateDefinition); 6] = [
@@ -568,7 +715,7 @@ async fn sync_template_refuses_a_changed_version(db: &TestDb) {
         let mut changed = original.clone();
         change(&mut changed);
         assert_eq!(
-            db.store.sync_template(&changed, now).await.unwrap(),
+            db.store.sync_template(&changed, &cel, now).await.unwrap(),
             Synced::Conflict {
                 id,
                 stored: Box::new(original.clone())
@@ -582,7 +729,7 @@ async fn sync_template_refuses_a_changed_version(db: &TestDb) {
             .unwrap()
             .unwrap()
             .definition,
-        original
+        Ok(original.clone())
     );
     // The description is not part of a version.
     let described = TemplateDefinition {
@@ -590,7 +737,7 @@ async fn sync_template_refuses_a_changed_version(db: &TestDb) {
         ..original.clone()
     };
     assert_eq!(
-        db.store.sync_template(&described, now).await.unwrap(),
+        db.store.sync_template(&described, &cel, now).await.unwrap(),
         Synced::Unchanged(id)
     );
 }
@@ -598,7 +745,7 @@ async fn sync_template_refuses_a_changed_version(db: &TestDb) {
 async fn sync_template_toggles_only_is_active(db: &TestDb) {
     let now = at("2026-11-01T00:00:00Z");
     let active = template("toggled", 1);
-    let Synced::Created(id) = db.store.sync_template(&active, now).await.unwrap() else {
+    let Synced::Created(id) = db.store.sync_template(&active, &cel, now).await.unwrap() else {
         panic!("expected Created");
     };
     let inactive = TemplateDefinition {
@@ -606,34 +753,21 @@ async fn sync_template_toggles_only_is_active(db: &TestDb) {
         ..active.clone()
     };
     assert_eq!(
-        db.store.sync_template(&inactive, now).await.unwrap(),
+        db.store.sync_template(&inactive, &cel, now).await.unwrap(),
         Synced::Unchanged(id)
     );
+    let stored = db.store.template_by_id(id).await.unwrap().unwrap();
+    assert_eq!(stored.definition, Ok(inactive));
+    assert!(!stored.is_active);
+    assert_eq!(newest_active(db, "toggled").await, None);
     assert_eq!(
-        db.store
-            .template_by_id(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .definition,
-        inactive
-    );
-    assert_eq!(db.store.active_template("toggled").await.unwrap(), None);
-    assert_eq!(
-        db.store.sync_template(&active, now).await.unwrap(),
+        db.store.sync_template(&active, &cel, now).await.unwrap(),
         Synced::Unchanged(id)
     );
-    assert_eq!(
-        db.store
-            .active_template("toggled")
-            .await
-            .unwrap()
-            .map(|t| t.id),
-        Some(id)
-    );
+    assert_eq!(newest_active(db, "toggled").await.map(|t| t.id), Some(id));
 }
 
-async fn active_template_is_the_highest_active_version(db: &TestDb) {
+async fn template_versions_are_listed_newest_first(db: &TestDb) {
     let now = at("2026-11-01T00:00:00Z");
     let mut ids = Vec::new();
     for (version, is_active) in [(2, true), (1, true), (3, false)] {
@@ -641,74 +775,116 @@ async fn active_template_is_the_highest_active_version(db: &TestDb) {
             is_active,
             ..template("versions", version)
         };
-        let Synced::Created(id) = db.store.sync_template(&definition, now).await.unwrap() else {
+        let Synced::Created(id) = db
+            .store
+            .sync_template(&definition, &cel, now)
+            .await
+            .unwrap()
+        else {
             panic!("expected Created");
         };
         ids.push((version, id));
     }
-    let active = db.store.active_template("versions").await.unwrap().unwrap();
-    assert_eq!(active.definition.version, 2);
+    let versions = db.store.template_versions("versions").await.unwrap();
+    let listed: Vec<(i64, bool)> = versions.iter().map(|v| (v.version, v.is_active)).collect();
+    assert_eq!(listed, [(3, false), (2, true), (1, true)]);
+    let active = newest_active(db, "versions").await.unwrap();
     assert_eq!(active.id, ids[0].1);
     // A check keeps its version, active or not.
     let inactive = db.store.template_by_id(ids[2].1).await.unwrap().unwrap();
-    assert_eq!(inactive.definition.version, 3);
-    assert!(!inactive.definition.is_active);
+    assert_eq!(inactive.version, 3);
+    assert!(!inactive.is_active);
 
-    assert_eq!(
-        db.store.active_template("no-such-template").await.unwrap(),
-        None
+    assert!(
+        db.store
+            .template_versions("no-such-template")
+            .await
+            .unwrap()
+            .is_empty()
     );
     assert_eq!(db.store.template_by_id(999_999).await.unwrap(), None);
 }
 
-async fn description_follows_the_highest_version(db: &TestDb) {
+/// Micro-Managers' `script_node_status_check` points at the description row: it is inserted
+/// once, never renamed or rewritten (SPEC §6).
+async fn descriptions_are_never_rewritten(db: &TestDb) {
     let now = at("2026-11-01T00:00:00Z");
-    let v1 = template("described", 1);
-    let v2 = template("described", 2);
-    db.store.sync_template(&v1, now).await.unwrap();
-    db.store.sync_template(&v2, now).await.unwrap();
-    // Syncing the older file again does not take the description back.
-    db.store.sync_template(&v1, now).await.unwrap();
-    let active = db
-        .store
-        .active_template("described")
+    db.store
+        .sync_template(&template("described", 1), &cel, now)
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(active.definition.description, "described, version 2");
+    let v2 = TemplateDefinition {
+        description: "said differently in version 2".into(),
+        ..template("described", 2)
+    };
+    db.store.sync_template(&v2, &cel, now).await.unwrap();
+    assert_eq!(
+        db.raw
+            .count(
+                "SELECT COUNT(*) FROM status_check_description \
+                 WHERE name = 'described' AND description = 'described, version 1'"
+            )
+            .await,
+        1
+    );
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM status_check_description")
+            .await,
+        1
+    );
 }
 
-async fn legacy_dependencies_are_read(db: &TestDb) {
-    // Written as another tool did: dependencies as [{"eventName": …}], no default windows row.
+/// A version the Node service wrote: its description, template row and one rule, the way it
+/// stored them (dependencies as `[{"eventName": …}]`, no row of this service's own).
+async fn node_version(db: &TestDb, name: &'static str, version: i64, rule: &'static str) -> i64 {
     db.raw
-        .execute(
-            "INSERT INTO status_check_description (name, description, created_at, updated_at) \
-             VALUES ('legacy', 'From before', '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
+        .execute_text(
+            "INSERT INTO status_check_description (name, description, created_at) \
+             SELECT ?, 'Written by the Node service', '2025-01-01 00:00:00' \
+             WHERE NOT EXISTS (SELECT 1 FROM status_check_description WHERE name = ?)",
+            &[name, name],
         )
         .await;
+    let version = version.to_string();
     db.raw
-        .execute(
+        .execute_text(
             "INSERT INTO status_check_template (template_description_id, \
              past_event_dependencies, future_event_dependencies, version, is_active, \
              poll_until_end, created_at) \
-             SELECT id, '[{\"eventName\":\"CHARGING_STARTED\"}]', '[]', 1, TRUE, FALSE, \
-             '2025-01-01 00:00:00' FROM status_check_description WHERE name = 'legacy'",
+             SELECT id, '[{\"eventName\":\"CHARGING_STARTED\"}]', '[]', ?, TRUE, FALSE, \
+             '2025-01-01 00:00:00' FROM status_check_description WHERE name = ?",
+            &[&version, name],
         )
         .await;
     db.raw
-        .execute(
-            "INSERT INTO status_check_template_detail (status_check_template_id, phase, \
-             output, expression, created_at) \
-             SELECT t.id, 'PAST', 'PASS', 'past.size() > 0', '2025-01-01 00:00:00' \
-             FROM status_check_template t \
+        .execute_text(
+            "INSERT INTO status_check_template_detail (template_id, phase, raw_expression, \
+             output) \
+             SELECT t.id, 'PAST', ?, 'PASS' FROM status_check_template t \
              JOIN status_check_description d ON d.id = t.template_description_id \
-             WHERE d.name = 'legacy'",
+             WHERE d.name = ? AND t.version = ?",
+            &[rule, name, &version],
         )
         .await;
+    let versions = db.store.template_versions(name).await.unwrap();
+    versions
+        .iter()
+        .find(|v| v.version.to_string() == version)
+        .unwrap()
+        .id
+}
+
+/// The rule text the Node service stored: EJS around JavaScript.
+const EJS_RULE: &str = "<%= events.some(e => e.eventName === 'CHARGING_STARTED') %>";
+
+async fn node_versions_are_read(db: &TestDb) {
+    // A version another tool stored in CEL: read as the definition it holds.
+    let id = node_version(db, "legacy", 1, "past.size() > 0").await;
     let expected = TemplateDefinition {
         name: "legacy".into(),
         version: 1,
-        description: "From before".into(),
+        description: "Written by the Node service".into(),
         is_active: true,
         poll_until_end: false,
         poller: PollerDefaults::default(),
@@ -720,35 +896,81 @@ async fn legacy_dependencies_are_read(db: &TestDb) {
         }),
         future: None,
     };
-    let stored = db.store.active_template("legacy").await.unwrap().unwrap();
-    assert_eq!(stored.definition, expected);
+    let stored = db.store.template_by_id(id).await.unwrap().unwrap();
+    assert_eq!(stored.definition, Ok(expected.clone()));
+    assert_eq!(stored.declared_version, None);
     // The same template from a file is that version, not a conflicting one.
     assert_eq!(
         db.store
-            .sync_template(&expected, at("2026-11-01T00:00:00Z"))
+            .sync_template(&expected, &cel, now())
             .await
             .unwrap(),
-        Synced::Unchanged(stored.id)
+        Synced::Unchanged(id)
     );
+    // An EJS version is read as it is; whether it can run is the registry's question.
+    let ejs = node_version(db, "node-only", 1, EJS_RULE).await;
+    let stored = db.store.template_by_id(ejs).await.unwrap().unwrap();
+    let definition = stored.definition.unwrap();
+    assert_eq!(definition.past.unwrap().pass.as_deref(), Some(EJS_RULE));
+    // One rule per (template, phase, output): the production unique key.
+    let second = db
+        .raw
+        .try_execute(
+            "INSERT INTO status_check_template_detail (template_id, phase, raw_expression, \
+             output) SELECT template_id, phase, 'true', output FROM status_check_template_detail",
+        )
+        .await;
+    assert!(second.is_err(), "a second PAST/PASS rule was accepted");
 }
 
-async fn overlong_dependencies_are_refused(db: &TestDb) {
-    let mut definition = template("overlong", 1);
-    definition.past.as_mut().unwrap().depends_on = (0..30)
-        .map(|i| format!("A_RATHER_LONG_EVENT_NAME_{i}"))
-        .collect();
-    let error = db
-        .store
-        .sync_template(&definition, at("2026-11-01T00:00:00Z"))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+async fn a_version_number_held_by_the_node_service_is_synced_under_the_next(db: &TestDb) {
+    let legacy_1 = node_version(db, "renumbered", 1, EJS_RULE).await;
+    node_version(db, "renumbered", 2, EJS_RULE).await;
+    let before = db.store.template_versions("renumbered").await.unwrap();
+    let shipped = template("renumbered", 1);
+    let Synced::CreatedAs {
+        id,
+        version,
+        legacy_id,
+    } = db.store.sync_template(&shipped, &cel, now()).await.unwrap()
+    else {
+        panic!("expected CreatedAs");
+    };
+    assert_eq!((version, legacy_id), (3, legacy_1));
+    // Synced again (the next start-up): the same version, not another one.
     assert_eq!(
-        db.raw
-            .count("SELECT COUNT(*) FROM status_check_template")
-            .await,
-        0
+        db.store.sync_template(&shipped, &cel, now()).await.unwrap(),
+        Synced::Unchanged(id)
     );
+    let mut changed = shipped.clone();
+    changed.poll_until_end = true;
+    assert!(matches!(
+        db.store.sync_template(&changed, &cel, now()).await.unwrap(),
+        Synced::Conflict { id: conflict, .. } if conflict == id
+    ));
+    let stored = db.store.template_by_id(id).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.declared_version), (3, Some(1)));
+    // The description belongs to the name, and the name's row is the Node service's.
+    assert_eq!(
+        stored.definition,
+        Ok(TemplateDefinition {
+            version: 3,
+            description: "Written by the Node service".into(),
+            ..shipped
+        })
+    );
+    // The file's version 3 finds 3 taken by the file's version 1: the next number again.
+    let three = template("renumbered", 3);
+    assert!(matches!(
+        db.store.sync_template(&three, &cel, now()).await.unwrap(),
+        Synced::CreatedAs { version: 4, .. }
+    ));
+    // The Node service's rows are as it wrote them.
+    let after = db.store.template_versions("renumbered").await.unwrap();
+    for legacy in &before {
+        assert!(after.contains(legacy), "{legacy:?} was changed");
+    }
+    assert_eq!(newest_active(db, "renumbered").await.unwrap().version, 4);
 }
 
 // ---- The lifecycle: deliveries, the scheduler, the outbox ----
@@ -756,6 +978,16 @@ async fn overlong_dependencies_are_refused(db: &TestDb) {
 /// The deadline of `new_check`: anchor 08:00:05.250 + 600 s.
 fn deadline() -> DateTime<Utc> {
     at("2026-11-20T08:10:05.250Z")
+}
+
+/// Megazord stored these incoming events of `robot_id` and fanned each out to subscription
+/// 991 as outgoing event `id + 100_000` (what `future_record` refers to).
+async fn delivered(db: &TestDb, robot_id: i64, event_ids: &[i64]) {
+    for &id in event_ids {
+        db.neighbours
+            .outgoing_event(id + 100_000, id, 991, robot_id)
+            .await;
+    }
 }
 
 /// The `order` the next record of a check gets.
@@ -814,7 +1046,7 @@ fn complete(check: &StoredCheck) -> Option<CheckUpdate> {
     Some(CheckUpdate {
         phase: CheckPhase::Completed,
         result: CheckResult::Pass,
-        next_step_id: Some(check.next_steps.pass),
+        next_step_id: Some(check.next_steps.unwrap().pass),
         new_records: Vec::new(),
         release_lease: true,
         notify: true,
@@ -857,17 +1089,12 @@ async fn open_check(
     check.windows.anchor = at(anchor);
     check.windows.future_seconds = future;
     check.now = check.windows.anchor;
-    created_new(db.store.create_check(check).await.unwrap())
+    created_new(create(db, check).await.unwrap())
 }
 
 async fn create_check_sets_the_pending_deadline(db: &TestDb) {
     let template_id = synced_template(db, "deadline").await;
-    let open = created_new(
-        db.store
-            .create_check(new_check(template_id, 42))
-            .await
-            .unwrap(),
-    );
+    let open = created_new(create(db, new_check(template_id, 42)).await.unwrap());
     assert_eq!(db.raw.schedule(open.id).await, (Some(deadline()), None));
     assert_eq!(open.polling_until, Some(deadline()));
 
@@ -875,11 +1102,11 @@ async fn create_check_sets_the_pending_deadline(db: &TestDb) {
     let mut ended = new_check(template_id, 43);
     ended.phase = CheckPhase::Completed;
     ended.result = CheckResult::Pass;
-    let ended = created_new(db.store.create_check(ended).await.unwrap());
+    let ended = created_new(create(db, ended).await.unwrap());
     assert_eq!(db.raw.schedule(ended.id).await, (None, None));
     let mut no_future = new_check(template_id, 44);
     no_future.windows.future_seconds = 0;
-    let no_future = created_new(db.store.create_check(no_future).await.unwrap());
+    let no_future = created_new(create(db, no_future).await.unwrap());
     assert_eq!(db.raw.schedule(no_future.id).await, (None, None));
 }
 
@@ -887,10 +1114,10 @@ async fn find_by_subscription_matches_robot_and_subscription(db: &TestDb) {
     let template_id = synced_template(db, "subscription").await;
     let mut check = new_check(template_id, 42);
     check.subscription_id = Some(991);
-    let mine = created_new(db.store.create_check(check).await.unwrap());
+    let mine = created_new(create(db, check).await.unwrap());
     let mut other = new_check(template_id, 43);
     other.subscription_id = Some(992);
-    let theirs = created_new(db.store.create_check(other).await.unwrap());
+    let theirs = created_new(create(db, other).await.unwrap());
 
     assert_eq!(
         db.store.find_by_subscription(42, 991).await.unwrap(),
@@ -908,12 +1135,8 @@ async fn find_by_subscription_matches_robot_and_subscription(db: &TestDb) {
 
 async fn update_check_appends_records_changes_state_and_notifies(db: &TestDb) {
     let template_id = synced_template(db, "update").await;
-    let created = created_new(
-        db.store
-            .create_check(new_check(template_id, 42))
-            .await
-            .unwrap(),
-    );
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
+    delivered(db, 42, &[6001, 6002, 6003]).await;
     let mut expected = created.clone();
     for (i, event_id) in [6001, 6002, 6003].into_iter().enumerate() {
         let step = i64::try_from(i).unwrap();
@@ -999,12 +1222,7 @@ async fn update_check_appends_records_changes_state_and_notifies(db: &TestDb) {
 
 async fn update_check_without_a_decision_writes_nothing(db: &TestDb) {
     let template_id = synced_template(db, "unchanged").await;
-    let created = created_new(
-        db.store
-            .create_check(new_check(template_id, 42))
-            .await
-            .unwrap(),
-    );
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
     let rows = check_rows(db).await;
     let now = at("2026-11-20T08:01:00Z");
     let outcome = db
@@ -1052,11 +1270,11 @@ async fn concurrent_updates_of_one_check_each_see_the_other(db: &TestDb) {
     let now = at("2026-11-20T08:01:00Z");
     for round in 0..8 {
         let created = created_new(
-            db.store
-                .create_check(new_check(template_id, 200 + round))
+            create(db, new_check(template_id, 200 + round))
                 .await
                 .unwrap(),
         );
+        delivered(db, 200 + round, &[7000 + round * 10, 7001 + round * 10]).await;
         let (first, second) = (append(7000 + round * 10), append(7001 + round * 10));
         let (a, b) = tokio::join!(
             db.store
@@ -1090,12 +1308,8 @@ async fn concurrent_updates_of_one_check_each_see_the_other(db: &TestDb) {
 
 async fn an_update_repeating_an_event_is_refused_whole(db: &TestDb) {
     let template_id = synced_template(db, "repeat").await;
-    let created = created_new(
-        db.store
-            .create_check(new_check(template_id, 42))
-            .await
-            .unwrap(),
-    );
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
+    delivered(db, 42, &[6001, 6002]).await;
     let rows = check_rows(db).await;
     let now = at("2026-11-20T08:01:00Z");
     // Each decision also ends the check and notifies, so a partial write would show.
@@ -1151,12 +1365,7 @@ async fn an_update_repeating_an_event_is_refused_whole(db: &TestDb) {
 
 async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
     let template_id = synced_template(db, "fencing").await;
-    let created = created_new(
-        db.store
-            .create_check(new_check(template_id, 42))
-            .await
-            .unwrap(),
-    );
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
     let due = deadline();
     let claimed = |id| {
         vec![Claimed {
@@ -1406,12 +1615,7 @@ async fn concurrent_claims_are_disjoint(db: &TestDb) {
 
 async fn outbox_claims_leases_and_retries(db: &TestDb) {
     let template_id = synced_template(db, "outbox").await;
-    let created = created_new(
-        db.store
-            .create_check(new_check(template_id, 42))
-            .await
-            .unwrap(),
-    );
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
     let t0 = at("2026-11-20T08:01:00Z");
     let seconds = TimeDelta::seconds;
     for i in 0..3 {
@@ -1584,12 +1788,7 @@ async fn outbox_claims_leases_and_retries(db: &TestDb) {
 
 async fn concurrent_outbox_claims_are_disjoint(db: &TestDb) {
     let template_id = synced_template(db, "outbox-claims").await;
-    let created = created_new(
-        db.store
-            .create_check(new_check(template_id, 42))
-            .await
-            .unwrap(),
-    );
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
     let t0 = at("2026-11-20T08:01:00Z");
     for i in 0..12 {
         db.store
@@ -1620,103 +1819,4 @@ async fn concurrent_outbox_claims_are_disjoint(db: &TestDb) {
     let union: BTreeSet<i64> = a.iter().chain(&b).chain(&rest).copied().collect();
     assert_eq!(union, (1..=12).collect());
     assert_eq!(a.len() + b.len() + rest.len(), 12);
-}
-
-/// The first schema's rows as SQLite stores them: times as RFC 3339 text.
-const FIRST_SCHEMA_ROWS_SQLITE: [&str; 4] = [
-    "INSERT INTO status_check_description (id, name, description, created_at, updated_at) \
-     VALUES (1, 'old', 'Before the upgrade', '2026-11-01T00:00:00.000Z', \
-     '2026-11-01T00:00:00.000Z')",
-    "INSERT INTO status_check_template (id, template_description_id, past_event_dependencies, \
-     future_event_dependencies, version, is_active, poll_until_end, created_at) \
-     VALUES (1, 1, '[]', '[\"CHARGING_STARTED\"]', 1, 1, 0, '2026-11-01T00:00:00.000Z')",
-    "INSERT INTO status_check (id, robot_id, status_check_template_id, phase, subscription_id, \
-     result, step_id, next_step_id, script_version_id, scheduled_id, planned_at, created_at, \
-     updated_at) VALUES \
-     (1, 42, 1, 'FUTURE', 991, 'PENDING', 123, NULL, 789, 456, '2026-11-20T08:00:00.000Z', \
-      '2026-11-20T08:00:05.000Z', '2026-11-20T08:00:05.000Z'), \
-     (2, 43, 1, 'COMPLETED', 992, 'PASS', 123, 10, 789, 456, '2026-11-20T08:00:00.000Z', \
-      '2026-11-20T08:00:05.000Z', '2026-11-20T08:00:05.000Z'), \
-     (3, 44, 1, 'FUTURE', 993, 'PENDING', 123, NULL, 789, 456, '2026-11-20T08:00:00.000Z', \
-      '2026-11-20T08:00:05.000Z', '2026-11-20T08:00:05.000Z')",
-    "INSERT INTO status_check_ext (status_check_id, robot_id, step_id, scheduled_id, \
-     planned_at, anchor_at, past_seconds, future_seconds, next_pass, next_fail, next_unknown, \
-     notification_seq, created_at, updated_at) VALUES \
-     (1, 42, 123, 456, '2026-11-20T08:00:00.000Z', '2026-11-20T08:00:05.250Z', 0, 600, 10, \
-      11, NULL, 0, '2026-11-20T08:00:05.250Z', '2026-11-20T08:00:05.250Z'), \
-     (2, 43, 123, 456, '2026-11-20T08:00:00.000Z', '2026-11-20T08:00:05.250Z', 0, 600, 10, \
-      11, NULL, 0, '2026-11-20T08:00:05.250Z', '2026-11-20T08:00:05.250Z'), \
-     (3, 44, 123, 456, '2026-11-20T08:00:00.000Z', '2026-11-20T08:00:05.250Z', 0, 0, 10, \
-      11, NULL, 0, '2026-11-20T08:00:05.250Z', '2026-11-20T08:00:05.250Z')",
-];
-
-/// The same rows in MySQL's literals.
-const FIRST_SCHEMA_ROWS_MYSQL: [&str; 4] = [
-    "INSERT INTO status_check_description (id, name, description, created_at, updated_at) \
-     VALUES (1, 'old', 'Before the upgrade', '2026-11-01 00:00:00', '2026-11-01 00:00:00')",
-    "INSERT INTO status_check_template (id, template_description_id, past_event_dependencies, \
-     future_event_dependencies, version, is_active, poll_until_end, created_at) \
-     VALUES (1, 1, '[]', '[\"CHARGING_STARTED\"]', 1, 1, 0, '2026-11-01 00:00:00')",
-    "INSERT INTO status_check (id, robot_id, status_check_template_id, phase, subscription_id, \
-     result, step_id, next_step_id, script_version_id, scheduled_id, planned_at, created_at, \
-     updated_at) VALUES \
-     (1, 42, 1, 'FUTURE', 991, 'PENDING', 123, NULL, 789, 456, '2026-11-20 08:00:00', \
-      '2026-11-20 08:00:05', '2026-11-20 08:00:05'), \
-     (2, 43, 1, 'COMPLETED', 992, 'PASS', 123, 10, 789, 456, '2026-11-20 08:00:00', \
-      '2026-11-20 08:00:05', '2026-11-20 08:00:05'), \
-     (3, 44, 1, 'FUTURE', 993, 'PENDING', 123, NULL, 789, 456, '2026-11-20 08:00:00', \
-      '2026-11-20 08:00:05', '2026-11-20 08:00:05')",
-    "INSERT INTO status_check_ext (status_check_id, robot_id, step_id, scheduled_id, \
-     planned_at, anchor_at, past_seconds, future_seconds, next_pass, next_fail, next_unknown, \
-     notification_seq, created_at, updated_at) VALUES \
-     (1, 42, 123, 456, '2026-11-20 08:00:00.000', '2026-11-20 08:00:05.250', 0, 600, 10, \
-      11, NULL, 0, '2026-11-20 08:00:05.250', '2026-11-20 08:00:05.250'), \
-     (2, 43, 123, 456, '2026-11-20 08:00:00.000', '2026-11-20 08:00:05.250', 0, 600, 10, \
-      11, NULL, 0, '2026-11-20 08:00:05.250', '2026-11-20 08:00:05.250'), \
-     (3, 44, 123, 456, '2026-11-20 08:00:00.000', '2026-11-20 08:00:05.250', 0, 0, 10, \
-      11, NULL, 0, '2026-11-20 08:00:05.250', '2026-11-20 08:00:05.250')",
-];
-
-async fn upgrade_from_the_first_schema_backfills_deadlines(db: &TestDb) {
-    db.raw.migrate_to_first_schema().await;
-    let rows = if db.raw.is_mysql() {
-        FIRST_SCHEMA_ROWS_MYSQL
-    } else {
-        FIRST_SCHEMA_ROWS_SQLITE
-    };
-    for sql in rows {
-        db.raw.execute(sql).await;
-    }
-    for check_id in [1, 2, 3] {
-        db.raw
-            .execute_for(
-                "INSERT INTO status_check_poller (status_check_id, since, `until`, lock_id) \
-                 SELECT id, planned_at, planned_at, NULL FROM status_check WHERE id = ?",
-                check_id,
-            )
-            .await;
-    }
-    db.store.migrate().await.unwrap();
-
-    // Open with a future window: anchor + window, exact. Ended, or no future window: none.
-    assert_eq!(db.raw.schedule(1).await, (Some(deadline()), None));
-    assert_eq!(db.raw.schedule(2).await, (None, None));
-    assert_eq!(db.raw.schedule(3).await, (None, None));
-    assert_eq!(
-        db.store
-            .claim_due(deadline(), "after-upgrade", 10)
-            .await
-            .unwrap(),
-        [Claimed {
-            check_id: 1,
-            deadline: deadline()
-        }]
-    );
-    let check = db
-        .store
-        .find_by_subscription(42, 991)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((check.id, check.notification_seq), (1, 0));
 }

@@ -3,7 +3,10 @@
 //! - SQLite: a file in a temporary folder.
 //! - MySQL/MariaDB: a new database `sc_test_<random>` on the server `TEST_MYSQL_URL` names
 //!   (`scripts/test` starts a private MariaDB and sets it), dropped again when the store is
-//!   dropped. Without `TEST_MYSQL_URL` the MySQL tests fail, unless
+//!   dropped. It is production-shaped: created from `tests/fixtures/tinybots-status-check.sql`
+//!   (the live definition, with the other services' tables its foreign keys point at), then
+//!   migrated; tests insert the other services' rows with [`Neighbours`], as those services
+//!   would. Without `TEST_MYSQL_URL` the MySQL tests fail, unless
 //!   `STATUS_CHECK_TESTS_WITHOUT_MYSQL=1` says to skip them.
 
 use std::str::FromStr;
@@ -17,10 +20,11 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use status_check::store::mysql::MysqlStore;
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{
-    CheckKey, Claimed, Created, Decide, DynStore, Fence, NewCheck, OutboxMessage, Render, Store,
-    StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome,
+    Adopted, CheckKey, Claimed, Created, Decide, DynStore, Fence, NewCheck, OutboxMessage, Render,
+    Store, StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome, Usable,
 };
 use status_check_engine::TemplateDefinition;
+use status_check_engine::lifecycle::NextSteps;
 use tempfile::TempDir;
 
 const NO_MYSQL: &str = "TEST_MYSQL_URL is not set. Run scripts/test, which starts a private \
@@ -37,11 +41,17 @@ pub async fn sqlite_store() -> (DynStore, TempDir) {
     )
 }
 
-/// A migrated MySQL store on a fresh database, dropped when the store is. Panics without
-/// `TEST_MYSQL_URL`; check [`mysql_skipped`] first to honour `STATUS_CHECK_TESTS_WITHOUT_MYSQL`.
-pub async fn mysql_store() -> DynStore {
+/// The live definition of the six production tables, with stand-ins for the other services'
+/// tables they point at (a copy of `../shared/tinybots-status-check.sql`).
+pub const PRODUCTION_SCHEMA: &str = include_str!("../fixtures/tinybots-status-check.sql");
+
+/// A migrated, production-shaped MySQL store on a fresh database, dropped when the store is,
+/// and the handle to insert the other services' rows. Panics without `TEST_MYSQL_URL`; check
+/// [`mysql_skipped`] first to honour `STATUS_CHECK_TESTS_WITHOUT_MYSQL`.
+pub async fn mysql_store() -> (DynStore, Neighbours) {
     let url = std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| panic!("{NO_MYSQL}"));
-    mysql_db_at(&url).await.store
+    let db = mysql_db_at(&url).await;
+    (db.store, db.neighbours)
 }
 
 /// Whether MySQL tests are to be skipped: `TEST_MYSQL_URL` unset and
@@ -64,6 +74,8 @@ pub fn mysql_skipped() -> bool {
 pub struct TestDb {
     pub store: DynStore,
     pub raw: Raw,
+    /// Inserts the rows of other services that the production foreign keys need.
+    pub neighbours: Neighbours,
     dir: Option<TempDir>,
 }
 
@@ -92,6 +104,7 @@ pub async fn sqlite_db_unmigrated() -> TestDb {
     TestDb {
         store: Arc::new(store),
         raw: Raw::Sqlite(raw),
+        neighbours: Neighbours(None),
         dir: Some(dir),
     }
 }
@@ -105,8 +118,8 @@ pub async fn mysql_db() -> Option<TestDb> {
     Some(mysql_db_at(&url).await)
 }
 
-/// A fresh MySQL database without any table (for upgrade tests); `None` when MySQL tests are
-/// skipped.
+/// A fresh MySQL database without any table (a database of its own); `None` when MySQL
+/// tests are skipped.
 pub async fn mysql_db_unmigrated() -> Option<TestDb> {
     if mysql_skipped() {
         return None;
@@ -115,9 +128,32 @@ pub async fn mysql_db_unmigrated() -> Option<TestDb> {
     Some(mysql_db_unmigrated_at(&url).await)
 }
 
+/// A fresh MySQL database created from [`PRODUCTION_SCHEMA`], not migrated: production as
+/// this service finds it; `None` when MySQL tests are skipped.
+pub async fn mysql_db_production_unmigrated() -> Option<TestDb> {
+    if mysql_skipped() {
+        return None;
+    }
+    let url = std::env::var("TEST_MYSQL_URL").unwrap();
+    Some(mysql_production_at(&url).await)
+}
+
 async fn mysql_db_at(url: &str) -> TestDb {
-    let db = mysql_db_unmigrated_at(url).await;
+    let db = mysql_production_at(url).await;
     db.store.migrate().await.expect("MySQL migrates");
+    db
+}
+
+async fn mysql_production_at(url: &str) -> TestDb {
+    let mut db = mysql_db_unmigrated_at(url).await;
+    let Raw::Mysql(pool) = &db.raw else {
+        unreachable!("a MySQL test database")
+    };
+    sqlx::raw_sql(AssertSqlSafe(PRODUCTION_SCHEMA))
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("the production schema file does not load: {e}"));
+    db.neighbours = Neighbours(Some(pool.clone()));
     db
 }
 
@@ -154,6 +190,7 @@ async fn mysql_db_unmigrated_at(url: &str) -> TestDb {
             _guard: guard,
         }),
         raw: Raw::Mysql(raw),
+        neighbours: Neighbours(None),
         dir: None,
     }
 }
@@ -221,13 +258,27 @@ impl Store for DroppingStore {
     async fn sync_template(
         &self,
         definition: &TemplateDefinition,
+        usable: Usable<'_>,
         now: DateTime<Utc>,
     ) -> Result<Synced, StoreError> {
-        self.inner.sync_template(definition, now).await
+        self.inner.sync_template(definition, usable, now).await
     }
 
-    async fn active_template(&self, name: &str) -> Result<Option<StoredTemplate>, StoreError> {
-        self.inner.active_template(name).await
+    async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
+        self.inner.template_versions(name).await
+    }
+
+    async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
+        self.inner.unadopted_checks(after, limit).await
+    }
+
+    async fn adopt_check(
+        &self,
+        id: i64,
+        next_steps: NextSteps,
+        now: DateTime<Utc>,
+    ) -> Result<Adopted, StoreError> {
+        self.inner.adopt_check(id, next_steps, now).await
     }
 
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
@@ -329,10 +380,6 @@ pub struct OutboxRow {
 }
 
 impl Raw {
-    pub fn is_mysql(&self) -> bool {
-        matches!(self, Raw::Mysql(_))
-    }
-
     /// Runs a statement with one integer parameter (an id).
     pub async fn execute_for(&self, sql: &'static str, id: i64) {
         match self {
@@ -409,27 +456,43 @@ impl Raw {
         }
     }
 
-    /// Applies only the first migration (the schema before the scheduler and the outbox), as
-    /// `store.migrate()` would have recorded it.
-    pub async fn migrate_to_first_schema(&self) {
-        use sqlx::SqlSafeStr;
-        use sqlx::migrate::{Migration, MigrationType, Migrator};
-        let sql = match self {
-            Raw::Sqlite(_) => include_str!("../../migrations/sqlite/0001_init.sql"),
-            Raw::Mysql(_) => include_str!("../../migrations/mysql/0001_init.sql"),
-        };
-        let migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            "init".into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )]);
+    /// Runs a statement with text parameters.
+    pub async fn execute_text(&self, sql: &'static str, values: &[&str]) {
         match self {
-            Raw::Sqlite(pool) => migrator.run(pool).await,
-            Raw::Mysql(pool) => migrator.run(pool).await,
+            Raw::Sqlite(pool) => {
+                let mut query = sqlx::query(sql);
+                for value in values {
+                    query = query.bind(*value);
+                }
+                query.execute(pool).await.map(drop)
+            }
+            Raw::Mysql(pool) => {
+                let mut query = sqlx::query(sql);
+                for value in values {
+                    query = query.bind(*value);
+                }
+                query.execute(pool).await.map(drop)
+            }
         }
-        .expect("the first migration applies");
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// `SHOW CREATE TABLE` of each table (MySQL), without the `AUTO_INCREMENT=` counter.
+    pub async fn show_create(&self, tables: &[&str]) -> Vec<String> {
+        let Raw::Mysql(pool) = self else {
+            panic!("SHOW CREATE TABLE is MySQL's")
+        };
+        let mut shown = Vec::new();
+        for table in tables {
+            let row = sqlx::raw_sql(AssertSqlSafe(format!("SHOW CREATE TABLE `{table}`")))
+                .fetch_one(pool)
+                .await
+                .unwrap_or_else(|e| panic!("SHOW CREATE TABLE {table}: {e}"));
+            let text: String = row.get(1);
+            let counter = without_auto_increment(&text);
+            shown.push(counter);
+        }
+        shown
     }
 
     /// Runs a statement without parameters.
@@ -491,5 +554,160 @@ impl Raw {
             Raw::Mysql(pool) => sqlx::query_scalar(SQL).bind(check_id).fetch_one(pool).await,
         }
         .unwrap()
+    }
+}
+
+/// The rows other services own that the production tables' foreign keys point at (robot
+/// accounts, script versions and steps, Megazord's subscriptions and events), inserted the
+/// way those services would before this service refers to them. A no-op on databases without
+/// those tables (SQLite, and MySQL databases of this service's own).
+#[derive(Clone)]
+pub struct Neighbours(Option<MySqlPool>);
+
+impl Neighbours {
+    /// For a database without the other services' tables.
+    pub fn none() -> Neighbours {
+        Neighbours(None)
+    }
+
+    async fn insert(&self, sql: &'static str, values: &[i64]) {
+        let Some(pool) = &self.0 else { return };
+        let mut query = sqlx::query(sql);
+        for value in values {
+            query = query.bind(*value);
+        }
+        query
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql} {values:?}: {e}"));
+    }
+
+    /// A robot account, as the robot-account service creates it.
+    pub async fn robot(&self, robot_id: i64) {
+        self.insert(
+            "INSERT IGNORE INTO robot_account (id, username) VALUES (?, CONCAT('robot-', ?))",
+            &[robot_id, robot_id],
+        )
+        .await;
+    }
+
+    /// A script version and its steps, as Micro-Managers stores them.
+    pub async fn script_steps(&self, script_version_id: i64, steps: &[i64]) {
+        self.insert(
+            "INSERT IGNORE INTO script_version (id) VALUES (?)",
+            &[script_version_id],
+        )
+        .await;
+        for &step in steps {
+            self.insert(
+                "INSERT IGNORE INTO script_step (id, script_version_id) VALUES (?, ?)",
+                &[step, script_version_id],
+            )
+            .await;
+        }
+    }
+
+    /// A subscription of a robot, as Megazord creates it.
+    pub async fn subscription(&self, subscription_id: i64, robot_id: i64) {
+        self.robot(robot_id).await;
+        self.insert(
+            "INSERT IGNORE INTO event_subscription (id, robot_id) VALUES (?, ?)",
+            &[subscription_id, robot_id],
+        )
+        .await;
+    }
+
+    /// An incoming event of a robot, as Megazord stores it.
+    pub async fn incoming_event(&self, event_id: i64, robot_id: i64) {
+        self.robot(robot_id).await;
+        self.insert(
+            "INSERT IGNORE INTO incoming_event (id, robot_id) VALUES (?, ?)",
+            &[event_id, robot_id],
+        )
+        .await;
+    }
+
+    /// The outgoing event Megazord fans an incoming event out as, for a subscription.
+    pub async fn outgoing_event(
+        &self,
+        outgoing_id: i64,
+        source_event_id: i64,
+        subscription_id: i64,
+        robot_id: i64,
+    ) {
+        self.incoming_event(source_event_id, robot_id).await;
+        self.subscription(subscription_id, robot_id).await;
+        self.insert(
+            "INSERT IGNORE INTO outgoing_event (id, source_event_id, subscription_id) \
+             VALUES (?, ?, ?)",
+            &[outgoing_id, source_event_id, subscription_id],
+        )
+        .await;
+    }
+
+    /// Everything a new check refers to: robot, script version, step and next steps,
+    /// subscription, and the events of its records.
+    pub async fn for_check(&self, check: &NewCheck) {
+        let robot = check.key.robot_id;
+        self.robot(robot).await;
+        let mut steps = vec![
+            check.key.step_id,
+            check.next_steps.pass,
+            check.next_steps.fail,
+        ];
+        steps.extend(check.next_steps.unknown);
+        steps.extend(check.next_step_id);
+        self.script_steps(check.script_version_id, &steps).await;
+        if let Some(subscription) = check.subscription_id {
+            self.subscription(subscription, robot).await;
+        }
+        self.for_records(&check.records, robot, check.subscription_id)
+            .await;
+    }
+
+    /// The incoming (and outgoing) events of records.
+    pub async fn for_records(
+        &self,
+        records: &[status_check_engine::Record],
+        robot_id: i64,
+        subscription_id: Option<i64>,
+    ) {
+        for record in records {
+            self.incoming_event(record.event.id, robot_id).await;
+            if let Some(outgoing) = record.outgoing_event_id {
+                let subscription = subscription_id.expect("an outgoing event has a subscription");
+                self.outgoing_event(outgoing, record.event.id, subscription, robot_id)
+                    .await;
+            }
+        }
+    }
+}
+
+/// `text` without its ` AUTO_INCREMENT=<n>` table option (a counter, not a definition).
+fn without_auto_increment(text: &str) -> String {
+    let Some(start) = text.find(" AUTO_INCREMENT=") else {
+        return text.to_owned();
+    };
+    let rest = &text[start + " AUTO_INCREMENT=".len()..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    format!("{}{}", &text[..start], &rest[end..])
+}
+
+/// The Megazord simulator writes its rows here, as the real one does in the shared schema.
+#[async_trait]
+impl status_check_sim::megazord::MegazordRows for Neighbours {
+    async fn subscription(&self, id: i64, robot_id: i64) {
+        Neighbours::subscription(self, id, robot_id).await;
+    }
+
+    async fn incoming(&self, id: i64, robot_id: i64) {
+        self.incoming_event(id, robot_id).await;
+    }
+
+    async fn outgoing(&self, id: i64, source_event_id: i64, subscription_id: i64, robot_id: i64) {
+        self.outgoing_event(id, source_event_id, subscription_id, robot_id)
+            .await;
     }
 }

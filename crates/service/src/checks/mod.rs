@@ -2,6 +2,8 @@
 //! store (one transaction per state change) and the upstreams; side effects outside the
 //! database never happen inside a transaction.
 
+pub mod adoption;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -288,7 +290,8 @@ fn status_check_name(step: &ScriptStep) -> Result<String, CheckError> {
         })
 }
 
-fn next_steps(step: &ScriptStep) -> Result<NextSteps, CheckError> {
+/// The `pass`, `fail` (and `unknown`) next steps of a step's commands.
+pub(crate) fn next_steps(step: &ScriptStep) -> Result<NextSteps, CheckError> {
     let commands = step.next.iter().flat_map(|next| {
         std::iter::once(next.command.as_str())
             .chain(next.commands.iter().map(String::as_str))

@@ -1,23 +1,23 @@
--- status-check schema, SQLite (docs/storage.md).
+-- status-check, SQLite: the six production tables (docs/storage.md "Migrations").
 --
--- The same tables and columns as the MySQL schema, in SQLite types. Times are TEXT in RFC 3339
--- UTC with exactly three fractional digits ('2026-11-20T08:00:00.000Z'), so they sort and
--- compare as text; columns that are whole seconds on MySQL hold '.000' here.
+-- The same tables and columns as the production MySQL definition, in SQLite types. Times are
+-- TEXT in RFC 3339 UTC with exactly three fractional digits ('2026-11-20T08:00:00.000Z'), so
+-- they sort and compare as text; columns that are whole seconds on MySQL hold '.000' here.
 -- status_check_record's MySQL primary key (id, phase) becomes an INTEGER PRIMARY KEY id plus
 -- UNIQUE (id, phase), which status_check_record_event references.
 
 CREATE TABLE IF NOT EXISTS status_check_description (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     name        TEXT NOT NULL,
-    description TEXT,
+    description TEXT NOT NULL,
     created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    updated_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    CONSTRAINT uk_status_check_description_name UNIQUE (name)
+    CONSTRAINT status_check_description_name UNIQUE (name)
 );
 
 CREATE TABLE IF NOT EXISTS status_check_template (
     id                        INTEGER PRIMARY KEY AUTOINCREMENT,
-    template_description_id   INTEGER NOT NULL REFERENCES status_check_description (id),
+    template_description_id   INTEGER NOT NULL
+        REFERENCES status_check_description (id) ON DELETE CASCADE,
     past_event_dependencies   TEXT    NOT NULL,
     future_event_dependencies TEXT    NOT NULL,
     version                   INTEGER NOT NULL DEFAULT 1,
@@ -28,15 +28,12 @@ CREATE TABLE IF NOT EXISTS status_check_template (
 );
 
 CREATE TABLE IF NOT EXISTS status_check_template_detail (
-    id                       INTEGER PRIMARY KEY AUTOINCREMENT,
-    status_check_template_id INTEGER NOT NULL REFERENCES status_check_template (id),
-    phase                    TEXT    NOT NULL,
-    output                   TEXT    NOT NULL,
-    expression               TEXT    NOT NULL,
-    created_at               TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    template_id    INTEGER NOT NULL REFERENCES status_check_template (id) ON DELETE CASCADE,
+    phase          TEXT    NOT NULL,
+    raw_expression TEXT    NOT NULL,
+    output         TEXT    NOT NULL,
+    CONSTRAINT status_check_template_unique_phase_output UNIQUE (template_id, phase, output)
 );
-CREATE INDEX IF NOT EXISTS idx_status_check_template_detail_template
-    ON status_check_template_detail (status_check_template_id);
 
 CREATE TABLE IF NOT EXISTS status_check (
     id                       INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -55,11 +52,13 @@ CREATE TABLE IF NOT EXISTS status_check (
 );
 CREATE INDEX IF NOT EXISTS idx_status_check_result_template_robot_id
     ON status_check (robot_id, status_check_template_id, result);
+CREATE INDEX IF NOT EXISTS fk_status_check_template_id
+    ON status_check (status_check_template_id);
 
 CREATE TABLE IF NOT EXISTS status_check_poller (
     status_check_id INTEGER PRIMARY KEY REFERENCES status_check (id) ON DELETE CASCADE,
-    since           TEXT NOT NULL,
-    `until`         TEXT NOT NULL,
+    since           TEXT,
+    `until`         TEXT,
     lock_id         TEXT,
     created_at      TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     updated_at      TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
@@ -79,46 +78,5 @@ CREATE TABLE IF NOT EXISTS status_check_record (
     created_at        TEXT    DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     UNIQUE (id, phase)
 );
-CREATE INDEX IF NOT EXISTS idx_status_check_record_status_check
+CREATE INDEX IF NOT EXISTS fk_status_check_record_check_id
     ON status_check_record (status_check_id);
-
--- ---- This service's own objects ----
-
-CREATE TABLE IF NOT EXISTS status_check_ext (
-    status_check_id  INTEGER PRIMARY KEY REFERENCES status_check (id) ON DELETE CASCADE,
-    robot_id         INTEGER NOT NULL,
-    step_id          INTEGER NOT NULL,
-    scheduled_id     INTEGER NOT NULL,
-    planned_at       TEXT    NOT NULL,
-    anchor_at        TEXT    NOT NULL,
-    past_seconds     INTEGER NOT NULL,
-    future_seconds   INTEGER NOT NULL,
-    next_pass        INTEGER NOT NULL,
-    next_fail        INTEGER NOT NULL,
-    next_unknown     INTEGER,
-    notification_seq INTEGER NOT NULL DEFAULT 0,
-    created_at       TEXT    NOT NULL,
-    updated_at       TEXT    NOT NULL,
-    CONSTRAINT uk_status_check_ext_request UNIQUE (robot_id, step_id, scheduled_id, planned_at)
-);
-
-CREATE TABLE IF NOT EXISTS status_check_record_event (
-    record_id         INTEGER NOT NULL,
-    record_phase      TEXT    NOT NULL,
-    status_check_id   INTEGER NOT NULL REFERENCES status_check (id) ON DELETE CASCADE,
-    incoming_event_id INTEGER NOT NULL,
-    event_created_at  TEXT    NOT NULL,
-    `level`           INTEGER,
-    reference_id      TEXT,
-    PRIMARY KEY (record_id, record_phase),
-    CONSTRAINT uk_status_check_record_event_incoming UNIQUE (status_check_id, incoming_event_id),
-    FOREIGN KEY (record_id, record_phase) REFERENCES status_check_record (id, phase)
-        ON DELETE CASCADE
-);
-
-CREATE TABLE IF NOT EXISTS status_check_template_ext (
-    status_check_template_id INTEGER PRIMARY KEY
-        REFERENCES status_check_template (id) ON DELETE CASCADE,
-    past_interval            INTEGER NOT NULL,
-    future_interval          INTEGER NOT NULL
-);

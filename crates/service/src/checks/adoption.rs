@@ -1,0 +1,233 @@
+//! Adopting the checks the Node service left open (SPEC §6.1): what this service needs and
+//! the production rows lack — the next steps of each outcome — is read once from
+//! Micro-Managers and stored, with the window from the poller row, in this service's own
+//! `status_check_ext` row. From then on the check is finalised at its poller's `until` and
+//! takes deliveries like any other.
+//!
+//! Adoption runs as a pass over the open checks without such a row, in id order and in
+//! batches (driven by the scheduler role), and on demand when a delivery arrives for one.
+//! Micro-Managers unreachable defers it: the check waits, it is never failed early.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::next_steps;
+use crate::clock::Clock;
+use crate::store::{Adopted, DynStore, Provenance, StoreError, StoredCheck};
+use crate::upstream::{MicroManagers, UpstreamError};
+
+/// How the adoption pass behaves.
+#[derive(Debug, Clone)]
+pub struct AdoptionConfig {
+    /// Checks adopted per step of the pass.
+    pub batch: usize,
+    /// How long after a finished pass the next one starts (a Node replica may still be
+    /// writing checks while both run).
+    pub interval: Duration,
+    /// How long after Micro-Managers failed the pass is tried again.
+    pub retry_after: Duration,
+}
+
+impl Default for AdoptionConfig {
+    fn default() -> Self {
+        AdoptionConfig {
+            batch: 100,
+            interval: Duration::from_secs(60),
+            retry_after: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What adopting one check came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdoptOutcome {
+    /// Its row is written (by this call, or it was there already).
+    Adopted,
+    /// It had ended meanwhile: nothing to adopt.
+    Ended,
+    /// Micro-Managers could not be asked now: try again later.
+    Deferred(String),
+    /// Micro-Managers says the step does not exist or has no `pass`/`fail` next step: this
+    /// service cannot decide the check. Reported, left to the Node service's rows.
+    Unadoptable(String),
+}
+
+/// What one step of the pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AdoptionTick {
+    /// Whether a step ran at all (the pass is not waiting for its next start).
+    pub ran: bool,
+    pub adopted: usize,
+    pub deferred: usize,
+    pub unadoptable: usize,
+}
+
+struct Pass {
+    /// The pass continues after this check id.
+    after: i64,
+    /// When the next step may run.
+    next_at: DateTime<Utc>,
+}
+
+pub struct Adoption {
+    store: DynStore,
+    micro_managers: Arc<dyn MicroManagers>,
+    clock: Arc<dyn Clock>,
+    config: AdoptionConfig,
+    pass: Mutex<Pass>,
+    /// Checks already reported as unadoptable by this process.
+    reported: Mutex<HashSet<i64>>,
+}
+
+impl Adoption {
+    pub fn new(
+        store: DynStore,
+        micro_managers: Arc<dyn MicroManagers>,
+        clock: Arc<dyn Clock>,
+        config: AdoptionConfig,
+    ) -> Self {
+        Adoption {
+            store,
+            micro_managers,
+            clock,
+            config,
+            pass: Mutex::new(Pass {
+                after: 0,
+                next_at: DateTime::UNIX_EPOCH,
+            }),
+            reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// One step of the pass: up to `batch` open checks of the Node service adopted, in id
+    /// order. A batch that was not full ends the pass; the next starts after `interval`.
+    /// Micro-Managers failing stops the pass where it is, to go on after `retry_after`.
+    pub async fn tick_once(&self) -> Result<AdoptionTick, StoreError> {
+        let now = self.clock.now();
+        let after = {
+            let pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
+            if now < pass.next_at {
+                return Ok(AdoptionTick::default());
+            }
+            pass.after
+        };
+        let mut tick = AdoptionTick {
+            ran: true,
+            ..AdoptionTick::default()
+        };
+        let ids = self
+            .store
+            .unadopted_checks(after, self.config.batch)
+            .await?;
+        let mut reached = after;
+        let mut next_at = None;
+        for &id in &ids {
+            let Some(check) = self.store.get_check(id).await? else {
+                reached = id;
+                continue;
+            };
+            match self.adopt(&check).await? {
+                AdoptOutcome::Adopted => tick.adopted += 1,
+                AdoptOutcome::Ended => {}
+                AdoptOutcome::Unadoptable(_) => tick.unadoptable += 1,
+                AdoptOutcome::Deferred(_) => {
+                    tick.deferred += 1;
+                    next_at = Some(now + delta(self.config.retry_after));
+                    break;
+                }
+            }
+            reached = id;
+        }
+        let mut pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
+        match next_at {
+            Some(next_at) => {
+                pass.after = reached;
+                pass.next_at = next_at;
+            }
+            None if ids.len() < self.config.batch => {
+                // The pass is done; the next one starts from the first id again.
+                pass.after = 0;
+                pass.next_at = now + delta(self.config.interval);
+            }
+            None => pass.after = reached,
+        }
+        Ok(tick)
+    }
+
+    /// Adopts one check of the Node service: its next steps from Micro-Managers, then its
+    /// own row. A check that has its row already is left alone.
+    pub async fn adopt(&self, check: &StoredCheck) -> Result<AdoptOutcome, StoreError> {
+        if check.provenance != Provenance::NodeOnly {
+            return Ok(AdoptOutcome::Adopted);
+        }
+        if check.phase.is_final() {
+            return Ok(AdoptOutcome::Ended);
+        }
+        let call_ref = uuid::Uuid::new_v4().to_string();
+        let step = match self
+            .micro_managers
+            .script_step(check.key.robot_id, check.key.step_id, &call_ref)
+            .await
+        {
+            Ok(step) => step,
+            Err(UpstreamError::NotFound { .. }) => {
+                let reason = format!("step {} does not exist", check.key.step_id);
+                return Ok(self.unadoptable(check, reason));
+            }
+            Err(e) => {
+                tracing::warn!(check_id = check.id, error = %e, "adoption deferred: Micro-Managers unavailable");
+                metrics::counter!("checks_adoption_deferred_total").increment(1);
+                return Ok(AdoptOutcome::Deferred(e.to_string()));
+            }
+        };
+        let next_steps = match next_steps(&step) {
+            Ok(next_steps) => next_steps,
+            Err(e) => return Ok(self.unadoptable(check, e.to_string())),
+        };
+        match self
+            .store
+            .adopt_check(check.id, next_steps, self.clock.now())
+            .await?
+        {
+            Adopted::Now { deadline } => {
+                tracing::info!(
+                    check_id = check.id,
+                    robot_id = check.key.robot_id,
+                    phase = %check.phase,
+                    %deadline,
+                    "adopted a check of the Node service"
+                );
+                metrics::counter!("checks_adopted_total").increment(1);
+                Ok(AdoptOutcome::Adopted)
+            }
+            Adopted::NotNeeded => Ok(AdoptOutcome::Adopted),
+            Adopted::NotFound => Ok(AdoptOutcome::Ended),
+        }
+    }
+
+    fn unadoptable(&self, check: &StoredCheck, reason: String) -> AdoptOutcome {
+        let first = self
+            .reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(check.id);
+        if first {
+            tracing::error!(
+                check_id = check.id,
+                robot_id = check.key.robot_id,
+                step_id = check.key.step_id,
+                reason = %reason,
+                "cannot adopt a check of the Node service: its next steps are unknown; it stays open"
+            );
+            metrics::counter!("checks_adoption_failed_total").increment(1);
+        }
+        AdoptOutcome::Unadoptable(reason)
+    }
+}
+
+fn delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}

@@ -1,0 +1,709 @@
+//! Checks in the production tables and this service's `status_check_ext`: create, read,
+//! adopt the Node service's (SPEC §6.1), and the mapping between rows and the engine's types.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use status_check_engine::lifecycle::{NextSteps, Windows};
+use status_check_engine::template::PollerDefaults;
+use status_check_engine::{CheckPhase, CheckResult, Event, Record};
+
+use super::db::{
+    ATTEMPTS, Db, Failure, Mode, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
+    clamp_timestamp, millis, retrying, seconds_ceil, seconds_floor,
+};
+use super::{
+    Adopted, CheckKey, Created, NewCheck, Provenance, StoreError, StoredCheck, StoredWindows,
+};
+
+// ---- SQL ----
+
+/// A check with its template's name and version, its poller's window and — when this service
+/// created or adopted it — its extension row. A check the Node service wrote has none: it is
+/// read from the production rows alone.
+macro_rules! select_check {
+    () => {
+        "SELECT sc.id AS id, sc.robot_id AS robot_id, sc.step_id AS step_id, \
+         sc.scheduled_id AS scheduled_id, sc.planned_at AS planned_at, \
+         e.planned_at AS exact_planned_at, \
+         sc.script_version_id AS script_version_id, sc.status_check_template_id AS template_id, \
+         d.name AS template_name, t.version AS template_version, sc.phase AS phase, \
+         sc.result AS result, sc.next_step_id AS next_step_id, \
+         sc.subscription_id AS subscription_id, sc.created_at AS created_at, \
+         sc.updated_at AS updated_at, p.since AS poller_since, p.`until` AS poller_until, \
+         e.status_check_id AS ext_id, e.anchor_at AS anchor_at, \
+         e.past_seconds AS past_seconds, e.future_seconds AS future_seconds, \
+         e.next_pass AS next_pass, e.next_fail AS next_fail, e.next_unknown AS next_unknown, \
+         e.notification_seq AS notification_seq, e.adopted_at AS adopted_at, \
+         e.created_at AS ext_created_at, e.updated_at AS ext_updated_at \
+         FROM status_check sc \
+         JOIN status_check_template t ON t.id = sc.status_check_template_id \
+         JOIN status_check_description d ON d.id = t.template_description_id \
+         LEFT JOIN status_check_poller p ON p.status_check_id = sc.id \
+         LEFT JOIN status_check_ext e ON e.status_check_id = sc.id "
+    };
+}
+
+const SELECT_CHECK_BY_ID: &str = concat!(select_check!(), "WHERE sc.id = ?");
+
+const SELECT_CHECK_BY_KEY: &str = concat!(
+    select_check!(),
+    "WHERE e.robot_id = ? AND e.step_id = ? AND e.scheduled_id = ? AND e.planned_at = ?"
+);
+
+/// A check the Node service wrote for the same request: its `planned_at` is whole seconds.
+const SELECT_NODE_CHECK_BY_KEY: &str = concat!(
+    select_check!(),
+    "WHERE sc.robot_id = ? AND sc.step_id = ? AND sc.scheduled_id = ? AND sc.planned_at = ? \
+     AND e.planned_at IS NULL ORDER BY sc.id LIMIT 1"
+);
+
+const SELECT_CHECK_ID_BY_KEY: &str = "SELECT status_check_id AS id FROM status_check_ext \
+     WHERE robot_id = ? AND step_id = ? AND scheduled_id = ? AND planned_at = ?";
+
+const SELECT_RECORDS: &str = "SELECT r.id AS id, r.`order` AS record_order, r.phase AS phase, \
+     r.event_name AS event_name, r.incoming_event_id AS incoming_event_id, \
+     r.outgoing_event_id AS outgoing_event_id, r.result AS result, r.created_at AS created_at, \
+     ev.event_created_at AS event_created_at, ev.`level` AS event_level, \
+     ev.reference_id AS reference_id \
+     FROM status_check_record r \
+     LEFT JOIN status_check_record_event ev \
+       ON ev.record_id = r.id AND ev.record_phase = r.phase \
+     WHERE r.status_check_id = ? \
+     ORDER BY r.`order`, r.id";
+
+pub const INSERT_CHECK: &str = "INSERT INTO status_check (robot_id, status_check_template_id, \
+     phase, subscription_id, result, step_id, next_step_id, script_version_id, scheduled_id, \
+     planned_at, created_at, updated_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+pub const INSERT_CHECK_EXT: &str = "INSERT INTO status_check_ext (status_check_id, robot_id, \
+     step_id, scheduled_id, planned_at, anchor_at, past_seconds, future_seconds, next_pass, \
+     next_fail, next_unknown, notification_seq, created_at, updated_at, deadline_at, \
+     lease_taken_at, adopted_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)";
+
+pub const INSERT_POLLER: &str = "INSERT INTO status_check_poller (status_check_id, since, `until`, \
+     lock_id, created_at, updated_at) VALUES (?, ?, ?, NULL, ?, ?)";
+
+pub const INSERT_RECORD: &str = "INSERT INTO status_check_record (status_check_id, \
+     incoming_event_id, outgoing_event_id, event_name, `order`, phase, result, created_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+pub const INSERT_RECORD_EVENT: &str = "INSERT INTO status_check_record_event (record_id, \
+     record_phase, status_check_id, incoming_event_id, event_created_at, `level`, reference_id) \
+     VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+// ---- Checks ----
+
+pub(crate) async fn create_check<D: Db>(db: &D, check: NewCheck) -> Result<Created, StoreError> {
+    check_insertable(&check)?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let error = match try_create_check(db, &check).await {
+            Ok(created) => return Ok(created),
+            Err(error) => error,
+        };
+        match db.classify(&error) {
+            // Lost the race against an identical create: return the winner's check. If the
+            // winner rolled back instead, try again.
+            Failure::Duplicate { request_key: true } => {
+                if let Some(existing) = find_check(db, &check.key).await? {
+                    return Ok(Created::Existing(existing));
+                }
+            }
+            Failure::Duplicate { request_key: false } => {
+                return Err(StoreError::Conflict(
+                    "an incoming event would be recorded twice for one check".to_owned(),
+                ));
+            }
+            Failure::Transient => {}
+            Failure::Other => return Err(error),
+        }
+        if attempt >= ATTEMPTS {
+            return Err(error);
+        }
+    }
+}
+
+async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, StoreError> {
+    let mut tx = db.begin(Mode::Write).await?;
+    let key = &check.key;
+    let existing = tx
+        .fetch_optional(
+            SELECT_CHECK_ID_BY_KEY,
+            args![
+                key.robot_id,
+                key.step_id,
+                key.scheduled_id,
+                millis(key.planned_at)
+            ],
+        )
+        .await?;
+    if let Some(row) = existing {
+        let id = row.int("id")?;
+        let existing = load_check(&mut tx, id)
+            .await?
+            .ok_or_else(|| corrupt(format!("status_check {id} has no readable row")))?;
+        tx.commit().await?;
+        return Ok(Created::Existing(existing));
+    }
+
+    let now = millis(check.now);
+    let now_seconds = seconds_floor(check.now);
+    let id = tx
+        .execute(
+            INSERT_CHECK,
+            args![
+                key.robot_id,
+                check.template_id,
+                check.phase.as_str(),
+                check.subscription_id,
+                Some(check.result.as_str().to_owned()),
+                key.step_id,
+                check.next_step_id,
+                check.script_version_id,
+                key.scheduled_id,
+                seconds_floor(key.planned_at),
+                now_seconds,
+                now_seconds,
+            ],
+        )
+        .await?
+        .last_insert_id;
+    let windows = &check.windows;
+    tx.execute(
+        INSERT_CHECK_EXT,
+        args![
+            id,
+            key.robot_id,
+            key.step_id,
+            key.scheduled_id,
+            millis(key.planned_at),
+            millis(windows.anchor),
+            windows.past_seconds,
+            windows.future_seconds,
+            check.next_steps.pass,
+            check.next_steps.fail,
+            check.next_steps.unknown,
+            now,
+            now,
+            pending_deadline(check.phase, windows),
+            None::<DateTime<Utc>>,
+            None::<DateTime<Utc>>,
+        ],
+    )
+    .await?;
+    let (since, until) = poller_bounds(windows);
+    tx.execute(
+        INSERT_POLLER,
+        args![id, since, until, now_seconds, now_seconds],
+    )
+    .await?;
+    for record in &check.records {
+        insert_record(&mut tx, id, record).await?;
+    }
+    let stored = load_check(&mut tx, id)
+        .await?
+        .ok_or_else(|| corrupt(format!("the new status_check {id} cannot be read back")))?;
+    tx.commit().await?;
+    Ok(Created::New(stored))
+}
+
+/// The poller's `since`/`until`, whole seconds in the `TIMESTAMP` range, wide enough to hold
+/// the exact window (`since` rounded down, `until` up): a scheduler claiming `until <= now`
+/// never fires before the exact deadline kept in `status_check_ext`.
+fn poller_bounds(windows: &super::StoredWindows) -> (DateTime<Utc>, DateTime<Utc>) {
+    let anchor = millis(windows.anchor);
+    let since = match windows.past_seconds {
+        -1 => TIMESTAMP_MIN,
+        seconds => seconds_floor(anchor - TimeDelta::seconds(seconds.max(0))),
+    };
+    let until = seconds_ceil(anchor + TimeDelta::seconds(windows.future_seconds.max(0)));
+    (clamp_timestamp(since), clamp_timestamp(until))
+}
+
+/// The deadline the scheduler waits for (`status_check_ext.deadline_at`): the end of the
+/// future window, exact to the millisecond, while the check is in `FUTURE`; none without a
+/// future window or once the check has left `FUTURE` — so the claim's index range holds the
+/// open checks only, not every check that ever ended.
+pub(super) fn pending_deadline(
+    phase: CheckPhase,
+    windows: &super::StoredWindows,
+) -> Option<DateTime<Utc>> {
+    if phase != CheckPhase::Future || windows.future_seconds <= 0 {
+        return None;
+    }
+    let deadline = TimeDelta::try_seconds(windows.future_seconds)
+        .and_then(|window| millis(windows.anchor).checked_add_signed(window))
+        .unwrap_or(DATETIME_MAX);
+    Some(deadline.min(DATETIME_MAX))
+}
+
+/// The largest value a MySQL `DATETIME(3)` holds.
+const DATETIME_MAX: DateTime<Utc> = match DateTime::from_timestamp(253_402_300_799, 999_000_000) {
+    Some(t) => t,
+    None => DateTime::UNIX_EPOCH,
+};
+
+/// Refuses what the tables cannot hold as given: `planned_at` outside a `TIMESTAMP`, or one
+/// incoming event twice among the records (the database refuses that too).
+fn check_insertable(check: &NewCheck) -> Result<(), StoreError> {
+    let mut event_ids: Vec<i64> = check.records.iter().map(|r| r.event.id).collect();
+    event_ids.sort_unstable();
+    if let Some(pair) = event_ids.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(StoreError::Conflict(format!(
+            "incoming event {} appears twice among the records of one check",
+            pair[0]
+        )));
+    }
+    let planned_at = seconds_floor(check.key.planned_at);
+    if planned_at < TIMESTAMP_MIN || planned_at > TIMESTAMP_MAX {
+        return Err(StoreError::Conflict(format!(
+            "plannedAt {} is outside the range the database holds ({} to {})",
+            check.key.planned_at.to_rfc3339(),
+            TIMESTAMP_MIN.to_rfc3339(),
+            TIMESTAMP_MAX.to_rfc3339()
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_record<T: Tx>(
+    tx: &mut T,
+    check_id: i64,
+    record: &Record,
+) -> Result<(), StoreError> {
+    let phase = record.phase.as_str();
+    let record_id = tx
+        .execute(
+            INSERT_RECORD,
+            args![
+                check_id,
+                Some(record.event.id),
+                record.outgoing_event_id,
+                record.event.name.as_str(),
+                record.order,
+                phase,
+                record.result.as_str(),
+                seconds_floor(record.created_at),
+            ],
+        )
+        .await?
+        .last_insert_id;
+    tx.execute(
+        INSERT_RECORD_EVENT,
+        args![
+            record_id,
+            phase,
+            check_id,
+            record.event.id,
+            millis(record.event.created_at),
+            record.event.level,
+            record.event.reference_id.clone(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn get_check<D: Db>(db: &D, id: i64) -> Result<Option<StoredCheck>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let check = load_check(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(check)
+}
+
+pub(crate) async fn find_check<D: Db>(
+    db: &D,
+    key: &CheckKey,
+) -> Result<Option<StoredCheck>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx
+        .fetch_optional(
+            SELECT_CHECK_BY_KEY,
+            args![
+                key.robot_id,
+                key.step_id,
+                key.scheduled_id,
+                millis(key.planned_at)
+            ],
+        )
+        .await?;
+    let row = match row {
+        Some(row) => Some(row),
+        None => {
+            tx.fetch_optional(
+                SELECT_NODE_CHECK_BY_KEY,
+                args![
+                    key.robot_id,
+                    key.step_id,
+                    key.scheduled_id,
+                    seconds_floor(key.planned_at)
+                ],
+            )
+            .await?
+        }
+    };
+    let check = match row {
+        Some(row) => Some(check_with_records(&mut tx, &row).await?),
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(check)
+}
+
+pub(super) async fn load_check<T: Tx>(
+    tx: &mut T,
+    id: i64,
+) -> Result<Option<StoredCheck>, StoreError> {
+    match tx.fetch_optional(SELECT_CHECK_BY_ID, args![id]).await? {
+        Some(row) => Ok(Some(check_with_records(tx, &row).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn check_with_records<T: Tx>(tx: &mut T, row: &T::Row) -> Result<StoredCheck, StoreError> {
+    let id = row.int("id")?;
+    let records = tx
+        .fetch_all(SELECT_RECORDS, args![id])
+        .await?
+        .iter()
+        .map(|row| record_from_row(id, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_from_row(row, records)
+}
+
+fn check_from_row<R: SqlRow>(row: &R, records: Vec<Record>) -> Result<StoredCheck, StoreError> {
+    let id = row.int("id")?;
+    let what = |column: &str| format!("status_check {id}: {column}");
+    let planned_at = row.time("planned_at")?;
+    // Nullable in production; a row without them is the Node service's, read as it is.
+    let created_at = row.opt_time("created_at")?.unwrap_or(planned_at);
+    let updated_at = row.opt_time("updated_at")?.unwrap_or(created_at);
+    let own = row.opt_int("ext_id")?.is_some();
+    let (windows, next_steps, provenance, polling_since, polling_until) = if own {
+        let windows = StoredWindows {
+            anchor: row.time("anchor_at")?,
+            past_seconds: row.int("past_seconds")?,
+            future_seconds: row.int("future_seconds")?,
+        };
+        let computed = Windows::compute(
+            windows.past_seconds,
+            windows.future_seconds,
+            &PollerDefaults::default(),
+            windows.anchor,
+        )
+        .map_err(|e| corrupt(format!("{}: {e}", what("windows"))))?;
+        let next_steps = NextSteps {
+            pass: row.int("next_pass")?,
+            fail: row.int("next_fail")?,
+            unknown: row.opt_int("next_unknown")?,
+        };
+        let provenance = match row.opt_time("adopted_at")? {
+            Some(_) => Provenance::Adopted,
+            None => Provenance::Own,
+        };
+        (
+            windows,
+            Some(next_steps),
+            provenance,
+            computed.since,
+            computed.until,
+        )
+    } else {
+        let since = row.opt_time("poller_since")?;
+        let until = row.opt_time("poller_until")?;
+        (
+            node_windows(created_at, since, until),
+            None,
+            Provenance::NodeOnly,
+            since,
+            until,
+        )
+    };
+    let (created_at, updated_at, planned_at, notification_seq) = match provenance {
+        Provenance::Own => (
+            row.time("ext_created_at")?,
+            row.time("ext_updated_at")?,
+            row.opt_time("exact_planned_at")?.unwrap_or(planned_at),
+            row.int("notification_seq")?,
+        ),
+        Provenance::Adopted => (
+            created_at,
+            row.time("ext_updated_at")?,
+            planned_at,
+            row.int("notification_seq")?,
+        ),
+        Provenance::NodeOnly => (created_at, updated_at, planned_at, 0),
+    };
+    Ok(StoredCheck {
+        id,
+        key: CheckKey {
+            robot_id: row.int("robot_id")?,
+            step_id: row.int("step_id")?,
+            scheduled_id: row.int("scheduled_id")?,
+            planned_at,
+        },
+        script_version_id: row.int("script_version_id")?,
+        template_id: row.int("template_id")?,
+        template_name: row.text("template_name")?,
+        template_version: row.int("template_version")?,
+        phase: parse(&row.text("phase")?, || what("phase"))?,
+        result: match row.opt_text("result")? {
+            Some(result) => parse(&result, || what("result"))?,
+            None => CheckResult::Pending,
+        },
+        next_step_id: row.opt_int("next_step_id")?,
+        subscription_id: row.opt_int("subscription_id")?,
+        windows,
+        next_steps,
+        provenance,
+        polling_since,
+        polling_until,
+        notification_seq,
+        records,
+        created_at,
+        updated_at,
+    })
+}
+
+/// The windows of a check the Node service wrote, from its poller row: anchored at its
+/// creation, `since` and `until` as the poller has them (whole seconds; no `since` is an
+/// unbounded look-back, no `until` no future window).
+pub(super) fn node_windows(
+    anchor: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> StoredWindows {
+    StoredWindows {
+        anchor,
+        past_seconds: since.map_or(-1, |since| (anchor - since).num_seconds().max(0)),
+        future_seconds: until.map_or(0, |until| (until - anchor).num_seconds().max(0)),
+    }
+}
+
+/// A record. One the Node service wrote has no `status_check_record_event` row: its event
+/// time is the record's `created_at`, level and reference unknown; without an incoming event
+/// id its event id is 0 (Megazord's ids start at 1).
+fn record_from_row<R: SqlRow>(check_id: i64, row: &R) -> Result<Record, StoreError> {
+    let record_id = row.int("id")?;
+    let what = |column: &str| format!("status_check {check_id}, record {record_id}: {column}");
+    let created_at = row.opt_time("created_at")?;
+    let event_created_at = row
+        .opt_time("event_created_at")?
+        .or(created_at)
+        .ok_or_else(|| corrupt(format!("{} is missing", what("created_at"))))?;
+    let order = row.int("record_order")?;
+    Ok(Record {
+        order: u32::try_from(order)
+            .map_err(|_| corrupt(format!("{} {order} is out of range", what("order"))))?,
+        phase: parse(&row.text("phase")?, || what("phase"))?,
+        event: Event {
+            id: row.opt_int("incoming_event_id")?.unwrap_or(0),
+            name: row.text("event_name")?,
+            created_at: event_created_at,
+            level: row.opt_int("event_level")?,
+            reference_id: row.opt_text("reference_id")?,
+        },
+        outgoing_event_id: row.opt_int("outgoing_event_id")?,
+        result: parse(&row.text("result")?, || what("result"))?,
+        created_at: created_at.unwrap_or(event_created_at),
+    })
+}
+
+const SELECT_CHECK_BY_SUBSCRIPTION: &str = concat!(
+    select_check!(),
+    "WHERE sc.robot_id = ? AND sc.subscription_id = ? ORDER BY sc.id DESC LIMIT 1"
+);
+
+pub(crate) async fn find_by_subscription<D: Db>(
+    db: &D,
+    robot_id: i64,
+    subscription_id: i64,
+) -> Result<Option<StoredCheck>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx
+        .fetch_optional(
+            SELECT_CHECK_BY_SUBSCRIPTION,
+            args![robot_id, subscription_id],
+        )
+        .await?;
+    let check = match row {
+        Some(row) => Some(check_with_records(&mut tx, &row).await?),
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(check)
+}
+
+// ---- Adoption of the Node service's checks (SPEC §6.1) ----
+
+const SELECT_UNADOPTED: &str = "SELECT sc.id AS id FROM status_check sc \
+     LEFT JOIN status_check_ext e ON e.status_check_id = sc.id \
+     WHERE sc.id > ? AND e.status_check_id IS NULL \
+       AND sc.phase NOT IN ('COMPLETED', 'FAILED') \
+     ORDER BY sc.id LIMIT ?";
+
+/// What adoption reads of a check, under its row lock.
+const SELECT_ADOPTION_ROW: &str = "SELECT sc.robot_id AS robot_id, sc.step_id AS step_id, \
+     sc.scheduled_id AS scheduled_id, sc.phase AS phase, sc.planned_at AS planned_at, \
+     sc.created_at AS created_at, p.status_check_id AS poller_id, p.since AS since, \
+     p.`until` AS poller_until, p.lock_id AS lock_id, e.status_check_id AS ext_id \
+     FROM status_check sc \
+     LEFT JOIN status_check_poller p ON p.status_check_id = sc.id \
+     LEFT JOIN status_check_ext e ON e.status_check_id = sc.id \
+     WHERE sc.id = ?";
+
+pub(crate) async fn unadopted_checks<D: Db>(
+    db: &D,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<i64>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = tx.fetch_all(SELECT_UNADOPTED, args![after, limit]).await?;
+    tx.commit().await?;
+    rows.iter().map(|row| row.int("id")).collect()
+}
+
+pub(crate) async fn adopt_check<D: Db>(
+    db: &D,
+    id: i64,
+    next_steps: NextSteps,
+    now: DateTime<Utc>,
+) -> Result<Adopted, StoreError> {
+    retrying!(db, tx => adopt_in(db, &mut tx, id, next_steps, now).await)
+}
+
+/// In the lock order of every change of a check: status_check, poller, ext.
+async fn adopt_in<D: Db>(
+    db: &D,
+    tx: &mut D::Tx,
+    id: i64,
+    next_steps: NextSteps,
+    now: DateTime<Utc>,
+) -> Result<Step<Adopted>, StoreError> {
+    if tx
+        .fetch_optional(db.sql(&super::queries::LOCK_CHECK), args![id])
+        .await?
+        .is_none()
+    {
+        return Ok(Step::Rollback(Adopted::NotFound));
+    }
+    tx.fetch_optional(db.sql(&super::queries::LOCK_POLLER), args![id])
+        .await?;
+    let Some(row) = tx.fetch_optional(SELECT_ADOPTION_ROW, args![id]).await? else {
+        return Ok(Step::Rollback(Adopted::NotFound));
+    };
+    let phase: CheckPhase = parse(&row.text("phase")?, || format!("status_check {id}: phase"))?;
+    if row.opt_int("ext_id")?.is_some() || phase.is_final() {
+        return Ok(Step::Rollback(Adopted::NotNeeded));
+    }
+    let planned_at = row.time("planned_at")?;
+    let anchor = row.opt_time("created_at")?.unwrap_or(planned_at);
+    let since = row.opt_time("since")?;
+    let until = row.opt_time("poller_until")?;
+    let windows = node_windows(anchor, since, until);
+    let now_ms = millis(now);
+    // Without an `until` nothing says when it ends: it is due now, decided on what it has.
+    let deadline = until.map_or(now_ms, millis);
+    // A lock the Node service left behind is held like a lease taken now: released after the
+    // stale window, so a Node replica still finishing it is not raced.
+    let lease_taken_at = row.opt_text("lock_id")?.map(|_| now_ms);
+    tx.execute(
+        INSERT_CHECK_EXT,
+        args![
+            id,
+            row.int("robot_id")?,
+            row.int("step_id")?,
+            row.int("scheduled_id")?,
+            None::<DateTime<Utc>>,
+            millis(anchor),
+            windows.past_seconds,
+            windows.future_seconds,
+            next_steps.pass,
+            next_steps.fail,
+            next_steps.unknown,
+            now_ms,
+            now_ms,
+            Some(deadline),
+            lease_taken_at,
+            Some(now_ms),
+        ],
+    )
+    .await?;
+    if row.opt_int("poller_id")?.is_none() {
+        let now_seconds = seconds_floor(now);
+        let (since, until) = poller_bounds(&windows);
+        tx.execute(
+            INSERT_POLLER,
+            args![id, since, until, now_seconds, now_seconds],
+        )
+        .await?;
+    }
+    Ok(Step::Commit(Adopted::Now { deadline }))
+}
+
+// ---- Helpers ----
+
+pub(super) fn corrupt(message: String) -> StoreError {
+    StoreError::Corrupt(message)
+}
+
+pub(super) fn parse<T: std::str::FromStr>(
+    text: &str,
+    what: impl Fn() -> String,
+) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e: T::Err| corrupt(format!("{}: {e}", what())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_deadline_is_the_exact_end_of_an_open_future_window() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let windows = |future_seconds| super::super::StoredWindows {
+            anchor: at("2026-11-20T08:00:00.250999Z"),
+            past_seconds: 60,
+            future_seconds,
+        };
+        assert_eq!(
+            pending_deadline(CheckPhase::Future, &windows(600)),
+            Some(at("2026-11-20T08:10:00.250Z"))
+        );
+        assert_eq!(pending_deadline(CheckPhase::Future, &windows(0)), None);
+        assert_eq!(pending_deadline(CheckPhase::Completed, &windows(600)), None);
+        assert_eq!(pending_deadline(CheckPhase::Failed, &windows(600)), None);
+        assert_eq!(
+            pending_deadline(CheckPhase::Future, &windows(i64::MAX)),
+            Some(DATETIME_MAX)
+        );
+    }
+
+    #[test]
+    fn poller_bounds_hold_the_exact_window() {
+        let anchor = DateTime::parse_from_rfc3339("2026-11-20T08:00:00.250Z")
+            .unwrap()
+            .to_utc();
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let windows = |past_seconds, future_seconds| super::super::StoredWindows {
+            anchor,
+            past_seconds,
+            future_seconds,
+        };
+        assert_eq!(
+            poller_bounds(&windows(60, 30)),
+            (at("2026-11-20T07:59:00Z"), at("2026-11-20T08:00:31Z"))
+        );
+        assert_eq!(
+            poller_bounds(&windows(-1, 0)),
+            (TIMESTAMP_MIN, at("2026-11-20T08:00:01Z"))
+        );
+    }
+}

@@ -1,0 +1,431 @@
+//! Template versions in the production tables (SPEC §4.4, §6, §6.1): the name and description
+//! in `status_check_description`, one row per version in `status_check_template`, one rule per
+//! `(template_id, phase, output)` in `status_check_template_detail.raw_expression`, and this
+//! service's own `status_check_template_ext` (default windows, the version number the YAML file
+//! declared).
+//!
+//! A description row is only ever inserted: Micro-Managers' `script_node_status_check` points
+//! at it, and it may be the Node service's. A version the Node service wrote (EJS/JavaScript
+//! rules) is never rewritten; a shipped YAML whose number it holds is synced under the next
+//! free number.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use status_check_engine::TemplateDefinition;
+use status_check_engine::template::{PhaseDefinition, PollerDefaults, stored_dependencies};
+
+use super::db::{ATTEMPTS, Db, Failure, Mode, SqlRow, Tx, args, seconds_floor};
+use super::{StoreError, StoredTemplate, Synced, Usable};
+
+macro_rules! select_template {
+    () => {
+        "SELECT t.id AS id, d.name AS name, d.description AS description, t.version AS version, \
+         t.is_active AS is_active, t.poll_until_end AS poll_until_end, \
+         t.past_event_dependencies AS past_dependencies, \
+         t.future_event_dependencies AS future_dependencies, \
+         x.past_interval AS past_interval, x.future_interval AS future_interval, \
+         x.declared_version AS declared_version \
+         FROM status_check_template t \
+         JOIN status_check_description d ON d.id = t.template_description_id \
+         LEFT JOIN status_check_template_ext x ON x.status_check_template_id = t.id "
+    };
+}
+
+const SELECT_TEMPLATE_BY_ID: &str = concat!(select_template!(), "WHERE t.id = ?");
+
+const SELECT_VERSIONS_BY_NAME: &str = concat!(
+    select_template!(),
+    "WHERE d.name = ? ORDER BY t.version DESC"
+);
+
+const SELECT_VERSIONS_BY_DESCRIPTION: &str = concat!(
+    select_template!(),
+    "WHERE t.template_description_id = ? ORDER BY t.version DESC"
+);
+
+const SELECT_DETAILS: &str = "SELECT phase, output, raw_expression \
+     FROM status_check_template_detail WHERE template_id = ? ORDER BY phase, output";
+
+const SELECT_DESCRIPTION: &str = "SELECT id FROM status_check_description WHERE name = ?";
+
+const INSERT_DESCRIPTION: &str =
+    "INSERT INTO status_check_description (name, description, created_at) VALUES (?, ?, ?)";
+
+const INSERT_TEMPLATE: &str = "INSERT INTO status_check_template (template_description_id, \
+     past_event_dependencies, future_event_dependencies, version, is_active, poll_until_end, \
+     created_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+const INSERT_DETAIL: &str = "INSERT INTO status_check_template_detail \
+     (template_id, phase, raw_expression, output) VALUES (?, ?, ?, ?)";
+
+const INSERT_TEMPLATE_EXT: &str = "INSERT INTO status_check_template_ext \
+     (status_check_template_id, past_interval, future_interval, declared_version) \
+     VALUES (?, ?, ?, ?)";
+
+const UPDATE_TEMPLATE_ACTIVE: &str = "UPDATE status_check_template SET is_active = ? WHERE id = ?";
+
+pub(crate) async fn sync_template<D: Db>(
+    db: &D,
+    definition: &TemplateDefinition,
+    usable: Usable<'_>,
+    now: DateTime<Utc>,
+) -> Result<Synced, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let error = match try_sync_template(db, definition, usable, now).await {
+            Ok(synced) => return Ok(synced),
+            Err(error) => error,
+        };
+        // Another replica syncing the same template at the same time: the retry sees its rows.
+        let retry = matches!(
+            db.classify(&error),
+            Failure::Duplicate { .. } | Failure::Transient
+        );
+        if !retry || attempt >= ATTEMPTS {
+            return Err(error);
+        }
+    }
+}
+
+/// Where a definition goes among the stored versions of its name.
+enum Placement {
+    /// This stored version is the definition's (same declared number).
+    Existing(Box<StoredTemplate>),
+    /// Insert under this version number; `beside` is the version that holds the declared
+    /// number and cannot be run.
+    New { version: i64, beside: Option<i64> },
+}
+
+fn placement(
+    definition: &TemplateDefinition,
+    mut versions: Vec<StoredTemplate>,
+    usable: Usable<'_>,
+) -> Placement {
+    let declared = definition.version;
+    if let Some(at) = versions
+        .iter()
+        .position(|v| v.declared_version == Some(declared))
+    {
+        return Placement::Existing(Box::new(versions.swap_remove(at)));
+    }
+    let highest = versions.iter().map(|v| v.version).max().unwrap_or(0);
+    match versions.iter().position(|v| v.version == declared) {
+        None => Placement::New {
+            version: declared,
+            beside: None,
+        },
+        Some(at) => {
+            let holder = &versions[at];
+            // A version another tool stored for the same number (no declared number of its
+            // own) that this service can run is the definition's to compare with.
+            let comparable =
+                holder.declared_version.is_none() && holder.definition.as_ref().is_ok_and(usable);
+            if comparable {
+                Placement::Existing(Box::new(versions.swap_remove(at)))
+            } else {
+                Placement::New {
+                    version: highest + 1,
+                    beside: Some(holder.id),
+                }
+            }
+        }
+    }
+}
+
+async fn try_sync_template<D: Db>(
+    db: &D,
+    definition: &TemplateDefinition,
+    usable: Usable<'_>,
+    now: DateTime<Utc>,
+) -> Result<Synced, StoreError> {
+    let now = seconds_floor(now);
+    let mut tx = db.begin(Mode::Write).await?;
+    let description_id = match tx
+        .fetch_optional(SELECT_DESCRIPTION, args![definition.name.as_str()])
+        .await?
+    {
+        Some(row) => row.int("id")?,
+        None => {
+            tx.execute(
+                INSERT_DESCRIPTION,
+                args![
+                    definition.name.as_str(),
+                    definition.description.as_str(),
+                    now
+                ],
+            )
+            .await?
+            .last_insert_id
+        }
+    };
+    let rows = tx
+        .fetch_all(SELECT_VERSIONS_BY_DESCRIPTION, args![description_id])
+        .await?;
+    let mut versions = Vec::with_capacity(rows.len());
+    for row in &rows {
+        versions.push(template_with_details(&mut tx, row).await?);
+    }
+    let synced = match placement(definition, versions, usable) {
+        Placement::Existing(stored) => {
+            let same = stored.definition.as_ref().is_ok_and(|stored| {
+                let mut comparable = stored.clone();
+                comparable.version = definition.version;
+                comparable.is_active = definition.is_active;
+                comparable.description = definition.description.clone();
+                comparable == *definition
+            });
+            if !same {
+                // Refused: nothing is changed (the transaction rolls back on drop).
+                return Ok(Synced::Conflict {
+                    id: stored.id,
+                    stored: Box::new(
+                        stored
+                            .definition
+                            .clone()
+                            .unwrap_or_else(|_| definition.clone()),
+                    ),
+                });
+            }
+            if stored.is_active != definition.is_active {
+                tx.execute(
+                    UPDATE_TEMPLATE_ACTIVE,
+                    args![definition.is_active, stored.id],
+                )
+                .await?;
+            }
+            Synced::Unchanged(stored.id)
+        }
+        Placement::New { version, beside } => {
+            let id = insert_version(&mut tx, description_id, definition, version, now).await?;
+            match beside {
+                None => Synced::Created(id),
+                Some(legacy_id) => Synced::CreatedAs {
+                    id,
+                    version,
+                    legacy_id,
+                },
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(synced)
+}
+
+async fn insert_version<T: Tx>(
+    tx: &mut T,
+    description_id: i64,
+    definition: &TemplateDefinition,
+    version: i64,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let dependencies = |phase: &Option<PhaseDefinition>| {
+        stored_dependencies(
+            phase
+                .as_ref()
+                .map(|p| p.depends_on.as_slice())
+                .unwrap_or_default(),
+        )
+    };
+    let id = tx
+        .execute(
+            INSERT_TEMPLATE,
+            args![
+                description_id,
+                dependencies(&definition.past),
+                dependencies(&definition.future),
+                version,
+                definition.is_active,
+                definition.poll_until_end,
+                now,
+            ],
+        )
+        .await?
+        .last_insert_id;
+    for (phase, output, expression) in rules_of(definition) {
+        tx.execute(INSERT_DETAIL, args![id, phase, expression, output])
+            .await?;
+    }
+    tx.execute(
+        INSERT_TEMPLATE_EXT,
+        args![
+            id,
+            definition.poller.past_interval,
+            definition.poller.future_interval,
+            definition.version
+        ],
+    )
+    .await?;
+    Ok(id)
+}
+
+pub(crate) async fn template_versions<D: Db>(
+    db: &D,
+    name: &str,
+) -> Result<Vec<StoredTemplate>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let rows = tx.fetch_all(SELECT_VERSIONS_BY_NAME, args![name]).await?;
+    let mut versions = Vec::with_capacity(rows.len());
+    for row in &rows {
+        versions.push(template_with_details(&mut tx, row).await?);
+    }
+    tx.commit().await?;
+    Ok(versions)
+}
+
+pub(crate) async fn template_by_id<D: Db>(
+    db: &D,
+    id: i64,
+) -> Result<Option<StoredTemplate>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let template = match tx.fetch_optional(SELECT_TEMPLATE_BY_ID, args![id]).await? {
+        Some(row) => Some(template_with_details(&mut tx, &row).await?),
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(template)
+}
+
+async fn template_with_details<T: Tx>(
+    tx: &mut T,
+    row: &T::Row,
+) -> Result<StoredTemplate, StoreError> {
+    let id = row.int("id")?;
+    let details = tx.fetch_all(SELECT_DETAILS, args![id]).await?;
+    Ok(StoredTemplate {
+        id,
+        name: row.text("name")?,
+        version: row.int("version")?,
+        declared_version: row.opt_int("declared_version")?,
+        is_active: row.boolean("is_active")?,
+        definition: definition_from_rows(row, &details)?,
+    })
+}
+
+/// The definition a version's rows hold, or why they hold none this service can read (an
+/// unknown phase or output, unreadable dependencies: a version another service wrote).
+fn definition_from_rows<R: SqlRow>(
+    row: &R,
+    details: &[R],
+) -> Result<Result<TemplateDefinition, String>, StoreError> {
+    let dependencies = |column: &str| -> Result<Result<Vec<String>, String>, StoreError> {
+        Ok(parse_dependencies(&row.text(column)?).map_err(|e| format!("{column}: {e}")))
+    };
+    let (past_names, future_names) = match (
+        dependencies("past_dependencies")?,
+        dependencies("future_dependencies")?,
+    ) {
+        (Ok(past), Ok(future)) => (past, future),
+        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+    };
+    let mut past = PhaseDefinition {
+        depends_on: past_names,
+        ..PhaseDefinition::default()
+    };
+    let mut future = PhaseDefinition {
+        depends_on: future_names,
+        ..PhaseDefinition::default()
+    };
+    for detail in details {
+        let phase = detail.text("phase")?;
+        let output = detail.text("output")?;
+        let phase_definition = match phase.as_str() {
+            "PAST" => &mut past,
+            "FUTURE" => &mut future,
+            _ => return Ok(Err(format!("a rule of unknown phase {phase:?}"))),
+        };
+        let slot = match output.as_str() {
+            "PASS" => &mut phase_definition.pass,
+            "FAIL" => &mut phase_definition.fail,
+            "UNKNOWN" => &mut phase_definition.unknown,
+            _ => return Ok(Err(format!("a {phase} rule of unknown output {output:?}"))),
+        };
+        *slot = Some(detail.text("raw_expression")?);
+    }
+    let present = |phase: PhaseDefinition| {
+        let empty = phase.depends_on.is_empty()
+            && phase.pass.is_none()
+            && phase.fail.is_none()
+            && phase.unknown.is_none();
+        (!empty).then_some(phase)
+    };
+    Ok(Ok(TemplateDefinition {
+        name: row.text("name")?,
+        version: row.int("version")?,
+        description: row.text("description")?,
+        is_active: row.boolean("is_active")?,
+        poll_until_end: row.boolean("poll_until_end")?,
+        poller: PollerDefaults {
+            past_interval: row.opt_int("past_interval")?.unwrap_or(0),
+            future_interval: row.opt_int("future_interval")?.unwrap_or(0),
+        },
+        past: present(past),
+        future: present(future),
+    }))
+}
+
+/// `(phase, output, rule)` of every rule the definition has.
+fn rules_of(definition: &TemplateDefinition) -> Vec<(&'static str, &'static str, String)> {
+    let mut rules = Vec::new();
+    for (phase, definition) in [("PAST", &definition.past), ("FUTURE", &definition.future)] {
+        let Some(definition) = definition else {
+            continue;
+        };
+        for (output, rule) in [
+            ("PASS", &definition.pass),
+            ("FAIL", &definition.fail),
+            ("UNKNOWN", &definition.unknown),
+        ] {
+            if let Some(rule) = rule {
+                rules.push((phase, output, rule.clone()));
+            }
+        }
+    }
+    rules
+}
+
+/// Reads a dependency list: `["A","B"]`, or the Node service's `[{"eventName":"A"}]`; blank
+/// is empty.
+pub(crate) fn parse_dependencies(text: &str) -> Result<Vec<String>, String> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Dependency {
+        Name(String),
+        Legacy {
+            #[serde(rename = "eventName")]
+            event_name: String,
+        },
+    }
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let dependencies: Vec<Dependency> = serde_json::from_str(text).map_err(|e| {
+        format!("{text:?} is not a JSON array of event names or {{\"eventName\": …}}: {e}")
+    })?;
+    Ok(dependencies
+        .into_iter()
+        .map(|dependency| match dependency {
+            Dependency::Name(name) | Dependency::Legacy { event_name: name } => name,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_parse_in_both_forms() {
+        assert_eq!(
+            parse_dependencies(r#"["CHARGING_STARTED","B"]"#).unwrap(),
+            ["CHARGING_STARTED", "B"]
+        );
+        assert_eq!(
+            parse_dependencies(r#"[{"eventName":"X"},{"eventName":"Y","extra":1}]"#).unwrap(),
+            ["X", "Y"]
+        );
+        assert_eq!(parse_dependencies(" ").unwrap(), Vec::<String>::new());
+        assert!(parse_dependencies(r#"[{"name":"X"}]"#).is_err());
+        assert!(parse_dependencies("CHARGING").is_err());
+    }
+}
