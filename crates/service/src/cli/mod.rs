@@ -67,8 +67,8 @@ async fn migrate() -> anyhow::Result<i32> {
     let config = DatabaseConfig::from_env()?;
     telemetry::init_logging(&config.log_level, config.log_format);
     let store = store::connect(config.database_url.expose())
-        .await
-        .context("cannot connect to the database")?;
+        // Its error names the database and the cause (StoreError::Connect).
+        .await?;
     store
         .migrate()
         .await

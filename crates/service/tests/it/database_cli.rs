@@ -1,7 +1,9 @@
 //! `status-check migrate` and `serve` against a database, run as an operator would: the real
-//! binary in a clean environment. `migrate` needs nothing but the database.
+//! binary in a clean environment. `migrate` needs nothing but the database; a database that
+//! cannot be reached is reported once, quickly, naming where and why — never the password.
 
 use std::io::Read as _;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,6 +56,12 @@ fn status_check(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Run {
     }
 }
 
+/// A port on 127.0.0.1 nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("its address").port()
+}
+
 #[tokio::test]
 async fn migrate_needs_nothing_but_the_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,5 +104,66 @@ fn serve_still_requires_its_queue_address() {
         run.stderr.contains("STATUS_QUEUE_ADDRESS"),
         "{}",
         run.stderr
+    );
+}
+
+/// The same failure through `migrate` and `serve` (which connects before anything else).
+fn assert_reported_once(env: &[(&str, &str)], names: &[&str], cause: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["migrate", "serve"] {
+        let mut env = env.to_vec();
+        if command == "serve" {
+            // An API-only replica needs no queue address: it stops at the database.
+            env.extend([("ROLES", "api"), ("PORT", "0")]);
+        }
+        let run = status_check(&[command], &env, dir.path());
+        let stderr = &run.stderr;
+        assert_eq!(run.code, Some(2), "{command}: {stderr}");
+        assert!(
+            run.took < Duration::from_secs(10),
+            "{command} took {:?}: {stderr}",
+            run.took
+        );
+        for name in names {
+            assert!(stderr.contains(name), "{command}: {name} missing: {stderr}");
+        }
+        assert_eq!(
+            stderr.matches(cause).count(),
+            1,
+            "{command}: the cause {cause:?} once: {stderr}"
+        );
+        assert!(!stderr.contains("secretpw"), "{command}: {stderr}");
+    }
+}
+
+#[test]
+fn an_unreachable_mysql_is_reported_once_with_host_port_and_cause() {
+    let port = closed_port().to_string();
+    let url = format!("mysql://u:secretpw@127.0.0.1:{port}/db");
+    let names = ["MySQL", &format!("127.0.0.1:{port}"), "db"];
+    assert_reported_once(&[("DATABASE_URL", &url)], &names, "Connection refused");
+    // The same from the existing deployment's variables.
+    assert_reported_once(
+        &[
+            ("DB_RW_HOST", "127.0.0.1"),
+            ("DB_PORT", &port),
+            ("DB_RW_USERNAME", "u"),
+            ("DB_RW_PASSWORD", "secretpw"),
+            ("DB_NAME", "db"),
+        ],
+        &names,
+        "Connection refused",
+    );
+}
+
+#[test]
+fn a_sqlite_file_that_cannot_be_created_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no-such-folder").join("x.db");
+    let url = format!("sqlite://{}", file.display());
+    assert_reported_once(
+        &[("DATABASE_URL", &url)],
+        &["SQLite", &file.display().to_string()],
+        "unable to open database file",
     );
 }
