@@ -167,3 +167,49 @@ fn a_sqlite_file_that_cannot_be_created_is_reported_once() {
         "unable to open database file",
     );
 }
+
+/// A server that answers but refuses: wrong password, unknown database — its own words, once.
+#[test]
+fn a_mysql_that_refuses_is_reported_with_its_own_reason() {
+    if crate::support::mysql_skipped() {
+        return;
+    }
+    let server = std::env::var("TEST_MYSQL_URL").unwrap();
+    let server = reqwest::Url::parse(&server).expect("TEST_MYSQL_URL is a URL");
+    let real_password = server.password().unwrap_or_default().to_owned();
+    let at = format!(
+        "{}:{}",
+        server.host_str().unwrap(),
+        server.port().unwrap_or(3306)
+    );
+
+    let mut wrong_password = server.clone();
+    wrong_password.set_password(Some("secretpw")).unwrap();
+    wrong_password.set_path("/sc_test_any");
+    assert_reported_once(
+        &[("DATABASE_URL", wrong_password.as_str())],
+        &["MySQL", &at, "sc_test_any"],
+        "Access denied",
+    );
+
+    let mut unknown_database = server.clone();
+    unknown_database.set_path("/sc_test_no_such_database");
+    let dir = tempfile::tempdir().unwrap();
+    let run = status_check(
+        &["migrate"],
+        &[("DATABASE_URL", unknown_database.as_str())],
+        dir.path(),
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("Unknown database").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        real_password.is_empty() || !run.stderr.contains(&real_password),
+        "the password leaked: {}",
+        run.stderr
+    );
+}
