@@ -59,8 +59,8 @@ impl App {
     /// binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<App> {
         let store = store::connect(config.database_url.expose())
-            .await
-            .context("cannot connect to the database")?;
+            // Its error names the database and the cause (StoreError::Connect).
+            .await?;
         store
             .migrate()
             .await

@@ -239,6 +239,84 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// What `status-check migrate` needs: the database and the logging, nothing of `serve`'s
+/// roles (no upstream or queue address).
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub database_url: Secret<String>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+impl DatabaseConfig {
+    /// Reads the process environment (and `CONFIG_FILE`, when set); only the database and
+    /// logging keys are validated.
+    pub fn from_env() -> Result<DatabaseConfig, ConfigError> {
+        DatabaseConfig::from_sources(std::env::vars().collect())
+    }
+
+    /// Like [`Config::from_sources`], reading only the database and logging keys.
+    pub fn from_sources(env: BTreeMap<String, String>) -> Result<DatabaseConfig, ConfigError> {
+        DatabaseConfig::from_values(&merged(env)?)
+    }
+
+    fn from_values(values: &BTreeMap<String, String>) -> Result<DatabaseConfig, ConfigError> {
+        let get = |key: &str| get(values, key);
+        let optional = |key: &str| optional(values, key);
+        let database_url = database_url(&get, &optional)?;
+        let log_format = match get("LOG_FORMAT").as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                return Err(error(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not json or pretty"),
+                ));
+            }
+        };
+        let log_level = get("LOG_LEVEL");
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(error(
+                "LOG_LEVEL",
+                format!("{log_level:?} is not a log level"),
+            ));
+        }
+        Ok(DatabaseConfig {
+            database_url,
+            log_level,
+            log_format,
+        })
+    }
+}
+
+/// A key's value, trimmed, or its default when unset or empty.
+fn get(values: &BTreeMap<String, String>, key: &str) -> String {
+    optional(values, key).unwrap_or_else(|| default(key).to_owned())
+}
+
+/// Only what was set: a key's default never counts as "given".
+fn optional(values: &BTreeMap<String, String>, key: &str) -> Option<String> {
+    values
+        .get(key)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The file named by `CONFIG_FILE` (when one is), overridden by the known keys of `env`.
+fn merged(env: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut values = BTreeMap::new();
+    if let Some(file) = env.get("CONFIG_FILE").filter(|f| !f.is_empty()) {
+        values = read_file(Path::new(file))?;
+    }
+    let known = |key: &str| KEYS.iter().any(|(k, _, _)| *k == key);
+    for (key, value) in env {
+        if known(&key) {
+            values.insert(key, value);
+        }
+    }
+    Ok(values)
+}
+
 impl Config {
     /// Reads the process environment (and `CONFIG_FILE`, when set).
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -248,34 +326,12 @@ impl Config {
     /// Builds the configuration from environment-like variables, reading `CONFIG_FILE` when
     /// one of them names it.
     pub fn from_sources(env: BTreeMap<String, String>) -> Result<Config, ConfigError> {
-        let mut values = BTreeMap::new();
-        if let Some(file) = env.get("CONFIG_FILE").filter(|f| !f.is_empty()) {
-            values = read_file(Path::new(file))?;
-        }
-        let known = |key: &str| KEYS.iter().any(|(k, _, _)| *k == key);
-        for (key, value) in env {
-            if known(&key) {
-                values.insert(key, value);
-            }
-        }
-        Config::from_values(&values)
+        Config::from_values(&merged(env)?)
     }
 
     fn from_values(values: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
-        let get = |key: &str| -> String {
-            values
-                .get(key)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default(key).to_owned())
-        };
-        // Only what was set: a key's default never counts as "given".
-        let optional = |key: &str| {
-            values
-                .get(key)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |key: &str| get(values, key);
+        let optional = |key: &str| optional(values, key);
         let parse_u64 = |key: &str| -> Result<u64, ConfigError> {
             get(key)
                 .parse::<u64>()
@@ -302,24 +358,11 @@ impl Config {
         let port = get("PORT")
             .parse::<u16>()
             .map_err(|_| error("PORT", format!("{:?} is not a port number", get("PORT"))))?;
-        let database_url = database_url(&get, &optional)?;
-        let log_format = match get("LOG_FORMAT").as_str() {
-            "json" => LogFormat::Json,
-            "pretty" => LogFormat::Pretty,
-            other => {
-                return Err(error(
-                    "LOG_FORMAT",
-                    format!("{other:?} is not json or pretty"),
-                ));
-            }
-        };
-        let log_level = get("LOG_LEVEL");
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            return Err(error(
-                "LOG_LEVEL",
-                format!("{log_level:?} is not a log level"),
-            ));
-        }
+        let DatabaseConfig {
+            database_url,
+            log_level,
+            log_format,
+        } = DatabaseConfig::from_values(values)?;
         let robot_queue_address = optional("ROBOT_QUEUE_ADDRESS");
         let roles = Roles::parse(&get("ROLES")).map_err(|m| error("ROLES", m))?;
         let status_queue_address = url("STATUS_QUEUE_ADDRESS")?;
@@ -543,6 +586,44 @@ mod tests {
         assert!(api_only.roles.api && !api_only.roles.consumer && !api_only.roles.relay);
         assert_eq!(config(&[("ROLES", "api,cron")]).unwrap_err().key, "ROLES");
         assert_eq!(config(&[]).unwrap().roles, Roles::ALL);
+    }
+
+    #[test]
+    fn the_database_configuration_needs_no_queue_or_upstream_address() {
+        let only_database = |pairs: &[(&str, &str)]| {
+            DatabaseConfig::from_sources(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+        let config = only_database(&[("DATABASE_URL", "sqlite:///tmp/x.db")]).unwrap();
+        assert_eq!(config.database_url.expose(), "sqlite:///tmp/x.db");
+        assert_eq!(config.log_format, LogFormat::Json);
+        // Keys only `serve` reads are not looked at.
+        assert!(only_database(&[("PORT", "eighty"), ("ROLES", "cron")]).is_ok());
+        // What it does read is validated as strictly as by `serve`.
+        for (key, value) in [
+            ("DATABASE_URL", "postgres://x"),
+            ("LOG_FORMAT", "xml"),
+            ("DB_PORT", "many"),
+        ] {
+            let err = only_database(&[(key, value), ("DB_RW_HOST", "db"), ("DB_RW_USERNAME", "u")])
+                .unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+        }
+        // `serve` still refuses to start without its queue address.
+        assert_eq!(
+            Config::from_sources(
+                [("DATABASE_URL".to_owned(), "sqlite:///tmp/x.db".to_owned())]
+                    .into_iter()
+                    .collect()
+            )
+            .unwrap_err()
+            .key,
+            "STATUS_QUEUE_ADDRESS"
+        );
     }
 
     #[test]

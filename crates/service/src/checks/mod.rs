@@ -33,6 +33,13 @@ pub enum CheckError {
     StepNotFound(i64),
     #[error("{0}")]
     Unprocessable(String),
+    /// A field of the request contradicts what the upstream says (→ 422 naming `field`).
+    #[error("{field}: {message}")]
+    InvalidField {
+        /// The request body's name of the field, e.g. `scriptVersionId`.
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
@@ -87,6 +94,15 @@ impl Checks {
             }
             other => other?,
         };
+        if request.script_version_id != step.script_version_id {
+            return Err(CheckError::InvalidField {
+                field: "scriptVersionId",
+                message: format!(
+                    "{} is not the script version of step {} ({})",
+                    request.script_version_id, step.step_id, step.script_version_id
+                ),
+            });
+        }
         let name = status_check_name(&step)?;
         let loaded = self.templates.active(&name).await?.ok_or_else(|| {
             CheckError::Unprocessable(format!(

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseConfig};
 use crate::{App, store, telemetry};
 
 #[derive(Debug, Parser)]
@@ -62,12 +62,13 @@ async fn serve() -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Needs only the database (and logging) keys: no upstream or queue address.
 async fn migrate() -> anyhow::Result<i32> {
-    let config = Config::from_env()?;
+    let config = DatabaseConfig::from_env()?;
     telemetry::init_logging(&config.log_level, config.log_format);
     let store = store::connect(config.database_url.expose())
-        .await
-        .context("cannot connect to the database")?;
+        // Its error names the database and the cause (StoreError::Connect).
+        .await?;
     store
         .migrate()
         .await

@@ -248,6 +248,13 @@ impl From<CheckError> for ApiError {
         match error {
             CheckError::StepNotFound(_) => ApiError::NotFound(error.to_string()),
             CheckError::Unprocessable(detail) => ApiError::Unprocessable(detail),
+            CheckError::InvalidField { field, message } => ApiError::UnprocessableFields {
+                detail: format!("{field} does not match the step"),
+                errors: vec![FieldError {
+                    field: field.to_owned(),
+                    message,
+                }],
+            },
             CheckError::Upstream(e) => {
                 tracing::warn!(error = %e, "upstream failure");
                 let service = match e {
@@ -298,7 +305,7 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         (status = 404, description = "Step unknown at Micro-Managers", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a statusCheck step, no active template, or no pass/fail next step", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a statusCheck step, no active template, no pass/fail next step, or a scriptVersionId that is not the step's (listed in `errors`)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "An upstream failed; nothing was saved", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -45,6 +45,11 @@ pub enum ApiError {
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     Unprocessable(String),
+    /// 422 for fields that are well-formed but contradict the upstream, each listed.
+    UnprocessableFields {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     BadGateway(String),
     Unavailable(String),
     /// The cause is logged here, with the request id; the client sees a generic detail.
@@ -75,7 +80,7 @@ impl ApiError {
                 "unsupported-media-type",
                 "Unsupported media type",
             ),
-            ApiError::Unprocessable(_) => (
+            ApiError::Unprocessable(_) | ApiError::UnprocessableFields { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unprocessable",
                 "Unprocessable request",
@@ -100,7 +105,8 @@ impl IntoResponse for ApiError {
         let (status, kind, title) = self.parts();
         let request_id = request_id::current();
         let (detail, errors) = match self {
-            ApiError::BadRequest { detail, errors } => {
+            ApiError::BadRequest { detail, errors }
+            | ApiError::UnprocessableFields { detail, errors } => {
                 (detail, (!errors.is_empty()).then_some(errors))
             }
             ApiError::Internal(cause) => {

@@ -52,6 +52,39 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The database cannot be reached or opened. `target` says which — backend, host and port
+    /// or file, never a password — and `cause` the innermost reason, once: it has no `source`,
+    /// so an error chain printed with `{:#}` does not repeat it.
+    #[error("cannot {target}: {cause}")]
+    Connect { target: String, cause: String },
+}
+
+/// How long opening the first connection may take before start-up gives up.
+pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl StoreError {
+    /// `error` met while doing `target` (e.g. "connect to MySQL at db:3306"), as a
+    /// [`StoreError::Connect`] carrying its innermost cause. sqlx's errors print their source
+    /// in their own message *and* return it as `source()`; only the innermost is kept.
+    pub(crate) fn connect(target: String, error: &sqlx::Error) -> StoreError {
+        let mut innermost: &(dyn std::error::Error + 'static) = error;
+        while let Some(source) = innermost.source() {
+            innermost = source;
+        }
+        let cause = match error {
+            sqlx::Error::Tls(_) => format!("TLS: {innermost}"),
+            _ => innermost.to_string(),
+        };
+        StoreError::Connect { target, cause }
+    }
+
+    /// No connection within [`CONNECT_TIMEOUT`].
+    pub(crate) fn connect_timed_out(target: String) -> StoreError {
+        StoreError::Connect {
+            target,
+            cause: format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+        }
+    }
 }
 
 /// The request that identifies a check for idempotent create (SPEC §2.2).

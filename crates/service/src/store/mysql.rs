@@ -8,7 +8,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{MySql, Row, Transaction};
+use sqlx::{ConnectOptions as _, Connection as _, MySql, Row, Transaction};
 use status_check_engine::TemplateDefinition;
 
 use super::db::{
@@ -51,19 +51,45 @@ impl MysqlStore {
     /// Connects to `mysql://user:password@host:port/database` (TLS when the server offers
     /// it, as MySQL 8's default authentication needs).
     pub async fn connect(url: &str) -> Result<MysqlStore, StoreError> {
-        MysqlStore::connect_with(MySqlConnectOptions::from_str(url)?).await
+        // sqlx's URL errors name the part that is wrong, never the URL itself.
+        let options = MySqlConnectOptions::from_str(url)
+            .map_err(|e| StoreError::connect("read the MySQL URL".to_owned(), &e))?;
+        MysqlStore::connect_with(options).await
     }
 
     /// Connects with explicit options (e.g. built from `DB_RW_HOST`, `DB_PORT`, … without
     /// putting a password into a URL).
+    ///
+    /// One connection is opened first, within [`CONNECT_TIMEOUT`](super::CONNECT_TIMEOUT):
+    /// its error is the real cause (refused, access denied, unknown database), where the
+    /// pool would retry a refused connection until its acquire timeout and then report only
+    /// that it timed out. The error names host, port and database, never the password.
     pub async fn connect_with(options: MySqlConnectOptions) -> Result<MysqlStore, StoreError> {
         let options = options
             .timezone(Some("+00:00".to_owned()))
             .charset("utf8mb4");
+        let host = options.get_host();
+        let mut target = match options.get_socket() {
+            Some(socket) => format!("connect to MySQL at {}", socket.display()),
+            None if host.contains(':') => {
+                format!("connect to MySQL at [{host}]:{}", options.get_port())
+            }
+            None => format!("connect to MySQL at {host}:{}", options.get_port()),
+        };
+        if let Some(database) = options.get_database() {
+            target.push_str(&format!(" (database {database})"));
+        }
+        let first = tokio::time::timeout(super::CONNECT_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| StoreError::connect_timed_out(target.clone()))?
+            .map_err(|e| StoreError::connect(target.clone(), &e))?;
+        // Only a probe: the pool opens its own.
+        let _ = first.close().await;
         let pool = MySqlPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| StoreError::connect(target, &e))?;
         Ok(MysqlStore { pool })
     }
 }

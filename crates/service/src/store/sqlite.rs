@@ -64,12 +64,17 @@ impl SqliteStore {
     /// Opens (creating it if missing) the database a URL names: `sqlite://status-check.db`,
     /// `sqlite:///abs/path.db`, or `sqlite::memory:` (one private in-memory database, held by
     /// a single connection that is never closed).
+    ///
+    /// An error names the file and its cause once (`cannot open SQLite database FILE: …`).
     pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::connect("read the SQLite URL".to_owned(), &e))?
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        let target = format!("open SQLite database {}", options.get_filename().display());
+        let opened = |e: sqlx::Error| StoreError::connect(target.clone(), &e);
         if in_memory {
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
@@ -77,7 +82,8 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .connect_with(options)
-                .await?;
+                .await
+                .map_err(opened)?;
             return Ok(SqliteStore {
                 readers: pool.clone(),
                 writer: pool,
@@ -90,11 +96,13 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
-            .await?;
+            .await
+            .map_err(opened)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(MAX_READERS)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(opened)?;
         Ok(SqliteStore { readers, writer })
     }
 }

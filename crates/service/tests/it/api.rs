@@ -11,7 +11,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::harness::{
-    Backend, TestApp, create_body, incoming, robot_headers, spawn, spawn_with, step_json,
+    Backend, SCRIPT_VERSION_ID, TestApp, create_body, incoming, robot_headers, spawn, spawn_with,
+    step_json,
 };
 
 const ROBOT: i64 = 42;
@@ -56,7 +57,7 @@ pub async fn past_only_check_completes_at_once(backend: Backend) {
     assert_eq!(body["robotId"], ROBOT);
     assert_eq!(body["stepId"], 123);
     assert_eq!(body["scheduledId"], 456);
-    assert_eq!(body["scriptVersionId"], 789);
+    assert_eq!(body["scriptVersionId"], SCRIPT_VERSION_ID);
     assert_eq!(body["plannedAt"], "2026-11-20T08:00:00.000Z");
     assert_eq!(body["pollingSince"], "2026-11-20T07:00:00.000Z");
     assert_eq!(body["history"].as_array().unwrap().len(), 1);
@@ -384,6 +385,45 @@ pub async fn unusable_steps_are_unprocessable(backend: Backend) {
     assert_eq!(app.check_count().await, 0);
 }
 
+/// The body's `scriptVersionId` must be the step's: otherwise 422 naming the field, and
+/// nothing stored or subscribed — though the step would otherwise open a future window.
+pub async fn a_script_version_that_is_not_the_steps_is_unprocessable(backend: Backend) {
+    let app = spawn(backend).await;
+    let mut step = step_json(123, "robot-is-charging", 0, 0, CHARGING);
+    step["step"]["scriptVersionId"] = json!(SCRIPT_VERSION_ID + 1);
+    app.given_step(ROBOT, 123, step).await;
+    app.given_incomings(
+        ROBOT,
+        "CHARGING_STOPPED",
+        json!([incoming(5001, "CHARGING_STOPPED", "2026-11-20T07:40:00Z")]),
+    )
+    .await;
+    app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
+        .await;
+    app.given_subscriptions(ROBOT, 991).await;
+
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors = body["errors"].as_array().expect("errors listed");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["field"], "scriptVersionId", "{body}");
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&(SCRIPT_VERSION_ID + 1).to_string()),
+        "{message} names the step's version"
+    );
+    assert_eq!(app.check_count().await, 0);
+    assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 0);
+    assert_eq!(app.upstream_calls("GET", "/incomings").await, 0);
+
+    // The same request with the step's version is created.
+    let mut body = create_body(123);
+    body["scriptVersionId"] = json!(SCRIPT_VERSION_ID + 1);
+    let (status, created) = app.post_check(ROBOT, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["scriptVersionId"], SCRIPT_VERSION_ID + 1);
+}
+
 pub async fn upstream_failures_are_bad_gateway_and_leave_nothing(backend: Backend) {
     // Micro-Managers failing.
     let app = spawn(backend).await;
@@ -646,6 +686,7 @@ on_both_backends!(
     invalid_bodies_are_refused_and_change_nothing,
     unknown_step_is_not_found,
     unusable_steps_are_unprocessable,
+    a_script_version_that_is_not_the_steps_is_unprocessable,
     upstream_failures_are_bad_gateway_and_leave_nothing,
     failed_backfill_removes_the_subscription,
     operational_endpoints_answer,

@@ -240,6 +240,9 @@ pub fn robot_headers(robot_id: i64) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The script version of every step `step_json` describes and every body `create_body` sends.
+pub const SCRIPT_VERSION_ID: i64 = 789;
+
 /// A step body for Micro-Managers.
 pub fn step_json(
     step_id: i64,
@@ -249,7 +252,7 @@ pub fn step_json(
     commands: &[(&str, i64)],
 ) -> Value {
     json!({
-        "step": {"id": step_id, "scriptVersionId": 789, "stepType": "statusCheck"},
+        "step": {"id": step_id, "scriptVersionId": SCRIPT_VERSION_ID, "stepType": "statusCheck"},
         "node": {"type": "statusCheck", "statusCheckName": template,
                  "pastInterval": past, "futureInterval": future},
         "next": {"type": "multipleChoice", "multipleChoice": commands.iter().map(|(c, next)| json!({
@@ -259,7 +262,7 @@ pub fn step_json(
 }
 
 pub fn create_body(step_id: i64) -> Value {
-    json!({"stepId": step_id, "scheduledId": 456, "scriptVersionId": 789,
+    json!({"stepId": step_id, "scheduledId": 456, "scriptVersionId": SCRIPT_VERSION_ID,
            "plannedAt": "2026-11-20T08:00:00Z"})
 }
 
