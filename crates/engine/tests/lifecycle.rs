@@ -1309,3 +1309,38 @@ fn rules_see_null_since_and_until_when_unbounded_or_absent() {
     let (check, _) = started(&t, vec![]);
     assert_eq!(check.result, CheckResult::Pass);
 }
+
+// ---- a template without rules (a Node service version with no runnable stand-in) ----
+
+#[test]
+fn a_template_without_rules_records_deliveries_and_keeps_the_result() {
+    let runnable = charging(true, 3600, 600);
+    // A check that runs (pollUntilEnd, PASS from the past), then handed a rule-less template
+    // of the same shape, as a check bound to an EJS version with no CEL version would be.
+    let (mut check, _) = started(&runnable, vec![event(1, "A", -60)]);
+    assert_eq!(
+        (check.phase, check.result),
+        (CheckPhase::Future, CheckResult::Pass)
+    );
+    let without = Template::without_rules(runnable.definition().clone()).unwrap();
+    assert!(without.future.as_ref().is_some_and(|f| !f.has_rules()));
+    let transition = check.take_future(&without, one(event(2, "B", 60)), at(61));
+    assert_eq!(
+        transition.skipped,
+        [Skip::NotDependedOn(2)],
+        "dependencies still apply"
+    );
+    let transition = check.take_future(&without, one(event(3, "A", 90)), at(91));
+    assert_eq!(transition.appended, 1);
+    assert!(!transition.changed);
+    assert!(transition.rule_failures.is_empty());
+    assert_eq!(results(&check), [CheckResult::Pass, CheckResult::Pass]);
+    assert_eq!(check.phase, CheckPhase::Future);
+    // The deadline decides from the result it has.
+    let transition = check.finalise();
+    assert!(transition.changed);
+    assert_eq!(
+        (check.phase, check.result, check.next_step_id),
+        (CheckPhase::Completed, CheckResult::Pass, Some(PASS_STEP))
+    );
+}

@@ -101,6 +101,8 @@ impl App {
 
     /// Builds with the given collaborators (the database must be migrated).
     pub async fn build_with(config: &Config, deps: Deps) -> anyhow::Result<App> {
+        // The recorder first: what start-up counts (legacy or renumbered templates) is kept.
+        let metrics = telemetry::metrics_handle();
         let limits = Limits {
             history_cap: config.history_cap,
             ..Limits::default()
@@ -128,7 +130,7 @@ impl App {
         let state = AppState {
             checks: checks.clone(),
             robot_consumer_username: config.robot_consumer_username.as_str().into(),
-            metrics: telemetry::metrics_handle(),
+            metrics,
             readiness: readiness.clone(),
         };
         let workers = Workers::build(config, &checks, deps.queue, &readiness)?;

@@ -238,3 +238,67 @@ impl TemplateRegistry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use status_check_engine::template::{PhaseDefinition, PollerDefaults};
+
+    use super::*;
+    use crate::store::Store;
+    use crate::store::sqlite::SqliteStore;
+
+    fn definition(version: i64, rule: &str) -> TemplateDefinition {
+        TemplateDefinition {
+            name: "door".into(),
+            version,
+            description: String::new(),
+            is_active: true,
+            poll_until_end: false,
+            poller: PollerDefaults::default(),
+            past: Some(PhaseDefinition {
+                depends_on: vec!["DOOR_OPENED".into()],
+                pass: Some(rule.into()),
+                ..PhaseDefinition::default()
+            }),
+            future: None,
+        }
+    }
+
+    /// An EJS version (as the Node service stored it) is passed over for new checks, stood in
+    /// for by the newest runnable version, and reported once however often it is met.
+    #[tokio::test]
+    async fn legacy_versions_are_passed_over_stood_in_for_and_reported_once() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let store: DynStore = Arc::new(store);
+        let now = Utc::now();
+        let stored = |synced| match synced {
+            Synced::Created(id) => id,
+            other => panic!("{other:?}"),
+        };
+        let runnable = stored(
+            store
+                .sync_template(&definition(1, "past.size() > 0"), &|_| true, now)
+                .await
+                .unwrap(),
+        );
+        let legacy = stored(
+            store
+                .sync_template(&definition(2, "<%= events.length > 0 %>"), &|_| true, now)
+                .await
+                .unwrap(),
+        );
+        let registry = TemplateRegistry::new(store, Limits::default(), Duration::from_secs(60));
+        let active = registry.active("door").await.unwrap().unwrap();
+        assert_eq!(active.id, runnable, "the newest runnable active version");
+        for _ in 0..3 {
+            let stand_in = registry.by_id(legacy).await.unwrap().unwrap();
+            assert_eq!(stand_in.id, runnable);
+        }
+        assert_eq!(registry.by_id(runnable).await.unwrap().unwrap().id, runnable);
+        let reported = registry.reported.lock().unwrap().clone();
+        assert_eq!(reported, HashSet::from([legacy]));
+    }
+}

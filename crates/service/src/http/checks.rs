@@ -109,7 +109,7 @@ impl From<&StoredCheck> for CheckDto {
                     order: record.order,
                     phase: record.phase.to_string(),
                     event_name: record.event.name.clone(),
-                    // Event id 0 stands for none (Megazord's ids start at 1).
+                    // A record the Node service wrote without one has a negative id.
                     incoming_event_id: (record.event.id > 0).then_some(record.event.id),
                     outgoing_event_id: record.outgoing_event_id,
                     event_created_at: time(record.event.created_at),

@@ -484,7 +484,8 @@ pub(super) fn node_windows(
 
 /// A record. One the Node service wrote has no `status_check_record_event` row: its event
 /// time is the record's `created_at`, level and reference unknown; without an incoming event
-/// id its event id is 0 (Megazord's ids start at 1).
+/// id its event id is minus the record's id — never a Megazord id (they start at 1), and
+/// distinct per record, as the engine's history needs.
 fn record_from_row<R: SqlRow>(check_id: i64, row: &R) -> Result<Record, StoreError> {
     let record_id = row.int("id")?;
     let what = |column: &str| format!("status_check {check_id}, record {record_id}: {column}");
@@ -499,7 +500,7 @@ fn record_from_row<R: SqlRow>(check_id: i64, row: &R) -> Result<Record, StoreErr
             .map_err(|_| corrupt(format!("{} {order} is out of range", what("order"))))?,
         phase: parse(&row.text("phase")?, || what("phase"))?,
         event: Event {
-            id: row.opt_int("incoming_event_id")?.unwrap_or(0),
+            id: row.opt_int("incoming_event_id")?.unwrap_or(-record_id),
             name: row.text("event_name")?,
             created_at: event_created_at,
             level: row.opt_int("event_level")?,

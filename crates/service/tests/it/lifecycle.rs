@@ -17,14 +17,20 @@ use crate::harness::{
 };
 
 const ROBOT: i64 = 42;
-const NEXT: &[(&str, i64)] = &[("pass", 124), ("fail", 125), ("unknown", 126)];
+pub(crate) const NEXT: &[(&str, i64)] = &[("pass", 124), ("fail", 125), ("unknown", 126)];
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
 
 /// The Megazord envelope for one outgoing event (SPEC §5.3).
-fn delivery(subscription: i64, outgoing: i64, event: i64, name: &str, created: &str) -> String {
+pub(crate) fn delivery(
+    subscription: i64,
+    outgoing: i64,
+    event: i64,
+    name: &str,
+    created: &str,
+) -> String {
     json!({
         "from": "megazord-events", "to": {"robotId": ROBOT.to_string()},
         "link": {"link": format!("/internal/v1/events/robots/{ROBOT}/subscriptions/{subscription}/outgoings/{outgoing}"), "rel": ""},
@@ -38,7 +44,7 @@ fn delivery(subscription: i64, outgoing: i64, event: i64, name: &str, created: &
 
 /// Puts a message on the status queue, as Megazord does after storing the outgoing event
 /// (whose row, for an envelope, is inserted first).
-async fn put(app: &TestApp, queues: &Queues, body: &str) {
+pub(crate) async fn put(app: &TestApp, queues: &Queues, body: &str) {
     app.megazord_stored(body).await;
     queues
         .queue
@@ -85,14 +91,17 @@ async fn open_toilet_check(app: &TestApp, step_id: i64, subscription: i64) -> i6
     body["id"].as_i64().unwrap()
 }
 
-async fn check(app: &TestApp, id: i64) -> Value {
+pub(crate) async fn check(app: &TestApp, id: i64) -> Value {
     let (status, body) = app.get_check(ROBOT, &id.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
 
 /// Every message on robot `robot`'s queue, deleted as read.
-async fn robot_messages(queues: &Queues, robot: i64) -> Vec<(Value, BTreeMap<String, String>)> {
+pub(crate) async fn robot_messages(
+    queues: &Queues,
+    robot: i64,
+) -> Vec<(Value, BTreeMap<String, String>)> {
     let url = format!("{}{robot}", queues.robot_prefix);
     let mut out = Vec::new();
     loop {
@@ -114,12 +123,12 @@ async fn robot_messages(queues: &Queues, robot: i64) -> Vec<(Value, BTreeMap<Str
     }
 }
 
-async fn consume(workers: &Workers) -> Vec<Outcome> {
+pub(crate) async fn consume(workers: &Workers) -> Vec<Outcome> {
     workers.consumer.as_ref().unwrap().tick_once().await
 }
 
 /// Consumes until `count` deliveries were applied; fails after a deadline.
-async fn consume_applied(workers: &Workers, count: usize) -> Vec<Outcome> {
+pub(crate) async fn consume_applied(workers: &Workers, count: usize) -> Vec<Outcome> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut outcomes = Vec::new();
     while outcomes.iter().filter(|o| **o == Outcome::Applied).count() < count {

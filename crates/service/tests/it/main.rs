@@ -13,4 +13,5 @@ mod openapi;
 mod queue;
 mod store;
 mod support;
+mod takeover;
 mod templates_cli;

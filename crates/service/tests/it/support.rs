@@ -456,6 +456,53 @@ impl Raw {
         }
     }
 
+    /// The rows a query with text parameters returns, every column as text (`NULL` → `None`):
+    /// the SQL casts each column `AS CHAR`, which reads the same on both backends but for
+    /// times (see [`Raw::time_text`]).
+    pub async fn texts(&self, sql: &'static str, values: &[&str]) -> Vec<Vec<Option<String>>> {
+        fn columns<R: Row>(row: &R) -> Vec<Option<String>>
+        where
+            usize: sqlx::ColumnIndex<R>,
+            for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        {
+            (0..row.len())
+                .map(|i| row.try_get::<Option<String>, _>(i).unwrap())
+                .collect()
+        }
+        match self {
+            Raw::Sqlite(pool) => {
+                let mut query = sqlx::query(sql);
+                for value in values {
+                    query = query.bind(*value);
+                }
+                query
+                    .fetch_all(pool)
+                    .await
+                    .map(|rows| rows.iter().map(columns).collect())
+            }
+            Raw::Mysql(pool) => {
+                let mut query = sqlx::query(sql);
+                for value in values {
+                    query = query.bind(*value);
+                }
+                query
+                    .fetch_all(pool)
+                    .await
+                    .map(|rows| rows.iter().map(columns).collect())
+            }
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// A time as this backend stores it in text: `2026-11-20 08:00:00` on MySQL,
+    /// `2026-11-20T08:00:00.000Z` on SQLite.
+    pub fn time_text(&self, t: DateTime<Utc>) -> String {
+        match self {
+            Raw::Sqlite(_) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            Raw::Mysql(_) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        }
+    }
+
     /// Runs a statement with text parameters.
     pub async fn execute_text(&self, sql: &'static str, values: &[&str]) {
         match self {
