@@ -72,11 +72,17 @@ pub enum WindowError {
     Future(i64),
 }
 
-/// A check's windows (SPEC §3.1), fixed when the check is created.
+/// A check's windows (SPEC §3.1), fixed when the check is created. The interval rule (0 →
+/// the template's default) is applied once, by [`Windows::compute`]; what a check keeps are
+/// the effective intervals, from which [`Windows::from_effective`] rebuilds the same windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windows {
     /// The server time the check was created at.
     pub anchor: DateTime<Utc>,
+    /// The effective look-back in seconds: −1 unbounded, 0 none.
+    pub past_seconds: i64,
+    /// The effective look-ahead in seconds: 0 none.
+    pub future_seconds: i64,
     /// Whether there is a past phase at all (`pastInterval` ≠ 0).
     pub has_past: bool,
     /// Start of the past window: `None` when unbounded (`-1`); the anchor when there is no
@@ -102,17 +108,34 @@ impl Windows {
             return Err(WindowError::Future(future_interval));
         }
         let or_default = |value: i64, default: i64| if value == 0 { default } else { value };
-        let past = or_default(past_interval, defaults.past_interval);
-        let future = or_default(future_interval, defaults.future_interval);
-        Ok(Windows {
+        Ok(Windows::from_effective(
             anchor,
-            has_past: past != 0,
-            since: match past {
+            or_default(past_interval, defaults.past_interval),
+            or_default(future_interval, defaults.future_interval),
+        ))
+    }
+
+    /// The windows of effective intervals (as a check stores them: no defaults applied).
+    /// Intervals too long for a time are as good as endless: no `since`, no `until`.
+    pub fn from_effective(
+        anchor: DateTime<Utc>,
+        past_seconds: i64,
+        future_seconds: i64,
+    ) -> Windows {
+        let offset = |seconds: i64| TimeDelta::try_seconds(seconds);
+        Windows {
+            anchor,
+            past_seconds,
+            future_seconds,
+            has_past: past_seconds != 0,
+            since: match past_seconds {
                 -1 => None,
-                seconds => Some(anchor - TimeDelta::seconds(seconds)),
+                seconds => offset(seconds.max(0)).and_then(|d| anchor.checked_sub_signed(d)),
             },
-            until: (future > 0).then(|| anchor + TimeDelta::seconds(future)),
-        })
+            until: (future_seconds > 0)
+                .then(|| offset(future_seconds).and_then(|d| anchor.checked_add_signed(d)))
+                .flatten(),
+        }
     }
 
     /// `[since, anchor]`, when there is a past phase.
@@ -185,6 +208,11 @@ pub enum Skip {
 pub struct Transition {
     /// Records appended to the history by this decision (the last `appended` records).
     pub appended: usize,
+    /// Those records, as they are to be stored.
+    pub new_records: Vec<Record>,
+    /// The check's pending deadline after the decision: the end of its future window while
+    /// it waits for events, else none.
+    pub deadline: Option<DateTime<Utc>>,
     /// Whether phase, result or next step changed.
     pub changed: bool,
     pub effects: Vec<Effect>,
@@ -207,6 +235,20 @@ impl From<Event> for Delivery {
             outgoing_event_id: None,
         }
     }
+}
+
+/// What a stored check is, for [`Check::restore`] and [`Check::snapshot`]: everything a
+/// decision needs besides the template and the limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckState {
+    pub robot_id: i64,
+    pub planned_at: DateTime<Utc>,
+    pub windows: Windows,
+    pub next_steps: NextSteps,
+    pub phase: CheckPhase,
+    pub result: CheckResult,
+    pub next_step_id: Option<i64>,
+    pub records: Vec<Record>,
 }
 
 /// A status check as the lifecycle sees it.
@@ -250,12 +292,51 @@ impl Check {
         }
     }
 
+    /// A stored check, to decide on: the template supplies `pollUntilEnd`.
+    pub fn restore(state: CheckState, template: &Template, limits: Limits) -> Check {
+        Check {
+            robot_id: state.robot_id,
+            planned_at: state.planned_at,
+            windows: state.windows,
+            next_steps: state.next_steps,
+            poll_until_end: template.poll_until_end,
+            phase: state.phase,
+            result: state.result,
+            next_step_id: state.next_step_id,
+            history: History::from_records(state.records),
+            end_reason: None,
+            limits,
+        }
+    }
+
+    /// What to store of the check.
+    pub fn snapshot(&self) -> CheckState {
+        CheckState {
+            robot_id: self.robot_id,
+            planned_at: self.planned_at,
+            windows: self.windows,
+            next_steps: self.next_steps,
+            phase: self.phase,
+            result: self.result,
+            next_step_id: self.next_step_id,
+            records: self.history.records().to_vec(),
+        }
+    }
+
     /// The deadline at which [`Check::finalise`] is due, while the check waits for events.
     pub fn deadline(&self) -> Option<DateTime<Utc>> {
         match self.phase {
             CheckPhase::Future => self.windows.until,
             _ => None,
         }
+    }
+
+    /// Fills in what every transition reports about the check after the decision.
+    fn conclude(&self, mut transition: Transition) -> Transition {
+        let records = self.history.records();
+        transition.new_records = records[records.len() - transition.appended..].to_vec();
+        transition.deadline = self.deadline();
+        transition
     }
 
     fn vars(&self, now: DateTime<Utc>) -> RuleVars {
@@ -274,6 +355,16 @@ impl Check {
     /// past window or not depended on are skipped. Does not ask to notify the robot: the
     /// create response carries the state.
     pub fn start(
+        &mut self,
+        template: &Template,
+        events: Vec<Event>,
+        now: DateTime<Utc>,
+    ) -> Transition {
+        let transition = self.start_inner(template, events, now);
+        self.conclude(transition)
+    }
+
+    fn start_inner(
         &mut self,
         template: &Template,
         events: Vec<Event>,
@@ -340,6 +431,16 @@ impl Check {
         deliveries: Vec<Delivery>,
         now: DateTime<Utc>,
     ) -> Transition {
+        let transition = self.take_future_inner(template, deliveries, now);
+        self.conclude(transition)
+    }
+
+    fn take_future_inner(
+        &mut self,
+        template: &Template,
+        deliveries: Vec<Delivery>,
+        now: DateTime<Utc>,
+    ) -> Transition {
         let mut transition = Transition::default();
         let before = self.observable();
         let mut deliveries = deliveries;
@@ -384,13 +485,12 @@ impl Check {
     /// Does nothing to a check that already ended.
     pub fn finalise(&mut self) -> Transition {
         let mut transition = Transition::default();
-        if self.phase.is_final() {
-            return transition;
+        if !self.phase.is_final() {
+            let before = self.observable();
+            self.end_now(EndReason::Deadline);
+            self.close(before, &mut transition);
         }
-        let before = self.observable();
-        self.end_now(EndReason::Deadline);
-        self.close(before, &mut transition);
-        transition
+        self.conclude(transition)
     }
 
     /// Why `event` may not join the phase, if it may not.

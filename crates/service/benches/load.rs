@@ -77,10 +77,10 @@ use status_check::store::sql::{
 };
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{
-    Adopted, CheckKey, Claimed, Created, Decide, DynStore, Fence, NewCheck, OutboxMessage, Render,
-    Store, StoreError, StoredCheck, StoredTemplate, StoredWindows, Synced, UpdateOutcome, Usable,
+    Adopted, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck, OutboxMessage,
+    Render, Store, StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome, Usable,
 };
-use status_check_engine::lifecycle::NextSteps;
+use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckPhase, CheckResult, RecordPhase, TemplateDefinition};
 use status_check_sim::megazord::NewIncoming;
 use tokio_util::sync::CancellationToken;
@@ -1027,7 +1027,7 @@ async fn scenario_deliveries(sizes: &Sizes, rows: &mut Vec<Row>) -> anyhow::Resu
     let step = demo_step(&stack, "toilet-activity")?;
     let username = stack.config.robot_consumer_username.clone();
     let megazord = stack.megazord.clone();
-    let store = stack.app.state().checks.store.clone();
+    let store = stack.app.state().checks.store().clone();
     let Stack { mut app, sims, .. } = stack;
     let consumer = app
         .take_workers()
@@ -1698,9 +1698,9 @@ impl Store for RecordingStore {
 
     async fn update_check(
         &self,
-        id: i64,
+        current: &StoredCheck,
         fence: Fence<'_>,
-        decide: Decide<'_>,
+        update: &CheckUpdate,
         render: Render<'_>,
         call_ref: &str,
         now: DateTime<Utc>,
@@ -1708,13 +1708,17 @@ impl Store for RecordingStore {
         let leased = matches!(fence, Fence::Lease(_));
         let outcome = self
             .inner
-            .update_check(id, fence, decide, render, call_ref, now)
+            .update_check(current, fence, update, render, call_ref, now)
             .await;
         if let (true, Ok(UpdateOutcome::Updated(check))) = (leased, &outcome)
             && check.phase.is_final()
         {
             let at = Utc::now();
-            self.timeline.lock().unwrap().finalised.push((id, at));
+            self.timeline
+                .lock()
+                .unwrap()
+                .finalised
+                .push((current.id, at));
         }
         outcome
     }
@@ -1915,11 +1919,8 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
                 result: CheckResult::Pending,
                 next_step_id: None,
                 subscription_id: Some(50_000_000 + t),
-                windows: StoredWindows {
-                    anchor,
-                    past_seconds: 3600,
-                    future_seconds: PARKED_FUTURE_SECONDS,
-                },
+                windows: Windows::from_effective(anchor, 3600, PARKED_FUTURE_SECONDS),
+                deadline: Windows::from_effective(anchor, 3600, PARKED_FUTURE_SECONDS).until,
                 next_steps: NextSteps {
                     pass: step * 10 + 1,
                     fail: step * 10 + 2,

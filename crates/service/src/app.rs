@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::Checks;
-use crate::checks::adoption::{Adoption, AdoptionConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, AppState, Readiness};
@@ -119,14 +118,15 @@ impl App {
             .context("cannot load the shipped templates")?;
         readiness.set_templates_loaded();
         tracing::info!(count, dir = %config.templates_dir.display(), "templates loaded");
-        let checks = Arc::new(Checks {
-            store: deps.store,
+        let checks = Arc::new(Checks::new(
+            deps.store,
             templates,
-            micro_managers: deps.micro_managers,
-            megazord: deps.megazord,
-            clock: deps.clock,
+            deps.micro_managers,
+            deps.megazord,
+            deps.clock,
             limits,
-        });
+            notify::hostname().into(),
+        ));
         let state = AppState {
             checks: checks.clone(),
             robot_consumer_username: config.robot_consumer_username.as_str().into(),
@@ -245,12 +245,6 @@ impl Workers {
         readiness: &Arc<Readiness>,
     ) -> anyhow::Result<Workers> {
         let hostname: Arc<str> = notify::hostname().into();
-        let adoption = Arc::new(Adoption::new(
-            checks.store.clone(),
-            checks.micro_managers.clone(),
-            checks.clock.clone(),
-            AdoptionConfig::default(),
-        ));
         let queue_for = |role: &str| {
             queue
                 .clone()
@@ -266,33 +260,22 @@ impl Workers {
                 consumer_config.unknown_grace = config.unknown_subscription_grace;
                 Some(Consumer::new(
                     queue_for("consumer")?,
-                    checks.store.clone(),
-                    checks.templates.clone(),
-                    checks.megazord.clone(),
-                    checks.clock.clone(),
-                    checks.limits,
+                    checks.clone(),
                     consumer_config,
-                    hostname.clone(),
-                    adoption.clone(),
                 ))
             }
             _ => None,
         };
         let scheduler = config.roles.scheduler.then(|| {
             Scheduler::new(
-                checks.store.clone(),
-                checks.templates.clone(),
-                checks.megazord.clone(),
-                checks.clock.clone(),
-                checks.limits,
+                checks.clone(),
                 SchedulerConfig {
                     scan_interval: config.scheduler_scan_interval,
                     batch: config.scheduler_batch,
                     concurrency: config.scheduler_concurrency,
                     stale_after: config.scheduler_stale_lock,
                 },
-                hostname.clone(),
-                adoption.clone(),
+                &hostname,
             )
         });
         let relay = match (config.roles.relay, &config.robot_queue_address) {
@@ -301,9 +284,9 @@ impl Workers {
                 relay_config.poll_interval = config.relay_poll_interval;
                 relay_config.concurrency = config.relay_concurrency;
                 Some(Relay::new(
-                    checks.store.clone(),
+                    checks.store().clone(),
                     queue_for("relay")?,
-                    checks.clock.clone(),
+                    checks.clock().clone(),
                     relay_config,
                     &hostname,
                 ))

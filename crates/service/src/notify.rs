@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::http::checks::CheckDto;
+use crate::checks::view::CheckDto;
 use crate::store::StoredCheck;
 
 /// The name robots know the sender by (the Node service's).

@@ -1,20 +1,34 @@
-//! The use cases: create a check and read one. They orchestrate the engine (decisions), the
-//! store (one transaction per state change) and the upstreams; side effects outside the
-//! database never happen inside a transaction.
+//! The use cases — every way a check changes: create one, read one, apply Megazord's
+//! deliveries, finalise at the deadline, adopt the Node service's. Each orchestrates the
+//! engine (decisions), the store (one transaction per state change) and the upstreams. A
+//! decision is made on the check as read, outside any lock, and the store writes it only if
+//! the check is still that (else it is read and decided again). What a committed change leaves
+//! to do outside the database — reports, metrics, removing a subscription — happens in one
+//! place, [`Checks::after_commit`], never inside a transaction. The workers only move messages
+//! and time to these.
 
 pub mod adoption;
+mod create;
+mod deadline;
+mod delivery;
+pub mod view;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use status_check_engine::lifecycle::{Check, Effect, NextSteps, Transition, Windows};
+use status_check_engine::Limits;
+use status_check_engine::lifecycle::{Check, CheckState, Effect, Skip, Transition};
 use status_check_engine::rules::RuleFailure;
-use status_check_engine::{Event, Limits};
 
+use self::adoption::{Adoption, AdoptionConfig};
+pub use self::deadline::Finalised;
+pub use self::delivery::{Delivered, DeliveryOutcome};
 use crate::clock::Clock;
-use crate::store::{CheckKey, Created, DynStore, NewCheck, StoreError, StoredCheck, StoredWindows};
+use crate::store::{CheckUpdate, DynStore, StoreError, StoredCheck};
 use crate::templates::{LoadedTemplate, TemplateRegistry};
-use crate::upstream::{Megazord, MicroManagers, ScriptStep, UpstreamError};
+use crate::upstream::{Megazord, MicroManagers, UpstreamError};
+
+pub(crate) use self::create::next_steps;
 
 /// What a robot asked for (SPEC §2.2), already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +40,7 @@ pub struct CreateRequest {
     pub planned_at: DateTime<Utc>,
 }
 
-/// Why a check could not be created or read.
+/// Why a use case could not be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("step {0} does not exist for this robot")]
@@ -44,6 +58,7 @@ pub enum CheckError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A stored check's template version is gone (or unreadable): it cannot be decided.
     #[error("template {0} of a stored check cannot be loaded")]
     TemplateMissing(i64),
 }
@@ -57,177 +72,57 @@ pub enum CreateOutcome {
 
 /// The use cases with everything they need.
 pub struct Checks {
-    pub store: DynStore,
-    pub templates: Arc<TemplateRegistry>,
-    pub micro_managers: Arc<dyn MicroManagers>,
-    pub megazord: Arc<dyn Megazord>,
-    pub clock: Arc<dyn Clock>,
-    pub limits: Limits,
+    store: DynStore,
+    templates: Arc<TemplateRegistry>,
+    micro_managers: Arc<dyn MicroManagers>,
+    megazord: Arc<dyn Megazord>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    /// Robots' notifications name this host as their sender.
+    hostname: Arc<str>,
+    adoption: Adoption,
 }
 
 impl Checks {
-    /// SPEC §2.2: fetch the step, resolve the template, compute the windows, run the past
-    /// evaluation, subscribe and backfill when a future window is open, persist. On any
-    /// upstream failure nothing is persisted and a subscription made on the way is removed.
-    pub async fn create(
-        &self,
-        request: CreateRequest,
-        call_ref: &str,
-    ) -> Result<CreateOutcome, CheckError> {
-        let key = CheckKey {
-            robot_id: request.robot_id,
-            step_id: request.step_id,
-            scheduled_id: request.scheduled_id,
-            planned_at: request.planned_at,
-        };
-        if let Some(existing) = self.store.find_check(&key).await? {
-            return Ok(CreateOutcome::Existing(existing));
-        }
-
-        let step = match self
-            .micro_managers
-            .script_step(request.robot_id, request.step_id, call_ref)
-            .await
-        {
-            Err(UpstreamError::NotFound { .. }) => {
-                return Err(CheckError::StepNotFound(request.step_id));
-            }
-            other => other?,
-        };
-        if request.script_version_id != step.script_version_id {
-            return Err(CheckError::InvalidField {
-                field: "scriptVersionId",
-                message: format!(
-                    "{} is not the script version of step {} ({})",
-                    request.script_version_id, step.step_id, step.script_version_id
-                ),
-            });
-        }
-        let name = status_check_name(&step)?;
-        let loaded = self.templates.active(&name).await?.ok_or_else(|| {
-            CheckError::Unprocessable(format!(
-                "step {} names the status check {name:?}, which has no active template",
-                step.step_id
-            ))
-        })?;
-        let template = &loaded.template;
-        let next_steps = next_steps(&step)?;
-        let anchor = self.clock.now();
-        let windows = Windows::compute(
-            step.past_interval,
-            step.future_interval,
-            &template.poller,
-            anchor,
-        )
-        .map_err(|e| CheckError::Unprocessable(format!("step {}: {e}", step.step_id)))?;
-
-        let mut past_events = Vec::new();
-        if let (Some(rules), true) = (&template.past, windows.has_past) {
-            let since = windows.since.unwrap_or(DateTime::UNIX_EPOCH);
-            past_events = self
-                .fetch_events(request.robot_id, &rules.depends_on, since, call_ref)
-                .await?;
-        }
-        let mut check = Check::new(
-            request.robot_id,
-            request.planned_at,
-            windows,
-            next_steps,
-            template,
-            self.limits,
+    pub fn new(
+        store: DynStore,
+        templates: Arc<TemplateRegistry>,
+        micro_managers: Arc<dyn MicroManagers>,
+        megazord: Arc<dyn Megazord>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        hostname: Arc<str>,
+    ) -> Self {
+        let adoption = Adoption::new(
+            store.clone(),
+            micro_managers.clone(),
+            clock.clone(),
+            AdoptionConfig::default(),
         );
-        let started = check.start(template, past_events, anchor);
-        report_rule_failures(&loaded, &started);
-
-        let mut subscription_id = None;
-        let mut unsubscribe_after_commit = false;
-        if let Some(Effect::Subscribe { event_names, until }) = started
-            .effects
-            .iter()
-            .find(|e| matches!(e, Effect::Subscribe { .. }))
-        {
-            let subscription = self
-                .megazord
-                .subscribe(request.robot_id, event_names, *until, call_ref)
-                .await?;
-            subscription_id = Some(subscription.id);
-            // Megazord only fans out events created after the subscription exists: fetch
-            // what happened since the anchor and merge it (SPEC §3.3).
-            let backfill = match self
-                .fetch_events(request.robot_id, event_names, anchor, call_ref)
-                .await
-            {
-                Ok(events) => events,
-                Err(e) => {
-                    self.unsubscribe_quietly(request.robot_id, subscription.id, call_ref)
-                        .await;
-                    return Err(e);
-                }
-            };
-            let merged = check.take_future(
-                template,
-                backfill.into_iter().map(Into::into).collect(),
-                anchor,
-            );
-            report_rule_failures(&loaded, &merged);
-            unsubscribe_after_commit = merged.effects.contains(&Effect::Unsubscribe);
+        Checks {
+            store,
+            templates,
+            micro_managers,
+            megazord,
+            clock,
+            limits,
+            hostname,
+            adoption,
         }
+    }
 
-        let new = NewCheck {
-            key,
-            script_version_id: request.script_version_id,
-            template_id: loaded.id,
-            phase: check.phase,
-            result: check.result,
-            next_step_id: check.next_step_id,
-            subscription_id,
-            windows: stored_windows(&check.windows, &step, &template.poller),
-            next_steps,
-            records: check.history.records().to_vec(),
-            now: anchor,
-        };
-        let created = match self.store.create_check(new).await {
-            Ok(created) => created,
-            Err(e) => {
-                if let Some(id) = subscription_id {
-                    self.unsubscribe_quietly(request.robot_id, id, call_ref)
-                        .await;
-                }
-                return Err(e.into());
-            }
-        };
-        match created {
-            Created::New(stored) => {
-                metrics::counter!(
-                    "checks_created_total",
-                    "template" => template.name.to_string(),
-                    "result" => stored.result.as_str(),
-                )
-                .increment(1);
-                if check.phase.is_final() {
-                    metrics::counter!(
-                        "checks_ended_total",
-                        "template" => template.name.to_string(),
-                        "phase" => stored.phase.as_str(),
-                        "result" => stored.result.as_str(),
-                    )
-                    .increment(1);
-                }
-                if let (true, Some(id)) = (unsubscribe_after_commit, subscription_id) {
-                    self.unsubscribe_quietly(request.robot_id, id, call_ref)
-                        .await;
-                }
-                Ok(CreateOutcome::Created(stored))
-            }
-            Created::Existing(stored) => {
-                // Lost a race with an identical request: ours must leave nothing behind.
-                if let Some(id) = subscription_id {
-                    self.unsubscribe_quietly(request.robot_id, id, call_ref)
-                        .await;
-                }
-                Ok(CreateOutcome::Existing(stored))
-            }
-        }
+    /// The store, for the workers' claims and leases.
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Adopting the checks the Node service left open (SPEC §6.1).
+    pub fn adoption(&self) -> &Adoption {
+        &self.adoption
     }
 
     /// SPEC §2.3: the check, when it belongs to this robot.
@@ -239,94 +134,146 @@ impl Checks {
             .filter(|check| check.key.robot_id == robot_id))
     }
 
-    /// Every event of `names` since `since`, one request per name.
-    async fn fetch_events(
-        &self,
-        robot_id: i64,
-        names: &[String],
-        since: DateTime<Utc>,
-        call_ref: &str,
-    ) -> Result<Vec<Event>, CheckError> {
-        let mut events = Vec::new();
-        for name in names {
-            events.extend(
-                self.megazord
-                    .incomings(robot_id, name, since, call_ref)
-                    .await?,
-            );
-        }
-        Ok(events)
+    /// The template a stored check is decided with (SPEC §6.1 for the Node service's).
+    async fn template_of(&self, check: &StoredCheck) -> Result<LoadedTemplate, CheckError> {
+        self.templates
+            .by_id(check.template_id)
+            .await?
+            .ok_or(CheckError::TemplateMissing(check.template_id))
     }
 
-    async fn unsubscribe_quietly(&self, robot_id: i64, subscription_id: i64, call_ref: &str) {
+    /// The engine's view of a stored check; `None` for a check of the Node service not yet
+    /// adopted (its next steps are unknown, so nothing may decide it).
+    fn engine_check(&self, stored: &StoredCheck, template: &LoadedTemplate) -> Option<Check> {
+        let state = CheckState {
+            robot_id: stored.key.robot_id,
+            planned_at: stored.key.planned_at,
+            windows: stored.windows,
+            next_steps: stored.next_steps?,
+            phase: stored.phase,
+            result: stored.result,
+            next_step_id: stored.next_step_id,
+            records: stored.records.clone(),
+        };
+        Some(Check::restore(state, &template.template, self.limits))
+    }
+
+    /// Writes what a decision on `current` changed, with a notification when the robot
+    /// sees a change.
+    async fn write(
+        &self,
+        current: &StoredCheck,
+        fence: crate::store::Fence<'_>,
+        check: &Check,
+        transition: &Transition,
+        release_lease: bool,
+        call_ref: &str,
+    ) -> Result<crate::store::UpdateOutcome, StoreError> {
+        let update = CheckUpdate {
+            phase: check.phase,
+            result: check.result,
+            next_step_id: check.next_step_id,
+            new_records: transition.new_records.clone(),
+            deadline: transition.deadline,
+            release_lease,
+            notify: transition.effects.contains(&Effect::NotifyRobot),
+        };
+        let hostname = self.hostname.clone();
+        let render =
+            move |check: &StoredCheck, seq: i64| crate::notify::render(check, seq, &hostname);
+        self.store
+            .update_check(current, fence, &update, &render, call_ref, self.clock.now())
+            .await
+    }
+
+    /// What a committed change leaves to do outside the database: the rules that failed and
+    /// the events skipped are reported, an ended check counted, its subscription removed.
+    async fn after_commit(
+        &self,
+        template: &LoadedTemplate,
+        effects: Effects,
+        check: &StoredCheck,
+        call_ref: &str,
+    ) {
+        for RuleFailure { outcome, error } in &effects.rule_failures {
+            tracing::warn!(
+                template = %template.template.name,
+                version = template.template.version,
+                rule = %outcome,
+                error = %error,
+                "rule failed while running; counted as false"
+            );
+            metrics::counter!(
+                "rule_errors_total",
+                "template" => template.template.name.to_string(),
+                "rule" => outcome.as_str(),
+            )
+            .increment(1);
+        }
+        for skip in &effects.skipped {
+            let reason = match skip {
+                Skip::Duplicate(_) => "duplicate",
+                Skip::Late(_) => "late",
+                Skip::OutOfWindow(_) => "out_of_window",
+                Skip::NotDependedOn(_) => "not_depended_on",
+                Skip::NotListening(_) => "not_listening",
+            };
+            metrics::counter!("queue_deliveries_skipped_total", "reason" => reason).increment(1);
+        }
+        if effects.changed && check.phase.is_final() {
+            metrics::counter!(
+                "checks_ended_total",
+                "template" => template.template.name.to_string(),
+                "phase" => check.phase.as_str(),
+                "result" => check.result.as_str(),
+            )
+            .increment(1);
+        }
+        if effects.unsubscribe
+            && let Some(subscription_id) = check.subscription_id
+        {
+            self.remove_subscription(check.key.robot_id, subscription_id, call_ref)
+                .await;
+        }
+    }
+
+    /// Removes a subscription at Megazord. A failure is logged and counted: the
+    /// subscription also lapses at its `until`, and deliveries for an ended check are dropped.
+    async fn remove_subscription(&self, robot_id: i64, subscription_id: i64, call_ref: &str) {
         if let Err(e) = self
             .megazord
             .unsubscribe(robot_id, subscription_id, call_ref)
             .await
         {
-            tracing::error!(robot_id, subscription_id, error = %e, "could not remove a subscription");
+            tracing::error!(robot_id, subscription_id, error = %e, "could not unsubscribe");
+            metrics::counter!("unsubscribe_failures_total").increment(1);
         }
     }
 }
 
-/// Logs and counts the rules that errored during a decision.
-pub fn report_rule_failures(loaded: &LoadedTemplate, transition: &Transition) {
-    for RuleFailure { outcome, error } in &transition.rule_failures {
-        tracing::warn!(
-            template = %loaded.template.name,
-            version = loaded.template.version,
-            rule = %outcome,
-            error = %error,
-            "rule failed while running; counted as false"
-        );
-        metrics::counter!(
-            "rule_errors_total",
-            "template" => loaded.template.name.to_string(),
-            "rule" => outcome.as_str(),
-        )
-        .increment(1);
+/// What the decisions of one change leave for [`Checks::after_commit`].
+#[derive(Debug, Default)]
+struct Effects {
+    rule_failures: Vec<RuleFailure>,
+    /// Events not taken in (reported for deliveries only).
+    skipped: Vec<Skip>,
+    /// A decision changed the check's phase, result or next step (counted when it ended).
+    changed: bool,
+    /// A decision asked to remove the check's subscription.
+    unsubscribe: bool,
+}
+
+impl Effects {
+    fn of(transition: &Transition) -> Self {
+        let mut effects = Effects::default();
+        effects.add(transition);
+        effects
     }
-}
 
-fn status_check_name(step: &ScriptStep) -> Result<String, CheckError> {
-    if step.node_type != "statusCheck" {
-        return Err(CheckError::Unprocessable(format!(
-            "step {} is a {:?} node, not a statusCheck node",
-            step.step_id, step.node_type
-        )));
-    }
-    step.status_check_name
-        .clone()
-        .filter(|name| !name.is_empty())
-        .ok_or_else(|| {
-            CheckError::Unprocessable(format!(
-                "step {} names no status check template",
-                step.step_id
-            ))
-        })
-}
-
-/// The `pass`, `fail` (and `unknown`) next steps of a step's commands.
-pub(crate) fn next_steps(step: &ScriptStep) -> Result<NextSteps, CheckError> {
-    let commands = step.next.iter().flat_map(|next| {
-        std::iter::once(next.command.as_str())
-            .chain(next.commands.iter().map(String::as_str))
-            .map(move |command| (command, next.next_step_id))
-    });
-    NextSteps::from_commands(commands)
-        .map_err(|e| CheckError::Unprocessable(format!("step {}: {e}", step.step_id)))
-}
-
-/// The effective intervals, so the windows can be rebuilt exactly from the stored row.
-fn stored_windows(
-    windows: &Windows,
-    step: &ScriptStep,
-    defaults: &status_check_engine::template::PollerDefaults,
-) -> StoredWindows {
-    let effective = |value: i64, default: i64| if value == 0 { default } else { value };
-    StoredWindows {
-        anchor: windows.anchor,
-        past_seconds: effective(step.past_interval, defaults.past_interval),
-        future_seconds: effective(step.future_interval, defaults.future_interval),
+    fn add(&mut self, transition: &Transition) {
+        self.rule_failures
+            .extend(transition.rule_failures.iter().cloned());
+        self.changed |= transition.changed;
+        self.unsubscribe |= transition.effects.contains(&Effect::Unsubscribe);
     }
 }

@@ -3,16 +3,13 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use status_check_engine::lifecycle::{NextSteps, Windows};
-use status_check_engine::template::PollerDefaults;
 use status_check_engine::{CheckPhase, CheckResult, Event, Record};
 
 use super::db::{
     ATTEMPTS, Db, Failure, Mode, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
     clamp_timestamp, millis, retrying, seconds_ceil, seconds_floor,
 };
-use super::{
-    Adopted, CheckKey, Created, NewCheck, Provenance, StoreError, StoredCheck, StoredWindows,
-};
+use super::{Adopted, CheckKey, Created, NewCheck, Provenance, StoreError, StoredCheck};
 
 // ---- SQL ----
 
@@ -187,7 +184,7 @@ async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, St
             check.next_steps.unknown,
             now,
             now,
-            pending_deadline(check.phase, windows),
+            stored_deadline(check.deadline),
             None::<DateTime<Utc>>,
             None::<DateTime<Utc>>,
         ],
@@ -212,7 +209,7 @@ async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, St
 /// The poller's `since`/`until`, whole seconds in the `TIMESTAMP` range, wide enough to hold
 /// the exact window (`since` rounded down, `until` up): a scheduler claiming `until <= now`
 /// never fires before the exact deadline kept in `status_check_ext`.
-fn poller_bounds(windows: &super::StoredWindows) -> (DateTime<Utc>, DateTime<Utc>) {
+fn poller_bounds(windows: &Windows) -> (DateTime<Utc>, DateTime<Utc>) {
     let anchor = millis(windows.anchor);
     let since = match windows.past_seconds {
         -1 => TIMESTAMP_MIN,
@@ -222,21 +219,12 @@ fn poller_bounds(windows: &super::StoredWindows) -> (DateTime<Utc>, DateTime<Utc
     (clamp_timestamp(since), clamp_timestamp(until))
 }
 
-/// The deadline the scheduler waits for (`status_check_ext.deadline_at`): the end of the
-/// future window, exact to the millisecond, while the check is in `FUTURE`; none without a
-/// future window or once the check has left `FUTURE` — so the claim's index range holds the
+/// The deadline the scheduler waits for (`status_check_ext.deadline_at`), as stored: to the
+/// millisecond, within a `DATETIME(3)`. The engine says what it is (the end of the future
+/// window while the check waits for events, else none), so the claim's index range holds the
 /// open checks only, not every check that ever ended.
-pub(super) fn pending_deadline(
-    phase: CheckPhase,
-    windows: &super::StoredWindows,
-) -> Option<DateTime<Utc>> {
-    if phase != CheckPhase::Future || windows.future_seconds <= 0 {
-        return None;
-    }
-    let deadline = TimeDelta::try_seconds(windows.future_seconds)
-        .and_then(|window| millis(windows.anchor).checked_add_signed(window))
-        .unwrap_or(DATETIME_MAX);
-    Some(deadline.min(DATETIME_MAX))
+pub(super) fn stored_deadline(deadline: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    deadline.map(|deadline| millis(deadline).min(DATETIME_MAX))
 }
 
 /// The largest value a MySQL `DATETIME(3)` holds.
@@ -381,19 +369,12 @@ fn check_from_row<R: SqlRow>(row: &R, records: Vec<Record>) -> Result<StoredChec
     let created_at = row.opt_time("created_at")?.unwrap_or(planned_at);
     let updated_at = row.opt_time("updated_at")?.unwrap_or(created_at);
     let own = row.opt_int("ext_id")?.is_some();
-    let (windows, next_steps, provenance, polling_since, polling_until) = if own {
-        let windows = StoredWindows {
-            anchor: row.time("anchor_at")?,
-            past_seconds: row.int("past_seconds")?,
-            future_seconds: row.int("future_seconds")?,
-        };
-        let computed = Windows::compute(
-            windows.past_seconds,
-            windows.future_seconds,
-            &PollerDefaults::default(),
-            windows.anchor,
-        )
-        .map_err(|e| corrupt(format!("{}: {e}", what("windows"))))?;
+    let (windows, next_steps, provenance) = if own {
+        let windows = Windows::from_effective(
+            row.time("anchor_at")?,
+            row.int("past_seconds")?,
+            row.int("future_seconds")?,
+        );
         let next_steps = NextSteps {
             pass: row.int("next_pass")?,
             fail: row.int("next_fail")?,
@@ -403,13 +384,7 @@ fn check_from_row<R: SqlRow>(row: &R, records: Vec<Record>) -> Result<StoredChec
             Some(_) => Provenance::Adopted,
             None => Provenance::Own,
         };
-        (
-            windows,
-            Some(next_steps),
-            provenance,
-            computed.since,
-            computed.until,
-        )
+        (windows, Some(next_steps), provenance)
     } else {
         let since = row.opt_time("poller_since")?;
         let until = row.opt_time("poller_until")?;
@@ -417,8 +392,6 @@ fn check_from_row<R: SqlRow>(row: &R, records: Vec<Record>) -> Result<StoredChec
             node_windows(created_at, since, until),
             None,
             Provenance::NodeOnly,
-            since,
-            until,
         )
     };
     let (created_at, updated_at, planned_at, notification_seq) = match provenance {
@@ -458,8 +431,6 @@ fn check_from_row<R: SqlRow>(row: &R, records: Vec<Record>) -> Result<StoredChec
         windows,
         next_steps,
         provenance,
-        polling_since,
-        polling_until,
         notification_seq,
         records,
         created_at,
@@ -474,12 +445,12 @@ pub(super) fn node_windows(
     anchor: DateTime<Utc>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
-) -> StoredWindows {
-    StoredWindows {
+) -> Windows {
+    Windows::from_effective(
         anchor,
-        past_seconds: since.map_or(-1, |since| (anchor - since).num_seconds().max(0)),
-        future_seconds: until.map_or(0, |until| (until - anchor).num_seconds().max(0)),
-    }
+        since.map_or(-1, |since| (anchor - since).num_seconds().max(0)),
+        until.map_or(0, |until| (until - anchor).num_seconds().max(0)),
+    )
 }
 
 /// A record. One the Node service wrote has no `status_check_record_event` row: its event
@@ -667,22 +638,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pending_deadline_is_the_exact_end_of_an_open_future_window() {
+    fn the_stored_deadline_is_to_the_millisecond_within_a_datetime() {
         let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
-        let windows = |future_seconds| super::super::StoredWindows {
-            anchor: at("2026-11-20T08:00:00.250999Z"),
-            past_seconds: 60,
-            future_seconds,
-        };
         assert_eq!(
-            pending_deadline(CheckPhase::Future, &windows(600)),
+            stored_deadline(Some(at("2026-11-20T08:10:00.250999Z"))),
             Some(at("2026-11-20T08:10:00.250Z"))
         );
-        assert_eq!(pending_deadline(CheckPhase::Future, &windows(0)), None);
-        assert_eq!(pending_deadline(CheckPhase::Completed, &windows(600)), None);
-        assert_eq!(pending_deadline(CheckPhase::Failed, &windows(600)), None);
+        assert_eq!(stored_deadline(None), None);
         assert_eq!(
-            pending_deadline(CheckPhase::Future, &windows(i64::MAX)),
+            stored_deadline(Some(DateTime::<Utc>::MAX_UTC)),
             Some(DATETIME_MAX)
         );
     }
@@ -693,10 +657,8 @@ mod tests {
             .unwrap()
             .to_utc();
         let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
-        let windows = |past_seconds, future_seconds| super::super::StoredWindows {
-            anchor,
-            past_seconds,
-            future_seconds,
+        let windows = |past_seconds, future_seconds| {
+            Windows::from_effective(anchor, past_seconds, future_seconds)
         };
         assert_eq!(
             poller_bounds(&windows(60, 30)),

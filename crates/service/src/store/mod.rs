@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use status_check_engine::lifecycle::NextSteps;
+use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckPhase, CheckResult, Record, TemplateDefinition};
 
 /// A database failure. `Conflict` is a constraint the caller may act on; everything else is
@@ -98,16 +98,6 @@ pub struct CheckKey {
     pub planned_at: DateTime<Utc>,
 }
 
-/// A check's windows as stored: the anchor and the effective intervals in seconds
-/// (`past_seconds` −1 = unbounded, 0 = none; `future_seconds` 0 = none), from which
-/// `Windows::compute(past, future, &PollerDefaults::default(), anchor)` rebuilds the windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoredWindows {
-    pub anchor: DateTime<Utc>,
-    pub past_seconds: i64,
-    pub future_seconds: i64,
-}
-
 /// Everything needed to insert a new check, its poller and its first records in one
 /// transaction.
 #[derive(Debug, Clone)]
@@ -120,7 +110,10 @@ pub struct NewCheck {
     pub result: CheckResult,
     pub next_step_id: Option<i64>,
     pub subscription_id: Option<i64>,
-    pub windows: StoredWindows,
+    pub windows: Windows,
+    /// The pending deadline (the engine's `Check::deadline`): the scheduler finalises the
+    /// check then; none once it ended or without a future window.
+    pub deadline: Option<DateTime<Utc>>,
     pub next_steps: NextSteps,
     pub records: Vec<Record>,
     pub now: DateTime<Utc>,
@@ -151,15 +144,14 @@ pub struct StoredCheck {
     pub result: CheckResult,
     pub next_step_id: Option<i64>,
     pub subscription_id: Option<i64>,
-    pub windows: StoredWindows,
+    /// The effective intervals, their anchor and the window they make (`Windows::
+    /// from_effective` of the stored row; for a check of the Node service, derived from its
+    /// poller), exact to the millisecond. The poller row holds the same bounds widened to
+    /// whole seconds (`since` down, `until` up) for the scheduler's claims.
+    pub windows: Windows,
     /// `None` until a check of the Node service is adopted.
     pub next_steps: Option<NextSteps>,
     pub provenance: Provenance,
-    /// The window's start and end (`None` when unbounded / no future window), exact to the
-    /// millisecond: `Windows::compute` over `windows`. The poller row holds the same bounds
-    /// widened to whole seconds (`since` down, `until` up) for the scheduler's claims.
-    pub polling_since: Option<DateTime<Utc>>,
-    pub polling_until: Option<DateTime<Utc>>,
     /// The last notification sequence number handed out for this check (0: none yet).
     pub notification_seq: i64,
     pub records: Vec<Record>,
@@ -233,6 +225,8 @@ pub struct CheckUpdate {
     /// Records appended by the decision; their `order`s follow the stored ones (the first is
     /// the last stored `order` + 1, then one by one — anything else is refused as a bug).
     pub new_records: Vec<Record>,
+    /// The pending deadline after the decision (the engine's `Transition::deadline`).
+    pub deadline: Option<DateTime<Utc>>,
     /// Clear the poller's lease (`lock_id = NULL`): the scheduler is done with this check.
     pub release_lease: bool,
     /// Queue a robot notification in the outbox: the store hands out the next
@@ -255,17 +249,16 @@ pub enum Adopted {
     NotFound,
 }
 
-/// Decides, from the check as locked, what to write; `None` writes nothing.
-pub type Decide<'a> = &'a (dyn Fn(&StoredCheck) -> Option<CheckUpdate> + Send + Sync);
 /// Renders the notification body for the updated check and its sequence number.
 pub type Render<'a> = &'a (dyn Fn(&StoredCheck, i64) -> String + Send + Sync);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateOutcome {
     /// Written and committed: the check as it is now.
-    Updated(StoredCheck),
-    /// `decide` returned `None`: nothing written; the check as it was.
-    Unchanged(StoredCheck),
+    Updated(Box<StoredCheck>),
+    /// The check changed since it was read (another change committed first): nothing
+    /// written; read it again and decide again.
+    Stale,
     /// The fence's lease is no longer the poller's: nothing written.
     Fenced,
     NotFound,
@@ -355,21 +348,24 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Adopted, StoreError>;
 
-    /// Locks the check's row (`SELECT … FOR UPDATE` on MySQL — lock order: status_check row
-    /// first, then its poller, then its ext row; `BEGIN IMMEDIATE` on SQLite), loads it, checks
-    /// the fence, asks `decide`, writes the update (status_check phase/result/next_step_id/
-    /// updated_at, the new records and their event rows, the poller lease release, and — when
-    /// `notify` — bumps status_check_ext.notification_seq and inserts the outbox row with
-    /// `call_ref`), commits. Leaving the `FUTURE` phase clears the check's pending deadline.
-    /// Retries the whole unit (calling `decide` again) on deadlock / lock wait timeout /
+    /// Writes a decision made on `current` (the check as the caller read it), in one
+    /// transaction under the check's row lock (`SELECT … FOR UPDATE` on MySQL — lock order:
+    /// status_check row first, then its poller, then its ext row; `BEGIN IMMEDIATE` on
+    /// SQLite). The decision was made outside: no rule runs while the lock is held, and the
+    /// history is not read again. Under the lock: the fence, then whether the check is still
+    /// `current` (phase, result, next step and last record's `order`) — else `Stale` and
+    /// nothing is written. Then status_check phase/result/next_step_id/updated_at, the new
+    /// records and their event rows, the poller lease release, the pending deadline, and —
+    /// when `notify` — the next `notification_seq` and the outbox row (`render`'s payload,
+    /// `call_ref`), and commits. Retries the write on deadlock / lock wait timeout /
     /// SQLITE_BUSY, up to 5 attempts with a short jittered backoff. A new record of an
     /// incoming event the check already has, or `order`s that do not follow the stored ones,
     /// are refused with `StoreError::Conflict` and nothing is written.
     async fn update_check(
         &self,
-        id: i64,
+        current: &StoredCheck,
         fence: Fence<'_>,
-        decide: Decide<'_>,
+        update: &CheckUpdate,
         render: Render<'_>,
         call_ref: &str,
         now: DateTime<Utc>,
@@ -501,15 +497,17 @@ macro_rules! delegate_store {
 
             async fn update_check(
                 &self,
-                id: i64,
+                current: &StoredCheck,
                 fence: Fence<'_>,
-                decide: Decide<'_>,
+                update: &CheckUpdate,
                 render: Render<'_>,
                 call_ref: &str,
                 now: DateTime<Utc>,
             ) -> Result<UpdateOutcome, StoreError> {
-                $crate::store::queries::update_check(self, id, fence, decide, render, call_ref, now)
-                    .await
+                $crate::store::queries::update_check(
+                    self, current, fence, update, render, call_ref, now,
+                )
+                .await
             }
 
             async fn claim_due(

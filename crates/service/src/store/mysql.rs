@@ -16,7 +16,7 @@ use super::db::{
     names_request_key, refuse_retired,
 };
 use super::{
-    CheckKey, Claimed, Created, Decide, Fence, NewCheck, OutboxMessage, Render, StoreError,
+    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, OutboxMessage, Render, StoreError,
     StoredCheck, StoredTemplate, Synced, UpdateOutcome,
 };
 

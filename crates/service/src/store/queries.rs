@@ -4,22 +4,21 @@
 use chrono::{DateTime, Utc};
 use status_check_engine::{Event, Record};
 
-use super::checks::{corrupt, insert_record, load_check, pending_deadline};
+use super::checks::{corrupt, insert_record, stored_deadline};
 use super::db::{
     Db, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis, retrying,
     seconds_floor,
 };
 use super::{
-    CheckUpdate, Claimed, Decide, Fence, OutboxMessage, Render, StoreError, StoredCheck,
-    UpdateOutcome,
+    CheckUpdate, Claimed, Fence, OutboxMessage, Render, StoreError, StoredCheck, UpdateOutcome,
 };
 
 /// A statement that locks a check's `status_check` row — the first lock of every change of a
 /// check (lock order: status_check, then status_check_poller, then status_check_ext). On
 /// SQLite a plain read: `BEGIN IMMEDIATE` already holds the database's write lock.
 pub(super) const LOCK_CHECK: PerDialect = PerDialect {
-    mysql: "SELECT id FROM status_check WHERE id = ? FOR UPDATE",
-    sqlite: "SELECT id FROM status_check WHERE id = ?",
+    mysql: "SELECT phase, result, next_step_id FROM status_check WHERE id = ? FOR UPDATE",
+    sqlite: "SELECT phase, result, next_step_id FROM status_check WHERE id = ?",
 };
 
 /// The poller's lease, read and locked (second in the lock order) after the check's row.
@@ -155,18 +154,21 @@ fn limit_arg(limit: usize) -> i64 {
 
 pub(crate) async fn update_check<D: Db>(
     db: &D,
-    id: i64,
+    current: &StoredCheck,
     fence: Fence<'_>,
-    decide: Decide<'_>,
+    update: &CheckUpdate,
     render: Render<'_>,
     call_ref: &str,
     now: DateTime<Utc>,
 ) -> Result<UpdateOutcome, StoreError> {
+    check_orders(current, update)?;
+    let id = current.id;
     let mut retry = Retry::default();
     loop {
         let result = async {
             let mut tx = db.begin(Mode::Write).await?;
-            let result = update_in(db, &mut tx, id, fence, decide, render, call_ref, now).await;
+            let result =
+                update_in(db, &mut tx, current, fence, update, render, call_ref, now).await;
             finish(tx, result).await
         }
         .await;
@@ -188,28 +190,32 @@ pub(crate) async fn update_check<D: Db>(
     }
 }
 
-/// One attempt of `update_check`, in the lock order status_check → poller → ext.
+/// The state a decision was made on, as the locked rows say now.
+const SELECT_LAST_ORDER: &str =
+    "SELECT MAX(`order`) AS last_order FROM status_check_record WHERE status_check_id = ?";
+
+/// One attempt of `update_check`, in the lock order status_check → poller → ext. Reads no
+/// history: the decision was made on `current`, and the locked row and the last record's
+/// `order` say whether that is still the check (any change of a check changes its phase,
+/// result or next step, or adds a record).
 #[allow(clippy::too_many_arguments)]
 async fn update_in<D: Db>(
     db: &D,
     tx: &mut D::Tx,
-    id: i64,
+    current: &StoredCheck,
     fence: Fence<'_>,
-    decide: Decide<'_>,
+    update: &CheckUpdate,
     render: Render<'_>,
     call_ref: &str,
     now: DateTime<Utc>,
 ) -> Result<Step<UpdateOutcome>, StoreError> {
+    let id = current.id;
     // 1. The check's row: every change of this check waits here until the last one commits.
-    if tx
-        .fetch_optional(db.sql(&LOCK_CHECK), args![id])
-        .await?
-        .is_none()
-    {
+    let Some(locked) = tx.fetch_optional(db.sql(&LOCK_CHECK), args![id]).await? else {
         return Ok(Step::Rollback(UpdateOutcome::NotFound));
-    }
+    };
     // 2. Its poller, for the fence. (On MySQL both are locking reads, which see the latest
-    //    committed rows; the plain reads below take their snapshot only now, under the lock.)
+    //    committed rows; the plain read below takes its snapshot only now, under the lock.)
     let lock_id = match tx.fetch_optional(db.sql(&LOCK_POLLER), args![id]).await? {
         Some(row) => row.opt_text("lock_id")?,
         None => None,
@@ -219,13 +225,20 @@ async fn update_in<D: Db>(
     {
         return Ok(Step::Rollback(UpdateOutcome::Fenced));
     }
-    let Some(check) = load_check(tx, id).await? else {
-        return Ok(Step::Rollback(UpdateOutcome::NotFound));
-    };
-    let Some(update) = decide(&check) else {
-        return Ok(Step::Rollback(UpdateOutcome::Unchanged(check)));
-    };
-    check_orders(&check, &update)?;
+    let last_order = tx
+        .fetch_optional(SELECT_LAST_ORDER, args![id])
+        .await?
+        .map(|row| row.opt_int("last_order"))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0);
+    let unchanged = locked.text("phase")? == current.phase.as_str()
+        && locked.opt_text("result")?.as_deref().unwrap_or("PENDING") == current.result.as_str()
+        && locked.opt_int("next_step_id")? == current.next_step_id
+        && last_order == i64::from(last_stored_order(current));
+    if !unchanged {
+        return Ok(Step::Rollback(UpdateOutcome::Stale));
+    }
 
     let now_ms = millis(now);
     let now_seconds = seconds_floor(now);
@@ -243,12 +256,12 @@ async fn update_in<D: Db>(
     if update.release_lease {
         tx.execute(RELEASE_POLLER, args![now_seconds, id]).await?;
     }
-    let seq = check.notification_seq + i64::from(update.notify);
+    let seq = current.notification_seq + i64::from(update.notify);
     tx.execute(
         UPDATE_EXT_STATE,
         args![
             seq,
-            pending_deadline(update.phase, &check.windows),
+            stored_deadline(update.deadline),
             update.release_lease,
             now_ms,
             id
@@ -258,9 +271,8 @@ async fn update_in<D: Db>(
     for record in &update.new_records {
         insert_record(tx, id, record).await?;
     }
-    let notify = update.notify;
-    let updated = after_update(check, update, seq, now);
-    if notify {
+    let updated = after_update(current.clone(), update.clone(), seq, now);
+    if update.notify {
         let payload = render(&updated, seq);
         tx.execute(
             INSERT_OUTBOX,
@@ -276,7 +288,11 @@ async fn update_in<D: Db>(
         )
         .await?;
     }
-    Ok(Step::Commit(UpdateOutcome::Updated(updated)))
+    Ok(Step::Commit(UpdateOutcome::Updated(Box::new(updated))))
+}
+
+fn last_stored_order(check: &StoredCheck) -> u32 {
+    check.records.iter().map(|r| r.order).max().unwrap_or(0)
 }
 
 /// The check as the update left it, built from what was loaded and written — the same value
@@ -309,7 +325,7 @@ fn after_update(
 /// New records continue the stored `order`s one by one; anything else is a decision made on
 /// another state than the stored one — a bug, refused before anything is written.
 fn check_orders(check: &StoredCheck, update: &CheckUpdate) -> Result<(), StoreError> {
-    let mut last = check.records.iter().map(|r| r.order).max().unwrap_or(0);
+    let mut last = last_stored_order(check);
     for record in &update.new_records {
         if Some(record.order) != last.checked_add(1) {
             return Err(StoreError::Conflict(format!(

@@ -27,7 +27,7 @@ use super::db::{
     names_request_key, refuse_retired, sqlite_text,
 };
 use super::{
-    CheckKey, Claimed, Created, Decide, Fence, NewCheck, OutboxMessage, Render, StoreError,
+    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, OutboxMessage, Render, StoreError,
     StoredCheck, StoredTemplate, Synced, UpdateOutcome,
 };
 

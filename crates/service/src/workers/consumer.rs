@@ -4,25 +4,18 @@
 //! events already recorded, and rules see events sorted by time). In-flight work is bounded:
 //! when every permit is taken the consumer stops receiving.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use status_check_engine::Limits;
-use status_check_engine::lifecycle::{Effect, Skip, Transition};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
-use super::{engine_check, renderer, update_from};
-use crate::checks::adoption::{AdoptOutcome, Adoption};
-use crate::checks::report_rule_failures;
-use crate::clock::Clock;
+use crate::checks::{Checks, Delivered, DeliveryOutcome};
 use crate::queue::{Queue, QueueMessage};
 use crate::status_message::{self, StatusMessage};
-use crate::store::{DynStore, Fence, StoredCheck, UpdateOutcome};
-use crate::templates::TemplateRegistry;
-use crate::upstream::Megazord;
 
 /// How the consumer behaves.
 #[derive(Debug, Clone)]
@@ -93,15 +86,9 @@ impl Outcome {
 
 struct Inner {
     queue: Arc<dyn Queue>,
-    store: DynStore,
-    templates: Arc<TemplateRegistry>,
-    megazord: Arc<dyn Megazord>,
-    clock: Arc<dyn Clock>,
-    limits: Limits,
+    checks: Arc<Checks>,
     config: ConsumerConfig,
-    hostname: Arc<str>,
     permits: Arc<Semaphore>,
-    adoption: Arc<Adoption>,
 }
 
 /// The consumer; cheap to clone.
@@ -109,30 +96,13 @@ struct Inner {
 pub struct Consumer(Arc<Inner>);
 
 impl Consumer {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        queue: Arc<dyn Queue>,
-        store: DynStore,
-        templates: Arc<TemplateRegistry>,
-        megazord: Arc<dyn Megazord>,
-        clock: Arc<dyn Clock>,
-        limits: Limits,
-        config: ConsumerConfig,
-        hostname: Arc<str>,
-        adoption: Arc<Adoption>,
-    ) -> Self {
+    pub fn new(queue: Arc<dyn Queue>, checks: Arc<Checks>, config: ConsumerConfig) -> Self {
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
         Consumer(Arc::new(Inner {
             queue,
-            store,
-            templates,
-            megazord,
-            clock,
-            limits,
+            checks,
             config,
-            hostname,
             permits,
-            adoption,
         }))
     }
 
@@ -317,46 +287,34 @@ impl Consumer {
             request_id = %call_ref,
             robot_id = parsed.robot_id,
             subscription_id = parsed.subscription_id,
-            check_id = tracing::field::Empty,
         );
-        let _entered = span.enter();
-        let check = match inner
-            .store
-            .find_by_subscription(parsed.robot_id, parsed.subscription_id)
-            .await
-        {
-            Ok(check) => check,
-            Err(e) => {
-                tracing::warn!(error = %e, "database unavailable; delivery left for redelivery");
-                return Outcome::Failed;
-            }
+        let delivered = Delivered {
+            robot_id: parsed.robot_id,
+            subscription_id: parsed.subscription_id,
+            delivery: parsed.delivery(),
         };
-        let Some(check) = check else {
-            return self.unknown_subscription(&parsed);
-        };
-        span.record("check_id", check.id);
-        if check.phase.is_final() {
-            metrics::counter!("queue_deliveries_for_ended_checks_total").increment(1);
-            return Outcome::Ended;
-        }
-        // A check the Node service left open is adopted first: deciding it needs its next
-        // steps (SPEC §6.1). Until that works the delivery waits on the queue.
-        match inner.adoption.adopt(&check).await {
-            Ok(AdoptOutcome::Adopted) => {}
-            Ok(AdoptOutcome::Ended) => return Outcome::Ended,
-            Ok(AdoptOutcome::Deferred(_) | AdoptOutcome::Unadoptable(_)) => return Outcome::Failed,
+        let applied = inner
+            .checks
+            .apply_delivery(&delivered, &call_ref)
+            .instrument(span)
+            .await;
+        match applied {
+            Ok(DeliveryOutcome::Applied) => Outcome::Applied,
+            Ok(DeliveryOutcome::NoChange) => Outcome::NoChange,
+            Ok(DeliveryOutcome::Ended) => Outcome::Ended,
+            Ok(DeliveryOutcome::UnknownSubscription) => self.unknown_subscription(&parsed),
+            Ok(DeliveryOutcome::NotAdopted) => Outcome::Failed,
             Err(e) => {
-                tracing::warn!(error = %e, "database unavailable; delivery left for redelivery");
-                return Outcome::Failed;
+                tracing::warn!(error = %e, "could not apply a delivery; left for redelivery");
+                Outcome::Failed
             }
         }
-        self.apply(&check, &parsed, &call_ref).await
     }
 
     fn unknown_subscription(&self, parsed: &StatusMessage) -> Outcome {
         let inner = &self.0;
         let grace = TimeDelta::from_std(inner.config.unknown_grace).unwrap_or(TimeDelta::MAX);
-        if inner.clock.now() < parsed.event.created_at + grace {
+        if inner.checks.clock().now() < parsed.event.created_at + grace {
             metrics::counter!("queue_unknown_subscription_total", "action" => "kept").increment(1);
             return Outcome::UnknownKept;
         }
@@ -366,112 +324,5 @@ impl Consumer {
         );
         metrics::counter!("queue_unknown_subscription_total", "action" => "dropped").increment(1);
         Outcome::UnknownDropped
-    }
-
-    async fn apply(&self, check: &StoredCheck, parsed: &StatusMessage, call_ref: &str) -> Outcome {
-        let inner = &self.0;
-        let template = match inner.templates.by_id(check.template_id).await {
-            Ok(Some(template)) => template,
-            Ok(None) => {
-                tracing::error!(
-                    template_id = check.template_id,
-                    "the check's template cannot be loaded"
-                );
-                return Outcome::Failed;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "database unavailable; delivery left for redelivery");
-                return Outcome::Failed;
-            }
-        };
-        let now = inner.clock.now();
-        let delivery = parsed.delivery();
-        let last: Mutex<Option<Transition>> = Mutex::new(None);
-        let decide = |stored: &StoredCheck| {
-            if stored.phase.is_final() {
-                return None;
-            }
-            let mut engine = engine_check(stored, &template, inner.limits)?;
-            let transition = engine.take_future(&template.template, vec![delivery.clone()], now);
-            let update = (transition.appended > 0 || transition.changed)
-                .then(|| update_from(&engine, &transition, false));
-            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(transition);
-            update
-        };
-        let render = renderer(inner.hostname.clone());
-        let outcome = match inner
-            .store
-            .update_check(check.id, Fence::None, &decide, &render, call_ref, now)
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not apply a delivery; left for redelivery");
-                return Outcome::Failed;
-            }
-        };
-        let transition = last.into_inner().unwrap_or_else(|e| e.into_inner());
-        let Some(transition) = transition else {
-            // The check had ended by the time its row was locked.
-            return match outcome {
-                UpdateOutcome::NotFound => Outcome::UnknownDropped,
-                _ => Outcome::Ended,
-            };
-        };
-        report_rule_failures(&template, &transition);
-        for skip in &transition.skipped {
-            let kind = match skip {
-                Skip::Duplicate(_) => "duplicate",
-                Skip::Late(_) => "late",
-                Skip::OutOfWindow(_) => "out_of_window",
-                Skip::NotDependedOn(_) => "not_depended_on",
-                Skip::NotListening(_) => "not_listening",
-            };
-            metrics::counter!("queue_deliveries_skipped_total", "reason" => kind).increment(1);
-        }
-        match outcome {
-            UpdateOutcome::Updated(updated) => {
-                if updated.phase.is_final() {
-                    metrics::counter!(
-                        "checks_ended_total",
-                        "template" => template.template.name.to_string(),
-                        "phase" => updated.phase.as_str(),
-                        "result" => updated.result.as_str(),
-                    )
-                    .increment(1);
-                }
-                if transition.effects.contains(&Effect::Unsubscribe)
-                    && let Some(subscription_id) = updated.subscription_id
-                {
-                    unsubscribe(
-                        &*inner.megazord,
-                        updated.key.robot_id,
-                        subscription_id,
-                        call_ref,
-                    )
-                    .await;
-                }
-                Outcome::Applied
-            }
-            UpdateOutcome::Unchanged(_) => Outcome::NoChange,
-            UpdateOutcome::Fenced | UpdateOutcome::NotFound => Outcome::NoChange,
-        }
-    }
-}
-
-/// Removes a subscription after its check ended. A failure is logged and counted: the
-/// subscription also lapses at its `until`, and deliveries for an ended check are dropped.
-pub async fn unsubscribe(
-    megazord: &dyn Megazord,
-    robot_id: i64,
-    subscription_id: i64,
-    call_ref: &str,
-) {
-    if let Err(e) = megazord
-        .unsubscribe(robot_id, subscription_id, call_ref)
-        .await
-    {
-        tracing::error!(robot_id, subscription_id, error = %e, "could not unsubscribe");
-        metrics::counter!("unsubscribe_failures_total").increment(1);
     }
 }

@@ -562,23 +562,23 @@ pub async fn a_stolen_lease_is_fenced(backend: Backend) {
     assert_eq!((tick.released_stale, tick.finalised), (1, 1));
     let before = check(&app, id).await;
     // The stalled replica wakes up: its write is refused and changes nothing.
-    let decide = |_: &status_check::store::StoredCheck| {
-        Some(CheckUpdate {
-            phase: status_check_engine::CheckPhase::Completed,
-            result: status_check_engine::CheckResult::Pass,
-            next_step_id: Some(124),
-            new_records: Vec::new(),
-            release_lease: true,
-            notify: true,
-        })
+    let stalled_read = app.store.get_check(id).await.unwrap().unwrap();
+    let update = CheckUpdate {
+        phase: status_check_engine::CheckPhase::Completed,
+        result: status_check_engine::CheckResult::Pass,
+        next_step_id: Some(124),
+        new_records: Vec::new(),
+        deadline: None,
+        release_lease: true,
+        notify: true,
     };
     let render = |_: &status_check::store::StoredCheck, _: i64| String::new();
     let outcome = app
         .store
         .update_check(
-            id,
+            &stalled_read,
             Fence::Lease("stalled"),
-            &decide,
+            &update,
             &render,
             "x",
             app.clock_now(),

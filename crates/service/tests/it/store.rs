@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use status_check::store::{
     CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, Provenance, StoreError, StoredCheck,
-    StoredTemplate, StoredWindows, Synced, UpdateOutcome,
+    StoredTemplate, Synced, UpdateOutcome,
 };
-use status_check_engine::lifecycle::NextSteps;
+use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::template::{PhaseDefinition, PollerDefaults};
 use status_check_engine::{
     CheckPhase, CheckResult, Event, Limits, Record, RecordPhase, TemplateDefinition,
@@ -63,7 +63,7 @@ on_both_backends!(
     create_check_sets_the_pending_deadline,
     find_by_subscription_matches_robot_and_subscription,
     update_check_appends_records_changes_state_and_notifies,
-    update_check_without_a_decision_writes_nothing,
+    a_decision_on_a_changed_check_writes_nothing,
     concurrent_updates_of_one_check_each_see_the_other,
     an_update_repeating_an_event_is_refused_whole,
     leases_fence_writes_and_stale_leases_are_released,
@@ -333,11 +333,8 @@ fn new_check(template_id: i64, robot_id: i64) -> NewCheck {
         result: CheckResult::Pending,
         next_step_id: None,
         subscription_id: Some(991),
-        windows: StoredWindows {
-            anchor,
-            past_seconds: 3600,
-            future_seconds: 600,
-        },
+        windows: Windows::from_effective(anchor, 3600, 600),
+        deadline: Some(anchor + TimeDelta::seconds(600)),
         next_steps: NextSteps {
             pass: 10,
             fail: 11,
@@ -445,13 +442,18 @@ async fn create_then_get_and_find_round_trip_every_field(db: &TestDb) {
         windows: check.windows,
         next_steps: Some(check.next_steps),
         provenance: Provenance::Own,
-        polling_since: Some(at("2026-11-20T07:00:05.250Z")),
-        polling_until: Some(at("2026-11-20T08:10:05.250Z")),
         notification_seq: 0,
         records: check.records.clone(),
         created_at: anchor,
         updated_at: anchor,
     };
+    assert_eq!(
+        (stored.windows.since, stored.windows.until),
+        (
+            Some(at("2026-11-20T07:00:05.250Z")),
+            Some(at("2026-11-20T08:10:05.250Z"))
+        )
+    );
     assert!(stored.id > 0);
     assert_eq!(stored, expected);
     assert_eq!(
@@ -476,8 +478,7 @@ async fn create_then_get_and_find_round_trip_every_field(db: &TestDb) {
     // Times finer than a millisecond are kept to the millisecond, on the way in and in lookups.
     let mut fine = new_check(template_id, 43);
     fine.key.planned_at = at("2026-11-20T08:00:00.123456Z");
-    fine.windows.anchor = at("2026-11-20T08:00:05.250999Z");
-    fine.now = fine.windows.anchor;
+    set_windows(&mut fine, at("2026-11-20T08:00:05.250999Z"), 3600, 600);
     let stored = created_new(create(db, fine.clone()).await.unwrap());
     assert_eq!(stored.key.planned_at, at("2026-11-20T08:00:00.123Z"));
     assert_eq!(stored.windows.anchor, at("2026-11-20T08:00:05.250Z"));
@@ -491,17 +492,17 @@ async fn create_then_get_and_find_round_trip_every_field(db: &TestDb) {
 async fn unbounded_past_and_no_future_window_read_back_as_none(db: &TestDb) {
     let template_id = synced_template(db, "windows").await;
     let mut check = new_check(template_id, 42);
-    check.windows.past_seconds = -1;
-    check.windows.future_seconds = 0;
     check.phase = CheckPhase::Completed;
+    let anchor = check.windows.anchor;
+    set_windows(&mut check, anchor, -1, 0);
     check.result = CheckResult::Fail;
     check.next_step_id = Some(11);
     check.subscription_id = None;
     check.next_steps.unknown = None;
     check.records.clear();
     let stored = created_new(create(db, check.clone()).await.unwrap());
-    assert_eq!(stored.polling_since, None);
-    assert_eq!(stored.polling_until, None);
+    assert_eq!(stored.windows.since, None);
+    assert_eq!(stored.windows.until, None);
     assert_eq!(stored.phase, CheckPhase::Completed);
     assert_eq!(stored.result, CheckResult::Fail);
     assert_eq!(stored.next_step_id, Some(11));
@@ -518,11 +519,12 @@ async fn unbounded_past_and_no_future_window_read_back_as_none(db: &TestDb) {
 
     // No past phase: the window starts at the anchor.
     let mut check = new_check(template_id, 43);
-    check.windows.past_seconds = 0;
+    let anchor = check.windows.anchor;
+    set_windows(&mut check, anchor, 0, 600);
     let stored = created_new(create(db, check.clone()).await.unwrap());
-    assert_eq!(stored.polling_since, Some(check.windows.anchor));
+    assert_eq!(stored.windows.since, Some(check.windows.anchor));
     assert_eq!(
-        stored.polling_until,
+        stored.windows.until,
         Some(check.windows.anchor + TimeDelta::seconds(600))
     );
 }
@@ -1023,6 +1025,7 @@ fn append(event_id: i64) -> impl Fn(&StoredCheck) -> Option<CheckUpdate> + Send 
             result: CheckResult::Pending,
             next_step_id: None,
             new_records: vec![future_record(next_order(check), event_id)],
+            deadline: pending(check, CheckPhase::Future),
             release_lease: false,
             notify: false,
         })
@@ -1036,6 +1039,7 @@ fn notify(check: &StoredCheck) -> Option<CheckUpdate> {
         result: check.result,
         next_step_id: check.next_step_id,
         new_records: Vec::new(),
+        deadline: pending(check, check.phase),
         release_lease: false,
         notify: true,
     })
@@ -1048,6 +1052,7 @@ fn complete(check: &StoredCheck) -> Option<CheckUpdate> {
         result: CheckResult::Pass,
         next_step_id: Some(check.next_steps.unwrap().pass),
         new_records: Vec::new(),
+        deadline: None,
         release_lease: true,
         notify: true,
     })
@@ -1066,7 +1071,7 @@ fn render(check: &StoredCheck, seq: i64) -> String {
 
 fn updated(outcome: UpdateOutcome) -> StoredCheck {
     match outcome {
-        UpdateOutcome::Updated(check) => check,
+        UpdateOutcome::Updated(check) => *check,
         other => panic!("expected Updated, got {other:?}"),
     }
 }
@@ -1086,26 +1091,68 @@ async fn open_check(
     future: i64,
 ) -> StoredCheck {
     let mut check = new_check(template_id, robot_id);
-    check.windows.anchor = at(anchor);
-    check.windows.future_seconds = future;
-    check.now = check.windows.anchor;
+    set_windows(&mut check, at(anchor), 3600, future);
     created_new(create(db, check).await.unwrap())
+}
+
+/// Gives a new check other windows, created at their anchor, with the deadline the engine
+/// would set (the end of the future window while the check is in `FUTURE`).
+fn set_windows(check: &mut NewCheck, anchor: DateTime<Utc>, past: i64, future: i64) {
+    check.windows = Windows::from_effective(anchor, past, future);
+    check.now = anchor;
+    check.deadline = check
+        .windows
+        .until
+        .filter(|_| check.phase == CheckPhase::Future);
+}
+
+/// The pending deadline of `check` once in `phase`, as the engine says it.
+fn pending(check: &StoredCheck, phase: CheckPhase) -> Option<DateTime<Utc>> {
+    check.windows.until.filter(|_| phase == CheckPhase::Future)
+}
+
+/// Reads the check, decides on it and writes the decision — again when the check changed
+/// meanwhile (`Stale`) — as the use cases do.
+async fn update(
+    db: &TestDb,
+    id: i64,
+    fence: Fence<'_>,
+    decide: &(dyn Fn(&StoredCheck) -> Option<CheckUpdate> + Send + Sync),
+    call_ref: &str,
+    now: DateTime<Utc>,
+) -> Result<UpdateOutcome, StoreError> {
+    loop {
+        let Some(current) = db.store.get_check(id).await? else {
+            return Ok(UpdateOutcome::NotFound);
+        };
+        let decision = decide(&current).expect("the decision writes something");
+        match db
+            .store
+            .update_check(&current, fence, &decision, &render, call_ref, now)
+            .await?
+        {
+            UpdateOutcome::Stale => continue,
+            outcome => return Ok(outcome),
+        }
+    }
 }
 
 async fn create_check_sets_the_pending_deadline(db: &TestDb) {
     let template_id = synced_template(db, "deadline").await;
     let open = created_new(create(db, new_check(template_id, 42)).await.unwrap());
     assert_eq!(db.raw.schedule(open.id).await, (Some(deadline()), None));
-    assert_eq!(open.polling_until, Some(deadline()));
+    assert_eq!(open.windows.until, Some(deadline()));
 
     // No deadline to wait for: the check ended at once, or has no future window.
     let mut ended = new_check(template_id, 43);
     ended.phase = CheckPhase::Completed;
     ended.result = CheckResult::Pass;
+    ended.deadline = None;
     let ended = created_new(create(db, ended).await.unwrap());
     assert_eq!(db.raw.schedule(ended.id).await, (None, None));
     let mut no_future = new_check(template_id, 44);
-    no_future.windows.future_seconds = 0;
+    let anchor = no_future.windows.anchor;
+    set_windows(&mut no_future, anchor, 3600, 0);
     let no_future = created_new(create(db, no_future).await.unwrap());
     assert_eq!(db.raw.schedule(no_future.id).await, (None, None));
 }
@@ -1163,14 +1210,21 @@ async fn update_check_appends_records_changes_state_and_notifies(db: &TestDb) {
                     },
                     ..future_record(next_order(check), event_id)
                 }],
+                deadline: pending(
+                    check,
+                    if last {
+                        CheckPhase::Completed
+                    } else {
+                        CheckPhase::Future
+                    },
+                ),
                 release_lease: last,
                 notify: true,
             })
         };
         let call_ref = format!("call-{i}");
         let check = updated(
-            db.store
-                .update_check(created.id, Fence::None, &decide, &render, &call_ref, now)
+            update(db, created.id, Fence::None, &decide, &call_ref, now)
                 .await
                 .unwrap(),
         );
@@ -1220,49 +1274,87 @@ async fn update_check_appends_records_changes_state_and_notifies(db: &TestDb) {
     assert_eq!(db.store.outbox_backlog().await.unwrap(), 3);
 }
 
-async fn update_check_without_a_decision_writes_nothing(db: &TestDb) {
-    let template_id = synced_template(db, "unchanged").await;
+/// A decision is written only on the check it was made on: one made on an older read
+/// (another change committed since) is refused as `Stale` and writes nothing; a missing check
+/// or a lease the poller does not hold writes nothing either.
+async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
+    let template_id = synced_template(db, "stale").await;
     let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
-    let rows = check_rows(db).await;
+    delivered(db, 42, &[6001, 6002]).await;
     let now = at("2026-11-20T08:01:00Z");
-    let outcome = db
-        .store
-        .update_check(created.id, Fence::None, &|_| None, &render, "call", now)
-        .await
-        .unwrap();
-    assert_eq!(outcome, UpdateOutcome::Unchanged(created.clone()));
-    assert_eq!(
-        db.store.get_check(created.id).await.unwrap(),
-        Some(created.clone())
-    );
-    assert_eq!(check_rows(db).await, rows);
-    assert_eq!(outbox_rows(db).await, 0);
-
-    // A missing check: nothing is decided.
-    let never = |_: &StoredCheck| -> Option<CheckUpdate> { panic!("decided on a missing check") };
-    assert_eq!(
-        db.store
-            .update_check(999_999, Fence::None, &never, &render, "call", now)
+    let first = updated(
+        update(db, created.id, Fence::None, &append(6001), "first", now)
             .await
             .unwrap(),
-        UpdateOutcome::NotFound
     );
-    // A lease the poller does not hold: nothing is decided either.
+    let rows = check_rows(db).await;
+    let on_old_read = append(6002)(&created).unwrap();
+    let write = |current: StoredCheck, fence: Fence<'static>| {
+        let on_old_read = on_old_read.clone();
+        async move {
+            db.store
+                .update_check(&current, fence, &on_old_read, &render, "late", now)
+                .await
+                .unwrap()
+        }
+    };
     assert_eq!(
+        write(created.clone(), Fence::None).await,
+        UpdateOutcome::Stale
+    );
+    // A change of phase or result alone (no record) makes a read stale too.
+    let completed = updated(
         db.store
             .update_check(
-                created.id,
-                Fence::Lease("nobody"),
-                &never,
+                &first,
+                Fence::None,
+                &complete(&first).unwrap(),
                 &render,
-                "call",
-                now
+                "end",
+                now,
             )
             .await
             .unwrap(),
+    );
+    let on_first = append(6002)(&first).unwrap();
+    assert_eq!(
+        db.store
+            .update_check(&first, Fence::None, &on_first, &render, "late", now)
+            .await
+            .unwrap(),
+        UpdateOutcome::Stale
+    );
+    assert_eq!(
+        db.store.get_check(created.id).await.unwrap(),
+        Some(completed.clone())
+    );
+    assert_eq!(check_rows(db).await, rows);
+    assert_eq!(outbox_rows(db).await, 1, "only the completion notified");
+
+    let decision = notify(&completed).unwrap();
+    let write = |current: StoredCheck, fence: Fence<'static>| {
+        let decision = decision.clone();
+        async move {
+            db.store
+                .update_check(&current, fence, &decision, &render, "late", now)
+                .await
+                .unwrap()
+        }
+    };
+    let missing = StoredCheck {
+        id: 999_999,
+        ..completed.clone()
+    };
+    assert_eq!(write(missing, Fence::None).await, UpdateOutcome::NotFound);
+    assert_eq!(
+        write(completed.clone(), Fence::Lease("nobody")).await,
         UpdateOutcome::Fenced
     );
-    assert_eq!(db.store.get_check(created.id).await.unwrap(), Some(created));
+    assert_eq!(
+        db.store.get_check(created.id).await.unwrap(),
+        Some(completed)
+    );
+    assert_eq!(outbox_rows(db).await, 1);
 }
 
 async fn concurrent_updates_of_one_check_each_see_the_other(db: &TestDb) {
@@ -1277,10 +1369,8 @@ async fn concurrent_updates_of_one_check_each_see_the_other(db: &TestDb) {
         delivered(db, 200 + round, &[7000 + round * 10, 7001 + round * 10]).await;
         let (first, second) = (append(7000 + round * 10), append(7001 + round * 10));
         let (a, b) = tokio::join!(
-            db.store
-                .update_check(created.id, Fence::None, &first, &render, "a", now),
-            db.store
-                .update_check(created.id, Fence::None, &second, &render, "b", now)
+            update(db, created.id, Fence::None, &first, "a", now),
+            update(db, created.id, Fence::None, &second, "b", now)
         );
         let (a, b) = (updated(a.unwrap()), updated(b.unwrap()));
         // One of them went second and saw the other's record.
@@ -1343,9 +1433,7 @@ async fn an_update_repeating_an_event_is_refused_whole(db: &TestDb) {
     ];
     for (i, records) in cases.into_iter().enumerate() {
         let decide = repeating(records);
-        let error = db
-            .store
-            .update_check(created.id, Fence::None, &decide, &render, "call", now)
+        let error = update(db, created.id, Fence::None, &decide, "call", now)
             .await
             .unwrap_err();
         assert!(
@@ -1428,17 +1516,16 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
     // The old holder wakes up: its write is fenced off, nothing changes.
     let rows = check_rows(db).await;
     assert_eq!(
-        db.store
-            .update_check(
-                created.id,
-                Fence::Lease("lease-a"),
-                &complete,
-                &render,
-                "a",
-                later
-            )
-            .await
-            .unwrap(),
+        update(
+            db,
+            created.id,
+            Fence::Lease("lease-a"),
+            &complete,
+            "a",
+            later
+        )
+        .await
+        .unwrap(),
         UpdateOutcome::Fenced
     );
     assert_eq!(
@@ -1454,17 +1541,16 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
 
     // The current holder's write goes through and gives the lease back.
     let done = updated(
-        db.store
-            .update_check(
-                created.id,
-                Fence::Lease("lease-b"),
-                &complete,
-                &render,
-                "b",
-                later,
-            )
-            .await
-            .unwrap(),
+        update(
+            db,
+            created.id,
+            Fence::Lease("lease-b"),
+            &complete,
+            "b",
+            later,
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(
         (
@@ -1514,21 +1600,20 @@ async fn claim_due_takes_free_due_future_checks_oldest_first(db: &TestDb) {
     // Ended through the store.
     let completed = open_check(db, template_id, 8, "2026-11-20T07:00:00Z", 600).await;
     updated(
-        db.store
-            .update_check(
-                completed.id,
-                Fence::None,
-                &complete,
-                &render,
-                "c",
-                at("2026-11-20T07:01:00Z"),
-            )
-            .await
-            .unwrap(),
+        update(
+            db,
+            completed.id,
+            Fence::None,
+            &complete,
+            "c",
+            at("2026-11-20T07:01:00Z"),
+        )
+        .await
+        .unwrap(),
     );
 
     let now = at("2026-11-20T08:20:00Z");
-    let deadline_of = |check: &StoredCheck| check.polling_until.unwrap();
+    let deadline_of = |check: &StoredCheck| check.windows.until.unwrap();
     let first = db.store.claim_due(now, "lease-1", 2).await.unwrap();
     assert_eq!(
         first,
@@ -1619,17 +1704,16 @@ async fn outbox_claims_leases_and_retries(db: &TestDb) {
     let t0 = at("2026-11-20T08:01:00Z");
     let seconds = TimeDelta::seconds;
     for i in 0..3 {
-        db.store
-            .update_check(
-                created.id,
-                Fence::None,
-                &notify,
-                &render,
-                &format!("call-{i}"),
-                t0 + seconds(i),
-            )
-            .await
-            .unwrap();
+        update(
+            db,
+            created.id,
+            Fence::None,
+            &notify,
+            &format!("call-{i}"),
+            t0 + seconds(i),
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(db.store.outbox_backlog().await.unwrap(), 3);
 
@@ -1791,17 +1875,16 @@ async fn concurrent_outbox_claims_are_disjoint(db: &TestDb) {
     let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
     let t0 = at("2026-11-20T08:01:00Z");
     for i in 0..12 {
-        db.store
-            .update_check(
-                created.id,
-                Fence::None,
-                &notify,
-                &render,
-                "call",
-                t0 + TimeDelta::milliseconds(i),
-            )
-            .await
-            .unwrap();
+        update(
+            db,
+            created.id,
+            Fence::None,
+            &notify,
+            "call",
+            t0 + TimeDelta::milliseconds(i),
+        )
+        .await
+        .unwrap();
     }
     let now = t0 + TimeDelta::seconds(1);
     let until = now + TimeDelta::seconds(30);

@@ -20,8 +20,8 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use status_check::store::mysql::MysqlStore;
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{
-    Adopted, CheckKey, Claimed, Created, Decide, DynStore, Fence, NewCheck, OutboxMessage, Render,
-    Store, StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome, Usable,
+    Adopted, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck, OutboxMessage,
+    Render, Store, StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome, Usable,
 };
 use status_check_engine::TemplateDefinition;
 use status_check_engine::lifecycle::NextSteps;
@@ -297,15 +297,15 @@ impl Store for DroppingStore {
 
     async fn update_check(
         &self,
-        id: i64,
+        current: &StoredCheck,
         fence: Fence<'_>,
-        decide: Decide<'_>,
+        update: &CheckUpdate,
         render: Render<'_>,
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError> {
         self.inner
-            .update_check(id, fence, decide, render, call_ref, now)
+            .update_check(current, fence, update, render, call_ref, now)
             .await
     }
 
