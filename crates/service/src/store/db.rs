@@ -87,7 +87,7 @@ macro_rules! args {
 pub(crate) use args;
 
 /// Typed access to a result row by column name.
-pub(crate) trait SqlRow: Send + 'static {
+pub(crate) trait SqlRow: Send + Sync + 'static {
     fn int(&self, column: &str) -> Result<i64, StoreError>;
     fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn text(&self, column: &str) -> Result<String, StoreError>;
@@ -180,6 +180,12 @@ pub(crate) trait Db: Send + Sync {
     type Tx: Tx;
 
     async fn begin(&self, mode: Mode) -> Result<Self::Tx, StoreError>;
+
+    /// Applies this backend's migrations.
+    async fn apply_migrations(&self) -> Result<(), StoreError>;
+
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
 
     fn classify(&self, error: &StoreError) -> Failure;
 

@@ -13,6 +13,8 @@
 
 mod checks;
 mod db;
+
+use db::Db;
 pub mod mysql;
 mod queries;
 mod templates;
@@ -423,145 +425,127 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
-/// The `Store` impl of a backend: every method runs the shared SQL of `queries` over the
-/// backend's `Db`; only migrations differ (`apply_migrations`, an inherent method).
-macro_rules! delegate_store {
-    ($backend:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::Store for $backend {
-            async fn migrate(&self) -> Result<(), StoreError> {
-                self.apply_migrations().await
-            }
+/// The store of every backend: the shared SQL of `checks`, `templates` and `queries` over
+/// the backend's `Db`; only migrations and the connection differ.
+#[async_trait]
+impl<B: Db + 'static> Store for B {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.apply_migrations().await
+    }
 
-            async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query("SELECT 1").execute(self.ping_pool()).await?;
-                Ok(())
-            }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Db::ping(self).await
+    }
 
-            async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
-                $crate::store::checks::create_check(self, check).await
-            }
+    async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
+        crate::store::checks::create_check(self, check).await
+    }
 
-            async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
-                $crate::store::checks::get_check(self, id).await
-            }
+    async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
+        crate::store::checks::get_check(self, id).await
+    }
 
-            async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
-                $crate::store::checks::find_check(self, key).await
-            }
+    async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
+        crate::store::checks::find_check(self, key).await
+    }
 
-            async fn sync_template(
-                &self,
-                definition: &TemplateDefinition,
-                usable: $crate::store::Usable<'_>,
-                now: DateTime<Utc>,
-            ) -> Result<Synced, StoreError> {
-                $crate::store::templates::sync_template(self, definition, usable, now).await
-            }
+    async fn sync_template(
+        &self,
+        definition: &TemplateDefinition,
+        usable: crate::store::Usable<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Synced, StoreError> {
+        crate::store::templates::sync_template(self, definition, usable, now).await
+    }
 
-            async fn template_versions(
-                &self,
-                name: &str,
-            ) -> Result<Vec<StoredTemplate>, StoreError> {
-                $crate::store::templates::template_versions(self, name).await
-            }
+    async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
+        crate::store::templates::template_versions(self, name).await
+    }
 
-            async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
-                $crate::store::templates::template_by_id(self, id).await
-            }
+    async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
+        crate::store::templates::template_by_id(self, id).await
+    }
 
-            async fn unadopted_checks(
-                &self,
-                after: i64,
-                limit: usize,
-            ) -> Result<Vec<i64>, StoreError> {
-                $crate::store::checks::unadopted_checks(self, after, limit).await
-            }
+    async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
+        crate::store::checks::unadopted_checks(self, after, limit).await
+    }
 
-            async fn adopt_check(
-                &self,
-                id: i64,
-                next_steps: status_check_engine::lifecycle::NextSteps,
-                now: DateTime<Utc>,
-            ) -> Result<$crate::store::Adopted, StoreError> {
-                $crate::store::checks::adopt_check(self, id, next_steps, now).await
-            }
+    async fn adopt_check(
+        &self,
+        id: i64,
+        next_steps: status_check_engine::lifecycle::NextSteps,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::Adopted, StoreError> {
+        crate::store::checks::adopt_check(self, id, next_steps, now).await
+    }
 
-            async fn find_by_subscription(
-                &self,
-                robot_id: i64,
-                subscription_id: i64,
-            ) -> Result<Option<StoredCheck>, StoreError> {
-                $crate::store::checks::find_by_subscription(self, robot_id, subscription_id).await
-            }
+    async fn find_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredCheck>, StoreError> {
+        crate::store::checks::find_by_subscription(self, robot_id, subscription_id).await
+    }
 
-            async fn update_check(
-                &self,
-                current: &StoredCheck,
-                fence: Fence<'_>,
-                update: &CheckUpdate,
-                render: Render<'_>,
-                call_ref: &str,
-                now: DateTime<Utc>,
-            ) -> Result<UpdateOutcome, StoreError> {
-                $crate::store::queries::update_check(
-                    self, current, fence, update, render, call_ref, now,
-                )
-                .await
-            }
+    async fn update_check(
+        &self,
+        current: &StoredCheck,
+        fence: Fence<'_>,
+        update: &CheckUpdate,
+        render: Render<'_>,
+        call_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        crate::store::queries::update_check(self, current, fence, update, render, call_ref, now)
+            .await
+    }
 
-            async fn claim_due(
-                &self,
-                now: DateTime<Utc>,
-                lease: &str,
-                limit: usize,
-            ) -> Result<Vec<Claimed>, StoreError> {
-                $crate::store::queries::claim_due(self, now, lease, limit).await
-            }
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        crate::store::queries::claim_due(self, now, lease, limit).await
+    }
 
-            async fn release_stale_leases(
-                &self,
-                taken_before: DateTime<Utc>,
-            ) -> Result<u64, StoreError> {
-                $crate::store::queries::release_stale_leases(self, taken_before).await
-            }
+    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        crate::store::queries::release_stale_leases(self, taken_before).await
+    }
 
-            async fn claim_outbox(
-                &self,
-                now: DateTime<Utc>,
-                lease: &str,
-                lease_until: DateTime<Utc>,
-                limit: usize,
-            ) -> Result<Vec<OutboxMessage>, StoreError> {
-                $crate::store::queries::claim_outbox(self, now, lease, lease_until, limit).await
-            }
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        crate::store::queries::claim_outbox(self, now, lease, lease_until, limit).await
+    }
 
-            async fn outbox_sent(
-                &self,
-                ids: &[i64],
-                lease: &str,
-                now: DateTime<Utc>,
-            ) -> Result<Vec<i64>, StoreError> {
-                $crate::store::queries::outbox_sent(self, ids, lease, now).await
-            }
+    async fn outbox_sent(
+        &self,
+        ids: &[i64],
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        crate::store::queries::outbox_sent(self, ids, lease, now).await
+    }
 
-            async fn outbox_failed(
-                &self,
-                id: i64,
-                lease: &str,
-                next_attempt_at: DateTime<Utc>,
-                error: &str,
-            ) -> Result<bool, StoreError> {
-                $crate::store::queries::outbox_failed(self, id, lease, next_attempt_at, error).await
-            }
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        crate::store::queries::outbox_failed(self, id, lease, next_attempt_at, error).await
+    }
 
-            async fn outbox_backlog(&self) -> Result<i64, StoreError> {
-                $crate::store::queries::outbox_backlog(self).await
-            }
-        }
-    };
+    async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+        crate::store::queries::outbox_backlog(self).await
+    }
 }
-pub(crate) use delegate_store;
 
 /// Opens the store a database URL names: `sqlite:…` or `mysql://…`.
 pub async fn connect(url: &str) -> Result<DynStore, StoreError> {

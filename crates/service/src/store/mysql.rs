@@ -9,15 +9,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{ConnectOptions as _, Connection as _, MySql, Row, Transaction};
-use status_check_engine::TemplateDefinition;
 
+use super::StoreError;
 use super::db::{
     Arg, Db, Dialect, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator,
     names_request_key, refuse_retired,
-};
-use super::{
-    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, OutboxMessage, Render, StoreError,
-    StoredCheck, StoredTemplate, Synced, UpdateOutcome,
 };
 
 const MAX_CONNECTIONS: u32 = 10;
@@ -94,8 +90,16 @@ impl MysqlStore {
     }
 }
 
-impl MysqlStore {
-    /// Applies this backend's migrations.
+#[async_trait]
+impl Db for MysqlStore {
+    type Tx = Transaction<'static, MySql>;
+
+    /// Reads and writes alike: InnoDB takes row locks statement by statement; reads see one
+    /// snapshot (REPEATABLE READ).
+    async fn begin(&self, _mode: Mode) -> Result<Self::Tx, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
     async fn apply_migrations(&self) -> Result<(), StoreError> {
         // One connection, so the session prepared here is the one the migrations run on.
         let options = (*self.pool.connect_options()).clone();
@@ -108,22 +112,10 @@ impl MysqlStore {
         result
     }
 
-    /// What the readiness ping runs on.
-    fn ping_pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-}
-
-super::delegate_store!(MysqlStore);
-
-#[async_trait]
-impl Db for MysqlStore {
-    type Tx = Transaction<'static, MySql>;
-
-    /// Reads and writes alike: InnoDB takes row locks statement by statement; reads see one
-    /// snapshot (REPEATABLE READ).
-    async fn begin(&self, _mode: Mode) -> Result<Self::Tx, StoreError> {
-        Ok(self.pool.begin().await?)
+    /// On the pool.
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     fn classify(&self, error: &StoreError) -> Failure {

@@ -20,15 +20,11 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
-use status_check_engine::TemplateDefinition;
 
+use super::StoreError;
 use super::db::{
     Arg, Db, Dialect, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator,
     names_request_key, refuse_retired, sqlite_text,
-};
-use super::{
-    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, OutboxMessage, Render, StoreError,
-    StoredCheck, StoredTemplate, Synced, UpdateOutcome,
 };
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -107,8 +103,17 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Applies this backend's migrations.
+#[async_trait]
+impl Db for SqliteStore {
+    type Tx = Transaction<'static, Sqlite>;
+
+    async fn begin(&self, mode: Mode) -> Result<Self::Tx, StoreError> {
+        Ok(match mode {
+            Mode::Read => self.readers.begin().await?,
+            Mode::Write => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+        })
+    }
+
     async fn apply_migrations(&self) -> Result<(), StoreError> {
         let applied: Vec<i64> = match sqlx::query_scalar::<_, String>(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
@@ -128,23 +133,10 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// What the readiness ping runs on (a reader: it must not queue behind writes).
-    fn ping_pool(&self) -> &SqlitePool {
-        &self.readers
-    }
-}
-
-super::delegate_store!(SqliteStore);
-
-#[async_trait]
-impl Db for SqliteStore {
-    type Tx = Transaction<'static, Sqlite>;
-
-    async fn begin(&self, mode: Mode) -> Result<Self::Tx, StoreError> {
-        Ok(match mode {
-            Mode::Read => self.readers.begin().await?,
-            Mode::Write => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-        })
+    /// On a reader (it must not queue behind writes).
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
     }
 
     fn classify(&self, error: &StoreError) -> Failure {
@@ -253,7 +245,8 @@ impl SqlRow for SqliteRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::{Store, Synced};
+    use status_check_engine::TemplateDefinition;
 
     #[test]
     fn every_migration_file_is_embedded() {
