@@ -297,7 +297,10 @@ mod tests {
             let stand_in = registry.by_id(legacy).await.unwrap().unwrap();
             assert_eq!(stand_in.id, runnable);
         }
-        assert_eq!(registry.by_id(runnable).await.unwrap().unwrap().id, runnable);
+        assert_eq!(
+            registry.by_id(runnable).await.unwrap().unwrap().id,
+            runnable
+        );
         let reported = registry.reported.lock().unwrap().clone();
         assert_eq!(reported, HashSet::from([legacy]));
     }
