@@ -22,13 +22,15 @@
 //! - [`operators`]: logic, equality, ordering, arithmetic, `in`, string tests;
 //! - [`comprehensions`]: the four macros, recognised and run on the general path;
 //! - [`fast`]: the specialised per-element tests and the loops (bounded counts) that run them;
-//! - [`fast_compiler`]: compiling a comprehension's predicate to those tests.
+//! - [`fast_compiler`]: compiling a comprehension's predicate to those tests;
+//! - [`unsupported`]: naming what keeps a rule off the native path.
 
 mod comprehensions;
 mod fast;
 mod fast_compiler;
 mod general;
 mod operators;
+mod unsupported;
 mod values;
 
 use cel::common::ast::IdedExpr;
@@ -36,6 +38,8 @@ use cel::common::ast::IdedExpr;
 use super::{RuleError, RuleInput};
 use general::Compiler;
 use values::{Frame, NVal, Node, error};
+
+pub(super) use unsupported::unsupported_part;
 
 /// How many comprehensions may nest in a natively compiled rule.
 const MAX_SLOTS: usize = 4;
