@@ -1,12 +1,14 @@
 //! The native fast path must agree with the CEL interpreter — the reference — on every rule
-//! and every history: same value, or both an error.
+//! and every history: same value, or both an error. Every rule of every shipped template
+//! (`templates/*.yaml`) must run natively (SPEC §10 "Rules") and is held to the same test.
 
+use std::path::Path;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use status_check_engine::rules::{Limits, Rule, RuleVars};
-use status_check_engine::{CheckResult, Event, History, Record, RecordPhase};
+use status_check_engine::{CheckResult, Event, History, Record, RecordPhase, Template};
 
 /// Rules covering every shape the native compiler knows, with the error cases that make
 /// `&&`, `||` and the macros subtle (null fields, missing indexes, null `since`/`until`).
@@ -137,8 +139,13 @@ struct Spec {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
+    spec_named(vec!["A", "B", "C"])
+}
+
+/// A record named one of `names`.
+fn spec_named(names: Vec<&'static str>) -> impl Strategy<Value = Spec> {
     (
-        prop::sample::select(vec!["A", "B", "C"]),
+        prop::sample::select(names),
         prop::bool::ANY,
         0i64..3600,
         prop::option::of(0i64..3),
@@ -254,5 +261,133 @@ fn a_past_rule_sees_no_future_records() {
     for evaluate in [Rule::evaluate, Rule::evaluate_interpreted] {
         assert_eq!(evaluate(&rule, &history.past_input(&vars)), Ok(true));
         assert_eq!(evaluate(&rule, &history.full_input(&vars)), Ok(false));
+    }
+}
+
+/// The shipped templates, by file name: `templates/*.yaml`, sorted.
+static SHIPPED: LazyLock<Vec<(String, Template)>> = LazyLock::new(|| {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let file = format!("templates/{}", path.file_name().unwrap().to_string_lossy());
+            let text = std::fs::read_to_string(path).unwrap();
+            let template = Template::from_yaml(&text, &file, &Limits::default())
+                .unwrap_or_else(|errors| panic!("{file}: {errors:?}"));
+            (file, template)
+        })
+        .collect()
+});
+
+/// Each rule of `template` with where it is: `resources.pastEvents.PASS`.
+fn rules_of(template: &Template) -> Vec<(String, &Rule)> {
+    [
+        ("pastEvents", &template.past),
+        ("futureEvents", &template.future),
+    ]
+    .into_iter()
+    .filter_map(|(key, phase)| phase.as_ref().map(|phase| (key, phase)))
+    .flat_map(|(key, phase)| {
+        phase
+            .rules()
+            .map(move |(outcome, rule)| (format!("resources.{key}.{outcome}"), rule))
+    })
+    .collect()
+}
+
+/// A line for each rule of the template in `file` that runs on the interpreter.
+fn fallbacks(file: &str, template: &Template) -> Vec<String> {
+    rules_of(template)
+        .into_iter()
+        .filter(|(_, rule)| !rule.is_native())
+        .map(|(field, rule)| {
+            format!(
+                "{file} ({} v{}): {field}: runs on the interpreter (not the native path): {}",
+                template.name,
+                template.version,
+                rule.source()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_shipped_rule_runs_natively() {
+    assert!(
+        SHIPPED.len() >= 4,
+        "shipped templates missing: {}",
+        SHIPPED.len()
+    );
+    let fallbacks: Vec<String> = SHIPPED
+        .iter()
+        .flat_map(|(file, template)| fallbacks(file, template))
+        .collect();
+    assert!(
+        fallbacks.is_empty(),
+        "every shipped rule must run natively (SPEC §10):\n{}",
+        fallbacks.join("\n")
+    );
+}
+
+#[test]
+fn a_shipped_rule_that_falls_back_is_named() {
+    let yaml = "name: x\nversion: 1\nresources:\n  pastEvents:\n    dependsOn: [A]\n    PASS: 'past.size() > 0'\n    FAIL: 'past.map(e, e.id).size() > 1'\n";
+    let template = Template::from_yaml(yaml, "templates/x.yaml", &Limits::default()).unwrap();
+    assert_eq!(
+        fallbacks("templates/x.yaml", &template),
+        [
+            "templates/x.yaml (x v1): resources.pastEvents.FAIL: runs on the interpreter (not the native path): past.map(e, e.id).size() > 1"
+        ]
+    );
+}
+
+/// The event names the shipped templates depend on, and one none of them does.
+static SHIPPED_EVENT_NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut names: Vec<String> = SHIPPED
+        .iter()
+        .flat_map(|(_, template)| [&template.past, &template.future])
+        .flatten()
+        .flat_map(|phase| phase.depends_on.iter().cloned())
+        .chain(["UNRELATED".to_owned()])
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+});
+
+proptest! {
+    #[test]
+    fn shipped_rules_agree_with_the_interpreter(
+        specs in prop::collection::vec(
+            spec_named(SHIPPED_EVENT_NAMES.iter().map(String::as_str).collect()),
+            0..16,
+        ),
+        bounded in prop::bool::ANY,
+        now_offset in -60i64..4000,
+    ) {
+        let history = history(&specs);
+        let vars = vars(bounded, now_offset);
+        for (file, template) in SHIPPED.iter() {
+            for (field, rule) in rules_of(template) {
+                for input in [history.past_input(&vars), history.full_input(&vars)] {
+                    let native = rule.evaluate(&input);
+                    let reference = rule.evaluate_interpreted(&input);
+                    match (&native, &reference) {
+                        (Ok(a), Ok(b)) => prop_assert_eq!(a, b, "{}: {}", file, field),
+                        (Err(_), Err(_)) => {}
+                        _ => prop_assert!(
+                            false,
+                            "{file}: {field}: native {native:?} but interpreter {reference:?}"
+                        ),
+                    }
+                }
+            }
+        }
     }
 }

@@ -124,6 +124,37 @@ pub struct Rule {
     source: String,
     interpreted: interpreted::CelRule,
     native: Option<native::Pred>,
+    /// Why `native` is `None`.
+    fallback: Option<Fallback>,
+}
+
+/// Why a rule runs on the interpreter instead of natively. Shipped rules must not (SPEC §10);
+/// `templates validate` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// The native compiler has no form for part of the rule: that part, when a scan of the rule
+    /// can name it (`'%'`, `'matches'`, `has()`, a `map` comprehension).
+    Unsupported(Option<String>),
+    /// The native form disagreed with the interpreter on a trial input at load: a bug in the
+    /// native compiler, worth reporting.
+    DisagreedOnTrial,
+}
+
+impl fmt::Display for Fallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fallback::Unsupported(Some(part)) => {
+                write!(f, "the native compiler does not support {part}")
+            }
+            Fallback::Unsupported(None) => f.write_str(
+                "the native compiler does not support this combination of operands and types",
+            ),
+            Fallback::DisagreedOnTrial => f.write_str(
+                "its native form disagreed with the interpreter on a trial input (a bug in the \
+                 native compiler)",
+            ),
+        }
+    }
 }
 
 impl fmt::Debug for Rule {
@@ -152,10 +183,14 @@ impl Rule {
             return Err(RuleCompileError::UnknownReference(name));
         }
         let native = native::compile(interpreted.expression());
+        let fallback = native
+            .is_none()
+            .then(|| Fallback::Unsupported(native::unsupported_part(interpreted.expression())));
         Ok(Rule {
             source: source.to_owned(),
             interpreted,
             native,
+            fallback,
         })
     }
 
@@ -166,6 +201,11 @@ impl Rule {
     /// Whether this rule runs as native code rather than through the interpreter.
     pub fn is_native(&self) -> bool {
         self.native.is_some()
+    }
+
+    /// Why this rule runs on the interpreter; `None` when it runs natively.
+    pub fn fallback(&self) -> Option<&Fallback> {
+        self.fallback.as_ref()
     }
 
     /// Evaluates the rule: native when possible, else interpreted. Never panics.
@@ -199,6 +239,7 @@ impl Rule {
             };
             if !agree {
                 self.native = None;
+                self.fallback = Some(Fallback::DisagreedOnTrial);
             }
         }
     }

@@ -13,7 +13,8 @@ use crate::template_files::{load_dir, load_file};
 
 #[derive(Debug, Subcommand)]
 pub enum TemplatesCommand {
-    /// Check every template in DIR; exits non-zero with one line per problem.
+    /// Check every template in DIR; exits non-zero with one line per problem. Rules that run
+    /// on the interpreter instead of natively are reported too, without changing the exit code.
     Validate {
         /// Folder of YAML templates.
         #[arg(env = "TEMPLATES_DIR", default_value = "templates")]
@@ -46,10 +47,35 @@ pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i3
             for error in &loaded.errors {
                 writeln!(out, "{error}")?;
             }
+            // A warning, not an error: the rule works, only slower (SPEC §10 "Rules").
+            let mut fallbacks = 0;
+            for (path, template) in &loaded.templates {
+                for (key, phase) in [
+                    ("pastEvents", &template.past),
+                    ("futureEvents", &template.future),
+                ] {
+                    let Some(phase) = phase else { continue };
+                    for (outcome, rule) in phase.rules() {
+                        if let Some(why) = rule.fallback() {
+                            fallbacks += 1;
+                            writeln!(
+                                out,
+                                "{}: resources.{key}.{outcome}: runs on the interpreter (not the native path): {why}",
+                                path.display()
+                            )?;
+                        }
+                    }
+                }
+            }
             if loaded.errors.is_empty() {
+                let note = match fallbacks {
+                    0 => String::new(),
+                    1 => ", 1 rule runs on the interpreter".to_owned(),
+                    n => format!(", {n} rules run on the interpreter"),
+                };
                 writeln!(
                     out,
-                    "{} templates valid in {}",
+                    "{} templates valid in {}{note}",
                     loaded.templates.len(),
                     dir.display()
                 )?;

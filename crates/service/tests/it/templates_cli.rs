@@ -68,6 +68,39 @@ fn validate_names_file_line_field_and_reason_of_each_problem() {
 }
 
 #[test]
+fn validate_reports_a_rule_that_runs_on_the_interpreter_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("slow.yaml"),
+        "name: slow\nversion: 1\nresources:\n  pastEvents:\n    dependsOn: [A]\n    PASS: 'past.exists(e, e.name == \"A\")'\n    FAIL: 'past.exists(e, e.id % 2 == 0)'\n",
+    )
+    .unwrap();
+    let file = dir.path().join("slow.yaml");
+    let output = status_check(&["templates", "validate", dir.path().to_str().unwrap()]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let expected = format!(
+        "{}: resources.pastEvents.FAIL: runs on the interpreter (not the native path): \
+         the native compiler does not support '%'",
+        file.display()
+    );
+    assert!(text.lines().any(|line| line == expected), "{text}");
+    assert!(!text.contains("pastEvents.PASS"), "{text}");
+    assert!(
+        text.contains("1 templates valid in") && text.contains("1 rule runs on the interpreter"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_shipped_templates_run_natively() {
+    let output = status_check(&["templates", "validate", "templates"]);
+    let text = stdout(&output);
+    assert!(!text.contains("runs on the interpreter"), "{text}");
+    assert!(!text.contains("run on the interpreter"), "{text}");
+}
+
+#[test]
 fn two_files_with_the_same_name_and_version_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let yaml =
