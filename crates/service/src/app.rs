@@ -253,15 +253,10 @@ impl Workers {
         let consumer = match (config.roles.consumer, &config.status_queue_address) {
             (true, Some(url)) => {
                 readiness.expect_consumer();
-                let mut consumer_config = ConsumerConfig::new(url.clone());
-                consumer_config.concurrency = config.consumer_concurrency;
-                consumer_config.wait = config.consumer_wait;
-                consumer_config.visibility = config.consumer_visibility;
-                consumer_config.unknown_grace = config.unknown_subscription_grace;
                 Some(Consumer::new(
                     queue_for("consumer")?,
                     checks.clone(),
-                    consumer_config,
+                    ConsumerConfig::from_config(url.clone(), config),
                 ))
             }
             _ => None,
@@ -269,28 +264,18 @@ impl Workers {
         let scheduler = config.roles.scheduler.then(|| {
             Scheduler::new(
                 checks.clone(),
-                SchedulerConfig {
-                    scan_interval: config.scheduler_scan_interval,
-                    batch: config.scheduler_batch,
-                    concurrency: config.scheduler_concurrency,
-                    stale_after: config.scheduler_stale_lock,
-                },
+                SchedulerConfig::from_config(config),
                 &hostname,
             )
         });
         let relay = match (config.roles.relay, &config.robot_queue_address) {
-            (true, Some(prefix)) => {
-                let mut relay_config = RelayConfig::new(prefix.clone());
-                relay_config.poll_interval = config.relay_poll_interval;
-                relay_config.concurrency = config.relay_concurrency;
-                Some(Relay::new(
-                    checks.store().clone(),
-                    queue_for("relay")?,
-                    checks.clock().clone(),
-                    relay_config,
-                    &hostname,
-                ))
-            }
+            (true, Some(prefix)) => Some(Relay::new(
+                checks.store().clone(),
+                queue_for("relay")?,
+                checks.clock().clone(),
+                RelayConfig::from_config(prefix.clone(), config),
+                &hostname,
+            )),
             _ => None,
         };
         Ok(Workers {

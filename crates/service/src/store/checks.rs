@@ -6,7 +6,7 @@ use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckPhase, CheckResult, Event, Record};
 
 use super::db::{
-    ATTEMPTS, Db, Failure, Mode, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
+    Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
     clamp_timestamp, millis, retrying, seconds_ceil, seconds_floor,
 };
 use super::{Adopted, CheckKey, Created, NewCheck, Provenance, StoreError, StoredCheck};
@@ -93,9 +93,8 @@ pub const INSERT_RECORD_EVENT: &str = "INSERT INTO status_check_record_event (re
 
 pub(crate) async fn create_check<D: Db>(db: &D, check: NewCheck) -> Result<Created, StoreError> {
     check_insertable(&check)?;
-    let mut attempt = 0;
+    let mut retry = Retry::default();
     loop {
-        attempt += 1;
         let error = match try_create_check(db, &check).await {
             Ok(created) => return Ok(created),
             Err(error) => error,
@@ -107,17 +106,20 @@ pub(crate) async fn create_check<D: Db>(db: &D, check: NewCheck) -> Result<Creat
                 if let Some(existing) = find_check(db, &check.key).await? {
                     return Ok(Created::Existing(existing));
                 }
+                if !retry.again_after(&error).await {
+                    return Err(error);
+                }
             }
             Failure::Duplicate { request_key: false } => {
                 return Err(StoreError::Conflict(
                     "an incoming event would be recorded twice for one check".to_owned(),
                 ));
             }
-            Failure::Transient => {}
-            Failure::Other => return Err(error),
-        }
-        if attempt >= ATTEMPTS {
-            return Err(error);
+            Failure::Transient | Failure::Other => {
+                if !retry.again(db, &error).await {
+                    return Err(error);
+                }
+            }
         }
     }
 }

@@ -200,14 +200,9 @@ pub(crate) trait Db: Send + Sync {
     }
 }
 
-/// How many times a unit of work is tried when it fails for a [`Failure::Transient`] reason
-/// or loses a race on a unique key.
-pub(crate) const ATTEMPTS: usize = 3;
-
-/// How many times the lifecycle's units of work (`update_check`, the claims, the lease
-/// release, the outbox writes) are tried when they fail for a [`Failure::Transient`] reason
-/// (deadlock, lock-wait timeout, busy database).
-pub(crate) const TRANSIENT_ATTEMPTS: u32 = 5;
+/// How many times a unit of work is tried in all when it fails for a reason worth another
+/// try (deadlock, lock-wait timeout, busy database; a unique key lost to a concurrent writer).
+pub(crate) const ATTEMPTS: u32 = 5;
 
 /// Counts the attempts of one unit of work and waits a short, jittered, growing time before
 /// the next one: 5–10 ms, then 10–20 ms, 20–40 ms, 40–80 ms.
@@ -218,10 +213,16 @@ pub(crate) struct Retry {
 
 impl Retry {
     /// Whether the unit that just failed with `error` is to run again; waits before saying
-    /// yes. Only transient failures are retried, [`TRANSIENT_ATTEMPTS`] times in all.
+    /// yes. Only transient failures are retried, [`ATTEMPTS`] times in all.
     pub(crate) async fn again<D: Db + ?Sized>(&mut self, db: &D, error: &StoreError) -> bool {
+        db.classify(error) == Failure::Transient && self.again_after(error).await
+    }
+
+    /// Like [`Retry::again`], for a failure the caller judged worth another try (a unique key
+    /// lost to a concurrent writer, whose rows the next attempt sees).
+    pub(crate) async fn again_after(&mut self, error: &StoreError) -> bool {
         self.attempts += 1;
-        if db.classify(error) != Failure::Transient || self.attempts >= TRANSIENT_ATTEMPTS {
+        if self.attempts >= ATTEMPTS {
             return false;
         }
         // Jitter from a random UUID (already a dependency).

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use status_check_engine::TemplateDefinition;
 use status_check_engine::template::{PhaseDefinition, PollerDefaults, stored_dependencies};
 
-use super::db::{ATTEMPTS, Db, Failure, Mode, SqlRow, Tx, args, seconds_floor};
+use super::db::{Db, Failure, Mode, Retry, SqlRow, Tx, args, seconds_floor};
 use super::{StoreError, StoredTemplate, Synced, Usable};
 
 macro_rules! select_template {
@@ -70,19 +70,18 @@ pub(crate) async fn sync_template<D: Db>(
     usable: Usable<'_>,
     now: DateTime<Utc>,
 ) -> Result<Synced, StoreError> {
-    let mut attempt = 0;
+    let mut retry = Retry::default();
     loop {
-        attempt += 1;
         let error = match try_sync_template(db, definition, usable, now).await {
             Ok(synced) => return Ok(synced),
             Err(error) => error,
         };
         // Another replica syncing the same template at the same time: the retry sees its rows.
-        let retry = matches!(
-            db.classify(&error),
-            Failure::Duplicate { .. } | Failure::Transient
-        );
-        if !retry || attempt >= ATTEMPTS {
+        let again = match db.classify(&error) {
+            Failure::Duplicate { .. } => retry.again_after(&error).await,
+            _ => retry.again(db, &error).await,
+        };
+        if !again {
             return Err(error);
         }
     }

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::checks::{Checks, Delivered, DeliveryOutcome};
+use crate::config::Config;
 use crate::queue::{Queue, QueueMessage};
 use crate::status_message::{self, StatusMessage};
 
@@ -38,13 +39,15 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    pub fn new(queue_url: impl Into<String>) -> Self {
+    /// The configured consumer of `queue_url` (the defaults live with the keys, in
+    /// `crate::config`); what is not configurable is fixed here.
+    pub fn from_config(queue_url: impl Into<String>, config: &Config) -> Self {
         ConsumerConfig {
             queue_url: queue_url.into(),
-            wait: Duration::from_secs(20),
-            visibility: Duration::from_secs(30),
-            concurrency: 32,
-            unknown_grace: Duration::from_secs(60),
+            wait: config.consumer_wait,
+            visibility: config.consumer_visibility,
+            concurrency: config.consumer_concurrency,
+            unknown_grace: config.unknown_subscription_grace,
             retry_after: Duration::from_secs(5),
             malformed_visibility: Duration::from_secs(300),
         }

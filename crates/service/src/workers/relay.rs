@@ -14,6 +14,7 @@ use futures_util::{StreamExt as _, stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::config::Config;
 use crate::queue::Queue;
 use crate::store::{DynStore, OutboxMessage};
 
@@ -34,15 +35,17 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    pub fn new(robot_queue_prefix: impl Into<String>) -> Self {
+    /// The configured relay to `robot_queue_prefix` (the defaults of the configurable parts
+    /// live with the keys, in `crate::config`); what is not configurable is fixed here.
+    pub fn from_config(robot_queue_prefix: impl Into<String>, config: &Config) -> Self {
         RelayConfig {
             robot_queue_prefix: robot_queue_prefix.into(),
-            poll_interval: Duration::from_millis(200),
+            poll_interval: config.relay_poll_interval,
             batch: 50,
             lease: Duration::from_secs(30),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
-            concurrency: 16,
+            concurrency: config.relay_concurrency,
         }
     }
 }
@@ -221,7 +224,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let config = RelayConfig::new("q/");
+        let env = [("ROLES", "api")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let config = RelayConfig::from_config("q/", &Config::from_sources(env).unwrap());
         assert_eq!(backoff(&config, 0), Duration::from_secs(1));
         assert_eq!(backoff(&config, 3), Duration::from_secs(8));
         assert_eq!(backoff(&config, 30), Duration::from_secs(300));

@@ -10,6 +10,7 @@ use futures_util::{StreamExt as _, stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{Checks, Finalised};
+use crate::config::Config;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -23,13 +24,14 @@ pub struct SchedulerConfig {
     pub concurrency: usize,
 }
 
-impl Default for SchedulerConfig {
-    fn default() -> Self {
+impl SchedulerConfig {
+    /// The configured scheduler (the defaults live with the keys, in `crate::config`).
+    pub fn from_config(config: &Config) -> Self {
         SchedulerConfig {
-            scan_interval: Duration::from_millis(250),
-            batch: 200,
-            stale_after: Duration::from_secs(300),
-            concurrency: 16,
+            scan_interval: config.scheduler_scan_interval,
+            batch: config.scheduler_batch,
+            stale_after: config.scheduler_stale_lock,
+            concurrency: config.scheduler_concurrency,
         }
     }
 }
