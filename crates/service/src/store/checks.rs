@@ -558,13 +558,13 @@ async fn adopt_in<D: Db>(
     now: DateTime<Utc>,
 ) -> Result<Step<Adopted>, StoreError> {
     if tx
-        .fetch_optional(db.sql(&super::queries::LOCK_CHECK), args![id])
+        .fetch_optional(db.sql(&super::lifecycle::LOCK_CHECK), args![id])
         .await?
         .is_none()
     {
         return Ok(Step::Rollback(Adopted::NotFound));
     }
-    tx.fetch_optional(db.sql(&super::queries::LOCK_POLLER), args![id])
+    tx.fetch_optional(db.sql(&super::lifecycle::LOCK_POLLER), args![id])
         .await?;
     let Some(row) = tx.fetch_optional(SELECT_ADOPTION_ROW, args![id]).await? else {
         return Ok(Step::Rollback(Adopted::NotFound));

@@ -15,8 +15,9 @@ mod checks;
 mod db;
 
 use db::Db;
+mod lifecycle;
 pub mod mysql;
-mod queries;
+mod outbox;
 mod templates;
 
 /// Statements the store runs, for the load benchmark's raw-database limits: they write exactly
@@ -26,7 +27,7 @@ pub mod sql {
     pub use super::checks::{
         INSERT_CHECK, INSERT_CHECK_EXT, INSERT_POLLER, INSERT_RECORD, INSERT_RECORD_EVENT,
     };
-    pub use super::queries::{
+    pub use super::lifecycle::{
         CLAIM_DUE_SQLITE, INSERT_OUTBOX, LEASE_EXT, LEASE_POLLER, RELEASE_POLLER,
         UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
     };
@@ -425,7 +426,7 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
-/// The store of every backend: the shared SQL of `checks`, `templates` and `queries` over
+/// The store of every backend: the shared SQL of `checks`, `templates`, `lifecycle` and `outbox` over
 /// the backend's `Db`; only migrations and the connection differ.
 #[async_trait]
 impl<B: Db + 'static> Store for B {
@@ -496,7 +497,7 @@ impl<B: Db + 'static> Store for B {
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError> {
-        crate::store::queries::update_check(self, current, fence, update, render, call_ref, now)
+        crate::store::lifecycle::update_check(self, current, fence, update, render, call_ref, now)
             .await
     }
 
@@ -506,11 +507,11 @@ impl<B: Db + 'static> Store for B {
         lease: &str,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        crate::store::queries::claim_due(self, now, lease, limit).await
+        crate::store::lifecycle::claim_due(self, now, lease, limit).await
     }
 
     async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
-        crate::store::queries::release_stale_leases(self, taken_before).await
+        crate::store::lifecycle::release_stale_leases(self, taken_before).await
     }
 
     async fn claim_outbox(
@@ -520,7 +521,7 @@ impl<B: Db + 'static> Store for B {
         lease_until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        crate::store::queries::claim_outbox(self, now, lease, lease_until, limit).await
+        crate::store::outbox::claim_outbox(self, now, lease, lease_until, limit).await
     }
 
     async fn outbox_sent(
@@ -529,7 +530,7 @@ impl<B: Db + 'static> Store for B {
         lease: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
-        crate::store::queries::outbox_sent(self, ids, lease, now).await
+        crate::store::outbox::outbox_sent(self, ids, lease, now).await
     }
 
     async fn outbox_failed(
@@ -539,11 +540,11 @@ impl<B: Db + 'static> Store for B {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError> {
-        crate::store::queries::outbox_failed(self, id, lease, next_attempt_at, error).await
+        crate::store::outbox::outbox_failed(self, id, lease, next_attempt_at, error).await
     }
 
     async fn outbox_backlog(&self) -> Result<i64, StoreError> {
-        crate::store::queries::outbox_backlog(self).await
+        crate::store::outbox::outbox_backlog(self).await
     }
 }
 

@@ -4,14 +4,12 @@
 use chrono::{DateTime, Utc};
 use status_check_engine::{Event, Record};
 
-use super::checks::{corrupt, insert_record, stored_deadline};
+use super::checks::{insert_record, stored_deadline};
 use super::db::{
     Db, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis, retrying,
     seconds_floor,
 };
-use super::{
-    CheckUpdate, Claimed, Fence, OutboxMessage, Render, StoreError, StoredCheck, UpdateOutcome,
-};
+use super::{CheckUpdate, Claimed, Fence, Render, StoreError, StoredCheck, UpdateOutcome};
 
 /// A statement that locks a check's `status_check` row — the first lock of every change of a
 /// check (lock order: status_check, then status_check_poller, then status_check_ext). On
@@ -94,47 +92,14 @@ const FORGET_STALE_LEASE: &str = "UPDATE status_check_ext SET lease_taken_at = N
 const RELEASE_STALE_POLLER: &str =
     "UPDATE status_check_poller SET lock_id = NULL WHERE status_check_id = ?";
 
-macro_rules! claim_outbox_sql {
-    ($lock:literal) => {
-        concat!(
-            "SELECT id, status_check_id, robot_id, seq, payload, call_ref, attempts \
-             FROM status_check_outbox \
-             WHERE sent_at IS NULL AND next_attempt_at <= ? \
-               AND (lock_id IS NULL OR locked_until < ?) \
-             ORDER BY next_attempt_at, id LIMIT ?",
-            $lock
-        )
-    };
-}
-
-const CLAIM_OUTBOX: PerDialect = PerDialect {
-    mysql: claim_outbox_sql!(" FOR UPDATE SKIP LOCKED"),
-    sqlite: claim_outbox_sql!(""),
-};
-
-const LEASE_OUTBOX: &str =
-    "UPDATE status_check_outbox SET lock_id = ?, locked_until = ? WHERE id = ?";
-
-const OUTBOX_SENT: &str = "UPDATE status_check_outbox \
-     SET sent_at = ?, lock_id = NULL, locked_until = NULL \
-     WHERE id = ? AND lock_id = ? AND sent_at IS NULL";
-
-const OUTBOX_FAILED: &str = "UPDATE status_check_outbox \
-     SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, lock_id = NULL, \
-         locked_until = NULL \
-     WHERE id = ? AND lock_id = ? AND sent_at IS NULL";
-
-const OUTBOX_BACKLOG: &str =
-    "SELECT COUNT(*) AS backlog FROM status_check_outbox WHERE sent_at IS NULL";
-
 /// `status_check_poller.lock_id` and `status_check_outbox.lock_id` are `VARCHAR(256)`.
-const LEASE_MAX_CHARS: usize = 256;
+pub(super) const LEASE_MAX_CHARS: usize = 256;
 /// `status_check_outbox.call_ref` is `VARCHAR(256)`.
 const CALL_REF_MAX_CHARS: usize = 256;
 /// `status_check_outbox.last_error` is `VARCHAR(1024)`.
-const LAST_ERROR_MAX_CHARS: usize = 1024;
+pub(super) const LAST_ERROR_MAX_CHARS: usize = 1024;
 
-fn check_lease(lease: &str) -> Result<(), StoreError> {
+pub(super) fn check_lease(lease: &str) -> Result<(), StoreError> {
     if lease.is_empty() || lease.chars().count() > LEASE_MAX_CHARS {
         return Err(StoreError::Conflict(format!(
             "a lease must be 1 to {LEASE_MAX_CHARS} characters, not {}",
@@ -144,11 +109,11 @@ fn check_lease(lease: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn cut(text: &str, max_chars: usize) -> String {
+pub(super) fn cut(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
 
-fn limit_arg(limit: usize) -> i64 {
+pub(super) fn limit_arg(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
@@ -424,118 +389,4 @@ async fn release_stale_in<D: Db>(
         released += 1;
     }
     Ok(Step::Commit(released))
-}
-
-pub(crate) async fn claim_outbox<D: Db>(
-    db: &D,
-    now: DateTime<Utc>,
-    lease: &str,
-    lease_until: DateTime<Utc>,
-    limit: usize,
-) -> Result<Vec<OutboxMessage>, StoreError> {
-    check_lease(lease)?;
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    retrying!(db, tx => claim_outbox_in(db, &mut tx, now, lease, lease_until, limit).await)
-}
-
-async fn claim_outbox_in<D: Db>(
-    db: &D,
-    tx: &mut D::Tx,
-    now: DateTime<Utc>,
-    lease: &str,
-    lease_until: DateTime<Utc>,
-    limit: usize,
-) -> Result<Step<Vec<OutboxMessage>>, StoreError> {
-    let now = millis(now);
-    let rows = tx
-        .fetch_all(db.sql(&CLAIM_OUTBOX), args![now, now, limit_arg(limit)])
-        .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id = row.int("id")?;
-        let attempts = row.int("attempts")?;
-        let message = OutboxMessage {
-            id,
-            check_id: row.int("status_check_id")?,
-            robot_id: row.int("robot_id")?,
-            seq: row.int("seq")?,
-            payload: row.text("payload")?,
-            call_ref: row.text("call_ref")?,
-            attempts: u32::try_from(attempts)
-                .map_err(|_| corrupt(format!("status_check_outbox {id}: attempts {attempts}")))?,
-        };
-        tx.execute(LEASE_OUTBOX, args![lease, millis(lease_until), id])
-            .await?;
-        claimed.push(message);
-    }
-    Ok(Step::Commit(claimed))
-}
-
-/// One transaction for a whole batch: on SQLite every write transaction waits its turn for
-/// the single writer, so one per sent row would halve the deadline throughput.
-pub(crate) async fn outbox_sent<D: Db>(
-    db: &D,
-    ids: &[i64],
-    lease: &str,
-    now: DateTime<Utc>,
-) -> Result<Vec<i64>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    retrying!(db, tx => async {
-        let mut marked = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let done = tx.execute(OUTBOX_SENT, args![millis(now), id, lease]).await?;
-            if done.rows_affected > 0 {
-                marked.push(id);
-            }
-        }
-        Ok(Step::Commit(marked))
-    }
-    .await)
-}
-
-pub(crate) async fn outbox_failed<D: Db>(
-    db: &D,
-    id: i64,
-    lease: &str,
-    next_attempt_at: DateTime<Utc>,
-    error: &str,
-) -> Result<bool, StoreError> {
-    write_one(
-        db,
-        OUTBOX_FAILED,
-        args![
-            cut(error, LAST_ERROR_MAX_CHARS),
-            millis(next_attempt_at),
-            id,
-            lease
-        ],
-    )
-    .await
-}
-
-/// One statement in its own transaction, retried on transient failures; whether it matched
-/// a row.
-async fn write_one<D: Db>(
-    db: &D,
-    sql: &'static str,
-    args: Vec<super::db::Arg>,
-) -> Result<bool, StoreError> {
-    retrying!(db, tx => tx
-                .execute(sql, args.clone())
-                .await
-                .map(|done| Step::Commit(done.rows_affected > 0)))
-}
-
-pub(crate) async fn outbox_backlog<D: Db>(db: &D) -> Result<i64, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let row = tx.fetch_optional(OUTBOX_BACKLOG, args![]).await?;
-    tx.commit().await?;
-    match row {
-        Some(row) => row.int("backlog"),
-        None => Ok(0),
-    }
 }

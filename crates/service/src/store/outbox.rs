@@ -1,0 +1,156 @@
+//! The robot notification outbox (SPEC §3.7): rows written with the change they announce
+//! (`lifecycle::update_check`), claimed by a relay under a lease, marked sent or failed.
+
+use chrono::{DateTime, Utc};
+
+use super::checks::corrupt;
+use super::db::{Db, Mode, PerDialect, SqlRow, Step, Tx, args, millis, retrying};
+use super::lifecycle::{LAST_ERROR_MAX_CHARS, check_lease, cut, limit_arg};
+use super::{OutboxMessage, StoreError};
+
+macro_rules! claim_outbox_sql {
+    ($lock:literal) => {
+        concat!(
+            "SELECT id, status_check_id, robot_id, seq, payload, call_ref, attempts \
+             FROM status_check_outbox \
+             WHERE sent_at IS NULL AND next_attempt_at <= ? \
+               AND (lock_id IS NULL OR locked_until < ?) \
+             ORDER BY next_attempt_at, id LIMIT ?",
+            $lock
+        )
+    };
+}
+
+const CLAIM_OUTBOX: PerDialect = PerDialect {
+    mysql: claim_outbox_sql!(" FOR UPDATE SKIP LOCKED"),
+    sqlite: claim_outbox_sql!(""),
+};
+
+const LEASE_OUTBOX: &str =
+    "UPDATE status_check_outbox SET lock_id = ?, locked_until = ? WHERE id = ?";
+
+const OUTBOX_SENT: &str = "UPDATE status_check_outbox \
+     SET sent_at = ?, lock_id = NULL, locked_until = NULL \
+     WHERE id = ? AND lock_id = ? AND sent_at IS NULL";
+
+const OUTBOX_FAILED: &str = "UPDATE status_check_outbox \
+     SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, lock_id = NULL, \
+         locked_until = NULL \
+     WHERE id = ? AND lock_id = ? AND sent_at IS NULL";
+
+const OUTBOX_BACKLOG: &str =
+    "SELECT COUNT(*) AS backlog FROM status_check_outbox WHERE sent_at IS NULL";
+
+pub(crate) async fn claim_outbox<D: Db>(
+    db: &D,
+    now: DateTime<Utc>,
+    lease: &str,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    check_lease(lease)?;
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    retrying!(db, tx => claim_outbox_in(db, &mut tx, now, lease, lease_until, limit).await)
+}
+
+async fn claim_outbox_in<D: Db>(
+    db: &D,
+    tx: &mut D::Tx,
+    now: DateTime<Utc>,
+    lease: &str,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+) -> Result<Step<Vec<OutboxMessage>>, StoreError> {
+    let now = millis(now);
+    let rows = tx
+        .fetch_all(db.sql(&CLAIM_OUTBOX), args![now, now, limit_arg(limit)])
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row.int("id")?;
+        let attempts = row.int("attempts")?;
+        let message = OutboxMessage {
+            id,
+            check_id: row.int("status_check_id")?,
+            robot_id: row.int("robot_id")?,
+            seq: row.int("seq")?,
+            payload: row.text("payload")?,
+            call_ref: row.text("call_ref")?,
+            attempts: u32::try_from(attempts)
+                .map_err(|_| corrupt(format!("status_check_outbox {id}: attempts {attempts}")))?,
+        };
+        tx.execute(LEASE_OUTBOX, args![lease, millis(lease_until), id])
+            .await?;
+        claimed.push(message);
+    }
+    Ok(Step::Commit(claimed))
+}
+
+/// One transaction for a whole batch: on SQLite every write transaction waits its turn for
+/// the single writer, so one per sent row would halve the deadline throughput.
+pub(crate) async fn outbox_sent<D: Db>(
+    db: &D,
+    ids: &[i64],
+    lease: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    retrying!(db, tx => async {
+        let mut marked = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let done = tx.execute(OUTBOX_SENT, args![millis(now), id, lease]).await?;
+            if done.rows_affected > 0 {
+                marked.push(id);
+            }
+        }
+        Ok(Step::Commit(marked))
+    }
+    .await)
+}
+
+pub(crate) async fn outbox_failed<D: Db>(
+    db: &D,
+    id: i64,
+    lease: &str,
+    next_attempt_at: DateTime<Utc>,
+    error: &str,
+) -> Result<bool, StoreError> {
+    write_one(
+        db,
+        OUTBOX_FAILED,
+        args![
+            cut(error, LAST_ERROR_MAX_CHARS),
+            millis(next_attempt_at),
+            id,
+            lease
+        ],
+    )
+    .await
+}
+
+/// One statement in its own transaction, retried on transient failures; whether it matched
+/// a row.
+async fn write_one<D: Db>(
+    db: &D,
+    sql: &'static str,
+    args: Vec<super::db::Arg>,
+) -> Result<bool, StoreError> {
+    retrying!(db, tx => tx
+                .execute(sql, args.clone())
+                .await
+                .map(|done| Step::Commit(done.rows_affected > 0)))
+}
+
+pub(crate) async fn outbox_backlog<D: Db>(db: &D) -> Result<i64, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx.fetch_optional(OUTBOX_BACKLOG, args![]).await?;
+    tx.commit().await?;
+    match row {
+        Some(row) => row.int("backlog"),
+        None => Ok(0),
+    }
+}
