@@ -5,7 +5,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::AppState;
-use super::problem::ApiError;
+use super::problem::{ApiError, canonical_id};
 
 /// The calling robot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,19 +18,22 @@ impl FromRequestParts<AppState> for Robot {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = |name: &str| -> Result<String, ApiError> {
+            // Kong sets each once: a repeated identity header is not Kong's.
+            if parts.headers.get_all(name).iter().count() > 1 {
+                return Err(ApiError::Unauthorized(format!("header {name} is repeated")));
+            }
             parts
                 .headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
+                .filter(|v| !v.trim().is_empty())
                 .map(str::to_owned)
                 .ok_or_else(|| ApiError::Unauthorized(format!("missing or empty header {name}")))
         };
         header("x-consumer-id")?;
         let username = header("x-consumer-username")?;
         let user_id = header("x-authenticated-userid")?;
-        if *username != *state.robot_consumer_username {
+        if *username.trim() != *state.robot_consumer_username {
             return Err(ApiError::Forbidden(
                 "only robots may call this API".to_owned(),
             ));
@@ -42,15 +45,13 @@ impl FromRequestParts<AppState> for Robot {
                 "the authenticated scope is not robot".to_owned(),
             ));
         }
-        let id = user_id
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "x-authenticated-userid is not a positive integer robot id".to_owned(),
-                )
-            })?;
+        let id = canonical_id(&user_id).ok_or_else(|| {
+            ApiError::Unauthorized(
+                "x-authenticated-userid is not a robot id (1 to 2^63-1, digits only, no leading \
+                 zero)"
+                    .to_owned(),
+            )
+        })?;
         tracing::Span::current().record("robot_id", id);
         Ok(Robot { id })
     }

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Robot;
-use super::problem::{ApiError, FieldError, Problem};
+use super::problem::{ApiError, FieldError, Problem, canonical_id};
 use super::request_id::RequestId;
 use crate::checks::view::CheckDto;
 use crate::checks::{CheckError, CreateOutcome, CreateRequest};
@@ -258,17 +259,16 @@ pub async fn create_check(
 pub async fn get_check(
     State(state): State<AppState>,
     robot: Robot,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CheckDto>, ApiError> {
-    let id = id
-        .parse::<i64>()
+    let id = path
         .ok()
-        .filter(|id| *id > 0)
+        .and_then(|Path(id)| canonical_id(&id))
         .ok_or_else(|| ApiError::BadRequest {
             detail: "the status check id is invalid".to_owned(),
             errors: vec![FieldError {
                 field: "statusCheckId".to_owned(),
-                message: "must be a positive integer".to_owned(),
+                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
             }],
         })?;
     tracing::Span::current().record("check_id", id);

@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(http_metrics))
         .layer(middleware::from_fn(request_id::middleware))
@@ -116,13 +117,33 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".to_owned())
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("this route does not answer that method".to_owned())
+}
+
+/// A method as a metric label: one of a fixed set, so a client inventing methods cannot grow
+/// the metrics (SPEC §13).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Counts requests by route and status and times them.
 async fn http_metrics(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();

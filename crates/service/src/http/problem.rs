@@ -42,6 +42,7 @@ pub enum ApiError {
     Unauthorized(String),
     Forbidden(String),
     NotFound(String),
+    MethodNotAllowed(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     Unprocessable(String),
@@ -54,6 +55,15 @@ pub enum ApiError {
     Unavailable(String),
     /// The cause is logged here, with the request id; the client sees a generic detail.
     Internal(anyhow::Error),
+}
+
+/// An id as the API accepts it, in a header or a path (SPEC §13): canonical decimal, no sign,
+/// no leading zero, no space, 1 to 2^63 − 1 — `+42`, `042` and ` 42 ` are not 42.
+pub fn canonical_id(text: &str) -> Option<i64> {
+    let digits = text.len() <= 19
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && text.as_bytes().first().is_some_and(|b| *b != b'0');
+    digits.then(|| text.parse().ok()).flatten()
 }
 
 impl ApiError {
@@ -70,6 +80,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
             ApiError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -119,6 +134,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(d)
             | ApiError::Forbidden(d)
             | ApiError::NotFound(d)
+            | ApiError::MethodNotAllowed(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::UnsupportedMediaType(d)
             | ApiError::Unprocessable(d)

@@ -272,6 +272,32 @@ pub async fn kong_headers_are_enforced(backend: Backend) {
             StatusCode::FORBIDDEN,
         ),
         (with("x-authenticated-scope", "user"), StatusCode::FORBIDDEN),
+        // Ids are canonical: no sign, no leading zero, no inner space, no overflow.
+        (
+            with("x-authenticated-userid", "+42"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("x-authenticated-userid", "042"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("x-authenticated-userid", "4 2"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("x-authenticated-userid", "9223372036854775808"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        // A repeated identity header is not Kong's.
+        (
+            {
+                let mut headers = robot_headers(ROBOT);
+                headers.push(("x-authenticated-userid", "7".to_owned()));
+                headers
+            },
+            StatusCode::UNAUTHORIZED,
+        ),
     ];
     for (headers, expected) in cases {
         let response = send(headers.clone()).await.unwrap();
@@ -283,6 +309,71 @@ pub async fn kong_headers_are_enforced(backend: Backend) {
     let mut headers = robot_headers(ROBOT);
     headers.retain(|(n, _)| *n != "x-authenticated-scope");
     assert_eq!(send(headers).await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+/// What the router answers by itself is problem+json too, and invented methods cannot grow the
+/// metrics (SPEC §13).
+pub async fn hostile_requests_get_problems_and_bounded_metrics(backend: Backend) {
+    let app = spawn(backend).await;
+    let request = |method: &str, path: &str| {
+        let mut request = app.client().request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", app.base),
+        );
+        for (name, value) in robot_headers(ROBOT) {
+            request = request.header(name, value);
+        }
+        request
+    };
+    for (method, path, expected) in [
+        ("GET", "/v1/status-check/check/%FF", StatusCode::BAD_REQUEST),
+        ("GET", "/v1/status-check/check/042", StatusCode::BAD_REQUEST),
+        ("GET", "/v1/status-check/check/+1", StatusCode::BAD_REQUEST),
+        (
+            "DELETE",
+            "/v1/status-check/check/1",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "PUT",
+            "/v1/status-check/check",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        ("GET", "/v1/nowhere", StatusCode::NOT_FOUND),
+    ] {
+        let response = request(method, path).send().await.unwrap();
+        assert_eq!(response.status(), expected, "{method} {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_problem(expected, &body, expected);
+    }
+    for n in 0..200 {
+        let junk = format!("M{n}XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX");
+        request(&junk, "/health/live").send().await.unwrap();
+    }
+    let metrics = app
+        .client()
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("XXXXXXXX"),
+        "a junk method became a label"
+    );
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    assert!(
+        metrics.len() < 200_000,
+        "{} bytes of metrics",
+        metrics.len()
+    );
 }
 
 pub async fn invalid_bodies_are_refused_and_change_nothing(backend: Backend) {
@@ -683,6 +774,7 @@ on_both_backends!(
     concurrent_identical_requests_make_one_check,
     another_robots_check_is_not_found,
     kong_headers_are_enforced,
+    hostile_requests_get_problems_and_bounded_metrics,
     invalid_bodies_are_refused_and_change_nothing,
     unknown_step_is_not_found,
     unusable_steps_are_unprocessable,
