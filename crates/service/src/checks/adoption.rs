@@ -5,8 +5,10 @@
 //! takes deliveries like any other.
 //!
 //! Adoption runs as a pass over the open checks without such a row, in id order and in
-//! batches (driven by the scheduler role), and on demand when a delivery arrives for one.
-//! Micro-Managers unreachable defers it: the check waits, it is never failed early.
+//! batches (driven by the scheduler role): over the whole table once at start-up, then once a
+//! minute over the rows added since; and on demand when a delivery arrives for one.
+//! Micro-Managers unreachable defers it (the pass resumes there later): the check waits, it is
+//! never failed early.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -148,8 +150,11 @@ impl Adoption {
                 pass.next_at = next_at;
             }
             None if ids.len() < self.config.batch => {
-                // The pass is done; the next one starts from the first id again.
-                pass.after = 0;
+                // The pass reached the end. The next one, after `interval`, looks only at rows
+                // added since (a Node replica still running during the switch): going over the
+                // whole table again every minute would cost a production database a full scan
+                // for nothing. What could not be adopted for good was reported.
+                pass.after = reached;
                 pass.next_at = now + delta(self.config.interval);
             }
             None => pass.after = reached,

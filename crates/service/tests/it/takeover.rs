@@ -161,6 +161,24 @@ async fn node_check(db: &TestDb, check: NodeCheck) -> i64 {
     id.parse().unwrap()
 }
 
+/// An open robot-is-charging check of the Node service at step 123: charging stopped at its
+/// creation, nothing since.
+async fn open_charging_check(db: &TestDb, template_id: i64, subscription_id: i64) -> i64 {
+    node_check(
+        db,
+        NodeCheck {
+            template_id,
+            step_id: 123,
+            phase: "FUTURE",
+            result: "PENDING",
+            next_step_id: None,
+            subscription_id,
+            records: vec![(5001, "CHARGING_STOPPED", "2026-11-20T08:00:00Z")],
+        },
+    )
+    .await
+}
+
 /// The single text value a query returns.
 async fn one(raw: &Raw, sql: &'static str, values: &[&str]) -> String {
     let rows = raw.texts(sql, values).await;
@@ -209,19 +227,7 @@ pub async fn a_node_check_is_read_adopted_and_finalised(backend: Backend) {
     };
     queues.robot_queue(ROBOT).await;
     let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
-    let open = node_check(
-        &db,
-        NodeCheck {
-            template_id: legacy,
-            step_id: 123,
-            phase: "FUTURE",
-            result: "PENDING",
-            next_step_id: None,
-            subscription_id: 3001,
-            records: vec![(5001, "CHARGING_STOPPED", "2026-11-20T08:00:00Z")],
-        },
-    )
-    .await;
+    let open = open_charging_check(&db, legacy, 3001).await;
     let done = node_check(
         &db,
         NodeCheck {
@@ -333,6 +339,30 @@ pub async fn a_node_check_is_read_adopted_and_finalised(backend: Backend) {
     );
 }
 
+/// A Node check whose step Micro-Managers no longer has cannot be decided here: it is reported
+/// once and left open, and later passes do not ask for it again (they only look at newer rows).
+pub async fn a_node_check_whose_step_is_gone_is_left_open(backend: Backend) {
+    let (Some(queues), Some(db)) = (sqs_queues().await, database(backend).await) else {
+        return;
+    };
+    let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
+    let id = open_charging_check(&db, legacy, 3004).await;
+    let (app, workers) = replica(backend, &db, &queues).await;
+    // No step stub: Micro-Managers answers 404.
+    let scheduler = workers.scheduler.as_ref().unwrap();
+    for at_text in [
+        "2026-11-20T08:10:01Z",
+        "2026-11-20T08:12:00Z",
+        "2026-11-20T08:14:00Z",
+    ] {
+        app.clock.set(at(at_text));
+        let tick = scheduler.tick_once().await;
+        assert_eq!((tick.adopted, tick.claimed), (0, 0), "{at_text}");
+    }
+    assert_eq!(app.upstream_calls("GET", "/scripts/steps/123").await, 1);
+    assert_eq!(check(&app, id).await["phase"], "FUTURE");
+}
+
 /// A delivery for a Node check's subscription adopts it and is applied — evaluated with the
 /// newest version of its template this service can run, since its own is EJS.
 pub async fn a_delivery_for_a_node_check_is_applied(backend: Backend) {
@@ -341,19 +371,7 @@ pub async fn a_delivery_for_a_node_check_is_applied(backend: Backend) {
     };
     queues.robot_queue(ROBOT).await;
     let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
-    let id = node_check(
-        &db,
-        NodeCheck {
-            template_id: legacy,
-            step_id: 123,
-            phase: "FUTURE",
-            result: "PENDING",
-            next_step_id: None,
-            subscription_id: 3002,
-            records: vec![(5001, "CHARGING_STOPPED", "2026-11-20T08:00:00Z")],
-        },
-    )
-    .await;
+    let id = open_charging_check(&db, legacy, 3002).await;
     let (app, workers) = replica(backend, &db, &queues).await;
     app.given_step(ROBOT, 123, step_json(123, "robot-is-charging", 0, 0, NEXT))
         .await;
@@ -679,6 +697,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_node_check_is_read_adopted_and_finalised,
+    a_node_check_whose_step_is_gone_is_left_open,
     a_delivery_for_a_node_check_is_applied,
     a_node_check_without_a_runnable_template_is_decided_from_its_result,
     production_rows_are_complete_for_the_node_service,
