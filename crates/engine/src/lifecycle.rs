@@ -5,6 +5,8 @@
 //! [`Transition`]: the records it appended, the effects the service must carry out (subscribe,
 //! unsubscribe, notify the robot), the rules that errored and the events it skipped.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::history::History;
@@ -382,11 +384,16 @@ impl Check {
         let past_rules = template.past.as_ref().filter(|_| self.windows.has_past);
         match past_rules {
             Some(rules) => {
+                // Ids already taken, for the duplicate test: linear in the events, however many.
+                let mut taken_ids = HashSet::new();
                 let mut taken = Vec::new();
                 for event in sorted(events) {
-                    match self.admit(rules, &event, RecordPhase::Past, &taken) {
+                    match self.admit(rules, &event, RecordPhase::Past, &taken_ids) {
                         Some(skip) => transition.skipped.push(skip),
-                        None => taken.push(event),
+                        None => {
+                            taken_ids.insert(event.id);
+                            taken.push(event);
+                        }
                     }
                 }
                 if taken.len() > self.limits.history_cap {
@@ -454,7 +461,9 @@ impl Check {
                     continue;
                 }
             };
-            if let Some(skip) = self.admit(rules, &delivery.event, RecordPhase::Future, &[]) {
+            if let Some(skip) =
+                self.admit(rules, &delivery.event, RecordPhase::Future, &HashSet::new())
+            {
                 transition.skipped.push(skip);
                 continue;
             }
@@ -499,10 +508,10 @@ impl Check {
         rules: &PhaseRules,
         event: &Event,
         phase: RecordPhase,
-        batch: &[Event],
+        batch: &HashSet<i64>,
     ) -> Option<Skip> {
         let id = event.id;
-        if self.history.contains(id) || batch.iter().any(|e| e.id == id) {
+        if self.history.contains(id) || batch.contains(&id) {
             return Some(Skip::Duplicate(id));
         }
         if !rules.depends_on.contains(&event.name) {

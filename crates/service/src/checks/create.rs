@@ -176,6 +176,11 @@ impl Checks {
                     .incomings(robot_id, name, since, call_ref)
                     .await?,
             );
+            // More than the history holds ends the check anyway (the engine fails it at the
+            // cap): the other names need not be read.
+            if events.len() > self.limits.history_cap {
+                break;
+            }
         }
         Ok(events)
     }

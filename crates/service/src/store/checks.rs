@@ -258,6 +258,12 @@ fn check_insertable(check: &NewCheck) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `status_check_record_event.reference_id` is a `VARCHAR(256)`: a longer one from Megazord
+/// is kept cut (on SQLite too, so both backends hold the same).
+pub(super) fn stored_reference_id(reference_id: Option<&str>) -> Option<String> {
+    reference_id.map(|reference| super::lifecycle::cut(reference, 256))
+}
+
 pub(super) async fn insert_record<T: Tx>(
     tx: &mut T,
     check_id: i64,
@@ -289,7 +295,7 @@ pub(super) async fn insert_record<T: Tx>(
             record.event.id,
             millis(record.event.created_at),
             record.event.level,
-            record.event.reference_id.clone(),
+            stored_reference_id(record.event.reference_id.as_deref()),
         ],
     )
     .await?;

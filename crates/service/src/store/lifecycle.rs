@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use status_check_engine::{Event, Record};
 
-use super::checks::{insert_record, stored_deadline};
+use super::checks::{insert_record, stored_deadline, stored_reference_id};
 use super::db::{
     Db, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis, retrying,
     seconds_floor,
@@ -280,6 +280,7 @@ fn after_update(
             created_at: seconds_floor(record.created_at),
             event: Event {
                 created_at: millis(record.event.created_at),
+                reference_id: stored_reference_id(record.event.reference_id.as_deref()),
                 ..record.event
             },
             ..record

@@ -29,6 +29,11 @@ pub const CALL_REF_HEADER: &str = "Call-Ref";
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// Largest backoff delay between attempts (before jitter).
 const MAX_BACKOFF: Duration = Duration::from_millis(400);
+/// The largest answer body read from an upstream (SPEC §13: upstream bodies size-capped). Far
+/// above a history cap's worth of events (10,000 of about 250 bytes); a bigger answer is
+/// refused as invalid, not read into memory.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
 /// How many characters of an unexpected upstream body a reason may quote.
 const SNIPPET_CHARS: usize = 80;
 /// How many characters of a parser message a reason may quote.
@@ -65,11 +70,22 @@ pub enum ClientBuildError {
 pub struct Answer {
     pub status: StatusCode,
     pub body: Vec<u8>,
+    /// The body was longer than [`MAX_BODY_BYTES`]; `body` holds none of it.
+    pub oversized: bool,
 }
 
 impl Answer {
     /// Parses a successful body as `T`; a body that does not parse is `Invalid`.
     pub fn json<T: DeserializeOwned>(&self, service: &'static str) -> Result<T, UpstreamError> {
+        if self.oversized {
+            return Err(UpstreamError::Invalid {
+                service,
+                reason: format!(
+                    "{} body is larger than {MAX_BODY_BYTES} bytes",
+                    self.status.as_u16()
+                ),
+            });
+        }
         serde_json::from_slice(&self.body)
             .map_err(|e| malformed(service, &format!("{} body", self.status.as_u16()), e))
     }
@@ -303,10 +319,32 @@ async fn send_once(request: RequestBuilder) -> Result<Answer, Transient> {
             detail: format!("status {status}"),
         });
     }
-    let body = response.bytes().await.map_err(transport_failure)?;
+    let mut response = response;
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+    {
+        return Ok(Answer {
+            status,
+            body: Vec::new(),
+            oversized: true,
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_failure)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Ok(Answer {
+                status,
+                body: Vec::new(),
+                oversized: true,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
     Ok(Answer {
         status,
-        body: body.to_vec(),
+        body,
+        oversized: false,
     })
 }
 
@@ -392,6 +430,7 @@ mod tests {
         let answer = Answer {
             status: StatusCode::BAD_REQUEST,
             body: "x".repeat(10_000).into_bytes(),
+            oversized: false,
         };
         let UpstreamError::Invalid { reason, .. } = answer.unexpected("test") else {
             panic!("not invalid");

@@ -539,3 +539,43 @@ async fn unsubscribe_connection_refused_is_unavailable() {
 
     assert_unavailable(result);
 }
+
+/// An answer larger than the cap is refused as invalid, not read into memory (SPEC §13); one
+/// just under it is read.
+#[tokio::test]
+async fn oversized_answers_are_refused() {
+    use status_check::upstream::http::MAX_BODY_BYTES;
+    let server = MockServer::start().await;
+    let event = json!({"id": 1, "robotId": 42, "eventName": "A", "level": 1,
+                       "referenceId": "r", "providerName": "p",
+                       "createdAt": "2026-11-20T08:00:00Z"})
+    .to_string();
+    let padding = |target: usize| {
+        // `[event, event, …]` padded with spaces to `target` bytes.
+        let mut body = format!("[{event}]");
+        body.insert_str(1, &" ".repeat(target - body.len()));
+        body
+    };
+    incomings_route("BIG")
+        .respond_with(ResponseTemplate::new(200).set_body_string(padding(MAX_BODY_BYTES + 1)))
+        .mount(&server)
+        .await;
+    incomings_route("FITS")
+        .respond_with(ResponseTemplate::new(200).set_body_string(padding(MAX_BODY_BYTES)))
+        .mount(&server)
+        .await;
+    let client = client(&server);
+    let error = client
+        .incomings(42, "BIG", since(), CALL_REF)
+        .await
+        .unwrap_err();
+    let UpstreamError::Invalid { reason, .. } = &error else {
+        panic!("expected Invalid, got {error:?}");
+    };
+    assert!(reason.contains("larger than"), "{reason}");
+    let events = client
+        .incomings(42, "FITS", since(), CALL_REF)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+}

@@ -48,6 +48,7 @@ on_both_backends!(
     ping_answers,
     create_then_get_and_find_round_trip_every_field,
     unbounded_past_and_no_future_window_read_back_as_none,
+    long_reference_ids_are_kept_cut_to_the_column,
     create_is_idempotent_per_request_key,
     concurrent_identical_creates_make_one_check,
     missing_checks_are_none,
@@ -526,6 +527,34 @@ async fn unbounded_past_and_no_future_window_read_back_as_none(db: &TestDb) {
     assert_eq!(
         stored.windows.until,
         Some(check.windows.anchor + TimeDelta::seconds(600))
+    );
+}
+
+/// `reference_id` is a `VARCHAR(256)`: a longer one from Megazord is kept cut, on both
+/// backends (MySQL's strict mode would otherwise refuse the whole write).
+async fn long_reference_ids_are_kept_cut_to_the_column(db: &TestDb) {
+    let template_id = synced_template(db, "long-reference").await;
+    let mut check = new_check(template_id, 42);
+    check.records[0].event.reference_id = Some("é".repeat(300));
+    let stored = created_new(create(db, check).await.unwrap());
+    assert_eq!(stored.records[0].event.reference_id, Some("é".repeat(256)));
+    delivered(db, 42, &[6001]).await;
+    let long = |check: &StoredCheck| {
+        let mut update = append(6001)(check).unwrap();
+        update.new_records[0].event.reference_id = Some("x".repeat(1000));
+        Some(update)
+    };
+    let now = at("2026-11-20T08:01:00Z");
+    let updated = updated(
+        update(db, stored.id, Fence::None, &long, "call", now)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(updated.records[3].event.reference_id, Some("x".repeat(256)));
+    assert_eq!(
+        db.store.get_check(stored.id).await.unwrap(),
+        Some(updated),
+        "what the update returns is what is stored"
     );
 }
 
