@@ -1,0 +1,325 @@
+//! (c) deadlines: the child process — set-up, the run, the checks and the figures it reports.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::Row as _;
+use status_check::dev::Stack;
+use status_check::store::sqlite::SqliteStore;
+use status_check::store::{CheckKey, Created, DynStore, NewCheck, Store};
+use status_check_engine::lifecycle::{NextSteps, Windows};
+use status_check_engine::{CheckPhase, CheckResult};
+use tokio_util::sync::CancellationToken;
+
+use super::DeadlineReport;
+use super::recording::{RecordingStore, RobotQueues, Timeline};
+use crate::raw::service_like_pool;
+use crate::stack::{build_stack, demo_step};
+use crate::{
+    CHILD_RESULT, Op, SCRIPT_VERSION_ID, SERVICE_POOL, Until, drive, env_or, mb, percentile,
+    planned_at, proc_status_kb, sqlite_url,
+};
+
+/// Latencies in ms → (p50, p99, max).
+fn spread_ms(mut values: Vec<f64>) -> [f64; 3] {
+    values.sort_by(f64::total_cmp);
+    [
+        percentile(&values, 50.0),
+        percentile(&values, 99.0),
+        values.last().copied().unwrap_or(f64::NAN),
+    ]
+}
+
+/// The child process of (c): prints progress, then one `CHILD_RESULT` line.
+pub(crate) fn deadlines_child() -> anyhow::Result<()> {
+    let rss_start_kb = proc_status_kb("VmRSS").unwrap_or(0);
+    let n: usize = env_or("LOAD_DEADLINE_CHECKS", 200)?;
+    let lead: i64 = env_or("LOAD_DEADLINE_LEAD_SECS", 2)?;
+    let spread: i64 = env_or("LOAD_DEADLINE_SPREAD_SECS", 2)?;
+    ensure!(n > 0, "LOAD_DEADLINE_CHECKS must be positive");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut report = runtime.block_on(deadlines_run(n, lead, spread))?;
+    report.rss_start_kb = rss_start_kb;
+    report.hwm_kb = proc_status_kb("VmHWM").unwrap_or(0);
+    println!("{CHILD_RESULT}{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Far enough that no check is due during set-up; moved to the real window afterwards.
+const PARKED_FUTURE_SECONDS: i64 = 86_400;
+
+async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<DeadlineReport> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("deadlines.db");
+    let inner = SqliteStore::connect(&sqlite_url(&db)).await?;
+    inner.migrate().await?;
+    let timeline = Arc::new(Mutex::new(Timeline::default()));
+    let store: DynStore = Arc::new(RecordingStore {
+        inner: Arc::new(inner),
+        timeline: timeline.clone(),
+    });
+    let robot_queues = Arc::new(RobotQueues::default());
+    let stack = build_stack(
+        &db,
+        "scheduler,relay",
+        robot_queues.clone(),
+        Some(store.clone()),
+    )
+    .await?;
+    let step = demo_step(&stack, "robot-is-charging")?;
+    let template_id = store
+        .template_versions("robot-is-charging")
+        .await?
+        .first()
+        .context("robot-is-charging is not loaded")?
+        .id;
+    let rss_before_setup_kb = proc_status_kb("VmRSS").unwrap_or(0);
+
+    // Set-up through `Store::create_check` (the service's own insert path, one transaction per
+    // check; the API would add 5 simulator round trips per check for nothing measured here):
+    // robot-is-charging checks in FUTURE, 1000 robots, each with a (fake) subscription, their
+    // deadlines a day out and spread evenly over `spread` seconds.
+    let setup_start = Utc::now();
+    let anchor_base = setup_start - TimeDelta::seconds(spread);
+    let spread_millis = spread * 1000;
+    let setup_store = store.clone();
+    let op: Op = Arc::new(move |_, ticket| {
+        let store = setup_store.clone();
+        Box::pin(async move {
+            let t = ticket as i64;
+            let anchor = anchor_base + TimeDelta::milliseconds(spread_millis * t / n as i64);
+            let new = NewCheck {
+                key: CheckKey {
+                    robot_id: 1 + t % 1000,
+                    step_id: step,
+                    scheduled_id: t + 1,
+                    planned_at: planned_at(),
+                },
+                script_version_id: SCRIPT_VERSION_ID,
+                template_id,
+                phase: CheckPhase::Future,
+                result: CheckResult::Pending,
+                next_step_id: None,
+                subscription_id: Some(50_000_000 + t),
+                windows: Windows::from_effective(anchor, 3600, PARKED_FUTURE_SECONDS),
+                deadline: Windows::from_effective(anchor, 3600, PARKED_FUTURE_SECONDS).until,
+                next_steps: NextSteps {
+                    pass: step * 10 + 1,
+                    fail: step * 10 + 2,
+                    unknown: Some(step * 10 + 3),
+                },
+                records: Vec::new(),
+                now: Utc::now(),
+            };
+            match store.create_check(new).await {
+                Ok(Created::New(_)) => Ok(()),
+                Ok(Created::Existing(c)) => Err(format!("check {} existed already", c.id)),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    });
+    let began = Instant::now();
+    drive(SERVICE_POOL as usize, Until::Count(n as u64), op)
+        .await
+        .ensure_clean("set-up create_check")?;
+    let setup_secs = began.elapsed().as_secs_f64();
+    let rss_after_setup_kb = proc_status_kb("VmRSS").unwrap_or(0);
+    println!(
+        "set-up: {n} checks via Store::create_check, 8 concurrent: {setup_secs:.1} s ({:.0}/s)",
+        n as f64 / setup_secs
+    );
+
+    // Move every deadline the same whole number of seconds earlier, so the first falls `lead`
+    // seconds from now: future_seconds, deadline_at and the poller's `until` (whole seconds,
+    // rounded up) stay consistent with each other.
+    let first_deadline = anchor_base + TimeDelta::seconds(PARKED_FUTURE_SECONDS);
+    let shift = (first_deadline - (Utc::now() + TimeDelta::seconds(lead))).num_seconds();
+    let pool = service_like_pool(&db).await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let moved = sqlx::query(
+        "UPDATE status_check_ext SET future_seconds = future_seconds - ?, \
+         deadline_at = strftime('%Y-%m-%dT%H:%M:%fZ', deadline_at, '-' || ? || ' seconds') \
+         WHERE deadline_at IS NOT NULL",
+    )
+    .bind(shift)
+    .bind(shift)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "UPDATE status_check_poller \
+         SET `until` = strftime('%Y-%m-%dT%H:%M:%fZ', `until`, '-' || ? || ' seconds')",
+    )
+    .bind(shift)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    ensure!(moved == n as u64, "moved {moved} deadlines of {n}");
+    let bounds = sqlx::query(
+        "SELECT MIN(deadline_at) AS first, MAX(deadline_at) AS last FROM status_check_ext",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let first: String = bounds.get("first");
+    let last: String = bounds.get("last");
+    let first_at: DateTime<Utc> = first.parse()?;
+    println!(
+        "deadlines moved {shift} s earlier in one UPDATE: now {first} … {last} ({:.1} s from now)",
+        (first_at - Utc::now()).num_milliseconds() as f64 / 1e3
+    );
+
+    // Run: the scheduler and the relay (`App::run`), until every check is final and its
+    // notification sent.
+    let Stack { app, sims, .. } = stack;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(app.run(shutdown.clone()));
+    let timeout = Duration::from_secs((lead + spread) as u64 + 120 + n as u64 / 200);
+    let began = Instant::now();
+    let mut last_print = Instant::now();
+    loop {
+        let finalised = timeline.lock().unwrap().finalised.len();
+        let sent = robot_queues.sent.lock().unwrap().len();
+        if finalised >= n && sent >= n {
+            break;
+        }
+        ensure!(
+            began.elapsed() < timeout,
+            "after {timeout:?}: {finalised} of {n} finalised, {sent} notified"
+        );
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            println!(
+                "… {:.0} s: {finalised} finalised, {sent} notified, RSS {:.1} MB",
+                began.elapsed().as_secs_f64(),
+                mb(proc_status_kb("VmRSS").unwrap_or(0))
+            );
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rss_end_kb = proc_status_kb("VmRSS").unwrap_or(0);
+    shutdown.cancel();
+    running.await??;
+    sims.cancel();
+
+    // Correctness: each check finalised exactly once, FAILED in the database, notified.
+    let timeline = std::mem::take(&mut *timeline.lock().unwrap());
+    let sent = std::mem::take(&mut *robot_queues.sent.lock().unwrap());
+    let deadlines: HashMap<i64, DateTime<Utc>> = timeline
+        .claims
+        .iter()
+        .map(|(id, deadline, _)| (*id, *deadline))
+        .collect();
+    let once: HashSet<i64> = timeline.finalised.iter().map(|(id, _)| *id).collect();
+    ensure!(
+        once.len() == n && timeline.finalised.len() == n,
+        "{} finalisations of {} distinct checks, expected {n} once each",
+        timeline.finalised.len(),
+        once.len()
+    );
+    let failed: i64 = sqlx::query("SELECT COUNT(*) AS n FROM status_check WHERE phase = 'FAILED'")
+        .fetch_one(&pool)
+        .await?
+        .get("n");
+    ensure!(
+        failed == n as i64,
+        "{failed} of {n} checks are FAILED in the database"
+    );
+    ensure!(
+        store.outbox_backlog().await? == 0,
+        "notifications left unsent"
+    );
+    let notified: HashSet<i64> = sent.iter().map(|(id, _)| *id).collect();
+    ensure!(
+        notified.len() == n,
+        "{} of {n} checks notified",
+        notified.len()
+    );
+    pool.close().await;
+
+    let after = |at: &DateTime<Utc>, id: &i64| -> anyhow::Result<f64> {
+        let deadline = deadlines
+            .get(id)
+            .with_context(|| format!("check {id} finalised without a claim"))?;
+        Ok((*at - *deadline).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e3)
+    };
+    let lateness = timeline
+        .finalised
+        .iter()
+        .map(|(id, at)| after(at, id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let claim_lateness = timeline
+        .claims
+        .iter()
+        .map(|(_, at_deadline, claimed)| {
+            (*claimed - *at_deadline).num_microseconds().unwrap_or(0) as f64 / 1e3
+        })
+        .collect();
+    let notify_lateness = sent
+        .iter()
+        .map(|(id, at)| after(at, id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first_deadline = deadlines.values().min().copied().unwrap_or(setup_start);
+    let last_final = timeline
+        .finalised
+        .iter()
+        .map(|(_, at)| *at)
+        .max()
+        .unwrap_or(first_deadline);
+    let last_sent = sent
+        .iter()
+        .map(|(_, at)| *at)
+        .max()
+        .unwrap_or(first_deadline);
+    let finalise_span_secs = (last_final - first_deadline).num_milliseconds() as f64 / 1e3;
+    // Throughput while busy: consecutive commits where the later check was claimed (waiting)
+    // before the earlier one committed.
+    let claimed_at: HashMap<i64, DateTime<Utc>> = timeline
+        .claims
+        .iter()
+        .map(|(id, _, at)| (*id, *at))
+        .collect();
+    let mut commits = timeline.finalised.clone();
+    commits.sort_by_key(|(_, at)| *at);
+    let (mut busy_commits, mut busy_secs) = (0_u64, 0.0_f64);
+    for pair in commits.windows(2) {
+        let ((_, previous), (id, at)) = (pair[0], pair[1]);
+        if claimed_at
+            .get(&id)
+            .is_some_and(|claimed| *claimed <= previous)
+        {
+            busy_commits += 1;
+            busy_secs += (at - previous).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        }
+    }
+    let busy_rate = if busy_secs > 0.0 {
+        busy_commits as f64 / busy_secs
+    } else {
+        0.0
+    };
+    let notify_span_secs = (last_sent - first_deadline).num_milliseconds() as f64 / 1e3;
+    println!(
+        "verified: {n} checks finalised exactly once each, all FAILED in the database, {n} notifications sent, outbox empty"
+    );
+    Ok(DeadlineReport {
+        checks: n,
+        setup_secs,
+        shift_secs: shift,
+        lateness_ms: spread_ms(lateness),
+        claim_lateness_ms: spread_ms(claim_lateness),
+        notify_lateness_ms: spread_ms(notify_lateness),
+        finalise_rate: n as f64 / finalise_span_secs.max(1e-3),
+        busy_rate,
+        finalise_span_secs,
+        notify_span_secs,
+        rss_start_kb: 0,
+        rss_before_setup_kb,
+        rss_after_setup_kb,
+        rss_end_kb,
+        hwm_kb: 0,
+    })
+}

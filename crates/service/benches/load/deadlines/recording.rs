@@ -1,0 +1,233 @@
+//! (c) deadlines: what the child process measures with — the store with a stopwatch and the
+//! robots' queues that note each notification.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use status_check::queue::{Queue, QueueError, QueueMessage};
+use status_check::store::{
+    Adopted, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck, OutboxMessage,
+    Render, Store, StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome, Usable,
+};
+use status_check_engine::TemplateDefinition;
+use status_check_engine::lifecycle::NextSteps;
+
+/// When each check was claimed and finalised, as the store saw it.
+#[derive(Default)]
+pub(super) struct Timeline {
+    /// (check, exact deadline, claimed at).
+    pub(super) claims: Vec<(i64, DateTime<Utc>, DateTime<Utc>)>,
+    /// (check, committed final at).
+    pub(super) finalised: Vec<(i64, DateTime<Utc>)>,
+}
+
+/// The service's store with a stopwatch: records claims and final commits under a lease.
+pub(super) struct RecordingStore {
+    pub(super) inner: DynStore,
+    pub(super) timeline: Arc<Mutex<Timeline>>,
+}
+
+#[async_trait]
+impl Store for RecordingStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
+        self.inner.create_check(check).await
+    }
+
+    async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
+        self.inner.get_check(id).await
+    }
+
+    async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
+        self.inner.find_check(key).await
+    }
+
+    async fn sync_template(
+        &self,
+        definition: &TemplateDefinition,
+        usable: Usable<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Synced, StoreError> {
+        self.inner.sync_template(definition, usable, now).await
+    }
+
+    async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
+        self.inner.template_versions(name).await
+    }
+
+    async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
+        self.inner.unadopted_checks(after, limit).await
+    }
+
+    async fn adopt_check(
+        &self,
+        id: i64,
+        next_steps: NextSteps,
+        now: DateTime<Utc>,
+    ) -> Result<Adopted, StoreError> {
+        self.inner.adopt_check(id, next_steps, now).await
+    }
+
+    async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
+        self.inner.template_by_id(id).await
+    }
+
+    async fn find_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredCheck>, StoreError> {
+        self.inner
+            .find_by_subscription(robot_id, subscription_id)
+            .await
+    }
+
+    async fn update_check(
+        &self,
+        current: &StoredCheck,
+        fence: Fence<'_>,
+        update: &CheckUpdate,
+        render: Render<'_>,
+        call_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let leased = matches!(fence, Fence::Lease(_));
+        let outcome = self
+            .inner
+            .update_check(current, fence, update, render, call_ref, now)
+            .await;
+        if let (true, Ok(UpdateOutcome::Updated(check))) = (leased, &outcome)
+            && check.phase.is_final()
+        {
+            let at = Utc::now();
+            self.timeline
+                .lock()
+                .unwrap()
+                .finalised
+                .push((current.id, at));
+        }
+        outcome
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let claimed = self.inner.claim_due(now, lease, limit).await?;
+        let at = Utc::now();
+        let mut timeline = self.timeline.lock().unwrap();
+        timeline
+            .claims
+            .extend(claimed.iter().map(|c| (c.check_id, c.deadline, at)));
+        Ok(claimed)
+    }
+
+    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.release_stale_leases(taken_before).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.inner
+            .claim_outbox(now, lease, lease_until, limit)
+            .await
+    }
+
+    async fn outbox_sent(
+        &self,
+        ids: &[i64],
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.inner.outbox_sent(ids, lease, now).await
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .outbox_failed(id, lease, next_attempt_at, error)
+            .await
+    }
+
+    async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+        self.inner.outbox_backlog().await
+    }
+}
+
+/// The robots' queues as a remote SQS would be for this process: every message is accepted,
+/// its check id and time noted, its body dropped (so it takes no memory here).
+#[derive(Default)]
+pub(super) struct RobotQueues {
+    pub(super) sent: Mutex<Vec<(i64, DateTime<Utc>)>>,
+}
+
+/// The check id in a notification body (`"link":"/v1/status-check/check/17"`).
+fn notified_check(body: &str) -> Option<i64> {
+    let at = body.find("/v1/status-check/check/")? + "/v1/status-check/check/".len();
+    let digits: String = body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+#[async_trait]
+impl Queue for RobotQueues {
+    async fn receive(
+        &self,
+        _queue_url: &str,
+        _max: usize,
+        wait: Duration,
+        _visibility: Duration,
+    ) -> Result<Vec<QueueMessage>, QueueError> {
+        tokio::time::sleep(wait).await;
+        Ok(Vec::new())
+    }
+
+    async fn delete(&self, _queue_url: &str, _receipt: &str) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn extend_visibility(
+        &self,
+        _queue_url: &str,
+        _receipt: &str,
+        _visibility: Duration,
+    ) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        _queue_url: &str,
+        body: &str,
+        _attributes: &BTreeMap<String, String>,
+    ) -> Result<String, QueueError> {
+        let check = notified_check(body)
+            .ok_or_else(|| QueueError::Rejected("no check link in the notification".into()))?;
+        self.sent.lock().unwrap().push((check, Utc::now()));
+        Ok(String::new())
+    }
+}
