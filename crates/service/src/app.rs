@@ -11,7 +11,7 @@ use status_check_engine::Limits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::Checks;
+use crate::checks::{CheckSettings, Checks};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, AppState, Readiness};
@@ -124,8 +124,11 @@ impl App {
             deps.micro_managers,
             deps.megazord,
             deps.clock,
-            limits,
-            notify::hostname().into(),
+            CheckSettings {
+                limits,
+                open_checks_per_step: config.open_checks_per_step,
+                hostname: notify::hostname().into(),
+            },
         ));
         let state = AppState {
             checks: checks.clone(),

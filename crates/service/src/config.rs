@@ -142,6 +142,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "How long a template loaded from the database is cached.",
     ),
     (
+        "OPEN_CHECKS_PER_STEP",
+        "16",
+        "Most open checks one robot may have at one script step; a create beyond it answers 429.",
+    ),
+    (
         "HISTORY_CAP",
         "10000",
         "Most records one check may hold; one more ends it FAILED.",
@@ -234,6 +239,7 @@ pub struct Config {
     pub templates_dir: PathBuf,
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
+    pub open_checks_per_step: u64,
     pub shutdown_timeout: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -421,6 +427,7 @@ impl Config {
             template_cache_ttl: Duration::from_secs(positive("TEMPLATE_CACHE_TTL_SECS")?),
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
+            open_checks_per_step: positive("OPEN_CHECKS_PER_STEP")?,
             shutdown_timeout: Duration::from_secs(positive("SHUTDOWN_TIMEOUT_SECS")?),
             log_level,
             log_format,

@@ -27,6 +27,19 @@ impl Checks {
         if let Some(existing) = self.store.find_check(&key).await? {
             return Ok(CreateOutcome::Existing(existing));
         }
+        // One robot cannot open checks without end at one step: each would be another
+        // subscription fanning every event out again (SPEC §13). Concurrent creates may pass
+        // the count together; the cap bounds the work, it is not an exact quota.
+        let open = self
+            .store
+            .open_checks_at_step(request.robot_id, request.step_id)
+            .await?;
+        if open >= self.open_checks_per_step {
+            return Err(CheckError::TooManyOpen {
+                step_id: request.step_id,
+                open,
+            });
+        }
 
         let step = match self
             .micro_managers

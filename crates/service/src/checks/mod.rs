@@ -45,6 +45,9 @@ pub struct CreateRequest {
 pub enum CheckError {
     #[error("step {0} does not exist for this robot")]
     StepNotFound(i64),
+    /// The robot has as many open checks at this step as it may (SPEC §13).
+    #[error("robot has {open} open checks at step {step_id}, the most it may have")]
+    TooManyOpen { step_id: i64, open: u64 },
     #[error("{0}")]
     Unprocessable(String),
     /// A field of the request contradicts what the upstream says (→ 422 naming `field`).
@@ -70,6 +73,16 @@ pub enum CreateOutcome {
     Existing(StoredCheck),
 }
 
+/// How the use cases behave.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    pub limits: Limits,
+    /// Most open checks one robot may have at one step (`OPEN_CHECKS_PER_STEP`).
+    pub open_checks_per_step: u64,
+    /// Robots' notifications name this host as their sender.
+    pub hostname: Arc<str>,
+}
+
 /// The use cases with everything they need.
 pub struct Checks {
     store: DynStore,
@@ -78,6 +91,7 @@ pub struct Checks {
     megazord: Arc<dyn Megazord>,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    open_checks_per_step: u64,
     /// Robots' notifications name this host as their sender.
     hostname: Arc<str>,
     adoption: Adoption,
@@ -90,8 +104,7 @@ impl Checks {
         micro_managers: Arc<dyn MicroManagers>,
         megazord: Arc<dyn Megazord>,
         clock: Arc<dyn Clock>,
-        limits: Limits,
-        hostname: Arc<str>,
+        settings: CheckSettings,
     ) -> Self {
         let adoption = Adoption::new(
             store.clone(),
@@ -105,8 +118,9 @@ impl Checks {
             micro_managers,
             megazord,
             clock,
-            limits,
-            hostname,
+            limits: settings.limits,
+            open_checks_per_step: settings.open_checks_per_step,
+            hostname: settings.hostname,
             adoption,
         }
     }

@@ -160,6 +160,7 @@ impl From<CheckError> for ApiError {
     fn from(error: CheckError) -> Self {
         match error {
             CheckError::StepNotFound(_) => ApiError::NotFound(error.to_string()),
+            CheckError::TooManyOpen { .. } => ApiError::TooManyRequests(error.to_string()),
             CheckError::Unprocessable(detail) => ApiError::Unprocessable(detail),
             CheckError::InvalidField { field, message } => ApiError::UnprocessableFields {
                 detail: format!("{field} does not match the step"),
@@ -219,6 +220,7 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a statusCheck step, no active template, no pass/fail next step, or a scriptVersionId that is not the step's (listed in `errors`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The robot has OPEN_CHECKS_PER_STEP open checks at this step already", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "An upstream failed; nothing was saved", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -44,6 +44,7 @@ pub enum ApiError {
     NotFound(String),
     MethodNotAllowed(String),
     PayloadTooLarge(String),
+    TooManyRequests(String),
     UnsupportedMediaType(String),
     Unprocessable(String),
     /// 422 for fields that are well-formed but contradict the upstream, each listed.
@@ -84,6 +85,11 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
+            ),
+            ApiError::TooManyRequests(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
             ),
             ApiError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,6 +141,7 @@ impl IntoResponse for ApiError {
             | ApiError::Forbidden(d)
             | ApiError::NotFound(d)
             | ApiError::MethodNotAllowed(d)
+            | ApiError::TooManyRequests(d)
             | ApiError::PayloadTooLarge(d)
             | ApiError::UnsupportedMediaType(d)
             | ApiError::Unprocessable(d)

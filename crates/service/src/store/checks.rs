@@ -348,6 +348,26 @@ pub(crate) async fn find_check<D: Db>(
     Ok(check)
 }
 
+const COUNT_OPEN_AT_STEP: &str = "SELECT COUNT(*) AS open_checks FROM status_check \
+     WHERE robot_id = ? AND step_id = ? AND phase NOT IN ('COMPLETED', 'FAILED')";
+
+pub(crate) async fn open_checks_at_step<D: Db>(
+    db: &D,
+    robot_id: i64,
+    step_id: i64,
+) -> Result<u64, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx
+        .fetch_optional(COUNT_OPEN_AT_STEP, args![robot_id, step_id])
+        .await?;
+    tx.commit().await?;
+    let count = match row {
+        Some(row) => row.int("open_checks")?,
+        None => 0,
+    };
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
 pub(super) async fn load_check<T: Tx>(
     tx: &mut T,
     id: i64,

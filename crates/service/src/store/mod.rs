@@ -307,6 +307,11 @@ pub trait Store: Send + Sync + 'static {
     /// The check created for this request key, if any.
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError>;
 
+    /// How many checks of this robot at this step are open (not `COMPLETED`/`FAILED`): the
+    /// per-robot cap of create (SPEC §13). Served by the production index that starts with
+    /// `robot_id`.
+    async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError>;
+
     /// Creates a template version (description when the name is new, template row, rules,
     /// default windows) when missing; leaves an identical one alone; refuses a changed one.
     /// The declared version number held by a version that is not `usable` (the Node
@@ -448,6 +453,10 @@ impl<B: Db + 'static> Store for B {
 
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
         crate::store::checks::find_check(self, key).await
+    }
+
+    async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError> {
+        crate::store::checks::open_checks_at_step(self, robot_id, step_id).await
     }
 
     async fn sync_template(

@@ -376,6 +376,61 @@ pub async fn hostile_requests_get_problems_and_bounded_metrics(backend: Backend)
     );
 }
 
+/// A robot has at most `OPEN_CHECKS_PER_STEP` open checks at one step: the next create is a
+/// 429 problem and makes no subscription; ended checks do not count, nor other steps.
+pub async fn open_checks_per_step_are_capped(backend: Backend) {
+    let app = spawn_with(backend, &[("OPEN_CHECKS_PER_STEP", "2")]).await;
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "robot-is-charging", 0, 0, CHARGING),
+    )
+    .await;
+    app.given_step(
+        ROBOT,
+        124,
+        step_json(124, "robot-is-charging", 0, 0, CHARGING),
+    )
+    .await;
+    app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
+        .await;
+    app.given_incomings(ROBOT, "CHARGING_STOPPED", json!([]))
+        .await;
+    let open = |step: i64, scheduled: i64, subscription: i64| {
+        let app = &app;
+        async move {
+            app.given_next_subscription(ROBOT, subscription).await;
+            let mut body = create_body(step);
+            body["scheduledId"] = json!(scheduled);
+            app.post_check(ROBOT, &body).await
+        }
+    };
+    for scheduled in [1, 2] {
+        let (status, body) = open(123, scheduled, 990 + scheduled).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["phase"], "FUTURE");
+    }
+    let subscribes = app.upstream_calls("POST", "/subscriptions").await;
+    let (status, body) = open(123, 3, 993).await;
+    assert_problem(status, &body, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        body["detail"].as_str().unwrap().contains("step 123"),
+        "{body}"
+    );
+    assert_eq!(
+        app.upstream_calls("POST", "/subscriptions").await,
+        subscribes,
+        "no subscription for a refused create"
+    );
+    // Another step of the same robot is not capped by this one.
+    let (status, body) = open(124, 3, 994).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The same request as an existing check still answers that check.
+    let mut again = create_body(123);
+    again["scheduledId"] = json!(1);
+    assert_eq!(app.post_check(ROBOT, &again).await.0, StatusCode::OK);
+}
+
 pub async fn invalid_bodies_are_refused_and_change_nothing(backend: Backend) {
     let app = spawn(backend).await;
     let url = format!("{}/v1/status-check/check", app.base);
@@ -775,6 +830,7 @@ on_both_backends!(
     another_robots_check_is_not_found,
     kong_headers_are_enforced,
     hostile_requests_get_problems_and_bounded_metrics,
+    open_checks_per_step_are_capped,
     invalid_bodies_are_refused_and_change_nothing,
     unknown_step_is_not_found,
     unusable_steps_are_unprocessable,

@@ -52,6 +52,10 @@ impl Store for RecordingStore {
         self.inner.find_check(key).await
     }
 
+    async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError> {
+        self.inner.open_checks_at_step(robot_id, step_id).await
+    }
+
     async fn sync_template(
         &self,
         definition: &TemplateDefinition,
