@@ -147,6 +147,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Most open checks one robot may have at one script step; a create beyond it answers 429.",
     ),
     (
+        "OUTBOX_MAX_ATTEMPTS",
+        "20",
+        "Attempts to send a robot notification (with backoff from 1 s doubling to 5 min) before it is dead-lettered: kept unsent, counted and logged.",
+    ),
+    (
         "HISTORY_CAP",
         "10000",
         "Most records one check may hold; one more ends it FAILED.",
@@ -240,6 +245,7 @@ pub struct Config {
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
     pub open_checks_per_step: u64,
+    pub outbox_max_attempts: u32,
     pub shutdown_timeout: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -428,6 +434,8 @@ impl Config {
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
             open_checks_per_step: positive("OPEN_CHECKS_PER_STEP")?,
+            outbox_max_attempts: u32::try_from(positive("OUTBOX_MAX_ATTEMPTS")?)
+                .map_err(|_| error("OUTBOX_MAX_ATTEMPTS", "too large"))?,
             shutdown_timeout: Duration::from_secs(positive("SHUTDOWN_TIMEOUT_SECS")?),
             log_level,
             log_format,

@@ -35,6 +35,7 @@ pub mod sql {
 pub mod sqlite;
 
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
+pub use outbox::DEAD_LETTER_AT;
 
 use std::sync::Arc;
 

@@ -194,8 +194,11 @@ fn bind(mut query: Query, args: Vec<Arg>) -> Query {
             Arg::Text(value) => query.bind(value),
             Arg::OptText(value) => query.bind(value),
             Arg::Bool(value) => query.bind(value),
-            Arg::Time(value) => query.bind(value),
-            Arg::OptTime(value) => query.bind(value),
+            // As a DATETIME, not the TIMESTAMP sqlx sends for `DateTime<Utc>`: the same value
+            // in this UTC session, and one that holds times past 2038 (the DATETIME(3)
+            // columns' far deadlines, a dead letter's retry time).
+            Arg::Time(value) => query.bind(value.naive_utc()),
+            Arg::OptTime(value) => query.bind(value.map(|t| t.naive_utc())),
         };
     }
     query

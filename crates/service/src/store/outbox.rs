@@ -38,8 +38,17 @@ const OUTBOX_FAILED: &str = "UPDATE status_check_outbox \
          locked_until = NULL \
      WHERE id = ? AND lock_id = ? AND sent_at IS NULL";
 
-const OUTBOX_BACKLOG: &str =
-    "SELECT COUNT(*) AS backlog FROM status_check_outbox WHERE sent_at IS NULL";
+/// Unsent rows still to be tried (a dead-lettered row is not backlog: nothing will send it).
+const OUTBOX_BACKLOG: &str = "SELECT COUNT(*) AS backlog FROM status_check_outbox \
+     WHERE sent_at IS NULL AND next_attempt_at < ?";
+
+/// The retry time of a dead-lettered notification (one that failed its last attempt):
+/// 9999-01-01, so no claim ever takes it again. The row stays, with its last error, for an
+/// operator.
+pub const DEAD_LETTER_AT: DateTime<Utc> = match DateTime::from_timestamp(253_370_764_800, 0) {
+    Some(t) => t,
+    None => DateTime::UNIX_EPOCH,
+};
 
 pub(crate) async fn claim_outbox<D: Db>(
     db: &D,
@@ -147,7 +156,9 @@ async fn write_one<D: Db>(
 
 pub(crate) async fn outbox_backlog<D: Db>(db: &D) -> Result<i64, StoreError> {
     let mut tx = db.begin(Mode::Read).await?;
-    let row = tx.fetch_optional(OUTBOX_BACKLOG, args![]).await?;
+    let row = tx
+        .fetch_optional(OUTBOX_BACKLOG, args![DEAD_LETTER_AT])
+        .await?;
     tx.commit().await?;
     match row {
         Some(row) => row.int("backlog"),

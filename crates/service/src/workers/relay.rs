@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::queue::Queue;
-use crate::store::{DynStore, OutboxMessage};
+use crate::store::{DEAD_LETTER_AT, DynStore, OutboxMessage};
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -32,6 +32,8 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// Robots sent to at once; one robot's notifications go one after the other, in order.
     pub concurrency: usize,
+    /// Attempts after which a notification that could not be sent is dead-lettered.
+    pub max_attempts: u32,
 }
 
 impl RelayConfig {
@@ -46,6 +48,7 @@ impl RelayConfig {
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             concurrency: config.relay_concurrency,
+            max_attempts: config.outbox_max_attempts,
         }
     }
 }
@@ -183,19 +186,33 @@ impl Relay {
                 true
             }
             Err(e) => {
-                let backoff = backoff(&self.config, row.attempts);
-                let next =
-                    self.clock.now() + TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX);
-                tracing::warn!(
-                    check_id = row.check_id,
-                    robot_id = row.robot_id,
-                    seq = row.seq,
-                    attempts = row.attempts + 1,
-                    retry_in_ms = backoff.as_millis() as u64,
-                    error = %e,
-                    "could not notify the robot; will retry"
-                );
+                let attempts = row.attempts + 1;
                 metrics::counter!("outbox_send_failures_total").increment(1);
+                let next = if attempts >= self.config.max_attempts {
+                    // It will not go: stop trying, keep it (with its error) for an operator.
+                    tracing::error!(
+                        check_id = row.check_id,
+                        robot_id = row.robot_id,
+                        seq = row.seq,
+                        attempts,
+                        error = %e,
+                        "could not notify the robot; dead-lettered after its last attempt"
+                    );
+                    metrics::counter!("outbox_dead_lettered_total").increment(1);
+                    DEAD_LETTER_AT
+                } else {
+                    let backoff = backoff(&self.config, row.attempts);
+                    tracing::warn!(
+                        check_id = row.check_id,
+                        robot_id = row.robot_id,
+                        seq = row.seq,
+                        attempts,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        error = %e,
+                        "could not notify the robot; will retry"
+                    );
+                    self.clock.now() + TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX)
+                };
                 if let Err(e) = self
                     .store
                     .outbox_failed(row.id, lease, next, &e.to_string())

@@ -130,12 +130,23 @@ pub async fn spawn_stack(
     store: Option<(DynStore, Neighbours)>,
     queues: &Queues,
 ) -> (TestApp, Workers) {
-    let keys = [
+    spawn_stack_with(backend, store, queues, &[]).await
+}
+
+/// A replica running every role with extra configuration keys.
+pub async fn spawn_stack_with(
+    backend: Backend,
+    store: Option<(DynStore, Neighbours)>,
+    queues: &Queues,
+    extra: &[(&str, &str)],
+) -> (TestApp, Workers) {
+    let mut keys = vec![
         ("STATUS_QUEUE_ADDRESS", queues.status_url.as_str()),
         ("ROBOT_QUEUE_ADDRESS", queues.robot_prefix.as_str()),
         ("CONSUMER_WAIT_SECS", "1"),
         ("CONSUMER_VISIBILITY_SECS", "10"),
     ];
+    keys.extend_from_slice(extra);
     let (app, workers) = start(backend, store, Some(queues.queue.clone()), &keys).await;
     (app, workers.expect("a full stack has workers"))
 }

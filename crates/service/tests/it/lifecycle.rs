@@ -13,7 +13,8 @@ use status_check::store::{CheckUpdate, Fence, UpdateOutcome};
 use status_check::workers::consumer::Outcome;
 
 use crate::harness::{
-    Backend, Queues, TestApp, anchor, create_body, incoming, spawn_stack, sqs_queues, step_json,
+    Backend, Queues, TestApp, anchor, create_body, incoming, spawn_stack, spawn_stack_with,
+    sqs_queues, step_json,
 };
 
 const ROBOT: i64 = 42;
@@ -454,6 +455,43 @@ pub async fn malformed_messages_never_block_and_sns_wrapped_ones_work(backend: B
     assert_eq!(check(&app, id).await["phase"], "COMPLETED");
 }
 
+/// A notification that can never be sent (the robot has no queue) is tried
+/// `OUTBOX_MAX_ATTEMPTS` times, then dead-lettered: kept unsent, no longer tried, not counted
+/// as backlog.
+pub async fn a_notification_that_cannot_be_sent_is_dead_lettered(backend: Backend) {
+    let Some(queues) = sqs_queues().await else {
+        return;
+    };
+    let (app, workers) =
+        spawn_stack_with(backend, None, &queues, &[("OUTBOX_MAX_ATTEMPTS", "2")]).await;
+    // Robot 42's queue is never created.
+    let id = open_charging_check(&app, 123, 1003).await;
+    app.clock.set(at("2026-11-20T08:10:00.500Z"));
+    assert_eq!(
+        workers
+            .scheduler
+            .as_ref()
+            .unwrap()
+            .tick_once()
+            .await
+            .finalised,
+        1
+    );
+    let relay = workers.relay.as_ref().unwrap();
+    assert_eq!(relay.tick_once().await.failed, 1);
+    assert_eq!(app.store.outbox_backlog().await.unwrap(), 1);
+    app.clock.set(at("2026-11-20T08:10:02Z"));
+    assert_eq!(
+        relay.tick_once().await.failed,
+        1,
+        "the second and last attempt"
+    );
+    app.clock.set(at("2026-11-27T08:00:00Z"));
+    assert_eq!(relay.tick_once().await.claimed, 0, "not tried again");
+    assert_eq!(app.store.outbox_backlog().await.unwrap(), 0);
+    assert_eq!(check(&app, id).await["phase"], "FAILED");
+}
+
 pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: Backend) {
     let Some((app, workers, queues)) = stack(backend).await else {
         return;
@@ -770,6 +808,7 @@ on_both_backends!(
     a_delivery_before_its_subscription_is_known_waits_for_it,
     malformed_messages_never_block_and_sns_wrapped_ones_work,
     a_relay_crash_between_commit_and_send_still_notifies_once,
+    a_notification_that_cannot_be_sent_is_dead_lettered,
     a_restart_mid_window_keeps_the_deadline,
     a_stolen_lease_is_fenced,
 );
