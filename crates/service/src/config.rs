@@ -118,8 +118,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "SCHEDULER_STALE_LOCK_SECS",
-        "300",
-        "A deadline lease older than this is released so another replica takes the check over.",
+        "30",
+        "A deadline lease older than this is released so another replica takes the check over: what a crashed replica or a failed finalisation can delay a deadline by (a lease is held for the milliseconds a finalisation takes).",
     ),
     (
         "RELAY_POLL_INTERVAL_MS",

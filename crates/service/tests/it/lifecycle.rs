@@ -492,6 +492,34 @@ pub async fn a_notification_that_cannot_be_sent_is_dead_lettered(backend: Backen
     assert_eq!(check(&app, id).await["phase"], "FAILED");
 }
 
+/// A replica that dies holding deadline leases delays those deadlines by at most the stale
+/// window (30 s by default): then another replica takes them over and finalises them.
+pub async fn a_crashed_replicas_deadlines_are_taken_over_within_30_s(backend: Backend) {
+    let Some((app, workers, _queues)) = stack(backend).await else {
+        return;
+    };
+    let id = open_charging_check(&app, 123, 1004).await;
+    app.clock.set(at("2026-11-20T08:10:01Z"));
+    let claimed = app
+        .store
+        .claim_due(app.clock_now(), "crashed-replica", 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let scheduler = workers.scheduler.as_ref().unwrap();
+    app.clock.set(at("2026-11-20T08:10:30Z"));
+    let tick = scheduler.tick_once().await;
+    assert_eq!(
+        (tick.released_stale, tick.finalised),
+        (0, 0),
+        "the lease still holds"
+    );
+    app.clock.set(at("2026-11-20T08:10:31.500Z"));
+    let tick = scheduler.tick_once().await;
+    assert_eq!((tick.released_stale, tick.finalised), (1, 1));
+    assert_eq!(check(&app, id).await["phase"], "FAILED");
+}
+
 pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: Backend) {
     let Some((app, workers, queues)) = stack(backend).await else {
         return;
@@ -809,6 +837,7 @@ on_both_backends!(
     malformed_messages_never_block_and_sns_wrapped_ones_work,
     a_relay_crash_between_commit_and_send_still_notifies_once,
     a_notification_that_cannot_be_sent_is_dead_lettered,
+    a_crashed_replicas_deadlines_are_taken_over_within_30_s,
     a_restart_mid_window_keeps_the_deadline,
     a_stolen_lease_is_fenced,
 );
