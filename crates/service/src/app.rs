@@ -273,9 +273,8 @@ impl Workers {
         });
         let relay = match (config.roles.relay, &config.robot_queue_address) {
             (true, Some(prefix)) => Some(Relay::new(
-                checks.store().clone(),
+                checks.clone(),
                 queue_for("relay")?,
-                checks.clock().clone(),
                 RelayConfig::from_config(prefix.clone(), config),
                 &hostname,
             )),

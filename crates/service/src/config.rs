@@ -152,6 +152,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Attempts to send a robot notification (with backoff from 1 s doubling to 5 min) before it is dead-lettered: kept unsent, counted and logged.",
     ),
     (
+        "OUTBOX_RETENTION_SECS",
+        "604800",
+        "How long sent robot notifications are kept before they are purged (in batches, once a minute).",
+    ),
+    (
         "HISTORY_CAP",
         "10000",
         "Most records one check may hold; one more ends it FAILED.",
@@ -246,6 +251,7 @@ pub struct Config {
     pub history_cap: usize,
     pub open_checks_per_step: u64,
     pub outbox_max_attempts: u32,
+    pub outbox_retention: Duration,
     pub shutdown_timeout: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -434,6 +440,7 @@ impl Config {
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
             open_checks_per_step: positive("OPEN_CHECKS_PER_STEP")?,
+            outbox_retention: Duration::from_secs(positive("OUTBOX_RETENTION_SECS")?),
             outbox_max_attempts: u32::try_from(positive("OUTBOX_MAX_ATTEMPTS")?)
                 .map_err(|_| error("OUTBOX_MAX_ATTEMPTS", "too large"))?,
             shutdown_timeout: Duration::from_secs(positive("SHUTDOWN_TIMEOUT_SECS")?),

@@ -140,6 +140,7 @@ impl Checks {
             deadline: check.deadline(),
             next_steps,
             records: check.history.records().to_vec(),
+            remove_subscription: effects.unsubscribe && subscription_id.is_some(),
             now: anchor,
         };
         let created = match self.store.create_check(new).await {

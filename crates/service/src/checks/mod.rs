@@ -8,6 +8,7 @@
 //! and time to these.
 
 pub mod adoption;
+mod cleanup;
 mod create;
 mod deadline;
 mod delivery;
@@ -21,6 +22,7 @@ use status_check_engine::lifecycle::{Check, CheckState, Effect, Skip, Transition
 use status_check_engine::rules::RuleFailure;
 
 use self::adoption::{Adoption, AdoptionConfig};
+pub use self::cleanup::RemovalTick;
 pub use self::deadline::Finalised;
 pub use self::delivery::{Delivered, DeliveryOutcome};
 use crate::clock::Clock;
@@ -191,6 +193,7 @@ impl Checks {
             deadline: transition.deadline,
             release_lease,
             notify: transition.effects.contains(&Effect::NotifyRobot),
+            remove_subscription: transition.effects.contains(&Effect::Unsubscribe),
         };
         let hostname = self.hostname.clone();
         let render =
@@ -246,21 +249,66 @@ impl Checks {
         if effects.unsubscribe
             && let Some(subscription_id) = check.subscription_id
         {
-            self.remove_subscription(check.key.robot_id, subscription_id, call_ref)
+            // Its removal was queued with the change; try it now, the relay retries.
+            self.try_remove_subscription(check.key.robot_id, subscription_id, call_ref)
                 .await;
         }
     }
 
-    /// Removes a subscription at Megazord. A failure is logged and counted: the
-    /// subscription also lapses at its `until`, and deliveries for an ended check are dropped.
-    async fn remove_subscription(&self, robot_id: i64, subscription_id: i64, call_ref: &str) {
-        if let Err(e) = self
+    /// Removes a subscription at Megazord now, marking its queued removal done; whether it
+    /// worked. A failure is logged and counted and left to the queued removal (SPEC §13:
+    /// Megazord never expires a subscription, so none may leak).
+    async fn try_remove_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        call_ref: &str,
+    ) -> bool {
+        match self
             .megazord
             .unsubscribe(robot_id, subscription_id, call_ref)
             .await
         {
-            tracing::error!(robot_id, subscription_id, error = %e, "could not unsubscribe");
-            metrics::counter!("unsubscribe_failures_total").increment(1);
+            Ok(()) => {
+                if let Err(e) = self
+                    .store
+                    .subscription_removed(subscription_id, self.clock.now())
+                    .await
+                {
+                    // Then the relay removes it again: Megazord answers 404, which is done.
+                    tracing::warn!(subscription_id, error = %e, "could not mark a removed subscription");
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(robot_id, subscription_id, error = %e, "could not unsubscribe; retried later");
+                metrics::counter!("unsubscribe_failures_total").increment(1);
+                false
+            }
+        }
+    }
+
+    /// Removes a subscription no committed check holds (a create that failed or lost a race
+    /// after subscribing): now, or — when Megazord fails — queued for the relay to retry.
+    async fn remove_subscription(&self, robot_id: i64, subscription_id: i64, call_ref: &str) {
+        if self
+            .try_remove_subscription(robot_id, subscription_id, call_ref)
+            .await
+        {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .queue_subscription_removal(
+                robot_id,
+                subscription_id,
+                "create_failed",
+                self.clock.now(),
+            )
+            .await
+        {
+            tracing::error!(robot_id, subscription_id, error = %e, "a subscription could not be removed nor queued for removal; it leaks");
+            metrics::counter!("subscriptions_leaked_total").increment(1);
         }
     }
 }

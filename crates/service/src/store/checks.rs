@@ -201,6 +201,19 @@ async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, St
     for record in &check.records {
         insert_record(&mut tx, id, record).await?;
     }
+    if check.remove_subscription
+        && let Some(subscription_id) = check.subscription_id
+    {
+        super::removals::queue_in(
+            db,
+            &mut tx,
+            key.robot_id,
+            subscription_id,
+            "ended",
+            check.now,
+        )
+        .await?;
+    }
     let stored = load_check(&mut tx, id)
         .await?
         .ok_or_else(|| corrupt(format!("the new status_check {id} cannot be read back")))?;

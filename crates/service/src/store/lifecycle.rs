@@ -236,6 +236,12 @@ async fn update_in<D: Db>(
     for record in &update.new_records {
         insert_record(tx, id, record).await?;
     }
+    if update.remove_subscription
+        && let Some(subscription_id) = current.subscription_id
+    {
+        super::removals::queue_in(db, tx, current.key.robot_id, subscription_id, "ended", now)
+            .await?;
+    }
     let updated = after_update(current.clone(), update.clone(), seq, now);
     if update.notify {
         let payload = render(&updated, seq);

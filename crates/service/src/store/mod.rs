@@ -18,6 +18,7 @@ use db::Db;
 mod lifecycle;
 pub mod mysql;
 mod outbox;
+mod removals;
 mod templates;
 
 /// Statements the store runs, for the load benchmark's raw-database limits: they write exactly
@@ -120,6 +121,9 @@ pub struct NewCheck {
     pub deadline: Option<DateTime<Utc>>,
     pub next_steps: NextSteps,
     pub records: Vec<Record>,
+    /// The check ended at once with a subscription made for it: queue its removal in the same
+    /// transaction.
+    pub remove_subscription: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -236,6 +240,8 @@ pub struct CheckUpdate {
     /// Queue a robot notification in the outbox: the store hands out the next
     /// `notification_seq` and stores `render(&updated_check, seq)` as the payload.
     pub notify: bool,
+    /// Queue the removal of the check's subscription (it ended), in the same transaction.
+    pub remove_subscription: bool,
 }
 
 /// Whether a stored definition is one this service can run (its rules compile as CEL).
@@ -274,6 +280,18 @@ pub struct Claimed {
     pub check_id: i64,
     /// The exact deadline (anchor + future window), for lateness.
     pub deadline: DateTime<Utc>,
+}
+
+/// A Megazord subscription waiting to be removed, claimed under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRemoval {
+    pub id: i64,
+    pub robot_id: i64,
+    pub subscription_id: i64,
+    /// `ended`, `create_failed` or `unowned`.
+    pub reason: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
 }
 
 /// A notification waiting to be sent, claimed under a lease.
@@ -426,8 +444,53 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Unsent outbox rows.
+    /// Unsent outbox rows (dead-lettered ones aside).
     async fn outbox_backlog(&self) -> Result<i64, StoreError>;
+
+    /// Deletes up to `limit` outbox rows sent before `sent_before` (the retention); how many.
+    async fn purge_sent_outbox(
+        &self,
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
+
+    /// Queues the removal of a Megazord subscription; nothing when it is queued already.
+    async fn queue_subscription_removal(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` removals that are due and not leased (or whose lease ran out),
+    /// leasing them to `lease` until `lease_until`. Oldest due first.
+    async fn claim_subscription_removals(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<SubscriptionRemoval>, StoreError>;
+
+    /// The subscription is gone at Megazord (204 or 404); whether a removal was pending.
+    async fn subscription_removed(
+        &self,
+        subscription_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a failed attempt and when to try again, if `lease` still holds the row.
+    async fn subscription_removal_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Removals not done yet.
+    async fn subscription_removal_backlog(&self) -> Result<i64, StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -555,6 +618,65 @@ impl<B: Db + 'static> Store for B {
 
     async fn outbox_backlog(&self) -> Result<i64, StoreError> {
         crate::store::outbox::outbox_backlog(self).await
+    }
+
+    async fn purge_sent_outbox(
+        &self,
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        crate::store::outbox::purge_sent_outbox(self, sent_before, limit).await
+    }
+
+    async fn queue_subscription_removal(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        crate::store::removals::queue_subscription_removal(
+            self,
+            robot_id,
+            subscription_id,
+            reason,
+            now,
+        )
+        .await
+    }
+
+    async fn claim_subscription_removals(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<SubscriptionRemoval>, StoreError> {
+        crate::store::removals::claim_subscription_removals(self, now, lease, lease_until, limit)
+            .await
+    }
+
+    async fn subscription_removed(
+        &self,
+        subscription_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        crate::store::removals::subscription_removed(self, subscription_id, now).await
+    }
+
+    async fn subscription_removal_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        crate::store::removals::subscription_removal_failed(self, id, lease, next_attempt_at, error)
+            .await
+    }
+
+    async fn subscription_removal_backlog(&self) -> Result<i64, StoreError> {
+        crate::store::removals::subscription_removal_backlog(self).await
     }
 }
 

@@ -35,6 +35,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "service_tables",
         include_str!("../../migrations/mysql/0004_service_tables.sql"),
     ),
+    (
+        5,
+        "subscription_removals",
+        include_str!("../../migrations/mysql/0005_subscription_removals.sql"),
+    ),
 ];
 
 /// The MySQL / MariaDB store.

@@ -165,3 +165,31 @@ pub(crate) async fn outbox_backlog<D: Db>(db: &D) -> Result<i64, StoreError> {
         None => Ok(0),
     }
 }
+
+/// Sent rows older than the retention, oldest first: a range over `idx_status_check_outbox_due`.
+const SENT_BEFORE: &str = "SELECT id FROM status_check_outbox \
+     WHERE sent_at IS NOT NULL AND sent_at < ? ORDER BY sent_at LIMIT ?";
+
+const DELETE_OUTBOX_ROW: &str = "DELETE FROM status_check_outbox WHERE id = ?";
+
+/// Deletes up to `limit` rows sent before `sent_before`, in one transaction; how many. (A
+/// `DELETE … LIMIT` SQLite does not have; MySQL takes no `LIMIT` in an `IN` subquery.)
+pub(crate) async fn purge_sent_outbox<D: Db>(
+    db: &D,
+    sent_before: DateTime<Utc>,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    retrying!(db, tx => async {
+        let ids = tx
+            .fetch_all(SENT_BEFORE, args![millis(sent_before), limit_arg(limit)])
+            .await?
+            .iter()
+            .map(|row| row.int("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for &id in &ids {
+            tx.execute(DELETE_OUTBOX_ROW, args![id]).await?;
+        }
+        Ok(Step::Commit(ids.len() as u64))
+    }
+    .await)
+}

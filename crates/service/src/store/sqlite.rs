@@ -46,6 +46,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "service_tables",
         include_str!("../../migrations/sqlite/0004_service_tables.sql"),
     ),
+    (
+        5,
+        "subscription_removals",
+        include_str!("../../migrations/sqlite/0005_subscription_removals.sql"),
+    ),
 ];
 
 /// The SQLite store.

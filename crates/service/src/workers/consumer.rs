@@ -305,7 +305,7 @@ impl Consumer {
             Ok(DeliveryOutcome::Applied) => Outcome::Applied,
             Ok(DeliveryOutcome::NoChange) => Outcome::NoChange,
             Ok(DeliveryOutcome::Ended) => Outcome::Ended,
-            Ok(DeliveryOutcome::UnknownSubscription) => self.unknown_subscription(&parsed),
+            Ok(DeliveryOutcome::UnknownSubscription) => self.unknown_subscription(&parsed).await,
             Ok(DeliveryOutcome::NotAdopted) => Outcome::Failed,
             Err(e) => {
                 tracing::warn!(error = %e, "could not apply a delivery; left for redelivery");
@@ -314,16 +314,28 @@ impl Consumer {
         }
     }
 
-    fn unknown_subscription(&self, parsed: &StatusMessage) -> Outcome {
+    /// A delivery no check owns: kept for the grace period (its check may still be being
+    /// created), then deleted — and its subscription queued for removal, since it would keep
+    /// fanning events out to this service's queue for ever.
+    async fn unknown_subscription(&self, parsed: &StatusMessage) -> Outcome {
         let inner = &self.0;
         let grace = TimeDelta::from_std(inner.config.unknown_grace).unwrap_or(TimeDelta::MAX);
         if inner.checks.clock().now() < parsed.event.created_at + grace {
             metrics::counter!("queue_unknown_subscription_total", "action" => "kept").increment(1);
             return Outcome::UnknownKept;
         }
+        if let Err(e) = inner
+            .checks
+            .subscription_unowned(parsed.robot_id, parsed.subscription_id)
+            .await
+        {
+            tracing::warn!(error = %e, "could not queue an unowned subscription's removal; delivery left for redelivery");
+            return Outcome::Failed;
+        }
         tracing::warn!(
             event_id = parsed.event.id,
-            "delivery for an unknown subscription after the grace period; deleted"
+            "delivery for an unknown subscription after the grace period; deleted, and the \
+             subscription queued for removal"
         );
         metrics::counter!("queue_unknown_subscription_total", "action" => "dropped").increment(1);
         Outcome::UnknownDropped

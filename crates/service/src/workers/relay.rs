@@ -6,13 +6,14 @@
 //! `notificationSeq`, so robots drop the duplicate.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::{StreamExt as _, stream};
 use tokio_util::sync::CancellationToken;
 
+use crate::checks::{Checks, RemovalTick};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::queue::Queue;
@@ -34,6 +35,8 @@ pub struct RelayConfig {
     pub concurrency: usize,
     /// Attempts after which a notification that could not be sent is dead-lettered.
     pub max_attempts: u32,
+    /// How long sent notifications are kept before they are purged.
+    pub retention: Duration,
 }
 
 impl RelayConfig {
@@ -49,6 +52,7 @@ impl RelayConfig {
             max_backoff: Duration::from_secs(300),
             concurrency: config.relay_concurrency,
             max_attempts: config.outbox_max_attempts,
+            retention: config.outbox_retention,
         }
     }
 }
@@ -59,35 +63,81 @@ pub struct RelayTick {
     pub claimed: usize,
     pub sent: usize,
     pub failed: usize,
+    /// Megazord subscriptions removed (or tried) this step.
+    pub removals: RemovalTick,
+    /// Sent notifications purged after their retention.
+    pub purged: u64,
 }
 
+/// How many sent rows one purge deletes at most.
+const PURGE_BATCH: usize = 500;
+
 pub struct Relay {
+    checks: Arc<Checks>,
     store: DynStore,
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
     config: RelayConfig,
     replica: String,
+    /// When the next purge of sent rows is due.
+    next_purge: Mutex<DateTime<Utc>>,
 }
 
 impl Relay {
     pub fn new(
-        store: DynStore,
+        checks: Arc<Checks>,
         queue: Arc<dyn Queue>,
-        clock: Arc<dyn Clock>,
         config: RelayConfig,
         hostname: &str,
     ) -> Self {
         Relay {
-            store,
+            store: checks.store().clone(),
+            clock: checks.clock().clone(),
+            checks,
             queue,
-            clock,
             config,
             replica: format!("relay-{hostname}-{}", uuid::Uuid::new_v4().simple()),
+            next_purge: Mutex::new(DateTime::UNIX_EPOCH),
         }
     }
 
-    /// Claims a batch of due rows and sends each.
+    /// Sends a batch of due notifications, removes a batch of due subscriptions, and — once a
+    /// minute — purges a batch of notifications sent before the retention.
     pub async fn tick_once(&self) -> RelayTick {
+        let mut tick = self.send_notifications().await;
+        let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
+        match self.checks.remove_subscriptions(&lease).await {
+            Ok(removals) => tick.removals = removals,
+            Err(e) => tracing::warn!(error = %e, "could not work on subscription removals"),
+        }
+        let now = self.clock.now();
+        let due = {
+            let mut next = self.next_purge.lock().unwrap_or_else(|e| e.into_inner());
+            let due = now >= *next;
+            if due {
+                *next = now + TimeDelta::minutes(1);
+            }
+            due
+        };
+        if due {
+            let retention = TimeDelta::from_std(self.config.retention).unwrap_or(TimeDelta::MAX);
+            match self
+                .store
+                .purge_sent_outbox(now - retention, PURGE_BATCH)
+                .await
+            {
+                Ok(purged) => {
+                    tick.purged = purged;
+                    metrics::counter!("outbox_purged_total").increment(purged);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not purge sent notifications"),
+            }
+        }
+        tick
+    }
+
+    /// Claims a batch of due rows and sends each.
+    async fn send_notifications(&self) -> RelayTick {
         let mut tick = RelayTick::default();
         let now = self.clock.now();
         let lease_until = now + TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::MAX);

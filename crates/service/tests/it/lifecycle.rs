@@ -637,6 +637,7 @@ pub async fn a_stolen_lease_is_fenced(backend: Backend) {
         deadline: None,
         release_lease: true,
         notify: true,
+        remove_subscription: false,
     };
     let render = |_: &status_check::store::StoredCheck, _: i64| String::new();
     let outcome = app

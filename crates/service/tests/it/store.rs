@@ -341,6 +341,7 @@ fn new_check(template_id: i64, robot_id: i64) -> NewCheck {
             fail: 11,
             unknown: Some(12),
         },
+        remove_subscription: false,
         records: vec![
             Record {
                 event: Event {
@@ -1057,6 +1058,7 @@ fn append(event_id: i64) -> impl Fn(&StoredCheck) -> Option<CheckUpdate> + Send 
             deadline: pending(check, CheckPhase::Future),
             release_lease: false,
             notify: false,
+            remove_subscription: false,
         })
     }
 }
@@ -1071,6 +1073,7 @@ fn notify(check: &StoredCheck) -> Option<CheckUpdate> {
         deadline: pending(check, check.phase),
         release_lease: false,
         notify: true,
+        remove_subscription: false,
     })
 }
 
@@ -1084,6 +1087,7 @@ fn complete(check: &StoredCheck) -> Option<CheckUpdate> {
         deadline: None,
         release_lease: true,
         notify: true,
+        remove_subscription: false,
     })
 }
 
@@ -1249,6 +1253,7 @@ async fn update_check_appends_records_changes_state_and_notifies(db: &TestDb) {
                 ),
                 release_lease: last,
                 notify: true,
+                remove_subscription: false,
             })
         };
         let call_ref = format!("call-{i}");

@@ -21,7 +21,8 @@ use status_check::store::mysql::MysqlStore;
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{
     Adopted, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck, OutboxMessage,
-    Render, Store, StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome, Usable,
+    Render, Store, StoreError, StoredCheck, StoredTemplate, SubscriptionRemoval, Synced,
+    UpdateOutcome, Usable,
 };
 use status_check_engine::TemplateDefinition;
 use status_check_engine::lifecycle::NextSteps;
@@ -361,6 +362,62 @@ impl Store for DroppingStore {
 
     async fn outbox_backlog(&self) -> Result<i64, StoreError> {
         self.inner.outbox_backlog().await
+    }
+
+    async fn purge_sent_outbox(
+        &self,
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.inner.purge_sent_outbox(sent_before, limit).await
+    }
+
+    async fn queue_subscription_removal(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .queue_subscription_removal(robot_id, subscription_id, reason, now)
+            .await
+    }
+
+    async fn claim_subscription_removals(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<SubscriptionRemoval>, StoreError> {
+        self.inner
+            .claim_subscription_removals(now, lease, lease_until, limit)
+            .await
+    }
+
+    async fn subscription_removed(
+        &self,
+        subscription_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.subscription_removed(subscription_id, now).await
+    }
+
+    async fn subscription_removal_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .subscription_removal_failed(id, lease, next_attempt_at, error)
+            .await
+    }
+
+    async fn subscription_removal_backlog(&self) -> Result<i64, StoreError> {
+        self.inner.subscription_removal_backlog().await
     }
 }
 

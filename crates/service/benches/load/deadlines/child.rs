@@ -114,6 +114,7 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
                     unknown: Some(step * 10 + 3),
                 },
                 records: Vec::new(),
+                remove_subscription: false,
                 now: Utc::now(),
             };
             match store.create_check(new).await {

@@ -1,0 +1,120 @@
+//! Exact cleanup (SPEC §13): the Megazord subscriptions queued for removal are removed,
+//! retried with backoff until Megazord answers 204 or 404 — none may leak, since Megazord never
+//! expires one — and a subscription nothing owns that keeps delivering is queued too.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use super::Checks;
+use crate::store::StoreError;
+
+/// Removals worked on per step.
+const BATCH: usize = 50;
+/// How long a claimed removal is reserved for this replica.
+const LEASE: Duration = Duration::from_secs(30);
+/// First retry delay, doubling per failed attempt up to [`MAX_BACKOFF`].
+const BASE_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What one step of the cleanup did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RemovalTick {
+    pub claimed: usize,
+    pub removed: usize,
+    pub failed: usize,
+}
+
+impl Checks {
+    /// One step: up to a batch of due removals, each tried at Megazord.
+    pub async fn remove_subscriptions(&self, lease: &str) -> Result<RemovalTick, StoreError> {
+        let now = self.clock.now();
+        let lease_until = now + TimeDelta::from_std(LEASE).unwrap_or(TimeDelta::MAX);
+        let claimed = self
+            .store
+            .claim_subscription_removals(now, lease, lease_until, BATCH)
+            .await?;
+        let mut tick = RemovalTick {
+            claimed: claimed.len(),
+            ..RemovalTick::default()
+        };
+        for removal in claimed {
+            let call_ref = uuid::Uuid::new_v4().to_string();
+            match self
+                .megazord
+                .unsubscribe(removal.robot_id, removal.subscription_id, &call_ref)
+                .await
+            {
+                Ok(()) => {
+                    self.store
+                        .subscription_removed(removal.subscription_id, self.clock.now())
+                        .await?;
+                    metrics::counter!("subscriptions_removed_total", "reason" => reason(&removal.reason))
+                        .increment(1);
+                    tick.removed += 1;
+                }
+                Err(e) => {
+                    let backoff = backoff(removal.attempts);
+                    tracing::warn!(
+                        robot_id = removal.robot_id,
+                        subscription_id = removal.subscription_id,
+                        attempts = removal.attempts + 1,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        error = %e,
+                        "could not remove a subscription; will retry"
+                    );
+                    metrics::counter!("unsubscribe_failures_total").increment(1);
+                    let next =
+                        self.clock.now() + TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX);
+                    self.store
+                        .subscription_removal_failed(removal.id, lease, next, &e.to_string())
+                        .await?;
+                    tick.failed += 1;
+                }
+            }
+        }
+        Ok(tick)
+    }
+
+    /// A subscription no check owns keeps delivering (past the grace period): queued for
+    /// removal, since the status queue is this service's.
+    pub async fn subscription_unowned(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<(), StoreError> {
+        self.store
+            .queue_subscription_removal(robot_id, subscription_id, "unowned", self.clock.now())
+            .await
+    }
+}
+
+/// A metric label from the fixed set of reasons.
+fn reason(reason: &str) -> &'static str {
+    match reason {
+        "ended" => "ended",
+        "create_failed" => "create_failed",
+        "unowned" => "unowned",
+        _ => "other",
+    }
+}
+
+/// `base · 2^attempts`, capped.
+fn backoff(attempts: u32) -> Duration {
+    BASE_BACKOFF
+        .checked_mul(1u32 << attempts.min(20))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(4), Duration::from_secs(16));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}
