@@ -12,6 +12,9 @@ use status_check::app::Workers;
 use status_check::store::{CheckUpdate, Fence, UpdateOutcome};
 use status_check::workers::consumer::Outcome;
 
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
 use crate::harness::{
     Backend, Queues, TestApp, anchor, create_body, incoming, spawn_stack, spawn_stack_with,
     sqs_queues, step_json,
@@ -520,6 +523,88 @@ pub async fn a_crashed_replicas_deadlines_are_taken_over_within_30_s(backend: Ba
     assert_eq!(check(&app, id).await["phase"], "FAILED");
 }
 
+/// Megazord refusing the unsubscribe when a check ends does not leak the subscription: the
+/// removal stays queued and the relay removes it once Megazord answers again.
+pub async fn a_refused_unsubscribe_is_retried_until_megazord_takes_it(backend: Backend) {
+    let Some((app, workers, _queues)) = stack(backend).await else {
+        return;
+    };
+    let id = open_charging_check(&app, 123, 1005).await;
+    app.upstream.reset().await;
+    Mock::given(method("DELETE"))
+        .and(path(format!(
+            "/internal/v1/events/robots/{ROBOT}/subscriptions/1005"
+        )))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&app.upstream)
+        .await;
+    app.clock.set(at("2026-11-20T08:10:00.500Z"));
+    assert_eq!(
+        workers
+            .scheduler
+            .as_ref()
+            .unwrap()
+            .tick_once()
+            .await
+            .finalised,
+        1
+    );
+    assert_eq!(check(&app, id).await["phase"], "FAILED");
+    assert_eq!(app.store.subscription_removal_backlog().await.unwrap(), 1);
+    let relay = workers.relay.as_ref().unwrap();
+    assert_eq!(relay.tick_once().await.removals.failed, 1, "still refused");
+    // Megazord takes it again; after the backoff the relay removes it.
+    app.upstream.reset().await;
+    Mock::given(method("DELETE"))
+        .and(path(format!(
+            "/internal/v1/events/robots/{ROBOT}/subscriptions/1005"
+        )))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&app.upstream)
+        .await;
+    app.clock.set(at("2026-11-20T08:10:02Z"));
+    assert_eq!(relay.tick_once().await.removals.removed, 1);
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/1005").await, 1);
+    assert_eq!(app.store.subscription_removal_backlog().await.unwrap(), 0);
+    app.clock.set(at("2026-11-20T09:00:00Z"));
+    assert_eq!(relay.tick_once().await.removals.claimed, 0, "removed once");
+}
+
+/// A delivery that keeps coming for a subscription nothing owns gets, after the grace period,
+/// that subscription removed (the status queue is this service's).
+pub async fn an_unowned_subscription_is_removed_after_the_grace_period(backend: Backend) {
+    let Some((app, workers, queues)) = stack(backend).await else {
+        return;
+    };
+    app.given_subscriptions(ROBOT, 4242).await;
+    put(
+        &app,
+        &queues,
+        &delivery(
+            4242,
+            88000,
+            7700,
+            "CHARGING_STARTED",
+            "2026-11-20T08:00:00Z",
+        ),
+    )
+    .await;
+    app.clock.set(at("2026-11-20T08:05:00Z"));
+    assert_eq!(consume(&workers).await, [Outcome::UnknownDropped]);
+    assert_eq!(
+        workers
+            .relay
+            .as_ref()
+            .unwrap()
+            .tick_once()
+            .await
+            .removals
+            .removed,
+        1
+    );
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/4242").await, 1);
+}
+
 pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: Backend) {
     let Some((app, workers, queues)) = stack(backend).await else {
         return;
@@ -839,6 +924,8 @@ on_both_backends!(
     a_relay_crash_between_commit_and_send_still_notifies_once,
     a_notification_that_cannot_be_sent_is_dead_lettered,
     a_crashed_replicas_deadlines_are_taken_over_within_30_s,
+    a_refused_unsubscribe_is_retried_until_megazord_takes_it,
+    an_unowned_subscription_is_removed_after_the_grace_period,
     a_restart_mid_window_keeps_the_deadline,
     a_stolen_lease_is_fenced,
 );

@@ -72,6 +72,8 @@ on_both_backends!(
     concurrent_claims_are_disjoint,
     outbox_claims_leases_and_retries,
     concurrent_outbox_claims_are_disjoint,
+    subscription_removals_are_queued_once_leased_and_retried,
+    sent_notifications_are_purged_after_the_retention,
 );
 
 /// The six production tables, in the live definition's order.
@@ -1003,6 +1005,157 @@ async fn a_version_number_held_by_the_node_service_is_synced_under_the_next(db: 
         assert!(after.contains(legacy), "{legacy:?} was changed");
     }
     assert_eq!(newest_active(db, "renumbered").await.unwrap().version, 4);
+}
+
+// ---- Cleanup: subscriptions to remove, the outbox purge ----
+
+/// A removal is queued once per subscription (however many paths ask), claimed under a
+/// lease, retried at its backoff, and done once Megazord said so; an update that ends a check
+/// queues its removal in the same transaction.
+async fn subscription_removals_are_queued_once_leased_and_retried(db: &TestDb) {
+    let t0 = at("2026-11-20T08:00:00Z");
+    let seconds = TimeDelta::seconds;
+    db.store
+        .queue_subscription_removal(42, 5555, "create_failed", t0)
+        .await
+        .unwrap();
+    db.store
+        .queue_subscription_removal(42, 5555, "unowned", t0)
+        .await
+        .unwrap();
+    assert_eq!(db.store.subscription_removal_backlog().await.unwrap(), 1);
+    let claimed = db
+        .store
+        .claim_subscription_removals(t0, "a", t0 + seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (
+            claimed[0].robot_id,
+            claimed[0].subscription_id,
+            claimed[0].reason.as_str(),
+            claimed[0].attempts
+        ),
+        (42, 5555, "create_failed", 0)
+    );
+    // Leased: another replica does not get it.
+    assert!(
+        db.store
+            .claim_subscription_removals(t0, "b", t0 + seconds(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.store
+            .subscription_removal_failed(claimed[0].id, "a", t0 + seconds(2), "megazord 503")
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .claim_subscription_removals(t0 + seconds(1), "b", t0 + seconds(31), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before its retry time"
+    );
+    let again = db
+        .store
+        .claim_subscription_removals(t0 + seconds(2), "b", t0 + seconds(32), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    assert!(
+        db.store
+            .subscription_removed(5555, t0 + seconds(3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .subscription_removed(5555, t0 + seconds(3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(db.store.subscription_removal_backlog().await.unwrap(), 0);
+
+    // Ending a check queues its subscription's removal with the change.
+    let template_id = synced_template(db, "removal").await;
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
+    let ending = |check: &StoredCheck| {
+        Some(CheckUpdate {
+            remove_subscription: true,
+            ..complete(check).unwrap()
+        })
+    };
+    updated(
+        update(db, created.id, Fence::None, &ending, "end", t0)
+            .await
+            .unwrap(),
+    );
+    let queued = db
+        .store
+        .claim_subscription_removals(t0 + seconds(10), "c", t0 + seconds(40), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        queued
+            .iter()
+            .map(|r| (r.subscription_id, r.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [(991, "ended")]
+    );
+}
+
+/// Sent notifications older than the retention are purged in bounded batches; unsent ones
+/// and newer ones stay.
+async fn sent_notifications_are_purged_after_the_retention(db: &TestDb) {
+    let template_id = synced_template(db, "purge").await;
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
+    let t0 = at("2026-11-20T08:00:00Z");
+    let seconds = TimeDelta::seconds;
+    for i in 0..5 {
+        update(
+            db,
+            created.id,
+            Fence::None,
+            &notify,
+            &format!("n{i}"),
+            t0 + seconds(i),
+        )
+        .await
+        .unwrap();
+    }
+    let claimed = db
+        .store
+        .claim_outbox(t0 + seconds(10), "relay", t0 + seconds(40), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    // Four sent, at 08:00:20 .. 08:00:23; one left unsent.
+    for (i, message) in claimed.iter().take(4).enumerate() {
+        db.store
+            .outbox_sent(&[message.id], "relay", t0 + seconds(20 + i as i64))
+            .await
+            .unwrap();
+    }
+    let before = |cut: i64| t0 + seconds(cut);
+    assert_eq!(db.store.purge_sent_outbox(before(20), 10).await.unwrap(), 0);
+    assert_eq!(
+        db.store.purge_sent_outbox(before(23), 2).await.unwrap(),
+        2,
+        "a batch"
+    );
+    assert_eq!(db.store.purge_sent_outbox(before(23), 10).await.unwrap(), 1);
+    assert_eq!(
+        outbox_rows(db).await,
+        2,
+        "the newest sent row and the unsent one stay"
+    );
+    assert_eq!(db.store.outbox_backlog().await.unwrap(), 1);
 }
 
 // ---- The lifecycle: deliveries, the scheduler, the outbox ----
