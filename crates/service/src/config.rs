@@ -293,7 +293,15 @@ impl DatabaseConfig {
             }
         };
         let log_level = get("LOG_LEVEL");
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        // A bare word is a level (a filter would take `loud` as a target and log nothing);
+        // directives with `=` are tracing filters (`info,status_check=debug`).
+        let levels = ["trace", "debug", "info", "warn", "error", "off"];
+        let bare_words_are_levels = log_level
+            .split(',')
+            .map(str::trim)
+            .filter(|directive| !directive.contains('='))
+            .all(|level| levels.contains(&level.to_ascii_lowercase().as_str()));
+        if !bare_words_are_levels || tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(error(
                 "LOG_LEVEL",
                 format!("{log_level:?} is not a log level"),
@@ -668,10 +676,21 @@ mod tests {
             ("DATABASE_URL", "postgres://x"),
             ("MICRO_MANAGERS_ADDRESS", "micro-managers:80"),
             ("HISTORY_CAP", "-1"),
+            ("LOG_LEVEL", "loud"),
+            ("LOG_LEVEL", "info,[[["),
+            ("OPEN_CHECKS_PER_STEP", "0"),
+            ("OUTBOX_MAX_ATTEMPTS", "0"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
             assert!(err.to_string().contains(key));
+        }
+    }
+
+    #[test]
+    fn log_levels_and_filters_are_accepted() {
+        for level in ["info", "WARN", "off", "info,status_check=debug", "sqlx=warn"] {
+            assert!(config(&[("LOG_LEVEL", level)]).is_ok(), "{level}");
         }
     }
 
