@@ -147,6 +147,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Most records one check may hold; one more ends it FAILED.",
     ),
     (
+        "RULE_COST_BUDGET",
+        "200000",
+        "Most cost units one evaluation of one rule may spend (one per element a comprehension visits); past it the rule errors and counts as false.",
+    ),
+    (
         "SHUTDOWN_TIMEOUT_SECS",
         "30",
         "Bound on the graceful shutdown drain.",
@@ -234,6 +239,7 @@ pub struct Config {
     pub templates_dir: PathBuf,
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
+    pub rule_cost_budget: u64,
     pub shutdown_timeout: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -421,6 +427,7 @@ impl Config {
             template_cache_ttl: Duration::from_secs(positive("TEMPLATE_CACHE_TTL_SECS")?),
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
+            rule_cost_budget: positive("RULE_COST_BUDGET")?,
             shutdown_timeout: Duration::from_secs(positive("SHUTDOWN_TIMEOUT_SECS")?),
             log_level,
             log_format,
@@ -634,6 +641,10 @@ mod tests {
         assert_eq!(config.upstream_timeout, Duration::from_secs(5));
         assert_eq!(config.robot_consumer_username, "tinybots-robots");
         assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.rule_cost_budget,
+            status_check_engine::rules::DEFAULT_COST_BUDGET
+        );
     }
 
     #[test]
@@ -646,6 +657,7 @@ mod tests {
             ("DATABASE_URL", "postgres://x"),
             ("MICRO_MANAGERS_ADDRESS", "micro-managers:80"),
             ("HISTORY_CAP", "-1"),
+            ("RULE_COST_BUDGET", "0"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
