@@ -289,7 +289,12 @@ impl Template {
                     continue;
                 }
                 match Rule::compile(text, limits) {
-                    Ok(rule) => *slot = Some(rule),
+                    Ok(rule) => match rule.growth_error() {
+                        // SPEC §13: rules whose cost grows faster than linearly in the history
+                        // are refused at load.
+                        Some(message) => fail(&format!("{path}.{outcome}"), message),
+                        None => *slot = Some(rule),
+                    },
                     Err(e) => fail(&format!("{path}.{outcome}"), e.to_string()),
                 }
             }
@@ -343,6 +348,11 @@ fn trial_evaluate(
                     Err(TrialError::NotBoolean(ty)) => Some(format!("returns {ty}, not a bool")),
                     Ok(_) | Err(TrialError::Runtime(_)) => None,
                 };
+                let reason = reason.or_else(|| {
+                    rule.keep_native_if_agrees(&input)
+                        .err()
+                        .map(|e| e.to_string())
+                });
                 if let Some(message) = reason {
                     errors.push(TemplateError {
                         source: None,
@@ -352,7 +362,6 @@ fn trial_evaluate(
                     });
                     break;
                 }
-                rule.keep_native_if_agrees(&input);
             }
         }
     }

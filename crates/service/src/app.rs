@@ -104,6 +104,7 @@ impl App {
         let metrics = telemetry::metrics_handle();
         let limits = Limits {
             history_cap: config.history_cap,
+            cost_budget: config.rule_cost_budget,
             ..Limits::default()
         };
         let templates = Arc::new(TemplateRegistry::new(

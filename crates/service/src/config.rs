@@ -162,6 +162,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Most records one check may hold; one more ends it FAILED.",
     ),
     (
+        "RULE_COST_BUDGET",
+        "200000",
+        "Most cost units one evaluation of one rule may spend (one per element a comprehension visits); past it the rule errors and counts as false.",
+    ),
+    (
         "SHUTDOWN_TIMEOUT_SECS",
         "30",
         "Bound on the graceful shutdown drain.",
@@ -252,6 +257,7 @@ pub struct Config {
     pub open_checks_per_step: u64,
     pub outbox_max_attempts: u32,
     pub outbox_retention: Duration,
+    pub rule_cost_budget: u64,
     pub shutdown_timeout: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -451,6 +457,7 @@ impl Config {
             outbox_retention: Duration::from_secs(positive("OUTBOX_RETENTION_SECS")?),
             outbox_max_attempts: u32::try_from(positive("OUTBOX_MAX_ATTEMPTS")?)
                 .map_err(|_| error("OUTBOX_MAX_ATTEMPTS", "too large"))?,
+            rule_cost_budget: positive("RULE_COST_BUDGET")?,
             shutdown_timeout: Duration::from_secs(positive("SHUTDOWN_TIMEOUT_SECS")?),
             log_level,
             log_format,
@@ -664,6 +671,10 @@ mod tests {
         assert_eq!(config.upstream_timeout, Duration::from_secs(5));
         assert_eq!(config.robot_consumer_username, "tinybots-robots");
         assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.rule_cost_budget,
+            status_check_engine::rules::DEFAULT_COST_BUDGET
+        );
     }
 
     #[test]
@@ -680,6 +691,7 @@ mod tests {
             ("LOG_LEVEL", "info,[[["),
             ("OPEN_CHECKS_PER_STEP", "0"),
             ("OUTBOX_MAX_ATTEMPTS", "0"),
+            ("RULE_COST_BUDGET", "0"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key, "{err}");

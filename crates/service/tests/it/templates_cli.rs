@@ -68,6 +68,53 @@ fn validate_names_file_line_field_and_reason_of_each_problem() {
 }
 
 #[test]
+fn validate_refuses_rules_whose_cost_grows_faster_than_linearly_with_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cubic.yaml"),
+        "name: cubic\nversion: 1\nresources:\n  pastEvents:\n    dependsOn: [A]\n    PASS: 'events.all(a, events.all(b, events.all(c, a.id <= c.id)))'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("square.yaml"),
+        "name: square\nversion: 1\nresources:\n  pastEvents:\n    dependsOn: [A]\n    PASS: 'past.size() > 0'\n    FAIL: 'events.all(a, events.all(b, a.id <= b.id))'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("linear.yaml"),
+        "name: linear\nversion: 1\nresources:\n  pastEvents:\n    dependsOn: [A]\n    PASS: 'events.all(a, a.id > 0)'\n",
+    )
+    .unwrap();
+    let output = status_check(&["templates", "validate", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let line = |file: &str| {
+        text.lines()
+            .find(|l| l.contains(file))
+            .unwrap_or_else(|| panic!("{file}: {text}"))
+            .to_owned()
+    };
+    let cubic = line("cubic.yaml");
+    assert!(
+        cubic.contains(
+            "cubic.yaml:6: resources.pastEvents.PASS: nested comprehension over the history: \
+             cost grows with the cube of the history length"
+        ),
+        "{cubic}"
+    );
+    let square = line("square.yaml");
+    assert!(
+        square.contains(
+            "square.yaml:7: resources.pastEvents.FAIL: nested comprehension over the history: \
+             cost grows with the square of the history length"
+        ),
+        "{square}"
+    );
+    assert!(!text.contains("linear.yaml"), "{text}");
+    assert!(text.contains("2 problems found"), "{text}");
+}
+
+#[test]
 fn validate_reports_a_rule_that_runs_on_the_interpreter_without_failing() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -50,22 +50,30 @@ impl Compiler {
                     };
                     let mut decided = false;
                     let mut pending = None;
-                    seq.for_each(|item| match predicate(&frame.bind(slot, item)) {
-                        Ok(NVal::Bool(value)) if value == absorbing => {
-                            decided = true;
-                            Step::Stop
+                    let mut spent = Ok(());
+                    seq.for_each(|item| {
+                        spent = frame.charge(1);
+                        if spent.is_err() {
+                            return Step::Stop;
                         }
-                        Ok(NVal::Bool(_)) => Step::Continue,
-                        Ok(other) => {
-                            let op = if absorbing { "_||_" } else { "_&&_" };
-                            pending = Some(no_overload(op, &[&NVal::Bool(!absorbing), &other]));
-                            Step::Continue
-                        }
-                        Err(e) => {
-                            pending = Some(e);
-                            Step::Continue
+                        match predicate(&frame.bind(slot, item)) {
+                            Ok(NVal::Bool(value)) if value == absorbing => {
+                                decided = true;
+                                Step::Stop
+                            }
+                            Ok(NVal::Bool(_)) => Step::Continue,
+                            Ok(other) => {
+                                let op = if absorbing { "_||_" } else { "_&&_" };
+                                pending = Some(no_overload(op, &[&NVal::Bool(!absorbing), &other]));
+                                Step::Continue
+                            }
+                            Err(e) => {
+                                pending = Some(e);
+                                Step::Continue
+                            }
                         }
                     });
+                    spent?;
                     match pending {
                         _ if decided => Ok(NVal::Bool(absorbing)),
                         Some(e) => Err(e),
@@ -79,18 +87,24 @@ impl Compiler {
                 };
                 let mut count = 0usize;
                 let mut failure = None;
-                seq.for_each(|item| match predicate(&frame.bind(slot, item)) {
-                    Ok(NVal::Bool(value)) => {
-                        count += usize::from(value);
-                        Step::Continue
-                    }
-                    Ok(other) => {
-                        failure = Some(no_overload("_?_:_", &[&other]));
-                        Step::Stop
-                    }
-                    Err(e) => {
+                seq.for_each(|item| {
+                    if let Err(e) = frame.charge(1) {
                         failure = Some(e);
-                        Step::Stop
+                        return Step::Stop;
+                    }
+                    match predicate(&frame.bind(slot, item)) {
+                        Ok(NVal::Bool(value)) => {
+                            count += usize::from(value);
+                            Step::Continue
+                        }
+                        Ok(other) => {
+                            failure = Some(no_overload("_?_:_", &[&other]));
+                            Step::Stop
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            Step::Stop
+                        }
                     }
                 });
                 failure.map_or(Ok(NVal::Bool(count == 1)), Err)
@@ -101,20 +115,26 @@ impl Compiler {
                 };
                 let mut kept = Vec::new();
                 let mut failure = None;
-                seq.for_each(|item| match predicate(&frame.bind(slot, item)) {
-                    Ok(NVal::Bool(value)) => {
-                        if value {
-                            kept.push(item);
-                        }
-                        Step::Continue
-                    }
-                    Ok(other) => {
-                        failure = Some(no_overload("_?_:_", &[&other]));
-                        Step::Stop
-                    }
-                    Err(e) => {
+                seq.for_each(|item| {
+                    if let Err(e) = frame.charge(1) {
                         failure = Some(e);
-                        Step::Stop
+                        return Step::Stop;
+                    }
+                    match predicate(&frame.bind(slot, item)) {
+                        Ok(NVal::Bool(value)) => {
+                            if value {
+                                kept.push(item);
+                            }
+                            Step::Continue
+                        }
+                        Ok(other) => {
+                            failure = Some(no_overload("_?_:_", &[&other]));
+                            Step::Stop
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            Step::Stop
+                        }
                     }
                 });
                 failure.map_or(Ok(NVal::Seq(Seq::Items(Rc::new(kept)))), Err)

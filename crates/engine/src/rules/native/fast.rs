@@ -39,6 +39,8 @@ pub(super) enum Fast {
     Str(SOp, Cmp, SOp),
     StrIn(SOp, Vec<Box<str>>),
     StrFn(StrFn, SOp, SOp),
+    /// `s.matches("pattern")`, the pattern compiled at load.
+    Matches(SOp, regex::Regex),
     Int(IOp, Cmp, IOp),
     IntIn(IOp, Vec<i64>),
     Time(TOp, Cmp, TOp),
@@ -255,6 +257,7 @@ impl Fast {
                     StrFn::EndsWith => a.ends_with(b),
                 }
             }
+            Fast::Matches(s, regex) => regex.is_match(s.get(event, phase, invs)),
             Fast::Int(a, cmp, b) => cmp.test(&a.get(event, invs), &b.get(event, invs)),
             Fast::IntIn(needle, list) => list.contains(&needle.get(event, invs)),
             Fast::Time(a, cmp, b) => cmp.test(&a.get(event, invs), &b.get(event, invs)),
@@ -263,39 +266,46 @@ impl Fast {
     }
 }
 
-/// Counts the elements of `seq` that pass `test`, stopping at `limit`.
+/// Counts the elements of `seq` that pass `test`, stopping at `limit`; also how many
+/// elements it visited.
 #[inline(always)]
-fn count_where(seq: &Seq<'_>, limit: usize, test: impl Fn(&Event, RecordPhase) -> bool) -> usize {
+fn count_where(
+    seq: &Seq<'_>,
+    limit: usize,
+    test: impl Fn(&Event, RecordPhase) -> bool,
+) -> (usize, usize) {
     let mut count = 0;
     match seq {
         Seq::Phases { past, future } => {
+            let mut before = 0;
             for (events, phase) in [(*past, RecordPhase::Past), (*future, RecordPhase::Future)] {
-                for event in events {
+                for (i, event) in events.iter().enumerate() {
                     if test(event, phase) {
                         count += 1;
                         if count >= limit {
-                            return count;
+                            return (count, before + i + 1);
                         }
                     }
                 }
+                before += events.len();
             }
         }
         Seq::Items(items) => {
-            for item in items.iter() {
+            for (i, item) in items.iter().enumerate() {
                 if test(item.event, item.phase) {
                     count += 1;
                     if count >= limit {
-                        return count;
+                        return (count, i + 1);
                     }
                 }
             }
         }
     }
-    count
+    (count, seq.len())
 }
 
 /// [`count_where`] for a [`Fast`] test, with the hot leaf's loop monomorphised.
-fn count_matching(seq: &Seq<'_>, pred: &Fast, invs: &Invs<'_>, limit: usize) -> usize {
+fn count_matching(seq: &Seq<'_>, pred: &Fast, invs: &Invs<'_>, limit: usize) -> (usize, usize) {
     match pred {
         Fast::NameEq(name) => count_where(seq, limit, |event, _| event.name == **name),
         Fast::And(first, rest) if matches!(**first, Fast::NameEq(_)) => {
@@ -376,12 +386,19 @@ impl FastLoop {
                     None => return general(frame),
                 }
             };
+            // The loop is charged what it visited once it is done: a single loop is at most
+            // the history long, and nothing nests inside a specialised test.
+            let count = |limit| {
+                let (count, visited) = count_matching(&seq, &pred, &invs, limit);
+                frame.charge(visited as u64).map(|()| count)
+            };
             Ok(match op {
-                LoopOp::Any => NVal::Bool(count_matching(&seq, &pred, &invs, 1) == 1),
-                LoopOp::All => NVal::Bool(count_matching(&seq, &pred, &invs, 1) == 0),
-                LoopOp::ExistsOne => NVal::Bool(count_matching(&seq, &pred, &invs, 2) == 1),
-                LoopOp::Count(limit) => NVal::Int(count_matching(&seq, &pred, &invs, limit) as i64),
+                LoopOp::Any => NVal::Bool(count(1)? == 1),
+                LoopOp::All => NVal::Bool(count(1)? == 0),
+                LoopOp::ExistsOne => NVal::Bool(count(2)? == 1),
+                LoopOp::Count(limit) => NVal::Int(count(limit)? as i64),
                 LoopOp::Collect => {
+                    frame.charge(seq.len() as u64)?;
                     NVal::Seq(Seq::Items(Rc::new(collect_matching(&seq, &pred, &invs))))
                 }
             })

@@ -206,6 +206,16 @@ impl Compiler {
                     _ => None,
                 }
             }
+            (Some(target), [pattern]) | (None, [target, pattern]) if name == "matches" => {
+                let regex = crate::rules::regexes::compile(pattern).ok()?;
+                match self.operand(target, var, invs)? {
+                    Operand::Str(s) => Some(Fast::Matches(s, regex)),
+                    Operand::Unknown(node) => {
+                        Some(Fast::Matches(SOp::Inv(invs.add(node, Kind::Str)?), regex))
+                    }
+                    _ => None,
+                }
+            }
             (Some(target), [argument])
                 if matches!(name, "contains" | "startsWith" | "endsWith") =>
             {
@@ -330,6 +340,7 @@ mod tests {
             r#"events.exists(e, e.name.contains("B") && robotId == 42)"#,
             r#"events.exists(e, e.id > events.size() - 3)"#,
             r#"events.exists(e, e.createdAt == until)"#,
+            r#"events.exists(e, e.name.matches("^CHARGING_") && matches(e.phase, "PAST"))"#,
         ] {
             assert_eq!(fast_loops(source), Some(1), "{source}");
         }
@@ -365,6 +376,7 @@ mod tests {
             r#"events.exists(e, e.name == "A" || e.level == 2)"#,
             r#"events.exists(e, e.name in ["A", 1])"#,
             r#"events.exists(e, e.id == "A")"#,
+            r#"events.exists(e, e.referenceId.matches("^ref-"))"#,
         ] {
             assert_eq!(fast_loops(source), Some(0), "{source}");
         }

@@ -180,6 +180,9 @@ impl Compiler {
                 });
                 Some((node, ty))
             }
+            (Some(target), [pattern]) | (None, [target, pattern]) if name == "matches" => {
+                self.matches(target, pattern)
+            }
             (None, [left, right]) if name == operators::EQUALS => self.equality(false, left, right),
             (None, [left, right]) if name == operators::NOT_EQUALS => {
                 self.equality(true, left, right)

@@ -2,7 +2,8 @@
 //!
 //! The CEL interpreter looks every name up by string, boxes every intermediate value and
 //! builds a scope per loop iteration. For the shapes templates actually use — boolean logic,
-//! comparisons, event fields, `size`, indexing, time arithmetic, `in` over a literal list and
+//! comparisons, event fields, `size`, indexing, time arithmetic, `in` over a literal list,
+//! `matches` with a literal pattern (compiled here, once) and
 //! the `exists` / `all` / `exists_one` / `filter` macros — this module resolves every name at
 //! compile time and builds a tree of closures that read the events in place: no allocation, no
 //! lookups. Anything else returns `None` and the rule runs on the interpreter. The semantics,
@@ -15,6 +16,9 @@
 //! `filter(…).size()` counted without building a list and `filter` chains fused. It falls
 //! back to the general tree for any evaluation where that precomputation fails, so the two can
 //! never disagree on errors.
+//!
+//! Every comprehension charges the elements it visits to the evaluation's cost (the frame
+//! carries the count and the budget); past the budget the rule errors.
 //!
 //! Where things are:
 //! - [`values`]: what a rule computes with (values, record lists, the frame, compile-time types);
@@ -33,11 +37,13 @@ mod operators;
 mod unsupported;
 mod values;
 
+use std::cell::Cell;
+
 use cel::common::ast::IdedExpr;
 
 use super::{RuleError, RuleInput};
 use general::Compiler;
-use values::{Frame, NVal, Node, error};
+use values::{Frame, NVal, Node, error, over_budget};
 
 pub(super) use unsupported::unsupported_part;
 
@@ -54,19 +60,35 @@ pub(super) struct Pred {
 }
 
 impl Pred {
-    pub(super) fn eval(&self, input: &RuleInput<'_>) -> Result<bool, RuleError> {
+    /// Evaluates the rule, counting its cost (one unit per element a comprehension visits);
+    /// past `budget` it errors, whatever the rule would have returned.
+    pub(super) fn eval(
+        &self,
+        input: &RuleInput<'_>,
+        budget: u64,
+    ) -> (Result<bool, RuleError>, u64) {
+        let cost = Cell::new(0);
         let frame = Frame {
             input: *input,
             consts: &self.consts,
             slots: [None; MAX_SLOTS],
+            cost: &cost,
+            budget,
         };
-        match (self.root)(&frame)? {
-            NVal::Bool(value) => Ok(value),
-            other => Err(error(format!(
+        let result = (self.root)(&frame);
+        // An exceeded budget is never absorbed (`over_budget || true` is still an error).
+        if cost.get() > budget {
+            return (Err(over_budget(budget)), cost.get());
+        }
+        let result = match result {
+            Ok(NVal::Bool(value)) => Ok(value),
+            Ok(other) => Err(error(format!(
                 "rule returned {}, not a bool",
                 other.type_name()
             ))),
-        }
+            Err(e) => Err(e),
+        };
+        (result, cost.get())
     }
 }
 

@@ -1,5 +1,5 @@
 //! Operators on the general path: `&&` / `||`, equality, ordering, `+` / `-`, `in` and the
-//! string tests, each with the interpreter's overloads and error messages.
+//! string tests (`matches` included), each with the interpreter's overloads and error messages.
 
 use std::cmp::Ordering;
 
@@ -96,6 +96,23 @@ impl Compiler {
         let node: Node = Box::new(move |frame| match (target(frame)?, argument(frame)?) {
             (NVal::Str(s), NVal::Str(p)) => Ok(NVal::Bool(test(s, p))),
             (s, p) => Err(no_overload(&op, &[&s, &p])),
+        });
+        Some((node, Ty::Bool))
+    }
+
+    /// `target.matches("pattern")` / `matches(target, "pattern")`: the pattern compiled here,
+    /// once (the interpreter compiles it on every call). A pattern that is not a valid literal
+    /// was refused before the native compiler runs.
+    pub(super) fn matches(&mut self, target: &IdedExpr, pattern: &IdedExpr) -> Option<(Node, Ty)> {
+        let regex = crate::rules::regexes::compile(pattern).ok()?;
+        let (target, target_ty) = self.expr(target)?;
+        matches!(target_ty, Ty::Str | Ty::Scalar).then_some(())?;
+        let node: Node = Box::new(move |frame| match target(frame)? {
+            NVal::Str(s) => Ok(NVal::Bool(regex.is_match(s))),
+            other => Err(no_overload(
+                "matches",
+                &[&other, &NVal::Str(regex.as_str())],
+            )),
         });
         Some((node, Ty::Bool))
     }

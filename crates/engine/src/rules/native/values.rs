@@ -1,6 +1,7 @@
 //! What a native rule computes with: its values, the lists of records it walks, the frame a
 //! closure reads, and the types the compiler tracks.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -19,9 +20,24 @@ pub(super) struct Frame<'a> {
     pub(super) consts: &'a [String],
     /// The events bound by the enclosing comprehensions, outermost first.
     pub(super) slots: [Option<Item<'a>>; MAX_SLOTS],
+    /// What the evaluation has spent so far, and may spend.
+    pub(super) cost: &'a Cell<u64>,
+    pub(super) budget: u64,
 }
 
 impl<'a> Frame<'a> {
+    /// Spends `units` of the budget; an error once the evaluation has spent more than it.
+    #[inline]
+    pub(super) fn charge(&self, units: u64) -> Result<(), RuleError> {
+        let spent = self.cost.get().saturating_add(units);
+        self.cost.set(spent);
+        if spent > self.budget {
+            Err(over_budget(self.budget))
+        } else {
+            Ok(())
+        }
+    }
+
     /// This frame with `item` bound to a comprehension's variable.
     pub(super) fn bind(&self, slot: usize, item: Item<'a>) -> Frame<'a> {
         let mut inner = *self;
@@ -162,6 +178,13 @@ impl NVal<'_> {
 
 pub(super) fn error(message: String) -> RuleError {
     RuleError { message }
+}
+
+pub(super) fn over_budget(budget: u64) -> RuleError {
+    error(format!(
+        "rule exceeded the cost budget of {budget} per evaluation (one unit per element that \
+         exists, all, exists_one, filter or map visits)"
+    ))
 }
 
 pub(super) fn no_overload(op: &str, args: &[&NVal<'_>]) -> RuleError {
