@@ -152,6 +152,26 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Bound on the graceful shutdown drain.",
     ),
     (
+        "HTTP_HEADER_READ_TIMEOUT_SECS",
+        "10",
+        "A connection that has not sent a full request head within this many seconds (the first request, or the next one on a kept-alive HTTP/1 connection) is closed.",
+    ),
+    (
+        "HTTP_IDLE_TIMEOUT_SECS",
+        "60",
+        "A connection with no request in flight for this many seconds is closed gracefully (HTTP/2 GOAWAY); HTTP/1 connections are closed sooner by the header read timeout.",
+    ),
+    (
+        "HTTP_REQUEST_TIMEOUT_SECS",
+        "30",
+        "A request whose handler runs longer than this is answered 503 (problem+json).",
+    ),
+    (
+        "HTTP_MAX_CONNECTIONS",
+        "1024",
+        "Most HTTP connections served at once; when all are taken, new ones wait in the listen backlog until one closes.",
+    ),
+    (
         "LOG_LEVEL",
         "info",
         "`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive.",
@@ -235,6 +255,10 @@ pub struct Config {
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
     pub shutdown_timeout: Duration,
+    pub http_header_read_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    pub http_request_timeout: Duration,
+    pub http_max_connections: usize,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -422,6 +446,12 @@ impl Config {
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
             shutdown_timeout: Duration::from_secs(positive("SHUTDOWN_TIMEOUT_SECS")?),
+            http_header_read_timeout: Duration::from_secs(positive(
+                "HTTP_HEADER_READ_TIMEOUT_SECS",
+            )?),
+            http_idle_timeout: Duration::from_secs(positive("HTTP_IDLE_TIMEOUT_SECS")?),
+            http_request_timeout: Duration::from_secs(positive("HTTP_REQUEST_TIMEOUT_SECS")?),
+            http_max_connections: usize_of("HTTP_MAX_CONNECTIONS")?,
             log_level,
             log_format,
         })
@@ -634,6 +664,10 @@ mod tests {
         assert_eq!(config.upstream_timeout, Duration::from_secs(5));
         assert_eq!(config.robot_consumer_username, "tinybots-robots");
         assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.http_header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.http_request_timeout, Duration::from_secs(30));
+        assert_eq!(config.http_max_connections, 1024);
     }
 
     #[test]
@@ -646,6 +680,10 @@ mod tests {
             ("DATABASE_URL", "postgres://x"),
             ("MICRO_MANAGERS_ADDRESS", "micro-managers:80"),
             ("HISTORY_CAP", "-1"),
+            ("HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("HTTP_IDLE_TIMEOUT_SECS", "soon"),
+            ("HTTP_REQUEST_TIMEOUT_SECS", "0"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
