@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checks::{CheckSettings, Checks};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, AppState, Readiness};
 use crate::store::{self, DynStore};
 use crate::telemetry;
@@ -40,6 +41,7 @@ pub struct Deps {
 pub struct App {
     listener: Option<TcpListener>,
     router: axum::Router,
+    limits: ConnectionLimits,
     shutdown_timeout: Duration,
     state: AppState,
     workers: Workers,
@@ -136,6 +138,7 @@ impl App {
             robot_consumer_username: config.robot_consumer_username.as_str().into(),
             metrics,
             readiness: readiness.clone(),
+            request_timeout: config.http_request_timeout,
         };
         let workers = Workers::build(config, &checks, deps.queue, &readiness)?;
         let router = http::router(state.clone());
@@ -151,6 +154,11 @@ impl App {
         Ok(App {
             listener,
             router,
+            limits: ConnectionLimits {
+                header_read_timeout: config.http_header_read_timeout,
+                idle_timeout: config.http_idle_timeout,
+                max_connections: config.http_max_connections,
+            },
             shutdown_timeout: config.shutdown_timeout,
             state,
             workers,
@@ -214,19 +222,16 @@ impl App {
         tasks.close();
         if let Some(listener) = self.listener {
             tracing::info!(addr = ?listener.local_addr().ok(), "serving");
-            let token = shutdown.clone();
-            let server = axum::serve(listener, self.router)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .into_future();
-            tokio::pin!(server);
-            tokio::select! {
-                result = &mut server => result.context("the HTTP server failed")?,
-                () = shutdown.cancelled() => {
-                    if tokio::time::timeout(self.shutdown_timeout, &mut server).await.is_err() {
-                        tracing::warn!("HTTP drain timed out; dropping the remaining connections");
-                    }
-                }
-            }
+            // Returns once `shutdown` fired and the connections drained (or were dropped
+            // after the shutdown timeout).
+            server::serve(
+                listener,
+                self.router,
+                self.limits,
+                shutdown.clone(),
+                self.shutdown_timeout,
+            )
+            .await;
         } else {
             shutdown.cancelled().await;
         }

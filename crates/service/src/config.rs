@@ -172,6 +172,26 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Bound on the graceful shutdown drain.",
     ),
     (
+        "HTTP_HEADER_READ_TIMEOUT_SECS",
+        "10",
+        "A connection that has not sent a full request head within this many seconds (the first request, or the next one on a kept-alive HTTP/1 connection) is closed.",
+    ),
+    (
+        "HTTP_IDLE_TIMEOUT_SECS",
+        "60",
+        "A connection with no request in flight for this many seconds is closed gracefully (HTTP/2 GOAWAY); HTTP/1 connections are closed sooner by the header read timeout.",
+    ),
+    (
+        "HTTP_REQUEST_TIMEOUT_SECS",
+        "30",
+        "A request whose handler runs longer than this is answered 503 (problem+json).",
+    ),
+    (
+        "HTTP_MAX_CONNECTIONS",
+        "1024",
+        "Most HTTP connections served at once; when all are taken, new ones wait in the listen backlog until one closes.",
+    ),
+    (
         "LOG_LEVEL",
         "info",
         "`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive.",
@@ -259,6 +279,10 @@ pub struct Config {
     pub outbox_retention: Duration,
     pub rule_cost_budget: u64,
     pub shutdown_timeout: Duration,
+    pub http_header_read_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    pub http_request_timeout: Duration,
+    pub http_max_connections: usize,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -459,6 +483,12 @@ impl Config {
                 .map_err(|_| error("OUTBOX_MAX_ATTEMPTS", "too large"))?,
             rule_cost_budget: positive("RULE_COST_BUDGET")?,
             shutdown_timeout: Duration::from_secs(positive("SHUTDOWN_TIMEOUT_SECS")?),
+            http_header_read_timeout: Duration::from_secs(positive(
+                "HTTP_HEADER_READ_TIMEOUT_SECS",
+            )?),
+            http_idle_timeout: Duration::from_secs(positive("HTTP_IDLE_TIMEOUT_SECS")?),
+            http_request_timeout: Duration::from_secs(positive("HTTP_REQUEST_TIMEOUT_SECS")?),
+            http_max_connections: usize_of("HTTP_MAX_CONNECTIONS")?,
             log_level,
             log_format,
         })
@@ -675,6 +705,10 @@ mod tests {
             config.rule_cost_budget,
             status_check_engine::rules::DEFAULT_COST_BUDGET
         );
+        assert_eq!(config.http_header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.http_request_timeout, Duration::from_secs(30));
+        assert_eq!(config.http_max_connections, 1024);
     }
 
     #[test]
@@ -692,6 +726,10 @@ mod tests {
             ("OPEN_CHECKS_PER_STEP", "0"),
             ("OUTBOX_MAX_ATTEMPTS", "0"),
             ("RULE_COST_BUDGET", "0"),
+            ("HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("HTTP_IDLE_TIMEOUT_SECS", "soon"),
+            ("HTTP_REQUEST_TIMEOUT_SECS", "0"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key, "{err}");

@@ -6,15 +6,16 @@ pub mod checks;
 pub mod ops;
 pub mod problem;
 pub mod request_id;
+pub mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub robot_consumer_username: Arc<str>,
     pub metrics: PrometheusHandle,
     pub readiness: Arc<Readiness>,
+    /// A handler running longer is answered 503 (`HTTP_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
 }
 
 /// Readiness flags of the parts that start after the HTTP server.
@@ -108,6 +111,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
         .layer(middleware::from_fn(http_metrics))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
@@ -119,6 +126,27 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed("this route does not answer that method".to_owned())
+}
+
+/// Answers 503 problem+json when the handler (reading the body included) runs longer than the
+/// request timeout; the handler is dropped. Inside the request id and the metrics, so the
+/// answer carries the id and is counted.
+async fn request_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = limit.as_secs(),
+                "request timed out; answered 503"
+            );
+            ApiError::Unavailable(format!(
+                "The request took longer than {} s; try again.",
+                limit.as_secs()
+            ))
+            .into_response()
+        }
+    }
 }
 
 /// A method as a metric label: one of a fixed set, so a client inventing methods cannot grow

@@ -5,6 +5,7 @@ mod api;
 mod database_cli;
 mod dev_command;
 mod harness;
+mod http_limits;
 mod journeys;
 mod lifecycle;
 mod megazord_client;
