@@ -739,7 +739,13 @@ mod tests {
 
     #[test]
     fn log_levels_and_filters_are_accepted() {
-        for level in ["info", "WARN", "off", "info,status_check=debug", "sqlx=warn"] {
+        for level in [
+            "info",
+            "WARN",
+            "off",
+            "info,status_check=debug",
+            "sqlx=warn",
+        ] {
             assert!(config(&[("LOG_LEVEL", level)]).is_ok(), "{level}");
         }
     }

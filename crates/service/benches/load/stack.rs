@@ -30,6 +30,9 @@ pub(super) async fn build_stack(
         ("DATABASE_URL", sqlite_url(db)),
         ("TEMPLATES_DIR", templates_dir().display().to_string()),
         ("ROLES", roles.to_owned()),
+        // The load's robots open many checks at one step each: not what the per-robot cap
+        // (SPEC §13) is for.
+        ("OPEN_CHECKS_PER_STEP", "1000000000".to_owned()),
         ("STATUS_QUEUE_ADDRESS", DEV_STATUS_QUEUE.to_owned()),
         ("ROBOT_QUEUE_ADDRESS", DEV_ROBOT_QUEUE_PREFIX.to_owned()),
         ("CONSUMER_WAIT_SECS", "1".to_owned()),
