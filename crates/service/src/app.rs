@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use status_check_engine::Limits;
@@ -141,16 +141,17 @@ impl App {
             request_timeout: config.http_request_timeout,
         };
         let workers = Workers::build(config, &checks, deps.queue, &readiness)?;
-        let router = http::router(state.clone());
-        let listener = if config.roles.api {
-            Some(
-                TcpListener::bind((config.host, config.port))
-                    .await
-                    .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?,
-            )
+        // Every replica listens: without the `api` role for `/health/*` and `/metrics` only.
+        let router = if config.roles.api {
+            http::router(state.clone())
         } else {
-            None
+            http::ops_router(state.clone())
         };
+        let listener = Some(
+            TcpListener::bind((config.host, config.port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?,
+        );
         Ok(App {
             listener,
             router,
@@ -219,7 +220,28 @@ impl App {
         if let Some(relay) = relay {
             tasks.spawn(relay.run(shutdown.clone()));
         }
+        // Histograms keep their samples until drained: drain them now and then, whoever scrapes.
+        let metrics = self.state.metrics.clone();
+        let upkeep = shutdown.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => metrics.run_upkeep(),
+                    () = upkeep.cancelled() => return,
+                }
+            }
+        });
         tasks.close();
+        // One shutdown budget for everything: HTTP and the workers drain at the same time,
+        // from the moment the token fires.
+        let fired = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                Instant::now()
+            })
+        };
         if let Some(listener) = self.listener {
             tracing::info!(addr = ?listener.local_addr().ok(), "serving");
             // Returns once `shutdown` fired and the connections drained (or were dropped
@@ -235,10 +257,9 @@ impl App {
         } else {
             shutdown.cancelled().await;
         }
-        if tokio::time::timeout(self.shutdown_timeout, tasks.wait())
-            .await
-            .is_err()
-        {
+        let fired = fired.await.unwrap_or_else(|_| Instant::now());
+        let left = self.shutdown_timeout.saturating_sub(fired.elapsed());
+        if tokio::time::timeout(left, tasks.wait()).await.is_err() {
             tracing::warn!("workers did not stop within the shutdown timeout");
         }
         tracing::info!("stopped");
@@ -262,10 +283,12 @@ impl Workers {
         let consumer = match (config.roles.consumer, &config.status_queue_address) {
             (true, Some(url)) => {
                 readiness.expect_consumer();
+                readiness.set_receive_failure_grace(config.consumer_unready_after);
                 Some(Consumer::new(
                     queue_for("consumer")?,
                     checks.clone(),
                     ConsumerConfig::from_config(url.clone(), config),
+                    readiness.clone(),
                 ))
             }
             _ => None,

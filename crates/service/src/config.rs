@@ -97,6 +97,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Invisibility of a received message; extended while it is worked on.",
     ),
     (
+        "CONSUMER_UNREADY_AFTER_SECS",
+        "30",
+        "How long status-queue receives may keep failing before /health/ready answers 503 (ready again after the next receive that works).",
+    ),
+    (
         "UNKNOWN_SUBSCRIPTION_GRACE_SECS",
         "60",
         "How long after its event a delivery for an unknown subscription is kept for redelivery.",
@@ -275,6 +280,7 @@ pub struct Config {
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
     pub open_checks_per_step: u64,
+    pub consumer_unready_after: Duration,
     pub outbox_max_attempts: u32,
     pub outbox_retention: Duration,
     pub rule_cost_budget: u64,
@@ -478,6 +484,7 @@ impl Config {
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
             open_checks_per_step: positive("OPEN_CHECKS_PER_STEP")?,
+            consumer_unready_after: Duration::from_secs(positive("CONSUMER_UNREADY_AFTER_SECS")?),
             outbox_retention: Duration::from_secs(positive("OUTBOX_RETENTION_SECS")?),
             outbox_max_attempts: u32::try_from(positive("OUTBOX_MAX_ATTEMPTS")?)
                 .map_err(|_| error("OUTBOX_MAX_ATTEMPTS", "too large"))?,

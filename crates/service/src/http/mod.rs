@@ -45,6 +45,10 @@ pub struct Readiness {
     templates_loaded: AtomicBool,
     consumer_expected: AtomicBool,
     consumer_running: AtomicBool,
+    /// Since when every status-queue receive has failed (`None`: the last one worked).
+    receive_failing_since: std::sync::Mutex<Option<Instant>>,
+    /// How long receives may fail before the replica is not ready.
+    receive_failure_grace: std::sync::Mutex<std::time::Duration>,
 }
 
 impl Readiness {
@@ -61,6 +65,38 @@ impl Readiness {
         self.consumer_running.store(running, Ordering::SeqCst);
     }
 
+    /// How long status-queue receives may keep failing before the replica reports not ready.
+    pub fn set_receive_failure_grace(&self, grace: std::time::Duration) {
+        *self
+            .receive_failure_grace
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = grace;
+    }
+
+    /// A receive from the status queue worked, or failed.
+    pub fn receive_done(&self, worked: bool) {
+        let mut since = self
+            .receive_failing_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match (worked, *since) {
+            (true, _) => *since = None,
+            (false, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => {}
+        }
+    }
+
+    fn receives_failing(&self) -> bool {
+        let grace = *self
+            .receive_failure_grace
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.receive_failing_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|since| since.elapsed() >= grace)
+    }
+
     /// The names of what is not ready.
     pub fn failing(&self) -> Vec<String> {
         let mut failing = Vec::new();
@@ -71,6 +107,9 @@ impl Readiness {
             && !self.consumer_running.load(Ordering::SeqCst)
         {
             failing.push("queue consumer".to_owned());
+        }
+        if self.consumer_expected.load(Ordering::SeqCst) && self.receives_failing() {
+            failing.push("status queue receives failing".to_owned());
         }
         failing
     }
@@ -106,8 +145,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The full router with its middleware.
 pub fn router(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
+    with_middleware(
+        router.merge(SwaggerUi::new("/docs").url("/openapi.json", api)),
+        state,
+    )
+}
+
+/// The router of a replica without the `api` role: only `/health/*` and `/metrics`, so every
+/// replica can be probed and scraped whatever it runs (SPEC §13).
+pub fn ops_router(state: AppState) -> Router {
+    let (router, _) = OpenApiRouter::<AppState>::new()
+        .routes(routes!(ops::live))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .split_for_parts();
+    with_middleware(router, state)
+}
+
+fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
     router
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -15,6 +15,7 @@ use tracing::Instrument as _;
 
 use crate::checks::{Checks, Delivered, DeliveryOutcome};
 use crate::config::Config;
+use crate::http::Readiness;
 use crate::queue::{Queue, QueueMessage};
 use crate::status_message::{self, StatusMessage};
 
@@ -92,6 +93,8 @@ struct Inner {
     checks: Arc<Checks>,
     config: ConsumerConfig,
     permits: Arc<Semaphore>,
+    /// Told whether each receive worked: receives failing for long make the replica unready.
+    readiness: Arc<Readiness>,
 }
 
 /// The consumer; cheap to clone.
@@ -99,13 +102,19 @@ struct Inner {
 pub struct Consumer(Arc<Inner>);
 
 impl Consumer {
-    pub fn new(queue: Arc<dyn Queue>, checks: Arc<Checks>, config: ConsumerConfig) -> Self {
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        checks: Arc<Checks>,
+        config: ConsumerConfig,
+        readiness: Arc<Readiness>,
+    ) -> Self {
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
         Consumer(Arc::new(Inner {
             queue,
             checks,
             config,
             permits,
+            readiness,
         }))
     }
 
@@ -124,8 +133,12 @@ impl Consumer {
             )
             .await
         {
-            Ok(messages) => messages,
+            Ok(messages) => {
+                inner.readiness.receive_done(true);
+                messages
+            }
             Err(e) => {
+                inner.readiness.receive_done(false);
                 tracing::warn!(error = %e, "status queue receive failed");
                 metrics::counter!("queue_receive_errors_total").increment(1);
                 return Vec::new();
@@ -166,8 +179,12 @@ impl Consumer {
                 () = shutdown.cancelled() => break,
             };
             let messages = match received {
-                Ok(messages) => messages,
+                Ok(messages) => {
+                    inner.readiness.receive_done(true);
+                    messages
+                }
                 Err(e) => {
+                    inner.readiness.receive_done(false);
                     tracing::warn!(error = %e, "status queue receive failed");
                     metrics::counter!("queue_receive_errors_total").increment(1);
                     drop(first);

@@ -672,6 +672,23 @@ pub async fn failed_backfill_removes_the_subscription(backend: Backend) {
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/995").await, 1);
 }
 
+/// A replica without the `api` role still answers `/health/*` and `/metrics` (SPEC §13: every
+/// replica is observable), and nothing else.
+pub async fn a_replica_without_the_api_role_is_observable(backend: Backend) {
+    let app = spawn_with(backend, &[("ROLES", "scheduler")]).await;
+    let get = |path: &str| app.client().get(format!("{}{path}", app.base)).send();
+    assert_eq!(get("/health/live").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get("/health/ready").await.unwrap().status(), StatusCode::OK);
+    let metrics = get("/metrics").await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let (status, body) = app.get_check(ROBOT, "1").await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get("/openapi.json").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
 pub async fn operational_endpoints_answer(backend: Backend) {
     let app = spawn(backend).await;
     let get = |path: &str| app.client().get(format!("{}{path}", app.base)).send();
@@ -838,6 +855,7 @@ on_both_backends!(
     upstream_failures_are_bad_gateway_and_leave_nothing,
     failed_backfill_removes_the_subscription,
     operational_endpoints_answer,
+    a_replica_without_the_api_role_is_observable,
     a_template_only_in_the_database_is_loaded_on_demand,
     a_changed_template_under_an_existing_version_stops_start_up,
 );

@@ -605,6 +605,58 @@ pub async fn an_unowned_subscription_is_removed_after_the_grace_period(backend: 
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/4242").await, 1);
 }
 
+/// Readiness follows the consumer's real state: while every receive from the status queue
+/// fails for `CONSUMER_UNREADY_AFTER_SECS`, `/health/ready` is 503; the next receive that works
+/// makes it 200 again.
+pub async fn readiness_follows_failing_receives(backend: Backend) {
+    let Some(queues) = sqs_queues().await else {
+        return;
+    };
+    let gone = Queues {
+        status_url: format!("{}-gone", queues.status_url),
+        ..queues.clone()
+    };
+    let (app, workers) = spawn_stack_with(
+        backend,
+        None,
+        &gone,
+        &[("CONSUMER_UNREADY_AFTER_SECS", "1")],
+    )
+    .await;
+    // (The test drives the consumer itself, so `queue consumer` is always among the failing;
+    // what matters is whether the receives are.)
+    let receives_failing = || async {
+        let response = app
+            .client()
+            .get(format!("{}/health/ready", app.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        let failing = body.to_string().contains("receives failing");
+        assert!(
+            !failing || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{body}"
+        );
+        failing
+    };
+    assert!(!receives_failing().await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        consume(&workers).await;
+        if receives_failing().await {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never unready");
+    }
+    // The queue comes (back): the next receive works, and that part is ready again.
+    let name = gone.status_url.rsplit('/').next().unwrap().to_owned();
+    queues.sqs.create_queue(&name).await.unwrap();
+    consume(&workers).await;
+    assert!(!receives_failing().await);
+}
+
 pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: Backend) {
     let Some((app, workers, queues)) = stack(backend).await else {
         return;
@@ -926,6 +978,7 @@ on_both_backends!(
     a_crashed_replicas_deadlines_are_taken_over_within_30_s,
     a_refused_unsubscribe_is_retried_until_megazord_takes_it,
     an_unowned_subscription_is_removed_after_the_grace_period,
+    readiness_follows_failing_receives,
     a_restart_mid_window_keeps_the_deadline,
     a_stolen_lease_is_fenced,
 );
