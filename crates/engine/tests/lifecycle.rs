@@ -1353,7 +1353,11 @@ fn a_snapshot_restores_to_the_same_check() {
     let (mut check, _) = started(&template, vec![event(1, "A", -60)]);
     let transition = check.take_future(&template, one(event(2, "A", 30)), at(31));
     assert_eq!(
-        transition.new_records.iter().map(|r| r.event.id).collect::<Vec<_>>(),
+        transition
+            .new_records
+            .iter()
+            .map(|r| r.event.id)
+            .collect::<Vec<_>>(),
         [2]
     );
     assert_eq!(transition.deadline, check.windows.until);
