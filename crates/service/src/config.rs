@@ -36,6 +36,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("DB_NAME", "tinybots", "MySQL database (with DB_RW_HOST)."),
     (
+        "DB_SSL_MODE",
+        "preferred",
+        "TLS to MySQL (with DB_RW_HOST): `disabled`, `preferred` (TLS when the server offers it, its certificate not checked), `required`, `verify_ca` or `verify_identity` (checked against DB_SSL_CA or the system's roots). Use `verify_identity` in production. With DATABASE_URL, say `?ssl-mode=…` in the URL.",
+    ),
+    (
+        "DB_SSL_CA",
+        "",
+        "PEM file of the CA that signs the MySQL server's certificate (with DB_SSL_MODE verify_ca / verify_identity), e.g. the RDS bundle.",
+    ),
+    (
         "MICRO_MANAGERS_ADDRESS",
         "",
         "Base URL of Micro-Managers. Required by `serve`.",
@@ -576,12 +586,31 @@ fn database_url(
         .ok_or_else(|| error("DB_RW_USERNAME", "is required with DB_RW_HOST"))?;
     let password = get("DB_RW_PASSWORD");
     let name = get("DB_NAME");
-    Ok(Secret::new(format!(
-        "mysql://{}:{}@{host}:{port}/{}",
+    let modes = [
+        "disabled",
+        "preferred",
+        "required",
+        "verify_ca",
+        "verify_identity",
+    ];
+    let mode = get("DB_SSL_MODE").to_ascii_lowercase();
+    if !modes.contains(&mode.as_str()) {
+        return Err(error(
+            "DB_SSL_MODE",
+            format!("{mode:?} is not one of {}", modes.join(", ")),
+        ));
+    }
+    let mut url = format!(
+        "mysql://{}:{}@{host}:{port}/{}?ssl-mode={}",
         percent_encode(&user),
         percent_encode(&password),
-        percent_encode(&name)
-    )))
+        percent_encode(&name),
+        mode
+    );
+    if let Some(ca) = optional("DB_SSL_CA") {
+        url.push_str(&format!("&ssl-ca={}", percent_encode(&ca)));
+    }
+    Ok(Secret::new(url))
 }
 
 /// Encodes everything but unreserved characters, for a URL's user, password or path.
@@ -768,8 +797,26 @@ mod tests {
         .unwrap();
         assert_eq!(
             built.database_url.expose(),
-            "mysql://svc:p%40ss%3Aword@db.internal:3307/tinybots"
+            "mysql://svc:p%40ss%3Aword@db.internal:3307/tinybots?ssl-mode=preferred"
         );
+        let verified = config(&[
+            ("DB_RW_HOST", "db.internal"),
+            ("DB_RW_USERNAME", "svc"),
+            ("DB_SSL_MODE", "verify_identity"),
+            ("DB_SSL_CA", "/etc/ssl/rds.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            verified.database_url.expose(),
+            "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_identity&ssl-ca=%2Fetc%2Fssl%2Frds.pem"
+        );
+        let err = config(&[
+            ("DB_RW_HOST", "db.internal"),
+            ("DB_RW_USERNAME", "svc"),
+            ("DB_SSL_MODE", "sometimes"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.key, "DB_SSL_MODE");
         assert!(config(&[("DB_RW_HOST", "db")]).unwrap_err().key == "DB_RW_USERNAME");
     }
 
