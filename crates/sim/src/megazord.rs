@@ -352,6 +352,17 @@ impl MegazordSim {
     }
 
     /// How many subscriptions (of any robot) are active now.
+    /// Subscriptions never deleted, whatever their `until` — the real Megazord expires none
+    /// (SPEC §5.2), so these are the ones that would still fan events out: a leak.
+    pub fn undeleted_subscriptions(&self) -> Vec<i64> {
+        self.lock()
+            .subscriptions
+            .values()
+            .filter(|s| !s.deleted)
+            .map(|s| s.id)
+            .collect()
+    }
+
     pub fn active_subscription_count(&self) -> usize {
         let now = (self.now)();
         let data = self.lock();

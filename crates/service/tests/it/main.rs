@@ -4,6 +4,7 @@
 mod api;
 mod database_cli;
 mod dev_command;
+mod faults;
 mod harness;
 mod http_limits;
 mod journeys;

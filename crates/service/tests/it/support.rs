@@ -74,6 +74,8 @@ pub fn mysql_skipped() -> bool {
 /// A store together with direct SQL access to its database, for tests that look at rows.
 pub struct TestDb {
     pub store: DynStore,
+    /// The database's URL, for a replica run as its own process (MySQL only).
+    pub url: Option<String>,
     pub raw: Raw,
     /// Inserts the rows of other services that the production foreign keys need.
     pub neighbours: Neighbours,
@@ -104,6 +106,7 @@ pub async fn sqlite_db_unmigrated() -> TestDb {
         .expect("a second connection to the SQLite file");
     TestDb {
         store: Arc::new(store),
+        url: None,
         raw: Raw::Sqlite(raw),
         neighbours: Neighbours(None),
         dir: Some(dir),
@@ -190,6 +193,7 @@ async fn mysql_db_unmigrated_at(url: &str) -> TestDb {
             inner: store,
             _guard: guard,
         }),
+        url: Some(format!("{}/{name}", url.trim_end_matches('/'))),
         raw: Raw::Mysql(raw),
         neighbours: Neighbours(None),
         dir: None,
