@@ -113,6 +113,8 @@ struct Data {
     last_incoming: i64,
     last_subscription: i64,
     last_outgoing: i64,
+    /// Unsubscribes are refused (503) until then: a fault for tests.
+    refuse_unsubscribes_until: Option<DateTime<Utc>>,
 }
 
 /// Megazord's own rows in the shared schema. The real Megazord writes `event_subscription`,
@@ -352,6 +354,11 @@ impl MegazordSim {
     }
 
     /// How many subscriptions (of any robot) are active now.
+    /// Refuses every unsubscribe with 503 until `until` (a Megazord in trouble, for tests).
+    pub fn refuse_unsubscribes_until(&self, until: DateTime<Utc>) {
+        self.lock().refuse_unsubscribes_until = Some(until);
+    }
+
     /// Subscriptions never deleted, whatever their `until` — the real Megazord expires none
     /// (SPEC §5.2), so these are the ones that would still fan events out: a leak.
     pub fn undeleted_subscriptions(&self) -> Vec<i64> {
@@ -534,6 +541,10 @@ async fn delete_subscription(
     path: Result<Path<(i64, i64)>, PathRejection>,
 ) -> Result<StatusCode, Problem> {
     let Path((robot_id, subscription_id)) = path.map_err(|e| rejection("path", e))?;
+    let refused_until = sim.lock().refuse_unsubscribes_until;
+    if refused_until.is_some_and(|until| (sim.now)() < until) {
+        return Err(Problem::unavailable("unsubscribes are refused for now"));
+    }
     if sim.unsubscribe(robot_id, subscription_id) {
         Ok(StatusCode::NO_CONTENT)
     } else {

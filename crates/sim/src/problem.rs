@@ -28,6 +28,14 @@ impl Problem {
         }
     }
 
+    pub(crate) fn unavailable(detail: impl Into<String>) -> Self {
+        Problem {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
     pub(crate) fn bad_gateway(detail: impl Into<String>) -> Self {
         Problem {
             status: StatusCode::BAD_GATEWAY,

@@ -1,7 +1,8 @@
 //! Faults made to happen (SPEC §13): the real binary as child processes — two replicas on one
 //! MariaDB (created from the live schema) and one status queue on the SQS emulator, with the
 //! simulators upstream in this process — and a replica killed with SIGKILL while deliveries are
-//! in flight, then restarted. Afterwards every check has ended once with the outcome its events
+//! in flight, then restarted, the other killed at the first deadlines, Megazord refusing
+//! unsubscribes for 10 s meanwhile. Afterwards every check has ended once with the outcome its events
 //! imply, every robot was told, no event is recorded twice, and no subscription is left.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -203,6 +204,8 @@ async fn a_replica_killed_with_deliveries_in_flight_loses_nothing() {
     a.child.kill().unwrap();
     a.child.wait().unwrap();
     drop(a);
+    // Megazord refuses unsubscribes for a while, from before the first deadline on.
+    megazord.refuse_unsubscribes_until(chrono::Utc::now() + chrono::TimeDelta::seconds(10));
     let a = start(&env, port_a, &logs.path().join("a-restarted.log")).await;
 
     // Every check ends: a delivery decides the charging ones, the deadline the others. B is
@@ -287,7 +290,7 @@ async fn a_replica_killed_with_deliveries_in_flight_loses_nothing() {
         }
     }
     // No subscription left behind at Megazord.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(45);
     while !megazord.undeleted_subscriptions().is_empty() {
         assert!(
             Instant::now() < deadline,
