@@ -25,14 +25,15 @@ use crate::upstream::UpstreamError;
 #[allow(dead_code)] // Documents the body; parsing is by hand for field-level errors.
 pub struct CreateCheckBody {
     /// The script step the robot is at; a positive integer.
-    #[schema(minimum = 1, example = 123)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64, example = 103)]
     step_id: i64,
-    #[schema(minimum = 1, example = 456)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64, example = 456)]
     scheduled_id: i64,
-    #[schema(minimum = 1, example = 789)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64, example = 789)]
     script_version_id: i64,
-    /// RFC 3339 with an offset.
-    #[schema(format = DateTime, example = "2026-11-20T08:00:00Z")]
+    /// RFC 3339 with an upper-case `T` and an offset, in the years 1971 to 2037 (the
+    /// production column is a MySQL TIMESTAMP).
+    #[schema(format = DateTime, pattern = "^(19[7-9][1-9]|19[89]0|20[0-2][0-9]|203[0-7])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$", example = "2026-11-20T08:00:00Z")]
     planned_at: String,
 }
 
@@ -79,6 +80,70 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
+/// 2^63 as a float: the first value past the largest id.
+const ID_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
+/// A JSON number that is an integer by JSON Schema (`2` and `2.0` alike), as an i64.
+fn json_integer(n: &serde_json::Number) -> Option<i64> {
+    if let Some(v) = n.as_i64() {
+        return Some(v);
+    }
+    let f = n.as_f64()?;
+    // In range and without a fraction: the cast is exact.
+    #[allow(clippy::cast_possible_truncation)]
+    (f.fract() == 0.0 && (-ID_BOUND..ID_BOUND).contains(&f)).then_some(f as i64)
+}
+
+/// The form `plannedAt` must have, as published (the `pattern` of `CreateCheckBody`): RFC 3339
+/// with an upper-case `T` and an offset (`Z` or ±hh:mm), in years whose every instant fits the
+/// MySQL TIMESTAMP column whatever the offset. Checked by hand, digit by digit.
+fn planned_at_shape(text: &str) -> bool {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>, min: u32, max: u32| -> bool {
+        b.get(range.clone()).is_some_and(|digits| {
+            digits.iter().all(u8::is_ascii_digit)
+                && (min..=max).contains(
+                    &digits
+                        .iter()
+                        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')),
+                )
+        })
+    };
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let head = num(0..4, 1971, 2037)
+        && at(4, b'-')
+        && num(5..7, 1, 12)
+        && at(7, b'-')
+        && num(8..10, 1, 31)
+        && at(10, b'T')
+        && num(11..13, 0, 23)
+        && at(13, b':')
+        && num(14..16, 0, 59)
+        && at(16, b':')
+        && num(17..19, 0, 59);
+    if !head {
+        return false;
+    }
+    let mut i = 19;
+    if at(i, b'.') {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) {
+            return false;
+        }
+        i += 1 + digits;
+    }
+    match b.get(i) {
+        Some(b'Z') => b.len() == i + 1,
+        Some(b'+' | b'-') => {
+            b.len() == i + 6
+                && num(i + 1..i + 3, 0, 23)
+                && at(i + 3, b':')
+                && num(i + 4..i + 6, 0, 59)
+        }
+        _ => false,
+    }
+}
+
 /// Validates the create body, listing every invalid field.
 fn parse_create(
     robot_id: i64,
@@ -88,9 +153,11 @@ fn parse_create(
     let mut id = |field: &str| -> i64 {
         let message = match body.get(field) {
             None | Some(Value::Null) => "is required",
-            Some(Value::Number(n)) => match n.as_i64() {
+            Some(Value::Number(n)) => match json_integer(n) {
                 Some(v) if v > 0 => return v,
-                _ if n.as_u64().is_some() => "must be at most 9223372036854775807",
+                _ if n.as_u64().is_some() || n.as_f64().is_some_and(|f| f >= ID_BOUND) => {
+                    "must be at most 9223372036854775807"
+                }
                 _ => "must be a positive integer",
             },
             Some(_) => "must be a positive integer",
@@ -106,14 +173,19 @@ fn parse_create(
     let script_version_id = id("scriptVersionId");
     let planned_at = match body.get("plannedAt") {
         Some(Value::String(text)) => match DateTime::parse_from_rfc3339(text) {
-            Ok(at) if (TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(&at.with_timezone(&Utc)) => {
+            Ok(at)
+                if planned_at_shape(text)
+                    && (TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(&at.with_timezone(&Utc)) =>
+            {
                 Some(at.with_timezone(&Utc))
             }
             Ok(_) => {
-                // The production column is a MySQL TIMESTAMP.
+                // The production column is a MySQL TIMESTAMP; the published schema names the
+                // years that fit whatever the offset, and the exact form (planned_at_shape).
                 errors.push(FieldError {
                     field: "plannedAt".to_owned(),
-                    message: "must lie between 1970-01-01T00:00:01Z and 2038-01-19T03:14:07Z"
+                    message: "must be YYYY-MM-DDThh:mm:ss[.f](Z|±hh:mm) in the years 1971 to \
+                              2037 (the production column is a MySQL TIMESTAMP)"
                         .to_owned(),
                 });
                 None
@@ -306,6 +378,69 @@ mod tests {
     }
 
     #[test]
+    fn an_integer_written_as_a_float_is_that_integer() {
+        let request = parse_create(
+            42,
+            &body(serde_json::json!({
+                "stepId": 1.0, "scheduledId": 2.0, "scriptVersionId": 3e0,
+                "plannedAt": "2026-11-20T08:00:00Z"
+            })),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                request.step_id,
+                request.scheduled_id,
+                request.script_version_id
+            ),
+            (1, 2, 3)
+        );
+        for bad in [
+            serde_json::json!(2.5),
+            serde_json::json!(0.0),
+            serde_json::json!(-1.0),
+            serde_json::json!(1e300),
+        ] {
+            let result = parse_create(
+                42,
+                &body(serde_json::json!({
+                    "stepId": bad, "scheduledId": 2, "scriptVersionId": 3,
+                    "plannedAt": "2026-11-20T08:00:00Z"
+                })),
+            );
+            assert!(matches!(result, Err(ApiError::BadRequest { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn planned_at_has_the_published_form() {
+        for good in [
+            "2026-11-20T08:00:00Z",
+            "1971-01-01T00:00:00+23:59",
+            "2037-12-31T23:59:59.123456789-23:59",
+            "2000-02-29T12:00:00.5+01:00",
+        ] {
+            assert!(planned_at_shape(good), "{good}");
+        }
+        for bad in [
+            "2026-11-20t08:00:00Z",
+            "2026-11-20T08:00:00z",
+            "2026-11-20 08:00:00Z",
+            "1970-06-01T00:00:00Z",
+            "2038-01-01T00:00:00Z",
+            "2026-13-20T08:00:00Z",
+            "2026-11-20T08:00:00",
+            "2026-11-20T08:00:00.Z",
+            "2026-11-20T08:00:00.1234567890Z",
+            "2026-11-20T08:00:00+01:00 ",
+            "2026-11-20T08:00:00+0100",
+            "2026-11-20T24:00:00Z",
+        ] {
+            assert!(!planned_at_shape(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn every_invalid_field_is_listed() {
         let Err(ApiError::BadRequest { errors, .. }) = parse_create(
             42,
@@ -333,6 +468,6 @@ mod tests {
         };
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "plannedAt");
-        assert!(errors[0].message.contains("2038"));
+        assert!(errors[0].message.contains("2037"));
     }
 }

@@ -139,12 +139,114 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of the whole API, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().into_openapi()
+    complete(api_router().into_openapi())
+}
+
+/// The identity headers Kong sets on every `/v1` request (SPEC §2.1).
+const KONG_IDENTITY_HEADERS: [&str; 3] = [
+    "x-consumer-id",
+    "x-consumer-username",
+    "x-authenticated-userid",
+];
+
+/// What the handlers' annotations cannot say once for all: the errors any route may answer
+/// (500, 503 from the request timeout or an unavailable database) as problem+json, and the
+/// links from a created check to reading it (followed by stateful API tests).
+fn complete(api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use serde_json::{Value, json};
+    let problem = || json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+    let mut doc = match serde_json::to_value(&api) {
+        Ok(doc) => doc,
+        Err(_) => return api,
+    };
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for operation in paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|item| item.values_mut())
+        {
+            // Kong's identity headers are credentials Kong sets, not values a caller picks:
+            // published as one security requirement of three API keys (a missing one is 401).
+            if let Some(parameters) = operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+            {
+                let before = parameters.len();
+                parameters.retain(|p| {
+                    !(p["in"] == "header"
+                        && KONG_IDENTITY_HEADERS.contains(&p["name"].as_str().unwrap_or("")))
+                });
+                if parameters.len() != before {
+                    let requirement: serde_json::Map<String, Value> = KONG_IDENTITY_HEADERS
+                        .iter()
+                        .map(|name| ((*name).to_owned(), json!([])))
+                        .collect();
+                    operation
+                        .as_object_mut()
+                        .map(|o| o.insert("security".to_owned(), json!([requirement])));
+                }
+            }
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            responses.entry("500").or_insert_with(|| {
+                json!({"description": "Internal error; the detail quotes the request id", "content": problem()})
+            });
+            match responses.get_mut("503") {
+                // /health/ready answers its own body; a timed-out request is still a problem.
+                Some(ready) => {
+                    if let Some(content) = ready.get_mut("content").and_then(Value::as_object_mut) {
+                        content.extend(problem().as_object().cloned().unwrap_or_default());
+                    }
+                }
+                None => {
+                    responses.insert(
+                        "503".to_owned(),
+                        json!({"description": "The database is unavailable, or the request took longer than HTTP_REQUEST_TIMEOUT_SECS", "content": problem()}),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(components) = doc.get_mut("components").and_then(Value::as_object_mut) {
+        let schemes: serde_json::Map<String, Value> = KONG_IDENTITY_HEADERS
+            .iter()
+            .map(|name| {
+                (
+                    (*name).to_owned(),
+                    json!({"type": "apiKey", "in": "header", "name": name, "description": "Set by Kong"}),
+                )
+            })
+            .collect();
+        components.insert("securitySchemes".to_owned(), Value::Object(schemes));
+    }
+    if let Some(responses) = doc
+        .pointer_mut("/paths/~1v1~1status-check~1check/post/responses")
+        .and_then(Value::as_object_mut)
+    {
+        for status in ["200", "201"] {
+            if let Some(response) = responses.get_mut(status).and_then(Value::as_object_mut) {
+                response.insert(
+                    "links".to_owned(),
+                    json!({"GetCheck": {
+                        "operationId": "get_check",
+                        "parameters": {"statusCheckId": "$response.body#/id"},
+                        "description": "Read the check"
+                    }}),
+                );
+            }
+        }
+    }
+    serde_json::from_value(doc).unwrap_or(api)
 }
 
 /// The full router with its middleware.
 pub fn router(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
+    let api = complete(api);
     with_middleware(
         router.merge(SwaggerUi::new("/docs").url("/openapi.json", api)),
         state,

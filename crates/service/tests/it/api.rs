@@ -482,6 +482,32 @@ pub async fn invalid_bodies_are_refused_and_change_nothing(backend: Backend) {
     assert_eq!(app.check_count().await, 0);
 }
 
+/// schemathesis: ids are integers by the published schema, `2.0` included; a `plannedAt`
+/// outside the published pattern is refused before any upstream call.
+pub async fn integers_written_as_floats_are_accepted(backend: Backend) {
+    let app = spawn(backend).await;
+    past_only_pass(&app, 123).await;
+    let (status, body) = app
+        .post_check(
+            ROBOT,
+            &json!({"stepId": 123.0, "scheduledId": 456.0, "scriptVersionId": 789.0,
+                    "plannedAt": "2026-11-20T08:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scheduledId"], 456);
+    let (status, body) = app
+        .post_check(
+            ROBOT,
+            &json!({"stepId": 123, "scheduledId": 2.5, "scriptVersionId": 789,
+                    "plannedAt": "0606-02-03T11:49:06.4Z"}),
+        )
+        .await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST);
+    assert_eq!(body["errors"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(app.check_count().await, 1);
+}
+
 pub async fn unknown_step_is_not_found(backend: Backend) {
     let app = spawn(backend).await;
     Mock::given(method("GET"))
@@ -849,6 +875,7 @@ on_both_backends!(
     hostile_requests_get_problems_and_bounded_metrics,
     open_checks_per_step_are_capped,
     invalid_bodies_are_refused_and_change_nothing,
+    integers_written_as_floats_are_accepted,
     unknown_step_is_not_found,
     unusable_steps_are_unprocessable,
     a_script_version_that_is_not_the_steps_is_unprocessable,

@@ -29,5 +29,18 @@ fn the_committed_openapi_document_matches_the_code() {
         "/metrics",
     ] {
         assert!(document["paths"][path].is_object(), "{path} undocumented");
+        for operation in document["paths"][path].as_object().unwrap().values() {
+            for status in ["500", "503"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{path}: {status} undocumented"
+                );
+            }
+        }
     }
+    let created = &document["paths"]["/v1/status-check/check"]["post"]["responses"]["201"];
+    assert_eq!(
+        created["links"]["GetCheck"]["operationId"], "get_check",
+        "the create links to reading the check"
+    );
 }
