@@ -139,6 +139,7 @@ impl App {
             metrics,
             readiness: readiness.clone(),
             request_timeout: config.http_request_timeout,
+            docs_enabled: config.docs_enabled,
         };
         let workers = Workers::build(config, &checks, deps.queue, &readiness)?;
         // Every replica listens: without the `api` role for `/health/*` and `/metrics` only.

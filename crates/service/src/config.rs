@@ -172,6 +172,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "How long sent robot notifications are kept before they are purged (in batches, once a minute).",
     ),
     (
+        "DOCS_ENABLED",
+        "true",
+        "Serve Swagger UI at /docs (`true` or `false`); /openapi.json is served either way.",
+    ),
+    (
         "HISTORY_CAP",
         "10000",
         "Most records one check may hold; one more ends it FAILED.",
@@ -290,6 +295,7 @@ pub struct Config {
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
     pub open_checks_per_step: u64,
+    pub docs_enabled: bool,
     pub consumer_unready_after: Duration,
     pub outbox_max_attempts: u32,
     pub outbox_retention: Duration,
@@ -494,6 +500,16 @@ impl Config {
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
             open_checks_per_step: positive("OPEN_CHECKS_PER_STEP")?,
+            docs_enabled: match get("DOCS_ENABLED").to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(error(
+                        "DOCS_ENABLED",
+                        format!("{other:?} is not true or false"),
+                    ));
+                }
+            },
             consumer_unready_after: Duration::from_secs(positive("CONSUMER_UNREADY_AFTER_SECS")?),
             outbox_retention: Duration::from_secs(positive("OUTBOX_RETENTION_SECS")?),
             outbox_max_attempts: u32::try_from(positive("OUTBOX_MAX_ATTEMPTS")?)

@@ -37,6 +37,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// A handler running longer is answered 503 (`HTTP_REQUEST_TIMEOUT_SECS`).
     pub request_timeout: Duration,
+    /// Whether Swagger UI is served at `/docs` (`DOCS_ENABLED`); `/openapi.json` always is.
+    pub docs_enabled: bool,
 }
 
 /// Readiness flags of the parts that start after the HTTP server.
@@ -247,10 +249,15 @@ fn complete(api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
     let api = complete(api);
-    with_middleware(
-        router.merge(SwaggerUi::new("/docs").url("/openapi.json", api)),
-        state,
-    )
+    let router = if state.docs_enabled {
+        router.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+    } else {
+        router.route(
+            "/openapi.json",
+            axum::routing::get(move || std::future::ready(axum::Json(api.clone()))),
+        )
+    };
+    with_middleware(router, state)
 }
 
 /// The router of a replica without the `api` role: only `/health/*` and `/metrics`, so every

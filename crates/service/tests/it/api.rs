@@ -715,6 +715,17 @@ pub async fn a_replica_without_the_api_role_is_observable(backend: Backend) {
     );
 }
 
+/// `DOCS_ENABLED=false` switches Swagger UI off; the OpenAPI document stays.
+pub async fn the_docs_can_be_switched_off(backend: Backend) {
+    let app = spawn_with(backend, &[("DOCS_ENABLED", "false")]).await;
+    let get = |path: &str| app.client().get(format!("{}{path}", app.base)).send();
+    assert_eq!(get("/docs/").await.unwrap().status(), StatusCode::NOT_FOUND);
+    let openapi = get("/openapi.json").await.unwrap();
+    assert_eq!(openapi.status(), StatusCode::OK);
+    let openapi: Value = openapi.json().await.unwrap();
+    assert!(openapi["paths"]["/v1/status-check/check"]["post"].is_object());
+}
+
 pub async fn operational_endpoints_answer(backend: Backend) {
     let app = spawn(backend).await;
     let get = |path: &str| app.client().get(format!("{}{path}", app.base)).send();
@@ -883,6 +894,7 @@ on_both_backends!(
     failed_backfill_removes_the_subscription,
     operational_endpoints_answer,
     a_replica_without_the_api_role_is_observable,
+    the_docs_can_be_switched_off,
     a_template_only_in_the_database_is_loaded_on_demand,
     a_changed_template_under_an_existing_version_stops_start_up,
 );
