@@ -59,7 +59,7 @@ pub enum ApiError {
 }
 
 /// An id as the API accepts it, in a header or a path (SPEC §13): canonical decimal, no sign,
-/// no leading zero, no space, 1 to 2^63 − 1 — `+42`, `042` and ` 42 ` are not 42.
+/// no leading zero, no space, 1 to 2^63 − 1 — `+42`, `042` and `4 2` are not 42.
 pub fn canonical_id(text: &str) -> Option<i64> {
     let digits = text.len() <= 19
         && text.bytes().all(|b| b.is_ascii_digit())
