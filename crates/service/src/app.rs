@@ -39,7 +39,7 @@ pub struct Deps {
 
 /// A built, bound, not yet running service.
 pub struct App {
-    listener: Option<TcpListener>,
+    listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
     shutdown_timeout: Duration,
@@ -148,11 +148,9 @@ impl App {
         } else {
             http::ops_router(state.clone())
         };
-        let listener = Some(
-            TcpListener::bind((config.host, config.port))
-                .await
-                .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?,
-        );
+        let listener = TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         Ok(App {
             listener,
             router,
@@ -167,12 +165,12 @@ impl App {
         })
     }
 
-    /// Where the HTTP server listens (`None` for a replica without the `api` role).
+    /// Where the HTTP server listens (every replica does; see `http::ops_router`).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.listener.local_addr().ok()
     }
 
-    /// The HTTP port (0 without the `api` role).
+    /// The HTTP port.
     pub fn port(&self) -> u16 {
         self.local_addr().map_or(0, |addr| addr.port())
     }
@@ -243,21 +241,17 @@ impl App {
                 Instant::now()
             })
         };
-        if let Some(listener) = self.listener {
-            tracing::info!(addr = ?listener.local_addr().ok(), "serving");
-            // Returns once `shutdown` fired and the connections drained (or were dropped
-            // after the shutdown timeout).
-            server::serve(
-                listener,
-                self.router,
-                self.limits,
-                shutdown.clone(),
-                self.shutdown_timeout,
-            )
-            .await;
-        } else {
-            shutdown.cancelled().await;
-        }
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "serving");
+        // Returns once `shutdown` fired and the connections drained (or were dropped after
+        // the shutdown timeout).
+        server::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            shutdown.clone(),
+            self.shutdown_timeout,
+        )
+        .await;
         let fired = fired.await.unwrap_or_else(|_| Instant::now());
         let left = self.shutdown_timeout.saturating_sub(fired.elapsed());
         if tokio::time::timeout(left, tasks.wait()).await.is_err() {

@@ -1,15 +1,15 @@
-//! Checks in the production tables and this service's `status_check_ext`: create, read,
-//! adopt the Node service's (SPEC §6.1), and the mapping between rows and the engine's types.
+//! Checks in the production tables and this service's `status_check_ext`: create, read, and
+//! the mapping between rows and the engine's types.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use status_check_engine::lifecycle::{NextSteps, Windows};
-use status_check_engine::{CheckPhase, CheckResult, Event, Record};
+use status_check_engine::{CheckResult, Event, Record};
 
 use super::db::{
-    Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
-    clamp_timestamp, millis, retrying, seconds_ceil, seconds_floor,
+    Db, Failure, Mode, Retry, SqlRow, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args, clamp_timestamp,
+    millis, seconds_ceil, seconds_floor,
 };
-use super::{Adopted, CheckKey, Created, NewCheck, Provenance, StoreError, StoredCheck};
+use super::{CheckKey, Created, NewCheck, Provenance, StoreError, StoredCheck};
 
 // ---- SQL ----
 
@@ -224,7 +224,7 @@ async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, St
 /// The poller's `since`/`until`, whole seconds in the `TIMESTAMP` range, wide enough to hold
 /// the exact window (`since` rounded down, `until` up): a scheduler claiming `until <= now`
 /// never fires before the exact deadline kept in `status_check_ext`.
-fn poller_bounds(windows: &Windows) -> (DateTime<Utc>, DateTime<Utc>) {
+pub(super) fn poller_bounds(windows: &Windows) -> (DateTime<Utc>, DateTime<Utc>) {
     let anchor = millis(windows.anchor);
     let since = match windows.past_seconds {
         -1 => TIMESTAMP_MIN,
@@ -547,114 +547,6 @@ pub(crate) async fn find_by_subscription<D: Db>(
     };
     tx.commit().await?;
     Ok(check)
-}
-
-// ---- Adoption of the Node service's checks (SPEC §6.1) ----
-
-const SELECT_UNADOPTED: &str = "SELECT sc.id AS id FROM status_check sc \
-     LEFT JOIN status_check_ext e ON e.status_check_id = sc.id \
-     WHERE sc.id > ? AND e.status_check_id IS NULL \
-       AND sc.phase NOT IN ('COMPLETED', 'FAILED') \
-     ORDER BY sc.id LIMIT ?";
-
-/// What adoption reads of a check, under its row lock.
-const SELECT_ADOPTION_ROW: &str = "SELECT sc.robot_id AS robot_id, sc.step_id AS step_id, \
-     sc.scheduled_id AS scheduled_id, sc.phase AS phase, sc.planned_at AS planned_at, \
-     sc.created_at AS created_at, p.status_check_id AS poller_id, p.since AS since, \
-     p.`until` AS poller_until, p.lock_id AS lock_id, e.status_check_id AS ext_id \
-     FROM status_check sc \
-     LEFT JOIN status_check_poller p ON p.status_check_id = sc.id \
-     LEFT JOIN status_check_ext e ON e.status_check_id = sc.id \
-     WHERE sc.id = ?";
-
-pub(crate) async fn unadopted_checks<D: Db>(
-    db: &D,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<i64>, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = tx.fetch_all(SELECT_UNADOPTED, args![after, limit]).await?;
-    tx.commit().await?;
-    rows.iter().map(|row| row.int("id")).collect()
-}
-
-pub(crate) async fn adopt_check<D: Db>(
-    db: &D,
-    id: i64,
-    next_steps: NextSteps,
-    now: DateTime<Utc>,
-) -> Result<Adopted, StoreError> {
-    retrying!(db, tx => adopt_in(db, &mut tx, id, next_steps, now).await)
-}
-
-/// In the lock order of every change of a check: status_check, poller, ext.
-async fn adopt_in<D: Db>(
-    db: &D,
-    tx: &mut D::Tx,
-    id: i64,
-    next_steps: NextSteps,
-    now: DateTime<Utc>,
-) -> Result<Step<Adopted>, StoreError> {
-    if tx
-        .fetch_optional(db.sql(&super::lifecycle::LOCK_CHECK), args![id])
-        .await?
-        .is_none()
-    {
-        return Ok(Step::Rollback(Adopted::NotFound));
-    }
-    tx.fetch_optional(db.sql(&super::lifecycle::LOCK_POLLER), args![id])
-        .await?;
-    let Some(row) = tx.fetch_optional(SELECT_ADOPTION_ROW, args![id]).await? else {
-        return Ok(Step::Rollback(Adopted::NotFound));
-    };
-    let phase: CheckPhase = parse(&row.text("phase")?, || format!("status_check {id}: phase"))?;
-    if row.opt_int("ext_id")?.is_some() || phase.is_final() {
-        return Ok(Step::Rollback(Adopted::NotNeeded));
-    }
-    let planned_at = row.time("planned_at")?;
-    let anchor = row.opt_time("created_at")?.unwrap_or(planned_at);
-    let since = row.opt_time("since")?;
-    let until = row.opt_time("poller_until")?;
-    let windows = node_windows(anchor, since, until);
-    let now_ms = millis(now);
-    // Without an `until` nothing says when it ends: it is due now, decided on what it has.
-    let deadline = until.map_or(now_ms, millis);
-    // A lock the Node service left behind is held like a lease taken now: released after the
-    // stale window, so a Node replica still finishing it is not raced.
-    let lease_taken_at = row.opt_text("lock_id")?.map(|_| now_ms);
-    tx.execute(
-        INSERT_CHECK_EXT,
-        args![
-            id,
-            row.int("robot_id")?,
-            row.int("step_id")?,
-            row.int("scheduled_id")?,
-            None::<DateTime<Utc>>,
-            millis(anchor),
-            windows.past_seconds,
-            windows.future_seconds,
-            next_steps.pass,
-            next_steps.fail,
-            next_steps.unknown,
-            now_ms,
-            now_ms,
-            Some(deadline),
-            lease_taken_at,
-            Some(now_ms),
-        ],
-    )
-    .await?;
-    if row.opt_int("poller_id")?.is_none() {
-        let now_seconds = seconds_floor(now);
-        let (since, until) = poller_bounds(&windows);
-        tx.execute(
-            INSERT_POLLER,
-            args![id, since, until, now_seconds, now_seconds],
-        )
-        .await?;
-    }
-    Ok(Step::Commit(Adopted::Now { deadline }))
 }
 
 // ---- Helpers ----

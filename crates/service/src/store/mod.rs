@@ -11,6 +11,7 @@
 //! `status_check` row first, then its `status_check_poller` row, then its `status_check_ext`
 //! row. The scheduler's claim reads them in join order with `SKIP LOCKED` and never waits.
 
+mod adoption;
 mod checks;
 mod db;
 
@@ -541,7 +542,7 @@ impl<B: Db + 'static> Store for B {
     }
 
     async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
-        crate::store::checks::unadopted_checks(self, after, limit).await
+        crate::store::adoption::unadopted_checks(self, after, limit).await
     }
 
     async fn adopt_check(
@@ -550,7 +551,7 @@ impl<B: Db + 'static> Store for B {
         next_steps: status_check_engine::lifecycle::NextSteps,
         now: DateTime<Utc>,
     ) -> Result<crate::store::Adopted, StoreError> {
-        crate::store::checks::adopt_check(self, id, next_steps, now).await
+        crate::store::adoption::adopt_check(self, id, next_steps, now).await
     }
 
     async fn find_by_subscription(

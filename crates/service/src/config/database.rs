@@ -1,0 +1,150 @@
+//! The database settings (`DATABASE_URL`, or the existing deployment's `DB_*` keys) and
+//! logging: all `status-check migrate` reads. Secrets never reach `Debug` output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::{ConfigError, LogFormat, default, error, get, merged, optional};
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// What `status-check migrate` needs: the database and the logging, nothing of `serve`'s
+/// roles (no upstream or queue address).
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub database_url: Secret<String>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+impl DatabaseConfig {
+    /// Reads the process environment (and `CONFIG_FILE`, when set); only the database and
+    /// logging keys are validated.
+    pub fn from_env() -> Result<DatabaseConfig, ConfigError> {
+        DatabaseConfig::from_sources(std::env::vars().collect())
+    }
+
+    /// Like [`Config::from_sources`], reading only the database and logging keys.
+    pub fn from_sources(env: BTreeMap<String, String>) -> Result<DatabaseConfig, ConfigError> {
+        DatabaseConfig::from_values(&merged(env)?)
+    }
+
+    pub(super) fn from_values(
+        values: &BTreeMap<String, String>,
+    ) -> Result<DatabaseConfig, ConfigError> {
+        let get = |key: &str| get(values, key);
+        let optional = |key: &str| optional(values, key);
+        let database_url = database_url(&get, &optional)?;
+        let log_format = match get("LOG_FORMAT").as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                return Err(error(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not json or pretty"),
+                ));
+            }
+        };
+        let log_level = get("LOG_LEVEL");
+        // A bare word is a level (a filter would take `loud` as a target and log nothing);
+        // directives with `=` are tracing filters (`info,status_check=debug`).
+        let levels = ["trace", "debug", "info", "warn", "error", "off"];
+        let bare_words_are_levels = log_level
+            .split(',')
+            .map(str::trim)
+            .filter(|directive| !directive.contains('='))
+            .all(|level| levels.contains(&level.to_ascii_lowercase().as_str()));
+        if !bare_words_are_levels || tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(error(
+                "LOG_LEVEL",
+                format!("{log_level:?} is not a log level"),
+            ));
+        }
+        Ok(DatabaseConfig {
+            database_url,
+            log_level,
+            log_format,
+        })
+    }
+}
+
+/// `DATABASE_URL`, or one built from the existing deployment's `DB_*` variables.
+fn database_url(
+    get: &impl Fn(&str) -> String,
+    optional: &impl Fn(&str) -> Option<String>,
+) -> Result<Secret<String>, ConfigError> {
+    if let Some(url) = optional("DATABASE_URL") {
+        if !(url.starts_with("sqlite:") || url.starts_with("mysql://")) {
+            return Err(error("DATABASE_URL", "must start with sqlite: or mysql://"));
+        }
+        return Ok(Secret::new(url));
+    }
+    let Some(host) = optional("DB_RW_HOST") else {
+        return Ok(Secret::new(default("DATABASE_URL").to_owned()));
+    };
+    let port = get("DB_PORT").parse::<u16>().map_err(|_| {
+        error(
+            "DB_PORT",
+            format!("{:?} is not a port number", get("DB_PORT")),
+        )
+    })?;
+    let user = optional("DB_RW_USERNAME")
+        .ok_or_else(|| error("DB_RW_USERNAME", "is required with DB_RW_HOST"))?;
+    let password = get("DB_RW_PASSWORD");
+    let name = get("DB_NAME");
+    let modes = [
+        "disabled",
+        "preferred",
+        "required",
+        "verify_ca",
+        "verify_identity",
+    ];
+    let mode = get("DB_SSL_MODE").to_ascii_lowercase();
+    if !modes.contains(&mode.as_str()) {
+        return Err(error(
+            "DB_SSL_MODE",
+            format!("{mode:?} is not one of {}", modes.join(", ")),
+        ));
+    }
+    let mut url = format!(
+        "mysql://{}:{}@{host}:{port}/{}?ssl-mode={}",
+        percent_encode(&user),
+        percent_encode(&password),
+        percent_encode(&name),
+        mode
+    );
+    if let Some(ca) = optional("DB_SSL_CA") {
+        url.push_str(&format!("&ssl-ca={}", percent_encode(&ca)));
+    }
+    Ok(Secret::new(url))
+}
+
+/// Encodes everything but unreserved characters, for a URL's user, password or path.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,240 @@
+//! Every configuration key, its default and what it means: the one list `Config` reads,
+//! `CONFIG_FILE` is checked against and docs/configuration.md must cover.
+
+/// Every key this service reads, with its default and what it means — the source of
+/// `docs/configuration.md`.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("HOST", "0.0.0.0", "Address the HTTP server binds to."),
+    (
+        "PORT",
+        "8080",
+        "Port of the HTTP server (0 picks a free one).",
+    ),
+    (
+        "DATABASE_URL",
+        "sqlite://status-check.db",
+        "`sqlite://FILE` (embedded default) or `mysql://USER:PASS@HOST:PORT/DB`.",
+    ),
+    (
+        "DB_RW_HOST",
+        "",
+        "MySQL host, as in the existing deployment; used when DATABASE_URL is unset.",
+    ),
+    ("DB_PORT", "3306", "MySQL port (with DB_RW_HOST)."),
+    ("DB_RW_USERNAME", "", "MySQL user (with DB_RW_HOST)."),
+    (
+        "DB_RW_PASSWORD",
+        "",
+        "MySQL password (with DB_RW_HOST). Secret.",
+    ),
+    ("DB_NAME", "tinybots", "MySQL database (with DB_RW_HOST)."),
+    (
+        "DB_SSL_MODE",
+        "preferred",
+        "TLS to MySQL (with DB_RW_HOST): `disabled`, `preferred` (TLS when the server offers it, its certificate not checked), `required`, `verify_ca` or `verify_identity` (checked against DB_SSL_CA or the system's roots). Use `verify_identity` in production. With DATABASE_URL, say `?ssl-mode=…` in the URL.",
+    ),
+    (
+        "DB_SSL_CA",
+        "",
+        "PEM file of the CA that signs the MySQL server's certificate (with DB_SSL_MODE verify_ca / verify_identity), e.g. the RDS bundle.",
+    ),
+    (
+        "MICRO_MANAGERS_ADDRESS",
+        "",
+        "Base URL of Micro-Managers. Required by `serve`.",
+    ),
+    (
+        "MEGAZORD_EVENTS_ADDRESS",
+        "",
+        "Base URL of Megazord Events. Required by `serve`.",
+    ),
+    (
+        "UPSTREAM_TIMEOUT_MS",
+        "5000",
+        "Timeout of one upstream HTTP attempt, in milliseconds.",
+    ),
+    (
+        "UPSTREAM_RETRIES",
+        "2",
+        "Retries of idempotent upstream calls on connection errors and 5xx.",
+    ),
+    (
+        "STATUS_QUEUE_ADDRESS",
+        "",
+        "SQS URL of the status queue Megazord delivers to.",
+    ),
+    (
+        "ROBOT_QUEUE_ADDRESS",
+        "",
+        "Prefix of the robots' SQS queue URLs; the robot id is appended.",
+    ),
+    ("AWS_REGION", "eu-central-1", "AWS region of the queues."),
+    (
+        "AWS_ENDPOINT",
+        "",
+        "Custom SQS endpoint, e.g. a local emulator.",
+    ),
+    (
+        "ROBOT_CONSUMER_USERNAME",
+        "tinybots-robots",
+        "The Kong consumer username robots call as.",
+    ),
+    (
+        "ROLES",
+        "api,consumer,scheduler,relay",
+        "What this replica runs: any of `api`, `consumer` (status queue), `scheduler` (deadlines), `relay` (robot notifications).",
+    ),
+    (
+        "CONSUMER_CONCURRENCY",
+        "32",
+        "Most status-queue messages processed at once; when all are busy the consumer stops receiving.",
+    ),
+    (
+        "CONSUMER_WAIT_SECS",
+        "20",
+        "Long-poll wait of one status-queue receive (at most 20).",
+    ),
+    (
+        "CONSUMER_VISIBILITY_SECS",
+        "30",
+        "Invisibility of a received message; extended while it is worked on.",
+    ),
+    (
+        "CONSUMER_UNREADY_AFTER_SECS",
+        "30",
+        "How long status-queue receives may keep failing before /health/ready answers 503 (ready again after the next receive that works).",
+    ),
+    (
+        "UNKNOWN_SUBSCRIPTION_GRACE_SECS",
+        "60",
+        "How long after its event a delivery for an unknown subscription is kept for redelivery.",
+    ),
+    (
+        "SCHEDULER_SCAN_INTERVAL_MS",
+        "250",
+        "How often the scheduler looks for checks whose deadline passed.",
+    ),
+    (
+        "SCHEDULER_BATCH",
+        "200",
+        "Most checks one scheduler scan claims.",
+    ),
+    (
+        "SCHEDULER_CONCURRENCY",
+        "16",
+        "Due checks one scheduler finalises at once.",
+    ),
+    (
+        "SCHEDULER_STALE_LOCK_SECS",
+        "30",
+        "A deadline lease older than this is released so another replica takes the check over: what a crashed replica or a failed finalisation can delay a deadline by (a lease is held for the milliseconds a finalisation takes).",
+    ),
+    (
+        "RELAY_POLL_INTERVAL_MS",
+        "200",
+        "How often the notification relay looks for unsent notifications when idle.",
+    ),
+    (
+        "RELAY_CONCURRENCY",
+        "16",
+        "Robots the notification relay sends to at once (one robot's notifications stay in order).",
+    ),
+    (
+        "TEMPLATES_DIR",
+        "templates",
+        "Folder of the shipped YAML templates, synced to the database at start.",
+    ),
+    (
+        "TEMPLATE_CACHE_TTL_SECS",
+        "60",
+        "How long a template loaded from the database is cached.",
+    ),
+    (
+        "OPEN_CHECKS_PER_STEP",
+        "16",
+        "Most open checks one robot may have at one script step; a create beyond it answers 429.",
+    ),
+    (
+        "OUTBOX_MAX_ATTEMPTS",
+        "20",
+        "Attempts to send a robot notification (with backoff from 1 s doubling to 5 min) before it is dead-lettered: kept unsent, counted and logged.",
+    ),
+    (
+        "OUTBOX_RETENTION_SECS",
+        "604800",
+        "How long sent robot notifications are kept before they are purged (in batches, once a minute).",
+    ),
+    (
+        "DOCS_ENABLED",
+        "true",
+        "Serve Swagger UI at /docs (`true` or `false`); /openapi.json is served either way.",
+    ),
+    (
+        "HISTORY_CAP",
+        "10000",
+        "Most records one check may hold; one more ends it FAILED.",
+    ),
+    (
+        "RULE_COST_BUDGET",
+        "200000",
+        "Most cost units one evaluation of one rule may spend (one per element a comprehension visits); past it the rule errors and counts as false.",
+    ),
+    (
+        "SHUTDOWN_TIMEOUT_SECS",
+        "30",
+        "Bound on the graceful shutdown drain.",
+    ),
+    (
+        "HTTP_HEADER_READ_TIMEOUT_SECS",
+        "10",
+        "A connection that has not sent a full request head within this many seconds (the first request, or the next one on a kept-alive HTTP/1 connection) is closed.",
+    ),
+    (
+        "HTTP_IDLE_TIMEOUT_SECS",
+        "60",
+        "A connection with no request in flight for this many seconds is closed gracefully (HTTP/2 GOAWAY); HTTP/1 connections are closed sooner by the header read timeout.",
+    ),
+    (
+        "HTTP_REQUEST_TIMEOUT_SECS",
+        "30",
+        "A request whose handler runs longer than this is answered 503 (problem+json).",
+    ),
+    (
+        "HTTP_MAX_CONNECTIONS",
+        "1024",
+        "Most HTTP connections served at once; when all are taken, new ones wait in the listen backlog until one closes.",
+    ),
+    (
+        "LOG_LEVEL",
+        "info",
+        "`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive.",
+    ),
+    ("LOG_FORMAT", "json", "`json` (production) or `pretty`."),
+    (
+        "CONFIG_FILE",
+        "",
+        "Optional YAML file setting any of these keys; the environment wins.",
+    ),
+];
+
+/// A key's default (empty when it has none).
+pub(super) fn default(key: &str) -> &'static str {
+    KEYS.iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or("", |(_, default, _)| default)
+}
+
+#[cfg(test)]
+mod docs {
+    /// docs/configuration.md must list every key this service reads.
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../../../../docs/configuration.md");
+        for (key, _, _) in super::KEYS {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "{key} missing from docs/configuration.md"
+            );
+        }
+    }
+}
