@@ -161,7 +161,7 @@ impl Checks {
                     "result" => stored.result.as_str(),
                 )
                 .increment(1);
-                self.after_commit(&loaded, effects, &stored, call_ref).await;
+                self.after_commit(&loaded, &effects, &stored);
                 Ok(CreateOutcome::Created(stored))
             }
             Created::Existing(stored) => {

@@ -86,8 +86,13 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "CONSUMER_CONCURRENCY",
-        "32",
+        "128",
         "Most status-queue messages processed at once; when all are busy the consumer stops receiving.",
+    ),
+    (
+        "CONSUMER_BATCH_SIZE",
+        "50",
+        "Most deliveries applied in one transaction (group commit: whatever has arrived while the previous batch was written, up to this many; messages are deleted after the commit).",
     ),
     (
         "CONSUMER_WAIT_SECS",
@@ -121,8 +126,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "SCHEDULER_CONCURRENCY",
-        "16",
-        "Due checks one scheduler finalises at once.",
+        "4",
+        "While deadlines are backlogged, claims one scheduler works on at once (each a batch of up to SCHEDULER_BATCH checks finalised in one transaction; one reads while another writes).",
     ),
     (
         "SCHEDULER_STALE_LOCK_SECS",

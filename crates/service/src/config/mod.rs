@@ -52,6 +52,7 @@ pub struct Config {
     pub robot_consumer_username: String,
     pub roles: Roles,
     pub consumer_concurrency: usize,
+    pub consumer_batch_size: usize,
     pub consumer_wait: Duration,
     pub consumer_visibility: Duration,
     pub unknown_subscription_grace: Duration,
@@ -196,6 +197,7 @@ impl Config {
             robot_consumer_username: get("ROBOT_CONSUMER_USERNAME"),
             roles,
             consumer_concurrency: usize_of("CONSUMER_CONCURRENCY")?,
+            consumer_batch_size: usize_of("CONSUMER_BATCH_SIZE")?,
             consumer_wait: Duration::from_secs(wait),
             consumer_visibility: Duration::from_secs(positive("CONSUMER_VISIBILITY_SECS")?),
             unknown_subscription_grace: Duration::from_secs(parse_u64(

@@ -245,6 +245,17 @@ pub struct CheckUpdate {
     pub remove_subscription: bool,
 }
 
+/// One decision of a batch [`Store::update_checks`] writes in one transaction.
+#[derive(Debug, Clone)]
+pub struct BatchedUpdate<'a> {
+    /// The check as the decision read it.
+    pub current: &'a StoredCheck,
+    pub fence: Fence<'a>,
+    pub update: CheckUpdate,
+    /// The request id its notification carries.
+    pub call_ref: &'a str,
+}
+
 /// Whether a stored definition is one this service can run (its rules compile as CEL).
 pub type Usable<'a> = &'a (dyn Fn(&TemplateDefinition) -> bool + Send + Sync);
 
@@ -398,6 +409,17 @@ pub trait Store: Send + Sync + 'static {
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError>;
+
+    /// Writes several decisions, each as [`Store::update_check`] would, in one transaction
+    /// (group commit); one outcome per item, in order. Each check at most once per batch.
+    /// A failing statement fails the whole batch and nothing is written: the caller retries
+    /// its items one by one, so one bad item cannot hold its batch-mates back.
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        render: Render<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError>;
 
     /// Claims up to `limit` checks in `FUTURE` whose exact deadline is ≤ `now` and whose
     /// poller holds no lease, stamping `lock_id = lease` and the lease time (`now`). MySQL:
@@ -573,6 +595,15 @@ impl<B: Db + 'static> Store for B {
     ) -> Result<UpdateOutcome, StoreError> {
         crate::store::lifecycle::update_check(self, current, fence, update, render, call_ref, now)
             .await
+    }
+
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        render: Render<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        crate::store::lifecycle::update_checks(self, batch, render, now).await
     }
 
     async fn claim_due(

@@ -20,9 +20,9 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use status_check::store::mysql::MysqlStore;
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{
-    Adopted, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck, OutboxMessage,
-    Render, Store, StoreError, StoredCheck, StoredTemplate, SubscriptionRemoval, Synced,
-    UpdateOutcome, Usable,
+    Adopted, BatchedUpdate, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck,
+    OutboxMessage, Render, Store, StoreError, StoredCheck, StoredTemplate, SubscriptionRemoval,
+    Synced, UpdateOutcome, Usable,
 };
 use status_check_engine::TemplateDefinition;
 use status_check_engine::lifecycle::NextSteps;
@@ -316,6 +316,15 @@ impl Store for DroppingStore {
         self.inner
             .update_check(current, fence, update, render, call_ref, now)
             .await
+    }
+
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        render: Render<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        self.inner.update_checks(batch, render, now).await
     }
 
     async fn claim_due(
