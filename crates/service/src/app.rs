@@ -21,6 +21,7 @@ use crate::telemetry;
 use crate::templates::TemplateRegistry;
 use crate::upstream::megazord::HttpMegazord;
 use crate::upstream::micro_managers::HttpMicroManagers;
+use crate::upstream::step_cache::{CachedMicroManagers, StepCacheConfig};
 use crate::upstream::{Megazord, MicroManagers, UpstreamConfig};
 use crate::workers::consumer::{Consumer, ConsumerConfig};
 use crate::workers::relay::{Relay, RelayConfig};
@@ -121,10 +122,17 @@ impl App {
             .context("cannot load the shipped templates")?;
         readiness.set_templates_loaded();
         tracing::info!(count, dir = %config.templates_dir.display(), "templates loaded");
+        let micro_managers = CachedMicroManagers::wrap(
+            deps.micro_managers,
+            StepCacheConfig {
+                ttl: config.step_cache_ttl,
+                capacity: config.step_cache_size,
+            },
+        );
         let checks = Arc::new(Checks::new(
             deps.store,
             templates,
-            deps.micro_managers,
+            micro_managers,
             deps.megazord,
             deps.clock,
             CheckSettings {

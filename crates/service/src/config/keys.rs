@@ -155,6 +155,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "How long a template loaded from the database is cached.",
     ),
     (
+        "STEP_CACHE_TTL_SECS",
+        "300",
+        "How long a script step read from Micro-Managers is reused (a step id's content is fixed within its script version); 0 turns the cache off.",
+    ),
+    (
+        "STEP_CACHE_SIZE",
+        "10000",
+        "Most script steps cached (per robot and step); 0 turns the cache off.",
+    ),
+    (
         "OPEN_CHECKS_PER_STEP",
         "16",
         "Most open checks one robot may have at one script step; a create beyond it answers 429.",

@@ -66,6 +66,9 @@ pub struct Config {
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
     pub open_checks_per_step: u64,
+    /// Micro-Managers steps cached: for how long, and how many (0: no cache).
+    pub step_cache_ttl: Duration,
+    pub step_cache_size: u64,
     pub docs_enabled: bool,
     pub consumer_unready_after: Duration,
     pub outbox_max_attempts: u32,
@@ -214,6 +217,8 @@ impl Config {
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
             open_checks_per_step: positive("OPEN_CHECKS_PER_STEP")?,
+            step_cache_ttl: Duration::from_secs(parse_u64("STEP_CACHE_TTL_SECS")?),
+            step_cache_size: parse_u64("STEP_CACHE_SIZE")?,
             docs_enabled: match get("DOCS_ENABLED").to_ascii_lowercase().as_str() {
                 "true" => true,
                 "false" => false,
