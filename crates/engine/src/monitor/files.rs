@@ -350,7 +350,10 @@ struct JobConfig {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JobRobot {
-    #[serde(default, deserialize_with = "super::robot_id_number_or_text")]
+    #[serde(
+        default,
+        deserialize_with = "super::definition::robot_id_number_or_text"
+    )]
     robot_id: Option<i64>,
     #[serde(default)]
     timezone: Option<String>,
