@@ -127,6 +127,15 @@ fn a_json_list_reads_the_same_and_the_canonical_definition_round_trips() {
 }
 
 #[test]
+fn unquoted_yaml_times_are_times() {
+    let text = "- {robotId: 1, ruleId: a, eventType: E, window: 4s, daily: {start: 08:05, end: 24:00}, \
+                actions: [{type: alarm, eventName: X}]}";
+    let monitor = &parse_monitors(text).unwrap()[0];
+    assert_eq!(monitor.daily().start().minutes(), 8 * 60 + 5);
+    assert_eq!(monitor.daily().end().to_string(), "24:00");
+}
+
+#[test]
 fn an_empty_file_has_no_monitors() {
     assert_eq!(parse_monitors("").unwrap(), []);
     assert_eq!(parse_monitors("# nothing yet\n").unwrap(), []);

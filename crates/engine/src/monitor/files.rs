@@ -114,7 +114,7 @@ pub fn parse_monitor_list(text: &str) -> Result<Vec<Monitor>, Vec<MonitorError>>
             definition.rule_id.as_deref(),
         );
         match Monitor::from_definition(definition) {
-            Ok(monitor) => checked.add(monitor, label, "ruleId"),
+            Ok(monitor) => checked.add(monitor, label),
             Err(errors) => checked.fail(&label, errors.into_iter().map(|e| (e.field, e.message))),
         }
     }
@@ -177,7 +177,7 @@ pub fn parse_job_service_config(text: &str) -> Result<Vec<Monitor>, Vec<MonitorE
             let position = format!("robots[{r}].monitoringRules[{i}]");
             let rule_label = label(position, robot.robot_id, rule.rule_id.as_deref());
             match Monitor::from_definition(&definition(rule)) {
-                Ok(monitor) => checked.add(monitor, rule_label, "ruleId"),
+                Ok(monitor) => checked.add(monitor, rule_label),
                 Err(errors) => {
                     let errors = errors.into_iter().filter(|e| !is_robot_field(&e.field));
                     checked.fail(
@@ -208,14 +208,14 @@ struct Checked {
 }
 
 impl Checked {
-    fn add(&mut self, monitor: Monitor, label: MonitorLabel, rule_field: &str) {
+    fn add(&mut self, monitor: Monitor, label: MonitorLabel) {
         let key = (monitor.robot_id(), monitor.rule_id().clone());
         if let Some(first) = self.positions.get(&key) {
             let message = format!(
                 "robot {} already has a monitor with rule id {} (at {first})",
                 key.0, key.1
             );
-            self.fail(&label, [(rule_field.to_owned(), message)].into_iter());
+            self.fail(&label, [("ruleId".to_owned(), message)].into_iter());
             return;
         }
         self.positions.insert(key, label.position);
