@@ -2090,3 +2090,6 @@ async fn concurrent_outbox_claims_are_disjoint(db: &TestDb) {
     assert_eq!(union, (1..=12).collect());
     assert_eq!(a.len() + b.len() + rest.len(), 12);
 }
+
+// After the macro: it is in scope only below its definition.
+mod batch;
