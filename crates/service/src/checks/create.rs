@@ -143,7 +143,7 @@ impl Checks {
             remove_subscription: effects.unsubscribe && subscription_id.is_some(),
             now: anchor,
         };
-        let created = match self.store.create_check(new).await {
+        let created = match self.create_writes.write(&self.store, new).await {
             Ok(created) => created,
             Err(e) => {
                 if let Some(id) = subscription_id {

@@ -12,6 +12,7 @@
 pub mod adoption;
 mod cleanup;
 mod create;
+mod create_writes;
 mod deadline;
 mod delivery;
 pub mod view;
@@ -101,6 +102,8 @@ pub struct Checks {
     /// Robots' notifications name this host as their sender.
     hostname: Arc<str>,
     adoption: Adoption,
+    /// Creates' writes, grouped into shared transactions.
+    create_writes: create_writes::CreateWrites,
 }
 
 impl Checks {
@@ -128,6 +131,7 @@ impl Checks {
             open_checks_per_step: settings.open_checks_per_step,
             hostname: settings.hostname,
             adoption,
+            create_writes: create_writes::CreateWrites::default(),
         }
     }
 

@@ -332,6 +332,11 @@ pub trait Store: Send + Sync + 'static {
     /// returns the existing check.
     async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError>;
 
+    /// Several creates, each as [`Store::create_check`] would make it, in one transaction
+    /// (group commit); one outcome per check, in order. Any error fails the whole batch and
+    /// nothing is written: the caller then creates each alone.
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError>;
+
     /// The check with this id, whoever owns it.
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError>;
 
@@ -532,6 +537,10 @@ impl<B: Db + 'static> Store for B {
 
     async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
         crate::store::checks::create_check(self, check).await
+    }
+
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError> {
+        crate::store::checks::create_checks(self, checks).await
     }
 
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {

@@ -45,6 +45,10 @@ impl Store for RecordingStore {
         self.inner.create_check(check).await
     }
 
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError> {
+        self.inner.create_checks(checks).await
+    }
+
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
         self.inner.get_check(id).await
     }

@@ -122,7 +122,49 @@ async fn a_batch_naming_a_check_twice_is_refused(db: &TestDb) {
     assert_eq!(check_rows(db).await, rows);
 }
 
+/// Creates in one transaction: each as alone — a key taken by an earlier item of the same
+/// batch is that check — and a refused item fails the batch with nothing written.
+async fn creates_in_one_transaction(db: &TestDb) {
+    let template_id = synced_template(db, "batch-create").await;
+    let checks: Vec<NewCheck> = [42, 43, 42]
+        .into_iter()
+        .map(|robot| new_check(template_id, robot))
+        .collect();
+    for check in &checks {
+        db.neighbours.for_check(check).await;
+    }
+    let created = db.store.create_checks(&checks).await.unwrap();
+    let [first, second, third]: [Created; 3] = created.try_into().unwrap();
+    let (first, second) = (created_new(first), created_new(second));
+    let Created::Existing(third) = third else {
+        panic!("the same key twice in one batch is one check: {third:?}");
+    };
+    assert_eq!(third, first);
+    assert_eq!(db.store.get_check(first.id).await.unwrap(), Some(first));
+    assert_eq!(db.store.get_check(second.id).await.unwrap(), Some(second));
+    assert_eq!(check_rows(db).await, [2, 2, 2, 6, 6]);
+
+    // The second item records one event twice: refused, and the first is not written either.
+    let mut repeating = new_check(template_id, 45);
+    repeating.records[1].event.id = repeating.records[0].event.id;
+    let fine = new_check(template_id, 44);
+    db.neighbours.for_check(&fine).await;
+    db.neighbours.for_check(&repeating).await;
+    let error = db
+        .store
+        .create_checks(&[fine.clone(), repeating])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Conflict(_) | StoreError::Database(_)),
+        "{error:?}"
+    );
+    assert_eq!(check_rows(db).await, [2, 2, 2, 6, 6]);
+    assert_eq!(db.store.find_check(&fine.key).await.unwrap(), None);
+}
+
 on_both_backends!(
+    creates_in_one_transaction,
     a_batch_writes_each_item_as_alone,
     a_batch_with_a_refused_item_writes_nothing,
     a_batch_naming_a_check_twice_is_refused,
