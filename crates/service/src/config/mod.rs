@@ -418,10 +418,7 @@ mod tests {
             crate::store::DEFAULT_OPERATION_TIMEOUT
         );
         assert_eq!(
-            config
-                .database_operation_timeout
-                .as_secs()
-                .to_string(),
+            config.database_operation_timeout.as_secs().to_string(),
             default("DB_OPERATION_TIMEOUT_SECS")
         );
     }
@@ -536,9 +533,11 @@ mod tests {
         );
         assert_eq!(warning(&[("DATABASE_URL", "sqlite:///tmp/x.db")]), None);
         // The warning never carries the password.
-        assert!(!warning(&[("DATABASE_URL", "mysql://u:hunter2@db/x")])
-            .unwrap()
-            .contains("hunter2"));
+        assert!(
+            !warning(&[("DATABASE_URL", "mysql://u:hunter2@db/x")])
+                .unwrap()
+                .contains("hunter2")
+        );
     }
 
     #[test]

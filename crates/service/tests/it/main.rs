@@ -14,6 +14,7 @@ mod micro_managers_client;
 mod openapi;
 mod queue;
 mod store;
+mod store_timeouts;
 mod support;
 mod takeover;
 mod templates_cli;
