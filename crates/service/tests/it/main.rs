@@ -4,7 +4,11 @@
 mod api;
 mod database_cli;
 mod dev_command;
+mod fault_stack;
 mod faults;
+mod faults_database;
+mod faults_queue;
+mod faults_upstream;
 mod harness;
 mod http_limits;
 mod journeys;
