@@ -30,13 +30,18 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("DB_NAME", "tinybots", "MySQL database (with DB_RW_HOST)."),
     (
         "DB_SSL_MODE",
-        "preferred",
-        "TLS to MySQL (with DB_RW_HOST): `disabled`, `preferred` (TLS when the server offers it, its certificate not checked), `required`, `verify_ca` or `verify_identity` (checked against DB_SSL_CA or the system's roots). Use `verify_identity` in production. With DATABASE_URL, say `?ssl-mode=…` in the URL.",
+        "",
+        "TLS to MySQL (with DB_RW_HOST): `disabled`, `preferred` (TLS when the server offers it, its certificate not checked), `required` (TLS, certificate not checked), `verify_ca` or `verify_identity` (checked against DB_SSL_CA or the system's roots). Unset: `verify_identity` when DB_SSL_CA is set, else `preferred`. An unchecked certificate is logged as a warning at start-up. With DATABASE_URL, say `?ssl-mode=…&ssl-ca=…` in the URL (sqlx's default there is `preferred`).",
     ),
     (
         "DB_SSL_CA",
         "",
-        "PEM file of the CA that signs the MySQL server's certificate (with DB_SSL_MODE verify_ca / verify_identity), e.g. the RDS bundle.",
+        "PEM file of the CA that signs the MySQL server's certificate, e.g. the RDS bundle; makes `verify_identity` the default DB_SSL_MODE.",
+    ),
+    (
+        "DB_OPERATION_TIMEOUT_SECS",
+        "5",
+        "The most one database operation (a transaction, its retries included) may take; past it the operation is abandoned and rolled back, a request answers 503 and a worker tries again on its next round. Also bounds the readiness probe's database ping. Migrations are not bounded.",
     ),
     (
         "MICRO_MANAGERS_ADDRESS",

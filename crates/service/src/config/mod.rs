@@ -41,6 +41,8 @@ pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     pub database_url: Secret<String>,
+    /// The most one store operation may take (`DB_OPERATION_TIMEOUT_SECS`).
+    pub database_operation_timeout: Duration,
     pub micro_managers_address: Option<String>,
     pub megazord_events_address: Option<String>,
     pub upstream_timeout: Duration,
@@ -112,6 +114,11 @@ fn merged(env: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Con
 }
 
 impl Config {
+    /// What to warn about at start-up when TLS to MySQL does not check the certificate.
+    pub fn database_tls_warning(&self) -> Option<String> {
+        database::tls_warning(self.database_url.expose())
+    }
+
     /// Reads the process environment (and `CONFIG_FILE`, when set).
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_sources(std::env::vars().collect())
@@ -154,6 +161,7 @@ impl Config {
             .map_err(|_| error("PORT", format!("{:?} is not a port number", get("PORT"))))?;
         let DatabaseConfig {
             database_url,
+            operation_timeout: database_operation_timeout,
             log_level,
             log_format,
         } = DatabaseConfig::from_values(values)?;
@@ -186,6 +194,7 @@ impl Config {
             host,
             port,
             database_url,
+            database_operation_timeout,
             micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
             megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
             upstream_timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
@@ -411,6 +420,14 @@ mod tests {
         assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
         assert_eq!(config.http_request_timeout, Duration::from_secs(30));
         assert_eq!(config.http_max_connections, 1024);
+        assert_eq!(
+            config.database_operation_timeout,
+            crate::store::DEFAULT_OPERATION_TIMEOUT
+        );
+        assert_eq!(
+            config.database_operation_timeout.as_secs().to_string(),
+            default("DB_OPERATION_TIMEOUT_SECS")
+        );
     }
 
     #[test]
@@ -432,6 +449,8 @@ mod tests {
             ("HTTP_IDLE_TIMEOUT_SECS", "soon"),
             ("HTTP_REQUEST_TIMEOUT_SECS", "0"),
             ("HTTP_MAX_CONNECTIONS", "0"),
+            ("DB_OPERATION_TIMEOUT_SECS", "0"),
+            ("DB_OPERATION_TIMEOUT_SECS", "2.5"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
@@ -465,16 +484,27 @@ mod tests {
             built.database_url.expose(),
             "mysql://svc:p%40ss%3Aword@db.internal:3307/tinybots?ssl-mode=preferred"
         );
+        // A CA makes verification the default; an explicit mode still wins.
         let verified = config(&[
             ("DB_RW_HOST", "db.internal"),
             ("DB_RW_USERNAME", "svc"),
-            ("DB_SSL_MODE", "verify_identity"),
             ("DB_SSL_CA", "/etc/ssl/rds.pem"),
         ])
         .unwrap();
         assert_eq!(
             verified.database_url.expose(),
             "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_identity&ssl-ca=%2Fetc%2Fssl%2Frds.pem"
+        );
+        let only_ca_checked = config(&[
+            ("DB_RW_HOST", "db.internal"),
+            ("DB_RW_USERNAME", "svc"),
+            ("DB_SSL_CA", "/etc/ssl/rds.pem"),
+            ("DB_SSL_MODE", "VERIFY_CA"),
+        ])
+        .unwrap();
+        assert_eq!(
+            only_ca_checked.database_url.expose(),
+            "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_ca&ssl-ca=%2Fetc%2Fssl%2Frds.pem"
         );
         let err = config(&[
             ("DB_RW_HOST", "db.internal"),
@@ -484,6 +514,37 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.key, "DB_SSL_MODE");
         assert!(config(&[("DB_RW_HOST", "db")]).unwrap_err().key == "DB_RW_USERNAME");
+    }
+
+    #[test]
+    fn an_unverified_tls_certificate_is_warned_about() {
+        let warning = |pairs: &[(&str, &str)]| config(pairs).unwrap().database_tls_warning();
+        let deployment = [("DB_RW_HOST", "db.internal"), ("DB_RW_USERNAME", "svc")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = deployment.to_vec();
+            pairs.extend_from_slice(extra);
+            warning(&pairs)
+        };
+        // The default without a CA, and `required`, accept any certificate.
+        assert!(with(&[]).is_some_and(|w| w.contains("ssl-mode preferred")));
+        assert!(with(&[("DB_SSL_MODE", "required")]).is_some_and(|w| w.contains("required")));
+        // Verified, or TLS off on purpose: nothing to warn about.
+        assert_eq!(with(&[("DB_SSL_CA", "/etc/ssl/rds.pem")]), None);
+        assert_eq!(with(&[("DB_SSL_MODE", "verify_identity")]), None);
+        assert_eq!(with(&[("DB_SSL_MODE", "disabled")]), None);
+        // A URL says its own mode; sqlx's default there is `preferred`.
+        assert!(warning(&[("DATABASE_URL", "mysql://u:p@db/x")]).is_some());
+        assert_eq!(
+            warning(&[("DATABASE_URL", "mysql://u:p@db/x?ssl-mode=verify_identity")]),
+            None
+        );
+        assert_eq!(warning(&[("DATABASE_URL", "sqlite:///tmp/x.db")]), None);
+        // The warning never carries the password.
+        assert!(
+            !warning(&[("DATABASE_URL", "mysql://u:hunter2@db/x")])
+                .unwrap()
+                .contains("hunter2")
+        );
     }
 
     #[test]

@@ -292,7 +292,7 @@ async fn create(db: &TestDb, check: NewCheck) -> Result<Created, StoreError> {
     db.store.create_check(check).await
 }
 
-async fn synced_template(db: &TestDb, name: &str) -> i64 {
+pub(crate) async fn synced_template(db: &TestDb, name: &str) -> i64 {
     match db
         .store
         .sync_template(&template(name, 1), &|_| true, at("2026-11-01T00:00:00Z"))
@@ -321,7 +321,7 @@ fn record(order: u32, phase: RecordPhase, event_id: i64, name: &str) -> Record {
     }
 }
 
-fn new_check(template_id: i64, robot_id: i64) -> NewCheck {
+pub(crate) fn new_check(template_id: i64, robot_id: i64) -> NewCheck {
     let anchor = at("2026-11-20T08:00:05.250Z");
     NewCheck {
         key: CheckKey {
