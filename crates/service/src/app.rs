@@ -60,12 +60,9 @@ impl App {
     /// Connects to the configured database and upstreams, migrates, syncs the templates and
     /// binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let store = store::connect(
-            config.database_url.expose(),
-            config.database_operation_timeout,
-        )
-        // Its error names the database and the cause (StoreError::Connect).
-        .await?;
+        let store = store::connect(config.database_url.expose(), config.store_settings)
+            // Its error names the database and the cause (StoreError::Connect).
+            .await?;
         store
             .migrate()
             .await

@@ -72,7 +72,7 @@ async fn migrate() -> anyhow::Result<i32> {
     if let Some(warning) = config.tls_warning() {
         tracing::warn!("{warning}");
     }
-    let store = store::connect(config.database_url.expose(), config.operation_timeout)
+    let store = store::connect(config.database_url.expose(), config.store)
         // Its error names the database and the cause (StoreError::Connect).
         .await?;
     store

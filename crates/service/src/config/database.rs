@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 
 use super::{ConfigError, LogFormat, default, error, get, merged, optional};
+use crate::store::StoreSettings;
 
 /// A value that must never be printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -35,8 +36,8 @@ impl<T> fmt::Debug for Secret<T> {
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub database_url: Secret<String>,
-    /// The most one store operation may take (`DB_OPERATION_TIMEOUT_SECS`).
-    pub operation_timeout: Duration,
+    /// The store's operation timeout and pool size.
+    pub store: StoreSettings,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -71,6 +72,18 @@ impl DatabaseConfig {
                 ));
             }
         };
+        let mysql_pool_size = match get("DB_POOL_SIZE").parse::<u32>() {
+            Ok(size) if (1..=1000).contains(&size) => size,
+            _ => {
+                return Err(error(
+                    "DB_POOL_SIZE",
+                    format!(
+                        "{:?} is not a number of connections from 1 to 1000",
+                        get("DB_POOL_SIZE")
+                    ),
+                ));
+            }
+        };
         let log_format = match get("LOG_FORMAT").as_str() {
             "json" => LogFormat::Json,
             "pretty" => LogFormat::Pretty,
@@ -98,7 +111,10 @@ impl DatabaseConfig {
         }
         Ok(DatabaseConfig {
             database_url,
-            operation_timeout,
+            store: StoreSettings {
+                operation_timeout,
+                mysql_pool_size,
+            },
             log_level,
             log_format,
         })

@@ -29,6 +29,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("DB_NAME", "tinybots", "MySQL database (with DB_RW_HOST)."),
     (
+        "DB_POOL_SIZE",
+        "10",
+        "Connections of the MySQL pool (1 to 1000); with several replicas, mind the server's max_connections.",
+    ),
+    (
         "DB_SSL_MODE",
         "",
         "TLS to MySQL (with DB_RW_HOST): `disabled`, `preferred` (TLS when the server offers it, its certificate not checked), `required` (TLS, certificate not checked), `verify_ca` or `verify_identity` (checked against DB_SSL_CA or the system's roots). Unset: `verify_identity` when DB_SSL_CA is set, else `preferred`. An unchecked certificate is logged as a warning at start-up. With DATABASE_URL, say `?ssl-mode=…&ssl-ca=…` in the URL (sqlx's default there is `preferred`).",

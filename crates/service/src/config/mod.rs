@@ -42,7 +42,8 @@ pub struct Config {
     pub port: u16,
     pub database_url: Secret<String>,
     /// The most one store operation may take (`DB_OPERATION_TIMEOUT_SECS`).
-    pub database_operation_timeout: Duration,
+    /// The store's operation timeout and MySQL pool size.
+    pub store_settings: crate::store::StoreSettings,
     pub micro_managers_address: Option<String>,
     pub megazord_events_address: Option<String>,
     pub upstream_timeout: Duration,
@@ -161,7 +162,7 @@ impl Config {
             .map_err(|_| error("PORT", format!("{:?} is not a port number", get("PORT"))))?;
         let DatabaseConfig {
             database_url,
-            operation_timeout: database_operation_timeout,
+            store: store_settings,
             log_level,
             log_format,
         } = DatabaseConfig::from_values(values)?;
@@ -194,7 +195,7 @@ impl Config {
             host,
             port,
             database_url,
-            database_operation_timeout,
+            store_settings,
             micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
             megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
             upstream_timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
@@ -421,11 +422,15 @@ mod tests {
         assert_eq!(config.http_request_timeout, Duration::from_secs(30));
         assert_eq!(config.http_max_connections, 1024);
         assert_eq!(
-            config.database_operation_timeout,
+            config.store_settings.operation_timeout,
             crate::store::DEFAULT_OPERATION_TIMEOUT
         );
         assert_eq!(
-            config.database_operation_timeout.as_secs().to_string(),
+            config
+                .store_settings
+                .operation_timeout
+                .as_secs()
+                .to_string(),
             default("DB_OPERATION_TIMEOUT_SECS")
         );
     }
@@ -450,6 +455,8 @@ mod tests {
             ("HTTP_REQUEST_TIMEOUT_SECS", "0"),
             ("HTTP_MAX_CONNECTIONS", "0"),
             ("DB_OPERATION_TIMEOUT_SECS", "0"),
+            ("DB_POOL_SIZE", "0"),
+            ("DB_POOL_SIZE", "1001"),
             ("DB_OPERATION_TIMEOUT_SECS", "2.5"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();

@@ -864,20 +864,30 @@ impl<B: Db + 'static> Store for B {
     }
 }
 
+/// How the store connects and bounds its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The most one store operation may take (`DB_OPERATION_TIMEOUT_SECS`).
+    pub operation_timeout: Duration,
+    /// Connections of the MySQL pool (`DB_POOL_SIZE`).
+    pub mysql_pool_size: u32,
+}
+
 /// Opens the store a database URL names: `sqlite:…` or `mysql://…`, every operation bounded
-/// by `operation_timeout`.
-pub async fn connect(url: &str, operation_timeout: Duration) -> Result<DynStore, StoreError> {
+/// by the settings' timeout.
+pub async fn connect(url: &str, settings: StoreSettings) -> Result<DynStore, StoreError> {
+    let timeout = settings.operation_timeout;
     if url.starts_with("mysql://") {
         Ok(Arc::new(
-            mysql::MysqlStore::connect(url)
+            mysql::MysqlStore::connect_sized(url, settings.mysql_pool_size)
                 .await?
-                .with_operation_timeout(operation_timeout),
+                .with_operation_timeout(timeout),
         ))
     } else {
         Ok(Arc::new(
             sqlite::SqliteStore::connect(url)
                 .await?
-                .with_operation_timeout(operation_timeout),
+                .with_operation_timeout(timeout),
         ))
     }
 }

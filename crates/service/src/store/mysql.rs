@@ -20,7 +20,8 @@ use super::db::{
     names_request_key, refuse_retired,
 };
 
-const MAX_CONNECTIONS: u32 = 10;
+/// Connections of the pool unless configured (`DB_POOL_SIZE`).
+pub const DEFAULT_POOL_SIZE: u32 = 10;
 
 /// MySQL error numbers: deadlock, lock wait timeout.
 const ER_LOCK_DEADLOCK: u16 = 1213;
@@ -57,10 +58,15 @@ impl MysqlStore {
     /// Connects to `mysql://user:password@host:port/database` (TLS when the server offers
     /// it, as MySQL 8's default authentication needs).
     pub async fn connect(url: &str) -> Result<MysqlStore, StoreError> {
+        MysqlStore::connect_sized(url, DEFAULT_POOL_SIZE).await
+    }
+
+    /// [`MysqlStore::connect`] with a pool of `pool_size` connections.
+    pub async fn connect_sized(url: &str, pool_size: u32) -> Result<MysqlStore, StoreError> {
         // sqlx's URL errors name the part that is wrong, never the URL itself.
         let options = MySqlConnectOptions::from_str(url)
             .map_err(|e| StoreError::connect("read the MySQL URL".to_owned(), &e))?;
-        MysqlStore::connect_with(options).await
+        MysqlStore::connect_pool(options, pool_size).await
     }
 
     /// Connects with explicit options (e.g. built from `DB_RW_HOST`, `DB_PORT`, … without
@@ -71,6 +77,13 @@ impl MysqlStore {
     /// pool would retry a refused connection until its acquire timeout and then report only
     /// that it timed out. The error names host, port and database, never the password.
     pub async fn connect_with(options: MySqlConnectOptions) -> Result<MysqlStore, StoreError> {
+        MysqlStore::connect_pool(options, DEFAULT_POOL_SIZE).await
+    }
+
+    async fn connect_pool(
+        options: MySqlConnectOptions,
+        pool_size: u32,
+    ) -> Result<MysqlStore, StoreError> {
         let options = options
             .timezone(Some("+00:00".to_owned()))
             .charset("utf8mb4");
@@ -92,7 +105,7 @@ impl MysqlStore {
         // Only a probe: the pool opens its own.
         let _ = first.close().await;
         let pool = MySqlPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(pool_size.max(1))
             .connect_with(options)
             .await
             .map_err(|e| StoreError::connect(target, &e))?;
