@@ -256,6 +256,10 @@ impl From<CheckError> for ApiError {
                 tracing::error!(error = %e, "database unavailable");
                 ApiError::Unavailable("the database is unavailable".to_owned())
             }
+            CheckError::Store(e @ StoreError::Unavailable(_)) => {
+                tracing::error!(error = %e, "database unavailable");
+                ApiError::Unavailable("the database is unavailable".to_owned())
+            }
             CheckError::Store(e) => ApiError::Internal(e.into()),
             CheckError::TemplateMissing(_) => ApiError::Internal(error.into()),
         }

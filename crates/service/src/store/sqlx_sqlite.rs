@@ -1,4 +1,6 @@
-//! SQLite implementation of [`Store`](super::Store): the embedded default, one file.
+//! The earlier SQLite backend, on sqlx's SQLite driver: kept only so the driver benchmark
+//! can compare it with the rusqlite backend ([`super::sqlite`], docs/storage.md "SQLite
+//! driver").
 //!
 //! WAL, a busy timeout, foreign keys on, and write transactions that take the write lock up
 //! front (`BEGIN IMMEDIATE`), so a transaction never fails half-way on a lock it could not
@@ -23,8 +25,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::StoreError;
 use super::db::{
-    Arg, Db, Dialect, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator,
-    names_request_key, refuse_retired, sqlite_text,
+    Arg, Db, Dialect, Done, Failure, Mode, SqlRow, Tx, migrator, names_request_key, refuse_retired,
+    sqlite_text,
 };
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -33,41 +35,23 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read connections of a file database (readers run in parallel under WAL).
 const MAX_READERS: u32 = 8;
 
-/// Versions 1 and 2 are retired (docs/storage.md "Migrations"): never reused, so a database
-/// they migrated is recognised and refused instead of being upgraded wrongly.
-const MIGRATIONS: &[EmbeddedMigration] = &[
-    (
-        3,
-        "production_tables",
-        include_str!("../../migrations/sqlite/0003_production_tables.sql"),
-    ),
-    (
-        4,
-        "service_tables",
-        include_str!("../../migrations/sqlite/0004_service_tables.sql"),
-    ),
-    (
-        5,
-        "subscription_removals",
-        include_str!("../../migrations/sqlite/0005_subscription_removals.sql"),
-    ),
-];
+use super::sqlite::MIGRATIONS;
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqlxSqliteStore {
     readers: SqlitePool,
     /// One connection: every write transaction of this process, in turn.
     writer: SqlitePool,
 }
 
-impl SqliteStore {
+impl SqlxSqliteStore {
     /// Opens (creating it if missing) the database a URL names: `sqlite://status-check.db`,
     /// `sqlite:///abs/path.db`, or `sqlite::memory:` (one private in-memory database, held by
     /// a single connection that is never closed).
     ///
     /// An error names the file and its cause once (`cannot open SQLite database FILE: …`).
-    pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+    pub async fn connect(url: &str) -> Result<SqlxSqliteStore, StoreError> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::connect("read the SQLite URL".to_owned(), &e))?
@@ -85,7 +69,7 @@ impl SqliteStore {
                 .connect_with(options)
                 .await
                 .map_err(opened)?;
-            return Ok(SqliteStore {
+            return Ok(SqlxSqliteStore {
                 readers: pool.clone(),
                 writer: pool,
             });
@@ -104,12 +88,12 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(opened)?;
-        Ok(SqliteStore { readers, writer })
+        Ok(SqlxSqliteStore { readers, writer })
     }
 }
 
 #[async_trait]
-impl Db for SqliteStore {
+impl Db for SqlxSqliteStore {
     type Tx = Transaction<'static, Sqlite>;
 
     async fn begin(&self, mode: Mode) -> Result<Self::Tx, StoreError> {
@@ -244,49 +228,5 @@ impl SqlRow for SqliteRow {
 
     fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.try_get(column)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{Store, Synced};
-    use status_check_engine::TemplateDefinition;
-
-    #[test]
-    fn every_migration_file_is_embedded() {
-        super::super::db::assert_all_embedded("sqlite", MIGRATIONS);
-    }
-
-    /// The behaviour suite runs on files; an in-memory database must work as well.
-    #[tokio::test]
-    async fn in_memory_database_works() {
-        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
-        store.migrate().await.unwrap();
-        store.migrate().await.unwrap();
-        let definition = TemplateDefinition {
-            name: "in-memory".into(),
-            version: 1,
-            description: String::new(),
-            is_active: true,
-            poll_until_end: false,
-            poller: Default::default(),
-            past: Some(status_check_engine::template::PhaseDefinition {
-                depends_on: vec!["A".into()],
-                pass: Some("true".into()),
-                ..Default::default()
-            }),
-            future: None,
-        };
-        let Synced::Created(id) = store
-            .sync_template(&definition, &|_| true, Utc::now())
-            .await
-            .unwrap()
-        else {
-            panic!("expected Created");
-        };
-        let stored = store.template_versions("in-memory").await.unwrap();
-        assert_eq!(stored.len(), 1);
-        assert_eq!((stored[0].id, &stored[0].definition), (id, &Ok(definition)));
     }
 }
