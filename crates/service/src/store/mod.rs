@@ -37,8 +37,6 @@ pub mod sql {
     };
 }
 pub mod sqlite;
-#[doc(hidden)]
-pub mod sqlx_sqlite;
 
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
 pub use outbox::DEAD_LETTER_AT;
