@@ -25,7 +25,7 @@ use rusqlite::{Connection, ErrorCode};
 use sqlx::sqlite::SqliteConnectOptions;
 use tokio::sync::{Mutex, Semaphore};
 
-use tx::{Held, ReaderLease, SqliteTx};
+use tx::{Begin, Held, ReaderLease, SqliteTx};
 
 use super::StoreError;
 use super::db::{Db, Dialect, EmbeddedMigration, Failure, Mode, names_request_key};
@@ -208,19 +208,19 @@ impl Db for SqliteStore {
     async fn begin(&self, mode: Mode) -> Result<SqliteTx, StoreError> {
         match (mode, &self.readers) {
             (Mode::Read, Some(readers)) => {
-                SqliteTx::begin(Held::Reader(readers.lease().await?), "BEGIN").await
+                SqliteTx::begin(Held::Reader(readers.lease().await?), Begin::Deferred).await
             }
-            (Mode::Read, None) => SqliteTx::begin(self.writer().await?, "BEGIN").await,
-            (Mode::Write, _) => SqliteTx::begin(self.writer().await?, "BEGIN IMMEDIATE").await,
+            (Mode::Read, None) => SqliteTx::begin(self.writer().await?, Begin::Deferred).await,
+            (Mode::Write, _) => SqliteTx::begin(self.writer().await?, Begin::Immediate).await,
         }
     }
 
     async fn apply_migrations(&self) -> Result<(), StoreError> {
-        let tx = SqliteTx::begin(self.writer().await?, "BEGIN IMMEDIATE").await?;
+        let tx = SqliteTx::begin(self.writer().await?, Begin::Immediate).await?;
         let pending = tx.pending_migrations(MIGRATIONS)?;
         crate::store::db::Tx::commit(tx).await?;
         for migration in &pending {
-            let tx = SqliteTx::begin(self.writer().await?, "BEGIN IMMEDIATE").await?;
+            let tx = SqliteTx::begin(self.writer().await?, Begin::Immediate).await?;
             tx.apply_migration(migration)?;
         }
         Ok(())

@@ -45,6 +45,15 @@ impl Drop for ReaderLease {
     }
 }
 
+/// How a transaction begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Begin {
+    /// `BEGIN`: a read snapshot from the first statement on.
+    Deferred,
+    /// `BEGIN IMMEDIATE`: the write lock up front.
+    Immediate,
+}
+
 /// An open transaction. Dropped without `commit`, it rolls back at once (a few microseconds),
 /// so the connection is clean for the next user.
 pub struct SqliteTx {
@@ -53,16 +62,17 @@ pub struct SqliteTx {
 }
 
 impl SqliteTx {
-    /// A transaction on `held`, begun as `begin` says (`BEGIN` or `BEGIN IMMEDIATE`).
-    pub(super) async fn begin(mut held: Held, begin: &'static str) -> Result<SqliteTx, StoreError> {
+    /// A transaction on `held`, begun as `begin` says.
+    pub(super) async fn begin(mut held: Held, begin: Begin) -> Result<SqliteTx, StoreError> {
         // A connection left inside a transaction (a failed rollback) starts clean.
         if !connection(&held).is_autocommit() {
             run(connection(&held), "ROLLBACK", &[])?;
         }
-        if begin == "BEGIN IMMEDIATE" {
-            begin_immediate(&mut held).await?;
-        } else {
-            run(connection(&held), begin, &[])?;
+        match begin {
+            Begin::Immediate => begin_immediate(&mut held).await?,
+            Begin::Deferred => {
+                run(connection(&held), "BEGIN", &[])?;
+            }
         }
         Ok(SqliteTx { held, open: true })
     }
