@@ -15,7 +15,7 @@ use status_check::store::sqlite::SqliteStore;
 
 use super::*;
 
-/// A pool with the service's SQLite settings (store/sqlite.rs): WAL, synchronous NORMAL, a 5 s
+/// A pool with the service's SQLite settings (store/sqlite/): WAL, synchronous NORMAL, a 5 s
 /// busy timeout, foreign keys on; 8 connections, like the service's readers (its writes go
 /// through one connection — the "one writer" runs model that).
 pub(super) async fn service_like_pool(path: &Path) -> anyhow::Result<SqlitePool> {

@@ -267,6 +267,7 @@ fn is_unavailable(error: &StoreError) -> bool {
     matches!(
         error,
         StoreError::TimedOut { .. }
+            | StoreError::Unavailable(_)
             | StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
             )

@@ -1,4 +1,5 @@
-//! The narrow seam between the shared store logic (`checks`, `templates`, `lifecycle`, `outbox`) and the two sqlx backends.
+//! The narrow seam between the shared store logic (`checks`, `templates`, `lifecycle`, `outbox`) and the two backends
+//! (SQLite on rusqlite, MySQL on sqlx).
 //!
 //! The SQL of both backends is the same text (`?` placeholders, back-quoted `order`/`until`,
 //! which SQLite also accepts), so the logic is written once against these traits; each backend

@@ -14,6 +14,8 @@
 mod adoption;
 mod checks;
 mod db;
+#[doc(hidden)]
+pub mod driver_bench;
 
 use db::{Db, bounded};
 mod lifecycle;
@@ -55,8 +57,19 @@ pub enum StoreError {
     Conflict(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// From the SQLite backend (rusqlite).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("while executing migration {version}: {source}")]
+    SqliteMigration {
+        version: i64,
+        source: rusqlite::Error,
+    },
+    /// No connection was free in time (the database is overloaded or stuck).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     /// The database cannot be reached or opened. `target` says which — backend, host and port

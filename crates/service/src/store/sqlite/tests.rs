@@ -1,0 +1,195 @@
+//! What the shared behaviour suite (tests/it/store.rs) does not see: in-memory databases,
+//! compatibility with files the sqlx backend migrated, errors as the shared logic expects
+//! them, and waiting for another process's write lock without blocking the runtime.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use status_check_engine::TemplateDefinition;
+
+use super::*;
+use crate::store::db::{SqlRow, Tx, args, migrator};
+use crate::store::{Store, Synced};
+
+fn definition(name: &str) -> TemplateDefinition {
+    TemplateDefinition {
+        name: name.into(),
+        version: 1,
+        description: String::new(),
+        is_active: true,
+        poll_until_end: false,
+        poller: Default::default(),
+        past: Some(status_check_engine::template::PhaseDefinition {
+            depends_on: vec!["A".into()],
+            pass: Some("true".into()),
+            ..Default::default()
+        }),
+        future: None,
+    }
+}
+
+fn file_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("db.sqlite").display())
+}
+
+#[test]
+fn every_migration_file_is_embedded() {
+    super::super::db::assert_all_embedded("sqlite", MIGRATIONS);
+}
+
+/// The behaviour suite runs on files; an in-memory database must work as well.
+#[tokio::test]
+async fn in_memory_database_works() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let Synced::Created(id) = store
+        .sync_template(&definition("in-memory"), &|_| true, Utc::now())
+        .await
+        .unwrap()
+    else {
+        panic!("expected Created");
+    };
+    let stored = store.template_versions("in-memory").await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (stored[0].id, &stored[0].definition),
+        (id, &Ok(definition("in-memory")))
+    );
+}
+
+/// The `_sqlx_migrations` rows of either are the other's: a file sqlx's migrator migrated
+/// opens and migrates as a no-op here, and sqlx's migrator accepts a file migrated here.
+#[tokio::test]
+async fn migration_history_is_shared_with_sqlx() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(&dir);
+    let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    migrator(MIGRATIONS).run(&pool).await.unwrap();
+    let history = "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version";
+    let by_sqlx: Vec<(i64, Vec<u8>, bool)> =
+        sqlx::query_as(history).fetch_all(&pool).await.unwrap();
+
+    let store = SqliteStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let after: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(history).fetch_all(&pool).await.unwrap();
+    assert_eq!(after, by_sqlx, "nothing applied twice");
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(&dir);
+    let store = SqliteStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let here: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(history).fetch_all(&pool).await.unwrap();
+    assert_eq!(here, by_sqlx, "the same rows and checksums as sqlx writes");
+    migrator(MIGRATIONS).run(&pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_changed_or_unknown_migration_is_refused_as_sqlx_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+    store.migrate().await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&file_url(&dir)).await.unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = X'00' WHERE version = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let error = store.migrate().await.unwrap_err().to_string();
+    assert!(error.contains("migration 4 was previously applied but has been modified"));
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+         execution_time) VALUES (99, 'future', TRUE, X'00', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let error = store.migrate().await.unwrap_err().to_string();
+    assert!(error.contains("migration 99 was previously applied but is missing"));
+}
+
+/// The shared logic tells a lost unique key from other failures by `classify`.
+#[tokio::test]
+async fn a_unique_violation_is_a_duplicate_naming_its_key() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let insert = "INSERT INTO status_check_description (name, description) VALUES (?, '')";
+    let mut tx = store.begin(Mode::Write).await.unwrap();
+    tx.execute(insert, args!["x"]).await.unwrap();
+    let error = tx.execute(insert, args!["x"]).await.unwrap_err();
+    assert_eq!(
+        store.classify(&error),
+        Failure::Duplicate { request_key: false }
+    );
+    assert!(error.to_string().contains("UNIQUE constraint failed"));
+    let error = tx.execute("SELECT nope", args![]).await.unwrap_err();
+    assert_eq!(store.classify(&error), Failure::Other);
+    let error = tx.execute(insert, args![]).await.unwrap_err();
+    assert!(error.to_string().contains("parameter"), "{error}");
+}
+
+/// A transaction dropped without commit leaves nothing, and the writer is usable at once.
+#[tokio::test]
+async fn a_dropped_transaction_rolls_back() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let mut tx = store.begin(Mode::Write).await.unwrap();
+    tx.execute(
+        "INSERT INTO status_check_description (name, description) VALUES ('gone', '')",
+        args![],
+    )
+    .await
+    .unwrap();
+    drop(tx);
+    let mut tx = store.begin(Mode::Read).await.unwrap();
+    let row = tx
+        .fetch_optional(
+            "SELECT COUNT(*) AS n FROM status_check_description",
+            args![],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.int("n").unwrap(), 0);
+}
+
+/// Another process holding the write lock is waited for asleep: on a runtime with a single
+/// thread, the task that releases it still runs (SQLite's busy handler would block that
+/// thread until its timeout, and the write would fail).
+#[tokio::test(flavor = "current_thread")]
+async fn another_writer_is_waited_for_without_blocking_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(&dir);
+    let store = SqliteStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let other = Connection::open(dir.path().join("db.sqlite")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        other.execute_batch("COMMIT").unwrap();
+        release.send(()).unwrap();
+    });
+    let started = std::time::Instant::now();
+    let tx = store.begin(Mode::Write).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    released.await.unwrap();
+    tx.commit().await.unwrap();
+    holder.await.unwrap();
+}
+
+/// Reads run on their own connections, beside a write transaction.
+#[tokio::test]
+async fn reads_do_not_wait_for_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+    store.migrate().await.unwrap();
+    let _writing = store.begin(Mode::Write).await.unwrap();
+    let reads: Vec<_> = (0..MAX_READERS).map(|_| store.begin(Mode::Read)).collect();
+    for read in futures_util::future::join_all(reads).await {
+        read.unwrap().commit().await.unwrap();
+    }
+    Store::ping(&store).await.unwrap();
+}
