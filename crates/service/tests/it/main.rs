@@ -12,6 +12,7 @@ mod journeys;
 mod lifecycle;
 mod megazord_client;
 mod micro_managers_client;
+mod monitor_store;
 mod openapi;
 mod queue;
 mod store;
