@@ -26,7 +26,7 @@ use status_check_engine::rules::RuleFailure;
 use self::adoption::{Adoption, AdoptionConfig};
 pub use self::cleanup::RemovalTick;
 pub use self::deadline::Finalised;
-pub use self::delivery::{Delivered, DeliveryOutcome};
+pub use self::delivery::{Delivered, DeliveryOutcome, SubscriptionRoute};
 use crate::clock::Clock;
 use crate::store::{
     BatchedUpdate, CheckUpdate, DynStore, Fence, StoreError, StoredCheck, UpdateOutcome,
@@ -101,6 +101,8 @@ pub struct Checks {
     /// Robots' notifications name this host as their sender.
     hostname: Arc<str>,
     adoption: Adoption,
+    /// Who gets the deliveries no check owns (the monitors).
+    route: Option<Arc<dyn SubscriptionRoute>>,
 }
 
 impl Checks {
@@ -128,7 +130,15 @@ impl Checks {
             open_checks_per_step: settings.open_checks_per_step,
             hostname: settings.hostname,
             adoption,
+            route: None,
         }
+    }
+
+    /// Deliveries for a subscription no check owns go to `route` before they count as
+    /// unknown.
+    pub fn with_route(mut self, route: Arc<dyn SubscriptionRoute>) -> Self {
+        self.route = Some(route);
+        self
     }
 
     /// The store, for the workers' claims and leases.

@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::checks::Checks;
+use crate::monitors::Monitors;
 use problem::ApiError;
 
 /// Largest request body accepted (SPEC §2.2).
@@ -32,6 +33,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub checks: Arc<Checks>,
+    pub monitors: Arc<Monitors>,
+    /// `INTERNAL_API_TOKEN`; `None`: the internal API answers 404.
+    pub internal_api_token: Option<Arc<str>>,
     pub robot_consumer_username: Arc<str>,
     pub metrics: PrometheusHandle,
     pub readiness: Arc<Readiness>,

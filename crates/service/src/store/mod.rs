@@ -40,6 +40,8 @@ pub mod sql {
 }
 pub mod sqlite;
 
+/// Truncated to the millisecond, as the store keeps the times of its own tables.
+pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
 pub use monitors::{
     MonitorPut, MonitorSource, MonitorState, MonitorStore, NEVER, NewAction, PendingAction,
