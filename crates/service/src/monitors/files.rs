@@ -124,11 +124,11 @@ mod tests {
             error.contains("monitors.yaml: monitor [0] (robot 42, rule no-toilet): daily.end:"),
             "{error}"
         );
-        let error = load(None, Some("{\"robots\": [{\"robotId\": 0}]}"))
+        let error = load(None, Some(&JOB.replace("Europe/Amsterdam", "Nowhere/City")))
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("TOILET_MONITORING_CONFIG: monitor robots[0]"),
+            error.contains("TOILET_MONITORING_CONFIG: monitor robots[0] (robot 43): timezone:"),
             "{error}"
         );
         let error = load(None, Some("/no/such/file.json"))
