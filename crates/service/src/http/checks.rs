@@ -262,6 +262,17 @@ impl From<CheckError> for ApiError {
     }
 }
 
+/// A store failure as the API answers it: 503 when the database is unavailable, else 500.
+pub(super) fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Database(e) if is_unavailable(&e) => {
+            tracing::error!(error = %e, "database unavailable");
+            ApiError::Unavailable("the database is unavailable".to_owned())
+        }
+        e => ApiError::Internal(e.into()),
+    }
+}
+
 fn is_unavailable(error: &sqlx::Error) -> bool {
     matches!(
         error,

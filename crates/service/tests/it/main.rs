@@ -12,6 +12,7 @@ mod journeys;
 mod lifecycle;
 mod megazord_client;
 mod micro_managers_client;
+mod monitor_api;
 mod monitor_store;
 mod monitors;
 mod openapi;

@@ -101,13 +101,27 @@ fn serve(mut app: App) -> Replica {
 /// A stack on a fresh database of `backend` at `start`; `None` when MySQL or SQS tests are
 /// switched off.
 pub(crate) async fn stack(backend: Backend, start: DateTime<Utc>) -> Option<MonitorStack> {
+    stack_with(backend, start, &[]).await
+}
+
+/// A stack with extra configuration keys.
+pub(crate) async fn stack_with(
+    backend: Backend,
+    start: DateTime<Utc>,
+    extra: &[(&str, &str)],
+) -> Option<MonitorStack> {
     let queues = sqs_queues().await?;
     let db = match backend {
         Backend::Sqlite => sqlite_db().await,
         Backend::Mysql => mysql_db().await?,
     };
     let clock = Arc::new(ManualClock::new(start));
-    let env = env_of(&queues);
+    let mut env = env_of(&queues);
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let built = Stack::build(StackOptions {
         env: env.clone(),
         store: Some(db.store.clone()),
@@ -140,7 +154,17 @@ impl MonitorStack {
 
     /// Another replica on the same database, queues, simulators and clock.
     pub async fn replica(&self) -> Replica {
+        self.replica_with(&[]).await.unwrap()
+    }
+
+    /// Another replica with extra configuration keys; its start-up error, if it fails.
+    pub async fn replica_with(&self, extra: &[(&str, &str)]) -> anyhow::Result<Replica> {
         let mut env = self.env.clone();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         env.insert("MICRO_MANAGERS_ADDRESS".into(), self.megazord_url.clone());
         env.insert("MEGAZORD_EVENTS_ADDRESS".into(), self.megazord_url.clone());
         let config = Config::from_sources(env).unwrap();
@@ -152,7 +176,7 @@ impl MonitorStack {
             clock: self.clock.clone(),
             queue: Some(self.queues.queue.clone()),
         };
-        serve(App::build_with(&config, deps).await.unwrap())
+        Ok(serve(App::build_with(&config, deps).await?))
     }
 
     pub fn set(&self, time: &str) {
