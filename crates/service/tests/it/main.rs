@@ -13,6 +13,7 @@ mod lifecycle;
 mod megazord_client;
 mod micro_managers_client;
 mod monitor_api;
+mod monitor_faults;
 mod monitor_store;
 mod monitors;
 mod openapi;
