@@ -9,6 +9,9 @@ use status_check_engine::monitor::{
     Monitor, MonitorError, parse_job_service_config, parse_monitors,
 };
 
+/// What one source parsed to.
+type Parsed = Result<Vec<Monitor>, Vec<MonitorError>>;
+
 /// The monitors of both sources; `None` when neither is configured (then nothing is synced, and
 /// no monitor a file wrote before is disabled).
 pub fn load(
@@ -19,7 +22,7 @@ pub fn load(
         return Ok(None);
     }
     let mut errors: Vec<String> = Vec::new();
-    let mut parsed: Vec<(String, Result<Vec<Monitor>, Vec<MonitorError>>)> = Vec::new();
+    let mut parsed: Vec<(String, Parsed)> = Vec::new();
     if let Some(path) = monitors_file {
         match std::fs::read_to_string(path) {
             Ok(text) => parsed.push((path.display().to_string(), parse_monitors(&text))),

@@ -5,6 +5,7 @@ mod api;
 mod batching;
 mod database_cli;
 mod dev_command;
+mod dropping_store;
 mod faults;
 mod harness;
 mod http_limits;
