@@ -25,14 +25,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (configuration from the environment; see docs/configuration.md).
     Serve,
-    /// Run a monitoring-only replica: `serve` with ROLES=monitor,consumer,relay — monitors'
-    /// sessions and window ends, the status queue, alarms and subscription removals
-    /// (docs/monitors.md). Configured like `serve`; ROLES is ignored.
+    /// Run a monitoring-only replica (roles monitor, consumer, relay).
+    ///
+    /// `serve` with ROLES=monitor,consumer,relay: monitors' sessions and window ends, the
+    /// status queue, alarms and subscription removals (docs/monitors.md). Configured like
+    /// `serve`; ROLES is ignored.
     Job,
     /// Apply the database migrations and exit.
     Migrate,
     /// Try it out: the service with simulated upstreams and in-memory queues, seeded with a
-    /// demo script; prints `curl` lines to start a check and complete it.
+    /// demo script and a demo monitor; prints `curl` lines to start a check and complete it,
+    /// and to watch the monitor alarm.
     Dev(dev::DevArgs),
     /// Validate, list and try out rule templates.
     #[command(subcommand)]
