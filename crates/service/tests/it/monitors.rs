@@ -424,6 +424,35 @@ async fn two_replicas_act_on_each_window_once(backend: Backend) {
     assert!(stack.megazord.undeleted_subscriptions().is_empty());
 }
 
+/// An alarm Megazord refuses is retried with backoff (1 s, then 2 s, …) under the same
+/// reference id, and posted once Megazord takes it.
+async fn a_refused_alarm_is_retried_with_backoff(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T08:00:00Z")).await else {
+        return;
+    };
+    stack.monitor("no-toilet", json!({})).await;
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    stack
+        .megazord
+        .refuse_posts_until(at("2026-11-20T08:10:02Z"));
+    stack.set("2026-11-20T08:10:00Z");
+    assert_eq!(stack.tick_monitor().await.decided, 1);
+    assert_eq!(stack.tick_relay().await.alarms.failed, 1);
+    stack.set("2026-11-20T08:10:00.900Z");
+    assert_eq!(
+        stack.tick_relay().await.alarms.claimed,
+        0,
+        "waits its 1 s backoff"
+    );
+    stack.set("2026-11-20T08:10:01Z");
+    assert_eq!(stack.tick_relay().await.alarms.failed, 1, "refused again");
+    stack.set("2026-11-20T08:10:02.500Z");
+    assert_eq!(stack.tick_relay().await.alarms.claimed, 0, "then 2 s");
+    stack.set("2026-11-20T08:10:03Z");
+    assert_eq!(stack.tick_relay().await.alarms.sent, 1);
+    assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -448,4 +477,5 @@ on_both_backends!(
     a_quiet_window_alarms_once_and_the_session_ends_unsubscribed,
     activity_resets_the_window,
     two_replicas_act_on_each_window_once,
+    a_refused_alarm_is_retried_with_backoff,
 );
