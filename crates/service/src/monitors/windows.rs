@@ -333,7 +333,7 @@ impl Monitors {
     }
 
     /// Metrics and log lines for what a decision did (after its commit).
-    pub(super) fn report(&self, monitor: &Monitor, advanced: &Advance, now: DateTime<Utc>) {
+    fn report(&self, monitor: &Monitor, advanced: &Advance, now: DateTime<Utc>) {
         let robot_id = monitor.robot_id();
         let rule_id = monitor.rule_id().as_str();
         let session_date = advanced.session_date.to_string();
