@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, AppState, Readiness};
+use crate::monitors::{MonitorSettings, Monitors};
 use crate::store::{self, DynStore};
 use crate::telemetry;
 use crate::templates::TemplateRegistry;
@@ -24,6 +25,7 @@ use crate::upstream::micro_managers::HttpMicroManagers;
 use crate::upstream::step_cache::{CachedMicroManagers, StepCacheConfig};
 use crate::upstream::{Megazord, MicroManagers, UpstreamConfig};
 use crate::workers::consumer::{Consumer, ConsumerConfig};
+use crate::workers::monitor::{MonitorWorker, MonitorWorkerConfig};
 use crate::workers::relay::{Relay, RelayConfig};
 use crate::workers::scheduler::{Scheduler, SchedulerConfig};
 use crate::{notify, queue::Queue, queue::SqsQueue};
@@ -53,6 +55,7 @@ pub struct Workers {
     pub consumer: Option<Consumer>,
     pub scheduler: Option<Scheduler>,
     pub relay: Option<Relay>,
+    pub monitor: Option<MonitorWorker>,
     consumer_drain: Duration,
 }
 
@@ -129,27 +132,62 @@ impl App {
                 capacity: config.step_cache_size,
             },
         );
-        let checks = Arc::new(Checks::new(
-            deps.store,
-            templates,
-            micro_managers,
-            deps.megazord,
-            deps.clock,
-            CheckSettings {
-                limits,
-                open_checks_per_step: config.open_checks_per_step,
-                hostname: notify::hostname().into(),
+        let monitors = Arc::new(Monitors::new(
+            deps.store.clone(),
+            deps.megazord.clone(),
+            deps.clock.clone(),
+            MonitorSettings {
+                stale_after: config.scheduler_stale_lock,
+                max_attempts: config.outbox_max_attempts,
+                retention: config.outbox_retention,
+                ..MonitorSettings::default()
             },
         ));
+        if let Some(configured) = crate::monitors::files::load(
+            config.monitors_file.as_deref(),
+            config.toilet_monitoring_config.as_deref(),
+        )? {
+            let synced = monitors
+                .sync_files(&configured)
+                .await
+                .context("cannot sync the monitors files")?;
+            tracing::info!(
+                created = synced.created,
+                changed = synced.changed,
+                unchanged = synced.unchanged,
+                disabled = synced.disabled,
+                "monitors synced"
+            );
+        }
+        let checks = Arc::new(
+            Checks::new(
+                deps.store,
+                templates,
+                micro_managers,
+                deps.megazord,
+                deps.clock,
+                CheckSettings {
+                    limits,
+                    open_checks_per_step: config.open_checks_per_step,
+                    hostname: notify::hostname().into(),
+                },
+            )
+            .with_route(monitors.clone()),
+        );
         let state = AppState {
             checks: checks.clone(),
+            monitors: monitors.clone(),
+            internal_api_token: config
+                .internal_api_token
+                .as_ref()
+                .map(|token| Arc::from(token.expose().as_str())),
             robot_consumer_username: config.robot_consumer_username.as_str().into(),
             metrics,
             readiness: readiness.clone(),
             request_timeout: config.http_request_timeout,
             docs_enabled: config.docs_enabled,
         };
-        let workers = Workers::build(config, &checks, deps.queue, &readiness)?;
+        let workers = Workers::build(config, &checks, &monitors, deps.queue, &readiness)?;
         // Every replica listens: without the `api` role for `/health/*` and `/metrics` only.
         let router = if config.roles.api {
             http::router(state.clone())
@@ -191,6 +229,7 @@ impl App {
                 consumer: None,
                 scheduler: None,
                 relay: None,
+                monitor: None,
                 consumer_drain: self.shutdown_timeout,
             },
         )
@@ -210,6 +249,7 @@ impl App {
             consumer,
             scheduler,
             relay,
+            monitor,
             consumer_drain,
         } = self.workers;
         if let Some(consumer) = consumer {
@@ -226,6 +266,9 @@ impl App {
         }
         if let Some(relay) = relay {
             tasks.spawn(relay.run(shutdown.clone()));
+        }
+        if let Some(monitor) = monitor {
+            tasks.spawn(monitor.run(shutdown.clone()));
         }
         // Histograms keep their samples until drained: drain them now and then, whoever scrapes.
         let metrics = self.state.metrics.clone();
@@ -274,6 +317,7 @@ impl Workers {
     fn build(
         config: &Config,
         checks: &Arc<Checks>,
+        monitors: &Arc<Monitors>,
         queue: Option<Arc<dyn Queue>>,
         readiness: &Arc<Readiness>,
     ) -> anyhow::Result<Workers> {
@@ -304,18 +348,31 @@ impl Workers {
             )
         });
         let relay = match (config.roles.relay, &config.robot_queue_address) {
-            (true, Some(prefix)) => Some(Relay::new(
-                checks.clone(),
-                queue_for("relay")?,
-                RelayConfig::from_config(prefix.clone(), config),
-                &hostname,
-            )),
+            (true, Some(prefix)) => Some(
+                Relay::new(
+                    checks.clone(),
+                    queue_for("relay")?,
+                    RelayConfig::from_config(prefix.clone(), config),
+                    &hostname,
+                )
+                .with_monitors(monitors.clone()),
+            ),
             _ => None,
         };
+        let monitor = config.roles.monitor.then(|| {
+            MonitorWorker::new(
+                monitors.clone(),
+                MonitorWorkerConfig {
+                    scan_interval: config.monitor_scan_interval,
+                },
+                &hostname,
+            )
+        });
         Ok(Workers {
             consumer,
             scheduler,
             relay,
+            monitor,
             consumer_drain: config.shutdown_timeout,
         })
     }

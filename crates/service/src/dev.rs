@@ -32,6 +32,8 @@ use crate::{App, Deps, template_files};
 pub const DEV_STATUS_QUEUE: &str = "http://memory.queue/status-check";
 /// The robot queues' prefix in the dev stack.
 pub const DEV_ROBOT_QUEUE_PREFIX: &str = "http://memory.queue/robot-";
+/// The internal API's token in the dev stack, unless INTERNAL_API_TOKEN says another.
+pub const DEV_INTERNAL_API_TOKEN: &str = "dev-internal-token";
 
 /// Megazord's side of the status queue: sends each envelope to `url` on `queue`.
 pub struct QueueSink {
@@ -236,6 +238,8 @@ pub fn dev_env(database: &std::path::Path) -> BTreeMap<String, String> {
         .or_insert_with(|| "127.0.0.1".into());
     env.entry("LOG_FORMAT".into())
         .or_insert_with(|| "pretty".into());
+    env.entry("INTERNAL_API_TOKEN".into())
+        .or_insert_with(|| DEV_INTERNAL_API_TOKEN.into());
     // The in-memory queue answers at once; a short long-poll keeps shutdown quick.
     env.entry("CONSUMER_WAIT_SECS".into())
         .or_insert_with(|| "1".into());

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod http;
+pub mod monitors;
 pub mod notify;
 pub mod queue;
 pub mod status_message;

@@ -118,6 +118,8 @@ struct Data {
     /// Subscribes and unsubscribes are carried out but answered only after the delay, until
     /// then: a fault for tests (a client that gives up first never learns what was done).
     slow_until: Option<(DateTime<Utc>, std::time::Duration)>,
+    /// `POST …/incomings` is refused (503) until then: a fault for tests.
+    refuse_posts_until: Option<DateTime<Utc>>,
 }
 
 /// Megazord's own rows in the shared schema. The real Megazord writes `event_subscription`,
@@ -375,6 +377,11 @@ impl MegazordSim {
             .map(|(_, delay)| delay)
     }
 
+    /// Refuses every `POST …/incomings` with 503 until `until` (nothing is stored).
+    pub fn refuse_posts_until(&self, until: DateTime<Utc>) {
+        self.lock().refuse_posts_until = Some(until);
+    }
+
     /// Subscriptions never deleted, whatever their `until` — the real Megazord expires none
     /// (SPEC §5.2), so these are the ones that would still fan events out: a leak.
     pub fn undeleted_subscriptions(&self) -> Vec<i64> {
@@ -489,6 +496,10 @@ async fn post_incoming(
     body: Result<Json<NewIncoming>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let Path(robot_id) = path.map_err(|e| rejection("robotId", e))?;
+    let refused_until = sim.lock().refuse_posts_until;
+    if refused_until.is_some_and(|until| (sim.now)() < until) {
+        return Err(Problem::unavailable("events are refused for now"));
+    }
     let Json(new) = body.map_err(|e| rejection("body", e.body_text()))?;
     if new.event_name.trim().is_empty() {
         return Err(Problem::bad_field(

@@ -95,6 +95,11 @@ fn reason(reason: &str) -> &'static str {
         "ended" => "ended",
         "create_failed" => "create_failed",
         "unowned" => "unowned",
+        "monitor_session_ended" => "monitor_session_ended",
+        "monitor_changed" => "monitor_changed",
+        "monitor_disabled" => "monitor_disabled",
+        "monitor_deleted" => "monitor_deleted",
+        "monitor_open_failed" => "monitor_open_failed",
         _ => "other",
     }
 }

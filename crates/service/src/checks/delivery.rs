@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use futures_util::future::join_all;
 use status_check_engine::lifecycle::{Check, Delivery, Transition};
 
@@ -39,6 +40,19 @@ pub enum DeliveryOutcome {
     /// The check is the Node service's and cannot be adopted now (Micro-Managers down, or
     /// its step gone): the delivery waits.
     NotAdopted,
+}
+
+/// Where the deliveries for a subscription no check owns go next: the monitors' sessions
+/// (SPEC §12). The consumer only moves messages; which owner a delivery belongs to is decided
+/// here, in the use cases.
+#[async_trait]
+pub trait SubscriptionRoute: Send + Sync {
+    /// One outcome per delivery, in order; `UnknownSubscription` for one this route does not
+    /// own either.
+    async fn apply_deliveries(
+        &self,
+        batch: &[(Delivered, String)],
+    ) -> Vec<Result<DeliveryOutcome, CheckError>>;
 }
 
 impl Checks {
@@ -185,10 +199,40 @@ impl Checks {
             let (delivered, call_ref) = &batch[index];
             outcomes[index] = Some(self.apply_delivery(delivered, call_ref).await);
         }
-        outcomes
+        let mut outcomes: Vec<Result<DeliveryOutcome, CheckError>> = outcomes
             .into_iter()
             .map(|outcome| outcome.expect("every delivery of the batch has an outcome"))
-            .collect()
+            .collect();
+        self.route_unknown(batch, &mut outcomes).await;
+        outcomes
+    }
+
+    /// Hands the deliveries no check owns to the next owner (the monitors), if there is one.
+    async fn route_unknown(
+        &self,
+        batch: &[(Delivered, String)],
+        outcomes: &mut [Result<DeliveryOutcome, CheckError>],
+    ) {
+        let Some(route) = &self.route else {
+            return;
+        };
+        let unknown: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, outcome)| matches!(outcome, Ok(DeliveryOutcome::UnknownSubscription)))
+            .map(|(index, _)| index)
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let items: Vec<(Delivered, String)> =
+            unknown.iter().map(|&index| batch[index].clone()).collect();
+        for (index, outcome) in unknown
+            .into_iter()
+            .zip(route.apply_deliveries(&items).await)
+        {
+            outcomes[index] = outcome;
+        }
     }
 
     /// Reads the check of one subscription and decides its deliveries (`group`: indices into

@@ -27,7 +27,7 @@ use status_check_engine::rules::RuleFailure;
 use self::adoption::{Adoption, AdoptionConfig};
 pub use self::cleanup::RemovalTick;
 pub use self::deadline::Finalised;
-pub use self::delivery::{Delivered, DeliveryOutcome};
+pub use self::delivery::{Delivered, DeliveryOutcome, SubscriptionRoute};
 use crate::clock::Clock;
 use crate::store::{
     BatchedUpdate, CheckUpdate, DynStore, Fence, StoreError, StoredCheck, UpdateOutcome,
@@ -104,6 +104,8 @@ pub struct Checks {
     adoption: Adoption,
     /// Creates' writes, grouped into shared transactions.
     create_writes: create_writes::CreateWrites,
+    /// Who gets the deliveries no check owns (the monitors).
+    route: Option<Arc<dyn SubscriptionRoute>>,
 }
 
 impl Checks {
@@ -132,7 +134,15 @@ impl Checks {
             hostname: settings.hostname,
             adoption,
             create_writes: create_writes::CreateWrites::default(),
+            route: None,
         }
+    }
+
+    /// Deliveries for a subscription no check owns go to `route` before they count as
+    /// unknown.
+    pub fn with_route(mut self, route: Arc<dyn SubscriptionRoute>) -> Self {
+        self.route = Some(route);
+        self
     }
 
     /// The store, for the workers' claims and leases.

@@ -1,17 +1,21 @@
 //! `status-check dev`: the service on a fresh SQLite file, in-memory queues, and simulators of
-//! Micro-Managers and Megazord, seeded with a demo script; prints how to try it with `curl`.
+//! Micro-Managers and Megazord, seeded with a demo script and a demo monitor; prints how to try
+//! them with `curl`.
 
 use std::io::Write as _;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use chrono::{SecondsFormat, TimeDelta, Utc};
+use status_check_engine::monitor::{ActionDefinition, DailyDefinition, MonitorDefinition};
 use status_check_sim::megazord::NewIncoming;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::dev::{
-    DEV_ROBOT_QUEUE_PREFIX, MemoryMailbox, Stack, StackOptions, dev_database_dir, dev_env,
+    DEV_INTERNAL_API_TOKEN, DEV_ROBOT_QUEUE_PREFIX, MemoryMailbox, Stack, StackOptions,
+    dev_database_dir, dev_env,
 };
 use crate::queue::MemoryQueue;
 use crate::telemetry;
@@ -20,6 +24,11 @@ use crate::telemetry;
 pub const DEMO_ROBOT: i64 = 42;
 /// The template the printed walk-through uses.
 const DEMO_TEMPLATE: &str = "robot-is-charging";
+/// The demo monitor of robot 42: this rule, watching this event in windows this long, all day.
+pub const DEMO_MONITOR: &str = "demo-no-activity";
+const DEMO_WATCHED: &str = "TOILET_ACTIVITY";
+const DEMO_ALARM: &str = "NO_TOILET_ACTIVITY_ALARM";
+const DEMO_WINDOW: &str = "20s";
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -66,7 +75,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
             NewIncoming::named("CHARGING_STOPPED").at(Utc::now() - TimeDelta::minutes(20)),
         )
         .await;
-    let text = walkthrough(&stack, &database.display().to_string());
+    seed_monitor(&stack).await?;
+    let mut text = walkthrough(&stack, &database.display().to_string());
+    text.push_str(&monitor_walkthrough(&stack));
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
@@ -81,6 +92,54 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         tracing::warn!(error = %e, dir = %dir.display(), "cannot remove the dev database");
     }
     result.map(|()| 0)
+}
+
+/// The demo monitor: robot 42, an alarm after every quiet 20 s, all day (UTC).
+async fn seed_monitor(stack: &Stack) -> anyhow::Result<()> {
+    let definition = MonitorDefinition {
+        event_type: Some(DEMO_WATCHED.to_owned()),
+        window: Some(DEMO_WINDOW.to_owned()),
+        daily: Some(DailyDefinition {
+            start: Some("00:00".to_owned()),
+            end: Some("24:00".to_owned()),
+        }),
+        actions: Some(vec![ActionDefinition {
+            kind: Some("alarm".to_owned()),
+            event_name: Some(DEMO_ALARM.to_owned()),
+            level: None,
+        }]),
+        ..MonitorDefinition::default()
+    };
+    stack
+        .app
+        .state()
+        .monitors
+        .put(DEMO_ROBOT, DEMO_MONITOR, definition)
+        .await
+        .map(drop)
+        .context("cannot seed the demo monitor")
+}
+
+/// How to watch the demo monitor alarm and how to keep it quiet.
+fn monitor_walkthrough(stack: &Stack) -> String {
+    let service = format!("http://127.0.0.1:{}", stack.app.port());
+    let megazord = format!("http://{}", stack.megazord_addr);
+    let token = match &stack.config.internal_api_token {
+        Some(token) if token.expose() == DEV_INTERNAL_API_TOKEN => DEV_INTERNAL_API_TOKEN,
+        _ => "$INTERNAL_API_TOKEN",
+    };
+    format!(
+        "A monitor watches robot {DEMO_ROBOT} for {DEMO_WATCHED} in rolling {DEMO_WINDOW} windows, all day (UTC);\n\
+         each window that passes without one posts {DEMO_ALARM} to Megazord (docs/monitors.md):\n\n\
+         5. Watch the alarms arrive, one per quiet {DEMO_WINDOW} (referenceId status-check:{DEMO_ROBOT}:{DEMO_MONITOR}:DATE:N):\n\
+         curl -s '{megazord}/internal/v1/events/robots/{DEMO_ROBOT}/incomings?event_name={DEMO_ALARM}'\n\n\
+         6. Keep it quiet: post the watched event (the window restarts from it):\n\
+         curl -s {megazord}/internal/v1/events/robots/{DEMO_ROBOT}/incomings -H 'content-type: application/json' \\\n  \
+         -d '{{\"eventName\": \"{DEMO_WATCHED}\"}}'\n\n\
+         7. The monitor with its session and open window (internal API):\n\
+         curl -s {service}/internal/v1/monitors/{DEMO_ROBOT}/{DEMO_MONITOR} -H 'Authorization: Bearer {token}'\n\n\
+         Without step 6 an alarm is posted every {DEMO_WINDOW}.\n\n"
+    )
 }
 
 /// What to paste, with this run's addresses.

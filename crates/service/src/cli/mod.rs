@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `dev`, `templates …`.
+//! The command line: `serve`, `job`, `migrate`, `dev`, `templates …`.
 
 pub mod dev;
 pub mod templates;
@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DatabaseConfig};
+use crate::config::{Config, DatabaseConfig, Roles};
 use crate::{App, store, telemetry};
 
 #[derive(Debug, Parser)]
@@ -25,10 +25,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (configuration from the environment; see docs/configuration.md).
     Serve,
+    /// Run a monitoring-only replica (roles monitor, consumer, relay).
+    ///
+    /// `serve` with ROLES=monitor,consumer,relay: monitors' sessions and window ends, the
+    /// status queue, alarms and subscription removals (docs/monitors.md). Configured like
+    /// `serve`; ROLES is ignored.
+    Job,
     /// Apply the database migrations and exit.
     Migrate,
     /// Try it out: the service with simulated upstreams and in-memory queues, seeded with a
-    /// demo script; prints `curl` lines to start a check and complete it.
+    /// demo script and a demo monitor; prints `curl` lines to start a check and complete it,
+    /// and to watch the monitor alarm.
     Dev(dev::DevArgs),
     /// Validate, list and try out rule templates.
     #[command(subcommand)]
@@ -39,7 +46,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Templates(command) => templates::run(command, &mut std::io::stdout()),
-        Command::Serve => runtime()?.block_on(serve()),
+        Command::Serve => runtime()?.block_on(serve(None)),
+        Command::Job => runtime()?.block_on(serve(Some(Roles::JOB))),
         Command::Migrate => runtime()?.block_on(migrate()),
         Command::Dev(args) => runtime()?.block_on(dev::run(args)),
     }
@@ -52,8 +60,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn serve() -> anyhow::Result<i32> {
-    let config = Config::from_env()?;
+/// `roles`: in place of what ROLES says (`job`).
+async fn serve(roles: Option<&str>) -> anyhow::Result<i32> {
+    let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    if let Some(roles) = roles {
+        env.insert("ROLES".to_owned(), roles.to_owned());
+    }
+    let config = Config::from_sources(env)?;
     telemetry::init_logging(&config.log_level, config.log_format);
     if let Some(warning) = config.database_tls_warning() {
         tracing::warn!("{warning}");

@@ -91,8 +91,28 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "ROLES",
-        "api,consumer,scheduler,relay",
-        "What this replica runs: any of `api`, `consumer` (status queue), `scheduler` (deadlines), `relay` (robot notifications).",
+        "api,consumer,scheduler,relay,monitor",
+        "What this replica runs: any of `api`, `consumer` (status queue), `scheduler` (deadlines), `relay` (robot notifications, subscription removals, monitors' alarms), `monitor` (monitors' sessions and window ends). `status-check job` runs `monitor,consumer,relay`.",
+    ),
+    (
+        "MONITORS_FILE",
+        "",
+        "YAML or JSON file of monitors (docs/monitors.md), validated and synced to the database at start: created, changed, and disabled when the file no longer names one it named before. Monitors created through the API are left alone.",
+    ),
+    (
+        "TOILET_MONITORING_CONFIG",
+        "",
+        "The old job service's monitoring JSON, inline (starting with `{`) or the path of a file; synced like MONITORS_FILE (the two may not name the same monitor).",
+    ),
+    (
+        "INTERNAL_API_TOKEN",
+        "",
+        "Bearer token of the internal API (`/internal/v1/monitors`); unset, those routes answer 404. Secret.",
+    ),
+    (
+        "MONITOR_SCAN_INTERVAL_MS",
+        "500",
+        "How often the monitor worker looks for due monitors (a session to open, a window end passed): how late a window's alarm can be.",
     ),
     (
         "CONSUMER_CONCURRENCY",

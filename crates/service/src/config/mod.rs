@@ -84,6 +84,13 @@ pub struct Config {
     pub http_max_connections: usize,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// `MONITORS_FILE`.
+    pub monitors_file: Option<PathBuf>,
+    /// `TOILET_MONITORING_CONFIG`: inline JSON or a path.
+    pub toilet_monitoring_config: Option<String>,
+    /// `INTERNAL_API_TOKEN`; `None`: the internal API answers 404.
+    pub internal_api_token: Option<Secret<String>>,
+    pub monitor_scan_interval: Duration,
 }
 
 /// A key's value, trimmed, or its default when unset or empty.
@@ -253,6 +260,10 @@ impl Config {
             http_max_connections: usize_of("HTTP_MAX_CONNECTIONS")?,
             log_level,
             log_format,
+            monitors_file: optional("MONITORS_FILE").map(PathBuf::from),
+            toilet_monitoring_config: optional("TOILET_MONITORING_CONFIG"),
+            internal_api_token: optional("INTERNAL_API_TOKEN").map(Secret::new),
+            monitor_scan_interval: Duration::from_millis(positive("MONITOR_SCAN_INTERVAL_MS")?),
         })
     }
 }
@@ -264,6 +275,8 @@ pub struct Roles {
     pub consumer: bool,
     pub scheduler: bool,
     pub relay: bool,
+    /// Monitors' sessions and window ends (SPEC §12).
+    pub monitor: bool,
 }
 
 impl Roles {
@@ -272,7 +285,11 @@ impl Roles {
         consumer: true,
         scheduler: true,
         relay: true,
+        monitor: true,
     };
+
+    /// What `status-check job` runs: a monitoring-only replica.
+    pub const JOB: &'static str = "monitor,consumer,relay";
 
     fn parse(text: &str) -> Result<Roles, String> {
         let mut roles = Roles {
@@ -280,6 +297,7 @@ impl Roles {
             consumer: false,
             scheduler: false,
             relay: false,
+            monitor: false,
         };
         for role in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
             match role {
@@ -287,14 +305,15 @@ impl Roles {
                 "consumer" => roles.consumer = true,
                 "scheduler" => roles.scheduler = true,
                 "relay" => roles.relay = true,
+                "monitor" => roles.monitor = true,
                 other => {
                     return Err(format!(
-                        "{other:?} is not a role (api, consumer, scheduler, relay)"
+                        "{other:?} is not a role (api, consumer, scheduler, relay, monitor)"
                     ));
                 }
             }
         }
-        if !(roles.api || roles.consumer || roles.scheduler || roles.relay) {
+        if !(roles.api || roles.consumer || roles.scheduler || roles.relay || roles.monitor) {
             return Err("names no role".to_owned());
         }
         Ok(roles)
@@ -556,9 +575,30 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let config = config(&[("DATABASE_URL", "mysql://u:hunter2@h/db")]).unwrap();
+        let config = config(&[
+            ("DATABASE_URL", "mysql://u:hunter2@h/db"),
+            ("INTERNAL_API_TOKEN", "s3cret-token"),
+        ])
+        .unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("s3cret-token"), "{debug}");
+        assert_eq!(
+            config
+                .internal_api_token
+                .as_ref()
+                .map(|t| t.expose().as_str()),
+            Some("s3cret-token")
+        );
+    }
+
+    #[test]
+    fn the_monitor_role_is_a_default_and_job_names_a_monitoring_replica() {
+        assert!(config(&[]).unwrap().roles.monitor);
+        let job = config(&[("ROLES", Roles::JOB)]).unwrap().roles;
+        assert!(job.monitor && job.consumer && job.relay);
+        assert!(!job.api && !job.scheduler);
+        assert!(config(&[]).unwrap().internal_api_token.is_none());
     }
 
     #[test]

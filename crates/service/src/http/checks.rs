@@ -252,14 +252,19 @@ impl From<CheckError> for ApiError {
                     "{service} could not be reached or answered unexpectedly; nothing was saved"
                 ))
             }
-            CheckError::Store(e) if is_unavailable(&e) => {
-                tracing::error!(error = %e, "database unavailable");
-                ApiError::Unavailable("the database is unavailable; try again".to_owned())
-            }
-            CheckError::Store(e) => ApiError::Internal(e.into()),
+            CheckError::Store(e) => store_error(e),
             CheckError::TemplateMissing(_) => ApiError::Internal(error.into()),
         }
     }
+}
+
+/// A store failure as the API answers it: 503 when the database is unavailable, else 500.
+pub(super) fn store_error(error: StoreError) -> ApiError {
+    if is_unavailable(&error) {
+        tracing::error!(error = %error, "database unavailable");
+        return ApiError::Unavailable("the database is unavailable; try again".to_owned());
+    }
+    ApiError::Internal(error.into())
 }
 
 /// The database could not be reached or did not answer in time: worth another try later.

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod checks;
+pub mod monitors;
 pub mod ops;
 pub mod problem;
 pub mod request_id;
@@ -23,6 +24,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::checks::Checks;
+use crate::monitors::Monitors;
 use problem::ApiError;
 
 /// Largest request body accepted (SPEC §2.2).
@@ -32,6 +34,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub checks: Arc<Checks>,
+    pub monitors: Arc<Monitors>,
+    /// `INTERNAL_API_TOKEN`; `None`: the internal API answers 404.
+    pub internal_api_token: Option<Arc<str>>,
     pub robot_consumer_username: Arc<str>,
     pub metrics: PrometheusHandle,
     pub readiness: Arc<Readiness>,
@@ -125,6 +130,7 @@ impl Readiness {
     ),
     tags(
         (name = "checks", description = "Robots start and read status checks"),
+        (name = "monitors", description = "Monitors (internal API, bearer INTERNAL_API_TOKEN): absence alarms in rolling windows"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -134,6 +140,12 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(checks::create_check))
         .routes(routes!(checks::get_check))
+        .routes(routes!(monitors::list_monitors))
+        .routes(routes!(
+            monitors::put_monitor,
+            monitors::get_monitor,
+            monitors::delete_monitor
+        ))
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
@@ -151,6 +163,9 @@ const KONG_IDENTITY_HEADERS: [&str; 3] = [
     "x-authenticated-userid",
 ];
 
+/// The security scheme of the internal API: `Authorization: Bearer <INTERNAL_API_TOKEN>`.
+const INTERNAL_TOKEN_SCHEME: &str = "internalToken";
+
 /// What the handlers' annotations cannot say once for all: the errors any route may answer
 /// (500, 503 from the request timeout or an unavailable database) as problem+json, and the
 /// links from a created check to reading it (followed by stateful API tests).
@@ -162,11 +177,17 @@ fn complete(api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         Err(_) => return api,
     };
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for operation in paths
-            .values_mut()
-            .filter_map(Value::as_object_mut)
-            .flat_map(|item| item.values_mut())
+        for (path, operation) in paths
+            .iter_mut()
+            .filter_map(|(path, item)| Some((path.clone(), item.as_object_mut()?)))
+            .flat_map(|(path, item)| item.values_mut().map(move |op| (path.clone(), op)))
         {
+            // The internal API takes the bearer token instead (SPEC §12).
+            if path.starts_with("/internal/") {
+                operation
+                    .as_object_mut()
+                    .map(|o| o.insert("security".to_owned(), json!([{INTERNAL_TOKEN_SCHEME: []}])));
+            }
             // Kong's identity headers are credentials Kong sets, not values a caller picks:
             // published as one security requirement of three API keys (a missing one is 401).
             if let Some(parameters) = operation
@@ -223,6 +244,11 @@ fn complete(api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 )
             })
             .collect();
+        let mut schemes = schemes;
+        schemes.insert(
+            INTERNAL_TOKEN_SCHEME.to_owned(),
+            json!({"type": "http", "scheme": "bearer", "description": "INTERNAL_API_TOKEN"}),
+        );
         components.insert("securitySchemes".to_owned(), Value::Object(schemes));
     }
     if let Some(responses) = doc

@@ -5,7 +5,8 @@
 //! next steps, the idempotency key of create, the notification sequence, the scheduler's
 //! exact deadline and lease time), `status_check_record_event` (the event attributes rules
 //! read), `status_check_template_ext` (a template version's default windows) and
-//! `status_check_outbox` (robot notifications waiting to be sent).
+//! `status_check_outbox` (robot notifications waiting to be sent); monitors (SPEC §12) have
+//! `status_check_monitor`, `status_check_monitor_state` and `status_check_monitor_action`.
 //!
 //! Locking (MySQL; docs/storage.md "Lock order"): every change of a check's state locks its
 //! `status_check` row first, then its `status_check_poller` row, then its `status_check_ext`
@@ -19,6 +20,9 @@ pub mod driver_bench;
 
 use db::{Db, bounded};
 mod lifecycle;
+mod monitor_actions;
+mod monitor_rows;
+mod monitors;
 pub mod mysql;
 mod outbox;
 mod removals;
@@ -38,7 +42,13 @@ pub mod sql {
 }
 pub mod sqlite;
 
+/// Truncated to the millisecond, as the store keeps the times of its own tables.
+pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
+pub use monitors::{
+    MonitorPut, MonitorSource, MonitorState, MonitorStore, NEVER, NewAction, PendingAction,
+    StateChange, StoredMonitor,
+};
 pub use outbox::DEAD_LETTER_AT;
 
 use std::sync::Arc;
@@ -345,8 +355,9 @@ pub struct OutboxMessage {
     pub attempts: u32,
 }
 
+/// The whole store; monitors' part is [`MonitorStore`] (store/monitors.rs).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: MonitorStore + Send + Sync + 'static {
     /// Applies the migrations of this backend.
     async fn migrate(&self) -> Result<(), StoreError>;
 

@@ -45,6 +45,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "subscription_removals",
         include_str!("../../migrations/mysql/0005_subscription_removals.sql"),
     ),
+    (
+        6,
+        "monitors",
+        include_str!("../../migrations/mysql/0006_monitors.sql"),
+    ),
 ];
 
 /// The MySQL / MariaDB store.

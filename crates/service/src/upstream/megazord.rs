@@ -1,4 +1,5 @@
-//! Megazord Events client (SPEC §5.2): a robot's incoming events, and subscriptions to them.
+//! Megazord Events client (SPEC §5.2): a robot's incoming events, subscriptions to them, and
+//! the events this service posts (monitors' alarms).
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use status_check_engine::Event;
 
 use super::http::{ClientBuildError, Idempotency, UpstreamHttp};
-use super::{Megazord, Subscription, UpstreamConfig, UpstreamError};
+use super::{Megazord, PostedEvent, Subscription, UpstreamConfig, UpstreamError};
 
 /// The service label in errors, logs and metrics.
 pub const SERVICE: &str = "megazord";
@@ -118,6 +119,53 @@ impl Megazord for HttpMegazord {
             )
             .await
     }
+
+    async fn post_incoming(
+        &self,
+        robot_id: i64,
+        event: &PostedEvent,
+        call_ref: &str,
+    ) -> Result<i64, UpstreamError> {
+        let url = self.robot_url(robot_id, &["incomings"]);
+        let body = PostIncomingBody {
+            provider_name: PROVIDER_NAME,
+            event_name: &event.event_name,
+            level: event.level,
+            reference_id: &event.reference_id,
+        };
+        self.http
+            .call(
+                "post_incoming",
+                Idempotency::NotIdempotent,
+                call_ref,
+                |client| client.post(url.clone()).json(&body),
+                |answer| match answer.status {
+                    status if status.is_success() => Ok(answer.json::<PostedDto>(SERVICE)?.id),
+                    StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
+                    _ => Err(answer.unexpected(SERVICE)),
+                },
+            )
+            .await
+    }
+}
+
+/// The `providerName` of every event this service posts.
+pub const PROVIDER_NAME: &str = "status-check";
+
+/// The body of `POST …/incomings`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PostIncomingBody<'a> {
+    provider_name: &'static str,
+    event_name: &'a str,
+    level: u8,
+    reference_id: &'a str,
+}
+
+/// The answer to `POST …/incomings`; only the id matters here.
+#[derive(Debug, Deserialize)]
+struct PostedDto {
+    id: i64,
 }
 
 /// The body of `POST …/subscriptions`.

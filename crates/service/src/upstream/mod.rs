@@ -88,6 +88,16 @@ pub struct ScriptStep {
     pub next: Vec<NextCommand>,
 }
 
+/// An event this service posts to a robot at Megazord: a monitor's alarm (SPEC §5.2, §12).
+/// Sent with `providerName` `status-check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedEvent {
+    pub event_name: String,
+    pub level: u8,
+    /// The same on every retry, so a repeated post is recognisable.
+    pub reference_id: String,
+}
+
 /// A Megazord subscription (SPEC §5.2), reduced to what a check needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
@@ -133,4 +143,14 @@ pub trait Megazord: Send + Sync + 'static {
         subscription_id: i64,
         call_ref: &str,
     ) -> Result<(), UpstreamError>;
+
+    /// `POST …/incomings` with `{"providerName": "status-check", "eventName", "level",
+    /// "referenceId"}` → 201; the stored event's id. Not retried here (not idempotent): the
+    /// monitors' actions outbox retries it.
+    async fn post_incoming(
+        &self,
+        robot_id: i64,
+        event: &PostedEvent,
+        call_ref: &str,
+    ) -> Result<i64, UpstreamError>;
 }

@@ -1,9 +1,10 @@
-//! The notification relay (SPEC §3.7): sends the outbox rows written with each state change
+//! The relay. Robot notifications (SPEC §3.7): sends the outbox rows written with each state change
 //! to `${ROBOT_QUEUE_ADDRESS}${robotId}`, with the `callRef` attribute; a row is marked sent
 //! only after SQS accepted it, and a failed send is retried with exponential backoff. Rows are
 //! leased, so several replicas never send the same row at once; a relay that dies mid-send
 //! leaves a row that is sent again after its lease runs out — at least once, with the same
-//! `notificationSeq`, so robots drop the duplicate.
+//! `notificationSeq`, so robots drop the duplicate. It also removes the subscriptions queued
+//! for removal (SPEC §13) and posts the monitors' alarms (SPEC §12, `Monitors::send_alarms`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checks::{Checks, RemovalTick};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::monitors::{AlarmTick, Monitors};
 use crate::queue::Queue;
 use crate::store::{DEAD_LETTER_AT, DynStore, OutboxMessage};
 
@@ -65,7 +67,9 @@ pub struct RelayTick {
     pub failed: usize,
     /// Megazord subscriptions removed (or tried) this step.
     pub removals: RemovalTick,
-    /// Sent notifications purged after their retention.
+    /// Monitors' alarms posted to Megazord (or tried) this step.
+    pub alarms: AlarmTick,
+    /// Sent notifications (and posted alarms) purged after their retention.
     pub purged: u64,
 }
 
@@ -74,6 +78,8 @@ const PURGE_BATCH: usize = 500;
 
 pub struct Relay {
     checks: Arc<Checks>,
+    /// The monitors whose alarms this relay posts.
+    monitors: Option<Arc<Monitors>>,
     store: DynStore,
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
@@ -94,6 +100,7 @@ impl Relay {
             store: checks.store().clone(),
             clock: checks.clock().clone(),
             checks,
+            monitors: None,
             queue,
             config,
             replica: format!("relay-{hostname}-{}", uuid::Uuid::new_v4().simple()),
@@ -101,14 +108,27 @@ impl Relay {
         }
     }
 
-    /// Sends a batch of due notifications, removes a batch of due subscriptions, and — once a
-    /// minute — purges a batch of notifications sent before the retention.
+    /// Posts the monitors' alarms too (SPEC §12).
+    pub fn with_monitors(mut self, monitors: Arc<Monitors>) -> Self {
+        self.monitors = Some(monitors);
+        self
+    }
+
+    /// Sends a batch of due notifications, removes a batch of due subscriptions, posts a batch
+    /// of due monitor alarms, and — once a minute — purges a batch of notifications sent (and
+    /// alarms posted) before the retention.
     pub async fn tick_once(&self) -> RelayTick {
         let mut tick = self.send_notifications().await;
         let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
         match self.checks.remove_subscriptions(&lease).await {
             Ok(removals) => tick.removals = removals,
             Err(e) => tracing::warn!(error = %e, "could not work on subscription removals"),
+        }
+        if let Some(monitors) = &self.monitors {
+            match monitors.send_alarms(&lease).await {
+                Ok(alarms) => tick.alarms = alarms,
+                Err(e) => tracing::warn!(error = %e, "could not work on monitor alarms"),
+            }
         }
         let now = self.clock.now();
         let due = {
@@ -131,6 +151,12 @@ impl Relay {
                     metrics::counter!("outbox_purged_total").increment(purged);
                 }
                 Err(e) => tracing::warn!(error = %e, "could not purge sent notifications"),
+            }
+            if let Some(monitors) = &self.monitors {
+                match monitors.purge_sent_alarms().await {
+                    Ok(purged) => tick.purged += purged,
+                    Err(e) => tracing::warn!(error = %e, "could not purge posted alarms"),
+                }
             }
         }
         tick
@@ -192,7 +218,8 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             let tick = self.tick_once().await;
-            if tick.claimed > 0 && tick.failed == 0 {
+            let worked = tick.claimed + tick.alarms.claimed > 0;
+            if worked && tick.failed + tick.alarms.failed == 0 {
                 if shutdown.is_cancelled() {
                     return;
                 }

@@ -20,8 +20,10 @@ const STEP_PATIENCE: Duration = Duration::from_secs(20);
 const STOP_PATIENCE: Duration = Duration::from_secs(15);
 /// Pause between two polls of something that has not happened yet.
 const POLL: Duration = Duration::from_millis(50);
-/// The last line of the walk-through.
+/// The last line of the check's walk-through.
 const LAST_LINE: &str = "Without step 2 the check fails at its deadline";
+/// The last line of the monitor's walk-through, which follows.
+const MONITOR_LAST_LINE: &str = "Without step 6 an alarm is posted every";
 
 /// The dev process; killed if the test ends (or fails) while it still runs.
 struct DevProcess {
@@ -111,15 +113,21 @@ impl DevProcess {
 
     /// Reads stdout until the walk-through's last line.
     fn read_walkthrough(&mut self) -> String {
+        self.read_until(LAST_LINE)
+    }
+
+    /// Reads stdout until a line containing `marker`; what was read since the last call.
+    fn read_until(&mut self, marker: &str) -> String {
+        let from = self.stdout.len();
         let deadline = Instant::now() + START_PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    let last = line.contains(LAST_LINE);
+                    let last = line.contains(marker);
                     self.stdout.push(line);
                     if last {
-                        return self.stdout.join("\n");
+                        return self.stdout[from..].join("\n");
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => panic!(
@@ -203,6 +211,29 @@ fn parse_walkthrough(text: &str) -> Walkthrough {
             .map(|(i, c)| c.unwrap_or_else(|| panic!("no curl line for step {}:\n{text}", i + 1)))
             .collect(),
     }
+}
+
+/// The `curl` commands of the monitor's steps 5, 6 and 7, in order.
+fn monitor_commands(text: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if !line.starts_with("curl ") {
+            continue;
+        }
+        let mut command = line.to_owned();
+        while command.ends_with('\\') {
+            command.push('\n');
+            command.push_str(lines.next().expect("a continued curl line goes on"));
+        }
+        commands.push(command);
+    }
+    assert_eq!(
+        commands.len(),
+        3,
+        "steps 5 to 7 each have a curl line:\n{text}"
+    );
+    commands
 }
 
 /// A printed `curl` command, understood: what it asks for.
@@ -486,6 +517,37 @@ fn the_printed_walkthrough_works_and_sigterm_cleans_up() {
     assert_eq!(message["payload"]["phase"], "COMPLETED", "{message}");
     assert_eq!(message["payload"]["result"], "PASS", "{message}");
     assert_eq!(message["payload"]["notificationSeq"], 1, "{message}");
+
+    // The demo monitor: its session is open (step 7), the watched event is taken (step 6),
+    // and the alarms can be listed (step 5).
+    let monitor_text = dev.read_until(MONITOR_LAST_LINE);
+    let monitor_steps = monitor_commands(&monitor_text);
+    let deadline = Instant::now() + STEP_PATIENCE;
+    let monitor = loop {
+        let (status, body) = runner.run(&monitor_steps[2]);
+        assert_eq!(status, 200, "step 7: {body}\n{}", dev.output());
+        if body["windowNumber"].is_number() {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "step 7: no session opened: {body}"
+        );
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(monitor["ruleId"], "demo-no-activity", "{monitor}");
+    assert_eq!(monitor["window"], "20s", "{monitor}");
+    assert!(monitor["subscriptionId"].is_number(), "{monitor}");
+    let (status, event) = runner.run(&monitor_steps[1]);
+    assert_eq!(status, 201, "step 6: {event}");
+    assert_eq!(
+        event["outgoingIds"].as_array().map(Vec::len),
+        Some(1),
+        "step 6 reaches the monitor's subscription: {event}"
+    );
+    let (status, alarms) = runner.run(&monitor_steps[0]);
+    assert_eq!(status, 200, "step 5: {alarms}");
+    assert!(alarms.is_array(), "step 5: {alarms}");
 
     // SIGTERM: a clean exit, and the temporary database is gone.
     assert!(db_dir.is_dir());

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use status_check::upstream::megazord::HttpMegazord;
-use status_check::upstream::{Megazord, Subscription, UpstreamConfig, UpstreamError};
+use status_check::upstream::{Megazord, PostedEvent, Subscription, UpstreamConfig, UpstreamError};
 use status_check_engine::Event;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
@@ -578,4 +578,58 @@ async fn oversized_answers_are_refused() {
         .await
         .unwrap();
     assert_eq!(events.len(), 1);
+}
+
+fn alarm() -> PostedEvent {
+    PostedEvent {
+        event_name: "NO_TOILET_ACTIVITY_ALARM".to_owned(),
+        level: 3,
+        reference_id: "status-check:42:no-toilet:2026-11-20:2".to_owned(),
+    }
+}
+
+/// A monitor's alarm (SPEC §5.2, §12): the exact body, as this service's own provider.
+#[tokio::test]
+async fn post_incoming_sends_the_alarm_and_reads_the_event_id() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(INCOMINGS_PATH))
+        .and(header("Call-Ref", CALL_REF))
+        .and(body_json(json!({
+            "providerName": "status-check", "eventName": "NO_TOILET_ACTIVITY_ALARM",
+            "level": 3, "referenceId": "status-check:42:no-toilet:2026-11-20:2"
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "id": 5010, "robotId": 42, "eventName": "NO_TOILET_ACTIVITY_ALARM", "level": 3,
+            "referenceId": "status-check:42:no-toilet:2026-11-20:2",
+            "providerName": "status-check", "createdAt": "2026-11-20T10:00:00Z"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let id = client(&server)
+        .post_incoming(42, &alarm(), CALL_REF)
+        .await
+        .expect("posted");
+
+    assert_eq!(id, 5010);
+    server.verify().await;
+}
+
+/// Not idempotent at the HTTP level: one attempt; the monitors' outbox retries it.
+#[tokio::test]
+async fn post_incoming_is_not_retried_on_503() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(INCOMINGS_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let result = client(&server).post_incoming(42, &alarm(), CALL_REF).await;
+
+    assert_unavailable(result);
+    server.verify().await;
 }

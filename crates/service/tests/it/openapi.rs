@@ -27,6 +27,8 @@ fn the_committed_openapi_document_matches_the_code() {
         "/health/live",
         "/health/ready",
         "/metrics",
+        "/internal/v1/monitors",
+        "/internal/v1/monitors/{robotId}/{ruleId}",
     ] {
         assert!(document["paths"][path].is_object(), "{path} undocumented");
         for operation in document["paths"][path].as_object().unwrap().values() {
@@ -38,6 +40,22 @@ fn the_committed_openapi_document_matches_the_code() {
             }
         }
     }
+    for method in ["put", "get", "delete"] {
+        let operation = &document["paths"]["/internal/v1/monitors/{robotId}/{ruleId}"][method];
+        assert_eq!(
+            operation["security"],
+            serde_json::json!([{"internalToken": []}]),
+            "{method}: the internal API takes the bearer token"
+        );
+        assert!(
+            operation["responses"]["401"].is_object(),
+            "{method}: 401 undocumented"
+        );
+    }
+    assert_eq!(
+        document["components"]["securitySchemes"]["internalToken"]["scheme"],
+        "bearer"
+    );
     let created = &document["paths"]["/v1/status-check/check"]["post"]["responses"]["201"];
     assert_eq!(
         created["links"]["GetCheck"]["operationId"], "get_check",

@@ -6,15 +6,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use status_check::queue::{Queue, QueueError, QueueMessage};
 use status_check::store::{
-    Adopted, BatchedUpdate, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck,
-    OutboxMessage, Render, Store, StoreError, StoredCheck, StoredTemplate, SubscriptionRemoval,
-    Synced, UpdateOutcome, Usable,
+    Adopted, BatchedUpdate, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, MonitorPut,
+    MonitorSource, MonitorStore, NewCheck, OutboxMessage, PendingAction, Render, StateChange,
+    Store, StoreError, StoredCheck, StoredMonitor, StoredTemplate, SubscriptionRemoval, Synced,
+    UpdateOutcome, Usable,
 };
 use status_check_engine::TemplateDefinition;
 use status_check_engine::lifecycle::NextSteps;
+use status_check_engine::monitor::Monitor;
 
 /// When each check was claimed and finalised, as the store saw it.
 #[derive(Default)]
@@ -259,6 +261,143 @@ impl Store for RecordingStore {
 
     async fn subscription_removal_backlog(&self) -> Result<i64, StoreError> {
         self.inner.subscription_removal_backlog().await
+    }
+}
+
+#[async_trait]
+impl MonitorStore for RecordingStore {
+    async fn put_monitor(
+        &self,
+        monitor: &Monitor,
+        source: MonitorSource,
+        now: DateTime<Utc>,
+    ) -> Result<MonitorPut, StoreError> {
+        self.inner.put_monitor(monitor, source, now).await
+    }
+
+    async fn get_monitor(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+    ) -> Result<Option<StoredMonitor>, StoreError> {
+        self.inner.get_monitor(robot_id, rule_id).await
+    }
+
+    async fn list_monitors(&self) -> Result<Vec<StoredMonitor>, StoreError> {
+        self.inner.list_monitors().await
+    }
+
+    async fn delete_monitor(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredMonitor>, StoreError> {
+        self.inner.delete_monitor(robot_id, rule_id, now).await
+    }
+
+    async fn claim_due_monitors(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        stale_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredMonitor>, StoreError> {
+        self.inner
+            .claim_due_monitors(now, lease, stale_before, limit)
+            .await
+    }
+
+    async fn find_monitor_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredMonitor>, StoreError> {
+        self.inner
+            .find_monitor_by_subscription(robot_id, subscription_id)
+            .await
+    }
+
+    async fn write_monitor_state(
+        &self,
+        current: &StoredMonitor,
+        lease: Option<&str>,
+        change: &StateChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .write_monitor_state(current, lease, change, now)
+            .await
+    }
+
+    async fn release_monitor(
+        &self,
+        monitor_id: i64,
+        lease: &str,
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .release_monitor(monitor_id, lease, due_at, now)
+            .await
+    }
+
+    async fn last_alarm_number(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: NaiveDate,
+    ) -> Result<u32, StoreError> {
+        self.inner
+            .last_alarm_number(robot_id, rule_id, session_date)
+            .await
+    }
+
+    async fn claim_monitor_actions(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PendingAction>, StoreError> {
+        self.inner
+            .claim_monitor_actions(now, lease, lease_until, limit)
+            .await
+    }
+
+    async fn monitor_action_sent(
+        &self,
+        id: i64,
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.monitor_action_sent(id, lease, now).await
+    }
+
+    async fn monitor_action_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .monitor_action_failed(id, lease, next_attempt_at, error)
+            .await
+    }
+
+    async fn monitor_action_backlog(&self) -> Result<i64, StoreError> {
+        self.inner.monitor_action_backlog().await
+    }
+
+    async fn purge_sent_monitor_actions(
+        &self,
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .purge_sent_monitor_actions(sent_before, limit)
+            .await
     }
 }
 

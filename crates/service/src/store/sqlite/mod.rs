@@ -62,6 +62,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         "subscription_removals",
         include_str!("../../../migrations/sqlite/0005_subscription_removals.sql"),
     ),
+    (
+        6,
+        "monitors",
+        include_str!("../../../migrations/sqlite/0006_monitors.sql"),
+    ),
 ];
 
 /// The SQLite store. Clones share the connections.

@@ -1,0 +1,423 @@
+//! The internal API of monitors (SPEC §12), for operators and other services, not robots:
+//! `PUT`/`GET`/`DELETE /internal/v1/monitors/{robotId}/{ruleId}` and `GET
+//! /internal/v1/monitors`. Enabled by `INTERNAL_API_TOKEN` (unset: 404); every request says
+//! `Authorization: Bearer <token>` (else 401).
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use status_check_engine::monitor::{MonitorDefinition, RuleId};
+use subtle::ConstantTimeEq as _;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::checks::{JsonObject, store_error};
+use super::problem::{ApiError, FieldError, Problem, canonical_id};
+use crate::monitors::MonitorError;
+use crate::store::{MonitorPut, NEVER, StoredMonitor};
+
+/// A caller that presented the internal API token.
+pub struct Internal;
+
+/// 401 with the `WWW-Authenticate` challenge (RFC 6750), or 404 when the API is disabled.
+pub struct InternalRejection(ApiError);
+
+impl IntoResponse for InternalRejection {
+    fn into_response(self) -> Response {
+        let challenge = matches!(self.0, ApiError::Unauthorized(_));
+        let mut response = self.0.into_response();
+        if challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"status-check internal\""),
+            );
+        }
+        response
+    }
+}
+
+impl FromRequestParts<AppState> for Internal {
+    type Rejection = InternalRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, InternalRejection> {
+        let Some(token) = &state.internal_api_token else {
+            return Err(InternalRejection(ApiError::NotFound(
+                "no such route".to_owned(),
+            )));
+        };
+        let unauthorized =
+            |detail: &str| InternalRejection(ApiError::Unauthorized(detail.to_owned()));
+        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(unauthorized(
+                "send one Authorization: Bearer <INTERNAL_API_TOKEN> header",
+            ));
+        };
+        let presented = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credentials)| credentials.trim());
+        match presented {
+            Some(presented) if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) => {
+                Ok(Internal)
+            }
+            _ => Err(unauthorized(
+                "the bearer token is not the internal API token",
+            )),
+        }
+    }
+}
+
+/// A monitor's body for `PUT` (SPEC §12; docs/monitors.md). `robotId` and `ruleId` may be
+/// left out: the path names the monitor (when given, they must agree with it).
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Documents the body; it is read as a `MonitorDefinition`, field by field.
+pub struct MonitorBody {
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64, example = 42)]
+    robot_id: Option<i64>,
+    #[schema(pattern = "^[a-z0-9-]{1,64}$", example = "no-toilet")]
+    rule_id: Option<String>,
+    /// The event name watched.
+    #[schema(example = "TOILET_ACTIVITY", min_length = 1, max_length = 128)]
+    event_type: String,
+    /// The window length, e.g. `2h`, `90m`, `4s`, `1h30m`; 1 s to 24 h.
+    #[schema(example = "2h")]
+    window: String,
+    /// IANA name; default `UTC`.
+    #[schema(example = "Europe/Amsterdam")]
+    timezone: Option<String>,
+    daily: DailyBody,
+    #[schema(min_items = 1)]
+    actions: Vec<ActionBody>,
+    /// Default true.
+    enabled: Option<bool>,
+}
+
+/// Local times `HH:MM`; `end` may be `24:00`; `start < end`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyBody {
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$", example = "08:00")]
+    start: String,
+    #[schema(pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$", example = "22:00")]
+    end: String,
+}
+
+/// `{type: alarm, eventName, level}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionBody {
+    #[serde(rename = "type")]
+    #[schema(example = "alarm")]
+    kind: String,
+    #[schema(example = "NO_TOILET_ACTIVITY_ALARM", min_length = 1, max_length = 128)]
+    event_name: String,
+    /// 0 to 255, default 1.
+    #[schema(minimum = 0, maximum = 255)]
+    level: Option<u8>,
+}
+
+/// A monitor with its current session and window (all `null` when no session is open).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitorDto {
+    robot_id: i64,
+    rule_id: String,
+    event_type: String,
+    /// Canonical: `1h30m`.
+    window: String,
+    timezone: String,
+    daily: DailyBody,
+    actions: Vec<ActionBody>,
+    enabled: bool,
+    /// Who wrote it last: `file` (synced at start) or `api`.
+    source: String,
+    /// 1 when created, + 1 at every change.
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// The open session's local date, `YYYY-MM-DD`.
+    #[schema(example = "2026-11-20")]
+    session_date: Option<String>,
+    session_end: Option<DateTime<Utc>>,
+    /// The open window: alarms sent in this session + 1.
+    window_number: Option<u32>,
+    window_start: Option<DateTime<Utc>>,
+    window_end: Option<DateTime<Utc>>,
+    alarms_sent: Option<u32>,
+    /// The open session's Megazord subscription.
+    subscription_id: Option<i64>,
+    /// When the monitor worker acts next (a window's end, the next session's start); `null`
+    /// for a disabled monitor.
+    next_due_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /internal/v1/monitors`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MonitorList {
+    /// By robot, then rule.
+    monitors: Vec<MonitorDto>,
+}
+
+impl From<&StoredMonitor> for MonitorDto {
+    fn from(stored: &StoredMonitor) -> Self {
+        let definition = stored.monitor.definition();
+        let daily = definition.daily.unwrap_or_default();
+        let window = stored.state.window;
+        MonitorDto {
+            robot_id: stored.monitor.robot_id(),
+            rule_id: stored.monitor.rule_id().to_string(),
+            event_type: stored.monitor.event_type().to_owned(),
+            window: stored.monitor.window().to_string(),
+            timezone: stored.monitor.timezone().to_string(),
+            daily: DailyBody {
+                start: daily.start.unwrap_or_default(),
+                end: daily.end.unwrap_or_default(),
+            },
+            actions: definition
+                .actions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|action| ActionBody {
+                    kind: action.kind.unwrap_or_default(),
+                    event_name: action.event_name.unwrap_or_default(),
+                    level: action.level.and_then(|l| u8::try_from(l).ok()),
+                })
+                .collect(),
+            enabled: stored.monitor.enabled(),
+            source: stored.source.as_str().to_owned(),
+            version: stored.version,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+            session_date: window.map(|w| w.session_date.format("%Y-%m-%d").to_string()),
+            session_end: window.map(|w| w.session_end),
+            window_number: window.map(|w| w.window_number),
+            window_start: window.map(|w| w.window_start),
+            window_end: window.map(|w| w.window_end),
+            alarms_sent: window.map(|w| w.alarms_sent()),
+            subscription_id: stored.state.subscription_id,
+            next_due_at: (stored.state.due_at < NEVER).then_some(stored.state.due_at),
+        }
+    }
+}
+
+/// The path's `(robotId, ruleId)`, each checked.
+fn monitor_key(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(i64, String), ApiError> {
+    let Ok(Path((robot, rule))) = path else {
+        return Err(ApiError::bad_request(
+            "the path must be /internal/v1/monitors/{robotId}/{ruleId}",
+        ));
+    };
+    let mut errors = Vec::new();
+    let robot_id = canonical_id(&robot);
+    if robot_id.is_none() {
+        errors.push(FieldError {
+            field: "robotId".to_owned(),
+            message: "must be a positive integer (digits only, no leading zero)".to_owned(),
+        });
+    }
+    if let Err(message) = RuleId::parse(&rule) {
+        errors.push(FieldError {
+            field: "ruleId".to_owned(),
+            message,
+        });
+    }
+    match robot_id {
+        Some(robot_id) if errors.is_empty() => Ok((robot_id, rule)),
+        _ => Err(ApiError::BadRequest {
+            detail: "the monitor's path is invalid".to_owned(),
+            errors,
+        }),
+    }
+}
+
+/// Reads a body field by field, so a field of the wrong type or an unknown one is named.
+fn definition_of(body: serde_json::Map<String, Value>) -> Result<MonitorDefinition, ApiError> {
+    let mut definition = MonitorDefinition::default();
+    let mut errors = Vec::new();
+    for (field, value) in body {
+        let single = Value::Object([(field.clone(), value)].into_iter().collect());
+        match serde_json::from_value::<MonitorDefinition>(single) {
+            Ok(part) => {
+                definition.robot_id = part.robot_id.or(definition.robot_id);
+                definition.rule_id = part.rule_id.or(definition.rule_id);
+                definition.event_type = part.event_type.or(definition.event_type);
+                definition.window = part.window.or(definition.window);
+                definition.timezone = part.timezone.or(definition.timezone);
+                definition.daily = part.daily.or(definition.daily);
+                definition.actions = part.actions.or(definition.actions);
+                definition.enabled = part.enabled.or(definition.enabled);
+            }
+            Err(e) => errors.push(FieldError {
+                field,
+                message: e.to_string(),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(definition)
+    } else {
+        Err(ApiError::BadRequest {
+            detail: "the monitor is invalid".to_owned(),
+            errors,
+        })
+    }
+}
+
+/// Create or replace a monitor.
+#[utoipa::path(
+    put,
+    path = "/internal/v1/monitors/{robotId}/{ruleId}",
+    tag = "monitors",
+    request_body(content = MonitorBody, content_type = "application/json"),
+    params(
+        ("robotId" = i64, Path, description = "The robot", minimum = 1),
+        ("ruleId" = String, Path, description = "The rule: 1 to 64 of a-z, 0-9 and -", pattern = "^[a-z0-9-]{1,64}$"),
+    ),
+    responses(
+        (status = 201, description = "Created; its session opens at its next start (at once when one is under way)", body = MonitorDto),
+        (status = 200, description = "Replaced (or unchanged)", body = MonitorDto),
+        (status = 400, description = "Invalid monitor: each field at fault in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The internal API is disabled (INTERNAL_API_TOKEN unset)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_monitor(
+    _: Internal,
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let (robot_id, rule_id) = monitor_key(path)?;
+    tracing::Span::current().record("robot_id", robot_id);
+    let definition = definition_of(body)?;
+    let put = state
+        .monitors
+        .put(robot_id, &rule_id, definition)
+        .await
+        .map_err(|e| match e {
+            MonitorError::Invalid(errors) => ApiError::BadRequest {
+                detail: "the monitor is invalid".to_owned(),
+                errors: errors
+                    .into_iter()
+                    .map(|e| FieldError {
+                        field: e.field,
+                        message: e.message,
+                    })
+                    .collect(),
+            },
+            MonitorError::Store(e) => store_error(e),
+        })?;
+    let (status, stored) = match &put {
+        MonitorPut::Created(stored) => (StatusCode::CREATED, stored),
+        MonitorPut::Replaced(stored) | MonitorPut::Unchanged(stored) => (StatusCode::OK, stored),
+    };
+    Ok((status, Json(MonitorDto::from(stored))).into_response())
+}
+
+/// Every monitor, with its current session and window.
+#[utoipa::path(
+    get,
+    path = "/internal/v1/monitors",
+    tag = "monitors",
+    responses(
+        (status = 200, description = "The monitors, by robot and rule", body = MonitorList),
+        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The internal API is disabled (INTERNAL_API_TOKEN unset)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_monitors(
+    _: Internal,
+    State(state): State<AppState>,
+) -> Result<Json<MonitorList>, ApiError> {
+    let monitors = state.monitors.list().await.map_err(store_error)?;
+    Ok(Json(MonitorList {
+        monitors: monitors.iter().map(MonitorDto::from).collect(),
+    }))
+}
+
+/// A monitor, with its current session and window.
+#[utoipa::path(
+    get,
+    path = "/internal/v1/monitors/{robotId}/{ruleId}",
+    tag = "monitors",
+    params(
+        ("robotId" = i64, Path, description = "The robot", minimum = 1),
+        ("ruleId" = String, Path, description = "The rule", pattern = "^[a-z0-9-]{1,64}$"),
+    ),
+    responses(
+        (status = 200, description = "The monitor", body = MonitorDto),
+        (status = 400, description = "Invalid robotId or ruleId", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such monitor, or the internal API is disabled", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_monitor(
+    _: Internal,
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<MonitorDto>, ApiError> {
+    let (robot_id, rule_id) = monitor_key(path)?;
+    match state
+        .monitors
+        .get(robot_id, &rule_id)
+        .await
+        .map_err(store_error)?
+    {
+        Some(stored) => Ok(Json(MonitorDto::from(&stored))),
+        None => Err(ApiError::NotFound(format!(
+            "robot {robot_id} has no monitor {rule_id}"
+        ))),
+    }
+}
+
+/// Delete a monitor: its session ends and its subscription is removed (alarms already
+/// decided are still posted).
+#[utoipa::path(
+    delete,
+    path = "/internal/v1/monitors/{robotId}/{ruleId}",
+    tag = "monitors",
+    params(
+        ("robotId" = i64, Path, description = "The robot", minimum = 1),
+        ("ruleId" = String, Path, description = "The rule", pattern = "^[a-z0-9-]{1,64}$"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid robotId or ruleId", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such monitor, or the internal API is disabled", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_monitor(
+    _: Internal,
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let (robot_id, rule_id) = monitor_key(path)?;
+    match state
+        .monitors
+        .delete(robot_id, &rule_id)
+        .await
+        .map_err(store_error)?
+    {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(ApiError::NotFound(format!(
+            "robot {robot_id} has no monitor {rule_id}"
+        ))),
+    }
+}

@@ -1,0 +1,170 @@
+//! Deliveries for a monitor session's subscription (SPEC §12): a watched event inside the open
+//! window restarts it. Only events before the open window's end are taken here; a window end
+//! that has passed is the worker's to decide, after backfilling — which finds any later event
+//! too, since Megazord stores an event before it fans it out.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use status_check_engine::monitor::{WindowSpan, WindowState, advance};
+
+use super::Monitors;
+use crate::checks::{CheckError, Delivered, DeliveryOutcome, SubscriptionRoute};
+use crate::store::{StateChange, StoreError, StoredMonitor};
+
+/// How often a group of deliveries is decided again when the state changed meanwhile.
+const STALE_ATTEMPTS: usize = 8;
+
+#[async_trait]
+impl SubscriptionRoute for Monitors {
+    async fn apply_deliveries(
+        &self,
+        batch: &[(Delivered, String)],
+    ) -> Vec<Result<DeliveryOutcome, CheckError>> {
+        let mut outcomes: Vec<Result<DeliveryOutcome, CheckError>> = batch
+            .iter()
+            .map(|_| Ok(DeliveryOutcome::UnknownSubscription))
+            .collect();
+        for group in by_subscription(batch) {
+            match self.apply_group(batch, &group).await {
+                Ok(applied) => {
+                    for (index, outcome) in group.iter().zip(applied) {
+                        outcomes[*index] = Ok(outcome);
+                    }
+                }
+                Err(e) => {
+                    for &index in &group {
+                        outcomes[index] = Err(CheckError::Store(StoreError::Conflict(format!(
+                            "a monitor's delivery: {e}"
+                        ))));
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+}
+
+impl Monitors {
+    /// The deliveries of one subscription (`group`: indices into `batch`), one outcome each.
+    async fn apply_group(
+        &self,
+        batch: &[(Delivered, String)],
+        group: &[usize],
+    ) -> Result<Vec<DeliveryOutcome>, StoreError> {
+        let first = &batch[group[0]].0;
+        for _ in 0..STALE_ATTEMPTS {
+            let Some(stored) = self
+                .store
+                .find_monitor_by_subscription(first.robot_id, first.subscription_id)
+                .await?
+            else {
+                return Ok(vec![DeliveryOutcome::UnknownSubscription; group.len()]);
+            };
+            let Some(window) = stored.state.window else {
+                return Ok(vec![DeliveryOutcome::Ended; group.len()]);
+            };
+            let now = self.now();
+            let events: Vec<(usize, DateTime<Utc>)> = group
+                .iter()
+                .map(|&index| (index, &batch[index].0.delivery.event))
+                .filter(|(_, event)| event.name == stored.monitor.event_type())
+                .map(|(index, event)| (index, event.created_at.min(now)))
+                .collect();
+            let (after, spans, taken) = take_events(&stored, window, events)?;
+            if taken.is_empty() {
+                return Ok(vec![DeliveryOutcome::NoChange; group.len()]);
+            }
+            let change = StateChange {
+                window: Some(after),
+                subscription_id: stored.state.subscription_id,
+                due_at: after.due_at(),
+                release_lease: false,
+                actions: Vec::new(),
+                remove_subscription: None,
+            };
+            if !self
+                .store
+                .write_monitor_state(&stored, None, &change, now)
+                .await?
+            {
+                continue;
+            }
+            let monitor = &stored.monitor;
+            for span in &spans {
+                metrics::counter!("monitor_windows_reset_total").increment(1);
+                tracing::debug!(
+                    robot_id = monitor.robot_id(),
+                    rule_id = %monitor.rule_id(),
+                    session_date = %window.session_date,
+                    window_number = span.number,
+                    at = %span.end,
+                    "window restarted by a delivered event"
+                );
+            }
+            return Ok(group
+                .iter()
+                .map(|index| {
+                    if taken.contains(index) {
+                        DeliveryOutcome::Applied
+                    } else {
+                        DeliveryOutcome::NoChange
+                    }
+                })
+                .collect());
+        }
+        Err(StoreError::Conflict(format!(
+            "the monitor of subscription {} changed {STALE_ATTEMPTS} times while a delivery was \
+             decided",
+            first.subscription_id
+        )))
+    }
+}
+
+/// Restarts the open window at each event inside it, in time order; stops at the first event
+/// at or after the open window's end (that end is the worker's to decide). The window after,
+/// the spans that ended, and which deliveries changed it.
+fn take_events(
+    stored: &StoredMonitor,
+    window: WindowState,
+    mut events: Vec<(usize, DateTime<Utc>)>,
+) -> Result<(WindowState, Vec<WindowSpan>, Vec<usize>), StoreError> {
+    events.sort_by_key(|(index, at)| (*at, *index));
+    let mut current = window;
+    let mut spans = Vec::new();
+    let mut taken = Vec::new();
+    for (index, at) in events {
+        if at >= current.window_end {
+            break;
+        }
+        let advanced = advance(&current, stored.monitor.window(), &[at], at)
+            .map_err(|e| StoreError::Corrupt(format!("status_check_monitor {}: {e}", stored.id)))?;
+        let Some(state) = advanced.state else {
+            break;
+        };
+        if state != current {
+            taken.push(index);
+            spans.extend(advanced.spans);
+            current = state;
+        }
+    }
+    Ok((current, spans, taken))
+}
+
+/// The batch's indices grouped by (robot, subscription), each group in arrival order.
+fn by_subscription(batch: &[(Delivered, String)]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: HashMap<(i64, i64), usize> = HashMap::new();
+    for (index, (delivered, _)) in batch.iter().enumerate() {
+        let key = (delivered.robot_id, delivered.subscription_id);
+        match group_of.get(&key) {
+            Some(&group) => groups[group].push(index),
+            None => {
+                group_of.insert(key, groups.len());
+                groups.push(vec![index]);
+            }
+        }
+    }
+    groups
+}

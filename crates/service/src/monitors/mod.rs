@@ -1,0 +1,244 @@
+//! Monitors (SPEC §12) — the use cases, in one home: keeping the monitors (the files synced at
+//! start, the internal API), opening and closing their daily sessions, deciding each window's
+//! end under a lease (`windows.rs`), taking in the deliveries of a session's subscription
+//! (`deliveries.rs`), and posting the alarms the window ends decided (`actions.rs`). The
+//! engine (`status_check_engine::monitor`) decides; this carries its decisions in and out. The
+//! workers only bring time: the monitor worker calls [`Monitors::act_on_due`], the relay
+//! [`Monitors::send_alarms`], the consumer's use case routes deliveries here.
+
+mod actions;
+mod deliveries;
+pub mod files;
+mod windows;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use status_check_engine::monitor::{FieldError, Monitor, MonitorDefinition};
+
+pub use self::actions::AlarmTick;
+pub use self::windows::DueTick;
+use crate::clock::Clock;
+use crate::store::{DynStore, MonitorPut, MonitorSource, StoreError, StoredMonitor, db_millis};
+use crate::upstream::Megazord;
+
+/// How the monitors behave.
+#[derive(Debug, Clone)]
+pub struct MonitorSettings {
+    /// A lease older than this is presumed abandoned and taken over.
+    pub stale_after: Duration,
+    /// Most monitors one worker step acts on.
+    pub batch: usize,
+    /// Attempts to post an alarm before it is dead-lettered.
+    pub max_attempts: u32,
+    /// How long posted alarms are kept before they are purged.
+    pub retention: Duration,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            stale_after: Duration::from_secs(30),
+            batch: 50,
+            max_attempts: 20,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Why a monitor could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// The definition is invalid; each field at fault (→ 400).
+    #[error("the monitor is invalid")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What syncing the monitors files did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Synced {
+    pub created: usize,
+    pub changed: usize,
+    pub unchanged: usize,
+    /// Monitors a file named before and names no longer.
+    pub disabled: usize,
+}
+
+/// The monitors' use cases with what they need.
+pub struct Monitors {
+    store: DynStore,
+    megazord: Arc<dyn Megazord>,
+    clock: Arc<dyn Clock>,
+    settings: MonitorSettings,
+}
+
+impl Monitors {
+    pub fn new(
+        store: DynStore,
+        megazord: Arc<dyn Megazord>,
+        clock: Arc<dyn Clock>,
+        settings: MonitorSettings,
+    ) -> Self {
+        Monitors {
+            store,
+            megazord,
+            clock,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &MonitorSettings {
+        &self.settings
+    }
+
+    /// Now, to the millisecond the state columns hold: a decision is made on the times it
+    /// stores.
+    fn now(&self) -> DateTime<Utc> {
+        db_millis(self.clock.now())
+    }
+
+    /// Creates or replaces a monitor from an API body for `(robot_id, rule_id)`: the path
+    /// names the monitor; a `robotId` or `ruleId` in the body must agree with it.
+    pub async fn put(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        mut definition: MonitorDefinition,
+    ) -> Result<MonitorPut, MonitorError> {
+        let mut errors = Vec::new();
+        if definition.robot_id.is_some_and(|id| id != robot_id) {
+            errors.push(FieldError {
+                field: "robotId".to_owned(),
+                message: format!("is not the robot of the path ({robot_id})"),
+            });
+        }
+        if definition
+            .rule_id
+            .as_deref()
+            .is_some_and(|id| id != rule_id)
+        {
+            errors.push(FieldError {
+                field: "ruleId".to_owned(),
+                message: format!("is not the rule of the path ({rule_id})"),
+            });
+        }
+        definition.robot_id = Some(robot_id);
+        definition.rule_id = Some(rule_id.to_owned());
+        let monitor = match Monitor::from_definition(&definition) {
+            Ok(monitor) if errors.is_empty() => monitor,
+            Ok(_) => return Err(MonitorError::Invalid(errors)),
+            Err(mut invalid) => {
+                errors.append(&mut invalid);
+                return Err(MonitorError::Invalid(errors));
+            }
+        };
+        let put = self
+            .store
+            .put_monitor(&monitor, MonitorSource::Api, self.now())
+            .await?;
+        log_put(&put, MonitorSource::Api);
+        Ok(put)
+    }
+
+    pub async fn get(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+    ) -> Result<Option<StoredMonitor>, StoreError> {
+        self.store.get_monitor(robot_id, rule_id).await
+    }
+
+    pub async fn list(&self) -> Result<Vec<StoredMonitor>, StoreError> {
+        self.store.list_monitors().await
+    }
+
+    /// Deletes a monitor: its session ends and its subscription is queued for removal (the
+    /// relay removes it); alarms already decided are still posted.
+    pub async fn delete(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+    ) -> Result<Option<StoredMonitor>, StoreError> {
+        let deleted = self
+            .store
+            .delete_monitor(robot_id, rule_id, self.now())
+            .await?;
+        if let Some(deleted) = &deleted {
+            tracing::info!(
+                robot_id,
+                rule_id,
+                subscription_id = deleted.state.subscription_id,
+                "monitor deleted"
+            );
+        }
+        Ok(deleted)
+    }
+
+    /// Syncs the monitors of the files (SPEC §12): each is created or changed as the file
+    /// says; a monitor a file wrote before and no file names any more is disabled. Monitors
+    /// the API wrote and no file names are left alone.
+    pub async fn sync_files(&self, monitors: &[Monitor]) -> Result<Synced, StoreError> {
+        let mut synced = Synced::default();
+        for monitor in monitors {
+            let put = self
+                .store
+                .put_monitor(monitor, MonitorSource::File, self.now())
+                .await?;
+            log_put(&put, MonitorSource::File);
+            match put {
+                MonitorPut::Created(_) => synced.created += 1,
+                MonitorPut::Replaced(_) => synced.changed += 1,
+                MonitorPut::Unchanged(_) => synced.unchanged += 1,
+            }
+        }
+        let named = |stored: &StoredMonitor| {
+            monitors.iter().any(|m| {
+                m.robot_id() == stored.monitor.robot_id() && m.rule_id() == stored.monitor.rule_id()
+            })
+        };
+        for stored in self.store.list_monitors().await? {
+            if stored.source != MonitorSource::File || !stored.monitor.enabled() || named(&stored) {
+                continue;
+            }
+            let Some(disabled) = disabled(&stored.monitor) else {
+                continue;
+            };
+            self.store
+                .put_monitor(&disabled, MonitorSource::File, self.now())
+                .await?;
+            tracing::info!(
+                robot_id = stored.monitor.robot_id(),
+                rule_id = %stored.monitor.rule_id(),
+                "monitor no longer in the monitors file: disabled"
+            );
+            synced.disabled += 1;
+        }
+        Ok(synced)
+    }
+}
+
+/// The same monitor, disabled.
+fn disabled(monitor: &Monitor) -> Option<Monitor> {
+    let mut definition = monitor.definition();
+    definition.enabled = Some(false);
+    Monitor::from_definition(&definition).ok()
+}
+
+fn log_put(put: &MonitorPut, source: MonitorSource) {
+    let (what, stored) = match put {
+        MonitorPut::Created(stored) => ("monitor created", stored),
+        MonitorPut::Replaced(stored) => ("monitor changed", stored),
+        MonitorPut::Unchanged(_) => return,
+    };
+    tracing::info!(
+        robot_id = stored.monitor.robot_id(),
+        rule_id = %stored.monitor.rule_id(),
+        enabled = stored.monitor.enabled(),
+        version = stored.version,
+        source = source.as_str(),
+        "{what}"
+    );
+}

@@ -1,0 +1,442 @@
+//! Acting on due monitors (SPEC §12): under a lease, open a session (subscribe until its end,
+//! backfill since the window's start, open window 1), or decide the window ends that passed
+//! (backfill, then `advance`), writing the new state, the alarms and — when the session is over
+//! — the subscription's removal in one transaction, fenced on the lease and the state version.
+//! A window end is decided only after its events were backfilled from Megazord, so an event
+//! whose delivery is still on the queue resets it all the same.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use status_check_engine::monitor::{
+    Advance, InvalidWindowState, Monitor, Session, WindowEnding, WindowState, advance,
+};
+
+use super::Monitors;
+use crate::store::{NEVER, NewAction, StateChange, StoreError, StoredMonitor};
+use crate::upstream::UpstreamError;
+
+/// How late a session may be opened and still start at its start (the backfill covers the
+/// gap): a scan's delay or a quick restart. Opened later, its first window starts then
+/// ("late start").
+const OPEN_GRACE: TimeDelta = TimeDelta::seconds(60);
+/// When Megazord (or the database) fails, the monitor is due again this much later.
+const RETRY_AFTER: TimeDelta = TimeDelta::seconds(5);
+/// How often a decision is made again when the state changed under it (a delivery, an API
+/// change) before the monitor is left for the next step.
+const STALE_ATTEMPTS: usize = 4;
+
+/// What one step of the monitor worker did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DueTick {
+    pub claimed: usize,
+    /// Sessions opened (subscribed, window 1 open).
+    pub opened: usize,
+    /// Open windows whose ends were decided.
+    pub decided: usize,
+    /// Monitors not due yet after all (before their session, a window reset meanwhile) or
+    /// disabled meanwhile: their lease released.
+    pub waiting: usize,
+    /// The lease was lost (taken over, or the monitor deleted) before the write.
+    pub fenced: usize,
+    pub failed: usize,
+}
+
+/// What acting on one monitor came to.
+enum Acted {
+    Opened,
+    Decided,
+    Waiting,
+    Fenced,
+    Failed,
+}
+
+/// One attempt's end.
+enum Attempt {
+    Done(Acted),
+    /// The state changed since it was read: read it again.
+    Stale,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ActError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    State(#[from] InvalidWindowState),
+}
+
+impl Monitors {
+    /// One step of the monitor worker: claims the monitors that are due under `lease` and
+    /// acts on each.
+    pub async fn act_on_due(&self, lease: &str) -> Result<DueTick, StoreError> {
+        let now = self.now();
+        let stale = TimeDelta::from_std(self.settings.stale_after).unwrap_or(TimeDelta::MAX);
+        let claimed = self
+            .store
+            .claim_due_monitors(now, lease, now - stale, self.settings.batch)
+            .await?;
+        let mut tick = DueTick {
+            claimed: claimed.len(),
+            ..DueTick::default()
+        };
+        for monitor in claimed {
+            match self.act(monitor, lease).await {
+                Acted::Opened => tick.opened += 1,
+                Acted::Decided => tick.decided += 1,
+                Acted::Waiting => tick.waiting += 1,
+                Acted::Fenced => tick.fenced += 1,
+                Acted::Failed => tick.failed += 1,
+            }
+        }
+        Ok(tick)
+    }
+
+    async fn act(&self, mut current: StoredMonitor, lease: &str) -> Acted {
+        for _ in 0..STALE_ATTEMPTS {
+            let attempt = match current.state.window {
+                None => self.open(&current, lease).await,
+                Some(window) => self.decide(&current, window, lease).await,
+            };
+            match attempt {
+                Ok(Attempt::Done(acted)) => return acted,
+                Ok(Attempt::Stale) => {}
+                Err(e) => {
+                    self.failed(&current, lease, &e).await;
+                    return Acted::Failed;
+                }
+            }
+            let monitor = &current.monitor;
+            match self
+                .store
+                .get_monitor(monitor.robot_id(), monitor.rule_id().as_str())
+                .await
+            {
+                Ok(Some(again))
+                    if again.id == current.id && again.state.lock_id.as_deref() == Some(lease) =>
+                {
+                    current = again;
+                }
+                Ok(_) => return Acted::Fenced,
+                Err(e) => {
+                    self.failed(&current, lease, &e.into()).await;
+                    return Acted::Failed;
+                }
+            }
+        }
+        let kept_changing = ActError::Store(StoreError::Conflict(
+            "the monitor's state kept changing while its window was decided".to_owned(),
+        ));
+        self.failed(&current, lease, &kept_changing).await;
+        Acted::Failed
+    }
+
+    /// Opens the session due now (or says when the next one starts).
+    async fn open(&self, current: &StoredMonitor, lease: &str) -> Result<Attempt, ActError> {
+        let monitor = &current.monitor;
+        let now = self.now();
+        if !monitor.enabled() {
+            self.wait(current, lease, NEVER).await?;
+            return Ok(Attempt::Done(Acted::Waiting));
+        }
+        let Some(session) = monitor.session_at_or_after(now) else {
+            self.wait(current, lease, NEVER).await?;
+            return Ok(Attempt::Done(Acted::Waiting));
+        };
+        if session.start > now {
+            self.wait(current, lease, session.start).await?;
+            return Ok(Attempt::Done(Acted::Waiting));
+        }
+        let watch_from = if now - session.start <= OPEN_GRACE {
+            session.start
+        } else {
+            now
+        };
+        let Some(mut window) = WindowState::open(&session, monitor.window(), watch_from) else {
+            self.wait(current, lease, next_session_start(monitor, session.end))
+                .await?;
+            return Ok(Attempt::Done(Acted::Waiting));
+        };
+        // A session opened again the same day (the monitor was changed, or deleted and
+        // created) numbers its windows on: a reference id is never used twice.
+        window.window_number = self
+            .store
+            .last_alarm_number(monitor.robot_id(), monitor.rule_id().as_str(), session.date)
+            .await?
+            + 1;
+        let call_ref = uuid::Uuid::new_v4().to_string();
+        let event_names = [monitor.event_type().to_owned()];
+        let subscription = self
+            .megazord
+            .subscribe(monitor.robot_id(), &event_names, session.end, &call_ref)
+            .await?
+            .id;
+        let events = match self
+            .megazord
+            .incomings(
+                monitor.robot_id(),
+                monitor.event_type(),
+                window.window_start,
+                &call_ref,
+            )
+            .await
+        {
+            Ok(events) => events,
+            Err(e) => {
+                self.drop_subscription(monitor, subscription, "monitor_open_failed")
+                    .await;
+                return Err(e.into());
+            }
+        };
+        let times: Vec<DateTime<Utc>> = events.iter().map(|event| event.created_at).collect();
+        let advanced = advance(&window, monitor.window(), &times, now)?;
+        let change = change_after(monitor, &advanced, session.end, Some(subscription));
+        let written = self
+            .store
+            .write_monitor_state(current, Some(lease), &change, now)
+            .await;
+        match written {
+            Ok(true) => {
+                self.report_opened(monitor, &session, &window, subscription);
+                self.report(monitor, &advanced, now);
+                Ok(Attempt::Done(Acted::Opened))
+            }
+            Ok(false) => {
+                self.drop_subscription(monitor, subscription, "monitor_open_failed")
+                    .await;
+                Ok(Attempt::Stale)
+            }
+            Err(e) => {
+                self.drop_subscription(monitor, subscription, "monitor_open_failed")
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Decides the window ends up to now, after backfilling the open window's events.
+    async fn decide(
+        &self,
+        current: &StoredMonitor,
+        window: WindowState,
+        lease: &str,
+    ) -> Result<Attempt, ActError> {
+        let monitor = &current.monitor;
+        let now = self.now();
+        if window.window_end > now {
+            // Reset by a delivery since it was claimed.
+            self.wait(current, lease, window.window_end).await?;
+            return Ok(Attempt::Done(Acted::Waiting));
+        }
+        let call_ref = uuid::Uuid::new_v4().to_string();
+        let events = self
+            .megazord
+            .incomings(
+                monitor.robot_id(),
+                monitor.event_type(),
+                window.window_start,
+                &call_ref,
+            )
+            .await?;
+        let times: Vec<DateTime<Utc>> = events.iter().map(|event| event.created_at).collect();
+        let advanced = advance(&window, monitor.window(), &times, now)?;
+        let change = change_after(
+            monitor,
+            &advanced,
+            window.session_end,
+            current.state.subscription_id,
+        );
+        if !self
+            .store
+            .write_monitor_state(current, Some(lease), &change, now)
+            .await?
+        {
+            return Ok(Attempt::Stale);
+        }
+        self.report(monitor, &advanced, now);
+        Ok(Attempt::Done(Acted::Decided))
+    }
+
+    /// Nothing to decide now: the lease is freed, due again at `due_at`.
+    async fn wait(
+        &self,
+        current: &StoredMonitor,
+        lease: &str,
+        due_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .release_monitor(current.id, lease, due_at, self.now())
+            .await
+            .map(drop)
+    }
+
+    /// A failure (logged and counted): due again shortly; if even that write fails, the lease
+    /// runs stale and the monitor is taken over.
+    async fn failed(&self, current: &StoredMonitor, lease: &str, error: &ActError) {
+        let monitor = &current.monitor;
+        tracing::warn!(
+            robot_id = monitor.robot_id(),
+            rule_id = %monitor.rule_id(),
+            session_date = current.state.window.map(|w| w.session_date.to_string()),
+            window_number = current.state.window.map(|w| w.window_number),
+            error = %error,
+            "could not act on a monitor; retried shortly"
+        );
+        metrics::counter!("monitor_failures_total").increment(1);
+        if let Err(e) = self.wait(current, lease, self.now() + RETRY_AFTER).await {
+            tracing::warn!(monitor_id = current.id, error = %e, "could not release a monitor's lease");
+        }
+    }
+
+    /// Removes a subscription no stored session holds: now, or queued for the relay.
+    async fn drop_subscription(&self, monitor: &Monitor, subscription: i64, reason: &str) {
+        let robot_id = monitor.robot_id();
+        let call_ref = uuid::Uuid::new_v4().to_string();
+        if self
+            .megazord
+            .unsubscribe(robot_id, subscription, &call_ref)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .queue_subscription_removal(robot_id, subscription, reason, self.now())
+            .await
+        {
+            tracing::error!(robot_id, subscription_id = subscription, error = %e, "a subscription could not be removed nor queued for removal; it leaks");
+            metrics::counter!("subscriptions_leaked_total").increment(1);
+        }
+    }
+
+    fn report_opened(
+        &self,
+        monitor: &Monitor,
+        session: &Session,
+        window: &WindowState,
+        subscription: i64,
+    ) {
+        metrics::counter!("monitor_sessions_opened_total").increment(1);
+        metrics::counter!("monitor_windows_opened_total").increment(1);
+        tracing::info!(
+            robot_id = monitor.robot_id(),
+            rule_id = %monitor.rule_id(),
+            session_date = %session.date,
+            window_number = window.window_number,
+            window_start = %window.window_start,
+            window_end = %window.window_end,
+            session_end = %session.end,
+            subscription_id = subscription,
+            "monitor session opened"
+        );
+    }
+
+    /// Metrics and log lines for what a decision did (after its commit).
+    fn report(&self, monitor: &Monitor, advanced: &Advance, now: DateTime<Utc>) {
+        let robot_id = monitor.robot_id();
+        let rule_id = monitor.rule_id().as_str();
+        let session_date = advanced.session_date.to_string();
+        for span in &advanced.spans {
+            match span.ending {
+                WindowEnding::Reset => {
+                    metrics::counter!("monitor_windows_reset_total").increment(1);
+                    tracing::debug!(robot_id, rule_id, session_date, window_number = span.number, at = %span.end, "window restarted by an event");
+                }
+                WindowEnding::Expired => {
+                    metrics::counter!("monitor_windows_expired_total").increment(1);
+                    record_lateness(span.end, now);
+                    tracing::info!(
+                        robot_id,
+                        rule_id,
+                        session_date,
+                        window_number = span.number,
+                        window_start = %span.start,
+                        window_end = %span.end,
+                        reference_id = %monitor.reference_id(advanced.session_date, span.number),
+                        "window passed without the event: alarm queued"
+                    );
+                }
+                WindowEnding::SessionEnded => {
+                    record_lateness(span.end, now);
+                    tracing::debug!(
+                        robot_id,
+                        rule_id,
+                        session_date,
+                        window_number = span.number,
+                        "window cut short by the session's end: no alarm"
+                    );
+                }
+            }
+        }
+        let expired = advanced.alarms().count() as u64;
+        let opened = match advanced.state {
+            Some(_) => expired,
+            // The last expired window (if the session ended on one) opened none after it.
+            None => expired.saturating_sub(u64::from(
+                advanced.spans.last().is_some_and(|span| span.alarms()),
+            )),
+        };
+        metrics::counter!("monitor_windows_opened_total").increment(opened);
+        if advanced.state.is_none() {
+            metrics::counter!("monitor_sessions_ended_total").increment(1);
+            tracing::info!(robot_id, rule_id, session_date, "monitor session ended");
+        }
+    }
+}
+
+/// What a decision writes: the new open window (or none, the session being over, with its
+/// subscription's removal and the next session's start as due time) and the alarms of the
+/// windows that passed quietly. Always frees the lease.
+fn change_after(
+    monitor: &Monitor,
+    advanced: &Advance,
+    session_end: DateTime<Utc>,
+    subscription: Option<i64>,
+) -> StateChange {
+    let actions = advanced
+        .alarms()
+        .flat_map(|span| {
+            monitor
+                .alarms(advanced.session_date, span.number)
+                .into_iter()
+                .map(|alarm| NewAction {
+                    session_date: advanced.session_date,
+                    window_number: span.number,
+                    window_end: span.end,
+                    alarm,
+                })
+        })
+        .collect();
+    match advanced.state {
+        Some(state) => StateChange {
+            window: Some(state),
+            subscription_id: subscription,
+            due_at: state.due_at(),
+            release_lease: true,
+            actions,
+            remove_subscription: None,
+        },
+        None => StateChange {
+            window: None,
+            subscription_id: None,
+            due_at: next_session_start(monitor, session_end),
+            release_lease: true,
+            actions,
+            remove_subscription: subscription.map(|id| (id, "monitor_session_ended")),
+        },
+    }
+}
+
+/// The start of the first session after one that ended at `session_end`.
+fn next_session_start(monitor: &Monitor, session_end: DateTime<Utc>) -> DateTime<Utc> {
+    monitor
+        .session_at_or_after(session_end)
+        .map_or(NEVER, |session| session.start)
+}
+
+/// How late a window's end was decided (the scan interval, a busy worker, downtime).
+fn record_lateness(end: DateTime<Utc>, now: DateTime<Utc>) {
+    let late = (now - end).num_milliseconds().max(0) as f64 / 1000.0;
+    metrics::histogram!("monitor_window_end_lateness_seconds").record(late);
+}

@@ -1,0 +1,558 @@
+//! Monitors' storage (SPEC §12), in this service's own tables (migrations 0006): the monitors,
+//! the running state of each (its open session and window, the session's subscription, when
+//! the worker is due, the worker's lease), and the actions outbox (alarms to post).
+//!
+//! Every state write is a compare-and-set on `state_version` (and, for the worker, on its
+//! lease): whoever decided on an older state writes nothing and decides again. The write, the
+//! alarms it decided and the removal of a session's subscription are one transaction.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use status_check_engine::monitor::{AlarmRequest, Monitor, WindowState};
+
+use super::StoreError;
+use super::checks::corrupt;
+use super::db::{Arg, Db, Mode, SqlRow, Step, Tx, args, millis, retrying};
+use super::lifecycle::{check_lease, limit_arg};
+use super::monitor_actions;
+use super::outbox::DEAD_LETTER_AT;
+use super::removals::queue_in;
+
+/// Who last wrote a monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorSource {
+    /// `MONITORS_FILE` / `TOILET_MONITORING_CONFIG`, synced at start.
+    File,
+    /// The internal API.
+    Api,
+}
+
+impl MonitorSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorSource::File => "file",
+            MonitorSource::Api => "api",
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Result<MonitorSource, StoreError> {
+        match text {
+            "file" => Ok(MonitorSource::File),
+            "api" => Ok(MonitorSource::Api),
+            other => Err(corrupt(format!("monitor source {other:?}"))),
+        }
+    }
+}
+
+/// The running state of a monitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorState {
+    /// The open session's window; `None` when no session is open.
+    pub window: Option<WindowState>,
+    /// The open session's Megazord subscription.
+    pub subscription_id: Option<i64>,
+    /// When the worker must act next (see [`NEVER`] for a disabled monitor).
+    pub due_at: DateTime<Utc>,
+    /// The worker's lease.
+    pub lock_id: Option<String>,
+    pub locked_at: Option<DateTime<Utc>>,
+    /// Grows with every write; a write names the version it was decided on.
+    pub version: i64,
+}
+
+/// A monitor as stored, with its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMonitor {
+    pub id: i64,
+    pub monitor: Monitor,
+    pub source: MonitorSource,
+    /// 1 when created, + 1 at every change.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub state: MonitorState,
+}
+
+/// What `put_monitor` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MonitorPut {
+    Created(StoredMonitor),
+    /// Changed; a session that watched something else (another event type, timezone or daily
+    /// times), or of a monitor now disabled, was ended and its subscription queued for
+    /// removal.
+    Replaced(StoredMonitor),
+    /// The same definition and source were stored already: nothing written.
+    Unchanged(StoredMonitor),
+}
+
+/// One alarm a window's end decided, for the actions outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAction {
+    pub session_date: NaiveDate,
+    pub window_number: u32,
+    pub window_end: DateTime<Utc>,
+    pub alarm: AlarmRequest,
+}
+
+/// What a decision on a monitor's state writes, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The open window after the decision; `None` when no session is open.
+    pub window: Option<WindowState>,
+    pub subscription_id: Option<i64>,
+    pub due_at: DateTime<Utc>,
+    /// Clear the worker's lease.
+    pub release_lease: bool,
+    /// Alarms to post (one row each; a row already there for its reference and action is
+    /// left alone).
+    pub actions: Vec<NewAction>,
+    /// A subscription to queue for removal (its session ended), with the reason.
+    pub remove_subscription: Option<(i64, &'static str)>,
+}
+
+/// An alarm waiting to be posted, claimed under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAction {
+    pub id: i64,
+    pub monitor_id: i64,
+    pub robot_id: i64,
+    pub rule_id: String,
+    pub session_date: NaiveDate,
+    pub window_number: u32,
+    pub reference_id: String,
+    pub event_name: String,
+    pub level: u8,
+    pub window_end: DateTime<Utc>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// The due time of a disabled monitor: never (9999-01-01).
+pub const NEVER: DateTime<Utc> = DEAD_LETTER_AT;
+
+/// Monitors' storage; every [`Store`](super::Store) is one.
+#[async_trait]
+pub trait MonitorStore: Send + Sync {
+    /// Creates or replaces the monitor `(robot, rule)`, in one transaction under its row. A
+    /// new enabled monitor is due at once (its session opens then). A replaced one keeps its
+    /// open session unless it is now disabled (due never) or watches something else (due at
+    /// once, to open a new session); an ended session's subscription is queued for removal
+    /// (`monitor_disabled`, `monitor_changed`). A changed window length alone applies from the
+    /// next window.
+    async fn put_monitor(
+        &self,
+        monitor: &Monitor,
+        source: MonitorSource,
+        now: DateTime<Utc>,
+    ) -> Result<MonitorPut, StoreError>;
+
+    async fn get_monitor(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+    ) -> Result<Option<StoredMonitor>, StoreError>;
+
+    /// Every monitor, by robot and rule.
+    async fn list_monitors(&self) -> Result<Vec<StoredMonitor>, StoreError>;
+
+    /// Deletes the monitor and its state, queueing its session's subscription for removal
+    /// (`monitor_deleted`); the alarms already decided stay in the outbox and are sent.
+    async fn delete_monitor(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredMonitor>, StoreError>;
+
+    /// Claims up to `limit` monitors due at `now` whose state holds no lease (or one taken
+    /// before `stale_before`), leasing them to `lease`; earliest due first. MySQL: `FOR
+    /// UPDATE SKIP LOCKED` over the due index; SQLite: one writer at a time. Concurrent
+    /// claimers get disjoint sets.
+    async fn claim_due_monitors(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        stale_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredMonitor>, StoreError>;
+
+    /// The monitor whose open session holds this subscription of this robot.
+    async fn find_monitor_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredMonitor>, StoreError>;
+
+    /// Writes a decision made on `current`: only while its state is still at
+    /// `current.state.version` and — with a `lease` — held by that lease; then the actions
+    /// and the subscription removal, in one transaction. Whether it was written (`false`:
+    /// another write came first, or the lease is gone; nothing written).
+    async fn write_monitor_state(
+        &self,
+        current: &StoredMonitor,
+        lease: Option<&str>,
+        change: &StateChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Frees the lease without a decision (e.g. Megazord failed), due again at `due_at`;
+    /// whether the lease was still held.
+    async fn release_monitor(
+        &self,
+        monitor_id: i64,
+        lease: &str,
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// The highest window number with an alarm in the session of `session_date` (0: none):
+    /// a session opened again the same day numbers its windows on from there.
+    async fn last_alarm_number(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: NaiveDate,
+    ) -> Result<u32, StoreError>;
+
+    /// Claims up to `limit` unsent actions that are due and not leased (or whose lease ran
+    /// out), leasing them to `lease` until `lease_until`; oldest due first.
+    async fn claim_monitor_actions(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PendingAction>, StoreError>;
+
+    /// Marks an action sent, if `lease` still holds it.
+    async fn monitor_action_sent(
+        &self,
+        id: i64,
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a failed attempt (attempts + 1, the error, retry at `next_attempt_at`) and
+    /// frees the lease, if `lease` still holds it.
+    async fn monitor_action_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Unsent actions still to be tried.
+    async fn monitor_action_backlog(&self) -> Result<i64, StoreError>;
+
+    /// Deletes up to `limit` actions sent before `sent_before`; how many.
+    async fn purge_sent_monitor_actions(
+        &self,
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
+}
+
+use super::monitor_rows::*;
+
+#[async_trait]
+impl<B: Db + 'static> MonitorStore for B {
+    async fn put_monitor(
+        &self,
+        monitor: &Monitor,
+        source: MonitorSource,
+        now: DateTime<Utc>,
+    ) -> Result<MonitorPut, StoreError> {
+        let definition = canonical_json(monitor)?;
+        let now = millis(now);
+        let robot_id = monitor.robot_id();
+        let rule_id = monitor.rule_id().as_str();
+        retrying!(self, tx => async {
+            let locked = tx
+                .fetch_optional(self.sql(&LOCK_MONITOR), args![robot_id, rule_id])
+                .await?;
+            let Some(locked) = locked else {
+                let done = tx
+                    .execute(
+                        INSERT_MONITOR,
+                        args![robot_id, rule_id, definition.clone(), monitor.enabled(),
+                              source.as_str(), now, now],
+                    )
+                    .await?;
+                let due = if monitor.enabled() { now } else { NEVER };
+                tx.execute(INSERT_STATE, args![done.last_insert_id, due, now]).await?;
+                let created = read_one(&mut tx, SELECT_BY_ID, args![done.last_insert_id]).await?;
+                let created = created.ok_or_else(|| corrupt("a new monitor vanished".to_owned()))?;
+                return Ok(Step::Commit(MonitorPut::Created(created)));
+            };
+            let id = locked.int("id")?;
+            let before = read_one(&mut tx, SELECT_BY_ID, args![id])
+                .await?
+                .ok_or_else(|| corrupt(format!("status_check_monitor {id} has no state")))?;
+            if before.monitor == *monitor && before.source == source {
+                return Ok(Step::Rollback(MonitorPut::Unchanged(before)));
+            }
+            tx.execute(
+                UPDATE_MONITOR,
+                args![definition.clone(), monitor.enabled(), source.as_str(), now, id],
+            )
+            .await?;
+            let was = before.monitor.enabled();
+            let reason = if !monitor.enabled() && was {
+                Some(("monitor_disabled", NEVER))
+            } else if monitor.enabled() && (!was || !same_watch(&before.monitor, monitor)) {
+                Some(("monitor_changed", now))
+            } else {
+                None
+            };
+            if let Some((reason, due)) = reason {
+                tx.execute(RESET_STATE, args![due, now, id]).await?;
+                if let Some(subscription) = before.state.subscription_id {
+                    queue_in(self, &mut tx, robot_id, subscription, reason, now).await?;
+                }
+            }
+            let after = read_one(&mut tx, SELECT_BY_ID, args![id])
+                .await?
+                .ok_or_else(|| corrupt(format!("status_check_monitor {id} vanished")))?;
+            Ok(Step::Commit(MonitorPut::Replaced(after)))
+        }
+        .await)
+    }
+
+    async fn get_monitor(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+    ) -> Result<Option<StoredMonitor>, StoreError> {
+        let mut tx = self.begin(Mode::Read).await?;
+        let found = read_one(&mut tx, SELECT_BY_KEY, args![robot_id, rule_id]).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn list_monitors(&self) -> Result<Vec<StoredMonitor>, StoreError> {
+        let mut tx = self.begin(Mode::Read).await?;
+        let rows = tx.fetch_all(SELECT_ALL, args![]).await?;
+        tx.commit().await?;
+        rows.iter().map(monitor_of).collect()
+    }
+
+    async fn delete_monitor(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredMonitor>, StoreError> {
+        let now = millis(now);
+        retrying!(self, tx => async {
+            if tx
+                .fetch_optional(self.sql(&LOCK_MONITOR), args![robot_id, rule_id])
+                .await?
+                .is_none()
+            {
+                return Ok(Step::Rollback(None));
+            }
+            let Some(stored) = read_one(&mut tx, SELECT_BY_KEY, args![robot_id, rule_id]).await?
+            else {
+                return Ok(Step::Rollback(None));
+            };
+            if let Some(subscription) = stored.state.subscription_id {
+                queue_in(self, &mut tx, robot_id, subscription, "monitor_deleted", now).await?;
+            }
+            tx.execute(DELETE_STATE, args![stored.id]).await?;
+            tx.execute(DELETE_MONITOR, args![stored.id]).await?;
+            Ok(Step::Commit(Some(stored)))
+        }
+        .await)
+    }
+
+    async fn claim_due_monitors(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        stale_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredMonitor>, StoreError> {
+        check_lease(lease)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = millis(now);
+        retrying!(self, tx => async {
+            let ids = tx
+                .fetch_all(
+                    self.sql(&CLAIM_MONITORS),
+                    args![now, millis(stale_before), limit_arg(limit)],
+                )
+                .await?
+                .iter()
+                .map(|row| row.int("monitor_id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids {
+                tx.execute(LEASE_MONITOR, args![lease, now, id]).await?;
+                if let Some(monitor) = read_one(&mut tx, SELECT_BY_ID, args![id]).await? {
+                    claimed.push(monitor);
+                }
+            }
+            Ok(Step::Commit(claimed))
+        }
+        .await)
+    }
+
+    async fn find_monitor_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredMonitor>, StoreError> {
+        let mut tx = self.begin(Mode::Read).await?;
+        let found = read_one(
+            &mut tx,
+            SELECT_BY_SUBSCRIPTION,
+            args![subscription_id, robot_id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn write_monitor_state(
+        &self,
+        current: &StoredMonitor,
+        lease: Option<&str>,
+        change: &StateChange,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = millis(now);
+        let window = change.window.as_ref();
+        let mut state_args = args![
+            window.map(|w| date_text(w.session_date)),
+            window.map(|w| millis(w.session_end)),
+            window.map(|w| i64::from(w.window_number)),
+            window.map(|w| millis(w.window_start)),
+            window.map(|w| millis(w.window_end)),
+            change.subscription_id,
+            millis(change.due_at),
+            change.release_lease,
+            change.release_lease,
+            now,
+            current.id,
+            current.state.version,
+        ];
+        let sql = match lease {
+            Some(lease) => {
+                state_args.push(Arg::from(lease));
+                WRITE_STATE_LEASED
+            }
+            None => WRITE_STATE,
+        };
+        let robot_id = current.monitor.robot_id();
+        let rule_id = current.monitor.rule_id().as_str();
+        retrying!(self, tx => async {
+            let done = tx.execute(sql, state_args.clone()).await?;
+            if done.rows_affected == 0 {
+                return Ok(Step::Rollback(false));
+            }
+            for action in &change.actions {
+                tx.execute(
+                    self.sql(&INSERT_ACTION),
+                    args![
+                        current.id,
+                        robot_id,
+                        rule_id,
+                        date_text(action.session_date),
+                        action.window_number,
+                        i64::try_from(action.alarm.action_index).unwrap_or(i64::MAX),
+                        action.alarm.reference_id.clone(),
+                        action.alarm.event_name.clone(),
+                        i64::from(action.alarm.level),
+                        millis(action.window_end),
+                        now,
+                        now,
+                    ],
+                )
+                .await?;
+            }
+            if let Some((subscription, reason)) = change.remove_subscription {
+                queue_in(self, &mut tx, robot_id, subscription, reason, now).await?;
+            }
+            Ok(Step::Commit(true))
+        }
+        .await)
+    }
+
+    async fn release_monitor(
+        &self,
+        monitor_id: i64,
+        lease: &str,
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let args = args![millis(due_at), millis(now), monitor_id, lease];
+        retrying!(self, tx => tx
+            .execute(RELEASE_MONITOR, args.clone())
+            .await
+            .map(|done| Step::Commit(done.rows_affected > 0)))
+    }
+
+    async fn last_alarm_number(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: NaiveDate,
+    ) -> Result<u32, StoreError> {
+        let mut tx = self.begin(Mode::Read).await?;
+        let row = tx
+            .fetch_optional(
+                LAST_ALARM,
+                args![robot_id, rule_id, date_text(session_date)],
+            )
+            .await?;
+        tx.commit().await?;
+        match row {
+            Some(row) => to_u32(row.opt_int("last")?.unwrap_or(0), "window_number"),
+            None => Ok(0),
+        }
+    }
+
+    async fn claim_monitor_actions(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PendingAction>, StoreError> {
+        monitor_actions::claim(self, now, lease, lease_until, limit).await
+    }
+
+    async fn monitor_action_sent(
+        &self,
+        id: i64,
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        monitor_actions::sent(self, id, lease, now).await
+    }
+
+    async fn monitor_action_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        monitor_actions::failed(self, id, lease, next_attempt_at, error).await
+    }
+
+    async fn monitor_action_backlog(&self) -> Result<i64, StoreError> {
+        monitor_actions::backlog(self).await
+    }
+
+    async fn purge_sent_monitor_actions(
+        &self,
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        monitor_actions::purge_sent(self, sent_before, limit).await
+    }
+}

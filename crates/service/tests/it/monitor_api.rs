@@ -1,0 +1,379 @@
+//! The internal API of monitors (SPEC §12) over real HTTP, on SQLite and MariaDB: bearer-token
+//! auth (401 otherwise, 404 when disabled), create (201), replace (200), list, read with the
+//! current session and window, delete (the subscription is removed), and an invalid monitor
+//! answered 400 naming each field; and the monitors file synced at start.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, spawn};
+use crate::monitors::{MonitorStack, ROBOT, TOKEN, at, stack, stack_with};
+
+fn body() -> Value {
+    json!({
+        "eventType": "TOILET_ACTIVITY", "window": "10m", "timezone": "Europe/Amsterdam",
+        "daily": {"start": "09:00", "end": "10:00"},
+        "actions": [{"type": "alarm", "eventName": "NO_TOILET_ACTIVITY_ALARM"}]
+    })
+}
+
+/// A request to the internal API with `token` (none: no Authorization header).
+async fn call(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        headers,
+    )
+}
+
+impl MonitorStack {
+    async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let (status, body, _) = call(&self.first.base, method, path, Some(TOKEN), body).await;
+        (status, body)
+    }
+}
+
+fn is_problem(headers: &reqwest::header::HeaderMap, body: &Value) -> bool {
+    headers[reqwest::header::CONTENT_TYPE] == "application/problem+json"
+        && body["requestId"].is_string()
+}
+
+async fn only_the_token_opens_the_internal_api(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T07:00:00Z")).await else {
+        return;
+    };
+    let base = &stack.first.base;
+    for token in [None, Some("wrong-token"), Some("")] {
+        let (status, body, headers) = call(
+            base,
+            reqwest::Method::GET,
+            "/internal/v1/monitors",
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {body}");
+        assert!(is_problem(&headers, &body), "{body}");
+        assert!(
+            headers[reqwest::header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    let (status, _, _) = call(
+        base,
+        reqwest::Method::PUT,
+        "/internal/v1/monitors/42/no-toilet",
+        Some("wrong-token"),
+        Some(&body()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        stack.store().list_monitors().await.unwrap().is_empty(),
+        "nothing written"
+    );
+    let (status, body) = stack
+        .api(reqwest::Method::GET, "/internal/v1/monitors", None)
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"monitors": []})));
+}
+
+async fn create_replace_read_list_and_delete(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T07:59:00Z")).await else {
+        return;
+    };
+    let path = "/internal/v1/monitors/42/no-toilet";
+    let (status, created) = stack.api(reqwest::Method::PUT, path, Some(&body())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["robotId"], ROBOT);
+    assert_eq!(created["ruleId"], "no-toilet");
+    assert_eq!(created["window"], "10m");
+    assert_eq!(
+        created["actions"],
+        json!([{"type": "alarm", "eventName": "NO_TOILET_ACTIVITY_ALARM", "level": 1}])
+    );
+    assert_eq!(
+        (created["version"].clone(), created["source"].clone()),
+        (json!(1), json!("api"))
+    );
+    assert_eq!(created["sessionDate"], Value::Null);
+
+    // 09:00 in Amsterdam is 08:00 UTC: the worker opens the session; the API shows it.
+    stack.set("2026-11-20T08:00:00Z");
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    let (status, read) = stack.api(reqwest::Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["sessionDate"], "2026-11-20");
+    assert_eq!(read["windowNumber"], 1);
+    assert_eq!(read["alarmsSent"], 0);
+    assert_eq!(read["windowStart"], "2026-11-20T08:00:00Z");
+    assert_eq!(read["windowEnd"], "2026-11-20T08:10:00Z");
+    assert_eq!(read["nextDueAt"], "2026-11-20T08:10:00Z");
+    let subscription = read["subscriptionId"].as_i64().expect("subscribed");
+    assert_eq!(stack.megazord.undeleted_subscriptions(), [subscription]);
+
+    // Replaced with a longer window (200), the same again (200, unchanged).
+    let mut longer = body();
+    longer["window"] = json!("15m");
+    let (status, replaced) = stack.api(reqwest::Method::PUT, path, Some(&longer)).await;
+    assert_eq!(
+        (status, replaced["version"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+    assert_eq!(
+        replaced["windowEnd"], "2026-11-20T08:10:00Z",
+        "the open window keeps its end"
+    );
+    let (status, same) = stack.api(reqwest::Method::PUT, path, Some(&longer)).await;
+    assert_eq!(
+        (status, same["version"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+
+    let (status, other) = stack
+        .api(
+            reqwest::Method::PUT,
+            "/internal/v1/monitors/43/night",
+            Some(&body()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let (status, list) = stack
+        .api(reqwest::Method::GET, "/internal/v1/monitors", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let keys: Vec<(i64, &str)> = list["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["robotId"].as_i64().unwrap(),
+                m["ruleId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [(42, "no-toilet"), (43, "night")]);
+
+    // Deleted: its session ends and the relay removes its subscription at Megazord.
+    let (status, _) = stack.api(reqwest::Method::DELETE, path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(stack.tick_relay().await.removals.removed, 1);
+    assert!(stack.megazord.undeleted_subscriptions().is_empty());
+    assert_eq!(
+        stack.api(reqwest::Method::GET, path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        stack.api(reqwest::Method::DELETE, path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn an_invalid_monitor_is_400_naming_each_field(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T07:00:00Z")).await else {
+        return;
+    };
+    let fields = |body: &Value| -> Vec<String> {
+        body["errors"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let put = |path: &'static str, body: Value| {
+        let stack = &stack;
+        async move { stack.api(reqwest::Method::PUT, path, Some(&body)).await }
+    };
+    let mut bad = body();
+    bad["window"] = json!("2 days");
+    bad["daily"] = json!({"start": "09:00", "end": "08:00"});
+    bad["actions"] = json!([{"type": "alarm"}]);
+    let (status, problem) = put("/internal/v1/monitors/42/a", bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(
+        fields(&problem),
+        ["window", "daily.end", "actions[0].eventName"]
+    );
+
+    let mut typo = body();
+    typo["windw"] = json!("10m");
+    typo["enabled"] = json!("yes");
+    let (status, problem) = put("/internal/v1/monitors/42/a", typo).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let mut named = fields(&problem);
+    named.sort();
+    assert_eq!(named, ["enabled", "windw"], "{problem}");
+
+    let mut elsewhere = body();
+    elsewhere["robotId"] = json!(43);
+    let (status, problem) = put("/internal/v1/monitors/42/a", elsewhere).await;
+    assert_eq!(
+        (status, fields(&problem)),
+        (StatusCode::BAD_REQUEST, vec!["robotId".to_owned()])
+    );
+
+    let (status, problem) = put("/internal/v1/monitors/042/No_Rule", body()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&problem), ["robotId", "ruleId"]);
+    assert!(
+        stack.store().list_monitors().await.unwrap().is_empty(),
+        "nothing written"
+    );
+}
+
+/// The monitors file is synced at start: created, changed, and disabled once no file names
+/// it; monitors the API created are left alone. An invalid file stops start-up naming it.
+async fn the_monitors_file_is_synced_at_start(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("monitors.yaml");
+    let entry = |rule: &str, window: &str| {
+        format!(
+            "- robotId: 42\n  ruleId: {rule}\n  eventType: TOILET_ACTIVITY\n  window: {window}\n  \
+             daily: {{start: \"08:00\", end: \"09:00\"}}\n  actions: [{{type: alarm, eventName: A}}]\n"
+        )
+    };
+    std::fs::write(&file, entry("from-file", "10m") + &entry("dropped", "10m")).unwrap();
+    let path = file.to_str().unwrap();
+    let Some(stack) = stack_with(
+        backend,
+        at("2026-11-20T07:00:00Z"),
+        &[("MONITORS_FILE", path)],
+    )
+    .await
+    else {
+        return;
+    };
+    let stored = stack
+        .store()
+        .get_monitor(ROBOT, "from-file")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.monitor.enabled());
+    assert_eq!(stored.source, status_check::store::MonitorSource::File);
+    let (status, _) = stack
+        .api(
+            reqwest::Method::PUT,
+            "/internal/v1/monitors/42/by-api",
+            Some(&body()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // A replica starts with a changed file that no longer names `dropped`.
+    std::fs::write(&file, entry("from-file", "20m")).unwrap();
+    let _replica = stack
+        .replica_with(&[("MONITORS_FILE", path)])
+        .await
+        .unwrap();
+    let changed = stack
+        .store()
+        .get_monitor(ROBOT, "from-file")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (changed.monitor.window().as_seconds(), changed.version),
+        (1200, 2)
+    );
+    let dropped = stack
+        .store()
+        .get_monitor(ROBOT, "dropped")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !dropped.monitor.enabled(),
+        "no longer in the file: disabled"
+    );
+    let by_api = stack
+        .store()
+        .get_monitor(ROBOT, "by-api")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(by_api.monitor.enabled(), "the API's monitor is left alone");
+
+    std::fs::write(&file, entry("from-file", "25h")).unwrap();
+    let error = stack
+        .replica_with(&[("MONITORS_FILE", path)])
+        .await
+        .err()
+        .expect("an invalid file stops start-up")
+        .to_string();
+    assert!(
+        error.contains("monitors.yaml: monitor [0] (robot 42, rule from-file): window:"),
+        "{error}"
+    );
+}
+
+/// Without INTERNAL_API_TOKEN the internal routes do not exist (404 problem+json).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_the_internal_api_is_404() {
+    let app = spawn(Backend::Sqlite).await;
+    for path in ["/internal/v1/monitors", "/internal/v1/monitors/42/a"] {
+        let (status, body, headers) = call(
+            &app.base,
+            reqwest::Method::GET,
+            path,
+            Some("anything"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(is_problem(&headers, &body), "{body}");
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await;
+            })*
+        }
+        mod mysql {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if crate::support::mysql_skipped() {
+                    return;
+                }
+                super::$name(super::Backend::Mysql).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    only_the_token_opens_the_internal_api,
+    create_replace_read_list_and_delete,
+    an_invalid_monitor_is_400_naming_each_field,
+    the_monitors_file_is_synced_at_start,
+);
