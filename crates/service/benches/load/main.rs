@@ -209,11 +209,13 @@ fn config_default(key: &str) -> Option<&'static str> {
         .map(|(_, value, _)| *value)
 }
 
-/// The consumer's batch setting and its default, if the service has one.
+/// The consumer's batch setting (`CONSUMER_BATCH_SIZE`, or another key that starts with
+/// `CONSUMER_BATCH`) and its default, if the service has one.
 fn consumer_batch_key() -> Option<(&'static str, usize)> {
-    ["CONSUMER_BATCH_SIZE", "CONSUMER_BATCH"]
-        .into_iter()
-        .find_map(|key| Some((key, config_default(key)?.parse().ok()?)))
+    status_check::config::KEYS
+        .iter()
+        .filter(|(key, _, _)| key.starts_with("CONSUMER_BATCH"))
+        .find_map(|(key, value, _)| Some((*key, value.parse().ok()?)))
 }
 
 /// The group of the delivery limits: the consumer's batch — its configuration default, or
