@@ -30,6 +30,7 @@
 //! - `LOAD_DELIVERY_CHECKS` — open checks of (b) (2000 / 20);
 //! - `LOAD_DELIVERY_EVENTS` — events per check of (b) and (e), each one delivery (5 / 5);
 //! - `LOAD_MARIADB_CHECKS` — open checks of (e) (2000 / 20);
+//! - `LOAD_MARIADB_WRITERS` — connections of (e)'s raw limit (20: the two replicas' pools);
 //! - `LOAD_GROUP_SIZE` — deliveries per transaction of the grouped delivery limits: by default
 //!   the consumer's batch setting's default (given to the service too when set), or 50 while
 //!   the service has no such setting;
@@ -47,8 +48,8 @@
 //! over the same HTTP client; (b) a delivery's writes, one per transaction and the consumer's
 //! batch per transaction; (c) the scheduler's claims of its batch, then one finalisation per
 //! transaction and the claimed batch per transaction; (d) the same binary's `--version`;
-//! (e) (b)'s writes grouped the same way through the blocking `mysql` crate on one
-//! connection. A figure stands beside the grouped limit where the service groups those writes
+//! (e) (b)'s writes grouped the same way through the blocking `mysql` crate, on as many
+//! connections at once as the two replicas' pools (each check's deliveries on one). A figure stands beside the grouped limit where the service groups those writes
 //! (a consumer batch setting; [`FINALISATIONS_GROUPED`], [`CREATES_GROUPED`]), else beside one
 //! unit per transaction; both are printed.
 //!
@@ -129,6 +130,10 @@ const TARGET_STARTUP_MS: f64 = 300.0;
 /// checks at once.
 const SERVICE_POOL: u32 = 8;
 
+/// The service's MySQL pool (`store/mysql.rs`): the raw MariaDB limit writes on as many
+/// connections at once as (e)'s two replicas hold.
+const MYSQL_POOL: usize = 10;
+
 /// Whether the scheduler finalises a claimed batch in one transaction (issue "Group commit",
 /// item 2): the deadlines figure then stands beside the grouped finalisation limit, else
 /// beside one finalisation per transaction. Both limits are measured either way.
@@ -149,6 +154,7 @@ struct Sizes {
     delivery_checks: usize,
     delivery_events: usize,
     mariadb_checks: usize,
+    mariadb_writers: usize,
     deadline_checks: usize,
     deadline_lead: u64,
     deadline_spread: u64,
@@ -184,6 +190,7 @@ impl Sizes {
             delivery_checks: env_or("LOAD_DELIVERY_CHECKS", pick(full, 2_000, 20))?,
             delivery_events: env_or("LOAD_DELIVERY_EVENTS", 5)?,
             mariadb_checks: env_or("LOAD_MARIADB_CHECKS", pick(full, 2_000, 20))?,
+            mariadb_writers: env_or("LOAD_MARIADB_WRITERS", 2 * MYSQL_POOL)?.max(1),
             deadline_checks: env_or("LOAD_DEADLINE_CHECKS", pick(full, 100_000, 200))?,
             deadline_lead: env_or("LOAD_DEADLINE_LEAD_SECS", pick(full, 10, 2))?,
             deadline_spread: env_or("LOAD_DEADLINE_SPREAD_SECS", pick(full, 10, 2))?,

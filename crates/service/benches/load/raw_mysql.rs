@@ -1,7 +1,8 @@
 //! MariaDB for the load bench (`TEST_MYSQL_URL`): databases made the way the integration
 //! tests make them (the production schema, then the service's migrations), the other
 //! services' rows their foreign keys need, and the physical limit — the same grouped writes
-//! through a plain client (the blocking `mysql` crate: one connection, prepared statements).
+//! through a plain client (the blocking `mysql` crate, prepared statements, as many
+//! connections at once as the replicas' pools hold).
 
 use std::str::FromStr as _;
 use std::time::Instant;
@@ -192,25 +193,57 @@ pub(super) fn execute(tx: &mut mysql::Transaction<'_>, writes: &[Write]) -> mysq
     Ok(inserted.first().copied().unwrap_or(0))
 }
 
-/// Units `0..units` (each `unit(index)`'s writes), `group` per transaction, in order; units
-/// per second.
+/// Units `0..units` (each `unit(index)`'s writes) on `writers` connections at once, each
+/// connection taking the units `lane(index)` gives it, in order, `group` per transaction;
+/// units per second from the first begin to the last commit.
 pub(super) fn run_grouped(
-    conn: &mut Conn,
+    db: &BenchDatabase,
+    writers: usize,
     units: usize,
     group: usize,
-    unit: impl Fn(usize) -> Vec<Write>,
+    lane: impl Fn(usize) -> usize + Sync,
+    unit: impl Fn(usize) -> Vec<Write> + Sync,
 ) -> anyhow::Result<f64> {
-    ensure!(group > 0, "a group holds at least one unit");
-    let began = Instant::now();
-    let mut next = 0;
-    while next < units {
-        let mut tx = conn.start_transaction(TxOpts::default())?;
-        for index in next..(next + group).min(units) {
-            execute(&mut tx, &unit(index))?;
-        }
-        tx.commit()?;
-        next += group;
+    ensure!(
+        group > 0 && writers > 0,
+        "a group and a writer hold at least one unit"
+    );
+    let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); writers];
+    for index in 0..units {
+        lanes[lane(index) % writers].push(index);
     }
+    let mut conns = (0..writers)
+        .map(|_| db.conn())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let start = std::sync::Barrier::new(writers + 1);
+    let (unit, start) = (&unit, &start);
+    let began = std::thread::scope(|scope| -> anyhow::Result<Instant> {
+        let threads: Vec<_> = conns
+            .iter_mut()
+            .zip(&lanes)
+            .map(|(conn, lane)| {
+                scope.spawn(move || -> anyhow::Result<()> {
+                    start.wait();
+                    for chunk in lane.chunks(group) {
+                        let mut tx = conn.start_transaction(TxOpts::default())?;
+                        for &index in chunk {
+                            execute(&mut tx, &unit(index))?;
+                        }
+                        tx.commit()?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        for thread in threads {
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("a raw MariaDB writer panicked"))??;
+        }
+        Ok(began)
+    })?;
     Ok(units as f64 / began.elapsed().as_secs_f64())
 }
 
