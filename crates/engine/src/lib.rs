@@ -1,12 +1,14 @@
-//! The rules engine of status-check: templates, CEL rules and every lifecycle decision, as
-//! pure code. Nothing here does I/O or reads a clock: the service passes in the time and the
-//! events, and carries out the effects this library returns.
+//! The rules engine of status-check: templates, CEL rules, every lifecycle decision and the
+//! monitors' sessions and windows, as pure code. Nothing here does I/O or reads a clock: the
+//! service passes in the time and the events, and carries out the effects this library
+//! returns.
 
 #![forbid(unsafe_code)]
 
 pub mod history;
 pub mod lifecycle;
 pub mod model;
+pub mod monitor;
 pub mod replay;
 pub mod rules;
 pub mod template;

@@ -389,7 +389,7 @@ pub fn stored_dependencies(names: &[String]) -> String {
     serde_json::to_string(names).unwrap_or_else(|_| "[]".to_owned())
 }
 
-fn check_event_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_event_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_whitespace) {
         Err(format!(
             "{name:?} is not an event name: 1 to 128 characters, no spaces"
@@ -583,7 +583,7 @@ impl RawTemplate {
 }
 
 /// The YAML parser's message on one line, without its source snippet.
-fn yaml_message(error: &serde_saphyr::Error) -> String {
+pub(crate) fn yaml_message(error: &serde_saphyr::Error) -> String {
     let text = error.to_string();
     let first = text.lines().next().unwrap_or_default().trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);

@@ -21,6 +21,7 @@ use crate::telemetry;
 use crate::templates::TemplateRegistry;
 use crate::upstream::megazord::HttpMegazord;
 use crate::upstream::micro_managers::HttpMicroManagers;
+use crate::upstream::step_cache::{CachedMicroManagers, StepCacheConfig};
 use crate::upstream::{Megazord, MicroManagers, UpstreamConfig};
 use crate::workers::consumer::{Consumer, ConsumerConfig};
 use crate::workers::relay::{Relay, RelayConfig};
@@ -59,7 +60,7 @@ impl App {
     /// Connects to the configured database and upstreams, migrates, syncs the templates and
     /// binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let store = store::connect(config.database_url.expose())
+        let store = store::connect(config.database_url.expose(), config.store_settings)
             // Its error names the database and the cause (StoreError::Connect).
             .await?;
         store
@@ -121,10 +122,17 @@ impl App {
             .context("cannot load the shipped templates")?;
         readiness.set_templates_loaded();
         tracing::info!(count, dir = %config.templates_dir.display(), "templates loaded");
+        let micro_managers = CachedMicroManagers::wrap(
+            deps.micro_managers,
+            StepCacheConfig {
+                ttl: config.step_cache_ttl,
+                capacity: config.step_cache_size,
+            },
+        );
         let checks = Arc::new(Checks::new(
             deps.store,
             templates,
-            deps.micro_managers,
+            micro_managers,
             deps.megazord,
             deps.clock,
             CheckSettings {

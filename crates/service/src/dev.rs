@@ -162,9 +162,10 @@ impl Stack {
         let store = match store {
             Some(store) => store,
             None => {
-                let store = crate::store::connect(config.database_url.expose())
-                    .await
-                    .context("cannot connect to the database")?;
+                let store =
+                    crate::store::connect(config.database_url.expose(), config.store_settings)
+                        .await
+                        .context("cannot connect to the database")?;
                 store
                     .migrate()
                     .await

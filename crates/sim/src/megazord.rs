@@ -115,6 +115,9 @@ struct Data {
     last_outgoing: i64,
     /// Unsubscribes are refused (503) until then: a fault for tests.
     refuse_unsubscribes_until: Option<DateTime<Utc>>,
+    /// Subscribes and unsubscribes are carried out but answered only after the delay, until
+    /// then: a fault for tests (a client that gives up first never learns what was done).
+    slow_until: Option<(DateTime<Utc>, std::time::Duration)>,
 }
 
 /// Megazord's own rows in the shared schema. The real Megazord writes `event_subscription`,
@@ -359,6 +362,19 @@ impl MegazordSim {
         self.lock().refuse_unsubscribes_until = Some(until);
     }
 
+    /// Until `until`, subscribes and unsubscribes are done at once but answered only after
+    /// `delay` (a Megazord that commits and then stalls, for tests).
+    pub fn answer_slowly_until(&self, until: DateTime<Utc>, delay: std::time::Duration) {
+        self.lock().slow_until = Some((until, delay));
+    }
+
+    /// The delay of an answer now, when answers are slow.
+    fn answer_delay(&self) -> Option<std::time::Duration> {
+        let slow = self.lock().slow_until;
+        slow.filter(|(until, _)| (self.now)() < *until)
+            .map(|(_, delay)| delay)
+    }
+
     /// Subscriptions never deleted, whatever their `until` — the real Megazord expires none
     /// (SPEC §5.2), so these are the ones that would still fan events out: a leak.
     pub fn undeleted_subscriptions(&self) -> Vec<i64> {
@@ -521,9 +537,13 @@ async fn post_subscription(
             "eventNames must list at least one non-empty event name",
         ));
     }
+    let delay = sim.answer_delay();
     let subscription = sim.subscribe(robot_id, body.event_names, body.until);
     if let (Some(rows), Some(id)) = (&sim.rows, subscription["id"].as_i64()) {
         rows.subscription(id, robot_id).await;
+    }
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
     Ok((StatusCode::CREATED, Json(subscription)))
 }
@@ -545,7 +565,12 @@ async fn delete_subscription(
     if refused_until.is_some_and(|until| (sim.now)() < until) {
         return Err(Problem::unavailable("unsubscribes are refused for now"));
     }
-    if sim.unsubscribe(robot_id, subscription_id) {
+    let delay = sim.answer_delay();
+    let removed = sim.unsubscribe(robot_id, subscription_id);
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    if removed {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Problem::not_found(format!(

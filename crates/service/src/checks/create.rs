@@ -143,7 +143,7 @@ impl Checks {
             remove_subscription: effects.unsubscribe && subscription_id.is_some(),
             now: anchor,
         };
-        let created = match self.store.create_check(new).await {
+        let created = match self.create_writes.write(&self.store, new).await {
             Ok(created) => created,
             Err(e) => {
                 if let Some(id) = subscription_id {
@@ -161,7 +161,7 @@ impl Checks {
                     "result" => stored.result.as_str(),
                 )
                 .increment(1);
-                self.after_commit(&loaded, effects, &stored, call_ref).await;
+                self.after_commit(&loaded, &effects, &stored);
                 Ok(CreateOutcome::Created(stored))
             }
             Created::Existing(stored) => {

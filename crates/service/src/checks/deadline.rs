@@ -1,10 +1,13 @@
 //! Finalise a check at its deadline (SPEC §3.5–3.6), exactly once: every write is fenced on
-//! the scheduler's lease.
+//! the scheduler's lease. A claimed batch is finalised in one transaction (group commit).
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::future::join_all;
+use status_check_engine::lifecycle::{Check, Transition};
 
-use super::{Checks, Effects};
-use crate::store::{Claimed, Fence, UpdateOutcome};
+use super::{Checks, Effects, update_of};
+use crate::store::{BatchedUpdate, Claimed, Fence, StoredCheck, UpdateOutcome};
+use crate::templates::LoadedTemplate;
 
 /// How often a finalisation is decided again when its check changed meanwhile.
 const STALE_ATTEMPTS: usize = 8;
@@ -24,78 +27,177 @@ pub enum Finalised {
 
 impl Checks {
     /// Finalises a check the scheduler claimed under `lease`: a decisive result completes it,
-    /// `PENDING` fails it; releases the lease, notifies the robot, unsubscribes.
+    /// `PENDING` fails it; releases the lease, notifies the robot, queues the unsubscribe.
     pub async fn finalise(&self, claimed: &Claimed, lease: &str) -> Finalised {
         let now = self.clock.now();
-        let lateness = (now - claimed.deadline).max(TimeDelta::zero());
-        metrics::histogram!("scheduler_lateness_seconds").record(lateness.as_seconds_f64());
+        record_lateness(claimed, now);
+        self.finalise_alone(claimed, lease, now).await
+    }
+
+    async fn finalise_alone(
+        &self,
+        claimed: &Claimed,
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Finalised {
         let call_ref = uuid::Uuid::new_v4().to_string();
-        let id = claimed.check_id;
         for _ in 0..STALE_ATTEMPTS {
-            let stored = match self.store.get_check(id).await {
-                Ok(Some(stored)) => stored,
-                Ok(None) => return Finalised::Failed,
-                Err(e) => {
-                    tracing::warn!(check_id = id, error = %e, "could not load a due check");
-                    return Finalised::Failed;
-                }
-            };
-            let template = match self.template_of(&stored).await {
-                Ok(template) => template,
-                Err(e) => {
-                    tracing::error!(check_id = id, error = %e, "the check's template cannot be loaded; it stays leased until the lease goes stale");
-                    return Finalised::Failed;
-                }
-            };
-            let Some(mut check) = self.engine_check(&stored, &template) else {
+            let Some(decided) = self.decide_finalisation(claimed).await else {
                 return Finalised::Failed;
             };
-            // A check that ended meanwhile changes nothing: only the lease is given back.
-            let transition = check.finalise();
             let outcome = self
                 .write(
-                    &stored,
+                    &decided.stored,
                     Fence::Lease(lease),
-                    &check,
-                    &transition,
+                    &decided.check,
+                    &decided.transition,
                     true,
                     &call_ref,
                 )
                 .await;
             match outcome {
-                Ok(UpdateOutcome::Updated(updated)) => {
-                    if !transition.changed {
-                        return Finalised::AlreadyEnded;
-                    }
-                    tracing::info!(
-                        check_id = id,
-                        robot_id = updated.key.robot_id,
-                        phase = %updated.phase,
-                        result = %updated.result,
-                        lateness_ms = lateness.num_milliseconds(),
-                        "check finalised at its deadline"
-                    );
-                    metrics::counter!("scheduler_finalised_total").increment(1);
-                    self.after_commit(&template, Effects::of(&transition), &updated, &call_ref)
-                        .await;
-                    return Finalised::Done;
-                }
                 Ok(UpdateOutcome::Stale) => continue,
-                Ok(UpdateOutcome::Fenced) => {
-                    tracing::warn!(
-                        check_id = id,
-                        "lease lost before finalising; another replica has it"
-                    );
-                    metrics::counter!("scheduler_fenced_total").increment(1);
-                    return Finalised::Fenced;
-                }
-                Ok(UpdateOutcome::NotFound) => return Finalised::Failed,
+                Ok(outcome) => return self.finalised(claimed, &decided, outcome, now),
                 Err(e) => {
-                    tracing::warn!(check_id = id, error = %e, "could not finalise; retried when the lease goes stale");
+                    tracing::warn!(check_id = claimed.check_id, error = %e, "could not finalise; retried when the lease goes stale");
                     return Finalised::Failed;
                 }
             }
         }
         Finalised::Failed
     }
+
+    /// Finalises a batch the scheduler claimed under `lease` in one transaction, each check
+    /// fenced on the lease; one outcome per check, in order. A check that changed since it
+    /// was read, and every check of a batch whose transaction failed, is finalised alone.
+    pub async fn finalise_batch(&self, claimed: &[Claimed], lease: &str) -> Vec<Finalised> {
+        let now = self.clock.now();
+        for item in claimed {
+            record_lateness(item, now);
+        }
+        let call_ref = uuid::Uuid::new_v4().to_string();
+        let decided = join_all(claimed.iter().map(|item| self.decide_finalisation(item))).await;
+        let mut outcomes = vec![Finalised::Failed; claimed.len()];
+        let mut pending = Vec::new();
+        for (index, decision) in decided.into_iter().enumerate() {
+            match decision {
+                Some(decision) => pending.push((index, decision)),
+                None => outcomes[index] = Finalised::Failed,
+            }
+        }
+        let items: Vec<BatchedUpdate<'_>> = pending
+            .iter()
+            .map(|(_, decided)| BatchedUpdate {
+                current: &decided.stored,
+                fence: Fence::Lease(lease),
+                update: update_of(&decided.check, &decided.transition, true),
+                call_ref: &call_ref,
+            })
+            .collect();
+        let mut alone = Vec::new();
+        match self.write_batch(&items).await {
+            Ok(written) => {
+                for ((index, decided), outcome) in pending.iter().zip(written) {
+                    if outcome == UpdateOutcome::Stale {
+                        alone.push(*index);
+                    } else {
+                        outcomes[*index] = self.finalised(&claimed[*index], decided, outcome, now);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, checks = items.len(), "a batch of finalisations could not be written; each is finalised alone");
+                metrics::counter!("scheduler_batches_split_total").increment(1);
+                alone.extend(pending.iter().map(|(index, _)| *index));
+            }
+        }
+        for index in alone {
+            outcomes[index] = self.finalise_alone(&claimed[index], lease, now).await;
+        }
+        outcomes
+    }
+
+    /// Reads a claimed check and decides its end, without writing; `None` when it cannot be
+    /// decided now (it stays leased until the lease goes stale).
+    async fn decide_finalisation(&self, claimed: &Claimed) -> Option<Box<Decided>> {
+        let id = claimed.check_id;
+        let stored = match self.store.get_check(id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(check_id = id, error = %e, "could not load a due check");
+                return None;
+            }
+        };
+        let template = match self.template_of(&stored).await {
+            Ok(template) => template,
+            Err(e) => {
+                tracing::error!(check_id = id, error = %e, "the check's template cannot be loaded; it stays leased until the lease goes stale");
+                return None;
+            }
+        };
+        let mut check = self.engine_check(&stored, &template)?;
+        // A check that ended meanwhile changes nothing: only the lease is given back.
+        let transition = check.finalise();
+        Some(Box::new(Decided {
+            stored,
+            template,
+            check,
+            transition,
+        }))
+    }
+
+    /// Reports what writing a finalisation did (not `Stale`: that is decided again).
+    fn finalised(
+        &self,
+        claimed: &Claimed,
+        decided: &Decided,
+        outcome: UpdateOutcome,
+        now: DateTime<Utc>,
+    ) -> Finalised {
+        let updated = match outcome {
+            UpdateOutcome::Updated(updated) => updated,
+            UpdateOutcome::Fenced => {
+                tracing::warn!(
+                    check_id = claimed.check_id,
+                    "lease lost before finalising; another replica has it"
+                );
+                metrics::counter!("scheduler_fenced_total").increment(1);
+                return Finalised::Fenced;
+            }
+            UpdateOutcome::Stale | UpdateOutcome::NotFound => return Finalised::Failed,
+        };
+        if !decided.transition.changed {
+            return Finalised::AlreadyEnded;
+        }
+        let lateness = (now - claimed.deadline).max(TimeDelta::zero());
+        tracing::info!(
+            check_id = updated.id,
+            robot_id = updated.key.robot_id,
+            phase = %updated.phase,
+            result = %updated.result,
+            lateness_ms = lateness.num_milliseconds(),
+            "check finalised at its deadline"
+        );
+        metrics::counter!("scheduler_finalised_total").increment(1);
+        self.after_commit(
+            &decided.template,
+            &Effects::of(&decided.transition),
+            &updated,
+        );
+        Finalised::Done
+    }
+}
+
+fn record_lateness(claimed: &Claimed, now: DateTime<Utc>) {
+    let lateness = (now - claimed.deadline).max(TimeDelta::zero());
+    metrics::histogram!("scheduler_lateness_seconds").record(lateness.as_seconds_f64());
+}
+
+/// A finalisation waiting for its batch's transaction.
+struct Decided {
+    stored: StoredCheck,
+    template: LoadedTemplate,
+    check: Check,
+    transition: Transition,
 }

@@ -1,13 +1,17 @@
 //! Apply Megazord's deliveries (SPEC §3.4): each re-evaluates its check's future rules and is
-//! written in one transaction under the check's row lock. Redelivery, duplicates and
+//! written under the check's row lock — a batch of them in one transaction (group commit). Redelivery, duplicates and
 //! reordering change nothing (the engine skips events already recorded, and rules see events
 //! sorted by time).
 
-use status_check_engine::lifecycle::Delivery;
+use std::collections::HashMap;
+
+use futures_util::future::join_all;
+use status_check_engine::lifecycle::{Check, Delivery, Transition};
 
 use super::adoption::AdoptOutcome;
-use super::{CheckError, Checks, Effects};
-use crate::store::{Fence, Provenance, StoreError, UpdateOutcome};
+use super::{CheckError, Checks, Effects, update_of};
+use crate::store::{BatchedUpdate, Fence, Provenance, StoreError, StoredCheck, UpdateOutcome};
+use crate::templates::LoadedTemplate;
 
 /// How often a delivery is decided again when its check changed meanwhile (another delivery
 /// or the deadline committed first) before it is left for redelivery.
@@ -83,8 +87,7 @@ impl Checks {
             let mut effects = Effects::of(&transition);
             effects.skipped = transition.skipped.clone();
             if transition.appended == 0 && !transition.changed {
-                self.after_commit(&template, effects, &stored, call_ref)
-                    .await;
+                self.after_commit(&template, &effects, &stored);
                 return Ok(DeliveryOutcome::NoChange);
             }
             match self
@@ -92,8 +95,7 @@ impl Checks {
                 .await?
             {
                 UpdateOutcome::Updated(updated) => {
-                    self.after_commit(&template, effects, &updated, call_ref)
-                        .await;
+                    self.after_commit(&template, &effects, &updated);
                     return Ok(DeliveryOutcome::Applied);
                 }
                 UpdateOutcome::Stale => continue,
@@ -108,16 +110,194 @@ impl Checks {
         ))))
     }
 
-    /// Applies a batch of deliveries, each with its request id; one outcome per delivery, in
-    /// order. (Each is its own transaction today; group commit writes a batch in one.)
+    /// Applies a batch of deliveries, each with its request id, writing every check they
+    /// change in one transaction (group commit); one outcome per delivery, in order. The
+    /// deliveries of one subscription are decided together, in order (duplicates among them
+    /// are recognised like redeliveries). A check that changed meanwhile, one of the Node
+    /// service's still to be adopted, and every item of a batch whose transaction failed are
+    /// applied alone: one poison delivery cannot fail its batch-mates.
     pub async fn apply_deliveries(
         &self,
         batch: &[(Delivered, String)],
     ) -> Vec<Result<DeliveryOutcome, CheckError>> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (delivered, call_ref) in batch {
-            outcomes.push(self.apply_delivery(delivered, call_ref).await);
+        let mut outcomes: Vec<Option<Result<DeliveryOutcome, CheckError>>> =
+            batch.iter().map(|_| None).collect();
+        let groups = by_subscription(batch);
+        let decisions = join_all(groups.iter().map(|group| self.decide_group(batch, group))).await;
+        let mut alone = Vec::new();
+        let mut pending = Vec::new();
+        for (group, decision) in groups.into_iter().zip(decisions) {
+            match decision {
+                Ok(GroupDecision::Settled(outcome)) => {
+                    for &index in &group {
+                        outcomes[index] = Some(Ok(outcome));
+                    }
+                }
+                // A read that failed is tried again alone (and reported there).
+                Ok(GroupDecision::Alone) | Err(_) => alone.extend(group),
+                Ok(GroupDecision::Write(decided)) => pending.push((group, decided)),
+            }
+        }
+        if !pending.is_empty() {
+            let items: Vec<BatchedUpdate<'_>> = pending
+                .iter()
+                .map(|(group, decided)| BatchedUpdate {
+                    current: &decided.stored,
+                    fence: Fence::None,
+                    update: update_of(&decided.check, &decided.transition, false),
+                    call_ref: &batch[group[0]].1,
+                })
+                .collect();
+            match self.write_batch(&items).await {
+                Ok(written) => {
+                    for ((group, decided), outcome) in pending.iter().zip(written) {
+                        match outcome {
+                            UpdateOutcome::Updated(updated) => {
+                                self.after_commit(&decided.template, &decided.effects, &updated);
+                                for (index, outcome) in applied(batch, group, &decided.transition) {
+                                    outcomes[index] = Some(Ok(outcome));
+                                }
+                            }
+                            UpdateOutcome::Stale => alone.extend(group.iter().copied()),
+                            UpdateOutcome::Fenced => {
+                                for &index in group {
+                                    outcomes[index] = Some(Ok(DeliveryOutcome::NoChange));
+                                }
+                            }
+                            UpdateOutcome::NotFound => {
+                                for &index in group {
+                                    outcomes[index] =
+                                        Some(Ok(DeliveryOutcome::UnknownSubscription));
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, deliveries = batch.len(), "a batch of deliveries could not be written; each is applied alone");
+                    metrics::counter!("queue_batches_split_total").increment(1);
+                    alone.extend(pending.iter().flat_map(|(group, _)| group.iter().copied()));
+                }
+            }
+        }
+        alone.sort_unstable();
+        for index in alone {
+            let (delivered, call_ref) = &batch[index];
+            outcomes[index] = Some(self.apply_delivery(delivered, call_ref).await);
         }
         outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every delivery of the batch has an outcome"))
+            .collect()
     }
+
+    /// Reads the check of one subscription and decides its deliveries (`group`: indices into
+    /// `batch`, in order), without writing.
+    async fn decide_group(
+        &self,
+        batch: &[(Delivered, String)],
+        group: &[usize],
+    ) -> Result<GroupDecision, CheckError> {
+        let first = &batch[group[0]].0;
+        let Some(stored) = self
+            .store
+            .find_by_subscription(first.robot_id, first.subscription_id)
+            .await?
+        else {
+            return Ok(GroupDecision::Settled(DeliveryOutcome::UnknownSubscription));
+        };
+        if stored.phase.is_final() {
+            metrics::counter!("queue_deliveries_for_ended_checks_total")
+                .increment(group.len() as u64);
+            return Ok(GroupDecision::Settled(DeliveryOutcome::Ended));
+        }
+        if stored.provenance == Provenance::NodeOnly {
+            return Ok(GroupDecision::Alone);
+        }
+        let template = self.template_of(&stored).await?;
+        let Some(mut check) = self.engine_check(&stored, &template) else {
+            return Ok(GroupDecision::Settled(DeliveryOutcome::NotAdopted));
+        };
+        let deliveries = group
+            .iter()
+            .map(|&index| batch[index].0.delivery.clone())
+            .collect();
+        let transition = check.take_future(&template.template, deliveries, self.clock.now());
+        let mut effects = Effects::of(&transition);
+        effects.skipped = transition.skipped.clone();
+        if transition.appended == 0 && !transition.changed {
+            self.after_commit(&template, &effects, &stored);
+            return Ok(GroupDecision::Settled(DeliveryOutcome::NoChange));
+        }
+        Ok(GroupDecision::Write(Box::new(Decided {
+            stored,
+            template,
+            check,
+            transition,
+            effects,
+        })))
+    }
+}
+
+/// What deciding one subscription's deliveries of a batch came to.
+enum GroupDecision {
+    /// Nothing to write; every delivery of the group ends so.
+    Settled(DeliveryOutcome),
+    /// To be applied one by one (`apply_delivery`).
+    Alone,
+    Write(Box<Decided>),
+}
+
+/// A decision waiting for its batch's transaction.
+struct Decided {
+    stored: StoredCheck,
+    template: LoadedTemplate,
+    check: Check,
+    transition: Transition,
+    effects: Effects,
+}
+
+/// The batch's indices grouped by (robot, subscription), each group in arrival order, the
+/// groups in order of their first delivery.
+fn by_subscription(batch: &[(Delivered, String)]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: HashMap<(i64, i64), usize> = HashMap::new();
+    for (index, (delivered, _)) in batch.iter().enumerate() {
+        let key = (delivered.robot_id, delivered.subscription_id);
+        match group_of.get(&key) {
+            Some(&group) => groups[group].push(index),
+            None => {
+                group_of.insert(key, groups.len());
+                groups.push(vec![index]);
+            }
+        }
+    }
+    groups
+}
+
+/// Each delivery of a written group: `Applied` when its event is one the transition recorded
+/// (the first delivery of it), else `NoChange` (a duplicate, or skipped).
+fn applied(
+    batch: &[(Delivered, String)],
+    group: &[usize],
+    transition: &Transition,
+) -> Vec<(usize, DeliveryOutcome)> {
+    let mut recorded: Vec<i64> = transition
+        .new_records
+        .iter()
+        .map(|record| record.event.id)
+        .collect();
+    group
+        .iter()
+        .map(|&index| {
+            let event_id = batch[index].0.delivery.event.id;
+            match recorded.iter().position(|&id| id == event_id) {
+                Some(position) => {
+                    recorded.swap_remove(position);
+                    (index, DeliveryOutcome::Applied)
+                }
+                None => (index, DeliveryOutcome::NoChange),
+            }
+        })
+        .collect()
 }

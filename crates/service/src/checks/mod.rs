@@ -3,13 +3,16 @@
 //! engine (decisions), the store (one transaction per state change) and the upstreams. A
 //! decision is made on the check as read, outside any lock, and the store writes it only if
 //! the check is still that (else it is read and decided again). What a committed change leaves
-//! to do outside the database — reports, metrics, removing a subscription — happens in one
-//! place, [`Checks::after_commit`], never inside a transaction. The workers only move messages
-//! and time to these.
+//! to do outside the database — reports and metrics — happens in one place,
+//! [`Checks::after_commit`], never inside a transaction; an ended check's subscription removal
+//! is queued in its transaction and left to the relay. Deliveries and finalisations come in
+//! batches written in one transaction each (group commit); an item the batch cannot write is
+//! retried alone. The workers only move messages and time to these.
 
 pub mod adoption;
 mod cleanup;
 mod create;
+mod create_writes;
 mod deadline;
 mod delivery;
 pub mod view;
@@ -26,7 +29,9 @@ pub use self::cleanup::RemovalTick;
 pub use self::deadline::Finalised;
 pub use self::delivery::{Delivered, DeliveryOutcome};
 use crate::clock::Clock;
-use crate::store::{CheckUpdate, DynStore, StoreError, StoredCheck};
+use crate::store::{
+    BatchedUpdate, CheckUpdate, DynStore, Fence, StoreError, StoredCheck, UpdateOutcome,
+};
 use crate::templates::{LoadedTemplate, TemplateRegistry};
 use crate::upstream::{Megazord, MicroManagers, UpstreamError};
 
@@ -97,6 +102,8 @@ pub struct Checks {
     /// Robots' notifications name this host as their sender.
     hostname: Arc<str>,
     adoption: Adoption,
+    /// Creates' writes, grouped into shared transactions.
+    create_writes: create_writes::CreateWrites,
 }
 
 impl Checks {
@@ -124,6 +131,7 @@ impl Checks {
             open_checks_per_step: settings.open_checks_per_step,
             hostname: settings.hostname,
             adoption,
+            create_writes: create_writes::CreateWrites::default(),
         }
     }
 
@@ -179,39 +187,45 @@ impl Checks {
     async fn write(
         &self,
         current: &StoredCheck,
-        fence: crate::store::Fence<'_>,
+        fence: Fence<'_>,
         check: &Check,
         transition: &Transition,
         release_lease: bool,
         call_ref: &str,
-    ) -> Result<crate::store::UpdateOutcome, StoreError> {
-        let update = CheckUpdate {
-            phase: check.phase,
-            result: check.result,
-            next_step_id: check.next_step_id,
-            new_records: transition.new_records.clone(),
-            deadline: transition.deadline,
-            release_lease,
-            notify: transition.effects.contains(&Effect::NotifyRobot),
-            remove_subscription: transition.effects.contains(&Effect::Unsubscribe),
-        };
-        let hostname = self.hostname.clone();
-        let render =
-            move |check: &StoredCheck, seq: i64| crate::notify::render(check, seq, &hostname);
+    ) -> Result<UpdateOutcome, StoreError> {
+        let update = update_of(check, transition, release_lease);
         self.store
-            .update_check(current, fence, &update, &render, call_ref, self.clock.now())
+            .update_check(
+                current,
+                fence,
+                &update,
+                &self.renderer(),
+                call_ref,
+                self.clock.now(),
+            )
             .await
     }
 
-    /// What a committed change leaves to do outside the database: the rules that failed and
-    /// the events skipped are reported, an ended check counted, its subscription removed.
-    async fn after_commit(
+    /// Writes a batch of decisions in one transaction (group commit); one outcome each.
+    async fn write_batch(
         &self,
-        template: &LoadedTemplate,
-        effects: Effects,
-        check: &StoredCheck,
-        call_ref: &str,
-    ) {
+        batch: &[BatchedUpdate<'_>],
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        self.store
+            .update_checks(batch, &self.renderer(), self.clock.now())
+            .await
+    }
+
+    /// How a robot's notification is rendered inside the write (it needs the new sequence
+    /// number).
+    fn renderer(&self) -> impl Fn(&StoredCheck, i64) -> String + Send + Sync + use<> {
+        let hostname = self.hostname.clone();
+        move |check: &StoredCheck, seq: i64| crate::notify::render(check, seq, &hostname)
+    }
+
+    /// What a committed change leaves to do outside the database: the rules that failed and
+    /// the events skipped are reported, an ended check counted.
+    fn after_commit(&self, template: &LoadedTemplate, effects: &Effects, check: &StoredCheck) {
         for RuleFailure { outcome, error } in &effects.rule_failures {
             tracing::warn!(
                 template = %template.template.name,
@@ -246,13 +260,8 @@ impl Checks {
             )
             .increment(1);
         }
-        if effects.unsubscribe
-            && let Some(subscription_id) = check.subscription_id
-        {
-            // Its removal was queued with the change; try it now, the relay retries.
-            self.try_remove_subscription(check.key.robot_id, subscription_id, call_ref)
-                .await;
-        }
+        // An ended check's subscription removal was queued in its transaction: the relay
+        // removes it (retried until Megazord answers), off the hot path.
     }
 
     /// Removes a subscription at Megazord now, marking its queued removal done; whether it
@@ -313,6 +322,20 @@ impl Checks {
     }
 }
 
+/// The store's update for what a decision on `check` did.
+fn update_of(check: &Check, transition: &Transition, release_lease: bool) -> CheckUpdate {
+    CheckUpdate {
+        phase: check.phase,
+        result: check.result,
+        next_step_id: check.next_step_id,
+        new_records: transition.new_records.clone(),
+        deadline: transition.deadline,
+        release_lease,
+        notify: transition.effects.contains(&Effect::NotifyRobot),
+        remove_subscription: transition.effects.contains(&Effect::Unsubscribe),
+    }
+}
+
 /// What the decisions of one change leave for [`Checks::after_commit`].
 #[derive(Debug, Default)]
 struct Effects {
@@ -321,7 +344,7 @@ struct Effects {
     skipped: Vec<Skip>,
     /// A decision changed the check's phase, result or next step (counted when it ended).
     changed: bool,
-    /// A decision asked to remove the check's subscription.
+    /// A decision asked to remove the check's subscription (create queues it with the check).
     unsubscribe: bool,
 }
 

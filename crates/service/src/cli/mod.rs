@@ -55,6 +55,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn serve() -> anyhow::Result<i32> {
     let config = Config::from_env()?;
     telemetry::init_logging(&config.log_level, config.log_format);
+    if let Some(warning) = config.database_tls_warning() {
+        tracing::warn!("{warning}");
+    }
     let app = App::build(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -66,7 +69,10 @@ async fn serve() -> anyhow::Result<i32> {
 async fn migrate() -> anyhow::Result<i32> {
     let config = DatabaseConfig::from_env()?;
     telemetry::init_logging(&config.log_level, config.log_format);
-    let store = store::connect(config.database_url.expose())
+    if let Some(warning) = config.tls_warning() {
+        tracing::warn!("{warning}");
+    }
+    let store = store::connect(config.database_url.expose(), config.store)
         // Its error names the database and the cause (StoreError::Connect).
         .await?;
     store

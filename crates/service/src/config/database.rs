@@ -3,8 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 
 use super::{ConfigError, LogFormat, default, error, get, merged, optional};
+use crate::store::StoreSettings;
 
 /// A value that must never be printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -31,6 +36,8 @@ impl<T> fmt::Debug for Secret<T> {
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub database_url: Secret<String>,
+    /// The store's operation timeout and pool size.
+    pub store: StoreSettings,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -53,6 +60,30 @@ impl DatabaseConfig {
         let get = |key: &str| get(values, key);
         let optional = |key: &str| optional(values, key);
         let database_url = database_url(&get, &optional)?;
+        let operation_timeout = match get("DB_OPERATION_TIMEOUT_SECS").parse::<u64>() {
+            Ok(secs) if secs > 0 => Duration::from_secs(secs),
+            _ => {
+                return Err(error(
+                    "DB_OPERATION_TIMEOUT_SECS",
+                    format!(
+                        "{:?} is not a whole number of seconds greater than 0",
+                        get("DB_OPERATION_TIMEOUT_SECS")
+                    ),
+                ));
+            }
+        };
+        let mysql_pool_size = match get("DB_POOL_SIZE").parse::<u32>() {
+            Ok(size) if (1..=1000).contains(&size) => size,
+            _ => {
+                return Err(error(
+                    "DB_POOL_SIZE",
+                    format!(
+                        "{:?} is not a number of connections from 1 to 1000",
+                        get("DB_POOL_SIZE")
+                    ),
+                ));
+            }
+        };
         let log_format = match get("LOG_FORMAT").as_str() {
             "json" => LogFormat::Json,
             "pretty" => LogFormat::Pretty,
@@ -80,10 +111,42 @@ impl DatabaseConfig {
         }
         Ok(DatabaseConfig {
             database_url,
+            store: StoreSettings {
+                operation_timeout,
+                mysql_pool_size,
+            },
             log_level,
             log_format,
         })
     }
+
+    /// What to warn about at start-up when the connection to MySQL is encrypted but its
+    /// certificate is not checked (see [`tls_warning`]).
+    pub fn tls_warning(&self) -> Option<String> {
+        tls_warning(self.database_url.expose())
+    }
+}
+
+/// A warning for a MySQL URL whose TLS accepts any certificate (`preferred`, sqlx's default,
+/// or `required`): the connection can be intercepted. `None` for SQLite, a verified mode, or
+/// TLS switched off on purpose (`disabled`).
+pub(super) fn tls_warning(url: &str) -> Option<String> {
+    if !url.starts_with("mysql://") {
+        return None;
+    }
+    let options = MySqlConnectOptions::from_str(url).ok()?;
+    let mode = match options.get_ssl_mode() {
+        MySqlSslMode::Preferred => "preferred",
+        MySqlSslMode::Required => "required",
+        MySqlSslMode::Disabled | MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity => {
+            return None;
+        }
+    };
+    Some(format!(
+        "TLS to MySQL does not verify the server's certificate (ssl-mode {mode}): set \
+         DB_SSL_CA (which makes verify_identity the default), or DB_SSL_MODE / the URL's \
+         ssl-mode to verify_identity"
+    ))
 }
 
 /// `DATABASE_URL`, or one built from the existing deployment's `DB_*` variables.
@@ -117,7 +180,13 @@ fn database_url(
         "verify_ca",
         "verify_identity",
     ];
-    let mode = get("DB_SSL_MODE").to_ascii_lowercase();
+    let ca = optional("DB_SSL_CA");
+    // A CA given means the certificate is to be checked against it, unless a mode says else.
+    let mode = match (optional("DB_SSL_MODE"), &ca) {
+        (Some(mode), _) => mode.to_ascii_lowercase(),
+        (None, Some(_)) => "verify_identity".to_owned(),
+        (None, None) => "preferred".to_owned(),
+    };
     if !modes.contains(&mode.as_str()) {
         return Err(error(
             "DB_SSL_MODE",
@@ -131,7 +200,7 @@ fn database_url(
         percent_encode(&name),
         mode
     );
-    if let Some(ca) = optional("DB_SSL_CA") {
+    if let Some(ca) = ca {
         url.push_str(&format!("&ssl-ca={}", percent_encode(&ca)));
     }
     Ok(Secret::new(url))

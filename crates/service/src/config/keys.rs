@@ -29,14 +29,24 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("DB_NAME", "tinybots", "MySQL database (with DB_RW_HOST)."),
     (
+        "DB_POOL_SIZE",
+        "10",
+        "Connections of the MySQL pool (1 to 1000); with several replicas, mind the server's max_connections.",
+    ),
+    (
         "DB_SSL_MODE",
-        "preferred",
-        "TLS to MySQL (with DB_RW_HOST): `disabled`, `preferred` (TLS when the server offers it, its certificate not checked), `required`, `verify_ca` or `verify_identity` (checked against DB_SSL_CA or the system's roots). Use `verify_identity` in production. With DATABASE_URL, say `?ssl-mode=…` in the URL.",
+        "",
+        "TLS to MySQL (with DB_RW_HOST): `disabled`, `preferred` (TLS when the server offers it, its certificate not checked), `required` (TLS, certificate not checked), `verify_ca` or `verify_identity` (checked against DB_SSL_CA or the system's roots). Unset: `verify_identity` when DB_SSL_CA is set, else `preferred`. An unchecked certificate is logged as a warning at start-up. With DATABASE_URL, say `?ssl-mode=…&ssl-ca=…` in the URL (sqlx's default there is `preferred`).",
     ),
     (
         "DB_SSL_CA",
         "",
-        "PEM file of the CA that signs the MySQL server's certificate (with DB_SSL_MODE verify_ca / verify_identity), e.g. the RDS bundle.",
+        "PEM file of the CA that signs the MySQL server's certificate, e.g. the RDS bundle; makes `verify_identity` the default DB_SSL_MODE.",
+    ),
+    (
+        "DB_OPERATION_TIMEOUT_SECS",
+        "5",
+        "The most one database operation (a transaction, its retries included) may take; past it the operation is abandoned and rolled back, a request answers 503 and a worker tries again on its next round. Also bounds the readiness probe's database ping. Migrations are not bounded.",
     ),
     (
         "MICRO_MANAGERS_ADDRESS",
@@ -86,8 +96,13 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "CONSUMER_CONCURRENCY",
-        "32",
+        "128",
         "Most status-queue messages processed at once; when all are busy the consumer stops receiving.",
+    ),
+    (
+        "CONSUMER_BATCH_SIZE",
+        "50",
+        "Most deliveries applied in one transaction (group commit: whatever has arrived while the previous batch was written, up to this many; messages are deleted after the commit).",
     ),
     (
         "CONSUMER_WAIT_SECS",
@@ -121,8 +136,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "SCHEDULER_CONCURRENCY",
-        "16",
-        "Due checks one scheduler finalises at once.",
+        "4",
+        "While deadlines are backlogged, claims one scheduler works on at once (each a batch of up to SCHEDULER_BATCH checks finalised in one transaction; one reads while another writes).",
     ),
     (
         "SCHEDULER_STALE_LOCK_SECS",
@@ -148,6 +163,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "TEMPLATE_CACHE_TTL_SECS",
         "60",
         "How long a template loaded from the database is cached.",
+    ),
+    (
+        "STEP_CACHE_TTL_SECS",
+        "300",
+        "How long a script step read from Micro-Managers is reused (a step id's content is fixed within its script version); 0 turns the cache off.",
+    ),
+    (
+        "STEP_CACHE_SIZE",
+        "10000",
+        "Most script steps cached (per robot and step); 0 turns the cache off.",
     ),
     (
         "OPEN_CHECKS_PER_STEP",

@@ -41,6 +41,9 @@ pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     pub database_url: Secret<String>,
+    /// The most one store operation may take (`DB_OPERATION_TIMEOUT_SECS`).
+    /// The store's operation timeout and MySQL pool size.
+    pub store_settings: crate::store::StoreSettings,
     pub micro_managers_address: Option<String>,
     pub megazord_events_address: Option<String>,
     pub upstream_timeout: Duration,
@@ -52,6 +55,7 @@ pub struct Config {
     pub robot_consumer_username: String,
     pub roles: Roles,
     pub consumer_concurrency: usize,
+    pub consumer_batch_size: usize,
     pub consumer_wait: Duration,
     pub consumer_visibility: Duration,
     pub unknown_subscription_grace: Duration,
@@ -65,6 +69,9 @@ pub struct Config {
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
     pub open_checks_per_step: u64,
+    /// Micro-Managers steps cached: for how long, and how many (0: no cache).
+    pub step_cache_ttl: Duration,
+    pub step_cache_size: u64,
     pub docs_enabled: bool,
     pub consumer_unready_after: Duration,
     pub outbox_max_attempts: u32,
@@ -108,6 +115,11 @@ fn merged(env: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Con
 }
 
 impl Config {
+    /// What to warn about at start-up when TLS to MySQL does not check the certificate.
+    pub fn database_tls_warning(&self) -> Option<String> {
+        database::tls_warning(self.database_url.expose())
+    }
+
     /// Reads the process environment (and `CONFIG_FILE`, when set).
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_sources(std::env::vars().collect())
@@ -150,6 +162,7 @@ impl Config {
             .map_err(|_| error("PORT", format!("{:?} is not a port number", get("PORT"))))?;
         let DatabaseConfig {
             database_url,
+            store: store_settings,
             log_level,
             log_format,
         } = DatabaseConfig::from_values(values)?;
@@ -182,6 +195,7 @@ impl Config {
             host,
             port,
             database_url,
+            store_settings,
             micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
             megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
             upstream_timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
@@ -196,6 +210,7 @@ impl Config {
             robot_consumer_username: get("ROBOT_CONSUMER_USERNAME"),
             roles,
             consumer_concurrency: usize_of("CONSUMER_CONCURRENCY")?,
+            consumer_batch_size: usize_of("CONSUMER_BATCH_SIZE")?,
             consumer_wait: Duration::from_secs(wait),
             consumer_visibility: Duration::from_secs(positive("CONSUMER_VISIBILITY_SECS")?),
             unknown_subscription_grace: Duration::from_secs(parse_u64(
@@ -212,6 +227,8 @@ impl Config {
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
             open_checks_per_step: positive("OPEN_CHECKS_PER_STEP")?,
+            step_cache_ttl: Duration::from_secs(parse_u64("STEP_CACHE_TTL_SECS")?),
+            step_cache_size: parse_u64("STEP_CACHE_SIZE")?,
             docs_enabled: match get("DOCS_ENABLED").to_ascii_lowercase().as_str() {
                 "true" => true,
                 "false" => false,
@@ -404,6 +421,18 @@ mod tests {
         assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
         assert_eq!(config.http_request_timeout, Duration::from_secs(30));
         assert_eq!(config.http_max_connections, 1024);
+        assert_eq!(
+            config.store_settings.operation_timeout,
+            crate::store::DEFAULT_OPERATION_TIMEOUT
+        );
+        assert_eq!(
+            config
+                .store_settings
+                .operation_timeout
+                .as_secs()
+                .to_string(),
+            default("DB_OPERATION_TIMEOUT_SECS")
+        );
     }
 
     #[test]
@@ -425,6 +454,10 @@ mod tests {
             ("HTTP_IDLE_TIMEOUT_SECS", "soon"),
             ("HTTP_REQUEST_TIMEOUT_SECS", "0"),
             ("HTTP_MAX_CONNECTIONS", "0"),
+            ("DB_OPERATION_TIMEOUT_SECS", "0"),
+            ("DB_POOL_SIZE", "0"),
+            ("DB_POOL_SIZE", "1001"),
+            ("DB_OPERATION_TIMEOUT_SECS", "2.5"),
         ] {
             let err = config(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
@@ -458,16 +491,27 @@ mod tests {
             built.database_url.expose(),
             "mysql://svc:p%40ss%3Aword@db.internal:3307/tinybots?ssl-mode=preferred"
         );
+        // A CA makes verification the default; an explicit mode still wins.
         let verified = config(&[
             ("DB_RW_HOST", "db.internal"),
             ("DB_RW_USERNAME", "svc"),
-            ("DB_SSL_MODE", "verify_identity"),
             ("DB_SSL_CA", "/etc/ssl/rds.pem"),
         ])
         .unwrap();
         assert_eq!(
             verified.database_url.expose(),
             "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_identity&ssl-ca=%2Fetc%2Fssl%2Frds.pem"
+        );
+        let only_ca_checked = config(&[
+            ("DB_RW_HOST", "db.internal"),
+            ("DB_RW_USERNAME", "svc"),
+            ("DB_SSL_CA", "/etc/ssl/rds.pem"),
+            ("DB_SSL_MODE", "VERIFY_CA"),
+        ])
+        .unwrap();
+        assert_eq!(
+            only_ca_checked.database_url.expose(),
+            "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_ca&ssl-ca=%2Fetc%2Fssl%2Frds.pem"
         );
         let err = config(&[
             ("DB_RW_HOST", "db.internal"),
@@ -477,6 +521,37 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.key, "DB_SSL_MODE");
         assert!(config(&[("DB_RW_HOST", "db")]).unwrap_err().key == "DB_RW_USERNAME");
+    }
+
+    #[test]
+    fn an_unverified_tls_certificate_is_warned_about() {
+        let warning = |pairs: &[(&str, &str)]| config(pairs).unwrap().database_tls_warning();
+        let deployment = [("DB_RW_HOST", "db.internal"), ("DB_RW_USERNAME", "svc")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = deployment.to_vec();
+            pairs.extend_from_slice(extra);
+            warning(&pairs)
+        };
+        // The default without a CA, and `required`, accept any certificate.
+        assert!(with(&[]).is_some_and(|w| w.contains("ssl-mode preferred")));
+        assert!(with(&[("DB_SSL_MODE", "required")]).is_some_and(|w| w.contains("required")));
+        // Verified, or TLS off on purpose: nothing to warn about.
+        assert_eq!(with(&[("DB_SSL_CA", "/etc/ssl/rds.pem")]), None);
+        assert_eq!(with(&[("DB_SSL_MODE", "verify_identity")]), None);
+        assert_eq!(with(&[("DB_SSL_MODE", "disabled")]), None);
+        // A URL says its own mode; sqlx's default there is `preferred`.
+        assert!(warning(&[("DATABASE_URL", "mysql://u:p@db/x")]).is_some());
+        assert_eq!(
+            warning(&[("DATABASE_URL", "mysql://u:p@db/x?ssl-mode=verify_identity")]),
+            None
+        );
+        assert_eq!(warning(&[("DATABASE_URL", "sqlite:///tmp/x.db")]), None);
+        // The warning never carries the password.
+        assert!(
+            !warning(&[("DATABASE_URL", "mysql://u:hunter2@db/x")])
+                .unwrap()
+                .contains("hunter2")
+        );
     }
 
     #[test]

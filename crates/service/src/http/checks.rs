@@ -252,9 +252,9 @@ impl From<CheckError> for ApiError {
                     "{service} could not be reached or answered unexpectedly; nothing was saved"
                 ))
             }
-            CheckError::Store(StoreError::Database(e)) if is_unavailable(&e) => {
+            CheckError::Store(e) if is_unavailable(&e) => {
                 tracing::error!(error = %e, "database unavailable");
-                ApiError::Unavailable("the database is unavailable".to_owned())
+                ApiError::Unavailable("the database is unavailable; try again".to_owned())
             }
             CheckError::Store(e) => ApiError::Internal(e.into()),
             CheckError::TemplateMissing(_) => ApiError::Internal(error.into()),
@@ -262,10 +262,14 @@ impl From<CheckError> for ApiError {
     }
 }
 
-fn is_unavailable(error: &sqlx::Error) -> bool {
+/// The database could not be reached or did not answer in time: worth another try later.
+fn is_unavailable(error: &StoreError) -> bool {
     matches!(
         error,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+        StoreError::TimedOut { .. }
+            | StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
     )
 }
 

@@ -6,8 +6,8 @@ use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckResult, Event, Record};
 
 use super::db::{
-    Db, Failure, Mode, Retry, SqlRow, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args, clamp_timestamp,
-    millis, seconds_ceil, seconds_floor,
+    Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
+    clamp_timestamp, millis, retrying, seconds_ceil, seconds_floor,
 };
 use super::{CheckKey, Created, NewCheck, Provenance, StoreError, StoredCheck};
 
@@ -124,8 +124,43 @@ pub(crate) async fn create_check<D: Db>(db: &D, check: NewCheck) -> Result<Creat
     }
 }
 
+/// Several creates in one transaction (group commit), each as `create_check` alone would
+/// write it (a request key already taken — also by an earlier item of the batch — is the
+/// existing check). Any error fails the whole batch and nothing is written: the caller then
+/// creates each alone, which also settles a race with another replica's identical create.
+pub(crate) async fn create_checks<D: Db>(
+    db: &D,
+    checks: &[NewCheck],
+) -> Result<Vec<Created>, StoreError> {
+    for check in checks {
+        check_insertable(check)?;
+    }
+    retrying!(db, tx => async {
+        let mut created = Vec::with_capacity(checks.len());
+        for check in checks {
+            created.push(create_in(db, &mut tx, check).await?);
+        }
+        Ok(Step::Commit(created))
+    }
+    .await)
+}
+
 async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, StoreError> {
     let mut tx = db.begin(Mode::Write).await?;
+    match create_in(db, &mut tx, check).await {
+        Ok(created) => {
+            tx.commit().await?;
+            Ok(created)
+        }
+        Err(error) => {
+            tx.rollback().await.ok();
+            Err(error)
+        }
+    }
+}
+
+/// One create inside an open write transaction.
+async fn create_in<D: Db>(db: &D, tx: &mut D::Tx, check: &NewCheck) -> Result<Created, StoreError> {
     let key = &check.key;
     let existing = tx
         .fetch_optional(
@@ -140,10 +175,9 @@ async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, St
         .await?;
     if let Some(row) = existing {
         let id = row.int("id")?;
-        let existing = load_check(&mut tx, id)
+        let existing = load_check(tx, id)
             .await?
             .ok_or_else(|| corrupt(format!("status_check {id} has no readable row")))?;
-        tx.commit().await?;
         return Ok(Created::Existing(existing));
     }
 
@@ -199,25 +233,17 @@ async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, St
     )
     .await?;
     for record in &check.records {
-        insert_record(&mut tx, id, record).await?;
+        insert_record(tx, id, record).await?;
     }
     if check.remove_subscription
         && let Some(subscription_id) = check.subscription_id
     {
-        super::removals::queue_in(
-            db,
-            &mut tx,
-            key.robot_id,
-            subscription_id,
-            "ended",
-            check.now,
-        )
-        .await?;
+        super::removals::queue_in(db, tx, key.robot_id, subscription_id, "ended", check.now)
+            .await?;
     }
-    let stored = load_check(&mut tx, id)
+    let stored = load_check(tx, id)
         .await?
         .ok_or_else(|| corrupt(format!("the new status_check {id} cannot be read back")))?;
-    tx.commit().await?;
     Ok(Created::New(stored))
 }
 

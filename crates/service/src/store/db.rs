@@ -187,6 +187,10 @@ pub(crate) trait Db: Send + Sync {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The most one store operation may take, its retries included (the migrations are not
+    /// bounded): past it the operation is abandoned and fails with `StoreError::TimedOut`.
+    fn operation_timeout(&self) -> std::time::Duration;
+
     fn classify(&self, error: &StoreError) -> Failure;
 
     fn dialect(&self) -> Dialect;
@@ -285,6 +289,28 @@ pub(crate) async fn finish<T: Tx, V>(
             // The error is what matters; a failed rollback closes the connection anyway.
             tx.rollback().await.ok();
             Err(error)
+        }
+    }
+}
+
+/// Runs one store operation within the backend's operation timeout. Past it the operation is
+/// dropped where it stands — its transaction is never committed and the backend cleans its
+/// connection up (MySQL: closed if a statement was in flight, so the server rolls back) — and
+/// it fails with `StoreError::TimedOut`, counted by `db_operation_timeouts_total`.
+pub(crate) async fn bounded<B: Db + ?Sized, V>(
+    db: &B,
+    operation: &'static str,
+    work: impl std::future::Future<Output = Result<V, StoreError>>,
+) -> Result<V, StoreError> {
+    let limit = db.operation_timeout();
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        Err(_) => {
+            metrics::counter!("db_operation_timeouts_total", "operation" => operation).increment(1);
+            Err(StoreError::TimedOut {
+                operation,
+                after: limit,
+            })
         }
     }
 }

@@ -9,7 +9,9 @@ use super::db::{
     Db, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis, retrying,
     seconds_floor,
 };
-use super::{CheckUpdate, Claimed, Fence, Render, StoreError, StoredCheck, UpdateOutcome};
+use super::{
+    BatchedUpdate, CheckUpdate, Claimed, Fence, Render, StoreError, StoredCheck, UpdateOutcome,
+};
 
 /// A statement that locks a check's `status_check` row — the first lock of every change of a
 /// check (lock order: status_check, then status_check_poller, then status_check_ext). On
@@ -126,26 +128,80 @@ pub(crate) async fn update_check<D: Db>(
     call_ref: &str,
     now: DateTime<Utc>,
 ) -> Result<UpdateOutcome, StoreError> {
-    check_orders(current, update)?;
-    let id = current.id;
+    let batch = [BatchedUpdate {
+        current,
+        fence,
+        update: update.clone(),
+        call_ref,
+    }];
+    let mut outcomes = update_checks(db, &batch, render, now).await?;
+    Ok(outcomes.remove(0))
+}
+
+/// Writes a batch of decisions in one transaction (group commit): each as `update_check`
+/// writes it alone — fenced, checked for staleness, nothing written for it when it is not
+/// `Updated` — and the batch commits once. The checks are locked in id order, so two
+/// batches (or a batch and a claim) never wait for each other in a circle.
+pub(crate) async fn update_checks<D: Db>(
+    db: &D,
+    batch: &[BatchedUpdate<'_>],
+    render: Render<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<UpdateOutcome>, StoreError> {
+    for item in batch {
+        check_orders(item.current, &item.update)?;
+    }
+    let mut lock_order: Vec<usize> = (0..batch.len()).collect();
+    lock_order.sort_by_key(|&index| batch[index].current.id);
+    if let Some(pair) = lock_order
+        .windows(2)
+        .find(|pair| batch[pair[0]].current.id == batch[pair[1]].current.id)
+    {
+        return Err(StoreError::Conflict(format!(
+            "a batch of updates names status_check {} twice",
+            batch[pair[0]].current.id
+        )));
+    }
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut retry = Retry::default();
     loop {
         let result = async {
             let mut tx = db.begin(Mode::Write).await?;
-            let result =
-                update_in(db, &mut tx, current, fence, update, render, call_ref, now).await;
+            let result = async {
+                let mut outcomes = vec![UpdateOutcome::NotFound; batch.len()];
+                for &index in &lock_order {
+                    let item = &batch[index];
+                    let (Step::Commit(outcome) | Step::Rollback(outcome)) = update_in(
+                        db,
+                        &mut tx,
+                        item.current,
+                        item.fence,
+                        &item.update,
+                        render,
+                        item.call_ref,
+                        now,
+                    )
+                    .await?;
+                    outcomes[index] = outcome;
+                }
+                Ok(Step::Commit(outcomes))
+            }
+            .await;
             finish(tx, result).await
         }
         .await;
         let error = match result {
-            Ok(outcome) => return Ok(outcome),
+            Ok(outcomes) => return Ok(outcomes),
             Err(error) => error,
         };
         if let Failure::Duplicate { .. } = db.classify(&error) {
-            // The decision repeated an incoming event the check has (or a notification
+            // A decision repeated an incoming event its check has (or a notification
             // sequence number): a bug upstream. Nothing was written.
+            let ids: Vec<i64> = batch.iter().map(|item| item.current.id).collect();
             return Err(StoreError::Conflict(format!(
-                "status_check {id}: the update repeats what the check already holds \
+                "status_check {ids:?}: an update repeats what its check already holds \
                  (an incoming event recorded twice?): {error}"
             )));
         }

@@ -15,7 +15,7 @@ mod adoption;
 mod checks;
 mod db;
 
-use db::Db;
+use db::{Db, bounded};
 mod lifecycle;
 pub mod mysql;
 mod outbox;
@@ -40,6 +40,7 @@ pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
 pub use outbox::DEAD_LETTER_AT;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -63,10 +64,22 @@ pub enum StoreError {
     /// so an error chain printed with `{:#}` does not repeat it.
     #[error("cannot {target}: {cause}")]
     Connect { target: String, cause: String },
+    /// The database did not finish `operation` within the operation timeout
+    /// (`DB_OPERATION_TIMEOUT_SECS`): frozen, overloaded or cut off. The operation was
+    /// abandoned; what it had not committed is rolled back (docs/operations.md).
+    #[error("the database did not finish {operation} within {} ms", after.as_millis())]
+    TimedOut {
+        operation: &'static str,
+        after: Duration,
+    },
 }
 
 /// How long opening the first connection may take before start-up gives up.
-pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most one store operation may take unless configured otherwise
+/// (`DB_OPERATION_TIMEOUT_SECS`).
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl StoreError {
     /// `error` met while doing `target` (e.g. "connect to MySQL at db:3306"), as a
@@ -245,6 +258,17 @@ pub struct CheckUpdate {
     pub remove_subscription: bool,
 }
 
+/// One decision of a batch [`Store::update_checks`] writes in one transaction.
+#[derive(Debug, Clone)]
+pub struct BatchedUpdate<'a> {
+    /// The check as the decision read it.
+    pub current: &'a StoredCheck,
+    pub fence: Fence<'a>,
+    pub update: CheckUpdate,
+    /// The request id its notification carries.
+    pub call_ref: &'a str,
+}
+
 /// Whether a stored definition is one this service can run (its rules compile as CEL).
 pub type Usable<'a> = &'a (dyn Fn(&TemplateDefinition) -> bool + Send + Sync);
 
@@ -320,6 +344,11 @@ pub trait Store: Send + Sync + 'static {
     /// idempotency key in one transaction. When the key exists already, inserts nothing and
     /// returns the existing check.
     async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError>;
+
+    /// Several creates, each as [`Store::create_check`] would make it, in one transaction
+    /// (group commit); one outcome per check, in order. Any error fails the whole batch and
+    /// nothing is written: the caller then creates each alone.
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError>;
 
     /// The check with this id, whoever owns it.
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError>;
@@ -398,6 +427,17 @@ pub trait Store: Send + Sync + 'static {
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError>;
+
+    /// Writes several decisions, each as [`Store::update_check`] would, in one transaction
+    /// (group commit); one outcome per item, in order. Each check at most once per batch.
+    /// A failing statement fails the whole batch and nothing is written: the caller retries
+    /// its items one by one, so one bad item cannot hold its batch-mates back.
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        render: Render<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError>;
 
     /// Claims up to `limit` checks in `FUTURE` whose exact deadline is ≤ `now` and whose
     /// poller holds no lease, stamping `lock_id = lease` and the lease time (`now`). MySQL:
@@ -505,23 +545,47 @@ impl<B: Db + 'static> Store for B {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        Db::ping(self).await
+        bounded(self, "ping", Db::ping(self)).await
     }
 
     async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
-        crate::store::checks::create_check(self, check).await
+        bounded(
+            self,
+            "create_check",
+            crate::store::checks::create_check(self, check),
+        )
+        .await
+    }
+
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError> {
+        bounded(
+            self,
+            "create_checks",
+            crate::store::checks::create_checks(self, checks),
+        )
+        .await
     }
 
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
-        crate::store::checks::get_check(self, id).await
+        bounded(self, "get_check", crate::store::checks::get_check(self, id)).await
     }
 
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
-        crate::store::checks::find_check(self, key).await
+        bounded(
+            self,
+            "find_check",
+            crate::store::checks::find_check(self, key),
+        )
+        .await
     }
 
     async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError> {
-        crate::store::checks::open_checks_at_step(self, robot_id, step_id).await
+        bounded(
+            self,
+            "open_checks_at_step",
+            crate::store::checks::open_checks_at_step(self, robot_id, step_id),
+        )
+        .await
     }
 
     async fn sync_template(
@@ -530,19 +594,39 @@ impl<B: Db + 'static> Store for B {
         usable: crate::store::Usable<'_>,
         now: DateTime<Utc>,
     ) -> Result<Synced, StoreError> {
-        crate::store::templates::sync_template(self, definition, usable, now).await
+        bounded(
+            self,
+            "sync_template",
+            crate::store::templates::sync_template(self, definition, usable, now),
+        )
+        .await
     }
 
     async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
-        crate::store::templates::template_versions(self, name).await
+        bounded(
+            self,
+            "template_versions",
+            crate::store::templates::template_versions(self, name),
+        )
+        .await
     }
 
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
-        crate::store::templates::template_by_id(self, id).await
+        bounded(
+            self,
+            "template_by_id",
+            crate::store::templates::template_by_id(self, id),
+        )
+        .await
     }
 
     async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
-        crate::store::adoption::unadopted_checks(self, after, limit).await
+        bounded(
+            self,
+            "unadopted_checks",
+            crate::store::adoption::unadopted_checks(self, after, limit),
+        )
+        .await
     }
 
     async fn adopt_check(
@@ -551,7 +635,12 @@ impl<B: Db + 'static> Store for B {
         next_steps: status_check_engine::lifecycle::NextSteps,
         now: DateTime<Utc>,
     ) -> Result<crate::store::Adopted, StoreError> {
-        crate::store::adoption::adopt_check(self, id, next_steps, now).await
+        bounded(
+            self,
+            "adopt_check",
+            crate::store::adoption::adopt_check(self, id, next_steps, now),
+        )
+        .await
     }
 
     async fn find_by_subscription(
@@ -559,7 +648,12 @@ impl<B: Db + 'static> Store for B {
         robot_id: i64,
         subscription_id: i64,
     ) -> Result<Option<StoredCheck>, StoreError> {
-        crate::store::checks::find_by_subscription(self, robot_id, subscription_id).await
+        bounded(
+            self,
+            "find_by_subscription",
+            crate::store::checks::find_by_subscription(self, robot_id, subscription_id),
+        )
+        .await
     }
 
     async fn update_check(
@@ -571,8 +665,28 @@ impl<B: Db + 'static> Store for B {
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError> {
-        crate::store::lifecycle::update_check(self, current, fence, update, render, call_ref, now)
-            .await
+        bounded(
+            self,
+            "update_check",
+            crate::store::lifecycle::update_check(
+                self, current, fence, update, render, call_ref, now,
+            ),
+        )
+        .await
+    }
+
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        render: Render<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        bounded(
+            self,
+            "update_checks",
+            crate::store::lifecycle::update_checks(self, batch, render, now),
+        )
+        .await
     }
 
     async fn claim_due(
@@ -581,11 +695,21 @@ impl<B: Db + 'static> Store for B {
         lease: &str,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        crate::store::lifecycle::claim_due(self, now, lease, limit).await
+        bounded(
+            self,
+            "claim_due",
+            crate::store::lifecycle::claim_due(self, now, lease, limit),
+        )
+        .await
     }
 
     async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
-        crate::store::lifecycle::release_stale_leases(self, taken_before).await
+        bounded(
+            self,
+            "release_stale_leases",
+            crate::store::lifecycle::release_stale_leases(self, taken_before),
+        )
+        .await
     }
 
     async fn claim_outbox(
@@ -595,7 +719,12 @@ impl<B: Db + 'static> Store for B {
         lease_until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        crate::store::outbox::claim_outbox(self, now, lease, lease_until, limit).await
+        bounded(
+            self,
+            "claim_outbox",
+            crate::store::outbox::claim_outbox(self, now, lease, lease_until, limit),
+        )
+        .await
     }
 
     async fn outbox_sent(
@@ -604,7 +733,12 @@ impl<B: Db + 'static> Store for B {
         lease: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
-        crate::store::outbox::outbox_sent(self, ids, lease, now).await
+        bounded(
+            self,
+            "outbox_sent",
+            crate::store::outbox::outbox_sent(self, ids, lease, now),
+        )
+        .await
     }
 
     async fn outbox_failed(
@@ -614,11 +748,21 @@ impl<B: Db + 'static> Store for B {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError> {
-        crate::store::outbox::outbox_failed(self, id, lease, next_attempt_at, error).await
+        bounded(
+            self,
+            "outbox_failed",
+            crate::store::outbox::outbox_failed(self, id, lease, next_attempt_at, error),
+        )
+        .await
     }
 
     async fn outbox_backlog(&self) -> Result<i64, StoreError> {
-        crate::store::outbox::outbox_backlog(self).await
+        bounded(
+            self,
+            "outbox_backlog",
+            crate::store::outbox::outbox_backlog(self),
+        )
+        .await
     }
 
     async fn purge_sent_outbox(
@@ -626,7 +770,12 @@ impl<B: Db + 'static> Store for B {
         sent_before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64, StoreError> {
-        crate::store::outbox::purge_sent_outbox(self, sent_before, limit).await
+        bounded(
+            self,
+            "purge_sent_outbox",
+            crate::store::outbox::purge_sent_outbox(self, sent_before, limit),
+        )
+        .await
     }
 
     async fn queue_subscription_removal(
@@ -636,12 +785,16 @@ impl<B: Db + 'static> Store for B {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        crate::store::removals::queue_subscription_removal(
+        bounded(
             self,
-            robot_id,
-            subscription_id,
-            reason,
-            now,
+            "queue_subscription_removal",
+            crate::store::removals::queue_subscription_removal(
+                self,
+                robot_id,
+                subscription_id,
+                reason,
+                now,
+            ),
         )
         .await
     }
@@ -653,8 +806,18 @@ impl<B: Db + 'static> Store for B {
         lease_until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<SubscriptionRemoval>, StoreError> {
-        crate::store::removals::claim_subscription_removals(self, now, lease, lease_until, limit)
-            .await
+        bounded(
+            self,
+            "claim_subscription_removals",
+            crate::store::removals::claim_subscription_removals(
+                self,
+                now,
+                lease,
+                lease_until,
+                limit,
+            ),
+        )
+        .await
     }
 
     async fn subscription_removed(
@@ -662,7 +825,12 @@ impl<B: Db + 'static> Store for B {
         subscription_id: i64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        crate::store::removals::subscription_removed(self, subscription_id, now).await
+        bounded(
+            self,
+            "subscription_removed",
+            crate::store::removals::subscription_removed(self, subscription_id, now),
+        )
+        .await
     }
 
     async fn subscription_removal_failed(
@@ -672,20 +840,54 @@ impl<B: Db + 'static> Store for B {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool, StoreError> {
-        crate::store::removals::subscription_removal_failed(self, id, lease, next_attempt_at, error)
-            .await
+        bounded(
+            self,
+            "subscription_removal_failed",
+            crate::store::removals::subscription_removal_failed(
+                self,
+                id,
+                lease,
+                next_attempt_at,
+                error,
+            ),
+        )
+        .await
     }
 
     async fn subscription_removal_backlog(&self) -> Result<i64, StoreError> {
-        crate::store::removals::subscription_removal_backlog(self).await
+        bounded(
+            self,
+            "subscription_removal_backlog",
+            crate::store::removals::subscription_removal_backlog(self),
+        )
+        .await
     }
 }
 
-/// Opens the store a database URL names: `sqlite:…` or `mysql://…`.
-pub async fn connect(url: &str) -> Result<DynStore, StoreError> {
+/// How the store connects and bounds its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The most one store operation may take (`DB_OPERATION_TIMEOUT_SECS`).
+    pub operation_timeout: Duration,
+    /// Connections of the MySQL pool (`DB_POOL_SIZE`).
+    pub mysql_pool_size: u32,
+}
+
+/// Opens the store a database URL names: `sqlite:…` or `mysql://…`, every operation bounded
+/// by the settings' timeout.
+pub async fn connect(url: &str, settings: StoreSettings) -> Result<DynStore, StoreError> {
+    let timeout = settings.operation_timeout;
     if url.starts_with("mysql://") {
-        Ok(Arc::new(mysql::MysqlStore::connect(url).await?))
+        Ok(Arc::new(
+            mysql::MysqlStore::connect_sized(url, settings.mysql_pool_size)
+                .await?
+                .with_operation_timeout(timeout),
+        ))
     } else {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect(url)
+                .await?
+                .with_operation_timeout(timeout),
+        ))
     }
 }

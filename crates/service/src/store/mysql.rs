@@ -4,11 +4,15 @@
 //! Every connection sets `time_zone = '+00:00'`, so `TIMESTAMP` columns read and write UTC.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{ConnectOptions as _, Connection as _, MySql, Row, Transaction};
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow,
+};
+use sqlx::pool::PoolConnection;
+use sqlx::{ConnectOptions as _, Connection as _, MySql, Row};
 
 use super::StoreError;
 use super::db::{
@@ -16,7 +20,8 @@ use super::db::{
     names_request_key, refuse_retired,
 };
 
-const MAX_CONNECTIONS: u32 = 10;
+/// Connections of the pool unless configured (`DB_POOL_SIZE`).
+pub const DEFAULT_POOL_SIZE: u32 = 10;
 
 /// MySQL error numbers: deadlock, lock wait timeout.
 const ER_LOCK_DEADLOCK: u16 = 1213;
@@ -46,16 +51,22 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
 #[derive(Debug, Clone)]
 pub struct MysqlStore {
     pool: MySqlPool,
+    operation_timeout: Duration,
 }
 
 impl MysqlStore {
     /// Connects to `mysql://user:password@host:port/database` (TLS when the server offers
     /// it, as MySQL 8's default authentication needs).
     pub async fn connect(url: &str) -> Result<MysqlStore, StoreError> {
+        MysqlStore::connect_sized(url, DEFAULT_POOL_SIZE).await
+    }
+
+    /// [`MysqlStore::connect`] with a pool of `pool_size` connections.
+    pub async fn connect_sized(url: &str, pool_size: u32) -> Result<MysqlStore, StoreError> {
         // sqlx's URL errors name the part that is wrong, never the URL itself.
         let options = MySqlConnectOptions::from_str(url)
             .map_err(|e| StoreError::connect("read the MySQL URL".to_owned(), &e))?;
-        MysqlStore::connect_with(options).await
+        MysqlStore::connect_pool(options, pool_size).await
     }
 
     /// Connects with explicit options (e.g. built from `DB_RW_HOST`, `DB_PORT`, … without
@@ -66,6 +77,13 @@ impl MysqlStore {
     /// pool would retry a refused connection until its acquire timeout and then report only
     /// that it timed out. The error names host, port and database, never the password.
     pub async fn connect_with(options: MySqlConnectOptions) -> Result<MysqlStore, StoreError> {
+        MysqlStore::connect_pool(options, DEFAULT_POOL_SIZE).await
+    }
+
+    async fn connect_pool(
+        options: MySqlConnectOptions,
+        pool_size: u32,
+    ) -> Result<MysqlStore, StoreError> {
         let options = options
             .timezone(Some("+00:00".to_owned()))
             .charset("utf8mb4");
@@ -87,22 +105,38 @@ impl MysqlStore {
         // Only a probe: the pool opens its own.
         let _ = first.close().await;
         let pool = MySqlPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(pool_size.max(1))
             .connect_with(options)
             .await
             .map_err(|e| StoreError::connect(target, &e))?;
-        Ok(MysqlStore { pool })
+        Ok(MysqlStore {
+            pool,
+            operation_timeout: super::DEFAULT_OPERATION_TIMEOUT,
+        })
+    }
+
+    /// Bounds every store operation by `limit` (`DB_OPERATION_TIMEOUT_SECS`).
+    pub fn with_operation_timeout(mut self, limit: Duration) -> MysqlStore {
+        self.operation_timeout = limit;
+        self
     }
 }
 
 #[async_trait]
 impl Db for MysqlStore {
-    type Tx = Transaction<'static, MySql>;
+    type Tx = MysqlTx;
 
     /// Reads and writes alike: InnoDB takes row locks statement by statement; reads see one
     /// snapshot (REPEATABLE READ).
-    async fn begin(&self, _mode: Mode) -> Result<Self::Tx, StoreError> {
-        Ok(self.pool.begin().await?)
+    async fn begin(&self, _mode: Mode) -> Result<MysqlTx, StoreError> {
+        let mut tx = MysqlTx {
+            conn: Some(self.pool.acquire().await?),
+            state: TxState::Done,
+            rollback_wait: self.operation_timeout,
+        };
+        sqlx::raw_sql("BEGIN").execute(tx.sending()).await?;
+        tx.state = TxState::Open;
+        Ok(tx)
     }
 
     async fn apply_migrations(&self) -> Result<(), StoreError> {
@@ -117,10 +151,20 @@ impl Db for MysqlStore {
         result
     }
 
-    /// On the pool.
+    /// On a pooled connection, closed rather than returned should the ping be abandoned.
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        let mut session = MysqlTx {
+            conn: Some(self.pool.acquire().await?),
+            state: TxState::Done,
+            rollback_wait: self.operation_timeout,
+        };
+        sqlx::raw_sql("SELECT 1").execute(session.sending()).await?;
+        session.state = TxState::Done;
         Ok(())
+    }
+
+    fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
     }
 
     fn classify(&self, error: &StoreError) -> Failure {
@@ -209,12 +253,91 @@ fn bind(mut query: Query, args: Vec<Arg>) -> Query {
     query
 }
 
+/// A transaction on a pooled connection that goes back to the pool only in a known state.
+///
+/// sqlx would drain an abandoned statement's answer before reusing the connection, but its
+/// check on release has no time bound: against a frozen server every abandoned operation would
+/// hold a pool slot until the server came back. Here a connection whose statement was
+/// abandoned mid-flight (the operation timed out, its request was cancelled) is closed at
+/// once instead: the server rolls back what was not committed when it sees the connection
+/// gone, and the pool opens a fresh one. A transaction dropped between statements (a read
+/// that needs no commit, an error) is rolled back and its connection returned.
+pub(crate) struct MysqlTx {
+    /// `None` only once dropped.
+    conn: Option<PoolConnection<MySql>>,
+    state: TxState,
+    /// How long the rollback of a dropped transaction may take before its connection is
+    /// closed instead.
+    rollback_wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxState {
+    /// A statement was sent and its answer not read yet (or a COMMIT/ROLLBACK failed): the
+    /// session's state is unknown.
+    InFlight,
+    /// Inside a transaction, between statements.
+    Open,
+    /// No transaction open, nothing in flight.
+    Done,
+}
+
+impl MysqlTx {
+    /// The connection, for one statement: in flight until the caller says otherwise.
+    fn sending(&mut self) -> &mut MySqlConnection {
+        self.state = TxState::InFlight;
+        self.conn
+            .as_mut()
+            .expect("a transaction has its connection until dropped")
+    }
+
+    /// Sends `COMMIT` or `ROLLBACK`; the connection is clean once it is answered.
+    async fn end(mut self, statement: &'static str) -> Result<(), StoreError> {
+        sqlx::raw_sql(statement).execute(self.sending()).await?;
+        self.state = TxState::Done;
+        Ok(())
+    }
+}
+
+impl Drop for MysqlTx {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        match self.state {
+            TxState::Done => drop(conn),
+            // Closing the socket is the rollback.
+            TxState::InFlight => drop(conn.detach()),
+            TxState::Open => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let wait = self.rollback_wait;
+                    runtime.spawn(async move {
+                        let mut conn = conn;
+                        let rolled_back = tokio::time::timeout(
+                            wait,
+                            sqlx::raw_sql("ROLLBACK").execute(&mut *conn),
+                        )
+                        .await;
+                        if !matches!(rolled_back, Ok(Ok(_))) {
+                            drop(conn.detach());
+                        }
+                    });
+                }
+                Err(_) => drop(conn.detach()),
+            },
+        }
+    }
+}
+
 #[async_trait]
-impl Tx for Transaction<'static, MySql> {
+impl Tx for MysqlTx {
     type Row = MySqlRow;
 
     async fn execute(&mut self, sql: &'static str, args: Vec<Arg>) -> Result<Done, StoreError> {
-        let result = bind(sqlx::query(sql), args).execute(&mut **self).await?;
+        let result = bind(sqlx::query(sql), args).execute(self.sending()).await;
+        // Answered, with rows or an error: the transaction is still open and usable.
+        self.state = TxState::Open;
+        let result = result?;
         let last_insert_id = i64::try_from(result.last_insert_id())
             .map_err(|_| StoreError::Corrupt("an id beyond 2^63 - 1".to_owned()))?;
         Ok(Done {
@@ -228,17 +351,17 @@ impl Tx for Transaction<'static, MySql> {
         sql: &'static str,
         args: Vec<Arg>,
     ) -> Result<Vec<MySqlRow>, StoreError> {
-        Ok(bind(sqlx::query(sql), args).fetch_all(&mut **self).await?)
+        let rows = bind(sqlx::query(sql), args).fetch_all(self.sending()).await;
+        self.state = TxState::Open;
+        Ok(rows?)
     }
 
     async fn commit(self) -> Result<(), StoreError> {
-        Transaction::commit(self).await?;
-        Ok(())
+        self.end("COMMIT").await
     }
 
     async fn rollback(self) -> Result<(), StoreError> {
-        Transaction::rollback(self).await?;
-        Ok(())
+        self.end("ROLLBACK").await
     }
 }
 

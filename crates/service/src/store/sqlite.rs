@@ -59,6 +59,7 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// One connection: every write transaction of this process, in turn.
     writer: SqlitePool,
+    operation_timeout: Duration,
 }
 
 impl SqliteStore {
@@ -88,6 +89,7 @@ impl SqliteStore {
             return Ok(SqliteStore {
                 readers: pool.clone(),
                 writer: pool,
+                operation_timeout: super::DEFAULT_OPERATION_TIMEOUT,
             });
         }
         let options = options
@@ -104,7 +106,18 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(opened)?;
-        Ok(SqliteStore { readers, writer })
+        Ok(SqliteStore {
+            readers,
+            writer,
+            operation_timeout: super::DEFAULT_OPERATION_TIMEOUT,
+        })
+    }
+
+    /// Bounds every store operation by `limit` (`DB_OPERATION_TIMEOUT_SECS`): a write waiting
+    /// its turn for the single writer connection counts.
+    pub fn with_operation_timeout(mut self, limit: Duration) -> SqliteStore {
+        self.operation_timeout = limit;
+        self
     }
 }
 
@@ -142,6 +155,10 @@ impl Db for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
+    }
+
+    fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
     }
 
     fn classify(&self, error: &StoreError) -> Failure {

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod megazord;
 pub mod micro_managers;
+pub mod step_cache;
 
 use std::time::Duration;
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use tokio::sync::Semaphore;
+use futures_util::future::join_all;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -16,7 +17,7 @@ use tracing::Instrument as _;
 use crate::checks::{Checks, Delivered, DeliveryOutcome};
 use crate::config::Config;
 use crate::http::Readiness;
-use crate::queue::{Queue, QueueMessage};
+use crate::queue::{MAX_RECEIVE_BATCH, Queue, QueueMessage};
 use crate::status_message::{self, StatusMessage};
 
 /// How the consumer behaves.
@@ -29,6 +30,8 @@ pub struct ConsumerConfig {
     pub visibility: Duration,
     /// Most messages in flight at once.
     pub concurrency: usize,
+    /// Most deliveries applied in one transaction.
+    pub batch: usize,
     /// How long after its event a delivery for an unknown subscription is kept for
     /// redelivery (the check may still be being created).
     pub unknown_grace: Duration,
@@ -48,10 +51,19 @@ impl ConsumerConfig {
             wait: config.consumer_wait,
             visibility: config.consumer_visibility,
             concurrency: config.consumer_concurrency,
+            batch: config.consumer_batch_size.max(1),
             unknown_grace: config.unknown_subscription_grace,
             retry_after: Duration::from_secs(5),
             malformed_visibility: Duration::from_secs(300),
         }
+    }
+}
+
+impl ConsumerConfig {
+    /// Batches worked on at once: one being written while the next is read and decided,
+    /// more when the permits allow several full batches.
+    fn batches_in_flight(&self) -> usize {
+        (self.concurrency / self.batch.max(1)).max(2)
     }
 }
 
@@ -118,51 +130,81 @@ impl Consumer {
         }))
     }
 
-    /// Receives one batch (as many as there are free permits, at most 10) and processes it
-    /// to the end. Returns what became of each message.
+    /// Receives once (as many as there are free permits, at most 10) and processes what came
+    /// as one batch, to the end. Returns what became of each message.
     pub async fn tick_once(&self) -> Vec<Outcome> {
         let inner = &self.0;
-        let room = inner.permits.available_permits().clamp(1, 10);
-        let messages = match inner
+        let room = inner
+            .permits
+            .available_permits()
+            .min(inner.config.batch)
+            .clamp(1, MAX_RECEIVE_BATCH);
+        match self.receive(room).await {
+            Some(messages) => self.handle_batch(messages).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// One receive; `None` when it failed (logged, counted, and told to readiness).
+    async fn receive(&self, max: usize) -> Option<Vec<QueueMessage>> {
+        let inner = &self.0;
+        let received = inner
             .queue
             .receive(
                 &inner.config.queue_url,
-                room,
+                max,
                 inner.config.wait,
                 inner.config.visibility,
             )
-            .await
-        {
-            Ok(messages) => {
-                inner.readiness.receive_done(true);
-                messages
-            }
+            .await;
+        inner.readiness.receive_done(received.is_ok());
+        match received {
+            Ok(messages) => Some(messages),
             Err(e) => {
-                inner.readiness.receive_done(false);
                 tracing::warn!(error = %e, "status queue receive failed");
                 metrics::counter!("queue_receive_errors_total").increment(1);
-                return Vec::new();
+                None
             }
-        };
-        let handles: Vec<_> = messages
-            .into_iter()
-            .map(|message| {
-                let consumer = self.clone();
-                tokio::spawn(async move { consumer.handle(message).await })
-            })
-            .collect();
-        let mut outcomes = Vec::with_capacity(handles.len());
-        for handle in handles {
-            outcomes.push(handle.await.unwrap_or(Outcome::Failed));
         }
-        outcomes
     }
 
     /// Receives and processes until `shutdown`, then stops receiving and lets the messages in
     /// flight finish (a message not finished in time is simply redelivered later).
+    ///
+    /// Group commit: received messages wait in a channel; whenever one of the few batch slots
+    /// is free, everything waiting (up to the batch size) becomes one batch, written in one
+    /// transaction. Under load batches fill up; when the queue is quiet a message is applied
+    /// at once, alone.
     pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
         let inner = self.0.clone();
         let tracker = TaskTracker::new();
+        let (waiting, mut arrived) =
+            mpsc::unbounded_channel::<(QueueMessage, OwnedSemaphorePermit)>();
+        let batcher = {
+            let consumer = self.clone();
+            let tracker = tracker.clone();
+            let slots = Arc::new(Semaphore::new(inner.config.batches_in_flight()));
+            tokio::spawn(async move {
+                while let Some(first) = arrived.recv().await {
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let mut batch = vec![first];
+                    while batch.len() < consumer.0.config.batch {
+                        match arrived.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let consumer = consumer.clone();
+                    tracker.spawn(async move {
+                        let (messages, permits): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                        consumer.handle_batch(messages).await;
+                        drop((permits, slot));
+                    });
+                }
+            })
+        };
         while !shutdown.is_cancelled() {
             // Backpressure: wait for a free permit before asking the queue for more.
             let first = tokio::select! {
@@ -172,28 +214,18 @@ impl Consumer {
                 },
                 () = shutdown.cancelled() => break,
             };
-            let room = (inner.permits.available_permits() + 1).min(10);
+            let room = (inner.permits.available_permits() + 1).min(MAX_RECEIVE_BATCH);
             let received = tokio::select! {
-                received = inner.queue.receive(
-                    &inner.config.queue_url, room, inner.config.wait, inner.config.visibility) => received,
+                received = self.receive(room) => received,
                 () = shutdown.cancelled() => break,
             };
-            let messages = match received {
-                Ok(messages) => {
-                    inner.readiness.receive_done(true);
-                    messages
+            let Some(messages) = received else {
+                drop(first);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {},
+                    () = shutdown.cancelled() => break,
                 }
-                Err(e) => {
-                    inner.readiness.receive_done(false);
-                    tracing::warn!(error = %e, "status queue receive failed");
-                    metrics::counter!("queue_receive_errors_total").increment(1);
-                    drop(first);
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {},
-                        () = shutdown.cancelled() => break,
-                    }
-                    continue;
-                }
+                continue;
             };
             let mut first = Some(first);
             for message in messages {
@@ -204,27 +236,74 @@ impl Consumer {
                         Err(_) => break,
                     },
                 };
-                let consumer = self.clone();
-                tracker.spawn(async move {
-                    consumer.handle(message).await;
-                    drop(permit);
-                });
+                if waiting.send((message, permit)).is_err() {
+                    break;
+                }
             }
         }
-        tracker.close();
-        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        drop(waiting);
+        let drained = tokio::time::timeout(drain, async {
+            batcher.await.ok();
+            tracker.close();
+            tracker.wait().await;
+        })
+        .await;
+        if drained.is_err() {
             tracing::warn!("consumer drain timed out; unfinished messages will be redelivered");
         }
     }
 
-    /// Processes one message, keeping it invisible while it is worked on.
-    async fn handle(&self, message: QueueMessage) -> Outcome {
+    /// Processes a batch of messages — their deliveries applied in one transaction — keeping
+    /// them invisible while they are worked on, and settles each.
+    async fn handle_batch(&self, messages: Vec<QueueMessage>) -> Vec<Outcome> {
         let inner = &self.0;
-        metrics::counter!("queue_messages_received_total").increment(1);
-        metrics::gauge!("queue_messages_in_flight").increment(1.0);
-        let heartbeat = self.keep_invisible(&message);
-        let outcome = self.process(&message).await;
+        let count = messages.len() as u64;
+        metrics::counter!("queue_messages_received_total").increment(count);
+        metrics::gauge!("queue_messages_in_flight").increment(count as f64);
+        let heartbeat = self.keep_invisible(&messages);
+        let parsed: Vec<Result<Parsed, Outcome>> = messages.iter().map(parse).collect();
+        let deliveries: Vec<(Delivered, String)> = parsed
+            .iter()
+            .filter_map(|parsed| parsed.as_ref().ok())
+            .map(|parsed| (parsed.delivered.clone(), parsed.call_ref.clone()))
+            .collect();
+        let span = tracing::info_span!("deliveries", count = deliveries.len());
+        let mut applied = inner
+            .checks
+            .apply_deliveries(&deliveries)
+            .instrument(span)
+            .await
+            .into_iter();
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for (message, parsed) in messages.iter().zip(&parsed) {
+            let outcome = match parsed {
+                Err(outcome) => *outcome,
+                Ok(parsed) => {
+                    let applied = applied.next().expect("one outcome per delivery");
+                    self.outcome_of(message, parsed, applied).await
+                }
+            };
+            outcomes.push(outcome);
+        }
         heartbeat.cancel();
+        join_all(
+            messages
+                .iter()
+                .zip(&outcomes)
+                .map(|(message, outcome)| self.settle(message, *outcome)),
+        )
+        .await;
+        for outcome in &outcomes {
+            metrics::counter!("queue_messages_processed_total", "outcome" => outcome.label())
+                .increment(1);
+        }
+        metrics::gauge!("queue_messages_in_flight").decrement(count as f64);
+        outcomes
+    }
+
+    /// Deletes the message, or hides it for a while, as its outcome says.
+    async fn settle(&self, message: &QueueMessage, outcome: Outcome) {
+        let inner = &self.0;
         let queue_url = &inner.config.queue_url;
         let settled = match outcome {
             Outcome::Applied | Outcome::NoChange | Outcome::Ended | Outcome::UnknownDropped => {
@@ -251,17 +330,13 @@ impl Consumer {
         if let Err(e) = settled {
             tracing::warn!(message_id = %message.id, error = %e, "could not settle a status message; it will be redelivered");
         }
-        metrics::counter!("queue_messages_processed_total", "outcome" => outcome.label())
-            .increment(1);
-        metrics::gauge!("queue_messages_in_flight").decrement(1.0);
-        outcome
     }
 
-    /// Extends the message's invisibility at half its timeout until cancelled.
-    fn keep_invisible(&self, message: &QueueMessage) -> CancellationToken {
+    /// Extends the messages' invisibility at half its timeout until cancelled.
+    fn keep_invisible(&self, messages: &[QueueMessage]) -> CancellationToken {
         let token = CancellationToken::new();
         let inner = self.0.clone();
-        let receipt = message.receipt.clone();
+        let receipts: Vec<String> = messages.iter().map(|m| m.receipt.clone()).collect();
         let stop = token.clone();
         tokio::spawn(async move {
             let every = inner.config.visibility / 2;
@@ -269,10 +344,12 @@ impl Consumer {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(every) => {
-                        let _ = inner
-                            .queue
-                            .extend_visibility(&inner.config.queue_url, &receipt, inner.config.visibility)
-                            .await;
+                        for receipt in &receipts {
+                            let _ = inner
+                                .queue
+                                .extend_visibility(&inner.config.queue_url, receipt, inner.config.visibility)
+                                .await;
+                        }
                     }
                 }
             }
@@ -280,52 +357,30 @@ impl Consumer {
         token
     }
 
-    async fn process(&self, message: &QueueMessage) -> Outcome {
-        let inner = &self.0;
-        let parsed = match status_message::parse(&message.body) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                tracing::error!(
-                    message_id = %message.id,
-                    body = %status_message::truncate(&message.body, 256),
-                    error = %e,
-                    "malformed status message; left for the dead-letter queue"
-                );
-                metrics::counter!("queue_messages_malformed_total").increment(1);
-                return Outcome::Malformed;
-            }
-        };
-        let call_ref = message
-            .attributes
-            .get("callRef")
-            .or_else(|| message.attributes.get("Call-Ref"))
-            .cloned()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let span = tracing::info_span!(
-            "delivery",
-            message_id = %message.id,
-            request_id = %call_ref,
-            robot_id = parsed.robot_id,
-            subscription_id = parsed.subscription_id,
-        );
-        let delivered = Delivered {
-            robot_id: parsed.robot_id,
-            subscription_id: parsed.subscription_id,
-            delivery: parsed.delivery(),
-        };
-        let applied = inner
-            .checks
-            .apply_delivery(&delivered, &call_ref)
-            .instrument(span)
-            .await;
+    /// What applying a delivery came to, as the message's outcome.
+    async fn outcome_of(
+        &self,
+        message: &QueueMessage,
+        parsed: &Parsed,
+        applied: Result<DeliveryOutcome, crate::checks::CheckError>,
+    ) -> Outcome {
         match applied {
             Ok(DeliveryOutcome::Applied) => Outcome::Applied,
             Ok(DeliveryOutcome::NoChange) => Outcome::NoChange,
             Ok(DeliveryOutcome::Ended) => Outcome::Ended,
-            Ok(DeliveryOutcome::UnknownSubscription) => self.unknown_subscription(&parsed).await,
+            Ok(DeliveryOutcome::UnknownSubscription) => {
+                self.unknown_subscription(&parsed.message).await
+            }
             Ok(DeliveryOutcome::NotAdopted) => Outcome::Failed,
             Err(e) => {
-                tracing::warn!(error = %e, "could not apply a delivery; left for redelivery");
+                tracing::warn!(
+                    message_id = %message.id,
+                    request_id = %parsed.call_ref,
+                    robot_id = parsed.message.robot_id,
+                    subscription_id = parsed.message.subscription_id,
+                    error = %e,
+                    "could not apply a delivery; left for redelivery"
+                );
                 Outcome::Failed
             }
         }
@@ -357,4 +412,44 @@ impl Consumer {
         metrics::counter!("queue_unknown_subscription_total", "action" => "dropped").increment(1);
         Outcome::UnknownDropped
     }
+}
+
+/// A well-formed status message.
+struct Parsed {
+    message: StatusMessage,
+    delivered: Delivered,
+    /// The request id it came with (or a new one).
+    call_ref: String,
+}
+
+/// The message's delivery, or `Malformed` (logged and counted).
+fn parse(message: &QueueMessage) -> Result<Parsed, Outcome> {
+    let parsed = match status_message::parse(&message.body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::error!(
+                message_id = %message.id,
+                body = %status_message::truncate(&message.body, 256),
+                error = %e,
+                "malformed status message; left for the dead-letter queue"
+            );
+            metrics::counter!("queue_messages_malformed_total").increment(1);
+            return Err(Outcome::Malformed);
+        }
+    };
+    let call_ref = message
+        .attributes
+        .get("callRef")
+        .or_else(|| message.attributes.get("Call-Ref"))
+        .cloned()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    Ok(Parsed {
+        delivered: Delivered {
+            robot_id: parsed.robot_id,
+            subscription_id: parsed.subscription_id,
+            delivery: parsed.delivery(),
+        },
+        message: parsed,
+        call_ref,
+    })
 }

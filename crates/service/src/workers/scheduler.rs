@@ -1,12 +1,14 @@
 //! The deadline scheduler (SPEC §3.5–3.6): claims checks whose future window has ended under
-//! a lease, finalises each exactly once (every write fenced on the lease), unsubscribes, and
-//! releases leases whose holder went quiet so another replica takes the work over.
+//! a lease, finalises each exactly once (every write fenced on the lease; a claimed batch in
+//! one transaction), and releases leases whose holder went quiet so another replica takes the
+//! work over. Unsubscribes are queued with the finalisation and left to the relay.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use futures_util::{StreamExt as _, stream};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{Checks, Finalised};
@@ -20,7 +22,7 @@ pub struct SchedulerConfig {
     pub batch: usize,
     /// A lease older than this is presumed abandoned and released.
     pub stale_after: Duration,
-    /// Claimed checks finalised at once (their unsubscribe calls overlap the database writes).
+    /// Claims finalised at once while there is a backlog (one reads while another writes).
     pub concurrency: usize,
 }
 
@@ -68,13 +70,26 @@ impl Scheduler {
         }
     }
 
-    /// Releases stale leases, claims due checks under a fresh lease and finalises them.
+    /// Releases stale leases, adopts the Node service's checks, then claims due checks under
+    /// a fresh lease and finalises them.
     pub async fn tick_once(&self) -> SchedulerTick {
+        let mut tick = self.upkeep().await;
+        let finalised = self.finalise_due().await;
+        tick.claimed = finalised.claimed;
+        tick.finalised = finalised.finalised;
+        tick.already_ended = finalised.already_ended;
+        tick.fenced = finalised.fenced;
+        tick.failed = finalised.failed;
+        tick
+    }
+
+    /// What a scan does before it claims: stale leases released, the Node service's checks
+    /// adopted (they get their own rows, and so their deadlines, before the claim).
+    async fn upkeep(&self) -> SchedulerTick {
         let mut tick = SchedulerTick::default();
-        let store = self.checks.store();
         let now = self.checks.clock().now();
         let stale = TimeDelta::from_std(self.config.stale_after).unwrap_or(TimeDelta::MAX);
-        match store.release_stale_leases(now - stale).await {
+        match self.checks.store().release_stale_leases(now - stale).await {
             Ok(released) => {
                 tick.released_stale = released;
                 if released > 0 {
@@ -84,28 +99,39 @@ impl Scheduler {
             }
             Err(e) => tracing::warn!(error = %e, "could not release stale leases"),
         }
-        // Checks the Node service left open get their own rows (and so their deadlines)
-        // before the claim looks for due ones.
         match self.checks.adoption().tick_once().await {
             Ok(adoption) => tick.adopted = adoption.adopted,
             Err(e) => tracing::warn!(error = %e, "could not adopt the Node service's checks"),
         }
+        tick
+    }
+
+    /// Claims up to a batch of due checks under a fresh lease and finalises them in one
+    /// transaction.
+    async fn finalise_due(&self) -> SchedulerTick {
+        let mut tick = SchedulerTick::default();
+        let now = self.checks.clock().now();
         let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
-        let claimed = match store.claim_due(now, &lease, self.config.batch).await {
+        let claimed = match self
+            .checks
+            .store()
+            .claim_due(now, &lease, self.config.batch)
+            .await
+        {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim due checks");
+                tick.failed = 1;
                 return tick;
             }
         };
         tick.claimed = claimed.len();
+        if claimed.is_empty() {
+            return tick;
+        }
         metrics::counter!("scheduler_claimed_total").increment(claimed.len() as u64);
-        let lease = lease.as_str();
-        let mut finalised = stream::iter(claimed)
-            .map(|item| async move { self.checks.finalise(&item, lease).await })
-            .buffer_unordered(self.config.concurrency.max(1));
-        while let Some(result) = finalised.next().await {
-            match result {
+        for outcome in self.checks.finalise_batch(&claimed, &lease).await {
+            match outcome {
                 Finalised::Done => tick.finalised += 1,
                 Finalised::AlreadyEnded => tick.already_ended += 1,
                 Finalised::Fenced => tick.fenced += 1,
@@ -115,23 +141,28 @@ impl Scheduler {
         tick
     }
 
-    /// Ticks every scan interval until `shutdown`; right away again after a full batch, so a
-    /// burst of deadlines is worked off at the database's pace, not one batch per interval.
+    /// Every scan interval until `shutdown`: upkeep, then claims and finalisations — while a
+    /// claim comes back full, up to `concurrency` of them in flight (claims are disjoint), so
+    /// a burst of deadlines is worked off at the database's pace, one batch reading while
+    /// another writes.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(self.config.scan_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut backlog = false;
+        let in_flight = self.config.concurrency.max(1);
         loop {
-            if !backlog {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    () = shutdown.cancelled() => return,
-                }
-            } else if shutdown.is_cancelled() {
-                return;
+            tokio::select! {
+                _ = interval.tick() => {}
+                () = shutdown.cancelled() => return,
             }
-            let tick = self.tick_once().await;
-            backlog = tick.claimed >= self.config.batch && tick.failed == 0;
+            self.upkeep().await;
+            let mut units = FuturesUnordered::new();
+            units.push(self.finalise_due());
+            while let Some(tick) = units.next().await {
+                let backlog = tick.claimed >= self.config.batch && tick.failed == 0;
+                while backlog && units.len() < in_flight && !shutdown.is_cancelled() {
+                    units.push(self.finalise_due());
+                }
+            }
         }
     }
 }

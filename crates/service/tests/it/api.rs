@@ -1,6 +1,7 @@
 //! The public API over real HTTP, on SQLite and on MariaDB, with upstreams stubbed by
 //! wiremock: every status code of SPEC §2.2–2.3, Kong headers, idempotency, upstream failures.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -148,8 +149,10 @@ pub async fn backfill_is_merged_without_recording_an_event_twice(backend: Backen
     assert_eq!(history[0]["phase"], "FUTURE");
     assert_eq!(body["phase"], "COMPLETED");
     assert_eq!(body["result"], "PASS");
-    // Decided during create: the subscription is removed again.
-    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/992").await, 1);
+    // Decided during create: the subscription's removal is queued with the check, for the
+    // relay (this replica runs the API only): no inline call on create's path.
+    assert_eq!(app.store.subscription_removal_backlog().await.unwrap(), 1);
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/992").await, 0);
 }
 
 pub async fn repeating_a_request_returns_the_existing_check(backend: Backend) {
@@ -205,6 +208,51 @@ pub async fn concurrent_identical_requests_make_one_check(backend: Backend) {
     let subscribed = app.upstream_calls("POST", "/subscriptions").await;
     let removed = app.upstream_calls("DELETE", "/subscriptions").await;
     assert_eq!(subscribed - removed, 1, "exactly one live subscription");
+}
+
+/// Creates that arrive together share their commits (group commit): twelve different requests
+/// and three repeats of the first, all at once — twelve checks, each request answered with
+/// its own, the repeats with the first's.
+pub async fn concurrent_creates_are_each_their_own_check(backend: Backend) {
+    let app = spawn(backend).await;
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "robot-is-charging", 0, 0, CHARGING),
+    )
+    .await;
+    app.given_incomings(ROBOT, "CHARGING_STOPPED", json!([]))
+        .await;
+    app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
+        .await;
+    app.given_subscriptions(ROBOT, 993).await;
+    let bodies: Vec<Value> = (1..=12)
+        .chain([1, 1, 1])
+        .map(|scheduled| {
+            let mut body = create_body(123);
+            body["scheduledId"] = json!(scheduled);
+            body
+        })
+        .collect();
+    let answers =
+        futures_util::future::join_all(bodies.iter().map(|body| app.post_check(ROBOT, body))).await;
+    let mut ids = BTreeMap::new();
+    for (body, (status, answer)) in bodies.iter().zip(&answers) {
+        assert!(
+            status == &StatusCode::CREATED || status == &StatusCode::OK,
+            "{status}: {answer}"
+        );
+        assert_eq!(answer["scheduledId"], body["scheduledId"], "{answer}");
+        let id = answer["id"].as_i64().unwrap();
+        assert_eq!(
+            *ids.entry(body["scheduledId"].as_i64().unwrap())
+                .or_insert(id),
+            id
+        );
+    }
+    assert_eq!(ids.len(), 12);
+    assert_eq!(ids.values().collect::<BTreeSet<_>>().len(), 12, "{ids:?}");
+    assert_eq!(app.check_count().await, 12);
 }
 
 pub async fn another_robots_check_is_not_found(backend: Backend) {
@@ -881,6 +929,7 @@ on_both_backends!(
     backfill_is_merged_without_recording_an_event_twice,
     repeating_a_request_returns_the_existing_check,
     concurrent_identical_requests_make_one_check,
+    concurrent_creates_are_each_their_own_check,
     another_robots_check_is_not_found,
     kong_headers_are_enforced,
     hostile_requests_get_problems_and_bounded_metrics,

@@ -24,9 +24,9 @@ use crate::harness::{Queues, robot_headers, sqs_queues};
 use crate::support;
 
 /// A replica process; killed when dropped.
-struct Replica {
-    child: Child,
-    port: u16,
+pub(crate) struct Replica {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
 }
 
 impl Drop for Replica {
@@ -36,7 +36,7 @@ impl Drop for Replica {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     StdTcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -44,7 +44,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts `status-check serve` with `env` on `port`, and waits until it answers.
-async fn start(env: &BTreeMap<String, String>, port: u16, log: &Path) -> Replica {
+pub(crate) async fn start(env: &BTreeMap<String, String>, port: u16, log: &Path) -> Replica {
     let log = std::fs::File::create(log).expect("a log file");
     let child = Command::new(env!("CARGO_BIN_EXE_status-check"))
         .arg("serve")
@@ -69,7 +69,7 @@ async fn start(env: &BTreeMap<String, String>, port: u16, log: &Path) -> Replica
     replica
 }
 
-async fn get_check(port: u16, robot: i64, id: i64) -> Value {
+pub(crate) async fn get_check(port: u16, robot: i64, id: i64) -> Value {
     let mut request = reqwest::Client::new().get(format!(
         "http://127.0.0.1:{port}/v1/status-check/check/{id}"
     ));
@@ -82,7 +82,7 @@ async fn get_check(port: u16, robot: i64, id: i64) -> Value {
 }
 
 /// Every message on a robot's queue, deleted as read.
-async fn messages(queues: &Queues, robot: i64) -> Vec<Value> {
+pub(crate) async fn messages(queues: &Queues, robot: i64) -> Vec<Value> {
     let url = format!("{}{robot}", queues.robot_prefix);
     let mut out = Vec::new();
     loop {

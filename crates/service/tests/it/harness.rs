@@ -86,6 +86,11 @@ pub async fn sqs_queues() -> Option<Queues> {
              (STATUS_CHECK_TESTS_WITHOUT_SQS=1 skips these tests)"
         ),
     };
+    Some(sqs_queues_at(&endpoint).await)
+}
+
+/// Fresh queues on the SQS emulator at `endpoint`.
+pub async fn sqs_queues_at(endpoint: &str) -> Queues {
     let sdk = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -93,20 +98,27 @@ pub async fn sqs_queues() -> Option<Queues> {
             "test", "test", None, None, "tests",
         )))
         .build();
-    let sqs = SqsQueue::from_sdk_config(&sdk, Some(&endpoint));
+    let sqs = SqsQueue::from_sdk_config(&sdk, Some(endpoint));
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let status_url = sqs.create_queue(&format!("status-{tag}")).await.unwrap();
     let robot_prefix =
         status_url.replace(&format!("status-{tag}"), &format!("robot-{}-", &tag[..12]));
-    Some(Queues {
+    Queues {
         queue: Arc::new(sqs.clone()),
         sqs,
         status_url,
         robot_prefix,
-    })
+    }
 }
 
 impl Queues {
+    /// Creates the status queue again (after the emulator lost it); the same URL.
+    pub async fn recreate_status_queue(&self) {
+        let name = self.status_url.rsplit('/').next().unwrap();
+        let url = self.sqs.create_queue(name).await.unwrap();
+        assert_eq!(url, self.status_url, "queue URL scheme");
+    }
+
     /// Creates robot `robot_id`'s queue and returns its URL.
     pub async fn robot_queue(&self, robot_id: i64) -> String {
         let prefix_name = self.robot_prefix.rsplit('/').next().unwrap();

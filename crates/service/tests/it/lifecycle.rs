@@ -58,7 +58,7 @@ pub(crate) async fn put(app: &TestApp, queues: &Queues, body: &str) {
 }
 
 /// A robot-is-charging check that waits for events (charging stopped 20 minutes ago).
-async fn open_charging_check(app: &TestApp, step_id: i64, subscription: i64) -> i64 {
+pub(crate) async fn open_charging_check(app: &TestApp, step_id: i64, subscription: i64) -> i64 {
     app.given_step(
         ROBOT,
         step_id,
@@ -81,7 +81,7 @@ async fn open_charging_check(app: &TestApp, step_id: i64, subscription: i64) -> 
 }
 
 /// A toilet-activity check (pollUntilEnd, no past visits) waiting for events.
-async fn open_toilet_check(app: &TestApp, step_id: i64, subscription: i64) -> i64 {
+pub(crate) async fn open_toilet_check(app: &TestApp, step_id: i64, subscription: i64) -> i64 {
     app.given_step(
         ROBOT,
         step_id,
@@ -159,7 +159,7 @@ async fn consume_n(workers: &Workers, count: usize) -> Vec<Outcome> {
     outcomes
 }
 
-async fn stack(backend: Backend) -> Option<(TestApp, Workers, Queues)> {
+pub(crate) async fn stack(backend: Backend) -> Option<(TestApp, Workers, Queues)> {
     let queues = sqs_queues().await?;
     queues.robot_queue(ROBOT).await;
     let (app, workers) = spawn_stack(backend, None, &queues).await;
@@ -189,10 +189,12 @@ pub async fn a_delivery_completes_the_check_and_notifies_the_robot(backend: Back
     assert_eq!(history[1]["incomingEventId"], 5002);
     assert_eq!(history[1]["outgoingEventId"], 70001);
     assert_eq!(history[1]["phase"], "FUTURE");
-    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/991").await, 1);
+    // The removal was queued with the change; the relay makes the call.
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/991").await, 0);
 
     let relay = workers.relay.as_ref().unwrap().tick_once().await;
     assert_eq!((relay.claimed, relay.sent), (1, 1));
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/991").await, 1);
     let messages = robot_messages(&queues, ROBOT).await;
     assert_eq!(messages.len(), 1);
     let (message, attributes) = &messages[0];
@@ -226,10 +228,11 @@ pub async fn the_deadline_fails_an_open_check_and_unsubscribes(backend: Backend)
     assert_eq!(body["phase"], "FAILED");
     assert_eq!(body["result"], "FAIL");
     assert_eq!(body["nextStepId"], 125);
-    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/992").await, 1);
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/992").await, 0);
     assert_eq!(scheduler.tick_once().await.claimed, 0, "finalised once");
 
     workers.relay.as_ref().unwrap().tick_once().await;
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/992").await, 1);
     let messages = robot_messages(&queues, ROBOT).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].0["payload"]["phase"], "FAILED");

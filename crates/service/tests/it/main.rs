@@ -2,9 +2,14 @@
 //! processes. Shared helpers live in `support`.
 
 mod api;
+mod batching;
 mod database_cli;
 mod dev_command;
+mod fault_stack;
 mod faults;
+mod faults_database;
+mod faults_queue;
+mod faults_upstream;
 mod harness;
 mod http_limits;
 mod journeys;
@@ -14,6 +19,7 @@ mod micro_managers_client;
 mod openapi;
 mod queue;
 mod store;
+mod store_timeouts;
 mod support;
 mod takeover;
 mod templates_cli;

@@ -292,7 +292,7 @@ async fn create(db: &TestDb, check: NewCheck) -> Result<Created, StoreError> {
     db.store.create_check(check).await
 }
 
-async fn synced_template(db: &TestDb, name: &str) -> i64 {
+pub(crate) async fn synced_template(db: &TestDb, name: &str) -> i64 {
     match db
         .store
         .sync_template(&template(name, 1), &|_| true, at("2026-11-01T00:00:00Z"))
@@ -321,7 +321,7 @@ fn record(order: u32, phase: RecordPhase, event_id: i64, name: &str) -> Record {
     }
 }
 
-fn new_check(template_id: i64, robot_id: i64) -> NewCheck {
+pub(crate) fn new_check(template_id: i64, robot_id: i64) -> NewCheck {
     let anchor = at("2026-11-20T08:00:05.250Z");
     NewCheck {
         key: CheckKey {
@@ -2090,3 +2090,6 @@ async fn concurrent_outbox_claims_are_disjoint(db: &TestDb) {
     assert_eq!(union, (1..=12).collect());
     assert_eq!(a.len() + b.len() + rest.len(), 12);
 }
+
+// After the macro: it is in scope only below its definition.
+mod batch;

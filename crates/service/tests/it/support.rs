@@ -11,6 +11,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,9 +21,9 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use status_check::store::mysql::MysqlStore;
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{
-    Adopted, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck, OutboxMessage,
-    Render, Store, StoreError, StoredCheck, StoredTemplate, SubscriptionRemoval, Synced,
-    UpdateOutcome, Usable,
+    Adopted, BatchedUpdate, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck,
+    OutboxMessage, Render, Store, StoreError, StoredCheck, StoredTemplate, SubscriptionRemoval,
+    Synced, UpdateOutcome, Usable,
 };
 use status_check_engine::TemplateDefinition;
 use status_check_engine::lifecycle::NextSteps;
@@ -129,7 +130,7 @@ pub async fn mysql_db_unmigrated() -> Option<TestDb> {
         return None;
     }
     let url = std::env::var("TEST_MYSQL_URL").unwrap();
-    Some(mysql_db_unmigrated_at(&url).await)
+    Some(mysql_db_unmigrated_at(&url, status_check::store::DEFAULT_OPERATION_TIMEOUT).await)
 }
 
 /// A fresh MySQL database created from [`PRODUCTION_SCHEMA`], not migrated: production as
@@ -139,17 +140,33 @@ pub async fn mysql_db_production_unmigrated() -> Option<TestDb> {
         return None;
     }
     let url = std::env::var("TEST_MYSQL_URL").unwrap();
-    Some(mysql_production_at(&url).await)
+    Some(mysql_production_at(&url, status_check::store::DEFAULT_OPERATION_TIMEOUT).await)
 }
 
-async fn mysql_db_at(url: &str) -> TestDb {
-    let db = mysql_production_at(url).await;
+/// A fresh, migrated MySQL database whose every store operation is bounded by `limit`;
+/// `None` when MySQL tests are skipped.
+pub async fn mysql_db_bounded(limit: Duration) -> Option<TestDb> {
+    if mysql_skipped() {
+        return None;
+    }
+    let url = std::env::var("TEST_MYSQL_URL").unwrap();
+    Some(mysql_db_at_bounded(&url, limit).await)
+}
+
+/// A fresh, migrated, production-shaped database on the MySQL server `url` names (e.g. a
+/// private one a test stops and starts).
+pub async fn mysql_db_at(url: &str) -> TestDb {
+    mysql_db_at_bounded(url, status_check::store::DEFAULT_OPERATION_TIMEOUT).await
+}
+
+async fn mysql_db_at_bounded(url: &str, limit: Duration) -> TestDb {
+    let db = mysql_production_at(url, limit).await;
     db.store.migrate().await.expect("MySQL migrates");
     db
 }
 
-async fn mysql_production_at(url: &str) -> TestDb {
-    let mut db = mysql_db_unmigrated_at(url).await;
+async fn mysql_production_at(url: &str, limit: Duration) -> TestDb {
+    let mut db = mysql_db_unmigrated_at(url, limit).await;
     let Raw::Mysql(pool) = &db.raw else {
         unreachable!("a MySQL test database")
     };
@@ -161,7 +178,7 @@ async fn mysql_production_at(url: &str) -> TestDb {
     db
 }
 
-async fn mysql_db_unmigrated_at(url: &str) -> TestDb {
+async fn mysql_db_unmigrated_at(url: &str, limit: Duration) -> TestDb {
     let server = MySqlConnectOptions::from_str(url)
         .unwrap_or_else(|e| panic!("TEST_MYSQL_URL is not a MySQL URL: {e}"));
     let name = format!("sc_test_{}", uuid::Uuid::new_v4().simple());
@@ -182,7 +199,8 @@ async fn mysql_db_unmigrated_at(url: &str) -> TestDb {
     let options = server.database(&name);
     let store = MysqlStore::connect_with(options.clone())
         .await
-        .expect("MySQL connects");
+        .expect("MySQL connects")
+        .with_operation_timeout(limit);
     let raw = MySqlPoolOptions::new()
         .max_connections(2)
         .connect_with(options)
@@ -252,6 +270,10 @@ impl Store for DroppingStore {
         self.inner.create_check(check).await
     }
 
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError> {
+        self.inner.create_checks(checks).await
+    }
+
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
         self.inner.get_check(id).await
     }
@@ -316,6 +338,15 @@ impl Store for DroppingStore {
         self.inner
             .update_check(current, fence, update, render, call_ref, now)
             .await
+    }
+
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        render: Render<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        self.inner.update_checks(batch, render, now).await
     }
 
     async fn claim_due(

@@ -312,8 +312,9 @@ pub async fn a_node_check_is_read_adopted_and_finalised(backend: Backend) {
         (&json!("FAILED"), &json!("FAIL"), &json!(125))
     );
     assert_eq!(body["history"].as_array().unwrap().len(), 1);
-    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/3001").await, 1);
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/3001").await, 0);
     workers.relay.as_ref().unwrap().tick_once().await;
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/3001").await, 1);
     let messages = robot_messages(&queues, ROBOT).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].0["payload"]["id"], open);
@@ -413,6 +414,8 @@ pub async fn a_delivery_for_a_node_check_is_applied(backend: Backend) {
         (&json!(5102), &json!(80001))
     );
     assert_eq!(app.upstream_calls("GET", "/scripts/steps/123").await, 1);
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/3002").await, 0);
+    workers.relay.as_ref().unwrap().tick_once().await;
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/3002").await, 1);
 
     // The robot repeating its request across the cut-over gets the Node service's check.

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use status_check::queue::{Queue, QueueError, QueueMessage};
 use status_check::store::{
-    Adopted, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck, OutboxMessage,
-    Render, Store, StoreError, StoredCheck, StoredTemplate, SubscriptionRemoval, Synced,
-    UpdateOutcome, Usable,
+    Adopted, BatchedUpdate, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, NewCheck,
+    OutboxMessage, Render, Store, StoreError, StoredCheck, StoredTemplate, SubscriptionRemoval,
+    Synced, UpdateOutcome, Usable,
 };
 use status_check_engine::TemplateDefinition;
 use status_check_engine::lifecycle::NextSteps;
@@ -43,6 +43,10 @@ impl Store for RecordingStore {
 
     async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
         self.inner.create_check(check).await
+    }
+
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError> {
+        self.inner.create_checks(checks).await
     }
 
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
@@ -122,6 +126,27 @@ impl Store for RecordingStore {
                 .push((current.id, at));
         }
         outcome
+    }
+
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        render: Render<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        let outcomes = self.inner.update_checks(batch, render, now).await;
+        if let Ok(outcomes) = &outcomes {
+            let at = Utc::now();
+            let mut timeline = self.timeline.lock().unwrap();
+            for (item, outcome) in batch.iter().zip(outcomes) {
+                if let (Fence::Lease(_), UpdateOutcome::Updated(check)) = (item.fence, outcome)
+                    && check.phase.is_final()
+                {
+                    timeline.finalised.push((item.current.id, at));
+                }
+            }
+        }
+        outcomes
     }
 
     async fn claim_due(

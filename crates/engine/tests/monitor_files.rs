@@ -1,0 +1,346 @@
+//! The two monitor file formats (SPEC §12): the `MONITORS_FILE` list (YAML or JSON) and the
+//! old job service's JSON, and errors that name the monitor and the field.
+
+use status_check_engine::monitor::{
+    Action, Monitor, MonitorError, parse_job_service_config, parse_monitor_list, parse_monitors,
+};
+
+const LIST_YAML: &str = r#"
+# Two monitors for robot 42.
+- robotId: 42
+  ruleId: no-toilet
+  eventType: TOILET_ACTIVITY
+  window: 2h
+  timezone: Europe/Amsterdam
+  daily: {start: "08:00", end: "22:00"}
+  actions:
+    - type: alarm
+      eventName: NO_TOILET_ACTIVITY_ALARM
+- robotId: "42"
+  ruleId: night
+  eventType: BED_EXIT
+  window: 1h30m
+  daily: {start: "00:00", end: "24:00"}
+  actions: [{type: alarm, eventName: NIGHT_ALARM, level: 3}]
+  enabled: false
+"#;
+
+const JOB_SERVICE_JSON: &str = r#"{
+  "robots": [
+    {
+      "robotId": "42",
+      "name": "Room 12",
+      "timezone": "Europe/Amsterdam",
+      "enabled": true,
+      "monitoringRules": [
+        {
+          "ruleId": "toilet-activity",
+          "description": "Toilet visits during the day",
+          "eventType": "TOILET_ACTIVITY",
+          "windowDurationMinutes": 120,
+          "dailyWindow": {"startTime": "08:00", "endTime": "22:00"},
+          "actions": [{"type": "alarm", "config": {"eventName": "NO_TOILET_ACTIVITY_ALARM"}}]
+        }
+      ]
+    },
+    {
+      "robotId": 7,
+      "enabled": false,
+      "monitoringRules": [
+        {
+          "ruleId": "toilet-activity",
+          "eventType": "TOILET_ACTIVITY",
+          "windowDurationMinutes": 90,
+          "dailyWindow": {"startTime": "07:30", "endTime": "24:00"},
+          "actions": [{"type": "alarm", "config": {"eventName": "NO_TOILET_ACTIVITY_ALARM", "level": 2}}]
+        }
+      ]
+    }
+  ]
+}"#;
+
+fn alarm(monitor: &Monitor, i: usize) -> (&str, u8) {
+    match &monitor.actions()[i] {
+        Action::Alarm { event_name, level } => (event_name.as_str(), *level),
+    }
+}
+
+fn errors(result: Result<Vec<Monitor>, Vec<MonitorError>>) -> Vec<String> {
+    result
+        .expect_err("the file should be refused")
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+#[test]
+fn a_yaml_list_of_monitors_with_defaults() {
+    let monitors = parse_monitor_list(LIST_YAML).unwrap();
+    assert_eq!(monitors.len(), 2);
+    let day = &monitors[0];
+    assert_eq!(
+        (day.robot_id(), day.rule_id().as_str(), day.event_type()),
+        (42, "no-toilet", "TOILET_ACTIVITY")
+    );
+    assert_eq!(day.window().as_seconds(), 7200);
+    assert_eq!(day.timezone().name(), "Europe/Amsterdam");
+    assert_eq!(
+        (
+            day.daily().start().to_string(),
+            day.daily().end().to_string()
+        ),
+        ("08:00".to_owned(), "22:00".to_owned())
+    );
+    assert_eq!(
+        alarm(day, 0),
+        ("NO_TOILET_ACTIVITY_ALARM", 1),
+        "level defaults to 1"
+    );
+    assert!(day.enabled(), "enabled defaults to true");
+    let night = &monitors[1];
+    assert_eq!(
+        night.robot_id(),
+        42,
+        "a robot id may be written as a string"
+    );
+    assert_eq!(night.window().to_string(), "1h30m");
+    assert_eq!(
+        night.timezone().name(),
+        "UTC",
+        "the timezone defaults to UTC"
+    );
+    assert_eq!(night.daily().end().to_string(), "24:00");
+    assert_eq!(alarm(night, 0), ("NIGHT_ALARM", 3));
+    assert!(!night.enabled());
+}
+
+#[test]
+fn a_json_list_reads_the_same_and_the_canonical_definition_round_trips() {
+    let monitors = parse_monitor_list(LIST_YAML).unwrap();
+    let definitions: Vec<_> = monitors.iter().map(Monitor::definition).collect();
+    let json = serde_json::to_string_pretty(&definitions).unwrap();
+    assert!(json.contains("\"eventName\": \"NIGHT_ALARM\""), "{json}");
+    assert_eq!(parse_monitor_list(&json).unwrap(), monitors);
+    assert_eq!(parse_monitors(&json).unwrap(), monitors);
+    // Tabs indent JSON files too.
+    assert_eq!(parse_monitors(&json.replace("  ", "\t")).unwrap(), monitors);
+}
+
+#[test]
+fn unquoted_yaml_times_are_times() {
+    let text = "- {robotId: 1, ruleId: a, eventType: E, window: 4s, daily: {start: 08:05, end: 24:00}, \
+                actions: [{type: alarm, eventName: X}]}";
+    let monitor = &parse_monitors(text).unwrap()[0];
+    assert_eq!(monitor.daily().start().minutes(), 8 * 60 + 5);
+    assert_eq!(monitor.daily().end().to_string(), "24:00");
+}
+
+#[test]
+fn an_empty_file_has_no_monitors() {
+    assert_eq!(parse_monitors("").unwrap(), []);
+    assert_eq!(parse_monitors("# nothing yet\n").unwrap(), []);
+    assert_eq!(parse_monitors("[]").unwrap(), []);
+}
+
+#[test]
+fn the_job_service_json_reads_into_monitors() {
+    let monitors = parse_job_service_config(JOB_SERVICE_JSON).unwrap();
+    assert_eq!(parse_monitors(JOB_SERVICE_JSON).unwrap(), monitors);
+    assert_eq!(monitors.len(), 2);
+    let first = &monitors[0];
+    assert_eq!(
+        (first.robot_id(), first.rule_id().as_str()),
+        (42, "toilet-activity")
+    );
+    assert_eq!(first.window().as_seconds(), 120 * 60);
+    assert_eq!(first.timezone().name(), "Europe/Amsterdam");
+    assert_eq!(first.daily().start().to_string(), "08:00");
+    assert_eq!(alarm(first, 0), ("NO_TOILET_ACTIVITY_ALARM", 1));
+    assert!(first.enabled());
+    let second = &monitors[1];
+    assert_eq!(second.robot_id(), 7);
+    assert_eq!(second.timezone().name(), "UTC");
+    assert_eq!(second.window().to_string(), "1h30m");
+    assert_eq!(alarm(second, 0), ("NO_TOILET_ACTIVITY_ALARM", 2));
+    assert!(!second.enabled(), "a disabled robot disables its rules");
+}
+
+#[test]
+fn the_job_service_config_may_be_yaml_too() {
+    let yaml = r#"
+robots:
+  - robotId: 42
+    timezone: Europe/Amsterdam
+    monitoringRules:
+      - ruleId: toilet-activity
+        eventType: TOILET_ACTIVITY
+        windowDurationMinutes: 120
+        dailyWindow: {startTime: "08:00", endTime: "22:00"}
+        actions: [{type: alarm, config: {eventName: NO_TOILET_ACTIVITY_ALARM}}]
+"#;
+    let json_monitors = parse_job_service_config(JOB_SERVICE_JSON).unwrap();
+    assert_eq!(parse_monitors(yaml).unwrap()[0], json_monitors[0]);
+}
+
+#[test]
+fn validation_errors_name_the_monitor_and_the_field() {
+    let text = r#"
+- robotId: 42
+  ruleId: no-toilet
+  eventType: TOILET_ACTIVITY
+  window: 2h
+  daily: {start: "08:00", end: "07:00"}
+  actions: [{type: alarm}]
+- robotId: 43
+  ruleId: Not_Valid
+  eventType: TOILET_ACTIVITY
+  window: 0s
+  timezone: Europe/Atlantis
+  daily: {start: "08:00", end: "25:00"}
+  actions: [{type: email, eventName: X}, {type: alarm, eventName: Y, level: 300}]
+- robotId: 44
+  ruleId: short-day
+  eventType: TOILET_ACTIVITY
+  window: 3h
+  daily: {start: "08:00", end: "10:00"}
+  actions: []
+"#;
+    let errors = errors(parse_monitor_list(text));
+    let expected = [
+        "monitor [0] (robot 42, rule no-toilet): daily.end: ",
+        "monitor [0] (robot 42, rule no-toilet): actions[0].eventName: is missing",
+        "monitor [1] (robot 43): ruleId: \"Not_Valid\" is not a rule id",
+        "monitor [1] (robot 43): window: \"0s\": is shorter than 1s",
+        "monitor [1] (robot 43): timezone: \"Europe/Atlantis\" is not an IANA timezone",
+        "monitor [1] (robot 43): daily.end: \"25:00\" is not a time",
+        "monitor [1] (robot 43): actions[0].type: \"email\" is not an action type",
+        "monitor [1] (robot 43): actions[1].level: 300 is not a level",
+        "monitor [2] (robot 44, rule short-day): window: 3h is longer than the daily session",
+        "monitor [2] (robot 44, rule short-day): actions: lists no action",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, prefix) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(prefix),
+            "{error:?} should start with {prefix:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_fields_are_named() {
+    let errors = errors(parse_monitor_list("- ruleId: x\n"));
+    assert_eq!(
+        errors,
+        [
+            "monitor [0] (rule x): robotId: is missing",
+            "monitor [0] (rule x): eventType: is missing",
+            "monitor [0] (rule x): window: is missing",
+            "monitor [0] (rule x): daily: is missing",
+            "monitor [0] (rule x): actions: is missing",
+        ]
+    );
+}
+
+#[test]
+fn syntax_and_type_errors_name_the_line_monitor_and_field() {
+    let unknown_field = "- robotId: 42\n  ruleId: a\n- robotId: 43\n  windw: 2h\n";
+    let error = &parse_monitor_list(unknown_field).unwrap_err()[0];
+    assert_eq!(error.line, Some(4));
+    assert_eq!(error.monitor.as_ref().unwrap().position, "[1]");
+    assert_eq!(error.field, "windw");
+    assert!(error.message.contains("unknown field `windw`"), "{error}");
+    let with_file = error.clone().with_source("monitors.yaml").to_string();
+    assert!(
+        with_file.starts_with("monitors.yaml:4: monitor [1]: windw: unknown field"),
+        "{with_file}"
+    );
+
+    let wrong_type = "- robotId: 42\n  daily: {start: [8]}\n";
+    let error = &parse_monitor_list(wrong_type).unwrap_err()[0];
+    assert_eq!((error.line, error.field.as_str()), (Some(2), "daily.start"));
+
+    let bad_robot = "[{\"robotId\": \"forty-two\"}]";
+    let error = &parse_monitors(bad_robot).unwrap_err()[0];
+    assert_eq!(error.field, "robotId");
+    assert!(error.message.contains("not a robot id"), "{error}");
+
+    let broken = "- robotId: 42\n  ruleId: [unclosed\n";
+    let error = &parse_monitor_list(broken).unwrap_err()[0];
+    assert!(error.line.is_some(), "{error}");
+
+    let not_a_list = "robotId: 42\n";
+    let error = &parse_monitor_list(not_a_list).unwrap_err()[0];
+    assert_eq!(error.monitor, None, "{error}");
+}
+
+#[test]
+fn a_monitor_named_twice_is_refused() {
+    let text = r#"
+- {robotId: 42, ruleId: a, eventType: E, window: 1h, daily: {start: "08:00", end: "22:00"}, actions: [{type: alarm, eventName: X}]}
+- {robotId: 42, ruleId: a, eventType: F, window: 2h, daily: {start: "08:00", end: "22:00"}, actions: [{type: alarm, eventName: X}]}
+"#;
+    assert_eq!(
+        errors(parse_monitor_list(text)),
+        [
+            "monitor [1] (robot 42, rule a): ruleId: robot 42 already has a monitor with rule id a (at [0])"
+        ]
+    );
+}
+
+#[test]
+fn job_service_errors_use_its_own_field_names() {
+    let text = r#"{"robots": [
+      {"robotId": 42, "timezone": "Nowhere/City", "monitoringRules": [
+        {"ruleId": "a", "eventType": "E", "windowDurationMinutes": 0,
+         "dailyWindow": {"startTime": "08:00", "endTime": "7pm"},
+         "actions": [{"type": "alarm", "config": {}}]},
+        {"ruleId": "b", "eventType": "E", "windowDurationMinutes": 60,
+         "dailyWindow": {"startTime": "08:00", "endTime": "09:00"},
+         "actions": [{"type": "alarm"}]}
+      ]},
+      {"robotId": 43, "monitoringRules": [
+        {"ruleId": "a", "eventType": "E", "windowDurationMinutes": 120,
+         "dailyWindow": {"startTime": "08:00", "endTime": "09:00"},
+         "actions": [{"type": "alarm", "config": {"eventName": "X"}}]}
+      ]},
+      {"monitoringRules": []}
+    ]}"#;
+    let errors = errors(parse_job_service_config(text));
+    let expected = [
+        // Reported once for the robot, not once per rule.
+        "monitor robots[0] (robot 42): timezone: \"Nowhere/City\" is not an IANA timezone",
+        "monitor robots[0].monitoringRules[0] (robot 42, rule a): windowDurationMinutes: 0 is not a window: use 1 to 1440 minutes",
+        "monitor robots[0].monitoringRules[0] (robot 42, rule a): dailyWindow.endTime: \"7pm\" is not a time",
+        "monitor robots[0].monitoringRules[0] (robot 42, rule a): actions[0].config.eventName: is missing",
+        "monitor robots[0].monitoringRules[1] (robot 42, rule b): actions[0].config.eventName: is missing",
+        "monitor robots[1].monitoringRules[0] (robot 43, rule a): windowDurationMinutes: 2h is longer than the daily session",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (error, prefix) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(prefix),
+            "{error:?} should start with {prefix:?}"
+        );
+    }
+}
+
+#[test]
+fn job_service_type_errors_name_the_rule_and_field() {
+    let text = r#"{"robots": [{"robotId": 42, "monitoringRules": [
+        {"ruleId": "a", "windowDurationMinutes": "two hours"}]}]}"#;
+    let error = &parse_job_service_config(text).unwrap_err()[0];
+    assert_eq!(
+        error.monitor.as_ref().unwrap().position,
+        "robots[0].monitoringRules[0]"
+    );
+    assert_eq!(error.field, "windowDurationMinutes");
+    assert_eq!(error.line, Some(2));
+
+    let error = &parse_job_service_config(r#"{"robot": []}"#).unwrap_err()[0];
+    assert_eq!(error.field, "robots");
+    assert!(
+        error.to_string().starts_with("robots: is missing"),
+        "{error}"
+    );
+}
