@@ -96,7 +96,8 @@ pub(super) async fn scenario_create(
          _poller) per create through the SQLite C library (rusqlite: one writer thread on one \
          connection, prepared statements, WAL, synchronous=NORMAL), the robots' creates queued to \
          it in process — one create per BEGIN IMMEDIATE transaction (raw 1/tx), and grouped: \
-         every create waiting when a transaction starts, up to one per robot (raw grp); bare \
+         every create waiting when a transaction starts, up to {CREATE_GROUP_MAX} as the service's \
+         writer (raw grp); bare \
          axum = a handler that parses the JSON body and answers 201 with a check-sized JSON, \
          same HTTP client. The figure stands beside the {} limit.",
         seconds.as_secs_f64(),
@@ -141,10 +142,11 @@ pub(super) async fn scenario_create(
         service.ensure_clean("create")?;
         let single = raw_creates(&raw_db, clients, 1, Until::Time(seconds), base).await?;
         single.ensure_clean("raw SQLite create, one per transaction")?;
+        let group = clients.min(CREATE_GROUP_MAX);
         let grouped = raw_creates(
             &raw_db,
             clients,
-            clients,
+            group,
             Until::Time(seconds),
             base + 50_000_000,
         )
@@ -155,7 +157,7 @@ pub(super) async fn scenario_create(
         let limit = Limit {
             single: single.rate(),
             grouped: grouped.rate(),
-            group: clients,
+            group,
             service_groups: CREATES_GROUPED,
         };
         let beside = if CREATES_GROUPED { &grouped } else { &single };

@@ -30,7 +30,8 @@
 //! - `LOAD_DELIVERY_CHECKS` — open checks of (b) (2000 / 20);
 //! - `LOAD_DELIVERY_EVENTS` — events per check of (b) and (e), each one delivery (5 / 5);
 //! - `LOAD_MARIADB_CHECKS` — open checks of (e) (2000 / 20);
-//! - `LOAD_MARIADB_WRITERS` — connections of (e)'s raw limit (20: the two replicas' pools);
+//! - `LOAD_MARIADB_WRITERS` — connections of (e)'s raw limit (twice `DB_POOL_SIZE`'s default:
+//!   the two replicas' pools);
 //! - `LOAD_GROUP_SIZE` — deliveries per transaction of the grouped delivery limits: by default
 //!   the consumer's batch setting's default (given to the service too when set), or 50 while
 //!   the service has no such setting;
@@ -44,7 +45,7 @@
 //! (`rusqlite`: one connection, WAL, synchronous NORMAL, prepared statements) on a file the
 //! service's migrations made — one unit per `BEGIN IMMEDIATE` transaction and grouped, several
 //! per transaction. (a) a create's 3 rows through one writer thread fed by the robots, one
-//! create per transaction and every create waiting per transaction, plus a bare axum handler
+//! create per transaction and every create waiting (up to 64) per transaction, plus a bare axum handler
 //! over the same HTTP client; (b) a delivery's writes, one per transaction and the consumer's
 //! batch per transaction; (c) the scheduler's claims of its batch, then one finalisation per
 //! transaction and the claimed batch per transaction; (d) the same binary's `--version`;
@@ -130,17 +131,24 @@ const TARGET_STARTUP_MS: f64 = 300.0;
 /// checks at once.
 const SERVICE_POOL: u32 = 8;
 
-/// The service's MySQL pool (`store/mysql.rs`): the raw MariaDB limit writes on as many
-/// connections at once as (e)'s two replicas hold.
-const MYSQL_POOL: usize = 10;
+/// The service's MySQL pool (`DB_POOL_SIZE`'s default): the raw MariaDB limit writes on as
+/// many connections at once as (e)'s two replicas hold.
+fn mysql_pool() -> usize {
+    config_default("DB_POOL_SIZE")
+        .and_then(|size| size.parse().ok())
+        .unwrap_or(10)
+}
 
-/// Whether the scheduler finalises a claimed batch in one transaction (issue "Group commit",
-/// item 2): the deadlines figure then stands beside the grouped finalisation limit, else
-/// beside one finalisation per transaction. Both limits are measured either way.
-const FINALISATIONS_GROUPED: bool = false;
-/// Whether the store commits creates that arrive together in one transaction (item 3): the
-/// create figure then stands beside the grouped create limit.
-const CREATES_GROUPED: bool = false;
+/// Whether the scheduler finalises a claimed batch in one transaction (it does:
+/// `Checks::finalise_batch`): the deadlines figure stands beside the grouped finalisation
+/// limit, else beside one finalisation per transaction. Both limits are measured either way.
+const FINALISATIONS_GROUPED: bool = true;
+/// Whether the store commits creates that arrive together in one transaction (it does:
+/// `checks/create_writes.rs`, up to [`CREATE_GROUP_MAX`]): the create figure stands beside
+/// the grouped create limit.
+const CREATES_GROUPED: bool = true;
+/// The most creates the service writes in one transaction (`create_writes.rs` `MAX_BATCH`).
+const CREATE_GROUP_MAX: usize = 64;
 /// The group size of the raw delivery limit when the service has no consumer batch setting.
 const DEFAULT_GROUP_SIZE: usize = 50;
 /// Every check's `plannedAt`.
@@ -190,7 +198,7 @@ impl Sizes {
             delivery_checks: env_or("LOAD_DELIVERY_CHECKS", pick(full, 2_000, 20))?,
             delivery_events: env_or("LOAD_DELIVERY_EVENTS", 5)?,
             mariadb_checks: env_or("LOAD_MARIADB_CHECKS", pick(full, 2_000, 20))?,
-            mariadb_writers: env_or("LOAD_MARIADB_WRITERS", 2 * MYSQL_POOL)?.max(1),
+            mariadb_writers: env_or("LOAD_MARIADB_WRITERS", 2 * mysql_pool())?.max(1),
             deadline_checks: env_or("LOAD_DEADLINE_CHECKS", pick(full, 100_000, 200))?,
             deadline_lead: env_or("LOAD_DEADLINE_LEAD_SECS", pick(full, 10, 2))?,
             deadline_spread: env_or("LOAD_DEADLINE_SPREAD_SECS", pick(full, 10, 2))?,

@@ -12,6 +12,8 @@ use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use mysql::prelude::Queryable as _;
 use mysql::{Conn, Opts, OptsBuilder, TxOpts, Value};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use status_check::store::Store as _;
+use status_check::store::mysql::MysqlStore;
 
 use super::*;
 use crate::writes::{Arg, Write};
@@ -59,7 +61,7 @@ impl BenchDatabase {
         conn.query_drop(PRODUCTION_SCHEMA)
             .context("the production schema does not load")?;
         drop(conn);
-        let store = status_check::store::connect(&db.url).await?;
+        let store = MysqlStore::connect(&db.url).await?;
         store.migrate().await?;
         Ok(db)
     }
