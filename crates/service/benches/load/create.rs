@@ -90,8 +90,9 @@ pub(super) async fn scenario_create(
     let seconds = Duration::from_secs_f64(sizes.create_secs);
     println!(
         "each robot (client) posts one create after the other with a fresh scheduledId, {:.1} s \
-         per measurement;\nservice path per create: 1 Micro-Managers GET + 3 Megazord GETs \
-         (2 past names, 1 backfill) + 1 subscribe POST over local HTTP, 1 read + 1 write transaction.\n\
+         per measurement;\nservice path per create: 1 Micro-Managers GET (cached per robot and \
+         step after the first) + 3 Megazord GETs (2 past names, 1 backfill) + 1 subscribe POST over \
+         local HTTP, 1 read transaction and the write, shared with the creates waiting beside it.\n\
          limits at the same concurrency: raw SQLite = the same 3 rows (status_check, _ext, \
          _poller) per create through the SQLite C library (rusqlite: one writer thread on one \
          connection, prepared statements, WAL, synchronous=NORMAL), the robots' creates queued to \
