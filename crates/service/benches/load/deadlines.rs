@@ -39,8 +39,8 @@ struct DeadlineReport {
     /// Finalisations per second from the first deadline to the last finalisation.
     finalise_rate: f64,
     /// Finalisations per second while the scheduler had work waiting: over each pair of
-    /// consecutive commits where the later check had been claimed before the earlier commit.
-    /// (0 when the scheduler never had work waiting.)
+    /// consecutive commits (a batch commits at one instant) where the later one's checks had
+    /// been claimed before the earlier commit. (0 when the scheduler never had work waiting.)
     busy_rate: f64,
     /// Seconds from the first deadline to the last finalisation / notification.
     finalise_span_secs: f64,

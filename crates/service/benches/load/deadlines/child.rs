@@ -280,8 +280,9 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
         .max()
         .unwrap_or(first_deadline);
     let finalise_span_secs = (last_final - first_deadline).num_milliseconds() as f64 / 1e3;
-    // Throughput while busy: consecutive commits where the later check was claimed (waiting)
-    // before the earlier one committed.
+    // Throughput while busy: over consecutive commits (a batch's checks commit together, at
+    // one instant) where the later commit's checks had all been claimed (were waiting) before
+    // the earlier one committed — its checks over the time between the two.
     let claimed_at: HashMap<i64, DateTime<Utc>> = timeline
         .claims
         .iter()
@@ -289,15 +290,18 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
         .collect();
     let mut commits = timeline.finalised.clone();
     commits.sort_by_key(|(_, at)| *at);
+    let instants: Vec<&[(i64, DateTime<Utc>)]> = commits.chunk_by(|a, b| a.1 == b.1).collect();
     let (mut busy_commits, mut busy_secs) = (0_u64, 0.0_f64);
-    for pair in commits.windows(2) {
-        let ((_, previous), (id, at)) = (pair[0], pair[1]);
-        if claimed_at
-            .get(&id)
-            .is_some_and(|claimed| *claimed <= previous)
-        {
-            busy_commits += 1;
-            busy_secs += (at - previous).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    for pair in instants.windows(2) {
+        let (previous, later) = (pair[0][0].1, pair[1]);
+        let waiting = later.iter().all(|(id, _)| {
+            claimed_at
+                .get(id)
+                .is_some_and(|claimed| *claimed <= previous)
+        });
+        if waiting {
+            busy_commits += later.len() as u64;
+            busy_secs += (later[0].1 - previous).num_microseconds().unwrap_or(0) as f64 / 1e6;
         }
     }
     let busy_rate = if busy_secs > 0.0 {
