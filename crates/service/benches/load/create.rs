@@ -1,4 +1,5 @@
-//! (a) create: `POST /v1/status-check/check` against raw SQLite and a bare axum handler.
+//! (a) create: `POST /v1/status-check/check` against the physical limit of its writes and a
+//! bare axum handler.
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -8,23 +9,46 @@ use std::time::Duration;
 use anyhow::ensure;
 use axum::Json;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
-use sqlx::Row as _;
+use serde_json::{Map, Value, json};
 use status_check::dev::Stack;
 use status_check::queue::MemoryQueue;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::raw::{raw_create_op, raw_database, serialised, service_like_pool};
+use crate::raw::{Limit, RawCreateWriter, RawDb, open};
 use crate::stack::{build_stack, create_op, demo_step, http_client};
+use crate::summary::{Summary, num};
 
-pub(super) async fn scenario_create(sizes: &Sizes, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+/// `clients` robots creating through a raw writer that commits up to `group` waiting creates
+/// per transaction, for `until`, on the database at `path`.
+async fn raw_creates(
+    path: &std::path::Path,
+    clients: usize,
+    group: usize,
+    until: Until,
+    scheduled_base: i64,
+) -> anyhow::Result<Load> {
+    let db = RawDb::open_existing(path)?;
+    let template_id = db.template_id;
+    let writer = RawCreateWriter::spawn(db, group);
+    let load = drive(clients, until, writer.op(template_id, scheduled_base)).await;
+    writer.stop()?;
+    Ok(load)
+}
+
+pub(super) async fn scenario_create(
+    sizes: &Sizes,
+    rows: &mut Vec<Row>,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     println!("\n== (a) create: POST /v1/status-check/check, SQLite, robot-is-charging ==");
     let dir = tempfile::tempdir()?;
+    let db = dir.path().join("create.db");
     let stack = build_stack(
-        &dir.path().join("create.db"),
+        &sqlite_url(&db),
         "api",
         Arc::new(MemoryQueue::new()),
+        None,
         None,
     )
     .await?;
@@ -35,7 +59,8 @@ pub(super) async fn scenario_create(sizes: &Sizes, rows: &mut Vec<Row>) -> anyho
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
 
-    let (raw_pool, raw_template) = raw_database(&dir.path().join("raw-create.db")).await?;
+    let raw_db = dir.path().join("raw-create.db");
+    drop(RawDb::create(&raw_db).await?);
     let bare_url = format!("http://{}/v1/status-check/check", spawn_bare_axum().await?);
     let client = http_client()?;
     let ids = Arc::new(Mutex::new(Vec::new()));
@@ -65,107 +90,104 @@ pub(super) async fn scenario_create(sizes: &Sizes, rows: &mut Vec<Row>) -> anyho
     let seconds = Duration::from_secs_f64(sizes.create_secs);
     println!(
         "each robot (client) posts one create after the other with a fresh scheduledId, {:.1} s \
-         per measurement;\nservice path per create: 1 Micro-Managers GET + 3 Megazord GETs \
-         (2 past names, 1 backfill) + 1 subscribe POST over local HTTP, 1 read + 1 write transaction.\n\
-         limits, same client and concurrency: raw SQLite = the same 3 rows (status_check, _ext, \
-         _poller) per BEGIN IMMEDIATE transaction via plain sqlx, pool of {SERVICE_POOL}, WAL, \
-         synchronous=NORMAL; bare axum = a handler that parses the JSON body and answers 201 with \
-         a check-sized JSON; raw SQLite runs two ways — the pool's 8 connections meeting in SQLite's \
-         busy handler, and one writer at a time (an async mutex, as the service's store writes) — \
-         the faster is the limit (raw SQL/s), the other is shown last (raw other/s).",
-        seconds.as_secs_f64()
+         per measurement;\nservice path per create: 1 Micro-Managers GET (cached per robot and \
+         step after the first) + 3 Megazord GETs (2 past names, 1 backfill) + 1 subscribe POST over \
+         local HTTP, 1 read transaction and the write, shared with the creates waiting beside it.\n\
+         limits at the same concurrency: raw SQLite = the same 3 rows (status_check, _ext, \
+         _poller) per create through the SQLite C library (rusqlite: one writer thread on one \
+         connection, prepared statements, WAL, synchronous=NORMAL), the robots' creates queued to \
+         it in process — one create per BEGIN IMMEDIATE transaction (raw 1/tx), and grouped: \
+         every create waiting when a transaction starts, up to {CREATE_GROUP_MAX} as the service's \
+         writer (raw grp); bare \
+         axum = a handler that parses the JSON body and answers 201 with a check-sized JSON, \
+         same HTTP client. The figure stands beside the {} limit.",
+        seconds.as_secs_f64(),
+        if CREATES_GROUPED {
+            "grouped"
+        } else {
+            "one-per-transaction"
+        }
     );
     // Warm-up (not counted): connections, prepared statements, template caches.
     let warm = Until::Time(seconds.mul_f64(0.2).max(Duration::from_millis(100)));
     drive(16, warm, service_op(900_000_000))
         .await
         .ensure_clean("warm-up create")?;
-    drive(
-        16,
-        warm,
-        raw_create_op(raw_pool.clone(), raw_template, 900_000_000),
-    )
-    .await
-    .ensure_clean("warm-up raw")?;
+    raw_creates(&raw_db, 16, 1, warm, 900_000_000)
+        .await?
+        .ensure_clean("warm-up raw")?;
     drive(16, warm, bare_op(900_000_000))
         .await
         .ensure_clean("warm-up bare")?;
 
     println!(
-        "\n{:>7} {:>9} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>9} | {:>10} {:>8} {:>9} | {:>11} {:>8}",
+        "\n{:>7} {:>9} {:>8} {:>8} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>9} | {:>10} {:>8} {:>11}",
         "robots",
         "create/s",
         "p50 ms",
         "p95 ms",
         "p99 ms",
-        "raw SQL/s",
+        "raw 1/tx/s",
         "p99 ms",
-        "create÷raw",
+        "raw grp/s",
+        "p99 ms",
+        "create÷",
         "bare/s",
         "p99 ms",
         "create÷bare",
-        "raw other/s",
-        "p99 ms"
     );
-    let mut last = None;
+    let mut levels = Vec::new();
     for (level, &clients) in sizes.create_clients.iter().enumerate() {
         let base = (level as i64 + 1) * 100_000_000;
         let service = drive(clients, Until::Time(seconds), service_op(base)).await;
         service.ensure_clean("create")?;
-        let raw = drive(
+        let single = raw_creates(&raw_db, clients, 1, Until::Time(seconds), base).await?;
+        single.ensure_clean("raw SQLite create, one per transaction")?;
+        let group = clients.min(CREATE_GROUP_MAX);
+        let grouped = raw_creates(
+            &raw_db,
             clients,
+            group,
             Until::Time(seconds),
-            raw_create_op(raw_pool.clone(), raw_template, base),
+            base + 50_000_000,
         )
-        .await;
-        raw.ensure_clean("raw SQLite create")?;
+        .await?;
+        grouped.ensure_clean("raw SQLite create, grouped")?;
         let bare = drive(clients, Until::Time(seconds), bare_op(base)).await;
         bare.ensure_clean("bare axum")?;
-        let one_writer = drive(
-            clients,
-            Until::Time(seconds),
-            serialised(raw_create_op(
-                raw_pool.clone(),
-                raw_template,
-                base + 50_000_000,
-            )),
-        )
-        .await;
-        one_writer.ensure_clean("raw SQLite create, one writer")?;
-        // The limit is the faster way of writing the same rows; the other is shown beside it.
-        let (raw, one_writer) = if one_writer.rate() > raw.rate() {
-            (one_writer, raw)
-        } else {
-            (raw, one_writer)
+        let limit = Limit {
+            single: single.rate(),
+            grouped: grouped.rate(),
+            group,
+            service_groups: CREATES_GROUPED,
         };
+        let beside = if CREATES_GROUPED { &grouped } else { &single };
         println!(
-            "{:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} {:>9.3}× | {:>10.0} {:>8.2} {:>9.3}× | {:>11.0} {:>8.2}",
+            "{:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>8.3}× | {:>10.0} {:>8.2} {:>10.3}×",
             clients,
             service.rate(),
             service.p(50.0),
             service.p(95.0),
             service.p(99.0),
-            raw.rate(),
-            raw.p(99.0),
-            service.rate() / raw.rate(),
+            single.rate(),
+            single.p(99.0),
+            grouped.rate(),
+            grouped.p(99.0),
+            service.rate() / limit.beside(),
             bare.rate(),
             bare.p(99.0),
             service.rate() / bare.rate(),
-            one_writer.rate(),
-            one_writer.p(99.0),
         );
-        last = Some((clients, service, raw, bare));
+        let beside_p99 = beside.p(99.0);
+        levels.push((clients, service, limit, beside_p99, bare));
     }
 
     // Correctness: every 201 is a distinct check in the database, in FUTURE, subscribed.
     let created = std::mem::take(&mut *ids.lock().unwrap());
-    let check_pool = service_like_pool(&dir.path().join("create.db")).await?;
-    let stored: HashSet<i64> = sqlx::query("SELECT id FROM status_check")
-        .fetch_all(&check_pool)
-        .await?
-        .iter()
-        .map(|row| row.get::<i64, _>("id"))
-        .collect();
+    let stored: HashSet<i64> = open(&db)?
+        .prepare("SELECT id FROM status_check")?
+        .query_map([], |row| row.get::<_, i64>(0))?
+        .collect::<Result<_, _>>()?;
     let distinct: HashSet<i64> = created.iter().map(|(_, c)| c.id).collect();
     ensure!(
         distinct.len() == created.len(),
@@ -191,12 +213,30 @@ pub(super) async fn scenario_create(sizes: &Sizes, rows: &mut Vec<Row>) -> anyho
         "verified: {} creates answered 201, each a distinct check in the database, in FUTURE with a subscription",
         created.len()
     );
-    check_pool.close().await;
     shutdown.cancel();
     server.await??;
     sims.cancel();
 
-    if let Some((clients, service, raw, bare)) = last {
+    let mut by_robots = Map::new();
+    for (clients, service, limit, beside_p99, _) in &levels {
+        by_robots.insert(
+            clients.to_string(),
+            json!({
+                "per_s": num(service.rate()),
+                "p50_ms": num(service.p(50.0)),
+                "p99_ms": num(service.p(99.0)),
+                "limit_per_s": num(limit.beside()),
+                "limit_single_per_s": num(limit.single),
+                "limit_grouped_per_s": num(limit.grouped),
+                "limit_p99_ms": num(*beside_p99),
+            }),
+        );
+        if *clients == 64 {
+            summary.set("create_64", by_robots[&clients.to_string()].clone());
+        }
+    }
+    summary.set("create_by_robots", Value::Object(by_robots));
+    if let Some((clients, service, limit, beside_p99, bare)) = levels.pop() {
         let note = if clients == 64 {
             String::new()
         } else {
@@ -206,10 +246,14 @@ pub(super) async fn scenario_create(sizes: &Sizes, rows: &mut Vec<Row>) -> anyho
             scenario: "create",
             figure: format!("{:.0} checks/s @{clients}{note}", service.rate()),
             target: format!("≥ {TARGET_CREATE_PER_SEC:.0}/s"),
-            limit: format!("raw {:.0}/s, bare axum {:.0}/s", raw.rate(), bare.rate()),
+            limit: format!(
+                "{}, bare axum {:.0}/s",
+                limit.describe("raw SQLite"),
+                bare.rate()
+            ),
             ratio: format!(
                 "{:.3}× raw, {:.3}× bare",
-                service.rate() / raw.rate(),
+                service.rate() / limit.beside(),
                 service.rate() / bare.rate()
             ),
             met: Some(service.rate() >= TARGET_CREATE_PER_SEC),
@@ -218,8 +262,12 @@ pub(super) async fn scenario_create(sizes: &Sizes, rows: &mut Vec<Row>) -> anyho
             scenario: "create",
             figure: format!("p99 {:.1} ms @{clients}", service.p(99.0)),
             target: format!("≤ {TARGET_CREATE_P99_MS:.0} ms"),
-            limit: format!("raw {:.1} ms, bare {:.1} ms", raw.p(99.0), bare.p(99.0)),
-            ratio: format!("{:.1}× raw p99", service.p(99.0) / raw.p(99.0)),
+            limit: format!(
+                "raw {} {beside_p99:.1} ms, bare {:.1} ms",
+                limit.shape(),
+                bare.p(99.0)
+            ),
+            ratio: format!("{:.1}× raw p99", service.p(99.0) / beside_p99),
             met: Some(service.p(99.0) <= TARGET_CREATE_P99_MS),
         });
     }

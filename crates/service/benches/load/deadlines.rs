@@ -1,29 +1,28 @@
-//! (c) deadlines: the parent side (starts the child process, prints its figures) and the raw
-//! finalisation limit.
+//! (c) deadlines: the parent side (starts the child process, prints its figures) and the
+//! physical limit of the finalisation writes.
 
 mod child;
 mod recording;
 
 pub(crate) use child::deadlines_child;
 
+use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
 use chrono::{TimeDelta, Utc};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
-use sqlx::sqlite::SqlitePool;
-use status_check::store::sql::{
-    CLAIM_DUE_SQLITE as CLAIM_DUE, INSERT_OUTBOX, LEASE_EXT, LEASE_POLLER, RELEASE_POLLER,
-    UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
-};
+use serde_json::json;
+use status_check::store::sql::{CLAIM_DUE_SQLITE, LEASE_EXT, LEASE_POLLER};
 
 use super::*;
-use crate::raw::{RawCheck, raw_database, seed_raw_checks, serialised};
+use crate::raw::{Limit, RawDb, execute};
+use crate::summary::{Summary, num};
+use crate::writes::{RawCheck, finalise_writes, raw_subscription};
 
 /// What the child process of (c) measured.
 #[derive(Debug, Serialize, Deserialize)]
@@ -40,8 +39,8 @@ struct DeadlineReport {
     /// Finalisations per second from the first deadline to the last finalisation.
     finalise_rate: f64,
     /// Finalisations per second while the scheduler had work waiting: over each pair of
-    /// consecutive commits where the later check had been claimed before the earlier commit.
-    /// (0 when the scheduler never had work waiting.)
+    /// consecutive commits (a batch commits at one instant) where the later one's checks had
+    /// been claimed before the earlier commit. (0 when the scheduler never had work waiting.)
     busy_rate: f64,
     /// Seconds from the first deadline to the last finalisation / notification.
     finalise_span_secs: f64,
@@ -57,6 +56,7 @@ pub(super) fn scenario_deadlines(
     sizes: &Sizes,
     runtime: &tokio::runtime::Runtime,
     rows: &mut Vec<Row>,
+    summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let n = sizes.deadline_checks;
     println!(
@@ -99,28 +99,23 @@ pub(super) fn scenario_deadlines(
     let report = report.context("the child reported no figures")?;
 
     // Limit: the finalisation writes alone, on a fresh database with as many due checks, as
-    // the scheduler makes them: claim a batch (lease the poller + ext rows) in one transaction,
-    // then per check one transaction (status_check, poller release, ext, outbox row), with the
-    // scheduler's concurrency.
+    // the scheduler makes them: claim a batch (lease the poller + ext rows) in one
+    // transaction, then finalise it — one check per transaction, and the whole claimed batch
+    // in one.
     let dir = tempfile::tempdir()?;
-    let raw_rate = runtime.block_on(raw_finalise_rate(
-        &dir.path().join("raw-deadlines.db"),
+    let single = runtime.block_on(raw_finalise_rate(&dir.path().join("raw-1.db"), n, batch, 1))?;
+    let grouped = runtime.block_on(raw_finalise_rate(
+        &dir.path().join("raw-g.db"),
         n,
         batch,
-        concurrency,
-        false,
-    ))?;
-    let one_writer_rate = runtime.block_on(raw_finalise_rate(
-        &dir.path().join("raw-deadlines-1w.db"),
-        n,
         batch,
-        concurrency,
-        true,
     ))?;
-
-    // The limit is the faster way of writing the same rows.
-    let (raw_rate, one_writer_rate) =
-        (raw_rate.max(one_writer_rate), raw_rate.min(one_writer_rate));
+    let limit = Limit {
+        single,
+        grouped,
+        group: batch,
+        service_groups: FINALISATIONS_GROUPED,
+    };
     let [p50, p99, max] = report.lateness_ms;
     let [c50, c99, cmax] = report.claim_lateness_ms;
     let [s50, s99, smax] = report.notify_lateness_ms;
@@ -132,17 +127,27 @@ pub(super) fn scenario_deadlines(
         yes_no(max <= TARGET_LATENESS_MS)
     );
     println!("  robot notification sent       {s50:>9.0} {s99:>9.0} {smax:>9.0}   (relay → queue)");
+    let per_s = deadline_rate(&report);
     println!(
         "finalised {n} in {:.1} s from the first deadline ({:.0}/s overall; the deadlines arrive \
-         at {:.0}/s); while work was waiting: {:.0} finalisations/s; raw SQLite finalisation \
-         writes (the faster of pool / one writer): {raw_rate:.0}/s → {:.3}× raw (the other way: \
-         {one_writer_rate:.0}/s); last notification {:.1} s after the first deadline",
+         at {:.0}/s); while work was waiting: {:.0} finalisations/s; last notification {:.1} s \
+         after the first deadline",
         report.finalise_span_secs,
         report.finalise_rate,
         n as f64 / sizes.deadline_spread.max(1) as f64,
         report.busy_rate,
-        report.busy_rate / raw_rate,
         report.notify_span_secs
+    );
+    println!(
+        "raw SQLite finalisation writes (rusqlite, one connection, prepared statements; per check \
+         UPDATE status_check, poller release, UPDATE ext, subscription removal row, 1.3 kB outbox \
+         row; claims of {batch} as the scheduler's): {:.0}/s one check per transaction, {:.0}/s \
+         the claimed batch of {batch} per transaction; the figure ({per_s:.0}/s) stands beside \
+         the {} limit → {:.3}×",
+        limit.single,
+        limit.grouped,
+        limit.shape(),
+        per_s / limit.beside()
     );
     println!(
         "resident memory: {:.1} MB at child start, {:.1} MB before set-up, {:.1} MB after set-up, \
@@ -159,12 +164,8 @@ pub(super) fn scenario_deadlines(
         scenario: "deadlines",
         figure: format!("lateness p99 {p99:.0} ms, max {max:.0} ms ({n})"),
         target: format!("≤ {TARGET_LATENESS_MS:.0} ms each"),
-        limit: format!("raw finalise {raw_rate:.0}/s"),
-        ratio: format!(
-            "busy {:.0}/s = {:.3}× raw",
-            report.busy_rate,
-            report.busy_rate / raw_rate
-        ),
+        limit: limit.describe("raw finalise"),
+        ratio: format!("{per_s:.0}/s = {:.3}× raw", per_s / limit.beside()),
         met: Some(max <= TARGET_LATENESS_MS),
     });
     rows.push(Row {
@@ -178,17 +179,46 @@ pub(super) fn scenario_deadlines(
         ),
         met: Some(hwm_mb <= TARGET_RSS_MB),
     });
+    summary.set(
+        "deadlines_burst",
+        json!({
+            "per_s": num(per_s),
+            "p50_late_ms": num(p50),
+            "p99_late_ms": num(p99),
+            "max_late_ms": num(max),
+            "peak_rss_mb": num(hwm_mb),
+            "overall_per_s": num(report.finalise_rate),
+            "busy_per_s": num(report.busy_rate),
+            "notify_p99_late_ms": num(s99),
+            "notify_max_late_ms": num(smax),
+            "limit_per_s": num(limit.beside()),
+            "limit_single_per_s": num(limit.single),
+            "limit_grouped_per_s": num(limit.grouped),
+            "group_size": batch,
+            "service_groups": FINALISATIONS_GROUPED,
+            "checks": n,
+            "spread_s": sizes.deadline_spread,
+        }),
+    );
     Ok(())
+}
+
+/// Finalisations per second: while the scheduler had work waiting (its capacity), or —
+/// when it never had (it kept up with the deadlines) — overall.
+fn deadline_rate(report: &DeadlineReport) -> f64 {
+    if report.busy_rate > 0.0 {
+        report.busy_rate
+    } else {
+        report.finalise_rate
+    }
 }
 
 /// The scheduler's scan interval (ms), batch and concurrency: the configuration defaults
 /// (`SCHEDULER_CONCURRENCY` counts as 1 where the service has no such key).
 fn scheduler_defaults() -> (u64, usize, usize) {
     let default = |key: &str, fallback: u64| {
-        status_check::config::KEYS
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .and_then(|(_, value, _)| value.parse().ok())
+        config_default(key)
+            .and_then(|value| value.parse().ok())
             .unwrap_or(fallback)
     };
     (
@@ -198,117 +228,77 @@ fn scheduler_defaults() -> (u64, usize, usize) {
     )
 }
 
+/// The raw finalisation writes of `n` due checks on a fresh database: claims of `batch`
+/// (CLAIM_DUE, then the poller and ext leases, one transaction), each claimed batch finalised
+/// `group` checks per transaction; finalisations per second, claims included.
 async fn raw_finalise_rate(
     path: &Path,
     n: usize,
     batch: usize,
-    concurrency: usize,
-    serial: bool,
+    group: usize,
 ) -> anyhow::Result<f64> {
-    let (pool, template_id) = raw_database(path).await?;
+    let mut db = RawDb::create(path).await?;
     let due = Utc::now() - TimeDelta::seconds(1);
-    seed_raw_checks(
-        &pool,
+    let template_id = db.template_id;
+    let checks = (0..n).map(|i| RawCheck {
+        robot: 1 + (i % 1000) as i64,
+        scheduled: i as i64,
         template_id,
-        (0..n).map(|i| RawCheck {
-            robot: 1 + (i % 1000) as i64,
-            scheduled: i as i64,
-            anchor: due - TimeDelta::seconds(600) + TimeDelta::microseconds(i as i64),
-            future_seconds: 600,
-            deadline: Some(due + TimeDelta::microseconds(i as i64)),
-        }),
-    )
-    .await?;
-    let payload: Arc<str> = "x".repeat(1_300).into();
+        step: 103,
+        subscription: Some(raw_subscription(i as i64)),
+        anchor: due - TimeDelta::seconds(600) + TimeDelta::microseconds(i as i64),
+        future_seconds: 600,
+        deadline: Some(due + TimeDelta::microseconds(i as i64)),
+    });
+    let owners: HashMap<i64, (i64, i64)> = db
+        .seed(checks.clone())?
+        .into_iter()
+        .zip(checks.map(|c| (c.robot, c.subscription.unwrap_or(0))))
+        .collect();
+    let payload = "x".repeat(1_300);
     let began = Instant::now();
-    let mut finalised = 0;
-    loop {
-        let now = Utc::now();
-        let (now_ms, now_s) = (text_time(now), text_time(floor_seconds(now)));
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed: Vec<i64> = sqlx::query(CLAIM_DUE)
-            .bind(&now_ms)
-            .bind(batch as i64)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| row.get::<i64, _>("id"))
-            .collect();
-        for id in &claimed {
-            sqlx::query(LEASE_POLLER)
-                .bind("raw-lease")
-                .bind(&now_s)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(LEASE_EXT)
-                .bind(&now_ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+    let finalised = tokio::task::block_in_place(|| -> anyhow::Result<usize> {
+        let mut finalised = 0;
+        loop {
+            let now = Utc::now();
+            let tx = db.begin()?;
+            let claimed: Vec<i64> = tx
+                .prepare_cached(CLAIM_DUE_SQLITE)?
+                .query_map(params![text_time(now), batch as i64], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &claimed {
+                tx.prepare_cached(LEASE_POLLER)?.execute(params![
+                    "raw-lease",
+                    text_time(floor_seconds(now)),
+                    id
+                ])?;
+                tx.prepare_cached(LEASE_EXT)?
+                    .execute(params![text_time(now), id])?;
+            }
+            tx.commit()?;
+            if claimed.is_empty() {
+                return Ok(finalised);
+            }
+            db.run_grouped(claimed.len(), group, |tx, index| {
+                let id = claimed[index];
+                let (robot, subscription) = owners.get(&id).copied().unwrap_or_default();
+                execute(
+                    tx,
+                    &finalise_writes(id, robot, subscription, 1032, &payload, Utc::now()),
+                )
+            })?;
+            finalised += claimed.len();
         }
-        tx.commit().await?;
-        if claimed.is_empty() {
-            break;
-        }
-        let count = claimed.len();
-        let claimed = Arc::new(claimed);
-        let (pool, payload) = (pool.clone(), payload.clone());
-        let mut op: Op = Arc::new(move |_, ticket| {
-            let id = claimed[ticket as usize];
-            let (pool, payload) = (pool.clone(), payload.clone());
-            Box::pin(async move {
-                raw_finalise(&pool, id, &payload)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        });
-        if serial {
-            op = serialised(op);
-        }
-        let done = drive(concurrency, Until::Count(count as u64), op).await;
-        done.ensure_clean("raw finalisation")?;
-        finalised += done.ok as usize;
-    }
+    })?;
     ensure!(finalised == n, "raw finalisation did {finalised} of {n}");
+    let failed: i64 = db.conn.query_row(
+        "SELECT COUNT(*) FROM status_check WHERE phase = 'FAILED'",
+        [],
+        |row| row.get(0),
+    )?;
+    ensure!(
+        failed == n as i64,
+        "raw finalisation left {failed} of {n} FAILED"
+    );
     Ok(n as f64 / began.elapsed().as_secs_f64())
-}
-
-/// One finalisation's writes, as `update_check` makes them at a deadline.
-async fn raw_finalise(pool: &SqlitePool, id: i64, payload: &str) -> Result<(), sqlx::Error> {
-    let now = Utc::now();
-    let (now_ms, now_s) = (text_time(now), text_time(floor_seconds(now)));
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::query(UPDATE_CHECK_STATE)
-        .bind("FAILED")
-        .bind(Some("FAIL"))
-        .bind(Some(1032_i64))
-        .bind(&now_s)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(RELEASE_POLLER)
-        .bind(&now_s)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(UPDATE_EXT_STATE)
-        .bind(1_i64)
-        .bind(None::<String>)
-        .bind(true)
-        .bind(&now_ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(INSERT_OUTBOX)
-        .bind(id)
-        .bind(1_i64)
-        .bind(1_i64)
-        .bind(payload)
-        .bind("00000000-0000-0000-0000-000000000000")
-        .bind(&now_ms)
-        .bind(&now_ms)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
 }

@@ -1,183 +1,273 @@
-//! Raw SQLite: the limits. Plain sqlx on a pool with the service's settings, writing the rows
-//! the service writes; shared by (a), (b) and (c).
+//! Physical SQLite limits (SPEC §10): the rows the service writes per unit, through the SQLite
+//! C library directly — `rusqlite`, one connection, WAL, `synchronous=NORMAL`, foreign keys
+//! on, every statement prepared once (`prepare_cached`) — on a file the service's own
+//! migrations created. Each shape runs one unit per `BEGIN IMMEDIATE` transaction and grouped,
+//! several units per transaction, as the service groups them. Shared by (a), (b) and (c); the
+//! statements are the store's own (`store::sql`), so a limit follows the service's SQL.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use anyhow::{Context as _, ensure};
+use chrono::{TimeDelta, Utc};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use status_check::store::Store as _;
-use status_check::store::sql::{INSERT_CHECK, INSERT_CHECK_EXT, INSERT_POLLER};
 use status_check::store::sqlite::SqliteStore;
+use tokio::sync::oneshot;
 
 use super::*;
+use crate::writes::{Arg, RawCheck, Write, create_writes, raw_subscription};
 
-/// A pool with the service's SQLite settings (store/sqlite/): WAL, synchronous NORMAL, a 5 s
-/// busy timeout, foreign keys on; 8 connections, like the service's readers (its writes go
-/// through one connection — the "one writer" runs model that).
-pub(super) async fn service_like_pool(path: &Path) -> anyhow::Result<SqlitePool> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5))
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal);
-    Ok(SqlitePoolOptions::new()
-        .max_connections(SERVICE_POOL)
-        .connect_with(options)
-        .await?)
+/// The service's SQLite busy timeout (store/sqlite/).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a database file as the service opens its writer: WAL, synchronous NORMAL, foreign
+/// keys on, a 5 s busy timeout.
+pub(super) fn open(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("open {}", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    ensure!(
+        mode == "wal",
+        "{} did not switch to WAL: {mode}",
+        path.display()
+    );
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
-/// A fresh database migrated by the service, opened as the service opens it, with one template
-/// row for the checks to reference; returns the pool and the template id.
-pub(super) async fn raw_database(path: &Path) -> anyhow::Result<(SqlitePool, i64)> {
-    let store = SqliteStore::connect(&sqlite_url(path)).await?;
-    store.migrate().await?;
-    drop(store);
-    let pool = service_like_pool(path).await?;
-    let description = sqlx::query(
-        "INSERT INTO status_check_description (name, description) VALUES ('raw-limit', '')",
-    )
-    .execute(&pool)
-    .await?
-    .last_insert_rowid();
-    let template = sqlx::query(
-        "INSERT INTO status_check_template (template_description_id, past_event_dependencies, \
-         future_event_dependencies) VALUES (?, '[]', '[]')",
-    )
-    .bind(description)
-    .execute(&pool)
-    .await?
-    .last_insert_rowid();
-    Ok((pool, template))
+/// A database for a limit: a fresh file migrated by the service, opened directly.
+pub(super) struct RawDb {
+    pub(super) conn: Connection,
+    /// A template row for the checks to reference.
+    pub(super) template_id: i64,
 }
 
-/// What a raw check row holds.
-pub(super) struct RawCheck {
-    pub(super) robot: i64,
-    pub(super) scheduled: i64,
-    pub(super) anchor: DateTime<Utc>,
-    pub(super) future_seconds: i64,
-    /// The exact deadline (`None`: no pending deadline).
-    pub(super) deadline: Option<DateTime<Utc>>,
+impl RawDb {
+    pub(super) async fn create(path: &Path) -> anyhow::Result<RawDb> {
+        let store = SqliteStore::connect(&sqlite_url(path)).await?;
+        store.migrate().await?;
+        drop(store);
+        let conn = open(path)?;
+        conn.execute(
+            "INSERT INTO status_check_description (name, description) VALUES ('raw-limit', '')",
+            [],
+        )?;
+        let description = conn.last_insert_rowid();
+        conn.execute(
+            "INSERT INTO status_check_template (template_description_id, \
+             past_event_dependencies, future_event_dependencies) VALUES (?, '[]', '[]')",
+            [description],
+        )?;
+        let template_id = conn.last_insert_rowid();
+        Ok(RawDb { conn, template_id })
+    }
+
+    /// A database [`RawDb::create`] made, opened again.
+    pub(super) fn open_existing(path: &Path) -> anyhow::Result<RawDb> {
+        let conn = open(path)?;
+        let template_id = conn.query_row(
+            "SELECT t.id FROM status_check_template t JOIN status_check_description d \
+             ON d.id = t.template_description_id WHERE d.name = 'raw-limit'",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(RawDb { conn, template_id })
+    }
+
+    /// Bulk-inserts checks in large transactions (set-up, not measured); returns their ids.
+    pub(super) fn seed(
+        &mut self,
+        checks: impl Iterator<Item = RawCheck>,
+    ) -> anyhow::Result<Vec<i64>> {
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        let mut checks = checks.peekable();
+        while checks.peek().is_some() {
+            let tx = self.begin()?;
+            for check in checks.by_ref().take(10_000) {
+                ids.push(execute(&tx, &create_writes(&check, now))?);
+            }
+            tx.commit()?;
+        }
+        Ok(ids)
+    }
+
+    pub(super) fn begin(&mut self) -> rusqlite::Result<Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+    }
+
+    /// Runs units `0..units`, `group` per `BEGIN IMMEDIATE` transaction, in order; returns
+    /// units per second.
+    pub(super) fn run_grouped(
+        &mut self,
+        units: usize,
+        group: usize,
+        mut unit: impl FnMut(&Transaction<'_>, usize) -> rusqlite::Result<i64>,
+    ) -> anyhow::Result<f64> {
+        ensure!(group > 0, "a group holds at least one unit");
+        let began = Instant::now();
+        let mut next = 0;
+        while next < units {
+            let tx = self.begin()?;
+            for index in next..(next + group).min(units) {
+                unit(&tx, index)?;
+            }
+            tx.commit()?;
+            next += group;
+        }
+        Ok(units as f64 / began.elapsed().as_secs_f64())
+    }
 }
 
-/// Inserts one check's rows (status_check, ext, poller) as `create_check` does.
-async fn insert_raw_check(
-    tx: &mut sqlx::SqliteConnection,
-    template_id: i64,
-    check: &RawCheck,
-    now: DateTime<Utc>,
-) -> Result<i64, sqlx::Error> {
-    let now_ms = text_time(now);
-    let now_s = text_time(floor_seconds(now));
-    let planned = planned_at();
-    let id = sqlx::query(INSERT_CHECK)
-        .bind(check.robot)
-        .bind(template_id)
-        .bind("FUTURE")
-        .bind(Some(70_000_000 + check.scheduled))
-        .bind(Some("PENDING"))
-        .bind(103_i64)
-        .bind(None::<i64>)
-        .bind(SCRIPT_VERSION_ID)
-        .bind(check.scheduled)
-        .bind(text_time(planned))
-        .bind(&now_s)
-        .bind(&now_s)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
-    sqlx::query(INSERT_CHECK_EXT)
-        .bind(id)
-        .bind(check.robot)
-        .bind(103_i64)
-        .bind(check.scheduled)
-        .bind(text_time(planned))
-        .bind(text_time(check.anchor))
-        .bind(3600_i64)
-        .bind(check.future_seconds)
-        .bind(1031_i64)
-        .bind(1032_i64)
-        .bind(Some(1033_i64))
-        .bind(&now_ms)
-        .bind(&now_ms)
-        .bind(check.deadline.map(text_time))
-        .bind(None::<String>)
-        .bind(None::<String>)
-        .execute(&mut *tx)
-        .await?;
-    let until = check.anchor + TimeDelta::seconds(check.future_seconds);
-    sqlx::query(INSERT_POLLER)
-        .bind(id)
-        .bind(text_time(floor_seconds(check.anchor - TimeDelta::hours(1))))
-        .bind(text_time(floor_seconds(until) + TimeDelta::seconds(1)))
-        .bind(&now_s)
-        .bind(&now_s)
-        .execute(&mut *tx)
-        .await?;
-    Ok(id)
+/// Runs one unit's writes in `tx`; returns the id its first statement inserted.
+pub(super) fn execute(tx: &Transaction<'_>, writes: &[Write]) -> rusqlite::Result<i64> {
+    let mut inserted = Vec::with_capacity(writes.len());
+    for w in writes {
+        let values = w.args.iter().map(|arg| match arg {
+            Arg::Int(v) => Value::Integer(*v),
+            Arg::Text(v) => Value::Text(v.clone()),
+            Arg::Time(t) => Value::Text(text_time(*t)),
+            Arg::Bool(v) => Value::Integer(i64::from(*v)),
+            Arg::Null => Value::Null,
+            Arg::InsertId(n) => Value::Integer(inserted.get(*n).copied().unwrap_or(0)),
+        });
+        tx.prepare_cached(w.sql)?
+            .execute(rusqlite::params_from_iter(values))?;
+        inserted.push(tx.last_insert_rowid());
+    }
+    Ok(inserted.first().copied().unwrap_or(0))
 }
 
-/// Bulk-inserts checks in large transactions (set-up, not measured); returns their ids.
-pub(super) async fn seed_raw_checks(
-    pool: &SqlitePool,
-    template_id: i64,
-    checks: impl Iterator<Item = RawCheck>,
-) -> anyhow::Result<Vec<i64>> {
-    let now = Utc::now();
-    let mut ids = Vec::new();
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for check in checks {
-        ids.push(insert_raw_check(&mut tx, template_id, &check, now).await?);
-        if ids.len() % 10_000 == 0 {
-            tx.commit().await?;
-            tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+/// A raw limit measured both ways.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limit {
+    /// Units per second, one unit per transaction.
+    pub(super) single: f64,
+    /// Units per second, `group` units per transaction.
+    pub(super) grouped: f64,
+    pub(super) group: usize,
+    /// Whether the service groups these writes: the figure stands beside `grouped`.
+    pub(super) service_groups: bool,
+}
+
+impl Limit {
+    /// The limit a figure stands beside.
+    pub(super) fn beside(&self) -> f64 {
+        if self.service_groups {
+            self.grouped
+        } else {
+            self.single
         }
     }
-    tx.commit().await?;
-    Ok(ids)
+
+    /// How the chosen limit was measured, e.g. "grouped ×50".
+    pub(super) fn shape(&self) -> String {
+        if self.service_groups {
+            format!("grouped ×{}", self.group)
+        } else {
+            "1 per tx".to_owned()
+        }
+    }
+
+    /// "raw SQLite 12345/s grouped ×50 (1 per tx: 5000/s)".
+    pub(super) fn describe(&self, what: &str) -> String {
+        let (other_label, other) = if self.service_groups {
+            ("1 per tx".to_owned(), self.single)
+        } else {
+            (format!("×{}", self.group), self.grouped)
+        };
+        format!(
+            "{what} {:.0}/s {} ({other_label}: {other:.0}/s)",
+            self.beside(),
+            self.shape()
+        )
+    }
 }
 
-/// `op` with one writer at a time: each operation holds an async mutex (what a store that
-/// funnels write transactions through one writer would do), so the pool's connections never
-/// wait for SQLite's write lock in its busy handler (which sleeps 1, 2, 5, 10, … ms per try).
-pub(super) fn serialised(op: Op) -> Op {
-    let writer = Arc::new(tokio::sync::Mutex::new(()));
-    Arc::new(move |client, ticket| {
-        let (op, writer) = (op.clone(), writer.clone());
-        Box::pin(async move {
-            let _turn = writer.lock().await;
-            op(client, ticket).await
-        })
-    })
+// ---- (a): creates through one writer, as the service's store writes ----
+
+/// One create waiting for the writer: its rows, and where to say it committed.
+type CreateRequest = (RawCheck, oneshot::Sender<Result<(), String>>);
+
+/// The writer thread of the raw create limit: takes the creates waiting (at most `group`),
+/// writes each one's three rows and commits them in one transaction, then answers them. With
+/// `group` 1 every create is its own transaction.
+pub(super) struct RawCreateWriter {
+    requests: mpsc::Sender<CreateRequest>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
-/// (a)(i): one create's rows in one `BEGIN IMMEDIATE` transaction.
-pub(super) fn raw_create_op(pool: SqlitePool, template_id: i64, scheduled_base: i64) -> Op {
-    Arc::new(move |client, ticket| {
-        let pool = pool.clone();
-        Box::pin(async move {
-            let now = Utc::now();
-            let check = RawCheck {
-                robot: client as i64 + 1,
-                scheduled: scheduled_base + ticket as i64,
-                anchor: now,
-                future_seconds: 600,
-                deadline: Some(now + TimeDelta::seconds(600)),
-            };
-            let mut tx = pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(|e| e.to_string())?;
-            insert_raw_check(&mut tx, template_id, &check, now)
-                .await
-                .map_err(|e| e.to_string())?;
-            tx.commit().await.map_err(|e| e.to_string())
+impl RawCreateWriter {
+    pub(super) fn spawn(mut db: RawDb, group: usize) -> RawCreateWriter {
+        let (requests, waiting) = mpsc::channel::<CreateRequest>();
+        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+            while let Ok(first) = waiting.recv() {
+                let mut batch = vec![first];
+                while batch.len() < group.max(1) {
+                    match waiting.try_recv() {
+                        Ok(request) => batch.push(request),
+                        Err(_) => break,
+                    }
+                }
+                let now = Utc::now();
+                let written = (|| -> rusqlite::Result<()> {
+                    let tx = db.begin()?;
+                    for (check, _) in &batch {
+                        execute(&tx, &create_writes(check, now))?;
+                    }
+                    tx.commit()
+                })();
+                let answer = written.map_err(|e| e.to_string());
+                for (_, done) in batch {
+                    let _ = done.send(answer.clone());
+                }
+            }
+            Ok(())
+        });
+        RawCreateWriter { requests, thread }
+    }
+
+    /// The load operation: one create's rows for robot `client + 1`, scheduledId
+    /// `scheduled_base + ticket`, through the writer.
+    pub(super) fn op(&self, template_id: i64, scheduled_base: i64) -> Op {
+        let requests = self.requests.clone();
+        Arc::new(move |client, ticket| {
+            let requests = requests.clone();
+            Box::pin(async move {
+                let now = Utc::now();
+                let scheduled = scheduled_base + ticket as i64;
+                let check = RawCheck {
+                    robot: client as i64 + 1,
+                    scheduled,
+                    template_id,
+                    step: 103,
+                    subscription: Some(raw_subscription(scheduled)),
+                    anchor: now,
+                    future_seconds: 600,
+                    deadline: Some(now + TimeDelta::seconds(600)),
+                };
+                let (done, committed) = oneshot::channel();
+                requests
+                    .send((check, done))
+                    .map_err(|_| "the raw writer stopped".to_owned())?;
+                committed
+                    .await
+                    .map_err(|_| "the raw writer dropped a create".to_owned())?
+            })
         })
-    })
+    }
+
+    /// Stops the writer once every create sent is answered.
+    pub(super) fn stop(self) -> anyhow::Result<()> {
+        drop(self.requests);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the raw writer panicked"))?
+    }
 }

@@ -1,8 +1,7 @@
-//! The stack and its clients: the service and simulators on a fresh SQLite file, and the
-//! HTTP client that creates checks through the API.
+//! The stack and its clients: the service and simulators on a fresh database, and the HTTP
+//! client that creates checks through the API.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,20 +13,24 @@ use status_check::clock::SystemClock;
 use status_check::dev::{DEV_ROBOT_QUEUE_PREFIX, DEV_STATUS_QUEUE, Stack, StackOptions};
 use status_check::queue::DynQueue;
 use status_check::store::DynStore;
+use status_check_sim::megazord::MegazordRows;
 
 use super::*;
 
-/// The service and simulators on a fresh SQLite file, with `roles`.
+/// The service with `roles` and its simulators, on the database `database_url` names (a
+/// fresh SQLite file, or a MySQL database that `megazord_rows` keeps the other services' rows
+/// of).
 pub(super) async fn build_stack(
-    db: &Path,
+    database_url: &str,
     roles: &str,
     queue: DynQueue,
     store: Option<DynStore>,
+    megazord_rows: Option<Arc<dyn MegazordRows>>,
 ) -> anyhow::Result<Stack> {
-    let env: BTreeMap<String, String> = [
+    let mut env: BTreeMap<String, String> = [
         ("HOST", "127.0.0.1".to_owned()),
         ("PORT", "0".to_owned()),
-        ("DATABASE_URL", sqlite_url(db)),
+        ("DATABASE_URL", database_url.to_owned()),
         ("TEMPLATES_DIR", templates_dir().display().to_string()),
         ("ROLES", roles.to_owned()),
         // The load's robots open many checks at one step each: not what the per-robot cap
@@ -40,6 +43,10 @@ pub(super) async fn build_stack(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    // The consumer's batch is the raw delivery limit's group (LOAD_GROUP_SIZE may set both).
+    if let Some((key, _)) = consumer_batch_key() {
+        env.insert(key.to_owned(), consumer_group()?.size.to_string());
+    }
     Stack::build(StackOptions {
         env,
         store,
@@ -47,7 +54,7 @@ pub(super) async fn build_stack(
         clock: Arc::new(SystemClock),
         mailbox: None,
         sim_ports: (0, 0),
-        megazord_rows: None,
+        megazord_rows,
     })
     .await
 }

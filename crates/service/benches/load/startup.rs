@@ -9,6 +9,7 @@ use anyhow::{Context as _, anyhow, ensure};
 use axum::http::StatusCode;
 
 use super::*;
+use crate::summary::{Summary, num};
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
@@ -16,7 +17,11 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-pub(super) async fn scenario_startup(sizes: &Sizes, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+pub(super) async fn scenario_startup(
+    sizes: &Sizes,
+    rows: &mut Vec<Row>,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let binary = Path::new(env!("CARGO_BIN_EXE_status-check"));
     println!("\n== (d) start-up to ready: `status-check serve`, ROLES=api, fresh SQLite file ==");
     println!(
@@ -106,5 +111,6 @@ pub(super) async fn scenario_startup(sizes: &Sizes, rows: &mut Vec<Row>) -> anyh
         ratio: format!("{:.1}× --version", ready / version),
         met: Some(ready <= TARGET_STARTUP_MS),
     });
+    summary.set("startup_ms", num(ready));
     Ok(())
 }

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::Row as _;
 use status_check::dev::Stack;
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{CheckKey, Created, DynStore, NewCheck, Store};
@@ -16,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::DeadlineReport;
 use super::recording::{RecordingStore, RobotQueues, Timeline};
-use crate::raw::service_like_pool;
+use crate::raw::open;
 use crate::stack::{build_stack, demo_step};
 use crate::{
     CHILD_RESULT, Op, SCRIPT_VERSION_ID, SERVICE_POOL, Until, drive, env_or, mb, percentile,
@@ -65,10 +64,11 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
     });
     let robot_queues = Arc::new(RobotQueues::default());
     let stack = build_stack(
-        &db,
+        &sqlite_url(&db),
         "scheduler,relay",
         robot_queues.clone(),
         Some(store.clone()),
+        None,
     )
     .await?;
     let step = demo_step(&stack, "robot-is-charging")?;
@@ -140,34 +140,26 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
     // rounded up) stay consistent with each other.
     let first_deadline = anchor_base + TimeDelta::seconds(PARKED_FUTURE_SECONDS);
     let shift = (first_deadline - (Utc::now() + TimeDelta::seconds(lead))).num_seconds();
-    let pool = service_like_pool(&db).await?;
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let moved = sqlx::query(
-        "UPDATE status_check_ext SET future_seconds = future_seconds - ?, \
-         deadline_at = strftime('%Y-%m-%dT%H:%M:%fZ', deadline_at, '-' || ? || ' seconds') \
+    let mut conn = open(&db)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let moved = tx.execute(
+        "UPDATE status_check_ext SET future_seconds = future_seconds - ?1, \
+         deadline_at = strftime('%Y-%m-%dT%H:%M:%fZ', deadline_at, '-' || ?1 || ' seconds') \
          WHERE deadline_at IS NOT NULL",
-    )
-    .bind(shift)
-    .bind(shift)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    sqlx::query(
+        [shift],
+    )?;
+    tx.execute(
         "UPDATE status_check_poller \
-         SET `until` = strftime('%Y-%m-%dT%H:%M:%fZ', `until`, '-' || ? || ' seconds')",
-    )
-    .bind(shift)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    ensure!(moved == n as u64, "moved {moved} deadlines of {n}");
-    let bounds = sqlx::query(
-        "SELECT MIN(deadline_at) AS first, MAX(deadline_at) AS last FROM status_check_ext",
-    )
-    .fetch_one(&pool)
-    .await?;
-    let first: String = bounds.get("first");
-    let last: String = bounds.get("last");
+         SET `until` = strftime('%Y-%m-%dT%H:%M:%fZ', `until`, '-' || ?1 || ' seconds')",
+        [shift],
+    )?;
+    tx.commit()?;
+    ensure!(moved == n, "moved {moved} deadlines of {n}");
+    let (first, last): (String, String) = conn.query_row(
+        "SELECT MIN(deadline_at), MAX(deadline_at) FROM status_check_ext",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let first_at: DateTime<Utc> = first.parse()?;
     println!(
         "deadlines moved {shift} s earlier in one UPDATE: now {first} … {last} ({:.1} s from now)",
@@ -222,13 +214,24 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
         timeline.finalised.len(),
         once.len()
     );
-    let failed: i64 = sqlx::query("SELECT COUNT(*) AS n FROM status_check WHERE phase = 'FAILED'")
-        .fetch_one(&pool)
-        .await?
-        .get("n");
+    let failed: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM status_check WHERE phase = 'FAILED'",
+        [],
+        |row| row.get(0),
+    )?;
     ensure!(
         failed == n as i64,
         "{failed} of {n} checks are FAILED in the database"
+    );
+    // The finalisation writes the raw limit makes include a subscription removal per check.
+    let removals: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM status_check_subscription_removal",
+        [],
+        |row| row.get(0),
+    )?;
+    ensure!(
+        removals == n as i64,
+        "{removals} subscription removals queued for {n} finalised checks"
     );
     ensure!(
         store.outbox_backlog().await? == 0,
@@ -240,7 +243,7 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
         "{} of {n} checks notified",
         notified.len()
     );
-    pool.close().await;
+    drop(conn);
 
     let after = |at: &DateTime<Utc>, id: &i64| -> anyhow::Result<f64> {
         let deadline = deadlines
@@ -277,8 +280,9 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
         .max()
         .unwrap_or(first_deadline);
     let finalise_span_secs = (last_final - first_deadline).num_milliseconds() as f64 / 1e3;
-    // Throughput while busy: consecutive commits where the later check was claimed (waiting)
-    // before the earlier one committed.
+    // Throughput while busy: over consecutive commits (a batch's checks commit together, at
+    // one instant) where the later commit's checks had all been claimed (were waiting) before
+    // the earlier one committed — its checks over the time between the two.
     let claimed_at: HashMap<i64, DateTime<Utc>> = timeline
         .claims
         .iter()
@@ -286,15 +290,18 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
         .collect();
     let mut commits = timeline.finalised.clone();
     commits.sort_by_key(|(_, at)| *at);
+    let instants: Vec<&[(i64, DateTime<Utc>)]> = commits.chunk_by(|a, b| a.1 == b.1).collect();
     let (mut busy_commits, mut busy_secs) = (0_u64, 0.0_f64);
-    for pair in commits.windows(2) {
-        let ((_, previous), (id, at)) = (pair[0], pair[1]);
-        if claimed_at
-            .get(&id)
-            .is_some_and(|claimed| *claimed <= previous)
-        {
-            busy_commits += 1;
-            busy_secs += (at - previous).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    for pair in instants.windows(2) {
+        let (previous, later) = (pair[0][0].1, pair[1]);
+        let waiting = later.iter().all(|(id, _)| {
+            claimed_at
+                .get(id)
+                .is_some_and(|claimed| *claimed <= previous)
+        });
+        if waiting {
+            busy_commits += later.len() as u64;
+            busy_secs += (later[0].1 - previous).num_microseconds().unwrap_or(0) as f64 / 1e6;
         }
     }
     let busy_rate = if busy_secs > 0.0 {

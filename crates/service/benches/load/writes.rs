@@ -1,0 +1,273 @@
+//! The writes of one unit — a create, a delivery, a finalisation — as the service's store makes
+//! them (the statements are `store::sql`'s), written once for both raw clients: `raw.rs` runs
+//! them through `rusqlite`, `raw_mysql.rs` through the `mysql` crate.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use status_check::store::sql::{
+    INSERT_CHECK, INSERT_CHECK_EXT, INSERT_OUTBOX, INSERT_POLLER, INSERT_RECORD,
+    INSERT_RECORD_EVENT, RELEASE_POLLER, UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
+};
+use status_check_engine::CheckResult;
+
+use super::*;
+use crate::deliveries::toilet_expected;
+
+/// A bound value. Times are bound as each client binds them (SQLite: RFC 3339 text with
+/// milliseconds, as the store stores them; MySQL: a DATETIME value).
+#[derive(Debug, Clone)]
+pub(super) enum Arg {
+    Int(i64),
+    Text(String),
+    Time(DateTime<Utc>),
+    Bool(bool),
+    Null,
+    /// The id the `n`-th statement of this unit inserted.
+    InsertId(usize),
+}
+
+impl From<i64> for Arg {
+    fn from(value: i64) -> Arg {
+        Arg::Int(value)
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(value: &str) -> Arg {
+        Arg::Text(value.to_owned())
+    }
+}
+
+impl From<DateTime<Utc>> for Arg {
+    fn from(value: DateTime<Utc>) -> Arg {
+        Arg::Time(value)
+    }
+}
+
+impl From<bool> for Arg {
+    fn from(value: bool) -> Arg {
+        Arg::Bool(value)
+    }
+}
+
+impl<T: Into<Arg>> From<Option<T>> for Arg {
+    fn from(value: Option<T>) -> Arg {
+        value.map_or(Arg::Null, Into::into)
+    }
+}
+
+macro_rules! args {
+    ($($value:expr),* $(,)?) => { vec![$(Arg::from($value)),*] };
+}
+
+/// One statement with its arguments.
+pub(super) struct Write {
+    pub(super) sql: &'static str,
+    pub(super) args: Vec<Arg>,
+}
+
+fn write(sql: &'static str, args: Vec<Arg>) -> Write {
+    Write { sql, args }
+}
+
+/// `store/removals.rs` `QUEUE_REMOVAL` as SQLite runs it (not exported by `store::sql`).
+const QUEUE_REMOVAL_SQLITE: &str = "INSERT INTO status_check_subscription_removal (robot_id, \
+     subscription_id, reason, created_at, attempts, next_attempt_at) VALUES (?, ?, ?, ?, 0, ?) \
+     ON CONFLICT (subscription_id) DO NOTHING";
+
+fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+/// The subscription a raw check holds.
+pub(super) fn raw_subscription(scheduled: i64) -> i64 {
+    70_000_000 + scheduled
+}
+
+/// What a raw check row holds.
+#[derive(Debug, Clone)]
+pub(super) struct RawCheck {
+    pub(super) robot: i64,
+    pub(super) scheduled: i64,
+    pub(super) template_id: i64,
+    /// The step, its next steps are `step * 10 + 1, 2, 3` (rows that exist on MySQL).
+    pub(super) step: i64,
+    pub(super) subscription: Option<i64>,
+    pub(super) anchor: DateTime<Utc>,
+    pub(super) future_seconds: i64,
+    /// The exact deadline (`None`: no pending deadline).
+    pub(super) deadline: Option<DateTime<Utc>>,
+}
+
+/// One create's rows (status_check, ext, poller), as `create_check` writes them.
+pub(super) fn create_writes(check: &RawCheck, now: DateTime<Utc>) -> Vec<Write> {
+    let (now_ms, now_s) = (millis(now), floor_seconds(now));
+    let planned = planned_at();
+    let until = check.anchor + TimeDelta::seconds(check.future_seconds);
+    vec![
+        write(
+            INSERT_CHECK,
+            args![
+                check.robot,
+                check.template_id,
+                "FUTURE",
+                check.subscription,
+                Some("PENDING"),
+                check.step,
+                None::<i64>,
+                SCRIPT_VERSION_ID,
+                check.scheduled,
+                planned,
+                now_s,
+                now_s,
+            ],
+        ),
+        write(INSERT_CHECK_EXT, {
+            let mut args = vec![Arg::InsertId(0)];
+            args.extend(args![
+                check.robot,
+                check.step,
+                check.scheduled,
+                planned,
+                millis(check.anchor),
+                3600_i64,
+                check.future_seconds,
+                check.step * 10 + 1,
+                check.step * 10 + 2,
+                Some(check.step * 10 + 3),
+                now_ms,
+                now_ms,
+                check.deadline.map(millis),
+                None::<DateTime<Utc>>,
+                None::<DateTime<Utc>>,
+            ]);
+            args
+        }),
+        write(INSERT_POLLER, {
+            let mut args = vec![Arg::InsertId(0)];
+            args.extend(args![
+                floor_seconds(check.anchor - TimeDelta::hours(1)),
+                floor_seconds(until) + TimeDelta::seconds(1),
+                now_s,
+                now_s,
+            ]);
+            args
+        }),
+    ]
+}
+
+/// A delivery of the deliveries scenario: the `round`-th (0-based) TOILET_VISIT of check
+/// `check` (robot `robot`), the `ticket`-th delivery overall; incoming event `event_id`,
+/// outgoing `outgoing_id`.
+#[derive(Debug, Clone)]
+pub(super) struct RawDelivery {
+    pub(super) check: i64,
+    pub(super) robot: i64,
+    pub(super) round: usize,
+    pub(super) event_id: i64,
+    pub(super) outgoing_id: i64,
+}
+
+/// One delivery's writes, as `update_check` makes them for a toilet-activity visit: the
+/// check's state, its ext row, a record and its event row, and the robot's notification
+/// (a `payload`-sized outbox row) when the result changed.
+pub(super) fn delivery_writes(d: &RawDelivery, payload: &str, now: DateTime<Utc>) -> Vec<Write> {
+    let (now_ms, now_s) = (millis(now), floor_seconds(now));
+    let (result, seq) = toilet_expected(d.round + 1);
+    let notify = toilet_expected(d.round).0 != result;
+    let mut writes = vec![
+        write(
+            UPDATE_CHECK_STATE,
+            args!["FUTURE", Some(result.as_str()), None::<i64>, now_s, d.check],
+        ),
+        write(
+            UPDATE_EXT_STATE,
+            args![
+                seq,
+                Some(millis(now + TimeDelta::seconds(3600))),
+                false,
+                now_ms,
+                d.check
+            ],
+        ),
+        write(
+            INSERT_RECORD,
+            args![
+                d.check,
+                Some(d.event_id),
+                Some(d.outgoing_id),
+                "TOILET_VISIT",
+                d.round as i64 + 1,
+                "FUTURE",
+                result.as_str(),
+                now_s,
+            ],
+        ),
+        write(INSERT_RECORD_EVENT, {
+            let mut args = vec![Arg::InsertId(2)];
+            args.extend(args![
+                "FUTURE",
+                d.check,
+                d.event_id,
+                now_ms,
+                Some(1_i64),
+                None::<&str>
+            ]);
+            args
+        }),
+    ];
+    if notify {
+        writes.push(outbox_write(d.check, d.robot, seq, payload, now_ms));
+    }
+    writes
+}
+
+fn outbox_write(check: i64, robot: i64, seq: i64, payload: &str, now_ms: DateTime<Utc>) -> Write {
+    write(
+        INSERT_OUTBOX,
+        args![
+            check,
+            robot,
+            seq,
+            payload,
+            "00000000-0000-0000-0000-000000000000",
+            now_ms,
+            now_ms
+        ],
+    )
+}
+
+/// One finalisation's writes at a deadline, as `update_check` makes them for robot-is-charging
+/// (FAIL): the check's final state and next step, the lease released, the ext row, the
+/// subscription queued for removal, and the robot's notification (SQLite's SQL).
+pub(super) fn finalise_writes(
+    check: i64,
+    robot: i64,
+    subscription: i64,
+    next_step: i64,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Vec<Write> {
+    let (now_ms, now_s) = (millis(now), floor_seconds(now));
+    vec![
+        write(
+            UPDATE_CHECK_STATE,
+            args![
+                "FAILED",
+                Some(CheckResult::Fail.as_str()),
+                Some(next_step),
+                now_s,
+                check
+            ],
+        ),
+        write(RELEASE_POLLER, args![now_s, check]),
+        write(
+            UPDATE_EXT_STATE,
+            args![1_i64, None::<DateTime<Utc>>, true, now_ms, check],
+        ),
+        write(
+            QUEUE_REMOVAL_SQLITE,
+            args![robot, subscription, "ended", now_ms, now_ms],
+        ),
+        outbox_write(check, robot, 1, payload, now_ms),
+    ]
+}
