@@ -1,0 +1,338 @@
+//! The store of every backend: `Store` implemented once, for any `Db`, over the shared SQL
+//! of `checks`, `adoption`, `templates`, `lifecycle`, `outbox` and `removals`; every operation
+//! bounded by the backend's operation timeout.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use status_check_engine::TemplateDefinition;
+
+use super::db::{Db, bounded};
+use super::*;
+
+/// The store of every backend: the shared SQL of `checks`, `templates`, `lifecycle` and `outbox` over
+/// the backend's `Db`; only migrations and the connection differ.
+#[async_trait]
+impl<B: Db + 'static> Store for B {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.apply_migrations().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        bounded(self, "ping", Db::ping(self)).await
+    }
+
+    async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
+        bounded(
+            self,
+            "create_check",
+            crate::store::checks::create_check(self, check),
+        )
+        .await
+    }
+
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError> {
+        bounded(
+            self,
+            "create_checks",
+            crate::store::checks::create_checks(self, checks),
+        )
+        .await
+    }
+
+    async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
+        bounded(self, "get_check", crate::store::checks::get_check(self, id)).await
+    }
+
+    async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
+        bounded(
+            self,
+            "find_check",
+            crate::store::checks::find_check(self, key),
+        )
+        .await
+    }
+
+    async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError> {
+        bounded(
+            self,
+            "open_checks_at_step",
+            crate::store::checks::open_checks_at_step(self, robot_id, step_id),
+        )
+        .await
+    }
+
+    async fn sync_template(
+        &self,
+        definition: &TemplateDefinition,
+        usable: crate::store::Usable<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Synced, StoreError> {
+        bounded(
+            self,
+            "sync_template",
+            crate::store::templates::sync_template(self, definition, usable, now),
+        )
+        .await
+    }
+
+    async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
+        bounded(
+            self,
+            "template_versions",
+            crate::store::templates::template_versions(self, name),
+        )
+        .await
+    }
+
+    async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
+        bounded(
+            self,
+            "template_by_id",
+            crate::store::templates::template_by_id(self, id),
+        )
+        .await
+    }
+
+    async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
+        bounded(
+            self,
+            "unadopted_checks",
+            crate::store::adoption::unadopted_checks(self, after, limit),
+        )
+        .await
+    }
+
+    async fn adopt_check(
+        &self,
+        id: i64,
+        next_steps: status_check_engine::lifecycle::NextSteps,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::Adopted, StoreError> {
+        bounded(
+            self,
+            "adopt_check",
+            crate::store::adoption::adopt_check(self, id, next_steps, now),
+        )
+        .await
+    }
+
+    async fn find_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredCheck>, StoreError> {
+        bounded(
+            self,
+            "find_by_subscription",
+            crate::store::checks::find_by_subscription(self, robot_id, subscription_id),
+        )
+        .await
+    }
+
+    async fn update_check(
+        &self,
+        current: &StoredCheck,
+        fence: Fence<'_>,
+        update: &CheckUpdate,
+        render: Render<'_>,
+        call_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        bounded(
+            self,
+            "update_check",
+            crate::store::lifecycle::update_check(
+                self, current, fence, update, render, call_ref, now,
+            ),
+        )
+        .await
+    }
+
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        render: Render<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        bounded(
+            self,
+            "update_checks",
+            crate::store::lifecycle::update_checks(self, batch, render, now),
+        )
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        bounded(
+            self,
+            "claim_due",
+            crate::store::lifecycle::claim_due(self, now, lease, limit),
+        )
+        .await
+    }
+
+    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        bounded(
+            self,
+            "release_stale_leases",
+            crate::store::lifecycle::release_stale_leases(self, taken_before),
+        )
+        .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        bounded(
+            self,
+            "claim_outbox",
+            crate::store::outbox::claim_outbox(self, now, lease, lease_until, limit),
+        )
+        .await
+    }
+
+    async fn outbox_sent(
+        &self,
+        ids: &[i64],
+        lease: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        bounded(
+            self,
+            "outbox_sent",
+            crate::store::outbox::outbox_sent(self, ids, lease, now),
+        )
+        .await
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        bounded(
+            self,
+            "outbox_failed",
+            crate::store::outbox::outbox_failed(self, id, lease, next_attempt_at, error),
+        )
+        .await
+    }
+
+    async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+        bounded(
+            self,
+            "outbox_backlog",
+            crate::store::outbox::outbox_backlog(self),
+        )
+        .await
+    }
+
+    async fn purge_sent_outbox(
+        &self,
+        sent_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        bounded(
+            self,
+            "purge_sent_outbox",
+            crate::store::outbox::purge_sent_outbox(self, sent_before, limit),
+        )
+        .await
+    }
+
+    async fn queue_subscription_removal(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        bounded(
+            self,
+            "queue_subscription_removal",
+            crate::store::removals::queue_subscription_removal(
+                self,
+                robot_id,
+                subscription_id,
+                reason,
+                now,
+            ),
+        )
+        .await
+    }
+
+    async fn claim_subscription_removals(
+        &self,
+        now: DateTime<Utc>,
+        lease: &str,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<SubscriptionRemoval>, StoreError> {
+        bounded(
+            self,
+            "claim_subscription_removals",
+            crate::store::removals::claim_subscription_removals(
+                self,
+                now,
+                lease,
+                lease_until,
+                limit,
+            ),
+        )
+        .await
+    }
+
+    async fn subscription_removed(
+        &self,
+        subscription_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        bounded(
+            self,
+            "subscription_removed",
+            crate::store::removals::subscription_removed(self, subscription_id, now),
+        )
+        .await
+    }
+
+    async fn subscription_removal_failed(
+        &self,
+        id: i64,
+        lease: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        bounded(
+            self,
+            "subscription_removal_failed",
+            crate::store::removals::subscription_removal_failed(
+                self,
+                id,
+                lease,
+                next_attempt_at,
+                error,
+            ),
+        )
+        .await
+    }
+
+    async fn subscription_removal_backlog(&self) -> Result<i64, StoreError> {
+        bounded(
+            self,
+            "subscription_removal_backlog",
+            crate::store::removals::subscription_removal_backlog(self),
+        )
+        .await
+    }
+}
