@@ -5,7 +5,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use status_check::store::sql::{
     INSERT_CHECK, INSERT_CHECK_EXT, INSERT_OUTBOX, INSERT_POLLER, INSERT_RECORD,
-    INSERT_RECORD_EVENT, RELEASE_POLLER, UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
+    INSERT_RECORD_EVENT, QUEUE_REMOVAL_SQLITE, RELEASE_POLLER, UPDATE_CHECK_STATE,
+    UPDATE_EXT_STATE,
 };
 use status_check_engine::CheckResult;
 
@@ -68,11 +69,6 @@ pub(super) struct Write {
 fn write(sql: &'static str, args: Vec<Arg>) -> Write {
     Write { sql, args }
 }
-
-/// `store/removals.rs` `QUEUE_REMOVAL` as SQLite runs it (not exported by `store::sql`).
-const QUEUE_REMOVAL_SQLITE: &str = "INSERT INTO status_check_subscription_removal (robot_id, \
-     subscription_id, reason, created_at, attempts, next_attempt_at) VALUES (?, ?, ?, ?, 0, ?) \
-     ON CONFLICT (subscription_id) DO NOTHING";
 
 fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)

@@ -39,6 +39,7 @@ pub mod sql {
         CLAIM_DUE_SQLITE, INSERT_OUTBOX, LEASE_EXT, LEASE_POLLER, RELEASE_POLLER,
         UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
     };
+    pub use super::removals::QUEUE_REMOVAL_SQLITE;
 }
 pub mod sqlite;
 

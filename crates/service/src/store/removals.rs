@@ -20,6 +20,9 @@ pub(super) const QUEUE_REMOVAL: PerDialect = PerDialect {
              ON CONFLICT (subscription_id) DO NOTHING",
 };
 
+/// [`QUEUE_REMOVAL`] as SQLite runs it.
+pub const QUEUE_REMOVAL_SQLITE: &str = QUEUE_REMOVAL.sqlite;
+
 macro_rules! claim_removals_sql {
     ($lock:literal) => {
         concat!(

@@ -9,17 +9,9 @@ use status_check::workers::consumer::Outcome;
 
 use crate::harness::{Backend, Queues, TestApp, spawn_stack, sqs_queues};
 use crate::lifecycle::{at, check, delivery, open_charging_check, open_toilet_check, put};
-use crate::support::{Raw, TestDb, mysql_db, sqlite_db};
+use crate::support::{Raw, TestDb};
 
 const ROBOT: i64 = 42;
-
-/// A fresh database of `backend`; `None` when MySQL tests are switched off.
-async fn database(backend: Backend) -> Option<TestDb> {
-    match backend {
-        Backend::Sqlite => Some(sqlite_db().await),
-        Backend::Mysql => mysql_db().await,
-    }
-}
 
 /// A replica with every role on `db`, and the SQS queues it uses.
 async fn replica(
@@ -27,7 +19,7 @@ async fn replica(
 ) -> Option<(TestDb, TestApp, status_check::app::Workers, Queues)> {
     let queues = sqs_queues().await?;
     queues.robot_queue(ROBOT).await;
-    let db = database(backend).await?;
+    let db = backend.database().await?;
     let (app, workers) = spawn_stack(
         backend,
         Some((db.store.clone(), db.neighbours.clone())),

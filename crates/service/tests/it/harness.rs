@@ -29,6 +29,17 @@ pub enum Backend {
     Mysql,
 }
 
+impl Backend {
+    /// A fresh database of this backend (production-shaped on MySQL); `None` when the MySQL
+    /// tests are switched off.
+    pub async fn database(self) -> Option<support::TestDb> {
+        match self {
+            Backend::Sqlite => Some(support::sqlite_db().await),
+            Backend::Mysql => support::mysql_db().await,
+        }
+    }
+}
+
 /// The time every test's checks are created at.
 pub fn anchor() -> DateTime<Utc> {
     "2026-11-20T08:00:00Z".parse().unwrap()

@@ -26,7 +26,7 @@ use status_check_sim::megazord::NewIncoming;
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{Backend, Queues, sqs_queues};
-use crate::support::{TestDb, mysql_db, sqlite_db};
+use crate::support::TestDb;
 
 pub(crate) const ROBOT: i64 = 42;
 pub(crate) const ALARM: &str = "NO_TOILET_ACTIVITY_ALARM";
@@ -111,10 +111,7 @@ pub(crate) async fn stack_with(
     extra: &[(&str, &str)],
 ) -> Option<MonitorStack> {
     let queues = sqs_queues().await?;
-    let db = match backend {
-        Backend::Sqlite => sqlite_db().await,
-        Backend::Mysql => mysql_db().await?,
-    };
+    let db = backend.database().await?;
     let clock = Arc::new(ManualClock::new(start));
     let mut env = env_of(&queues);
     env.extend(

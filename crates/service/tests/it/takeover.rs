@@ -16,20 +16,12 @@ use crate::harness::{
     Backend, Queues, TestApp, create_body, incoming, spawn_stack, sqs_queues, step_json,
 };
 use crate::lifecycle::{NEXT, at, check, consume, consume_applied, delivery, put, robot_messages};
-use crate::support::{self, Raw, TestDb};
+use crate::support::{Raw, TestDb};
 
 const ROBOT: i64 = 42;
 
 /// The rule text the Node service stored: EJS around JavaScript.
 const EJS: &str = "<%= events.some(e => e.eventName === 'CHARGING_STARTED') %>";
-
-/// A fresh database (production-shaped on MySQL) before any replica starts.
-async fn database(backend: Backend) -> Option<TestDb> {
-    match backend {
-        Backend::Sqlite => Some(support::sqlite_db().await),
-        Backend::Mysql => support::mysql_db().await,
-    }
-}
 
 /// The Node service's version `version` of `name`, in EJS: description (when new), template
 /// row and one PASS rule per phase it has. Returns its id.
@@ -222,7 +214,7 @@ async fn stubs_for_unsubscribe(app: &TestApp, subscription_id: i64) {
 /// step once its next steps are known — read from Micro-Managers once. A completed one reads
 /// as the Node service wrote it.
 pub async fn a_node_check_is_read_adopted_and_finalised(backend: Backend) {
-    let (Some(queues), Some(db)) = (sqs_queues().await, database(backend).await) else {
+    let (Some(queues), Some(db)) = (sqs_queues().await, backend.database().await) else {
         return;
     };
     queues.robot_queue(ROBOT).await;
@@ -343,7 +335,7 @@ pub async fn a_node_check_is_read_adopted_and_finalised(backend: Backend) {
 /// A Node check whose step Micro-Managers no longer has cannot be decided here: it is reported
 /// once and left open, and later passes do not ask for it again (they only look at newer rows).
 pub async fn a_node_check_whose_step_is_gone_is_left_open(backend: Backend) {
-    let (Some(queues), Some(db)) = (sqs_queues().await, database(backend).await) else {
+    let (Some(queues), Some(db)) = (sqs_queues().await, backend.database().await) else {
         return;
     };
     let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
@@ -367,7 +359,7 @@ pub async fn a_node_check_whose_step_is_gone_is_left_open(backend: Backend) {
 /// A delivery for a Node check's subscription adopts it and is applied — evaluated with the
 /// newest version of its template this service can run, since its own is EJS.
 pub async fn a_delivery_for_a_node_check_is_applied(backend: Backend) {
-    let (Some(queues), Some(db)) = (sqs_queues().await, database(backend).await) else {
+    let (Some(queues), Some(db)) = (sqs_queues().await, backend.database().await) else {
         return;
     };
     queues.robot_queue(ROBOT).await;
@@ -455,7 +447,7 @@ pub async fn a_delivery_for_a_node_check_is_applied(backend: Backend) {
 /// A Node check whose template has no version this service can run: its deliveries are
 /// recorded without evaluation, and the deadline decides from the result it has.
 pub async fn a_node_check_without_a_runnable_template_is_decided_from_its_result(backend: Backend) {
-    let (Some(queues), Some(db)) = (sqs_queues().await, database(backend).await) else {
+    let (Some(queues), Some(db)) = (sqs_queues().await, backend.database().await) else {
         return;
     };
     queues.robot_queue(ROBOT).await;
@@ -519,7 +511,7 @@ pub async fn a_node_check_without_a_runnable_template_is_decided_from_its_result
 /// created with a past record, two deliveries, then the deadline (pollUntilEnd) — is complete
 /// as the Node service writes it.
 pub async fn production_rows_are_complete_for_the_node_service(backend: Backend) {
-    let (Some(queues), Some(db)) = (sqs_queues().await, database(backend).await) else {
+    let (Some(queues), Some(db)) = (sqs_queues().await, backend.database().await) else {
         return;
     };
     queues.robot_queue(ROBOT).await;
