@@ -67,6 +67,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         "monitors",
         include_str!("../../../migrations/sqlite/0006_monitors.sql"),
     ),
+    (
+        7,
+        "check_lookup_indexes",
+        include_str!("../../../migrations/sqlite/0007_check_lookup_indexes.sql"),
+    ),
 ];
 
 /// The SQLite store. Clones share the connections.
