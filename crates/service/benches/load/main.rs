@@ -73,6 +73,10 @@
 //! - `deadlines.rs` (c) — the parent side and the raw finalisation limit; `deadlines/child.rs`
 //!   the child process; `deadlines/recording.rs` the store and robot queues it measures with.
 
+/// The binary's allocator (`src/main.rs`): the service runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod create;
 mod deadlines;
 mod deliveries;
