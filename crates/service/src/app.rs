@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, AppState, Readiness};
 use crate::monitors::{MonitorSettings, Monitors};
-use crate::store::{self, DynStore};
+use crate::store::{self, DynStore, OutboxHandoff};
 use crate::telemetry;
 use crate::templates::TemplateRegistry;
 use crate::upstream::megazord::HttpMegazord;
@@ -159,21 +159,26 @@ impl App {
                 "monitors synced"
             );
         }
-        let checks = Arc::new(
-            Checks::new(
-                deps.store,
-                templates,
-                micro_managers,
-                deps.megazord,
-                deps.clock,
-                CheckSettings {
-                    limits,
-                    open_checks_per_step: config.open_checks_per_step,
-                    hostname: notify::hostname().into(),
-                },
-            )
-            .with_route(monitors.clone()),
-        );
+        // A replica that relays takes the notifications its own writes commit in memory.
+        let handoff = (config.roles.relay && config.robot_queue_address.is_some())
+            .then(|| Relay::handoff_for(&notify::hostname()));
+        let checks = Checks::new(
+            deps.store,
+            templates,
+            micro_managers,
+            deps.megazord,
+            deps.clock,
+            CheckSettings {
+                limits,
+                open_checks_per_step: config.open_checks_per_step,
+                hostname: notify::hostname().into(),
+            },
+        )
+        .with_route(monitors.clone());
+        let checks = Arc::new(match &handoff {
+            Some(handoff) => checks.with_handoff(handoff.clone()),
+            None => checks,
+        });
         let state = AppState {
             checks: checks.clone(),
             monitors: monitors.clone(),
@@ -187,7 +192,7 @@ impl App {
             request_timeout: config.http_request_timeout,
             docs_enabled: config.docs_enabled,
         };
-        let workers = Workers::build(config, &checks, &monitors, deps.queue, &readiness)?;
+        let workers = Workers::build(config, &checks, &monitors, deps.queue, &readiness, handoff)?;
         // Every replica listens: without the `api` role for `/health/*` and `/metrics` only.
         let router = if config.roles.api {
             http::router(state.clone())
@@ -320,6 +325,7 @@ impl Workers {
         monitors: &Arc<Monitors>,
         queue: Option<Arc<dyn Queue>>,
         readiness: &Arc<Readiness>,
+        handoff: Option<Arc<OutboxHandoff>>,
     ) -> anyhow::Result<Workers> {
         let hostname: Arc<str> = notify::hostname().into();
         let queue_for = |role: &str| {
@@ -348,15 +354,19 @@ impl Workers {
             )
         });
         let relay = match (config.roles.relay, &config.robot_queue_address) {
-            (true, Some(prefix)) => Some(
-                Relay::new(
+            (true, Some(prefix)) => {
+                let relay = Relay::new(
                     checks.clone(),
                     queue_for("relay")?,
                     RelayConfig::from_config(prefix.clone(), config),
                     &hostname,
                 )
-                .with_monitors(monitors.clone()),
-            ),
+                .with_monitors(monitors.clone());
+                Some(match handoff {
+                    Some(handoff) => relay.with_handoff(handoff),
+                    None => relay,
+                })
+            }
             _ => None,
         };
         let monitor = config.roles.monitor.then(|| {

@@ -30,7 +30,8 @@ pub use self::deadline::Finalised;
 pub use self::delivery::{Delivered, DeliveryOutcome, SubscriptionRoute};
 use crate::clock::Clock;
 use crate::store::{
-    BatchedUpdate, CheckUpdate, DynStore, Fence, StoreError, StoredCheck, UpdateOutcome,
+    BatchedUpdate, CheckUpdate, DynStore, Fence, Notifications, OutboxHandoff, StoreError,
+    StoredCheck, UpdateOutcome,
 };
 use crate::templates::{LoadedTemplate, TemplateRegistry};
 use crate::upstream::{Megazord, MicroManagers, UpstreamError};
@@ -106,6 +107,8 @@ pub struct Checks {
     create_writes: create_writes::CreateWrites,
     /// Who gets the deliveries no check owns (the monitors).
     route: Option<Arc<dyn SubscriptionRoute>>,
+    /// This process's relay, which takes the notifications committed here in memory.
+    handoff: Option<Arc<OutboxHandoff>>,
 }
 
 impl Checks {
@@ -135,6 +138,7 @@ impl Checks {
             adoption,
             create_writes: create_writes::CreateWrites::default(),
             route: None,
+            handoff: None,
         }
     }
 
@@ -142,6 +146,12 @@ impl Checks {
     /// unknown.
     pub fn with_route(mut self, route: Arc<dyn SubscriptionRoute>) -> Self {
         self.route = Some(route);
+        self
+    }
+
+    /// Notifications committed here go to this process's relay in memory (`OutboxHandoff`).
+    pub fn with_handoff(mut self, handoff: Arc<OutboxHandoff>) -> Self {
+        self.handoff = Some(handoff);
         self
     }
 
@@ -204,12 +214,13 @@ impl Checks {
         call_ref: &str,
     ) -> Result<UpdateOutcome, StoreError> {
         let update = update_of(check, transition, release_lease);
+        let render = self.renderer();
         self.store
             .update_check(
                 current,
                 fence,
                 &update,
-                &self.renderer(),
+                &self.notifications(&render),
                 call_ref,
                 self.clock.now(),
             )
@@ -221,9 +232,22 @@ impl Checks {
         &self,
         batch: &[BatchedUpdate<'_>],
     ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        let render = self.renderer();
         self.store
-            .update_checks(batch, &self.renderer(), self.clock.now())
+            .update_checks(batch, &self.notifications(&render), self.clock.now())
             .await
+    }
+
+    /// How writes queue notifications: rendered by `render`, handed to this process's relay
+    /// when it runs one.
+    fn notifications<'a>(
+        &'a self,
+        render: &'a (dyn Fn(&StoredCheck, i64) -> String + Send + Sync),
+    ) -> Notifications<'a> {
+        Notifications {
+            render,
+            handoff: self.handoff.as_deref(),
+        }
     }
 
     /// How a robot's notification is rendered inside the write (it needs the new sequence
@@ -291,7 +315,7 @@ impl Checks {
             Ok(()) => {
                 if let Err(e) = self
                     .store
-                    .subscription_removed(subscription_id, self.clock.now())
+                    .subscriptions_removed(&[subscription_id], self.clock.now())
                     .await
                 {
                     // Then the relay removes it again: Megazord answers 404, which is done.

@@ -134,7 +134,7 @@ impl<B: Db + 'static> Store for B {
         current: &StoredCheck,
         fence: Fence<'_>,
         update: &CheckUpdate,
-        render: Render<'_>,
+        notifications: &Notifications<'_>,
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError> {
@@ -142,7 +142,13 @@ impl<B: Db + 'static> Store for B {
             self,
             "update_check",
             crate::store::lifecycle::update_check(
-                self, current, fence, update, render, call_ref, now,
+                self,
+                current,
+                fence,
+                update,
+                notifications,
+                call_ref,
+                now,
             ),
         )
         .await
@@ -151,13 +157,13 @@ impl<B: Db + 'static> Store for B {
     async fn update_checks(
         &self,
         batch: &[BatchedUpdate<'_>],
-        render: Render<'_>,
+        notifications: &Notifications<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<UpdateOutcome>, StoreError> {
         bounded(
             self,
             "update_checks",
-            crate::store::lifecycle::update_checks(self, batch, render, now),
+            crate::store::lifecycle::update_checks(self, batch, notifications, now),
         )
         .await
     }
@@ -293,15 +299,15 @@ impl<B: Db + 'static> Store for B {
         .await
     }
 
-    async fn subscription_removed(
+    async fn subscriptions_removed(
         &self,
-        subscription_id: i64,
+        subscription_ids: &[i64],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<u64, StoreError> {
         bounded(
             self,
-            "subscription_removed",
-            crate::store::removals::subscription_removed(self, subscription_id, now),
+            "subscriptions_removed",
+            crate::store::removals::subscriptions_removed(self, subscription_ids, now),
         )
         .await
     }

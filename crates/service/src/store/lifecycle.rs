@@ -10,7 +10,8 @@ use super::db::{
     seconds_floor,
 };
 use super::{
-    BatchedUpdate, CheckUpdate, Claimed, Fence, Render, StoreError, StoredCheck, UpdateOutcome,
+    BatchedUpdate, CheckUpdate, Claimed, Fence, Notifications, OutboxMessage, StoreError,
+    StoredCheck, UpdateOutcome,
 };
 
 /// A statement that locks a check's `status_check` row — the first lock of every change of a
@@ -40,6 +41,11 @@ pub const UPDATE_EXT_STATE: &str = "UPDATE status_check_ext SET notification_seq
 pub const INSERT_OUTBOX: &str = "INSERT INTO status_check_outbox (status_check_id, robot_id, seq, \
      payload, call_ref, created_at, attempts, next_attempt_at, lock_id, locked_until, sent_at, \
      last_error) VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL, NULL, NULL, NULL)";
+
+/// An outbox row written leased to this process's relay (`OutboxHandoff`).
+const INSERT_OUTBOX_LEASED: &str = "INSERT INTO status_check_outbox (status_check_id, robot_id, \
+     seq, payload, call_ref, created_at, attempts, next_attempt_at, lock_id, locked_until, \
+     sent_at, last_error) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL)";
 
 /// Due checks, oldest deadline first. The join order is fixed to the one the deadline index
 /// serves — ext (range on `idx_status_check_ext_deadline`, already in ORDER BY order) →
@@ -124,7 +130,7 @@ pub(crate) async fn update_check<D: Db>(
     current: &StoredCheck,
     fence: Fence<'_>,
     update: &CheckUpdate,
-    render: Render<'_>,
+    notifications: &Notifications<'_>,
     call_ref: &str,
     now: DateTime<Utc>,
 ) -> Result<UpdateOutcome, StoreError> {
@@ -134,18 +140,19 @@ pub(crate) async fn update_check<D: Db>(
         update: update.clone(),
         call_ref,
     }];
-    let mut outcomes = update_checks(db, &batch, render, now).await?;
+    let mut outcomes = update_checks(db, &batch, notifications, now).await?;
     Ok(outcomes.remove(0))
 }
 
 /// Writes a batch of decisions in one transaction (group commit): each as `update_check`
 /// writes it alone — fenced, checked for staleness, nothing written for it when it is not
 /// `Updated` — and the batch commits once. The checks are locked in id order, so two
-/// batches (or a batch and a claim) never wait for each other in a circle.
+/// batches (or a batch and a claim) never wait for each other in a circle. The
+/// notifications are handed to this process's relay once the batch has committed.
 pub(crate) async fn update_checks<D: Db>(
     db: &D,
     batch: &[BatchedUpdate<'_>],
-    render: Render<'_>,
+    notifications: &Notifications<'_>,
     now: DateTime<Utc>,
 ) -> Result<Vec<UpdateOutcome>, StoreError> {
     for item in batch {
@@ -165,8 +172,15 @@ pub(crate) async fn update_checks<D: Db>(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
+    let outbox = Outbox {
+        render: notifications.render,
+        handoff: notifications
+            .handoff
+            .and_then(|handoff| Some((handoff.lease(), handoff.lease_until(now)?))),
+    };
     let mut retry = Retry::default();
     loop {
+        let mut handed = Vec::new();
         let result = async {
             let mut tx = db.begin(Mode::Write).await?;
             let result = async {
@@ -179,9 +193,10 @@ pub(crate) async fn update_checks<D: Db>(
                         item.current,
                         item.fence,
                         &item.update,
-                        render,
+                        &outbox,
                         item.call_ref,
                         now,
+                        &mut handed,
                     )
                     .await?;
                     outcomes[index] = outcome;
@@ -193,7 +208,12 @@ pub(crate) async fn update_checks<D: Db>(
         }
         .await;
         let error = match result {
-            Ok(outcomes) => return Ok(outcomes),
+            Ok(outcomes) => {
+                if let Some(handoff) = notifications.handoff {
+                    handoff.hand_over(handed);
+                }
+                return Ok(outcomes);
+            }
             Err(error) => error,
         };
         if let Failure::Duplicate { .. } = db.classify(&error) {
@@ -226,9 +246,10 @@ async fn update_in<D: Db>(
     current: &StoredCheck,
     fence: Fence<'_>,
     update: &CheckUpdate,
-    render: Render<'_>,
+    outbox: &Outbox<'_>,
     call_ref: &str,
     now: DateTime<Utc>,
+    handed: &mut Vec<OutboxMessage>,
 ) -> Result<Step<UpdateOutcome>, StoreError> {
     let id = current.id;
     // 1. The check's row: every change of this check waits here until the last one commits.
@@ -300,22 +321,54 @@ async fn update_in<D: Db>(
     }
     let updated = after_update(current.clone(), update.clone(), seq, now);
     if update.notify {
-        let payload = render(&updated, seq);
-        tx.execute(
-            INSERT_OUTBOX,
-            args![
-                id,
-                updated.key.robot_id,
-                seq,
-                payload,
-                cut(call_ref, CALL_REF_MAX_CHARS),
-                now_ms,
-                now_ms
-            ],
-        )
-        .await?;
+        let payload = (outbox.render)(&updated, seq);
+        let call_ref = cut(call_ref, CALL_REF_MAX_CHARS);
+        let robot_id = updated.key.robot_id;
+        match outbox.handoff {
+            None => {
+                tx.execute(
+                    INSERT_OUTBOX,
+                    args![id, robot_id, seq, payload, call_ref, now_ms, now_ms],
+                )
+                .await?;
+            }
+            Some((lease, lease_until)) => {
+                let inserted = tx
+                    .execute(
+                        INSERT_OUTBOX_LEASED,
+                        args![
+                            id,
+                            robot_id,
+                            seq,
+                            payload.clone(),
+                            call_ref.clone(),
+                            now_ms,
+                            now_ms,
+                            lease,
+                            millis(lease_until)
+                        ],
+                    )
+                    .await?;
+                handed.push(OutboxMessage {
+                    id: inserted.last_insert_id,
+                    check_id: id,
+                    robot_id,
+                    seq,
+                    payload,
+                    call_ref,
+                    attempts: 0,
+                });
+            }
+        }
     }
     Ok(Step::Commit(UpdateOutcome::Updated(Box::new(updated))))
+}
+
+/// How one write attempt stores its notifications: the payload, and the lease of the relay
+/// they are handed to (when it has room).
+struct Outbox<'a> {
+    render: super::Render<'a>,
+    handoff: Option<(&'a str, DateTime<Utc>)>,
 }
 
 fn last_stored_order(check: &StoredCheck) -> u32 {

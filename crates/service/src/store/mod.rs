@@ -50,7 +50,7 @@ pub use monitors::{
     MonitorPut, MonitorSource, MonitorState, MonitorStore, NEVER, NewAction, PendingAction,
     StateChange, StoredMonitor,
 };
-pub use outbox::DEAD_LETTER_AT;
+pub use outbox::{DEAD_LETTER_AT, OutboxHandoff};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -311,6 +311,26 @@ pub enum Adopted {
 /// Renders the notification body for the updated check and its sequence number.
 pub type Render<'a> = &'a (dyn Fn(&StoredCheck, i64) -> String + Send + Sync);
 
+/// How a write queues the robot notifications its decisions ask for (`CheckUpdate::notify`).
+#[derive(Clone, Copy)]
+pub struct Notifications<'a> {
+    /// The payload of each outbox row.
+    pub render: Render<'a>,
+    /// This process's relay, when it runs one: the rows are written leased to it and handed
+    /// over in memory after the commit, instead of waiting to be claimed ([`OutboxHandoff`]).
+    pub handoff: Option<&'a OutboxHandoff>,
+}
+
+impl<'a> Notifications<'a> {
+    /// Rows written for any relay to claim.
+    pub fn rendered_by(render: Render<'a>) -> Self {
+        Notifications {
+            render,
+            handoff: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateOutcome {
     /// Written and committed: the check as it is now.
@@ -438,7 +458,7 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     /// `current` (phase, result, next step and last record's `order`) — else `Stale` and
     /// nothing is written. Then status_check phase/result/next_step_id/updated_at, the new
     /// records and their event rows, the poller lease release, the pending deadline, and —
-    /// when `notify` — the next `notification_seq` and the outbox row (`render`'s payload,
+    /// when `notify` — the next `notification_seq` and the outbox row (`notifications`' payload,
     /// `call_ref`), and commits. Retries the write on deadlock / lock wait timeout /
     /// SQLITE_BUSY, up to 5 attempts with a short jittered backoff. A new record of an
     /// incoming event the check already has, or `order`s that do not follow the stored ones,
@@ -448,7 +468,7 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
         current: &StoredCheck,
         fence: Fence<'_>,
         update: &CheckUpdate,
-        render: Render<'_>,
+        notifications: &Notifications<'_>,
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError>;
@@ -460,7 +480,7 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     async fn update_checks(
         &self,
         batch: &[BatchedUpdate<'_>],
-        render: Render<'_>,
+        notifications: &Notifications<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<UpdateOutcome>, StoreError>;
 
@@ -539,12 +559,13 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<SubscriptionRemoval>, StoreError>;
 
-    /// The subscription is gone at Megazord (204 or 404); whether a removal was pending.
-    async fn subscription_removed(
+    /// These subscriptions are gone at Megazord (204 or 404), in one transaction; how many
+    /// had a removal pending.
+    async fn subscriptions_removed(
         &self,
-        subscription_id: i64,
+        subscription_ids: &[i64],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<u64, StoreError>;
 
     /// Records a failed attempt and when to try again, if `lease` still holds the row.
     async fn subscription_removal_failed(

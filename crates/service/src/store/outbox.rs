@@ -1,7 +1,12 @@
 //! The robot notification outbox (SPEC §3.7): rows written with the change they announce
-//! (`lifecycle::update_check`), claimed by a relay under a lease, marked sent or failed.
+//! (`lifecycle::update_check`), claimed by a relay under a lease — or handed to this
+//! process's relay in memory ([`OutboxHandoff`]) — and marked sent or failed.
 
-use chrono::{DateTime, Utc};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::Notify;
 
 use super::checks::corrupt;
 use super::db::{Db, Mode, PerDialect, SqlRow, Step, Tx, args, millis, retrying};
@@ -49,6 +54,78 @@ pub const DEAD_LETTER_AT: DateTime<Utc> = match DateTime::from_timestamp(253_370
     Some(t) => t,
     None => DateTime::UNIX_EPOCH,
 };
+
+/// Notifications committed in this process, handed to its relay in memory. A write that
+/// queues notifications while the relay has room stores each row already leased to the
+/// relay (`lock_id`, `locked_until`), so no other relay claims it, and hands the rows over
+/// once the transaction has committed: the relay sends them at once instead of claiming them
+/// first — a claim is a write, which waits its turn behind the scheduler's and the
+/// consumer's. Nothing is lost in between: the rows are in the outbox, and should this
+/// process die before sending them, any relay claims them once the lease has run out.
+pub struct OutboxHandoff {
+    lease: String,
+    lease_for: TimeDelta,
+    /// Most rows waiting to be taken; while as many wait, writes store their rows unleased
+    /// and the relay claims them as usual.
+    capacity: usize,
+    waiting: Mutex<Vec<OutboxMessage>>,
+    ready: Notify,
+}
+
+impl OutboxHandoff {
+    pub fn new(lease: String, lease_for: Duration, capacity: usize) -> Self {
+        OutboxHandoff {
+            lease,
+            lease_for: TimeDelta::from_std(lease_for).unwrap_or(TimeDelta::MAX),
+            capacity,
+            waiting: Mutex::new(Vec::new()),
+            ready: Notify::new(),
+        }
+    }
+
+    /// The lease the handed rows are written under.
+    pub fn lease(&self) -> &str {
+        &self.lease
+    }
+
+    /// Until when a row written `now` is leased to the relay; `None` while it has enough
+    /// waiting.
+    pub(crate) fn lease_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        (self.lock().len() < self.capacity).then(|| now + self.lease_for)
+    }
+
+    /// Hands committed rows to the relay.
+    pub(crate) fn hand_over(&self, rows: Vec<OutboxMessage>) {
+        if rows.is_empty() {
+            return;
+        }
+        self.lock().extend(rows);
+        self.ready.notify_one();
+    }
+
+    /// Up to `limit` of the rows handed over, in the order of their checks and sequence
+    /// numbers (two commits may hand theirs over in either order).
+    pub fn take(&self, limit: usize) -> Vec<OutboxMessage> {
+        let mut taken: Vec<OutboxMessage> = {
+            let mut waiting = self.lock();
+            let take = waiting.len().min(limit);
+            waiting.drain(..take).collect()
+        };
+        taken.sort_by_key(|row| (row.check_id, row.seq));
+        taken
+    }
+
+    /// Returns once rows were handed over since the last call (at once if they were).
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<OutboxMessage>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 pub(crate) async fn claim_outbox<D: Db>(
     db: &D,

@@ -125,15 +125,26 @@ pub(crate) async fn claim_subscription_removals<D: Db>(
     .await)
 }
 
-pub(crate) async fn subscription_removed<D: Db>(
+/// One transaction for all: on SQLite every write waits its turn for the single writer.
+pub(crate) async fn subscriptions_removed<D: Db>(
     db: &D,
-    subscription_id: i64,
+    subscription_ids: &[i64],
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    retrying!(db, tx => tx
-        .execute(REMOVAL_DONE, args![millis(now), subscription_id])
-        .await
-        .map(|done| Step::Commit(done.rows_affected > 0)))
+) -> Result<u64, StoreError> {
+    if subscription_ids.is_empty() {
+        return Ok(0);
+    }
+    retrying!(db, tx => async {
+        let mut done = 0;
+        for &subscription_id in subscription_ids {
+            done += tx
+                .execute(REMOVAL_DONE, args![millis(now), subscription_id])
+                .await?
+                .rows_affected;
+        }
+        Ok(Step::Commit(done))
+    }
+    .await)
 }
 
 pub(crate) async fn subscription_removal_failed<D: Db>(

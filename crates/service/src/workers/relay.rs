@@ -3,8 +3,11 @@
 //! only after SQS accepted it, and a failed send is retried with exponential backoff. Rows are
 //! leased, so several replicas never send the same row at once; a relay that dies mid-send
 //! leaves a row that is sent again after its lease runs out — at least once, with the same
-//! `notificationSeq`, so robots drop the duplicate. It also removes the subscriptions queued
-//! for removal (SPEC §13) and posts the monitors' alarms (SPEC §12, `Monitors::send_alarms`).
+//! `notificationSeq`, so robots drop the duplicate. The notifications committed in this
+//! process come to it in memory, already leased to it (`OutboxHandoff`): it sends them at once
+//! and claims only the rest (other replicas', retries, what a dead process left). It also
+//! removes the subscriptions queued for removal (SPEC §13) and posts the monitors' alarms
+//! (SPEC §12, `Monitors::send_alarms`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::monitors::{AlarmTick, Monitors};
 use crate::queue::Queue;
-use crate::store::{DEAD_LETTER_AT, DynStore, OutboxMessage};
+use crate::store::{DEAD_LETTER_AT, DynStore, OutboxHandoff, OutboxMessage};
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -51,7 +54,7 @@ impl RelayConfig {
             // A claim (and its mark) per 250 rows: at 50 the relay sent ≈ 5,000/s and fell
             // 17 s behind a burst of 100,000 deadlines; at 250, 8 s (docs/benchmarks.md).
             batch: 250,
-            lease: Duration::from_secs(30),
+            lease: RELAY_LEASE,
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             concurrency: config.relay_concurrency,
@@ -64,6 +67,9 @@ impl RelayConfig {
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RelayTick {
+    /// Notifications taken from this process's handoff.
+    pub handed: usize,
+    /// Notifications claimed from the outbox table.
     pub claimed: usize,
     pub sent: usize,
     pub failed: usize,
@@ -78,6 +84,15 @@ pub struct RelayTick {
 /// How many sent rows one purge deletes at most.
 const PURGE_BATCH: usize = 500;
 
+/// How long a claimed (or handed-over) row is reserved for its relay.
+const RELAY_LEASE: Duration = Duration::from_secs(30);
+
+/// Most handed-over notifications one tick sends (and marks in one write).
+const HANDOFF_BATCH: usize = 2_000;
+
+/// Most notifications waiting in the handoff; beyond, writes leave theirs to be claimed.
+pub const HANDOFF_CAPACITY: usize = 20_000;
+
 pub struct Relay {
     checks: Arc<Checks>,
     /// The monitors whose alarms this relay posts.
@@ -87,6 +102,8 @@ pub struct Relay {
     clock: Arc<dyn Clock>,
     config: RelayConfig,
     replica: String,
+    /// The notifications committed in this process, leased to this relay.
+    handoff: Option<Arc<OutboxHandoff>>,
     /// When the next purge of sent rows is due.
     next_purge: Mutex<DateTime<Utc>>,
 }
@@ -106,8 +123,31 @@ impl Relay {
             queue,
             config,
             replica: format!("relay-{hostname}-{}", uuid::Uuid::new_v4().simple()),
+            handoff: None,
             next_purge: Mutex::new(DateTime::UNIX_EPOCH),
         }
+    }
+
+    /// A handoff for this process's `Checks` (`Checks::with_handoff`) and relay
+    /// (`with_handoff`): rows written leased to the relay for its lease time, at most
+    /// [`HANDOFF_CAPACITY`] waiting.
+    pub fn handoff_for(hostname: &str) -> Arc<OutboxHandoff> {
+        Arc::new(OutboxHandoff::new(
+            format!("relay-{hostname}-{}-handoff", uuid::Uuid::new_v4().simple()),
+            RELAY_LEASE,
+            HANDOFF_CAPACITY,
+        ))
+    }
+
+    /// Sends the notifications handed over by `handoff` too.
+    pub fn with_handoff(mut self, handoff: Arc<OutboxHandoff>) -> Self {
+        self.handoff = Some(handoff);
+        self
+    }
+
+    /// The handoff this relay takes from, if any.
+    pub fn handoff(&self) -> Option<&OutboxHandoff> {
+        self.handoff.as_deref()
     }
 
     /// Posts the monitors' alarms too (SPEC §12).
@@ -120,7 +160,19 @@ impl Relay {
     /// of due monitor alarms, and — once a minute — purges a batch of notifications sent (and
     /// alarms posted) before the retention.
     pub async fn tick_once(&self) -> RelayTick {
-        let mut tick = self.send_notifications().await;
+        let notified = self.send_notifications().await;
+        RelayTick {
+            handed: notified.handed,
+            claimed: notified.claimed,
+            sent: notified.sent,
+            failed: notified.failed,
+            ..self.upkeep().await
+        }
+    }
+
+    /// The relay's work besides notifications: subscription removals, monitor alarms, purges.
+    async fn upkeep(&self) -> RelayTick {
+        let mut tick = RelayTick::default();
         let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
         match self.checks.remove_subscriptions(&lease).await {
             Ok(removals) => tick.removals = removals,
@@ -164,31 +216,45 @@ impl Relay {
         tick
     }
 
-    /// Claims a batch of due rows and sends each.
+    /// Sends the notifications handed over, then claims a batch of due rows and sends each.
     async fn send_notifications(&self) -> RelayTick {
         let mut tick = RelayTick::default();
+        if let Some(handoff) = &self.handoff {
+            let handed = handoff.take(HANDOFF_BATCH);
+            tick.handed = handed.len();
+            self.send_rows(handed, handoff.lease(), &mut tick).await;
+        }
         let now = self.clock.now();
         let lease_until = now + TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::MAX);
         let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
-        let rows = match self
+        match self
             .store
             .claim_outbox(now, &lease, lease_until, self.config.batch)
             .await
         {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim notifications");
-                return tick;
+            Ok(rows) => {
+                tick.claimed = rows.len();
+                self.send_rows(rows, &lease, &mut tick).await;
             }
-        };
-        tick.claimed = rows.len();
+            Err(e) => tracing::warn!(error = %e, "could not claim notifications"),
+        }
+        if let Ok(backlog) = self.store.outbox_backlog().await {
+            metrics::gauge!("outbox_backlog").set(backlog as f64);
+        }
+        tick
+    }
+
+    /// Sends rows leased under `lease` and marks the sent ones in one write.
+    async fn send_rows(&self, rows: Vec<OutboxMessage>, lease: &str, tick: &mut RelayTick) {
+        if rows.is_empty() {
+            return;
+        }
         // Robots in parallel (each sent row is its own write, which would otherwise wait its
-        // turn behind other workers' writes one at a time); each robot's rows in claim order.
+        // turn behind other workers' writes one at a time); each robot's rows in order.
         let mut by_robot: BTreeMap<i64, Vec<OutboxMessage>> = BTreeMap::new();
         for row in rows {
             by_robot.entry(row.robot_id).or_default().push(row);
         }
-        let lease = lease.as_str();
         let mut robots = stream::iter(by_robot.into_values())
             .map(|rows| async move {
                 let mut sent = Vec::with_capacity(rows.len());
@@ -207,21 +273,52 @@ impl Relay {
             tick.failed += failed;
         }
         drop(robots);
-        tick.sent = sent.len();
+        tick.sent += sent.len();
         self.mark_sent(&sent, lease).await;
-        if let Ok(backlog) = self.store.outbox_backlog().await {
-            metrics::gauge!("outbox_backlog").set(backlog as f64);
-        }
-        tick
     }
 
-    /// Ticks until `shutdown`; right away again while there is work, else after the poll
-    /// interval.
+    /// Ticks until `shutdown`, notifications and the rest in two loops of their own (a slow
+    /// Megazord must not hold robots' notifications back): each right away again while it
+    /// has work, else after the poll interval — or, for notifications, as soon as rows are
+    /// handed over.
     pub async fn run(self, shutdown: CancellationToken) {
+        tokio::join!(self.notify_until(&shutdown), self.upkeep_until(&shutdown));
+        // What was handed over and not sent yet would wait out its lease in another replica.
+        if let Some(handoff) = &self.handoff {
+            let mut tick = RelayTick::default();
+            self.send_rows(handoff.take(HANDOFF_CAPACITY), handoff.lease(), &mut tick)
+                .await;
+        }
+    }
+
+    async fn notify_until(&self, shutdown: &CancellationToken) {
         loop {
-            let tick = self.tick_once().await;
-            let worked = tick.claimed + tick.alarms.claimed > 0;
-            if worked && tick.failed + tick.alarms.failed == 0 {
+            let tick = self.send_notifications().await;
+            if tick.handed + tick.claimed > 0 && tick.failed == 0 {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                continue;
+            }
+            let handed = async {
+                match &self.handoff {
+                    Some(handoff) => handoff.ready().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = handed => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn upkeep_until(&self, shutdown: &CancellationToken) {
+        loop {
+            let tick = self.upkeep().await;
+            let worked = tick.removals.claimed + tick.alarms.claimed > 0;
+            if worked && tick.removals.failed + tick.alarms.failed == 0 {
                 if shutdown.is_cancelled() {
                     return;
                 }

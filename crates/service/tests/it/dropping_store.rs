@@ -8,9 +8,9 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use status_check::store::mysql::MysqlStore;
 use status_check::store::{
     Adopted, BatchedUpdate, CheckKey, CheckUpdate, Claimed, Created, Fence, MonitorPut,
-    MonitorSource, MonitorStore, NewCheck, OutboxMessage, PendingAction, Render, StateChange,
-    Store, StoreError, StoredCheck, StoredMonitor, StoredTemplate, SubscriptionRemoval, Synced,
-    UpdateOutcome, Usable,
+    MonitorSource, MonitorStore, NewCheck, Notifications, OutboxMessage, PendingAction,
+    StateChange, Store, StoreError, StoredCheck, StoredMonitor, StoredTemplate,
+    SubscriptionRemoval, Synced, UpdateOutcome, Usable,
 };
 use status_check_engine::TemplateDefinition;
 use status_check_engine::lifecycle::NextSteps;
@@ -129,22 +129,22 @@ impl Store for DroppingStore {
         current: &StoredCheck,
         fence: Fence<'_>,
         update: &CheckUpdate,
-        render: Render<'_>,
+        notifications: &Notifications<'_>,
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError> {
         self.inner
-            .update_check(current, fence, update, render, call_ref, now)
+            .update_check(current, fence, update, notifications, call_ref, now)
             .await
     }
 
     async fn update_checks(
         &self,
         batch: &[BatchedUpdate<'_>],
-        render: Render<'_>,
+        notifications: &Notifications<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<UpdateOutcome>, StoreError> {
-        self.inner.update_checks(batch, render, now).await
+        self.inner.update_checks(batch, notifications, now).await
     }
 
     async fn claim_due(
@@ -229,12 +229,14 @@ impl Store for DroppingStore {
             .await
     }
 
-    async fn subscription_removed(
+    async fn subscriptions_removed(
         &self,
-        subscription_id: i64,
+        subscription_ids: &[i64],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.subscription_removed(subscription_id, now).await
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .subscriptions_removed(subscription_ids, now)
+            .await
     }
 
     async fn subscription_removal_failed(

@@ -192,8 +192,10 @@ pub async fn a_delivery_completes_the_check_and_notifies_the_robot(backend: Back
     // The removal was queued with the change; the relay makes the call.
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/991").await, 0);
 
+    // The notification committed in this process reached its relay in memory: sent
+    // without a claim.
     let relay = workers.relay.as_ref().unwrap().tick_once().await;
-    assert_eq!((relay.claimed, relay.sent), (1, 1));
+    assert_eq!((relay.handed, relay.claimed, relay.sent), (1, 0, 1));
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/991").await, 1);
     let messages = robot_messages(&queues, ROBOT).await;
     assert_eq!(messages.len(), 1);
@@ -679,31 +681,45 @@ pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: 
     .await;
     app.clock.set(at("2026-11-20T08:05:01Z"));
     assert_eq!(consume(&workers).await, [Outcome::Applied]);
-    // A relay claims the notification and dies before sending it.
-    let now = app.clock_now();
-    let claimed = app
-        .store
-        .claim_outbox(now, "crashed-relay", now + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
+    // The process dies with the notification handed to its relay in memory, unsent: the
+    // row was committed leased to that relay.
     let relay = workers.relay.as_ref().unwrap();
+    let lost = relay
+        .handoff()
+        .expect("a relaying replica hands over")
+        .take(10);
+    assert_eq!(lost.len(), 1);
+    let now = app.clock_now();
+    assert!(
+        app.store
+            .claim_outbox(now, "other-relay", now + TimeDelta::seconds(30), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no other relay takes a row leased to a live one"
+    );
     assert_eq!(
         relay.tick_once().await.claimed,
         0,
-        "still leased to the dead relay"
+        "still leased to the dead process's relay"
     );
     app.clock.set(at("2026-11-20T08:05:40Z"));
+    let tick = relay.tick_once().await;
     assert_eq!(
-        relay.tick_once().await.sent,
-        1,
+        (tick.claimed, tick.sent),
+        (1, 1),
         "taken over after the lease ran out"
     );
     assert_eq!(relay.tick_once().await.claimed, 0, "sent once");
     let messages = robot_messages(&queues, ROBOT).await;
     assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].0["payload"]["notificationSeq"], claimed[0].seq);
+    assert_eq!(messages[0].0["payload"]["notificationSeq"], lost[0].seq);
     assert_eq!(messages[0].0["payload"]["id"], id);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&lost[0].payload).unwrap(),
+        messages[0].0,
+        "the row holds what was handed over"
+    );
 }
 
 pub async fn a_restart_mid_window_keeps_the_deadline(backend: Backend) {
@@ -786,7 +802,7 @@ pub async fn a_stolen_lease_is_fenced(backend: Backend) {
             &stalled_read,
             Fence::Lease("stalled"),
             &update,
-            &render,
+            &status_check::store::Notifications::rendered_by(&render),
             "x",
             app.clock_now(),
         )

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use status_check::store::{
-    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, Provenance, StoreError, StoredCheck,
-    StoredTemplate, Synced, UpdateOutcome,
+    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, Notifications, Provenance,
+    StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome,
 };
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::template::{PhaseDefinition, PollerDefaults};
@@ -1068,17 +1068,20 @@ async fn subscription_removals_are_queued_once_leased_and_retried(db: &TestDb) {
         .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1);
-    assert!(
+    assert_eq!(
         db.store
-            .subscription_removed(5555, t0 + seconds(3))
+            .subscriptions_removed(&[5555, 5556], t0 + seconds(3))
             .await
-            .unwrap()
+            .unwrap(),
+        1,
+        "one was pending"
     );
-    assert!(
-        !db.store
-            .subscription_removed(5555, t0 + seconds(3))
+    assert_eq!(
+        db.store
+            .subscriptions_removed(&[5555], t0 + seconds(3))
             .await
-            .unwrap()
+            .unwrap(),
+        0
     );
     assert_eq!(db.store.subscription_removal_backlog().await.unwrap(), 0);
 
@@ -1244,6 +1247,11 @@ fn complete(check: &StoredCheck) -> Option<CheckUpdate> {
     })
 }
 
+/// The tests' outbox rows: rendered by [`render`], for any relay to claim.
+fn notifications() -> Notifications<'static> {
+    Notifications::rendered_by(&render)
+}
+
 fn render(check: &StoredCheck, seq: i64) -> String {
     format!(
         "check {} seq {seq}: {} {} {:?} with {} records",
@@ -1314,7 +1322,7 @@ async fn update(
         let decision = decide(&current).expect("the decision writes something");
         match db
             .store
-            .update_check(&current, fence, &decision, &render, call_ref, now)
+            .update_check(&current, fence, &decision, &notifications(), call_ref, now)
             .await?
         {
             UpdateOutcome::Stale => continue,
@@ -1480,7 +1488,7 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
         let on_old_read = on_old_read.clone();
         async move {
             db.store
-                .update_check(&current, fence, &on_old_read, &render, "late", now)
+                .update_check(&current, fence, &on_old_read, &notifications(), "late", now)
                 .await
                 .unwrap()
         }
@@ -1496,7 +1504,7 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
                 &first,
                 Fence::None,
                 &complete(&first).unwrap(),
-                &render,
+                &notifications(),
                 "end",
                 now,
             )
@@ -1506,7 +1514,14 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
     let on_first = append(6002)(&first).unwrap();
     assert_eq!(
         db.store
-            .update_check(&first, Fence::None, &on_first, &render, "late", now)
+            .update_check(
+                &first,
+                Fence::None,
+                &on_first,
+                &notifications(),
+                "late",
+                now
+            )
             .await
             .unwrap(),
         UpdateOutcome::Stale
@@ -1523,7 +1538,7 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
         let decision = decision.clone();
         async move {
             db.store
-                .update_check(&current, fence, &decision, &render, "late", now)
+                .update_check(&current, fence, &decision, &notifications(), "late", now)
                 .await
                 .unwrap()
         }

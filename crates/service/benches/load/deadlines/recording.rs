@@ -10,9 +10,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use status_check::queue::{Queue, QueueError, QueueMessage};
 use status_check::store::{
     Adopted, BatchedUpdate, CheckKey, CheckUpdate, Claimed, Created, DynStore, Fence, MonitorPut,
-    MonitorSource, MonitorStore, NewCheck, OutboxMessage, PendingAction, Render, StateChange,
-    Store, StoreError, StoredCheck, StoredMonitor, StoredTemplate, SubscriptionRemoval, Synced,
-    UpdateOutcome, Usable,
+    MonitorSource, MonitorStore, NewCheck, Notifications, OutboxMessage, PendingAction,
+    StateChange, Store, StoreError, StoredCheck, StoredMonitor, StoredTemplate,
+    SubscriptionRemoval, Synced, UpdateOutcome, Usable,
 };
 use status_check_engine::TemplateDefinition;
 use status_check_engine::lifecycle::NextSteps;
@@ -108,14 +108,14 @@ impl Store for RecordingStore {
         current: &StoredCheck,
         fence: Fence<'_>,
         update: &CheckUpdate,
-        render: Render<'_>,
+        notifications: &Notifications<'_>,
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError> {
         let leased = matches!(fence, Fence::Lease(_));
         let outcome = self
             .inner
-            .update_check(current, fence, update, render, call_ref, now)
+            .update_check(current, fence, update, notifications, call_ref, now)
             .await;
         if let (true, Ok(UpdateOutcome::Updated(check))) = (leased, &outcome)
             && check.phase.is_final()
@@ -133,10 +133,10 @@ impl Store for RecordingStore {
     async fn update_checks(
         &self,
         batch: &[BatchedUpdate<'_>],
-        render: Render<'_>,
+        notifications: &Notifications<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<UpdateOutcome>, StoreError> {
-        let outcomes = self.inner.update_checks(batch, render, now).await;
+        let outcomes = self.inner.update_checks(batch, notifications, now).await;
         if let Ok(outcomes) = &outcomes {
             let at = Utc::now();
             let mut timeline = self.timeline.lock().unwrap();
@@ -239,12 +239,14 @@ impl Store for RecordingStore {
             .await
     }
 
-    async fn subscription_removed(
+    async fn subscriptions_removed(
         &self,
-        subscription_id: i64,
+        subscription_ids: &[i64],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.subscription_removed(subscription_id, now).await
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .subscriptions_removed(subscription_ids, now)
+            .await
     }
 
     async fn subscription_removal_failed(
