@@ -28,6 +28,33 @@ pub(super) const LOCK_POLLER: PerDialect = PerDialect {
     sqlite: "SELECT lock_id FROM status_check_poller WHERE status_check_id = ?",
 };
 
+/// What a change of a check reads under its locks, in one statement: the check's row
+/// (locked first), its poller's lease (locked second) and the last record's `order` — on
+/// MySQL a locking read too. (A plain read there would see the transaction's snapshot, taken
+/// at its first plain read: in a batch, before the later checks were locked, so a record
+/// another replica committed to one of them meanwhile would go unseen.)
+macro_rules! lock_for_change_sql {
+    ($lock:literal) => {
+        concat!(
+            "SELECT sc.phase AS phase, sc.result AS result, sc.next_step_id AS next_step_id, \
+             p.lock_id AS lock_id, \
+             (SELECT MAX(r.`order`) FROM status_check_record r \
+              WHERE r.status_check_id = sc.id",
+            $lock,
+            ") AS last_order \
+             FROM status_check sc \
+             LEFT JOIN status_check_poller p ON p.status_check_id = sc.id \
+             WHERE sc.id = ?",
+            $lock
+        )
+    };
+}
+
+const LOCK_FOR_CHANGE: PerDialect = PerDialect {
+    mysql: lock_for_change_sql!(" FOR UPDATE"),
+    sqlite: lock_for_change_sql!(""),
+};
+
 pub const UPDATE_CHECK_STATE: &str = "UPDATE status_check \
      SET phase = ?, result = ?, next_step_id = ?, updated_at = ? WHERE id = ?";
 
@@ -231,10 +258,6 @@ pub(crate) async fn update_checks<D: Db>(
     }
 }
 
-/// The state a decision was made on, as the locked rows say now.
-const SELECT_LAST_ORDER: &str =
-    "SELECT MAX(`order`) AS last_order FROM status_check_record WHERE status_check_id = ?";
-
 /// One attempt of `update_check`, in the lock order status_check → poller → ext. Reads no
 /// history: the decision was made on `current`, and the locked row and the last record's
 /// `order` say whether that is still the check (any change of a check changes its phase,
@@ -252,28 +275,21 @@ async fn update_in<D: Db>(
     handed: &mut Vec<OutboxMessage>,
 ) -> Result<Step<UpdateOutcome>, StoreError> {
     let id = current.id;
-    // 1. The check's row: every change of this check waits here until the last one commits.
-    let Some(locked) = tx.fetch_optional(db.sql(&LOCK_CHECK), args![id]).await? else {
+    // The check's row, its poller and its last record, locked: every change of this check
+    // waits here until the last one commits.
+    let Some(locked) = tx
+        .fetch_optional(db.sql(&LOCK_FOR_CHANGE), args![id])
+        .await?
+    else {
         return Ok(Step::Rollback(UpdateOutcome::NotFound));
     };
-    // 2. Its poller, for the fence. (On MySQL both are locking reads, which see the latest
-    //    committed rows; the plain read below takes its snapshot only now, under the lock.)
-    let lock_id = match tx.fetch_optional(db.sql(&LOCK_POLLER), args![id]).await? {
-        Some(row) => row.opt_text("lock_id")?,
-        None => None,
-    };
+    let lock_id = locked.opt_text("lock_id")?;
     if let Fence::Lease(lease) = fence
         && lock_id.as_deref() != Some(lease)
     {
         return Ok(Step::Rollback(UpdateOutcome::Fenced));
     }
-    let last_order = tx
-        .fetch_optional(SELECT_LAST_ORDER, args![id])
-        .await?
-        .map(|row| row.opt_int("last_order"))
-        .transpose()?
-        .flatten()
-        .unwrap_or(0);
+    let last_order = locked.opt_int("last_order")?.unwrap_or(0);
     let unchanged = locked.text("phase")? == current.phase.as_str()
         && locked.opt_text("result")?.as_deref().unwrap_or("PENDING") == current.result.as_str()
         && locked.opt_int("next_step_id")? == current.next_step_id

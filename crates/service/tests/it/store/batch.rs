@@ -308,6 +308,95 @@ async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
     );
 }
 
+/// MySQL: a batch reads each check's last record under that check's lock (a locking read),
+/// not from the snapshot its transaction took while it locked an earlier check — or a record
+/// another replica committed to a later check meanwhile would go unseen, and the batch would
+/// write its own record with the same `order` on top of it.
+#[tokio::test]
+async fn a_batch_sees_what_was_committed_while_it_waited_for_a_check() {
+    let Some(db) = crate::support::mysql_db().await else {
+        return;
+    };
+    let checks = three_checks(&db, "batch-snapshot").await;
+    let crate::support::Raw::Mysql(pool) = &db.raw else {
+        unreachable!("a MySQL test database")
+    };
+    // Another replica holds the second check while it changes it.
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM status_check WHERE id = ? FOR UPDATE")
+        .bind(checks[1].id)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    let store = db.store.clone();
+    let (first, second) = (checks[0].clone(), checks[1].clone());
+    let batch = tokio::spawn(async move {
+        let batch = [
+            item(&first, append(11_201)(&first).unwrap()),
+            item(&second, append(11_301)(&second).unwrap()),
+        ];
+        store
+            .update_checks(&batch, &notifications(), at("2026-11-20T08:01:00Z"))
+            .await
+    });
+    // The batch has locked the first check and waits for the second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE INFO LIKE '%FOR UPDATE%' AND ID <> CONNECTION_ID()",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never waited"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The other replica records an event on the second check (phase and result unchanged)
+    // and commits.
+    sqlx::query(
+        "INSERT INTO status_check_record \
+         (status_check_id, incoming_event_id, event_name, `order`, phase, result) \
+         VALUES (?, ?, 'CHARGING_STARTED', ?, 'FUTURE', 'PENDING')",
+    )
+    .bind(checks[1].id)
+    .bind(11_302_i64)
+    .bind(next_order(&checks[1]))
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    other.commit().await.unwrap();
+    let outcomes = batch.await.unwrap().unwrap();
+    assert!(
+        matches!(outcomes[0], UpdateOutcome::Updated(_)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes[1],
+        UpdateOutcome::Stale,
+        "the second check changed while the batch waited for it"
+    );
+    let orders: Vec<u32> = db
+        .store
+        .get_check(checks[1].id)
+        .await
+        .unwrap()
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.order)
+        .collect();
+    let mut distinct = orders.clone();
+    distinct.dedup();
+    assert_eq!(orders, distinct, "one record per order");
+}
+
 on_both_backends!(
     committed_notifications_are_handed_over_leased,
     creates_in_one_transaction,
