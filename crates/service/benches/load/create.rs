@@ -92,7 +92,7 @@ pub(super) async fn scenario_create(
         "each robot (client) posts one create after the other with a fresh scheduledId, {:.1} s \
          per measurement;\nservice path per create: 1 Micro-Managers GET (cached per robot and \
          step after the first) + 3 Megazord GETs (2 past names, 1 backfill) + 1 subscribe POST over \
-         local HTTP, 1 read transaction and the write, shared with the creates waiting beside it.\n\
+         local HTTP, 2 read transactions (the request key; the open checks at the step) and the write, shared with the creates waiting beside it.\n\
          limits at the same concurrency: raw SQLite = the same 3 rows (status_check, _ext, \
          _poller) per create through the SQLite C library (rusqlite: one writer thread on one \
          connection, prepared statements, WAL, synchronous=NORMAL), the robots' creates queued to \
