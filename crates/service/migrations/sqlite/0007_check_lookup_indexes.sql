@@ -17,3 +17,9 @@ CREATE INDEX IF NOT EXISTS idx_status_check_open_at_step
 -- Every delivery: the check a subscription belongs to.
 CREATE INDEX IF NOT EXISTS idx_status_check_subscription_id
     ON status_check (subscription_id);
+
+-- The production index (robot_id, status_check_template_id, result) served the robot's lookups
+-- above before these indexes existed, and nothing reads it now; it holds `result`, which every
+-- change of a check sets, so every delivery and every finalisation rewrote it for nothing.
+-- (SQLite's copy only: MySQL's production table is never altered.)
+DROP INDEX IF EXISTS idx_status_check_result_template_robot_id;

@@ -47,7 +47,7 @@ const SELECT_CHECK_BY_KEY: &str = concat!(
 );
 
 /// A check the Node service wrote for the same request: its `planned_at` is whole seconds.
-const SELECT_NODE_CHECK_BY_KEY: &str = concat!(
+pub(crate) const SELECT_NODE_CHECK_BY_KEY: &str = concat!(
     select_check!(),
     "WHERE sc.robot_id = ? AND sc.step_id = ? AND sc.scheduled_id = ? AND sc.planned_at = ? \
      AND e.planned_at IS NULL ORDER BY sc.id LIMIT 1"
@@ -387,7 +387,7 @@ pub(crate) async fn find_check<D: Db>(
     Ok(check)
 }
 
-const COUNT_OPEN_AT_STEP: &str = "SELECT COUNT(*) AS open_checks FROM status_check \
+pub(crate) const COUNT_OPEN_AT_STEP: &str = "SELECT COUNT(*) AS open_checks FROM status_check \
      WHERE robot_id = ? AND step_id = ? AND phase NOT IN ('COMPLETED', 'FAILED')";
 
 pub(crate) async fn open_checks_at_step<D: Db>(
@@ -550,7 +550,7 @@ fn record_from_row<R: SqlRow>(check_id: i64, row: &R) -> Result<Record, StoreErr
     })
 }
 
-const SELECT_CHECK_BY_SUBSCRIPTION: &str = concat!(
+pub(crate) const SELECT_CHECK_BY_SUBSCRIPTION: &str = concat!(
     select_check!(),
     "WHERE sc.robot_id = ? AND sc.subscription_id = ? ORDER BY sc.id DESC LIMIT 1"
 );

@@ -193,3 +193,77 @@ async fn reads_do_not_wait_for_the_writer() {
     }
     Store::ping(&store).await.unwrap();
 }
+
+/// The reads every create and every delivery makes search an index — none scans a robot's
+/// checks (they did before migration 0007, a cost that grew with each robot's history) — and
+/// no index on `status_check` holds a column every change sets (`phase`, `result`): each such
+/// index would be rewritten on every state change.
+#[tokio::test]
+async fn hot_path_reads_search_indexes_that_changes_leave_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&file_url(&dir)).await.unwrap();
+    store.migrate().await.unwrap();
+    let connection = Connection::open(dir.path().join("db.sqlite")).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let values = (0..statement.parameter_count()).map(|i| i as i64);
+        let details: Vec<String> = statement
+            .query_map(rusqlite::params_from_iter(values), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        details.join("; ")
+    };
+    use crate::store::checks::{
+        COUNT_OPEN_AT_STEP, SELECT_CHECK_BY_SUBSCRIPTION, SELECT_NODE_CHECK_BY_KEY,
+    };
+    for (sql, index) in [
+        (
+            SELECT_NODE_CHECK_BY_KEY,
+            "idx_status_check_robot_step (robot_id=? AND step_id=? AND scheduled_id=?)",
+        ),
+        (
+            COUNT_OPEN_AT_STEP,
+            "idx_status_check_open_at_step (robot_id=? AND step_id=?)",
+        ),
+        (
+            SELECT_CHECK_BY_SUBSCRIPTION,
+            "idx_status_check_subscription_id (subscription_id=?)",
+        ),
+    ] {
+        let plan = plan(sql);
+        assert!(
+            plan.starts_with(&format!("SEARCH sc USING INDEX {index}"))
+                || plan.starts_with(&format!("SEARCH status_check USING INDEX {index}")),
+            "{sql}\n→ {plan}"
+        );
+        assert!(!plan.contains("SCAN"), "{sql}\n→ {plan}");
+    }
+    let mut statement = connection
+        .prepare(
+            "SELECT il.name, ii.name FROM pragma_index_list('status_check') il \
+             JOIN pragma_index_info(il.name) ii WHERE il.partial = 0",
+        )
+        .unwrap();
+    let indexed: Vec<(String, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (index, column) in &indexed {
+        assert!(
+            column != "phase" && column != "result",
+            "{index} indexes {column}, which every change of a check sets"
+        );
+    }
+    assert!(
+        indexed
+            .iter()
+            .any(|(index, _)| index == "idx_status_check_subscription_id"),
+        "{indexed:?}"
+    );
+}
