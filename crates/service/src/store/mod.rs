@@ -402,8 +402,8 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError>;
 
     /// How many checks of this robot at this step are open (not `COMPLETED`/`FAILED`): the
-    /// per-robot cap of create (SPEC §13). Served by the production index that starts with
-    /// `robot_id`.
+    /// per-robot cap of create (SPEC §13). Served by the production `fk_status_check_step_id`
+    /// on MySQL, by the partial index of open checks (migration 0007) on SQLite.
     async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError>;
 
     /// Creates a template version (description when the name is new, template row, rules,
@@ -424,10 +424,10 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     /// version it started with.
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError>;
 
-    /// The check a delivery belongs to: (robot, Megazord subscription). Looked up on
-    /// `status_check (robot_id, subscription_id)`: the production index that starts with
-    /// `robot_id` narrows it to that robot's checks (docs/storage.md). Should two checks of a
-    /// robot name one subscription, the newest.
+    /// The check a delivery belongs to: (robot, Megazord subscription), looked up through the
+    /// subscription index (production's `fk_status_check_subscription_id`; SQLite's from
+    /// migration 0007; docs/storage.md). Should two checks of a robot name one subscription,
+    /// the newest.
     async fn find_by_subscription(
         &self,
         robot_id: i64,
