@@ -159,26 +159,27 @@ impl App {
                 "monitors synced"
             );
         }
-        // A replica that relays takes the notifications its own writes commit in memory.
+        // A replica that relays takes the notifications its own writes commit in memory. (The
+        // same condition as the relay's in `Workers::build`: rows handed to no relay would wait
+        // out their lease.)
         let handoff = (config.roles.relay && config.robot_queue_address.is_some())
             .then(|| Relay::handoff_for(&notify::hostname()));
-        let checks = Checks::new(
-            deps.store,
-            templates,
-            micro_managers,
-            deps.megazord,
-            deps.clock,
-            CheckSettings {
-                limits,
-                open_checks_per_step: config.open_checks_per_step,
-                hostname: notify::hostname().into(),
-            },
-        )
-        .with_route(monitors.clone());
-        let checks = Arc::new(match &handoff {
-            Some(handoff) => checks.with_handoff(handoff.clone()),
-            None => checks,
-        });
+        let checks = Arc::new(
+            Checks::new(
+                deps.store,
+                templates,
+                micro_managers,
+                deps.megazord,
+                deps.clock,
+                CheckSettings {
+                    limits,
+                    open_checks_per_step: config.open_checks_per_step,
+                    hostname: notify::hostname().into(),
+                },
+            )
+            .with_route(monitors.clone())
+            .with_handoff(handoff.clone()),
+        );
         let state = AppState {
             checks: checks.clone(),
             monitors: monitors.clone(),
@@ -354,19 +355,16 @@ impl Workers {
             )
         });
         let relay = match (config.roles.relay, &config.robot_queue_address) {
-            (true, Some(prefix)) => {
-                let relay = Relay::new(
+            (true, Some(prefix)) => Some(
+                Relay::new(
                     checks.clone(),
                     queue_for("relay")?,
                     RelayConfig::from_config(prefix.clone(), config),
                     &hostname,
                 )
-                .with_monitors(monitors.clone());
-                Some(match handoff {
-                    Some(handoff) => relay.with_handoff(handoff),
-                    None => relay,
-                })
-            }
+                .with_monitors(monitors.clone())
+                .with_handoff(handoff),
+            ),
             _ => None,
         };
         let monitor = config.roles.monitor.then(|| {

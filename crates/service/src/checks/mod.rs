@@ -149,9 +149,10 @@ impl Checks {
         self
     }
 
-    /// Notifications committed here go to this process's relay in memory (`OutboxHandoff`).
-    pub fn with_handoff(mut self, handoff: Arc<OutboxHandoff>) -> Self {
-        self.handoff = Some(handoff);
+    /// Notifications committed here go to this process's relay in memory (`OutboxHandoff`),
+    /// when it runs one.
+    pub fn with_handoff(mut self, handoff: Option<Arc<OutboxHandoff>>) -> Self {
+        self.handoff = handoff;
         self
     }
 

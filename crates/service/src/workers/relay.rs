@@ -106,6 +106,9 @@ pub struct Relay {
     handoff: Option<Arc<OutboxHandoff>>,
     /// When the next purge of sent rows is due.
     next_purge: Mutex<DateTime<Utc>>,
+    /// When the backlog gauge is next refreshed: its count reads every unsent row's index
+    /// entry, too much for every step while a burst is being sent.
+    next_backlog: Mutex<DateTime<Utc>>,
 }
 
 impl Relay {
@@ -125,6 +128,7 @@ impl Relay {
             replica: format!("relay-{hostname}-{}", uuid::Uuid::new_v4().simple()),
             handoff: None,
             next_purge: Mutex::new(DateTime::UNIX_EPOCH),
+            next_backlog: Mutex::new(DateTime::UNIX_EPOCH),
         }
     }
 
@@ -139,9 +143,9 @@ impl Relay {
         ))
     }
 
-    /// Sends the notifications handed over by `handoff` too.
-    pub fn with_handoff(mut self, handoff: Arc<OutboxHandoff>) -> Self {
-        self.handoff = Some(handoff);
+    /// Sends the notifications handed over by `handoff` too, if any.
+    pub fn with_handoff(mut self, handoff: Option<Arc<OutboxHandoff>>) -> Self {
+        self.handoff = handoff;
         self
     }
 
@@ -185,15 +189,7 @@ impl Relay {
             }
         }
         let now = self.clock.now();
-        let due = {
-            let mut next = self.next_purge.lock().unwrap_or_else(|e| e.into_inner());
-            let due = now >= *next;
-            if due {
-                *next = now + TimeDelta::minutes(1);
-            }
-            due
-        };
-        if due {
+        if due(&self.next_purge, now, TimeDelta::minutes(1)) {
             let retention = TimeDelta::from_std(self.config.retention).unwrap_or(TimeDelta::MAX);
             match self
                 .store
@@ -238,7 +234,9 @@ impl Relay {
             }
             Err(e) => tracing::warn!(error = %e, "could not claim notifications"),
         }
-        if let Ok(backlog) = self.store.outbox_backlog().await {
+        if due(&self.next_backlog, now, TimeDelta::seconds(1))
+            && let Ok(backlog) = self.store.outbox_backlog().await
+        {
             metrics::gauge!("outbox_backlog").set(backlog as f64);
         }
         tick
@@ -400,6 +398,16 @@ impl Relay {
             }
         }
     }
+}
+
+/// Whether `now` has reached the time in `next`, which then moves `every` on.
+fn due(next: &Mutex<DateTime<Utc>>, now: DateTime<Utc>, every: TimeDelta) -> bool {
+    let mut next = next.lock().unwrap_or_else(|e| e.into_inner());
+    let due = now >= *next;
+    if due {
+        *next = now + every;
+    }
+    due
 }
 
 /// `base · 2^attempts`, capped.

@@ -111,6 +111,26 @@ async fn mysql_migrate_leaves_the_production_tables_as_they_are() {
     }
 }
 
+/// The MySQL databases the suite runs on are made from the live definition and enforce its
+/// foreign keys: a check of a robot, step and script version that the other services' tables
+/// do not hold is refused (error 1452), and nothing of it is written; with their rows, it is
+/// created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_test_databases_enforce_the_production_foreign_keys() {
+    let Some(db) = crate::support::mysql_db().await else {
+        return;
+    };
+    let template_id = synced_template(&db, "foreign-keys").await;
+    let check = new_check(template_id, 42);
+    let error = db.store.create_check(check.clone()).await.unwrap_err();
+    assert!(
+        error.to_string().contains("1452") || error.to_string().contains("foreign key"),
+        "{error}"
+    );
+    assert_eq!(db.store.find_check(&check.key).await.unwrap(), None);
+    assert!(matches!(create(&db, check).await.unwrap(), Created::New(_)));
+}
+
 /// On a database of its own, the migrations create exactly the live definition's six
 /// tables, without the foreign keys to the other services' tables (which it lacks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
