@@ -137,7 +137,27 @@ impl Checks {
         let mut outcomes: Vec<Option<Result<DeliveryOutcome, CheckError>>> =
             batch.iter().map(|_| None).collect();
         let groups = by_subscription(batch);
-        let decisions = join_all(groups.iter().map(|group| self.decide_group(batch, group))).await;
+        // Every group's check in one read; should it fail, each delivery is tried alone (and
+        // its failure reported there).
+        let keys: Vec<(i64, i64)> = groups
+            .iter()
+            .map(|group| {
+                let first = &batch[group[0]].0;
+                (first.robot_id, first.subscription_id)
+            })
+            .collect();
+        let decisions = match self.store.find_by_subscriptions(&keys).await {
+            Ok(checks) => {
+                join_all(
+                    groups
+                        .iter()
+                        .zip(checks)
+                        .map(|(group, stored)| self.decide_group(batch, group, stored)),
+                )
+                .await
+            }
+            Err(_) => groups.iter().map(|_| Ok(GroupDecision::Alone)).collect(),
+        };
         let mut alone = Vec::new();
         let mut pending = Vec::new();
         for (group, decision) in groups.into_iter().zip(decisions) {
@@ -147,7 +167,7 @@ impl Checks {
                         outcomes[index] = Some(Ok(outcome));
                     }
                 }
-                // A read that failed is tried again alone (and reported there).
+                // A decision that failed is tried again alone (and reported there).
                 Ok(GroupDecision::Alone) | Err(_) => alone.extend(group),
                 Ok(GroupDecision::Write(decided)) => pending.push((group, decided)),
             }
@@ -235,19 +255,15 @@ impl Checks {
         }
     }
 
-    /// Reads the check of one subscription and decides its deliveries (`group`: indices into
-    /// `batch`, in order), without writing.
+    /// Decides the deliveries of one subscription (`group`: indices into `batch`, in order)
+    /// on its check as read (`stored`), without writing.
     async fn decide_group(
         &self,
         batch: &[(Delivered, String)],
         group: &[usize],
+        stored: Option<StoredCheck>,
     ) -> Result<GroupDecision, CheckError> {
-        let first = &batch[group[0]].0;
-        let Some(stored) = self
-            .store
-            .find_by_subscription(first.robot_id, first.subscription_id)
-            .await?
-        else {
+        let Some(stored) = stored else {
             return Ok(GroupDecision::Settled(DeliveryOutcome::UnknownSubscription));
         };
         if stored.phase.is_final() {

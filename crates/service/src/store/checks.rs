@@ -5,10 +5,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckResult, Event, Record};
 
+use std::collections::HashMap;
+
 use super::db::{
-    Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
+    Arg, Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
     clamp_timestamp, millis, retrying, seconds_ceil, seconds_floor,
 };
+use super::in_list::{InList, MAX_IDS};
 use super::{CheckKey, Created, NewCheck, Provenance, StoreError, StoredCheck};
 
 // ---- SQL ----
@@ -56,16 +59,33 @@ pub(crate) const SELECT_NODE_CHECK_BY_KEY: &str = concat!(
 const SELECT_CHECK_ID_BY_KEY: &str = "SELECT status_check_id AS id FROM status_check_ext \
      WHERE robot_id = ? AND step_id = ? AND scheduled_id = ? AND planned_at = ?";
 
-const SELECT_RECORDS: &str = "SELECT r.id AS id, r.`order` AS record_order, r.phase AS phase, \
-     r.event_name AS event_name, r.incoming_event_id AS incoming_event_id, \
-     r.outgoing_event_id AS outgoing_event_id, r.result AS result, r.created_at AS created_at, \
-     ev.event_created_at AS event_created_at, ev.`level` AS event_level, \
-     ev.reference_id AS reference_id \
-     FROM status_check_record r \
-     LEFT JOIN status_check_record_event ev \
-       ON ev.record_id = r.id AND ev.record_phase = r.phase \
-     WHERE r.status_check_id = ? \
-     ORDER BY r.`order`, r.id";
+macro_rules! select_records {
+    () => {
+        "SELECT r.status_check_id AS status_check_id, r.id AS id, r.`order` AS record_order, \
+         r.phase AS phase, r.event_name AS event_name, r.incoming_event_id AS incoming_event_id, \
+         r.outgoing_event_id AS outgoing_event_id, r.result AS result, r.created_at AS created_at, \
+         ev.event_created_at AS event_created_at, ev.`level` AS event_level, \
+         ev.reference_id AS reference_id \
+         FROM status_check_record r \
+         LEFT JOIN status_check_record_event ev \
+           ON ev.record_id = r.id AND ev.record_phase = r.phase "
+    };
+}
+
+const SELECT_RECORDS: &str = concat!(
+    select_records!(),
+    "WHERE r.status_check_id = ? ORDER BY r.`order`, r.id"
+);
+
+/// The records of several checks, each check's in order.
+static SELECT_RECORDS_OF_CHECKS: InList = InList::new(
+    concat!(select_records!(), "WHERE r.status_check_id IN "),
+    " ORDER BY r.status_check_id, r.`order`, r.id",
+);
+
+/// The checks of several subscriptions (every robot's: the caller keeps the ones it asked for).
+static SELECT_CHECKS_BY_SUBSCRIPTIONS: InList =
+    InList::new(concat!(select_check!(), "WHERE sc.subscription_id IN "), "");
 
 pub const INSERT_CHECK: &str = "INSERT INTO status_check (robot_id, status_check_template_id, \
      phase, subscription_id, result, step_id, next_step_id, script_version_id, scheduled_id, \
@@ -573,6 +593,72 @@ pub(crate) async fn find_by_subscription<D: Db>(
     };
     tx.commit().await?;
     Ok(check)
+}
+
+/// [`find_by_subscription`] for many (robot, subscription) pairs in one read transaction and
+/// two statements per [`MAX_IDS`] pairs — a delivery batch's reads — one answer per pair, in
+/// order.
+pub(crate) async fn find_by_subscriptions<D: Db>(
+    db: &D,
+    keys: &[(i64, i64)],
+) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut subscriptions: Vec<i64> = keys.iter().map(|&(_, subscription)| subscription).collect();
+    subscriptions.sort_unstable();
+    subscriptions.dedup();
+    let mut tx = db.begin(Mode::Read).await?;
+    // Per pair, its latest check (as `ORDER BY sc.id DESC LIMIT 1` picks one alone).
+    let mut latest: HashMap<(i64, i64), <D::Tx as Tx>::Row> = HashMap::new();
+    for chunk in subscriptions.chunks(MAX_IDS) {
+        let (sql, ids) = SELECT_CHECKS_BY_SUBSCRIPTIONS.for_ids(chunk);
+        for row in tx
+            .fetch_all(sql, ids.into_iter().map(Arg::from).collect())
+            .await?
+        {
+            let key = (row.int("robot_id")?, row.int("subscription_id")?);
+            if !keys.contains(&key) {
+                continue;
+            }
+            let id = row.int("id")?;
+            match latest.get(&key) {
+                Some(kept) if kept.int("id")? > id => {}
+                _ => {
+                    latest.insert(key, row);
+                }
+            }
+        }
+    }
+    let mut check_ids: Vec<i64> = latest
+        .values()
+        .map(|row| row.int("id"))
+        .collect::<Result<_, _>>()?;
+    check_ids.sort_unstable();
+    let mut records: HashMap<i64, Vec<Record>> = HashMap::new();
+    for chunk in check_ids.chunks(MAX_IDS) {
+        let (sql, ids) = SELECT_RECORDS_OF_CHECKS.for_ids(chunk);
+        for row in tx
+            .fetch_all(sql, ids.into_iter().map(Arg::from).collect())
+            .await?
+        {
+            let check_id = row.int("status_check_id")?;
+            records
+                .entry(check_id)
+                .or_default()
+                .push(record_from_row(check_id, &row)?);
+        }
+    }
+    tx.commit().await?;
+    let mut checks: HashMap<(i64, i64), StoredCheck> = HashMap::new();
+    for (key, row) in latest {
+        let id = row.int("id")?;
+        checks.insert(
+            key,
+            check_from_row(&row, records.remove(&id).unwrap_or_default())?,
+        );
+    }
+    Ok(keys.iter().map(|key| checks.get(key).cloned()).collect())
 }
 
 // ---- Helpers ----

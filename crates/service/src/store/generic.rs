@@ -129,6 +129,18 @@ impl<B: Db + 'static> Store for B {
         .await
     }
 
+    async fn find_by_subscriptions(
+        &self,
+        keys: &[(i64, i64)],
+    ) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+        bounded(
+            self,
+            "find_by_subscriptions",
+            crate::store::checks::find_by_subscriptions(self, keys),
+        )
+        .await
+    }
+
     async fn update_check(
         &self,
         current: &StoredCheck,

@@ -18,6 +18,7 @@ mod db;
 #[doc(hidden)]
 pub mod driver_bench;
 mod generic;
+mod in_list;
 
 mod lifecycle;
 mod monitor_actions;
@@ -433,6 +434,14 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
         robot_id: i64,
         subscription_id: i64,
     ) -> Result<Option<StoredCheck>, StoreError>;
+
+    /// [`Store::find_by_subscription`] for many `(robot, subscription)` pairs at once, in one
+    /// read transaction with a statement per [`in_list::MAX_IDS`] pairs (a delivery batch's
+    /// reads); one answer per pair, in order.
+    async fn find_by_subscriptions(
+        &self,
+        keys: &[(i64, i64)],
+    ) -> Result<Vec<Option<StoredCheck>>, StoreError>;
 
     /// Checks the Node service wrote that are still open and not adopted, with an id above
     /// `after`, in id order (a pass over the primary key, in batches of `limit`).

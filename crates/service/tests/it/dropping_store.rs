@@ -124,6 +124,13 @@ impl Store for DroppingStore {
             .await
     }
 
+    async fn find_by_subscriptions(
+        &self,
+        keys: &[(i64, i64)],
+    ) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+        self.inner.find_by_subscriptions(keys).await
+    }
+
     async fn update_check(
         &self,
         current: &StoredCheck,

@@ -63,6 +63,7 @@ on_both_backends!(
     a_version_number_held_by_the_node_service_is_synced_under_the_next,
     create_check_sets_the_pending_deadline,
     find_by_subscription_matches_robot_and_subscription,
+    find_by_subscriptions_answers_each_pair_as_one_lookup_does,
     update_check_appends_records_changes_state_and_notifies,
     a_decision_on_a_changed_check_writes_nothing,
     concurrent_updates_of_one_check_each_see_the_other,
@@ -1392,6 +1393,53 @@ async fn find_by_subscription_matches_robot_and_subscription(db: &TestDb) {
     assert_eq!(db.store.find_by_subscription(43, 991).await.unwrap(), None);
     assert_eq!(db.store.find_by_subscription(42, 992).await.unwrap(), None);
     assert_eq!(db.store.find_by_subscription(42, 999).await.unwrap(), None);
+}
+
+async fn find_by_subscriptions_answers_each_pair_as_one_lookup_does(db: &TestDb) {
+    let template_id = synced_template(db, "subscriptions").await;
+    // More subscriptions than one statement takes, each robot its own.
+    let robots: Vec<i64> = (1..=70).collect();
+    for &robot_id in &robots {
+        let mut check = new_check(template_id, robot_id);
+        check.subscription_id = Some(10_000 + robot_id);
+        created_new(create(db, check).await.unwrap());
+    }
+    // A second, newer check of robot 42 names the same subscription: the newest answers.
+    let mut newer = new_check(template_id, 42);
+    newer.key.scheduled_id = 457;
+    newer.subscription_id = Some(10_042);
+    newer.records.truncate(1);
+    let newer = created_new(create(db, newer).await.unwrap());
+
+    let mut keys: Vec<(i64, i64)> = robots
+        .iter()
+        .map(|&robot| (robot, 10_000 + robot))
+        .collect();
+    keys.extend([(43, 10_042), (42, 99_999), (1, 10_001)]);
+    let found = db.store.find_by_subscriptions(&keys).await.unwrap();
+    assert_eq!(found.len(), keys.len());
+    for (&(robot_id, subscription_id), found) in keys.iter().zip(&found) {
+        assert_eq!(
+            found,
+            &db.store
+                .find_by_subscription(robot_id, subscription_id)
+                .await
+                .unwrap(),
+            "robot {robot_id}, subscription {subscription_id}"
+        );
+    }
+    assert_eq!(found[41], Some(newer));
+    assert_eq!(found[0].as_ref().unwrap().records.len(), 3);
+    assert_eq!(found[0], found[72]);
+    assert_eq!(found[70], None, "another robot's subscription");
+    assert_eq!(found[71], None, "a subscription nobody has");
+    assert!(
+        db.store
+            .find_by_subscriptions(&[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn update_check_appends_records_changes_state_and_notifies(db: &TestDb) {
