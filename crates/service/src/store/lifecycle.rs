@@ -5,10 +5,13 @@ use chrono::{DateTime, Utc};
 use status_check_engine::{Event, Record};
 
 use super::checks::{insert_record, stored_deadline, stored_reference_id};
+use std::collections::HashMap;
+
 use super::db::{
-    Db, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis, retrying,
-    seconds_floor,
+    Arg, Db, Dialect, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis,
+    retrying, seconds_floor,
 };
+use super::in_list::{InList, MAX_IDS};
 use super::{
     BatchedUpdate, CheckUpdate, Claimed, Fence, Notifications, OutboxMessage, StoreError,
     StoredCheck, UpdateOutcome,
@@ -28,32 +31,32 @@ pub(super) const LOCK_POLLER: PerDialect = PerDialect {
     sqlite: "SELECT lock_id FROM status_check_poller WHERE status_check_id = ?",
 };
 
-/// What a change of a check reads under its locks, in one statement: the check's row
-/// (locked first), its poller's lease (locked second) and the last record's `order` — on
-/// MySQL a locking read too. (A plain read there would see the transaction's snapshot, taken
-/// at its first plain read: in a batch, before the later checks were locked, so a record
-/// another replica committed to one of them meanwhile would go unseen.)
+/// What a change of a check reads under its locks, in one statement for a whole batch: each
+/// check's row (locked first, in id order), its poller's lease (locked second) and the last
+/// record's `order` — on MySQL a locking read too. (A plain read there would see the
+/// transaction's snapshot, taken at its first plain read: before the later checks were
+/// locked, so a record another replica committed to one of them meanwhile would go unseen.)
 macro_rules! lock_for_change_sql {
     ($lock:literal) => {
         concat!(
-            "SELECT sc.phase AS phase, sc.result AS result, sc.next_step_id AS next_step_id, \
-             p.lock_id AS lock_id, \
+            "SELECT sc.id AS id, sc.phase AS phase, sc.result AS result, \
+             sc.next_step_id AS next_step_id, p.lock_id AS lock_id, \
              (SELECT MAX(r.`order`) FROM status_check_record r \
               WHERE r.status_check_id = sc.id",
             $lock,
             ") AS last_order \
              FROM status_check sc \
              LEFT JOIN status_check_poller p ON p.status_check_id = sc.id \
-             WHERE sc.id = ?",
-            $lock
+             WHERE sc.id IN "
         )
     };
 }
 
-const LOCK_FOR_CHANGE: PerDialect = PerDialect {
-    mysql: lock_for_change_sql!(" FOR UPDATE"),
-    sqlite: lock_for_change_sql!(""),
-};
+static LOCK_FOR_CHANGE_MYSQL: InList = InList::new(
+    lock_for_change_sql!(" FOR UPDATE"),
+    " ORDER BY sc.id FOR UPDATE",
+);
+static LOCK_FOR_CHANGE_SQLITE: InList = InList::new(lock_for_change_sql!(""), " ORDER BY sc.id");
 
 pub const UPDATE_CHECK_STATE: &str = "UPDATE status_check \
      SET phase = ?, result = ?, next_step_id = ?, updated_at = ? WHERE id = ?";
@@ -205,18 +208,24 @@ pub(crate) async fn update_checks<D: Db>(
             .handoff
             .and_then(|handoff| Some((handoff.lease(), handoff.lease_until(now)?))),
     };
+    let ids: Vec<i64> = lock_order
+        .iter()
+        .map(|&index| batch[index].current.id)
+        .collect();
     let mut retry = Retry::default();
     loop {
         let mut handed = Vec::new();
         let result = async {
             let mut tx = db.begin(Mode::Write).await?;
             let result = async {
+                let mut locked = lock_for_change(db, &mut tx, &ids).await?;
                 let mut outcomes = vec![UpdateOutcome::NotFound; batch.len()];
                 for &index in &lock_order {
                     let item = &batch[index];
                     let (Step::Commit(outcome) | Step::Rollback(outcome)) = update_in(
                         db,
                         &mut tx,
+                        locked.remove(&item.current.id),
                         item.current,
                         item.fence,
                         &item.update,
@@ -258,14 +267,40 @@ pub(crate) async fn update_checks<D: Db>(
     }
 }
 
-/// One attempt of `update_check`, in the lock order status_check → poller → ext. Reads no
-/// history: the decision was made on `current`, and the locked row and the last record's
+/// Locks the checks `ids` (sorted) with their pollers, [`MAX_IDS`] per statement, and reads
+/// what deciding whether each is still as loaded needs; by check id.
+async fn lock_for_change<D: Db>(
+    db: &D,
+    tx: &mut D::Tx,
+    ids: &[i64],
+) -> Result<HashMap<i64, <D::Tx as Tx>::Row>, StoreError> {
+    let statement = match db.dialect() {
+        Dialect::Mysql => &LOCK_FOR_CHANGE_MYSQL,
+        Dialect::Sqlite => &LOCK_FOR_CHANGE_SQLITE,
+    };
+    let mut locked = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_IDS) {
+        let (sql, ids) = statement.for_ids(chunk);
+        for row in tx
+            .fetch_all(sql, ids.into_iter().map(Arg::from).collect())
+            .await?
+        {
+            locked.insert(row.int("id")?, row);
+        }
+    }
+    Ok(locked)
+}
+
+/// One check's part of an `update_checks` attempt, in the lock order status_check → poller
+/// → ext, on its row as [`lock_for_change`] locked and read it (`None`: it is gone). Reads
+/// no history: the decision was made on `current`, and the locked row and the last record's
 /// `order` say whether that is still the check (any change of a check changes its phase,
 /// result or next step, or adds a record).
 #[allow(clippy::too_many_arguments)]
 async fn update_in<D: Db>(
     db: &D,
     tx: &mut D::Tx,
+    locked: Option<<D::Tx as Tx>::Row>,
     current: &StoredCheck,
     fence: Fence<'_>,
     update: &CheckUpdate,
@@ -275,12 +310,7 @@ async fn update_in<D: Db>(
     handed: &mut Vec<OutboxMessage>,
 ) -> Result<Step<UpdateOutcome>, StoreError> {
     let id = current.id;
-    // The check's row, its poller and its last record, locked: every change of this check
-    // waits here until the last one commits.
-    let Some(locked) = tx
-        .fetch_optional(db.sql(&LOCK_FOR_CHANGE), args![id])
-        .await?
-    else {
+    let Some(locked) = locked else {
         return Ok(Step::Rollback(UpdateOutcome::NotFound));
     };
     let lock_id = locked.opt_text("lock_id")?;
