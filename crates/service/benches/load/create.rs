@@ -15,6 +15,7 @@ use status_check::queue::MemoryQueue;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::create_floor::spawn_floor;
 use crate::raw::{Limit, RawCreateWriter, RawDb, open};
 use crate::stack::{build_stack, create_op, demo_step, http_client};
 use crate::summary::{Summary, num};
@@ -32,6 +33,30 @@ async fn raw_creates(
     let template_id = db.template_id;
     let writer = RawCreateWriter::spawn(db, group);
     let load = drive(clients, until, writer.op(template_id, scheduled_base)).await;
+    writer.stop()?;
+    Ok(load)
+}
+
+/// `clients` robots posting creates to the floor ([`crate::create_floor`]), whose writes go
+/// through a raw writer grouping up to `group` on the database at `path`.
+async fn floor_creates(
+    path: &std::path::Path,
+    clients: usize,
+    group: usize,
+    until: Until,
+    op: impl Fn(String) -> Op,
+) -> anyhow::Result<Load> {
+    let db = RawDb::open_existing(path)?;
+    let template_id = db.template_id;
+    let writer = RawCreateWriter::spawn(db, group);
+    let floor = spawn_floor(writer.creates(), template_id).await?;
+    let load = drive(
+        clients,
+        until,
+        op(format!("http://{}/v1/status-check/check", floor.addr)),
+    )
+    .await;
+    drop(floor);
     writer.stop()?;
     Ok(load)
 }
@@ -87,6 +112,21 @@ pub(super) async fn scenario_create(
             Arc::new(Mutex::new(Vec::new())),
         )
     };
+    let floor_op = |base| {
+        let client = client.clone();
+        let username = username.clone();
+        move |url: String| {
+            create_op(
+                client.clone(),
+                url,
+                username.clone(),
+                step,
+                base,
+                robot_of,
+                Arc::new(Mutex::new(Vec::new())),
+            )
+        }
+    };
     let seconds = Duration::from_secs_f64(sizes.create_secs);
     println!(
         "each robot (client) posts one create after the other with a fresh scheduledId, {:.1} s \
@@ -119,9 +159,12 @@ pub(super) async fn scenario_create(
     drive(16, warm, bare_op(900_000_000))
         .await
         .ensure_clean("warm-up bare")?;
+    floor_creates(&raw_db, 16, 16, warm, floor_op(950_000_000))
+        .await?
+        .ensure_clean("warm-up floor")?;
 
     println!(
-        "\n{:>7} {:>9} {:>8} {:>8} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>9} | {:>10} {:>8} {:>11}",
+        "\n{:>7} {:>9} {:>8} {:>8} {:>8} | {:>10} {:>8} | {:>10} {:>8} | {:>9} | {:>9} {:>8} {:>8} | {:>10} {:>8} {:>11}",
         "robots",
         "create/s",
         "p50 ms",
@@ -132,6 +175,9 @@ pub(super) async fn scenario_create(
         "raw grp/s",
         "p99 ms",
         "create÷",
+        "floor/s",
+        "p50 ms",
+        "p99 ms",
         "bare/s",
         "p99 ms",
         "create÷bare",
@@ -153,6 +199,15 @@ pub(super) async fn scenario_create(
         )
         .await?;
         grouped.ensure_clean("raw SQLite create, grouped")?;
+        let floor = floor_creates(
+            &raw_db,
+            clients,
+            group,
+            Until::Time(seconds),
+            floor_op(base + 70_000_000),
+        )
+        .await?;
+        floor.ensure_clean("floor")?;
         let bare = drive(clients, Until::Time(seconds), bare_op(base)).await;
         bare.ensure_clean("bare axum")?;
         let limit = Limit {
@@ -163,7 +218,7 @@ pub(super) async fn scenario_create(
         };
         let beside = if CREATES_GROUPED { &grouped } else { &single };
         println!(
-            "{:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>8.3}× | {:>10.0} {:>8.2} {:>10.3}×",
+            "{:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} | {:>10.0} {:>8.2} | {:>8.3}× | {:>9.0} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} {:>10.3}×",
             clients,
             service.rate(),
             service.p(50.0),
@@ -174,12 +229,15 @@ pub(super) async fn scenario_create(
             grouped.rate(),
             grouped.p(99.0),
             service.rate() / limit.beside(),
+            floor.rate(),
+            floor.p(50.0),
+            floor.p(99.0),
             bare.rate(),
             bare.p(99.0),
             service.rate() / bare.rate(),
         );
         let beside_p99 = beside.p(99.0);
-        levels.push((clients, service, limit, beside_p99, bare));
+        levels.push((clients, service, limit, beside_p99, floor, bare));
     }
 
     // Correctness: every 201 is a distinct check in the database, in FUTURE, subscribed.
@@ -218,7 +276,7 @@ pub(super) async fn scenario_create(
     sims.cancel();
 
     let mut by_robots = Map::new();
-    for (clients, service, limit, beside_p99, _) in &levels {
+    for (clients, service, limit, beside_p99, floor, _) in &levels {
         by_robots.insert(
             clients.to_string(),
             json!({
@@ -229,6 +287,9 @@ pub(super) async fn scenario_create(
                 "limit_single_per_s": num(limit.single),
                 "limit_grouped_per_s": num(limit.grouped),
                 "limit_p99_ms": num(*beside_p99),
+                "floor_per_s": num(floor.rate()),
+                "floor_p50_ms": num(floor.p(50.0)),
+                "floor_p99_ms": num(floor.p(99.0)),
             }),
         );
         if *clients == 64 {
@@ -236,7 +297,7 @@ pub(super) async fn scenario_create(
         }
     }
     summary.set("create_by_robots", Value::Object(by_robots));
-    if let Some((clients, service, limit, beside_p99, bare)) = levels.pop() {
+    if let Some((clients, service, limit, beside_p99, floor, bare)) = levels.pop() {
         let note = if clients == 64 {
             String::new()
         } else {
@@ -263,11 +324,17 @@ pub(super) async fn scenario_create(
             figure: format!("p99 {:.1} ms @{clients}", service.p(99.0)),
             target: format!("≤ {TARGET_CREATE_P99_MS:.0} ms"),
             limit: format!(
-                "raw {} {beside_p99:.1} ms, bare {:.1} ms",
+                "floor (same HTTP calls + grouped writes, no service) p99 {:.1} ms at {:.0}/s; raw {} {beside_p99:.1} ms; bare {:.1} ms",
+                floor.p(99.0),
+                floor.rate(),
                 limit.shape(),
                 bare.p(99.0)
             ),
-            ratio: format!("{:.1}× raw p99", service.p(99.0) / beside_p99),
+            ratio: format!(
+                "{:.1}× floor p99, {:.1}× raw p99",
+                service.p(99.0) / floor.p(99.0),
+                service.p(99.0) / beside_p99
+            ),
             met: Some(service.p(99.0) <= TARGET_CREATE_P99_MS),
         });
     }

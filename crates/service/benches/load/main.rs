@@ -78,6 +78,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod create;
+mod create_floor;
 mod deadlines;
 mod deliveries;
 mod mariadb;

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use status_check::store::Store as _;
@@ -195,6 +195,25 @@ impl Limit {
 /// One create waiting for the writer: its rows, and where to say it committed.
 type CreateRequest = (RawCheck, oneshot::Sender<Result<(), String>>);
 
+/// Hands creates to a [`RawCreateWriter`] and waits for their commit.
+#[derive(Clone)]
+pub(super) struct RawCreates {
+    requests: mpsc::Sender<CreateRequest>,
+}
+
+impl RawCreates {
+    /// Writes `check`'s rows (with whatever other creates are waiting) and waits for the commit.
+    pub(super) async fn write(&self, check: RawCheck) -> Result<(), String> {
+        let (done, committed) = oneshot::channel();
+        self.requests
+            .send((check, done))
+            .map_err(|_| "the raw writer stopped".to_owned())?;
+        committed
+            .await
+            .map_err(|_| "the raw writer dropped a create".to_owned())?
+    }
+}
+
 /// The writer thread of the raw create limit: takes the creates waiting (at most `group`),
 /// writes each one's three rows and commits them in one transaction, then answers them. With
 /// `group` 1 every create is its own transaction.
@@ -233,32 +252,29 @@ impl RawCreateWriter {
         RawCreateWriter { requests, thread }
     }
 
+    /// A handle that hands creates to this writer.
+    pub(super) fn creates(&self) -> RawCreates {
+        RawCreates {
+            requests: self.requests.clone(),
+        }
+    }
+
     /// The load operation: one create's rows for robot `client + 1`, scheduledId
     /// `scheduled_base + ticket`, through the writer.
     pub(super) fn op(&self, template_id: i64, scheduled_base: i64) -> Op {
-        let requests = self.requests.clone();
+        let creates = self.creates();
         Arc::new(move |client, ticket| {
-            let requests = requests.clone();
+            let creates = creates.clone();
             Box::pin(async move {
-                let now = Utc::now();
                 let scheduled = scheduled_base + ticket as i64;
-                let check = RawCheck {
-                    robot: client as i64 + 1,
-                    scheduled,
-                    template_id,
-                    step: 103,
-                    subscription: Some(raw_subscription(scheduled)),
-                    anchor: now,
-                    future_seconds: 600,
-                    deadline: Some(now + TimeDelta::seconds(600)),
-                };
-                let (done, committed) = oneshot::channel();
-                requests
-                    .send((check, done))
-                    .map_err(|_| "the raw writer stopped".to_owned())?;
-                committed
+                creates
+                    .write(RawCheck::create(
+                        client as i64 + 1,
+                        scheduled,
+                        template_id,
+                        raw_subscription(scheduled),
+                    ))
                     .await
-                    .map_err(|_| "the raw writer dropped a create".to_owned())?
             })
         })
     }

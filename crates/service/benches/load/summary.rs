@@ -59,7 +59,10 @@ pub(super) fn load_average() -> f64 {
 
 /// The fields each well-known key must carry, as numbers.
 const REQUIRED: &[(&str, &[&str])] = &[
-    ("create_64", &["per_s", "p50_ms", "p99_ms"]),
+    (
+        "create_64",
+        &["per_s", "p50_ms", "p99_ms", "floor_per_s", "floor_p99_ms"],
+    ),
     ("deliveries", &["per_s", "limit_per_s"]),
     (
         "deadlines_burst",

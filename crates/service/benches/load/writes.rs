@@ -94,6 +94,29 @@ pub(super) struct RawCheck {
     pub(super) deadline: Option<DateTime<Utc>>,
 }
 
+impl RawCheck {
+    /// A create's check as (a) writes it: robot-is-charging's step 103, anchored now, a
+    /// 600 s future window, subscribed.
+    pub(super) fn create(
+        robot: i64,
+        scheduled: i64,
+        template_id: i64,
+        subscription: i64,
+    ) -> RawCheck {
+        let now = Utc::now();
+        RawCheck {
+            robot,
+            scheduled,
+            template_id,
+            step: 103,
+            subscription: Some(subscription),
+            anchor: now,
+            future_seconds: 600,
+            deadline: Some(now + TimeDelta::seconds(600)),
+        }
+    }
+}
+
 /// One create's rows (status_check, ext, poller), as `create_check` writes them.
 pub(super) fn create_writes(check: &RawCheck, now: DateTime<Utc>) -> Vec<Write> {
     let (now_ms, now_s) = (millis(now), floor_seconds(now));
