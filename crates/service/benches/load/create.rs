@@ -138,7 +138,9 @@ pub(super) async fn scenario_create(
          connection, prepared statements, WAL, synchronous=NORMAL), the robots' creates queued to \
          it in process — one create per BEGIN IMMEDIATE transaction (raw 1/tx), and grouped: \
          every create waiting when a transaction starts, up to {CREATE_GROUP_MAX} as the service's \
-         writer (raw grp); bare \
+         writer (raw grp); floor = a bare handler making the same 4 Megazord calls to bare \
+         handlers over local HTTP, then the same 3 rows through that grouped writer — a create's \
+         round trips and writes with nothing of the service between them; bare \
          axum = a handler that parses the JSON body and answers 201 with a check-sized JSON, \
          same HTTP client. The figure stands beside the {} limit.",
         seconds.as_secs_f64(),

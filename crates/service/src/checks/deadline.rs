@@ -42,7 +42,14 @@ impl Checks {
     ) -> Finalised {
         let call_ref = uuid::Uuid::new_v4().to_string();
         for _ in 0..STALE_ATTEMPTS {
-            let Some(decided) = self.decide_finalisation(claimed).await else {
+            let stored = match self.store.get_check(claimed.check_id).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::warn!(check_id = claimed.check_id, error = %e, "could not load a due check");
+                    return Finalised::Failed;
+                }
+            };
+            let Some(decided) = self.decide_finalisation(claimed, stored).await else {
                 return Finalised::Failed;
             };
             let outcome = self
@@ -76,13 +83,30 @@ impl Checks {
             record_lateness(item, now);
         }
         let call_ref = uuid::Uuid::new_v4().to_string();
-        let decided = join_all(claimed.iter().map(|item| self.decide_finalisation(item))).await;
         let mut outcomes = vec![Finalised::Failed; claimed.len()];
+        // Every claimed check in one read; should it fail, each is finalised alone.
+        let ids: Vec<i64> = claimed.iter().map(|item| item.check_id).collect();
+        let stored = match self.store.get_checks(&ids).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %e, checks = ids.len(), "could not load a batch of due checks; each is finalised alone");
+                for (index, item) in claimed.iter().enumerate() {
+                    outcomes[index] = self.finalise_alone(item, lease, now).await;
+                }
+                return outcomes;
+            }
+        };
+        let decided = join_all(
+            claimed
+                .iter()
+                .zip(stored)
+                .map(|(item, stored)| self.decide_finalisation(item, stored)),
+        )
+        .await;
         let mut pending = Vec::new();
         for (index, decision) in decided.into_iter().enumerate() {
-            match decision {
-                Some(decision) => pending.push((index, decision)),
-                None => outcomes[index] = Finalised::Failed,
+            if let Some(decision) = decision {
+                pending.push((index, decision));
             }
         }
         let items: Vec<BatchedUpdate<'_>> = pending
@@ -117,18 +141,15 @@ impl Checks {
         outcomes
     }
 
-    /// Reads a claimed check and decides its end, without writing; `None` when it cannot be
-    /// decided now (it stays leased until the lease goes stale).
-    async fn decide_finalisation(&self, claimed: &Claimed) -> Option<Box<Decided>> {
+    /// Decides a claimed check's end on the check as read (`stored`), without writing; `None`
+    /// when it cannot be decided now (it stays leased until the lease goes stale).
+    async fn decide_finalisation(
+        &self,
+        claimed: &Claimed,
+        stored: Option<StoredCheck>,
+    ) -> Option<Box<Decided>> {
         let id = claimed.check_id;
-        let stored = match self.store.get_check(id).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(check_id = id, error = %e, "could not load a due check");
-                return None;
-            }
-        };
+        let stored = stored?;
         let template = match self.template_of(&stored).await {
             Ok(template) => template,
             Err(e) => {

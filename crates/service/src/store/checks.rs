@@ -630,8 +630,51 @@ pub(crate) async fn find_by_subscriptions<D: Db>(
             }
         }
     }
-    let mut check_ids: Vec<i64> = latest
-        .values()
+    let (found, rows): (Vec<(i64, i64)>, Vec<_>) = latest.into_iter().unzip();
+    let checks = with_records(&mut tx, rows).await?;
+    tx.commit().await?;
+    let checks: HashMap<(i64, i64), StoredCheck> = found.into_iter().zip(checks).collect();
+    Ok(keys.iter().map(|key| checks.get(key).cloned()).collect())
+}
+
+static SELECT_CHECKS_BY_IDS: InList = InList::new(concat!(select_check!(), "WHERE sc.id IN "), "");
+
+/// [`get_check`] for many ids in one read transaction and two statements per [`MAX_IDS`]
+/// ids — a claimed batch of deadlines' reads — one answer per id, in order.
+pub(crate) async fn get_checks<D: Db>(
+    db: &D,
+    ids: &[i64],
+) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut tx = db.begin(Mode::Read).await?;
+    let mut rows = Vec::with_capacity(sorted.len());
+    for chunk in sorted.chunks(MAX_IDS) {
+        let (sql, ids) = SELECT_CHECKS_BY_IDS.for_ids(chunk);
+        rows.extend(
+            tx.fetch_all(sql, ids.into_iter().map(Arg::from).collect())
+                .await?,
+        );
+    }
+    let checks = with_records(&mut tx, rows).await?;
+    tx.commit().await?;
+    let checks: HashMap<i64, StoredCheck> =
+        checks.into_iter().map(|check| (check.id, check)).collect();
+    Ok(ids.iter().map(|id| checks.get(id).cloned()).collect())
+}
+
+/// The checks of `rows` with their records (read [`MAX_IDS`] checks per statement), in the
+/// order of `rows`.
+async fn with_records<T: Tx>(
+    tx: &mut T,
+    rows: Vec<T::Row>,
+) -> Result<Vec<StoredCheck>, StoreError> {
+    let mut check_ids: Vec<i64> = rows
+        .iter()
         .map(|row| row.int("id"))
         .collect::<Result<_, _>>()?;
     check_ids.sort_unstable();
@@ -649,16 +692,12 @@ pub(crate) async fn find_by_subscriptions<D: Db>(
                 .push(record_from_row(check_id, &row)?);
         }
     }
-    tx.commit().await?;
-    let mut checks: HashMap<(i64, i64), StoredCheck> = HashMap::new();
-    for (key, row) in latest {
-        let id = row.int("id")?;
-        checks.insert(
-            key,
-            check_from_row(&row, records.remove(&id).unwrap_or_default())?,
-        );
-    }
-    Ok(keys.iter().map(|key| checks.get(key).cloned()).collect())
+    rows.iter()
+        .map(|row| {
+            let id = row.int("id")?;
+            check_from_row(row, records.remove(&id).unwrap_or_default())
+        })
+        .collect()
 }
 
 // ---- Helpers ----

@@ -43,6 +43,15 @@ impl<B: Db + 'static> Store for B {
         bounded(self, "get_check", crate::store::checks::get_check(self, id)).await
     }
 
+    async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+        bounded(
+            self,
+            "get_checks",
+            crate::store::checks::get_checks(self, ids),
+        )
+        .await
+    }
+
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
         bounded(
             self,

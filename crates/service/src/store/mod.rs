@@ -399,6 +399,11 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     /// The check with this id, whoever owns it.
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError>;
 
+    /// [`Store::get_check`] for many ids at once, in one read transaction with two
+    /// statements per [`in_list::MAX_IDS`] ids (a claimed batch of deadlines' reads); one
+    /// answer per id, in order.
+    async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError>;
+
     /// The check created for this request key, if any.
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError>;
 

@@ -64,6 +64,7 @@ on_both_backends!(
     create_check_sets_the_pending_deadline,
     find_by_subscription_matches_robot_and_subscription,
     find_by_subscriptions_answers_each_pair_as_one_lookup_does,
+    get_checks_answers_each_id_as_one_read_does,
     update_check_appends_records_changes_state_and_notifies,
     a_decision_on_a_changed_check_writes_nothing,
     concurrent_updates_of_one_check_each_see_the_other,
@@ -1440,6 +1441,30 @@ async fn find_by_subscriptions_answers_each_pair_as_one_lookup_does(db: &TestDb)
             .unwrap()
             .is_empty()
     );
+}
+
+async fn get_checks_answers_each_id_as_one_read_does(db: &TestDb) {
+    let template_id = synced_template(db, "by-ids").await;
+    // More checks than one statement takes; some with fewer records than others.
+    let mut ids = Vec::new();
+    for robot_id in 1..=70 {
+        let mut check = new_check(template_id, robot_id);
+        check.records.truncate(usize::try_from(robot_id % 4).unwrap());
+        ids.push(created_new(create(db, check).await.unwrap()).id);
+    }
+    // Asked out of order, with a repeat and an id nobody has.
+    let mut asked: Vec<i64> = ids.iter().rev().copied().collect();
+    asked.extend([ids[3], 9_999_999]);
+    let found = db.store.get_checks(&asked).await.unwrap();
+    assert_eq!(found.len(), asked.len());
+    for (&id, found) in asked.iter().zip(&found) {
+        assert_eq!(found, &db.store.get_check(id).await.unwrap(), "check {id}");
+    }
+    assert_eq!(found[0].as_ref().unwrap().id, ids[69]);
+    assert_eq!(found[0].as_ref().unwrap().records.len(), 2, "robot 70's");
+    assert_eq!(found[70], found[66], "a repeated id answers the same check");
+    assert_eq!(found[71], None, "an id nobody has");
+    assert!(db.store.get_checks(&[]).await.unwrap().is_empty());
 }
 
 async fn update_check_appends_records_changes_state_and_notifies(db: &TestDb) {

@@ -55,6 +55,10 @@ impl Store for RecordingStore {
         self.inner.get_check(id).await
     }
 
+    async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+        self.inner.get_checks(ids).await
+    }
+
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
         self.inner.find_check(key).await
     }
