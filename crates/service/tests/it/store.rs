@@ -1449,7 +1449,9 @@ async fn get_checks_answers_each_id_as_one_read_does(db: &TestDb) {
     let mut ids = Vec::new();
     for robot_id in 1..=70 {
         let mut check = new_check(template_id, robot_id);
-        check.records.truncate(usize::try_from(robot_id % 4).unwrap());
+        check
+            .records
+            .truncate(usize::try_from(robot_id % 4).unwrap());
         ids.push(created_new(create(db, check).await.unwrap()).id);
     }
     // Asked out of order, with a repeat and an id nobody has.
