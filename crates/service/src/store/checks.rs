@@ -78,13 +78,13 @@ const SELECT_RECORDS: &str = concat!(
 );
 
 /// The records of several checks, each check's in order.
-static SELECT_RECORDS_OF_CHECKS: InList = InList::new(
+pub(crate) static SELECT_RECORDS_OF_CHECKS: InList = InList::new(
     concat!(select_records!(), "WHERE r.status_check_id IN "),
     " ORDER BY r.status_check_id, r.`order`, r.id",
 );
 
 /// The checks of several subscriptions (every robot's: the caller keeps the ones it asked for).
-static SELECT_CHECKS_BY_SUBSCRIPTIONS: InList =
+pub(crate) static SELECT_CHECKS_BY_SUBSCRIPTIONS: InList =
     InList::new(concat!(select_check!(), "WHERE sc.subscription_id IN "), "");
 
 pub const INSERT_CHECK: &str = "INSERT INTO status_check (robot_id, status_check_template_id, \
@@ -637,7 +637,8 @@ pub(crate) async fn find_by_subscriptions<D: Db>(
     Ok(keys.iter().map(|key| checks.get(key).cloned()).collect())
 }
 
-static SELECT_CHECKS_BY_IDS: InList = InList::new(concat!(select_check!(), "WHERE sc.id IN "), "");
+pub(crate) static SELECT_CHECKS_BY_IDS: InList =
+    InList::new(concat!(select_check!(), "WHERE sc.id IN "), "");
 
 /// [`get_check`] for many ids in one read transaction and two statements per [`MAX_IDS`]
 /// ids — a claimed batch of deadlines' reads — one answer per id, in order.

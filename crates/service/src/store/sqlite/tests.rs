@@ -243,6 +243,31 @@ async fn hot_path_reads_search_indexes_that_changes_leave_alone() {
         );
         assert!(!plan.contains("SCAN"), "{sql}\n→ {plan}");
     }
+    // The batches' reads over id lists search the same way, whatever the list's length.
+    for ids in [&[7][..], &[3, 5, 9, 11, 13]] {
+        for (sql, index) in [
+            (
+                crate::store::checks::SELECT_CHECKS_BY_SUBSCRIPTIONS
+                    .for_ids(ids)
+                    .0,
+                "SEARCH sc USING INDEX idx_status_check_subscription_id (subscription_id=?)",
+            ),
+            (
+                crate::store::checks::SELECT_CHECKS_BY_IDS.for_ids(ids).0,
+                "SEARCH sc USING INTEGER PRIMARY KEY (rowid=?)",
+            ),
+            (
+                crate::store::checks::SELECT_RECORDS_OF_CHECKS
+                    .for_ids(ids)
+                    .0,
+                "SEARCH r USING INDEX",
+            ),
+        ] {
+            let plan = plan(sql);
+            assert!(plan.starts_with(index), "{sql}\n→ {plan}");
+            assert!(!plan.contains("SCAN"), "{sql}\n→ {plan}");
+        }
+    }
     let mut statement = connection
         .prepare(
             "SELECT il.name, ii.name FROM pragma_index_list('status_check') il \
