@@ -1,11 +1,11 @@
 //! Checks in the production tables and this service's `status_check_ext`: create, read, and
 //! the mapping between rows and the engine's types.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckResult, Event, Record};
-
-use std::collections::HashMap;
 
 use super::db::{
     Arg, Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,

@@ -1,12 +1,12 @@
 //! The store's behaviour, written once for both backends: the SQL (identical text in both
 //! dialects), the transactions, and the mapping between rows and the engine's types.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use status_check_engine::{Event, Record};
 
 use super::checks::{insert_record, stored_deadline, stored_reference_id};
-use std::collections::HashMap;
-
 use super::db::{
     Arg, Db, Dialect, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis,
     retrying, seconds_floor,
