@@ -8,7 +8,8 @@ use status_check_engine::lifecycle::NextSteps;
 
 use super::Adopted;
 use super::StoreError;
-use super::checks::{INSERT_CHECK_EXT, INSERT_POLLER, node_windows, parse, poller_bounds};
+use super::check_reads::node_windows;
+use super::checks::{INSERT_CHECK_EXT, INSERT_POLLER, parse, poller_bounds};
 use super::db::{Db, Mode, SqlRow, Step, Tx, args, millis, retrying, seconds_floor};
 
 const SELECT_UNADOPTED: &str = "SELECT sc.id AS id FROM status_check sc \

@@ -40,14 +40,19 @@ impl<B: Db + 'static> Store for B {
     }
 
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
-        bounded(self, "get_check", crate::store::checks::get_check(self, id)).await
+        bounded(
+            self,
+            "get_check",
+            crate::store::check_reads::get_check(self, id),
+        )
+        .await
     }
 
     async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError> {
         bounded(
             self,
             "get_checks",
-            crate::store::checks::get_checks(self, ids),
+            crate::store::check_reads::get_checks(self, ids),
         )
         .await
     }
@@ -56,7 +61,7 @@ impl<B: Db + 'static> Store for B {
         bounded(
             self,
             "find_check",
-            crate::store::checks::find_check(self, key),
+            crate::store::check_reads::find_check(self, key),
         )
         .await
     }
@@ -65,7 +70,7 @@ impl<B: Db + 'static> Store for B {
         bounded(
             self,
             "open_checks_at_step",
-            crate::store::checks::open_checks_at_step(self, robot_id, step_id),
+            crate::store::check_reads::open_checks_at_step(self, robot_id, step_id),
         )
         .await
     }
@@ -133,7 +138,7 @@ impl<B: Db + 'static> Store for B {
         bounded(
             self,
             "find_by_subscription",
-            crate::store::checks::find_by_subscription(self, robot_id, subscription_id),
+            crate::store::check_reads::find_by_subscription(self, robot_id, subscription_id),
         )
         .await
     }
@@ -145,7 +150,7 @@ impl<B: Db + 'static> Store for B {
         bounded(
             self,
             "find_by_subscriptions",
-            crate::store::checks::find_by_subscriptions(self, keys),
+            crate::store::check_reads::find_by_subscriptions(self, keys),
         )
         .await
     }

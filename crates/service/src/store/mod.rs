@@ -13,6 +13,7 @@
 //! row. The scheduler's claim reads them in join order with `SKIP LOCKED` and never waits.
 
 mod adoption;
+mod check_reads;
 mod checks;
 mod db;
 #[doc(hidden)]

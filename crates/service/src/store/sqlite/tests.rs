@@ -218,7 +218,7 @@ async fn hot_path_reads_search_indexes_that_changes_leave_alone() {
             .collect();
         details.join("; ")
     };
-    use crate::store::checks::{
+    use crate::store::check_reads::{
         COUNT_OPEN_AT_STEP, SELECT_CHECK_BY_SUBSCRIPTION, SELECT_NODE_CHECK_BY_KEY,
     };
     for (sql, index) in [
@@ -247,17 +247,19 @@ async fn hot_path_reads_search_indexes_that_changes_leave_alone() {
     for ids in [&[7][..], &[3, 5, 9, 11, 13]] {
         for (sql, index) in [
             (
-                crate::store::checks::SELECT_CHECKS_BY_SUBSCRIPTIONS
+                crate::store::check_reads::SELECT_CHECKS_BY_SUBSCRIPTIONS
                     .for_ids(ids)
                     .0,
                 "SEARCH sc USING INDEX idx_status_check_subscription_id (subscription_id=?)",
             ),
             (
-                crate::store::checks::SELECT_CHECKS_BY_IDS.for_ids(ids).0,
+                crate::store::check_reads::SELECT_CHECKS_BY_IDS
+                    .for_ids(ids)
+                    .0,
                 "SEARCH sc USING INTEGER PRIMARY KEY (rowid=?)",
             ),
             (
-                crate::store::checks::SELECT_RECORDS_OF_CHECKS
+                crate::store::check_reads::SELECT_RECORDS_OF_CHECKS
                     .for_ids(ids)
                     .0,
                 "SEARCH r USING INDEX",

@@ -1,0 +1,423 @@
+//! Reading checks: one by id, by request key or by subscription, a batch's by ids or
+//! subscriptions (statements over id lists, `in_list.rs`), the open checks at a step, and
+//! the mapping from rows to `StoredCheck` and its records — a check this service wrote, one
+//! it adopted, or one the Node service wrote (production rows only).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use status_check_engine::lifecycle::{NextSteps, Windows};
+use status_check_engine::{CheckResult, Event, Record};
+
+use super::checks::{corrupt, parse};
+use super::db::{Arg, Db, Mode, SqlRow, Tx, args, millis, seconds_floor};
+use super::in_list::{InList, MAX_IDS};
+use super::{CheckKey, Provenance, StoreError, StoredCheck};
+
+/// A check with its template's name and version, its poller's window and — when this service
+/// created or adopted it — its extension row. A check the Node service wrote has none: it is
+/// read from the production rows alone.
+macro_rules! select_check {
+    () => {
+        "SELECT sc.id AS id, sc.robot_id AS robot_id, sc.step_id AS step_id, \
+         sc.scheduled_id AS scheduled_id, sc.planned_at AS planned_at, \
+         e.planned_at AS exact_planned_at, \
+         sc.script_version_id AS script_version_id, sc.status_check_template_id AS template_id, \
+         d.name AS template_name, t.version AS template_version, sc.phase AS phase, \
+         sc.result AS result, sc.next_step_id AS next_step_id, \
+         sc.subscription_id AS subscription_id, sc.created_at AS created_at, \
+         sc.updated_at AS updated_at, p.since AS poller_since, p.`until` AS poller_until, \
+         e.status_check_id AS ext_id, e.anchor_at AS anchor_at, \
+         e.past_seconds AS past_seconds, e.future_seconds AS future_seconds, \
+         e.next_pass AS next_pass, e.next_fail AS next_fail, e.next_unknown AS next_unknown, \
+         e.notification_seq AS notification_seq, e.adopted_at AS adopted_at, \
+         e.created_at AS ext_created_at, e.updated_at AS ext_updated_at \
+         FROM status_check sc \
+         JOIN status_check_template t ON t.id = sc.status_check_template_id \
+         JOIN status_check_description d ON d.id = t.template_description_id \
+         LEFT JOIN status_check_poller p ON p.status_check_id = sc.id \
+         LEFT JOIN status_check_ext e ON e.status_check_id = sc.id "
+    };
+}
+
+const SELECT_CHECK_BY_ID: &str = concat!(select_check!(), "WHERE sc.id = ?");
+
+const SELECT_CHECK_BY_KEY: &str = concat!(
+    select_check!(),
+    "WHERE e.robot_id = ? AND e.step_id = ? AND e.scheduled_id = ? AND e.planned_at = ?"
+);
+
+/// A check the Node service wrote for the same request: its `planned_at` is whole seconds.
+pub(crate) const SELECT_NODE_CHECK_BY_KEY: &str = concat!(
+    select_check!(),
+    "WHERE sc.robot_id = ? AND sc.step_id = ? AND sc.scheduled_id = ? AND sc.planned_at = ? \
+     AND e.planned_at IS NULL ORDER BY sc.id LIMIT 1"
+);
+
+macro_rules! select_records {
+    () => {
+        "SELECT r.status_check_id AS status_check_id, r.id AS id, r.`order` AS record_order, \
+         r.phase AS phase, r.event_name AS event_name, r.incoming_event_id AS incoming_event_id, \
+         r.outgoing_event_id AS outgoing_event_id, r.result AS result, r.created_at AS created_at, \
+         ev.event_created_at AS event_created_at, ev.`level` AS event_level, \
+         ev.reference_id AS reference_id \
+         FROM status_check_record r \
+         LEFT JOIN status_check_record_event ev \
+           ON ev.record_id = r.id AND ev.record_phase = r.phase "
+    };
+}
+
+const SELECT_RECORDS: &str = concat!(
+    select_records!(),
+    "WHERE r.status_check_id = ? ORDER BY r.`order`, r.id"
+);
+
+/// The records of several checks, each check's in order.
+pub(crate) static SELECT_RECORDS_OF_CHECKS: InList = InList::new(
+    concat!(select_records!(), "WHERE r.status_check_id IN "),
+    " ORDER BY r.status_check_id, r.`order`, r.id",
+);
+
+/// The checks of several subscriptions (every robot's: the caller keeps the ones it asked for).
+pub(crate) static SELECT_CHECKS_BY_SUBSCRIPTIONS: InList =
+    InList::new(concat!(select_check!(), "WHERE sc.subscription_id IN "), "");
+
+pub(crate) async fn get_check<D: Db>(db: &D, id: i64) -> Result<Option<StoredCheck>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let check = load_check(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(check)
+}
+
+pub(crate) async fn find_check<D: Db>(
+    db: &D,
+    key: &CheckKey,
+) -> Result<Option<StoredCheck>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx
+        .fetch_optional(
+            SELECT_CHECK_BY_KEY,
+            args![
+                key.robot_id,
+                key.step_id,
+                key.scheduled_id,
+                millis(key.planned_at)
+            ],
+        )
+        .await?;
+    let row = match row {
+        Some(row) => Some(row),
+        None => {
+            tx.fetch_optional(
+                SELECT_NODE_CHECK_BY_KEY,
+                args![
+                    key.robot_id,
+                    key.step_id,
+                    key.scheduled_id,
+                    seconds_floor(key.planned_at)
+                ],
+            )
+            .await?
+        }
+    };
+    let check = match row {
+        Some(row) => Some(check_with_records(&mut tx, &row).await?),
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(check)
+}
+
+pub(crate) const COUNT_OPEN_AT_STEP: &str = "SELECT COUNT(*) AS open_checks FROM status_check \
+     WHERE robot_id = ? AND step_id = ? AND phase NOT IN ('COMPLETED', 'FAILED')";
+
+pub(crate) async fn open_checks_at_step<D: Db>(
+    db: &D,
+    robot_id: i64,
+    step_id: i64,
+) -> Result<u64, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx
+        .fetch_optional(COUNT_OPEN_AT_STEP, args![robot_id, step_id])
+        .await?;
+    tx.commit().await?;
+    let count = match row {
+        Some(row) => row.int("open_checks")?,
+        None => 0,
+    };
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+pub(super) async fn load_check<T: Tx>(
+    tx: &mut T,
+    id: i64,
+) -> Result<Option<StoredCheck>, StoreError> {
+    match tx.fetch_optional(SELECT_CHECK_BY_ID, args![id]).await? {
+        Some(row) => Ok(Some(check_with_records(tx, &row).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn check_with_records<T: Tx>(tx: &mut T, row: &T::Row) -> Result<StoredCheck, StoreError> {
+    let id = row.int("id")?;
+    let records = tx
+        .fetch_all(SELECT_RECORDS, args![id])
+        .await?
+        .iter()
+        .map(|row| record_from_row(id, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_from_row(row, records)
+}
+
+fn check_from_row<R: SqlRow>(row: &R, records: Vec<Record>) -> Result<StoredCheck, StoreError> {
+    let id = row.int("id")?;
+    let what = |column: &str| format!("status_check {id}: {column}");
+    let planned_at = row.time("planned_at")?;
+    // Nullable in production; a row without them is the Node service's, read as it is.
+    let created_at = row.opt_time("created_at")?.unwrap_or(planned_at);
+    let updated_at = row.opt_time("updated_at")?.unwrap_or(created_at);
+    let own = row.opt_int("ext_id")?.is_some();
+    let (windows, next_steps, provenance) = if own {
+        let windows = Windows::from_effective(
+            row.time("anchor_at")?,
+            row.int("past_seconds")?,
+            row.int("future_seconds")?,
+        );
+        let next_steps = NextSteps {
+            pass: row.int("next_pass")?,
+            fail: row.int("next_fail")?,
+            unknown: row.opt_int("next_unknown")?,
+        };
+        let provenance = match row.opt_time("adopted_at")? {
+            Some(_) => Provenance::Adopted,
+            None => Provenance::Own,
+        };
+        (windows, Some(next_steps), provenance)
+    } else {
+        let since = row.opt_time("poller_since")?;
+        let until = row.opt_time("poller_until")?;
+        (
+            node_windows(created_at, since, until),
+            None,
+            Provenance::NodeOnly,
+        )
+    };
+    let (created_at, updated_at, planned_at, notification_seq) = match provenance {
+        Provenance::Own => (
+            row.time("ext_created_at")?,
+            row.time("ext_updated_at")?,
+            row.opt_time("exact_planned_at")?.unwrap_or(planned_at),
+            row.int("notification_seq")?,
+        ),
+        Provenance::Adopted => (
+            created_at,
+            row.time("ext_updated_at")?,
+            planned_at,
+            row.int("notification_seq")?,
+        ),
+        Provenance::NodeOnly => (created_at, updated_at, planned_at, 0),
+    };
+    Ok(StoredCheck {
+        id,
+        key: CheckKey {
+            robot_id: row.int("robot_id")?,
+            step_id: row.int("step_id")?,
+            scheduled_id: row.int("scheduled_id")?,
+            planned_at,
+        },
+        script_version_id: row.int("script_version_id")?,
+        template_id: row.int("template_id")?,
+        template_name: row.text("template_name")?,
+        template_version: row.int("template_version")?,
+        phase: parse(&row.text("phase")?, || what("phase"))?,
+        result: match row.opt_text("result")? {
+            Some(result) => parse(&result, || what("result"))?,
+            None => CheckResult::Pending,
+        },
+        next_step_id: row.opt_int("next_step_id")?,
+        subscription_id: row.opt_int("subscription_id")?,
+        windows,
+        next_steps,
+        provenance,
+        notification_seq,
+        records,
+        created_at,
+        updated_at,
+    })
+}
+
+/// The windows of a check the Node service wrote, from its poller row: anchored at its
+/// creation, `since` and `until` as the poller has them (whole seconds; no `since` is an
+/// unbounded look-back, no `until` no future window).
+pub(super) fn node_windows(
+    anchor: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Windows {
+    Windows::from_effective(
+        anchor,
+        since.map_or(-1, |since| (anchor - since).num_seconds().max(0)),
+        until.map_or(0, |until| (until - anchor).num_seconds().max(0)),
+    )
+}
+
+/// A record. One the Node service wrote has no `status_check_record_event` row: its event
+/// time is the record's `created_at`, level and reference unknown; without an incoming event
+/// id its event id is minus the record's id — never a Megazord id (they start at 1), and
+/// distinct per record, as the engine's history needs.
+fn record_from_row<R: SqlRow>(check_id: i64, row: &R) -> Result<Record, StoreError> {
+    let record_id = row.int("id")?;
+    let what = |column: &str| format!("status_check {check_id}, record {record_id}: {column}");
+    let created_at = row.opt_time("created_at")?;
+    let event_created_at = row
+        .opt_time("event_created_at")?
+        .or(created_at)
+        .ok_or_else(|| corrupt(format!("{} is missing", what("created_at"))))?;
+    let order = row.int("record_order")?;
+    Ok(Record {
+        order: u32::try_from(order)
+            .map_err(|_| corrupt(format!("{} {order} is out of range", what("order"))))?,
+        phase: parse(&row.text("phase")?, || what("phase"))?,
+        event: Event {
+            id: row.opt_int("incoming_event_id")?.unwrap_or(-record_id),
+            name: row.text("event_name")?,
+            created_at: event_created_at,
+            level: row.opt_int("event_level")?,
+            reference_id: row.opt_text("reference_id")?,
+        },
+        outgoing_event_id: row.opt_int("outgoing_event_id")?,
+        result: parse(&row.text("result")?, || what("result"))?,
+        created_at: created_at.unwrap_or(event_created_at),
+    })
+}
+
+pub(crate) const SELECT_CHECK_BY_SUBSCRIPTION: &str = concat!(
+    select_check!(),
+    "WHERE sc.robot_id = ? AND sc.subscription_id = ? ORDER BY sc.id DESC LIMIT 1"
+);
+
+pub(crate) async fn find_by_subscription<D: Db>(
+    db: &D,
+    robot_id: i64,
+    subscription_id: i64,
+) -> Result<Option<StoredCheck>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx
+        .fetch_optional(
+            SELECT_CHECK_BY_SUBSCRIPTION,
+            args![robot_id, subscription_id],
+        )
+        .await?;
+    let check = match row {
+        Some(row) => Some(check_with_records(&mut tx, &row).await?),
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(check)
+}
+
+/// [`find_by_subscription`] for many (robot, subscription) pairs in one read transaction and
+/// two statements per [`MAX_IDS`] pairs — a delivery batch's reads — one answer per pair, in
+/// order.
+pub(crate) async fn find_by_subscriptions<D: Db>(
+    db: &D,
+    keys: &[(i64, i64)],
+) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut subscriptions: Vec<i64> = keys.iter().map(|&(_, subscription)| subscription).collect();
+    subscriptions.sort_unstable();
+    subscriptions.dedup();
+    let mut tx = db.begin(Mode::Read).await?;
+    // Per pair, its latest check (as `ORDER BY sc.id DESC LIMIT 1` picks one alone).
+    let mut latest: HashMap<(i64, i64), <D::Tx as Tx>::Row> = HashMap::new();
+    for chunk in subscriptions.chunks(MAX_IDS) {
+        let (sql, ids) = SELECT_CHECKS_BY_SUBSCRIPTIONS.for_ids(chunk);
+        for row in tx
+            .fetch_all(sql, ids.into_iter().map(Arg::from).collect())
+            .await?
+        {
+            let key = (row.int("robot_id")?, row.int("subscription_id")?);
+            if !keys.contains(&key) {
+                continue;
+            }
+            let id = row.int("id")?;
+            match latest.get(&key) {
+                Some(kept) if kept.int("id")? > id => {}
+                _ => {
+                    latest.insert(key, row);
+                }
+            }
+        }
+    }
+    let (found, rows): (Vec<(i64, i64)>, Vec<_>) = latest.into_iter().unzip();
+    let checks = with_records(&mut tx, rows).await?;
+    tx.commit().await?;
+    let checks: HashMap<(i64, i64), StoredCheck> = found.into_iter().zip(checks).collect();
+    Ok(keys.iter().map(|key| checks.get(key).cloned()).collect())
+}
+
+pub(crate) static SELECT_CHECKS_BY_IDS: InList =
+    InList::new(concat!(select_check!(), "WHERE sc.id IN "), "");
+
+/// [`get_check`] for many ids in one read transaction and two statements per [`MAX_IDS`]
+/// ids — a claimed batch of deadlines' reads — one answer per id, in order.
+pub(crate) async fn get_checks<D: Db>(
+    db: &D,
+    ids: &[i64],
+) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut tx = db.begin(Mode::Read).await?;
+    let mut rows = Vec::with_capacity(sorted.len());
+    for chunk in sorted.chunks(MAX_IDS) {
+        let (sql, ids) = SELECT_CHECKS_BY_IDS.for_ids(chunk);
+        rows.extend(
+            tx.fetch_all(sql, ids.into_iter().map(Arg::from).collect())
+                .await?,
+        );
+    }
+    let checks = with_records(&mut tx, rows).await?;
+    tx.commit().await?;
+    let checks: HashMap<i64, StoredCheck> =
+        checks.into_iter().map(|check| (check.id, check)).collect();
+    Ok(ids.iter().map(|id| checks.get(id).cloned()).collect())
+}
+
+/// The checks of `rows` with their records (read [`MAX_IDS`] checks per statement), in the
+/// order of `rows`.
+async fn with_records<T: Tx>(
+    tx: &mut T,
+    rows: Vec<T::Row>,
+) -> Result<Vec<StoredCheck>, StoreError> {
+    let mut check_ids: Vec<i64> = rows
+        .iter()
+        .map(|row| row.int("id"))
+        .collect::<Result<_, _>>()?;
+    check_ids.sort_unstable();
+    let mut records: HashMap<i64, Vec<Record>> = HashMap::new();
+    for chunk in check_ids.chunks(MAX_IDS) {
+        let (sql, ids) = SELECT_RECORDS_OF_CHECKS.for_ids(chunk);
+        for row in tx
+            .fetch_all(sql, ids.into_iter().map(Arg::from).collect())
+            .await?
+        {
+            let check_id = row.int("status_check_id")?;
+            records
+                .entry(check_id)
+                .or_default()
+                .push(record_from_row(check_id, &row)?);
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let id = row.int("id")?;
+            check_from_row(row, records.remove(&id).unwrap_or_default())
+        })
+        .collect()
+}
