@@ -83,15 +83,7 @@ async fn a_batch_with_a_refused_item_writes_nothing(db: &TestDb) {
     let now = at("2026-11-20T08:01:00Z");
     // The second item repeats an event its check holds: the database refuses it, and the
     // first item — fine on its own — is not written either.
-    let repeating = CheckUpdate {
-        new_records: vec![record(
-            next_order(&checks[1]),
-            RecordPhase::Future,
-            5002,
-            "CHARGING_STOPPED",
-        )],
-        ..notify(&checks[1]).unwrap()
-    };
+    let repeating = repeating_an_event(&checks[1]);
     let batch = [
         item(&checks[0], append(11_201)(&checks[0]).unwrap()),
         item(&checks[1], repeating),
@@ -183,15 +175,7 @@ async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
     let now = at("2026-11-20T08:01:00Z");
     // The first item's row is written, then the second item is refused by the database: the
     // batch rolls back and hands nothing over.
-    let repeating = CheckUpdate {
-        new_records: vec![record(
-            next_order(&checks[1]),
-            RecordPhase::Future,
-            5002,
-            "CHARGING_STOPPED",
-        )],
-        ..notify(&checks[1]).unwrap()
-    };
+    let repeating = repeating_an_event(&checks[1]);
     let refused = [
         item(&checks[0], notify(&checks[0]).unwrap()),
         item(&checks[1], repeating),
@@ -408,3 +392,17 @@ on_both_backends!(
     a_batch_with_a_refused_item_writes_nothing,
     a_batch_naming_a_check_twice_is_refused,
 );
+
+/// A notifying update of `check` that records event 5002 again — one the check holds, so
+/// the database refuses it (`uk_status_check_record_event_incoming`).
+fn repeating_an_event(check: &StoredCheck) -> CheckUpdate {
+    CheckUpdate {
+        new_records: vec![record(
+            next_order(check),
+            RecordPhase::Future,
+            5002,
+            "CHARGING_STOPPED",
+        )],
+        ..notify(check).unwrap()
+    }
+}
