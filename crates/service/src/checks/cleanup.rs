@@ -31,8 +31,8 @@ pub struct RemovalTick {
 }
 
 impl Checks {
-    /// One step: up to a batch of due removals, tried at Megazord a few at a time; those it
-    /// took are marked done in one write (each a write of its own would wait its turn behind
+    /// One step: up to a batch of due removals, tried at Megazord [`CONCURRENCY`] at a time;
+    /// those it took are marked done in one write (each a write of its own would wait its turn behind
     /// the scheduler's and the consumer's, one by one).
     pub async fn remove_subscriptions(&self, lease: &str) -> Result<RemovalTick, StoreError> {
         let now = self.clock.now();

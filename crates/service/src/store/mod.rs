@@ -401,7 +401,7 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError>;
 
     /// [`Store::get_check`] for many ids at once, in one read transaction with two
-    /// statements per [`in_list::MAX_IDS`] ids (a claimed batch of deadlines' reads); one
+    /// statements per 64 ids (`in_list::MAX_IDS`; a claimed batch of deadlines' reads); one
     /// answer per id, in order.
     async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError>;
 
@@ -442,8 +442,8 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     ) -> Result<Option<StoredCheck>, StoreError>;
 
     /// [`Store::find_by_subscription`] for many `(robot, subscription)` pairs at once, in one
-    /// read transaction with a statement per [`in_list::MAX_IDS`] pairs (a delivery batch's
-    /// reads); one answer per pair, in order.
+    /// read transaction with two statements per 64 subscriptions (`in_list::MAX_IDS`; a
+    /// delivery batch's reads); one answer per pair, in order.
     async fn find_by_subscriptions(
         &self,
         keys: &[(i64, i64)],

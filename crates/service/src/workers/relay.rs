@@ -247,8 +247,8 @@ impl Relay {
         if rows.is_empty() {
             return;
         }
-        // Robots in parallel (each sent row is its own write, which would otherwise wait its
-        // turn behind other workers' writes one at a time); each robot's rows in order.
+        // Robots in parallel (each send is an SQS round trip; the sent rows are marked in one
+        // write at the end); each robot's rows in order.
         let mut by_robot: BTreeMap<i64, Vec<OutboxMessage>> = BTreeMap::new();
         for row in rows {
             by_robot.entry(row.robot_id).or_default().push(row);
