@@ -59,7 +59,7 @@ const JOB_SERVICE_JSON: &str = r#"{
   ]
 }"#;
 
-fn alarm(monitor: &Monitor, i: usize) -> (&str, u8) {
+fn alarm(monitor: &Monitor, i: usize) -> (&str, Option<u8>) {
     match &monitor.actions()[i] {
         Action::Alarm { event_name, level } => (event_name.as_str(), *level),
     }
@@ -93,8 +93,8 @@ fn a_yaml_list_of_monitors_with_defaults() {
     );
     assert_eq!(
         alarm(day, 0),
-        ("NO_TOILET_ACTIVITY_ALARM", 1),
-        "level defaults to 1"
+        ("NO_TOILET_ACTIVITY_ALARM", None),
+        "without a level the alarm is posted without one (Megazord's schema decides)"
     );
     assert!(day.enabled(), "enabled defaults to true");
     let night = &monitors[1];
@@ -110,7 +110,7 @@ fn a_yaml_list_of_monitors_with_defaults() {
         "the timezone defaults to UTC"
     );
     assert_eq!(night.daily().end().to_string(), "24:00");
-    assert_eq!(alarm(night, 0), ("NIGHT_ALARM", 3));
+    assert_eq!(alarm(night, 0), ("NIGHT_ALARM", Some(3)));
     assert!(!night.enabled());
 }
 
@@ -155,13 +155,13 @@ fn the_job_service_json_reads_into_monitors() {
     assert_eq!(first.window().as_seconds(), 120 * 60);
     assert_eq!(first.timezone().name(), "Europe/Amsterdam");
     assert_eq!(first.daily().start().to_string(), "08:00");
-    assert_eq!(alarm(first, 0), ("NO_TOILET_ACTIVITY_ALARM", 1));
+    assert_eq!(alarm(first, 0), ("NO_TOILET_ACTIVITY_ALARM", None));
     assert!(first.enabled());
     let second = &monitors[1];
     assert_eq!(second.robot_id(), 7);
     assert_eq!(second.timezone().name(), "UTC");
     assert_eq!(second.window().to_string(), "1h30m");
-    assert_eq!(alarm(second, 0), ("NO_TOILET_ACTIVITY_ALARM", 2));
+    assert_eq!(alarm(second, 0), ("NO_TOILET_ACTIVITY_ALARM", Some(2)));
     assert!(!second.enabled(), "a disabled robot disables its rules");
 }
 
@@ -342,5 +342,97 @@ fn job_service_type_errors_name_the_rule_and_field() {
     assert!(
         error.to_string().starts_with("robots: is missing"),
         "{error}"
+    );
+}
+
+/// `MONITORING_CONFIG` of the monitoring job service in the public Tinybots dev compose file,
+/// verbatim.
+const COMPOSE_MONITORING_CONFIG: &str = r#"{"robots":[{"robotId":1,"timezone":"Europe/Amsterdam","enabled":true,"monitoringRules":[{"ruleId":"toilet-activity-2hr","eventName":"TOILET_ACTIVITY","windowDurationMinutes":1,"dailyWindow":{"startTime":"00:01","endTime":"23:59"},"actions":[{"type":"ALARM","config":{"eventName":"NO_TOILET_ACTIVITY_ALARM"}}]}]}]}"#;
+
+#[test]
+fn the_dev_compose_monitoring_config_loads_verbatim() {
+    let monitors = parse_monitors(COMPOSE_MONITORING_CONFIG).unwrap();
+    assert_eq!(
+        parse_job_service_config(COMPOSE_MONITORING_CONFIG).unwrap(),
+        monitors
+    );
+    assert_eq!(monitors.len(), 1);
+    let monitor = &monitors[0];
+    assert_eq!(
+        (
+            monitor.robot_id(),
+            monitor.rule_id().as_str(),
+            monitor.event_type()
+        ),
+        (1, "toilet-activity-2hr", "TOILET_ACTIVITY")
+    );
+    assert_eq!(monitor.window().as_seconds(), 60);
+    assert_eq!(monitor.timezone().name(), "Europe/Amsterdam");
+    assert_eq!(
+        (
+            monitor.daily().start().to_string(),
+            monitor.daily().end().to_string()
+        ),
+        ("00:01".to_owned(), "23:59".to_owned())
+    );
+    assert_eq!(
+        alarm(monitor, 0),
+        ("NO_TOILET_ACTIVITY_ALARM", None),
+        "the job service sets no level: none is sent"
+    );
+    assert!(monitor.enabled());
+}
+
+#[test]
+fn the_job_service_spellings_all_read_the_same() {
+    let reference = parse_job_service_config(COMPOSE_MONITORING_CONFIG).unwrap();
+    for (from, to) in [
+        // Older files name the watched event `eventType`.
+        (
+            r#""eventName":"TOILET_ACTIVITY""#,
+            r#""eventType":"TOILET_ACTIVITY""#,
+        ),
+        // The action type in any case.
+        (r#""type":"ALARM""#, r#""type":"alarm""#),
+        (r#""type":"ALARM""#, r#""type":"Alarm""#),
+        // The robot id as text.
+        (r#""robotId":1"#, r#""robotId":"1""#),
+    ] {
+        let text = COMPOSE_MONITORING_CONFIG.replace(from, to);
+        assert_ne!(text, COMPOSE_MONITORING_CONFIG, "{to}");
+        assert_eq!(parse_monitors(&text).unwrap(), reference, "{to}");
+    }
+    // A monitors list takes `type` in any case too.
+    let list = "- {robotId: 1, ruleId: a, eventType: E, window: 1m, daily: {start: \"00:01\", \
+                end: \"23:59\"}, actions: [{type: ALARM, eventName: X}]}";
+    assert!(parse_monitor_list(list).is_ok());
+}
+
+#[test]
+fn job_service_rules_name_the_watched_event_in_their_own_spelling() {
+    let missing = COMPOSE_MONITORING_CONFIG.replace(r#""eventName":"TOILET_ACTIVITY","#, "");
+    let missing_errors = errors(parse_job_service_config(&missing));
+    assert_eq!(
+        missing_errors,
+        [
+            "monitor robots[0].monitoringRules[0] (robot 1, rule toilet-activity-2hr): \
+             eventName: is missing"
+        ]
+    );
+    let both = COMPOSE_MONITORING_CONFIG.replace(
+        r#""eventName":"TOILET_ACTIVITY","#,
+        r#""eventName":"TOILET_ACTIVITY","eventType":"TOILET_ACTIVITY","#,
+    );
+    let error = &parse_job_service_config(&both).unwrap_err()[0];
+    assert_eq!(
+        error.monitor.as_ref().unwrap().position,
+        "robots[0].monitoringRules[0]"
+    );
+    assert!(error.message.contains("eventName"), "{error}");
+    let other_kind = COMPOSE_MONITORING_CONFIG.replace(r#""type":"ALARM""#, r#""type":"EMAIL""#);
+    let kind_errors = errors(parse_job_service_config(&other_kind));
+    assert!(
+        kind_errors[0].contains("actions[0].type: \"EMAIL\" is not an action type"),
+        "{kind_errors:?}"
     );
 }

@@ -330,7 +330,7 @@ fn alarms_carry_the_stable_reference_of_their_window() {
             alarms[0].event_name.as_str(),
             alarms[0].level
         ),
-        (0, "NO_TOILET_ACTIVITY_ALARM", 1)
+        (0, "NO_TOILET_ACTIVITY_ALARM", None)
     );
     assert_eq!(
         (
@@ -338,7 +338,7 @@ fn alarms_carry_the_stable_reference_of_their_window() {
             alarms[1].event_name.as_str(),
             alarms[1].level
         ),
-        (1, "CARER_CALL", 3)
+        (1, "CARER_CALL", Some(3))
     );
     assert!(
         alarms

@@ -52,7 +52,10 @@ pub struct App {
 
 /// The background workers this replica runs.
 pub struct Workers {
+    /// The status queue's consumer (checks' deliveries, and monitors' without a suffix).
     pub consumer: Option<Consumer>,
+    /// The monitors' own queue's consumer (`MONITORS_QUEUE_SUFFIX`).
+    pub monitors_consumer: Option<Consumer>,
     pub scheduler: Option<Scheduler>,
     pub relay: Option<Relay>,
     pub monitor: Option<MonitorWorker>,
@@ -79,10 +82,22 @@ impl App {
             upstream.retries = config.upstream_retries;
             Ok(upstream)
         };
-        let micro_managers = HttpMicroManagers::new(&upstream(
-            "MICRO_MANAGERS_ADDRESS",
-            &config.micro_managers_address,
-        )?)?;
+        // A monitoring-only replica on its own queue never reads a step: it runs with only
+        // the job service's environment, which has no Micro-Managers address.
+        let needs_steps = config.roles.api
+            || config.roles.scheduler
+            || config
+                .roles
+                .consumes_status_queue(config.monitors_queue_suffix.as_deref());
+        let micro_managers: Arc<dyn MicroManagers> =
+            if needs_steps || config.micro_managers_address.is_some() {
+                Arc::new(HttpMicroManagers::new(&upstream(
+                    "MICRO_MANAGERS_ADDRESS",
+                    &config.micro_managers_address,
+                )?)?)
+            } else {
+                Arc::new(crate::upstream::NotConfigured("MICRO_MANAGERS_ADDRESS"))
+            };
         let megazord = HttpMegazord::new(&upstream(
             "MEGAZORD_EVENTS_ADDRESS",
             &config.megazord_events_address,
@@ -96,7 +111,7 @@ impl App {
         };
         let deps = Deps {
             store,
-            micro_managers: Arc::new(micro_managers),
+            micro_managers,
             megazord: Arc::new(megazord),
             clock: Arc::new(SystemClock),
             queue,
@@ -140,13 +155,16 @@ impl App {
                 stale_after: config.scheduler_stale_lock,
                 max_attempts: config.outbox_max_attempts,
                 retention: config.outbox_retention,
+                provider_name: config.alarm_provider_name.clone(),
+                queue_suffix: config.monitors_queue_suffix.clone(),
                 ..MonitorSettings::default()
             },
         ));
-        if let Some(configured) = crate::monitors::files::load(
-            config.monitors_file.as_deref(),
-            config.toilet_monitoring_config.as_deref(),
-        )? {
+        if let Some(configured) = crate::monitors::files::load(crate::monitors::files::Sources {
+            monitors_file: config.monitors_file.as_deref(),
+            monitoring_config: config.monitoring_config.as_deref(),
+            toilet_monitoring_config: config.toilet_monitoring_config.as_deref(),
+        })? {
             let synced = monitors
                 .sync_files(&configured)
                 .await
@@ -233,6 +251,7 @@ impl App {
             &mut self.workers,
             Workers {
                 consumer: None,
+                monitors_consumer: None,
                 scheduler: None,
                 relay: None,
                 monitor: None,
@@ -253,18 +272,20 @@ impl App {
         let tasks = tokio_util::task::TaskTracker::new();
         let Workers {
             consumer,
+            monitors_consumer,
             scheduler,
             relay,
             monitor,
             consumer_drain,
         } = self.workers;
-        if let Some(consumer) = consumer {
+        for consumer in [consumer, monitors_consumer].into_iter().flatten() {
             let readiness = self.state.readiness.clone();
             let token = shutdown.clone();
-            readiness.set_consumer_running(true);
+            let queue = consumer.queue_label();
+            readiness.set_consumer_running(queue, true);
             tasks.spawn(async move {
                 consumer.run(token, consumer_drain).await;
-                readiness.set_consumer_running(false);
+                readiness.set_consumer_running(queue, false);
             });
         }
         if let Some(scheduler) = scheduler {
@@ -334,16 +355,29 @@ impl Workers {
                 .clone()
                 .with_context(|| format!("the {role} role needs a queue"))
         };
-        let consumer = match (config.roles.consumer, &config.status_queue_address) {
-            (true, Some(url)) => {
-                readiness.expect_consumer();
-                readiness.set_receive_failure_grace(config.consumer_unready_after);
-                Some(Consumer::new(
-                    queue_for("consumer")?,
-                    checks.clone(),
-                    ConsumerConfig::from_config(url.clone(), config),
-                    readiness.clone(),
-                ))
+        let suffix = config.monitors_queue_suffix.as_deref();
+        let consumer_of = |consumer: ConsumerConfig| -> anyhow::Result<Consumer> {
+            readiness.expect_consumer(consumer.queue_label);
+            readiness.set_receive_failure_grace(config.consumer_unready_after);
+            Ok(Consumer::new(
+                queue_for("consumer")?,
+                checks.clone(),
+                consumer,
+                readiness.clone(),
+            ))
+        };
+        let status_queue = config.status_queue_address.as_deref();
+        let consumer = match status_queue {
+            Some(url) if config.roles.consumes_status_queue(suffix) => {
+                Some(consumer_of(ConsumerConfig::from_config(url, config))?)
+            }
+            _ => None,
+        };
+        let monitors_consumer = match (status_queue, suffix) {
+            (Some(url), Some(suffix)) if config.roles.consumes_monitors_queue(Some(suffix)) => {
+                Some(consumer_of(ConsumerConfig::monitors_queue(
+                    url, suffix, config,
+                ))?)
             }
             _ => None,
         };
@@ -354,18 +388,21 @@ impl Workers {
                 &hostname,
             )
         });
-        let relay = match (config.roles.relay, &config.robot_queue_address) {
-            (true, Some(prefix)) => Some(
+        // Without a robot queue (a monitoring-only replica, as config allows) the relay still
+        // removes subscriptions and posts alarms; it sends no notifications.
+        let relay = if config.roles.relay {
+            Some(
                 Relay::new(
                     checks.clone(),
                     queue_for("relay")?,
-                    RelayConfig::from_config(prefix.clone(), config),
+                    RelayConfig::from_config(config.robot_queue_address.clone(), config),
                     &hostname,
                 )
                 .with_monitors(monitors.clone())
                 .with_handoff(handoff),
-            ),
-            _ => None,
+            )
+        } else {
+            None
         };
         let monitor = config.roles.monitor.then(|| {
             MonitorWorker::new(
@@ -378,6 +415,7 @@ impl Workers {
         });
         Ok(Workers {
             consumer,
+            monitors_consumer,
             scheduler,
             relay,
             monitor,

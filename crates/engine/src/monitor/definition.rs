@@ -48,7 +48,8 @@ pub struct DailyDefinition {
     pub end: Option<String>,
 }
 
-/// `{type: alarm, eventName, level}` (level default 1).
+/// `{type: alarm, eventName, level?}`: `type` in any case (`alarm`, `ALARM`); without `level`
+/// the alarm is posted without one.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionDefinition {
@@ -229,7 +230,7 @@ impl Monitor {
                         Action::Alarm { event_name, level } => ActionDefinition {
                             kind: Some("alarm".to_owned()),
                             event_name: Some(event_name.clone()),
-                            level: Some(i64::from(*level)),
+                            level: level.map(i64::from),
                         },
                     })
                     .collect(),
@@ -245,11 +246,14 @@ fn parse_action(
     fail: &mut impl FnMut(&str, String),
 ) -> Option<Action> {
     match action.kind.as_deref() {
-        Some("alarm") => {}
+        // The job service writes `"ALARM"`; case carries no meaning here.
+        Some(kind) if kind.eq_ignore_ascii_case("alarm") => {}
         Some(other) => {
             fail(
                 &format!("{path}.type"),
-                format!("{other:?} is not an action type: the one there is is \"alarm\""),
+                format!(
+                    "{other:?} is not an action type: the one there is is \"alarm\" (any case)"
+                ),
             );
             return None;
         }
@@ -274,12 +278,17 @@ fn parse_action(
             None
         }
     };
-    let level = match u8::try_from(action.level.unwrap_or(1)) {
-        Ok(level) => Some(level),
-        Err(_) => {
+    let level = match action.level.map(u8::try_from) {
+        None => Some(None),
+        Some(Ok(level)) => Some(Some(level)),
+        Some(Err(_)) => {
             fail(
                 &format!("{path}.level"),
-                format!("{} is not a level: use 0 to 255", action.level.unwrap_or(1)),
+                format!(
+                    "{} is not a level: use 0 to 255, or leave it out so that Megazord's event \
+                     schema decides",
+                    action.level.unwrap_or_default()
+                ),
             );
             None
         }

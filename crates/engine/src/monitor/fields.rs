@@ -235,8 +235,13 @@ impl DailyWindow {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Post an event to the robot at Megazord (SPEC §5.2 `POST …/incomings`). The level is
-    /// 0 to 255, which any byte-sized level column holds.
-    Alarm { event_name: String, level: u8 },
+    /// 0 to 255, which any byte-sized level column holds; `None` posts the event without one,
+    /// so Megazord's event schema decides (lower levels are more urgent, and a level nobody
+    /// chose must never be sent).
+    Alarm {
+        event_name: String,
+        level: Option<u8>,
+    },
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //!
 //! - **the monitors list** (`MONITORS_FILE`): a YAML or JSON list of [`MonitorDefinition`]s,
 //!   camelCase, unknown fields refused;
-//! - **the old job service's JSON** (`TOILET_MONITORING_CONFIG` or a file):
-//!   `{"robots":[{"robotId","timezone","enabled","monitoringRules":[{"ruleId","eventType",
-//!   "windowDurationMinutes","dailyWindow":{"startTime","endTime"},"actions":[{"type":"alarm",
-//!   "config":{"eventName"}}]}]}]}`. Fields this service does not use are ignored there, so
-//!   any file that service read loads here.
+//! - **the monitoring job service's JSON** (`MONITORING_CONFIG` as that service is deployed,
+//!   `TOILET_MONITORING_CONFIG`, or a file):
+//!   `{"robots":[{"robotId","timezone","enabled","monitoringRules":[{"ruleId","eventName"
+//!   (older files: "eventType"),"windowDurationMinutes","dailyWindow":{"startTime","endTime"},
+//!   "actions":[{"type":"ALARM" (any case),"config":{"eventName"}}]}]}]}`. Fields this service
+//!   does not use are ignored there, so any file that service read loads here.
 //!
 //! Both are read with the YAML parser (JSON is YAML), which reports lines and columns for
 //! JSON too. Every error names the monitor (its position in the file, and its robot and rule
@@ -141,7 +142,7 @@ pub fn parse_job_service_config(text: &str) -> Result<Vec<Monitor>, Vec<MonitorE
         let definition = |rule: &JobRule| MonitorDefinition {
             robot_id: robot.robot_id,
             rule_id: rule.rule_id.clone(),
-            event_type: rule.event_type.clone(),
+            event_type: rule.event_name.clone(),
             window: rule
                 .window_duration_minutes
                 .map(|minutes| format!("{minutes}m")),
@@ -259,6 +260,7 @@ fn is_robot_field(field: &str) -> bool {
 /// A monitor field's name in the job service's JSON.
 fn job_field(field: &str) -> String {
     match field {
+        "eventType" => "eventName".to_owned(),
         "window" => "windowDurationMinutes".to_owned(),
         "daily" => "dailyWindow".to_owned(),
         "daily.start" => "dailyWindow.startTime".to_owned(),
@@ -368,8 +370,9 @@ struct JobRobot {
 struct JobRule {
     #[serde(default)]
     rule_id: Option<String>,
-    #[serde(default)]
-    event_type: Option<String>,
+    /// The watched event: `eventName` as the job service reads it, `eventType` in older files.
+    #[serde(default, alias = "eventType")]
+    event_name: Option<String>,
     #[serde(default)]
     window_duration_minutes: Option<i64>,
     #[serde(default)]

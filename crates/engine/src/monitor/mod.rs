@@ -48,7 +48,9 @@ pub struct Monitor {
 pub struct AlarmRequest {
     pub action_index: usize,
     pub event_name: String,
-    pub level: u8,
+    /// `None`: posted without a level (Megazord's schema decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u8>,
     pub reference_id: String,
 }
 

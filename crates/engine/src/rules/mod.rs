@@ -378,6 +378,19 @@ pub struct RuleFailure {
 }
 
 impl PhaseRules {
+    /// The names `depends_on` lists more than once, each once, in order. Harmless to the
+    /// rules, but Megazord refuses a subscription that repeats a name: the service subscribes
+    /// to each once, and `templates validate` warns.
+    pub fn repeated_dependencies(&self) -> Vec<&str> {
+        let mut repeated: Vec<&str> = Vec::new();
+        for (i, name) in self.depends_on.iter().enumerate() {
+            if self.depends_on[..i].contains(name) && !repeated.contains(&name.as_str()) {
+                repeated.push(name);
+            }
+        }
+        repeated
+    }
+
     /// The rules present, in evaluation order.
     pub fn rules(&self) -> impl Iterator<Item = (CheckResult, &Rule)> {
         [

@@ -1,14 +1,16 @@
 //! Exact cleanup (SPEC §13): the Megazord subscriptions queued for removal are removed,
 //! retried with backoff until Megazord answers 204 or 404 — none may leak, since Megazord never
-//! expires one — and a subscription nothing owns that keeps delivering is queued too.
+//! expires one. A subscription of an ended check that keeps delivering is queued too, and so
+//! is one whose subscribe answer was lost; a subscription nothing here knows is never removed
+//! (it may be another service's, on a queue shared by mistake).
 
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::{StreamExt as _, stream};
 
 use super::Checks;
-use crate::store::StoreError;
+use crate::store::{StoreError, UnknownSubscription};
 
 /// Removals worked on per step.
 const BATCH: usize = 50;
@@ -94,18 +96,61 @@ impl Checks {
         Ok(tick)
     }
 
-    /// A subscription no check owns keeps delivering (past the grace period): queued for
-    /// removal, since the status queue is this service's.
-    pub async fn subscription_unowned(
+    /// A delivery for a subscription no check or monitor session has kept coming past the
+    /// grace period: removed only when it is this service's (a subscribe whose answer was
+    /// lost, recorded within `grace` before the event); another service's is left alone.
+    pub async fn unknown_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        event_name: &str,
+        event_created_at: DateTime<Utc>,
+        grace: Duration,
+    ) -> Result<UnknownSubscription, StoreError> {
+        let grace = TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
+        self.store
+            .claim_unknown_subscription(
+                robot_id,
+                subscription_id,
+                event_name,
+                event_created_at,
+                grace,
+                self.clock.now(),
+            )
+            .await
+    }
+
+    /// A delivery for an ended check's subscription (this service's or the Node service's)
+    /// kept coming past the grace period: queued for removal (once; asking again changes
+    /// nothing).
+    pub async fn ended_subscription_delivering(
         &self,
         robot_id: i64,
         subscription_id: i64,
     ) -> Result<(), StoreError> {
         self.store
-            .queue_subscription_removal(robot_id, subscription_id, "unowned", self.clock.now())
+            .queue_subscription_removal(robot_id, subscription_id, "ended", self.clock.now())
+            .await
+    }
+
+    /// Deletes a batch of subscribe records too old for any delivery to match
+    /// (`claim_unknown_subscription`): kept [`INTENT_RETENTION_GRACES`] grace periods, and at
+    /// least an hour, so that a delivery kept through a consumer outage still finds its record.
+    pub async fn purge_subscribe_intents(&self, grace: Duration) -> Result<u64, StoreError> {
+        let keep = grace
+            .saturating_mul(INTENT_RETENTION_GRACES)
+            .max(Duration::from_secs(3600));
+        let before = self.clock.now() - TimeDelta::from_std(keep).unwrap_or(TimeDelta::MAX);
+        self.store
+            .purge_subscribe_intents(before, INTENT_PURGE_BATCH)
             .await
     }
 }
+
+/// How many grace periods a subscribe's record is kept.
+const INTENT_RETENTION_GRACES: u32 = 4;
+/// Records purged per step at most.
+const INTENT_PURGE_BATCH: usize = 5_000;
 
 /// A metric label from the fixed set of reasons.
 fn reason(reason: &str) -> &'static str {
@@ -113,6 +158,7 @@ fn reason(reason: &str) -> &'static str {
         "ended" => "ended",
         "create_failed" => "create_failed",
         "unowned" => "unowned",
+        "lost_answer" => "lost_answer",
         "monitor_session_ended" => "monitor_session_ended",
         "monitor_changed" => "monitor_changed",
         "monitor_disabled" => "monitor_disabled",

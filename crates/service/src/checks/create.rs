@@ -7,7 +7,8 @@ use status_check_engine::lifecycle::{Check, Effect, NextSteps, Windows};
 
 use super::{CheckError, Checks, CreateOutcome, CreateRequest, Effects};
 use crate::store::{CheckKey, Created, NewCheck};
-use crate::upstream::{ScriptStep, UpstreamError};
+use crate::subscriptions::{self, SubscribeError};
+use crate::upstream::{ScriptStep, SubscriptionRequest, UpstreamError};
 
 impl Checks {
     /// Fetch the step, resolve the template, compute the windows, run the past
@@ -97,16 +98,17 @@ impl Checks {
         let mut effects = Effects::of(&started);
 
         let mut subscription_id = None;
+        let mut subscribe_intent = None;
         if let Some(Effect::Subscribe { event_names, until }) = started
             .effects
             .iter()
             .find(|e| matches!(e, Effect::Subscribe { .. }))
         {
             let subscription = self
-                .megazord
-                .subscribe(request.robot_id, event_names, *until, call_ref)
+                .subscribe(request.robot_id, event_names, *until, anchor, call_ref)
                 .await?;
             subscription_id = Some(subscription.id);
+            subscribe_intent = Some(subscription.intent);
             // Megazord only fans out events created after the subscription exists: fetch
             // what happened since the anchor and merge it (SPEC §3.3).
             let backfill = match self
@@ -115,7 +117,7 @@ impl Checks {
             {
                 Ok(events) => events,
                 Err(e) => {
-                    self.remove_subscription(request.robot_id, subscription.id, call_ref)
+                    self.abandon_subscription(request.robot_id, subscription, call_ref)
                         .await;
                     return Err(e);
                 }
@@ -141,13 +143,15 @@ impl Checks {
             next_steps,
             records: check.history.records().to_vec(),
             remove_subscription: effects.unsubscribe && subscription_id.is_some(),
+            subscribe_intent,
             now: anchor,
         };
         let created = match self.create_writes.write(&self.store, new).await {
             Ok(created) => created,
             Err(e) => {
-                if let Some(id) = subscription_id {
-                    self.remove_subscription(request.robot_id, id, call_ref)
+                if let (Some(id), Some(intent)) = (subscription_id, subscribe_intent) {
+                    let subscribed = subscriptions::Subscribed { id, intent };
+                    self.abandon_subscription(request.robot_id, subscribed, call_ref)
                         .await;
                 }
                 return Err(e.into());
@@ -172,6 +176,64 @@ impl Checks {
                 }
                 Ok(CreateOutcome::Existing(stored))
             }
+        }
+    }
+
+    /// Subscribes the robot to `event_names` on the status queue (checks never use a queue
+    /// suffix, as the Node service does not). Megazord not knowing an event is the template's
+    /// fault, not an outage: 422 naming the events, which the robot cannot fix by retrying.
+    async fn subscribe(
+        &self,
+        robot_id: i64,
+        event_names: &[String],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        call_ref: &str,
+    ) -> Result<subscriptions::Subscribed, CheckError> {
+        let request = SubscriptionRequest {
+            event_names,
+            until,
+            queue: None,
+        };
+        match subscriptions::subscribe(
+            &self.store,
+            self.megazord.as_ref(),
+            robot_id,
+            request,
+            now,
+            call_ref,
+        )
+        .await
+        {
+            Ok(subscribed) => Ok(subscribed),
+            Err(SubscribeError::Store(e)) => Err(e.into()),
+            Err(SubscribeError::Upstream(UpstreamError::NotFound { .. })) => {
+                let names = subscriptions::unique_names(event_names).join(", ");
+                tracing::warn!(robot_id, event_names = %names, "Megazord refused a subscription: it knows no event schema of (one of) these names");
+                metrics::counter!("subscriptions_refused_total", "reason" => "unknown_event")
+                    .increment(1);
+                Err(CheckError::Unprocessable(format!(
+                    "Megazord knows no event named {names} (the template's future events): \
+                     the check cannot subscribe to them"
+                )))
+            }
+            Err(SubscribeError::Upstream(e)) => Err(e.into()),
+        }
+    }
+
+    /// Removes a subscription made for a create that failed afterwards (or queues its
+    /// removal), and forgets its subscribe's record: its answer came.
+    async fn abandon_subscription(
+        &self,
+        robot_id: i64,
+        subscribed: subscriptions::Subscribed,
+        call_ref: &str,
+    ) {
+        self.remove_subscription(robot_id, subscribed.id, call_ref)
+            .await;
+        if let Err(e) = self.store.forget_subscribe_intent(subscribed.intent).await {
+            // Harmless: the record is purged after the grace period.
+            tracing::warn!(subscription_id = subscribed.id, error = %e, "could not forget a subscribe's record");
         }
     }
 

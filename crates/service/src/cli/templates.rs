@@ -55,6 +55,15 @@ pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i3
                     ("futureEvents", &template.future),
                 ] {
                     let Some(phase) = phase else { continue };
+                    for name in phase.repeated_dependencies() {
+                        writeln!(
+                            out,
+                            "{}: resources.{key}.dependsOn: warning: {name} is listed more than \
+                             once (Megazord refuses a repeated name; the service subscribes to \
+                             it once)",
+                            path.display()
+                        )?;
+                    }
                     for (outcome, rule) in phase.rules() {
                         if let Some(why) = rule.fallback() {
                             fallbacks += 1;

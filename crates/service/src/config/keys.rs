@@ -100,9 +100,24 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "YAML or JSON file of monitors (docs/monitors.md), validated and synced to the database at start: created, changed, and disabled when the file no longer names one it named before. Monitors created through the API are left alone.",
     ),
     (
+        "MONITORING_CONFIG",
+        "",
+        "The monitoring job service's configuration exactly as that service is deployed (its own variable): JSON inline (starting with `{`) or the path of a file; synced like MONITORS_FILE. MONITORS_FILE, MONITORING_CONFIG and TOILET_MONITORING_CONFIG may all be set, but no two may name the same monitor.",
+    ),
+    (
         "TOILET_MONITORING_CONFIG",
         "",
-        "The old job service's monitoring JSON, inline (starting with `{`) or the path of a file; synced like MONITORS_FILE (the two may not name the same monitor).",
+        "An older name of the job service's monitoring JSON, inline (starting with `{`) or the path of a file; synced like MONITORS_FILE.",
+    ),
+    (
+        "MONITORS_QUEUE_SUFFIX",
+        "",
+        "Monitors subscribe with this queue suffix, so Megazord delivers their events to `${STATUS_QUEUE_ADDRESS}-${suffix}` (the job service's value: `azi-3-status-check-jobs`); replicas with the `monitor` role consume that queue as well. A monitoring-only replica (roles without `api` and `scheduler`, e.g. `status-check job`) then consumes only that queue and needs no ROBOT_QUEUE_ADDRESS. Empty: monitors use the status queue.",
+    ),
+    (
+        "ALARM_PROVIDER_NAME",
+        "azi-3-status-jobs",
+        "The `providerName` monitors' alarms are posted to Megazord as; Megazord refuses a provider it does not know. The default is the monitoring job service's.",
     ),
     (
         "INTERNAL_API_TOKEN",

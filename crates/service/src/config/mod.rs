@@ -88,6 +88,12 @@ pub struct Config {
     pub monitors_file: Option<PathBuf>,
     /// `TOILET_MONITORING_CONFIG`: inline JSON or a path.
     pub toilet_monitoring_config: Option<String>,
+    /// `MONITORING_CONFIG`: the job service's own variable, inline JSON or a path.
+    pub monitoring_config: Option<String>,
+    /// `MONITORS_QUEUE_SUFFIX`; `None`: monitors use the status queue.
+    pub monitors_queue_suffix: Option<String>,
+    /// `ALARM_PROVIDER_NAME`.
+    pub alarm_provider_name: String,
     /// `INTERNAL_API_TOKEN`; `None`: the internal API answers 404.
     pub internal_api_token: Option<Secret<String>>,
     pub monitor_scan_interval: Duration,
@@ -182,10 +188,26 @@ impl Config {
                 "required when ROLES includes consumer",
             ));
         }
-        if roles.relay && robot_queue_address.is_none() {
+        let monitors_queue_suffix = optional("MONITORS_QUEUE_SUFFIX");
+        if let Some(suffix) = &monitors_queue_suffix
+            && (suffix.len() > 128
+                || !suffix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(error(
+                "MONITORS_QUEUE_SUFFIX",
+                format!("{suffix:?} is not a queue suffix: 1 to 128 of a-z, A-Z, 0-9 and -"),
+            ));
+        }
+        if roles.relay
+            && robot_queue_address.is_none()
+            && !(roles.monitoring_only() && monitors_queue_suffix.is_some())
+        {
             return Err(error(
                 "ROBOT_QUEUE_ADDRESS",
-                "required when ROLES includes relay",
+                "required when ROLES includes relay (but for a monitoring-only replica with \
+                 MONITORS_QUEUE_SUFFIX set)",
             ));
         }
         let wait = positive("CONSUMER_WAIT_SECS")?;
@@ -262,6 +284,9 @@ impl Config {
             log_format,
             monitors_file: optional("MONITORS_FILE").map(PathBuf::from),
             toilet_monitoring_config: optional("TOILET_MONITORING_CONFIG"),
+            monitoring_config: optional("MONITORING_CONFIG"),
+            monitors_queue_suffix,
+            alarm_provider_name: get("ALARM_PROVIDER_NAME"),
             internal_api_token: optional("INTERNAL_API_TOKEN").map(Secret::new),
             monitor_scan_interval: Duration::from_millis(positive("MONITOR_SCAN_INTERVAL_MS")?),
         })
@@ -290,6 +315,22 @@ impl Roles {
 
     /// What `status-check job` runs: a monitoring-only replica.
     pub const JOB: &'static str = "monitor,consumer,relay";
+
+    /// Runs monitors and nothing of the checks' own work (no API, no deadlines): with a
+    /// monitors queue suffix it consumes only the monitors' queue, as the job service did.
+    pub fn monitoring_only(&self) -> bool {
+        self.monitor && !self.api && !self.scheduler
+    }
+
+    /// Consumes the status queue (checks' deliveries).
+    pub fn consumes_status_queue(&self, monitors_queue_suffix: Option<&str>) -> bool {
+        self.consumer && !(self.monitoring_only() && monitors_queue_suffix.is_some())
+    }
+
+    /// Consumes the monitors' own queue.
+    pub fn consumes_monitors_queue(&self, monitors_queue_suffix: Option<&str>) -> bool {
+        self.consumer && self.monitor && monitors_queue_suffix.is_some()
+    }
 
     fn parse(text: &str) -> Result<Roles, String> {
         let mut roles = Roles {
@@ -599,6 +640,41 @@ mod tests {
         assert!(job.monitor && job.consumer && job.relay);
         assert!(!job.api && !job.scheduler);
         assert!(config(&[]).unwrap().internal_api_token.is_none());
+    }
+
+    #[test]
+    fn a_monitoring_only_replica_with_a_queue_suffix_consumes_only_the_monitors_queue() {
+        let suffix = ("MONITORS_QUEUE_SUFFIX", "azi-3-status-check-jobs");
+        let job = config(&[
+            ("ROLES", Roles::JOB),
+            suffix,
+            ("ROBOT_QUEUE_ADDRESS", "<unset>"),
+        ])
+        .expect("a job replica with a suffix needs no robot queue");
+        let queue = job.monitors_queue_suffix.as_deref();
+        assert_eq!(queue, Some("azi-3-status-check-jobs"));
+        assert!(job.roles.consumes_monitors_queue(queue));
+        assert!(
+            !job.roles.consumes_status_queue(queue),
+            "the plain queue belongs to the status-check service"
+        );
+        assert_eq!(job.alarm_provider_name, "azi-3-status-jobs");
+
+        // Every role: both queues. No suffix: the status queue only, as before.
+        let all = config(&[suffix]).unwrap();
+        let queue = all.monitors_queue_suffix.as_deref();
+        assert!(all.roles.consumes_status_queue(queue) && all.roles.consumes_monitors_queue(queue));
+        let plain = config(&[("ROLES", Roles::JOB)]).unwrap();
+        assert!(plain.roles.consumes_status_queue(None));
+        assert!(!plain.roles.consumes_monitors_queue(None));
+
+        // Without the suffix a job replica's relay sends robot notifications too.
+        let err = config(&[("ROLES", Roles::JOB), ("ROBOT_QUEUE_ADDRESS", "<unset>")]).unwrap_err();
+        assert_eq!(err.key, "ROBOT_QUEUE_ADDRESS");
+        let err = config(&[("MONITORS_QUEUE_SUFFIX", "no/slash")]).unwrap_err();
+        assert_eq!(err.key, "MONITORS_QUEUE_SUFFIX");
+        let custom = config(&[("ALARM_PROVIDER_NAME", "other-provider")]).unwrap();
+        assert_eq!(custom.alarm_provider_name, "other-provider");
     }
 
     #[test]

@@ -10,7 +10,6 @@ pub mod request_id;
 pub mod server;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -25,6 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::checks::Checks;
 use crate::monitors::Monitors;
+pub use crate::readiness::Readiness;
 use problem::ApiError;
 
 /// Largest request body accepted (SPEC §2.2).
@@ -44,82 +44,6 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Whether Swagger UI is served at `/docs` (`DOCS_ENABLED`); `/openapi.json` always is.
     pub docs_enabled: bool,
-}
-
-/// Readiness flags of the parts that start after the HTTP server.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    templates_loaded: AtomicBool,
-    consumer_expected: AtomicBool,
-    consumer_running: AtomicBool,
-    /// Since when every status-queue receive has failed (`None`: the last one worked).
-    receive_failing_since: std::sync::Mutex<Option<Instant>>,
-    /// How long receives may fail before the replica is not ready.
-    receive_failure_grace: std::sync::Mutex<std::time::Duration>,
-}
-
-impl Readiness {
-    pub fn set_templates_loaded(&self) {
-        self.templates_loaded.store(true, Ordering::SeqCst);
-    }
-
-    /// This replica runs a queue consumer: not ready until it runs.
-    pub fn expect_consumer(&self) {
-        self.consumer_expected.store(true, Ordering::SeqCst);
-    }
-
-    pub fn set_consumer_running(&self, running: bool) {
-        self.consumer_running.store(running, Ordering::SeqCst);
-    }
-
-    /// How long status-queue receives may keep failing before the replica reports not ready.
-    pub fn set_receive_failure_grace(&self, grace: std::time::Duration) {
-        *self
-            .receive_failure_grace
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = grace;
-    }
-
-    /// A receive from the status queue worked, or failed.
-    pub fn receive_done(&self, worked: bool) {
-        let mut since = self
-            .receive_failing_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match (worked, *since) {
-            (true, _) => *since = None,
-            (false, None) => *since = Some(Instant::now()),
-            (false, Some(_)) => {}
-        }
-    }
-
-    fn receives_failing(&self) -> bool {
-        let grace = *self
-            .receive_failure_grace
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        self.receive_failing_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|since| since.elapsed() >= grace)
-    }
-
-    /// The names of what is not ready.
-    pub fn failing(&self) -> Vec<String> {
-        let mut failing = Vec::new();
-        if !self.templates_loaded.load(Ordering::SeqCst) {
-            failing.push("templates".to_owned());
-        }
-        if self.consumer_expected.load(Ordering::SeqCst)
-            && !self.consumer_running.load(Ordering::SeqCst)
-        {
-            failing.push("queue consumer".to_owned());
-        }
-        if self.consumer_expected.load(Ordering::SeqCst) && self.receives_failing() {
-            failing.push("status queue receives failing".to_owned());
-        }
-        failing
-    }
 }
 
 #[derive(OpenApi)]

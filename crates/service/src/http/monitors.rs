@@ -161,6 +161,9 @@ pub struct MonitorDto {
     /// When the monitor worker acts next (a window's end, the next session's start); `null`
     /// for a disabled monitor.
     next_due_at: Option<DateTime<Utc>>,
+    /// Why the monitor cannot open its session (e.g. Megazord knows no event of the name it
+    /// watches); `null` when nothing is wrong.
+    problem: Option<String>,
 }
 
 /// `GET /internal/v1/monitors`.
@@ -208,6 +211,7 @@ impl From<&StoredMonitor> for MonitorDto {
             alarms_sent: window.map(|w| w.alarms_sent()),
             subscription_id: stored.state.subscription_id,
             next_due_at: (stored.state.due_at < NEVER).then_some(stored.state.due_at),
+            problem: stored.state.problem.clone(),
         }
     }
 }

@@ -67,6 +67,7 @@ impl Monitors {
     /// Posts one alarm; whether Megazord took it.
     async fn post(&self, action: &PendingAction, lease: &str) -> Result<bool, StoreError> {
         let event = PostedEvent {
+            provider_name: self.settings.provider_name.clone(),
             event_name: action.event_name.clone(),
             level: action.level,
             reference_id: action.reference_id.clone(),

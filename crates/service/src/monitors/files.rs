@@ -1,7 +1,8 @@
 //! The monitors the configuration names (SPEC §12): `MONITORS_FILE` (a YAML or JSON list, or
-//! the old job service's shape) and `TOILET_MONITORING_CONFIG` (the job service's JSON, inline
-//! or the path of a file). Every error names the file (or the key), the monitor and the field;
-//! the same monitor in both is an error too.
+//! the job service's shape), `MONITORING_CONFIG` (the monitoring job service's own variable,
+//! exactly as that service is deployed) and `TOILET_MONITORING_CONFIG` (an older name of it) —
+//! the last two inline JSON or the path of a file. Any may be set; every error names the file
+//! (or the key), the monitor and the field, and two sources naming one monitor is an error.
 
 use std::path::Path;
 
@@ -12,18 +13,29 @@ use status_check_engine::monitor::{
 /// What one source parsed to.
 type Parsed = Result<Vec<Monitor>, Vec<MonitorError>>;
 
-/// The monitors of both sources; `None` when neither is configured (then nothing is synced, and
+/// Where monitors are configured; `None` for what is not set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// `MONITORS_FILE`.
+    pub monitors_file: Option<&'a Path>,
+    /// `MONITORING_CONFIG`: inline JSON or a path.
+    pub monitoring_config: Option<&'a str>,
+    /// `TOILET_MONITORING_CONFIG`: inline JSON or a path.
+    pub toilet_monitoring_config: Option<&'a str>,
+}
+
+/// The monitors of every source; `None` when none is configured (then nothing is synced, and
 /// no monitor a file wrote before is disabled).
-pub fn load(
-    monitors_file: Option<&Path>,
-    toilet_monitoring_config: Option<&str>,
-) -> anyhow::Result<Option<Vec<Monitor>>> {
-    if monitors_file.is_none() && toilet_monitoring_config.is_none() {
+pub fn load(sources: Sources<'_>) -> anyhow::Result<Option<Vec<Monitor>>> {
+    if sources.monitors_file.is_none()
+        && sources.monitoring_config.is_none()
+        && sources.toilet_monitoring_config.is_none()
+    {
         return Ok(None);
     }
     let mut errors: Vec<String> = Vec::new();
     let mut parsed: Vec<(String, Parsed)> = Vec::new();
-    if let Some(path) = monitors_file {
+    if let Some(path) = sources.monitors_file {
         match std::fs::read_to_string(path) {
             Ok(text) => parsed.push((path.display().to_string(), parse_monitors(&text))),
             Err(e) => errors.push(format!(
@@ -32,18 +44,18 @@ pub fn load(
             )),
         }
     }
-    if let Some(value) = toilet_monitoring_config {
+    for (key, value) in [
+        ("MONITORING_CONFIG", sources.monitoring_config),
+        ("TOILET_MONITORING_CONFIG", sources.toilet_monitoring_config),
+    ] {
+        let Some(value) = value else { continue };
         if value.trim_start().starts_with('{') {
-            parsed.push((
-                "TOILET_MONITORING_CONFIG".to_owned(),
-                parse_job_service_config(value),
-            ));
+            parsed.push((key.to_owned(), parse_job_service_config(value)));
         } else {
             match std::fs::read_to_string(value) {
                 Ok(text) => parsed.push((value.to_owned(), parse_job_service_config(&text))),
                 Err(e) => errors.push(format!(
-                    "TOILET_MONITORING_CONFIG: cannot read {value} (neither inline JSON nor a \
-                     readable file): {e}"
+                    "{key}: cannot read {value} (neither inline JSON nor a readable file): {e}"
                 )),
             }
         }
@@ -92,9 +104,69 @@ mod tests {
         "windowDurationMinutes": 120, "dailyWindow": {"startTime": "08:00", "endTime": "22:00"},
         "actions": [{"type": "alarm", "config": {"eventName": "NO_TOILET_ACTIVITY_ALARM"}}]}]}]}"#;
 
+    fn toilet(value: &str) -> Sources<'_> {
+        Sources {
+            toilet_monitoring_config: Some(value),
+            ..Sources::default()
+        }
+    }
+
+    /// The job service's `MONITORING_CONFIG` in the public Tinybots dev compose file.
+    const COMPOSE: &str = r#"{"robots":[{"robotId":1,"timezone":"Europe/Amsterdam","enabled":true,"monitoringRules":[{"ruleId":"toilet-activity-2hr","eventName":"TOILET_ACTIVITY","windowDurationMinutes":1,"dailyWindow":{"startTime":"00:01","endTime":"23:59"},"actions":[{"type":"ALARM","config":{"eventName":"NO_TOILET_ACTIVITY_ALARM"}}]}]}]}"#;
+
+    #[test]
+    fn the_job_services_own_variable_loads_inline_or_from_a_file() {
+        let inline = load(Sources {
+            monitoring_config: Some(COMPOSE),
+            ..Sources::default()
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(inline.len(), 1);
+        assert_eq!(inline[0].event_type(), "TOILET_ACTIVITY");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("monitoring.json");
+        std::fs::write(&file, COMPOSE).unwrap();
+        let from_file = load(Sources {
+            monitoring_config: Some(file.to_str().unwrap()),
+            ..Sources::default()
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(from_file, inline);
+        // Beside the older variable, one monitor named twice is refused, naming both.
+        let error = load(Sources {
+            monitoring_config: Some(COMPOSE),
+            toilet_monitoring_config: Some(COMPOSE),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains(
+                "TOILET_MONITORING_CONFIG: monitor (robot 1, rule toilet-activity-2hr): ruleId: \
+                 also in MONITORING_CONFIG"
+            ),
+            "{error}"
+        );
+        let error = load(Sources {
+            monitoring_config: Some(&COMPOSE.replace("00:01", "25:00")),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains(
+                "MONITORING_CONFIG: monitor robots[0].monitoringRules[0] (robot 1, rule \
+                 toilet-activity-2hr): dailyWindow.startTime:"
+            ),
+            "{error}"
+        );
+    }
+
     #[test]
     fn nothing_configured_syncs_nothing() {
-        assert!(load(None, None).unwrap().is_none());
+        assert!(load(Sources::default()).unwrap().is_none());
     }
 
     #[test]
@@ -104,9 +176,13 @@ mod tests {
         std::fs::write(&list, LIST).unwrap();
         let job = dir.path().join("toilet.json");
         std::fs::write(&job, JOB).unwrap();
-        let from_files = load(Some(&list), Some(job.to_str().unwrap()))
-            .unwrap()
-            .unwrap();
+        let from_files = load(Sources {
+            monitors_file: Some(&list),
+            toilet_monitoring_config: Some(job.to_str().unwrap()),
+            ..Sources::default()
+        })
+        .unwrap()
+        .unwrap();
         let ids: Vec<(i64, String)> = from_files
             .iter()
             .map(|m| (m.robot_id(), m.rule_id().to_string()))
@@ -115,28 +191,27 @@ mod tests {
             ids,
             [(42, "no-toilet".to_owned()), (43, "toilet".to_owned())]
         );
-        assert_eq!(
-            load(None, Some(JOB)).unwrap().unwrap().len(),
-            1,
-            "inline JSON"
-        );
+        assert_eq!(load(toilet(JOB)).unwrap().unwrap().len(), 1, "inline JSON");
 
         std::fs::write(&list, LIST.replace("22:00", "07:00")).unwrap();
-        let error = load(Some(&list), None).unwrap_err().to_string();
+        let error = load(Sources {
+            monitors_file: Some(&list),
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("monitors.yaml: monitor [0] (robot 42, rule no-toilet): daily.end:"),
             "{error}"
         );
-        let error = load(None, Some(&JOB.replace("Europe/Amsterdam", "Nowhere/City")))
+        let error = load(toilet(&JOB.replace("Europe/Amsterdam", "Nowhere/City")))
             .unwrap_err()
             .to_string();
         assert!(
             error.contains("TOILET_MONITORING_CONFIG: monitor robots[0] (robot 43): timezone:"),
             "{error}"
         );
-        let error = load(None, Some("/no/such/file.json"))
-            .unwrap_err()
-            .to_string();
+        let error = load(toilet("/no/such/file.json")).unwrap_err().to_string();
         assert!(error.contains("/no/such/file.json"), "{error}");
     }
 
@@ -149,7 +224,12 @@ mod tests {
             LIST.replace("42", "43").replace("no-toilet", "toilet"),
         )
         .unwrap();
-        let error = load(Some(&list), Some(JOB)).unwrap_err().to_string();
+        let error = load(Sources {
+            monitors_file: Some(&list),
+            ..toilet(JOB)
+        })
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains(
                 "TOILET_MONITORING_CONFIG: monitor (robot 43, rule toilet): ruleId: also in"

@@ -34,6 +34,11 @@ pub struct MonitorSettings {
     pub max_attempts: u32,
     /// How long posted alarms are kept before they are purged.
     pub retention: Duration,
+    /// The `providerName` alarms are posted as (`ALARM_PROVIDER_NAME`): one Megazord knows.
+    pub provider_name: String,
+    /// `MONITORS_QUEUE_SUFFIX`: sessions subscribe with this queue suffix, so that their
+    /// deliveries arrive on the monitors' own queue; `None`: the status queue.
+    pub queue_suffix: Option<String>,
 }
 
 impl Default for MonitorSettings {
@@ -43,6 +48,8 @@ impl Default for MonitorSettings {
             batch: 50,
             max_attempts: 20,
             retention: Duration::from_secs(7 * 24 * 3600),
+            provider_name: crate::upstream::megazord::DEFAULT_PROVIDER_NAME.to_owned(),
+            queue_suffix: None,
         }
     }
 }

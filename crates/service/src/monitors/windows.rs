@@ -12,7 +12,8 @@ use status_check_engine::monitor::{
 
 use super::Monitors;
 use crate::store::{NEVER, NewAction, StateChange, StoreError, StoredMonitor};
-use crate::upstream::UpstreamError;
+use crate::subscriptions::{self, SubscribeError};
+use crate::upstream::{SubscriptionRequest, UpstreamError};
 
 /// How late a session may be opened and still start at its start (the backfill covers the
 /// gap): a scan's delay or a quick restart. Opened later, its first window starts then
@@ -20,6 +21,9 @@ use crate::upstream::UpstreamError;
 const OPEN_GRACE: TimeDelta = TimeDelta::seconds(60);
 /// When Megazord (or the database) fails, the monitor is due again this much later.
 const RETRY_AFTER: TimeDelta = TimeDelta::seconds(5);
+/// When Megazord knows no event schema of the watched name, the monitor is tried again this
+/// much later (someone has to add the schema, or fix the monitor).
+const UNKNOWN_EVENT_RETRY_AFTER: TimeDelta = TimeDelta::minutes(5);
 /// How often a decision is made again when the state changed under it (a delivery, an API
 /// change) before the monitor is left for the next step.
 const STALE_ATTEMPTS: usize = 4;
@@ -64,6 +68,18 @@ enum ActError {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     State(#[from] InvalidWindowState),
+    /// Megazord refused the subscription: it knows no event schema of this name.
+    #[error("Megazord knows no event named {0}: the session cannot subscribe to it")]
+    UnknownEvent(String),
+}
+
+impl From<SubscribeError> for ActError {
+    fn from(error: SubscribeError) -> Self {
+        match error {
+            SubscribeError::Store(e) => ActError::Store(e),
+            SubscribeError::Upstream(e) => ActError::Upstream(e),
+        }
+    }
 }
 
 impl Monitors {
@@ -166,11 +182,27 @@ impl Monitors {
             + 1;
         let call_ref = uuid::Uuid::new_v4().to_string();
         let event_names = [monitor.event_type().to_owned()];
-        let subscription = self
-            .megazord
-            .subscribe(monitor.robot_id(), &event_names, session.end, &call_ref)
-            .await?
-            .id;
+        let request = SubscriptionRequest {
+            event_names: &event_names,
+            until: session.end,
+            queue: self.settings.queue_suffix.as_deref(),
+        };
+        let subscribed = match subscriptions::subscribe(
+            &self.store,
+            self.megazord.as_ref(),
+            monitor.robot_id(),
+            request,
+            now,
+            &call_ref,
+        )
+        .await
+        {
+            Err(SubscribeError::Upstream(UpstreamError::NotFound { .. })) => {
+                return Err(ActError::UnknownEvent(monitor.event_type().to_owned()));
+            }
+            other => other?,
+        };
+        let subscription = subscribed.id;
         let events = match self
             .megazord
             .incomings(
@@ -195,6 +227,10 @@ impl Monitors {
             .store
             .write_monitor_state(current, Some(lease), &change, now)
             .await;
+        // The answer came: the subscription is stored now, or removed below.
+        if let Err(e) = self.store.forget_subscribe_intent(subscribed.intent).await {
+            tracing::warn!(subscription_id = subscription, error = %e, "could not forget a subscribe's record; purged later");
+        }
         match written {
             Ok(true) => {
                 self.report_opened(monitor, &session, &window, subscription);
@@ -265,7 +301,7 @@ impl Monitors {
         due_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.store
-            .release_monitor(current.id, lease, due_at, self.now())
+            .release_monitor(current.id, lease, due_at, None, self.now())
             .await
             .map(drop)
     }
@@ -274,6 +310,27 @@ impl Monitors {
     /// runs stale and the monitor is taken over.
     async fn failed(&self, current: &StoredMonitor, lease: &str, error: &ActError) {
         let monitor = &current.monitor;
+        if let ActError::UnknownEvent(event_name) = error {
+            // Not an outage: retrying every few seconds would change nothing. Said loudly,
+            // kept on the monitor's state (the internal API shows it), tried again later.
+            tracing::error!(
+                robot_id = monitor.robot_id(),
+                rule_id = %monitor.rule_id(),
+                event_name,
+                "monitor cannot open its session: Megazord knows no event of the name it watches"
+            );
+            metrics::counter!("monitor_failures_total", "reason" => "unknown_event").increment(1);
+            let problem = error.to_string();
+            let retry = self.now() + UNKNOWN_EVENT_RETRY_AFTER;
+            if let Err(e) = self
+                .store
+                .release_monitor(current.id, lease, retry, Some(&problem), self.now())
+                .await
+            {
+                tracing::warn!(monitor_id = current.id, error = %e, "could not release a monitor's lease");
+            }
+            return;
+        }
         tracing::warn!(
             robot_id = monitor.robot_id(),
             rule_id = %monitor.rule_id(),
@@ -282,7 +339,7 @@ impl Monitors {
             error = %error,
             "could not act on a monitor; retried shortly"
         );
-        metrics::counter!("monitor_failures_total").increment(1);
+        metrics::counter!("monitor_failures_total", "reason" => "other").increment(1);
         if let Err(e) = self.wait(current, lease, self.now() + RETRY_AFTER).await {
             tracing::warn!(monitor_id = current.id, error = %e, "could not release a monitor's lease");
         }

@@ -114,6 +114,12 @@ async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, St
 /// One create inside an open write transaction.
 async fn create_in<D: Db>(db: &D, tx: &mut D::Tx, check: &NewCheck) -> Result<Created, StoreError> {
     let key = &check.key;
+    // The subscribe's answer came: the subscription is stored here, or (the request lost a
+    // race) removed by the caller; its record is no longer needed to recognise it.
+    if let Some(intent) = check.subscribe_intent {
+        tx.execute(super::intents::DELETE_INTENT, args![intent])
+            .await?;
+    }
     let existing = tx
         .fetch_optional(
             SELECT_CHECK_ID_BY_KEY,

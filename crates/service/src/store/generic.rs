@@ -367,4 +367,66 @@ impl<B: Db + 'static> Store for B {
         )
         .await
     }
+
+    async fn record_subscribe_intent(
+        &self,
+        robot_id: i64,
+        event_names: &[String],
+        queue: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        bounded(
+            self,
+            "record_subscribe_intent",
+            crate::store::intents::record_subscribe_intent(self, robot_id, event_names, queue, now),
+        )
+        .await
+    }
+
+    async fn forget_subscribe_intent(&self, id: i64) -> Result<(), StoreError> {
+        bounded(
+            self,
+            "forget_subscribe_intent",
+            crate::store::intents::forget_subscribe_intent(self, id),
+        )
+        .await
+    }
+
+    async fn claim_unknown_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        event_name: &str,
+        event_created_at: DateTime<Utc>,
+        grace: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::UnknownSubscription, StoreError> {
+        bounded(
+            self,
+            "claim_unknown_subscription",
+            crate::store::intents::claim_unknown_subscription(
+                self,
+                robot_id,
+                subscription_id,
+                event_name,
+                event_created_at,
+                grace,
+                now,
+            ),
+        )
+        .await
+    }
+
+    async fn purge_subscribe_intents(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        bounded(
+            self,
+            "purge_subscribe_intents",
+            crate::store::intents::purge_subscribe_intents(self, before, limit),
+        )
+        .await
+    }
 }

@@ -20,6 +20,7 @@ mod db;
 pub mod driver_bench;
 mod generic;
 mod in_list;
+mod intents;
 
 mod lifecycle;
 mod monitor_actions;
@@ -164,6 +165,9 @@ pub struct NewCheck {
     /// The check ended at once with a subscription made for it: queue its removal in the same
     /// transaction.
     pub remove_subscription: bool,
+    /// The record of the subscribe made for it (`record_subscribe_intent`), deleted in the
+    /// same transaction: its answer came.
+    pub subscribe_intent: Option<i64>,
     pub now: DateTime<Utc>,
 }
 
@@ -593,6 +597,52 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
 
     /// Removals not done yet.
     async fn subscription_removal_backlog(&self) -> Result<i64, StoreError>;
+
+    /// Records a subscribe about to be made (SPEC §13), before the call; the record's id.
+    async fn record_subscribe_intent(
+        &self,
+        robot_id: i64,
+        event_names: &[String],
+        queue: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+
+    /// The subscribe's answer came and its subscription is stored (or queued for removal).
+    async fn forget_subscribe_intent(&self, id: i64) -> Result<(), StoreError>;
+
+    /// A delivery for a subscription no check or monitor session has kept coming past the
+    /// grace period: whose is it? A subscribe this service recorded and whose answer was lost
+    /// (same robot, an event name it asked for, made at most `grace` before the event) makes
+    /// it this service's, queued for removal in the same transaction.
+    async fn claim_unknown_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        event_name: &str,
+        event_created_at: DateTime<Utc>,
+        grace: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<UnknownSubscription, StoreError>;
+
+    /// Deletes up to `limit` subscribe records made before `before`; how many.
+    async fn purge_subscribe_intents(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
+}
+
+/// Whose a subscription is that no check or monitor session has (SPEC §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownSubscription {
+    /// Its removal is queued or done already (an ended monitor session's, a failed
+    /// create's): nothing more to do.
+    AlreadyRemoved,
+    /// A subscribe of this service whose answer was lost: now queued for removal.
+    LostAnswer { intent: i64 },
+    /// Nothing here knows it: another service's, perhaps on a queue shared by mistake. Never
+    /// removed.
+    Foreign,
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -69,7 +69,7 @@ pub(super) async fn claim<D: Db>(
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.int("id")?;
-            let level = row.int("level")?;
+            let level = row.opt_int("level")?;
             claimed.push(PendingAction {
                 id,
                 monitor_id: row.int("monitor_id")?,
@@ -79,8 +79,12 @@ pub(super) async fn claim<D: Db>(
                 window_number: to_u32(row.int("window_number")?, "window_number")?,
                 reference_id: row.text("reference_id")?,
                 event_name: row.text("event_name")?,
-                level: u8::try_from(level)
-                    .map_err(|_| corrupt(format!("monitor action {id}: level {level}")))?,
+                level: level
+                    .map(|level| {
+                        u8::try_from(level)
+                            .map_err(|_| corrupt(format!("monitor action {id}: level {level}")))
+                    })
+                    .transpose()?,
                 window_end: row.time("window_end")?,
                 attempts: to_u32(row.int("attempts")?, "attempts")?,
             });

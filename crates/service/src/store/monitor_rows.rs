@@ -15,7 +15,7 @@ macro_rules! select_monitor {
             "SELECT m.id, m.robot_id, m.rule_id, m.definition, m.source, m.version, \
              m.created_at, m.updated_at, s.session_date, s.session_end, s.window_number, \
              s.window_start, s.window_end, s.subscription_id, s.due_at, s.lock_id, \
-             s.locked_at, s.state_version \
+             s.locked_at, s.state_version, s.problem \
              FROM status_check_monitor m JOIN status_check_monitor_state s \
              ON s.monitor_id = m.id ",
             $tail
@@ -81,7 +81,7 @@ macro_rules! write_state_sql {
              window_number = ?, window_start = ?, window_end = ?, subscription_id = ?, \
              due_at = ?, lock_id = CASE WHEN ? THEN NULL ELSE lock_id END, \
              locked_at = CASE WHEN ? THEN NULL ELSE locked_at END, \
-             state_version = state_version + 1, updated_at = ? \
+             problem = NULL, state_version = state_version + 1, updated_at = ? \
              WHERE monitor_id = ? AND state_version = ?",
             $fence
         )
@@ -92,7 +92,8 @@ pub(super) const WRITE_STATE: &str = write_state_sql!("");
 pub(super) const WRITE_STATE_LEASED: &str = write_state_sql!(" AND lock_id = ?");
 
 pub(super) const RELEASE_MONITOR: &str = "UPDATE status_check_monitor_state SET lock_id = NULL, \
-     locked_at = NULL, due_at = ?, updated_at = ? WHERE monitor_id = ? AND lock_id = ?";
+     locked_at = NULL, due_at = ?, problem = ?, updated_at = ? \
+     WHERE monitor_id = ? AND lock_id = ?";
 
 pub(super) const INSERT_ACTION: PerDialect = PerDialect {
     mysql: "INSERT INTO status_check_monitor_action (monitor_id, robot_id, rule_id, \
@@ -167,6 +168,7 @@ pub(super) fn monitor_of<R: SqlRow>(row: &R) -> Result<StoredMonitor, StoreError
             lock_id: row.opt_text("lock_id")?,
             locked_at: row.opt_time("locked_at")?,
             version: row.int("state_version")?,
+            problem: row.opt_text("problem")?,
         },
     })
 }

@@ -58,6 +58,9 @@ pub struct MonitorState {
     pub locked_at: Option<DateTime<Utc>>,
     /// Grows with every write; a write names the version it was decided on.
     pub version: i64,
+    /// Why the session cannot be opened (e.g. Megazord knows no event schema of the watched
+    /// name); `None` once a decision was written, or when nothing is wrong.
+    pub problem: Option<String>,
 }
 
 /// A monitor as stored, with its state.
@@ -121,7 +124,8 @@ pub struct PendingAction {
     pub window_number: u32,
     pub reference_id: String,
     pub event_name: String,
-    pub level: u8,
+    /// `None`: posted without a level.
+    pub level: Option<u8>,
     pub window_end: DateTime<Utc>,
     /// Failed attempts so far.
     pub attempts: u32,
@@ -195,13 +199,14 @@ pub trait MonitorStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Frees the lease without a decision (e.g. Megazord failed), due again at `due_at`;
-    /// whether the lease was still held.
+    /// Frees the lease without a decision (e.g. Megazord failed), due again at `due_at`,
+    /// noting what is wrong (`problem`; `None`: nothing); whether the lease was still held.
     async fn release_monitor(
         &self,
         monitor_id: i64,
         lease: &str,
         due_at: DateTime<Utc>,
+        problem: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
@@ -465,7 +470,7 @@ impl<B: Db + 'static> MonitorStore for B {
                         i64::try_from(action.alarm.action_index).unwrap_or(i64::MAX),
                         action.alarm.reference_id.clone(),
                         action.alarm.event_name.clone(),
-                        i64::from(action.alarm.level),
+                        action.alarm.level.map(i64::from),
                         millis(action.window_end),
                         now,
                         now,
@@ -486,9 +491,12 @@ impl<B: Db + 'static> MonitorStore for B {
         monitor_id: i64,
         lease: &str,
         due_at: DateTime<Utc>,
+        problem: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let args = args![millis(due_at), millis(now), monitor_id, lease];
+        let problem =
+            problem.map(|p| super::lifecycle::cut(p, super::lifecycle::LAST_ERROR_MAX_CHARS));
+        let args = args![millis(due_at), problem, millis(now), monitor_id, lease];
         retrying!(self, tx => tx
             .execute(RELEASE_MONITOR, args.clone())
             .await

@@ -50,6 +50,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "monitors",
         include_str!("../../migrations/mysql/0006_monitors.sql"),
     ),
+    (
+        8,
+        "real_megazord",
+        include_str!("../../migrations/mysql/0008_real_megazord.sql"),
+    ),
 ];
 
 /// The MySQL / MariaDB store.

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use status_check_engine::Event;
 
 use super::http::{ClientBuildError, Idempotency, UpstreamHttp};
-use super::{Megazord, PostedEvent, Subscription, UpstreamConfig, UpstreamError};
+use super::{
+    Megazord, PostedEvent, Subscription, SubscriptionRequest, UpstreamConfig, UpstreamError,
+};
 
 /// The service label in errors, logs and metrics.
 pub const SERVICE: &str = "megazord";
@@ -70,14 +72,14 @@ impl Megazord for HttpMegazord {
     async fn subscribe(
         &self,
         robot_id: i64,
-        event_names: &[String],
-        until: DateTime<Utc>,
+        request: SubscriptionRequest<'_>,
         call_ref: &str,
     ) -> Result<Subscription, UpstreamError> {
         let url = self.robot_url(robot_id, &["subscriptions"]);
         let body = SubscribeBody {
-            event_names,
-            until: until.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            event_names: request.event_names,
+            until: request.until.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            queue: request.queue,
         };
         self.http
             .call(
@@ -128,7 +130,7 @@ impl Megazord for HttpMegazord {
     ) -> Result<i64, UpstreamError> {
         let url = self.robot_url(robot_id, &["incomings"]);
         let body = PostIncomingBody {
-            provider_name: PROVIDER_NAME,
+            provider_name: &event.provider_name,
             event_name: &event.event_name,
             level: event.level,
             reference_id: &event.reference_id,
@@ -149,16 +151,19 @@ impl Megazord for HttpMegazord {
     }
 }
 
-/// The `providerName` of every event this service posts.
-pub const PROVIDER_NAME: &str = "status-check";
+/// The `providerName` alarms are posted as unless configured otherwise: the monitoring job
+/// service's, which Megazord knows (it refuses an unknown provider).
+pub const DEFAULT_PROVIDER_NAME: &str = "azi-3-status-jobs";
 
 /// The body of `POST …/incomings`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PostIncomingBody<'a> {
-    provider_name: &'static str,
+    provider_name: &'a str,
     event_name: &'a str,
-    level: u8,
+    /// Left out when `None`: Megazord then uses the event schema's level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<u8>,
     reference_id: &'a str,
 }
 
@@ -175,6 +180,9 @@ struct SubscribeBody<'a> {
     event_names: &'a [String],
     /// RFC 3339, UTC (`Z`).
     until: String,
+    /// Left out for the status queue itself (as the Node status-check service does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<&'a str>,
 }
 
 /// The answer to `POST …/subscriptions`; only the id matters here.

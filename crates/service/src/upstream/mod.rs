@@ -89,13 +89,30 @@ pub struct ScriptStep {
 }
 
 /// An event this service posts to a robot at Megazord: a monitor's alarm (SPEC §5.2, §12).
-/// Sent with `providerName` `status-check`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostedEvent {
+    /// A provider Megazord knows (it refuses others): the monitoring job service's,
+    /// `azi-3-status-jobs`, unless configured otherwise (`ALARM_PROVIDER_NAME`).
+    pub provider_name: String,
     pub event_name: String,
-    pub level: u8,
+    /// `None`: sent without a level, so Megazord's event schema decides (lower is more
+    /// urgent: a level nobody chose is never sent).
+    pub level: Option<u8>,
     /// The same on every retry, so a repeated post is recognisable.
     pub reference_id: String,
+}
+
+/// What to subscribe to (SPEC §5.2 `POST …/subscriptions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionRequest<'a> {
+    /// Unique: Megazord refuses a repeated name (400) and an unknown one (404).
+    pub event_names: &'a [String],
+    /// Sent as the body's `until`; Megazord stores it for nothing (it never expires a
+    /// subscription), so every subscription must be deleted.
+    pub until: DateTime<Utc>,
+    /// The queue suffix: deliveries go to `${STATUS_QUEUE_ADDRESS}-${queue}`. `None`: the
+    /// status queue itself.
+    pub queue: Option<&'a str>,
 }
 
 /// A Megazord subscription (SPEC §5.2), reduced to what a check needs.
@@ -115,6 +132,26 @@ pub trait MicroManagers: Send + Sync + 'static {
     ) -> Result<ScriptStep, UpstreamError>;
 }
 
+/// An upstream this replica was not configured for (its roles never call it): every call
+/// fails as unavailable, naming the key.
+#[derive(Debug, Clone, Copy)]
+pub struct NotConfigured(pub &'static str);
+
+#[async_trait]
+impl MicroManagers for NotConfigured {
+    async fn script_step(
+        &self,
+        _robot_id: i64,
+        _step_id: i64,
+        _call_ref: &str,
+    ) -> Result<ScriptStep, UpstreamError> {
+        Err(UpstreamError::Unavailable {
+            service: "micro-managers",
+            reason: format!("{} is not set on this replica", self.0),
+        })
+    }
+}
+
 #[async_trait]
 pub trait Megazord: Send + Sync + 'static {
     /// `GET …/incomings?event_name=…&created_since=…` (unix seconds), as engine events.
@@ -126,13 +163,12 @@ pub trait Megazord: Send + Sync + 'static {
         call_ref: &str,
     ) -> Result<Vec<Event>, UpstreamError>;
 
-    /// `POST …/subscriptions` with `{"eventNames", "until"}`. Not retried: it is not
-    /// idempotent.
+    /// `POST …/subscriptions` with `{"eventNames", "until", "queue"?}`. Not retried: it is
+    /// not idempotent. `NotFound`: Megazord knows no event schema for (one of) the names.
     async fn subscribe(
         &self,
         robot_id: i64,
-        event_names: &[String],
-        until: DateTime<Utc>,
+        request: SubscriptionRequest<'_>,
         call_ref: &str,
     ) -> Result<Subscription, UpstreamError>;
 
@@ -144,8 +180,7 @@ pub trait Megazord: Send + Sync + 'static {
         call_ref: &str,
     ) -> Result<(), UpstreamError>;
 
-    /// `POST …/incomings` with `{"providerName": "status-check", "eventName", "level",
-    /// "referenceId"}` → 201; the stored event's id. Not retried here (not idempotent): the
+    /// `POST …/incomings` with `{"providerName", "eventName", "level"?, "referenceId"}` → 201; the stored event's id. Not retried here (not idempotent): the
     /// monitors' actions outbox retries it.
     async fn post_incoming(
         &self,

@@ -16,14 +16,19 @@ use tracing::Instrument as _;
 
 use crate::checks::{Checks, Delivered, DeliveryOutcome};
 use crate::config::Config;
-use crate::http::Readiness;
 use crate::queue::{MAX_RECEIVE_BATCH, Queue, QueueMessage};
+use crate::readiness::Readiness;
 use crate::status_message::{self, StatusMessage};
+use crate::store::UnknownSubscription;
 
 /// How the consumer behaves.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub queue_url: String,
+    /// Which queue this is, in metrics and readiness: [`STATUS_QUEUE`] (the status queue
+    /// that checks' subscriptions deliver to) or [`MONITORS_QUEUE`] (monitors' own queue,
+    /// `MONITORS_QUEUE_SUFFIX`).
+    pub queue_label: &'static str,
     /// Long-poll wait of one receive.
     pub wait: Duration,
     /// Invisibility of a received message; extended while it is worked on.
@@ -48,6 +53,7 @@ impl ConsumerConfig {
     pub fn from_config(queue_url: impl Into<String>, config: &Config) -> Self {
         ConsumerConfig {
             queue_url: queue_url.into(),
+            queue_label: STATUS_QUEUE,
             wait: config.consumer_wait,
             visibility: config.consumer_visibility,
             concurrency: config.consumer_concurrency,
@@ -59,7 +65,22 @@ impl ConsumerConfig {
     }
 }
 
+/// The label of the status queue (`STATUS_QUEUE_ADDRESS`).
+pub const STATUS_QUEUE: &str = "status";
+/// The label of the monitors' queue (`${STATUS_QUEUE_ADDRESS}-${MONITORS_QUEUE_SUFFIX}`).
+pub const MONITORS_QUEUE: &str = "monitors";
+
 impl ConsumerConfig {
+    /// The consumer of the monitors' own queue: the status queue's address with `-{suffix}`
+    /// (where Megazord routes a subscription made with `"queue": suffix`), otherwise
+    /// configured like the status queue's.
+    pub fn monitors_queue(status_queue_url: &str, suffix: &str, config: &Config) -> Self {
+        ConsumerConfig {
+            queue_label: MONITORS_QUEUE,
+            ..ConsumerConfig::from_config(format!("{status_queue_url}-{suffix}"), config)
+        }
+    }
+
     /// Batches worked on at once: one being written while the next is read and decided,
     /// more when the permits allow several full batches.
     fn batches_in_flight(&self) -> usize {
@@ -130,6 +151,11 @@ impl Consumer {
         }))
     }
 
+    /// Which queue this consumes ([`STATUS_QUEUE`] or [`MONITORS_QUEUE`]).
+    pub fn queue_label(&self) -> &'static str {
+        self.0.config.queue_label
+    }
+
     /// Receives once (as many as there are free permits, at most 10) and processes what came
     /// as one batch, to the end. Returns what became of each message.
     pub async fn tick_once(&self) -> Vec<Outcome> {
@@ -157,12 +183,13 @@ impl Consumer {
                 inner.config.visibility,
             )
             .await;
-        inner.readiness.receive_done(received.is_ok());
+        let queue = inner.config.queue_label;
+        inner.readiness.receive_done(queue, received.is_ok());
         match received {
             Ok(messages) => Some(messages),
             Err(e) => {
-                tracing::warn!(error = %e, "status queue receive failed");
-                metrics::counter!("queue_receive_errors_total").increment(1);
+                tracing::warn!(queue, error = %e, "queue receive failed");
+                metrics::counter!("queue_receive_errors_total", "queue" => queue).increment(1);
                 None
             }
         }
@@ -258,8 +285,9 @@ impl Consumer {
     async fn handle_batch(&self, messages: Vec<QueueMessage>) -> Vec<Outcome> {
         let inner = &self.0;
         let count = messages.len() as u64;
-        metrics::counter!("queue_messages_received_total").increment(count);
-        metrics::gauge!("queue_messages_in_flight").increment(count as f64);
+        let queue = inner.config.queue_label;
+        metrics::counter!("queue_messages_received_total", "queue" => queue).increment(count);
+        metrics::gauge!("queue_messages_in_flight", "queue" => queue).increment(count as f64);
         let heartbeat = self.keep_invisible(&messages);
         let parsed: Vec<Result<Parsed, Outcome>> = messages.iter().map(parse).collect();
         let deliveries: Vec<(Delivered, String)> = parsed
@@ -294,10 +322,14 @@ impl Consumer {
         )
         .await;
         for outcome in &outcomes {
-            metrics::counter!("queue_messages_processed_total", "outcome" => outcome.label())
-                .increment(1);
+            metrics::counter!(
+                "queue_messages_processed_total",
+                "queue" => queue,
+                "outcome" => outcome.label()
+            )
+            .increment(1);
         }
-        metrics::gauge!("queue_messages_in_flight").decrement(count as f64);
+        metrics::gauge!("queue_messages_in_flight", "queue" => queue).decrement(count as f64);
         outcomes
     }
 
@@ -367,7 +399,7 @@ impl Consumer {
         match applied {
             Ok(DeliveryOutcome::Applied) => Outcome::Applied,
             Ok(DeliveryOutcome::NoChange) => Outcome::NoChange,
-            Ok(DeliveryOutcome::Ended) => Outcome::Ended,
+            Ok(DeliveryOutcome::Ended) => self.ended(&parsed.message).await,
             Ok(DeliveryOutcome::UnknownSubscription) => {
                 self.unknown_subscription(&parsed.message).await
             }
@@ -386,30 +418,79 @@ impl Consumer {
         }
     }
 
-    /// A delivery no check owns: kept for the grace period (its check may still be being
-    /// created), then deleted — and its subscription queued for removal, since it would keep
-    /// fanning events out to this service's queue for ever.
+    /// Whether the grace period after the delivery's event is over.
+    fn past_grace(&self, parsed: &StatusMessage) -> bool {
+        let grace = TimeDelta::from_std(self.0.config.unknown_grace).unwrap_or(TimeDelta::MAX);
+        self.0.checks.clock().now() >= parsed.event.created_at + grace
+    }
+
+    /// A delivery for an ended check: deleted. One that still comes past the grace period
+    /// means the subscription was never removed (the Node service's, say): queued for removal.
+    async fn ended(&self, parsed: &StatusMessage) -> Outcome {
+        if self.past_grace(parsed)
+            && let Err(e) = self
+                .0
+                .checks
+                .ended_subscription_delivering(parsed.robot_id, parsed.subscription_id)
+                .await
+        {
+            tracing::warn!(subscription_id = parsed.subscription_id, error = %e, "could not queue an ended check's subscription for removal; delivery left for redelivery");
+            return Outcome::Failed;
+        }
+        Outcome::Ended
+    }
+
+    /// A delivery no check or monitor session owns: kept for the grace period (its check may
+    /// still be being created), then deleted. Its subscription is removed only when it is
+    /// this service's (a subscribe whose answer was lost); one nothing here knows may be
+    /// another service's, on a queue shared by mistake, and is never removed (SPEC §13).
     async fn unknown_subscription(&self, parsed: &StatusMessage) -> Outcome {
         let inner = &self.0;
-        let grace = TimeDelta::from_std(inner.config.unknown_grace).unwrap_or(TimeDelta::MAX);
-        if inner.checks.clock().now() < parsed.event.created_at + grace {
+        if !self.past_grace(parsed) {
             metrics::counter!("queue_unknown_subscription_total", "action" => "kept").increment(1);
             return Outcome::UnknownKept;
         }
-        if let Err(e) = inner
+        let verdict = inner
             .checks
-            .subscription_unowned(parsed.robot_id, parsed.subscription_id)
-            .await
-        {
-            tracing::warn!(error = %e, "could not queue an unowned subscription's removal; delivery left for redelivery");
-            return Outcome::Failed;
-        }
-        tracing::warn!(
-            event_id = parsed.event.id,
-            "delivery for an unknown subscription after the grace period; deleted, and the \
-             subscription queued for removal"
-        );
-        metrics::counter!("queue_unknown_subscription_total", "action" => "dropped").increment(1);
+            .unknown_subscription(
+                parsed.robot_id,
+                parsed.subscription_id,
+                &parsed.event.name,
+                parsed.event.created_at,
+                inner.config.unknown_grace,
+            )
+            .await;
+        let action = match verdict {
+            Err(e) => {
+                tracing::warn!(subscription_id = parsed.subscription_id, error = %e, "could not look up an unknown subscription; delivery left for redelivery");
+                return Outcome::Failed;
+            }
+            Ok(UnknownSubscription::LostAnswer { intent }) => {
+                tracing::warn!(
+                    robot_id = parsed.robot_id,
+                    subscription_id = parsed.subscription_id,
+                    intent,
+                    "delivery for a subscription whose subscribe answer was lost; deleted, and \
+                     the subscription queued for removal"
+                );
+                "removed_lost_answer"
+            }
+            Ok(UnknownSubscription::AlreadyRemoved) => "dropped_removal_queued",
+            Ok(UnknownSubscription::Foreign) => {
+                tracing::warn!(
+                    robot_id = parsed.robot_id,
+                    subscription_id = parsed.subscription_id,
+                    event_id = parsed.event.id,
+                    event_name = %parsed.event.name,
+                    queue = inner.config.queue_label,
+                    "delivery for a subscription this service does not know, after the grace \
+                     period; deleted, the subscription left alone (it may be another \
+                     service's: is the queue shared?)"
+                );
+                "dropped_foreign"
+            }
+        };
+        metrics::counter!("queue_unknown_subscription_total", "action" => action).increment(1);
         Outcome::UnknownDropped
     }
 }

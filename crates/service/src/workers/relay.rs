@@ -26,8 +26,9 @@ use crate::store::{DEAD_LETTER_AT, DynStore, OutboxHandoff, OutboxMessage};
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// `ROBOT_QUEUE_ADDRESS`: the robot id is appended.
-    pub robot_queue_prefix: String,
+    /// `ROBOT_QUEUE_ADDRESS`: the robot id is appended. `None` (a monitoring-only replica):
+    /// this relay sends no notifications, only removes subscriptions and posts alarms.
+    pub robot_queue_prefix: Option<String>,
     /// How often `run` looks for rows when the last tick found none.
     pub poll_interval: Duration,
     pub batch: usize,
@@ -42,14 +43,16 @@ pub struct RelayConfig {
     pub max_attempts: u32,
     /// How long sent notifications are kept before they are purged.
     pub retention: Duration,
+    /// `UNKNOWN_SUBSCRIPTION_GRACE_SECS`: subscribe records are kept a few of these.
+    pub unknown_grace: Duration,
 }
 
 impl RelayConfig {
     /// The configured relay to `robot_queue_prefix` (the defaults of the configurable parts
     /// live with the keys, in `crate::config`); what is not configurable is fixed here.
-    pub fn from_config(robot_queue_prefix: impl Into<String>, config: &Config) -> Self {
+    pub fn from_config(robot_queue_prefix: Option<String>, config: &Config) -> Self {
         RelayConfig {
-            robot_queue_prefix: robot_queue_prefix.into(),
+            robot_queue_prefix,
             poll_interval: config.relay_poll_interval,
             // A claim (and its mark) per 250 rows: at 50 the relay sent ≈ 5,000/s and fell
             // 17 s behind a burst of 100,000 deadlines; at 250, 8 s (docs/benchmarks.md).
@@ -60,6 +63,7 @@ impl RelayConfig {
             concurrency: config.relay_concurrency,
             max_attempts: config.outbox_max_attempts,
             retention: config.outbox_retention,
+            unknown_grace: config.unknown_subscription_grace,
         }
     }
 }
@@ -202,6 +206,14 @@ impl Relay {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not purge sent notifications"),
             }
+            match self
+                .checks
+                .purge_subscribe_intents(self.config.unknown_grace)
+                .await
+            {
+                Ok(purged) => tick.purged += purged,
+                Err(e) => tracing::warn!(error = %e, "could not purge subscribe records"),
+            }
             if let Some(monitors) = &self.monitors {
                 match monitors.purge_sent_alarms().await {
                     Ok(purged) => tick.purged += purged,
@@ -215,6 +227,9 @@ impl Relay {
     /// Sends the notifications handed over, then claims a batch of due rows and sends each.
     async fn send_notifications(&self) -> RelayTick {
         let mut tick = RelayTick::default();
+        if self.config.robot_queue_prefix.is_none() {
+            return tick;
+        }
         if let Some(handoff) = &self.handoff {
             let handed = handoff.take(HANDOFF_BATCH);
             tick.handed = handed.len();
@@ -280,6 +295,10 @@ impl Relay {
     /// has work, else after the poll interval — or, for notifications, as soon as rows are
     /// handed over.
     pub async fn run(self, shutdown: CancellationToken) {
+        if self.config.robot_queue_prefix.is_none() {
+            self.upkeep_until(&shutdown).await;
+            return;
+        }
         tokio::join!(self.notify_until(&shutdown), self.upkeep_until(&shutdown));
         // What was handed over and not sent yet would wait out its lease in another replica.
         if let Some(handoff) = &self.handoff {
@@ -351,7 +370,12 @@ impl Relay {
 
     /// Sends one row; on failure records the attempt and its backoff. Whether it was sent.
     async fn send(&self, row: &OutboxMessage, lease: &str) -> bool {
-        let url = format!("{}{}", self.config.robot_queue_prefix, row.robot_id);
+        let prefix = self
+            .config
+            .robot_queue_prefix
+            .as_deref()
+            .unwrap_or_default();
+        let url = format!("{prefix}{}", row.robot_id);
         let attributes = BTreeMap::from([("callRef".to_owned(), row.call_ref.clone())]);
         match self.queue.send(&url, &row.payload, &attributes).await {
             Ok(_) => {
@@ -429,7 +453,8 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let config = RelayConfig::from_config("q/", &Config::from_sources(env).unwrap());
+        let config =
+            RelayConfig::from_config(Some("q/".to_owned()), &Config::from_sources(env).unwrap());
         assert_eq!(backoff(&config, 0), Duration::from_secs(1));
         assert_eq!(backoff(&config, 3), Duration::from_secs(8));
         assert_eq!(backoff(&config, 30), Duration::from_secs(300));

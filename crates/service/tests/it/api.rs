@@ -605,6 +605,54 @@ pub async fn unusable_steps_are_unprocessable(backend: Backend) {
     assert_eq!(app.check_count().await, 0);
 }
 
+/// Megazord refuses a subscription to an event it has no schema for (404): the template is at
+/// fault, not an outage, so the create answers 422 naming the events (not 502, which a robot
+/// would retry), and leaves nothing: no check, no subscription, no record of the subscribe.
+pub async fn a_subscription_megazord_refuses_is_unprocessable(backend: Backend) {
+    let app = spawn(backend).await;
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "robot-is-charging", 0, 0, CHARGING),
+    )
+    .await;
+    for name in ["CHARGING_STOPPED", "CHARGING_STARTED"] {
+        app.given_incomings(ROBOT, name, json!([])).await;
+    }
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/internal/v1/events/robots/{ROBOT}/subscriptions"
+        )))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "message": "Event schema not found"
+        })))
+        .expect(1)
+        .mount(&app.upstream)
+        .await;
+
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("Megazord knows no event named CHARGING_STARTED"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("Event schema not found"),
+        "no upstream body: {detail}"
+    );
+    assert_eq!(app.check_count().await, 0);
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions").await, 0);
+    assert_eq!(
+        app.store
+            .purge_subscribe_intents("2100-01-01T00:00:00Z".parse().unwrap(), 100)
+            .await
+            .unwrap(),
+        0,
+        "a definite refusal leaves no record of the subscribe"
+    );
+}
+
 /// The body's `scriptVersionId` must be the step's: otherwise 422 naming the field, and
 /// nothing stored or subscribed — though the step would otherwise open a future window.
 pub async fn a_script_version_that_is_not_the_steps_is_unprocessable(backend: Backend) {
@@ -939,6 +987,7 @@ on_both_backends!(
     unknown_step_is_not_found,
     unusable_steps_are_unprocessable,
     a_script_version_that_is_not_the_steps_is_unprocessable,
+    a_subscription_megazord_refuses_is_unprocessable,
     upstream_failures_are_bad_gateway_and_leave_nothing,
     failed_backfill_removes_the_subscription,
     operational_endpoints_answer,

@@ -265,6 +265,51 @@ impl Store for DroppingStore {
     async fn subscription_removal_backlog(&self) -> Result<i64, StoreError> {
         self.inner.subscription_removal_backlog().await
     }
+
+    async fn record_subscribe_intent(
+        &self,
+        robot_id: i64,
+        event_names: &[String],
+        queue: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        self.inner
+            .record_subscribe_intent(robot_id, event_names, queue, now)
+            .await
+    }
+
+    async fn forget_subscribe_intent(&self, id: i64) -> Result<(), StoreError> {
+        self.inner.forget_subscribe_intent(id).await
+    }
+
+    async fn claim_unknown_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        event_name: &str,
+        event_created_at: DateTime<Utc>,
+        grace: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<status_check::store::UnknownSubscription, StoreError> {
+        self.inner
+            .claim_unknown_subscription(
+                robot_id,
+                subscription_id,
+                event_name,
+                event_created_at,
+                grace,
+                now,
+            )
+            .await
+    }
+
+    async fn purge_subscribe_intents(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.inner.purge_subscribe_intents(before, limit).await
+    }
 }
 
 #[async_trait]
@@ -338,10 +383,11 @@ impl MonitorStore for DroppingStore {
         monitor_id: i64,
         lease: &str,
         due_at: DateTime<Utc>,
+        problem: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.inner
-            .release_monitor(monitor_id, lease, due_at, now)
+            .release_monitor(monitor_id, lease, due_at, problem, now)
             .await
     }
 

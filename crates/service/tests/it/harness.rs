@@ -368,7 +368,7 @@ impl TestApp {
             )))
             .respond_with(ResponseTemplate::new(201).set_body_json(json!({
                 "id": subscription_id, "robotId": robot_id, "subscriptionDetails": [],
-                "isActive": true, "subscriptionType": "SQS",
+                "isActive": true, "subscriptionType": 1,
                 "createdAt": "2026-11-20T08:00:00Z", "updatedAt": "2026-11-20T08:00:00Z"
             })));
         if let Some(times) = times {

@@ -6,7 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use status_check::upstream::megazord::HttpMegazord;
-use status_check::upstream::{Megazord, PostedEvent, Subscription, UpstreamConfig, UpstreamError};
+use status_check::upstream::{
+    Megazord, PostedEvent, Subscription, SubscriptionRequest, UpstreamConfig, UpstreamError,
+};
 use status_check_engine::Event;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
@@ -69,6 +71,15 @@ fn one_incoming() -> serde_json::Value {
 
 fn names() -> Vec<String> {
     vec!["CHARGING_STARTED".to_owned(), "CHARGING_STOPPED".to_owned()]
+}
+
+/// A subscription to `names` until [`until`], on the status queue.
+fn request(names: &[String]) -> SubscriptionRequest<'_> {
+    SubscriptionRequest {
+        event_names: names,
+        until: until(),
+        queue: None,
+    }
 }
 
 fn until() -> DateTime<Utc> {
@@ -334,7 +345,7 @@ async fn subscribe_sends_the_exact_body_and_reads_the_id() {
             "id": 991, "robotId": 42,
             "subscriptionDetails": [{"eventTypeId": 7, "eventName": "CHARGING_STARTED"},
                                     {"eventTypeId": 8, "eventName": "CHARGING_STOPPED"}],
-            "isActive": true, "subscriptionType": "SERVICE_SUBSCRIPTION",
+            "isActive": true, "subscriptionType": 1,
             "createdAt": "2026-11-20T08:00:00.000Z", "updatedAt": "2026-11-20T08:00:00.000Z"
         })))
         .expect(1)
@@ -342,11 +353,64 @@ async fn subscribe_sends_the_exact_body_and_reads_the_id() {
         .await;
 
     let subscription = client(&server)
-        .subscribe(42, &names(), until(), CALL_REF)
+        .subscribe(42, request(&names()), CALL_REF)
         .await
         .expect("subscription");
 
     assert_eq!(subscription, Subscription { id: 991 });
+    server.verify().await;
+}
+
+/// Monitors' subscriptions name their queue suffix; Megazord routes their deliveries there.
+#[tokio::test]
+async fn subscribe_sends_the_queue_suffix_when_there_is_one() {
+    let server = MockServer::start().await;
+    subscribe_route()
+        .and(body_json(json!({
+            "eventNames": ["TOILET_ACTIVITY"],
+            "until": "2026-11-20T08:10:00Z",
+            "queue": "azi-3-status-check-jobs"
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "id": 993, "robotId": 42, "isActive": true, "subscriptionType": 1
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let names = ["TOILET_ACTIVITY".to_owned()];
+
+    let subscription = client(&server)
+        .subscribe(
+            42,
+            SubscriptionRequest {
+                queue: Some("azi-3-status-check-jobs"),
+                ..request(&names)
+            },
+            CALL_REF,
+        )
+        .await
+        .expect("subscription");
+
+    assert_eq!(subscription, Subscription { id: 993 });
+    server.verify().await;
+}
+
+/// Megazord refuses an event name it has no schema for with 404.
+#[tokio::test]
+async fn subscribe_to_an_unknown_event_is_not_found() {
+    let server = MockServer::start().await;
+    subscribe_route()
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let error = client(&server)
+        .subscribe(42, request(&names()), CALL_REF)
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, UpstreamError::NotFound { .. }), "{error:?}");
     server.verify().await;
 }
 
@@ -360,7 +424,7 @@ async fn subscribe_accepts_any_2xx() {
         .await;
 
     let subscription = client(&server)
-        .subscribe(42, &names(), until(), CALL_REF)
+        .subscribe(42, request(&names()), CALL_REF)
         .await
         .expect("subscription");
 
@@ -378,7 +442,7 @@ async fn subscribe_is_not_retried_on_500() {
         .await;
 
     let result = client(&server)
-        .subscribe(42, &names(), until(), CALL_REF)
+        .subscribe(42, request(&names()), CALL_REF)
         .await;
 
     assert_unavailable(result);
@@ -399,7 +463,7 @@ async fn subscribe_timeout_is_unavailable_without_retry() {
         .await;
 
     let result = client(&server)
-        .subscribe(42, &names(), until(), CALL_REF)
+        .subscribe(42, request(&names()), CALL_REF)
         .await;
 
     let reason = assert_unavailable(result);
@@ -417,7 +481,7 @@ async fn subscribe_malformed_answer_is_invalid() {
         .await;
 
     let result = client(&server)
-        .subscribe(42, &names(), until(), CALL_REF)
+        .subscribe(42, request(&names()), CALL_REF)
         .await;
 
     assert_invalid(result);
@@ -434,7 +498,7 @@ async fn subscribe_4xx_is_invalid() {
         .await;
 
     let result = client(&server)
-        .subscribe(42, &names(), until(), CALL_REF)
+        .subscribe(42, request(&names()), CALL_REF)
         .await;
 
     let reason = assert_invalid(result);
@@ -446,7 +510,7 @@ async fn subscribe_4xx_is_invalid() {
 async fn subscribe_connection_refused_is_unavailable() {
     let result = closed_port_client()
         .await
-        .subscribe(42, &names(), until(), CALL_REF)
+        .subscribe(42, request(&names()), CALL_REF)
         .await;
 
     assert_unavailable(result);
@@ -582,13 +646,14 @@ async fn oversized_answers_are_refused() {
 
 fn alarm() -> PostedEvent {
     PostedEvent {
+        provider_name: "azi-3-status-jobs".to_owned(),
         event_name: "NO_TOILET_ACTIVITY_ALARM".to_owned(),
-        level: 3,
+        level: Some(3),
         reference_id: "status-check:42:no-toilet:2026-11-20:2".to_owned(),
     }
 }
 
-/// A monitor's alarm (SPEC §5.2, §12): the exact body, as this service's own provider.
+/// A monitor's alarm (SPEC §5.2, §12): the exact body, as the configured provider.
 #[tokio::test]
 async fn post_incoming_sends_the_alarm_and_reads_the_event_id() {
     let server = MockServer::start().await;
@@ -596,13 +661,13 @@ async fn post_incoming_sends_the_alarm_and_reads_the_event_id() {
         .and(path(INCOMINGS_PATH))
         .and(header("Call-Ref", CALL_REF))
         .and(body_json(json!({
-            "providerName": "status-check", "eventName": "NO_TOILET_ACTIVITY_ALARM",
+            "providerName": "azi-3-status-jobs", "eventName": "NO_TOILET_ACTIVITY_ALARM",
             "level": 3, "referenceId": "status-check:42:no-toilet:2026-11-20:2"
         })))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
             "id": 5010, "robotId": 42, "eventName": "NO_TOILET_ACTIVITY_ALARM", "level": 3,
             "referenceId": "status-check:42:no-toilet:2026-11-20:2",
-            "providerName": "status-check", "createdAt": "2026-11-20T10:00:00Z"
+            "providerName": "azi-3-status-jobs", "createdAt": "2026-11-20T10:00:00Z"
         })))
         .expect(1)
         .mount(&server)
@@ -614,6 +679,35 @@ async fn post_incoming_sends_the_alarm_and_reads_the_event_id() {
         .expect("posted");
 
     assert_eq!(id, 5010);
+    server.verify().await;
+}
+
+/// Without a level the body has none: Megazord's event schema decides (a level nobody chose
+/// is never sent).
+#[tokio::test]
+async fn post_incoming_without_a_level_sends_none() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(INCOMINGS_PATH))
+        .and(body_json(json!({
+            "providerName": "azi-3-status-jobs", "eventName": "NO_TOILET_ACTIVITY_ALARM",
+            "referenceId": "status-check:42:no-toilet:2026-11-20:2"
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 5011})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let alarm = PostedEvent {
+        level: None,
+        ..alarm()
+    };
+
+    let id = client(&server)
+        .post_incoming(42, &alarm, CALL_REF)
+        .await
+        .expect("posted");
+
+    assert_eq!(id, 5011);
     server.verify().await;
 }
 

@@ -338,13 +338,13 @@ async fn claims_are_leased_disjoint_and_taken_over_when_stale(db: &TestDb) {
     // A lease released with a new due time is claimed again then, not before.
     assert!(
         db.store
-            .release_monitor(a[0].id, "a", now + TimeDelta::seconds(5), now)
+            .release_monitor(a[0].id, "a", now + TimeDelta::seconds(5), None, now)
             .await
             .unwrap()
     );
     assert!(
         !db.store
-            .release_monitor(a[0].id, "a", now, now)
+            .release_monitor(a[0].id, "a", now, None, now)
             .await
             .unwrap(),
         "a lease released is not held any more"
@@ -482,7 +482,7 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
         .claim_monitor_actions(now, "relay", now + TimeDelta::seconds(30), 10)
         .await
         .unwrap();
-    let posted: Vec<(String, String, u8)> = pending
+    let posted: Vec<(String, String, Option<u8>)> = pending
         .iter()
         .map(|a| (a.reference_id.clone(), a.event_name.clone(), a.level))
         .collect();
@@ -492,22 +492,22 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
             (
                 "status-check:42:a:2026-11-20:1".to_owned(),
                 "ALARM_A".to_owned(),
-                1
+                None
             ),
             (
                 "status-check:42:a:2026-11-20:1".to_owned(),
                 "ALARM_B".to_owned(),
-                3
+                Some(3)
             ),
             (
                 "status-check:42:a:2026-11-20:2".to_owned(),
                 "ALARM_A".to_owned(),
-                1
+                None
             ),
             (
                 "status-check:42:a:2026-11-20:2".to_owned(),
                 "ALARM_B".to_owned(),
-                3
+                Some(3)
             ),
         ]
     );

@@ -366,6 +366,7 @@ pub(crate) fn new_check(template_id: i64, robot_id: i64) -> NewCheck {
             unknown: Some(12),
         },
         remove_subscription: false,
+        subscribe_intent: None,
         records: vec![
             Record {
                 event: Event {

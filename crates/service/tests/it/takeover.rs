@@ -444,6 +444,58 @@ pub async fn a_delivery_for_a_node_check_is_applied(backend: Backend) {
     assert!(metrics.contains("templates_renumbered_total"), "{metrics}");
 }
 
+/// A delivery for a check that ended is deleted; one that still comes past the grace period
+/// means the check's subscription was never removed (here a Node check's): it is queued for
+/// removal and removed, once (SPEC §13).
+pub async fn an_ended_checks_subscription_that_keeps_delivering_is_removed(backend: Backend) {
+    let (Some(queues), Some(db)) = (sqs_queues().await, backend.database().await) else {
+        return;
+    };
+    let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
+    node_check(
+        &db,
+        NodeCheck {
+            template_id: legacy,
+            step_id: 123,
+            phase: "COMPLETED",
+            result: "PASS",
+            next_step_id: Some(124),
+            subscription_id: 3003,
+            records: vec![(5001, "CHARGING_STARTED", "2026-11-20T08:00:00Z")],
+        },
+    )
+    .await;
+    let (app, workers) = replica(backend, &db, &queues).await;
+    stubs_for_unsubscribe(&app, 3003).await;
+    let relay = workers.relay.as_ref().unwrap();
+    let event = |outgoing: i64, incoming: i64| {
+        delivery(
+            3003,
+            outgoing,
+            incoming,
+            "CHARGING_STARTED",
+            "2026-11-20T08:05:00Z",
+        )
+    };
+
+    // Within the grace period: deleted, nothing else.
+    put(&app, &queues, &event(80101, 5301)).await;
+    app.clock.set(at("2026-11-20T08:05:01Z"));
+    assert_eq!(consume(&workers).await, [Outcome::Ended]);
+    assert_eq!(relay.tick_once().await.removals.claimed, 0);
+
+    // Past it: the subscription is removed.
+    put(&app, &queues, &event(80102, 5302)).await;
+    app.clock.set(at("2026-11-20T08:07:00Z"));
+    assert_eq!(consume(&workers).await, [Outcome::Ended]);
+    assert_eq!(relay.tick_once().await.removals.removed, 1);
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/3003").await, 1);
+    put(&app, &queues, &event(80103, 5303)).await;
+    assert_eq!(consume(&workers).await, [Outcome::Ended]);
+    app.clock.set(at("2026-11-20T08:10:00Z"));
+    assert_eq!(relay.tick_once().await.removals.claimed, 0, "removed once");
+}
+
 /// A Node check whose template has no version this service can run: its deliveries are
 /// recorded without evaluation, and the deadline decides from the result it has.
 pub async fn a_node_check_without_a_runnable_template_is_decided_from_its_result(backend: Backend) {
@@ -694,6 +746,7 @@ on_both_backends!(
     a_node_check_is_read_adopted_and_finalised,
     a_node_check_whose_step_is_gone_is_left_open,
     a_delivery_for_a_node_check_is_applied,
+    an_ended_checks_subscription_that_keeps_delivering_is_removed,
     a_node_check_without_a_runnable_template_is_decided_from_its_result,
     production_rows_are_complete_for_the_node_service,
 );

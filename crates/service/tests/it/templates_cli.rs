@@ -27,6 +27,31 @@ fn validate_accepts_the_shipped_templates() {
     assert!(stdout(&output).contains("templates valid"));
 }
 
+/// Megazord refuses a subscription that repeats an event name: a template that lists one
+/// twice still works (the service subscribes to it once), and `validate` says so.
+#[test]
+fn validate_warns_about_a_repeated_dependency_and_still_accepts_the_template() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("twice.yaml"),
+        "name: twice\nversion: 1\nresources:\n  futureEvents: {dependsOn: [A, B, A, A], \
+         PASS: 'future.size() > 0'}\n",
+    )
+    .unwrap();
+    let output = status_check(&["templates", "validate", dir.path().to_str().unwrap()]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].contains(
+            "twice.yaml: resources.futureEvents.dependsOn: warning: A is listed more than once"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("1 templates valid"), "{text}");
+}
+
 #[test]
 fn validate_names_file_line_field_and_reason_of_each_problem() {
     let dir = tempfile::tempdir().unwrap();

@@ -115,6 +115,7 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
                 },
                 records: Vec::new(),
                 remove_subscription: false,
+                subscribe_intent: None,
                 now: Utc::now(),
             };
             match store.create_check(new).await {

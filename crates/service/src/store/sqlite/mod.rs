@@ -72,6 +72,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         "check_lookup_indexes",
         include_str!("../../../migrations/sqlite/0007_check_lookup_indexes.sql"),
     ),
+    (
+        8,
+        "real_megazord",
+        include_str!("../../../migrations/sqlite/0008_real_megazord.sql"),
+    ),
 ];
 
 /// The SQLite store. Clones share the connections.

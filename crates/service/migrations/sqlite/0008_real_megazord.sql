@@ -1,0 +1,50 @@
+-- status-check, SQLite: Megazord as it really behaves (as migrations/mysql/0008).
+
+-- An alarm's level may be NULL (posted without one): SQLite cannot drop a NOT NULL, so the
+-- table is made again.
+CREATE TABLE status_check_monitor_action_0008 (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    monitor_id      INTEGER NOT NULL,
+    robot_id        INTEGER NOT NULL,
+    rule_id         TEXT    NOT NULL,
+    session_date    TEXT    NOT NULL,
+    window_number   INTEGER NOT NULL,
+    action_index    INTEGER NOT NULL,
+    reference_id    TEXT    NOT NULL,
+    event_name      TEXT    NOT NULL,
+    level           INTEGER,
+    window_end      TEXT    NOT NULL,
+    created_at      TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT    NOT NULL,
+    lock_id         TEXT,
+    locked_until    TEXT,
+    sent_at         TEXT,
+    last_error      TEXT,
+    CONSTRAINT uk_status_check_monitor_action UNIQUE (reference_id, action_index)
+);
+INSERT INTO status_check_monitor_action_0008
+    SELECT id, monitor_id, robot_id, rule_id, session_date, window_number, action_index,
+           reference_id, event_name, level, window_end, created_at, attempts, next_attempt_at,
+           lock_id, locked_until, sent_at, last_error
+    FROM status_check_monitor_action;
+DROP TABLE status_check_monitor_action;
+ALTER TABLE status_check_monitor_action_0008 RENAME TO status_check_monitor_action;
+CREATE INDEX IF NOT EXISTS idx_status_check_monitor_action_session
+    ON status_check_monitor_action (robot_id, rule_id, session_date, window_number);
+CREATE INDEX IF NOT EXISTS idx_status_check_monitor_action_due
+    ON status_check_monitor_action (sent_at, next_attempt_at);
+
+ALTER TABLE status_check_monitor_state ADD COLUMN problem TEXT;
+
+CREATE TABLE IF NOT EXISTS status_check_subscribe_intent (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    robot_id    INTEGER NOT NULL,
+    event_names TEXT    NOT NULL,
+    queue       TEXT,
+    created_at  TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_status_check_subscribe_intent_robot
+    ON status_check_subscribe_intent (robot_id, created_at);
+CREATE INDEX IF NOT EXISTS idx_status_check_subscribe_intent_created
+    ON status_check_subscribe_intent (created_at);

@@ -1,0 +1,119 @@
+//! Subscribes recorded before they are made (SPEC §13): a subscribe whose answer is lost
+//! leaves a subscription this service never learns the id of. Its deliveries then arrive for
+//! an unknown subscription, and only such a record — same robot, an event name asked for,
+//! inside the grace period after it — tells it apart from another service's subscription on a
+//! queue shared by mistake, which must never be removed.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::db::{Db, PerDialect, SqlRow, Step, Tx, args, millis, retrying};
+use super::lifecycle::limit_arg;
+use super::removals::queue_in;
+use super::{StoreError, UnknownSubscription};
+
+const INSERT_INTENT: &str = "INSERT INTO status_check_subscribe_intent \
+     (robot_id, event_names, queue, created_at) VALUES (?, ?, ?, ?)";
+
+pub(super) const DELETE_INTENT: &str = "DELETE FROM status_check_subscribe_intent WHERE id = ?";
+
+/// The robot's records from the window in which a subscribe could have made the subscription
+/// an event of `created_at` came through (Megazord fans out only events created after it).
+const INTENTS_BEFORE: PerDialect = PerDialect {
+    mysql: "SELECT id, event_names FROM status_check_subscribe_intent \
+            WHERE robot_id = ? AND created_at >= ? AND created_at <= ? \
+            ORDER BY created_at DESC, id DESC FOR UPDATE",
+    sqlite: "SELECT id, event_names FROM status_check_subscribe_intent \
+             WHERE robot_id = ? AND created_at >= ? AND created_at <= ? \
+             ORDER BY created_at DESC, id DESC",
+};
+
+/// Whether a removal is (or was) queued for the subscription: then it is this service's.
+const REMOVAL_OF: &str =
+    "SELECT id FROM status_check_subscription_removal WHERE subscription_id = ?";
+
+const INTENTS_CREATED_BEFORE: &str = "SELECT id FROM status_check_subscribe_intent \
+     WHERE created_at < ? ORDER BY created_at LIMIT ?";
+
+/// Records a subscribe about to be made; its id, to forget it once the answer is stored.
+pub(crate) async fn record_subscribe_intent<D: Db>(
+    db: &D,
+    robot_id: i64,
+    event_names: &[String],
+    queue: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let names = serde_json::to_string(event_names)
+        .map_err(|e| StoreError::Conflict(format!("event names: {e}")))?;
+    let args = args![robot_id, names, queue.map(str::to_owned), millis(now)];
+    retrying!(db, tx => tx
+        .execute(INSERT_INTENT, args.clone())
+        .await
+        .map(|done| Step::Commit(done.last_insert_id)))
+}
+
+/// The subscribe's answer came: its subscription is stored elsewhere (or queued for removal).
+pub(crate) async fn forget_subscribe_intent<D: Db>(db: &D, id: i64) -> Result<(), StoreError> {
+    retrying!(db, tx => tx
+        .execute(DELETE_INTENT, args![id])
+        .await
+        .map(|_| Step::Commit(())))
+}
+
+/// What a delivery for a subscription no check or monitor session has, past the grace period,
+/// tells about that subscription; a lost answer's subscription is queued for removal (and its
+/// record forgotten) in the same transaction.
+pub(crate) async fn claim_unknown_subscription<D: Db>(
+    db: &D,
+    robot_id: i64,
+    subscription_id: i64,
+    event_name: &str,
+    event_created_at: DateTime<Utc>,
+    grace: TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<UnknownSubscription, StoreError> {
+    retrying!(db, tx => async {
+        if tx.fetch_optional(REMOVAL_OF, args![subscription_id]).await?.is_some() {
+            return Ok(Step::Commit(UnknownSubscription::AlreadyRemoved));
+        }
+        let rows = tx
+            .fetch_all(
+                db.sql(&INTENTS_BEFORE),
+                args![robot_id, millis(event_created_at - grace), millis(event_created_at)],
+            )
+            .await?;
+        for row in rows {
+            let names: Vec<String> = serde_json::from_str(&row.text("event_names")?)
+                .map_err(|e| StoreError::Corrupt(format!("subscribe intent: {e}")))?;
+            if names.iter().any(|name| name == event_name) {
+                let intent = row.int("id")?;
+                queue_in(db, &mut tx, robot_id, subscription_id, "lost_answer", now).await?;
+                tx.execute(DELETE_INTENT, args![intent]).await?;
+                return Ok(Step::Commit(UnknownSubscription::LostAnswer { intent }));
+            }
+        }
+        Ok(Step::Commit(UnknownSubscription::Foreign))
+    }
+    .await)
+}
+
+/// Deletes up to `limit` records made before `before` (no delivery can match them any more);
+/// how many.
+pub(crate) async fn purge_subscribe_intents<D: Db>(
+    db: &D,
+    before: DateTime<Utc>,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    retrying!(db, tx => async {
+        let ids = tx
+            .fetch_all(INTENTS_CREATED_BEFORE, args![millis(before), limit_arg(limit)])
+            .await?
+            .iter()
+            .map(|row| row.int("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for &id in &ids {
+            tx.execute(DELETE_INTENT, args![id]).await?;
+        }
+        Ok(Step::Commit(ids.len() as u64))
+    }
+    .await)
+}
