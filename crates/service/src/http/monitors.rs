@@ -90,12 +90,7 @@ pub struct MonitorBody {
     #[schema(pattern = "^[a-z0-9-]{1,64}$", example = "no-toilet")]
     rule_id: Option<String>,
     /// The event name watched: no spaces.
-    #[schema(
-        example = "TOILET_ACTIVITY",
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^\S+$"
-    )]
+    #[schema(example = "TOILET_ACTIVITY", min_length = 1, max_length = 128)]
     event_type: String,
     /// The window length, e.g. `2h`, `90m`, `4s`, `1h30m`; 1 s to 24 h.
     #[schema(example = "2h")]
@@ -128,12 +123,7 @@ pub struct ActionBody {
     #[schema(example = "alarm")]
     kind: String,
     /// The event name posted: no spaces.
-    #[schema(
-        example = "NO_TOILET_ACTIVITY_ALARM",
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^\S+$"
-    )]
+    #[schema(example = "NO_TOILET_ACTIVITY_ALARM", min_length = 1, max_length = 128)]
     event_name: String,
     /// 0 to 255, default 1.
     #[schema(minimum = 0, maximum = 255)]
@@ -256,11 +246,29 @@ fn monitor_key(
     }
 }
 
+/// `175.0` as `175`: JSON (and JSON Schema's `integer`) does not tell them apart, serde does.
+fn integral_floats_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && (i64::MIN as f64..i64::MAX as f64).contains(&float)
+            {
+                *value = Value::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
+}
+
 /// Reads a body field by field, so a field of the wrong type or an unknown one is named.
 fn definition_of(body: serde_json::Map<String, Value>) -> Result<MonitorDefinition, ApiError> {
     let mut definition = MonitorDefinition::default();
     let mut errors = Vec::new();
-    for (field, value) in body {
+    for (field, mut value) in body {
+        integral_floats_as_integers(&mut value);
         // The engine reads a string of digits as a robot id too (for files); the API's schema
         // says an integer, and the API holds to it.
         if field == "robotId" && !(value.is_null() || value.is_number()) {

@@ -321,6 +321,15 @@ async fn an_invalid_monitor_is_refused_naming_each_field(backend: Backend) {
         stack.store().list_monitors().await.unwrap().is_empty(),
         "nothing written"
     );
+
+    // JSON Schema's integers include 42.0: read as 42, not refused as the wrong type.
+    let integral = with(json!({
+        "robotId": 42.0,
+        "actions": [{"type": "alarm", "eventName": "NO_TOILET_ACTIVITY_ALARM", "level": 3.0}],
+    }));
+    let (status, created) = stack.api(reqwest::Method::PUT, path, Some(&integral)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["actions"][0]["level"], 3);
 }
 
 /// The monitors file is synced at start: created, changed, and disabled once no file names
