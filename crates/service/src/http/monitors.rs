@@ -82,14 +82,14 @@ impl FromRequestParts<AppState> for Internal {
 /// A monitor's body for `PUT` (SPEC §12; docs/monitors.md). `robotId` and `ruleId` may be
 /// left out: the path names the monitor (when given, they must agree with it).
 #[derive(Debug, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)] // Documents the body; it is read as a `MonitorDefinition`, field by field.
 pub struct MonitorBody {
     #[schema(minimum = 1, maximum = 9223372036854775807_i64, example = 42)]
     robot_id: Option<i64>,
     #[schema(pattern = "^[a-z0-9-]{1,64}$", example = "no-toilet")]
     rule_id: Option<String>,
-    /// The event name watched.
+    /// The event name watched: no spaces.
     #[schema(example = "TOILET_ACTIVITY", min_length = 1, max_length = 128)]
     event_type: String,
     /// The window length, e.g. `2h`, `90m`, `4s`, `1h30m`; 1 s to 24 h.
@@ -107,6 +107,7 @@ pub struct MonitorBody {
 
 /// Local times `HH:MM`; `end` may be `24:00`; `start < end`.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DailyBody {
     #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$", example = "08:00")]
     start: String,
@@ -116,11 +117,12 @@ pub struct DailyBody {
 
 /// `{type: alarm, eventName, level}`.
 #[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionBody {
     #[serde(rename = "type")]
     #[schema(example = "alarm")]
     kind: String,
+    /// The event name posted: no spaces.
     #[schema(example = "NO_TOILET_ACTIVITY_ALARM", min_length = 1, max_length = 128)]
     event_name: String,
     /// 0 to 255, default 1.
@@ -248,11 +250,38 @@ fn monitor_key(
     }
 }
 
+/// `175.0` as `175`: JSON (and JSON Schema's `integer`) does not tell them apart, serde does.
+fn integral_floats_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && (i64::MIN as f64..i64::MAX as f64).contains(&float)
+            {
+                *value = Value::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
+}
+
 /// Reads a body field by field, so a field of the wrong type or an unknown one is named.
 fn definition_of(body: serde_json::Map<String, Value>) -> Result<MonitorDefinition, ApiError> {
     let mut definition = MonitorDefinition::default();
     let mut errors = Vec::new();
-    for (field, value) in body {
+    for (field, mut value) in body {
+        integral_floats_as_integers(&mut value);
+        // The engine reads a string of digits as a robot id too (for files); the API's schema
+        // says an integer, and the API holds to it.
+        if field == "robotId" && !(value.is_null() || value.is_number()) {
+            errors.push(FieldError {
+                field,
+                message: "must be an integer".to_owned(),
+            });
+            continue;
+        }
         let single = Value::Object([(field.clone(), value)].into_iter().collect());
         match serde_json::from_value::<MonitorDefinition>(single) {
             Ok(part) => {
@@ -294,11 +323,12 @@ fn definition_of(body: serde_json::Map<String, Value>) -> Result<MonitorDefiniti
     responses(
         (status = 201, description = "Created; its session opens at its next start (at once when one is under way)", body = MonitorDto),
         (status = 200, description = "Replaced (or unchanged)", body = MonitorDto),
-        (status = 400, description = "Invalid monitor: each field at fault in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body cannot be read as a monitor (malformed JSON, not an object, a field of the wrong JSON type, an unknown field), or an invalid robotId or ruleId in the path: each field at fault in `errors`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The internal API is disabled (INTERNAL_API_TOKEN unset)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A well-formed monitor refused for what it says: a required field missing, a value out of range (window, daily times, timezone, actions), or a robotId or ruleId that contradicts the path; each field at fault in `errors`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_monitor(
@@ -315,8 +345,10 @@ pub async fn put_monitor(
         .put(robot_id, &rule_id, definition)
         .await
         .map_err(|e| match e {
-            MonitorError::Invalid(errors) => ApiError::BadRequest {
-                detail: "the monitor is invalid".to_owned(),
+            // Read, but refused for what it says (a field missing or out of range, a body that
+            // contradicts its path): 422, each field named. 400 is for a body that cannot be read.
+            MonitorError::Invalid(errors) => ApiError::UnprocessableFields {
+                detail: "the monitor is refused".to_owned(),
                 errors: errors
                     .into_iter()
                     .map(|e| FieldError {

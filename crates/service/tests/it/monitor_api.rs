@@ -1,7 +1,8 @@
 //! The internal API of monitors (SPEC §12) over real HTTP, on SQLite and MariaDB: bearer-token
 //! auth (401 otherwise, 404 when disabled), create (201), replace (200), list, read with the
 //! current session and window, delete (the subscription is removed), and an invalid monitor
-//! answered 400 naming each field; and the monitors file synced at start.
+//! refused naming each field (422 when well-formed, 400 when unreadable); and the monitors file
+//! synced at start.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -194,57 +195,141 @@ async fn create_replace_read_list_and_delete(backend: Backend) {
     );
 }
 
-async fn an_invalid_monitor_is_400_naming_each_field(backend: Backend) {
+/// The fields an `application/problem+json` answer names, after checking that it is one.
+fn problem_fields(headers: &reqwest::header::HeaderMap, body: &Value) -> Vec<String> {
+    assert!(is_problem(headers, body), "not problem+json: {body}");
+    body["errors"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A well-formed monitor refused for what it says — values out of range, a field missing, a
+/// body that contradicts its path — is 422; a body that cannot be read as a monitor (wrong JSON
+/// type, unknown field, malformed JSON) or an invalid path is 400. Each names its fields, and
+/// nothing is written.
+async fn an_invalid_monitor_is_refused_naming_each_field(backend: Backend) {
     let Some(stack) = stack(backend, at("2026-11-20T07:00:00Z")).await else {
         return;
     };
-    let fields = |body: &Value| -> Vec<String> {
-        body["errors"]
-            .as_array()
-            .unwrap_or(&Vec::new())
-            .iter()
-            .map(|e| e["field"].as_str().unwrap().to_owned())
-            .collect()
-    };
     let put = |path: &'static str, body: Value| {
-        let stack = &stack;
-        async move { stack.api(reqwest::Method::PUT, path, Some(&body)).await }
+        let base = stack.first.base.clone();
+        async move {
+            let (status, problem, headers) =
+                call(&base, reqwest::Method::PUT, path, Some(TOKEN), Some(&body)).await;
+            (status, problem_fields(&headers, &problem))
+        }
     };
-    let mut bad = body();
-    bad["window"] = json!("2 days");
-    bad["daily"] = json!({"start": "09:00", "end": "08:00"});
-    bad["actions"] = json!([{"type": "alarm"}]);
-    let (status, problem) = put("/internal/v1/monitors/42/a", bad).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let with = |changes: Value| {
+        let mut body = body();
+        for (field, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                body.as_object_mut().unwrap().remove(field);
+            } else {
+                body[field] = value.clone();
+            }
+        }
+        body
+    };
+    let unprocessable = |fields: &[&str]| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            fields.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>(),
+        )
+    };
+    let bad_request = |fields: &[&str]| {
+        (
+            StatusCode::BAD_REQUEST,
+            fields.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>(),
+        )
+    };
+    let path = "/internal/v1/monitors/42/a";
+
+    let semantic = with(json!({
+        "window": "2 days",
+        "daily": {"start": "09:00", "end": "08:00"},
+        "actions": [{"type": "alarm"}],
+    }));
     assert_eq!(
-        fields(&problem),
-        ["window", "daily.end", "actions[0].eventName"]
+        put(path, semantic).await,
+        unprocessable(&["window", "daily.end", "actions[0].eventName"])
+    );
+    assert_eq!(
+        put(path, with(json!({"timezone": "Mars/Olympus_Mons"}))).await,
+        unprocessable(&["timezone"])
+    );
+    assert_eq!(
+        put(path, with(json!({"actions": []}))).await,
+        unprocessable(&["actions"])
+    );
+    assert_eq!(
+        put(path, with(json!({"window": "25h"}))).await,
+        unprocessable(&["window"])
+    );
+    assert_eq!(
+        put(path, with(json!({"eventType": null}))).await,
+        unprocessable(&["eventType"]),
+        "a required field left out"
+    );
+    assert_eq!(
+        put(path, with(json!({"robotId": 43}))).await,
+        unprocessable(&["robotId"]),
+        "another robot than the path's"
+    );
+    assert_eq!(
+        put(path, with(json!({"robotId": 43, "ruleId": "b"}))).await,
+        unprocessable(&["robotId", "ruleId"]),
+        "another monitor than the path's"
     );
 
-    let mut typo = body();
-    typo["windw"] = json!("10m");
-    typo["enabled"] = json!("yes");
-    let (status, problem) = put("/internal/v1/monitors/42/a", typo).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let mut named = fields(&problem);
+    let (status, mut named) = put(path, with(json!({"windw": "10m", "enabled": "yes"}))).await;
     named.sort();
-    assert_eq!(named, ["enabled", "windw"], "{problem}");
-
-    let mut elsewhere = body();
-    elsewhere["robotId"] = json!(43);
-    let (status, problem) = put("/internal/v1/monitors/42/a", elsewhere).await;
+    assert_eq!((status, named), bad_request(&["enabled", "windw"]));
     assert_eq!(
-        (status, fields(&problem)),
-        (StatusCode::BAD_REQUEST, vec!["robotId".to_owned()])
+        put(path, with(json!({"robotId": "42"}))).await,
+        bad_request(&["robotId"]),
+        "the schema says an integer"
     );
-
-    let (status, problem) = put("/internal/v1/monitors/042/No_Rule", body()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(fields(&problem), ["robotId", "ruleId"]);
+    assert_eq!(
+        put(
+            path,
+            with(json!({"daily": {"start": "09:00", "end": "10:00", "tz": "UTC"}}))
+        )
+        .await,
+        bad_request(&["daily"])
+    );
+    assert_eq!(
+        put("/internal/v1/monitors/042/No_Rule", body()).await,
+        bad_request(&["robotId", "ruleId"])
+    );
+    let malformed = reqwest::Client::new()
+        .put(format!("{}{path}", stack.first.base))
+        .bearer_auth(TOKEN)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(r#"{"eventType": "TOILET_ACTIVITY","#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        malformed.headers()[reqwest::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
     assert!(
         stack.store().list_monitors().await.unwrap().is_empty(),
         "nothing written"
     );
+
+    // JSON Schema's integers include 42.0: read as 42, not refused as the wrong type.
+    let integral = with(json!({
+        "robotId": 42.0,
+        "actions": [{"type": "alarm", "eventName": "NO_TOILET_ACTIVITY_ALARM", "level": 3.0}],
+    }));
+    let (status, created) = stack.api(reqwest::Method::PUT, path, Some(&integral)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["actions"][0]["level"], 3);
 }
 
 /// The monitors file is synced at start: created, changed, and disabled once no file names
@@ -374,6 +459,6 @@ macro_rules! on_both_backends {
 on_both_backends!(
     only_the_token_opens_the_internal_api,
     create_replace_read_list_and_delete,
-    an_invalid_monitor_is_400_naming_each_field,
+    an_invalid_monitor_is_refused_naming_each_field,
     the_monitors_file_is_synced_at_start,
 );
