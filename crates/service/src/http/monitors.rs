@@ -115,7 +115,7 @@ pub struct DailyBody {
     end: String,
 }
 
-/// `{type: alarm, eventName, level}`.
+/// `{type: alarm, eventName, level?}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionBody {
@@ -125,8 +125,10 @@ pub struct ActionBody {
     /// The event name posted: no spaces.
     #[schema(example = "NO_TOILET_ACTIVITY_ALARM", min_length = 1, max_length = 128)]
     event_name: String,
-    /// 0 to 255, default 1.
+    /// 0 to 255; left out, the alarm is posted without a level (Megazord's event schema
+    /// decides).
     #[schema(minimum = 0, maximum = 255)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     level: Option<u8>,
 }
 

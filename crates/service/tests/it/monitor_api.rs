@@ -115,8 +115,10 @@ async fn create_replace_read_list_and_delete(backend: Backend) {
     assert_eq!(created["window"], "10m");
     assert_eq!(
         created["actions"],
-        json!([{"type": "alarm", "eventName": "NO_TOILET_ACTIVITY_ALARM", "level": 1}])
+        json!([{"type": "alarm", "eventName": "NO_TOILET_ACTIVITY_ALARM"}]),
+        "no level unless the monitor sets one"
     );
+    assert_eq!(created["problem"], Value::Null);
     assert_eq!(
         (created["version"].clone(), created["source"].clone()),
         (json!(1), json!("api"))
