@@ -73,7 +73,7 @@ fn alarms(megazord: &MegazordSim) -> BTreeMap<String, Vec<u32>> {
             ["status-check", "77", "quiet"],
             "reference {reference}"
         );
-        assert_eq!(event["providerName"], "status-check");
+        assert_eq!(event["providerName"], "azi-3-status-jobs");
         by_date
             .entry(parts[3].to_owned())
             .or_default()
