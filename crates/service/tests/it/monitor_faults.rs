@@ -118,6 +118,8 @@ async fn a_job_killed_mid_window_alarms_every_window_once_after_restart() {
         MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
             .with_rows(Arc::new(db.neighbours.clone())),
     );
+    // This test's own alarm, which Megazord has to know to accept it.
+    megazord.add_event_schemas([(ALARM, 10)]);
     let sims = CancellationToken::new();
     let _stop_sims = sims.clone().drop_guard();
     let listener = || {
