@@ -14,7 +14,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use status_check_engine::Limits;
-use status_check_sim::megazord::MegazordRows;
+use status_check_sim::megazord::{
+    DEFAULT_LEVEL, JOBS_PROVIDER, MegazordRows, REAL_EVENT_SCHEMAS, ROBOT_PROVIDER,
+};
 use status_check_sim::{DemoStep, MegazordSim, MicroManagersSim, Now, RobotMailbox, StatusSink};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +37,9 @@ pub const DEV_ROBOT_QUEUE_PREFIX: &str = "http://memory.queue/robot-";
 /// The internal API's token in the dev stack, unless INTERNAL_API_TOKEN says another.
 pub const DEV_INTERNAL_API_TOKEN: &str = "dev-internal-token";
 
-/// Megazord's side of the status queue: sends each envelope to `url` on `queue`.
+/// Megazord's side of the status queue: sends each envelope to `url` on `queue`, or to
+/// `${url}-${suffix}` for a subscription made with a queue suffix (an in-memory queue is made
+/// on first use; on SQS the suffixed queue must exist, as in production).
 pub struct QueueSink {
     pub queue: DynQueue,
     pub url: String,
@@ -43,9 +47,13 @@ pub struct QueueSink {
 
 #[async_trait]
 impl StatusSink for QueueSink {
-    async fn publish(&self, body: String) -> Result<(), String> {
+    async fn send(&self, suffix: Option<&str>, body: String) -> Result<(), String> {
+        let url = match suffix {
+            Some(suffix) => format!("{}-{suffix}", self.url),
+            None => self.url.clone(),
+        };
         self.queue
-            .send(&self.url, &body, &BTreeMap::new())
+            .send(&url, &body, &BTreeMap::new())
             .await
             .map(drop)
             .map_err(|e| e.to_string())
@@ -146,7 +154,8 @@ impl Stack {
         };
         let sim_clock = clock.clone();
         let now: Now = Arc::new(move || sim_clock.now());
-        let mut megazord = MegazordSim::new(Arc::new(sink), now);
+        let mut megazord =
+            seed_megazord(MegazordSim::new(Arc::new(sink), now), &config.templates_dir)?;
         if let Some(mailbox) = mailbox {
             megazord = megazord.with_mailbox(mailbox);
         }
@@ -204,6 +213,32 @@ impl Stack {
             sims,
         })
     }
+}
+
+/// The simulated Megazord knowing what the real one knows that this service needs: the real
+/// event schemas (NOTES.md), every event the templates in `dir` (`TEMPLATES_DIR`) depend on
+/// (level 10), and the providers of the job service's alarms and of a robot's own events.
+pub fn seed_megazord(megazord: MegazordSim, dir: &std::path::Path) -> anyhow::Result<MegazordSim> {
+    let loaded = template_files::load_dir(dir, &Limits::default())
+        .with_context(|| format!("cannot read the templates folder {}", dir.display()))?;
+    let dependencies = loaded.templates.iter().flat_map(|(_, template)| {
+        let phases = [&template.past, &template.future];
+        phases
+            .into_iter()
+            .flatten()
+            .flat_map(|phase| phase.depends_on.clone())
+            .collect::<Vec<_>>()
+    });
+    Ok(megazord
+        .with_event_schemas(REAL_EVENT_SCHEMAS.iter().copied())
+        .with_event_schemas(dependencies.map(|name| (name, DEFAULT_LEVEL)))
+        .with_providers([
+            JOBS_PROVIDER,
+            ROBOT_PROVIDER,
+            // What this service posts its alarms as today; goes once it posts as
+            // JOBS_PROVIDER (issue #20, item 2).
+            crate::upstream::megazord::PROVIDER_NAME,
+        ]))
 }
 
 /// The names of the valid templates in `dir`, sorted, each once.

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use megazord::MegazordSim;
+pub use megazord::{MegazordSim, NewIncoming, NewSubscription, Refusal};
 pub use micro_managers::{DemoStep, MicroManagersSim};
 
 /// The simulators' idea of "now" (the system clock, or a test's manual clock).
@@ -35,11 +35,14 @@ pub fn system_now() -> Now {
     Arc::new(Utc::now)
 }
 
-/// Where Megazord puts the envelope of each outgoing event (the status queue).
+/// Where Megazord sends the envelope of each outgoing event: the status queue
+/// (`STATUS_QUEUE_ADDRESS`), or the queue `${STATUS_QUEUE_ADDRESS}-${queue}` of a subscription
+/// made with a `queue` suffix.
 #[async_trait]
 pub trait StatusSink: Send + Sync + 'static {
-    /// Sends one message body; the error is a short reason.
-    async fn publish(&self, body: String) -> Result<(), String>;
+    /// Sends one message body to the status queue (`queue` is `None`) or to the queue with
+    /// that suffix; the error is a short reason. Megazord never retries a failed send.
+    async fn send(&self, queue: Option<&str>, body: String) -> Result<(), String>;
 }
 
 /// Where robots' notifications can be read (the robot queues), for `GET /sim/robots/{id}/messages`.

@@ -20,6 +20,15 @@ impl Problem {
         }
     }
 
+    /// 404 naming the field that names something unknown (an event schema, a provider).
+    pub(crate) fn unknown_field(field: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            status: StatusCode::NOT_FOUND,
+            detail: detail.into(),
+            field: Some(field),
+        }
+    }
+
     pub(crate) fn bad_field(field: &'static str, detail: impl Into<String>) -> Self {
         Problem {
             status: StatusCode::BAD_REQUEST,

@@ -108,7 +108,7 @@ fn upstream_router() -> axum::Router {
                         StatusCode::CREATED,
                         Json(json!({
                             "id": id, "robotId": robot, "subscriptionDetails": details,
-                            "isActive": true, "subscriptionType": "SERVICE_SUBSCRIPTION",
+                            "isActive": true, "subscriptionType": 1,
                             "createdAt": "2026-11-20T08:00:00.000Z",
                             "updatedAt": "2026-11-20T08:00:00.000Z",
                         })),

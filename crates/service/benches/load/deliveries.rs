@@ -116,12 +116,12 @@ pub(super) async fn deliveries_through(
         for (robot, _) in &checks {
             let posted = megazord
                 .post_incoming(*robot, NewIncoming::named("TOILET_VISIT"))
-                .await;
+                .await?;
             ensure!(
-                posted.outgoing_ids.len() == 1 && posted.unsent.is_empty(),
-                "robot {robot}: the event fanned out to {:?} (unsent {:?})",
+                posted.outgoing_ids.len() == 1 && posted.lost.is_empty(),
+                "robot {robot}: the event fanned out to {:?} (lost {:?})",
                 posted.outgoing_ids,
-                posted.unsent
+                posted.lost
             );
         }
     }

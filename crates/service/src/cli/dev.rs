@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::{SecondsFormat, TimeDelta, Utc};
 use status_check_engine::monitor::{ActionDefinition, DailyDefinition, MonitorDefinition};
-use status_check_sim::megazord::NewIncoming;
+use status_check_sim::megazord::{NewIncoming, ROBOT_PROVIDER};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SystemClock;
@@ -74,7 +74,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
             DEMO_ROBOT,
             NewIncoming::named("CHARGING_STOPPED").at(Utc::now() - TimeDelta::minutes(20)),
         )
-        .await;
+        .await
+        .context("the simulated Megazord refused the demo's event")?;
     seed_monitor(&stack).await?;
     let mut text = walkthrough(&stack, &database.display().to_string());
     text.push_str(&monitor_walkthrough(&stack));
@@ -135,7 +136,7 @@ fn monitor_walkthrough(stack: &Stack) -> String {
          curl -s '{megazord}/internal/v1/events/robots/{DEMO_ROBOT}/incomings?event_name={DEMO_ALARM}'\n\n\
          6. Keep it quiet: post the watched event (the window restarts from it):\n\
          curl -s {megazord}/internal/v1/events/robots/{DEMO_ROBOT}/incomings -H 'content-type: application/json' \\\n  \
-         -d '{{\"eventName\": \"{DEMO_WATCHED}\"}}'\n\n\
+         -d '{{\"providerName\": \"{ROBOT_PROVIDER}\", \"eventName\": \"{DEMO_WATCHED}\"}}'\n\n\
          7. The monitor with its session and open window (internal API):\n\
          curl -s {service}/internal/v1/monitors/{DEMO_ROBOT}/{DEMO_MONITOR} -H 'Authorization: Bearer {token}'\n\n\
          Without step 6 an alarm is posted every {DEMO_WINDOW}.\n\n"
@@ -189,7 +190,7 @@ fn walkthrough(stack: &Stack, database: &str) -> String {
          -d '{{\"stepId\": {step}, \"scheduledId\": 1, \"scriptVersionId\": 789, \"plannedAt\": \"{planned}\"}}'\n\n\
          2. The robot starts charging (the event goes to the simulated Megazord):\n\
          curl -s {megazord}/internal/v1/events/robots/{DEMO_ROBOT}/incomings -H 'content-type: application/json' \\\n  \
-         -d '{{\"eventName\": \"CHARGING_STARTED\"}}'\n\n\
+         -d '{{\"providerName\": \"{ROBOT_PROVIDER}\", \"eventName\": \"CHARGING_STARTED\"}}'\n\n\
          3. The check (id 1: the first of this run) is COMPLETED with result PASS:\n\
          curl -s {service}/v1/status-check/check/1 {robot_headers}\n\n\
          4. The robot was told its next step ({}, for pass):\n\

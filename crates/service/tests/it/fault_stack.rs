@@ -279,11 +279,14 @@ impl Drop for PrivateMoto {
     }
 }
 
+/// An envelope held back, with the queue suffix it was sent to.
+type Held = (Option<String>, String);
+
 /// A status queue Megazord's envelopes go to only once opened: until then they are held, so a
 /// test decides when deliveries reach the service (e.g. only once its database is frozen).
 pub struct GatedSink {
     inner: QueueSink,
-    held: Mutex<Option<Vec<String>>>,
+    held: Mutex<Option<Vec<Held>>>,
 }
 
 impl GatedSink {
@@ -297,9 +300,9 @@ impl GatedSink {
     /// Sends what was held, and from now on everything at once.
     pub async fn open(&self) {
         let held = self.held.lock().unwrap().take().unwrap_or_default();
-        for body in held {
+        for (queue, body) in held {
             self.inner
-                .publish(body)
+                .send(queue.as_deref(), body)
                 .await
                 .expect("the status queue takes it");
         }
@@ -308,13 +311,19 @@ impl GatedSink {
 
 #[async_trait]
 impl StatusSink for GatedSink {
-    async fn publish(&self, body: String) -> Result<(), String> {
+    async fn send(&self, queue: Option<&str>, body: String) -> Result<(), String> {
         if let Some(held) = self.held.lock().unwrap().as_mut() {
-            held.push(body);
+            held.push((queue.map(str::to_owned), body));
             return Ok(());
         }
-        self.inner.publish(body).await
+        self.inner.send(queue, body).await
     }
+}
+
+/// `megazord` knowing the shipped templates' events and the providers, as the dev stack's does.
+pub fn seeded(megazord: MegazordSim) -> MegazordSim {
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    status_check::dev::seed_megazord(megazord, &templates).expect("the shipped templates load")
 }
 
 /// Micro-Managers and Megazord simulators served in this process; stopped when dropped.

@@ -180,8 +180,10 @@ async fn replicas_killed_lose_nothing(seed: u64) {
         queue: queues.queue.clone(),
         url: queues.status_url.clone(),
     };
-    let megazord = MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
-        .with_rows(Arc::new(db.neighbours.clone()));
+    let megazord = crate::fault_stack::seeded(
+        MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
+            .with_rows(Arc::new(db.neighbours.clone())),
+    );
     let sims = CancellationToken::new();
     let _stop_sims = sims.clone().drop_guard();
     let listener = |_: ()| {
@@ -258,7 +260,8 @@ async fn replicas_killed_lose_nothing(seed: u64) {
         }
         megazord
             .post_incoming(robots[n], NewIncoming::named("CHARGING_STARTED"))
-            .await;
+            .await
+            .expect("a known event");
     }
     drop(a);
     // Megazord refuses unsubscribes for a while, from before the first deadline on.

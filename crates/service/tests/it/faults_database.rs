@@ -65,8 +65,10 @@ async fn a_frozen_then_crashed_database_is_answered_503_quickly_and_loses_nothin
         queue: queues.queue.clone(),
         url: queues.status_url.clone(),
     });
-    let megazord = MegazordSim::new(gate.clone(), status_check_sim::system_now())
-        .with_rows(Arc::new(db.neighbours.clone()));
+    let megazord = crate::fault_stack::seeded(
+        MegazordSim::new(gate.clone(), status_check_sim::system_now())
+            .with_rows(Arc::new(db.neighbours.clone())),
+    );
     let upstreams = Upstreams::serve(micro_managers, megazord);
     let endpoint = std::env::var("TEST_SQS_ENDPOINT").unwrap();
     let timeout_secs = DB_TIMEOUT.as_secs().to_string();
@@ -105,7 +107,8 @@ async fn a_frozen_then_crashed_database_is_answered_503_quickly_and_loses_nothin
         upstreams
             .megazord
             .post_incoming(robot, NewIncoming::named("CHARGING_STARTED"))
-            .await;
+            .await
+            .expect("a known event");
     }
 
     server.freeze();
@@ -189,7 +192,8 @@ async fn a_frozen_then_crashed_database_is_answered_503_quickly_and_loses_nothin
     upstreams
         .megazord
         .post_incoming(robot, NewIncoming::named("CHARGING_STARTED"))
-        .await;
+        .await
+        .expect("a known event");
     let after_restart = BTreeMap::from([(robot, created.body["id"].as_i64().unwrap())]);
     let ended = assert_all_end(port, &after_restart, expected, Duration::from_secs(30)).await;
     assert_all_told(&queues, &ended, Duration::from_secs(30)).await;

@@ -63,8 +63,10 @@ async fn the_queue_restarted_empty_is_waited_for_and_nothing_of_ours_is_lost() {
         queue: queues.queue.clone(),
         url: queues.status_url.clone(),
     };
-    let megazord = MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
-        .with_rows(Arc::new(db.neighbours.clone()));
+    let megazord = crate::fault_stack::seeded(
+        MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
+            .with_rows(Arc::new(db.neighbours.clone())),
+    );
     let upstreams = Upstreams::serve(micro_managers, megazord);
     let unready_after = UNREADY_AFTER.as_secs().to_string();
     let env = replica_env(
@@ -146,7 +148,8 @@ async fn the_queue_restarted_empty_is_waited_for_and_nothing_of_ours_is_lost() {
         upstreams
             .megazord
             .post_incoming(robot, NewIncoming::named("CHARGING_STARTED"))
-            .await;
+            .await
+            .expect("a known event");
     }
     let ended = assert_all_end(port, &ids, expected, Duration::from_secs(30)).await;
     assert_all_told(&queues, &ended, Duration::from_secs(40)).await;

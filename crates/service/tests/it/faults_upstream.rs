@@ -52,8 +52,10 @@ async fn megazord_answering_too_late_leaves_no_subscription_behind() {
         queue: queues.queue.clone(),
         url: queues.status_url.clone(),
     };
-    let megazord = MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
-        .with_rows(Arc::new(db.neighbours.clone()));
+    let megazord = crate::fault_stack::seeded(
+        MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
+            .with_rows(Arc::new(db.neighbours.clone())),
+    );
     let upstreams = Upstreams::serve(micro_managers, megazord);
     let endpoint = std::env::var("TEST_SQS_ENDPOINT").unwrap();
     let env = replica_env(
@@ -114,7 +116,8 @@ async fn megazord_answering_too_late_leaves_no_subscription_behind() {
         upstreams
             .megazord
             .post_incoming(robot, NewIncoming::named("CHARGING_STARTED"))
-            .await;
+            .await
+            .expect("a known event");
     }
     let expected = |robot: i64| {
         if robot == 602 {

@@ -114,8 +114,12 @@ async fn a_job_killed_mid_window_alarms_every_window_once_after_restart() {
         queue: queues.queue.clone(),
         url: queues.status_url.clone(),
     };
-    let megazord = MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
-        .with_rows(Arc::new(db.neighbours.clone()));
+    let megazord = crate::fault_stack::seeded(
+        MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
+            .with_rows(Arc::new(db.neighbours.clone())),
+    );
+    // This test's own alarm, which Megazord has to know to accept it.
+    megazord.add_event_schemas([(ALARM, 10)]);
     let sims = CancellationToken::new();
     let _stop_sims = sims.clone().drop_guard();
     let listener = || {
