@@ -24,6 +24,7 @@ mod in_list;
 mod lifecycle;
 mod monitor_actions;
 mod monitor_rows;
+mod monitor_windows;
 mod monitors;
 pub mod mysql;
 mod outbox;
@@ -48,6 +49,7 @@ pub mod sqlite;
 /// Truncated to the millisecond, as the store keeps the times of its own tables.
 pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
+pub use monitor_windows::{WindowClose, WindowRecord};
 pub use monitors::{
     MonitorPut, MonitorSource, MonitorState, MonitorStore, NEVER, NewAction, PendingAction,
     StateChange, StoredMonitor,

@@ -50,6 +50,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "monitors",
         include_str!("../../migrations/mysql/0006_monitors.sql"),
     ),
+    (
+        9,
+        "monitor_windows",
+        include_str!("../../migrations/mysql/0009_monitor_windows.sql"),
+    ),
 ];
 
 /// The MySQL / MariaDB store.

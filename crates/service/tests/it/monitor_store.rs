@@ -104,6 +104,7 @@ fn open_session(subscription: i64) -> StateChange {
         release_lease: true,
         actions: Vec::new(),
         remove_subscription: None,
+        windows: Vec::new(),
     }
 }
 
@@ -454,6 +455,7 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
         release_lease: false,
         actions: all,
         remove_subscription: Some((991, "monitor_session_ended")),
+        windows: Vec::new(),
     };
     let now = at("2026-11-20T21:00:01Z");
     assert!(

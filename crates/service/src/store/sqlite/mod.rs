@@ -72,6 +72,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         "check_lookup_indexes",
         include_str!("../../../migrations/sqlite/0007_check_lookup_indexes.sql"),
     ),
+    (
+        9,
+        "monitor_windows",
+        include_str!("../../../migrations/sqlite/0009_monitor_windows.sql"),
+    ),
 ];
 
 /// The SQLite store. Clones share the connections.
