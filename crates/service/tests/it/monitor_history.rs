@@ -89,7 +89,7 @@ async fn a_state_write_keeps_its_windows(db: &TestDb) {
             .await
             .unwrap()
     );
-    assert_eq!(history(db, "a").await, [first.clone()]);
+    assert_eq!(history(db, "a").await, std::slice::from_ref(&first));
 
     let mut reset = span(1, "2026-11-20T07:00:00Z", "2026-11-20T08:00:00Z", None);
     reset.ending = Some(WindowClose::Reset);
@@ -167,7 +167,11 @@ async fn stopping_a_session_ends_its_open_window(db: &TestDb) {
         .put_monitor(&monitor("a", json!({"window": "3h"})), source, t1)
         .await
         .unwrap();
-    assert_eq!(history(db, "a").await, [open.clone()], "still open");
+    assert_eq!(
+        history(db, "a").await,
+        std::slice::from_ref(&open),
+        "still open"
+    );
 
     let t2 = at("2026-11-20T07:45:00Z");
     db.store
