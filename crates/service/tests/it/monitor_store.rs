@@ -39,6 +39,8 @@ macro_rules! on_both_backends {
     };
 }
 
+mod history;
+
 on_both_backends!(
     put_creates_replaces_and_leaves_an_identical_monitor_alone,
     disabling_or_changing_the_watch_ends_the_session,
@@ -81,7 +83,7 @@ fn replaced(put: MonitorPut) -> StoredMonitor {
     }
 }
 
-fn date() -> NaiveDate {
+pub(crate) fn date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
 }
 
