@@ -222,7 +222,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "OUTBOX_RETENTION_SECS",
         "604800",
-        "How long sent robot notifications are kept before they are purged (in batches, once a minute).",
+        "How long sent robot notifications are kept before they are purged (in batches, once a minute); posted monitor alarms and the monitors' window history are kept as long.",
     ),
     (
         "DOCS_ENABLED",

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod checks;
+pub mod monitor_history;
 pub mod monitors;
 pub mod ops;
 pub mod problem;

@@ -4,8 +4,8 @@
 //! `Authorization: Bearer <token>` (else 401).
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::checks::{JsonObject, store_error};
+use super::monitor_history::{HistoryQuery, MonitorView, SessionHistoryDto, history_date};
 use super::problem::{ApiError, FieldError, Problem, canonical_id};
 use crate::monitors::MonitorError;
 use crate::store::{MonitorPut, NEVER, StoredMonitor};
@@ -389,7 +390,8 @@ pub async fn list_monitors(
     }))
 }
 
-/// A monitor, with its current session and window.
+/// A monitor, with its current session and window; with `?date=`, that day's session as
+/// kept: each window and how it ended.
 #[utoipa::path(
     get,
     path = "/internal/v1/monitors/{robotId}/{ruleId}",
@@ -397,10 +399,11 @@ pub async fn list_monitors(
     params(
         ("robotId" = i64, Path, description = "The robot", minimum = 1),
         ("ruleId" = String, Path, description = "The rule", pattern = "^[a-z0-9-]{1,64}$"),
+        ("date" = Option<String>, Query, description = "A session's local date (`YYYY-MM-DD`, the monitor's timezone): answer its history too, kept at least OUTBOX_RETENTION_SECS (7 days) after each window ended", format = Date, example = "2026-11-20"),
     ),
     responses(
-        (status = 200, description = "The monitor", body = MonitorDto),
-        (status = 400, description = "Invalid robotId or ruleId", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The monitor (with `history` when `date` is given)", body = MonitorView),
+        (status = 400, description = "Invalid robotId, ruleId or date", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such monitor, or the internal API is disabled", body = Problem, content_type = "application/problem+json"),
     )
@@ -409,19 +412,35 @@ pub async fn get_monitor(
     _: Internal,
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<MonitorDto>, ApiError> {
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<MonitorView>, ApiError> {
     let (robot_id, rule_id) = monitor_key(path)?;
-    match state
+    let date = history_date(query)?;
+    let Some(stored) = state
         .monitors
         .get(robot_id, &rule_id)
         .await
         .map_err(store_error)?
-    {
-        Some(stored) => Ok(Json(MonitorDto::from(&stored))),
-        None => Err(ApiError::NotFound(format!(
+    else {
+        return Err(ApiError::NotFound(format!(
             "robot {robot_id} has no monitor {rule_id}"
-        ))),
-    }
+        )));
+    };
+    let history = match date {
+        Some(date) => Some(SessionHistoryDto::new(
+            date,
+            state
+                .monitors
+                .session_history(robot_id, &rule_id, date)
+                .await
+                .map_err(store_error)?,
+        )),
+        None => None,
+    };
+    Ok(Json(MonitorView {
+        monitor: MonitorDto::from(&stored),
+        history,
+    }))
 }
 
 /// Delete a monitor: its session ends and its subscription is removed (alarms already

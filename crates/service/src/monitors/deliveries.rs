@@ -7,9 +7,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use status_check_engine::Event;
 use status_check_engine::monitor::{WindowSpan, WindowState, advance};
 
 use super::Monitors;
+use super::history::{Decided, window_records};
 use crate::checks::{CheckError, Delivered, DeliveryOutcome, SubscriptionRoute};
 use crate::store::{StateChange, StoreError, StoredMonitor};
 
@@ -66,16 +68,23 @@ impl Monitors {
                 return Ok(vec![DeliveryOutcome::Ended; group.len()]);
             };
             let now = self.now();
-            let events: Vec<(usize, DateTime<Utc>)> = group
+            let watched: Vec<(usize, &Event)> = group
                 .iter()
                 .map(|&index| (index, &batch[index].0.delivery.event))
                 .filter(|(_, event)| event.name == stored.monitor.event_type())
-                .map(|(index, event)| (index, event.created_at.min(now)))
+                .collect();
+            let events: Vec<(usize, DateTime<Utc>)> = watched
+                .iter()
+                .map(|(index, event)| (*index, event.created_at.min(now)))
                 .collect();
             let (after, spans, taken) = take_events(&stored, window, events)?;
             if taken.is_empty() {
                 return Ok(vec![DeliveryOutcome::NoChange; group.len()]);
             }
+            let counted: Vec<(i64, DateTime<Utc>)> = watched
+                .iter()
+                .map(|(_, event)| (event.id, event.created_at.min(now)))
+                .collect();
             let change = StateChange {
                 window: Some(after),
                 subscription_id: stored.state.subscription_id,
@@ -83,6 +92,15 @@ impl Monitors {
                 release_lease: false,
                 actions: Vec::new(),
                 remove_subscription: None,
+                windows: window_records(&Decided {
+                    monitor: &stored.monitor,
+                    session_date: window.session_date,
+                    session_end: window.session_end,
+                    subscription_id: stored.state.subscription_id,
+                    spans: &spans,
+                    open: Some(&after),
+                    events: &counted,
+                }),
             };
             if !self
                 .store

@@ -1,14 +1,16 @@
 //! Monitors (SPEC §12) — the use cases, in one home: keeping the monitors (the files synced at
 //! start, the internal API), opening and closing their daily sessions, deciding each window's
 //! end under a lease (`windows.rs`), taking in the deliveries of a session's subscription
-//! (`deliveries.rs`), and posting the alarms the window ends decided (`actions.rs`). The
-//! engine (`status_check_engine::monitor`) decides; this carries its decisions in and out. The
-//! workers only bring time: the monitor worker calls [`Monitors::act_on_due`], the relay
+//! (`deliveries.rs`), keeping each session's windows for operators (`history.rs`), and
+//! posting the alarms the window ends decided (`actions.rs`). The engine
+//! (`status_check_engine::monitor`) decides; this carries its decisions in and out. The workers
+//! only bring time: the monitor worker calls [`Monitors::act_on_due`], the relay
 //! [`Monitors::send_alarms`], the consumer's use case routes deliveries here.
 
 mod actions;
 mod deliveries;
 pub mod files;
+mod history;
 mod windows;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use chrono::{DateTime, Utc};
 use status_check_engine::monitor::{FieldError, Monitor, MonitorDefinition};
 
 pub use self::actions::AlarmTick;
+pub use self::history::SessionHistory;
 pub use self::windows::DueTick;
 use crate::clock::Clock;
 use crate::store::{DynStore, MonitorPut, MonitorSource, StoreError, StoredMonitor, db_millis};

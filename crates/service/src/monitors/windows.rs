@@ -6,11 +6,13 @@
 //! whose delivery is still on the queue resets it all the same.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use status_check_engine::Event;
 use status_check_engine::monitor::{
     Advance, InvalidWindowState, Monitor, Session, WindowEnding, WindowState, advance,
 };
 
 use super::Monitors;
+use super::history::{Decided, window_records};
 use crate::store::{NEVER, NewAction, StateChange, StoreError, StoredMonitor};
 use crate::subscriptions::{self, SubscribeError};
 use crate::upstream::{SubscriptionRequest, UpstreamError};
@@ -222,7 +224,13 @@ impl Monitors {
         };
         let times: Vec<DateTime<Utc>> = events.iter().map(|event| event.created_at).collect();
         let advanced = advance(&window, monitor.window(), &times, now)?;
-        let change = change_after(monitor, &advanced, session.end, Some(subscription));
+        let change = change_after(
+            monitor,
+            &advanced,
+            session.end,
+            Some(subscription),
+            &counted(&events, now),
+        );
         let written = self
             .store
             .write_monitor_state(current, Some(lease), &change, now)
@@ -281,6 +289,7 @@ impl Monitors {
             &advanced,
             window.session_end,
             current.state.subscription_id,
+            &counted(&events, now),
         );
         if !self
             .store
@@ -443,14 +452,25 @@ impl Monitors {
 }
 
 /// What a decision writes: the new open window (or none, the session being over, with its
-/// subscription's removal and the next session's start as due time) and the alarms of the
-/// windows that passed quietly. Always frees the lease.
+/// subscription's removal and the next session's start as due time), the alarms of the
+/// windows that passed quietly and the session's history. Always frees the lease. `events`:
+/// the events `advanced` took in, by id and the time each counted at.
 fn change_after(
     monitor: &Monitor,
     advanced: &Advance,
     session_end: DateTime<Utc>,
     subscription: Option<i64>,
+    events: &[(i64, DateTime<Utc>)],
 ) -> StateChange {
+    let windows = window_records(&Decided {
+        monitor,
+        session_date: advanced.session_date,
+        session_end,
+        subscription_id: subscription,
+        spans: &advanced.spans,
+        open: advanced.state.as_ref(),
+        events,
+    });
     let actions = advanced
         .alarms()
         .flat_map(|span| {
@@ -473,6 +493,7 @@ fn change_after(
             release_lease: true,
             actions,
             remove_subscription: None,
+            windows,
         },
         None => StateChange {
             window: None,
@@ -481,8 +502,18 @@ fn change_after(
             release_lease: true,
             actions,
             remove_subscription: subscription.map(|id| (id, "monitor_session_ended")),
+            windows,
         },
     }
+}
+
+/// Megazord's events by id and the time each counts at (one stamped later than our clock
+/// counts now, as `advance` takes it).
+fn counted(events: &[Event], now: DateTime<Utc>) -> Vec<(i64, DateTime<Utc>)> {
+    events
+        .iter()
+        .map(|event| (event.id, event.created_at.min(now)))
+        .collect()
 }
 
 /// The start of the first session after one that ended at `session_end`.

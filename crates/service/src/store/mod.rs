@@ -25,6 +25,7 @@ mod intents;
 mod lifecycle;
 mod monitor_actions;
 mod monitor_rows;
+mod monitor_windows;
 mod monitors;
 pub mod mysql;
 mod outbox;
@@ -49,6 +50,7 @@ pub mod sqlite;
 /// Truncated to the millisecond, as the store keeps the times of its own tables.
 pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
+pub use monitor_windows::{WindowClose, WindowRecord};
 pub use monitors::{
     MonitorPut, MonitorSource, MonitorState, MonitorStore, NEVER, NewAction, PendingAction,
     StateChange, StoredMonitor,

@@ -1,6 +1,7 @@
-//! Monitors' storage (SPEC §12), in this service's own tables (migrations 0006): the monitors,
-//! the running state of each (its open session and window, the session's subscription, when
-//! the worker is due, the worker's lease), and the actions outbox (alarms to post).
+//! Monitors' storage (SPEC §12), in this service's own tables (migrations 0006, 0009): the
+//! monitors, the running state of each (its open session and window, the session's
+//! subscription, when the worker is due, the worker's lease), the actions outbox (alarms to
+//! post) and the sessions' history (each window and how it ended).
 //!
 //! Every state write is a compare-and-set on `state_version` (and, for the worker, on its
 //! lease): whoever decided on an older state writes nothing and decides again. The write, the
@@ -15,6 +16,7 @@ use super::checks::corrupt;
 use super::db::{Arg, Db, Mode, SqlRow, Step, Tx, args, millis, retrying};
 use super::lifecycle::{check_lease, limit_arg};
 use super::monitor_actions;
+use super::monitor_windows::{self, WindowRecord};
 use super::outbox::DEAD_LETTER_AT;
 use super::removals::queue_in;
 
@@ -111,6 +113,9 @@ pub struct StateChange {
     pub actions: Vec<NewAction>,
     /// A subscription to queue for removal (its session ended), with the reason.
     pub remove_subscription: Option<(i64, &'static str)>,
+    /// The session's history: the spans that ended (a row already there for the same window
+    /// start gets its end) and the window opened.
+    pub windows: Vec<WindowRecord>,
 }
 
 /// An alarm waiting to be posted, claimed under a lease.
@@ -256,6 +261,22 @@ pub trait MonitorStore: Send + Sync {
         sent_before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64, StoreError>;
+
+    /// The history of the monitor's session of `session_date`: every window span kept, in
+    /// time order (a session reopened that day — the monitor changed — shows both).
+    async fn monitor_windows(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: NaiveDate,
+    ) -> Result<Vec<WindowRecord>, StoreError>;
+
+    /// Deletes up to `limit` window spans that ended before `ended_before`; how many.
+    async fn purge_monitor_windows(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
 }
 
 use super::monitor_rows::*;
@@ -312,6 +333,7 @@ impl<B: Db + 'static> MonitorStore for B {
             };
             if let Some((reason, due)) = reason {
                 tx.execute(RESET_STATE, args![due, now, id]).await?;
+                monitor_windows::stop_in(&mut tx, robot_id, rule_id, now).await?;
                 if let Some(subscription) = before.state.subscription_id {
                     queue_in(self, &mut tx, robot_id, subscription, reason, now).await?;
                 }
@@ -364,6 +386,7 @@ impl<B: Db + 'static> MonitorStore for B {
             if let Some(subscription) = stored.state.subscription_id {
                 queue_in(self, &mut tx, robot_id, subscription, "monitor_deleted", now).await?;
             }
+            monitor_windows::stop_in(&mut tx, robot_id, rule_id, now).await?;
             tx.execute(DELETE_STATE, args![stored.id]).await?;
             tx.execute(DELETE_MONITOR, args![stored.id]).await?;
             Ok(Step::Commit(Some(stored)))
@@ -481,6 +504,8 @@ impl<B: Db + 'static> MonitorStore for B {
             if let Some((subscription, reason)) = change.remove_subscription {
                 queue_in(self, &mut tx, robot_id, subscription, reason, now).await?;
             }
+            monitor_windows::write_in(self, &mut tx, robot_id, rule_id, &change.windows, now)
+                .await?;
             Ok(Step::Commit(true))
         }
         .await)
@@ -562,5 +587,22 @@ impl<B: Db + 'static> MonitorStore for B {
         limit: usize,
     ) -> Result<u64, StoreError> {
         monitor_actions::purge_sent(self, sent_before, limit).await
+    }
+
+    async fn monitor_windows(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: NaiveDate,
+    ) -> Result<Vec<WindowRecord>, StoreError> {
+        monitor_windows::session(self, robot_id, rule_id, session_date).await
+    }
+
+    async fn purge_monitor_windows(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        monitor_windows::purge(self, ended_before, limit).await
     }
 }

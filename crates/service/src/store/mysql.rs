@@ -55,6 +55,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "real_megazord",
         include_str!("../../migrations/mysql/0008_real_megazord.sql"),
     ),
+    (
+        9,
+        "monitor_windows",
+        include_str!("../../migrations/mysql/0009_monitor_windows.sql"),
+    ),
 ];
 
 /// The MySQL / MariaDB store.

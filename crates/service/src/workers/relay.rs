@@ -81,7 +81,8 @@ pub struct RelayTick {
     pub removals: RemovalTick,
     /// Monitors' alarms posted to Megazord (or tried) this step.
     pub alarms: AlarmTick,
-    /// Sent notifications (and posted alarms) purged after their retention.
+    /// Sent notifications (and posted alarms, and monitors' window history) purged after
+    /// their retention.
     pub purged: u64,
 }
 
@@ -166,7 +167,7 @@ impl Relay {
 
     /// Sends a batch of due notifications, removes a batch of due subscriptions, posts a batch
     /// of due monitor alarms, and — once a minute — purges a batch of notifications sent (and
-    /// alarms posted) before the retention.
+    /// alarms posted, and monitor windows ended) before the retention.
     pub async fn tick_once(&self) -> RelayTick {
         let notified = self.send_notifications().await;
         RelayTick {
@@ -218,6 +219,10 @@ impl Relay {
                 match monitors.purge_sent_alarms().await {
                     Ok(purged) => tick.purged += purged,
                     Err(e) => tracing::warn!(error = %e, "could not purge posted alarms"),
+                }
+                match monitors.purge_window_history().await {
+                    Ok(purged) => tick.purged += purged,
+                    Err(e) => tracing::warn!(error = %e, "could not purge monitor history"),
                 }
             }
         }

@@ -10,7 +10,7 @@ use status_check::store::{
     Adopted, BatchedUpdate, CheckKey, CheckUpdate, Claimed, Created, Fence, MonitorPut,
     MonitorSource, MonitorStore, NewCheck, Notifications, OutboxMessage, PendingAction,
     StateChange, Store, StoreError, StoredCheck, StoredMonitor, StoredTemplate,
-    SubscriptionRemoval, Synced, UpdateOutcome, Usable,
+    SubscriptionRemoval, Synced, UpdateOutcome, Usable, WindowRecord,
 };
 use status_check_engine::TemplateDefinition;
 use status_check_engine::lifecycle::NextSteps;
@@ -447,5 +447,24 @@ impl MonitorStore for DroppingStore {
         self.inner
             .purge_sent_monitor_actions(sent_before, limit)
             .await
+    }
+
+    async fn monitor_windows(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: NaiveDate,
+    ) -> Result<Vec<WindowRecord>, StoreError> {
+        self.inner
+            .monitor_windows(robot_id, rule_id, session_date)
+            .await
+    }
+
+    async fn purge_monitor_windows(
+        &self,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.inner.purge_monitor_windows(ended_before, limit).await
     }
 }

@@ -19,6 +19,7 @@ mod megazord_client;
 mod micro_managers_client;
 mod monitor_api;
 mod monitor_faults;
+mod monitor_history;
 mod monitor_store;
 mod monitors;
 mod openapi;

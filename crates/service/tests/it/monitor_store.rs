@@ -39,6 +39,8 @@ macro_rules! on_both_backends {
     };
 }
 
+mod history;
+
 on_both_backends!(
     put_creates_replaces_and_leaves_an_identical_monitor_alone,
     disabling_or_changing_the_watch_ends_the_session,
@@ -81,7 +83,7 @@ fn replaced(put: MonitorPut) -> StoredMonitor {
     }
 }
 
-fn date() -> NaiveDate {
+pub(crate) fn date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
 }
 
@@ -104,6 +106,7 @@ fn open_session(subscription: i64) -> StateChange {
         release_lease: true,
         actions: Vec::new(),
         remove_subscription: None,
+        windows: Vec::new(),
     }
 }
 
@@ -454,6 +457,7 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
         release_lease: false,
         actions: all,
         remove_subscription: Some((991, "monitor_session_ended")),
+        windows: Vec::new(),
     };
     let now = at("2026-11-20T21:00:01Z");
     assert!(

@@ -77,6 +77,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         "real_megazord",
         include_str!("../../../migrations/sqlite/0008_real_megazord.sql"),
     ),
+    (
+        9,
+        "monitor_windows",
+        include_str!("../../../migrations/sqlite/0009_monitor_windows.sql"),
+    ),
 ];
 
 /// The SQLite store. Clones share the connections.
