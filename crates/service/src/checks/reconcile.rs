@@ -113,6 +113,9 @@ pub(super) struct ReadResult {
     pub error: Option<String>,
 }
 
+/// One call's answer, with the index of the check it reads for.
+type Answer = (usize, Result<Vec<Event>, UpstreamError>);
+
 /// Reads every check's incomings (`reads[i]`: `None` when check `i` needs no read), at most
 /// `settings.concurrency` calls at once, all within `settings.budget` from now. One result
 /// per read asked for, in order.
@@ -138,7 +141,7 @@ pub(super) async fn read_all(
         .collect();
     // Boxed and collected first: a lazy chain of borrowing closures inside the stream makes
     // the scheduler's future not provably `Send`.
-    let mut calls: Vec<BoxFuture<'_, (usize, Result<Vec<Event>, UpstreamError>)>> = Vec::new();
+    let mut calls: Vec<BoxFuture<'_, Answer>> = Vec::new();
     for (index, read) in reads.iter().enumerate() {
         let Some(read) = read else { continue };
         for name in &read.names {
