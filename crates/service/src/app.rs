@@ -11,7 +11,7 @@ use status_check_engine::Limits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{CheckSettings, Checks};
+use crate::checks::{CheckSettings, Checks, ReconcileSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::server::{self, ConnectionLimits};
@@ -193,6 +193,11 @@ impl App {
                     limits,
                     open_checks_per_step: config.open_checks_per_step,
                     hostname: notify::hostname().into(),
+                    reconcile: ReconcileSettings {
+                        enabled: config.deadline_reconcile,
+                        budget: config.deadline_reconcile_budget,
+                        concurrency: config.deadline_reconcile_concurrency,
+                    },
                 },
             )
             .with_route(monitors.clone())

@@ -15,7 +15,8 @@
 //! CARGO_TARGET_DIR=/work/target-load cargo test -p status-check --bench load
 //! ```
 //!
-//! Scenarios: `create` (a), `deliveries` (b), `deadlines` (c), `startup` (d), and
+//! Scenarios: `create` (a), `deliveries` (b), `deadlines` (c), `deadlines-peak` (c′),
+//! `startup` (d), and
 //! `mariadb-deliveries` (e) — (b) on MariaDB with two replicas, when `TEST_MYSQL_URL` names a
 //! server (skipped with a note otherwise). Without `--bench` among the arguments (so under
 //! `cargo test`) each runs at smoke size, and the JSON summary is written to a temporary file
@@ -37,7 +38,10 @@
 //!   the service has no such setting;
 //! - `LOAD_DEADLINE_CHECKS` — open checks of (c) (100000 / 200);
 //! - `LOAD_DEADLINE_LEAD_SECS`, `LOAD_DEADLINE_SPREAD_SECS` — (c)'s deadlines fall in
-//!   `[lead, lead + spread)` seconds after set-up (10, 10 / 2, 2);
+//!   `[lead, lead + spread)` seconds after set-up (10, 10 / 2, 2); (c) runs twice, with the
+//!   read at the deadline (`DEADLINE_RECONCILE`, SPEC §3.5) and without;
+//! - `LOAD_PEAK_RATE`, `LOAD_PEAK_SECS` — (c′): deadlines a second and for how long
+//!   (1000, 10 / 100, 2), after the same lead, with the read and without;
 //! - `LOAD_STARTUP_RUNS` — start-ups timed in (d) (7 / 1).
 //!
 //! Limits (same run, same machine) are physical: the rows the service writes per unit, with
@@ -102,7 +106,7 @@ use anyhow::{anyhow, ensure};
 use chrono::{DateTime, Utc};
 
 use crate::create::scenario_create;
-use crate::deadlines::{deadlines_child, scenario_deadlines};
+use crate::deadlines::{deadlines_child, scenario_deadline_peak, scenario_deadlines};
 use crate::deliveries::scenario_deliveries;
 use crate::mariadb::scenario_mariadb_deliveries;
 use crate::startup::scenario_startup;
@@ -110,10 +114,11 @@ use crate::summary::{Summary, print_summary, verify_written};
 
 // ---- Sizes, arguments, results ----
 
-const SCENARIOS: [&str; 5] = [
+const SCENARIOS: [&str; 6] = [
     "create",
     "deliveries",
     "deadlines",
+    "deadlines-peak",
     "startup",
     "mariadb-deliveries",
 ];
@@ -171,6 +176,9 @@ struct Sizes {
     deadline_checks: usize,
     deadline_lead: u64,
     deadline_spread: u64,
+    /// (c′): deadlines a second, for how many seconds.
+    peak_rate: usize,
+    peak_secs: u64,
     startup_runs: usize,
 }
 
@@ -207,6 +215,8 @@ impl Sizes {
             deadline_checks: env_or("LOAD_DEADLINE_CHECKS", pick(full, 100_000, 200))?,
             deadline_lead: env_or("LOAD_DEADLINE_LEAD_SECS", pick(full, 10, 2))?,
             deadline_spread: env_or("LOAD_DEADLINE_SPREAD_SECS", pick(full, 10, 2))?,
+            peak_rate: env_or("LOAD_PEAK_RATE", pick(full, 1_000, 100))?.max(1),
+            peak_secs: env_or("LOAD_PEAK_SECS", pick(full, 10, 2))?.max(1),
             startup_runs: env_or("LOAD_STARTUP_RUNS", pick(full, 7, 1))?,
         })
     }
@@ -353,6 +363,7 @@ fn main() -> ExitCode {
             "create" => runtime.block_on(scenario_create(&sizes, rows, summary)),
             "deliveries" => runtime.block_on(scenario_deliveries(&sizes, rows, summary)),
             "deadlines" => scenario_deadlines(&sizes, &runtime, rows, summary),
+            "deadlines-peak" => scenario_deadline_peak(&sizes, rows, summary),
             "startup" => runtime.block_on(scenario_startup(&sizes, rows, summary)),
             "mariadb-deliveries" => {
                 runtime.block_on(scenario_mariadb_deliveries(&sizes, rows, summary))

@@ -27,6 +27,18 @@ pub(super) async fn build_stack(
     store: Option<DynStore>,
     megazord_rows: Option<Arc<dyn MegazordRows>>,
 ) -> anyhow::Result<Stack> {
+    build_stack_with(database_url, roles, queue, store, megazord_rows, &[]).await
+}
+
+/// [`build_stack`] with configuration keys of the scenario's own.
+pub(super) async fn build_stack_with(
+    database_url: &str,
+    roles: &str,
+    queue: DynQueue,
+    store: Option<DynStore>,
+    megazord_rows: Option<Arc<dyn MegazordRows>>,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<Stack> {
     let mut env: BTreeMap<String, String> = [
         ("HOST", "127.0.0.1".to_owned()),
         ("PORT", "0".to_owned()),
@@ -46,6 +58,9 @@ pub(super) async fn build_stack(
     // The consumer's batch is the raw delivery limit's group (LOAD_GROUP_SIZE may set both).
     if let Some((key, _)) = consumer_batch_key() {
         env.insert(key.to_owned(), consumer_group()?.size.to_string());
+    }
+    for (key, value) in extra {
+        env.insert((*key).to_owned(), (*value).to_owned());
     }
     Stack::build(StackOptions {
         env,

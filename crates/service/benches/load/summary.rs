@@ -66,7 +66,23 @@ const REQUIRED: &[(&str, &[&str])] = &[
     ("deliveries", &["per_s", "limit_per_s"]),
     (
         "deadlines_burst",
-        &["per_s", "p99_late_ms", "max_late_ms", "peak_rss_mb"],
+        &[
+            "per_s",
+            "p99_late_ms",
+            "max_late_ms",
+            "peak_rss_mb",
+            "off_p99_late_ms",
+            "off_max_late_ms",
+        ],
+    ),
+    (
+        "deadlines_peak",
+        &[
+            "p99_late_ms",
+            "max_late_ms",
+            "off_p99_late_ms",
+            "off_max_late_ms",
+        ],
     ),
 ];
 

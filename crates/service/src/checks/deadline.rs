@@ -1,10 +1,15 @@
 //! Finalise a check at its deadline (SPEC §3.5–3.6), exactly once: every write is fenced on
-//! the scheduler's lease. A claimed batch is finalised in one transaction (group commit).
+//! the scheduler's lease. A claimed batch is finalised in one transaction (group commit),
+//! after the checks still open read what Megazord may have failed to deliver
+//! (`reconcile.rs`); that read is made once per claim, and a check decided again (it changed
+//! meanwhile) is decided with the same events.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::join_all;
-use status_check_engine::lifecycle::{Check, Transition};
+use status_check_engine::Event;
+use status_check_engine::lifecycle::{Check, Delivery, Transition};
 
+use super::reconcile::{Read, ReadEnd, ReadResult, read_all, read_for};
 use super::{Checks, Effects, update_of};
 use crate::store::{BatchedUpdate, Claimed, Fence, StoredCheck, UpdateOutcome};
 use crate::templates::LoadedTemplate;
@@ -29,16 +34,20 @@ impl Checks {
     /// Finalises a check the scheduler claimed under `lease`: a decisive result completes it,
     /// `PENDING` fails it; releases the lease, notifies the robot, queues the unsubscribe.
     pub async fn finalise(&self, claimed: &Claimed, lease: &str) -> Finalised {
-        let now = self.clock.now();
-        record_lateness(claimed, now);
-        self.finalise_alone(claimed, lease, now).await
+        self.finalise_batch(std::slice::from_ref(claimed), lease)
+            .await
+            .pop()
+            .unwrap_or(Finalised::Failed)
     }
 
+    /// Finalises one claimed check on its own (read again), taking in `missed` — what the
+    /// batch's read at the deadline found — first.
     async fn finalise_alone(
         &self,
         claimed: &Claimed,
         lease: &str,
         now: DateTime<Utc>,
+        missed: &[Event],
     ) -> Finalised {
         let call_ref = uuid::Uuid::new_v4().to_string();
         for _ in 0..STALE_ATTEMPTS {
@@ -49,9 +58,10 @@ impl Checks {
                     return Finalised::Failed;
                 }
             };
-            let Some(decided) = self.decide_finalisation(claimed, stored).await else {
+            let Some(prepared) = self.prepare_finalisation(claimed, stored).await else {
                 return Finalised::Failed;
             };
+            let decided = self.decide_finalisation(prepared, missed);
             let outcome = self
                 .write(
                     &decided.stored,
@@ -89,24 +99,26 @@ impl Checks {
         let stored = match self.store.get_checks(&ids).await {
             Ok(stored) => stored,
             Err(e) => {
+                // Without the checks there is nothing to read for: decided from what they have.
                 tracing::warn!(error = %e, checks = ids.len(), "could not load a batch of due checks; each is finalised alone");
                 for (index, item) in claimed.iter().enumerate() {
-                    outcomes[index] = self.finalise_alone(item, lease, now).await;
+                    outcomes[index] = self.finalise_alone(item, lease, now, &[]).await;
                 }
                 return outcomes;
             }
         };
-        let decided = join_all(
+        let prepared = join_all(
             claimed
                 .iter()
                 .zip(stored)
-                .map(|(item, stored)| self.decide_finalisation(item, stored)),
+                .map(|(item, stored)| self.prepare_finalisation(item, stored)),
         )
         .await;
+        let missed = self.read_missed(&prepared, &call_ref).await;
         let mut pending = Vec::new();
-        for (index, decision) in decided.into_iter().enumerate() {
-            if let Some(decision) = decision {
-                pending.push((index, decision));
+        for (index, prepared) in prepared.into_iter().enumerate() {
+            if let Some(prepared) = prepared {
+                pending.push((index, self.decide_finalisation(prepared, &missed[index])));
             }
         }
         let items: Vec<BatchedUpdate<'_>> = pending
@@ -136,18 +148,53 @@ impl Checks {
             }
         }
         for index in alone {
-            outcomes[index] = self.finalise_alone(&claimed[index], lease, now).await;
+            outcomes[index] = self
+                .finalise_alone(&claimed[index], lease, now, &missed[index])
+                .await;
         }
         outcomes
     }
 
-    /// Decides a claimed check's end on the check as read (`stored`), without writing; `None`
-    /// when it cannot be decided now (it stays leased until the lease goes stale).
-    async fn decide_finalisation(
+    /// The read at the deadline (SPEC §3.5) for every prepared check that needs one, within
+    /// the budget; the events each found, logged and counted. Empty for a check without a
+    /// read, and for every check when the read is switched off.
+    async fn read_missed(
+        &self,
+        prepared: &[Option<Box<Prepared>>],
+        call_ref: &str,
+    ) -> Vec<Vec<Event>> {
+        let reads: Vec<Option<Read>> = prepared
+            .iter()
+            .map(|prepared| {
+                prepared
+                    .as_deref()
+                    .filter(|_| self.reconcile.enabled)
+                    .and_then(Prepared::read)
+            })
+            .collect();
+        if reads.iter().all(Option::is_none) {
+            return vec![Vec::new(); prepared.len()];
+        }
+        let started = std::time::Instant::now();
+        let results = read_all(self.megazord.as_ref(), &reads, self.reconcile, call_ref).await;
+        metrics::histogram!("deadline_reconcile_seconds").record(started.elapsed().as_secs_f64());
+        results
+            .into_iter()
+            .zip(prepared)
+            .map(|(result, prepared)| match (result, prepared) {
+                (Some(result), Some(prepared)) => reported(&prepared.stored, result),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// A claimed check as read (`stored`) with its template, ready to be decided; `None` when
+    /// it cannot be decided now (it stays leased until the lease goes stale).
+    async fn prepare_finalisation(
         &self,
         claimed: &Claimed,
         stored: Option<StoredCheck>,
-    ) -> Option<Box<Decided>> {
+    ) -> Option<Box<Prepared>> {
         let id = claimed.check_id;
         let stored = stored?;
         let template = match self.template_of(&stored).await {
@@ -157,15 +204,46 @@ impl Checks {
                 return None;
             }
         };
-        let mut check = self.engine_check(&stored, &template)?;
-        // A check that ended meanwhile changes nothing: only the lease is given back.
-        let transition = check.finalise();
-        Some(Box::new(Decided {
+        let check = self.engine_check(&stored, &template)?;
+        Some(Box::new(Prepared {
             stored,
             template,
             check,
-            transition,
         }))
+    }
+
+    /// Decides a prepared check's end, without writing: first what the read at the deadline
+    /// found (`missed`; events already recorded, out of the window or created after
+    /// `pollingUntil` are skipped), then the deadline. A check that ended meanwhile changes
+    /// nothing: only the lease is given back.
+    fn decide_finalisation(&self, prepared: Box<Prepared>, missed: &[Event]) -> Box<Decided> {
+        let Prepared {
+            stored,
+            template,
+            mut check,
+        } = *prepared;
+        let mut transition = Transition::default();
+        if !missed.is_empty() {
+            let deliveries = missed.iter().cloned().map(Delivery::from).collect();
+            transition = check.take_future(&template.template, deliveries, self.clock.now());
+            if transition.appended > 0 {
+                tracing::info!(
+                    check_id = stored.id,
+                    robot_id = stored.key.robot_id,
+                    events = transition.appended,
+                    "the read at the deadline found events never delivered"
+                );
+                metrics::counter!("deadline_missed_events_total")
+                    .increment(transition.appended as u64);
+            }
+        }
+        let ended = check.finalise();
+        Box::new(Decided {
+            stored,
+            template,
+            check,
+            transition: joined(transition, ended),
+        })
     }
 
     /// Reports what writing a finalisation did (not `Stale`: that is decided again).
@@ -213,6 +291,57 @@ impl Checks {
 fn record_lateness(claimed: &Claimed, now: DateTime<Utc>) {
     let lateness = (now - claimed.deadline).max(TimeDelta::zero());
     metrics::histogram!("scheduler_lateness_seconds").record(lateness.as_seconds_f64());
+}
+
+/// What one check's read at the deadline found, logged and counted by how it ended.
+fn reported(stored: &StoredCheck, result: ReadResult) -> Vec<Event> {
+    metrics::counter!("deadline_reconcile_total", "outcome" => result.end.as_str()).increment(1);
+    match result.end {
+        ReadEnd::Complete => {}
+        ReadEnd::Failed => tracing::warn!(
+            check_id = stored.id,
+            robot_id = stored.key.robot_id,
+            error = result.error.as_deref().unwrap_or_default(),
+            "the read at the deadline failed; the check is decided from what it has"
+        ),
+        ReadEnd::TimedOut => tracing::warn!(
+            check_id = stored.id,
+            robot_id = stored.key.robot_id,
+            "Megazord did not answer the read at the deadline within its budget; the check is \
+             decided from what it has"
+        ),
+    }
+    result.events
+}
+
+/// Two decisions on one check as one change: the records of both, the effects of either.
+fn joined(mut first: Transition, second: Transition) -> Transition {
+    first.appended += second.appended;
+    first.new_records.extend(second.new_records);
+    first.deadline = second.deadline;
+    first.changed |= second.changed;
+    for effect in second.effects {
+        if !first.effects.contains(&effect) {
+            first.effects.push(effect);
+        }
+    }
+    first.rule_failures.extend(second.rule_failures);
+    first.skipped.extend(second.skipped);
+    first
+}
+
+/// A claimed check with what deciding it needs.
+struct Prepared {
+    stored: StoredCheck,
+    template: LoadedTemplate,
+    check: Check,
+}
+
+impl Prepared {
+    /// The read at the deadline this check needs, if any (see [`read_for`]).
+    fn read(&self) -> Option<Read> {
+        read_for(&self.check, &self.template.template)
+    }
 }
 
 /// A finalisation waiting for its batch's transaction.

@@ -15,6 +15,7 @@ mod create;
 mod create_writes;
 mod deadline;
 mod delivery;
+mod reconcile;
 pub mod view;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use self::adoption::{Adoption, AdoptionConfig};
 pub use self::cleanup::RemovalTick;
 pub use self::deadline::Finalised;
 pub use self::delivery::{Delivered, DeliveryOutcome, SubscriptionRoute};
+pub use self::reconcile::ReconcileSettings;
 use crate::clock::Clock;
 use crate::store::{
     BatchedUpdate, CheckUpdate, DynStore, Fence, Notifications, OutboxHandoff, StoreError,
@@ -89,6 +91,8 @@ pub struct CheckSettings {
     pub open_checks_per_step: u64,
     /// Robots' notifications name this host as their sender.
     pub hostname: Arc<str>,
+    /// The read at the deadline (SPEC §3.5).
+    pub reconcile: ReconcileSettings,
 }
 
 /// The use cases with everything they need.
@@ -102,6 +106,8 @@ pub struct Checks {
     open_checks_per_step: u64,
     /// Robots' notifications name this host as their sender.
     hostname: Arc<str>,
+    /// The read at the deadline (SPEC §3.5).
+    reconcile: ReconcileSettings,
     adoption: Adoption,
     /// Creates' writes, grouped into shared transactions.
     create_writes: create_writes::CreateWrites,
@@ -135,6 +141,7 @@ impl Checks {
             limits: settings.limits,
             open_checks_per_step: settings.open_checks_per_step,
             hostname: settings.hostname,
+            reconcile: settings.reconcile,
             adoption,
             create_writes: create_writes::CreateWrites::default(),
             route: None,

@@ -180,6 +180,21 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "A deadline lease older than this is released so another replica takes the check over: what a crashed replica or a failed finalisation can delay a deadline by (a lease is held for the milliseconds a finalisation takes).",
     ),
     (
+        "DEADLINE_RECONCILE",
+        "true",
+        "true or false: a check still open at its deadline (PENDING, or any pollUntilEnd check) first reads its future dependencies' incomings at Megazord since its anchor and takes in what was never delivered (Megazord does not retry a failed queue send), then is decided.",
+    ),
+    (
+        "DEADLINE_RECONCILE_BUDGET_MS",
+        "500",
+        "The most a claimed batch of deadlines waits for those reads; a check whose read is not back by then is decided from what it has (logged, deadline_reconcile_total{outcome=\"timed_out\"}). With the 250 ms scan interval this keeps a deadline within 1 s.",
+    ),
+    (
+        "DEADLINE_RECONCILE_CONCURRENCY",
+        "32",
+        "Megazord calls in flight at once for one claimed batch of deadlines (one call per check and future dependency).",
+    ),
+    (
         "RELAY_POLL_INTERVAL_MS",
         "200",
         "How often the notification relay looks for unsent notifications when idle.",

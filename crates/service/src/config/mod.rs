@@ -63,6 +63,10 @@ pub struct Config {
     pub scheduler_batch: usize,
     pub scheduler_concurrency: usize,
     pub scheduler_stale_lock: Duration,
+    /// `DEADLINE_RECONCILE`: open checks read Megazord at their deadline (SPEC §3.5).
+    pub deadline_reconcile: bool,
+    pub deadline_reconcile_budget: Duration,
+    pub deadline_reconcile_concurrency: usize,
     pub relay_poll_interval: Duration,
     pub relay_concurrency: usize,
     pub templates_dir: PathBuf,
@@ -217,6 +221,13 @@ impl Config {
                 "must be at most 20 (the SQS limit)",
             ));
         }
+        let boolean = |key: &str| -> Result<bool, ConfigError> {
+            match get(key).to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(error(key, format!("{other:?} is not true or false"))),
+            }
+        };
         let usize_of = |key: &str| -> Result<usize, ConfigError> {
             usize::try_from(positive(key)?).map_err(|_| error(key, "too large"))
         };
@@ -249,6 +260,11 @@ impl Config {
             scheduler_batch: usize_of("SCHEDULER_BATCH")?,
             scheduler_concurrency: usize_of("SCHEDULER_CONCURRENCY")?,
             scheduler_stale_lock: Duration::from_secs(positive("SCHEDULER_STALE_LOCK_SECS")?),
+            deadline_reconcile: boolean("DEADLINE_RECONCILE")?,
+            deadline_reconcile_budget: Duration::from_millis(positive(
+                "DEADLINE_RECONCILE_BUDGET_MS",
+            )?),
+            deadline_reconcile_concurrency: usize_of("DEADLINE_RECONCILE_CONCURRENCY")?,
             relay_poll_interval: Duration::from_millis(positive("RELAY_POLL_INTERVAL_MS")?),
             relay_concurrency: usize_of("RELAY_CONCURRENCY")?,
             templates_dir: PathBuf::from(get("TEMPLATES_DIR")),
@@ -258,16 +274,7 @@ impl Config {
             open_checks_per_step: positive("OPEN_CHECKS_PER_STEP")?,
             step_cache_ttl: Duration::from_secs(parse_u64("STEP_CACHE_TTL_SECS")?),
             step_cache_size: parse_u64("STEP_CACHE_SIZE")?,
-            docs_enabled: match get("DOCS_ENABLED").to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                other => {
-                    return Err(error(
-                        "DOCS_ENABLED",
-                        format!("{other:?} is not true or false"),
-                    ));
-                }
-            },
+            docs_enabled: boolean("DOCS_ENABLED")?,
             consumer_unready_after: Duration::from_secs(positive("CONSUMER_UNREADY_AFTER_SECS")?),
             outbox_retention: Duration::from_secs(positive("OUTBOX_RETENTION_SECS")?),
             outbox_max_attempts: u32::try_from(positive("OUTBOX_MAX_ATTEMPTS")?)

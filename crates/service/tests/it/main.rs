@@ -4,6 +4,7 @@
 mod api;
 mod batching;
 mod database_cli;
+mod deadline_reads;
 mod dev_command;
 mod dropping_store;
 mod fault_stack;

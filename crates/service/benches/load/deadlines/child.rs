@@ -11,12 +11,13 @@ use status_check::store::sqlite::SqliteStore;
 use status_check::store::{CheckKey, Created, DynStore, NewCheck, Store};
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckPhase, CheckResult};
+use status_check_sim::megazord::NewIncoming;
 use tokio_util::sync::CancellationToken;
 
 use super::DeadlineReport;
 use super::recording::{RecordingStore, RobotQueues, Timeline};
 use crate::raw::open;
-use crate::stack::{build_stack, demo_step};
+use crate::stack::{build_stack_with, demo_step};
 use crate::{
     CHILD_RESULT, Op, SCRIPT_VERSION_ID, SERVICE_POOL, Until, drive, env_or, mb, percentile,
     planned_at, proc_status_kb, sqlite_url,
@@ -38,11 +39,12 @@ pub(crate) fn deadlines_child() -> anyhow::Result<()> {
     let n: usize = env_or("LOAD_DEADLINE_CHECKS", 200)?;
     let lead: i64 = env_or("LOAD_DEADLINE_LEAD_SECS", 2)?;
     let spread: i64 = env_or("LOAD_DEADLINE_SPREAD_SECS", 2)?;
+    let reconcile: bool = env_or("LOAD_DEADLINE_RECONCILE", true)?;
     ensure!(n > 0, "LOAD_DEADLINE_CHECKS must be positive");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut report = runtime.block_on(deadlines_run(n, lead, spread))?;
+    let mut report = runtime.block_on(deadlines_run(n, lead, spread, reconcile))?;
     report.rss_start_kb = rss_start_kb;
     report.hwm_kb = proc_status_kb("VmHWM").unwrap_or(0);
     println!("{CHILD_RESULT}{}", serde_json::to_string(&report)?);
@@ -52,7 +54,22 @@ pub(crate) fn deadlines_child() -> anyhow::Result<()> {
 /// Far enough that no check is due during set-up; moved to the real window afterwards.
 const PARKED_FUTURE_SECONDS: i64 = 86_400;
 
-async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<DeadlineReport> {
+/// Robots whose id is a multiple of this lose a delivery: their charging starts at Megazord
+/// (after set-up, before the first deadline) but the event never reaches the queue — SPEC
+/// §5.2's lost send. Only the read at the deadline finds it.
+const LOSING_ROBOT_EVERY: i64 = 10;
+
+/// The robot of set-up ticket `t` (1,000 robots).
+fn robot_of(t: i64) -> i64 {
+    1 + t % 1000
+}
+
+async fn deadlines_run(
+    n: usize,
+    lead: i64,
+    spread: i64,
+    reconcile: bool,
+) -> anyhow::Result<DeadlineReport> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("deadlines.db");
     let inner = SqliteStore::connect(&sqlite_url(&db)).await?;
@@ -63,12 +80,16 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
         timeline: timeline.clone(),
     });
     let robot_queues = Arc::new(RobotQueues::default());
-    let stack = build_stack(
+    let stack = build_stack_with(
         &sqlite_url(&db),
         "scheduler,relay",
         robot_queues.clone(),
         Some(store.clone()),
         None,
+        &[(
+            "DEADLINE_RECONCILE",
+            if reconcile { "true" } else { "false" },
+        )],
     )
     .await?;
     let step = demo_step(&stack, "robot-is-charging")?;
@@ -95,7 +116,7 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
             let anchor = anchor_base + TimeDelta::milliseconds(spread_millis * t / n as i64);
             let new = NewCheck {
                 key: CheckKey {
-                    robot_id: 1 + t % 1000,
+                    robot_id: robot_of(t),
                     step_id: step,
                     scheduled_id: t + 1,
                     planned_at: planned_at(),
@@ -167,6 +188,30 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
         (first_at - Utc::now()).num_milliseconds() as f64 / 1e3
     );
 
+    // The lost deliveries: each losing robot's charging starts now, at Megazord (the
+    // simulator, in process: the robot's side), with no subscription there to fan it out. It
+    // falls in the future window of every check of that robot.
+    let losing: HashSet<i64> = (1..=1000)
+        .filter(|robot| robot % LOSING_ROBOT_EVERY == 0)
+        .collect();
+    for &robot in &losing {
+        let posted = stack
+            .megazord
+            .post_incoming(robot, NewIncoming::named("CHARGING_STARTED"))
+            .await;
+        ensure!(posted.outgoing_ids.is_empty(), "a lost event was delivered");
+    }
+    let missed = (0..n as i64)
+        .filter(|t| losing.contains(&robot_of(*t)))
+        .count();
+    let expected_passed = if reconcile { missed } else { 0 };
+    println!(
+        "{missed} checks (those of {} robots) have a charging start Megazord never delivered; \
+         the read at the deadline is {}",
+        losing.len(),
+        if reconcile { "on" } else { "off" }
+    );
+
     // Run: the scheduler and the relay (`App::run`), until every check is final and its
     // notification sent.
     let Stack { app, sims, .. } = stack;
@@ -200,7 +245,8 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
     running.await??;
     sims.cancel();
 
-    // Correctness: each check finalised exactly once, FAILED in the database, notified.
+    // Correctness: each check finalised exactly once — PASS when the read found its lost
+    // charging start, else FAILED — in the database, notified.
     let timeline = std::mem::take(&mut *timeline.lock().unwrap());
     let sent = std::mem::take(&mut *robot_queues.sent.lock().unwrap());
     let deadlines: HashMap<i64, DateTime<Utc>> = timeline
@@ -220,9 +266,16 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
         [],
         |row| row.get(0),
     )?;
+    let passed: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM status_check WHERE phase = 'COMPLETED' AND result = 'PASS'",
+        [],
+        |row| row.get(0),
+    )?;
     ensure!(
-        failed == n as i64,
-        "{failed} of {n} checks are FAILED in the database"
+        passed == expected_passed as i64 && failed == (n - expected_passed) as i64,
+        "{passed} PASS and {failed} FAILED of {n} checks in the database, expected \
+         {expected_passed} and {}",
+        n - expected_passed
     );
     // The finalisation writes the raw limit makes include a subscription removal per check.
     let removals: i64 = conn.query_row(
@@ -312,10 +365,15 @@ async fn deadlines_run(n: usize, lead: i64, spread: i64) -> anyhow::Result<Deadl
     };
     let notify_span_secs = (last_sent - first_deadline).num_milliseconds() as f64 / 1e3;
     println!(
-        "verified: {n} checks finalised exactly once each, all FAILED in the database, {n} notifications sent, outbox empty"
+        "verified: {n} checks finalised exactly once each, {expected_passed} PASS (a lost \
+         delivery found by the read) and {} FAILED in the database, {n} notifications sent, \
+         outbox empty",
+        n - expected_passed
     );
     Ok(DeadlineReport {
         checks: n,
+        reconcile,
+        found_by_read: expected_passed,
         setup_secs,
         shift_secs: shift,
         lateness_ms: spread_ms(lateness),
