@@ -232,13 +232,7 @@ pub fn seed_megazord(megazord: MegazordSim, dir: &std::path::Path) -> anyhow::Re
     Ok(megazord
         .with_event_schemas(REAL_EVENT_SCHEMAS.iter().copied())
         .with_event_schemas(dependencies.map(|name| (name, DEFAULT_LEVEL)))
-        .with_providers([
-            JOBS_PROVIDER,
-            ROBOT_PROVIDER,
-            // What this service posts its alarms as today; goes once it posts as
-            // JOBS_PROVIDER (issue #20, item 2).
-            crate::upstream::megazord::PROVIDER_NAME,
-        ]))
+        .with_providers([JOBS_PROVIDER, ROBOT_PROVIDER]))
 }
 
 /// The names of the valid templates in `dir`, sorted, each once.

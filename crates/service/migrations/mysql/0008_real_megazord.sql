@@ -6,8 +6,17 @@
 ALTER TABLE status_check_monitor_action MODIFY level TINYINT UNSIGNED NULL;
 
 -- Why a monitor cannot open its session (e.g. Megazord knows no event schema of the name it
--- watches), shown by the internal API; NULL when it can.
-ALTER TABLE status_check_monitor_state ADD COLUMN IF NOT EXISTS problem VARCHAR(1024) NULL;
+-- watches), shown by the internal API; NULL when it can. Added only when missing, so the file
+-- can run again (a lost migration history): MySQL 8 has no ADD COLUMN IF NOT EXISTS.
+SET @status_check_0008 = IF(
+    (SELECT COUNT(*) FROM information_schema.columns
+     WHERE table_schema = DATABASE() AND table_name = 'status_check_monitor_state'
+       AND column_name = 'problem') = 0,
+    'ALTER TABLE status_check_monitor_state ADD COLUMN problem VARCHAR(1024) NULL',
+    'DO 0');
+PREPARE status_check_0008 FROM @status_check_0008;
+EXECUTE status_check_0008;
+DEALLOCATE PREPARE status_check_0008;
 
 -- Every subscribe this service makes is written here before the call (SPEC §13): should its
 -- answer be lost, the subscription id is never learnt, and a delivery for an unknown

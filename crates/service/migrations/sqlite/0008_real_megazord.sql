@@ -35,7 +35,35 @@ CREATE INDEX IF NOT EXISTS idx_status_check_monitor_action_session
 CREATE INDEX IF NOT EXISTS idx_status_check_monitor_action_due
     ON status_check_monitor_action (sent_at, next_attempt_at);
 
-ALTER TABLE status_check_monitor_state ADD COLUMN problem TEXT;
+-- `problem`: why a monitor cannot open its session. Made again with the column (rather than
+-- ALTER TABLE … ADD COLUMN) so that the file can run again after a lost migration history.
+CREATE TABLE status_check_monitor_state_0008 (
+    monitor_id      INTEGER PRIMARY KEY REFERENCES status_check_monitor (id) ON DELETE CASCADE,
+    session_date    TEXT,
+    session_end     TEXT,
+    window_number   INTEGER,
+    window_start    TEXT,
+    window_end      TEXT,
+    subscription_id INTEGER,
+    due_at          TEXT    NOT NULL,
+    lock_id         TEXT,
+    locked_at       TEXT,
+    state_version   INTEGER NOT NULL,
+    updated_at      TEXT    NOT NULL,
+    problem         TEXT
+);
+INSERT INTO status_check_monitor_state_0008 (monitor_id, session_date, session_end,
+    window_number, window_start, window_end, subscription_id, due_at, lock_id, locked_at,
+    state_version, updated_at)
+    SELECT monitor_id, session_date, session_end, window_number, window_start, window_end,
+           subscription_id, due_at, lock_id, locked_at, state_version, updated_at
+    FROM status_check_monitor_state;
+DROP TABLE status_check_monitor_state;
+ALTER TABLE status_check_monitor_state_0008 RENAME TO status_check_monitor_state;
+CREATE INDEX IF NOT EXISTS idx_status_check_monitor_state_due
+    ON status_check_monitor_state (due_at);
+CREATE INDEX IF NOT EXISTS idx_status_check_monitor_state_subscription
+    ON status_check_monitor_state (subscription_id);
 
 CREATE TABLE IF NOT EXISTS status_check_subscribe_intent (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

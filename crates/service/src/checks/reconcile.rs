@@ -197,7 +197,7 @@ mod tests {
     use status_check_engine::lifecycle::{CheckState, NextSteps, Windows};
 
     use super::*;
-    use crate::upstream::{PostedEvent, Subscription};
+    use crate::upstream::{PostedEvent, Subscription, SubscriptionRequest};
 
     /// A Megazord whose answer to each name comes after that name's delay (on tokio's clock,
     /// paused in these tests) — or fails.
@@ -242,8 +242,7 @@ mod tests {
         async fn subscribe(
             &self,
             _: i64,
-            _: &[String],
-            _: DateTime<Utc>,
+            _: SubscriptionRequest<'_>,
             _: &str,
         ) -> Result<Subscription, UpstreamError> {
             unreachable!("the read never subscribes")

@@ -40,7 +40,7 @@ const ROBOT: i64 = 42;
 struct DroppingSink {
     inner: QueueSink,
     dropping: Mutex<bool>,
-    dropped: Mutex<Vec<String>>,
+    dropped: Mutex<Vec<(Option<String>, String)>>,
 }
 
 impl DroppingSink {
@@ -51,8 +51,11 @@ impl DroppingSink {
     /// Sends what was dropped, late.
     async fn deliver_dropped(&self) -> usize {
         let dropped = std::mem::take(&mut *self.dropped.lock().unwrap());
-        for body in &dropped {
-            self.inner.publish(body.clone()).await.unwrap();
+        for (queue, body) in &dropped {
+            self.inner
+                .send(queue.as_deref(), body.clone())
+                .await
+                .unwrap();
         }
         dropped.len()
     }
@@ -60,12 +63,15 @@ impl DroppingSink {
 
 #[async_trait]
 impl StatusSink for DroppingSink {
-    async fn publish(&self, body: String) -> Result<(), String> {
+    async fn send(&self, queue: Option<&str>, body: String) -> Result<(), String> {
         if *self.dropping.lock().unwrap() {
-            self.dropped.lock().unwrap().push(body);
+            self.dropped
+                .lock()
+                .unwrap()
+                .push((queue.map(str::to_owned), body));
             return Err("the SQS send failed (dropped by the test)".to_owned());
         }
-        self.inner.publish(body).await
+        self.inner.send(queue, body).await
     }
 }
 
@@ -103,8 +109,13 @@ async fn sim_stack(backend: Backend, extra: &[(&str, &str)]) -> Option<(SimStack
         dropped: Mutex::new(Vec::new()),
     });
     let sim_clock = clock.clone();
-    let megazord = MegazordSim::new(sink.clone(), Arc::new(move || sim_clock.now()))
-        .with_rows(Arc::new(neighbours.clone()));
+    let templates_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    let megazord = status_check::dev::seed_megazord(
+        MegazordSim::new(sink.clone(), Arc::new(move || sim_clock.now()))
+            .with_rows(Arc::new(neighbours.clone())),
+        &templates_dir,
+    )
+    .expect("the shipped templates load");
     let micro_managers = MicroManagersSim::new();
     let sims = CancellationToken::new();
     let listener = || {
@@ -210,7 +221,8 @@ impl SimStack {
         let posted = self
             .megazord
             .post_incoming(ROBOT, NewIncoming::named(name).at(at(time)))
-            .await;
+            .await
+            .expect("a known event");
         posted.incoming["id"].as_i64().unwrap()
     }
 

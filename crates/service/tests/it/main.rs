@@ -14,6 +14,7 @@ mod faults_queue;
 mod faults_upstream;
 mod harness;
 mod http_limits;
+mod job_service;
 mod journeys;
 mod lifecycle;
 mod megazord_client;

@@ -33,8 +33,9 @@ impl MonitorStack {
         let posted = self
             .megazord
             .post_incoming(ROBOT, NewIncoming::named("TOILET_ACTIVITY"))
-            .await;
-        assert!(posted.unsent.is_empty(), "{:?}", posted.unsent);
+            .await
+            .expect("a known event");
+        assert!(posted.lost.is_empty(), "{:?}", posted.lost);
         posted.incoming["id"].as_i64().unwrap()
     }
 }

@@ -313,7 +313,12 @@ async fn a_quiet_window_alarms_once_and_the_session_ends_unsubscribed(backend: B
     assert_eq!(stack.tick_relay().await.alarms.sent, 1);
     assert_eq!(
         stack.alarms(),
-        [(reference("2026-11-20", 1), "azi-3-status-jobs".to_owned(), 1)]
+        [(
+            reference("2026-11-20", 1),
+            "azi-3-status-jobs".to_owned(),
+            10
+        )],
+        "posted as the job service's provider without a level: Megazord gave the schema's (10)"
     );
     assert_eq!(stack.tick_relay().await.alarms.claimed, 0, "posted once");
     assert_eq!(

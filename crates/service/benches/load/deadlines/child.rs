@@ -198,7 +198,8 @@ async fn deadlines_run(
         let posted = stack
             .megazord
             .post_incoming(robot, NewIncoming::named("CHARGING_STARTED"))
-            .await;
+            .await
+            .map_err(|refused| anyhow::anyhow!("Megazord refused the event: {refused:?}"))?;
         ensure!(posted.outgoing_ids.is_empty(), "a lost event was delivered");
     }
     let missed = (0..n as i64)
