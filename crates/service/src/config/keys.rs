@@ -165,6 +165,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "A deadline lease older than this is released so another replica takes the check over: what a crashed replica or a failed finalisation can delay a deadline by (a lease is held for the milliseconds a finalisation takes).",
     ),
     (
+        "CLOCK_SKEW_MAX",
+        "5",
+        "Seconds (a decimal number greater than 0) this replica's clock may be off the database's, either way, before /health/ready answers 503 naming the clock and the skew (a warning is logged). MySQL only; the work runs on the database's time either way (docs/operations.md, \"Clocks\").",
+    ),
+    (
+        "CLOCK_SKEW_INTERVAL_MS",
+        "5000",
+        "How often a replica on MySQL reads the database's clock (five round trips, the fastest decides) to correct its own time and export `clock_skew_seconds`.",
+    ),
+    (
         "RELAY_POLL_INTERVAL_MS",
         "200",
         "How often the notification relay looks for unsent notifications when idle.",

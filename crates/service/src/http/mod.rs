@@ -56,6 +56,8 @@ pub struct Readiness {
     receive_failing_since: std::sync::Mutex<Option<Instant>>,
     /// How long receives may fail before the replica is not ready.
     receive_failure_grace: std::sync::Mutex<std::time::Duration>,
+    /// Why this replica's clock makes it not ready (`clock::SkewGuard`), if it does.
+    clock_skew: std::sync::Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -93,6 +95,11 @@ impl Readiness {
         }
     }
 
+    /// The clock is beyond `CLOCK_SKEW_MAX` (`reason` names the clock and the skew), or not.
+    pub fn set_clock_skew(&self, reason: Option<String>) {
+        *self.clock_skew.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
     fn receives_failing(&self) -> bool {
         let grace = *self
             .receive_failure_grace
@@ -117,6 +124,14 @@ impl Readiness {
         }
         if self.consumer_expected.load(Ordering::SeqCst) && self.receives_failing() {
             failing.push("status queue receives failing".to_owned());
+        }
+        if let Some(reason) = self
+            .clock_skew
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            failing.push(reason);
         }
         failing
     }
