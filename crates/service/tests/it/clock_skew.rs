@@ -384,6 +384,12 @@ async fn a_replica_30_s_ahead_ends_nothing_early_and_is_ready_again_once_its_clo
     assert!((seconds_in(&reason) - 30.0).abs() < 0.5, "{reason}");
     let skew = skew_gauge(ahead.port).await;
     assert!((skew - 30.0).abs() < 0.5, "clock_skew_seconds {skew}");
+    let log = std::fs::read_to_string(stack.logs.path().join("ahead.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("WARN") && line.contains("s ahead of the database's")),
+        "no warning about the clock in:\n{log}"
+    );
     await_readiness(normal.port, StatusCode::OK, Duration::from_secs(10)).await;
     assert!(skew_gauge(normal.port).await.abs() < 0.5);
 
