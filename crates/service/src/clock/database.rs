@@ -59,33 +59,47 @@ pub fn estimate(samples: &[ClockSample]) -> Option<ClockEstimate> {
     })
 }
 
+/// How fast this host's monotonic clock may drift from the database's: 100 ppm, a poor quartz
+/// oscillator not disciplined by NTP (the host whose time sync broke).
+const DRIFT: f64 = 1e-4;
+
 /// The database's clock, as this replica's [`Clock`] (MySQL: every "now" replicas share; SPEC
 /// §3.6). It reads no wall clock of this host: from the last estimate it counts forward on
 /// the monotonic clock, so a host clock that is wrong, or jumps, changes nothing; only the
 /// rate of the host's oscillator matters, re-measured every few seconds ([`super::SkewGuard`]).
 #[derive(Debug)]
 pub struct DatabaseClock {
-    anchor: Mutex<(Instant, DateTime<Utc>)>,
+    anchor: Mutex<ClockEstimate>,
 }
 
 impl DatabaseClock {
     pub fn new(estimate: &ClockEstimate) -> Self {
         DatabaseClock {
-            anchor: Mutex::new((estimate.at, estimate.database)),
+            anchor: Mutex::new(*estimate),
         }
     }
 
-    /// Takes a fresh estimate.
-    pub fn correct(&self, estimate: &ClockEstimate) {
-        *self.anchor.lock().unwrap_or_else(|e| e.into_inner()) = (estimate.at, estimate.database);
+    /// Takes a fresh estimate when it is at least as precise as counting on from the current
+    /// one (whose error grows by [`DRIFT`] with its age); returns whether it did. So a reading
+    /// whose every round trip was slow (an overloaded database: the middle of a 2 s round trip
+    /// may be 1 s off) never makes the clock worse than it was.
+    pub fn correct(&self, estimate: &ClockEstimate) -> bool {
+        let mut anchor = self.anchor.lock().unwrap_or_else(|e| e.into_inner());
+        let age = estimate.at.saturating_duration_since(anchor.at);
+        let counted_on = anchor.uncertainty + age.mul_f64(DRIFT);
+        let better = estimate.uncertainty <= counted_on;
+        if better {
+            *anchor = *estimate;
+        }
+        better
     }
 }
 
 impl Clock for DatabaseClock {
     fn now(&self) -> DateTime<Utc> {
-        let (at, database) = *self.anchor.lock().unwrap_or_else(|e| e.into_inner());
-        let since = TimeDelta::from_std(at.elapsed()).unwrap_or(TimeDelta::MAX);
-        database + since
+        let anchor = *self.anchor.lock().unwrap_or_else(|e| e.into_inner());
+        let since = TimeDelta::from_std(anchor.at.elapsed()).unwrap_or(TimeDelta::MAX);
+        anchor.database + since
     }
 }
 
@@ -182,8 +196,30 @@ mod tests {
             database: at("2026-12-01T11:00:00Z"),
             ..estimate
         };
-        clock.correct(&later);
+        assert!(clock.correct(&later));
         let now = clock.now();
         assert!(now >= later.database && now < later.database + TimeDelta::seconds(1));
+    }
+
+    #[test]
+    fn a_reading_less_precise_than_counting_on_is_not_taken() {
+        let start = Instant::now();
+        let skew = TimeDelta::zero();
+        let precise = estimate(&[sample(start, 0, 1, 1, skew)]).unwrap();
+        let clock = DatabaseClock::new(&precise);
+        // 10 s later every round trip took 2 s, and was held up on the way back: 1 s off.
+        let slow = estimate(&[sample(start, 10_000, 500, 1500, TimeDelta::seconds(-1))]).unwrap();
+        assert!(!clock.correct(&slow));
+        assert_eq!(*clock.anchor.lock().unwrap(), precise);
+        // A precise one is taken whatever it says (the database's clock was set).
+        let set = estimate(&[sample(start, 11_000, 1, 1, TimeDelta::seconds(-5))]).unwrap();
+        assert!(clock.correct(&set));
+        // Hours on, counting on from it is no better than a slower reading.
+        let hours_later = start + Duration::from_secs(4 * 3600);
+        let late = ClockEstimate {
+            at: hours_later,
+            ..slow
+        };
+        assert!(clock.correct(&late));
     }
 }

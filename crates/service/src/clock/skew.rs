@@ -74,8 +74,9 @@ impl SkewGuard {
         self
     }
 
-    /// One measurement: the clock corrected, the gauge set, the guard decided. A failed read
-    /// keeps the last estimate (the clock counts on from it) and is tried again next time.
+    /// One measurement: the clock corrected (unless counting on from the last reading is more
+    /// precise, [`DatabaseClock::correct`]), the gauge set, the guard decided. A failed read
+    /// keeps the last estimate (the clock counts on from it); the next interval tries again.
     pub async fn tick_once(&self) -> Option<ClockEstimate> {
         let samples = match self.store.read_database_clock(SAMPLES).await {
             Ok(samples) => samples,
@@ -85,7 +86,13 @@ impl SkewGuard {
             }
         };
         let estimate = estimate(&samples)?;
-        self.clock.correct(&estimate);
+        if !self.clock.correct(&estimate) {
+            tracing::debug!(
+                uncertainty_ms = estimate.uncertainty.as_millis(),
+                "a reading of the database's clock was less precise than counting on; the clock keeps the last"
+            );
+        }
+        // The skew is reported from every reading: its precision is far inside the guard's.
         self.report(&estimate);
         Some(estimate)
     }
