@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{CheckSettings, Checks, ReconcileSettings};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SkewGuard, SystemClock};
 use crate::config::Config;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, AppState, Readiness};
@@ -48,6 +48,8 @@ pub struct App {
     shutdown_timeout: Duration,
     state: AppState,
     workers: Workers,
+    /// Measures this replica's clock against the database's (MySQL; `App::build` only).
+    clock_guard: Option<SkewGuard>,
 }
 
 /// The background workers this replica runs.
@@ -73,6 +75,15 @@ impl App {
             .migrate()
             .await
             .context("cannot migrate the database")?;
+        // On MySQL every "now" is the database's (SPEC §3.6): measured once here, then every
+        // CLOCK_SKEW_INTERVAL_MS while running. SQLite's clock is this process's.
+        let clock_guard = SkewGuard::start(store.clone(), config.clock_skew)
+            .await
+            .context("cannot read the database's clock")?;
+        let clock: Arc<dyn Clock> = match &clock_guard {
+            Some(guard) => guard.clock(),
+            None => Arc::new(SystemClock),
+        };
         let upstream = |key: &str, address: &Option<String>| -> anyhow::Result<UpstreamConfig> {
             let base = address
                 .clone()
@@ -113,10 +124,12 @@ impl App {
             store,
             micro_managers,
             megazord: Arc::new(megazord),
-            clock: Arc::new(SystemClock),
+            clock,
             queue,
         };
-        App::build_with(config, deps).await
+        let mut app = App::build_with(config, deps).await?;
+        app.clock_guard = clock_guard.map(|guard| guard.reporting_to(app.state.readiness.clone()));
+        Ok(app)
     }
 
     /// Builds with the given collaborators (the database must be migrated).
@@ -237,6 +250,7 @@ impl App {
             shutdown_timeout: config.shutdown_timeout,
             state,
             workers,
+            clock_guard: None,
         })
     }
 
@@ -301,6 +315,9 @@ impl App {
         }
         if let Some(monitor) = monitor {
             tasks.spawn(monitor.run(shutdown.clone()));
+        }
+        if let Some(guard) = self.clock_guard {
+            tasks.spawn(guard.run(shutdown.clone()));
         }
         // Histograms keep their samples until drained: drain them now and then, whoever scrapes.
         let metrics = self.state.metrics.clone();

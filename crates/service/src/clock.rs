@@ -1,4 +1,7 @@
-//! Time, injected: production reads the system clock; tests move a manual one.
+//! Time, injected: production reads the system clock (SQLite: one process, its clock is the
+//! only one) or, on MySQL, the database's clock as measured from here ([`DatabaseClock`]: every
+//! replica shares it, so a replica with a wrong clock decides nothing early or late; SPEC
+//! §3.6, docs/storage.md "Time"); tests move a manual one.
 
 use std::sync::Mutex;
 
@@ -42,3 +45,9 @@ impl Clock for ManualClock {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+mod database;
+mod skew;
+
+pub use database::{ClockEstimate, ClockSample, DatabaseClock, estimate};
+pub use skew::{SkewGuard, SkewSettings};

@@ -14,6 +14,8 @@ pub struct Readiness {
     consumers: Mutex<BTreeMap<&'static str, ConsumerState>>,
     /// How long receives may fail before the replica is not ready.
     receive_failure_grace: Mutex<Duration>,
+    /// Why this replica's clock makes it not ready (`clock::SkewGuard`), if it does.
+    clock_skew: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +58,11 @@ impl Readiness {
         }
     }
 
+    /// The clock is beyond `CLOCK_SKEW_MAX` (`reason` names the clock and the skew), or not.
+    pub fn set_clock_skew(&self, reason: Option<String>) {
+        *self.clock_skew.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
     /// The names of what is not ready.
     pub fn failing(&self) -> Vec<String> {
         let mut failing = Vec::new();
@@ -87,6 +94,14 @@ impl Readiness {
             {
                 failing.push(receives);
             }
+        }
+        if let Some(reason) = self
+            .clock_skew
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            failing.push(reason);
         }
         failing
     }

@@ -195,6 +195,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Megazord calls in flight at once for one claimed batch of deadlines (one call per check and future dependency).",
     ),
     (
+        "CLOCK_SKEW_MAX",
+        "5",
+        "Seconds (a decimal number greater than 0) this replica's clock may be off the database's, either way, before /health/ready answers 503 naming the clock and the skew (a warning is logged). MySQL only; the work runs on the database's time either way (docs/operations.md, \"Clocks\").",
+    ),
+    (
+        "CLOCK_SKEW_INTERVAL_MS",
+        "5000",
+        "How often a replica on MySQL reads the database's clock (five round trips, the fastest decides) to correct its own time and export `clock_skew_seconds`.",
+    ),
+    (
         "RELAY_POLL_INTERVAL_MS",
         "200",
         "How often the notification relay looks for unsent notifications when idle.",

@@ -101,6 +101,8 @@ pub struct Config {
     /// `INTERNAL_API_TOKEN`; `None`: the internal API answers 404.
     pub internal_api_token: Option<Secret<String>>,
     pub monitor_scan_interval: Duration,
+    /// `CLOCK_SKEW_MAX` and `CLOCK_SKEW_INTERVAL_MS`.
+    pub clock_skew: crate::clock::SkewSettings,
 }
 
 /// A key's value, trimmed, or its default when unset or empty.
@@ -161,6 +163,19 @@ impl Config {
                 0 => Err(error(key, "must be greater than 0")),
                 n => Ok(n),
             }
+        };
+        let positive_seconds = |key: &str| -> Result<Duration, ConfigError> {
+            get(key)
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or_else(|| {
+                    error(
+                        key,
+                        format!("{:?} is not a number of seconds greater than 0", get(key)),
+                    )
+                })
         };
         let url = |key: &str| -> Result<Option<String>, ConfigError> {
             match optional(key) {
@@ -296,6 +311,10 @@ impl Config {
             alarm_provider_name: get("ALARM_PROVIDER_NAME"),
             internal_api_token: optional("INTERNAL_API_TOKEN").map(Secret::new),
             monitor_scan_interval: Duration::from_millis(positive("MONITOR_SCAN_INTERVAL_MS")?),
+            clock_skew: crate::clock::SkewSettings {
+                max: positive_seconds("CLOCK_SKEW_MAX")?,
+                interval: Duration::from_millis(positive("CLOCK_SKEW_INTERVAL_MS")?),
+            },
         })
     }
 }
@@ -470,6 +489,21 @@ mod tests {
             .key,
             "STATUS_QUEUE_ADDRESS"
         );
+    }
+
+    #[test]
+    fn the_clock_skew_bound_is_seconds_above_zero() {
+        let skew = config(&[]).unwrap().clock_skew;
+        assert_eq!(skew.max, Duration::from_secs(5));
+        assert_eq!(skew.interval, Duration::from_secs(5));
+        let half = config(&[("CLOCK_SKEW_MAX", "0.5")]).unwrap().clock_skew;
+        assert_eq!(half.max, Duration::from_millis(500));
+        for bad in ["0", "-1", "five", "NaN", "inf"] {
+            let err = config(&[("CLOCK_SKEW_MAX", bad)]).unwrap_err();
+            assert_eq!(err.key, "CLOCK_SKEW_MAX", "{bad}: {err}");
+        }
+        let err = config(&[("CLOCK_SKEW_INTERVAL_MS", "0")]).unwrap_err();
+        assert_eq!(err.key, "CLOCK_SKEW_INTERVAL_MS");
     }
 
     #[test]

@@ -188,6 +188,16 @@ pub(crate) trait Db: Send + Sync {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The database's clock, `count` readings (`Store::read_database_clock`); none where the
+    /// database's clock is this process's.
+    async fn read_database_clock(
+        &self,
+        count: usize,
+    ) -> Result<Vec<crate::clock::ClockSample>, StoreError> {
+        let _ = count;
+        Ok(Vec::new())
+    }
+
     /// The most one store operation may take, its retries included (the migrations are not
     /// bounded): past it the operation is abandoned and fails with `StoreError::TimedOut`.
     fn operation_timeout(&self) -> std::time::Duration;

@@ -21,6 +21,18 @@ impl<B: Db + 'static> Store for B {
         bounded(self, "ping", Db::ping(self)).await
     }
 
+    async fn read_database_clock(
+        &self,
+        count: usize,
+    ) -> Result<Vec<crate::clock::ClockSample>, StoreError> {
+        bounded(
+            self,
+            "read_database_clock",
+            Db::read_database_clock(self, count),
+        )
+        .await
+    }
+
     async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
         bounded(
             self,

@@ -393,6 +393,16 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Reads the database's own clock `count` times on one connection, timing each round
+    /// trip (`clock::estimate`); none on a backend whose clock is this process's (SQLite).
+    async fn read_database_clock(
+        &self,
+        count: usize,
+    ) -> Result<Vec<crate::clock::ClockSample>, StoreError> {
+        let _ = count;
+        Ok(Vec::new())
+    }
+
     /// Inserts the check, its poller, its records with their event attributes and its
     /// idempotency key in one transaction. When the key exists already, inserts nothing and
     /// returns the existing check.

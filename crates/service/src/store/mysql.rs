@@ -4,10 +4,10 @@
 //! Every connection sets `time_zone = '+00:00'`, so `TIMESTAMP` columns read and write UTC.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow,
 };
@@ -19,6 +19,7 @@ use super::db::{
     Arg, Db, Dialect, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator,
     names_request_key, refuse_retired,
 };
+use crate::clock::ClockSample;
 
 /// Connections of the pool unless configured (`DB_POOL_SIZE`).
 pub const DEFAULT_POOL_SIZE: u32 = 10;
@@ -176,6 +177,33 @@ impl Db for MysqlStore {
         sqlx::raw_sql("SELECT 1").execute(session.sending()).await?;
         session.state = TxState::Done;
         Ok(())
+    }
+
+    /// `UTC_TIMESTAMP(6)` (the session's time zone does not matter), on one pooled
+    /// connection, closed rather than returned should a reading be abandoned.
+    async fn read_database_clock(&self, count: usize) -> Result<Vec<ClockSample>, StoreError> {
+        let mut session = MysqlTx {
+            conn: Some(self.pool.acquire().await?),
+            state: TxState::Done,
+            rollback_wait: self.operation_timeout,
+        };
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            let local_sent = Utc::now();
+            let sent = Instant::now();
+            let database: NaiveDateTime = sqlx::query_scalar("SELECT UTC_TIMESTAMP(6)")
+                .fetch_one(session.sending())
+                .await?;
+            let received = Instant::now();
+            session.state = TxState::Done;
+            samples.push(ClockSample {
+                sent,
+                received,
+                local_sent,
+                database: database.and_utc(),
+            });
+        }
+        Ok(samples)
     }
 
     fn operation_timeout(&self) -> Duration {

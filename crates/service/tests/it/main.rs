@@ -3,6 +3,7 @@
 
 mod api;
 mod batching;
+mod clock_skew;
 mod database_cli;
 mod deadline_reads;
 mod dev_command;
