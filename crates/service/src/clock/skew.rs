@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{ClockEstimate, DatabaseClock, estimate};
-use crate::http::Readiness;
+use crate::readiness::Readiness;
 use crate::store::{DynStore, StoreError};
 
 /// Round trips per measurement: the fastest decides ([`estimate`]).
