@@ -552,4 +552,3 @@ fn ticks_read_well_from_seconds_to_years() {
         assert!(ticks.windows(2).all(|w| w[0].at < w[1].at));
     }
 }
-

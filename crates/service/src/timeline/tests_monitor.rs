@@ -237,4 +237,3 @@ fn many_alarms_thin_their_labels_and_hostile_ids_are_escaped() {
         .unwrap();
     assert!(tip.contains("<img src=x onerror=alert(1)>") && tip.contains("not posted yet"));
 }
-

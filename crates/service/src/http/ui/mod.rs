@@ -258,6 +258,7 @@ async fn list(
         from: query.from.unwrap_or_default(),
         to: query.to.unwrap_or_default(),
         tz: query.tz.unwrap_or_default(),
+        limit: query.limit.unwrap_or_default(),
     };
     Ok(page(pages::list_page(
         &form,

@@ -71,6 +71,7 @@ pub struct ListForm {
     pub from: String,
     pub to: String,
     pub tz: String,
+    pub limit: String,
 }
 
 impl ListForm {
@@ -83,6 +84,7 @@ impl ListForm {
             ("from", &self.from),
             ("to", &self.to),
             ("tz", &self.tz),
+            ("limit", &self.limit),
         ]);
         if let Some(before) = before {
             query.push(format!("before={before}"));
