@@ -42,6 +42,8 @@ pub fn layout(title: &str, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                // No icon to fetch: the browser would ask for /favicon.ico otherwise.
+                link rel="icon" href="data:,";
                 title { (title) " · status-check" }
                 style { (PreEscaped(STYLE)) }
             }
