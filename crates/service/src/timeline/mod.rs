@@ -141,6 +141,8 @@ pub enum WindowOutcome {
     Expired,
     /// The session ended first (no alarm).
     SessionEnded,
+    /// The monitor was disabled, changed or deleted while it was open (no alarm).
+    Stopped,
     /// Still open.
     Open,
 }
@@ -151,6 +153,7 @@ impl WindowOutcome {
             WindowOutcome::Reset => "reset by an event",
             WindowOutcome::Expired => "expired, alarmed",
             WindowOutcome::SessionEnded => "closed by the session's end",
+            WindowOutcome::Stopped => "stopped (monitor changed)",
             WindowOutcome::Open => "open now",
         }
     }

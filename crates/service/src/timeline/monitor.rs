@@ -149,6 +149,7 @@ fn outcome_style(outcome: WindowOutcome) -> (&'static str, &'static str, &'stati
         WindowOutcome::Reset => (BLUE, "none", "reset"),
         WindowOutcome::Expired => ("url(#tl-fail)", "none", "expired"),
         WindowOutcome::SessionEnded => (SESSION_ENDED, "none", "session-ended"),
+        WindowOutcome::Stopped => (SESSION_ENDED, "2 2", "stopped"),
         WindowOutcome::Open => ("url(#tl-open)", "4 2", "open"),
     }
 }

@@ -311,6 +311,125 @@ async fn the_list_filters_and_pages_newest_first(backend: Backend) {
     assert!(page.contains(&link(passed)) && !page.contains("Older checks"));
 }
 
+/// A monitor whose windows 1 and 2 expired (alarms posted) and whose window 3 is open.
+async fn a_monitors_day_shows_its_alarms_and_open_window(backend: Backend) {
+    use chrono::{DateTime, NaiveDate, Utc};
+    use status_check::store::{NewAction, StateChange};
+    use status_check_engine::monitor::WindowState;
+    let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+    let app = spawn_with(backend, &[("INTERNAL_API_TOKEN", TOKEN)]).await;
+    let created = reqwest::Client::new()
+        .put(format!("{}/internal/v1/monitors/42/no-toilet", app.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({
+            "eventType": "TOILET_ACTIVITY", "window": "2h", "timezone": "Europe/Amsterdam",
+            "daily": {"start": "08:00", "end": "22:00"},
+            "actions": [{"type": "alarm", "eventName": "NO_TOILET_ACTIVITY_ALARM"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let stored = app
+        .store
+        .get_monitor(42, "no-toilet")
+        .await
+        .unwrap()
+        .unwrap();
+    let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let ends: [(u32, DateTime<Utc>); 2] = [
+        (1, at("2026-11-20T10:30:00Z")),
+        (2, at("2026-11-20T12:30:00Z")),
+    ];
+    let change = StateChange {
+        window: Some(WindowState {
+            session_date: date,
+            session_end: at("2026-11-20T21:00:00Z"),
+            window_number: 3,
+            window_start: at("2026-11-20T12:30:00Z"),
+            window_end: at("2026-11-20T14:30:00Z"),
+        }),
+        subscription_id: Some(7001),
+        due_at: at("2026-11-20T14:30:00Z"),
+        release_lease: false,
+        actions: ends
+            .iter()
+            .flat_map(|(n, end)| {
+                stored
+                    .monitor
+                    .alarms(date, *n)
+                    .into_iter()
+                    .map(|alarm| NewAction {
+                        session_date: date,
+                        window_number: *n,
+                        window_end: *end,
+                        alarm,
+                    })
+            })
+            .collect(),
+        remove_subscription: None,
+    };
+    let now = at("2026-11-20T12:30:00Z");
+    assert!(
+        app.store
+            .write_monitor_state(&stored, None, &change, now)
+            .await
+            .unwrap()
+    );
+
+    let auth = Auth::Basic("support", TOKEN);
+    let (status, _, page) = get(
+        &app,
+        "/internal/ui/monitors/42/no-toilet?date=2026-11-20",
+        auth,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        page.matches("class=\"window-bar expired\"").count(),
+        2,
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("class=\"window-bar open\"").count(),
+        1,
+        "{page}"
+    );
+    assert_eq!(page.matches("class=\"alarm-mark\"").count(), 2, "{page}");
+    for n in [1, 2] {
+        assert!(
+            page.contains(&format!("status-check:42:no-toilet:2026-11-20:{n}")),
+            "{page}"
+        );
+    }
+    // Window 1 is drawn back from its alarm: a full window before 11:30 local.
+    assert!(page.contains("2026-11-20 09:30:00 CET"), "{page}");
+    assert!(
+        page.contains("2026-11-20 (24 h) · session 14 h · 2 alarms"),
+        "{page}"
+    );
+
+    let (status, _, page) = get(
+        &app,
+        "/internal/ui/monitors/42/no-toilet?date=2026-11-19",
+        auth,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("No alarm that day.") && !page.contains("class=\"window-bar"),
+        "{page}"
+    );
+    let (status, headers, body) = get(
+        &app,
+        "/internal/ui/monitors/42/no-toilet?date=20261120",
+        auth,
+    )
+    .await;
+    let problem = assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["errors"][0]["field"], "date");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -336,4 +455,5 @@ on_both_backends!(
     any_robots_check_with_its_notifications,
     errors_are_problems,
     the_list_filters_and_pages_newest_first,
+    a_monitors_day_shows_its_alarms_and_open_window,
 );
