@@ -219,3 +219,125 @@ pub async fn monitor_day(
         now: Some(now),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use status_check_engine::lifecycle::Windows;
+    use status_check_engine::{CheckPhase, CheckResult, Event, Record, RecordPhase};
+
+    use super::*;
+    use crate::store::CheckKey;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    /// A record as the store reads it: a Node one has no event row, so its event time is its
+    /// recording time and it has no level.
+    fn record(order: u32, level: Option<i64>, event_at: &str, recorded: &str) -> Record {
+        Record {
+            order,
+            phase: RecordPhase::Future,
+            event: Event {
+                id: -i64::from(order),
+                name: "CHARGING_STARTED".to_owned(),
+                created_at: at(event_at),
+                level,
+                reference_id: None,
+            },
+            outgoing_event_id: None,
+            result: CheckResult::Pass,
+            created_at: at(recorded),
+        }
+    }
+
+    fn check(provenance: Provenance, records: Vec<Record>) -> StoredCheck {
+        let anchor = at("2026-11-20T08:00:00Z");
+        StoredCheck {
+            id: 3,
+            key: CheckKey {
+                robot_id: 42,
+                step_id: 1,
+                scheduled_id: 2,
+                planned_at: anchor,
+            },
+            script_version_id: 9,
+            template_id: 1,
+            template_name: "robot-is-charging".to_owned(),
+            template_version: 1,
+            phase: CheckPhase::Completed,
+            result: CheckResult::Pass,
+            next_step_id: Some(124),
+            subscription_id: None,
+            windows: Windows::from_effective(anchor, -1, 600),
+            next_steps: None,
+            provenance,
+            notification_seq: 0,
+            records,
+            created_at: anchor,
+            updated_at: at("2026-11-20T08:05:00Z"),
+        }
+    }
+
+    #[test]
+    fn a_node_record_has_no_event_time_and_an_own_one_keeps_its() {
+        let node = record(1, None, "2026-11-20T08:05:00Z", "2026-11-20T08:05:00Z");
+        for (provenance, expected) in [
+            (Provenance::NodeOnly, None),
+            (Provenance::Adopted, None),
+            (Provenance::Own, Some(at("2026-11-20T08:05:00Z"))),
+        ] {
+            let view = CheckView {
+                check: check(provenance, vec![node.clone()]),
+                notifications: Vec::new(),
+                poll_until_end: false,
+            };
+            let timeline = check_timeline(&view, at("2026-11-20T09:00:00Z"));
+            assert_eq!(timeline.records[0].event_at, expected, "{provenance:?}");
+            assert_eq!(timeline.records[0].incoming_event_id, None);
+            assert_eq!(timeline.past, PastWindow::Unbounded);
+            assert_eq!(timeline.next_step.as_deref(), Some("124"));
+        }
+        // An adopted check's own later record (with its event row) keeps its event time.
+        let later = record(2, Some(10), "2026-11-20T08:04:00Z", "2026-11-20T08:04:01Z");
+        let view = CheckView {
+            check: check(Provenance::Adopted, vec![node, later]),
+            notifications: Vec::new(),
+            poll_until_end: false,
+        };
+        let timeline = check_timeline(&view, at("2026-11-20T09:00:00Z"));
+        assert_eq!(
+            timeline.records[1].event_at,
+            Some(at("2026-11-20T08:04:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_notification_shows_the_state_its_message_carried() {
+        let stored = StoredNotification {
+            seq: 2,
+            created_at: at("2026-11-20T08:05:00Z"),
+            sent_at: None,
+            payload: r#"{"to":{"robotId":"42"},"payload":{"id":3,"phase":"FAILED","result":"FAIL","nextStepId":125,"notificationSeq":2}}"#.to_owned(),
+        };
+        let dto = NotificationDto::from_stored(&stored);
+        assert_eq!(
+            (
+                dto.notification_seq,
+                dto.phase.as_str(),
+                dto.result.as_str(),
+                dto.next_step_id
+            ),
+            (2, "FAILED", "FAIL", Some(125))
+        );
+        assert_eq!(dto.created_at, "2026-11-20T08:05:00.000Z");
+        assert_eq!(dto.sent_at, None);
+        // A payload that is not what the relay writes still lists the notification.
+        let odd = StoredNotification {
+            payload: "not json".to_owned(),
+            ..stored
+        };
+        assert_eq!(NotificationDto::from_stored(&odd).phase, "");
+    }
+}
