@@ -17,9 +17,11 @@ pub mod readiness;
 pub mod status_message;
 pub mod store;
 pub mod subscriptions;
+pub mod support;
 pub mod telemetry;
 pub mod template_files;
 pub mod templates;
+pub mod timeline;
 pub mod upstream;
 pub mod workers;
 

@@ -35,6 +35,9 @@ pub enum TemplatesCommand {
         /// The check's creation time (RFC 3339); default: just after the last PAST event.
         #[arg(long)]
         now: Option<DateTime<Utc>>,
+        /// Also draw the replay as an SVG timeline into this file (docs/operations.md).
+        #[arg(long, value_name = "OUT.svg")]
+        svg: Option<PathBuf>,
     },
 }
 
@@ -129,7 +132,12 @@ pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i3
             }
             Ok(i32::from(!loaded.errors.is_empty()))
         }
-        TemplatesCommand::Test { file, events, now } => {
+        TemplatesCommand::Test {
+            file,
+            events,
+            now,
+            svg,
+        } => {
             let template = match load_file(&file, &limits) {
                 Ok(template) => template,
                 Err(errors) => {
@@ -174,6 +182,13 @@ pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i3
                 outcome.result,
                 outcome.next_command.as_deref().unwrap_or("none")
             )?;
+            if let Some(path) = svg {
+                let timeline = super::replay_svg::replay_timeline(&template, &samples, &outcome);
+                let picture = crate::timeline::check_svg(&timeline, &crate::timeline::Zone::utc());
+                std::fs::write(&path, picture)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                writeln!(out, "timeline written to {}", path.display())?;
+            }
             Ok(0)
         }
     }

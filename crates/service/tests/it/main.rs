@@ -30,5 +30,6 @@ mod queue;
 mod store;
 mod store_timeouts;
 mod support;
+mod support_pages;
 mod takeover;
 mod templates_cli;
