@@ -41,15 +41,17 @@ impl Checks {
     }
 
     /// Finalises one claimed check on its own (read again), taking in `missed` — what the
-    /// batch's read at the deadline found — first.
+    /// batch's read at the deadline found — first; when the batch made no read (its checks
+    /// could not be loaded together), this check makes its own, once.
     async fn finalise_alone(
         &self,
         claimed: &Claimed,
         lease: &str,
         now: DateTime<Utc>,
-        missed: &[Event],
+        missed: Option<&[Event]>,
     ) -> Finalised {
         let call_ref = uuid::Uuid::new_v4().to_string();
+        let mut missed: Option<Vec<Event>> = missed.map(<[Event]>::to_vec);
         for _ in 0..STALE_ATTEMPTS {
             let stored = match self.store.get_check(claimed.check_id).await {
                 Ok(stored) => stored,
@@ -61,7 +63,15 @@ impl Checks {
             let Some(prepared) = self.prepare_finalisation(claimed, stored).await else {
                 return Finalised::Failed;
             };
-            let decided = self.decide_finalisation(prepared, missed);
+            let prepared = match missed {
+                Some(_) => prepared,
+                None => {
+                    let mut alone = [Some(prepared)];
+                    missed = self.read_missed(&alone, &call_ref).await.pop();
+                    alone[0].take().expect("prepared above")
+                }
+            };
+            let decided = self.decide_finalisation(prepared, missed.as_deref().unwrap_or_default());
             let outcome = self
                 .write(
                     &decided.stored,
@@ -88,10 +98,6 @@ impl Checks {
     /// fenced on the lease; one outcome per check, in order. A check that changed since it
     /// was read, and every check of a batch whose transaction failed, is finalised alone.
     pub async fn finalise_batch(&self, claimed: &[Claimed], lease: &str) -> Vec<Finalised> {
-        let now = self.clock.now();
-        for item in claimed {
-            record_lateness(item, now);
-        }
         let call_ref = uuid::Uuid::new_v4().to_string();
         let mut outcomes = vec![Finalised::Failed; claimed.len()];
         // Every claimed check in one read; should it fail, each is finalised alone.
@@ -99,10 +105,11 @@ impl Checks {
         let stored = match self.store.get_checks(&ids).await {
             Ok(stored) => stored,
             Err(e) => {
-                // Without the checks there is nothing to read for: decided from what they have.
+                let now = self.clock.now();
+                record_lateness(claimed, now);
                 tracing::warn!(error = %e, checks = ids.len(), "could not load a batch of due checks; each is finalised alone");
                 for (index, item) in claimed.iter().enumerate() {
-                    outcomes[index] = self.finalise_alone(item, lease, now, &[]).await;
+                    outcomes[index] = self.finalise_alone(item, lease, now, None).await;
                 }
                 return outcomes;
             }
@@ -115,6 +122,9 @@ impl Checks {
         )
         .await;
         let missed = self.read_missed(&prepared, &call_ref).await;
+        // Lateness as decided: after the read, which is part of finalising.
+        let now = self.clock.now();
+        record_lateness(claimed, now);
         let mut pending = Vec::new();
         for (index, prepared) in prepared.into_iter().enumerate() {
             if let Some(prepared) = prepared {
@@ -149,7 +159,7 @@ impl Checks {
         }
         for index in alone {
             outcomes[index] = self
-                .finalise_alone(&claimed[index], lease, now, &missed[index])
+                .finalise_alone(&claimed[index], lease, now, Some(&missed[index]))
                 .await;
         }
         outcomes
@@ -288,9 +298,11 @@ impl Checks {
     }
 }
 
-fn record_lateness(claimed: &Claimed, now: DateTime<Utc>) {
-    let lateness = (now - claimed.deadline).max(TimeDelta::zero());
-    metrics::histogram!("scheduler_lateness_seconds").record(lateness.as_seconds_f64());
+fn record_lateness(claimed: &[Claimed], now: DateTime<Utc>) {
+    for item in claimed {
+        let lateness = (now - item.deadline).max(TimeDelta::zero());
+        metrics::histogram!("scheduler_lateness_seconds").record(lateness.as_seconds_f64());
+    }
 }
 
 /// What one check's read at the deadline found, logged and counted by how it ended.
