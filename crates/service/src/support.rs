@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::store::{
     DynStore, Provenance, StoreError, StoredCheck, StoredMonitor, StoredNotification,
+    WindowClose,
 };
 use crate::timeline::{
     AlarmMark, CheckTimeline, MonitorDay, PastWindow, TimelineNotification, TimelineRecord,
@@ -152,14 +153,14 @@ pub fn check_timeline(view: &CheckView, now: DateTime<Utc>) -> CheckTimeline {
     }
 }
 
-/// What the page says about the monitor history this version keeps.
-pub const MONITOR_HISTORY_NOTE: &str = "This version keeps the alarms (the actions outbox, \
-     purged after the retention) and the open window; expired windows are drawn back from \
-     their alarms (a full window length before each). Windows reset by an event, and the \
-     watched events themselves, are not stored yet.";
+/// What the page says about the monitor history it shows.
+pub const MONITOR_HISTORY_NOTE: &str = "Each window as the service kept it (reset by a watched \
+     event, expired with its alarm, cut by the session's end, stopped by a change), for as long \
+     as sent notifications are kept (OUTBOX_RETENTION_SECS); the marks are the watched events \
+     that reset a window.";
 
-/// A monitor's local day as the store keeps it. The one place that knows where a day's
-/// history comes from: when window history is stored (SPEC §12 "History"), it is read here.
+/// A monitor's local day as the store keeps it: the windows of that day's session with how
+/// each ended (SPEC §12 "History"), the events that reset them, and the alarms posted.
 pub async fn monitor_day(
     store: &DynStore,
     stored: &StoredMonitor,
@@ -167,45 +168,41 @@ pub async fn monitor_day(
     now: DateTime<Utc>,
 ) -> Result<MonitorDay, StoreError> {
     let monitor = &stored.monitor;
-    let session = monitor.session_on(date);
-    let alarms = store
-        .session_alarms(monitor.robot_id(), monitor.rule_id().as_str(), date)
-        .await?;
-    let length = monitor.window().as_delta();
-    let mut windows: Vec<WindowBar> = Vec::new();
-    for alarm in &alarms {
-        if windows
-            .last()
-            .is_some_and(|w| w.number == alarm.window_number)
-        {
-            continue;
-        }
-        let start = alarm.window_end - length;
-        windows.push(WindowBar {
-            number: alarm.window_number,
-            start: session.map_or(start, |s| start.max(s.start)),
-            end: alarm.window_end,
-            outcome: WindowOutcome::Expired,
-        });
-    }
-    if let Some(open) = stored.state.window
-        && open.session_date == date
-    {
-        windows.push(WindowBar {
-            number: open.window_number,
-            start: open.window_start,
-            end: open.window_end,
-            outcome: WindowOutcome::Open,
-        });
-    }
+    let (robot_id, rule_id) = (monitor.robot_id(), monitor.rule_id().as_str());
+    let kept = store.monitor_windows(robot_id, rule_id, date).await?;
+    let alarms = store.session_alarms(robot_id, rule_id, date).await?;
+    let session = kept
+        .first()
+        .map(|w| (w.session_start, w.session_end))
+        .or_else(|| monitor.session_on(date).map(|s| (s.start, s.end)));
+    let windows = kept
+        .iter()
+        .map(|w| WindowBar {
+            number: w.number,
+            start: w.start,
+            end: w.end,
+            outcome: match w.ending {
+                None => WindowOutcome::Open,
+                Some(WindowClose::Reset) => WindowOutcome::Reset,
+                Some(WindowClose::Expired) => WindowOutcome::Expired,
+                Some(WindowClose::SessionEnded) => WindowOutcome::SessionEnded,
+                Some(WindowClose::Stopped) => WindowOutcome::Stopped,
+            },
+        })
+        .collect();
+    let events = kept
+        .iter()
+        .filter(|w| w.ending == Some(WindowClose::Reset))
+        .map(|w| w.end)
+        .collect();
     Ok(MonitorDay {
-        robot_id: monitor.robot_id(),
-        rule_id: monitor.rule_id().to_string(),
+        robot_id,
+        rule_id: rule_id.to_owned(),
         event_type: monitor.event_type().to_owned(),
         date,
-        session: session.map(|s| (s.start, s.end)),
+        session,
         windows,
-        events: Vec::new(),
+        events,
         alarms: alarms
             .iter()
             .map(|alarm| AlarmMark {
