@@ -3,6 +3,7 @@
 
 mod api;
 mod batching;
+mod built_in_templates;
 mod database_cli;
 mod dev_command;
 mod dropping_store;
