@@ -148,11 +148,11 @@ impl App {
         ));
         let readiness = Arc::new(Readiness::default());
         let count = templates
-            .sync_dir(&config.templates_dir)
+            .sync(&config.templates)
             .await
             .context("cannot load the shipped templates")?;
         readiness.set_templates_loaded();
-        tracing::info!(count, dir = %config.templates_dir.display(), "templates loaded");
+        tracing::info!(count, from = %config.templates, "templates loaded");
         let micro_managers = CachedMicroManagers::wrap(
             deps.micro_managers,
             StepCacheConfig {

@@ -25,10 +25,11 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::queue::{DynQueue, MemoryQueue};
 use crate::store::DynStore;
+use crate::template_files::TemplateSource;
 use crate::upstream::UpstreamConfig;
 use crate::upstream::megazord::HttpMegazord;
 use crate::upstream::micro_managers::HttpMicroManagers;
-use crate::{App, Deps, template_files};
+use crate::{App, Deps};
 
 /// The status queue's address in the dev stack (in memory: any unique name would do).
 pub const DEV_STATUS_QUEUE: &str = "http://memory.queue/status-check";
@@ -103,7 +104,7 @@ pub struct Stack {
     pub megazord: MegazordSim,
     pub micro_managers_addr: SocketAddr,
     pub megazord_addr: SocketAddr,
-    /// One per template in `TEMPLATES_DIR`, in name order (ids 101, 102, …).
+    /// One per shipped template (`TEMPLATES_DIR`, else built in), in name order (ids 101, 102, …).
     pub demo_steps: Vec<DemoStep>,
     /// Stops the simulators (the service stops with the token given to `App::run`).
     pub sims: CancellationToken,
@@ -141,7 +142,7 @@ impl Stack {
         );
         let config = Config::from_sources(env)?;
 
-        let templates = template_names(&config.templates_dir)?;
+        let templates = template_names(&config.templates)?;
         let micro_managers = MicroManagersSim::new();
         let demo_steps = micro_managers.seed_demo(templates.iter().map(String::as_str));
         let status_url = config
@@ -236,9 +237,10 @@ pub fn seed_megazord(megazord: MegazordSim, dir: &std::path::Path) -> anyhow::Re
 }
 
 /// The names of the valid templates in `dir`, sorted, each once.
-fn template_names(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let loaded = template_files::load_dir(dir, &Limits::default())
-        .with_context(|| format!("cannot read the templates folder {}", dir.display()))?;
+fn template_names(source: &TemplateSource) -> anyhow::Result<Vec<String>> {
+    let loaded = source
+        .load(&Limits::default())
+        .with_context(|| format!("cannot read the templates folder {source}"))?;
     let mut names: Vec<String> = loaded
         .templates
         .iter()

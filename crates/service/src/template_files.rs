@@ -1,7 +1,8 @@
 //! Loading a folder of YAML templates (SPEC §4.1): every `*.yaml` / `*.yml` file directly in
-//! it, one template version per file.
+//! it, one template version per file — or the same from the templates built into the binary.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use status_check_engine::{Limits, Template, TemplateError};
@@ -13,6 +14,36 @@ pub struct LoadedTemplates {
     pub errors: Vec<TemplateError>,
 }
 
+/// The repository's `templates/*.yaml` when the binary was built (see build.rs): file name and
+/// text.
+const BUILT_IN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/built_in_templates.rs"));
+
+/// Where the shipped templates come from: `TEMPLATES_DIR` when set, else the binary itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    Dir(PathBuf),
+    BuiltIn,
+}
+
+impl TemplateSource {
+    /// Loads every template of the source (see [`load_dir`]).
+    pub fn load(&self, limits: &Limits) -> std::io::Result<LoadedTemplates> {
+        match self {
+            TemplateSource::Dir(dir) => load_dir(dir, limits),
+            TemplateSource::BuiltIn => Ok(load_built_in(limits)),
+        }
+    }
+}
+
+impl fmt::Display for TemplateSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TemplateSource::Dir(dir) => write!(f, "{}", dir.display()),
+            TemplateSource::BuiltIn => f.write_str("the templates built into the binary"),
+        }
+    }
+}
+
 /// Loads every template file in `dir`, sorted by file name. Two files with the same name and
 /// version are an error.
 pub fn load_dir(dir: &Path, limits: &Limits) -> std::io::Result<LoadedTemplates> {
@@ -21,10 +52,29 @@ pub fn load_dir(dir: &Path, limits: &Limits) -> std::io::Result<LoadedTemplates>
         .filter(|path| path.is_file() && is_template_file(path))
         .collect();
     files.sort();
+    Ok(load_each(files.into_iter().map(|path| {
+        let template = load_file(&path, limits);
+        (path, template)
+    })))
+}
+
+/// The templates built into the binary, named `built-in/FILE`.
+pub fn load_built_in(limits: &Limits) -> LoadedTemplates {
+    load_each(BUILT_IN.iter().map(|(name, text)| {
+        let path = Path::new("built-in").join(name);
+        let template = Template::from_yaml(text, &path.display().to_string(), limits);
+        (path, template)
+    }))
+}
+
+/// Collects loaded files, refusing a second file with a name and version already seen.
+fn load_each(
+    files: impl Iterator<Item = (PathBuf, Result<Template, Vec<TemplateError>>)>,
+) -> LoadedTemplates {
     let mut loaded = LoadedTemplates::default();
     let mut seen: BTreeMap<(String, u32), PathBuf> = BTreeMap::new();
-    for path in files {
-        match load_file(&path, limits) {
+    for (path, template) in files {
+        match template {
             Ok(template) => {
                 let key = (template.name.to_string(), template.version);
                 if let Some(first) = seen.get(&key) {
@@ -47,7 +97,7 @@ pub fn load_dir(dir: &Path, limits: &Limits) -> std::io::Result<LoadedTemplates>
             Err(errors) => loaded.errors.extend(errors),
         }
     }
-    Ok(loaded)
+    loaded
 }
 
 /// Loads one template file.
@@ -69,4 +119,35 @@ fn is_template_file(path: &Path) -> bool {
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the binary carries is what `templates/` held when it was built, file for file.
+    #[test]
+    fn the_built_in_templates_are_the_repository_templates() {
+        let limits = Limits::default();
+        let built_in = TemplateSource::BuiltIn.load(&limits).unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+        let on_disk = TemplateSource::Dir(dir).load(&limits).unwrap();
+        assert!(built_in.errors.is_empty(), "{:?}", built_in.errors);
+        assert!(!built_in.templates.is_empty());
+        let files = |loaded: &LoadedTemplates| -> Vec<_> {
+            loaded
+                .templates
+                .iter()
+                .map(|(path, template)| {
+                    (
+                        path.file_name().map(ToOwned::to_owned),
+                        template.definition().clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(files(&built_in), files(&on_disk));
+        let (path, _) = &built_in.templates[0];
+        assert!(path.starts_with("built-in"), "{}", path.display());
+    }
 }

@@ -4,7 +4,6 @@
 //! its `status_check_template.id`.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use moka::future::Cache;
 use status_check_engine::{Limits, Template, TemplateDefinition};
 
 use crate::store::{DynStore, StoreError, StoredTemplate, Synced};
-use crate::template_files::load_dir;
+use crate::template_files::TemplateSource;
 
 /// A compiled template version and its database id.
 #[derive(Debug, Clone)]
@@ -75,14 +74,16 @@ impl TemplateRegistry {
         }
     }
 
-    /// Validates every template in `dir` and syncs it to the database. Any invalid file or
+    /// Validates every shipped template and syncs it to the database. Any invalid file or
     /// changed version stops start-up; a version number held by a legacy version is synced
     /// under the next free number, with a warning. Returns how many templates were synced.
-    pub async fn sync_dir(&self, dir: &Path) -> Result<usize, SyncError> {
-        let loaded = load_dir(dir, &self.limits).map_err(|source| SyncError::Folder {
-            dir: dir.display().to_string(),
-            source,
-        })?;
+    pub async fn sync(&self, source: &TemplateSource) -> Result<usize, SyncError> {
+        let loaded = source
+            .load(&self.limits)
+            .map_err(|error| SyncError::Folder {
+                dir: source.to_string(),
+                source: error,
+            })?;
         if !loaded.errors.is_empty() {
             let lines: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
             return Err(SyncError::Invalid(lines.join("\n")));

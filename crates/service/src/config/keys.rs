@@ -216,8 +216,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     (
         "TEMPLATES_DIR",
-        "templates",
-        "Folder of the shipped YAML templates, synced to the database at start.",
+        "",
+        "Folder of the shipped YAML templates, synced to the database at start. Unset: the templates built into the binary (the repository's `templates/` when it was built), so the binary needs no folder beside it.",
     ),
     (
         "TEMPLATE_CACHE_TTL_SECS",

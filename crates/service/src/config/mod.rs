@@ -14,6 +14,8 @@ pub use database::{DatabaseConfig, Secret};
 pub use keys::KEYS;
 use keys::default;
 
+use crate::template_files::TemplateSource;
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration key {key}: {message}")]
@@ -69,7 +71,8 @@ pub struct Config {
     pub deadline_reconcile_concurrency: usize,
     pub relay_poll_interval: Duration,
     pub relay_concurrency: usize,
-    pub templates_dir: PathBuf,
+    /// `TEMPLATES_DIR`, or the templates built into the binary when it is unset.
+    pub templates: TemplateSource,
     pub template_cache_ttl: Duration,
     pub history_cap: usize,
     pub open_checks_per_step: u64,
@@ -282,7 +285,9 @@ impl Config {
             deadline_reconcile_concurrency: usize_of("DEADLINE_RECONCILE_CONCURRENCY")?,
             relay_poll_interval: Duration::from_millis(positive("RELAY_POLL_INTERVAL_MS")?),
             relay_concurrency: usize_of("RELAY_CONCURRENCY")?,
-            templates_dir: PathBuf::from(get("TEMPLATES_DIR")),
+            templates: optional("TEMPLATES_DIR").map_or(TemplateSource::BuiltIn, |dir| {
+                TemplateSource::Dir(dir.into())
+            }),
             template_cache_ttl: Duration::from_secs(positive("TEMPLATE_CACHE_TTL_SECS")?),
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,

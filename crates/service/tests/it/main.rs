@@ -4,6 +4,7 @@
 mod api;
 mod batching;
 mod clock_skew;
+mod built_in_templates;
 mod database_cli;
 mod deadline_reads;
 mod dev_command;
