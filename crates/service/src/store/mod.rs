@@ -27,6 +27,7 @@ mod monitor_rows;
 mod monitors;
 pub mod mysql;
 mod outbox;
+mod read_only;
 mod removals;
 mod templates;
 
@@ -45,6 +46,7 @@ pub mod sql {
 }
 pub mod sqlite;
 
+pub use check_reads::EndedChecksPage;
 /// Truncated to the millisecond, as the store keeps the times of its own tables.
 pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
@@ -53,6 +55,7 @@ pub use monitors::{
     StateChange, StoredMonitor,
 };
 pub use outbox::{DEAD_LETTER_AT, OutboxHandoff};
+pub use read_only::ReadOnlyStore;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! processes. Shared helpers live in `support`.
 
 mod api;
+mod backtest;
 mod batching;
 mod database_cli;
 mod dev_command;
