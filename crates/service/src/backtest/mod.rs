@@ -126,13 +126,14 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
             options.until
         );
     }
+    let database = ReadOnlyStore::describe(&options.database);
     let db = ReadOnlyStore::open(&options.database)
         .await
         .context("cannot open the database")?;
     let versions = db
         .template_versions(candidate.name.as_str())
         .await
-        .context("cannot read the template versions from the database")?;
+        .with_context(|| format!("cannot read the template versions from the {database}"))?;
     let mut report = Report::new(
         TemplateInfo {
             name: candidate.name.to_string(),
@@ -195,14 +196,14 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
                 let total = db
                     .count_ended_checks(&page)
                     .await
-                    .context("cannot read the checks from the database")?;
+                    .with_context(|| format!("cannot read the checks from the {database}"))?;
                 progress.total(options.limit.map_or(total, |limit| total.min(limit)));
             }
         }
         let checks = db
             .ended_checks(&page)
             .await
-            .context("cannot read the checks from the database")?;
+            .with_context(|| format!("cannot read the checks from the {database}"))?;
         let Some(last) = checks.last() else { break };
         after = last.id;
         let read = checks.len();

@@ -39,6 +39,8 @@ pub enum TemplatesCommand {
     /// Replay the ended checks of the database through a new version of a template and
     /// report which would have ended differently (read-only; docs/templates.md).
     Backtest(BacktestArgs),
+    /// Print the JSON Schema of a template file (committed as templates/template.schema.json).
+    Schema,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +77,11 @@ pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i3
     let limits = Limits::default();
     match command {
         TemplatesCommand::Backtest(args) => backtest(args, out),
+        TemplatesCommand::Schema => {
+            let schema = status_check_engine::template::file_schema();
+            writeln!(out, "{}", serde_json::to_string_pretty(&schema)?)?;
+            Ok(0)
+        }
         TemplatesCommand::Validate { dir } => {
             let loaded = load_dir(&dir, &limits)
                 .with_context(|| format!("cannot read the folder {}", dir.display()))?;

@@ -438,7 +438,7 @@ pub struct EndedChecksPage<'a> {
 /// The statement of [`EndedChecksPage`] for so many template ids and robots — the page, or
 /// how many checks the whole period holds (`count`) — built once per shape and kept for the
 /// process's lifetime (the `Tx` seam takes `&'static str`); every value is bound.
-fn ended_checks_sql(templates: usize, robots: usize, count: bool) -> &'static str {
+pub(crate) fn ended_checks_sql(templates: usize, robots: usize, count: bool) -> &'static str {
     type Shape = (usize, usize, bool);
     static TEXTS: std::sync::Mutex<Vec<(Shape, &'static str)>> = std::sync::Mutex::new(Vec::new());
     let shape = (templates, robots, count);

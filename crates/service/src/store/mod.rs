@@ -43,6 +43,18 @@ pub mod sql {
         UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
     };
     pub use super::removals::QUEUE_REMOVAL_SQLITE;
+
+    /// The backtest's page of ended checks for so many template versions and robots; its
+    /// arguments: the template ids, since, until, the robots, the id after, the limit.
+    pub fn ended_checks_page(templates: usize, robots: usize) -> &'static str {
+        super::check_reads::ended_checks_sql(templates, robots, false)
+    }
+
+    /// The records of up to 64 checks (the backtest reads a page's so): the statement and
+    /// the ids to bind.
+    pub fn records_of_checks(check_ids: &[i64]) -> (&'static str, Vec<i64>) {
+        super::check_reads::SELECT_RECORDS_OF_CHECKS.for_ids(check_ids)
+    }
 }
 pub mod sqlite;
 

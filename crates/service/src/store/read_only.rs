@@ -38,6 +38,29 @@ impl ReadOnlyStore {
         ))
     }
 
+    /// The database for messages: the SQLite file, or MySQL's host, port and database —
+    /// never a password.
+    pub fn describe(url: &str) -> String {
+        use std::str::FromStr as _;
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let url = url.replacen("mariadb://", "mysql://", 1);
+            return match sqlx::mysql::MySqlConnectOptions::from_str(&url) {
+                Ok(options) => format!(
+                    "MySQL database {} at {}:{}",
+                    options.get_database().unwrap_or("(none)"),
+                    options.get_host(),
+                    options.get_port()
+                ),
+                Err(_) => "the MySQL database".to_owned(),
+            };
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        format!("SQLite database {path}")
+    }
+
     /// Every version of the template `name`, the highest first.
     pub async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
         match self {

@@ -72,8 +72,6 @@ pub struct History {
     pub checks: BTreeMap<i64, i64>,
     /// The Megazord simulator, still serving (for `--megazord`).
     pub megazord_url: String,
-    /// Next steps of the charging step: command → step id.
-    pub charging_next: BTreeMap<String, i64>,
     sims: CancellationToken,
 }
 
@@ -256,7 +254,6 @@ pub async fn history(backend: Backend) -> Option<History> {
         db,
         checks,
         megazord_url: format!("http://{megazord_addr}"),
-        charging_next: next,
         sims,
     })
 }
@@ -599,6 +596,36 @@ async fn scenarios(history: &History) {
     assert_eq!(found[1].3["eventCreatedAt"], "2026-11-20T07:20:00Z");
     assert_eq!(report["matrix"]["PASS"]["FAIL"], 1, "{report:#}");
     assert_eq!(report["changes"][0]["robotId"], robot::FUTURE_PASS);
+    // The same as text, for people.
+    let output = status_check(vec![
+        "templates".into(),
+        "backtest".into(),
+        stricter.display().to_string(),
+        "--database".into(),
+        history.database(),
+        "--since".into(),
+        "2026-11-20".into(),
+        "--until".into(),
+        "2026-11-21".into(),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{text}"
+    );
+    for line in [
+        "Backtest of robot-is-charging v2".to_owned(),
+        "examined               5".to_owned(),
+        "changed                2".to_owned(),
+        format!(
+            "check {} robot 2 (v1): COMPLETED PASS → pass  ⇒  COMPLETED FAIL → fail",
+            checks[&robot::FUTURE_PASS]
+        ),
+        "parts at record 1 (PAST CHARGING_STOPPED".to_owned(),
+    ] {
+        assert!(text.contains(&line), "{line:?} missing from:\n{text}");
+    }
 
     // (c) A new dependency: the future fails on a charging stop, which the checks that
     // waited never listened for — not comparable, naming it; the checks decided in the past

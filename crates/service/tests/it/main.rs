@@ -3,6 +3,7 @@
 
 mod api;
 mod backtest;
+mod backtest_cli;
 mod batching;
 mod database_cli;
 mod dev_command;
@@ -24,6 +25,7 @@ mod monitor_store;
 mod monitors;
 mod openapi;
 mod queue;
+mod schemas;
 mod store;
 mod store_timeouts;
 mod support;
