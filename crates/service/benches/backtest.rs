@@ -263,6 +263,7 @@ fn main() {
         limit: None,
         megazord: None,
         progress: false,
+        svg_dir: None,
     };
     let (backtest_secs, report) = best_of(rounds, || {
         runtime

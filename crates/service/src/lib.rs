@@ -16,9 +16,11 @@ pub mod notify;
 pub mod queue;
 pub mod status_message;
 pub mod store;
+pub mod support;
 pub mod telemetry;
 pub mod template_files;
 pub mod templates;
+pub mod timeline;
 pub mod upstream;
 pub mod workers;
 

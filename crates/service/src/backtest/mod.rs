@@ -10,6 +10,7 @@
 pub mod compare;
 pub mod period;
 pub mod report;
+pub mod svg;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub struct Options {
     pub megazord: Option<String>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Write each changed check's timelines (stored and candidate) as SVG here.
+    pub svg_dir: Option<PathBuf>,
 }
 
 /// Something that watches the backtest go (the progress bar).
@@ -169,6 +172,19 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
         None => None,
     };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
+    if let Some(dir) = &options.svg_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        report.svg_dir = Some(dir.display().to_string());
+    }
+    let context = Context {
+        stored: &stored,
+        candidate: &candidate,
+        limits,
+        megazord: megazord.as_deref(),
+        run_id: &run_id,
+        svg_dir: options.svg_dir.as_deref(),
+    };
 
     let mut after = 0;
     let mut examined: u64 = 0;
@@ -207,16 +223,7 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
         let Some(last) = checks.last() else { break };
         after = last.id;
         let read = checks.len();
-        judge_page(
-            &checks,
-            &stored,
-            &candidate,
-            limits,
-            megazord.as_deref(),
-            &run_id,
-            &mut report,
-        )
-        .await;
+        judge_page(&checks, &context, &mut report).await?;
         examined += read as u64;
         progress.advance(read as u64);
         if read < want {
@@ -229,29 +236,78 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
     Ok(report)
 }
 
+/// What judging a check needs besides the check.
+struct Context<'a> {
+    /// Template id → (version, its dependencies when readable).
+    stored: &'a HashMap<i64, (i64, Option<StoredVersion>)>,
+    candidate: &'a Template,
+    limits: Limits,
+    megazord: Option<&'a HttpMegazord>,
+    run_id: &'a str,
+    svg_dir: Option<&'a std::path::Path>,
+}
+
+impl Context<'_> {
+    fn version_of(&self, check: &StoredCheck) -> (i64, Option<&StoredVersion>) {
+        self.stored
+            .get(&check.template_id)
+            .map_or((check.template_version, None), |(v, d)| (*v, d.as_ref()))
+    }
+
+    /// Counts a verdict, and draws a changed check's timelines when asked to.
+    fn count(
+        &self,
+        report: &mut Report,
+        check: &StoredCheck,
+        compared: Compared,
+        from_megazord: bool,
+    ) -> anyhow::Result<()> {
+        let (version, deps) = self.version_of(check);
+        if let (Some(dir), Some(run), compare::Verdict::Changed { candidate, .. }) =
+            (self.svg_dir, &compared.candidate, &compared.verdict)
+        {
+            let poll_until_end = deps.is_some_and(|d| d.poll_until_end);
+            svg::write(
+                dir,
+                check,
+                poll_until_end,
+                self.candidate,
+                run,
+                candidate.next_command,
+            )
+            .with_context(|| format!("cannot write the timelines into {}", dir.display()))?;
+        }
+        report.add(
+            check.id,
+            check.key.robot_id,
+            version,
+            compared.verdict,
+            from_megazord,
+        );
+        Ok(())
+    }
+}
+
 /// Judges one page of checks; those that need events from Megazord get them (bounded
 /// concurrency) and are judged again.
 async fn judge_page(
     checks: &[StoredCheck],
-    stored: &HashMap<i64, (i64, Option<StoredVersion>)>,
-    candidate: &Template,
-    limits: Limits,
-    megazord: Option<&HttpMegazord>,
-    run_id: &str,
+    context: &Context<'_>,
     report: &mut Report,
-) {
+) -> anyhow::Result<()> {
     let mut waiting: Vec<(&StoredCheck, Needs)> = Vec::new();
     for check in checks {
-        let (version, deps) = stored
-            .get(&check.template_id)
-            .map_or((check.template_version, None), |(v, d)| (*v, d.as_ref()));
-        let Compared { verdict, needs, .. } = compare(check, deps, candidate, limits, None);
-        match (needs, megazord) {
-            (Some(needs), Some(_)) => waiting.push((check, needs)),
-            _ => report.add(check.id, check.key.robot_id, version, verdict, false),
+        let (_, deps) = context.version_of(check);
+        let compared = compare(check, deps, context.candidate, context.limits, None);
+        match (&compared.needs, context.megazord) {
+            (Some(needs), Some(_)) => waiting.push((check, needs.clone())),
+            _ => context.count(report, check, compared, false)?,
         }
     }
-    let Some(megazord) = megazord else { return };
+    let Some(megazord) = context.megazord else {
+        return Ok(());
+    };
+    let run_id = context.run_id;
     let fetched: Vec<_> = futures_util::stream::iter(waiting)
         .map(|(check, needs)| async move {
             let events = fetch(megazord, check, &needs, run_id).await;
@@ -261,36 +317,35 @@ async fn judge_page(
         .collect()
         .await;
     for (check, needs, events) in fetched {
-        let (version, deps) = stored
-            .get(&check.template_id)
-            .map_or((check.template_version, None), |(v, d)| (*v, d.as_ref()));
+        let (_, deps) = context.version_of(check);
         if let Some(usage) = report.megazord.as_mut() {
             usage.requests += needs.names.len() as u64;
         }
-        match events {
+        let compared = match events {
             Ok(events) => {
-                let Compared { verdict, .. } =
-                    compare(check, deps, candidate, limits, Some(&events));
                 if let Some(usage) = report.megazord.as_mut() {
                     usage.checks += 1;
                 }
-                report.add(check.id, check.key.robot_id, version, verdict, true);
+                compare(
+                    check,
+                    deps,
+                    context.candidate,
+                    context.limits,
+                    Some(&events),
+                )
             }
-            Err(error) => {
-                let names = needs.names.iter().map(|(name, _)| name.clone()).collect();
-                report.add(
-                    check.id,
-                    check.key.robot_id,
-                    version,
-                    compare::Verdict::NotComparable {
-                        missing: names,
-                        reason: format!("Megazord did not supply the missing events: {error}"),
-                    },
-                    true,
-                );
-            }
-        }
+            Err(error) => Compared {
+                verdict: compare::Verdict::NotComparable {
+                    missing: needs.names.iter().map(|(name, _)| name.clone()).collect(),
+                    reason: format!("Megazord did not supply the missing events: {error}"),
+                },
+                needs: None,
+                candidate: None,
+            },
+        };
+        context.count(report, check, compared, true)?;
     }
+    Ok(())
 }
 
 /// The incomings of each needed event name, merged (`Call-Ref` = this run and the check).

@@ -89,6 +89,9 @@ pub struct Report {
     pub megazord: Option<MegazordUse>,
     /// Whether `--limit` stopped the read before the period's end.
     pub limited: bool,
+    /// Where the changed checks' timelines were written (`--svg-dir`):
+    /// `check-{id}-stored.svg` and `check-{id}-candidate.svg`.
+    pub svg_dir: Option<String>,
 }
 
 impl Report {
@@ -115,6 +118,7 @@ impl Report {
             not_comparable: Vec::new(),
             megazord: None,
             limited: false,
+            svg_dir: None,
         }
     }
 
@@ -240,7 +244,13 @@ impl Report {
         }
         if !self.changes.is_empty() {
             writeln!(out)?;
-            writeln!(out, "changed checks:")?;
+            match &self.svg_dir {
+                Some(dir) => writeln!(
+                    out,
+                    "changed checks (timelines in {dir}/check-ID-stored.svg and -candidate.svg):"
+                )?,
+                None => writeln!(out, "changed checks:")?,
+            }
             for change in &self.changes {
                 writeln!(
                     out,

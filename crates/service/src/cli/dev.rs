@@ -124,10 +124,7 @@ async fn seed_monitor(stack: &Stack) -> anyhow::Result<()> {
 fn monitor_walkthrough(stack: &Stack) -> String {
     let service = format!("http://127.0.0.1:{}", stack.app.port());
     let megazord = format!("http://{}", stack.megazord_addr);
-    let token = match &stack.config.internal_api_token {
-        Some(token) if token.expose() == DEV_INTERNAL_API_TOKEN => DEV_INTERNAL_API_TOKEN,
-        _ => "$INTERNAL_API_TOKEN",
-    };
+    let token = shown_token(stack);
     format!(
         "A monitor watches robot {DEMO_ROBOT} for {DEMO_WATCHED} in rolling {DEMO_WINDOW} windows, all day (UTC);\n\
          each window that passes without one posts {DEMO_ALARM} to Megazord (docs/monitors.md):\n\n\
@@ -138,8 +135,19 @@ fn monitor_walkthrough(stack: &Stack) -> String {
          -d '{{\"eventName\": \"{DEMO_WATCHED}\"}}'\n\n\
          7. The monitor with its session and open window (internal API):\n\
          curl -s {service}/internal/v1/monitors/{DEMO_ROBOT}/{DEMO_MONITOR} -H 'Authorization: Bearer {token}'\n\n\
+         Its day as a picture (any user name, password {token}): {service}/internal/ui/monitors/{DEMO_ROBOT}/{DEMO_MONITOR}\n\
+         Every check and monitor: {service}/internal/ui/\n\n\
          Without step 6 an alarm is posted every {DEMO_WINDOW}.\n\n"
     )
+}
+
+/// The internal token as the walk-through shows it: the dev default, or a placeholder for one
+/// set in the environment (never printed).
+fn shown_token(stack: &Stack) -> &'static str {
+    match &stack.config.internal_api_token {
+        Some(token) if token.expose() == DEV_INTERNAL_API_TOKEN => DEV_INTERNAL_API_TOKEN,
+        _ => "$INTERNAL_API_TOKEN",
+    }
 }
 
 /// What to paste, with this run's addresses.
@@ -194,8 +202,10 @@ fn walkthrough(stack: &Stack, database: &str) -> String {
          curl -s {service}/v1/status-check/check/1 {robot_headers}\n\n\
          4. The robot was told its next step ({}, for pass):\n\
          curl -s {megazord}/sim/robots/{DEMO_ROBOT}/messages\n\n\
+         The check as a picture (any user name, password {token}): {service}/internal/ui/checks/1\n\n\
          Without step 2 the check fails at its deadline and the robot is sent the fail step.\n\n",
-        step * 10 + 1
+        step * 10 + 1,
+        token = shown_token(stack),
     ));
     text
 }

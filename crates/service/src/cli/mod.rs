@@ -1,6 +1,7 @@
 //! The command line: `serve`, `job`, `migrate`, `dev`, `templates …`.
 
 pub mod dev;
+mod replay_svg;
 pub mod templates;
 
 use anyhow::Context as _;

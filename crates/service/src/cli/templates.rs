@@ -35,6 +35,9 @@ pub enum TemplatesCommand {
         /// The check's creation time (RFC 3339); default: just after the last PAST event.
         #[arg(long)]
         now: Option<DateTime<Utc>>,
+        /// Also draw the replay as an SVG timeline into this file (docs/operations.md).
+        #[arg(long, value_name = "OUT.svg")]
+        svg: Option<PathBuf>,
     },
     /// Replay the ended checks of the database through a new version of a template and
     /// report which would have ended differently (read-only; docs/templates.md).
@@ -71,6 +74,10 @@ pub struct BacktestArgs {
     /// incomings instead of reporting those checks as not comparable.
     #[arg(long, value_name = "URL")]
     pub megazord: Option<String>,
+    /// Write each changed check's timeline as both versions saw it into DIR
+    /// (check-ID-stored.svg, check-ID-candidate.svg).
+    #[arg(long, value_name = "DIR")]
+    pub svg_dir: Option<PathBuf>,
 }
 
 pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i32> {
@@ -161,7 +168,12 @@ pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i3
             }
             Ok(i32::from(!loaded.errors.is_empty()))
         }
-        TemplatesCommand::Test { file, events, now } => {
+        TemplatesCommand::Test {
+            file,
+            events,
+            now,
+            svg,
+        } => {
             let template = match load_file(&file, &limits) {
                 Ok(template) => template,
                 Err(errors) => {
@@ -206,6 +218,13 @@ pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i3
                 outcome.result,
                 outcome.next_command.as_deref().unwrap_or("none")
             )?;
+            if let Some(path) = svg {
+                let timeline = super::replay_svg::replay_timeline(&template, &samples, &outcome);
+                let picture = crate::timeline::check_svg(&timeline, &crate::timeline::Zone::utc());
+                std::fs::write(&path, picture)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                writeln!(out, "timeline written to {}", path.display())?;
+            }
             Ok(0)
         }
     }
@@ -239,6 +258,7 @@ fn backtest(args: BacktestArgs, out: &mut impl Write) -> anyhow::Result<i32> {
         limit: args.limit,
         megazord: args.megazord,
         progress: std::io::stderr().is_terminal(),
+        svg_dir: args.svg_dir,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -3,11 +3,13 @@
 
 pub mod auth;
 pub mod checks;
+pub mod internal_checks;
 pub mod monitors;
 pub mod ops;
 pub mod problem;
 pub mod request_id;
 pub mod server;
+pub mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,6 +142,7 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(checks::create_check))
         .routes(routes!(checks::get_check))
+        .routes(routes!(internal_checks::get_internal_check))
         .routes(routes!(monitors::list_monitors))
         .routes(routes!(
             monitors::put_monitor,
@@ -274,6 +277,8 @@ fn complete(api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 /// The full router with its middleware.
 pub fn router(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
+    // The support pages are HTML for people: routed, not in the OpenAPI document.
+    let router = router.merge(ui::routes());
     let api = complete(api);
     let router = if state.docs_enabled {
         router.merge(SwaggerUi::new("/docs").url("/openapi.json", api))

@@ -57,6 +57,45 @@ impl<B: Db + 'static> Store for B {
         .await
     }
 
+    async fn list_checks(
+        &self,
+        filter: &CheckFilter,
+        limit: usize,
+    ) -> Result<Vec<CheckSummary>, StoreError> {
+        bounded(
+            self,
+            "list_checks",
+            crate::store::timeline_reads::list_checks(self, filter, limit),
+        )
+        .await
+    }
+
+    async fn check_notifications(
+        &self,
+        check_id: i64,
+    ) -> Result<Vec<StoredNotification>, StoreError> {
+        bounded(
+            self,
+            "check_notifications",
+            crate::store::timeline_reads::check_notifications(self, check_id),
+        )
+        .await
+    }
+
+    async fn session_alarms(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: chrono::NaiveDate,
+    ) -> Result<Vec<StoredAlarm>, StoreError> {
+        bounded(
+            self,
+            "session_alarms",
+            crate::store::timeline_reads::session_alarms(self, robot_id, rule_id, session_date),
+        )
+        .await
+    }
+
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
         bounded(
             self,

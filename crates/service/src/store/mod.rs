@@ -30,6 +30,7 @@ mod outbox;
 mod read_only;
 mod removals;
 mod templates;
+mod timeline_reads;
 
 /// Statements the store runs, for the load benchmark's raw-database limits: they write exactly
 /// the rows the service writes, and follow it when the SQL changes.
@@ -68,6 +69,7 @@ pub use monitors::{
 };
 pub use outbox::{DEAD_LETTER_AT, OutboxHandoff};
 pub use read_only::ReadOnlyStore;
+pub use timeline_reads::{CheckFilter, CheckSummary, StoredAlarm, StoredNotification};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -419,6 +421,28 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     /// statements per 64 ids (`in_list::MAX_IDS`; a claimed batch of deadlines' reads); one
     /// answer per id, in order.
     async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError>;
+
+    /// Checks newest first (by id), filtered, at most `limit` (the support pages' list).
+    async fn list_checks(
+        &self,
+        filter: &CheckFilter,
+        limit: usize,
+    ) -> Result<Vec<CheckSummary>, StoreError>;
+
+    /// The notifications of a check the outbox still holds (sent ones are purged after the
+    /// retention), by sequence number.
+    async fn check_notifications(
+        &self,
+        check_id: i64,
+    ) -> Result<Vec<StoredNotification>, StoreError>;
+
+    /// The alarms of a monitor's session (one row per window and action), by window.
+    async fn session_alarms(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: chrono::NaiveDate,
+    ) -> Result<Vec<StoredAlarm>, StoreError>;
 
     /// The check created for this request key, if any.
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError>;

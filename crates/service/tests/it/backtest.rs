@@ -596,7 +596,8 @@ async fn scenarios(history: &History) {
     assert_eq!(found[1].3["eventCreatedAt"], "2026-11-20T07:20:00Z");
     assert_eq!(report["matrix"]["PASS"]["FAIL"], 1, "{report:#}");
     assert_eq!(report["changes"][0]["robotId"], robot::FUTURE_PASS);
-    // The same as text, for people.
+    // The same as text, for people, with each changed check's timelines.
+    let svg_dir = dir.path().join("timelines");
     let output = status_check(vec![
         "templates".into(),
         "backtest".into(),
@@ -607,6 +608,8 @@ async fn scenarios(history: &History) {
         "2026-11-20".into(),
         "--until".into(),
         "2026-11-21".into(),
+        "--svg-dir".into(),
+        svg_dir.display().to_string(),
     ])
     .await;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -626,6 +629,32 @@ async fn scenarios(history: &History) {
     ] {
         assert!(text.contains(&line), "{line:?} missing from:\n{text}");
     }
+    let mut drawn: Vec<String> = std::fs::read_dir(&svg_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    drawn.sort();
+    let (two, four) = (checks[&robot::FUTURE_PASS], checks[&robot::NODE]);
+    let mut expected = vec![
+        format!("check-{two}-candidate.svg"),
+        format!("check-{two}-stored.svg"),
+        format!("check-{four}-candidate.svg"),
+        format!("check-{four}-stored.svg"),
+    ];
+    expected.sort();
+    assert_eq!(drawn, expected, "one pair per changed check");
+    let picture = |name: String| std::fs::read_to_string(svg_dir.join(name)).unwrap();
+    let stored = picture(format!("check-{two}-stored.svg"));
+    let replayed = picture(format!("check-{two}-candidate.svg"));
+    assert!(stored.starts_with("<svg") && replayed.starts_with("<svg"));
+    assert!(stored.contains("robot-is-charging v1") && stored.contains("COMPLETED · PASS"));
+    assert!(
+        replayed.contains("robot-is-charging v2")
+            && replayed.contains("COMPLETED · FAIL · next step of the fail command"),
+        "{replayed}"
+    );
+    // The stored check took in its charging start at 08:05; the candidate never got there.
+    assert!(stored.contains("CHARGING_STARTED") && !replayed.contains("CHARGING_STARTED"));
 
     // (c) A new dependency: the future fails on a charging stop, which the checks that
     // waited never listened for — not comparable, naming it; the checks decided in the past

@@ -397,6 +397,31 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// A support page, logged in as the walk-through says (any user, the dev token).
+    fn page(&self, url: &str) -> (u16, String) {
+        self.runtime.block_on(async {
+            let response = self
+                .http
+                .get(url)
+                .basic_auth("support", Some(status_check::dev::DEV_INTERNAL_API_TOKEN))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    }
+}
+
+/// The address ending in `path` that the walk-through printed.
+fn printed_address(text: &str, path: &str) -> String {
+    text.split_whitespace()
+        .find(|word| word.starts_with("http://") && word.ends_with(path))
+        .unwrap_or_else(|| panic!("no address ending in {path} in:\n{text}"))
+        .to_owned()
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
@@ -518,6 +543,13 @@ fn the_printed_walkthrough_works_and_sigterm_cleans_up() {
     assert_eq!(message["payload"]["result"], "PASS", "{message}");
     assert_eq!(message["payload"]["notificationSeq"], 1, "{message}");
 
+    // The printed page of the check shows its outcome (Basic, any user, the dev token).
+    let (status, page) = runner.page(&printed_address(&text, "/internal/ui/checks/1"));
+    assert_eq!(status, 200, "{page}");
+    let outcome = format!("COMPLETED · PASS · next step {}", walk.pass_step);
+    assert!(page.contains(&outcome), "{page}");
+    assert_eq!(page.matches("class=\"event-mark\"").count(), 2, "{page}");
+
     // The demo monitor: its session is open (step 7), the watched event is taken (step 6),
     // and the alarms can be listed (step 5).
     let monitor_text = dev.read_until(MONITOR_LAST_LINE);
@@ -548,6 +580,15 @@ fn the_printed_walkthrough_works_and_sigterm_cleans_up() {
     let (status, alarms) = runner.run(&monitor_steps[0]);
     assert_eq!(status, 200, "step 5: {alarms}");
     assert!(alarms.is_array(), "step 5: {alarms}");
+    let (status, page) = runner.page(&printed_address(
+        &monitor_text,
+        "/internal/ui/monitors/42/demo-no-activity",
+    ));
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("class=\"window-bar open\""),
+        "the open window: {page}"
+    );
 
     // SIGTERM: a clean exit, and the temporary database is gone.
     assert!(db_dir.is_dir());

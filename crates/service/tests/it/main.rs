@@ -29,5 +29,6 @@ mod schemas;
 mod store;
 mod store_timeouts;
 mod support;
+mod support_pages;
 mod takeover;
 mod templates_cli;

@@ -224,3 +224,59 @@ fn test_with_a_bad_events_file_says_which_file() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is not a valid events file"), "{stderr}");
 }
+
+#[test]
+fn test_draws_the_replay_as_an_svg_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("replay.svg");
+    let output = status_check(&[
+        "templates",
+        "test",
+        "templates/robot-is-charging.v1.yaml",
+        "--events",
+        "templates/examples/charging-soon.events.json",
+        "--now",
+        "2026-11-20T08:00:00Z",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).ends_with(&format!("timeline written to {}\n", svg.display())));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("the file is XML");
+    let class_count = |class: &str| {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(class))
+            .count()
+    };
+    let events: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("templates/examples/charging-soon.events.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        class_count("event-mark"),
+        events.len(),
+        "one mark per event taken in"
+    );
+    let outcome = doc
+        .descendants()
+        .find(|n| n.attribute("class") == Some("outcome"))
+        .and_then(|n| n.text())
+        .unwrap();
+    assert_eq!(outcome, "COMPLETED · PASS · next step of the pass command");
+    assert!(text.contains("Replay of robot-is-charging v1"));
+
+    let unwritable = dir.path().join("no-such-folder/replay.svg");
+    let output = status_check(&[
+        "templates",
+        "test",
+        "templates/robot-is-charging.v1.yaml",
+        "--events",
+        "templates/examples/charging-soon.events.json",
+        "--svg",
+        unwritable.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot write"));
+}

@@ -55,6 +55,32 @@ impl Store for RecordingStore {
         self.inner.get_check(id).await
     }
 
+    async fn list_checks(
+        &self,
+        filter: &status_check::store::CheckFilter,
+        limit: usize,
+    ) -> Result<Vec<status_check::store::CheckSummary>, StoreError> {
+        self.inner.list_checks(filter, limit).await
+    }
+
+    async fn check_notifications(
+        &self,
+        check_id: i64,
+    ) -> Result<Vec<status_check::store::StoredNotification>, StoreError> {
+        self.inner.check_notifications(check_id).await
+    }
+
+    async fn session_alarms(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: chrono::NaiveDate,
+    ) -> Result<Vec<status_check::store::StoredAlarm>, StoreError> {
+        self.inner
+            .session_alarms(robot_id, rule_id, session_date)
+            .await
+    }
+
     async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError> {
         self.inner.get_checks(ids).await
     }

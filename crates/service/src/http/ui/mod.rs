@@ -1,0 +1,377 @@
+//! The support pages (SPEC §15): `/internal/ui/`, `/internal/ui/checks/{id}` and
+//! `/internal/ui/monitors/{robotId}/{ruleId}`. HTML for people, so not in the OpenAPI
+//! document; behind `INTERNAL_API_TOKEN` like the internal API (unset: 404), presented as a
+//! bearer token or as the password of HTTP Basic (any user name), so a browser can log in;
+//! otherwise 401 with `WWW-Authenticate: Basic`. Errors are problem+json like the API's.
+//!
+//! Every page is sent with a Content-Security-Policy that allows no script and nothing from
+//! another origin: even a name that slipped past the escaping could not run or fetch.
+
+mod pages;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use maud::Markup;
+use serde::Deserialize;
+use status_check_engine::monitor::RuleId;
+use subtle::ConstantTimeEq as _;
+
+use super::AppState;
+use super::checks::store_error;
+use super::internal_checks::check_id;
+use super::problem::{ApiError, FieldError, canonical_id};
+use crate::store::CheckFilter;
+use crate::support::{load_check, monitor_day};
+use crate::timeline::Zone;
+
+/// Checks a page lists at most (and by default).
+pub const PAGE_SIZE: usize = 50;
+
+/// The pages' routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/internal/ui",
+            get(|| async { axum::response::Redirect::permanent("/internal/ui/") }),
+        )
+        .route("/internal/ui/", get(list))
+        .route("/internal/ui/checks/{id}", get(check))
+        .route("/internal/ui/monitors/{robot_id}/{rule_id}", get(monitor))
+}
+
+/// A person who presented the internal token (bearer, or Basic password).
+pub struct Staff;
+
+/// 401 with a Basic challenge (a browser asks for the password), or 404 when disabled.
+pub struct StaffRejection(ApiError);
+
+impl IntoResponse for StaffRejection {
+    fn into_response(self) -> Response {
+        let challenge = matches!(self.0, ApiError::Unauthorized(_));
+        let mut response = self.0.into_response();
+        if challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"status-check support\", charset=\"UTF-8\""),
+            );
+        }
+        response
+    }
+}
+
+/// The token a request presents: `Bearer <token>`, or `Basic base64(user:token)`.
+fn presented_token(value: &str) -> Option<Vec<u8>> {
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.as_bytes().to_vec());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()?;
+        let colon = decoded.iter().position(|b| *b == b':')?;
+        return Some(decoded[colon + 1..].to_vec());
+    }
+    None
+}
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = StaffRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, StaffRejection> {
+        let Some(token) = &state.internal_api_token else {
+            return Err(StaffRejection(ApiError::NotFound(
+                "no such route".to_owned(),
+            )));
+        };
+        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+        let presented = match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok().and_then(presented_token),
+            _ => None,
+        };
+        match presented {
+            Some(presented) if bool::from(presented.ct_eq(token.as_bytes())) => Ok(Staff),
+            _ => Err(StaffRejection(ApiError::Unauthorized(
+                "log in with the internal API token: as the password of HTTP Basic (any user \
+                 name), or as Authorization: Bearer <INTERNAL_API_TOKEN>"
+                    .to_owned(),
+            ))),
+        }
+    }
+}
+
+/// A page with the headers every page carries.
+fn page(markup: Markup) -> Response {
+    let mut response = markup.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+             form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest {
+        detail: format!("the query parameter {field} is invalid"),
+        errors: vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }],
+    }
+}
+
+/// `?tz=`: an IANA name; UTC when absent or empty.
+fn zone_of(tz: Option<&str>) -> Result<Zone, ApiError> {
+    match tz.map(str::trim).filter(|tz| !tz.is_empty()) {
+        None => Ok(Zone::utc()),
+        Some(name) if name.len() > 64 => {
+            Err(invalid("tz", "an IANA name is at most 64 characters"))
+        }
+        Some(name) => Zone::named(name).map_err(|message| invalid("tz", message)),
+    }
+}
+
+fn date_of(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| invalid(field, "must be a date YYYY-MM-DD"))
+}
+
+/// The instant a local date starts in `zone`.
+fn start_of(date: NaiveDate, zone: &Zone) -> DateTime<Utc> {
+    crate::timeline::day_bounds(date, zone).0
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    robot: Option<String>,
+    template: Option<String>,
+    result: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    tz: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+fn filled(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+async fn list(
+    _: Staff,
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let zone = zone_of(query.tz.as_deref())?;
+    let mut filter = CheckFilter::default();
+    if let Some(robot) = filled(&query.robot) {
+        filter.robot_id = Some(
+            canonical_id(robot).ok_or_else(|| invalid("robot", "must be a positive integer"))?,
+        );
+    }
+    if let Some(template) = filled(&query.template) {
+        if template.chars().count() > 128 {
+            return Err(invalid("template", "at most 128 characters"));
+        }
+        filter.template = Some(template.to_owned());
+    }
+    if let Some(result) = filled(&query.result) {
+        if !["PENDING", "PASS", "FAIL", "UNKNOWN"].contains(&result) {
+            return Err(invalid("result", "one of PENDING, PASS, FAIL, UNKNOWN"));
+        }
+        filter.result = Some(result.to_owned());
+    }
+    if let Some(from) = filled(&query.from) {
+        filter.created_from = Some(start_of(date_of("from", from)?, &zone));
+    }
+    if let Some(to) = filled(&query.to) {
+        let to = date_of("to", to)?;
+        filter.created_before = Some(start_of(to.succ_opt().unwrap_or(to), &zone));
+    }
+    if let Some(before) = filled(&query.before) {
+        filter.before_id = Some(
+            canonical_id(before).ok_or_else(|| invalid("before", "must be a positive integer"))?,
+        );
+    }
+    let page_size = match filled(&query.limit) {
+        None => PAGE_SIZE,
+        Some(limit) => match limit.parse::<usize>() {
+            Ok(limit @ 1..=PAGE_SIZE) => limit,
+            _ => return Err(invalid("limit", format!("1 to {PAGE_SIZE}"))),
+        },
+    };
+    let store = state.checks.store();
+    // One more than a page: whether there is an older page.
+    let mut checks = store
+        .list_checks(&filter, page_size + 1)
+        .await
+        .map_err(store_error)?;
+    let next_before = (checks.len() > page_size)
+        .then(|| {
+            checks.truncate(page_size);
+            checks.last().map(|c| c.id)
+        })
+        .flatten();
+    let now = state.checks.clock().now();
+    let monitors = state
+        .monitors
+        .list()
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(|stored| {
+            let today = crate::timeline::axis::local(now, &monitor_zone(&stored).tz)
+                .date()
+                .to_string();
+            (stored, today)
+        })
+        .collect::<Vec<_>>();
+    let form = pages::ListForm {
+        robot: query.robot.unwrap_or_default(),
+        template: query.template.unwrap_or_default(),
+        result: query.result.unwrap_or_default(),
+        from: query.from.unwrap_or_default(),
+        to: query.to.unwrap_or_default(),
+        tz: query.tz.unwrap_or_default(),
+        limit: query.limit.unwrap_or_default(),
+    };
+    Ok(page(pages::list_page(
+        &form,
+        &zone,
+        &checks,
+        next_before,
+        page_size,
+        &monitors,
+    )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ZoneQuery {
+    tz: Option<String>,
+}
+
+async fn check(
+    _: Staff,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ZoneQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let id = check_id(path)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let zone = zone_of(query.tz.as_deref())?;
+    let view = load_check(state.checks.store(), id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("status check {id} not found")))?;
+    let now = state.checks.clock().now();
+    Ok(page(pages::check_page(&view, &zone, now)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DateQuery {
+    date: Option<String>,
+}
+
+async fn monitor(
+    _: Staff,
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<DateQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Path((robot, rule))) = path else {
+        return Err(ApiError::bad_request(
+            "the path must be /internal/ui/monitors/{robotId}/{ruleId}",
+        ));
+    };
+    let robot_id = canonical_id(&robot)
+        .ok_or_else(|| invalid_path("robotId", "must be a positive integer"))?;
+    RuleId::parse(&rule).map_err(|message| invalid_path("ruleId", message))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let stored = state
+        .monitors
+        .get(robot_id, &rule)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("robot {robot_id} has no monitor {rule}")))?;
+    let zone = monitor_zone(&stored);
+    let now = state.checks.clock().now();
+    let date = match filled(&query.date) {
+        Some(date) => date_of("date", date)?,
+        None => {
+            let today = crate::timeline::axis::local(now, &zone.tz).date();
+            NaiveDate::parse_from_str(&today.to_string(), "%Y-%m-%d").unwrap_or_default()
+        }
+    };
+    if (date - now.date_naive()).abs() > TimeDelta::days(3660) {
+        return Err(invalid("date", "within ten years of today"));
+    }
+    let day = monitor_day(state.checks.store(), &stored, date, now)
+        .await
+        .map_err(store_error)?;
+    Ok(page(pages::monitor_page(&stored, &day, &zone)))
+}
+
+/// The monitor's timezone (a name the engine validated, so it is found again).
+fn monitor_zone(stored: &crate::store::StoredMonitor) -> Zone {
+    Zone::named(stored.monitor.timezone().name()).unwrap_or_else(|_| Zone::utc())
+}
+
+fn invalid_path(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest {
+        detail: "the monitor's path is invalid".to_owned(),
+        errors: vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::presented_token;
+
+    #[test]
+    fn the_token_comes_as_bearer_or_as_the_basic_password() {
+        assert_eq!(presented_token("Bearer s3cret"), Some(b"s3cret".to_vec()));
+        assert_eq!(presented_token("bearer  s3cret "), Some(b"s3cret".to_vec()));
+        // "anyone:s3cret", and a password with a colon in it.
+        assert_eq!(
+            presented_token("Basic YW55b25lOnMzY3JldA=="),
+            Some(b"s3cret".to_vec())
+        );
+        assert_eq!(presented_token("Basic OmE6Yg=="), Some(b"a:b".to_vec()));
+        assert_eq!(presented_token("Basic !!!"), None);
+        assert_eq!(
+            presented_token("Basic czNjcmV0"),
+            None,
+            "no colon: no password"
+        );
+        assert_eq!(presented_token("Digest s3cret"), None);
+        assert_eq!(presented_token("s3cret"), None);
+    }
+}
