@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
@@ -41,10 +42,14 @@ impl fmt::Display for TemplateName {
 }
 
 /// Default windows of a template, in seconds (`pastInterval = -1`: unbounded look-back).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PollerDefaults {
+    /// Look-back in seconds when the step says 0: -1 unbounded, 0 no past phase.
+    #[schemars(range(min = -1, max = MAX_INTERVAL))]
     pub past_interval: i64,
+    /// Look-ahead in seconds when the step says 0: 0 no future phase.
+    #[schemars(range(min = 0, max = MAX_INTERVAL))]
     pub future_interval: i64,
 }
 
@@ -478,18 +483,35 @@ fn trial_histories(past_names: &[String], future_names: &[String]) -> Vec<(Histo
 
 // ---- The YAML file format ----
 
-#[derive(Deserialize)]
+/// The JSON Schema of a template file (SPEC §4.1), derived from the types the loader reads
+/// it with, so the two cannot drift; committed as `templates/template.schema.json`.
+pub fn file_schema() -> schemars::Schema {
+    schemars::schema_for!(RawTemplate)
+}
+
+/// A status-check template: one version of one template, in YAML (docs/templates.md).
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "status-check template")]
 struct RawTemplate {
+    /// Unique name of the template: 1 to 128 of a-z, 0-9 and -.
+    #[schemars(with = "String", regex(pattern = r"^[a-z0-9-]{1,128}$"))]
     name: Spanned<String>,
+    /// A positive integer; one file per version. A check keeps the version it started with.
+    #[schemars(with = "i64", range(min = 1))]
     version: Spanned<i64>,
     #[serde(default)]
     description: String,
+    /// Whether new checks may use this version.
     #[serde(default = "yes")]
     is_active: bool,
+    /// Keep the check open until the end of its window even after a decisive result; the
+    /// last evaluation stands.
     #[serde(default)]
     poll_until_end: bool,
+    /// Default windows, used when the step's interval is 0.
     #[serde(default)]
+    #[schemars(with = "Option<PollerDefaults>")]
     poller: Option<Spanned<PollerDefaults>>,
     resources: RawResources,
 }
@@ -498,25 +520,42 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+/// The template's phases.
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawResources {
+    /// Evaluated once at the check's creation over the events of the past window.
     #[serde(default)]
+    #[schemars(with = "Option<RawPhase>")]
     past_events: Option<Spanned<RawPhase>>,
+    /// Evaluated on each event of the future window, over every record.
     #[serde(default)]
+    #[schemars(with = "Option<RawPhase>")]
     future_events: Option<Spanned<RawPhase>>,
 }
 
-#[derive(Deserialize)]
+/// One phase: the events it depends on and up to three CEL rules, tried in the order PASS,
+/// FAIL, UNKNOWN; the first that is true is the result, none true is PENDING. A rule sees
+/// `events`, `past`, `future` (each `{id, name, createdAt, phase, level, referenceId}`),
+/// `now`, `since`, `until`, `plannedAt` and `robotId`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPhase {
+    /// The event names this phase takes in (and, for the future, subscribes to).
     #[serde(rename = "dependsOn", default)]
+    #[schemars(with = "Option<Vec<String>>")]
     depends_on: Option<Spanned<Vec<String>>>,
+    /// CEL: true → PASS.
     #[serde(rename = "PASS", default)]
+    #[schemars(with = "Option<String>", length(max = 1024))]
     pass: Option<Spanned<String>>,
+    /// CEL: true → FAIL.
     #[serde(rename = "FAIL", default)]
+    #[schemars(with = "Option<String>", length(max = 1024))]
     fail: Option<Spanned<String>>,
+    /// CEL: true → UNKNOWN.
     #[serde(rename = "UNKNOWN", default)]
+    #[schemars(with = "Option<String>", length(max = 1024))]
     unknown: Option<Spanned<String>>,
 }
 

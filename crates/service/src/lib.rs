@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod backtest;
 pub mod checks;
 pub mod cli;
 pub mod clock;

@@ -3,13 +3,14 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Action, ClockTime, DailyWindow, Monitor, RuleId, Timezone, WindowLength, fields};
 
 /// A monitor as plain data: what a monitors file entry or an API body says (camelCase). Every
 /// field is optional here so that validation can name a missing one.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MonitorDefinition {
     /// A positive integer; a string of digits is accepted too.
@@ -18,6 +19,7 @@ pub struct MonitorDefinition {
         deserialize_with = "robot_id_number_or_text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<RobotIdSchema>")]
     pub robot_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
@@ -38,8 +40,18 @@ pub struct MonitorDefinition {
     pub enabled: Option<bool>,
 }
 
+/// A robot id as a file may write it, for the JSON Schema: a positive integer, or a string
+/// of digits (what [`robot_id_number_or_text`] reads).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(super) enum RobotIdSchema {
+    Number(#[schemars(range(min = 1))] i64),
+    Digits(#[schemars(regex(pattern = r"^\s*[0-9]+\s*$"))] String),
+}
+
 /// `daily: {start: "HH:MM", end: "HH:MM" | "24:00"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DailyDefinition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,7 +62,7 @@ pub struct DailyDefinition {
 
 /// `{type: alarm, eventName, level?}`: `type` in any case (`alarm`, `ALARM`); without `level`
 /// the alarm is posted without one.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionDefinition {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]

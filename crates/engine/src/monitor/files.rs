@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -342,20 +343,38 @@ fn split_job_path(path: &str) -> (Option<&str>, &str) {
 
 // ---- The job service's JSON ----
 
-#[derive(Deserialize)]
+/// The JSON Schema of a monitors file, derived from the types the loader reads it with, so
+/// the two cannot drift; committed as `docs/monitors.schema.json`.
+pub fn file_schema() -> schemars::Schema {
+    schemars::schema_for!(MonitorsFile)
+}
+
+/// A status-check monitors file (docs/monitors.md): a list of monitors, or the monitoring
+/// job service's configuration.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(title = "status-check monitors")]
+#[allow(dead_code)]
+enum MonitorsFile {
+    List(Vec<MonitorDefinition>),
+    JobService(JobConfig),
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct JobConfig {
     #[serde(default)]
     robots: Option<Vec<JobRobot>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct JobRobot {
     #[serde(
         default,
         deserialize_with = "super::definition::robot_id_number_or_text"
     )]
+    #[schemars(with = "Option<super::definition::RobotIdSchema>")]
     robot_id: Option<i64>,
     #[serde(default)]
     timezone: Option<String>,
@@ -365,7 +384,7 @@ struct JobRobot {
     monitoring_rules: Vec<JobRule>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct JobRule {
     #[serde(default)]
@@ -383,7 +402,7 @@ struct JobRule {
     enabled: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct JobDailyWindow {
     #[serde(default)]
@@ -392,7 +411,7 @@ struct JobDailyWindow {
     end_time: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct JobAction {
     #[serde(rename = "type", default)]
@@ -401,7 +420,7 @@ struct JobAction {
     config: Option<JobActionConfig>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct JobActionConfig {
     #[serde(default)]

@@ -38,15 +38,29 @@ pub enum Command {
     /// demo script and a demo monitor; prints `curl` lines to start a check and complete it,
     /// and to watch the monitor alarm.
     Dev(dev::DevArgs),
-    /// Validate, list and try out rule templates.
+    /// Validate, list, try out and backtest rule templates.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
+    /// Tooling for monitors files.
+    #[command(subcommand)]
+    Monitors(MonitorsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorsCommand {
+    /// Print the JSON Schema of a monitors file (committed as docs/monitors.schema.json).
+    Schema,
 }
 
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Templates(command) => templates::run(command, &mut std::io::stdout()),
+        Command::Monitors(MonitorsCommand::Schema) => {
+            let schema = status_check_engine::monitor::files::file_schema();
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(0)
+        }
         Command::Serve => runtime()?.block_on(serve(None)),
         Command::Job => runtime()?.block_on(serve(Some(Roles::JOB))),
         Command::Migrate => runtime()?.block_on(migrate()),

@@ -39,11 +39,56 @@ pub enum TemplatesCommand {
         #[arg(long, value_name = "OUT.svg")]
         svg: Option<PathBuf>,
     },
+    /// Replay the ended checks of the database through a new version of a template and
+    /// report which would have ended differently (read-only; docs/templates.md).
+    Backtest(BacktestArgs),
+    /// Print the JSON Schema of a template file (committed as templates/template.schema.json).
+    Schema,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BacktestArgs {
+    /// The candidate template file.
+    pub file: PathBuf,
+    /// The database to read (never written): `sqlite://FILE`, a file path, or
+    /// `mysql://USER:PASSWORD@HOST:PORT/DB` (a user with only SELECT suffices).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database: String,
+    /// Checks created since: a span back from now (7d, 36h, 90m, 2w), a time (RFC 3339) or
+    /// a date (YYYY-MM-DD).
+    #[arg(long, default_value = crate::backtest::period::DEFAULT_SINCE)]
+    pub since: String,
+    /// Checks created before (same forms as --since); default: now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this robot's checks (repeatable).
+    #[arg(long = "robot", value_name = "ID")]
+    pub robots: Vec<i64>,
+    /// Examine at most N checks (the oldest first).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// Megazord Events' base URL: read the events the checks never recorded from its
+    /// incomings instead of reporting those checks as not comparable.
+    #[arg(long, value_name = "URL")]
+    pub megazord: Option<String>,
+    /// Write each changed check's timeline as both versions saw it into DIR
+    /// (check-ID-stored.svg, check-ID-candidate.svg).
+    #[arg(long, value_name = "DIR")]
+    pub svg_dir: Option<PathBuf>,
 }
 
 pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i32> {
     let limits = Limits::default();
     match command {
+        TemplatesCommand::Backtest(args) => backtest(args, out),
+        TemplatesCommand::Schema => {
+            let schema = status_check_engine::template::file_schema();
+            writeln!(out, "{}", serde_json::to_string_pretty(&schema)?)?;
+            Ok(0)
+        }
         TemplatesCommand::Validate { dir } => {
             let loaded = load_dir(&dir, &limits)
                 .with_context(|| format!("cannot read the folder {}", dir.display()))?;
@@ -198,4 +243,56 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// `templates backtest`: the report on `out`; errors (cannot run) go to the caller, which
+/// prints them on stderr.
+fn backtest(args: BacktestArgs, out: &mut impl Write) -> anyhow::Result<i32> {
+    use std::io::IsTerminal as _;
+
+    use crate::backtest::{self, Bar, Options, Quiet, period};
+
+    let now = Utc::now();
+    let since = period::parse(&args.since, now).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let until = match &args.until {
+        Some(until) => period::parse(until, now).map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+        None => now,
+    };
+    let options = Options {
+        file: args.file,
+        database: args.database,
+        since,
+        until,
+        robots: args.robots,
+        limit: args.limit,
+        megazord: args.megazord,
+        progress: std::io::stderr().is_terminal(),
+        svg_dir: args.svg_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = if options.progress {
+        runtime.block_on(backtest::run(&options, &Bar::new()))?
+    } else {
+        runtime.block_on(backtest::run(&options, &Quiet))?
+    };
+    if report.summary.examined == 0 {
+        eprintln!(
+            "note: no ended check of {} was created in the period{}",
+            report.template.name,
+            if report.stored_versions.is_empty() {
+                " (the database holds no version of it)"
+            } else {
+                ""
+            }
+        );
+    }
+    if args.json {
+        report.write_json(out)?;
+    } else {
+        report.write_text(out)?;
+    }
+    Ok(0)
 }

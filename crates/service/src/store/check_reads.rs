@@ -421,3 +421,97 @@ async fn with_records<T: Tx>(
         })
         .collect()
 }
+
+/// One page of a backtest's read (SPEC §14): the ended checks of some template versions
+/// created in `[since, until)` — of some robots, when `robots` is not empty — with an id
+/// above `after`, in id order (keyset pagination over the primary key), at most `limit`.
+#[derive(Debug, Clone)]
+pub struct EndedChecksPage<'a> {
+    pub template_ids: &'a [i64],
+    pub robots: &'a [i64],
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub after: i64,
+    pub limit: usize,
+}
+
+/// The statement of [`EndedChecksPage`] for so many template ids and robots — the page, or
+/// how many checks the whole period holds (`count`) — built once per shape and kept for the
+/// process's lifetime (the `Tx` seam takes `&'static str`); every value is bound.
+pub(crate) fn ended_checks_sql(templates: usize, robots: usize, count: bool) -> &'static str {
+    type Shape = (usize, usize, bool);
+    static TEXTS: std::sync::Mutex<Vec<(Shape, &'static str)>> = std::sync::Mutex::new(Vec::new());
+    let shape = (templates, robots, count);
+    let mut texts = TEXTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, text)) = texts.iter().find(|(known, _)| *known == shape) {
+        return text;
+    }
+    let list = |n: usize| vec!["?"; n].join(", ");
+    let robots_filter = match robots {
+        0 => String::new(),
+        n => format!("AND sc.robot_id IN ({}) ", list(n)),
+    };
+    let filter = format!(
+        "WHERE sc.status_check_template_id IN ({}) AND sc.phase IN ('COMPLETED', 'FAILED') \
+         AND sc.created_at >= ? AND sc.created_at < ? {robots_filter}AND sc.id > ?",
+        list(templates),
+    );
+    let text = if count {
+        format!("SELECT COUNT(*) AS checks FROM status_check sc {filter}")
+    } else {
+        format!("{}{filter} ORDER BY sc.id LIMIT ?", select_check!())
+    };
+    let text: &'static str = Box::leak(text.into_boxed_str());
+    texts.push((shape, text));
+    text
+}
+
+/// The arguments of [`ended_checks_sql`], the page's limit aside.
+fn ended_checks_args(page: &EndedChecksPage<'_>) -> Vec<Arg> {
+    let mut bound: Vec<Arg> = page.template_ids.iter().map(|&id| Arg::from(id)).collect();
+    // The production `created_at`: the bounds are compared as it is stored.
+    bound.push(Arg::from(page.since));
+    bound.push(Arg::from(page.until));
+    bound.extend(page.robots.iter().map(|&id| Arg::from(id)));
+    bound.push(Arg::from(page.after));
+    bound
+}
+
+pub(crate) async fn ended_checks_page<D: Db>(
+    db: &D,
+    page: &EndedChecksPage<'_>,
+) -> Result<Vec<StoredCheck>, StoreError> {
+    if page.template_ids.is_empty() || page.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = ended_checks_sql(page.template_ids.len(), page.robots.len(), false);
+    let mut bound = ended_checks_args(page);
+    bound.push(Arg::from(i64::try_from(page.limit).unwrap_or(i64::MAX)));
+    let mut tx = db.begin(Mode::Read).await?;
+    let rows = tx.fetch_all(sql, bound).await?;
+    let checks = with_records(&mut tx, rows).await?;
+    tx.commit().await?;
+    Ok(checks)
+}
+
+/// How many checks the pages from `page.after` on hold (its limit aside): a progress bar's
+/// length.
+pub(crate) async fn count_ended_checks<D: Db>(
+    db: &D,
+    page: &EndedChecksPage<'_>,
+) -> Result<u64, StoreError> {
+    if page.template_ids.is_empty() {
+        return Ok(0);
+    }
+    let sql = ended_checks_sql(page.template_ids.len(), page.robots.len(), true);
+    let mut tx = db.begin(Mode::Read).await?;
+    let row = tx.fetch_optional(sql, ended_checks_args(page)).await?;
+    tx.commit().await?;
+    let count = match row {
+        Some(row) => row.int("checks")?,
+        None => 0,
+    };
+    Ok(u64::try_from(count).unwrap_or(0))
+}

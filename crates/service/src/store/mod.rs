@@ -29,6 +29,7 @@ mod monitor_windows;
 mod monitors;
 pub mod mysql;
 mod outbox;
+mod read_only;
 mod removals;
 mod templates;
 mod timeline_reads;
@@ -45,9 +46,22 @@ pub mod sql {
         UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
     };
     pub use super::removals::QUEUE_REMOVAL_SQLITE;
+
+    /// The backtest's page of ended checks for so many template versions and robots; its
+    /// arguments: the template ids, since, until, the robots, the id after, the limit.
+    pub fn ended_checks_page(templates: usize, robots: usize) -> &'static str {
+        super::check_reads::ended_checks_sql(templates, robots, false)
+    }
+
+    /// The records of up to 64 checks (the backtest reads a page's so): the statement and
+    /// the ids to bind.
+    pub fn records_of_checks(check_ids: &[i64]) -> (&'static str, Vec<i64>) {
+        super::check_reads::SELECT_RECORDS_OF_CHECKS.for_ids(check_ids)
+    }
 }
 pub mod sqlite;
 
+pub use check_reads::EndedChecksPage;
 /// Truncated to the millisecond, as the store keeps the times of its own tables.
 pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
@@ -57,6 +71,7 @@ pub use monitors::{
     StateChange, StoredMonitor,
 };
 pub use outbox::{DEAD_LETTER_AT, OutboxHandoff};
+pub use read_only::ReadOnlyStore;
 pub use timeline_reads::{CheckFilter, CheckSummary, StoredAlarm, StoredNotification};
 
 use std::sync::Arc;

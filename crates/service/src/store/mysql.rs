@@ -68,6 +68,8 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
 pub struct MysqlStore {
     pool: MySqlPool,
     operation_timeout: Duration,
+    /// Every transaction is `START TRANSACTION READ ONLY` (`templates backtest`).
+    read_only: bool,
 }
 
 impl MysqlStore {
@@ -128,12 +130,20 @@ impl MysqlStore {
         Ok(MysqlStore {
             pool,
             operation_timeout: super::DEFAULT_OPERATION_TIMEOUT,
+            read_only: false,
         })
     }
 
     /// Bounds every store operation by `limit` (`DB_OPERATION_TIMEOUT_SECS`).
     pub fn with_operation_timeout(mut self, limit: Duration) -> MysqlStore {
         self.operation_timeout = limit;
+        self
+    }
+
+    /// Every transaction begins `START TRANSACTION READ ONLY`: the server refuses any write,
+    /// and a user with only `SELECT` suffices (`templates backtest`, SPEC §14).
+    pub fn read_only(mut self) -> MysqlStore {
+        self.read_only = true;
         self
     }
 }
@@ -150,7 +160,12 @@ impl Db for MysqlStore {
             state: TxState::Done,
             rollback_wait: self.operation_timeout,
         };
-        sqlx::raw_sql("BEGIN").execute(tx.sending()).await?;
+        let begin = if self.read_only {
+            "START TRANSACTION READ ONLY"
+        } else {
+            "BEGIN"
+        };
+        sqlx::raw_sql(begin).execute(tx.sending()).await?;
         tx.state = TxState::Open;
         Ok(tx)
     }

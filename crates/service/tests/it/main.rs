@@ -2,6 +2,8 @@
 //! processes. Shared helpers live in `support`.
 
 mod api;
+mod backtest;
+mod backtest_cli;
 mod batching;
 mod clock_skew;
 mod built_in_templates;
@@ -28,6 +30,7 @@ mod monitor_store;
 mod monitors;
 mod openapi;
 mod queue;
+mod schemas;
 mod store;
 mod store_timeouts;
 mod support;

@@ -79,6 +79,15 @@ pub struct TestDb {
     dir: Option<TempDir>,
 }
 
+impl TestDb {
+    /// The SQLite file of a SQLite test database.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.path().join("status-check.db"))
+    }
+}
+
 /// A fresh, migrated SQLite database.
 pub async fn sqlite_db() -> TestDb {
     let db = sqlite_db_unmigrated().await;

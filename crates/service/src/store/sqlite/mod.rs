@@ -207,6 +207,41 @@ impl SqliteStore {
         ))
     }
 
+    /// Opens an existing database file read-only, on one connection: SQLite refuses every
+    /// write (`SQLITE_OPEN_READ_ONLY`, and `query_only` besides), so the file's content stays
+    /// as it was — only WAL's `-shm`/`-wal` side files may be touched by a reader. For
+    /// `templates backtest` (SPEC §14). A missing file is an error, never created.
+    pub async fn open_read_only(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::connect("read the SQLite URL".to_owned(), &e))?;
+        let path = options.get_filename().to_owned();
+        let target = format!("open SQLite database {}", path.display());
+        if !path.is_file() {
+            return Err(StoreError::Connect {
+                target,
+                cause: "no such file".to_owned(),
+            });
+        }
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open = || -> rusqlite::Result<Connection> {
+            let connection = Connection::open_with_flags(&path, flags)?;
+            connection.busy_timeout(BUSY_TIMEOUT)?;
+            connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            connection.execute_batch("PRAGMA query_only = ON")?;
+            Ok(connection)
+        };
+        let connection = open().map_err(|error| StoreError::Connect {
+            target: target.clone(),
+            cause: error.to_string(),
+        })?;
+        Ok(SqliteStore::new(
+            connection,
+            None,
+            &path.display().to_string(),
+        ))
+    }
+
     fn new(writer: Connection, readers: Option<Arc<Readers>>, name: &str) -> SqliteStore {
         SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
