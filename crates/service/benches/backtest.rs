@@ -137,6 +137,7 @@ fn ended_check(i: i64, template_id: i64) -> NewCheck {
         next_steps,
         records,
         remove_subscription: false,
+        subscribe_intent: None,
         now: anchor(),
     }
 }

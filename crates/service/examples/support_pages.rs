@@ -18,7 +18,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use status_check::clock::ManualClock;
 use status_check::store::{
     CheckKey, CheckUpdate, Created, Fence, MonitorPut, MonitorSource, NewAction, NewCheck,
-    Notifications, StateChange, StoreSettings, UpdateOutcome,
+    Notifications, StateChange, StoreSettings, UpdateOutcome, WindowClose, WindowRecord,
 };
 use status_check::upstream::UpstreamConfig;
 use status_check::upstream::megazord::HttpMegazord;
@@ -139,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
                 result: CheckResult::Pending,
                 next_step_id: None,
                 subscription_id: Some(990 + robot),
+                subscribe_intent: None,
                 windows,
                 deadline: windows.until,
                 next_steps,
@@ -257,6 +258,42 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect(),
         remove_subscription: None,
+        windows: [
+            (
+                1,
+                "2026-11-20T07:00:00Z",
+                "2026-11-20T08:30:00Z",
+                Some(WindowClose::Reset),
+            ),
+            (
+                1,
+                "2026-11-20T08:30:00Z",
+                "2026-11-20T10:30:00Z",
+                Some(WindowClose::Expired),
+            ),
+            (
+                2,
+                "2026-11-20T10:30:00Z",
+                "2026-11-20T12:30:00Z",
+                Some(WindowClose::Expired),
+            ),
+            (3, "2026-11-20T12:30:00Z", "2026-11-20T14:30:00Z", None),
+        ]
+        .into_iter()
+        .map(|(number, start, end, ending)| WindowRecord {
+            session_date: date,
+            session_start: at("2026-11-20T07:00:00Z"),
+            session_end: at("2026-11-20T21:00:00Z"),
+            subscription_id: Some(7001),
+            number,
+            start: at(start),
+            end: at(end),
+            ending,
+            reference_id: (ending == Some(WindowClose::Expired))
+                .then(|| monitor.reference_id(date, number)),
+            reset_event_id: (ending == Some(WindowClose::Reset)).then_some(6001),
+        })
+        .collect(),
     };
     anyhow::ensure!(
         store

@@ -155,8 +155,7 @@ impl Stack {
         };
         let sim_clock = clock.clone();
         let now: Now = Arc::new(move || sim_clock.now());
-        let mut megazord =
-            seed_megazord(MegazordSim::new(Arc::new(sink), now), &config.templates_dir)?;
+        let mut megazord = seed_megazord(MegazordSim::new(Arc::new(sink), now), &config.templates)?;
         if let Some(mailbox) = mailbox {
             megazord = megazord.with_mailbox(mailbox);
         }
@@ -217,11 +216,16 @@ impl Stack {
 }
 
 /// The simulated Megazord knowing what the real one knows that this service needs: the real
-/// event schemas (NOTES.md), every event the templates in `dir` (`TEMPLATES_DIR`) depend on
-/// (level 10), and the providers of the job service's alarms and of a robot's own events.
-pub fn seed_megazord(megazord: MegazordSim, dir: &std::path::Path) -> anyhow::Result<MegazordSim> {
-    let loaded = template_files::load_dir(dir, &Limits::default())
-        .with_context(|| format!("cannot read the templates folder {}", dir.display()))?;
+/// event schemas (NOTES.md), every event the shipped templates (`TEMPLATES_DIR`, or those
+/// built in) depend on (level 10), and the providers of the job service's alarms and of a
+/// robot's own events.
+pub fn seed_megazord(
+    megazord: MegazordSim,
+    templates: &TemplateSource,
+) -> anyhow::Result<MegazordSim> {
+    let loaded = templates
+        .load(&Limits::default())
+        .with_context(|| format!("cannot read {templates}"))?;
     let dependencies = loaded.templates.iter().flat_map(|(_, template)| {
         let phases = [&template.past, &template.future];
         phases

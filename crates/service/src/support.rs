@@ -8,8 +8,7 @@ use status_check_engine::lifecycle::Windows;
 use utoipa::ToSchema;
 
 use crate::store::{
-    DynStore, Provenance, StoreError, StoredCheck, StoredMonitor, StoredNotification,
-    WindowClose,
+    DynStore, Provenance, StoreError, StoredCheck, StoredMonitor, StoredNotification, WindowClose,
 };
 use crate::timeline::{
     AlarmMark, CheckTimeline, MonitorDay, PastWindow, TimelineNotification, TimelineRecord,

@@ -280,7 +280,10 @@ impl Writer {
             created_at: Some(today(time)),
             ..NewIncoming::default()
         };
-        self.megazord.post_incoming(robot, new).await;
+        self.megazord
+            .post_incoming(robot, new)
+            .await
+            .expect("a known event");
     }
 
     async fn create(&self, robot: i64, step_id: i64) -> Value {

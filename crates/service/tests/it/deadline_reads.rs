@@ -113,7 +113,7 @@ async fn sim_stack(backend: Backend, extra: &[(&str, &str)]) -> Option<(SimStack
     let megazord = status_check::dev::seed_megazord(
         MegazordSim::new(sink.clone(), Arc::new(move || sim_clock.now()))
             .with_rows(Arc::new(neighbours.clone())),
-        &templates_dir,
+        &status_check::template_files::TemplateSource::Dir(templates_dir),
     )
     .expect("the shipped templates load");
     let micro_managers = MicroManagersSim::new();

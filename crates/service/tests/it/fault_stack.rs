@@ -323,6 +323,7 @@ impl StatusSink for GatedSink {
 /// `megazord` knowing the shipped templates' events and the providers, as the dev stack's does.
 pub fn seeded(megazord: MegazordSim) -> MegazordSim {
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    let templates = status_check::template_files::TemplateSource::Dir(templates);
     status_check::dev::seed_megazord(megazord, &templates).expect("the shipped templates load")
 }
 

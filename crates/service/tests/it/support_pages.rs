@@ -314,7 +314,7 @@ async fn the_list_filters_and_pages_newest_first(backend: Backend) {
 /// A monitor whose windows 1 and 2 expired (alarms posted) and whose window 3 is open.
 async fn a_monitors_day_shows_its_alarms_and_open_window(backend: Backend) {
     use chrono::{DateTime, NaiveDate, Utc};
-    use status_check::store::{NewAction, StateChange};
+    use status_check::store::{NewAction, StateChange, WindowClose, WindowRecord};
     use status_check_engine::monitor::WindowState;
     let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().to_utc();
     let app = spawn_with(backend, &[("INTERNAL_API_TOKEN", TOKEN)]).await;
@@ -368,6 +368,44 @@ async fn a_monitors_day_shows_its_alarms_and_open_window(backend: Backend) {
             })
             .collect(),
         remove_subscription: None,
+        // The day as the service keeps it: window 1 reset by an event at 09:30 local, then
+        // windows 1 and 2 expired; 3 is open.
+        windows: [
+            (
+                1,
+                "2026-11-20T07:00:00Z",
+                "2026-11-20T08:30:00Z",
+                Some(WindowClose::Reset),
+            ),
+            (
+                1,
+                "2026-11-20T08:30:00Z",
+                "2026-11-20T10:30:00Z",
+                Some(WindowClose::Expired),
+            ),
+            (
+                2,
+                "2026-11-20T10:30:00Z",
+                "2026-11-20T12:30:00Z",
+                Some(WindowClose::Expired),
+            ),
+            (3, "2026-11-20T12:30:00Z", "2026-11-20T14:30:00Z", None),
+        ]
+        .into_iter()
+        .map(|(number, start, end, ending)| WindowRecord {
+            session_date: date,
+            session_start: at("2026-11-20T07:00:00Z"),
+            session_end: at("2026-11-20T21:00:00Z"),
+            subscription_id: Some(7001),
+            number,
+            start: at(start),
+            end: at(end),
+            ending,
+            reference_id: (ending == Some(WindowClose::Expired))
+                .then(|| stored.monitor.reference_id(date, number)),
+            reset_event_id: (ending == Some(WindowClose::Reset)).then_some(6001),
+        })
+        .collect(),
     };
     let now = at("2026-11-20T12:30:00Z");
     assert!(
@@ -396,13 +434,19 @@ async fn a_monitors_day_shows_its_alarms_and_open_window(backend: Backend) {
         "{page}"
     );
     assert_eq!(page.matches("class=\"alarm-mark\"").count(), 2, "{page}");
+    assert_eq!(
+        page.matches("class=\"window-bar reset\"").count(),
+        1,
+        "{page}"
+    );
+    assert_eq!(page.matches("class=\"event-mark\"").count(), 1, "{page}");
     for n in [1, 2] {
         assert!(
             page.contains(&format!("status-check:42:no-toilet:2026-11-20:{n}")),
             "{page}"
         );
     }
-    // Window 1 is drawn back from its alarm: a full window before 11:30 local.
+    // Window 1 as kept: restarted at 09:30 local by the event, expired at 11:30.
     assert!(page.contains("2026-11-20 09:30:00 CET"), "{page}");
     assert!(
         page.contains("2026-11-20 (24 h) · session 14 h · 2 alarms"),
