@@ -116,8 +116,12 @@ impl Stack {
             queue: queues.queue.clone(),
             url: queues.status_url.clone(),
         };
-        let megazord = MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
-            .with_rows(Arc::new(db.neighbours.clone()));
+        let megazord = crate::fault_stack::seeded(
+            MegazordSim::new(Arc::new(sink), status_check_sim::system_now())
+                .with_rows(Arc::new(db.neighbours.clone())),
+        );
+        // The monitor's alarm is an event Megazord must know too.
+        megazord.add_event_schemas([(ALARM, 10)]);
         let upstreams = Upstreams::serve(micro_managers, megazord);
         Some(Stack {
             db,
