@@ -2,11 +2,18 @@
 //! sub-folders) into the binary, so a binary started anywhere without `TEMPLATES_DIR` still
 //! has them (docs/configuration.md). Writes `$OUT_DIR/built_in_templates.rs`: a list of
 //! (file name, text) pairs, each text an `include_str!` of the file.
+//!
+//! Also has the release binary's debug information (line tables only, see the workspace's
+//! Cargo.toml) stored compressed: backtraces still name file and line, the binary is a
+//! fraction of the size (docs/operations.md, "The binary").
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 fn main() {
+    if std::env::var("PROFILE").as_deref() == Ok("release") {
+        println!("cargo::rustc-link-arg-bins=-Wl,--compress-debug-sections=zlib");
+    }
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let dir = manifest.join("../../templates");
     // A folder: cargo reruns this script when anything in it changes (a file added included).
