@@ -321,8 +321,8 @@ async fn main() -> anyhow::Result<()> {
              "texts": ["COMPLETED · PASS · next step 124", "CHARGING_STARTED"]},
             {"name": "check-failed", "path": format!("/internal/ui/checks/{}", check_ids[1]), "eventMarks": 1,
              "texts": ["FAILED · FAIL · next step 125"]},
-            {"name": "monitor", "path": "/internal/ui/monitors/42/no-toilet?date=2026-11-20", "eventMarks": 0,
-             "windowBars": 3,
+            {"name": "monitor", "path": "/internal/ui/monitors/42/no-toilet?date=2026-11-20", "eventMarks": 1,
+             "windowBars": 4,
              "texts": ["status-check:42:no-toilet:2026-11-20:1", "status-check:42:no-toilet:2026-11-20:2", "open now"]},
         ],
     });
