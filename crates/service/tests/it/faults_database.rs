@@ -149,7 +149,7 @@ async fn a_frozen_then_crashed_database_is_answered_503_quickly_and_loses_nothin
         .await
         .unwrap();
     for series in [
-        "queue_messages_processed_total{outcome=\"failed\"}",
+        "queue_messages_processed_total{queue=\"status\",outcome=\"failed\"}",
         "db_operation_timeouts_total{operation=\"find_by_subscription\"}",
         "db_operation_timeouts_total{operation=\"release_stale_leases\"}",
     ] {
