@@ -575,36 +575,6 @@ pub async fn a_refused_unsubscribe_is_retried_until_megazord_takes_it(backend: B
     assert_eq!(relay.tick_once().await.removals.claimed, 0, "removed once");
 }
 
-/// A delivery that keeps coming for a subscription nothing here knows is, after the grace
-/// period, deleted — and the subscription left alone: it may be another service's, on a queue
-/// shared by mistake (SPEC §13). No DELETE reaches Megazord, now or later.
-pub async fn an_unknown_subscription_is_never_removed(backend: Backend) {
-    let Some((app, workers, queues)) = stack(backend).await else {
-        return;
-    };
-    app.given_subscriptions(ROBOT, 4242).await;
-    put(
-        &app,
-        &queues,
-        &delivery(
-            4242,
-            88000,
-            7700,
-            "CHARGING_STARTED",
-            "2026-11-20T08:00:00Z",
-        ),
-    )
-    .await;
-    app.clock.set(at("2026-11-20T08:05:00Z"));
-    assert_eq!(consume(&workers).await, [Outcome::UnknownDropped]);
-    let relay = workers.relay.as_ref().unwrap();
-    assert_eq!(relay.tick_once().await.removals.claimed, 0);
-    app.clock.set(at("2026-11-20T09:00:00Z"));
-    assert_eq!(relay.tick_once().await.removals.claimed, 0);
-    assert_eq!(app.store.subscription_removal_backlog().await.unwrap(), 0);
-    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/4242").await, 0);
-}
-
 /// Readiness follows the consumer's real state: while every receive from the status queue
 /// fails for `CONSUMER_UNREADY_AFTER_SECS`, `/health/ready` is 503; the next receive that works
 /// makes it 200 again.
@@ -991,7 +961,6 @@ on_both_backends!(
     a_notification_that_cannot_be_sent_is_dead_lettered,
     a_crashed_replicas_deadlines_are_taken_over_within_30_s,
     a_refused_unsubscribe_is_retried_until_megazord_takes_it,
-    an_unknown_subscription_is_never_removed,
     readiness_follows_failing_receives,
     a_restart_mid_window_keeps_the_deadline,
     a_stolen_lease_is_fenced,

@@ -37,3 +37,4 @@ mod support;
 mod support_pages;
 mod takeover;
 mod templates_cli;
+mod unknown_subscriptions;

@@ -1,0 +1,319 @@
+//! The configuration's unit tests: keys, defaults, roles and queues, secrets.
+
+use super::*;
+
+/// A configuration with the queue addresses every role set needs by default.
+fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut values: BTreeMap<String, String> = [
+        ("STATUS_QUEUE_ADDRESS", "http://sqs.local/1/status"),
+        ("ROBOT_QUEUE_ADDRESS", "http://sqs.local/1/robot-"),
+    ]
+    .iter()
+    .chain(pairs)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    values.retain(|_, v| v != "<unset>");
+    Config::from_sources(values)
+}
+
+#[test]
+fn roles_decide_which_queue_addresses_are_required() {
+    let err = config(&[("STATUS_QUEUE_ADDRESS", "<unset>")]).unwrap_err();
+    assert_eq!(err.key, "STATUS_QUEUE_ADDRESS");
+    let err = config(&[("ROBOT_QUEUE_ADDRESS", "<unset>")]).unwrap_err();
+    assert_eq!(err.key, "ROBOT_QUEUE_ADDRESS");
+    let api_only = config(&[
+        ("ROLES", "api"),
+        ("STATUS_QUEUE_ADDRESS", "<unset>"),
+        ("ROBOT_QUEUE_ADDRESS", "<unset>"),
+    ])
+    .unwrap();
+    assert!(api_only.roles.api && !api_only.roles.consumer && !api_only.roles.relay);
+    assert_eq!(config(&[("ROLES", "api,cron")]).unwrap_err().key, "ROLES");
+    assert_eq!(config(&[]).unwrap().roles, Roles::ALL);
+}
+
+#[test]
+fn the_database_configuration_needs_no_queue_or_upstream_address() {
+    let only_database = |pairs: &[(&str, &str)]| {
+        DatabaseConfig::from_sources(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    };
+    let config = only_database(&[("DATABASE_URL", "sqlite:///tmp/x.db")]).unwrap();
+    assert_eq!(config.database_url.expose(), "sqlite:///tmp/x.db");
+    assert_eq!(config.log_format, LogFormat::Json);
+    // Keys only `serve` reads are not looked at.
+    assert!(only_database(&[("PORT", "eighty"), ("ROLES", "cron")]).is_ok());
+    // What it does read is validated as strictly as by `serve`.
+    for (key, value) in [
+        ("DATABASE_URL", "postgres://x"),
+        ("LOG_FORMAT", "xml"),
+        ("DB_PORT", "many"),
+    ] {
+        let err = only_database(&[(key, value), ("DB_RW_HOST", "db"), ("DB_RW_USERNAME", "u")])
+            .unwrap_err();
+        assert_eq!(err.key, key, "{err}");
+    }
+    // `serve` still refuses to start without its queue address.
+    assert_eq!(
+        Config::from_sources(
+            [("DATABASE_URL".to_owned(), "sqlite:///tmp/x.db".to_owned())]
+                .into_iter()
+                .collect()
+        )
+        .unwrap_err()
+        .key,
+        "STATUS_QUEUE_ADDRESS"
+    );
+}
+
+#[test]
+fn the_clock_skew_bound_is_seconds_above_zero() {
+    let skew = config(&[]).unwrap().clock_skew;
+    assert_eq!(skew.max, Duration::from_secs(5));
+    assert_eq!(skew.interval, Duration::from_secs(5));
+    let half = config(&[("CLOCK_SKEW_MAX", "0.5")]).unwrap().clock_skew;
+    assert_eq!(half.max, Duration::from_millis(500));
+    for bad in ["0", "-1", "five", "NaN", "inf"] {
+        let err = config(&[("CLOCK_SKEW_MAX", bad)]).unwrap_err();
+        assert_eq!(err.key, "CLOCK_SKEW_MAX", "{bad}: {err}");
+    }
+    let err = config(&[("CLOCK_SKEW_INTERVAL_MS", "0")]).unwrap_err();
+    assert_eq!(err.key, "CLOCK_SKEW_INTERVAL_MS");
+}
+
+#[test]
+fn defaults_apply() {
+    let config = config(&[]).unwrap();
+    assert_eq!(config.port, 8080);
+    assert_eq!(config.database_url.expose(), "sqlite://status-check.db");
+    assert_eq!(config.upstream_timeout, Duration::from_secs(5));
+    assert_eq!(config.robot_consumer_username, "tinybots-robots");
+    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(
+        config.rule_cost_budget,
+        status_check_engine::rules::DEFAULT_COST_BUDGET
+    );
+    assert_eq!(config.http_header_read_timeout, Duration::from_secs(10));
+    assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
+    assert_eq!(config.http_request_timeout, Duration::from_secs(30));
+    assert_eq!(config.http_max_connections, 1024);
+    assert_eq!(
+        config.store_settings.operation_timeout,
+        crate::store::DEFAULT_OPERATION_TIMEOUT
+    );
+    assert_eq!(
+        config
+            .store_settings
+            .operation_timeout
+            .as_secs()
+            .to_string(),
+        default("DB_OPERATION_TIMEOUT_SECS")
+    );
+}
+
+#[test]
+fn invalid_values_name_their_key() {
+    for (key, value) in [
+        ("PORT", "eighty"),
+        ("HOST", "localhost:80"),
+        ("UPSTREAM_TIMEOUT_MS", "0"),
+        ("LOG_FORMAT", "xml"),
+        ("DATABASE_URL", "postgres://x"),
+        ("MICRO_MANAGERS_ADDRESS", "micro-managers:80"),
+        ("HISTORY_CAP", "-1"),
+        ("LOG_LEVEL", "loud"),
+        ("LOG_LEVEL", "info,[[["),
+        ("OPEN_CHECKS_PER_STEP", "0"),
+        ("OUTBOX_MAX_ATTEMPTS", "0"),
+        ("RULE_COST_BUDGET", "0"),
+        ("HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
+        ("HTTP_IDLE_TIMEOUT_SECS", "soon"),
+        ("HTTP_REQUEST_TIMEOUT_SECS", "0"),
+        ("HTTP_MAX_CONNECTIONS", "0"),
+        ("DB_OPERATION_TIMEOUT_SECS", "0"),
+        ("DB_POOL_SIZE", "0"),
+        ("DB_POOL_SIZE", "1001"),
+        ("DB_OPERATION_TIMEOUT_SECS", "2.5"),
+    ] {
+        let err = config(&[(key, value)]).unwrap_err();
+        assert_eq!(err.key, key, "{err}");
+        assert!(err.to_string().contains(key));
+    }
+}
+
+#[test]
+fn log_levels_and_filters_are_accepted() {
+    for level in [
+        "info",
+        "WARN",
+        "off",
+        "info,status_check=debug",
+        "sqlx=warn",
+    ] {
+        assert!(config(&[("LOG_LEVEL", level)]).is_ok(), "{level}");
+    }
+}
+
+#[test]
+fn the_existing_deployments_variables_build_a_mysql_url() {
+    let built = config(&[
+        ("DB_RW_HOST", "db.internal"),
+        ("DB_RW_USERNAME", "svc"),
+        ("DB_RW_PASSWORD", "p@ss:word"),
+        ("DB_PORT", "3307"),
+    ])
+    .unwrap();
+    assert_eq!(
+        built.database_url.expose(),
+        "mysql://svc:p%40ss%3Aword@db.internal:3307/tinybots?ssl-mode=preferred"
+    );
+    // A CA makes verification the default; an explicit mode still wins.
+    let verified = config(&[
+        ("DB_RW_HOST", "db.internal"),
+        ("DB_RW_USERNAME", "svc"),
+        ("DB_SSL_CA", "/etc/ssl/rds.pem"),
+    ])
+    .unwrap();
+    assert_eq!(
+        verified.database_url.expose(),
+        "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_identity&ssl-ca=%2Fetc%2Fssl%2Frds.pem"
+    );
+    let only_ca_checked = config(&[
+        ("DB_RW_HOST", "db.internal"),
+        ("DB_RW_USERNAME", "svc"),
+        ("DB_SSL_CA", "/etc/ssl/rds.pem"),
+        ("DB_SSL_MODE", "VERIFY_CA"),
+    ])
+    .unwrap();
+    assert_eq!(
+        only_ca_checked.database_url.expose(),
+        "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_ca&ssl-ca=%2Fetc%2Fssl%2Frds.pem"
+    );
+    let err = config(&[
+        ("DB_RW_HOST", "db.internal"),
+        ("DB_RW_USERNAME", "svc"),
+        ("DB_SSL_MODE", "sometimes"),
+    ])
+    .unwrap_err();
+    assert_eq!(err.key, "DB_SSL_MODE");
+    assert!(config(&[("DB_RW_HOST", "db")]).unwrap_err().key == "DB_RW_USERNAME");
+}
+
+#[test]
+fn an_unverified_tls_certificate_is_warned_about() {
+    let warning = |pairs: &[(&str, &str)]| config(pairs).unwrap().database_tls_warning();
+    let deployment = [("DB_RW_HOST", "db.internal"), ("DB_RW_USERNAME", "svc")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = deployment.to_vec();
+        pairs.extend_from_slice(extra);
+        warning(&pairs)
+    };
+    // The default without a CA, and `required`, accept any certificate.
+    assert!(with(&[]).is_some_and(|w| w.contains("ssl-mode preferred")));
+    assert!(with(&[("DB_SSL_MODE", "required")]).is_some_and(|w| w.contains("required")));
+    // Verified, or TLS off on purpose: nothing to warn about.
+    assert_eq!(with(&[("DB_SSL_CA", "/etc/ssl/rds.pem")]), None);
+    assert_eq!(with(&[("DB_SSL_MODE", "verify_identity")]), None);
+    assert_eq!(with(&[("DB_SSL_MODE", "disabled")]), None);
+    // A URL says its own mode; sqlx's default there is `preferred`.
+    assert!(warning(&[("DATABASE_URL", "mysql://u:p@db/x")]).is_some());
+    assert_eq!(
+        warning(&[("DATABASE_URL", "mysql://u:p@db/x?ssl-mode=verify_identity")]),
+        None
+    );
+    assert_eq!(warning(&[("DATABASE_URL", "sqlite:///tmp/x.db")]), None);
+    // The warning never carries the password.
+    assert!(
+        !warning(&[("DATABASE_URL", "mysql://u:hunter2@db/x")])
+            .unwrap()
+            .contains("hunter2")
+    );
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let config = config(&[
+        ("DATABASE_URL", "mysql://u:hunter2@h/db"),
+        ("INTERNAL_API_TOKEN", "s3cret-token"),
+    ])
+    .unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(!debug.contains("s3cret-token"), "{debug}");
+    assert_eq!(
+        config
+            .internal_api_token
+            .as_ref()
+            .map(|t| t.expose().as_str()),
+        Some("s3cret-token")
+    );
+}
+
+#[test]
+fn the_monitor_role_is_a_default_and_job_names_a_monitoring_replica() {
+    assert!(config(&[]).unwrap().roles.monitor);
+    let job = config(&[("ROLES", Roles::JOB)]).unwrap().roles;
+    assert!(job.monitor && job.consumer && job.relay);
+    assert!(!job.api && !job.scheduler);
+    assert!(config(&[]).unwrap().internal_api_token.is_none());
+}
+
+#[test]
+fn a_monitoring_only_replica_with_a_queue_suffix_consumes_only_the_monitors_queue() {
+    let suffix = ("MONITORS_QUEUE_SUFFIX", "azi-3-status-check-jobs");
+    let job = config(&[
+        ("ROLES", Roles::JOB),
+        suffix,
+        ("ROBOT_QUEUE_ADDRESS", "<unset>"),
+    ])
+    .expect("a job replica with a suffix needs no robot queue");
+    let queue = job.monitors_queue_suffix.as_deref();
+    assert_eq!(queue, Some("azi-3-status-check-jobs"));
+    assert!(job.roles.consumes_monitors_queue(queue));
+    assert!(
+        !job.roles.consumes_status_queue(queue),
+        "the plain queue belongs to the status-check service"
+    );
+    assert_eq!(job.alarm_provider_name, "azi-3-status-jobs");
+
+    // Every role: both queues. No suffix: the status queue only, as before.
+    let all = config(&[suffix]).unwrap();
+    let queue = all.monitors_queue_suffix.as_deref();
+    assert!(all.roles.consumes_status_queue(queue) && all.roles.consumes_monitors_queue(queue));
+    let plain = config(&[("ROLES", Roles::JOB)]).unwrap();
+    assert!(plain.roles.consumes_status_queue(None));
+    assert!(!plain.roles.consumes_monitors_queue(None));
+
+    // Without the suffix a job replica's relay sends robot notifications too.
+    let err = config(&[("ROLES", Roles::JOB), ("ROBOT_QUEUE_ADDRESS", "<unset>")]).unwrap_err();
+    assert_eq!(err.key, "ROBOT_QUEUE_ADDRESS");
+    let err = config(&[("MONITORS_QUEUE_SUFFIX", "no/slash")]).unwrap_err();
+    assert_eq!(err.key, "MONITORS_QUEUE_SUFFIX");
+    let custom = config(&[("ALARM_PROVIDER_NAME", "other-provider")]).unwrap();
+    assert_eq!(custom.alarm_provider_name, "other-provider");
+}
+
+#[test]
+fn the_environment_wins_over_the_file_and_file_typos_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, "PORT: 9000\nLOG_FORMAT: pretty\n").unwrap();
+    let path = file.to_str().unwrap();
+    let config = config(&[("CONFIG_FILE", path), ("PORT", "9100")]).unwrap();
+    assert_eq!(config.port, 9100);
+    assert_eq!(config.log_format, LogFormat::Pretty);
+
+    std::fs::write(&file, "PROT: 9000\n").unwrap();
+    let err = Config::from_sources(
+        [("CONFIG_FILE".to_owned(), path.to_owned())]
+            .into_iter()
+            .collect(),
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "PROT");
+}
