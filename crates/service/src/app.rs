@@ -416,11 +416,11 @@ impl Workers {
             Some(
                 Relay::new(
                     checks.clone(),
+                    monitors.clone(),
                     queue_for("relay")?,
                     RelayConfig::from_config(config.robot_queue_address.clone(), config),
                     &hostname,
                 )
-                .with_monitors(monitors.clone())
                 .with_handoff(handoff),
             )
         } else {

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod http;
+pub mod jobs;
 pub mod monitors;
 pub mod notify;
 pub mod queue;

@@ -4,96 +4,94 @@
 //! is one whose subscribe answer was lost; a subscription nothing here knows is never removed
 //! (it may be another service's, on a queue shared by mistake).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::{StreamExt as _, stream};
 
 use super::Checks;
-use crate::store::{StoreError, UnknownSubscription};
+use crate::jobs::{Handler, Job, LeaseOwner, Next, RetryPolicy, Runner, RunnerSettings};
+use crate::store::{Removals, StoreError, SubscriptionRemoval, UnknownSubscription};
+use crate::upstream::Megazord;
 
-/// Removals worked on per step.
+/// Removals worked on per step, one at a time: removals are not urgent (a delivery for an
+/// ended check is dropped), and they share the machine and Megazord with the hot path — at 16
+/// in flight, a burst of 100,000 deadlines finalised 10% slower (docs/benchmarks.md).
 const BATCH: usize = 50;
-/// Unsubscribes in flight at once. One: removals are not urgent (a delivery for an ended
-/// check is dropped), and they share the machine and Megazord with the hot path — at 16 in
-/// flight, a burst of 100,000 deadlines finalised 10% slower (docs/benchmarks.md).
-const CONCURRENCY: usize = 1;
 /// How long a claimed removal is reserved for this replica.
 const LEASE: Duration = Duration::from_secs(30);
-/// First retry delay, doubling per failed attempt up to [`MAX_BACKOFF`].
-const BASE_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Retried until done: a subscription left at Megazord is never expired.
+const RETRY: RetryPolicy = RetryPolicy::doubling();
 
-/// What one step of the cleanup did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RemovalTick {
-    pub claimed: usize,
-    pub removed: usize,
-    pub failed: usize,
+/// Removes the subscriptions queued for removal at Megazord (204 and 404 are both done).
+pub struct SubscriptionRemover {
+    megazord: Arc<dyn Megazord>,
+}
+
+#[async_trait]
+impl Handler for SubscriptionRemover {
+    type Kind = Removals;
+
+    async fn perform(&self, jobs: &[Job<SubscriptionRemoval>]) -> Vec<Result<(), String>> {
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let removal = &job.payload;
+            let call_ref = uuid::Uuid::new_v4().to_string();
+            let result = self
+                .megazord
+                .unsubscribe(removal.robot_id, removal.subscription_id, &call_ref)
+                .await;
+            if result.is_ok() {
+                metrics::counter!("subscriptions_removed_total", "reason" => reason(&removal.reason))
+                    .increment(1);
+            }
+            outcomes.push(result.map_err(|e| e.to_string()));
+        }
+        outcomes
+    }
+
+    fn failed(&self, job: &Job<SubscriptionRemoval>, error: &str, next: Next) {
+        let removal = &job.payload;
+        let retry_in_ms = match next {
+            Next::RetryIn(wait) => wait.as_millis() as u64,
+            Next::DeadLetter => u64::MAX,
+        };
+        tracing::warn!(
+            robot_id = removal.robot_id,
+            subscription_id = removal.subscription_id,
+            attempts = job.attempts + 1,
+            retry_in_ms,
+            error,
+            "could not remove a subscription; will retry"
+        );
+        metrics::counter!("unsubscribe_failures_total").increment(1);
+    }
 }
 
 impl Checks {
-    /// One step: up to a batch of due removals, tried at Megazord [`CONCURRENCY`] at a time;
-    /// those it took are marked done in one write (each a write of its own would wait its turn behind
-    /// the scheduler's and the consumer's, one by one).
-    pub async fn remove_subscriptions(&self, lease: &str) -> Result<RemovalTick, StoreError> {
-        let now = self.clock.now();
-        let lease_until = now + TimeDelta::from_std(LEASE).unwrap_or(TimeDelta::MAX);
-        let claimed = self
-            .store
-            .claim_subscription_removals(now, lease, lease_until, BATCH)
-            .await?;
-        let mut tick = RemovalTick {
-            claimed: claimed.len(),
-            ..RemovalTick::default()
-        };
-        let mut attempts = stream::iter(claimed)
-            .map(|removal| async move {
-                let call_ref = uuid::Uuid::new_v4().to_string();
-                let result = self
-                    .megazord
-                    .unsubscribe(removal.robot_id, removal.subscription_id, &call_ref)
-                    .await;
-                (removal, result)
-            })
-            .buffer_unordered(CONCURRENCY);
-        let mut removed = Vec::new();
-        let mut failed = Vec::new();
-        while let Some((removal, result)) = attempts.next().await {
-            match result {
-                Ok(()) => {
-                    metrics::counter!("subscriptions_removed_total", "reason" => reason(&removal.reason))
-                        .increment(1);
-                    removed.push(removal.subscription_id);
-                }
-                Err(e) => failed.push((removal, e)),
-            }
-        }
-        drop(attempts);
-        tick.removed = removed.len();
-        tick.failed = failed.len();
-        // Should this write fail, the leases run out and the removals are tried again:
-        // Megazord answers 404, which is done.
-        self.store
-            .subscriptions_removed(&removed, self.clock.now())
-            .await?;
-        for (removal, e) in failed {
-            let backoff = backoff(removal.attempts);
-            tracing::warn!(
-                robot_id = removal.robot_id,
-                subscription_id = removal.subscription_id,
-                attempts = removal.attempts + 1,
-                retry_in_ms = backoff.as_millis() as u64,
-                error = %e,
-                "could not remove a subscription; will retry"
-            );
-            metrics::counter!("unsubscribe_failures_total").increment(1);
-            let next = self.clock.now() + TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX);
-            self.store
-                .subscription_removal_failed(removal.id, lease, next, &e.to_string())
-                .await?;
-        }
-        Ok(tick)
+    /// The runner that removes the queued subscriptions, claiming as `owner`.
+    pub fn removal_runner(
+        &self,
+        owner: LeaseOwner,
+        poll_interval: Duration,
+    ) -> Runner<SubscriptionRemover> {
+        Runner::new(
+            SubscriptionRemover {
+                megazord: self.megazord.clone(),
+            },
+            self.store.clone(),
+            self.clock.clone(),
+            RETRY,
+            RunnerSettings {
+                batch: BATCH,
+                lease_for: LEASE,
+                poll_interval,
+                retention: None,
+                backlog_gauge: None,
+            },
+            owner,
+        )
     }
 
     /// A delivery for a subscription no check or monitor session has kept coming past the
@@ -165,25 +163,5 @@ fn reason(reason: &str) -> &'static str {
         "monitor_deleted" => "monitor_deleted",
         "monitor_open_failed" => "monitor_open_failed",
         _ => "other",
-    }
-}
-
-/// `base · 2^attempts`, capped.
-fn backoff(attempts: u32) -> Duration {
-    BASE_BACKOFF
-        .checked_mul(1u32 << attempts.min(20))
-        .unwrap_or(MAX_BACKOFF)
-        .min(MAX_BACKOFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(4), Duration::from_secs(16));
-        assert_eq!(backoff(30), MAX_BACKOFF);
     }
 }

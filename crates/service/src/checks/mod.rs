@@ -15,6 +15,7 @@ mod create;
 mod create_writes;
 mod deadline;
 mod delivery;
+mod notifications;
 mod reconcile;
 pub mod view;
 
@@ -26,9 +27,10 @@ use status_check_engine::lifecycle::{Check, CheckState, Effect, Skip, Transition
 use status_check_engine::rules::RuleFailure;
 
 use self::adoption::{Adoption, AdoptionConfig};
-pub use self::cleanup::RemovalTick;
+pub use self::cleanup::SubscriptionRemover;
 pub use self::deadline::Finalised;
 pub use self::delivery::{Delivered, DeliveryOutcome, SubscriptionRoute};
+pub use self::notifications::{NOTIFICATION_LEASE, NotifierConfig, RobotNotifier};
 pub use self::reconcile::ReconcileSettings;
 use crate::clock::Clock;
 use crate::store::{
@@ -306,9 +308,9 @@ impl Checks {
         // removes it (retried until Megazord answers), off the hot path.
     }
 
-    /// Removes a subscription at Megazord now, marking its queued removal done; whether it
-    /// worked. A failure is logged and counted and left to the queued removal (SPEC §13:
-    /// Megazord never expires a subscription, so none may leak).
+    /// Removes a subscription at Megazord now; whether it worked. A failure is logged and
+    /// counted and left to a queued removal (SPEC §13: Megazord never expires a
+    /// subscription, so none may leak).
     async fn try_remove_subscription(
         &self,
         robot_id: i64,
@@ -320,17 +322,7 @@ impl Checks {
             .unsubscribe(robot_id, subscription_id, call_ref)
             .await
         {
-            Ok(()) => {
-                if let Err(e) = self
-                    .store
-                    .subscriptions_removed(&[subscription_id], self.clock.now())
-                    .await
-                {
-                    // Then the relay removes it again: Megazord answers 404, which is done.
-                    tracing::warn!(subscription_id, error = %e, "could not mark a removed subscription");
-                }
-                true
-            }
+            Ok(()) => true,
             Err(e) => {
                 tracing::warn!(robot_id, subscription_id, error = %e, "could not unsubscribe; retried later");
                 metrics::counter!("unsubscribe_failures_total").increment(1);

@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use status_check_engine::monitor::{FieldError, Monitor, MonitorDefinition};
 
-pub use self::actions::AlarmTick;
+pub use self::actions::AlarmPoster;
 pub use self::history::SessionHistory;
 pub use self::windows::DueTick;
 use crate::clock::Clock;

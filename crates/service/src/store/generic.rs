@@ -1,5 +1,6 @@
 //! The store of every backend: `Store` implemented once, for any `Db`, over the shared SQL
-//! of `checks`, `adoption`, `templates`, `lifecycle`, `outbox` and `removals`; every operation
+//! of `checks`, `adoption`, `templates`, `lifecycle`, `removals` and `intents` (the leased
+//! work queues' in `jobs`); every operation
 //! bounded by the backend's operation timeout.
 
 use async_trait::async_trait;
@@ -268,72 +269,6 @@ impl<B: Db + 'static> Store for B {
         .await
     }
 
-    async fn claim_outbox(
-        &self,
-        now: DateTime<Utc>,
-        lease: &str,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<OutboxMessage>, StoreError> {
-        bounded(
-            self,
-            "claim_outbox",
-            crate::store::outbox::claim_outbox(self, now, lease, lease_until, limit),
-        )
-        .await
-    }
-
-    async fn outbox_sent(
-        &self,
-        ids: &[i64],
-        lease: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<i64>, StoreError> {
-        bounded(
-            self,
-            "outbox_sent",
-            crate::store::outbox::outbox_sent(self, ids, lease, now),
-        )
-        .await
-    }
-
-    async fn outbox_failed(
-        &self,
-        id: i64,
-        lease: &str,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        bounded(
-            self,
-            "outbox_failed",
-            crate::store::outbox::outbox_failed(self, id, lease, next_attempt_at, error),
-        )
-        .await
-    }
-
-    async fn outbox_backlog(&self) -> Result<i64, StoreError> {
-        bounded(
-            self,
-            "outbox_backlog",
-            crate::store::outbox::outbox_backlog(self),
-        )
-        .await
-    }
-
-    async fn purge_sent_outbox(
-        &self,
-        sent_before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
-        bounded(
-            self,
-            "purge_sent_outbox",
-            crate::store::outbox::purge_sent_outbox(self, sent_before, limit),
-        )
-        .await
-    }
-
     async fn queue_subscription_removal(
         &self,
         robot_id: i64,
@@ -351,70 +286,6 @@ impl<B: Db + 'static> Store for B {
                 reason,
                 now,
             ),
-        )
-        .await
-    }
-
-    async fn claim_subscription_removals(
-        &self,
-        now: DateTime<Utc>,
-        lease: &str,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<SubscriptionRemoval>, StoreError> {
-        bounded(
-            self,
-            "claim_subscription_removals",
-            crate::store::removals::claim_subscription_removals(
-                self,
-                now,
-                lease,
-                lease_until,
-                limit,
-            ),
-        )
-        .await
-    }
-
-    async fn subscriptions_removed(
-        &self,
-        subscription_ids: &[i64],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        bounded(
-            self,
-            "subscriptions_removed",
-            crate::store::removals::subscriptions_removed(self, subscription_ids, now),
-        )
-        .await
-    }
-
-    async fn subscription_removal_failed(
-        &self,
-        id: i64,
-        lease: &str,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        bounded(
-            self,
-            "subscription_removal_failed",
-            crate::store::removals::subscription_removal_failed(
-                self,
-                id,
-                lease,
-                next_attempt_at,
-                error,
-            ),
-        )
-        .await
-    }
-
-    async fn subscription_removal_backlog(&self) -> Result<i64, StoreError> {
-        bounded(
-            self,
-            "subscription_removal_backlog",
-            crate::store::removals::subscription_removal_backlog(self),
         )
         .await
     }

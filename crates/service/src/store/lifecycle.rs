@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use status_check_engine::{Event, Record};
 
+use crate::jobs::{Job, Lease};
+
 use super::checks::{insert_record, stored_deadline, stored_reference_id};
 use super::db::{
     Arg, Db, Dialect, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis,
@@ -307,7 +309,7 @@ async fn update_in<D: Db>(
     outbox: &Outbox<'_>,
     call_ref: &str,
     now: DateTime<Utc>,
-    handed: &mut Vec<OutboxMessage>,
+    handed: &mut Vec<Job<OutboxMessage>>,
 ) -> Result<Step<UpdateOutcome>, StoreError> {
     let id = current.id;
     let Some(locked) = locked else {
@@ -390,19 +392,21 @@ async fn update_in<D: Db>(
                             call_ref.clone(),
                             now_ms,
                             now_ms,
-                            lease,
+                            lease.as_str(),
                             millis(lease_until)
                         ],
                     )
                     .await?;
-                handed.push(OutboxMessage {
+                handed.push(Job {
                     id: inserted.last_insert_id,
-                    check_id: id,
-                    robot_id,
-                    seq,
-                    payload,
-                    call_ref,
                     attempts: 0,
+                    payload: OutboxMessage {
+                        check_id: id,
+                        robot_id,
+                        seq,
+                        payload,
+                        call_ref,
+                    },
                 });
             }
         }
@@ -414,7 +418,7 @@ async fn update_in<D: Db>(
 /// they are handed to (when it has room).
 struct Outbox<'a> {
     render: super::Render<'a>,
-    handoff: Option<(&'a str, DateTime<Utc>)>,
+    handoff: Option<(&'a Lease, DateTime<Utc>)>,
 }
 
 fn last_stored_order(check: &StoredCheck) -> u32 {

@@ -22,14 +22,12 @@ mod error;
 mod generic;
 mod in_list;
 mod intents;
-
+mod jobs;
 mod lifecycle;
-mod monitor_actions;
 mod monitor_rows;
 mod monitor_windows;
 mod monitors;
 pub mod mysql;
-mod outbox;
 mod read_only;
 mod removals;
 mod templates;
@@ -68,12 +66,12 @@ pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
 pub(crate) use error::CONNECT_TIMEOUT;
 pub use error::{DEFAULT_OPERATION_TIMEOUT, StoreError};
+pub use jobs::{Alarms, Notifications as NotificationJobs, Removals};
 pub use monitor_windows::{WindowClose, WindowRecord};
 pub use monitors::{
-    MonitorPut, MonitorSource, MonitorState, MonitorStore, NEVER, NewAction, PendingAction,
-    StateChange, StoredMonitor,
+    MonitorPut, MonitorSource, MonitorState, MonitorStore, NewAction, PendingAction, StateChange,
+    StoredMonitor,
 };
-pub use outbox::{DEAD_LETTER_AT, OutboxHandoff};
 pub use read_only::ReadOnlyStore;
 pub use timeline_reads::{CheckFilter, CheckSummary, StoredAlarm, StoredNotification};
 
@@ -82,6 +80,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+use crate::jobs::{Handoff, JobQueue};
+
+/// A time no claim or due date reaches (9999-01-01): a dead-lettered job's retry time (the
+/// row stays, with its last error, for an operator), a disabled monitor's due time.
+pub const NEVER: DateTime<Utc> = match DateTime::from_timestamp(253_370_764_800, 0) {
+    Some(t) => t,
+    None => DateTime::UNIX_EPOCH,
+};
+
+/// Robot notifications committed in this process, handed to its relay in memory.
+pub type OutboxHandoff = Handoff<OutboxMessage>;
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckPhase, CheckResult, Record, TemplateDefinition};
 
@@ -309,34 +319,37 @@ pub struct Claimed {
     pub deadline: DateTime<Utc>,
 }
 
-/// A Megazord subscription waiting to be removed, claimed under a lease.
+/// A Megazord subscription to remove (a job of [`Removals`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionRemoval {
-    pub id: i64,
     pub robot_id: i64,
     pub subscription_id: i64,
-    /// `ended`, `create_failed` or `unowned`.
+    /// Why: `ended`, `create_failed`, `lost_answer`, `monitor_session_ended`, …
     pub reason: String,
-    /// Failed attempts so far.
-    pub attempts: u32,
 }
 
-/// A notification waiting to be sent, claimed under a lease.
+/// A notification to send to a robot (a job of [`NotificationJobs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
-    pub id: i64,
     pub check_id: i64,
     pub robot_id: i64,
     pub seq: i64,
     pub payload: String,
     pub call_ref: String,
-    /// Failed attempts so far.
-    pub attempts: u32,
 }
 
-/// The whole store; monitors' part is [`MonitorStore`] (store/monitors.rs).
+/// The whole store; monitors' part is [`MonitorStore`] (store/monitors.rs), the leased work
+/// queues' the [`JobQueue`]s (store/jobs.rs).
 #[async_trait]
-pub trait Store: MonitorStore + Send + Sync + 'static {
+pub trait Store:
+    MonitorStore
+    + JobQueue<NotificationJobs>
+    + JobQueue<Removals>
+    + JobQueue<Alarms>
+    + Send
+    + Sync
+    + 'static
+{
     /// Applies the migrations of this backend.
     async fn migrate(&self) -> Result<(), StoreError>;
 
@@ -503,46 +516,6 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
     /// replica claims the work; returns how many.
     async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError>;
 
-    /// Claims up to `limit` unsent outbox rows that are due (`next_attempt_at <= now`) and not
-    /// leased (or whose lease ran out before `now`), leasing them to `lease` until
-    /// `lease_until`. Oldest due first.
-    async fn claim_outbox(
-        &self,
-        now: DateTime<Utc>,
-        lease: &str,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<OutboxMessage>, StoreError>;
-
-    /// Marks the rows sent that `lease` still holds, in one transaction; returns those ids.
-    async fn outbox_sent(
-        &self,
-        ids: &[i64],
-        lease: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<i64>, StoreError>;
-
-    /// Records a failed attempt (attempts + 1, the error — cut to 1024 characters —, retry
-    /// at `next_attempt_at`) and frees the lease, if `lease` still holds it; returns whether
-    /// it did.
-    async fn outbox_failed(
-        &self,
-        id: i64,
-        lease: &str,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<bool, StoreError>;
-
-    /// Unsent outbox rows (dead-lettered ones aside).
-    async fn outbox_backlog(&self) -> Result<i64, StoreError>;
-
-    /// Deletes up to `limit` outbox rows sent before `sent_before` (the retention); how many.
-    async fn purge_sent_outbox(
-        &self,
-        sent_before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError>;
-
     /// Queues the removal of a Megazord subscription; nothing when it is queued already.
     async fn queue_subscription_removal(
         &self,
@@ -551,36 +524,6 @@ pub trait Store: MonitorStore + Send + Sync + 'static {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-
-    /// Claims up to `limit` removals that are due and not leased (or whose lease ran out),
-    /// leasing them to `lease` until `lease_until`. Oldest due first.
-    async fn claim_subscription_removals(
-        &self,
-        now: DateTime<Utc>,
-        lease: &str,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<SubscriptionRemoval>, StoreError>;
-
-    /// These subscriptions are gone at Megazord (204 or 404), in one transaction; how many
-    /// had a removal pending.
-    async fn subscriptions_removed(
-        &self,
-        subscription_ids: &[i64],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
-
-    /// Records a failed attempt and when to try again, if `lease` still holds the row.
-    async fn subscription_removal_failed(
-        &self,
-        id: i64,
-        lease: &str,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<bool, StoreError>;
-
-    /// Removals not done yet.
-    async fn subscription_removal_backlog(&self) -> Result<i64, StoreError>;
 
     /// Records a subscribe about to be made (SPEC §13), before the call; the record's id.
     async fn record_subscribe_intent(

@@ -11,13 +11,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use status_check_engine::monitor::{AlarmRequest, Monitor, WindowState};
 
+use super::NEVER;
 use super::StoreError;
 use super::checks::corrupt;
 use super::db::{Arg, Db, Mode, SqlRow, Step, Tx, args, millis, retrying};
 use super::lifecycle::{check_lease, limit_arg};
-use super::monitor_actions;
 use super::monitor_windows::{self, WindowRecord};
-use super::outbox::DEAD_LETTER_AT;
 use super::removals::queue_in;
 
 /// Who last wrote a monitor.
@@ -118,10 +117,9 @@ pub struct StateChange {
     pub windows: Vec<WindowRecord>,
 }
 
-/// An alarm waiting to be posted, claimed under a lease.
+/// An alarm to post (a job of `Alarms`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingAction {
-    pub id: i64,
     pub monitor_id: i64,
     pub robot_id: i64,
     pub rule_id: String,
@@ -132,12 +130,7 @@ pub struct PendingAction {
     /// `None`: posted without a level.
     pub level: Option<u8>,
     pub window_end: DateTime<Utc>,
-    /// Failed attempts so far.
-    pub attempts: u32,
 }
-
-/// The due time of a disabled monitor: never (9999-01-01).
-pub const NEVER: DateTime<Utc> = DEAD_LETTER_AT;
 
 /// Monitors' storage; every [`Store`](super::Store) is one.
 #[async_trait]
@@ -223,44 +216,6 @@ pub trait MonitorStore: Send + Sync {
         rule_id: &str,
         session_date: NaiveDate,
     ) -> Result<u32, StoreError>;
-
-    /// Claims up to `limit` unsent actions that are due and not leased (or whose lease ran
-    /// out), leasing them to `lease` until `lease_until`; oldest due first.
-    async fn claim_monitor_actions(
-        &self,
-        now: DateTime<Utc>,
-        lease: &str,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<PendingAction>, StoreError>;
-
-    /// Marks an action sent, if `lease` still holds it.
-    async fn monitor_action_sent(
-        &self,
-        id: i64,
-        lease: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-
-    /// Records a failed attempt (attempts + 1, the error, retry at `next_attempt_at`) and
-    /// frees the lease, if `lease` still holds it.
-    async fn monitor_action_failed(
-        &self,
-        id: i64,
-        lease: &str,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<bool, StoreError>;
-
-    /// Unsent actions still to be tried.
-    async fn monitor_action_backlog(&self) -> Result<i64, StoreError>;
-
-    /// Deletes up to `limit` actions sent before `sent_before`; how many.
-    async fn purge_sent_monitor_actions(
-        &self,
-        sent_before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError>;
 
     /// The history of the monitor's session of `session_date`: every window span kept, in
     /// time order (a session reopened that day — the monitor changed — shows both).
@@ -546,47 +501,6 @@ impl<B: Db + 'static> MonitorStore for B {
             Some(row) => to_u32(row.opt_int("last")?.unwrap_or(0), "window_number"),
             None => Ok(0),
         }
-    }
-
-    async fn claim_monitor_actions(
-        &self,
-        now: DateTime<Utc>,
-        lease: &str,
-        lease_until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<PendingAction>, StoreError> {
-        monitor_actions::claim(self, now, lease, lease_until, limit).await
-    }
-
-    async fn monitor_action_sent(
-        &self,
-        id: i64,
-        lease: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        monitor_actions::sent(self, id, lease, now).await
-    }
-
-    async fn monitor_action_failed(
-        &self,
-        id: i64,
-        lease: &str,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        monitor_actions::failed(self, id, lease, next_attempt_at, error).await
-    }
-
-    async fn monitor_action_backlog(&self) -> Result<i64, StoreError> {
-        monitor_actions::backlog(self).await
-    }
-
-    async fn purge_sent_monitor_actions(
-        &self,
-        sent_before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError> {
-        monitor_actions::purge_sent(self, sent_before, limit).await
     }
 
     async fn monitor_windows(
