@@ -179,7 +179,7 @@ pub(super) async fn deliveries_through(
             stored.notification_seq
         );
     }
-    let backlog = store.outbox_backlog().await?;
+    let backlog = store.notification_jobs().backlog().await?;
     ensure!(
         backlog == n as i64 * notifications,
         "outbox holds {backlog} notifications, expected {}",

@@ -108,8 +108,9 @@ impl<H: Handler> Runner<H> {
         self
     }
 
-    pub fn handler(&self) -> &H {
-        &self.handler
+    /// The handoff this runner takes from, if any.
+    pub fn handoff(&self) -> Option<&Handoff<Payload<H>>> {
+        self.handoff.as_deref()
     }
 
     /// One step: the handed-over jobs, then a claimed batch; the backlog gauge and a purge

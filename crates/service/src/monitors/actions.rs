@@ -39,17 +39,12 @@ impl Handler for AlarmPoster {
     }
 
     fn failed(&self, job: &Job<PendingAction>, error: &str, next: Next) {
-        let action = &job.payload;
+        let _alarm = alarm_span(&job.payload).entered();
         metrics::counter!("monitor_actions_failed_total").increment(1);
         let attempts = job.attempts + 1;
         match next {
             Next::DeadLetter => {
                 tracing::error!(
-                    robot_id = action.robot_id,
-                    rule_id = %action.rule_id,
-                    session_date = %action.session_date,
-                    window_number = action.window_number,
-                    reference_id = %action.reference_id,
                     attempts,
                     error,
                     "could not post an alarm; dead-lettered after its last attempt"
@@ -57,11 +52,6 @@ impl Handler for AlarmPoster {
                 metrics::counter!("monitor_actions_dead_lettered_total").increment(1);
             }
             Next::RetryIn(wait) => tracing::warn!(
-                robot_id = action.robot_id,
-                rule_id = %action.rule_id,
-                session_date = %action.session_date,
-                window_number = action.window_number,
-                reference_id = %action.reference_id,
                 attempts,
                 retry_in_ms = wait.as_millis() as u64,
                 error,
@@ -69,6 +59,18 @@ impl Handler for AlarmPoster {
             ),
         }
     }
+}
+
+/// The alarm a log line is about: its monitor, session, window and reference id.
+fn alarm_span(action: &PendingAction) -> tracing::Span {
+    tracing::info_span!(
+        "alarm",
+        robot_id = action.robot_id,
+        rule_id = %action.rule_id,
+        session_date = %action.session_date,
+        window_number = action.window_number,
+        reference_id = %action.reference_id,
+    )
 }
 
 impl AlarmPoster {
@@ -87,16 +89,8 @@ impl AlarmPoster {
             .await
             .map_err(|e| e.to_string())?;
         metrics::counter!("monitor_actions_sent_total").increment(1);
-        tracing::info!(
-            robot_id = action.robot_id,
-            rule_id = %action.rule_id,
-            session_date = %action.session_date,
-            window_number = action.window_number,
-            reference_id = %action.reference_id,
-            event_name = %action.event_name,
-            event_id,
-            "alarm posted to Megazord"
-        );
+        let _alarm = alarm_span(action).entered();
+        tracing::info!(event_name = %action.event_name, event_id, "alarm posted to Megazord");
         Ok(())
     }
 }

@@ -559,6 +559,21 @@ pub trait Store:
     ) -> Result<u64, StoreError>;
 }
 
+/// The leased work queues of a store, by kind.
+impl dyn Store {
+    pub fn notification_jobs(&self) -> &dyn JobQueue<NotificationJobs> {
+        self
+    }
+
+    pub fn removal_jobs(&self) -> &dyn JobQueue<Removals> {
+        self
+    }
+
+    pub fn alarm_jobs(&self) -> &dyn JobQueue<Alarms> {
+        self
+    }
+}
+
 /// Whose a subscription is that no check or monitor session has (SPEC §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownSubscription {

@@ -135,6 +135,11 @@ impl Relay {
         self
     }
 
+    /// The handoff the notification runner takes from, if any.
+    pub fn handoff(&self) -> Option<&OutboxHandoff> {
+        self.notifications.as_ref().and_then(Runner::handoff)
+    }
+
     /// One step of each runner, and the purges when due (once a minute).
     pub async fn tick_once(&self) -> RelayTick {
         let notified = match &self.notifications {

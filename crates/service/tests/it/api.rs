@@ -151,7 +151,7 @@ pub async fn backfill_is_merged_without_recording_an_event_twice(backend: Backen
     assert_eq!(body["result"], "PASS");
     // Decided during create: the subscription's removal is queued with the check, for the
     // relay (this replica runs the API only): no inline call on create's path.
-    assert_eq!(app.store.subscription_removal_backlog().await.unwrap(), 1);
+    assert_eq!(app.store.removal_jobs().backlog().await.unwrap(), 1);
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/992").await, 0);
 }
 

@@ -231,7 +231,7 @@ impl Store for DroppingStore {
     }
 
     async fn outbox_backlog(&self) -> Result<i64, StoreError> {
-        self.inner.outbox_backlog().await
+        self.inner.notification_jobs().backlog().await
     }
 
     async fn purge_sent_outbox(
@@ -289,7 +289,7 @@ impl Store for DroppingStore {
     }
 
     async fn subscription_removal_backlog(&self) -> Result<i64, StoreError> {
-        self.inner.subscription_removal_backlog().await
+        self.inner.removal_jobs().backlog().await
     }
 
     async fn record_subscribe_intent(

@@ -112,7 +112,7 @@ async fn the_compose_config_runs_on_its_own_queue(backend: Backend) {
     // A quiet minute after it: one alarm, as the job service posted it.
     stack.set("2026-11-20T09:01:30.200Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
-    assert_eq!(stack.tick_relay().await.alarms.sent, 1);
+    assert_eq!(stack.tick_relay().await.alarms.done, 1);
     let alarms = stack
         .megazord
         .incomings(JOB_ROBOT, Some("NO_TOILET_ACTIVITY_ALARM"), None);

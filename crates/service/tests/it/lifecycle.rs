@@ -9,6 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use status_check::app::Workers;
+use status_check::jobs::Lease;
 use status_check::store::{CheckUpdate, Fence, UpdateOutcome};
 use status_check::workers::consumer::Outcome;
 
@@ -487,7 +488,7 @@ pub async fn a_notification_that_cannot_be_sent_is_dead_lettered(backend: Backen
     );
     let relay = workers.relay.as_ref().unwrap();
     assert_eq!(relay.tick_once().await.failed, 1);
-    assert_eq!(app.store.outbox_backlog().await.unwrap(), 1);
+    assert_eq!(app.store.notification_jobs().backlog().await.unwrap(), 1);
     app.clock.set(at("2026-11-20T08:10:02Z"));
     assert_eq!(
         relay.tick_once().await.failed,
@@ -496,7 +497,7 @@ pub async fn a_notification_that_cannot_be_sent_is_dead_lettered(backend: Backen
     );
     app.clock.set(at("2026-11-27T08:00:00Z"));
     assert_eq!(relay.tick_once().await.claimed, 0, "not tried again");
-    assert_eq!(app.store.outbox_backlog().await.unwrap(), 0);
+    assert_eq!(app.store.notification_jobs().backlog().await.unwrap(), 0);
     assert_eq!(check(&app, id).await["phase"], "FAILED");
 }
 
@@ -555,7 +556,7 @@ pub async fn a_refused_unsubscribe_is_retried_until_megazord_takes_it(backend: B
         1
     );
     assert_eq!(check(&app, id).await["phase"], "FAILED");
-    assert_eq!(app.store.subscription_removal_backlog().await.unwrap(), 1);
+    assert_eq!(app.store.removal_jobs().backlog().await.unwrap(), 1);
     let relay = workers.relay.as_ref().unwrap();
     assert_eq!(relay.tick_once().await.removals.failed, 1, "still refused");
     // Megazord takes it again; after the backoff the relay removes it.
@@ -568,9 +569,9 @@ pub async fn a_refused_unsubscribe_is_retried_until_megazord_takes_it(backend: B
         .mount(&app.upstream)
         .await;
     app.clock.set(at("2026-11-20T08:10:02Z"));
-    assert_eq!(relay.tick_once().await.removals.removed, 1);
+    assert_eq!(relay.tick_once().await.removals.done, 1);
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/1005").await, 1);
-    assert_eq!(app.store.subscription_removal_backlog().await.unwrap(), 0);
+    assert_eq!(app.store.removal_jobs().backlog().await.unwrap(), 0);
     app.clock.set(at("2026-11-20T09:00:00Z"));
     assert_eq!(relay.tick_once().await.removals.claimed, 0, "removed once");
 }
@@ -657,7 +658,13 @@ pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: 
     let now = app.clock_now();
     assert!(
         app.store
-            .claim_outbox(now, "other-relay", now + TimeDelta::seconds(30), 10)
+            .notification_jobs()
+            .claim(
+                now,
+                &Lease::parse("other-relay").unwrap(),
+                now + TimeDelta::seconds(30),
+                10
+            )
             .await
             .unwrap()
             .is_empty(),
@@ -678,10 +685,13 @@ pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: 
     assert_eq!(relay.tick_once().await.claimed, 0, "sent once");
     let messages = robot_messages(&queues, ROBOT).await;
     assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].0["payload"]["notificationSeq"], lost[0].seq);
+    assert_eq!(
+        messages[0].0["payload"]["notificationSeq"],
+        lost[0].payload.seq
+    );
     assert_eq!(messages[0].0["payload"]["id"], id);
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&lost[0].payload).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&lost[0].payload.payload).unwrap(),
         messages[0].0,
         "the row holds what was handed over"
     );
@@ -838,7 +848,7 @@ pub async fn three_replicas_finalise_300_checks_exactly_once() {
                 round(&replicas[1].1, phase),
                 round(&replicas[2].1, phase)
             );
-            if a + b + c == 0 && store.outbox_backlog().await.unwrap() == 0 {
+            if a + b + c == 0 && store.notification_jobs().backlog().await.unwrap() == 0 {
                 break;
             }
             assert!(

@@ -185,7 +185,7 @@ async fn create_replace_read_list_and_delete(backend: Backend) {
     // Deleted: its session ends and the relay removes its subscription at Megazord.
     let (status, _) = stack.api(reqwest::Method::DELETE, path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(stack.tick_relay().await.removals.removed, 1);
+    assert_eq!(stack.tick_relay().await.removals.done, 1);
     assert!(stack.megazord.undeleted_subscriptions().is_empty());
     assert_eq!(
         stack.api(reqwest::Method::GET, path, None).await.0,

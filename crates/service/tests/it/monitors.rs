@@ -310,7 +310,7 @@ async fn a_quiet_window_alarms_once_and_the_session_ends_unsubscribed(backend: B
     stack.set("2026-11-20T08:10:00.300Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     assert!(stack.alarms().is_empty(), "posted by the relay, not inline");
-    assert_eq!(stack.tick_relay().await.alarms.sent, 1);
+    assert_eq!(stack.tick_relay().await.alarms.done, 1);
     assert_eq!(
         stack.alarms(),
         [(
@@ -331,11 +331,7 @@ async fn a_quiet_window_alarms_once_and_the_session_ends_unsubscribed(backend: B
     stack.set("2026-11-20T09:00:05Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     let tick = stack.tick_relay().await;
-    assert_eq!(
-        (tick.alarms.sent, tick.removals.removed),
-        (5, 1),
-        "{tick:?}"
-    );
+    assert_eq!((tick.alarms.done, tick.removals.done), (5, 1), "{tick:?}");
     let expected: Vec<String> = (1..=6).map(|n| reference("2026-11-20", n)).collect();
     assert_eq!(stack.references(), expected);
     assert_eq!(stack.window("no-toilet").await, None);
@@ -457,7 +453,7 @@ async fn a_refused_alarm_is_retried_with_backoff(backend: Backend) {
     stack.set("2026-11-20T08:10:02.500Z");
     assert_eq!(stack.tick_relay().await.alarms.claimed, 0, "then 2 s");
     stack.set("2026-11-20T08:10:03Z");
-    assert_eq!(stack.tick_relay().await.alarms.sent, 1);
+    assert_eq!(stack.tick_relay().await.alarms.done, 1);
     assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
 }
 

@@ -1046,7 +1046,7 @@ async fn subscription_removals_are_queued_once_leased_and_retried(db: &TestDb) {
         .queue_subscription_removal(42, 5555, "unowned", t0)
         .await
         .unwrap();
-    assert_eq!(db.store.subscription_removal_backlog().await.unwrap(), 1);
+    assert_eq!(db.store.removal_jobs().backlog().await.unwrap(), 1);
     let claimed = db
         .store
         .claim_subscription_removals(t0, "a", t0 + seconds(30), 10)
@@ -1106,7 +1106,7 @@ async fn subscription_removals_are_queued_once_leased_and_retried(db: &TestDb) {
             .unwrap(),
         0
     );
-    assert_eq!(db.store.subscription_removal_backlog().await.unwrap(), 0);
+    assert_eq!(db.store.removal_jobs().backlog().await.unwrap(), 0);
 
     // Ending a check queues its subscription's removal with the change.
     let template_id = synced_template(db, "removal").await;
@@ -1181,7 +1181,7 @@ async fn sent_notifications_are_purged_after_the_retention(db: &TestDb) {
         2,
         "the newest sent row and the unsent one stay"
     );
-    assert_eq!(db.store.outbox_backlog().await.unwrap(), 1);
+    assert_eq!(db.store.notification_jobs().backlog().await.unwrap(), 1);
 }
 
 // ---- The lifecycle: deliveries, the scheduler, the outbox ----
@@ -1562,7 +1562,7 @@ async fn update_check_appends_records_changes_state_and_notifies(db: &TestDb) {
             format!("check {id} seq 3: COMPLETED PASS Some(10) with 6 records"),
         ]
     );
-    assert_eq!(db.store.outbox_backlog().await.unwrap(), 3);
+    assert_eq!(db.store.notification_jobs().backlog().await.unwrap(), 3);
 }
 
 /// A decision is written only on the check it was made on: one made on an older read
@@ -2013,7 +2013,7 @@ async fn outbox_claims_leases_and_retries(db: &TestDb) {
         .await
         .unwrap();
     }
-    assert_eq!(db.store.outbox_backlog().await.unwrap(), 3);
+    assert_eq!(db.store.notification_jobs().backlog().await.unwrap(), 3);
 
     // Due rows only, oldest first, up to the limit.
     assert_eq!(
@@ -2076,7 +2076,7 @@ async fn outbox_claims_leases_and_retries(db: &TestDb) {
             .unwrap()
             .contains(&a[0].id)
     );
-    assert_eq!(db.store.outbox_backlog().await.unwrap(), 2);
+    assert_eq!(db.store.notification_jobs().backlog().await.unwrap(), 2);
 
     // Failed: retried later, with the error kept (cut to the column).
     let error = "é".repeat(3000);
@@ -2158,7 +2158,7 @@ async fn outbox_claims_leases_and_retries(db: &TestDb) {
             .unwrap(),
         [d[0].id]
     );
-    assert_eq!(db.store.outbox_backlog().await.unwrap(), 0);
+    assert_eq!(db.store.notification_jobs().backlog().await.unwrap(), 0);
     assert_eq!(
         db.store
             .claim_outbox(t0 + seconds(3600), "e", t0 + seconds(3630), 10)

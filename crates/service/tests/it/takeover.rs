@@ -488,7 +488,7 @@ pub async fn an_ended_checks_subscription_that_keeps_delivering_is_removed(backe
     put(&app, &queues, &event(80102, 5302)).await;
     app.clock.set(at("2026-11-20T08:07:00Z"));
     assert_eq!(consume(&workers).await, [Outcome::Ended]);
-    assert_eq!(relay.tick_once().await.removals.removed, 1);
+    assert_eq!(relay.tick_once().await.removals.done, 1);
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/3003").await, 1);
     put(&app, &queues, &event(80103, 5303)).await;
     assert_eq!(consume(&workers).await, [Outcome::Ended]);

@@ -35,7 +35,7 @@ pub async fn an_unknown_subscription_is_never_removed(backend: Backend) {
     assert_eq!(relay.tick_once().await.removals.claimed, 0);
     app.clock.set(at("2026-11-20T09:00:00Z"));
     assert_eq!(relay.tick_once().await.removals.claimed, 0);
-    assert_eq!(app.store.subscription_removal_backlog().await.unwrap(), 0);
+    assert_eq!(app.store.removal_jobs().backlog().await.unwrap(), 0);
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/4242").await, 0);
 }
 

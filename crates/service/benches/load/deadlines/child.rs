@@ -289,7 +289,7 @@ async fn deadlines_run(
         "{removals} subscription removals queued for {n} finalised checks"
     );
     ensure!(
-        store.outbox_backlog().await? == 0,
+        store.notification_jobs().backlog().await? == 0,
         "notifications left unsent"
     );
     let notified: HashSet<i64> = sent.iter().map(|(id, _)| *id).collect();
