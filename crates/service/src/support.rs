@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
+use status_check_engine::Record;
 use status_check_engine::lifecycle::Windows;
 use utoipa::ToSchema;
 
@@ -114,23 +115,7 @@ pub fn check_timeline(view: &CheckView, now: DateTime<Utc>) -> CheckTimeline {
         records: check
             .records
             .iter()
-            .map(|record| {
-                // The store gives a record the Node service wrote (no event row) its
-                // recording time as event time: show that it is not the event's.
-                let unknown_time = check.provenance != Provenance::Own
-                    && record.event.level.is_none()
-                    && record.event.reference_id.is_none()
-                    && record.event.created_at == record.created_at;
-                TimelineRecord {
-                    order: record.order,
-                    phase: record.phase,
-                    event_name: record.event.name.clone(),
-                    incoming_event_id: (record.event.id > 0).then_some(record.event.id),
-                    event_at: (!unknown_time).then_some(record.event.created_at),
-                    recorded_at: record.created_at,
-                    result: record.result,
-                }
-            })
+            .map(|record| timeline_record(check, record))
             .collect(),
         phase: check.phase,
         result: check.result,
@@ -335,5 +320,23 @@ mod tests {
             ..stored
         };
         assert_eq!(NotificationDto::from_stored(&odd).phase, "");
+    }
+}
+
+/// A stored record as the timeline draws it. The store gives a record the Node service wrote
+/// (no event row) its recording time as event time: drawn as not the event's.
+pub(crate) fn timeline_record(check: &StoredCheck, record: &Record) -> TimelineRecord {
+    let unknown_time = check.provenance != Provenance::Own
+        && record.event.level.is_none()
+        && record.event.reference_id.is_none()
+        && record.event.created_at == record.created_at;
+    TimelineRecord {
+        order: record.order,
+        phase: record.phase,
+        event_name: record.event.name.clone(),
+        incoming_event_id: (record.event.id > 0).then_some(record.event.id),
+        event_at: (!unknown_time).then_some(record.event.created_at),
+        recorded_at: record.created_at,
+        result: record.result,
     }
 }

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use status_check_engine::Template;
 use status_check_engine::lifecycle::{Check, EndReason};
-use status_check_engine::{Record, Template};
 
-use crate::store::{Provenance, StoredCheck};
-use crate::support::past_window;
-use crate::timeline::{CheckTimeline, TimelineRecord, Zone, check_svg};
+use crate::store::StoredCheck;
+use crate::support::{past_window, timeline_record};
+use crate::timeline::{CheckTimeline, Zone, check_svg};
 
 /// The two files of one changed check.
 pub fn paths(dir: &Path, check_id: i64) -> (PathBuf, PathBuf) {
@@ -44,24 +44,6 @@ pub fn write(
     )
 }
 
-fn record(check: &StoredCheck, record: &Record) -> TimelineRecord {
-    // A record the Node service wrote keeps only when it was recorded (the store gives it
-    // that as its event time): drawn as such.
-    let unknown_time = check.provenance != Provenance::Own
-        && record.event.level.is_none()
-        && record.event.reference_id.is_none()
-        && record.event.created_at == record.created_at;
-    TimelineRecord {
-        order: record.order,
-        phase: record.phase,
-        event_name: record.event.name.clone(),
-        incoming_event_id: (record.event.id > 0).then_some(record.event.id),
-        event_at: (!unknown_time).then_some(record.event.created_at),
-        recorded_at: record.created_at,
-        result: record.result,
-    }
-}
-
 fn stored_timeline(check: &StoredCheck, poll_until_end: bool) -> CheckTimeline {
     CheckTimeline {
         id: Some(check.id),
@@ -73,7 +55,11 @@ fn stored_timeline(check: &StoredCheck, poll_until_end: bool) -> CheckTimeline {
         past: past_window(&check.windows),
         deadline: check.windows.until,
         poll_until_end,
-        records: check.records.iter().map(|r| record(check, r)).collect(),
+        records: check
+            .records
+            .iter()
+            .map(|r| timeline_record(check, r))
+            .collect(),
         phase: check.phase,
         result: check.result,
         next_step: check.next_step_id.map(|id| id.to_string()),
@@ -106,7 +92,7 @@ fn candidate_timeline(
         past: past_window(&check.windows),
         deadline: check.windows.until,
         poll_until_end: candidate.poll_until_end,
-        records: records.iter().map(|r| record(check, r)).collect(),
+        records: records.iter().map(|r| timeline_record(check, r)).collect(),
         phase: run.phase,
         result: run.result,
         next_step: next_command.map(|c| format!("of the {c} command")),

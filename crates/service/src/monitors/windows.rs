@@ -205,32 +205,24 @@ impl Monitors {
             other => other?,
         };
         let subscription = subscribed.id;
-        let events = match self
-            .megazord
-            .incomings(
-                monitor.robot_id(),
-                monitor.event_type(),
-                window.window_start,
+        let (advanced, change) = match self
+            .backfilled(
+                monitor,
+                &window,
+                session.end,
+                Some(subscription),
+                now,
                 &call_ref,
             )
             .await
         {
-            Ok(events) => events,
+            Ok(backfilled) => backfilled,
             Err(e) => {
                 self.drop_subscription(monitor, subscription, "monitor_open_failed")
                     .await;
-                return Err(e.into());
+                return Err(e);
             }
         };
-        let times: Vec<DateTime<Utc>> = events.iter().map(|event| event.created_at).collect();
-        let advanced = advance(&window, monitor.window(), &times, now)?;
-        let change = change_after(
-            monitor,
-            &advanced,
-            session.end,
-            Some(subscription),
-            &counted(&events, now),
-        );
         let written = self
             .store
             .write_monitor_state(current, Some(lease), &change, now)
@@ -258,6 +250,39 @@ impl Monitors {
         }
     }
 
+    /// The open window's events from Megazord (the backfill: an event that happened in the
+    /// window counts even if its delivery is still on the queue), and the window advanced
+    /// over them up to `now`, with the change that writes it.
+    async fn backfilled(
+        &self,
+        monitor: &Monitor,
+        window: &WindowState,
+        session_end: DateTime<Utc>,
+        subscription: Option<i64>,
+        now: DateTime<Utc>,
+        call_ref: &str,
+    ) -> Result<(Advance, StateChange), ActError> {
+        let events = self
+            .megazord
+            .incomings(
+                monitor.robot_id(),
+                monitor.event_type(),
+                window.window_start,
+                call_ref,
+            )
+            .await?;
+        let times: Vec<DateTime<Utc>> = events.iter().map(|event| event.created_at).collect();
+        let advanced = advance(window, monitor.window(), &times, now)?;
+        let change = change_after(
+            monitor,
+            &advanced,
+            session_end,
+            subscription,
+            &counted(&events, now),
+        );
+        Ok((advanced, change))
+    }
+
     /// Decides the window ends up to now, after backfilling the open window's events.
     async fn decide(
         &self,
@@ -273,24 +298,16 @@ impl Monitors {
             return Ok(Attempt::Done(Acted::Waiting));
         }
         let call_ref = uuid::Uuid::new_v4().to_string();
-        let events = self
-            .megazord
-            .incomings(
-                monitor.robot_id(),
-                monitor.event_type(),
-                window.window_start,
+        let (advanced, change) = self
+            .backfilled(
+                monitor,
+                &window,
+                window.session_end,
+                current.state.subscription_id,
+                now,
                 &call_ref,
             )
             .await?;
-        let times: Vec<DateTime<Utc>> = events.iter().map(|event| event.created_at).collect();
-        let advanced = advance(&window, monitor.window(), &times, now)?;
-        let change = change_after(
-            monitor,
-            &advanced,
-            window.session_end,
-            current.state.subscription_id,
-            &counted(&events, now),
-        );
         if !self
             .store
             .write_monitor_state(current, Some(lease), &change, now)

@@ -275,27 +275,21 @@ impl UpstreamHttp {
             )
             .increment(1);
         }
-        match &result {
-            Ok(_) | Err(UpstreamError::NotFound { .. }) => tracing::debug!(
-                service,
-                operation,
-                call_ref,
-                status = status.map(|s| s.as_u16()),
-                outcome,
-                elapsed_ms = elapsed.as_millis() as u64,
-                "upstream call"
-            ),
-            Err(error) => tracing::debug!(
-                service,
-                operation,
-                call_ref,
-                status = status.map(|s| s.as_u16()),
-                outcome,
-                elapsed_ms = elapsed.as_millis() as u64,
-                %error,
-                "upstream call failed"
-            ),
-        }
+        // A 404 is an answer (a step or subscription that is not there), not a failure.
+        let failure = match &result {
+            Ok(_) | Err(UpstreamError::NotFound { .. }) => None,
+            Err(error) => Some(error.to_string()),
+        };
+        tracing::debug!(
+            service,
+            operation,
+            call_ref,
+            status = status.map(|s| s.as_u16()),
+            outcome,
+            elapsed_ms = elapsed.as_millis() as u64,
+            error = failure,
+            "upstream call"
+        );
         result
     }
 }
