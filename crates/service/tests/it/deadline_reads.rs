@@ -28,6 +28,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
+use crate::harness::on_both_backends;
 use crate::harness::{Backend, Queues, anchor, robot_headers, spawn_stack_with, sqs_queues};
 use crate::lifecycle::{at, check, consume, open_charging_check};
 use crate::support::{self, Neighbours};
@@ -443,26 +444,6 @@ pub async fn a_silent_megazord_costs_a_deadline_only_the_budget(backend: Backend
     );
     assert!(reconcile_count(&app.base, "timed_out").await > timed_out);
     let _ = consume(&workers).await;
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -472,3 +472,55 @@ impl TestApp {
         count
     }
 }
+
+/// Generates `sqlite::NAME` and `mysql::NAME` for each behaviour: `NAME(Backend)`, or with
+/// `databases:` first, `NAME(&TestDb)` on a fresh migrated database of each backend. The
+/// MySQL half returns early when MySQL tests are switched off.
+macro_rules! on_both_backends {
+    (databases: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::support::sqlite_db().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::support::mysql_db().await else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::harness::Backend::Sqlite).await;
+                }
+            )*
+        }
+
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if crate::support::mysql_skipped() {
+                        return;
+                    }
+                    super::$name(crate::harness::Backend::Mysql).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;

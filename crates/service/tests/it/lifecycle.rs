@@ -15,6 +15,7 @@ use status_check::workers::consumer::Outcome;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
+use crate::harness::on_both_backends;
 use crate::harness::{
     Backend, Queues, TestApp, anchor, create_body, incoming, spawn_stack, spawn_stack_with,
     sqs_queues, step_json,
@@ -927,26 +928,6 @@ async fn round(workers: &Workers, round: Round) -> usize {
     };
     let sent = workers.relay.as_ref().unwrap().tick_once().await.claimed;
     consumed + finalised + sent
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -11,37 +11,13 @@ use status_check::store::{
 };
 use status_check_engine::monitor::{Monitor, MonitorDefinition, WindowState};
 
+use crate::harness::on_both_backends;
 use crate::support::TestDb;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::support::sqlite_db().await;
-                    super::$name(&db).await;
-                }
-            )*
-        }
-
-        mod mysql {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = crate::support::mysql_db().await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                }
-            )*
-        }
-    };
-}
 
 mod history;
 
 on_both_backends!(
+    databases:
     put_creates_replaces_and_leaves_an_identical_monitor_alone,
     disabling_or_changing_the_watch_ends_the_session,
     claims_are_leased_disjoint_and_taken_over_when_stale,

@@ -14,36 +14,11 @@ use status_check_engine::{
     CheckPhase, CheckResult, Event, Limits, Record, RecordPhase, TemplateDefinition,
 };
 
+use crate::harness::on_both_backends;
 use crate::support::TestDb;
 
-/// Generates `sqlite::NAME` and `mysql::NAME` for each behaviour `NAME(&TestDb)`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::support::sqlite_db().await;
-                    super::$name(&db).await;
-                }
-            )*
-        }
-
-        mod mysql {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = crate::support::mysql_db().await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
+    databases:
     migrations_are_idempotent,
     ping_answers,
     create_then_get_and_find_round_trip_every_field,

@@ -7,6 +7,8 @@ use status_check::store::{BatchedUpdate, OutboxHandoff};
 
 use super::*;
 
+use crate::harness::on_both_backends;
+
 /// Three open checks of robots 42, 43 and 44; events `robot * 100 + 7001` and `+ 7002` of
 /// each delivered.
 async fn three_checks(db: &TestDb, name: &str) -> Vec<StoredCheck> {
@@ -386,6 +388,7 @@ async fn a_batch_sees_what_was_committed_while_it_waited_for_a_check() {
 }
 
 on_both_backends!(
+    databases:
     committed_notifications_are_handed_over_leased,
     creates_in_one_transaction,
     a_batch_writes_each_item_as_alone,
