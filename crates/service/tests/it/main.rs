@@ -20,6 +20,7 @@ mod harness;
 mod http_limits;
 mod job_service;
 mod journeys;
+mod leased_queues;
 mod lifecycle;
 mod megazord_client;
 mod micro_managers_client;
