@@ -53,7 +53,8 @@ pub struct TestApp {
     pub neighbours: Neighbours,
     pub clock: Arc<ManualClock>,
     shutdown: CancellationToken,
-    _keep: Option<tempfile::TempDir>,
+    /// The database this replica made for itself (none when the test handed it one).
+    _db: Option<support::TestDb>,
 }
 
 impl Drop for TestApp {
@@ -180,13 +181,15 @@ async fn start(
     queue: Option<Arc<dyn Queue>>,
     extra: &[(&str, &str)],
 ) -> (TestApp, Option<Workers>) {
-    let ((store, neighbours), keep) = match (store, backend) {
-        (Some(store), _) => (store, None),
-        (None, Backend::Sqlite) => {
-            let (store, dir) = support::sqlite_store().await;
-            ((store, Neighbours::none()), Some(dir))
+    let (store, neighbours, db) = match store {
+        Some((store, neighbours)) => (store, neighbours, None),
+        None => {
+            let db = backend
+                .database()
+                .await
+                .expect("a test database (MySQL tests check `mysql_skipped` first)");
+            (db.store.clone(), db.neighbours.clone(), Some(db))
         }
-        (None, Backend::Mysql) => (support::mysql_store().await, None),
     };
     let upstream = MockServer::start().await;
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
@@ -233,7 +236,7 @@ async fn start(
         neighbours,
         clock,
         shutdown,
-        _keep: keep,
+        _db: db,
     };
     (app, has_workers.then_some(workers))
 }

@@ -692,11 +692,8 @@ pub async fn a_restart_mid_window_keeps_the_deadline(backend: Backend) {
     let Some(queues) = sqs_queues().await else {
         return;
     };
-    let store = match backend {
-        Backend::Sqlite => None,
-        Backend::Mysql => Some(crate::support::mysql_store().await),
-    };
-    let (first, workers) = spawn_stack(backend, store.clone(), &queues).await;
+    // The first replica makes the database and keeps it for the second.
+    let (first, workers) = spawn_stack(backend, None, &queues).await;
     let store = (first.store.clone(), first.neighbours.clone());
     let id = open_charging_check(&first, 123, 1002).await;
     first.stop();
@@ -790,7 +787,10 @@ pub async fn three_replicas_finalise_300_checks_exactly_once() {
         return;
     };
     queues.robot_queue(ROBOT).await;
-    let (store, neighbours) = crate::support::mysql_store().await;
+    let Some(db) = crate::support::mysql_db().await else {
+        return;
+    };
+    let (store, neighbours) = (db.store.clone(), db.neighbours.clone());
     let mut replicas = Vec::new();
     for _ in 0..3 {
         replicas.push(

@@ -10,7 +10,6 @@ mod clock_skew;
 mod database_cli;
 mod deadline_reads;
 mod dev_command;
-mod dropping_store;
 mod fault_stack;
 mod faults;
 mod faults_database;

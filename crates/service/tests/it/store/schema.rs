@@ -166,8 +166,9 @@ async fn a_retired_migration_history_is_refused(db: &TestDb) {
 /// The helpers other test modules start services with hand out migrated, working stores.
 #[tokio::test]
 async fn support_stores_are_migrated() {
-    let (store, _dir) = crate::support::sqlite_store().await;
-    let synced = store
+    let db = crate::support::sqlite_db().await;
+    let synced = db
+        .store
         .sync_template(
             &template("helper", 1),
             &|_| true,
@@ -177,8 +178,9 @@ async fn support_stores_are_migrated() {
         .unwrap();
     assert!(matches!(synced, Synced::Created(_)), "{synced:?}");
     if !crate::support::mysql_skipped() {
-        let (store, _) = crate::support::mysql_store().await;
-        let synced = store
+        let db = crate::support::mysql_db().await.unwrap();
+        let synced = db
+            .store
             .sync_template(
                 &template("helper", 1),
                 &|_| true,
