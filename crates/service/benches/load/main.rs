@@ -75,7 +75,8 @@
 //! - `create.rs` (a), `deliveries.rs` (b), `startup.rs` (d), `mariadb.rs` (e) — one scenario
 //!   each, with its limit;
 //! - `deadlines.rs` (c) — the parent side and the raw finalisation limit; `deadlines/child.rs`
-//!   the child process; `deadlines/recording.rs` the store and robot queues it measures with.
+//!   the child process; `deadlines/recording.rs` what it measures with: triggers on its database
+//!   and the robots' queues.
 
 /// The binary's allocator (`src/main.rs`): the service runs in this process.
 #[global_allocator]

@@ -11,6 +11,7 @@ use status_check_engine::template::{PhaseDefinition, PollerDefaults};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
+use crate::harness::on_both_backends;
 use crate::harness::{
     Backend, SCRIPT_VERSION_ID, TestApp, create_body, incoming, robot_headers, spawn, spawn_with,
     step_json,
@@ -949,26 +950,6 @@ pub async fn a_changed_template_under_an_existing_version_stops_start_up(backend
             .await
             .is_ok()
     );
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

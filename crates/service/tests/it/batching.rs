@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 use status_check::workers::consumer::Outcome;
 
+use crate::harness::on_both_backends;
 use crate::harness::{Backend, Queues, TestApp, spawn_stack, sqs_queues};
 use crate::lifecycle::{at, check, delivery, open_charging_check, open_toilet_check, put};
 use crate::support::{Raw, TestDb};
@@ -223,26 +224,6 @@ pub async fn a_poison_finalisation_does_not_fail_its_batch_mates(backend: Backen
             .iter()
             .all(|(message, _)| message["payload"]["notificationSeq"] == json!(1))
     );
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -28,9 +28,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
+use crate::harness::on_both_backends;
 use crate::harness::{Backend, Queues, anchor, robot_headers, spawn_stack_with, sqs_queues};
 use crate::lifecycle::{at, check, consume, open_charging_check};
-use crate::support::{self, Neighbours};
+use crate::support::{Neighbours, TestDb};
 
 const ROBOT: i64 = 42;
 
@@ -86,19 +87,17 @@ struct SimStack {
     workers: Workers,
     _stop: DropGuard,
     _sims: DropGuard,
-    _keep: Option<tempfile::TempDir>,
+    _db: TestDb,
 }
 
 async fn sim_stack(backend: Backend, extra: &[(&str, &str)]) -> Option<(SimStack, Queues)> {
     let queues = sqs_queues().await?;
     queues.robot_queue(ROBOT).await;
-    let ((store, neighbours), keep) = match backend {
-        Backend::Sqlite => {
-            let (store, dir) = support::sqlite_store().await;
-            ((store, Neighbours::none()), Some(dir))
-        }
-        Backend::Mysql => (support::mysql_store().await, None),
-    };
+    let db = backend
+        .database()
+        .await
+        .expect("a test database (MySQL tests check `mysql_skipped` first)");
+    let (store, neighbours) = (db.store.clone(), db.neighbours.clone());
     let clock = Arc::new(ManualClock::new(anchor()));
     let sink = Arc::new(DroppingSink {
         inner: QueueSink {
@@ -175,7 +174,7 @@ async fn sim_stack(backend: Backend, extra: &[(&str, &str)]) -> Option<(SimStack
         workers,
         _stop: stop.drop_guard(),
         _sims: sims.drop_guard(),
-        _keep: keep,
+        _db: db,
     };
     Some((stack, queues))
 }
@@ -443,26 +442,6 @@ pub async fn a_silent_megazord_costs_a_deadline_only_the_budget(backend: Backend
     );
     assert!(reconcile_count(&app.base, "timed_out").await > timed_out);
     let _ = consume(&workers).await;
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

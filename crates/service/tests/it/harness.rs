@@ -53,7 +53,8 @@ pub struct TestApp {
     pub neighbours: Neighbours,
     pub clock: Arc<ManualClock>,
     shutdown: CancellationToken,
-    _keep: Option<tempfile::TempDir>,
+    /// The database this replica made for itself (none when the test handed it one).
+    _db: Option<support::TestDb>,
 }
 
 impl Drop for TestApp {
@@ -180,13 +181,15 @@ async fn start(
     queue: Option<Arc<dyn Queue>>,
     extra: &[(&str, &str)],
 ) -> (TestApp, Option<Workers>) {
-    let ((store, neighbours), keep) = match (store, backend) {
-        (Some(store), _) => (store, None),
-        (None, Backend::Sqlite) => {
-            let (store, dir) = support::sqlite_store().await;
-            ((store, Neighbours::none()), Some(dir))
+    let (store, neighbours, db) = match store {
+        Some((store, neighbours)) => (store, neighbours, None),
+        None => {
+            let db = backend
+                .database()
+                .await
+                .expect("a test database (MySQL tests check `mysql_skipped` first)");
+            (db.store.clone(), db.neighbours.clone(), Some(db))
         }
-        (None, Backend::Mysql) => (support::mysql_store().await, None),
     };
     let upstream = MockServer::start().await;
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
@@ -233,7 +236,7 @@ async fn start(
         neighbours,
         clock,
         shutdown,
-        _keep: keep,
+        _db: db,
     };
     (app, has_workers.then_some(workers))
 }
@@ -472,3 +475,55 @@ impl TestApp {
         count
     }
 }
+
+/// Generates `sqlite::NAME` and `mysql::NAME` for each behaviour: `NAME(Backend)`, or with
+/// `databases:` first, `NAME(&TestDb)` on a fresh migrated database of each backend. The
+/// MySQL half returns early when MySQL tests are switched off.
+macro_rules! on_both_backends {
+    (databases: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::support::sqlite_db().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::support::mysql_db().await else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::harness::Backend::Sqlite).await;
+                }
+            )*
+        }
+
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if crate::support::mysql_skipped() {
+                        return;
+                    }
+                    super::$name(crate::harness::Backend::Mysql).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;

@@ -10,6 +10,7 @@ use status_check::workers::consumer::Outcome;
 use status_check_sim::megazord::NewIncoming;
 
 use crate::harness::Backend;
+use crate::harness::on_both_backends;
 use crate::monitors::{MonitorStack, ROBOT, TOKEN, at, stack_with};
 
 /// `MONITORING_CONFIG` of the monitoring job service in the public Tinybots dev compose file.
@@ -219,26 +220,6 @@ async fn a_monitor_of_an_unknown_event_reports_it(backend: Backend) {
             .any(|l| l.starts_with("monitor_failures_total") && l.contains("unknown_event")),
         "{metrics}"
     );
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

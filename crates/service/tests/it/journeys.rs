@@ -17,14 +17,12 @@ use serde_json::{Value, json};
 use status_check::app::Workers;
 use status_check::clock::{Clock, ManualClock};
 use status_check::dev::{Stack, StackOptions};
-use status_check::store::DynStore;
 use status_check::workers::consumer::Outcome;
 use status_check_sim::{DemoStep, MegazordSim};
-use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Queues, sqs_queues};
-use crate::support::{self, Neighbours};
+use crate::harness::{Backend, Queues, sqs_queues};
+use crate::support::{self, TestDb};
 
 const ROBOT: i64 = 42;
 /// How long any one wait of a journey may take before the test fails.
@@ -51,12 +49,6 @@ fn time(value: &Value) -> DateTime<Utc> {
         .unwrap_or_else(|e| panic!("{value}: {e}"))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Mysql,
-}
-
 /// The service and the simulators, running; the workers belong to the test.
 struct Journey {
     service: String,
@@ -72,7 +64,7 @@ struct Journey {
     http: reqwest::Client,
     shutdown: CancellationToken,
     sims: CancellationToken,
-    _keep: Option<TempDir>,
+    _db: TestDb,
 }
 
 impl Drop for Journey {
@@ -86,16 +78,11 @@ impl Drop for Journey {
 async fn journey(backend: Backend) -> Option<Journey> {
     let queues = sqs_queues().await?;
     let robot_queue = queues.robot_queue(ROBOT).await;
-    let (store, neighbours, keep): (DynStore, Neighbours, Option<TempDir>) = match backend {
-        Backend::Sqlite => {
-            let (store, dir) = support::sqlite_store().await;
-            (store, Neighbours::none(), Some(dir))
-        }
-        Backend::Mysql => {
-            let (store, neighbours) = support::mysql_store().await;
-            (store, neighbours, None)
-        }
-    };
+    let db = backend
+        .database()
+        .await
+        .expect("a test database (MySQL tests check `mysql_skipped` first)");
+    let (store, neighbours) = (db.store.clone(), db.neighbours.clone());
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
     let templates = templates
         .canonicalize()
@@ -168,7 +155,7 @@ async fn journey(backend: Backend) -> Option<Journey> {
         http: reqwest::Client::new(),
         shutdown,
         sims,
-        _keep: keep,
+        _db: db,
     })
 }
 

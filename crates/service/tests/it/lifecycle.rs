@@ -16,6 +16,7 @@ use status_check::workers::consumer::Outcome;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
+use crate::harness::on_both_backends;
 use crate::harness::{
     Backend, Queues, TestApp, anchor, create_body, incoming, spawn_stack, spawn_stack_with,
     sqs_queues, step_json,
@@ -701,11 +702,8 @@ pub async fn a_restart_mid_window_keeps_the_deadline(backend: Backend) {
     let Some(queues) = sqs_queues().await else {
         return;
     };
-    let store = match backend {
-        Backend::Sqlite => None,
-        Backend::Mysql => Some(crate::support::mysql_store().await),
-    };
-    let (first, workers) = spawn_stack(backend, store.clone(), &queues).await;
+    // The first replica makes the database and keeps it for the second.
+    let (first, workers) = spawn_stack(backend, None, &queues).await;
     let store = (first.store.clone(), first.neighbours.clone());
     let id = open_charging_check(&first, 123, 1002).await;
     first.stop();
@@ -799,7 +797,10 @@ pub async fn three_replicas_finalise_300_checks_exactly_once() {
         return;
     };
     queues.robot_queue(ROBOT).await;
-    let (store, neighbours) = crate::support::mysql_store().await;
+    let Some(db) = crate::support::mysql_db().await else {
+        return;
+    };
+    let (store, neighbours) = (db.store.clone(), db.neighbours.clone());
     let mut replicas = Vec::new();
     for _ in 0..3 {
         replicas.push(
@@ -937,26 +938,6 @@ async fn round(workers: &Workers, round: Round) -> usize {
     };
     let sent = workers.relay.as_ref().unwrap().tick_once().await.claimed;
     consumed + finalised + sent
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -7,6 +7,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::harness::on_both_backends;
 use crate::harness::{Backend, spawn};
 use crate::monitors::{MonitorStack, ROBOT, TOKEN, at, stack, stack_with};
 
@@ -436,26 +437,6 @@ async fn without_a_token_the_internal_api_is_404() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(is_problem(&headers, &body), "{body}");
     }
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

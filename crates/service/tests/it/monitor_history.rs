@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use status_check_sim::megazord::NewIncoming;
 
 use crate::harness::Backend;
+use crate::harness::on_both_backends;
 use crate::monitors::{MonitorStack, ROBOT, TOKEN, at, stack};
 
 impl MonitorStack {
@@ -243,26 +244,6 @@ async fn the_relay_purges_windows_after_the_retention(backend: Backend) {
     stack.tick_relay().await;
     let (_, body) = stack.read("no-toilet", "?date=2026-11-20").await;
     assert_eq!(body["history"]["windows"], json!([]));
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

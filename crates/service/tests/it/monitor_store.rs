@@ -1,6 +1,6 @@
-//! The monitors' part of the store behaviour suite (SPEC §12): monitors, their state under
-//! compare-and-set and leases, and the actions outbox — each behaviour once, on SQLite and
-//! MySQL/MariaDB.
+//! The monitors' part of the store behaviour suite (SPEC §12): monitors and their state under
+//! compare-and-set and leases — each behaviour once, on SQLite and MySQL/MariaDB. The actions
+//! outbox is in `leased_queues`.
 
 use std::collections::BTreeSet;
 
@@ -11,44 +11,19 @@ use status_check::store::{
 };
 use status_check_engine::monitor::{Monitor, MonitorDefinition, WindowState};
 
+use crate::harness::on_both_backends;
 use crate::support::TestDb;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::support::sqlite_db().await;
-                    super::$name(&db).await;
-                }
-            )*
-        }
-
-        mod mysql {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = crate::support::mysql_db().await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                }
-            )*
-        }
-    };
-}
 
 mod history;
 
 on_both_backends!(
+    databases:
     put_creates_replaces_and_leaves_an_identical_monitor_alone,
     disabling_or_changing_the_watch_ends_the_session,
     claims_are_leased_disjoint_and_taken_over_when_stale,
     state_writes_are_compare_and_set_and_fenced,
     a_decision_writes_its_alarms_and_removal_with_the_state,
     deleting_a_monitor_removes_its_subscription_and_keeps_its_alarms,
-    the_actions_outbox_claims_retries_and_purges,
 );
 
 pub(crate) fn at(text: &str) -> DateTime<Utc> {
@@ -69,7 +44,7 @@ pub(crate) fn monitor(rule: &str, changes: serde_json::Value) -> Monitor {
     Monitor::from_definition(&definition).unwrap()
 }
 
-fn created(put: MonitorPut) -> StoredMonitor {
+pub(crate) fn created(put: MonitorPut) -> StoredMonitor {
     match put {
         MonitorPut::Created(stored) => stored,
         other => panic!("expected Created, got {other:?}"),
@@ -98,7 +73,7 @@ fn open_window() -> WindowState {
     }
 }
 
-fn open_session(subscription: i64) -> StateChange {
+pub(crate) fn open_session(subscription: i64) -> StateChange {
     StateChange {
         window: Some(open_window()),
         subscription_id: Some(subscription),
@@ -570,100 +545,5 @@ async fn deleting_a_monitor_removes_its_subscription_and_keeps_its_alarms(db: &T
     assert_eq!(
         db.store.last_alarm_number(42, "a", date()).await.unwrap(),
         1
-    );
-}
-
-async fn the_actions_outbox_claims_retries_and_purges(db: &TestDb) {
-    let t0 = at("2026-11-20T07:00:00Z");
-    let stored = created(
-        db.store
-            .put_monitor(&monitor("a", json!({})), MonitorSource::Api, t0)
-            .await
-            .unwrap(),
-    );
-    let mut change = open_session(991);
-    change.actions = (1..=3)
-        .flat_map(|number| {
-            monitor("a", json!({}))
-                .alarms(date(), number)
-                .into_iter()
-                .map(move |alarm| NewAction {
-                    session_date: date(),
-                    window_number: number,
-                    window_end: at("2026-11-20T09:00:00Z"),
-                    alarm,
-                })
-        })
-        .collect();
-    assert!(
-        db.store
-            .write_monitor_state(&stored, None, &change, t0)
-            .await
-            .unwrap()
-    );
-    let until = t0 + TimeDelta::seconds(30);
-    let (a, b) = tokio::join!(
-        db.store.claim_monitor_actions(t0, "a", until, 2),
-        db.store.claim_monitor_actions(t0, "b", until, 2)
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.len() + b.len(), 3);
-    let ids: BTreeSet<i64> = a.iter().chain(&b).map(|x| x.id).collect();
-    assert_eq!(ids.len(), 3, "disjoint claims");
-    let first = &a[0];
-    assert!(
-        !db.store
-            .monitor_action_sent(first.id, "b", t0)
-            .await
-            .unwrap()
-    );
-    assert!(
-        db.store
-            .monitor_action_sent(first.id, "a", t0)
-            .await
-            .unwrap()
-    );
-    let second = a.get(1).unwrap_or(&b[0]);
-    let lease = if a.len() > 1 { "a" } else { "b" };
-    assert!(
-        db.store
-            .monitor_action_failed(second.id, lease, t0 + TimeDelta::seconds(60), "503")
-            .await
-            .unwrap()
-    );
-    assert_eq!(db.store.monitor_action_backlog().await.unwrap(), 2);
-    let retried = db
-        .store
-        .claim_monitor_actions(
-            t0 + TimeDelta::seconds(60),
-            "c",
-            until + TimeDelta::seconds(60),
-            10,
-        )
-        .await
-        .unwrap();
-    let retried: Vec<(i64, u32)> = retried.iter().map(|x| (x.id, x.attempts)).collect();
-    assert!(retried.contains(&(second.id, 1)), "{retried:?}");
-    // A dead-lettered action is no backlog.
-    assert!(
-        db.store
-            .monitor_action_failed(second.id, "c", NEVER, "gave up")
-            .await
-            .unwrap()
-    );
-    assert_eq!(db.store.monitor_action_backlog().await.unwrap(), 1);
-    assert_eq!(
-        db.store
-            .purge_sent_monitor_actions(t0 + TimeDelta::seconds(1), 10)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        db.store
-            .purge_sent_monitor_actions(t0 + TimeDelta::seconds(1), 10)
-            .await
-            .unwrap(),
-        0
     );
 }

@@ -25,6 +25,7 @@ use status_check_sim::MegazordSim;
 use status_check_sim::megazord::NewIncoming;
 use tokio_util::sync::CancellationToken;
 
+use crate::harness::on_both_backends;
 use crate::harness::{Backend, Queues, sqs_queues};
 use crate::support::TestDb;
 
@@ -455,26 +456,6 @@ async fn a_refused_alarm_is_retried_with_backoff(backend: Backend) {
     stack.set("2026-11-20T08:10:03Z");
     assert_eq!(stack.tick_relay().await.alarms.done, 1);
     assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

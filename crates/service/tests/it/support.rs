@@ -2,8 +2,8 @@
 //!
 //! - SQLite: a file in a temporary folder.
 //! - MySQL/MariaDB: a new database `sc_test_<random>` on the server `TEST_MYSQL_URL` names
-//!   (`scripts/test` starts a private MariaDB and sets it), dropped again when the store is
-//!   dropped. It is production-shaped: created from `tests/fixtures/tinybots-status-check.sql`
+//!   (`scripts/test` starts a private MariaDB and sets it), dropped again when its [`TestDb`]
+//!   is (the [`DbDropGuard`] it owns). It is production-shaped: created from `tests/fixtures/tinybots-status-check.sql`
 //!   (the live definition, with the other services' tables its foreign keys point at), then
 //!   migrated; tests insert the other services' rows with [`Neighbours`], as those services
 //!   would. Without `TEST_MYSQL_URL` the MySQL tests fail, unless
@@ -22,7 +22,6 @@ use status_check::store::mysql::MysqlStore;
 use status_check::store::sqlite::SqliteStore;
 use status_check::store::{DynStore, NewCheck};
 
-use crate::dropping_store::{DropDatabase, DroppingStore};
 use tempfile::TempDir;
 
 const NO_MYSQL: &str = "TEST_MYSQL_URL is not set. Run scripts/test, which starts a private \
@@ -30,27 +29,9 @@ const NO_MYSQL: &str = "TEST_MYSQL_URL is not set. Run scripts/test, which start
     that may create and drop databases named sc_test_*; STATUS_CHECK_TESTS_WITHOUT_MYSQL=1 \
     skips the MySQL tests instead.";
 
-/// A migrated SQLite store on a file in a new temporary folder (keep the folder alive).
-pub async fn sqlite_store() -> (DynStore, TempDir) {
-    let db = sqlite_db().await;
-    (
-        db.store,
-        db.dir.expect("a SQLite test database has a folder"),
-    )
-}
-
 /// The live definition of the six production tables, with stand-ins for the other services'
 /// tables they point at (a copy of `../shared/tinybots-status-check.sql`).
 pub const PRODUCTION_SCHEMA: &str = include_str!("../fixtures/tinybots-status-check.sql");
-
-/// A migrated, production-shaped MySQL store on a fresh database, dropped when the store is,
-/// and the handle to insert the other services' rows. Panics without `TEST_MYSQL_URL`; check
-/// [`mysql_skipped`] first to honour `STATUS_CHECK_TESTS_WITHOUT_MYSQL`.
-pub async fn mysql_store() -> (DynStore, Neighbours) {
-    let url = std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| panic!("{NO_MYSQL}"));
-    let db = mysql_db_at(&url).await;
-    (db.store, db.neighbours)
-}
 
 /// Whether MySQL tests are to be skipped: `TEST_MYSQL_URL` unset and
 /// `STATUS_CHECK_TESTS_WITHOUT_MYSQL=1` (prints a warning). Unset without the switch panics
@@ -76,7 +57,44 @@ pub struct TestDb {
     pub raw: Raw,
     /// Inserts the rows of other services that the production foreign keys need.
     pub neighbours: Neighbours,
+    /// The SQLite database's folder, removed when the `TestDb` goes.
     dir: Option<TempDir>,
+    /// The MySQL database, dropped when the `TestDb` goes (after the fields above).
+    _drop_guard: Option<DbDropGuard>,
+}
+
+/// Drops a MySQL test database when it goes away (best effort). Only the [`TestDb`] holds it:
+/// the database lives exactly as long as the test keeps its `TestDb` (the stores handed out
+/// are plain `MysqlStore`s).
+struct DbDropGuard {
+    server: MySqlConnectOptions,
+    name: String,
+}
+
+impl Drop for DbDropGuard {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        let name = std::mem::take(&mut self.name);
+        // Drop may run inside or outside a runtime: use a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let mut conn = server.connect().await.ok()?;
+                sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
+                    .execute(&mut conn)
+                    .await
+                    .ok()?;
+                conn.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("warning: a MySQL test database was not dropped");
+        }
+    }
 }
 
 impl TestDb {
@@ -116,6 +134,7 @@ pub async fn sqlite_db_unmigrated() -> TestDb {
         raw: Raw::Sqlite(raw),
         neighbours: Neighbours(None),
         dir: Some(dir),
+        _drop_guard: None,
     }
 }
 
@@ -197,7 +216,7 @@ async fn mysql_db_unmigrated_at(url: &str, limit: Duration) -> TestDb {
         .await
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
     admin.close().await.ok();
-    let guard = DropDatabase {
+    let guard = DbDropGuard {
         server: server.clone(),
         name: name.clone(),
     };
@@ -212,14 +231,12 @@ async fn mysql_db_unmigrated_at(url: &str, limit: Duration) -> TestDb {
         .await
         .expect("a second pool on the test database");
     TestDb {
-        store: Arc::new(DroppingStore {
-            inner: store,
-            _guard: guard,
-        }),
+        store: Arc::new(store),
         url: Some(format!("{}/{name}", url.trim_end_matches('/'))),
         raw: Raw::Mysql(raw),
         neighbours: Neighbours(None),
         dir: None,
+        _drop_guard: Some(guard),
     }
 }
 
@@ -475,11 +492,6 @@ impl Raw {
 pub struct Neighbours(Option<MySqlPool>);
 
 impl Neighbours {
-    /// For a database without the other services' tables.
-    pub fn none() -> Neighbours {
-        Neighbours(None)
-    }
-
     async fn insert(&self, sql: &'static str, values: &[i64]) {
         let Some(pool) = &self.0 else { return };
         let mut query = sqlx::query(sql);

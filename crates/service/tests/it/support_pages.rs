@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use status_check::store::{CheckUpdate, Fence, Notifications, UpdateOutcome};
 use status_check_engine::{CheckPhase, CheckResult};
 
+use crate::harness::on_both_backends;
 use crate::harness::{Backend, TestApp, create_body, incoming, spawn, spawn_with, step_json};
 
 const TOKEN: &str = "support-token-for-tests";
@@ -472,26 +473,6 @@ async fn a_monitors_day_shows_its_alarms_and_open_window(backend: Backend) {
     .await;
     let problem = assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST);
     assert_eq!(problem["errors"][0]["field"], "date");
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(

@@ -12,6 +12,7 @@ use status_check::workers::consumer::Outcome;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
+use crate::harness::on_both_backends;
 use crate::harness::{
     Backend, Queues, TestApp, create_body, incoming, spawn_stack, sqs_queues, step_json,
 };
@@ -716,30 +717,6 @@ fn parse_time(text: &str) -> DateTime<Utc> {
             .unwrap_or_else(|e| panic!("{text}: {e}"))
             .and_utc()
     })
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod mysql {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if crate::support::mysql_skipped() {
-                        return;
-                    }
-                    super::$name(super::Backend::Mysql).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

@@ -4,6 +4,7 @@
 //! subscription that keeps delivering, `takeover`'s.)
 
 use crate::harness::Backend;
+use crate::harness::on_both_backends;
 use crate::lifecycle::{at, consume, delivery, put, stack};
 use status_check::workers::consumer::Outcome;
 
@@ -37,26 +38,6 @@ pub async fn an_unknown_subscription_is_never_removed(backend: Backend) {
     assert_eq!(relay.tick_once().await.removals.claimed, 0);
     assert_eq!(app.store.removal_jobs().backlog().await.unwrap(), 0);
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/4242").await, 0);
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if crate::support::mysql_skipped() {
-                    return;
-                }
-                super::$name(super::Backend::Mysql).await;
-            })*
-        }
-    };
 }
 
 on_both_backends!(an_unknown_subscription_is_never_removed);

@@ -9,6 +9,7 @@ use status_check::store::{MonitorSource, StateChange, StoredMonitor, WindowClose
 use status_check_engine::monitor::WindowState;
 
 use super::{at, date, monitor};
+use crate::harness::on_both_backends;
 use crate::support::TestDb;
 
 /// A span of robot 42's session of 2026-11-20 (08:00–22:00 Amsterdam = 07:00–21:00 UTC).
@@ -231,6 +232,7 @@ async fn ended_windows_are_purged_in_batches(db: &TestDb) {
 }
 
 on_both_backends!(
+    databases:
     a_state_write_keeps_its_windows,
     stopping_a_session_ends_its_open_window,
     ended_windows_are_purged_in_batches,

@@ -1,15 +1,15 @@
 //! `Store::update_checks` (group commit) on both backends: a batch is written in one
 //! transaction, each item as `update_check` would write it alone.
 
-use std::time::Duration;
-
-use status_check::store::{BatchedUpdate, OutboxHandoff};
+use status_check::store::BatchedUpdate;
 
 use super::*;
 
+use crate::harness::on_both_backends;
+
 /// Three open checks of robots 42, 43 and 44; events `robot * 100 + 7001` and `+ 7002` of
 /// each delivered.
-async fn three_checks(db: &TestDb, name: &str) -> Vec<StoredCheck> {
+pub(crate) async fn three_checks(db: &TestDb, name: &str) -> Vec<StoredCheck> {
     let template_id = synced_template(db, name).await;
     let mut checks = Vec::new();
     for robot in [42, 43, 44] {
@@ -21,7 +21,7 @@ async fn three_checks(db: &TestDb, name: &str) -> Vec<StoredCheck> {
     checks
 }
 
-fn item<'a>(current: &'a StoredCheck, update: CheckUpdate) -> BatchedUpdate<'a> {
+pub(crate) fn item<'a>(current: &'a StoredCheck, update: CheckUpdate) -> BatchedUpdate<'a> {
     BatchedUpdate {
         current,
         fence: Fence::None,
@@ -161,137 +161,6 @@ async fn creates_in_one_transaction(db: &TestDb) {
     assert_eq!(db.store.find_check(&fine.key).await.unwrap(), None);
 }
 
-/// Notifications handed to this process's relay: the rows are committed leased to it (no
-/// other relay claims them until the lease runs out) and handed over only after the commit —
-/// a refused batch hands nothing — and once the relay has `capacity` waiting, rows are
-/// written for any relay to claim.
-async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
-    let checks = three_checks(db, "batch-handoff").await;
-    let handoff = OutboxHandoff::new("relay-here".to_owned(), Duration::from_secs(30), 2);
-    let handing = Notifications {
-        render: &render,
-        handoff: Some(&handoff),
-    };
-    let now = at("2026-11-20T08:01:00Z");
-    // The first item's row is written, then the second item is refused by the database: the
-    // batch rolls back and hands nothing over.
-    let repeating = repeating_an_event(&checks[1]);
-    let refused = [
-        item(&checks[0], notify(&checks[0]).unwrap()),
-        item(&checks[1], repeating),
-    ];
-    assert!(
-        db.store
-            .update_checks(&refused, &handing, now)
-            .await
-            .is_err()
-    );
-    assert!(
-        handoff.take(10).is_empty(),
-        "nothing handed for a refused batch"
-    );
-    assert_eq!(outbox_rows(db).await, 0);
-
-    let batch = [
-        item(&checks[0], notify(&checks[0]).unwrap()),
-        item(&checks[1], notify(&checks[1]).unwrap()),
-    ];
-    let outcomes = db.store.update_checks(&batch, &handing, now).await.unwrap();
-    let notified: Vec<StoredCheck> = outcomes.into_iter().map(updated).collect();
-    let claimed_elsewhere = db
-        .store
-        .claim_outbox(now, "relay-there", now + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
-    assert!(claimed_elsewhere.is_empty(), "{claimed_elsewhere:?}");
-
-    // The relay has two waiting (its capacity): the next notification is left to a claim.
-    let third = db
-        .store
-        .update_check(
-            &checks[2],
-            Fence::None,
-            &notify(&checks[2]).unwrap(),
-            &handing,
-            "c",
-            now,
-        )
-        .await
-        .unwrap();
-    let third = updated(third);
-    let claimed = db
-        .store
-        .claim_outbox(now, "relay-there", now + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        claimed
-            .iter()
-            .map(|row| (row.check_id, row.seq))
-            .collect::<Vec<_>>(),
-        [(third.id, third.notification_seq)]
-    );
-
-    let handed = handoff.take(10);
-    assert_eq!(
-        handed
-            .iter()
-            .map(|row| (
-                row.check_id,
-                row.seq,
-                row.payload.clone(),
-                row.call_ref.as_str()
-            ))
-            .collect::<Vec<_>>(),
-        notified
-            .iter()
-            .map(|check| (
-                check.id,
-                check.notification_seq,
-                render(check, check.notification_seq),
-                "batch"
-            ))
-            .collect::<Vec<_>>()
-    );
-    // The relay marks them sent under its lease (the ids are the rows').
-    let ids: Vec<i64> = handed.iter().map(|row| row.id).collect();
-    assert_eq!(
-        db.store
-            .outbox_sent(&ids, "relay-there", now + TimeDelta::seconds(1))
-            .await
-            .unwrap(),
-        Vec::<i64>::new(),
-        "another lease marks nothing"
-    );
-    assert_eq!(
-        db.store
-            .outbox_sent(&ids, "relay-here", now + TimeDelta::seconds(1))
-            .await
-            .unwrap(),
-        ids
-    );
-    assert_eq!(
-        db.store
-            .outbox_sent(&[claimed[0].id], "relay-there", now + TimeDelta::seconds(1))
-            .await
-            .unwrap(),
-        [claimed[0].id]
-    );
-    // After the leases, nothing is left to claim: sent is sent.
-    assert!(
-        db.store
-            .claim_outbox(
-                now + TimeDelta::seconds(60),
-                "relay-there",
-                now + TimeDelta::seconds(90),
-                10
-            )
-            .await
-            .unwrap()
-            .is_empty()
-    );
-}
-
 /// MySQL: a batch reads each check's last record under that check's lock (a locking read),
 /// not from the snapshot its transaction took while it locked an earlier check — or a record
 /// another replica committed to a later check meanwhile would go unseen, and the batch would
@@ -386,7 +255,7 @@ async fn a_batch_sees_what_was_committed_while_it_waited_for_a_check() {
 }
 
 on_both_backends!(
-    committed_notifications_are_handed_over_leased,
+    databases:
     creates_in_one_transaction,
     a_batch_writes_each_item_as_alone,
     a_batch_with_a_refused_item_writes_nothing,
@@ -395,7 +264,7 @@ on_both_backends!(
 
 /// A notifying update of `check` that records event 5002 again — one the check holds, so
 /// the database refuses it (`uk_status_check_record_event_incoming`).
-fn repeating_an_event(check: &StoredCheck) -> CheckUpdate {
+pub(crate) fn repeating_an_event(check: &StoredCheck) -> CheckUpdate {
     CheckUpdate {
         new_records: vec![record(
             next_order(check),

@@ -1,0 +1,366 @@
+//! Templates on both backends: syncing versions, their activity, descriptions, and the
+//! versions the Node service wrote.
+
+use super::*;
+
+use crate::harness::on_both_backends;
+
+on_both_backends!(
+    databases:
+    sync_template_creates_then_leaves_an_identical_version_alone,
+    sync_template_refuses_a_changed_version,
+    sync_template_toggles_only_is_active,
+    template_versions_are_listed_newest_first,
+    descriptions_are_never_rewritten,
+    node_versions_are_read,
+    a_version_number_held_by_the_node_service_is_synced_under_the_next,
+);
+
+async fn sync_template_creates_then_leaves_an_identical_version_alone(db: &TestDb) {
+    let now = at("2026-11-01T00:00:00Z");
+    let both = template("both-phases", 1);
+    let Synced::Created(id) = db.store.sync_template(&both, &cel, now).await.unwrap() else {
+        panic!("expected Created");
+    };
+    assert_eq!(
+        db.store.sync_template(&both, &cel, now).await.unwrap(),
+        Synced::Unchanged(id)
+    );
+    let stored = db.store.template_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.id, stored.version, stored.declared_version),
+        (id, 1, Some(1))
+    );
+    assert_eq!(stored.definition, Ok(both));
+    assert_eq!(newest_active(db, "both-phases").await, Some(stored));
+
+    // Only a future phase, polling until the end, no default windows.
+    let future_only = TemplateDefinition {
+        poll_until_end: true,
+        poller: PollerDefaults::default(),
+        past: None,
+        ..template("future-only", 1)
+    };
+    let Synced::Created(future_id) = db
+        .store
+        .sync_template(&future_only, &cel, now)
+        .await
+        .unwrap()
+    else {
+        panic!("expected Created");
+    };
+    let stored = db.store.template_by_id(future_id).await.unwrap().unwrap();
+    assert_eq!(stored.definition, Ok(future_only));
+
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM status_check_description")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM status_check_template")
+            .await,
+        2
+    );
+    // One row per (template, phase, output), the rule in raw_expression.
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM status_check_template_detail")
+            .await,
+        4 + 2
+    );
+    assert_eq!(
+        db.raw
+            .count(
+                "SELECT COUNT(*) FROM status_check_template_detail \
+                 WHERE phase = 'PAST' AND output = 'PASS' \
+                   AND raw_expression = 'past.exists(e, e.name == ''CHARGING_STARTED'')'"
+            )
+            .await,
+        1
+    );
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM status_check_template_ext")
+            .await,
+        2
+    );
+}
+
+async fn sync_template_refuses_a_changed_version(db: &TestDb) {
+    let now = at("2026-11-01T00:00:00Z");
+    let original = template("changed", 1);
+    let Synced::Created(id) = db.store.sync_template(&original, &cel, now).await.unwrap() else {
+        panic!("expected Created");
+    };
+    let changes: [fn(&mut TemplateDefinition); 6] = [
+        |t| t.past.as_mut().unwrap().pass = Some("true".into()),
+        |t| t.future.as_mut().unwrap().fail = Some("true".into()),
+        |t| t.past.as_mut().unwrap().depends_on.push("DOCKED".into()),
+        |t| t.poller.future_interval = 60,
+        |t| t.poll_until_end = true,
+        |t| t.future = None,
+    ];
+    for change in changes {
+        let mut changed = original.clone();
+        change(&mut changed);
+        assert_eq!(
+            db.store.sync_template(&changed, &cel, now).await.unwrap(),
+            Synced::Conflict {
+                id,
+                stored: Box::new(original.clone())
+            }
+        );
+    }
+    assert_eq!(
+        db.store
+            .template_by_id(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .definition,
+        Ok(original.clone())
+    );
+    // The description is not part of a version.
+    let described = TemplateDefinition {
+        description: "said differently".into(),
+        ..original.clone()
+    };
+    assert_eq!(
+        db.store.sync_template(&described, &cel, now).await.unwrap(),
+        Synced::Unchanged(id)
+    );
+}
+
+async fn sync_template_toggles_only_is_active(db: &TestDb) {
+    let now = at("2026-11-01T00:00:00Z");
+    let active = template("toggled", 1);
+    let Synced::Created(id) = db.store.sync_template(&active, &cel, now).await.unwrap() else {
+        panic!("expected Created");
+    };
+    let inactive = TemplateDefinition {
+        is_active: false,
+        ..active.clone()
+    };
+    assert_eq!(
+        db.store.sync_template(&inactive, &cel, now).await.unwrap(),
+        Synced::Unchanged(id)
+    );
+    let stored = db.store.template_by_id(id).await.unwrap().unwrap();
+    assert_eq!(stored.definition, Ok(inactive));
+    assert!(!stored.is_active);
+    assert_eq!(newest_active(db, "toggled").await, None);
+    assert_eq!(
+        db.store.sync_template(&active, &cel, now).await.unwrap(),
+        Synced::Unchanged(id)
+    );
+    assert_eq!(newest_active(db, "toggled").await.map(|t| t.id), Some(id));
+}
+
+async fn template_versions_are_listed_newest_first(db: &TestDb) {
+    let now = at("2026-11-01T00:00:00Z");
+    let mut ids = Vec::new();
+    for (version, is_active) in [(2, true), (1, true), (3, false)] {
+        let definition = TemplateDefinition {
+            is_active,
+            ..template("versions", version)
+        };
+        let Synced::Created(id) = db
+            .store
+            .sync_template(&definition, &cel, now)
+            .await
+            .unwrap()
+        else {
+            panic!("expected Created");
+        };
+        ids.push((version, id));
+    }
+    let versions = db.store.template_versions("versions").await.unwrap();
+    let listed: Vec<(i64, bool)> = versions.iter().map(|v| (v.version, v.is_active)).collect();
+    assert_eq!(listed, [(3, false), (2, true), (1, true)]);
+    let active = newest_active(db, "versions").await.unwrap();
+    assert_eq!(active.id, ids[0].1);
+    // A check keeps its version, active or not.
+    let inactive = db.store.template_by_id(ids[2].1).await.unwrap().unwrap();
+    assert_eq!(inactive.version, 3);
+    assert!(!inactive.is_active);
+
+    assert!(
+        db.store
+            .template_versions("no-such-template")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(db.store.template_by_id(999_999).await.unwrap(), None);
+}
+
+/// Micro-Managers' `script_node_status_check` points at the description row: it is inserted
+/// once, never renamed or rewritten (SPEC §6).
+async fn descriptions_are_never_rewritten(db: &TestDb) {
+    let now = at("2026-11-01T00:00:00Z");
+    db.store
+        .sync_template(&template("described", 1), &cel, now)
+        .await
+        .unwrap();
+    let v2 = TemplateDefinition {
+        description: "said differently in version 2".into(),
+        ..template("described", 2)
+    };
+    db.store.sync_template(&v2, &cel, now).await.unwrap();
+    assert_eq!(
+        db.raw
+            .count(
+                "SELECT COUNT(*) FROM status_check_description \
+                 WHERE name = 'described' AND description = 'described, version 1'"
+            )
+            .await,
+        1
+    );
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM status_check_description")
+            .await,
+        1
+    );
+}
+
+/// A version the Node service wrote: its description, template row and one rule, the way it
+/// stored them (dependencies as `[{"eventName": …}]`, no row of this service's own).
+async fn node_version(db: &TestDb, name: &'static str, version: i64, rule: &'static str) -> i64 {
+    db.raw
+        .execute_text(
+            "INSERT INTO status_check_description (name, description, created_at) \
+             SELECT ?, 'Written by the Node service', '2025-01-01 00:00:00' \
+             WHERE NOT EXISTS (SELECT 1 FROM status_check_description WHERE name = ?)",
+            &[name, name],
+        )
+        .await;
+    let version = version.to_string();
+    db.raw
+        .execute_text(
+            "INSERT INTO status_check_template (template_description_id, \
+             past_event_dependencies, future_event_dependencies, version, is_active, \
+             poll_until_end, created_at) \
+             SELECT id, '[{\"eventName\":\"CHARGING_STARTED\"}]', '[]', ?, TRUE, FALSE, \
+             '2025-01-01 00:00:00' FROM status_check_description WHERE name = ?",
+            &[&version, name],
+        )
+        .await;
+    db.raw
+        .execute_text(
+            "INSERT INTO status_check_template_detail (template_id, phase, raw_expression, \
+             output) \
+             SELECT t.id, 'PAST', ?, 'PASS' FROM status_check_template t \
+             JOIN status_check_description d ON d.id = t.template_description_id \
+             WHERE d.name = ? AND t.version = ?",
+            &[rule, name, &version],
+        )
+        .await;
+    let versions = db.store.template_versions(name).await.unwrap();
+    versions
+        .iter()
+        .find(|v| v.version.to_string() == version)
+        .unwrap()
+        .id
+}
+
+/// The rule text the Node service stored: EJS around JavaScript.
+const EJS_RULE: &str = "<%= events.some(e => e.eventName === 'CHARGING_STARTED') %>";
+
+async fn node_versions_are_read(db: &TestDb) {
+    // A version another tool stored in CEL: read as the definition it holds.
+    let id = node_version(db, "legacy", 1, "past.size() > 0").await;
+    let expected = TemplateDefinition {
+        name: "legacy".into(),
+        version: 1,
+        description: "Written by the Node service".into(),
+        is_active: true,
+        poll_until_end: false,
+        poller: PollerDefaults::default(),
+        past: Some(PhaseDefinition {
+            depends_on: vec!["CHARGING_STARTED".into()],
+            pass: Some("past.size() > 0".into()),
+            fail: None,
+            unknown: None,
+        }),
+        future: None,
+    };
+    let stored = db.store.template_by_id(id).await.unwrap().unwrap();
+    assert_eq!(stored.definition, Ok(expected.clone()));
+    assert_eq!(stored.declared_version, None);
+    // The same template from a file is that version, not a conflicting one.
+    assert_eq!(
+        db.store
+            .sync_template(&expected, &cel, now())
+            .await
+            .unwrap(),
+        Synced::Unchanged(id)
+    );
+    // An EJS version is read as it is; whether it can run is the registry's question.
+    let ejs = node_version(db, "node-only", 1, EJS_RULE).await;
+    let stored = db.store.template_by_id(ejs).await.unwrap().unwrap();
+    let definition = stored.definition.unwrap();
+    assert_eq!(definition.past.unwrap().pass.as_deref(), Some(EJS_RULE));
+    // One rule per (template, phase, output): the production unique key.
+    let second = db
+        .raw
+        .try_execute(
+            "INSERT INTO status_check_template_detail (template_id, phase, raw_expression, \
+             output) SELECT template_id, phase, 'true', output FROM status_check_template_detail",
+        )
+        .await;
+    assert!(second.is_err(), "a second PAST/PASS rule was accepted");
+}
+
+async fn a_version_number_held_by_the_node_service_is_synced_under_the_next(db: &TestDb) {
+    let legacy_1 = node_version(db, "renumbered", 1, EJS_RULE).await;
+    node_version(db, "renumbered", 2, EJS_RULE).await;
+    let before = db.store.template_versions("renumbered").await.unwrap();
+    let shipped = template("renumbered", 1);
+    let Synced::CreatedAs {
+        id,
+        version,
+        legacy_id,
+    } = db.store.sync_template(&shipped, &cel, now()).await.unwrap()
+    else {
+        panic!("expected CreatedAs");
+    };
+    assert_eq!((version, legacy_id), (3, legacy_1));
+    // Synced again (the next start-up): the same version, not another one.
+    assert_eq!(
+        db.store.sync_template(&shipped, &cel, now()).await.unwrap(),
+        Synced::Unchanged(id)
+    );
+    let mut changed = shipped.clone();
+    changed.poll_until_end = true;
+    assert!(matches!(
+        db.store.sync_template(&changed, &cel, now()).await.unwrap(),
+        Synced::Conflict { id: conflict, .. } if conflict == id
+    ));
+    let stored = db.store.template_by_id(id).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.declared_version), (3, Some(1)));
+    // The description belongs to the name, and the name's row is the Node service's.
+    assert_eq!(
+        stored.definition,
+        Ok(TemplateDefinition {
+            version: 3,
+            description: "Written by the Node service".into(),
+            ..shipped
+        })
+    );
+    // The file's version 3 finds 3 taken by the file's version 1: the next number again.
+    let three = template("renumbered", 3);
+    assert!(matches!(
+        db.store.sync_template(&three, &cel, now()).await.unwrap(),
+        Synced::CreatedAs { version: 4, .. }
+    ));
+    // The Node service's rows are as it wrote them.
+    let after = db.store.template_versions("renumbered").await.unwrap();
+    for legacy in &before {
+        assert!(after.contains(legacy), "{legacy:?} was changed");
+    }
+    assert_eq!(newest_active(db, "renumbered").await.unwrap().version, 4);
+}
