@@ -1,622 +1,440 @@
-//! The three leased work queues on both backends — the notification outbox, subscription
-//! removals and the monitors' actions: claimed under a lease, marked sent, failed with a
-//! backoff, dead-lettered, counted in the backlog and purged. Their tests are kept together
-//! here, as written for each store, to become one suite run for each kind of job.
+//! The leased work queues (`jobs::JobQueue`, store/jobs.rs), one behaviour suite run for each
+//! kind of job — robot notifications, subscription removals, the monitors' alarms — on both
+//! backends: claimed due and oldest first under a lease, never twice at once, taken over when
+//! the lease ran out, done once and only by the lease that holds them, failed with a retry
+//! time and the error cut to its column, dead-lettered, counted in the backlog and purged.
+//! Each kind's jobs are written as the service writes them. What is particular to a kind
+//! (its payload, the handoff, a removal queued once) is in job_kinds.rs.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
+use status_check::jobs::{Job, JobFailure, JobKind, JobQueue, Lease};
 use status_check::store::{
-    CheckUpdate, Fence, MonitorSource, NEVER, NewAction, Notifications, OutboxHandoff, StoredCheck,
+    Alarms, Fence, MonitorSource, NewAction, NotificationJobs, Removals, Store,
 };
 
 use crate::harness::on_both_backends;
 use crate::monitor_store::{created, date, monitor, open_session};
-use crate::store::batch::{item, repeating_an_event, three_checks};
-use crate::store::{
-    at, complete, create, created_new, new_check, notify, outbox_rows, render, synced_template,
-    update, updated,
-};
+use crate::store::{at, create, created_new, new_check, notify, synced_template, update};
 use crate::support::TestDb;
+
+/// A kind of job under test.
+trait Kind {
+    type Of: JobKind;
+    /// The table, for reading a job's stored columns.
+    const ROW: &'static str;
+
+    fn queue(store: &dyn Store) -> &dyn JobQueue<Self::Of>;
+
+    /// Writes `n` jobs as the service does, due from `t0` on in this order; their keys.
+    async fn enqueue(db: &TestDb, n: usize, t0: DateTime<Utc>) -> Vec<i64>;
+
+    /// What tells a job apart from the others `enqueue` wrote.
+    fn key(payload: &<Self::Of as JobKind>::Payload) -> i64;
+}
+
+/// Notifications of one check (one per state change), by sequence number.
+struct Notifications;
+
+impl Kind for Notifications {
+    type Of = NotificationJobs;
+    const ROW: &'static str = "SELECT CAST(attempts AS CHAR), last_error \
+                               FROM status_check_outbox WHERE id = ?";
+
+    fn queue(store: &dyn Store) -> &dyn JobQueue<NotificationJobs> {
+        store.notification_jobs()
+    }
+
+    async fn enqueue(db: &TestDb, n: usize, t0: DateTime<Utc>) -> Vec<i64> {
+        let template_id = synced_template(db, "jobs").await;
+        let check = created_new(create(db, new_check(template_id, 42)).await.unwrap());
+        for i in 0..n {
+            let now = t0 + TimeDelta::milliseconds(i as i64);
+            update(db, check.id, Fence::None, &notify, "call", now)
+                .await
+                .unwrap();
+        }
+        (1..=n as i64).collect()
+    }
+
+    fn key(payload: &status_check::store::OutboxMessage) -> i64 {
+        payload.seq
+    }
+}
+
+/// Subscriptions to remove, by subscription id.
+struct Removal;
+
+impl Kind for Removal {
+    type Of = Removals;
+    const ROW: &'static str = "SELECT CAST(attempts AS CHAR), last_error \
+                               FROM status_check_subscription_removal WHERE id = ?";
+
+    fn queue(store: &dyn Store) -> &dyn JobQueue<Removals> {
+        store.removal_jobs()
+    }
+
+    async fn enqueue(db: &TestDb, n: usize, t0: DateTime<Utc>) -> Vec<i64> {
+        let mut keys = Vec::new();
+        for i in 0..n as i64 {
+            let now = t0 + TimeDelta::milliseconds(i);
+            db.store
+                .queue_subscription_removal(42, 5000 + i, "ended", now)
+                .await
+                .unwrap();
+            keys.push(5000 + i);
+        }
+        keys
+    }
+
+    fn key(payload: &status_check::store::SubscriptionRemoval) -> i64 {
+        payload.subscription_id
+    }
+}
+
+/// A monitor's alarms, one per window that passed quietly, by window number.
+struct Alarm;
+
+impl Kind for Alarm {
+    type Of = Alarms;
+    const ROW: &'static str = "SELECT CAST(attempts AS CHAR), last_error \
+                               FROM status_check_monitor_action WHERE id = ?";
+
+    fn queue(store: &dyn Store) -> &dyn JobQueue<Alarms> {
+        store.alarm_jobs()
+    }
+
+    async fn enqueue(db: &TestDb, n: usize, t0: DateTime<Utc>) -> Vec<i64> {
+        let watched = monitor("a", json!({}));
+        let stored = created(
+            db.store
+                .put_monitor(&watched, MonitorSource::Api, t0)
+                .await
+                .unwrap(),
+        );
+        let mut change = open_session(991);
+        change.actions = (1..=n as u32)
+            .flat_map(|number| {
+                watched
+                    .alarms(date(), number)
+                    .into_iter()
+                    .map(move |alarm| NewAction {
+                        session_date: date(),
+                        window_number: number,
+                        window_end: at("2026-11-20T09:00:00Z"),
+                        alarm,
+                    })
+            })
+            .collect();
+        assert_eq!(change.actions.len(), n, "one alarm per window");
+        assert!(
+            db.store
+                .write_monitor_state(&stored, None, &change, t0)
+                .await
+                .unwrap()
+        );
+        (1..=n as i64).collect()
+    }
+
+    fn key(payload: &status_check::store::PendingAction) -> i64 {
+        i64::from(payload.window_number)
+    }
+}
 
 on_both_backends!(
     databases:
-    outbox_claims_leases_and_retries,
-    concurrent_outbox_claims_are_disjoint,
-    committed_notifications_are_handed_over_leased,
-    sent_notifications_are_purged_after_the_retention,
-    subscription_removals_are_queued_once_leased_and_retried,
-    the_actions_outbox_claims_retries_and_purges,
+    notifications_are_claimed_due_oldest_first_under_a_lease,
+    notifications_are_done_once_by_their_lease,
+    notifications_fail_retry_and_dead_letter,
+    notifications_are_taken_over_when_their_lease_ran_out,
+    notifications_are_purged_after_the_retention,
+    notifications_are_claimed_disjoint_at_once,
+    removals_are_claimed_due_oldest_first_under_a_lease,
+    removals_are_done_once_by_their_lease,
+    removals_fail_retry_and_dead_letter,
+    removals_are_taken_over_when_their_lease_ran_out,
+    removals_are_purged_after_the_retention,
+    removals_are_claimed_disjoint_at_once,
+    alarms_are_claimed_due_oldest_first_under_a_lease,
+    alarms_are_done_once_by_their_lease,
+    alarms_fail_retry_and_dead_letter,
+    alarms_are_taken_over_when_their_lease_ran_out,
+    alarms_are_purged_after_the_retention,
+    alarms_are_claimed_disjoint_at_once,
 );
 
-// ---- The notification outbox ----
+/// The suite's behaviours for one kind, under the kind's name.
+macro_rules! suite_for {
+    ($kind:ty: $due:ident, $done:ident, $fail:ident, $taken:ident, $purged:ident, $disjoint:ident) => {
+        async fn $due(db: &TestDb) {
+            claimed_due_oldest_first_under_a_lease::<$kind>(db).await;
+        }
+        async fn $done(db: &TestDb) {
+            done_once_by_their_lease::<$kind>(db).await;
+        }
+        async fn $fail(db: &TestDb) {
+            fail_retry_and_dead_letter::<$kind>(db).await;
+        }
+        async fn $taken(db: &TestDb) {
+            taken_over_when_their_lease_ran_out::<$kind>(db).await;
+        }
+        async fn $purged(db: &TestDb) {
+            purged_after_the_retention::<$kind>(db).await;
+        }
+        async fn $disjoint(db: &TestDb) {
+            claimed_disjoint_at_once::<$kind>(db).await;
+        }
+    };
+}
 
-async fn outbox_claims_leases_and_retries(db: &TestDb) {
-    let template_id = synced_template(db, "outbox").await;
-    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
-    let t0 = at("2026-11-20T08:01:00Z");
-    let seconds = TimeDelta::seconds;
-    for i in 0..3 {
-        update(
-            db,
-            created.id,
-            Fence::None,
-            &notify,
-            &format!("call-{i}"),
-            t0 + seconds(i),
-        )
+suite_for!(Notifications:
+    notifications_are_claimed_due_oldest_first_under_a_lease,
+    notifications_are_done_once_by_their_lease,
+    notifications_fail_retry_and_dead_letter,
+    notifications_are_taken_over_when_their_lease_ran_out,
+    notifications_are_purged_after_the_retention,
+    notifications_are_claimed_disjoint_at_once);
+suite_for!(Removal:
+    removals_are_claimed_due_oldest_first_under_a_lease,
+    removals_are_done_once_by_their_lease,
+    removals_fail_retry_and_dead_letter,
+    removals_are_taken_over_when_their_lease_ran_out,
+    removals_are_purged_after_the_retention,
+    removals_are_claimed_disjoint_at_once);
+suite_for!(Alarm:
+    alarms_are_claimed_due_oldest_first_under_a_lease,
+    alarms_are_done_once_by_their_lease,
+    alarms_fail_retry_and_dead_letter,
+    alarms_are_taken_over_when_their_lease_ran_out,
+    alarms_are_purged_after_the_retention,
+    alarms_are_claimed_disjoint_at_once);
+
+fn lease(name: &str) -> Lease {
+    Lease::parse(name).unwrap()
+}
+
+fn t0() -> DateTime<Utc> {
+    at("2026-11-20T08:01:00Z")
+}
+
+fn seconds(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+async fn claim<K: Kind>(
+    db: &TestDb,
+    now: DateTime<Utc>,
+    holder: &str,
+    limit: usize,
+) -> Vec<Job<<K::Of as JobKind>::Payload>> {
+    K::queue(db.store.as_ref())
+        .claim(now, &lease(holder), now + seconds(30), limit)
         .await
-        .unwrap();
-    }
-    assert_eq!(db.store.notification_jobs().backlog().await.unwrap(), 3);
+        .unwrap()
+}
 
-    // Due rows only, oldest first, up to the limit.
-    assert_eq!(
-        db.store
-            .claim_outbox(t0 - seconds(1), "a", t0 + seconds(30), 10)
-            .await
-            .unwrap(),
-        []
-    );
-    let a = db
-        .store
-        .claim_outbox(t0 + seconds(1), "a", t0 + seconds(31), 10)
+fn keys<K: Kind>(jobs: &[Job<<K::Of as JobKind>::Payload>]) -> Vec<i64> {
+    jobs.iter().map(|job| K::key(&job.payload)).collect()
+}
+
+fn ids<P>(jobs: &[Job<P>]) -> Vec<i64> {
+    jobs.iter().map(|job| job.id).collect()
+}
+
+async fn complete<K: Kind>(db: &TestDb, ids: &[i64], holder: &str, now: DateTime<Utc>) -> Vec<i64> {
+    K::queue(db.store.as_ref())
+        .complete(ids, &lease(holder), now)
         .await
-        .unwrap();
-    assert_eq!(a.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
-    let first = &a[0];
-    assert_eq!(
-        (
-            first.check_id,
-            first.robot_id,
-            first.call_ref.as_str(),
-            first.attempts
-        ),
-        (created.id, 42, "call-0", 0)
-    );
-    assert_eq!(
-        first.payload,
-        format!(
-            "check {} seq 1: FUTURE PENDING None with 3 records",
-            created.id
-        )
-    );
-    // Leased rows are not handed out again while their lease runs.
-    let b = db
-        .store
-        .claim_outbox(t0 + seconds(5), "b", t0 + seconds(35), 10)
+        .unwrap()
+}
+
+async fn fail<K: Kind>(
+    db: &TestDb,
+    id: i64,
+    holder: &str,
+    retry_at: Option<DateTime<Utc>>,
+    error: &str,
+) -> u64 {
+    let failure = JobFailure {
+        id,
+        retry_at,
+        error: error.to_owned(),
+    };
+    K::queue(db.store.as_ref())
+        .fail(&[failure], &lease(holder))
         .await
-        .unwrap();
-    assert_eq!(b.iter().map(|m| m.seq).collect::<Vec<_>>(), [3]);
-    assert_eq!(
-        db.store
-            .claim_outbox(t0 + seconds(5), "b", t0 + seconds(35), 10)
-            .await
-            .unwrap(),
-        []
-    );
+        .unwrap()
+}
 
-    // Sent, once.
-    assert!(
-        db.store
-            .outbox_sent(&[a[0].id], "a", t0 + seconds(6))
-            .await
-            .unwrap()
-            .contains(&a[0].id)
-    );
-    assert!(
-        !db.store
-            .outbox_sent(&[a[0].id], "a", t0 + seconds(6))
-            .await
-            .unwrap()
-            .contains(&a[0].id)
-    );
-    assert_eq!(db.store.notification_jobs().backlog().await.unwrap(), 2);
+async fn backlog<K: Kind>(db: &TestDb) -> i64 {
+    K::queue(db.store.as_ref()).backlog().await.unwrap()
+}
 
-    // Failed: retried later, with the error kept (cut to the column).
-    let error = "é".repeat(3000);
-    assert!(
-        db.store
-            .outbox_failed(a[1].id, "a", t0 + seconds(60), &error)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !db.store
-            .outbox_failed(a[1].id, "a", t0 + seconds(60), &error)
-            .await
-            .unwrap()
-    );
-    let rows = db.raw.outbox(created.id).await;
-    assert_eq!(rows[0].sent_at, Some(t0 + seconds(6)));
-    assert_eq!(rows[1].attempts, 1);
-    assert_eq!(
-        rows[1].last_error.as_deref(),
-        Some("é".repeat(1024).as_str())
-    );
-    assert_eq!(rows[1].next_attempt_at, t0 + seconds(60));
-    assert_eq!(rows[1].sent_at, None);
+/// Due jobs only, oldest first, up to the limit, each with no attempt yet; a leased job is
+/// not handed out again while its lease runs.
+async fn claimed_due_oldest_first_under_a_lease<K: Kind>(db: &TestDb) {
+    let keys_written = K::enqueue(db, 3, t0()).await;
+    assert_eq!(backlog::<K>(db).await, 3);
+    assert!(claim::<K>(db, t0() - seconds(1), "a", 10).await.is_empty());
+    let a = claim::<K>(db, t0() + seconds(1), "a", 2).await;
+    assert_eq!(keys::<K>(&a), keys_written[..2]);
+    assert!(a.iter().all(|job| job.attempts == 0));
+    let b = claim::<K>(db, t0() + seconds(5), "b", 10).await;
+    assert_eq!(keys::<K>(&b), keys_written[2..]);
+    assert!(claim::<K>(db, t0() + seconds(5), "b", 10).await.is_empty());
+    assert!(claim::<K>(db, t0() + seconds(5), "b", 0).await.is_empty());
+    assert_eq!(backlog::<K>(db).await, 3, "claimed is not done");
+}
 
-    // b's lease ran out: c takes the row over, and b can no longer mark it.
-    let c = db
-        .store
-        .claim_outbox(t0 + seconds(40), "c", t0 + seconds(70), 10)
-        .await
-        .unwrap();
+/// Done once, by the lease that holds the job; a batch marks only what its lease holds.
+async fn done_once_by_their_lease<K: Kind>(db: &TestDb) {
+    K::enqueue(db, 3, t0()).await;
+    let a = claim::<K>(db, t0() + seconds(1), "a", 2).await;
+    let b = claim::<K>(db, t0() + seconds(1), "b", 2).await;
+    let now = t0() + seconds(2);
     assert_eq!(
-        c.iter().map(|m| (m.seq, m.attempts)).collect::<Vec<_>>(),
-        [(3, 0)]
+        complete::<K>(db, &ids(&a), "b", now).await,
+        Vec::<i64>::new()
     );
+    assert_eq!(complete::<K>(db, &[a[0].id], "a", now).await, [a[0].id]);
+    assert_eq!(
+        complete::<K>(db, &[a[0].id], "a", now).await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(backlog::<K>(db).await, 2);
+    // A batch: the job done already and one of another lease are left alone.
+    assert_eq!(
+        complete::<K>(db, &[a[0].id, a[1].id, b[0].id], "a", now).await,
+        [a[1].id]
+    );
+    assert_eq!(complete::<K>(db, &ids(&b), "b", now).await, ids(&b));
+    assert_eq!(backlog::<K>(db).await, 0);
     assert!(
-        !db.store
-            .outbox_sent(&[b[0].id], "b", t0 + seconds(41))
+        claim::<K>(db, t0() + seconds(3600), "c", 10)
             .await
-            .unwrap()
-            .contains(&b[0].id)
-    );
-    assert!(
-        !db.store
-            .outbox_failed(b[0].id, "b", t0 + seconds(41), "late")
-            .await
-            .unwrap()
-    );
-    assert!(
-        db.store
-            .outbox_sent(&[c[0].id], "c", t0 + seconds(42))
-            .await
-            .unwrap()
-            .contains(&c[0].id)
-    );
-
-    // The failed row comes back when its retry is due, with its attempt count.
-    assert_eq!(
-        db.store
-            .claim_outbox(t0 + seconds(59), "d", t0 + seconds(90), 10)
-            .await
-            .unwrap(),
-        []
-    );
-    let d = db
-        .store
-        .claim_outbox(t0 + seconds(60), "d", t0 + seconds(90), 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        d.iter().map(|m| (m.seq, m.attempts)).collect::<Vec<_>>(),
-        [(2, 1)]
-    );
-    // A batch marks only the rows its lease holds (a's row was sent already).
-    assert_eq!(
-        db.store
-            .outbox_sent(&[a[0].id, d[0].id], "d", t0 + seconds(61))
-            .await
-            .unwrap(),
-        [d[0].id]
-    );
-    assert_eq!(db.store.notification_jobs().backlog().await.unwrap(), 0);
-    assert_eq!(
-        db.store
-            .claim_outbox(t0 + seconds(3600), "e", t0 + seconds(3630), 10)
-            .await
-            .unwrap(),
-        []
+            .is_empty(),
+        "done is done"
     );
 }
 
-async fn concurrent_outbox_claims_are_disjoint(db: &TestDb) {
-    let template_id = synced_template(db, "outbox-claims").await;
-    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
-    let t0 = at("2026-11-20T08:01:00Z");
-    for i in 0..12 {
-        update(
-            db,
-            created.id,
-            Fence::None,
-            &notify,
-            "call",
-            t0 + TimeDelta::milliseconds(i),
-        )
-        .await
-        .unwrap();
-    }
-    let now = t0 + TimeDelta::seconds(1);
-    let until = now + TimeDelta::seconds(30);
-    let (a, b) = tokio::join!(
-        db.store.claim_outbox(now, "a", until, 5),
-        db.store.claim_outbox(now, "b", until, 5)
+/// A failed job frees its lease and comes back when its retry is due, with its attempt
+/// counted and its error kept (cut to the column's 1024 characters); one whose last attempt
+/// failed is dead-lettered: never claimed again, no backlog, kept with its error.
+async fn fail_retry_and_dead_letter<K: Kind>(db: &TestDb) {
+    K::enqueue(db, 2, t0()).await;
+    let a = claim::<K>(db, t0() + seconds(1), "a", 10).await;
+    assert_eq!(
+        complete::<K>(db, &[a[1].id], "a", t0() + seconds(1)).await,
+        [a[1].id]
     );
-    let seqs = |claimed: Vec<status_check::store::OutboxMessage>| -> BTreeSet<i64> {
-        claimed.into_iter().map(|m| m.seq).collect()
+    let error = "é".repeat(3000);
+    let retry_at = Some(t0() + seconds(60));
+    assert_eq!(
+        fail::<K>(db, a[0].id, "b", retry_at, &error).await,
+        0,
+        "not b's"
+    );
+    assert_eq!(fail::<K>(db, a[0].id, "a", retry_at, &error).await, 1);
+    assert_eq!(
+        fail::<K>(db, a[0].id, "a", retry_at, &error).await,
+        0,
+        "freed"
+    );
+    let row = db.raw.texts(K::ROW, &[&a[0].id.to_string()]).await;
+    assert_eq!(
+        row,
+        [vec![Some("1".to_owned()), Some("é".repeat(1024))]],
+        "the attempt and its error"
+    );
+    assert_eq!(backlog::<K>(db).await, 1);
+    assert!(claim::<K>(db, t0() + seconds(59), "c", 10).await.is_empty());
+    let again = claim::<K>(db, t0() + seconds(60), "c", 10).await;
+    assert_eq!(
+        again
+            .iter()
+            .map(|job| (job.id, job.attempts))
+            .collect::<Vec<_>>(),
+        [(a[0].id, 1)]
+    );
+    // Its last attempt fails: dead-lettered.
+    assert_eq!(fail::<K>(db, a[0].id, "c", None, "gave up").await, 1);
+    assert_eq!(backlog::<K>(db).await, 0);
+    let far = at("9000-01-01T00:00:00Z");
+    assert!(claim::<K>(db, far, "d", 10).await.is_empty());
+    let row = db.raw.texts(K::ROW, &[&a[0].id.to_string()]).await;
+    assert_eq!(
+        row,
+        [vec![Some("2".to_owned()), Some("gave up".to_owned())]]
+    );
+}
+
+/// A lease that ran out: another claimer takes the job over (its attempts unchanged), and the
+/// older lease can neither mark it done nor failed.
+async fn taken_over_when_their_lease_ran_out<K: Kind>(db: &TestDb) {
+    K::enqueue(db, 1, t0()).await;
+    let b = claim::<K>(db, t0() + seconds(5), "b", 10).await;
+    assert!(
+        claim::<K>(db, t0() + seconds(35), "c", 10).await.is_empty(),
+        "b's until 08:01:35"
+    );
+    let c = claim::<K>(db, t0() + seconds(36), "c", 10).await;
+    assert_eq!(
+        c.iter()
+            .map(|job| (job.id, job.attempts))
+            .collect::<Vec<_>>(),
+        [(b[0].id, 0)]
+    );
+    let late = t0() + seconds(37);
+    assert_eq!(
+        complete::<K>(db, &ids(&b), "b", late).await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(fail::<K>(db, b[0].id, "b", Some(late), "late").await, 0);
+    assert_eq!(complete::<K>(db, &ids(&c), "c", late).await, ids(&c));
+}
+
+/// Done jobs older than the retention are purged in bounded batches; jobs not done and newer
+/// ones stay.
+async fn purged_after_the_retention<K: Kind>(db: &TestDb) {
+    K::enqueue(db, 5, t0()).await;
+    let claimed = claim::<K>(db, t0() + seconds(10), "relay", 10).await;
+    assert_eq!(claimed.len(), 5);
+    // Four done, at 08:01:20 .. 08:01:23; one left.
+    for (i, job) in claimed.iter().take(4).enumerate() {
+        let now = t0() + seconds(20 + i as i64);
+        assert_eq!(complete::<K>(db, &[job.id], "relay", now).await, [job.id]);
+    }
+    let queue = K::queue(db.store.as_ref());
+    let before = |cut: i64| t0() + seconds(cut);
+    assert_eq!(queue.purge(before(20), 10).await.unwrap(), 0);
+    assert_eq!(queue.purge(before(23), 2).await.unwrap(), 2, "a batch");
+    assert_eq!(queue.purge(before(23), 10).await.unwrap(), 1);
+    assert_eq!(queue.purge(before(23), 10).await.unwrap(), 0);
+    assert_eq!(backlog::<K>(db).await, 1, "the one not done stays");
+    assert_eq!(
+        queue.purge(before(3600), 10).await.unwrap(),
+        1,
+        "the newest done one"
+    );
+    let left = claim::<K>(db, t0() + seconds(60), "other", 10).await;
+    assert_eq!(ids(&left), [claimed[4].id]);
+}
+
+/// Two claimers at once get disjoint sets, and together with a third every job once.
+async fn claimed_disjoint_at_once<K: Kind>(db: &TestDb) {
+    let written: BTreeSet<i64> = K::enqueue(db, 12, t0()).await.into_iter().collect();
+    let now = t0() + seconds(1);
+    let (a, b) = tokio::join!(claim::<K>(db, now, "a", 5), claim::<K>(db, now, "b", 5));
+    let set = |jobs: &[Job<<K::Of as JobKind>::Payload>]| -> BTreeSet<i64> {
+        keys::<K>(jobs).into_iter().collect()
     };
-    let (a, b) = (seqs(a.unwrap()), seqs(b.unwrap()));
+    let (a, b) = (set(&a), set(&b));
     assert_eq!((a.len(), b.len()), (5, 5));
     assert!(a.is_disjoint(&b), "{a:?} / {b:?}");
-    let rest = seqs(db.store.claim_outbox(now, "c", until, 100).await.unwrap());
-    let union: BTreeSet<i64> = a.iter().chain(&b).chain(&rest).copied().collect();
-    assert_eq!(union, (1..=12).collect());
-    assert_eq!(a.len() + b.len() + rest.len(), 12);
-}
-
-/// Notifications handed to this process's relay: the rows are committed leased to it (no
-/// other relay claims them until the lease runs out) and handed over only after the commit —
-/// a refused batch hands nothing — and once the relay has `capacity` waiting, rows are
-/// written for any relay to claim.
-async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
-    let checks = three_checks(db, "batch-handoff").await;
-    let handoff = OutboxHandoff::new("relay-here".to_owned(), Duration::from_secs(30), 2);
-    let handing = Notifications {
-        render: &render,
-        handoff: Some(&handoff),
-    };
-    let now = at("2026-11-20T08:01:00Z");
-    // The first item's row is written, then the second item is refused by the database: the
-    // batch rolls back and hands nothing over.
-    let repeating = repeating_an_event(&checks[1]);
-    let refused = [
-        item(&checks[0], notify(&checks[0]).unwrap()),
-        item(&checks[1], repeating),
-    ];
-    assert!(
-        db.store
-            .update_checks(&refused, &handing, now)
-            .await
-            .is_err()
-    );
-    assert!(
-        handoff.take(10).is_empty(),
-        "nothing handed for a refused batch"
-    );
-    assert_eq!(outbox_rows(db).await, 0);
-
-    let batch = [
-        item(&checks[0], notify(&checks[0]).unwrap()),
-        item(&checks[1], notify(&checks[1]).unwrap()),
-    ];
-    let outcomes = db.store.update_checks(&batch, &handing, now).await.unwrap();
-    let notified: Vec<StoredCheck> = outcomes.into_iter().map(updated).collect();
-    let claimed_elsewhere = db
-        .store
-        .claim_outbox(now, "relay-there", now + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
-    assert!(claimed_elsewhere.is_empty(), "{claimed_elsewhere:?}");
-
-    // The relay has two waiting (its capacity): the next notification is left to a claim.
-    let third = db
-        .store
-        .update_check(
-            &checks[2],
-            Fence::None,
-            &notify(&checks[2]).unwrap(),
-            &handing,
-            "c",
-            now,
-        )
-        .await
-        .unwrap();
-    let third = updated(third);
-    let claimed = db
-        .store
-        .claim_outbox(now, "relay-there", now + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        claimed
-            .iter()
-            .map(|row| (row.check_id, row.seq))
-            .collect::<Vec<_>>(),
-        [(third.id, third.notification_seq)]
-    );
-
-    let handed = handoff.take(10);
-    assert_eq!(
-        handed
-            .iter()
-            .map(|row| (
-                row.check_id,
-                row.seq,
-                row.payload.clone(),
-                row.call_ref.as_str()
-            ))
-            .collect::<Vec<_>>(),
-        notified
-            .iter()
-            .map(|check| (
-                check.id,
-                check.notification_seq,
-                render(check, check.notification_seq),
-                "batch"
-            ))
-            .collect::<Vec<_>>()
-    );
-    // The relay marks them sent under its lease (the ids are the rows').
-    let ids: Vec<i64> = handed.iter().map(|row| row.id).collect();
-    assert_eq!(
-        db.store
-            .outbox_sent(&ids, "relay-there", now + TimeDelta::seconds(1))
-            .await
-            .unwrap(),
-        Vec::<i64>::new(),
-        "another lease marks nothing"
-    );
-    assert_eq!(
-        db.store
-            .outbox_sent(&ids, "relay-here", now + TimeDelta::seconds(1))
-            .await
-            .unwrap(),
-        ids
-    );
-    assert_eq!(
-        db.store
-            .outbox_sent(&[claimed[0].id], "relay-there", now + TimeDelta::seconds(1))
-            .await
-            .unwrap(),
-        [claimed[0].id]
-    );
-    // After the leases, nothing is left to claim: sent is sent.
-    assert!(
-        db.store
-            .claim_outbox(
-                now + TimeDelta::seconds(60),
-                "relay-there",
-                now + TimeDelta::seconds(90),
-                10
-            )
-            .await
-            .unwrap()
-            .is_empty()
-    );
-}
-
-/// Sent notifications older than the retention are purged in bounded batches; unsent ones
-/// and newer ones stay.
-async fn sent_notifications_are_purged_after_the_retention(db: &TestDb) {
-    let template_id = synced_template(db, "purge").await;
-    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
-    let t0 = at("2026-11-20T08:00:00Z");
-    let seconds = TimeDelta::seconds;
-    for i in 0..5 {
-        update(
-            db,
-            created.id,
-            Fence::None,
-            &notify,
-            &format!("n{i}"),
-            t0 + seconds(i),
-        )
-        .await
-        .unwrap();
-    }
-    let claimed = db
-        .store
-        .claim_outbox(t0 + seconds(10), "relay", t0 + seconds(40), 10)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 5);
-    // Four sent, at 08:00:20 .. 08:00:23; one left unsent.
-    for (i, message) in claimed.iter().take(4).enumerate() {
-        db.store
-            .outbox_sent(&[message.id], "relay", t0 + seconds(20 + i as i64))
-            .await
-            .unwrap();
-    }
-    let before = |cut: i64| t0 + seconds(cut);
-    assert_eq!(db.store.purge_sent_outbox(before(20), 10).await.unwrap(), 0);
-    assert_eq!(
-        db.store.purge_sent_outbox(before(23), 2).await.unwrap(),
-        2,
-        "a batch"
-    );
-    assert_eq!(db.store.purge_sent_outbox(before(23), 10).await.unwrap(), 1);
-    assert_eq!(
-        outbox_rows(db).await,
-        2,
-        "the newest sent row and the unsent one stay"
-    );
-    assert_eq!(db.store.notification_jobs().backlog().await.unwrap(), 1);
-}
-
-// ---- Subscription removals ----
-
-/// A removal is queued once per subscription (however many paths ask), claimed under a
-/// lease, retried at its backoff, and done once Megazord said so; an update that ends a check
-/// queues its removal in the same transaction.
-async fn subscription_removals_are_queued_once_leased_and_retried(db: &TestDb) {
-    let t0 = at("2026-11-20T08:00:00Z");
-    let seconds = TimeDelta::seconds;
-    db.store
-        .queue_subscription_removal(42, 5555, "create_failed", t0)
-        .await
-        .unwrap();
-    db.store
-        .queue_subscription_removal(42, 5555, "unowned", t0)
-        .await
-        .unwrap();
-    assert_eq!(db.store.removal_jobs().backlog().await.unwrap(), 1);
-    let claimed = db
-        .store
-        .claim_subscription_removals(t0, "a", t0 + seconds(30), 10)
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!(
-        (
-            claimed[0].robot_id,
-            claimed[0].subscription_id,
-            claimed[0].reason.as_str(),
-            claimed[0].attempts
-        ),
-        (42, 5555, "create_failed", 0)
-    );
-    // Leased: another replica does not get it.
-    assert!(
-        db.store
-            .claim_subscription_removals(t0, "b", t0 + seconds(30), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        db.store
-            .subscription_removal_failed(claimed[0].id, "a", t0 + seconds(2), "megazord 503")
-            .await
-            .unwrap()
-    );
-    assert!(
-        db.store
-            .claim_subscription_removals(t0 + seconds(1), "b", t0 + seconds(31), 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "not before its retry time"
-    );
-    let again = db
-        .store
-        .claim_subscription_removals(t0 + seconds(2), "b", t0 + seconds(32), 10)
-        .await
-        .unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].attempts, 1);
-    assert_eq!(
-        db.store
-            .subscriptions_removed(&[5555, 5556], t0 + seconds(3))
-            .await
-            .unwrap(),
-        1,
-        "one was pending"
-    );
-    assert_eq!(
-        db.store
-            .subscriptions_removed(&[5555], t0 + seconds(3))
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(db.store.removal_jobs().backlog().await.unwrap(), 0);
-
-    // Ending a check queues its subscription's removal with the change.
-    let template_id = synced_template(db, "removal").await;
-    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
-    let ending = |check: &StoredCheck| {
-        Some(CheckUpdate {
-            remove_subscription: true,
-            ..complete(check).unwrap()
-        })
-    };
-    updated(
-        update(db, created.id, Fence::None, &ending, "end", t0)
-            .await
-            .unwrap(),
-    );
-    let queued = db
-        .store
-        .claim_subscription_removals(t0 + seconds(10), "c", t0 + seconds(40), 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        queued
-            .iter()
-            .map(|r| (r.subscription_id, r.reason.as_str()))
-            .collect::<Vec<_>>(),
-        [(991, "ended")]
-    );
-}
-
-// ---- The monitors' actions ----
-
-async fn the_actions_outbox_claims_retries_and_purges(db: &TestDb) {
-    let t0 = at("2026-11-20T07:00:00Z");
-    let stored = created(
-        db.store
-            .put_monitor(&monitor("a", json!({})), MonitorSource::Api, t0)
-            .await
-            .unwrap(),
-    );
-    let mut change = open_session(991);
-    change.actions = (1..=3)
-        .flat_map(|number| {
-            monitor("a", json!({}))
-                .alarms(date(), number)
-                .into_iter()
-                .map(move |alarm| NewAction {
-                    session_date: date(),
-                    window_number: number,
-                    window_end: at("2026-11-20T09:00:00Z"),
-                    alarm,
-                })
-        })
-        .collect();
-    assert!(
-        db.store
-            .write_monitor_state(&stored, None, &change, t0)
-            .await
-            .unwrap()
-    );
-    let until = t0 + TimeDelta::seconds(30);
-    let (a, b) = tokio::join!(
-        db.store.claim_monitor_actions(t0, "a", until, 2),
-        db.store.claim_monitor_actions(t0, "b", until, 2)
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.len() + b.len(), 3);
-    let ids: BTreeSet<i64> = a.iter().chain(&b).map(|x| x.id).collect();
-    assert_eq!(ids.len(), 3, "disjoint claims");
-    let first = &a[0];
-    assert!(
-        !db.store
-            .monitor_action_sent(first.id, "b", t0)
-            .await
-            .unwrap()
-    );
-    assert!(
-        db.store
-            .monitor_action_sent(first.id, "a", t0)
-            .await
-            .unwrap()
-    );
-    let second = a.get(1).unwrap_or(&b[0]);
-    let lease = if a.len() > 1 { "a" } else { "b" };
-    assert!(
-        db.store
-            .monitor_action_failed(second.id, lease, t0 + TimeDelta::seconds(60), "503")
-            .await
-            .unwrap()
-    );
-    assert_eq!(db.store.monitor_action_backlog().await.unwrap(), 2);
-    let retried = db
-        .store
-        .claim_monitor_actions(
-            t0 + TimeDelta::seconds(60),
-            "c",
-            until + TimeDelta::seconds(60),
-            10,
-        )
-        .await
-        .unwrap();
-    let retried: Vec<(i64, u32)> = retried.iter().map(|x| (x.id, x.attempts)).collect();
-    assert!(retried.contains(&(second.id, 1)), "{retried:?}");
-    // A dead-lettered action is no backlog.
-    assert!(
-        db.store
-            .monitor_action_failed(second.id, "c", NEVER, "gave up")
-            .await
-            .unwrap()
-    );
-    assert_eq!(db.store.monitor_action_backlog().await.unwrap(), 1);
-    assert_eq!(
-        db.store
-            .purge_sent_monitor_actions(t0 + TimeDelta::seconds(1), 10)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        db.store
-            .purge_sent_monitor_actions(t0 + TimeDelta::seconds(1), 10)
-            .await
-            .unwrap(),
-        0
-    );
+    let rest = claim::<K>(db, now, "c", 100).await;
+    assert_eq!(rest.len(), 2);
+    let union: BTreeSet<i64> = a.iter().chain(&b).copied().chain(set(&rest)).collect();
+    assert_eq!(union, written);
 }

@@ -17,6 +17,7 @@ mod faults_queue;
 mod faults_upstream;
 mod harness;
 mod http_limits;
+mod job_kinds;
 mod job_service;
 mod journeys;
 mod leased_queues;

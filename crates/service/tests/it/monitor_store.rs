@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde_json::json;
+use status_check::jobs::Lease;
 use status_check::store::{
     MonitorPut, MonitorSource, NEVER, NewAction, StateChange, StoredMonitor,
 };
@@ -458,11 +459,18 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
     );
     let pending = db
         .store
-        .claim_monitor_actions(now, "relay", now + TimeDelta::seconds(30), 10)
+        .alarm_jobs()
+        .claim(
+            now,
+            &Lease::parse("relay").unwrap(),
+            now + TimeDelta::seconds(30),
+            10,
+        )
         .await
         .unwrap();
     let posted: Vec<(String, String, Option<u8>)> = pending
         .iter()
+        .map(|job| &job.payload)
         .map(|a| (a.reference_id.clone(), a.event_name.clone(), a.level))
         .collect();
     assert_eq!(
@@ -504,7 +512,7 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
             .unwrap()
     );
     assert_eq!(
-        db.store.monitor_action_backlog().await.unwrap(),
+        db.store.alarm_jobs().backlog().await.unwrap(),
         4,
         "one row per reference and action"
     );
@@ -540,7 +548,7 @@ async fn deleting_a_monitor_removes_its_subscription_and_keeps_its_alarms(db: &T
     assert_eq!(db.store.get_monitor(42, "a").await.unwrap(), None);
     assert_eq!(db.store.delete_monitor(42, "a", t0).await.unwrap(), None);
     assert_eq!(removals(db).await, [(991, "monitor_deleted".to_owned())]);
-    assert_eq!(db.store.monitor_action_backlog().await.unwrap(), 1);
+    assert_eq!(db.store.alarm_jobs().backlog().await.unwrap(), 1);
     // Created again the same day: its alarms number on from the deleted one's.
     assert_eq!(
         db.store.last_alarm_number(42, "a", date()).await.unwrap(),

@@ -1,0 +1,264 @@
+//! What is particular to each kind of job, beyond the shared leased-queue suite
+//! (leased_queues.rs): a notification's row as the change wrote it, notifications handed to
+//! this process's relay, a subscription's removal queued once. (An alarm's row as its window
+//! end wrote it: monitor_store.rs.)
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use status_check::jobs::{Lease, LeaseOwner};
+use status_check::store::{CheckUpdate, Fence, Notifications, OutboxHandoff, StoredCheck};
+
+use crate::harness::on_both_backends;
+use crate::store::batch::{item, repeating_an_event, three_checks};
+use crate::store::{
+    at, complete, create, created_new, new_check, notify, outbox_rows, render, synced_template,
+    update, updated,
+};
+use crate::support::TestDb;
+
+on_both_backends!(
+    databases:
+    a_notification_carries_what_its_change_wrote,
+    committed_notifications_are_handed_over_leased,
+    a_subscription_removal_is_queued_once,
+);
+
+fn lease(name: &str) -> Lease {
+    Lease::parse(name).unwrap()
+}
+
+async fn a_notification_carries_what_its_change_wrote(db: &TestDb) {
+    let template_id = synced_template(db, "outbox").await;
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
+    let t0 = at("2026-11-20T08:01:00Z");
+    update(db, created.id, Fence::None, &notify, "call-0", t0)
+        .await
+        .unwrap();
+    let claimed = db
+        .store
+        .notification_jobs()
+        .claim(t0, &lease("a"), t0 + TimeDelta::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let first = &claimed[0];
+    assert_eq!(
+        (
+            first.payload.check_id,
+            first.payload.robot_id,
+            first.payload.seq,
+            first.payload.call_ref.as_str(),
+            first.attempts
+        ),
+        (created.id, 42, 1, "call-0", 0)
+    );
+    assert_eq!(
+        first.payload.payload,
+        format!(
+            "check {} seq 1: FUTURE PENDING None with 3 records",
+            created.id
+        )
+    );
+    // Done: the row keeps when it was sent.
+    let sent_at = t0 + TimeDelta::seconds(6);
+    db.store
+        .notification_jobs()
+        .complete(&[first.id], &lease("a"), sent_at)
+        .await
+        .unwrap();
+    let rows = db.raw.outbox(created.id).await;
+    assert_eq!(rows[0].sent_at, Some(sent_at));
+    assert_eq!((rows[0].attempts, rows[0].next_attempt_at), (0, t0));
+}
+
+/// Notifications handed to this process's relay: the rows are committed leased to it (no
+/// other relay claims them until the lease runs out) and handed over only after the commit —
+/// a refused batch hands nothing — and once the relay has `capacity` waiting, rows are
+/// written for any relay to claim.
+async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
+    let checks = three_checks(db, "batch-handoff").await;
+    let here = LeaseOwner::new("relay", "here").standing_lease("handoff");
+    let handoff = OutboxHandoff::new(here.clone(), Duration::from_secs(30), 2);
+    let handing = Notifications {
+        render: &render,
+        handoff: Some(&handoff),
+    };
+    let now = at("2026-11-20T08:01:00Z");
+    let there = lease("relay-there");
+    let queue = db.store.notification_jobs();
+    // The first item's row is written, then the second item is refused by the database: the
+    // batch rolls back and hands nothing over.
+    let repeating = repeating_an_event(&checks[1]);
+    let refused = [
+        item(&checks[0], notify(&checks[0]).unwrap()),
+        item(&checks[1], repeating),
+    ];
+    assert!(
+        db.store
+            .update_checks(&refused, &handing, now)
+            .await
+            .is_err()
+    );
+    assert!(
+        handoff.take(10).is_empty(),
+        "nothing handed for a refused batch"
+    );
+    assert_eq!(outbox_rows(db).await, 0);
+
+    let batch = [
+        item(&checks[0], notify(&checks[0]).unwrap()),
+        item(&checks[1], notify(&checks[1]).unwrap()),
+    ];
+    let outcomes = db.store.update_checks(&batch, &handing, now).await.unwrap();
+    let notified: Vec<StoredCheck> = outcomes.into_iter().map(updated).collect();
+    let claimed_elsewhere = queue
+        .claim(now, &there, now + TimeDelta::seconds(30), 10)
+        .await
+        .unwrap();
+    assert!(claimed_elsewhere.is_empty(), "{claimed_elsewhere:?}");
+
+    // The relay has two waiting (its capacity): the next notification is left to a claim.
+    let third = db
+        .store
+        .update_check(
+            &checks[2],
+            Fence::None,
+            &notify(&checks[2]).unwrap(),
+            &handing,
+            "c",
+            now,
+        )
+        .await
+        .unwrap();
+    let third = updated(third);
+    let claimed = queue
+        .claim(now, &there, now + TimeDelta::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|job| (job.payload.check_id, job.payload.seq))
+            .collect::<Vec<_>>(),
+        [(third.id, third.notification_seq)]
+    );
+
+    let handed = handoff.take(10);
+    assert_eq!(
+        handed
+            .iter()
+            .map(|job| (
+                job.payload.check_id,
+                job.payload.seq,
+                job.payload.payload.clone(),
+                job.payload.call_ref.as_str(),
+                job.attempts
+            ))
+            .collect::<Vec<_>>(),
+        notified
+            .iter()
+            .map(|check| (
+                check.id,
+                check.notification_seq,
+                render(check, check.notification_seq),
+                "batch",
+                0
+            ))
+            .collect::<Vec<_>>()
+    );
+    // The relay marks them sent under its lease (the ids are the rows').
+    let ids: Vec<i64> = handed.iter().map(|job| job.id).collect();
+    let later = now + TimeDelta::seconds(1);
+    assert_eq!(
+        queue.complete(&ids, &there, later).await.unwrap(),
+        Vec::<i64>::new(),
+        "another lease marks nothing"
+    );
+    assert_eq!(queue.complete(&ids, &here, later).await.unwrap(), ids);
+    assert_eq!(
+        queue
+            .complete(&[claimed[0].id], &there, later)
+            .await
+            .unwrap(),
+        [claimed[0].id]
+    );
+    // After the leases, nothing is left to claim: sent is sent.
+    let after = now + TimeDelta::seconds(60);
+    assert!(
+        queue
+            .claim(after, &there, after + TimeDelta::seconds(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A subscription's removal is queued once, whoever asks again (with another reason); ending
+/// a check queues its subscription's removal with the change.
+async fn a_subscription_removal_is_queued_once(db: &TestDb) {
+    let t0 = at("2026-11-20T08:00:00Z");
+    let until = t0 + TimeDelta::seconds(30);
+    let queue = db.store.removal_jobs();
+    db.store
+        .queue_subscription_removal(42, 5555, "create_failed", t0)
+        .await
+        .unwrap();
+    db.store
+        .queue_subscription_removal(42, 5555, "unowned", t0)
+        .await
+        .unwrap();
+    assert_eq!(queue.backlog().await.unwrap(), 1);
+    let claimed = queue.claim(t0, &lease("a"), until, 10).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|job| (
+                job.payload.robot_id,
+                job.payload.subscription_id,
+                job.payload.reason.as_str(),
+                job.attempts
+            ))
+            .collect::<Vec<_>>(),
+        [(42, 5555, "create_failed", 0)]
+    );
+    assert_eq!(
+        queue
+            .complete(&[claimed[0].id], &lease("a"), t0)
+            .await
+            .unwrap(),
+        [claimed[0].id]
+    );
+    // Done, and asked again: still done.
+    db.store
+        .queue_subscription_removal(42, 5555, "ended", t0 + TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(queue.backlog().await.unwrap(), 0);
+
+    let template_id = synced_template(db, "removal").await;
+    let created = created_new(create(db, new_check(template_id, 42)).await.unwrap());
+    let ending = |check: &StoredCheck| {
+        Some(CheckUpdate {
+            remove_subscription: true,
+            ..complete(check).unwrap()
+        })
+    };
+    updated(
+        update(db, created.id, Fence::None, &ending, "end", t0)
+            .await
+            .unwrap(),
+    );
+    let later = t0 + TimeDelta::seconds(10);
+    let queued = queue
+        .claim(later, &lease("c"), later + TimeDelta::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        queued
+            .iter()
+            .map(|job| (job.payload.subscription_id, job.payload.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [(991, "ended")]
+    );
+}
