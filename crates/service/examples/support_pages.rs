@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use status_check::clock::ManualClock;
+use status_check::jobs::Lease;
 use status_check::store::{
     CheckKey, CheckUpdate, Created, Fence, MonitorPut, MonitorSource, NewAction, NewCheck,
     Notifications, StateChange, StoreSettings, UpdateOutcome, WindowClose, WindowRecord,
@@ -197,12 +198,15 @@ async fn main() -> anyhow::Result<()> {
             .update_check(&check, Fence::None, &update, &notifications, "demo", when)
             .await?;
         anyhow::ensure!(matches!(outcome, UpdateOutcome::Updated(_)), "{outcome:?}");
+        let demo = Lease::parse("demo")?;
         let sent = store
-            .claim_outbox(when, "demo", when + chrono::TimeDelta::seconds(30), 10)
+            .notification_jobs()
+            .claim(when, &demo, when + chrono::TimeDelta::seconds(30), 10)
             .await?;
         let ids: Vec<i64> = sent.iter().map(|m| m.id).collect();
         store
-            .outbox_sent(&ids, "demo", when + chrono::TimeDelta::milliseconds(180))
+            .notification_jobs()
+            .complete(&ids, &demo, when + chrono::TimeDelta::milliseconds(180))
             .await?;
         check_ids.push(check.id);
     }
@@ -302,12 +306,13 @@ async fn main() -> anyhow::Result<()> {
     );
     for (_, end) in alarms {
         let posted = at(end) + chrono::TimeDelta::milliseconds(420);
-        for action in store
-            .claim_monitor_actions(posted, "demo", posted + chrono::TimeDelta::seconds(30), 10)
-            .await?
-        {
-            store.monitor_action_sent(action.id, "demo", posted).await?;
-        }
+        let demo = Lease::parse("demo")?;
+        let alarms = store.alarm_jobs();
+        let claimed = alarms
+            .claim(posted, &demo, posted + chrono::TimeDelta::seconds(30), 10)
+            .await?;
+        let ids: Vec<i64> = claimed.iter().map(|action| action.id).collect();
+        alarms.complete(&ids, &demo, posted).await?;
     }
 
     let base = format!("http://127.0.0.1:{}", app.port());

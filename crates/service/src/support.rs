@@ -201,6 +201,24 @@ pub async fn monitor_day(
     })
 }
 
+/// A stored record as the timeline draws it. The store gives a record the Node service wrote
+/// (no event row) its recording time as event time: drawn as not the event's.
+pub(crate) fn timeline_record(check: &StoredCheck, record: &Record) -> TimelineRecord {
+    let unknown_time = check.provenance != Provenance::Own
+        && record.event.level.is_none()
+        && record.event.reference_id.is_none()
+        && record.event.created_at == record.created_at;
+    TimelineRecord {
+        order: record.order,
+        phase: record.phase,
+        event_name: record.event.name.clone(),
+        incoming_event_id: (record.event.id > 0).then_some(record.event.id),
+        event_at: (!unknown_time).then_some(record.event.created_at),
+        recorded_at: record.created_at,
+        result: record.result,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Utc};
@@ -320,23 +338,5 @@ mod tests {
             ..stored
         };
         assert_eq!(NotificationDto::from_stored(&odd).phase, "");
-    }
-}
-
-/// A stored record as the timeline draws it. The store gives a record the Node service wrote
-/// (no event row) its recording time as event time: drawn as not the event's.
-pub(crate) fn timeline_record(check: &StoredCheck, record: &Record) -> TimelineRecord {
-    let unknown_time = check.provenance != Provenance::Own
-        && record.event.level.is_none()
-        && record.event.reference_id.is_none()
-        && record.event.created_at == record.created_at;
-    TimelineRecord {
-        order: record.order,
-        phase: record.phase,
-        event_name: record.event.name.clone(),
-        incoming_event_id: (record.event.id > 0).then_some(record.event.id),
-        event_at: (!unknown_time).then_some(record.event.created_at),
-        recorded_at: record.created_at,
-        result: record.result,
     }
 }
