@@ -33,8 +33,11 @@ pub use self::reconcile::ReconcileSettings;
 use crate::clock::Clock;
 use crate::store::{
     BatchedUpdate, CheckUpdate, DynStore, Fence, Notifications, OutboxHandoff, StoreError,
-    StoredCheck, UpdateOutcome,
+    UpdateOutcome,
 };
+/// What the callers of these use cases see of a stored check (the API, the pages).
+pub use crate::store::{CheckFilter, CheckSummary, StoredCheck, TIMESTAMP_MAX, TIMESTAMP_MIN};
+use crate::support::CheckView;
 use crate::templates::{LoadedTemplate, TemplateRegistry};
 use crate::upstream::{Megazord, MicroManagers, UpstreamError};
 
@@ -184,6 +187,26 @@ impl Checks {
             .get_check(id)
             .await?
             .filter(|check| check.key.robot_id == robot_id))
+    }
+
+    /// Any robot's check with its notifications (the internal API, the support pages);
+    /// `None` when there is no such check.
+    pub async fn view(&self, id: i64) -> Result<Option<CheckView>, CheckError> {
+        Ok(crate::support::load_check(&self.store, id).await?)
+    }
+
+    /// The checks `filter` selects, newest first, at most `limit` (the support pages).
+    pub async fn list(
+        &self,
+        filter: &CheckFilter,
+        limit: usize,
+    ) -> Result<Vec<CheckSummary>, CheckError> {
+        Ok(self.store.list_checks(filter, limit).await?)
+    }
+
+    /// Whether the database answers (`/health/ready`).
+    pub async fn ping(&self) -> Result<(), CheckError> {
+        Ok(self.store.ping().await?)
     }
 
     /// The template a stored check is decided with (SPEC §6.1 for the Node service's).

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
 use super::StoreError;
+use super::error::DatabaseFailure;
 
 /// One bound value. Times are bound as given: the caller truncates them to the column's
 /// precision first (see [`millis`], [`seconds_floor`]).
@@ -202,7 +203,15 @@ pub(crate) trait Db: Send + Sync {
     /// bounded): past it the operation is abandoned and fails with `StoreError::TimedOut`.
     fn operation_timeout(&self) -> std::time::Duration;
 
-    fn classify(&self, error: &StoreError) -> Failure;
+    /// What the error is to the statement's caller (the backend sorted its driver's errors
+    /// when it converted them).
+    fn classify(&self, error: &StoreError) -> Failure {
+        match error.database_failure() {
+            Some(DatabaseFailure::Duplicate { request_key }) => Failure::Duplicate { request_key },
+            Some(DatabaseFailure::Transient | DatabaseFailure::Busy) => Failure::Transient,
+            Some(DatabaseFailure::Unavailable | DatabaseFailure::Other) | None => Failure::Other,
+        }
+    }
 
     fn dialect(&self) -> Dialect;
 

@@ -67,7 +67,7 @@ pub use check_reads::EndedChecksPage;
 pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
 pub(crate) use error::CONNECT_TIMEOUT;
-pub use error::{DEFAULT_OPERATION_TIMEOUT, StoreError};
+pub use error::{Cause, DEFAULT_OPERATION_TIMEOUT, DatabaseError, DatabaseFailure, StoreError};
 pub use monitor_windows::{WindowClose, WindowRecord};
 pub use monitors::{
     MonitorPut, MonitorSource, MonitorState, MonitorStore, NEVER, NewAction, PendingAction,
