@@ -28,7 +28,6 @@ use status_check_engine::rules::RuleFailure;
 use self::adoption::{Adoption, AdoptionConfig};
 pub use self::cleanup::RemovalTick;
 pub use self::deadline::Finalised;
-pub use self::delivery::{Delivered, DeliveryOutcome, SubscriptionRoute};
 pub use self::reconcile::ReconcileSettings;
 use crate::clock::Clock;
 use crate::store::{
@@ -114,8 +113,6 @@ pub struct Checks {
     adoption: Adoption,
     /// Creates' writes, grouped into shared transactions.
     create_writes: create_writes::CreateWrites,
-    /// Who gets the deliveries no check owns (the monitors).
-    route: Option<Arc<dyn SubscriptionRoute>>,
     /// This process's relay, which takes the notifications committed here in memory.
     handoff: Option<Arc<OutboxHandoff>>,
 }
@@ -147,16 +144,8 @@ impl Checks {
             reconcile: settings.reconcile,
             adoption,
             create_writes: create_writes::CreateWrites::default(),
-            route: None,
             handoff: None,
         }
-    }
-
-    /// Deliveries for a subscription no check owns go to `route` before they count as
-    /// unknown.
-    pub fn with_route(mut self, route: Arc<dyn SubscriptionRoute>) -> Self {
-        self.route = Some(route);
-        self
     }
 
     /// Notifications committed here go to this process's relay in memory (`OutboxHandoff`),
