@@ -35,7 +35,9 @@ use crate::store::{
     UpdateOutcome,
 };
 /// What the callers of these use cases see of a stored check (the API, the pages).
-pub use crate::store::{CheckFilter, CheckSummary, StoredCheck, TIMESTAMP_MAX, TIMESTAMP_MIN};
+pub use crate::store::{
+    CheckFilter, CheckSummary, Claimed, StoredCheck, TIMESTAMP_MAX, TIMESTAMP_MIN,
+};
 use crate::support::CheckView;
 use crate::templates::{LoadedTemplate, TemplateRegistry};
 use crate::upstream::{Megazord, MicroManagers, UpstreamError};
@@ -155,8 +157,9 @@ impl Checks {
         self
     }
 
-    /// The store, for the workers' claims and leases.
-    pub fn store(&self) -> &DynStore {
+    /// The store, for the relay's outbox until it runs on the jobs runner (issue #21); no
+    /// one else reaches past the use cases into it.
+    pub(crate) fn store(&self) -> &DynStore {
         &self.store
     }
 
