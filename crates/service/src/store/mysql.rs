@@ -305,7 +305,7 @@ fn bind(mut query: Query, args: Vec<Arg>) -> Query {
 /// once instead: the server rolls back what was not committed when it sees the connection
 /// gone, and the pool opens a fresh one. A transaction dropped between statements (a read
 /// that needs no commit, an error) is rolled back and its connection returned.
-pub(crate) struct MysqlTx {
+pub struct MysqlTx {
     /// `None` only once dropped.
     conn: Option<PoolConnection<MySql>>,
     state: TxState,
