@@ -22,15 +22,16 @@
 //! starts on a fresh file with one open check per unit, and checks afterwards that every unit
 //! left its record and outbox row.
 
+#[path = "shared/driver_unit.rs"]
+mod driver_unit;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
+use driver_unit::{SELECT_CHECK, SELECT_LAST_ORDER, SELECT_POLLER, WriteUnits};
 use sqlx::Connection as _;
 use status_check::store::Store as _;
-use status_check::store::driver_bench::{
-    SELECT_CHECK, SELECT_LAST_ORDER, SELECT_POLLER, WriteUnits,
-};
 use status_check::store::sql::{
     INSERT_OUTBOX, INSERT_RECORD, INSERT_RECORD_EVENT, UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
 };
@@ -193,7 +194,7 @@ fn text_s(t: chrono::DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S.000Z").to_string()
 }
 
-/// The unit of `status_check::store::driver_bench`, statement for statement, on sqlx.
+/// The unit of `driver_unit` (benches/shared), statement for statement, on sqlx.
 async fn sqlx_units(
     connection: &mut sqlx::SqliteConnection,
     group: &[i64],

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checks::{CheckSettings, Checks, ReconcileSettings};
 use crate::clock::{Clock, SkewGuard, SystemClock};
 use crate::config::Config;
+use crate::deliveries::Deliveries;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, AppState, Readiness};
 use crate::monitors::{MonitorSettings, Monitors};
@@ -213,7 +214,6 @@ impl App {
                     },
                 },
             )
-            .with_route(monitors.clone())
             .with_handoff(handoff.clone()),
         );
         let state = AppState {
@@ -378,12 +378,14 @@ impl Workers {
                 .with_context(|| format!("the {role} role needs a queue"))
         };
         let suffix = config.monitors_queue_suffix.as_deref();
+        // A delivery no check owns goes to the monitors' sessions.
+        let deliveries = Arc::new(Deliveries::new(checks.clone(), Some(monitors.clone())));
         let consumer_of = |consumer: ConsumerConfig| -> anyhow::Result<Consumer> {
             readiness.expect_consumer(consumer.queue_label);
             readiness.set_receive_failure_grace(config.consumer_unready_after);
             Ok(Consumer::new(
                 queue_for("consumer")?,
-                checks.clone(),
+                deliveries.clone(),
                 consumer,
                 readiness.clone(),
             ))

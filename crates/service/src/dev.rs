@@ -100,6 +100,8 @@ pub struct StackOptions {
 pub struct Stack {
     pub app: App,
     pub config: Config,
+    /// The service's store, for what a harness reads or checks behind the service's back.
+    pub store: DynStore,
     pub micro_managers: MicroManagersSim,
     pub megazord: MegazordSim,
     pub micro_managers_addr: SocketAddr,
@@ -191,7 +193,7 @@ impl Stack {
             upstream
         };
         let deps = Deps {
-            store,
+            store: store.clone(),
             micro_managers: Arc::new(HttpMicroManagers::new(&upstream(
                 &config.micro_managers_address,
             ))?),
@@ -205,6 +207,7 @@ impl Stack {
         Ok(Stack {
             app,
             config,
+            store,
             micro_managers,
             megazord,
             micro_managers_addr,

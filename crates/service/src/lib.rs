@@ -9,6 +9,7 @@ pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod deliveries;
 pub mod dev;
 pub mod http;
 pub mod jobs;

@@ -63,7 +63,7 @@ pub(super) async fn deliveries_through(
     let step = demo_step(first, "toilet-activity")?;
     let username = first.config.robot_consumer_username.clone();
     let megazord = first.megazord.clone();
-    let store = first.app.state().checks.store().clone();
+    let store = first.store.clone();
     let url = format!(
         "http://127.0.0.1:{}/v1/status-check/check",
         first.app.port()

@@ -4,13 +4,15 @@
 //! (`reconcile.rs`); that read is made once per claim, and a check decided again (it changed
 //! meanwhile) is decided with the same events.
 
+use std::time::Duration;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::join_all;
 use status_check_engine::Event;
 use status_check_engine::lifecycle::{Check, Delivery, Transition};
 
 use super::reconcile::{Read, ReadEnd, ReadResult, read_all, read_for};
-use super::{Checks, Effects, update_of};
+use super::{CheckError, Checks, Effects, update_of};
 use crate::store::{BatchedUpdate, Claimed, Fence, StoredCheck, UpdateOutcome};
 use crate::templates::LoadedTemplate;
 
@@ -31,6 +33,23 @@ pub enum Finalised {
 }
 
 impl Checks {
+    /// Claims up to `limit` open checks whose deadline has passed, leasing them to `lease`
+    /// (disjoint from any other claimer's), oldest deadline first: the scheduler's claim
+    /// before [`Checks::finalise_batch`].
+    pub async fn claim_due(&self, lease: &str, limit: usize) -> Result<Vec<Claimed>, CheckError> {
+        Ok(self.store.claim_due(self.clock.now(), lease, limit).await?)
+    }
+
+    /// Gives back the leases taken longer than `stale_after` ago (their holder is presumed
+    /// dead), so another replica claims the work; how many.
+    pub async fn release_stale_leases(&self, stale_after: Duration) -> Result<u64, CheckError> {
+        let stale = TimeDelta::from_std(stale_after).unwrap_or(TimeDelta::MAX);
+        Ok(self
+            .store
+            .release_stale_leases(self.clock.now() - stale)
+            .await?)
+    }
+
     /// Finalises a check the scheduler claimed under `lease`: a decisive result completes it,
     /// `PENDING` fails it; releases the lease, notifies the robot, queues the unsubscribe.
     pub async fn finalise(&self, claimed: &Claimed, lease: &str) -> Finalised {

@@ -3,57 +3,18 @@
 //! reordering change nothing (the engine skips events already recorded, and rules see events
 //! sorted by time).
 
-use std::collections::HashMap;
-
-use async_trait::async_trait;
 use futures_util::future::join_all;
-use status_check_engine::lifecycle::{Check, Delivery, Transition};
+use status_check_engine::lifecycle::{Check, Transition};
 
 use super::adoption::AdoptOutcome;
 use super::{CheckError, Checks, Effects, update_of};
+use crate::deliveries::{Delivered, DeliveryOutcome, by_subscription};
 use crate::store::{BatchedUpdate, Fence, Provenance, StoreError, StoredCheck, UpdateOutcome};
 use crate::templates::LoadedTemplate;
 
 /// How often a delivery is decided again when its check changed meanwhile (another delivery
 /// or the deadline committed first) before it is left for redelivery.
 const STALE_ATTEMPTS: usize = 8;
-
-/// One delivery from the status queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivered {
-    pub robot_id: i64,
-    pub subscription_id: i64,
-    pub delivery: Delivery,
-}
-
-/// What became of a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryOutcome {
-    /// The check took the event in (and maybe ended).
-    Applied,
-    /// Nothing changed: a duplicate, or an event outside the window.
-    NoChange,
-    /// The check had already ended.
-    Ended,
-    /// No check has this subscription (yet, or any more).
-    UnknownSubscription,
-    /// The check is the Node service's and cannot be adopted now (Micro-Managers down, or
-    /// its step gone): the delivery waits.
-    NotAdopted,
-}
-
-/// Where the deliveries for a subscription no check owns go next: the monitors' sessions
-/// (SPEC §12). The consumer only moves messages; which owner a delivery belongs to is decided
-/// here, in the use cases.
-#[async_trait]
-pub trait SubscriptionRoute: Send + Sync {
-    /// One outcome per delivery, in order; `UnknownSubscription` for one this route does not
-    /// own either.
-    async fn apply_deliveries(
-        &self,
-        batch: &[(Delivered, String)],
-    ) -> Vec<Result<DeliveryOutcome, CheckError>>;
-}
 
 impl Checks {
     /// Applies one delivery to the check of its subscription, written only after the check
@@ -129,7 +90,8 @@ impl Checks {
     /// deliveries of one subscription are decided together, in order (duplicates among them
     /// are recognised like redeliveries). A check that changed meanwhile, one of the Node
     /// service's still to be adopted, and every item of a batch whose transaction failed are
-    /// applied alone: one poison delivery cannot fail its batch-mates.
+    /// applied alone: one poison delivery cannot fail its batch-mates. A delivery no check
+    /// owns is `UnknownSubscription` (`crate::deliveries` asks the monitors next).
     pub async fn apply_deliveries(
         &self,
         batch: &[(Delivered, String)],
@@ -219,40 +181,10 @@ impl Checks {
             let (delivered, call_ref) = &batch[index];
             outcomes[index] = Some(self.apply_delivery(delivered, call_ref).await);
         }
-        let mut outcomes: Vec<Result<DeliveryOutcome, CheckError>> = outcomes
+        outcomes
             .into_iter()
             .map(|outcome| outcome.expect("every delivery of the batch has an outcome"))
-            .collect();
-        self.route_unknown(batch, &mut outcomes).await;
-        outcomes
-    }
-
-    /// Hands the deliveries no check owns to the next owner (the monitors), if there is one.
-    async fn route_unknown(
-        &self,
-        batch: &[(Delivered, String)],
-        outcomes: &mut [Result<DeliveryOutcome, CheckError>],
-    ) {
-        let Some(route) = &self.route else {
-            return;
-        };
-        let unknown: Vec<usize> = outcomes
-            .iter()
-            .enumerate()
-            .filter(|(_, outcome)| matches!(outcome, Ok(DeliveryOutcome::UnknownSubscription)))
-            .map(|(index, _)| index)
-            .collect();
-        if unknown.is_empty() {
-            return;
-        }
-        let items: Vec<(Delivered, String)> =
-            unknown.iter().map(|&index| batch[index].clone()).collect();
-        for (index, outcome) in unknown
-            .into_iter()
-            .zip(route.apply_deliveries(&items).await)
-        {
-            outcomes[index] = outcome;
-        }
+            .collect()
     }
 
     /// Decides the deliveries of one subscription (`group`: indices into `batch`, in order)
@@ -315,24 +247,6 @@ struct Decided {
     check: Check,
     transition: Transition,
     effects: Effects,
-}
-
-/// The batch's indices grouped by (robot, subscription), each group in arrival order, the
-/// groups in order of their first delivery.
-fn by_subscription(batch: &[(Delivered, String)]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut group_of: HashMap<(i64, i64), usize> = HashMap::new();
-    for (index, (delivered, _)) in batch.iter().enumerate() {
-        let key = (delivered.robot_id, delivered.subscription_id);
-        match group_of.get(&key) {
-            Some(&group) => groups[group].push(index),
-            None => {
-                group_of.insert(key, groups.len());
-                groups.push(vec![index]);
-            }
-        }
-    }
-    groups
 }
 
 /// Each delivery of a written group: `Applied` when its event is one the transition recorded

@@ -29,14 +29,18 @@ use status_check_engine::rules::RuleFailure;
 use self::adoption::{Adoption, AdoptionConfig};
 pub use self::cleanup::SubscriptionRemover;
 pub use self::deadline::Finalised;
-pub use self::delivery::{Delivered, DeliveryOutcome, SubscriptionRoute};
 pub use self::notifications::{NOTIFICATION_LEASE, NotifierConfig, RobotNotifier};
 pub use self::reconcile::ReconcileSettings;
 use crate::clock::Clock;
 use crate::store::{
     BatchedUpdate, CheckUpdate, DynStore, Fence, Notifications, OutboxHandoff, StoreError,
-    StoredCheck, UpdateOutcome,
+    UpdateOutcome,
 };
+/// What the callers of these use cases see of a stored check (the API, the pages).
+pub use crate::store::{
+    CheckFilter, CheckSummary, Claimed, StoredCheck, TIMESTAMP_MAX, TIMESTAMP_MIN,
+};
+use crate::support::CheckView;
 use crate::templates::{LoadedTemplate, TemplateRegistry};
 use crate::upstream::{Megazord, MicroManagers, UpstreamError};
 
@@ -113,8 +117,6 @@ pub struct Checks {
     adoption: Adoption,
     /// Creates' writes, grouped into shared transactions.
     create_writes: create_writes::CreateWrites,
-    /// Who gets the deliveries no check owns (the monitors).
-    route: Option<Arc<dyn SubscriptionRoute>>,
     /// This process's relay, which takes the notifications committed here in memory.
     handoff: Option<Arc<OutboxHandoff>>,
 }
@@ -146,16 +148,8 @@ impl Checks {
             reconcile: settings.reconcile,
             adoption,
             create_writes: create_writes::CreateWrites::default(),
-            route: None,
             handoff: None,
         }
-    }
-
-    /// Deliveries for a subscription no check owns go to `route` before they count as
-    /// unknown.
-    pub fn with_route(mut self, route: Arc<dyn SubscriptionRoute>) -> Self {
-        self.route = Some(route);
-        self
     }
 
     /// Notifications committed here go to this process's relay in memory (`OutboxHandoff`),
@@ -163,11 +157,6 @@ impl Checks {
     pub fn with_handoff(mut self, handoff: Option<Arc<OutboxHandoff>>) -> Self {
         self.handoff = handoff;
         self
-    }
-
-    /// The store, for the workers' claims and leases.
-    pub fn store(&self) -> &DynStore {
-        &self.store
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -186,6 +175,26 @@ impl Checks {
             .get_check(id)
             .await?
             .filter(|check| check.key.robot_id == robot_id))
+    }
+
+    /// Any robot's check with its notifications (the internal API, the support pages);
+    /// `None` when there is no such check.
+    pub async fn view(&self, id: i64) -> Result<Option<CheckView>, CheckError> {
+        Ok(crate::support::load_check(&self.store, id).await?)
+    }
+
+    /// The checks `filter` selects, newest first, at most `limit` (the support pages).
+    pub async fn list(
+        &self,
+        filter: &CheckFilter,
+        limit: usize,
+    ) -> Result<Vec<CheckSummary>, CheckError> {
+        Ok(self.store.list_checks(filter, limit).await?)
+    }
+
+    /// Whether the database answers (`/health/ready`).
+    pub async fn ping(&self) -> Result<(), CheckError> {
+        Ok(self.store.ping().await?)
     }
 
     /// The template a stored check is decided with (SPEC §6.1 for the Node service's).

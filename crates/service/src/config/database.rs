@@ -3,10 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr as _;
 use std::time::Duration;
-
-use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 
 use super::{ConfigError, LogFormat, default, error, get, merged, optional};
 use crate::store::StoreSettings;
@@ -134,14 +131,7 @@ pub(super) fn tls_warning(url: &str) -> Option<String> {
     if !url.starts_with("mysql://") {
         return None;
     }
-    let options = MySqlConnectOptions::from_str(url).ok()?;
-    let mode = match options.get_ssl_mode() {
-        MySqlSslMode::Preferred => "preferred",
-        MySqlSslMode::Required => "required",
-        MySqlSslMode::Disabled | MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity => {
-            return None;
-        }
-    };
+    let mode = crate::store::mysql::unverified_tls_mode(url)?;
     Some(format!(
         "TLS to MySQL does not verify the server's certificate (ssl-mode {mode}): set \
          DB_SSL_CA (which makes verify_identity the default), or DB_SSL_MODE / the URL's \

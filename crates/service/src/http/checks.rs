@@ -15,8 +15,7 @@ use super::auth::Robot;
 use super::problem::{ApiError, FieldError, Problem, canonical_id};
 use super::request_id::RequestId;
 use crate::checks::view::CheckDto;
-use crate::checks::{CheckError, CreateOutcome, CreateRequest};
-use crate::store::{StoreError, TIMESTAMP_MAX, TIMESTAMP_MIN};
+use crate::checks::{CheckError, CreateOutcome, CreateRequest, TIMESTAMP_MAX, TIMESTAMP_MIN};
 use crate::upstream::UpstreamError;
 
 /// The body of `POST /v1/status-check/check`. Unknown fields are ignored.
@@ -252,31 +251,20 @@ impl From<CheckError> for ApiError {
                     "{service} could not be reached or answered unexpectedly; nothing was saved"
                 ))
             }
-            CheckError::Store(e) => store_error(e),
+            CheckError::Store(e) => database_error(e.is_unavailable(), e.into()),
             CheckError::TemplateMissing(_) => ApiError::Internal(error.into()),
         }
     }
 }
 
-/// A store failure as the API answers it: 503 when the database is unavailable, else 500.
-pub(super) fn store_error(error: StoreError) -> ApiError {
-    if is_unavailable(&error) {
+/// A database failure under a use case, as the API answers it: 503 when the database is
+/// unavailable (the use case's error says so), else 500.
+pub(super) fn database_error(unavailable: bool, error: anyhow::Error) -> ApiError {
+    if unavailable {
         tracing::error!(error = %error, "database unavailable");
         return ApiError::Unavailable("the database is unavailable; try again".to_owned());
     }
-    ApiError::Internal(error.into())
-}
-
-/// The database could not be reached or did not answer in time: worth another try later.
-fn is_unavailable(error: &StoreError) -> bool {
-    matches!(
-        error,
-        StoreError::TimedOut { .. }
-            | StoreError::Unavailable(_)
-            | StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
-    )
+    ApiError::Internal(error)
 }
 
 /// Start a status check.

@@ -9,11 +9,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::checks::store_error;
 use super::monitors::Internal;
 use super::problem::{ApiError, FieldError, canonical_id};
 use crate::checks::view::CheckDto;
-use crate::support::{NotificationDto, load_check};
+use crate::support::NotificationDto;
 
 /// A check (SPEC §2.4) with its notifications.
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,10 +58,7 @@ pub async fn get_internal_check(
 ) -> Result<Json<InternalCheckDto>, ApiError> {
     let id = check_id(path)?;
     tracing::Span::current().record("check_id", id);
-    match load_check(state.checks.store(), id)
-        .await
-        .map_err(store_error)?
-    {
+    match state.checks.view(id).await? {
         Some(view) => Ok(Json(InternalCheckDto {
             check: CheckDto::from(&view.check),
             notifications: view.notifications,

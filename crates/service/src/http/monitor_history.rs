@@ -12,8 +12,7 @@ use utoipa::ToSchema;
 
 use super::monitors::MonitorDto;
 use super::problem::{ApiError, FieldError};
-use crate::monitors::SessionHistory;
-use crate::store::{WindowClose, WindowRecord};
+use crate::monitors::{SessionHistory, WindowClose, WindowRecord};
 
 /// The query of `GET …/{robotId}/{ruleId}`.
 #[derive(Debug, Deserialize)]

@@ -17,11 +17,30 @@ use subtle::ConstantTimeEq as _;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::checks::{JsonObject, store_error};
+use super::checks::{JsonObject, database_error};
 use super::monitor_history::{HistoryQuery, MonitorView, SessionHistoryDto, history_date};
 use super::problem::{ApiError, FieldError, Problem, canonical_id};
-use crate::monitors::MonitorError;
-use crate::store::{MonitorPut, NEVER, StoredMonitor};
+use crate::monitors::{MonitorError, MonitorPut, NEVER, StoredMonitor};
+
+impl From<MonitorError> for ApiError {
+    fn from(error: MonitorError) -> Self {
+        match error {
+            // Read, but refused for what it says (a field missing or out of range, a body that
+            // contradicts its path): 422, each field named. 400 is for a body that cannot be read.
+            MonitorError::Invalid(errors) => ApiError::UnprocessableFields {
+                detail: "the monitor is refused".to_owned(),
+                errors: errors
+                    .into_iter()
+                    .map(|e| FieldError {
+                        field: e.field,
+                        message: e.message,
+                    })
+                    .collect(),
+            },
+            MonitorError::Store(e) => database_error(e.is_unavailable(), e.into()),
+        }
+    }
+}
 
 /// A caller that presented the internal API token.
 pub struct Internal;
@@ -343,25 +362,7 @@ pub async fn put_monitor(
     let (robot_id, rule_id) = monitor_key(path)?;
     tracing::Span::current().record("robot_id", robot_id);
     let definition = definition_of(body)?;
-    let put = state
-        .monitors
-        .put(robot_id, &rule_id, definition)
-        .await
-        .map_err(|e| match e {
-            // Read, but refused for what it says (a field missing or out of range, a body that
-            // contradicts its path): 422, each field named. 400 is for a body that cannot be read.
-            MonitorError::Invalid(errors) => ApiError::UnprocessableFields {
-                detail: "the monitor is refused".to_owned(),
-                errors: errors
-                    .into_iter()
-                    .map(|e| FieldError {
-                        field: e.field,
-                        message: e.message,
-                    })
-                    .collect(),
-            },
-            MonitorError::Store(e) => store_error(e),
-        })?;
+    let put = state.monitors.put(robot_id, &rule_id, definition).await?;
     let (status, stored) = match &put {
         MonitorPut::Created(stored) => (StatusCode::CREATED, stored),
         MonitorPut::Replaced(stored) | MonitorPut::Unchanged(stored) => (StatusCode::OK, stored),
@@ -384,7 +385,7 @@ pub async fn list_monitors(
     _: Internal,
     State(state): State<AppState>,
 ) -> Result<Json<MonitorList>, ApiError> {
-    let monitors = state.monitors.list().await.map_err(store_error)?;
+    let monitors = state.monitors.list().await?;
     Ok(Json(MonitorList {
         monitors: monitors.iter().map(MonitorDto::from).collect(),
     }))
@@ -416,12 +417,7 @@ pub async fn get_monitor(
 ) -> Result<Json<MonitorView>, ApiError> {
     let (robot_id, rule_id) = monitor_key(path)?;
     let date = history_date(query)?;
-    let Some(stored) = state
-        .monitors
-        .get(robot_id, &rule_id)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some(stored) = state.monitors.get(robot_id, &rule_id).await? else {
         return Err(ApiError::NotFound(format!(
             "robot {robot_id} has no monitor {rule_id}"
         )));
@@ -432,8 +428,7 @@ pub async fn get_monitor(
             state
                 .monitors
                 .session_history(robot_id, &rule_id, date)
-                .await
-                .map_err(store_error)?,
+                .await?,
         )),
         None => None,
     };
@@ -466,12 +461,7 @@ pub async fn delete_monitor(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let (robot_id, rule_id) = monitor_key(path)?;
-    match state
-        .monitors
-        .delete(robot_id, &rule_id)
-        .await
-        .map_err(store_error)?
-    {
+    match state.monitors.delete(robot_id, &rule_id).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(ApiError::NotFound(format!(
             "robot {robot_id} has no monitor {rule_id}"

@@ -37,7 +37,7 @@ pub async fn live() -> Json<Health> {
     ))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut failing = Vec::new();
-    if let Err(e) = state.checks.store().ping().await {
+    if let Err(e) = state.checks.ping().await {
         tracing::warn!(error = %e, "readiness: database unreachable");
         failing.push("database".to_owned());
     }

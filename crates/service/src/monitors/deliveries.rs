@@ -3,28 +3,26 @@
 //! that has passed is the worker's to decide, after backfilling — which finds any later event
 //! too, since Megazord stores an event before it fans it out.
 
-use std::collections::HashMap;
-
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use status_check_engine::Event;
 use status_check_engine::monitor::{WindowSpan, WindowState, advance};
 
-use super::Monitors;
 use super::history::{Decided, window_records};
-use crate::checks::{CheckError, Delivered, DeliveryOutcome, SubscriptionRoute};
+use super::{MonitorError, Monitors};
+use crate::deliveries::{Delivered, DeliveryOutcome, by_subscription};
 use crate::store::{StateChange, StoreError, StoredMonitor};
 
 /// How often a group of deliveries is decided again when the state changed meanwhile.
 const STALE_ATTEMPTS: usize = 8;
 
-#[async_trait]
-impl SubscriptionRoute for Monitors {
-    async fn apply_deliveries(
+impl Monitors {
+    /// The deliveries no check owns, to the monitor sessions of their subscriptions: one
+    /// outcome per delivery, in order; `UnknownSubscription` for one no session owns either.
+    pub async fn apply_deliveries(
         &self,
         batch: &[(Delivered, String)],
-    ) -> Vec<Result<DeliveryOutcome, CheckError>> {
-        let mut outcomes: Vec<Result<DeliveryOutcome, CheckError>> = batch
+    ) -> Vec<Result<DeliveryOutcome, MonitorError>> {
+        let mut outcomes: Vec<Result<DeliveryOutcome, MonitorError>> = batch
             .iter()
             .map(|_| Ok(DeliveryOutcome::UnknownSubscription))
             .collect();
@@ -36,19 +34,18 @@ impl SubscriptionRoute for Monitors {
                     }
                 }
                 Err(e) => {
+                    // One error for the group, its message for each delivery's log line.
+                    let message = e.to_string();
                     for &index in &group {
-                        outcomes[index] = Err(CheckError::Store(StoreError::Conflict(format!(
-                            "a monitor's delivery: {e}"
-                        ))));
+                        outcomes[index] =
+                            Err(MonitorError::Store(StoreError::Conflict(message.clone())));
                     }
                 }
             }
         }
         outcomes
     }
-}
 
-impl Monitors {
     /// The deliveries of one subscription (`group`: indices into `batch`), one outcome each.
     async fn apply_group(
         &self,
@@ -168,21 +165,4 @@ fn take_events(
         }
     }
     Ok((current, spans, taken))
-}
-
-/// The batch's indices grouped by (robot, subscription), each group in arrival order.
-fn by_subscription(batch: &[(Delivered, String)]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut group_of: HashMap<(i64, i64), usize> = HashMap::new();
-    for (index, (delivered, _)) in batch.iter().enumerate() {
-        let key = (delivered.robot_id, delivered.subscription_id);
-        match group_of.get(&key) {
-            Some(&group) => groups[group].push(index),
-            None => {
-                group_of.insert(key, groups.len());
-                groups.push(vec![index]);
-            }
-        }
-    }
-    groups
 }

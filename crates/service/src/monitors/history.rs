@@ -45,7 +45,7 @@ impl Monitors {
         robot_id: i64,
         rule_id: &str,
         date: NaiveDate,
-    ) -> Result<Option<SessionHistory>, StoreError> {
+    ) -> Result<Option<SessionHistory>, super::MonitorError> {
         let windows = self.store.monitor_windows(robot_id, rule_id, date).await?;
         let Some(last) = windows.last() else {
             return Ok(None);

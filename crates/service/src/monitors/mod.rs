@@ -23,7 +23,11 @@ pub use self::actions::AlarmPoster;
 pub use self::history::SessionHistory;
 pub use self::windows::DueTick;
 use crate::clock::Clock;
-use crate::store::{DynStore, MonitorPut, MonitorSource, StoreError, StoredMonitor, db_millis};
+use crate::store::{DynStore, MonitorSource, StoreError, db_millis};
+/// What the callers of these use cases see of a stored monitor (the API, the pages); `NEVER`
+/// is the due time of a monitor with nothing to do.
+pub use crate::store::{MonitorPut, NEVER, StoredMonitor, WindowClose, WindowRecord};
+use crate::timeline::MonitorDay;
 use crate::upstream::Megazord;
 
 /// How the monitors behave.
@@ -157,12 +161,23 @@ impl Monitors {
         &self,
         robot_id: i64,
         rule_id: &str,
-    ) -> Result<Option<StoredMonitor>, StoreError> {
-        self.store.get_monitor(robot_id, rule_id).await
+    ) -> Result<Option<StoredMonitor>, MonitorError> {
+        Ok(self.store.get_monitor(robot_id, rule_id).await?)
     }
 
-    pub async fn list(&self) -> Result<Vec<StoredMonitor>, StoreError> {
-        self.store.list_monitors().await
+    pub async fn list(&self) -> Result<Vec<StoredMonitor>, MonitorError> {
+        Ok(self.store.list_monitors().await?)
+    }
+
+    /// The monitor's local day `date` as kept, for the support page: its session's windows,
+    /// the events that reset them, the alarms.
+    pub async fn day(
+        &self,
+        stored: &StoredMonitor,
+        date: chrono::NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<MonitorDay, MonitorError> {
+        Ok(crate::support::monitor_day(&self.store, stored, date, now).await?)
     }
 
     /// Deletes a monitor: its session ends and its subscription is queued for removal (the
@@ -171,7 +186,7 @@ impl Monitors {
         &self,
         robot_id: i64,
         rule_id: &str,
-    ) -> Result<Option<StoredMonitor>, StoreError> {
+    ) -> Result<Option<StoredMonitor>, MonitorError> {
         let deleted = self
             .store
             .delete_monitor(robot_id, rule_id, self.now())

@@ -11,11 +11,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
 use super::StoreError;
+use super::error::DatabaseFailure;
 
 /// One bound value. Times are bound as given: the caller truncates them to the column's
 /// precision first (see [`millis`], [`seconds_floor`]).
 #[derive(Debug, Clone)]
-pub(crate) enum Arg {
+pub enum Arg {
     Int(i64),
     OptInt(Option<i64>),
     Text(String),
@@ -88,7 +89,7 @@ macro_rules! args {
 pub(crate) use args;
 
 /// Typed access to a result row by column name.
-pub(crate) trait SqlRow: Send + Sync + 'static {
+pub trait SqlRow: Send + Sync + 'static {
     fn int(&self, column: &str) -> Result<i64, StoreError>;
     fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn text(&self, column: &str) -> Result<String, StoreError>;
@@ -100,7 +101,7 @@ pub(crate) trait SqlRow: Send + Sync + 'static {
 
 /// What a write statement did.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Done {
+pub struct Done {
     /// The id the statement generated (`LAST_INSERT_ID()` / `last_insert_rowid()`).
     pub last_insert_id: i64,
     /// Rows the statement matched (MySQL connections report found rows, not changed rows;
@@ -110,7 +111,7 @@ pub(crate) struct Done {
 
 /// An open transaction. Dropping it without `commit` rolls it back.
 #[async_trait]
-pub(crate) trait Tx: Send {
+pub trait Tx: Send {
     type Row: SqlRow;
 
     async fn execute(&mut self, sql: &'static str, args: Vec<Arg>) -> Result<Done, StoreError>;
@@ -139,7 +140,7 @@ pub(crate) trait Tx: Send {
 
 /// Whether a transaction will write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// Reads only: a consistent snapshot, no write lock.
     Read,
     /// Takes the write lock up front on SQLite (`BEGIN IMMEDIATE`); a plain transaction on
@@ -149,7 +150,7 @@ pub(crate) enum Mode {
 
 /// How a failed statement may be handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
+pub enum Failure {
     /// A unique key was violated; `request_key` when it is `uk_status_check_ext_request`.
     Duplicate {
         request_key: bool,
@@ -161,7 +162,7 @@ pub(crate) enum Failure {
 
 /// The SQL dialect of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
+pub enum Dialect {
     Sqlite,
     Mysql,
 }
@@ -170,14 +171,14 @@ pub(crate) enum Dialect {
 /// `FOR UPDATE SKIP LOCKED`), which SQLite does not have and does not need (its write
 /// transactions hold the database's single write lock from `BEGIN IMMEDIATE` on).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PerDialect {
+pub struct PerDialect {
     pub mysql: &'static str,
     pub sqlite: &'static str,
 }
 
 /// A backend: opens transactions and classifies its errors.
 #[async_trait]
-pub(crate) trait Db: Send + Sync {
+pub trait Db: Send + Sync {
     type Tx: Tx;
 
     async fn begin(&self, mode: Mode) -> Result<Self::Tx, StoreError>;
@@ -202,7 +203,15 @@ pub(crate) trait Db: Send + Sync {
     /// bounded): past it the operation is abandoned and fails with `StoreError::TimedOut`.
     fn operation_timeout(&self) -> std::time::Duration;
 
-    fn classify(&self, error: &StoreError) -> Failure;
+    /// What the error is to the statement's caller (the backend sorted its driver's errors
+    /// when it converted them).
+    fn classify(&self, error: &StoreError) -> Failure {
+        match error.database_failure() {
+            Some(DatabaseFailure::Duplicate { request_key }) => Failure::Duplicate { request_key },
+            Some(DatabaseFailure::Transient | DatabaseFailure::Busy) => Failure::Transient,
+            Some(DatabaseFailure::Unavailable | DatabaseFailure::Other) | None => Failure::Other,
+        }
+    }
 
     fn dialect(&self) -> Dialect;
 
@@ -428,13 +437,13 @@ pub const TIMESTAMP_MAX: DateTime<Utc> = match DateTime::from_timestamp(i32::MAX
 };
 
 /// Truncated to the millisecond: the precision of the `DATETIME(3)` columns.
-pub(crate) fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+pub fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(3)
 }
 
 /// Truncated to the second: the precision of the production `TIMESTAMP`/`DATETIME` columns.
 /// (MySQL would round on insert; truncating first makes both backends store the same value.)
-pub(crate) fn seconds_floor(t: DateTime<Utc>) -> DateTime<Utc> {
+pub fn seconds_floor(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(0)
 }
 

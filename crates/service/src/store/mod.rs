@@ -16,8 +16,6 @@ mod adoption;
 mod check_reads;
 mod checks;
 mod db;
-#[doc(hidden)]
-pub mod driver_bench;
 mod error;
 mod generic;
 mod in_list;
@@ -33,8 +31,17 @@ mod removals;
 mod templates;
 mod timeline_reads;
 
-/// Statements the store runs, for the load benchmark's raw-database limits: they write exactly
-/// the rows the service writes, and follow it when the SQL changes.
+/// The backend seam, reachable for the SQLite driver benchmark, which measures a backend
+/// through it (benches/shared/driver_unit.rs; docs/benchmarks.md "What the library keeps for
+/// the benchmarks"); not an API.
+#[doc(hidden)]
+pub mod seam {
+    pub use super::db::{Arg, Db, Done, Mode, SqlRow, Tx, millis, seconds_floor};
+}
+
+/// Statements the store runs, for the benchmarks' raw-database limits: they write exactly the
+/// rows the service writes, and follow it when the SQL changes (docs/benchmarks.md "What the
+/// library keeps for the benchmarks"). Not an API.
 #[doc(hidden)]
 pub mod sql {
     pub use super::checks::{
@@ -65,7 +72,7 @@ pub use check_reads::EndedChecksPage;
 pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
 pub(crate) use error::CONNECT_TIMEOUT;
-pub use error::{DEFAULT_OPERATION_TIMEOUT, StoreError};
+pub use error::{Cause, DEFAULT_OPERATION_TIMEOUT, DatabaseError, DatabaseFailure, StoreError};
 pub use jobs::{Alarms, Notifications as NotificationJobs, Removals};
 pub use monitor_windows::{WindowClose, WindowRecord};
 pub use monitors::{

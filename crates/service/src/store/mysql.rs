@@ -9,16 +9,18 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::mysql::{
-    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow,
+    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
+    MySqlRow, MySqlSslMode,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::{ConnectOptions as _, Connection as _, MySql, Row};
 
 use super::StoreError;
 use super::db::{
-    Arg, Db, Dialect, Done, EmbeddedMigration, Failure, Mode, SqlRow, Tx, migrator,
-    names_request_key, refuse_retired,
+    Arg, Db, Dialect, Done, EmbeddedMigration, Mode, SqlRow, Tx, migrator, names_request_key,
+    refuse_retired,
 };
+use super::error::DatabaseFailure;
 use crate::clock::ClockSample;
 
 /// Connections of the pool unless configured (`DB_POOL_SIZE`).
@@ -225,23 +227,6 @@ impl Db for MysqlStore {
         self.operation_timeout
     }
 
-    fn classify(&self, error: &StoreError) -> Failure {
-        let StoreError::Database(sqlx::Error::Database(error)) = error else {
-            return Failure::Other;
-        };
-        if error.is_unique_violation() {
-            return Failure::Duplicate {
-                request_key: names_request_key(error.message()),
-            };
-        }
-        match error.try_downcast_ref::<MySqlDatabaseError>() {
-            Some(e) if matches!(e.number(), ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT) => {
-                Failure::Transient
-            }
-            _ => Failure::Other,
-        }
-    }
-
     fn dialect(&self) -> Dialect {
         Dialect::Mysql
     }
@@ -320,7 +305,7 @@ fn bind(mut query: Query, args: Vec<Arg>) -> Query {
 /// once instead: the server rolls back what was not committed when it sees the connection
 /// gone, and the pool opens a fresh one. A transaction dropped between statements (a read
 /// that needs no commit, an error) is rolled back and its connection returned.
-pub(crate) struct MysqlTx {
+pub struct MysqlTx {
     /// `None` only once dropped.
     conn: Option<PoolConnection<MySql>>,
     state: TxState,
@@ -469,6 +454,33 @@ impl SqlRow for MySqlRow {
 
     fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.try_get(column)?)
+    }
+}
+
+/// How a statement MySQL refused counts (see [`StoreError`]'s conversion from sqlx's).
+pub(super) fn failure_of(error: &dyn sqlx::error::DatabaseError) -> DatabaseFailure {
+    if error.is_unique_violation() {
+        return DatabaseFailure::Duplicate {
+            request_key: names_request_key(error.message()),
+        };
+    }
+    match error.try_downcast_ref::<MySqlDatabaseError>() {
+        Some(e) if matches!(e.number(), ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT) => {
+            DatabaseFailure::Transient
+        }
+        _ => DatabaseFailure::Other,
+    }
+}
+
+/// The TLS mode of a MySQL URL when it encrypts without checking the server's certificate
+/// (`preferred`, sqlx's default, or `required`); `None` for a verified mode, TLS switched off,
+/// or a URL that does not parse. Read by the configuration's start-up warning.
+pub(crate) fn unverified_tls_mode(url: &str) -> Option<&'static str> {
+    let options = MySqlConnectOptions::from_str(url).ok()?;
+    match options.get_ssl_mode() {
+        MySqlSslMode::Preferred => Some("preferred"),
+        MySqlSslMode::Required => Some("required"),
+        MySqlSslMode::Disabled | MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity => None,
     }
 }
 

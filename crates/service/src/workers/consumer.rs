@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::checks::{Checks, Delivered, DeliveryOutcome};
 use crate::config::Config;
+use crate::deliveries::{
+    Delivered, Deliveries, DeliveryError, DeliveryOutcome, UnknownSubscription,
+};
 use crate::queue::{MAX_RECEIVE_BATCH, Queue, QueueMessage};
 use crate::readiness::Readiness;
 use crate::status_message::{self, StatusMessage};
-use crate::store::UnknownSubscription;
 
 /// How the consumer behaves.
 #[derive(Debug, Clone)]
@@ -123,7 +124,8 @@ impl Outcome {
 
 struct Inner {
     queue: Arc<dyn Queue>,
-    checks: Arc<Checks>,
+    /// Where each delivery goes (its check, or a monitor session).
+    deliveries: Arc<Deliveries>,
     config: ConsumerConfig,
     permits: Arc<Semaphore>,
     /// Told whether each receive worked: receives failing for long make the replica unready.
@@ -137,14 +139,14 @@ pub struct Consumer(Arc<Inner>);
 impl Consumer {
     pub fn new(
         queue: Arc<dyn Queue>,
-        checks: Arc<Checks>,
+        deliveries: Arc<Deliveries>,
         config: ConsumerConfig,
         readiness: Arc<Readiness>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
         Consumer(Arc::new(Inner {
             queue,
-            checks,
+            deliveries,
             config,
             permits,
             readiness,
@@ -297,8 +299,8 @@ impl Consumer {
             .collect();
         let span = tracing::info_span!("deliveries", count = deliveries.len());
         let mut applied = inner
-            .checks
-            .apply_deliveries(&deliveries)
+            .deliveries
+            .apply(&deliveries)
             .instrument(span)
             .await
             .into_iter();
@@ -394,7 +396,7 @@ impl Consumer {
         &self,
         message: &QueueMessage,
         parsed: &Parsed,
-        applied: Result<DeliveryOutcome, crate::checks::CheckError>,
+        applied: Result<DeliveryOutcome, DeliveryError>,
     ) -> Outcome {
         match applied {
             Ok(DeliveryOutcome::Applied) => Outcome::Applied,
@@ -421,7 +423,7 @@ impl Consumer {
     /// Whether the grace period after the delivery's event is over.
     fn past_grace(&self, parsed: &StatusMessage) -> bool {
         let grace = TimeDelta::from_std(self.0.config.unknown_grace).unwrap_or(TimeDelta::MAX);
-        self.0.checks.clock().now() >= parsed.event.created_at + grace
+        self.0.deliveries.clock().now() >= parsed.event.created_at + grace
     }
 
     /// A delivery for an ended check: deleted. One that still comes past the grace period
@@ -430,7 +432,7 @@ impl Consumer {
         if self.past_grace(parsed)
             && let Err(e) = self
                 .0
-                .checks
+                .deliveries
                 .ended_subscription_delivering(parsed.robot_id, parsed.subscription_id)
                 .await
         {
@@ -451,7 +453,7 @@ impl Consumer {
             return Outcome::UnknownKept;
         }
         let verdict = inner
-            .checks
+            .deliveries
             .unknown_subscription(
                 parsed.robot_id,
                 parsed.subscription_id,

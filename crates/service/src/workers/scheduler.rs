@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::TimeDelta;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
@@ -87,9 +86,11 @@ impl Scheduler {
     /// adopted (they get their own rows, and so their deadlines, before the claim).
     async fn upkeep(&self) -> SchedulerTick {
         let mut tick = SchedulerTick::default();
-        let now = self.checks.clock().now();
-        let stale = TimeDelta::from_std(self.config.stale_after).unwrap_or(TimeDelta::MAX);
-        match self.checks.store().release_stale_leases(now - stale).await {
+        match self
+            .checks
+            .release_stale_leases(self.config.stale_after)
+            .await
+        {
             Ok(released) => {
                 tick.released_stale = released;
                 if released > 0 {
@@ -110,14 +111,8 @@ impl Scheduler {
     /// transaction.
     async fn finalise_due(&self) -> SchedulerTick {
         let mut tick = SchedulerTick::default();
-        let now = self.checks.clock().now();
         let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
-        let claimed = match self
-            .checks
-            .store()
-            .claim_due(now, &lease, self.config.batch)
-            .await
-        {
+        let claimed = match self.checks.claim_due(&lease, self.config.batch).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim due checks");

@@ -24,11 +24,10 @@ use status_check_engine::monitor::RuleId;
 use subtle::ConstantTimeEq as _;
 
 use super::AppState;
-use super::checks::store_error;
 use super::internal_checks::check_id;
 use super::problem::{ApiError, FieldError, canonical_id};
-use crate::store::CheckFilter;
-use crate::support::{load_check, monitor_day};
+use crate::checks::CheckFilter;
+use crate::monitors::StoredMonitor;
 use crate::timeline::Zone;
 
 /// Checks a page lists at most (and by default).
@@ -225,12 +224,8 @@ async fn list(
             _ => return Err(invalid("limit", format!("1 to {PAGE_SIZE}"))),
         },
     };
-    let store = state.checks.store();
     // One more than a page: whether there is an older page.
-    let mut checks = store
-        .list_checks(&filter, page_size + 1)
-        .await
-        .map_err(store_error)?;
+    let mut checks = state.checks.list(&filter, page_size + 1).await?;
     let next_before = (checks.len() > page_size)
         .then(|| {
             checks.truncate(page_size);
@@ -241,8 +236,7 @@ async fn list(
     let monitors = state
         .monitors
         .list()
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(|stored| {
             let today = crate::timeline::axis::local(now, &monitor_zone(&stored).tz)
@@ -284,9 +278,10 @@ async fn check(
     let id = check_id(path)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let zone = zone_of(query.tz.as_deref())?;
-    let view = load_check(state.checks.store(), id)
-        .await
-        .map_err(store_error)?
+    let view = state
+        .checks
+        .view(id)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("status check {id} not found")))?;
     let now = state.checks.clock().now();
     Ok(page(pages::check_page(&view, &zone, now)))
@@ -315,8 +310,7 @@ async fn monitor(
     let stored = state
         .monitors
         .get(robot_id, &rule)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("robot {robot_id} has no monitor {rule}")))?;
     let zone = monitor_zone(&stored);
     let now = state.checks.clock().now();
@@ -330,14 +324,12 @@ async fn monitor(
     if (date - now.date_naive()).abs() > TimeDelta::days(3660) {
         return Err(invalid("date", "within ten years of today"));
     }
-    let day = monitor_day(state.checks.store(), &stored, date, now)
-        .await
-        .map_err(store_error)?;
+    let day = state.monitors.day(&stored, date, now).await?;
     Ok(page(pages::monitor_page(&stored, &day, &zone)))
 }
 
 /// The monitor's timezone (a name the engine validated, so it is found again).
-fn monitor_zone(stored: &crate::store::StoredMonitor) -> Zone {
+fn monitor_zone(stored: &StoredMonitor) -> Zone {
     Zone::named(stored.monitor.timezone().name()).unwrap_or_else(|_| Zone::utc())
 }
 

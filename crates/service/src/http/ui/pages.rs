@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use crate::checks::CheckSummary;
 use crate::checks::view::CheckDto;
-use crate::store::{CheckSummary, StoredMonitor};
+use crate::monitors::StoredMonitor;
 use crate::support::{CheckView, MONITOR_HISTORY_NOTE};
 use crate::timeline::axis::human_duration;
 use crate::timeline::{MonitorDay, PastWindow, Zone, check_svg, monitor_svg};

@@ -105,9 +105,9 @@ pub(super) fn apply_in_transaction(
     if !applied_meanwhile {
         connection
             .execute_batch(migration.sql.as_str())
-            .map_err(|source| StoreError::SqliteMigration {
+            .map_err(|source| StoreError::MigrationFailed {
                 version: migration.version,
-                source,
+                source: source.into(),
             })?;
         connection.execute(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, \

@@ -28,7 +28,8 @@ use tokio::sync::{Mutex, Semaphore};
 use tx::{Begin, Held, ReaderLease, SqliteTx};
 
 use super::StoreError;
-use super::db::{Db, Dialect, EmbeddedMigration, Failure, Mode, names_request_key};
+use super::db::{Db, Dialect, EmbeddedMigration, Mode, names_request_key};
+use super::error::DatabaseFailure;
 
 /// How long a write waits for another process's write lock before failing (SQLITE_BUSY).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -301,26 +302,28 @@ impl Db for SqliteStore {
         self.operation_timeout
     }
 
-    fn classify(&self, error: &StoreError) -> Failure {
-        let StoreError::Sqlite(rusqlite::Error::SqliteFailure(error, message)) = error else {
-            return Failure::Other;
-        };
-        const UNIQUE: i32 = rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE;
-        const PRIMARY_KEY: i32 = rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY;
-        if let UNIQUE | PRIMARY_KEY = error.extended_code {
-            return Failure::Duplicate {
-                request_key: names_request_key(message.as_deref().unwrap_or_default()),
-            };
-        }
-        // SQLITE_BUSY and SQLITE_LOCKED with their extended codes.
-        match error.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Failure::Transient,
-            _ => Failure::Other,
-        }
-    }
-
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
+    }
+}
+
+/// How an error of rusqlite counts (see [`StoreError`]'s conversion from rusqlite's).
+pub(super) fn failure_of(error: &rusqlite::Error) -> DatabaseFailure {
+    let rusqlite::Error::SqliteFailure(error, message) = error else {
+        return DatabaseFailure::Other;
+    };
+    const UNIQUE: i32 = rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE;
+    const PRIMARY_KEY: i32 = rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY;
+    if let UNIQUE | PRIMARY_KEY = error.extended_code {
+        return DatabaseFailure::Duplicate {
+            request_key: names_request_key(message.as_deref().unwrap_or_default()),
+        };
+    }
+    // SQLITE_BUSY and SQLITE_LOCKED with their extended codes.
+    match error.code {
+        ErrorCode::DatabaseBusy => DatabaseFailure::Busy,
+        ErrorCode::DatabaseLocked => DatabaseFailure::Transient,
+        _ => DatabaseFailure::Other,
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::Utc;
 use status_check_engine::TemplateDefinition;
 
 use super::*;
-use crate::store::db::{SqlRow, Tx, args, migrator};
+use crate::store::db::{Failure, SqlRow, Tx, args, migrator};
 use crate::store::{Store, Synced};
 
 fn definition(name: &str) -> TemplateDefinition {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, Statement};
+use rusqlite::{Connection, Statement};
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit};
 
 use sqlx::migrate::Migration;
@@ -20,6 +20,7 @@ use super::row::SqliteRow;
 use super::{BUSY_TIMEOUT, Readers, migrate};
 use crate::store::StoreError;
 use crate::store::db::{Arg, Done, EmbeddedMigration, Tx, sqlite_text};
+use crate::store::error::DatabaseFailure;
 
 /// The connection a transaction holds: the writer (under its lock) or a pooled reader.
 pub(super) enum Held {
@@ -153,7 +154,7 @@ async fn begin_immediate(held: &mut Held) -> Result<(), StoreError> {
 }
 
 fn is_busy(error: &StoreError) -> bool {
-    matches!(error, StoreError::Sqlite(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy))
+    error.database_failure() == Some(DatabaseFailure::Busy)
 }
 
 /// Binds `args` to the statement's parameters, all of them.

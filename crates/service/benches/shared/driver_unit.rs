@@ -1,17 +1,24 @@
 //! For the SQLite driver benchmark (`cargo bench -p status-check --bench sqlite_driver`):
 //! the write unit of a delivery — what `update_check` runs for a decision that appends one
-//! record and notifies the robot — through a backend's `Db` seam, several units per
-//! transaction if asked. Not part of the service.
+//! record and notifies the robot — through a backend's `Db` seam (`store::seam`), several
+//! units per transaction if asked. Bench code, kept out of the library; the statements are the
+//! store's own (`store::sql`), so the unit follows the service's SQL.
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-
-use super::StoreError;
-use super::db::{Db, Mode, SqlRow, Tx, args, millis, seconds_floor};
-use super::sql::{
+use status_check::store::StoreError;
+use status_check::store::seam::{Arg, Db, Mode, SqlRow, Tx, millis, seconds_floor};
+use status_check::store::sql::{
     INSERT_CHECK, INSERT_CHECK_EXT, INSERT_OUTBOX, INSERT_POLLER, INSERT_RECORD,
     INSERT_RECORD_EVENT, UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
 };
+
+/// `args![a, b, c]`: the bound values of one statement (the store's macro, for the seam).
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {
+        vec![$(Arg::from($value)),*]
+    };
+}
 
 /// `update_check`'s reads under the lock, as SQLite runs them (store/lifecycle.rs).
 pub const SELECT_CHECK: &str = "SELECT phase, result, next_step_id FROM status_check WHERE id = ?";
