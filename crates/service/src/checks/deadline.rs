@@ -13,6 +13,7 @@ use status_check_engine::lifecycle::{Check, Delivery, Transition};
 
 use super::reconcile::{Read, ReadEnd, ReadResult, read_all, read_for};
 use super::{CheckError, Checks, Effects, update_of};
+use crate::jobs::Lease;
 use crate::store::{BatchedUpdate, Claimed, Fence, StoredCheck, UpdateOutcome};
 use crate::templates::LoadedTemplate;
 
@@ -36,7 +37,7 @@ impl Checks {
     /// Claims up to `limit` open checks whose deadline has passed, leasing them to `lease`
     /// (disjoint from any other claimer's), oldest deadline first: the scheduler's claim
     /// before [`Checks::finalise_batch`].
-    pub async fn claim_due(&self, lease: &str, limit: usize) -> Result<Vec<Claimed>, CheckError> {
+    pub async fn claim_due(&self, lease: &Lease, limit: usize) -> Result<Vec<Claimed>, CheckError> {
         Ok(self.store.claim_due(self.clock.now(), lease, limit).await?)
     }
 
@@ -52,7 +53,7 @@ impl Checks {
 
     /// Finalises a check the scheduler claimed under `lease`: a decisive result completes it,
     /// `PENDING` fails it; releases the lease, notifies the robot, queues the unsubscribe.
-    pub async fn finalise(&self, claimed: &Claimed, lease: &str) -> Finalised {
+    pub async fn finalise(&self, claimed: &Claimed, lease: &Lease) -> Finalised {
         self.finalise_batch(std::slice::from_ref(claimed), lease)
             .await
             .pop()
@@ -65,7 +66,7 @@ impl Checks {
     async fn finalise_alone(
         &self,
         claimed: &Claimed,
-        lease: &str,
+        lease: &Lease,
         now: DateTime<Utc>,
         missed: Option<&[Event]>,
     ) -> Finalised {
@@ -116,7 +117,7 @@ impl Checks {
     /// Finalises a batch the scheduler claimed under `lease` in one transaction, each check
     /// fenced on the lease; one outcome per check, in order. A check that changed since it
     /// was read, and every check of a batch whose transaction failed, is finalised alone.
-    pub async fn finalise_batch(&self, claimed: &[Claimed], lease: &str) -> Vec<Finalised> {
+    pub async fn finalise_batch(&self, claimed: &[Claimed], lease: &Lease) -> Vec<Finalised> {
         let call_ref = uuid::Uuid::new_v4().to_string();
         let mut outcomes = vec![Finalised::Failed; claimed.len()];
         // Every claimed check in one read; should it fail, each is finalised alone.

@@ -249,7 +249,7 @@ impl<B: Db + 'static> Store for B {
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
-        lease: &str,
+        lease: &crate::jobs::Lease,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         bounded(

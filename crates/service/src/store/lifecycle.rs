@@ -317,7 +317,7 @@ async fn update_in<D: Db>(
     };
     let lock_id = locked.opt_text("lock_id")?;
     if let Fence::Lease(lease) = fence
-        && lock_id.as_deref() != Some(lease)
+        && lock_id.as_deref() != Some(lease.as_str())
     {
         return Ok(Step::Rollback(UpdateOutcome::Fenced));
     }
@@ -474,10 +474,9 @@ fn check_orders(check: &StoredCheck, update: &CheckUpdate) -> Result<(), StoreEr
 pub(crate) async fn claim_due<D: Db>(
     db: &D,
     now: DateTime<Utc>,
-    lease: &str,
+    lease: &Lease,
     limit: usize,
 ) -> Result<Vec<Claimed>, StoreError> {
-    check_lease(lease)?;
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -488,7 +487,7 @@ async fn claim_due_in<D: Db>(
     db: &D,
     tx: &mut D::Tx,
     now: DateTime<Utc>,
-    lease: &str,
+    lease: &Lease,
     limit: usize,
 ) -> Result<Step<Vec<Claimed>>, StoreError> {
     let rows = tx
@@ -500,7 +499,10 @@ async fn claim_due_in<D: Db>(
         let deadline = row.time("deadline_at")?;
         // The rows are locked (MySQL) or the database is (SQLite): the lease is still free.
         let done = tx
-            .execute(LEASE_POLLER, args![lease, seconds_floor(now), check_id])
+            .execute(
+                LEASE_POLLER,
+                args![lease.as_str(), seconds_floor(now), check_id],
+            )
             .await?;
         if done.rows_affected == 0 {
             continue;

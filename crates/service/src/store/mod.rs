@@ -88,7 +88,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::jobs::{Handoff, JobQueue};
+use crate::jobs::{Handoff, JobQueue, Lease};
 
 /// A time no claim or due date reaches (9999-01-01): a dead-lettered job's retry time (the
 /// row stays, with its last error, for an operator), a disabled monitor's due time.
@@ -234,7 +234,7 @@ pub enum Fence<'a> {
     /// No lease needed (queue deliveries).
     None,
     /// The write applies only while the check's poller holds this lease (`lock_id`).
-    Lease(&'a str),
+    Lease(&'a Lease),
 }
 
 /// What a decision writes, under the check's row lock, in one transaction.
@@ -515,7 +515,7 @@ pub trait Store:
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
-        lease: &str,
+        lease: &Lease,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError>;
 

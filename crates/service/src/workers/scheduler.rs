@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checks::{Checks, Finalised};
 use crate::config::Config;
+use crate::jobs::LeaseOwner;
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -55,17 +56,17 @@ pub struct SchedulerTick {
 pub struct Scheduler {
     checks: Arc<Checks>,
     config: SchedulerConfig,
-    /// This replica's name, the prefix of its leases.
-    replica: String,
+    /// Who this replica's claims are leased to.
+    owner: LeaseOwner,
 }
 
 impl Scheduler {
     pub fn new(checks: Arc<Checks>, config: SchedulerConfig, hostname: &str) -> Self {
-        let replica = format!("{}-{}", hostname, uuid::Uuid::new_v4().simple());
+        let owner = LeaseOwner::new("scheduler", hostname);
         Scheduler {
             checks,
             config,
-            replica,
+            owner,
         }
     }
 
@@ -111,7 +112,7 @@ impl Scheduler {
     /// transaction.
     async fn finalise_due(&self) -> SchedulerTick {
         let mut tick = SchedulerTick::default();
-        let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
+        let lease = self.owner.lease();
         let claimed = match self.checks.claim_due(&lease, self.config.batch).await {
             Ok(claimed) => claimed,
             Err(e) => {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use status_check::jobs::{Lease, LeaseOwner};
+use status_check::jobs::LeaseOwner;
 use status_check::store::{CheckUpdate, Fence, Notifications, OutboxHandoff, StoredCheck};
 
 use crate::harness::on_both_backends;
@@ -15,7 +15,7 @@ use crate::store::{
     at, complete, create, created_new, new_check, notify, outbox_rows, render, synced_template,
     update, updated,
 };
-use crate::support::TestDb;
+use crate::support::{TestDb, lease};
 
 on_both_backends!(
     databases:
@@ -23,10 +23,6 @@ on_both_backends!(
     committed_notifications_are_handed_over_leased,
     a_subscription_removal_is_queued_once,
 );
-
-fn lease(name: &str) -> Lease {
-    Lease::parse(name).unwrap()
-}
 
 async fn a_notification_carries_what_its_change_wrote(db: &TestDb) {
     let template_id = synced_template(db, "outbox").await;

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
-use status_check::jobs::{Job, JobFailure, JobKind, JobQueue, Lease};
+use status_check::jobs::{Job, JobFailure, JobKind, JobQueue};
 use status_check::store::{
     Alarms, Fence, MonitorSource, NewAction, NotificationJobs, Removals, Store,
 };
@@ -18,7 +18,7 @@ use status_check::store::{
 use crate::harness::on_both_backends;
 use crate::monitor_store::{created, date, monitor, open_session};
 use crate::store::{at, create, created_new, new_check, notify, synced_template, update};
-use crate::support::TestDb;
+use crate::support::{TestDb, lease};
 
 /// A kind of job under test.
 trait Kind {
@@ -210,10 +210,6 @@ suite_for!(Alarm:
     alarms_are_taken_over_when_their_lease_ran_out,
     alarms_are_purged_after_the_retention,
     alarms_are_claimed_disjoint_at_once);
-
-fn lease(name: &str) -> Lease {
-    Lease::parse(name).unwrap()
-}
 
 fn t0() -> DateTime<Utc> {
     at("2026-11-20T08:01:00Z")

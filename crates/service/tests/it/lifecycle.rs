@@ -21,6 +21,7 @@ use crate::harness::{
     Backend, Queues, TestApp, anchor, create_body, incoming, spawn_stack, spawn_stack_with,
     sqs_queues, step_json,
 };
+use crate::support::lease;
 
 const ROBOT: i64 = 42;
 pub(crate) const NEXT: &[(&str, i64)] = &[("pass", 124), ("fail", 125), ("unknown", 126)];
@@ -512,7 +513,7 @@ pub async fn a_crashed_replicas_deadlines_are_taken_over_within_30_s(backend: Ba
     app.clock.set(at("2026-11-20T08:10:01Z"));
     let claimed = app
         .store
-        .claim_due(app.clock_now(), "crashed-replica", 10)
+        .claim_due(app.clock_now(), &lease("crashed-replica"), 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -747,7 +748,7 @@ pub async fn a_stolen_lease_is_fenced(backend: Backend) {
     // A replica claims the check and stalls.
     let claimed = app
         .store
-        .claim_due(app.clock_now(), "stalled", 10)
+        .claim_due(app.clock_now(), &lease("stalled"), 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -773,7 +774,7 @@ pub async fn a_stolen_lease_is_fenced(backend: Backend) {
         .store
         .update_check(
             &stalled_read,
-            Fence::Lease("stalled"),
+            Fence::Lease(&lease("stalled")),
             &update,
             &status_check::store::Notifications::rendered_by(&render),
             "x",

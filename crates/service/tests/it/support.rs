@@ -633,3 +633,8 @@ impl status_check_sim::megazord::MegazordRows for Neighbours {
             .await;
     }
 }
+
+/// A lease by name, as a test's claimer holds it.
+pub fn lease(name: &str) -> status_check::jobs::Lease {
+    status_check::jobs::Lease::parse(name).unwrap()
+}

@@ -4,6 +4,7 @@
 use super::*;
 
 use crate::harness::on_both_backends;
+use crate::support::lease;
 
 on_both_backends!(
     databases:
@@ -27,13 +28,16 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
     // Not due a millisecond before its deadline; due at it.
     assert_eq!(
         db.store
-            .claim_due(due - millisecond, "lease-a", 10)
+            .claim_due(due - millisecond, &lease("lease-a"), 10)
             .await
             .unwrap(),
         []
     );
     assert_eq!(
-        db.store.claim_due(due, "lease-a", 10).await.unwrap(),
+        db.store
+            .claim_due(due, &lease("lease-a"), 10)
+            .await
+            .unwrap(),
         claimed(created.id)
     );
     assert_eq!(
@@ -44,7 +48,7 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
     // Leased: nobody else gets it.
     assert_eq!(
         db.store
-            .claim_due(due + TimeDelta::seconds(1), "lease-x", 10)
+            .claim_due(due + TimeDelta::seconds(1), &lease("lease-x"), 10)
             .await
             .unwrap(),
         []
@@ -70,7 +74,10 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
     );
     let later = due + TimeDelta::seconds(2);
     assert_eq!(
-        db.store.claim_due(later, "lease-b", 10).await.unwrap(),
+        db.store
+            .claim_due(later, &lease("lease-b"), 10)
+            .await
+            .unwrap(),
         claimed(created.id)
     );
 
@@ -80,7 +87,7 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
         update(
             db,
             created.id,
-            Fence::Lease("lease-a"),
+            Fence::Lease(&lease("lease-a")),
             &complete,
             "a",
             later
@@ -105,7 +112,7 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
         update(
             db,
             created.id,
-            Fence::Lease("lease-b"),
+            Fence::Lease(&lease("lease-b")),
             &complete,
             "b",
             later,
@@ -128,7 +135,10 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
     // Ended: never claimed again, nothing stale.
     let much_later = later + TimeDelta::hours(1);
     assert_eq!(
-        db.store.claim_due(much_later, "lease-c", 10).await.unwrap(),
+        db.store
+            .claim_due(much_later, &lease("lease-c"), 10)
+            .await
+            .unwrap(),
         []
     );
     assert_eq!(db.store.release_stale_leases(much_later).await.unwrap(), 0);
@@ -175,7 +185,7 @@ async fn claim_due_takes_free_due_future_checks_oldest_first(db: &TestDb) {
 
     let now = at("2026-11-20T08:20:00Z");
     let deadline_of = |check: &StoredCheck| check.windows.until.unwrap();
-    let first = db.store.claim_due(now, "lease-1", 2).await.unwrap();
+    let first = db.store.claim_due(now, &lease("lease-1"), 2).await.unwrap();
     assert_eq!(
         first,
         [
@@ -189,7 +199,11 @@ async fn claim_due_takes_free_due_future_checks_oldest_first(db: &TestDb) {
             },
         ]
     );
-    let second = db.store.claim_due(now, "lease-2", 10).await.unwrap();
+    let second = db
+        .store
+        .claim_due(now, &lease("lease-2"), 10)
+        .await
+        .unwrap();
     assert_eq!(
         second,
         [
@@ -204,8 +218,17 @@ async fn claim_due_takes_free_due_future_checks_oldest_first(db: &TestDb) {
         ]
     );
     assert_eq!(second[0].deadline, deadline());
-    assert_eq!(db.store.claim_due(now, "lease-3", 10).await.unwrap(), []);
-    assert_eq!(db.store.claim_due(now, "lease-3", 0).await.unwrap(), []);
+    assert_eq!(
+        db.store
+            .claim_due(now, &lease("lease-3"), 10)
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(
+        db.store.claim_due(now, &lease("lease-3"), 0).await.unwrap(),
+        []
+    );
     assert_eq!(
         db.raw.poller(earliest.id).await.2.as_deref(),
         Some("lease-1")
@@ -233,9 +256,10 @@ async fn concurrent_claims_are_disjoint(db: &TestDb) {
             .await;
             all.insert(check.id);
         }
+        let claimers = ["claimer-a", "claimer-b", "claimer-c", "claimer-d"].map(lease);
         let (a, b) = tokio::join!(
-            db.store.claim_due(now, "claimer-a", 7),
-            db.store.claim_due(now, "claimer-b", 7)
+            db.store.claim_due(now, &claimers[0], 7),
+            db.store.claim_due(now, &claimers[1], 7)
         );
         let ids = |claimed: Vec<Claimed>| -> BTreeSet<i64> {
             claimed.into_iter().map(|c| c.check_id).collect()
@@ -244,8 +268,8 @@ async fn concurrent_claims_are_disjoint(db: &TestDb) {
         assert_eq!((a.len(), b.len()), (7, 7), "round {round}");
         assert!(a.is_disjoint(&b), "round {round}: {a:?} / {b:?}");
         let (c, d) = tokio::join!(
-            db.store.claim_due(now, "claimer-c", 100),
-            db.store.claim_due(now, "claimer-d", 100)
+            db.store.claim_due(now, &claimers[2], 100),
+            db.store.claim_due(now, &claimers[3], 100)
         );
         let (c, d) = (ids(c.unwrap()), ids(d.unwrap()));
         assert!(c.is_disjoint(&d), "round {round}: {c:?} / {d:?}");

@@ -4,6 +4,8 @@
 use super::*;
 
 use crate::harness::on_both_backends;
+use crate::support::lease;
+use status_check::jobs::Lease;
 
 on_both_backends!(
     databases:
@@ -173,6 +175,7 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
     assert_eq!(outbox_rows(db).await, 1, "only the completion notified");
 
     let decision = notify(&completed).unwrap();
+    static NOBODY: std::sync::LazyLock<Lease> = std::sync::LazyLock::new(|| lease("nobody"));
     let write = |current: StoredCheck, fence: Fence<'static>| {
         let decision = decision.clone();
         async move {
@@ -188,7 +191,7 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
     };
     assert_eq!(write(missing, Fence::None).await, UpdateOutcome::NotFound);
     assert_eq!(
-        write(completed.clone(), Fence::Lease("nobody")).await,
+        write(completed.clone(), Fence::Lease(&NOBODY)).await,
         UpdateOutcome::Fenced
     );
     assert_eq!(
