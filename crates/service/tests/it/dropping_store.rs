@@ -22,6 +22,9 @@ pub(crate) struct DropDatabase {
     pub(crate) name: String,
 }
 
+/// How long dropping a test database may take.
+const DROP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Drop for DropDatabase {
     fn drop(&mut self) {
         let server = self.server.clone();
@@ -32,14 +35,20 @@ impl Drop for DropDatabase {
                 .enable_all()
                 .build()
                 .ok()?;
-            runtime.block_on(async move {
+            // Bounded: a server that does not answer (e.g. stopped by a fault test) must not
+            // hang the test that drops it.
+            let drop_database = async move {
                 let mut conn = server.connect().await.ok()?;
                 sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
                     .execute(&mut conn)
                     .await
                     .ok()?;
                 conn.close().await.ok()
-            })
+            };
+            runtime
+                .block_on(async { tokio::time::timeout(DROP_TIMEOUT, drop_database).await })
+                .ok()
+                .flatten()
         })
         .join();
         if !matches!(dropped, Ok(Some(()))) {
