@@ -164,7 +164,8 @@ pub async fn mysql_db_at(url: &str) -> TestDb {
     mysql_db_at_bounded(url, status_check::store::DEFAULT_OPERATION_TIMEOUT).await
 }
 
-async fn mysql_db_at_bounded(url: &str, limit: Duration) -> TestDb {
+/// [`mysql_db_at`], every store operation bounded by `limit`.
+pub async fn mysql_db_at_bounded(url: &str, limit: Duration) -> TestDb {
     let db = mysql_production_at(url, limit).await;
     db.store.migrate().await.expect("MySQL migrates");
     db
