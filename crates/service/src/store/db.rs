@@ -267,7 +267,16 @@ pub(crate) enum Step<V> {
 /// Runs one write unit in a transaction — `$unit` uses `&mut $tx` and yields a
 /// `Result<Step<_>>` — committing or rolling back as it says, and runs it again on a
 /// transient failure (deadlock, lock wait timeout, SQLITE_BUSY) a bounded number of times.
+///
+/// `retrying!($db, "operation", $tx => …)` is also the whole of a store operation: it is
+/// [`bounded`] by the backend's operation timeout, its retries included.
 macro_rules! retrying {
+    ($db:expr, $operation:literal, $tx:ident => $unit:expr) => {
+        $crate::store::db::bounded($db, $operation, async {
+            $crate::store::db::retrying!($db, $tx => $unit)
+        })
+        .await
+    };
     ($db:expr, $tx:ident => $unit:expr) => {{
         let mut retry = $crate::store::db::Retry::default();
         loop {

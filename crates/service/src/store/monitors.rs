@@ -14,7 +14,7 @@ use status_check_engine::monitor::{AlarmRequest, Monitor, WindowState};
 use super::NEVER;
 use super::StoreError;
 use super::checks::corrupt;
-use super::db::{Arg, Db, Mode, SqlRow, Step, Tx, args, millis, retrying};
+use super::db::{Arg, Db, Mode, SqlRow, Step, Tx, args, bounded, millis, retrying};
 use super::lifecycle::{check_lease, limit_arg};
 use super::monitor_windows::{self, WindowRecord};
 use super::removals::queue_in;
@@ -132,7 +132,8 @@ pub struct PendingAction {
     pub window_end: DateTime<Utc>,
 }
 
-/// Monitors' storage; every [`Store`](super::Store) is one.
+/// Monitors' storage; every [`Store`](super::Store) is one. Every operation is bounded by
+/// the backend's operation timeout (`DB_OPERATION_TIMEOUT_SECS`), as `Store`'s are.
 #[async_trait]
 pub trait MonitorStore: Send + Sync {
     /// Creates or replaces the monitor `(robot, rule)`, in one transaction under its row. A
@@ -248,7 +249,7 @@ impl<B: Db + 'static> MonitorStore for B {
         let now = millis(now);
         let robot_id = monitor.robot_id();
         let rule_id = monitor.rule_id().as_str();
-        retrying!(self, tx => async {
+        retrying!(self, "put_monitor", tx => async {
             let locked = tx
                 .fetch_optional(self.sql(&LOCK_MONITOR), args![robot_id, rule_id])
                 .await?;
@@ -306,17 +307,23 @@ impl<B: Db + 'static> MonitorStore for B {
         robot_id: i64,
         rule_id: &str,
     ) -> Result<Option<StoredMonitor>, StoreError> {
-        let mut tx = self.begin(Mode::Read).await?;
-        let found = read_one(&mut tx, SELECT_BY_KEY, args![robot_id, rule_id]).await?;
-        tx.commit().await?;
-        Ok(found)
+        bounded(self, "get_monitor", async {
+            let mut tx = self.begin(Mode::Read).await?;
+            let found = read_one(&mut tx, SELECT_BY_KEY, args![robot_id, rule_id]).await?;
+            tx.commit().await?;
+            Ok(found)
+        })
+        .await
     }
 
     async fn list_monitors(&self) -> Result<Vec<StoredMonitor>, StoreError> {
-        let mut tx = self.begin(Mode::Read).await?;
-        let rows = tx.fetch_all(SELECT_ALL, args![]).await?;
-        tx.commit().await?;
-        rows.iter().map(monitor_of).collect()
+        bounded(self, "list_monitors", async {
+            let mut tx = self.begin(Mode::Read).await?;
+            let rows = tx.fetch_all(SELECT_ALL, args![]).await?;
+            tx.commit().await?;
+            rows.iter().map(monitor_of).collect()
+        })
+        .await
     }
 
     async fn delete_monitor(
@@ -326,7 +333,7 @@ impl<B: Db + 'static> MonitorStore for B {
         now: DateTime<Utc>,
     ) -> Result<Option<StoredMonitor>, StoreError> {
         let now = millis(now);
-        retrying!(self, tx => async {
+        retrying!(self, "delete_monitor", tx => async {
             if tx
                 .fetch_optional(self.sql(&LOCK_MONITOR), args![robot_id, rule_id])
                 .await?
@@ -361,7 +368,7 @@ impl<B: Db + 'static> MonitorStore for B {
             return Ok(Vec::new());
         }
         let now = millis(now);
-        retrying!(self, tx => async {
+        retrying!(self, "claim_due_monitors", tx => async {
             let ids = tx
                 .fetch_all(
                     self.sql(&CLAIM_MONITORS),
@@ -388,15 +395,18 @@ impl<B: Db + 'static> MonitorStore for B {
         robot_id: i64,
         subscription_id: i64,
     ) -> Result<Option<StoredMonitor>, StoreError> {
-        let mut tx = self.begin(Mode::Read).await?;
-        let found = read_one(
-            &mut tx,
-            SELECT_BY_SUBSCRIPTION,
-            args![subscription_id, robot_id],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(found)
+        bounded(self, "find_monitor_by_subscription", async {
+            let mut tx = self.begin(Mode::Read).await?;
+            let found = read_one(
+                &mut tx,
+                SELECT_BY_SUBSCRIPTION,
+                args![subscription_id, robot_id],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(found)
+        })
+        .await
     }
 
     async fn write_monitor_state(
@@ -431,7 +441,7 @@ impl<B: Db + 'static> MonitorStore for B {
         };
         let robot_id = current.monitor.robot_id();
         let rule_id = current.monitor.rule_id().as_str();
-        retrying!(self, tx => async {
+        retrying!(self, "write_monitor_state", tx => async {
             let done = tx.execute(sql, state_args.clone()).await?;
             if done.rows_affected == 0 {
                 return Ok(Step::Rollback(false));
@@ -477,7 +487,7 @@ impl<B: Db + 'static> MonitorStore for B {
         let problem =
             problem.map(|p| super::lifecycle::cut(p, super::lifecycle::LAST_ERROR_MAX_CHARS));
         let args = args![millis(due_at), problem, millis(now), monitor_id, lease];
-        retrying!(self, tx => tx
+        retrying!(self, "release_monitor", tx => tx
             .execute(RELEASE_MONITOR, args.clone())
             .await
             .map(|done| Step::Commit(done.rows_affected > 0)))
@@ -489,18 +499,21 @@ impl<B: Db + 'static> MonitorStore for B {
         rule_id: &str,
         session_date: NaiveDate,
     ) -> Result<u32, StoreError> {
-        let mut tx = self.begin(Mode::Read).await?;
-        let row = tx
-            .fetch_optional(
-                LAST_ALARM,
-                args![robot_id, rule_id, date_text(session_date)],
-            )
-            .await?;
-        tx.commit().await?;
-        match row {
-            Some(row) => to_u32(row.opt_int("last")?.unwrap_or(0), "window_number"),
-            None => Ok(0),
-        }
+        bounded(self, "last_alarm_number", async {
+            let mut tx = self.begin(Mode::Read).await?;
+            let row = tx
+                .fetch_optional(
+                    LAST_ALARM,
+                    args![robot_id, rule_id, date_text(session_date)],
+                )
+                .await?;
+            tx.commit().await?;
+            match row {
+                Some(row) => to_u32(row.opt_int("last")?.unwrap_or(0), "window_number"),
+                None => Ok(0),
+            }
+        })
+        .await
     }
 
     async fn monitor_windows(
@@ -509,7 +522,12 @@ impl<B: Db + 'static> MonitorStore for B {
         rule_id: &str,
         session_date: NaiveDate,
     ) -> Result<Vec<WindowRecord>, StoreError> {
-        monitor_windows::session(self, robot_id, rule_id, session_date).await
+        bounded(
+            self,
+            "monitor_windows",
+            monitor_windows::session(self, robot_id, rule_id, session_date),
+        )
+        .await
     }
 
     async fn purge_monitor_windows(
@@ -517,6 +535,11 @@ impl<B: Db + 'static> MonitorStore for B {
         ended_before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64, StoreError> {
-        monitor_windows::purge(self, ended_before, limit).await
+        bounded(
+            self,
+            "purge_monitor_windows",
+            monitor_windows::purge(self, ended_before, limit),
+        )
+        .await
     }
 }

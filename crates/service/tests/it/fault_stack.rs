@@ -99,14 +99,14 @@ impl PrivateMariadb {
         self.child.as_ref().expect("the server runs").id()
     }
 
-    /// SIGSTOP: the server keeps its connections and its port but answers nothing.
-    pub fn freeze(&self) {
+    /// SIGSTOP: the server keeps its connections and its port but answers nothing, until the
+    /// guard is dropped or [`Frozen::thaw`]ed (SIGCONT). A test that fails while the server is
+    /// frozen thaws it as it unwinds, before its test database is dropped (a `DROP DATABASE`
+    /// on a frozen server would wait forever).
+    #[must_use = "the server is thawed when the guard is dropped"]
+    pub fn freeze(&self) -> Frozen<'_> {
         signal(self.pid(), "STOP");
-    }
-
-    /// SIGCONT.
-    pub fn thaw(&self) {
-        signal(self.pid(), "CONT");
+        Frozen { server: self }
     }
 
     /// SIGKILL (a crash: no clean shutdown); the port refuses connections until [`start_again`].
@@ -187,6 +187,43 @@ impl Drop for PrivateMariadb {
                 .status();
         }
         self.kill();
+    }
+}
+
+/// A [`PrivateMariadb`] stopped with SIGSTOP; continued (SIGCONT) when dropped.
+pub struct Frozen<'a> {
+    server: &'a PrivateMariadb,
+}
+
+impl Frozen<'_> {
+    /// SIGCONT.
+    pub fn thaw(self) {}
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        // No assertion: this may run while a failed test unwinds.
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.server.pid().to_string())
+            .status();
+    }
+}
+
+/// Runs a fault test's `body`, failing the test if it is not done within `deadline`: an
+/// await that never ends (a hang) fails fast, with a message, instead of blocking the suite.
+/// The body's servers and replicas are dropped — thawed, killed — as its future is.
+pub async fn within<T>(
+    deadline: Duration,
+    test: &str,
+    body: impl std::future::Future<Output = T>,
+) -> T {
+    match tokio::time::timeout(deadline, body).await {
+        Ok(value) => value,
+        Err(_) => panic!(
+            "{test} did not finish within {deadline:?}: something it awaited has no bound \
+             (each of the test's own waits has a deadline)"
+        ),
     }
 }
 

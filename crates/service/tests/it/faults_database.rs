@@ -19,7 +19,7 @@ use status_check_sim::{DemoStep, MegazordSim, MicroManagersSim};
 use crate::fault_stack::{
     GatedSink, PrivateMariadb, Upstreams, assert_all_end, assert_all_told,
     assert_no_subscription_left, assert_unavailable_within, await_readiness, call, create,
-    replica_env,
+    replica_env, within,
 };
 use crate::faults::{free_port, start};
 use crate::harness::sqs_queues;
@@ -41,8 +41,21 @@ fn step(micro_managers: &MicroManagersSim, future_interval: i64) -> i64 {
     })
 }
 
+/// The most the whole test may take: its own waits' deadlines add up to about 4 min; a run
+/// takes about 30 s.
+const TEST_DEADLINE: Duration = Duration::from_secs(300);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_then_crashed_database_is_answered_503_quickly_and_loses_nothing() {
+    within(
+        TEST_DEADLINE,
+        "a_frozen_then_crashed_database_is_answered_503_quickly_and_loses_nothing",
+        frozen_then_crashed(),
+    )
+    .await;
+}
+
+async fn frozen_then_crashed() {
     if support::mysql_skipped() {
         return;
     }
@@ -111,7 +124,7 @@ async fn a_frozen_then_crashed_database_is_answered_503_quickly_and_loses_nothin
             .expect("a known event");
     }
 
-    server.freeze();
+    let frozen_server = server.freeze();
     let frozen = Instant::now();
     gate.open().await;
     let bound = DB_TIMEOUT + MARGIN;
@@ -155,7 +168,7 @@ async fn a_frozen_then_crashed_database_is_answered_503_quickly_and_loses_nothin
     ] {
         assert!(metrics.contains(series), "{series} missing:\n{metrics}");
     }
-    server.thaw();
+    frozen_server.thaw();
 
     // Ready again by itself; every check ends as its events say, the short ones within 30 s
     // of their deadline; nothing of the refused create was stored.

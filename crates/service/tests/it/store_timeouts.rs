@@ -1,13 +1,21 @@
 //! The operation timeout on MariaDB (`DB_OPERATION_TIMEOUT_SECS`, SPEC §13): an operation that
 //! cannot finish in time fails at the bound, whole, and the connection it was stuck on is not
 //! kept — the store goes on answering while the server still holds the abandoned statements.
+//! The bound holds for every operation, the checks' (`Store`) and the monitors'
+//! (`MonitorStore`): on a frozen server (SIGSTOP) each fails at the bound, and once the server
+//! is continued the store works again.
 
+use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use status_check::store::{Created, StoreError};
+use chrono::TimeDelta;
+use serde_json::json;
+use status_check::store::{Created, MonitorPut, MonitorSource, StateChange, StoreError};
 
+use crate::fault_stack::PrivateMariadb;
+use crate::monitor_store::{at, date, monitor};
 use crate::store::{new_check, synced_template};
-use crate::support::{self, Raw};
+use crate::support::{self, Raw, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_past_the_timeout_fails_whole_and_frees_its_connection() {
@@ -76,4 +84,164 @@ async fn an_operation_past_the_timeout_fails_whole_and_frees_its_connection() {
         1,
         "only the last create is stored"
     );
+}
+
+/// The operation timeout of the frozen-database tests: long enough that the first operation
+/// after the thaw (new connections included) finishes within it on a loaded machine.
+const FROZEN_LIMIT: Duration = Duration::from_secs(2);
+
+/// A MariaDB server of the test's own (to stop and continue) with a fresh, migrated database
+/// whose every store operation is bounded by [`FROZEN_LIMIT`]; `None` when MySQL tests are
+/// skipped.
+async fn private_database() -> Option<(PrivateMariadb, TestDb)> {
+    if support::mysql_skipped() {
+        return None;
+    }
+    let server = PrivateMariadb::start().await;
+    let db = support::mysql_db_at_bounded(&server.url(), FROZEN_LIMIT).await;
+    Some((server, db))
+}
+
+/// `result` is the timeout of `operation`.
+fn assert_timed_out<T: Debug>(result: &Result<T, StoreError>, operation: &str) {
+    assert!(
+        matches!(result, Err(StoreError::TimedOut { operation: op, after })
+            if *op == operation && *after == FROZEN_LIMIT),
+        "{operation}: {result:?}"
+    );
+}
+
+/// `operations`' results; fails the test if they are not all in long after the bound (an
+/// operation without it would wait for the frozen server forever).
+async fn unless_hung<T>(operations: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(FROZEN_LIMIT * 5, operations)
+        .await
+        .expect("an operation on the frozen database did not end: it is not bounded")
+}
+
+/// Answered at the bound: not before it (the server really answered nothing), not much after.
+fn assert_at_the_bound(took: Duration) {
+    assert!(
+        took >= FROZEN_LIMIT && took < FROZEN_LIMIT * 3,
+        "took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again() {
+    let Some((server, db)) = private_database().await else {
+        return;
+    };
+    let template = synced_template(&db, "frozen").await;
+    let first = new_check(template, 42);
+    db.neighbours.for_check(&first).await;
+    let Created::New(stored) = db.store.create_check(first.clone()).await.unwrap() else {
+        panic!("a new check")
+    };
+    let mut second = first.clone();
+    second.key.scheduled_id += 1;
+
+    let frozen = server.freeze();
+    let started = Instant::now();
+    let (read, write) = unless_hung(async {
+        tokio::join!(
+            db.store.get_check(stored.id),
+            db.store.create_check(second.clone())
+        )
+    })
+    .await;
+    assert_at_the_bound(started.elapsed());
+    assert_timed_out(&read, "get_check");
+    assert_timed_out(&write, "create_check");
+    frozen.thaw();
+
+    assert_eq!(db.store.get_check(stored.id).await.unwrap(), Some(stored));
+    let created = db.store.create_check(second).await.unwrap();
+    assert!(matches!(created, Created::New(_)), "{created:?}");
+    assert_eq!(
+        db.raw.count("SELECT COUNT(*) FROM status_check").await,
+        2,
+        "the abandoned create wrote nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_operations_on_a_frozen_database_fail_at_the_bound_then_work_again() {
+    let Some((server, db)) = private_database().await else {
+        return;
+    };
+    let t0 = at("2026-11-20T07:00:00Z");
+    let rule = monitor("frozen", json!({}));
+    let MonitorPut::Created(stored) = db
+        .store
+        .put_monitor(&rule, MonitorSource::Api, t0)
+        .await
+        .unwrap()
+    else {
+        panic!("a new monitor")
+    };
+    let changed = monitor("frozen", json!({"window": "3h"}));
+    let change = StateChange {
+        window: None,
+        subscription_id: Some(991),
+        due_at: t0 + TimeDelta::hours(1),
+        release_lease: true,
+        actions: Vec::new(),
+        remove_subscription: None,
+        windows: Vec::new(),
+    };
+
+    // Every monitor operation at once, each at the bound.
+    let frozen = server.freeze();
+    let started = Instant::now();
+    let store = &db.store;
+    let (put, get, list, delete, claim, by_subscription, write, release, last, windows, purge) =
+        unless_hung(async {
+            tokio::join!(
+                store.put_monitor(&changed, MonitorSource::Api, t0),
+                store.get_monitor(42, "frozen"),
+                store.list_monitors(),
+                store.delete_monitor(42, "frozen", t0),
+                store.claim_due_monitors(t0, "lease-1", t0, 10),
+                store.find_monitor_by_subscription(42, 991),
+                store.write_monitor_state(&stored, None, &change, t0),
+                store.release_monitor(stored.id, "lease-1", t0, None, t0),
+                store.last_alarm_number(42, "frozen", date()),
+                store.monitor_windows(42, "frozen", date()),
+                store.purge_monitor_windows(t0, 10),
+            )
+        })
+        .await;
+    assert_at_the_bound(started.elapsed());
+    assert_timed_out(&put, "put_monitor");
+    assert_timed_out(&get, "get_monitor");
+    assert_timed_out(&list, "list_monitors");
+    assert_timed_out(&delete, "delete_monitor");
+    assert_timed_out(&claim, "claim_due_monitors");
+    assert_timed_out(&by_subscription, "find_monitor_by_subscription");
+    assert_timed_out(&write, "write_monitor_state");
+    assert_timed_out(&release, "release_monitor");
+    assert_timed_out(&last, "last_alarm_number");
+    assert_timed_out(&windows, "monitor_windows");
+    assert_timed_out(&purge, "purge_monitor_windows");
+    frozen.thaw();
+
+    // Nothing abandoned was written — the monitor is as created: not changed, deleted or
+    // claimed, its state at the same version — and the store works again.
+    assert_eq!(
+        store.get_monitor(42, "frozen").await.unwrap(),
+        Some(stored.clone())
+    );
+    assert!(
+        store
+            .write_monitor_state(&stored, None, &change, t0)
+            .await
+            .unwrap(),
+        "the state is still at the version it was read at"
+    );
+    let put = store
+        .put_monitor(&changed, MonitorSource::Api, t0)
+        .await
+        .unwrap();
+    assert!(matches!(put, MonitorPut::Replaced(_)), "{put:?}");
 }

@@ -71,6 +71,9 @@ struct DbDropGuard {
     name: String,
 }
 
+/// How long dropping a test database may take.
+const DROP_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Drop for DbDropGuard {
     fn drop(&mut self) {
         let server = self.server.clone();
@@ -81,14 +84,20 @@ impl Drop for DbDropGuard {
                 .enable_all()
                 .build()
                 .ok()?;
-            runtime.block_on(async move {
+            // Bounded: a server that does not answer (e.g. stopped by a fault test) must not
+            // hang the test that drops it.
+            let drop_database = async move {
                 let mut conn = server.connect().await.ok()?;
                 sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
                     .execute(&mut conn)
                     .await
                     .ok()?;
                 conn.close().await.ok()
-            })
+            };
+            runtime
+                .block_on(async { tokio::time::timeout(DROP_TIMEOUT, drop_database).await })
+                .ok()
+                .flatten()
         })
         .join();
         if !matches!(dropped, Ok(Some(()))) {
@@ -183,7 +192,8 @@ pub async fn mysql_db_at(url: &str) -> TestDb {
     mysql_db_at_bounded(url, status_check::store::DEFAULT_OPERATION_TIMEOUT).await
 }
 
-async fn mysql_db_at_bounded(url: &str, limit: Duration) -> TestDb {
+/// [`mysql_db_at`], every store operation bounded by `limit`.
+pub async fn mysql_db_at_bounded(url: &str, limit: Duration) -> TestDb {
     let db = mysql_production_at(url, limit).await;
     db.store.migrate().await.expect("MySQL migrates");
     db
