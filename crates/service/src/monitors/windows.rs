@@ -13,6 +13,7 @@ use status_check_engine::monitor::{
 
 use super::Monitors;
 use super::history::{Decided, window_records};
+use crate::jobs::Lease;
 use crate::store::{NEVER, NewAction, StateChange, StoreError, StoredMonitor};
 use crate::subscriptions::{self, SubscribeError};
 use crate::upstream::{SubscriptionRequest, UpstreamError};
@@ -87,7 +88,7 @@ impl From<SubscribeError> for ActError {
 impl Monitors {
     /// One step of the monitor worker: claims the monitors that are due under `lease` and
     /// acts on each.
-    pub async fn act_on_due(&self, lease: &str) -> Result<DueTick, StoreError> {
+    pub async fn act_on_due(&self, lease: &Lease) -> Result<DueTick, StoreError> {
         let now = self.now();
         let stale = TimeDelta::from_std(self.settings.stale_after).unwrap_or(TimeDelta::MAX);
         let claimed = self
@@ -110,7 +111,7 @@ impl Monitors {
         Ok(tick)
     }
 
-    async fn act(&self, mut current: StoredMonitor, lease: &str) -> Acted {
+    async fn act(&self, mut current: StoredMonitor, lease: &Lease) -> Acted {
         for _ in 0..STALE_ATTEMPTS {
             let attempt = match current.state.window {
                 None => self.open(&current, lease).await,
@@ -131,7 +132,8 @@ impl Monitors {
                 .await
             {
                 Ok(Some(again))
-                    if again.id == current.id && again.state.lock_id.as_deref() == Some(lease) =>
+                    if again.id == current.id
+                        && again.state.lock_id.as_deref() == Some(lease.as_str()) =>
                 {
                     current = again;
                 }
@@ -150,7 +152,7 @@ impl Monitors {
     }
 
     /// Opens the session due now (or says when the next one starts).
-    async fn open(&self, current: &StoredMonitor, lease: &str) -> Result<Attempt, ActError> {
+    async fn open(&self, current: &StoredMonitor, lease: &Lease) -> Result<Attempt, ActError> {
         let monitor = &current.monitor;
         let now = self.now();
         if !monitor.enabled() {
@@ -288,7 +290,7 @@ impl Monitors {
         &self,
         current: &StoredMonitor,
         window: WindowState,
-        lease: &str,
+        lease: &Lease,
     ) -> Result<Attempt, ActError> {
         let monitor = &current.monitor;
         let now = self.now();
@@ -323,7 +325,7 @@ impl Monitors {
     async fn wait(
         &self,
         current: &StoredMonitor,
-        lease: &str,
+        lease: &Lease,
         due_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.store
@@ -334,7 +336,7 @@ impl Monitors {
 
     /// A failure (logged and counted): due again shortly; if even that write fails, the lease
     /// runs stale and the monitor is taken over.
-    async fn failed(&self, current: &StoredMonitor, lease: &str, error: &ActError) {
+    async fn failed(&self, current: &StoredMonitor, lease: &Lease, error: &ActError) {
         let monitor = &current.monitor;
         if let ActError::UnknownEvent(event_name) = error {
             // Not an outage: retrying every few seconds would change nothing. Said loudly,

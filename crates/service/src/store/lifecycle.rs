@@ -132,22 +132,10 @@ const FORGET_STALE_LEASE: &str = "UPDATE status_check_ext SET lease_taken_at = N
 const RELEASE_STALE_POLLER: &str =
     "UPDATE status_check_poller SET lock_id = NULL WHERE status_check_id = ?";
 
-/// `status_check_poller.lock_id` and `status_check_outbox.lock_id` are `VARCHAR(256)`.
-pub(super) const LEASE_MAX_CHARS: usize = 256;
 /// `status_check_outbox.call_ref` is `VARCHAR(256)`.
 const CALL_REF_MAX_CHARS: usize = 256;
 /// `status_check_outbox.last_error` is `VARCHAR(1024)`.
 pub(super) const LAST_ERROR_MAX_CHARS: usize = 1024;
-
-pub(super) fn check_lease(lease: &str) -> Result<(), StoreError> {
-    if lease.is_empty() || lease.chars().count() > LEASE_MAX_CHARS {
-        return Err(StoreError::Conflict(format!(
-            "a lease must be 1 to {LEASE_MAX_CHARS} characters, not {}",
-            lease.chars().count()
-        )));
-    }
-    Ok(())
-}
 
 pub(super) fn cut(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()

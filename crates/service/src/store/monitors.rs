@@ -15,9 +15,10 @@ use super::NEVER;
 use super::StoreError;
 use super::checks::corrupt;
 use super::db::{Arg, Db, Mode, SqlRow, Step, Tx, args, bounded, millis, retrying};
-use super::lifecycle::{check_lease, limit_arg};
+use super::lifecycle::limit_arg;
 use super::monitor_windows::{self, WindowRecord};
 use super::removals::queue_in;
+use crate::jobs::Lease;
 
 /// Who last wrote a monitor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +175,7 @@ pub trait MonitorStore: Send + Sync {
     async fn claim_due_monitors(
         &self,
         now: DateTime<Utc>,
-        lease: &str,
+        lease: &Lease,
         stale_before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<StoredMonitor>, StoreError>;
@@ -193,7 +194,7 @@ pub trait MonitorStore: Send + Sync {
     async fn write_monitor_state(
         &self,
         current: &StoredMonitor,
-        lease: Option<&str>,
+        lease: Option<&Lease>,
         change: &StateChange,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
@@ -203,7 +204,7 @@ pub trait MonitorStore: Send + Sync {
     async fn release_monitor(
         &self,
         monitor_id: i64,
-        lease: &str,
+        lease: &Lease,
         due_at: DateTime<Utc>,
         problem: Option<&str>,
         now: DateTime<Utc>,
@@ -359,11 +360,10 @@ impl<B: Db + 'static> MonitorStore for B {
     async fn claim_due_monitors(
         &self,
         now: DateTime<Utc>,
-        lease: &str,
+        lease: &Lease,
         stale_before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<StoredMonitor>, StoreError> {
-        check_lease(lease)?;
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -380,7 +380,7 @@ impl<B: Db + 'static> MonitorStore for B {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids {
-                tx.execute(LEASE_MONITOR, args![lease, now, id]).await?;
+                tx.execute(LEASE_MONITOR, args![lease.as_str(), now, id]).await?;
                 if let Some(monitor) = read_one(&mut tx, SELECT_BY_ID, args![id]).await? {
                     claimed.push(monitor);
                 }
@@ -412,7 +412,7 @@ impl<B: Db + 'static> MonitorStore for B {
     async fn write_monitor_state(
         &self,
         current: &StoredMonitor,
-        lease: Option<&str>,
+        lease: Option<&Lease>,
         change: &StateChange,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
@@ -434,7 +434,7 @@ impl<B: Db + 'static> MonitorStore for B {
         ];
         let sql = match lease {
             Some(lease) => {
-                state_args.push(Arg::from(lease));
+                state_args.push(Arg::from(lease.as_str()));
                 WRITE_STATE_LEASED
             }
             None => WRITE_STATE,
@@ -479,14 +479,20 @@ impl<B: Db + 'static> MonitorStore for B {
     async fn release_monitor(
         &self,
         monitor_id: i64,
-        lease: &str,
+        lease: &Lease,
         due_at: DateTime<Utc>,
         problem: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let problem =
             problem.map(|p| super::lifecycle::cut(p, super::lifecycle::LAST_ERROR_MAX_CHARS));
-        let args = args![millis(due_at), problem, millis(now), monitor_id, lease];
+        let args = args![
+            millis(due_at),
+            problem,
+            millis(now),
+            monitor_id,
+            lease.as_str()
+        ];
         retrying!(self, "release_monitor", tx => tx
             .execute(RELEASE_MONITOR, args.clone())
             .await

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::jobs::LeaseOwner;
 use crate::monitors::{DueTick, Monitors};
 
 #[derive(Debug, Clone)]
@@ -19,8 +20,8 @@ pub struct MonitorWorkerConfig {
 pub struct MonitorWorker {
     monitors: Arc<Monitors>,
     config: MonitorWorkerConfig,
-    /// This replica's name, the prefix of its leases.
-    replica: String,
+    /// Who this replica's claims are leased to.
+    owner: LeaseOwner,
 }
 
 impl MonitorWorker {
@@ -28,13 +29,13 @@ impl MonitorWorker {
         MonitorWorker {
             monitors,
             config,
-            replica: format!("monitor-{hostname}-{}", uuid::Uuid::new_v4().simple()),
+            owner: LeaseOwner::new("monitor", hostname),
         }
     }
 
     /// Claims the due monitors under a fresh lease and acts on them.
     pub async fn tick_once(&self) -> DueTick {
-        let lease = format!("{}-{}", self.replica, uuid::Uuid::new_v4().simple());
+        let lease = self.owner.lease();
         match self.monitors.act_on_due(&lease).await {
             Ok(tick) => tick,
             Err(e) => {

@@ -9,7 +9,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use status_check::app::Workers;
-use status_check::jobs::Lease;
 use status_check::store::{CheckUpdate, Fence, UpdateOutcome};
 use status_check::workers::consumer::Outcome;
 
@@ -661,12 +660,7 @@ pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: 
     assert!(
         app.store
             .notification_jobs()
-            .claim(
-                now,
-                &Lease::parse("other-relay").unwrap(),
-                now + TimeDelta::seconds(30),
-                10
-            )
+            .claim(now, &lease("other-relay"), now + TimeDelta::seconds(30), 10)
             .await
             .unwrap()
             .is_empty(),

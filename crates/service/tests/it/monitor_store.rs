@@ -6,14 +6,13 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde_json::json;
-use status_check::jobs::Lease;
 use status_check::store::{
     MonitorPut, MonitorSource, NEVER, NewAction, StateChange, StoredMonitor,
 };
 use status_check_engine::monitor::{Monitor, MonitorDefinition, WindowState};
 
 use crate::harness::on_both_backends;
-use crate::support::TestDb;
+use crate::support::{TestDb, lease};
 
 mod history;
 
@@ -281,9 +280,10 @@ async fn claims_are_leased_disjoint_and_taken_over_when_stale(db: &TestDb) {
         .unwrap();
     let now = t0 + TimeDelta::seconds(1);
     let stale_before = now - TimeDelta::seconds(30);
+    let (lease_a, lease_b) = (lease("a"), lease("b"));
     let (a, b) = tokio::join!(
-        db.store.claim_due_monitors(now, "a", stale_before, 4),
-        db.store.claim_due_monitors(now, "b", stale_before, 4)
+        db.store.claim_due_monitors(now, &lease_a, stale_before, 4),
+        db.store.claim_due_monitors(now, &lease_b, stale_before, 4)
     );
     let rules = |claimed: &[StoredMonitor]| -> BTreeSet<String> {
         claimed
@@ -297,7 +297,7 @@ async fn claims_are_leased_disjoint_and_taken_over_when_stale(db: &TestDb) {
     assert!(a.iter().all(|m| m.state.lock_id.as_deref() == Some("a")));
     let rest = db
         .store
-        .claim_due_monitors(now, "c", stale_before, 100)
+        .claim_due_monitors(now, &lease("c"), stale_before, 100)
         .await
         .unwrap();
     assert_eq!(rest.len(), 2, "the monitor due in an hour is not claimed");
@@ -305,7 +305,7 @@ async fn claims_are_leased_disjoint_and_taken_over_when_stale(db: &TestDb) {
         db.store
             .claim_due_monitors(
                 now + TimeDelta::seconds(29),
-                "d",
+                &lease("d"),
                 now - TimeDelta::seconds(1),
                 100
             )
@@ -317,13 +317,13 @@ async fn claims_are_leased_disjoint_and_taken_over_when_stale(db: &TestDb) {
     // A lease released with a new due time is claimed again then, not before.
     assert!(
         db.store
-            .release_monitor(a[0].id, "a", now + TimeDelta::seconds(5), None, now)
+            .release_monitor(a[0].id, &lease("a"), now + TimeDelta::seconds(5), None, now)
             .await
             .unwrap()
     );
     assert!(
         !db.store
-            .release_monitor(a[0].id, "a", now, None, now)
+            .release_monitor(a[0].id, &lease("a"), now, None, now)
             .await
             .unwrap(),
         "a lease released is not held any more"
@@ -331,7 +331,7 @@ async fn claims_are_leased_disjoint_and_taken_over_when_stale(db: &TestDb) {
     let later = now + TimeDelta::seconds(31);
     let taken_over = db
         .store
-        .claim_due_monitors(later, "e", later - TimeDelta::seconds(30), 100)
+        .claim_due_monitors(later, &lease("e"), later - TimeDelta::seconds(30), 100)
         .await
         .unwrap();
     assert_eq!(taken_over.len(), 10, "stale leases are taken over");
@@ -347,20 +347,20 @@ async fn state_writes_are_compare_and_set_and_fenced(db: &TestDb) {
     );
     let claimed = db
         .store
-        .claim_due_monitors(t0, "lease-1", t0, 1)
+        .claim_due_monitors(t0, &lease("lease-1"), t0, 1)
         .await
         .unwrap()
         .remove(0);
     assert!(
         !db.store
-            .write_monitor_state(&claimed, Some("lease-2"), &open_session(991), t0)
+            .write_monitor_state(&claimed, Some(&lease("lease-2")), &open_session(991), t0)
             .await
             .unwrap(),
         "another lease writes nothing"
     );
     assert!(
         db.store
-            .write_monitor_state(&claimed, Some("lease-1"), &open_session(991), t0)
+            .write_monitor_state(&claimed, Some(&lease("lease-1")), &open_session(991), t0)
             .await
             .unwrap()
     );
@@ -460,12 +460,7 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
     let pending = db
         .store
         .alarm_jobs()
-        .claim(
-            now,
-            &Lease::parse("relay").unwrap(),
-            now + TimeDelta::seconds(30),
-            10,
-        )
+        .claim(now, &lease("relay"), now + TimeDelta::seconds(30), 10)
         .await
         .unwrap();
     let posted: Vec<(String, String, Option<u8>)> = pending

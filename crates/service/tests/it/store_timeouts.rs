@@ -15,7 +15,7 @@ use status_check::store::{Created, MonitorPut, MonitorSource, StateChange, Store
 use crate::fault_stack::PrivateMariadb;
 use crate::monitor_store::{at, date, monitor};
 use crate::store::{new_check, synced_template};
-use crate::support::{self, Raw, TestDb};
+use crate::support::{self, Raw, TestDb, lease};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_past_the_timeout_fails_whole_and_frees_its_connection() {
@@ -192,6 +192,7 @@ async fn monitor_operations_on_a_frozen_database_fail_at_the_bound_then_work_aga
     };
 
     // Every monitor operation at once, each at the bound.
+    let held = lease("lease-1");
     let frozen = server.freeze();
     let started = Instant::now();
     let store = &db.store;
@@ -202,10 +203,10 @@ async fn monitor_operations_on_a_frozen_database_fail_at_the_bound_then_work_aga
                 store.get_monitor(42, "frozen"),
                 store.list_monitors(),
                 store.delete_monitor(42, "frozen", t0),
-                store.claim_due_monitors(t0, "lease-1", t0, 10),
+                store.claim_due_monitors(t0, &held, t0, 10),
                 store.find_monitor_by_subscription(42, 991),
                 store.write_monitor_state(&stored, None, &change, t0),
-                store.release_monitor(stored.id, "lease-1", t0, None, t0),
+                store.release_monitor(stored.id, &held, t0, None, t0),
                 store.last_alarm_number(42, "frozen", date()),
                 store.monitor_windows(42, "frozen", date()),
                 store.purge_monitor_windows(t0, 10),
