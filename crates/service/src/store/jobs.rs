@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::checks::corrupt;
-use super::db::{Db, Mode, SqlRow, Step, Tx, args, bounded, millis, retrying};
+use super::db::{Db, Dialect, Mode, SqlRow, Step, Tx, args, bounded, millis, retrying};
 use super::lifecycle::{LAST_ERROR_MAX_CHARS, cut, limit_arg};
 use super::monitor_rows::{parse_date, to_u32};
 use super::{NEVER, OutboxMessage, PendingAction, StoreError, SubscriptionRemoval};
@@ -197,12 +197,28 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        bounded(
-            self,
-            "claim_jobs",
-            claim::<B, K>(self, now, lease, lease_until, limit),
-        )
-        .await
+        let statements = K::statements();
+        let claim = match self.dialect() {
+            Dialect::Mysql => statements.claim_mysql.as_str(),
+            Dialect::Sqlite => statements.claim_sqlite.as_str(),
+        };
+        let now = millis(now);
+        retrying!(self, "claim_jobs", tx => async {
+            let rows = tx.fetch_all(claim, args![now, now, limit_arg(limit)]).await?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id = row.int("id")?;
+                claimed.push(Job {
+                    id,
+                    attempts: to_u32(row.int("attempts")?, "attempts")?,
+                    payload: K::payload(&row)?,
+                });
+                tx.execute(&statements.lease, args![lease.as_str(), millis(lease_until), id])
+                    .await?;
+            }
+            Ok(Step::Commit(claimed))
+        }
+        .await)
     }
 
     async fn complete(
@@ -217,8 +233,7 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
         let sql = K::statements().done.as_str();
         // One transaction for a whole batch: on SQLite every write transaction waits its turn
         // for the single writer, so one per job would halve the deadline throughput.
-        bounded(self, "complete_jobs", async {
-            retrying!(self, tx => async {
+        retrying!(self, "complete_jobs", tx => async {
                 let mut marked = Vec::with_capacity(ids.len());
                 for &id in ids {
                     let done = tx.execute(sql, args![millis(now), id, lease.as_str()]).await?;
@@ -229,8 +244,6 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
                 Ok(Step::Commit(marked))
             }
             .await)
-        })
-        .await
     }
 
     async fn fail(&self, failures: &[JobFailure], lease: &Lease) -> Result<u64, StoreError> {
@@ -238,8 +251,7 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
             return Ok(0);
         }
         let sql = K::statements().failed.as_str();
-        bounded(self, "fail_jobs", async {
-            retrying!(self, tx => async {
+        retrying!(self, "fail_jobs", tx => async {
                 let mut recorded = 0;
                 for failure in failures {
                     let retry_at = failure.retry_at.unwrap_or(NEVER);
@@ -259,8 +271,6 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
                 Ok(Step::Commit(recorded))
             }
             .await)
-        })
-        .await
     }
 
     async fn backlog(&self) -> Result<i64, StoreError> {
@@ -277,8 +287,7 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
     async fn purge(&self, done_before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let statements = K::statements();
         // A `DELETE … LIMIT` SQLite does not have; MySQL takes no `LIMIT` in an `IN` subquery.
-        bounded(self, "purge_jobs", async {
-            retrying!(self, tx => async {
+        retrying!(self, "purge_jobs", tx => async {
                 let ids = tx
                     .fetch_all(
                         &statements.done_before,
@@ -294,38 +303,5 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
                 Ok(Step::Commit(ids.len() as u64))
             }
             .await)
-        })
-        .await
     }
-}
-
-async fn claim<B: Db, K: StoredKind>(
-    db: &B,
-    now: DateTime<Utc>,
-    lease: &Lease,
-    lease_until: DateTime<Utc>,
-    limit: usize,
-) -> Result<Vec<Job<K::Payload>>, StoreError> {
-    let statements = K::statements();
-    let claim = match db.dialect() {
-        super::db::Dialect::Mysql => statements.claim_mysql.as_str(),
-        super::db::Dialect::Sqlite => statements.claim_sqlite.as_str(),
-    };
-    let now = millis(now);
-    retrying!(db, tx => async {
-        let rows = tx.fetch_all(claim, args![now, now, limit_arg(limit)]).await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id = row.int("id")?;
-            claimed.push(Job {
-                id,
-                attempts: to_u32(row.int("attempts")?, "attempts")?,
-                payload: K::payload(&row)?,
-            });
-            tx.execute(&statements.lease, args![lease.as_str(), millis(lease_until), id])
-                .await?;
-        }
-        Ok(Step::Commit(claimed))
-    }
-    .await)
 }
