@@ -216,11 +216,8 @@ pub(crate) async fn update_checks<D: Db>(
                         db,
                         &mut tx,
                         locked.remove(&item.current.id),
-                        item.current,
-                        item.fence,
-                        &item.update,
+                        item,
                         &outbox,
-                        item.call_ref,
                         now,
                         &mut handed,
                     )
@@ -286,19 +283,22 @@ async fn lock_for_change<D: Db>(
 /// no history: the decision was made on `current`, and the locked row and the last record's
 /// `order` say whether that is still the check (any change of a check changes its phase,
 /// result or next step, or adds a record).
-#[allow(clippy::too_many_arguments)]
 async fn update_in<D: Db>(
     db: &D,
     tx: &mut D::Tx,
     locked: Option<<D::Tx as Tx>::Row>,
-    current: &StoredCheck,
-    fence: Fence<'_>,
-    update: &CheckUpdate,
+    item: &BatchedUpdate<'_>,
     outbox: &Outbox<'_>,
-    call_ref: &str,
     now: DateTime<Utc>,
     handed: &mut Vec<Job<OutboxMessage>>,
 ) -> Result<Step<UpdateOutcome>, StoreError> {
+    let BatchedUpdate {
+        current,
+        fence,
+        update,
+        call_ref,
+    } = item;
+    let (current, fence, call_ref) = (*current, *fence, *call_ref);
     let id = current.id;
     let Some(locked) = locked else {
         return Ok(Step::Rollback(UpdateOutcome::NotFound));
