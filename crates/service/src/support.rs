@@ -103,24 +103,6 @@ pub fn check_timeline(view: &CheckView, now: DateTime<Utc>) -> CheckTimeline {
             .unwrap_or(check.updated_at)
     };
     CheckTimeline {
-        id: Some(check.id),
-        robot_id: Some(check.key.robot_id),
-        template: check.template_name.clone(),
-        template_version: check.template_version,
-        planned_at: Some(check.key.planned_at),
-        created_at: check.windows.anchor,
-        past: past_window(&check.windows),
-        deadline: check.windows.until,
-        poll_until_end: view.poll_until_end,
-        records: check
-            .records
-            .iter()
-            .map(|record| timeline_record(check, record))
-            .collect(),
-        phase: check.phase,
-        result: check.result,
-        next_step: check.next_step_id.map(|id| id.to_string()),
-        ended_at: check.phase.is_final().then_some(check.updated_at),
         notifications: view
             .notifications
             .iter()
@@ -134,6 +116,33 @@ pub fn check_timeline(view: &CheckView, now: DateTime<Utc>) -> CheckTimeline {
             })
             .collect(),
         now: Some(now),
+        ..stored_timeline(check, view.poll_until_end)
+    }
+}
+
+/// A stored check as the renderer draws it, without its notifications and undrawn `now`.
+pub(crate) fn stored_timeline(check: &StoredCheck, poll_until_end: bool) -> CheckTimeline {
+    CheckTimeline {
+        id: Some(check.id),
+        robot_id: Some(check.key.robot_id),
+        template: check.template_name.clone(),
+        template_version: check.template_version,
+        planned_at: Some(check.key.planned_at),
+        created_at: check.windows.anchor,
+        past: past_window(&check.windows),
+        deadline: check.windows.until,
+        poll_until_end,
+        records: check
+            .records
+            .iter()
+            .map(|record| timeline_record(check, record))
+            .collect(),
+        phase: check.phase,
+        result: check.result,
+        next_step: check.next_step_id.map(|id| id.to_string()),
+        ended_at: check.phase.is_final().then_some(check.updated_at),
+        notifications: Vec::new(),
+        now: None,
     }
 }
 

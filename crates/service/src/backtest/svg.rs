@@ -9,7 +9,7 @@ use status_check_engine::Template;
 use status_check_engine::lifecycle::{Check, EndReason};
 
 use crate::store::StoredCheck;
-use crate::support::{past_window, timeline_record};
+use crate::support::{past_window, stored_timeline, timeline_record};
 use crate::timeline::{CheckTimeline, Zone, check_svg};
 
 /// The two files of one changed check.
@@ -42,31 +42,6 @@ pub fn write(
             &zone,
         ),
     )
-}
-
-fn stored_timeline(check: &StoredCheck, poll_until_end: bool) -> CheckTimeline {
-    CheckTimeline {
-        id: Some(check.id),
-        robot_id: Some(check.key.robot_id),
-        template: check.template_name.clone(),
-        template_version: check.template_version,
-        planned_at: Some(check.key.planned_at),
-        created_at: check.windows.anchor,
-        past: past_window(&check.windows),
-        deadline: check.windows.until,
-        poll_until_end,
-        records: check
-            .records
-            .iter()
-            .map(|r| timeline_record(check, r))
-            .collect(),
-        phase: check.phase,
-        result: check.result,
-        next_step: check.next_step_id.map(|id| id.to_string()),
-        ended_at: Some(check.updated_at),
-        notifications: Vec::new(),
-        now: None,
-    }
 }
 
 fn candidate_timeline(

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::checks::{JsonObject, database_error};
 use super::monitor_history::{HistoryQuery, MonitorView, SessionHistoryDto, history_date};
-use super::problem::{ApiError, FieldError, Problem, canonical_id};
+use super::problem::{ApiError, Challenged, FieldError, Problem, canonical_id};
 use crate::monitors::{MonitorError, MonitorPut, NEVER, StoredMonitor};
 
 impl From<MonitorError> for ApiError {
@@ -45,37 +45,25 @@ impl From<MonitorError> for ApiError {
 /// A caller that presented the internal API token.
 pub struct Internal;
 
-/// 401 with the `WWW-Authenticate` challenge (RFC 6750), or 404 when the API is disabled.
-pub struct InternalRejection(ApiError);
-
-impl IntoResponse for InternalRejection {
-    fn into_response(self) -> Response {
-        let challenge = matches!(self.0, ApiError::Unauthorized(_));
-        let mut response = self.0.into_response();
-        if challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"status-check internal\""),
-            );
-        }
-        response
+/// 401 with the bearer challenge (RFC 6750), or 404 when the API is disabled.
+fn internal_rejection(error: ApiError) -> Challenged {
+    Challenged {
+        error,
+        challenge: "Bearer realm=\"status-check internal\"",
     }
 }
 
 impl FromRequestParts<AppState> for Internal {
-    type Rejection = InternalRejection;
+    type Rejection = Challenged;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, InternalRejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Challenged> {
         let Some(token) = &state.internal_api_token else {
-            return Err(InternalRejection(ApiError::NotFound(
+            return Err(internal_rejection(ApiError::NotFound(
                 "no such route".to_owned(),
             )));
         };
         let unauthorized =
-            |detail: &str| InternalRejection(ApiError::Unauthorized(detail.to_owned()));
+            |detail: &str| internal_rejection(ApiError::Unauthorized(detail.to_owned()));
         let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return Err(unauthorized(

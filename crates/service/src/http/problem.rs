@@ -164,3 +164,24 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// An extractor's refusal: the problem, with the `WWW-Authenticate` challenge (RFC 9110
+/// §11.6.1) when it is a 401 — how the caller may authenticate.
+pub struct Challenged {
+    pub error: ApiError,
+    pub challenge: &'static str,
+}
+
+impl IntoResponse for Challenged {
+    fn into_response(self) -> Response {
+        let challenge = matches!(self.error, ApiError::Unauthorized(_));
+        let mut response = self.error.into_response();
+        if challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(self.challenge),
+            );
+        }
+        response
+    }
+}

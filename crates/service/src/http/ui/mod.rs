@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::AppState;
 use super::internal_checks::check_id;
-use super::problem::{ApiError, FieldError, canonical_id};
+use super::problem::{ApiError, Challenged, FieldError, canonical_id};
 use crate::checks::CheckFilter;
 use crate::monitors::StoredMonitor;
 use crate::timeline::Zone;
@@ -49,19 +49,10 @@ pub fn routes() -> Router<AppState> {
 pub struct Staff;
 
 /// 401 with a Basic challenge (a browser asks for the password), or 404 when disabled.
-pub struct StaffRejection(ApiError);
-
-impl IntoResponse for StaffRejection {
-    fn into_response(self) -> Response {
-        let challenge = matches!(self.0, ApiError::Unauthorized(_));
-        let mut response = self.0.into_response();
-        if challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"status-check support\", charset=\"UTF-8\""),
-            );
-        }
-        response
+fn staff_rejection(error: ApiError) -> Challenged {
+    Challenged {
+        error,
+        challenge: "Basic realm=\"status-check support\", charset=\"UTF-8\"",
     }
 }
 
@@ -83,14 +74,11 @@ fn presented_token(value: &str) -> Option<Vec<u8>> {
 }
 
 impl FromRequestParts<AppState> for Staff {
-    type Rejection = StaffRejection;
+    type Rejection = Challenged;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, StaffRejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Challenged> {
         let Some(token) = &state.internal_api_token else {
-            return Err(StaffRejection(ApiError::NotFound(
+            return Err(staff_rejection(ApiError::NotFound(
                 "no such route".to_owned(),
             )));
         };
@@ -101,7 +89,7 @@ impl FromRequestParts<AppState> for Staff {
         };
         match presented {
             Some(presented) if bool::from(presented.ct_eq(token.as_bytes())) => Ok(Staff),
-            _ => Err(StaffRejection(ApiError::Unauthorized(
+            _ => Err(staff_rejection(ApiError::Unauthorized(
                 "log in with the internal API token: as the password of HTTP Basic (any user \
                  name), or as Authorization: Bearer <INTERNAL_API_TOKEN>"
                     .to_owned(),
