@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckResult, Event, Record};
 
-use super::checks::{corrupt, parse};
-use super::db::{Arg, Db, Mode, SqlRow, Tx, args, millis, seconds_floor};
+use super::checks::{corrupt, key_args, parse};
+use super::db::{Arg, Db, Mode, SqlRow, Tx, args, seconds_floor};
 use super::in_list::{InList, MAX_IDS};
 use super::{CheckKey, Provenance, StoreError, StoredCheck};
 
@@ -95,15 +95,7 @@ pub(crate) async fn find_check<D: Db>(
 ) -> Result<Option<StoredCheck>, StoreError> {
     let mut tx = db.begin(Mode::Read).await?;
     let row = tx
-        .fetch_optional(
-            SELECT_CHECK_BY_KEY,
-            args![
-                key.robot_id,
-                key.step_id,
-                key.scheduled_id,
-                millis(key.planned_at)
-            ],
-        )
+        .fetch_optional(SELECT_CHECK_BY_KEY, key_args(key))
         .await?;
     let row = match row {
         Some(row) => Some(row),

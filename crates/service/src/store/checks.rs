@@ -9,10 +9,10 @@ use status_check_engine::lifecycle::Windows;
 
 use super::check_reads::{find_check, load_check};
 use super::db::{
-    Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
+    Arg, Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
     clamp_timestamp, millis, retrying, seconds_ceil, seconds_floor,
 };
-use super::{Created, NewCheck, StoreError};
+use super::{CheckKey, Created, NewCheck, StoreError};
 
 // ---- SQL ----
 
@@ -121,15 +121,7 @@ async fn create_in<D: Db>(db: &D, tx: &mut D::Tx, check: &NewCheck) -> Result<Cr
             .await?;
     }
     let existing = tx
-        .fetch_optional(
-            SELECT_CHECK_ID_BY_KEY,
-            args![
-                key.robot_id,
-                key.step_id,
-                key.scheduled_id,
-                millis(key.planned_at)
-            ],
-        )
+        .fetch_optional(SELECT_CHECK_ID_BY_KEY, key_args(key))
         .await?;
     if let Some(row) = existing {
         let id = row.int("id")?;
@@ -300,6 +292,16 @@ pub(super) async fn insert_record<T: Tx>(
 }
 
 // ---- Helpers ----
+
+/// A create's request key as its statements bind it.
+pub(super) fn key_args(key: &CheckKey) -> Vec<Arg> {
+    args![
+        key.robot_id,
+        key.step_id,
+        key.scheduled_id,
+        millis(key.planned_at)
+    ]
+}
 
 pub(super) fn corrupt(message: String) -> StoreError {
     StoreError::Corrupt(message)

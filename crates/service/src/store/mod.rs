@@ -368,10 +368,7 @@ pub trait Store:
     async fn read_database_clock(
         &self,
         count: usize,
-    ) -> Result<Vec<crate::clock::ClockSample>, StoreError> {
-        let _ = count;
-        Ok(Vec::new())
-    }
+    ) -> Result<Vec<crate::clock::ClockSample>, StoreError>;
 
     /// Inserts the check, its poller, its records with their event attributes and its
     /// idempotency key in one transaction. When the key exists already, inserts nothing and
