@@ -1,15 +1,16 @@
 //! The operation timeout on MariaDB (`DB_OPERATION_TIMEOUT_SECS`, SPEC §13): an operation that
 //! cannot finish in time fails at the bound, whole, and the connection it was stuck on is not
 //! kept — the store goes on answering while the server still holds the abandoned statements.
-//! The bound holds for every operation, the checks' (`Store`) and the monitors'
-//! (`MonitorStore`): on a frozen server (SIGSTOP) each fails at the bound, and once the server
-//! is continued the store works again.
+//! The bound holds for every operation, the checks' (`Store`), the monitors' (`MonitorStore`)
+//! and the leased job queues' (`JobQueue`): on a frozen server (SIGSTOP) each fails at the
+//! bound, and once the server is continued the store works again.
 
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use serde_json::json;
+use status_check::jobs::JobFailure;
 use status_check::store::{Created, MonitorPut, MonitorSource, StateChange, StoreError};
 
 use crate::fault_stack::PrivateMariadb;
@@ -245,4 +246,59 @@ async fn monitor_operations_on_a_frozen_database_fail_at_the_bound_then_work_aga
         .await
         .unwrap();
     assert!(matches!(put, MonitorPut::Replaced(_)), "{put:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_queue_operations_on_a_frozen_database_fail_at_the_bound_then_work_again() {
+    let Some((server, db)) = private_database().await else {
+        return;
+    };
+    let t0 = at("2026-11-20T07:00:00Z");
+    db.store
+        .queue_subscription_removal(42, 991, "ended", t0)
+        .await
+        .unwrap();
+    let holder = lease("frozen");
+    let until = t0 + TimeDelta::seconds(30);
+    let failure = JobFailure {
+        id: 1,
+        retry_at: Some(until),
+        error: "503".to_owned(),
+    };
+
+    let frozen = server.freeze();
+    let started = Instant::now();
+    let queue = db.store.removal_jobs();
+    let (claim, complete, fail, backlog, purge) = unless_hung(async {
+        tokio::join!(
+            queue.claim(t0, &holder, until, 10),
+            queue.complete(&[1], &holder, t0),
+            queue.fail(std::slice::from_ref(&failure), &holder),
+            queue.backlog(),
+            queue.purge(t0, 10),
+        )
+    })
+    .await;
+    assert_at_the_bound(started.elapsed());
+    assert_timed_out(&claim, "claim_jobs");
+    assert_timed_out(&complete, "complete_jobs");
+    assert_timed_out(&fail, "fail_jobs");
+    assert_timed_out(&backlog, "job_backlog");
+    assert_timed_out(&purge, "purge_jobs");
+    frozen.thaw();
+
+    // The abandoned claim leased nothing: the removal is claimed now, once.
+    let claimed = queue.claim(t0, &holder, until, 10).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|job| job.payload.subscription_id)
+            .collect::<Vec<_>>(),
+        [991]
+    );
+    assert_eq!(
+        queue.complete(&[claimed[0].id], &holder, t0).await.unwrap(),
+        [claimed[0].id]
+    );
+    assert_eq!(queue.backlog().await.unwrap(), 0);
 }
