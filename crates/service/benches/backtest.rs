@@ -21,7 +21,9 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use rusqlite::{Connection, OpenFlags};
 use status_check::backtest::{self, Options, Quiet};
 use status_check::store::sqlite::SqliteStore;
-use status_check::store::{CheckKey, NewCheck, Store as _, Synced, sql};
+use status_check::store::{
+    CheckKey, CheckWrites as _, NewCheck, Store as _, Synced, TemplateStore as _, sql,
+};
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckPhase, CheckResult, Event, Limits, Record, RecordPhase};
 

@@ -10,6 +10,7 @@ use super::Adopted;
 use super::StoreError;
 use super::check_reads::node_windows;
 use super::checks::{INSERT_CHECK_EXT, INSERT_POLLER, parse, poller_bounds};
+use super::db::bounded;
 use super::db::{Db, Mode, SqlRow, Step, Tx, args, millis, retrying, seconds_floor};
 
 const SELECT_UNADOPTED: &str = "SELECT sc.id AS id FROM status_check sc \
@@ -116,4 +117,52 @@ async fn adopt_in<D: Db>(
         .await?;
     }
     Ok(Step::Commit(Adopted::Now { deadline }))
+}
+
+/// The Node service's open checks (SPEC §6.1), found and adopted. Part of
+/// [`Store`](super::Store); implemented once, below, for every backend, each operation bounded
+/// by the backend's operation timeout.
+#[async_trait::async_trait]
+pub trait AdoptionStore: Send + Sync {
+    /// Checks the Node service wrote that are still open and not adopted, with an id above
+    /// `after`, in id order (a pass over the primary key, in batches of `limit`).
+    async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError>;
+
+    /// Adopts a check the Node service wrote (SPEC §6.1): under its row lock, when it is
+    /// still open and has no `status_check_ext` row, writes one — the window from its poller
+    /// (anchor = `status_check.created_at`), `next_steps`, and the deadline = the poller's
+    /// `until` (`now` without one). A poller lock the Node service left counts as a lease
+    /// taken `now`, released after the stale window like any other.
+    async fn adopt_check(
+        &self,
+        id: i64,
+        next_steps: NextSteps,
+        now: DateTime<Utc>,
+    ) -> Result<Adopted, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<B: Db + 'static> AdoptionStore for B {
+    async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
+        bounded(
+            self,
+            "unadopted_checks",
+            crate::store::adoption::unadopted_checks(self, after, limit),
+        )
+        .await
+    }
+
+    async fn adopt_check(
+        &self,
+        id: i64,
+        next_steps: status_check_engine::lifecycle::NextSteps,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::Adopted, StoreError> {
+        bounded(
+            self,
+            "adopt_check",
+            crate::store::adoption::adopt_check(self, id, next_steps, now),
+        )
+        .await
+    }
 }

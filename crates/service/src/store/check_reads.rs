@@ -10,6 +10,7 @@ use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckResult, Event, Record};
 
 use super::checks::{corrupt, key_args, parse};
+use super::db::bounded;
 use super::db::{Arg, Db, Mode, SqlRow, Tx, args, seconds_floor};
 use super::in_list::{InList, MAX_IDS};
 use super::{CheckKey, Provenance, StoreError, StoredCheck};
@@ -506,4 +507,108 @@ pub(crate) async fn count_ended_checks<D: Db>(
         None => 0,
     };
     Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Reading checks: by id, by request key, by subscription, the open ones at a step. Part of
+/// [`Store`](super::Store); implemented once, below, for every backend, each operation bounded
+/// by the backend's operation timeout.
+#[async_trait::async_trait]
+pub trait CheckReads: Send + Sync {
+    /// The check with this id, whoever owns it.
+    async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError>;
+
+    /// [`Store::get_check`] for many ids at once, in one read transaction with two
+    /// statements per 64 ids (`in_list::MAX_IDS`; a claimed batch of deadlines' reads); one
+    /// answer per id, in order.
+    async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError>;
+
+    /// The check created for this request key, if any.
+    async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError>;
+
+    /// How many checks of this robot at this step are open (not `COMPLETED`/`FAILED`): the
+    /// per-robot cap of create (SPEC §13). Served by the production `fk_status_check_step_id`
+    /// on MySQL, by the partial index of open checks (migration 0007) on SQLite.
+    async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError>;
+
+    /// The check a delivery belongs to: (robot, Megazord subscription), looked up through the
+    /// subscription index (production's `fk_status_check_subscription_id`; SQLite's from
+    /// migration 0007; docs/storage.md). Should two checks of a robot name one subscription,
+    /// the newest.
+    async fn find_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredCheck>, StoreError>;
+
+    /// [`Store::find_by_subscription`] for many `(robot, subscription)` pairs at once, in one
+    /// read transaction with two statements per 64 subscriptions (`in_list::MAX_IDS`; a
+    /// delivery batch's reads); one answer per pair, in order.
+    async fn find_by_subscriptions(
+        &self,
+        keys: &[(i64, i64)],
+    ) -> Result<Vec<Option<StoredCheck>>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<B: Db + 'static> CheckReads for B {
+    async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
+        bounded(
+            self,
+            "get_check",
+            crate::store::check_reads::get_check(self, id),
+        )
+        .await
+    }
+
+    async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+        bounded(
+            self,
+            "get_checks",
+            crate::store::check_reads::get_checks(self, ids),
+        )
+        .await
+    }
+
+    async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
+        bounded(
+            self,
+            "find_check",
+            crate::store::check_reads::find_check(self, key),
+        )
+        .await
+    }
+
+    async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError> {
+        bounded(
+            self,
+            "open_checks_at_step",
+            crate::store::check_reads::open_checks_at_step(self, robot_id, step_id),
+        )
+        .await
+    }
+
+    async fn find_by_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+    ) -> Result<Option<StoredCheck>, StoreError> {
+        bounded(
+            self,
+            "find_by_subscription",
+            crate::store::check_reads::find_by_subscription(self, robot_id, subscription_id),
+        )
+        .await
+    }
+
+    async fn find_by_subscriptions(
+        &self,
+        keys: &[(i64, i64)],
+    ) -> Result<Vec<Option<StoredCheck>>, StoreError> {
+        bounded(
+            self,
+            "find_by_subscriptions",
+            crate::store::check_reads::find_by_subscriptions(self, keys),
+        )
+        .await
+    }
 }

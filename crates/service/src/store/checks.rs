@@ -8,6 +8,7 @@ use status_check_engine::Record;
 use status_check_engine::lifecycle::Windows;
 
 use super::check_reads::{find_check, load_check};
+use super::db::bounded;
 use super::db::{
     Arg, Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
     clamp_timestamp, millis, retrying, seconds_ceil, seconds_floor,
@@ -316,6 +317,43 @@ where
 {
     text.parse()
         .map_err(|e: T::Err| corrupt(format!("{}: {e}", what())))
+}
+
+/// Creating checks (SPEC §2.2): a check with its poller, records and request key in one
+/// transaction. Part of [`Store`](super::Store); implemented once, below, for every backend,
+/// each operation bounded by the backend's operation timeout.
+#[async_trait::async_trait]
+pub trait CheckWrites: Send + Sync {
+    /// Inserts the check, its poller, its records with their event attributes and its
+    /// idempotency key in one transaction. When the key exists already, inserts nothing and
+    /// returns the existing check.
+    async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError>;
+
+    /// Several creates, each as [`Store::create_check`] would make it, in one transaction
+    /// (group commit); one outcome per check, in order. Any error fails the whole batch and
+    /// nothing is written: the caller then creates each alone.
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<B: Db + 'static> CheckWrites for B {
+    async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
+        bounded(
+            self,
+            "create_check",
+            crate::store::checks::create_check(self, check),
+        )
+        .await
+    }
+
+    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError> {
+        bounded(
+            self,
+            "create_checks",
+            crate::store::checks::create_checks(self, checks),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

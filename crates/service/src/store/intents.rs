@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::db::bounded;
 use super::db::{Db, PerDialect, SqlRow, Step, Tx, args, millis, retrying};
 use super::lifecycle::limit_arg;
 use super::removals::queue_in;
@@ -116,4 +117,139 @@ pub(crate) async fn purge_subscribe_intents<D: Db>(
         Ok(Step::Commit(ids.len() as u64))
     }
     .await)
+}
+
+/// This service's Megazord subscriptions (SPEC §13): each subscribe recorded before the call,
+/// removals queued once, unknown subscriptions recognised. Part of [`Store`](super::Store);
+/// implemented once, below, for every backend, each operation bounded by the backend's
+/// operation timeout.
+#[async_trait::async_trait]
+pub trait SubscriptionRecords: Send + Sync {
+    /// Queues the removal of a Megazord subscription; nothing when it is queued already.
+    async fn queue_subscription_removal(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Records a subscribe about to be made (SPEC §13), before the call; the record's id.
+    async fn record_subscribe_intent(
+        &self,
+        robot_id: i64,
+        event_names: &[String],
+        queue: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+
+    /// The subscribe's answer came and its subscription is stored (or queued for removal).
+    async fn forget_subscribe_intent(&self, id: i64) -> Result<(), StoreError>;
+
+    /// A delivery for a subscription no check or monitor session has kept coming past the
+    /// grace period: whose is it? A subscribe this service recorded and whose answer was lost
+    /// (same robot, an event name it asked for, made at most `grace` before the event) makes
+    /// it this service's, queued for removal in the same transaction.
+    async fn claim_unknown_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        event_name: &str,
+        event_created_at: DateTime<Utc>,
+        grace: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<UnknownSubscription, StoreError>;
+
+    /// Deletes up to `limit` subscribe records made before `before`; how many.
+    async fn purge_subscribe_intents(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<B: Db + 'static> SubscriptionRecords for B {
+    async fn queue_subscription_removal(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        bounded(
+            self,
+            "queue_subscription_removal",
+            crate::store::removals::queue_subscription_removal(
+                self,
+                robot_id,
+                subscription_id,
+                reason,
+                now,
+            ),
+        )
+        .await
+    }
+
+    async fn record_subscribe_intent(
+        &self,
+        robot_id: i64,
+        event_names: &[String],
+        queue: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        bounded(
+            self,
+            "record_subscribe_intent",
+            crate::store::intents::record_subscribe_intent(self, robot_id, event_names, queue, now),
+        )
+        .await
+    }
+
+    async fn forget_subscribe_intent(&self, id: i64) -> Result<(), StoreError> {
+        bounded(
+            self,
+            "forget_subscribe_intent",
+            crate::store::intents::forget_subscribe_intent(self, id),
+        )
+        .await
+    }
+
+    async fn claim_unknown_subscription(
+        &self,
+        robot_id: i64,
+        subscription_id: i64,
+        event_name: &str,
+        event_created_at: DateTime<Utc>,
+        grace: chrono::TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::UnknownSubscription, StoreError> {
+        bounded(
+            self,
+            "claim_unknown_subscription",
+            crate::store::intents::claim_unknown_subscription(
+                self,
+                robot_id,
+                subscription_id,
+                event_name,
+                event_created_at,
+                grace,
+                now,
+            ),
+        )
+        .await
+    }
+
+    async fn purge_subscribe_intents(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        bounded(
+            self,
+            "purge_subscribe_intents",
+            crate::store::intents::purge_subscribe_intents(self, before, limit),
+        )
+        .await
+    }
 }

@@ -9,6 +9,7 @@ use status_check_engine::{Event, Record};
 use crate::jobs::{Job, Lease};
 
 use super::checks::{insert_record, stored_deadline, stored_reference_id};
+use super::db::bounded;
 use super::db::{
     Arg, Db, Dialect, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis,
     retrying, seconds_floor,
@@ -545,4 +546,125 @@ async fn release_stale_in<D: Db>(
         released += 1;
     }
     Ok(Step::Commit(released))
+}
+
+/// Changing a check: a decision written under its row lock, the scheduler's claims and stale
+/// leases. Part of [`Store`](super::Store); implemented once, below, for every backend, each
+/// operation bounded by the backend's operation timeout.
+#[async_trait::async_trait]
+pub trait CheckUpdates: Send + Sync {
+    /// Writes a decision made on `current` (the check as the caller read it), in one
+    /// transaction under the check's row lock (`SELECT … FOR UPDATE` on MySQL — lock order:
+    /// status_check row first, then its poller, then its ext row; `BEGIN IMMEDIATE` on
+    /// SQLite). The decision was made outside: no rule runs while the lock is held, and the
+    /// history is not read again. Under the lock: the fence, then whether the check is still
+    /// `current` (phase, result, next step and last record's `order`) — else `Stale` and
+    /// nothing is written. Then status_check phase/result/next_step_id/updated_at, the new
+    /// records and their event rows, the poller lease release, the pending deadline, and —
+    /// when `notify` — the next `notification_seq` and the outbox row (`notifications`' payload,
+    /// `call_ref`), and commits. Retries the write on deadlock / lock wait timeout /
+    /// SQLITE_BUSY, up to 5 attempts with a short jittered backoff. A new record of an
+    /// incoming event the check already has, or `order`s that do not follow the stored ones,
+    /// are refused with `StoreError::Conflict` and nothing is written.
+    async fn update_check(
+        &self,
+        current: &StoredCheck,
+        fence: Fence<'_>,
+        update: &CheckUpdate,
+        notifications: &Notifications<'_>,
+        call_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, StoreError>;
+
+    /// Writes several decisions, each as [`Store::update_check`] would, in one transaction
+    /// (group commit); one outcome per item, in order. Each check at most once per batch.
+    /// A failing statement fails the whole batch and nothing is written: the caller retries
+    /// its items one by one, so one bad item cannot hold its batch-mates back.
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        notifications: &Notifications<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError>;
+
+    /// Claims up to `limit` checks in `FUTURE` whose exact deadline is ≤ `now` and whose
+    /// poller holds no lease, stamping `lock_id = lease` and the lease time (`now`). MySQL:
+    /// one short transaction, `SELECT … FOR UPDATE SKIP LOCKED` over the deadline index, then
+    /// the UPDATEs; SQLite: the same under `BEGIN IMMEDIATE` (one writer at a time). Oldest
+    /// deadline first. Concurrent claimers get disjoint sets.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: &Lease,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Clears leases taken before `taken_before` (their holder is presumed dead), so another
+    /// replica claims the work; returns how many.
+    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<B: Db + 'static> CheckUpdates for B {
+    async fn update_check(
+        &self,
+        current: &StoredCheck,
+        fence: Fence<'_>,
+        update: &CheckUpdate,
+        notifications: &Notifications<'_>,
+        call_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        bounded(
+            self,
+            "update_check",
+            crate::store::lifecycle::update_check(
+                self,
+                current,
+                fence,
+                update,
+                notifications,
+                call_ref,
+                now,
+            ),
+        )
+        .await
+    }
+
+    async fn update_checks(
+        &self,
+        batch: &[BatchedUpdate<'_>],
+        notifications: &Notifications<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        bounded(
+            self,
+            "update_checks",
+            crate::store::lifecycle::update_checks(self, batch, notifications, now),
+        )
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: &crate::jobs::Lease,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        bounded(
+            self,
+            "claim_due",
+            crate::store::lifecycle::claim_due(self, now, lease, limit),
+        )
+        .await
+    }
+
+    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        bounded(
+            self,
+            "release_stale_leases",
+            crate::store::lifecycle::release_stale_leases(self, taken_before),
+        )
+        .await
+    }
 }

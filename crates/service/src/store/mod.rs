@@ -17,7 +17,6 @@ mod check_reads;
 mod checks;
 mod db;
 mod error;
-mod generic;
 mod in_list;
 mod intents;
 mod jobs;
@@ -67,20 +66,27 @@ pub mod sql {
 }
 pub mod sqlite;
 
-pub use check_reads::EndedChecksPage;
+pub use adoption::AdoptionStore;
+pub use check_reads::{CheckReads, EndedChecksPage};
+pub use checks::CheckWrites;
 /// Truncated to the millisecond, as the store keeps the times of its own tables.
 pub(crate) use db::millis as db_millis;
 pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
 pub(crate) use error::CONNECT_TIMEOUT;
 pub use error::{Cause, DEFAULT_OPERATION_TIMEOUT, DatabaseError, DatabaseFailure, StoreError};
+pub use intents::SubscriptionRecords;
 pub use jobs::{Alarms, Notifications as NotificationJobs, Removals};
+pub use lifecycle::CheckUpdates;
 pub use monitor_windows::{WindowClose, WindowRecord};
 pub use monitors::{
     MonitorPut, MonitorSource, MonitorState, MonitorStore, NewAction, PendingAction, StateChange,
     StoredMonitor,
 };
 pub use read_only::ReadOnlyStore;
-pub use timeline_reads::{CheckFilter, CheckSummary, StoredAlarm, StoredNotification};
+pub use templates::TemplateStore;
+pub use timeline_reads::{
+    CheckFilter, CheckSummary, StoredAlarm, StoredNotification, TimelineReads,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +95,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::jobs::{Handoff, JobQueue, Lease};
+use db::{Db, bounded};
 
 /// A time no claim or due date reaches (9999-01-01): a dead-lettered job's retry time (the
 /// row stays, with its last error, for an operator), a disabled monitor's due time.
@@ -350,6 +357,13 @@ pub struct OutboxMessage {
 #[async_trait]
 pub trait Store:
     MonitorStore
+    + CheckWrites
+    + CheckReads
+    + TimelineReads
+    + TemplateStore
+    + AdoptionStore
+    + CheckUpdates
+    + SubscriptionRecords
     + JobQueue<NotificationJobs>
     + JobQueue<Removals>
     + JobQueue<Alarms>
@@ -369,198 +383,29 @@ pub trait Store:
         &self,
         count: usize,
     ) -> Result<Vec<crate::clock::ClockSample>, StoreError>;
+}
 
-    /// Inserts the check, its poller, its records with their event attributes and its
-    /// idempotency key in one transaction. When the key exists already, inserts nothing and
-    /// returns the existing check.
-    async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError>;
+#[async_trait]
+impl<B: Db + 'static> Store for B {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.apply_migrations().await
+    }
 
-    /// Several creates, each as [`Store::create_check`] would make it, in one transaction
-    /// (group commit); one outcome per check, in order. Any error fails the whole batch and
-    /// nothing is written: the caller then creates each alone.
-    async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError> {
+        bounded(self, "ping", Db::ping(self)).await
+    }
 
-    /// The check with this id, whoever owns it.
-    async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError>;
-
-    /// [`Store::get_check`] for many ids at once, in one read transaction with two
-    /// statements per 64 ids (`in_list::MAX_IDS`; a claimed batch of deadlines' reads); one
-    /// answer per id, in order.
-    async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError>;
-
-    /// Checks newest first (by id), filtered, at most `limit` (the support pages' list).
-    async fn list_checks(
+    async fn read_database_clock(
         &self,
-        filter: &CheckFilter,
-        limit: usize,
-    ) -> Result<Vec<CheckSummary>, StoreError>;
-
-    /// The notifications of a check the outbox still holds (sent ones are purged after the
-    /// retention), by sequence number.
-    async fn check_notifications(
-        &self,
-        check_id: i64,
-    ) -> Result<Vec<StoredNotification>, StoreError>;
-
-    /// The alarms of a monitor's session (one row per window and action), by window.
-    async fn session_alarms(
-        &self,
-        robot_id: i64,
-        rule_id: &str,
-        session_date: chrono::NaiveDate,
-    ) -> Result<Vec<StoredAlarm>, StoreError>;
-
-    /// The check created for this request key, if any.
-    async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError>;
-
-    /// How many checks of this robot at this step are open (not `COMPLETED`/`FAILED`): the
-    /// per-robot cap of create (SPEC §13). Served by the production `fk_status_check_step_id`
-    /// on MySQL, by the partial index of open checks (migration 0007) on SQLite.
-    async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError>;
-
-    /// Creates a template version (description when the name is new, template row, rules,
-    /// default windows) when missing; leaves an identical one alone; refuses a changed one.
-    /// The declared version number held by a version that is not `usable` (the Node
-    /// service's) is not compared with: the definition goes under the next free number.
-    async fn sync_template(
-        &self,
-        definition: &TemplateDefinition,
-        usable: Usable<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Synced, StoreError>;
-
-    /// Every version of `name`, active or not, the highest version number first.
-    async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError>;
-
-    /// A template version by `status_check_template.id` (active or not): a check keeps the
-    /// version it started with.
-    async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError>;
-
-    /// The check a delivery belongs to: (robot, Megazord subscription), looked up through the
-    /// subscription index (production's `fk_status_check_subscription_id`; SQLite's from
-    /// migration 0007; docs/storage.md). Should two checks of a robot name one subscription,
-    /// the newest.
-    async fn find_by_subscription(
-        &self,
-        robot_id: i64,
-        subscription_id: i64,
-    ) -> Result<Option<StoredCheck>, StoreError>;
-
-    /// [`Store::find_by_subscription`] for many `(robot, subscription)` pairs at once, in one
-    /// read transaction with two statements per 64 subscriptions (`in_list::MAX_IDS`; a
-    /// delivery batch's reads); one answer per pair, in order.
-    async fn find_by_subscriptions(
-        &self,
-        keys: &[(i64, i64)],
-    ) -> Result<Vec<Option<StoredCheck>>, StoreError>;
-
-    /// Checks the Node service wrote that are still open and not adopted, with an id above
-    /// `after`, in id order (a pass over the primary key, in batches of `limit`).
-    async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError>;
-
-    /// Adopts a check the Node service wrote (SPEC §6.1): under its row lock, when it is
-    /// still open and has no `status_check_ext` row, writes one — the window from its poller
-    /// (anchor = `status_check.created_at`), `next_steps`, and the deadline = the poller's
-    /// `until` (`now` without one). A poller lock the Node service left counts as a lease
-    /// taken `now`, released after the stale window like any other.
-    async fn adopt_check(
-        &self,
-        id: i64,
-        next_steps: NextSteps,
-        now: DateTime<Utc>,
-    ) -> Result<Adopted, StoreError>;
-
-    /// Writes a decision made on `current` (the check as the caller read it), in one
-    /// transaction under the check's row lock (`SELECT … FOR UPDATE` on MySQL — lock order:
-    /// status_check row first, then its poller, then its ext row; `BEGIN IMMEDIATE` on
-    /// SQLite). The decision was made outside: no rule runs while the lock is held, and the
-    /// history is not read again. Under the lock: the fence, then whether the check is still
-    /// `current` (phase, result, next step and last record's `order`) — else `Stale` and
-    /// nothing is written. Then status_check phase/result/next_step_id/updated_at, the new
-    /// records and their event rows, the poller lease release, the pending deadline, and —
-    /// when `notify` — the next `notification_seq` and the outbox row (`notifications`' payload,
-    /// `call_ref`), and commits. Retries the write on deadlock / lock wait timeout /
-    /// SQLITE_BUSY, up to 5 attempts with a short jittered backoff. A new record of an
-    /// incoming event the check already has, or `order`s that do not follow the stored ones,
-    /// are refused with `StoreError::Conflict` and nothing is written.
-    async fn update_check(
-        &self,
-        current: &StoredCheck,
-        fence: Fence<'_>,
-        update: &CheckUpdate,
-        notifications: &Notifications<'_>,
-        call_ref: &str,
-        now: DateTime<Utc>,
-    ) -> Result<UpdateOutcome, StoreError>;
-
-    /// Writes several decisions, each as [`Store::update_check`] would, in one transaction
-    /// (group commit); one outcome per item, in order. Each check at most once per batch.
-    /// A failing statement fails the whole batch and nothing is written: the caller retries
-    /// its items one by one, so one bad item cannot hold its batch-mates back.
-    async fn update_checks(
-        &self,
-        batch: &[BatchedUpdate<'_>],
-        notifications: &Notifications<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<UpdateOutcome>, StoreError>;
-
-    /// Claims up to `limit` checks in `FUTURE` whose exact deadline is ≤ `now` and whose
-    /// poller holds no lease, stamping `lock_id = lease` and the lease time (`now`). MySQL:
-    /// one short transaction, `SELECT … FOR UPDATE SKIP LOCKED` over the deadline index, then
-    /// the UPDATEs; SQLite: the same under `BEGIN IMMEDIATE` (one writer at a time). Oldest
-    /// deadline first. Concurrent claimers get disjoint sets.
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: &Lease,
-        limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError>;
-
-    /// Clears leases taken before `taken_before` (their holder is presumed dead), so another
-    /// replica claims the work; returns how many.
-    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError>;
-
-    /// Queues the removal of a Megazord subscription; nothing when it is queued already.
-    async fn queue_subscription_removal(
-        &self,
-        robot_id: i64,
-        subscription_id: i64,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Records a subscribe about to be made (SPEC §13), before the call; the record's id.
-    async fn record_subscribe_intent(
-        &self,
-        robot_id: i64,
-        event_names: &[String],
-        queue: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<i64, StoreError>;
-
-    /// The subscribe's answer came and its subscription is stored (or queued for removal).
-    async fn forget_subscribe_intent(&self, id: i64) -> Result<(), StoreError>;
-
-    /// A delivery for a subscription no check or monitor session has kept coming past the
-    /// grace period: whose is it? A subscribe this service recorded and whose answer was lost
-    /// (same robot, an event name it asked for, made at most `grace` before the event) makes
-    /// it this service's, queued for removal in the same transaction.
-    async fn claim_unknown_subscription(
-        &self,
-        robot_id: i64,
-        subscription_id: i64,
-        event_name: &str,
-        event_created_at: DateTime<Utc>,
-        grace: chrono::TimeDelta,
-        now: DateTime<Utc>,
-    ) -> Result<UnknownSubscription, StoreError>;
-
-    /// Deletes up to `limit` subscribe records made before `before`; how many.
-    async fn purge_subscribe_intents(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<u64, StoreError>;
+        count: usize,
+    ) -> Result<Vec<crate::clock::ClockSample>, StoreError> {
+        bounded(
+            self,
+            "read_database_clock",
+            Db::read_database_clock(self, count),
+        )
+        .await
+    }
 }
 
 /// The leased work queues of a store, by kind.

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use status_check_engine::TemplateDefinition;
 use status_check_engine::template::{PhaseDefinition, PollerDefaults, stored_dependencies};
 
+use super::db::bounded;
 use super::db::{Db, Failure, Mode, Retry, SqlRow, Tx, args, seconds_floor};
 use super::{StoreError, StoredTemplate, Synced, Usable};
 
@@ -407,6 +408,65 @@ pub(crate) fn parse_dependencies(text: &str) -> Result<Vec<String>, String> {
             Dependency::Name(name) | Dependency::Legacy { event_name: name } => name,
         })
         .collect())
+}
+
+/// Template versions (SPEC §4.4): synced from the shipped files, read by name or id. Part of
+/// [`Store`](super::Store); implemented once, below, for every backend, each operation bounded
+/// by the backend's operation timeout.
+#[async_trait::async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// Creates a template version (description when the name is new, template row, rules,
+    /// default windows) when missing; leaves an identical one alone; refuses a changed one.
+    /// The declared version number held by a version that is not `usable` (the Node
+    /// service's) is not compared with: the definition goes under the next free number.
+    async fn sync_template(
+        &self,
+        definition: &TemplateDefinition,
+        usable: Usable<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Synced, StoreError>;
+
+    /// Every version of `name`, active or not, the highest version number first.
+    async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError>;
+
+    /// A template version by `status_check_template.id` (active or not): a check keeps the
+    /// version it started with.
+    async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<B: Db + 'static> TemplateStore for B {
+    async fn sync_template(
+        &self,
+        definition: &TemplateDefinition,
+        usable: crate::store::Usable<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Synced, StoreError> {
+        bounded(
+            self,
+            "sync_template",
+            crate::store::templates::sync_template(self, definition, usable, now),
+        )
+        .await
+    }
+
+    async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
+        bounded(
+            self,
+            "template_versions",
+            crate::store::templates::template_versions(self, name),
+        )
+        .await
+    }
+
+    async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
+        bounded(
+            self,
+            "template_by_id",
+            crate::store::templates::template_by_id(self, id),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

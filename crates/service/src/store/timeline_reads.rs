@@ -5,6 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreError;
+use super::db::bounded;
 use super::db::{Db, Mode, SqlRow, Tx, args};
 use super::monitor_rows::{date_text, to_u32};
 
@@ -185,4 +186,74 @@ pub(crate) async fn session_alarms<D: Db>(
             })
         })
         .collect()
+}
+
+/// What the support pages list: checks, a check's notifications, a session's alarms. Part of
+/// [`Store`](super::Store); implemented once, below, for every backend, each operation bounded
+/// by the backend's operation timeout.
+#[async_trait::async_trait]
+pub trait TimelineReads: Send + Sync {
+    /// Checks newest first (by id), filtered, at most `limit` (the support pages' list).
+    async fn list_checks(
+        &self,
+        filter: &CheckFilter,
+        limit: usize,
+    ) -> Result<Vec<CheckSummary>, StoreError>;
+
+    /// The notifications of a check the outbox still holds (sent ones are purged after the
+    /// retention), by sequence number.
+    async fn check_notifications(
+        &self,
+        check_id: i64,
+    ) -> Result<Vec<StoredNotification>, StoreError>;
+
+    /// The alarms of a monitor's session (one row per window and action), by window.
+    async fn session_alarms(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: chrono::NaiveDate,
+    ) -> Result<Vec<StoredAlarm>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<B: Db + 'static> TimelineReads for B {
+    async fn list_checks(
+        &self,
+        filter: &CheckFilter,
+        limit: usize,
+    ) -> Result<Vec<CheckSummary>, StoreError> {
+        bounded(
+            self,
+            "list_checks",
+            crate::store::timeline_reads::list_checks(self, filter, limit),
+        )
+        .await
+    }
+
+    async fn check_notifications(
+        &self,
+        check_id: i64,
+    ) -> Result<Vec<StoredNotification>, StoreError> {
+        bounded(
+            self,
+            "check_notifications",
+            crate::store::timeline_reads::check_notifications(self, check_id),
+        )
+        .await
+    }
+
+    async fn session_alarms(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        session_date: chrono::NaiveDate,
+    ) -> Result<Vec<StoredAlarm>, StoreError> {
+        bounded(
+            self,
+            "session_alarms",
+            crate::store::timeline_reads::session_alarms(self, robot_id, rule_id, session_date),
+        )
+        .await
+    }
 }

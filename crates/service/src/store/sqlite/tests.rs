@@ -9,7 +9,7 @@ use status_check_engine::TemplateDefinition;
 
 use super::*;
 use crate::store::db::{Failure, SqlRow, Tx, args, migrator};
-use crate::store::{Store, Synced};
+use crate::store::{Store, Synced, TemplateStore};
 
 fn definition(name: &str) -> TemplateDefinition {
     TemplateDefinition {
