@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::ensure;
 use axum::Json;
 use axum::http::StatusCode;
+use rusqlite::OptionalExtension as _;
 use serde_json::{Map, Value, json};
 use status_check::dev::Stack;
 use status_check::queue::MemoryQueue;
@@ -48,6 +49,7 @@ async fn floor_creates(
 ) -> anyhow::Result<Load> {
     let db = RawDb::open_existing(path)?;
     let template_id = db.template_id;
+    let intents_before = subscribe_intents_made(&db.conn)?;
     let writer = RawCreateWriter::spawn(db, group);
     let floor = spawn_floor(writer.creates(), template_id).await?;
     let load = drive(
@@ -58,7 +60,32 @@ async fn floor_creates(
     .await;
     drop(floor);
     writer.stop()?;
+    // Every create answered recorded its subscribe, and its write deleted that record.
+    let db = RawDb::open_existing(path)?;
+    let made = subscribe_intents_made(&db.conn)? - intents_before;
+    let left: i64 = db.conn.query_row(
+        "SELECT COUNT(*) FROM status_check_subscribe_intent",
+        [],
+        |row| row.get(0),
+    )?;
+    ensure!(
+        made >= load.ok as i64 && left == 0,
+        "floor: {made} subscribes recorded for {} creates, {left} records left",
+        load.ok
+    );
     Ok(load)
+}
+
+/// How many subscribe records the database has ever made (its AUTOINCREMENT sequence).
+fn subscribe_intents_made(conn: &rusqlite::Connection) -> anyhow::Result<i64> {
+    let made: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'status_check_subscribe_intent'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(made.unwrap_or(0))
 }
 
 pub(super) async fn scenario_create(
@@ -139,8 +166,9 @@ pub(super) async fn scenario_create(
          it in process — one create per BEGIN IMMEDIATE transaction (raw 1/tx), and grouped: \
          every create waiting when a transaction starts, up to {CREATE_GROUP_MAX} as the service's \
          writer (raw grp); floor = a bare handler making the same 4 Megazord calls to bare \
-         handlers over local HTTP, then the same 3 rows through that grouped writer — a create's \
-         round trips and writes with nothing of the service between them; bare \
+         handlers over local HTTP, recording the subscribe in its own transaction before it as \
+         the service does, then the same 3 rows and that record's deletion through that grouped \
+         writer — a create's round trips and writes with nothing of the service between them; bare \
          axum = a handler that parses the JSON body and answers 201 with a check-sized JSON, \
          same HTTP client. The figure stands beside the {} limit.",
         seconds.as_secs_f64(),

@@ -2,8 +2,9 @@
 //! writes, with nothing of the service between them. A bare axum handler takes the POST,
 //! makes the four upstream calls a create of robot-is-charging makes (the step is cached) —
 //! `GET incomings` for its two past names, the subscribe, `GET incomings` for the backfill —
-//! to bare handlers over local HTTP, hands the create's three rows to the raw grouped writer,
-//! and answers 201. The same load client drives it. What the service adds on top (routing,
+//! to bare handlers over local HTTP, with the store's writes between them: the subscribe's
+//! record in its own transaction before the subscribe, then the create's three rows and that
+//! record's deletion through the raw grouped writer, and answers 201. The same load client drives it. What the service adds on top (routing,
 //! Kong headers, validation, templates, rules, the request-key and open-checks reads, logs and
 //! metrics) is the difference between the two.
 
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::raw::RawCreates;
-use crate::writes::RawCheck;
+use crate::writes::{RawCheck, subscribe_intent_write};
 
 /// The robot-is-charging template's event names (templates/robot-is-charging.v1.yaml).
 const PAST_NAMES: [&str; 2] = ["CHARGING_STARTED", "CHARGING_STOPPED"];
@@ -118,7 +119,8 @@ fn upstream_router() -> axum::Router {
         )
 }
 
-/// One create: the four upstream calls in the service's order, the grouped write, the answer.
+/// One create: the four upstream calls in the service's order, the subscribe's record before
+/// the subscribe, the grouped write, the answer.
 async fn create(
     State(state): State<FloorState>,
     headers: HeaderMap,
@@ -139,20 +141,25 @@ async fn create(
             .await
             .map_err(failed)?;
     }
+    let unavailable = |e: String| (StatusCode::SERVICE_UNAVAILABLE, e);
+    let intent = state
+        .creates
+        .record_subscribe_intent(subscribe_intent_write(
+            robot,
+            &FUTURE_NAMES,
+            chrono::Utc::now(),
+        ))
+        .await
+        .map_err(unavailable)?;
     let subscription = state.subscribe(robot).await.map_err(failed)?;
     for name in FUTURE_NAMES {
         state.incomings(robot, name, now).await.map_err(failed)?;
     }
-    state
-        .creates
-        .write(RawCheck::create(
-            robot,
-            scheduled,
-            state.template_id,
-            subscription,
-        ))
-        .await
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?;
+    let check = RawCheck {
+        subscribe_intent: Some(intent),
+        ..RawCheck::create(robot, scheduled, state.template_id, subscription)
+    };
+    state.creates.write(check).await.map_err(unavailable)?;
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     Ok((
         StatusCode::CREATED,

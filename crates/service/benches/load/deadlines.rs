@@ -368,6 +368,7 @@ async fn raw_finalise_rate(
         anchor: due - TimeDelta::seconds(600) + TimeDelta::microseconds(i as i64),
         future_seconds: 600,
         deadline: Some(due + TimeDelta::microseconds(i as i64)),
+        subscribe_intent: None,
     });
     let owners: HashMap<i64, (i64, i64)> = db
         .seed(checks.clone())?

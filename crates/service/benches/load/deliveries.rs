@@ -229,6 +229,7 @@ pub(super) fn delivery_checks(n: usize, template_id: i64, step: i64) -> Vec<RawC
             anchor,
             future_seconds: 3600,
             deadline: Some(anchor + TimeDelta::seconds(3600)),
+            subscribe_intent: None,
         })
         .collect()
 }

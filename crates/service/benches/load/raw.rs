@@ -192,13 +192,17 @@ impl Limit {
 
 // ---- (a): creates through one writer, as the service's store writes ----
 
-/// One create waiting for the writer: its rows, and where to say it committed.
-type CreateRequest = (RawCheck, oneshot::Sender<Result<(), String>>);
+/// What waits for the writer: a create's rows, or (the floor) the record of a subscribe about
+/// to be made; each with where to say it committed.
+enum Request {
+    Create(RawCheck, oneshot::Sender<Result<(), String>>),
+    SubscribeIntent(Write, oneshot::Sender<Result<i64, String>>),
+}
 
 /// Hands creates to a [`RawCreateWriter`] and waits for their commit.
 #[derive(Clone)]
 pub(super) struct RawCreates {
-    requests: mpsc::Sender<CreateRequest>,
+    requests: mpsc::Sender<Request>,
 }
 
 impl RawCreates {
@@ -206,33 +210,61 @@ impl RawCreates {
     pub(super) async fn write(&self, check: RawCheck) -> Result<(), String> {
         let (done, committed) = oneshot::channel();
         self.requests
-            .send((check, done))
+            .send(Request::Create(check, done))
             .map_err(|_| "the raw writer stopped".to_owned())?;
         committed
             .await
             .map_err(|_| "the raw writer dropped a create".to_owned())?
     }
+
+    /// Records a subscribe about to be made, in its own transaction as the service does;
+    /// its id, which the create's write then deletes.
+    pub(super) async fn record_subscribe_intent(&self, intent: Write) -> Result<i64, String> {
+        let (done, committed) = oneshot::channel();
+        self.requests
+            .send(Request::SubscribeIntent(intent, done))
+            .map_err(|_| "the raw writer stopped".to_owned())?;
+        committed
+            .await
+            .map_err(|_| "the raw writer dropped a subscribe's record".to_owned())?
+    }
 }
 
 /// The writer thread of the raw create limit: takes the creates waiting (at most `group`),
-/// writes each one's three rows and commits them in one transaction, then answers them. With
-/// `group` 1 every create is its own transaction.
+/// writes each one's rows and commits them in one transaction, then answers them. With
+/// `group` 1 every create is its own transaction. A subscribe's record met on the way is
+/// written at once in a transaction of its own, as the service's store writes it.
 pub(super) struct RawCreateWriter {
-    requests: mpsc::Sender<CreateRequest>,
+    requests: mpsc::Sender<Request>,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 impl RawCreateWriter {
     pub(super) fn spawn(mut db: RawDb, group: usize) -> RawCreateWriter {
-        let (requests, waiting) = mpsc::channel::<CreateRequest>();
+        let (requests, waiting) = mpsc::channel::<Request>();
         let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut batch = Vec::with_capacity(group.max(1));
             while let Ok(first) = waiting.recv() {
-                let mut batch = vec![first];
-                while batch.len() < group.max(1) {
-                    match waiting.try_recv() {
-                        Ok(request) => batch.push(request),
-                        Err(_) => break,
+                let mut next = Some(first);
+                while let Some(request) = next.take() {
+                    match request {
+                        Request::Create(check, done) => batch.push((check, done)),
+                        Request::SubscribeIntent(intent, done) => {
+                            let written = (|| -> rusqlite::Result<i64> {
+                                let tx = db.begin()?;
+                                let id = execute(&tx, std::slice::from_ref(&intent))?;
+                                tx.commit()?;
+                                Ok(id)
+                            })();
+                            let _ = done.send(written.map_err(|e| e.to_string()));
+                        }
                     }
+                    if batch.len() < group.max(1) {
+                        next = waiting.try_recv().ok();
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 let now = Utc::now();
                 let written = (|| -> rusqlite::Result<()> {
@@ -243,7 +275,7 @@ impl RawCreateWriter {
                     tx.commit()
                 })();
                 let answer = written.map_err(|e| e.to_string());
-                for (_, done) in batch {
+                for (_, done) in batch.drain(..) {
                     let _ = done.send(answer.clone());
                 }
             }

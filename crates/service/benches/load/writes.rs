@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use status_check::store::sql::{
-    INSERT_CHECK, INSERT_CHECK_EXT, INSERT_OUTBOX, INSERT_POLLER, INSERT_RECORD,
-    INSERT_RECORD_EVENT, QUEUE_REMOVAL_SQLITE, RELEASE_POLLER, UPDATE_CHECK_STATE,
+    DELETE_INTENT, INSERT_CHECK, INSERT_CHECK_EXT, INSERT_INTENT, INSERT_OUTBOX, INSERT_POLLER,
+    INSERT_RECORD, INSERT_RECORD_EVENT, QUEUE_REMOVAL_SQLITE, RELEASE_POLLER, UPDATE_CHECK_STATE,
     UPDATE_EXT_STATE,
 };
 use status_check_engine::CheckResult;
@@ -92,6 +92,9 @@ pub(super) struct RawCheck {
     pub(super) future_seconds: i64,
     /// The exact deadline (`None`: no pending deadline).
     pub(super) deadline: Option<DateTime<Utc>>,
+    /// The record of the subscribe made for it ([`subscribe_intent_write`]), deleted by the
+    /// create's write as the service's deletes it.
+    pub(super) subscribe_intent: Option<i64>,
 }
 
 impl RawCheck {
@@ -113,16 +116,40 @@ impl RawCheck {
             anchor: now,
             future_seconds: 600,
             deadline: Some(now + TimeDelta::seconds(600)),
+            subscribe_intent: None,
         }
     }
 }
 
-/// One create's rows (status_check, ext, poller), as `create_check` writes them.
+/// The record of a subscribe about to be made, as `record_subscribe_intent` writes it in its
+/// own transaction before the call: the robot, the event names as JSON, no queue (checks use
+/// none).
+pub(super) fn subscribe_intent_write(
+    robot: i64,
+    event_names: &[&str],
+    now: DateTime<Utc>,
+) -> Write {
+    let names = serde_json::to_string(event_names).unwrap_or_default();
+    write(
+        INSERT_INTENT,
+        args![robot, names.as_str(), None::<&str>, millis(now)],
+    )
+}
+
+/// One create's rows (status_check, ext, poller), as `create_check` writes them; first, as it
+/// does, the deletion of its subscribe's record when it has one.
 pub(super) fn create_writes(check: &RawCheck, now: DateTime<Utc>) -> Vec<Write> {
     let (now_ms, now_s) = (millis(now), floor_seconds(now));
     let planned = planned_at();
     let until = check.anchor + TimeDelta::seconds(check.future_seconds);
-    vec![
+    let mut writes: Vec<Write> = check
+        .subscribe_intent
+        .map(|intent| write(DELETE_INTENT, args![intent]))
+        .into_iter()
+        .collect();
+    // The status_check insert, whose id the ext and poller rows reference.
+    let check_row = writes.len();
+    writes.extend([
         write(
             INSERT_CHECK,
             args![
@@ -141,7 +168,7 @@ pub(super) fn create_writes(check: &RawCheck, now: DateTime<Utc>) -> Vec<Write> 
             ],
         ),
         write(INSERT_CHECK_EXT, {
-            let mut args = vec![Arg::InsertId(0)];
+            let mut args = vec![Arg::InsertId(check_row)];
             args.extend(args![
                 check.robot,
                 check.step,
@@ -162,7 +189,7 @@ pub(super) fn create_writes(check: &RawCheck, now: DateTime<Utc>) -> Vec<Write> 
             args
         }),
         write(INSERT_POLLER, {
-            let mut args = vec![Arg::InsertId(0)];
+            let mut args = vec![Arg::InsertId(check_row)];
             args.extend(args![
                 floor_seconds(check.anchor - TimeDelta::hours(1)),
                 floor_seconds(until) + TimeDelta::seconds(1),
@@ -171,7 +198,8 @@ pub(super) fn create_writes(check: &RawCheck, now: DateTime<Utc>) -> Vec<Write> 
             ]);
             args
         }),
-    ]
+    ]);
+    writes
 }
 
 /// A delivery of the deliveries scenario: the `round`-th (0-based) TOILET_VISIT of check

@@ -12,10 +12,10 @@ use super::lifecycle::limit_arg;
 use super::removals::queue_in;
 use super::{StoreError, UnknownSubscription};
 
-const INSERT_INTENT: &str = "INSERT INTO status_check_subscribe_intent \
+pub const INSERT_INTENT: &str = "INSERT INTO status_check_subscribe_intent \
      (robot_id, event_names, queue, created_at) VALUES (?, ?, ?, ?)";
 
-pub(super) const DELETE_INTENT: &str = "DELETE FROM status_check_subscribe_intent WHERE id = ?";
+pub const DELETE_INTENT: &str = "DELETE FROM status_check_subscribe_intent WHERE id = ?";
 
 /// The robot's records from the window in which a subscribe could have made the subscription
 /// an event of `created_at` came through (Megazord fans out only events created after it).

@@ -46,6 +46,7 @@ pub mod sql {
     pub use super::checks::{
         INSERT_CHECK, INSERT_CHECK_EXT, INSERT_POLLER, INSERT_RECORD, INSERT_RECORD_EVENT,
     };
+    pub use super::intents::{DELETE_INTENT, INSERT_INTENT};
     pub use super::lifecycle::{
         CLAIM_DUE_SQLITE, INSERT_OUTBOX, LEASE_EXT, LEASE_POLLER, RELEASE_POLLER,
         UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
