@@ -147,7 +147,7 @@ impl<B: Db + 'static> AdoptionStore for B {
         bounded(
             self,
             "unadopted_checks",
-            crate::store::adoption::unadopted_checks(self, after, limit),
+            unadopted_checks(self, after, limit),
         )
         .await
     }
@@ -158,11 +158,6 @@ impl<B: Db + 'static> AdoptionStore for B {
         next_steps: status_check_engine::lifecycle::NextSteps,
         now: DateTime<Utc>,
     ) -> Result<crate::store::Adopted, StoreError> {
-        bounded(
-            self,
-            "adopt_check",
-            crate::store::adoption::adopt_check(self, id, next_steps, now),
-        )
-        .await
+        bounded(self, "adopt_check", adopt_check(self, id, next_steps, now)).await
     }
 }

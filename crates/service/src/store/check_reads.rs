@@ -552,37 +552,22 @@ pub trait CheckReads: Send + Sync {
 #[async_trait::async_trait]
 impl<B: Db + 'static> CheckReads for B {
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
-        bounded(
-            self,
-            "get_check",
-            crate::store::check_reads::get_check(self, id),
-        )
-        .await
+        bounded(self, "get_check", get_check(self, id)).await
     }
 
     async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError> {
-        bounded(
-            self,
-            "get_checks",
-            crate::store::check_reads::get_checks(self, ids),
-        )
-        .await
+        bounded(self, "get_checks", get_checks(self, ids)).await
     }
 
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
-        bounded(
-            self,
-            "find_check",
-            crate::store::check_reads::find_check(self, key),
-        )
-        .await
+        bounded(self, "find_check", find_check(self, key)).await
     }
 
     async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError> {
         bounded(
             self,
             "open_checks_at_step",
-            crate::store::check_reads::open_checks_at_step(self, robot_id, step_id),
+            open_checks_at_step(self, robot_id, step_id),
         )
         .await
     }
@@ -595,7 +580,7 @@ impl<B: Db + 'static> CheckReads for B {
         bounded(
             self,
             "find_by_subscription",
-            crate::store::check_reads::find_by_subscription(self, robot_id, subscription_id),
+            find_by_subscription(self, robot_id, subscription_id),
         )
         .await
     }
@@ -607,7 +592,7 @@ impl<B: Db + 'static> CheckReads for B {
         bounded(
             self,
             "find_by_subscriptions",
-            crate::store::check_reads::find_by_subscriptions(self, keys),
+            find_by_subscriptions(self, keys),
         )
         .await
     }

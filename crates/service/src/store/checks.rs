@@ -338,21 +338,11 @@ pub trait CheckWrites: Send + Sync {
 #[async_trait::async_trait]
 impl<B: Db + 'static> CheckWrites for B {
     async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
-        bounded(
-            self,
-            "create_check",
-            crate::store::checks::create_check(self, check),
-        )
-        .await
+        bounded(self, "create_check", create_check(self, check)).await
     }
 
     async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError> {
-        bounded(
-            self,
-            "create_checks",
-            crate::store::checks::create_checks(self, checks),
-        )
-        .await
+        bounded(self, "create_checks", create_checks(self, checks)).await
     }
 }
 

@@ -180,7 +180,7 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         bounded(
             self,
             "queue_subscription_removal",
-            crate::store::removals::queue_subscription_removal(
+            super::removals::queue_subscription_removal(
                 self,
                 robot_id,
                 subscription_id,
@@ -201,7 +201,7 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         bounded(
             self,
             "record_subscribe_intent",
-            crate::store::intents::record_subscribe_intent(self, robot_id, event_names, queue, now),
+            record_subscribe_intent(self, robot_id, event_names, queue, now),
         )
         .await
     }
@@ -210,7 +210,7 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         bounded(
             self,
             "forget_subscribe_intent",
-            crate::store::intents::forget_subscribe_intent(self, id),
+            forget_subscribe_intent(self, id),
         )
         .await
     }
@@ -227,7 +227,7 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         bounded(
             self,
             "claim_unknown_subscription",
-            crate::store::intents::claim_unknown_subscription(
+            claim_unknown_subscription(
                 self,
                 robot_id,
                 subscription_id,
@@ -248,7 +248,7 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         bounded(
             self,
             "purge_subscribe_intents",
-            crate::store::intents::purge_subscribe_intents(self, before, limit),
+            purge_subscribe_intents(self, before, limit),
         )
         .await
     }

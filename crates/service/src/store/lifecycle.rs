@@ -618,15 +618,7 @@ impl<B: Db + 'static> CheckUpdates for B {
         bounded(
             self,
             "update_check",
-            crate::store::lifecycle::update_check(
-                self,
-                current,
-                fence,
-                update,
-                notifications,
-                call_ref,
-                now,
-            ),
+            update_check(self, current, fence, update, notifications, call_ref, now),
         )
         .await
     }
@@ -640,7 +632,7 @@ impl<B: Db + 'static> CheckUpdates for B {
         bounded(
             self,
             "update_checks",
-            crate::store::lifecycle::update_checks(self, batch, notifications, now),
+            update_checks(self, batch, notifications, now),
         )
         .await
     }
@@ -651,19 +643,14 @@ impl<B: Db + 'static> CheckUpdates for B {
         lease: &crate::jobs::Lease,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        bounded(
-            self,
-            "claim_due",
-            crate::store::lifecycle::claim_due(self, now, lease, limit),
-        )
-        .await
+        bounded(self, "claim_due", claim_due(self, now, lease, limit)).await
     }
 
     async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
         bounded(
             self,
             "release_stale_leases",
-            crate::store::lifecycle::release_stale_leases(self, taken_before),
+            release_stale_leases(self, taken_before),
         )
         .await
     }

@@ -445,27 +445,17 @@ impl<B: Db + 'static> TemplateStore for B {
         bounded(
             self,
             "sync_template",
-            crate::store::templates::sync_template(self, definition, usable, now),
+            sync_template(self, definition, usable, now),
         )
         .await
     }
 
     async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
-        bounded(
-            self,
-            "template_versions",
-            crate::store::templates::template_versions(self, name),
-        )
-        .await
+        bounded(self, "template_versions", template_versions(self, name)).await
     }
 
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
-        bounded(
-            self,
-            "template_by_id",
-            crate::store::templates::template_by_id(self, id),
-        )
-        .await
+        bounded(self, "template_by_id", template_by_id(self, id)).await
     }
 }
 

@@ -223,12 +223,7 @@ impl<B: Db + 'static> TimelineReads for B {
         filter: &CheckFilter,
         limit: usize,
     ) -> Result<Vec<CheckSummary>, StoreError> {
-        bounded(
-            self,
-            "list_checks",
-            crate::store::timeline_reads::list_checks(self, filter, limit),
-        )
-        .await
+        bounded(self, "list_checks", list_checks(self, filter, limit)).await
     }
 
     async fn check_notifications(
@@ -238,7 +233,7 @@ impl<B: Db + 'static> TimelineReads for B {
         bounded(
             self,
             "check_notifications",
-            crate::store::timeline_reads::check_notifications(self, check_id),
+            check_notifications(self, check_id),
         )
         .await
     }
@@ -252,7 +247,7 @@ impl<B: Db + 'static> TimelineReads for B {
         bounded(
             self,
             "session_alarms",
-            crate::store::timeline_reads::session_alarms(self, robot_id, rule_id, session_date),
+            session_alarms(self, robot_id, rule_id, session_date),
         )
         .await
     }
