@@ -29,27 +29,6 @@ const SELECT_ADOPTION_ROW: &str = "SELECT sc.robot_id AS robot_id, sc.step_id AS
      LEFT JOIN status_check_ext e ON e.status_check_id = sc.id \
      WHERE sc.id = ?";
 
-pub(crate) async fn unadopted_checks<D: Db>(
-    db: &D,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<i64>, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = tx.fetch_all(SELECT_UNADOPTED, args![after, limit]).await?;
-    tx.commit().await?;
-    rows.iter().map(|row| row.int("id")).collect()
-}
-
-pub(crate) async fn adopt_check<D: Db>(
-    db: &D,
-    id: i64,
-    next_steps: NextSteps,
-    now: DateTime<Utc>,
-) -> Result<Adopted, StoreError> {
-    retrying!(db, tx => adopt_in(db, &mut tx, id, next_steps, now).await)
-}
-
 /// In the lock order of every change of a check: status_check, poller, ext.
 async fn adopt_in<D: Db>(
     db: &D,
@@ -144,11 +123,14 @@ pub trait AdoptionStore: Send + Sync {
 #[async_trait::async_trait]
 impl<B: Db + 'static> AdoptionStore for B {
     async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
-        bounded(
-            self,
-            "unadopted_checks",
-            unadopted_checks(self, after, limit),
-        )
+        let db = self;
+        bounded(db, "unadopted_checks", async {
+            let mut tx = db.begin(Mode::Read).await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = tx.fetch_all(SELECT_UNADOPTED, args![after, limit]).await?;
+            tx.commit().await?;
+            rows.iter().map(|row| row.int("id")).collect()
+        })
         .await
     }
 
@@ -158,6 +140,10 @@ impl<B: Db + 'static> AdoptionStore for B {
         next_steps: status_check_engine::lifecycle::NextSteps,
         now: DateTime<Utc>,
     ) -> Result<crate::store::Adopted, StoreError> {
-        bounded(self, "adopt_check", adopt_check(self, id, next_steps, now)).await
+        let db = self;
+        bounded(db, "adopt_check", async {
+            retrying!(db, tx => adopt_in(db, &mut tx, id, next_steps, now).await)
+        })
+        .await
     }
 }

@@ -83,13 +83,6 @@ pub(crate) static SELECT_RECORDS_OF_CHECKS: InList = InList::new(
 pub(crate) static SELECT_CHECKS_BY_SUBSCRIPTIONS: InList =
     InList::new(concat!(select_check!(), "WHERE sc.subscription_id IN "), "");
 
-pub(crate) async fn get_check<D: Db>(db: &D, id: i64) -> Result<Option<StoredCheck>, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let check = load_check(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(check)
-}
-
 pub(crate) async fn find_check<D: Db>(
     db: &D,
     key: &CheckKey,
@@ -123,23 +116,6 @@ pub(crate) async fn find_check<D: Db>(
 
 pub(crate) const COUNT_OPEN_AT_STEP: &str = "SELECT COUNT(*) AS open_checks FROM status_check \
      WHERE robot_id = ? AND step_id = ? AND phase NOT IN ('COMPLETED', 'FAILED')";
-
-pub(crate) async fn open_checks_at_step<D: Db>(
-    db: &D,
-    robot_id: i64,
-    step_id: i64,
-) -> Result<u64, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let row = tx
-        .fetch_optional(COUNT_OPEN_AT_STEP, args![robot_id, step_id])
-        .await?;
-    tx.commit().await?;
-    let count = match row {
-        Some(row) => row.int("open_checks")?,
-        None => 0,
-    };
-    Ok(u64::try_from(count).unwrap_or(0))
-}
 
 pub(super) async fn load_check<T: Tx>(
     tx: &mut T,
@@ -289,26 +265,6 @@ pub(crate) const SELECT_CHECK_BY_SUBSCRIPTION: &str = concat!(
     "WHERE sc.robot_id = ? AND sc.subscription_id = ? ORDER BY sc.id DESC LIMIT 1"
 );
 
-pub(crate) async fn find_by_subscription<D: Db>(
-    db: &D,
-    robot_id: i64,
-    subscription_id: i64,
-) -> Result<Option<StoredCheck>, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let row = tx
-        .fetch_optional(
-            SELECT_CHECK_BY_SUBSCRIPTION,
-            args![robot_id, subscription_id],
-        )
-        .await?;
-    let check = match row {
-        Some(row) => Some(check_with_records(&mut tx, &row).await?),
-        None => None,
-    };
-    tx.commit().await?;
-    Ok(check)
-}
-
 /// [`find_by_subscription`] for many (robot, subscription) pairs in one read transaction and
 /// two statements per [`MAX_IDS`] pairs — a delivery batch's reads — one answer per pair, in
 /// order.
@@ -353,34 +309,6 @@ pub(crate) async fn find_by_subscriptions<D: Db>(
 
 pub(crate) static SELECT_CHECKS_BY_IDS: InList =
     InList::new(concat!(select_check!(), "WHERE sc.id IN "), "");
-
-/// [`get_check`] for many ids in one read transaction and two statements per [`MAX_IDS`]
-/// ids — a claimed batch of deadlines' reads — one answer per id, in order.
-pub(crate) async fn get_checks<D: Db>(
-    db: &D,
-    ids: &[i64],
-) -> Result<Vec<Option<StoredCheck>>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut tx = db.begin(Mode::Read).await?;
-    let mut rows = Vec::with_capacity(sorted.len());
-    for chunk in sorted.chunks(MAX_IDS) {
-        let (sql, ids) = SELECT_CHECKS_BY_IDS.for_ids(chunk);
-        rows.extend(
-            tx.fetch_all(sql, ids.into_iter().map(Arg::from).collect())
-                .await?,
-        );
-    }
-    let checks = with_records(&mut tx, rows).await?;
-    tx.commit().await?;
-    let checks: HashMap<i64, StoredCheck> =
-        checks.into_iter().map(|check| (check.id, check)).collect();
-    Ok(ids.iter().map(|id| checks.get(id).cloned()).collect())
-}
 
 /// The checks of `rows` with their records (read [`MAX_IDS`] checks per statement), in the
 /// order of `rows`.
@@ -552,11 +480,43 @@ pub trait CheckReads: Send + Sync {
 #[async_trait::async_trait]
 impl<B: Db + 'static> CheckReads for B {
     async fn get_check(&self, id: i64) -> Result<Option<StoredCheck>, StoreError> {
-        bounded(self, "get_check", get_check(self, id)).await
+        let db = self;
+        bounded(db, "get_check", async {
+            let mut tx = db.begin(Mode::Read).await?;
+            let check = load_check(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(check)
+        })
+        .await
     }
 
     async fn get_checks(&self, ids: &[i64]) -> Result<Vec<Option<StoredCheck>>, StoreError> {
-        bounded(self, "get_checks", get_checks(self, ids)).await
+        // [`get_check`] for many ids in one read transaction and two statements per [`MAX_IDS`]
+        // ids — a claimed batch of deadlines' reads — one answer per id, in order.
+        let db = self;
+        bounded(db, "get_checks", async {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut sorted = ids.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let mut tx = db.begin(Mode::Read).await?;
+            let mut rows = Vec::with_capacity(sorted.len());
+            for chunk in sorted.chunks(MAX_IDS) {
+                let (sql, ids) = SELECT_CHECKS_BY_IDS.for_ids(chunk);
+                rows.extend(
+                    tx.fetch_all(sql, ids.into_iter().map(Arg::from).collect())
+                        .await?,
+                );
+            }
+            let checks = with_records(&mut tx, rows).await?;
+            tx.commit().await?;
+            let checks: HashMap<i64, StoredCheck> =
+                checks.into_iter().map(|check| (check.id, check)).collect();
+            Ok(ids.iter().map(|id| checks.get(id).cloned()).collect())
+        })
+        .await
     }
 
     async fn find_check(&self, key: &CheckKey) -> Result<Option<StoredCheck>, StoreError> {
@@ -564,11 +524,19 @@ impl<B: Db + 'static> CheckReads for B {
     }
 
     async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError> {
-        bounded(
-            self,
-            "open_checks_at_step",
-            open_checks_at_step(self, robot_id, step_id),
-        )
+        let db = self;
+        bounded(db, "open_checks_at_step", async {
+            let mut tx = db.begin(Mode::Read).await?;
+            let row = tx
+                .fetch_optional(COUNT_OPEN_AT_STEP, args![robot_id, step_id])
+                .await?;
+            tx.commit().await?;
+            let count = match row {
+                Some(row) => row.int("open_checks")?,
+                None => 0,
+            };
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
         .await
     }
 
@@ -577,11 +545,22 @@ impl<B: Db + 'static> CheckReads for B {
         robot_id: i64,
         subscription_id: i64,
     ) -> Result<Option<StoredCheck>, StoreError> {
-        bounded(
-            self,
-            "find_by_subscription",
-            find_by_subscription(self, robot_id, subscription_id),
-        )
+        let db = self;
+        bounded(db, "find_by_subscription", async {
+            let mut tx = db.begin(Mode::Read).await?;
+            let row = tx
+                .fetch_optional(
+                    SELECT_CHECK_BY_SUBSCRIPTION,
+                    args![robot_id, subscription_id],
+                )
+                .await?;
+            let check = match row {
+                Some(row) => Some(check_with_records(&mut tx, &row).await?),
+                None => None,
+            };
+            tx.commit().await?;
+            Ok(check)
+        })
         .await
     }
 

@@ -44,60 +44,6 @@ pub const INSERT_RECORD_EVENT: &str = "INSERT INTO status_check_record_event (re
 
 // ---- Checks ----
 
-pub(crate) async fn create_check<D: Db>(db: &D, check: NewCheck) -> Result<Created, StoreError> {
-    check_insertable(&check)?;
-    let mut retry = Retry::default();
-    loop {
-        let error = match try_create_check(db, &check).await {
-            Ok(created) => return Ok(created),
-            Err(error) => error,
-        };
-        match db.classify(&error) {
-            // Lost the race against an identical create: return the winner's check. If the
-            // winner rolled back instead, try again.
-            Failure::Duplicate { request_key: true } => {
-                if let Some(existing) = find_check(db, &check.key).await? {
-                    return Ok(Created::Existing(existing));
-                }
-                if !retry.again_after(&error).await {
-                    return Err(error);
-                }
-            }
-            Failure::Duplicate { request_key: false } => {
-                return Err(StoreError::Conflict(
-                    "an incoming event would be recorded twice for one check".to_owned(),
-                ));
-            }
-            Failure::Transient | Failure::Other => {
-                if !retry.again(db, &error).await {
-                    return Err(error);
-                }
-            }
-        }
-    }
-}
-
-/// Several creates in one transaction (group commit), each as `create_check` alone would
-/// write it (a request key already taken — also by an earlier item of the batch — is the
-/// existing check). Any error fails the whole batch and nothing is written: the caller then
-/// creates each alone, which also settles a race with another replica's identical create.
-pub(crate) async fn create_checks<D: Db>(
-    db: &D,
-    checks: &[NewCheck],
-) -> Result<Vec<Created>, StoreError> {
-    for check in checks {
-        check_insertable(check)?;
-    }
-    retrying!(db, tx => async {
-        let mut created = Vec::with_capacity(checks.len());
-        for check in checks {
-            created.push(create_in(db, &mut tx, check).await?);
-        }
-        Ok(Step::Commit(created))
-    }
-    .await)
-}
-
 async fn try_create_check<D: Db>(db: &D, check: &NewCheck) -> Result<Created, StoreError> {
     let mut tx = db.begin(Mode::Write).await?;
     match create_in(db, &mut tx, check).await {
@@ -338,11 +284,62 @@ pub trait CheckWrites: Send + Sync {
 #[async_trait::async_trait]
 impl<B: Db + 'static> CheckWrites for B {
     async fn create_check(&self, check: NewCheck) -> Result<Created, StoreError> {
-        bounded(self, "create_check", create_check(self, check)).await
+        let db = self;
+        bounded(db, "create_check", async {
+            check_insertable(&check)?;
+            let mut retry = Retry::default();
+            loop {
+                let error = match try_create_check(db, &check).await {
+                    Ok(created) => return Ok(created),
+                    Err(error) => error,
+                };
+                match db.classify(&error) {
+                    // Lost the race against an identical create: return the winner's check. If the
+                    // winner rolled back instead, try again.
+                    Failure::Duplicate { request_key: true } => {
+                        if let Some(existing) = find_check(db, &check.key).await? {
+                            return Ok(Created::Existing(existing));
+                        }
+                        if !retry.again_after(&error).await {
+                            return Err(error);
+                        }
+                    }
+                    Failure::Duplicate { request_key: false } => {
+                        return Err(StoreError::Conflict(
+                            "an incoming event would be recorded twice for one check".to_owned(),
+                        ));
+                    }
+                    Failure::Transient | Failure::Other => {
+                        if !retry.again(db, &error).await {
+                            return Err(error);
+                        }
+                    }
+                }
+            }
+        })
+        .await
     }
 
     async fn create_checks(&self, checks: &[NewCheck]) -> Result<Vec<Created>, StoreError> {
-        bounded(self, "create_checks", create_checks(self, checks)).await
+        // Several creates in one transaction (group commit), each as `create_check` alone would
+        // write it (a request key already taken — also by an earlier item of the batch — is the
+        // existing check). Any error fails the whole batch and nothing is written: the caller then
+        // creates each alone, which also settles a race with another replica's identical create.
+        let db = self;
+        bounded(db, "create_checks", async {
+            for check in checks {
+                check_insertable(check)?;
+            }
+            retrying!(db, tx => async {
+        let mut created = Vec::with_capacity(checks.len());
+        for check in checks {
+            created.push(create_in(db, &mut tx, check).await?);
+        }
+        Ok(Step::Commit(created))
+    }
+    .await)
+        })
+        .await
     }
 }
 

@@ -35,31 +35,6 @@ const REMOVAL_OF: &str =
 const INTENTS_CREATED_BEFORE: &str = "SELECT id FROM status_check_subscribe_intent \
      WHERE created_at < ? ORDER BY created_at LIMIT ?";
 
-/// Records a subscribe about to be made; its id, to forget it once the answer is stored.
-pub(crate) async fn record_subscribe_intent<D: Db>(
-    db: &D,
-    robot_id: i64,
-    event_names: &[String],
-    queue: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<i64, StoreError> {
-    let names = serde_json::to_string(event_names)
-        .map_err(|e| StoreError::Conflict(format!("event names: {e}")))?;
-    let args = args![robot_id, names, queue.map(str::to_owned), millis(now)];
-    retrying!(db, tx => tx
-        .execute(INSERT_INTENT, args.clone())
-        .await
-        .map(|done| Step::Commit(done.last_insert_id)))
-}
-
-/// The subscribe's answer came: its subscription is stored elsewhere (or queued for removal).
-pub(crate) async fn forget_subscribe_intent<D: Db>(db: &D, id: i64) -> Result<(), StoreError> {
-    retrying!(db, tx => tx
-        .execute(DELETE_INTENT, args![id])
-        .await
-        .map(|_| Step::Commit(())))
-}
-
 /// What a delivery for a subscription no check or monitor session has, past the grace period,
 /// tells about that subscription; a lost answer's subscription is queued for removal (and its
 /// record forgotten) in the same transaction.
@@ -93,28 +68,6 @@ pub(crate) async fn claim_unknown_subscription<D: Db>(
             }
         }
         Ok(Step::Commit(UnknownSubscription::Foreign))
-    }
-    .await)
-}
-
-/// Deletes up to `limit` records made before `before` (no delivery can match them any more);
-/// how many.
-pub(crate) async fn purge_subscribe_intents<D: Db>(
-    db: &D,
-    before: DateTime<Utc>,
-    limit: usize,
-) -> Result<u64, StoreError> {
-    retrying!(db, tx => async {
-        let ids = tx
-            .fetch_all(INTENTS_CREATED_BEFORE, args![millis(before), limit_arg(limit)])
-            .await?
-            .iter()
-            .map(|row| row.int("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        for &id in &ids {
-            tx.execute(DELETE_INTENT, args![id]).await?;
-        }
-        Ok(Step::Commit(ids.len() as u64))
     }
     .await)
 }
@@ -198,20 +151,30 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         queue: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        bounded(
-            self,
-            "record_subscribe_intent",
-            record_subscribe_intent(self, robot_id, event_names, queue, now),
-        )
+        // Records a subscribe about to be made; its id, to forget it once the answer is stored.
+        let db = self;
+        bounded(db, "record_subscribe_intent", async {
+            let names = serde_json::to_string(event_names)
+                .map_err(|e| StoreError::Conflict(format!("event names: {e}")))?;
+            let args = args![robot_id, names, queue.map(str::to_owned), millis(now)];
+            retrying!(db, tx => tx
+        .execute(INSERT_INTENT, args.clone())
+        .await
+        .map(|done| Step::Commit(done.last_insert_id)))
+        })
         .await
     }
 
     async fn forget_subscribe_intent(&self, id: i64) -> Result<(), StoreError> {
-        bounded(
-            self,
-            "forget_subscribe_intent",
-            forget_subscribe_intent(self, id),
-        )
+        // The subscribe's answer came: its subscription is stored elsewhere (or queued for
+        // removal).
+        let db = self;
+        bounded(db, "forget_subscribe_intent", async {
+            retrying!(db, tx => tx
+        .execute(DELETE_INTENT, args![id])
+        .await
+        .map(|_| Step::Commit(())))
+        })
         .await
     }
 
@@ -245,11 +208,24 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64, StoreError> {
-        bounded(
-            self,
-            "purge_subscribe_intents",
-            purge_subscribe_intents(self, before, limit),
-        )
+        // Deletes up to `limit` records made before `before` (no delivery can match them any more);
+        // how many.
+        let db = self;
+        bounded(db, "purge_subscribe_intents", async {
+            retrying!(db, tx => async {
+        let ids = tx
+            .fetch_all(INTENTS_CREATED_BEFORE, args![millis(before), limit_arg(limit)])
+            .await?
+            .iter()
+            .map(|row| row.int("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for &id in &ids {
+            tx.execute(DELETE_INTENT, args![id]).await?;
+        }
+        Ok(Step::Commit(ids.len() as u64))
+    }
+    .await)
+        })
         .await
     }
 }

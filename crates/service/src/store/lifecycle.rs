@@ -146,25 +146,6 @@ pub(super) fn limit_arg(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-pub(crate) async fn update_check<D: Db>(
-    db: &D,
-    current: &StoredCheck,
-    fence: Fence<'_>,
-    update: &CheckUpdate,
-    notifications: &Notifications<'_>,
-    call_ref: &str,
-    now: DateTime<Utc>,
-) -> Result<UpdateOutcome, StoreError> {
-    let batch = [BatchedUpdate {
-        current,
-        fence,
-        update: update.clone(),
-        call_ref,
-    }];
-    let mut outcomes = update_checks(db, &batch, notifications, now).await?;
-    Ok(outcomes.remove(0))
-}
-
 /// Writes a batch of decisions in one transaction (group commit): each as `update_check`
 /// writes it alone — fenced, checked for staleness, nothing written for it when it is not
 /// `Updated` — and the batch commits once. The checks are locked in id order, so two
@@ -460,18 +441,6 @@ fn check_orders(check: &StoredCheck, update: &CheckUpdate) -> Result<(), StoreEr
     Ok(())
 }
 
-pub(crate) async fn claim_due<D: Db>(
-    db: &D,
-    now: DateTime<Utc>,
-    lease: &Lease,
-    limit: usize,
-) -> Result<Vec<Claimed>, StoreError> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    retrying!(db, tx => claim_due_in(db, &mut tx, now, lease, limit).await)
-}
-
 async fn claim_due_in<D: Db>(
     db: &D,
     tx: &mut D::Tx,
@@ -500,13 +469,6 @@ async fn claim_due_in<D: Db>(
         claimed.push(Claimed { check_id, deadline });
     }
     Ok(Step::Commit(claimed))
-}
-
-pub(crate) async fn release_stale_leases<D: Db>(
-    db: &D,
-    taken_before: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    retrying!(db, tx => release_stale_in(db, &mut tx, taken_before).await)
 }
 
 /// Candidates first (a plain read over `idx_status_check_ext_lease`), then each in the lock
@@ -615,11 +577,17 @@ impl<B: Db + 'static> CheckUpdates for B {
         call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError> {
-        bounded(
-            self,
-            "update_check",
-            update_check(self, current, fence, update, notifications, call_ref, now),
-        )
+        let db = self;
+        bounded(db, "update_check", async {
+            let batch = [BatchedUpdate {
+                current,
+                fence,
+                update: update.clone(),
+                call_ref,
+            }];
+            let mut outcomes = update_checks(db, &batch, notifications, now).await?;
+            Ok(outcomes.remove(0))
+        })
         .await
     }
 
@@ -643,15 +611,21 @@ impl<B: Db + 'static> CheckUpdates for B {
         lease: &crate::jobs::Lease,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        bounded(self, "claim_due", claim_due(self, now, lease, limit)).await
+        let db = self;
+        bounded(db, "claim_due", async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            retrying!(db, tx => claim_due_in(db, &mut tx, now, lease, limit).await)
+        })
+        .await
     }
 
     async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
-        bounded(
-            self,
-            "release_stale_leases",
-            release_stale_leases(self, taken_before),
-        )
+        let db = self;
+        bounded(db, "release_stale_leases", async {
+            retrying!(db, tx => release_stale_in(db, &mut tx, taken_before).await)
+        })
         .await
     }
 }

@@ -65,29 +65,6 @@ const INSERT_TEMPLATE_EXT: &str = "INSERT INTO status_check_template_ext \
 
 const UPDATE_TEMPLATE_ACTIVE: &str = "UPDATE status_check_template SET is_active = ? WHERE id = ?";
 
-pub(crate) async fn sync_template<D: Db>(
-    db: &D,
-    definition: &TemplateDefinition,
-    usable: Usable<'_>,
-    now: DateTime<Utc>,
-) -> Result<Synced, StoreError> {
-    let mut retry = Retry::default();
-    loop {
-        let error = match try_sync_template(db, definition, usable, now).await {
-            Ok(synced) => return Ok(synced),
-            Err(error) => error,
-        };
-        // Another replica syncing the same template at the same time: the retry sees its rows.
-        let again = match db.classify(&error) {
-            Failure::Duplicate { .. } => retry.again_after(&error).await,
-            _ => retry.again(db, &error).await,
-        };
-        if !again {
-            return Err(error);
-        }
-    }
-}
-
 /// Where a definition goes among the stored versions of its name.
 enum Placement {
     /// This stored version is the definition's (same declared number).
@@ -273,19 +250,6 @@ pub(crate) async fn template_versions<D: Db>(
     Ok(versions)
 }
 
-pub(crate) async fn template_by_id<D: Db>(
-    db: &D,
-    id: i64,
-) -> Result<Option<StoredTemplate>, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let template = match tx.fetch_optional(SELECT_TEMPLATE_BY_ID, args![id]).await? {
-        Some(row) => Some(template_with_details(&mut tx, &row).await?),
-        None => None,
-    };
-    tx.commit().await?;
-    Ok(template)
-}
-
 async fn template_with_details<T: Tx>(
     tx: &mut T,
     row: &T::Row,
@@ -442,11 +406,25 @@ impl<B: Db + 'static> TemplateStore for B {
         usable: crate::store::Usable<'_>,
         now: DateTime<Utc>,
     ) -> Result<Synced, StoreError> {
-        bounded(
-            self,
-            "sync_template",
-            sync_template(self, definition, usable, now),
-        )
+        let db = self;
+        bounded(db, "sync_template", async {
+            let mut retry = Retry::default();
+            loop {
+                let error = match try_sync_template(db, definition, usable, now).await {
+                    Ok(synced) => return Ok(synced),
+                    Err(error) => error,
+                };
+                // Another replica syncing the same template at the same time: the retry sees its
+                // rows.
+                let again = match db.classify(&error) {
+                    Failure::Duplicate { .. } => retry.again_after(&error).await,
+                    _ => retry.again(db, &error).await,
+                };
+                if !again {
+                    return Err(error);
+                }
+            }
+        })
         .await
     }
 
@@ -455,7 +433,17 @@ impl<B: Db + 'static> TemplateStore for B {
     }
 
     async fn template_by_id(&self, id: i64) -> Result<Option<StoredTemplate>, StoreError> {
-        bounded(self, "template_by_id", template_by_id(self, id)).await
+        let db = self;
+        bounded(db, "template_by_id", async {
+            let mut tx = db.begin(Mode::Read).await?;
+            let template = match tx.fetch_optional(SELECT_TEMPLATE_BY_ID, args![id]).await? {
+                Some(row) => Some(template_with_details(&mut tx, &row).await?),
+                None => None,
+            };
+            tx.commit().await?;
+            Ok(template)
+        })
+        .await
     }
 }
 

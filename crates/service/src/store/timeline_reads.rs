@@ -2,7 +2,7 @@
 //! (the outbox rows the relay has not purged yet), a monitor session's alarms. Read-only,
 //! one short read transaction each.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use super::db::bounded;
@@ -94,100 +94,6 @@ const ALARMS: &str = "SELECT window_number, action_index, reference_id, event_na
      WHERE robot_id = ? AND rule_id = ? AND session_date = ? \
      ORDER BY window_number, action_index";
 
-pub(crate) async fn list_checks<D: Db>(
-    db: &D,
-    filter: &CheckFilter,
-    limit: usize,
-) -> Result<Vec<CheckSummary>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let f = filter;
-    let mut shared = args![
-        f.template.clone(),
-        f.template.clone(),
-        f.result.clone(),
-        f.result.clone(),
-        f.created_from,
-        f.created_from,
-        f.created_before,
-        f.created_before,
-        f.before_id,
-        f.before_id,
-        limit
-    ];
-    let (sql, arguments) = match f.robot_id {
-        Some(robot) => {
-            let mut arguments = args![robot];
-            arguments.append(&mut shared);
-            (LIST_CHECKS_OF_ROBOT, arguments)
-        }
-        None => (LIST_CHECKS, shared),
-    };
-    let mut tx = db.begin(Mode::Read).await?;
-    let rows = tx.fetch_all(sql, arguments).await?;
-    tx.commit().await?;
-    rows.iter()
-        .map(|row| {
-            Ok(CheckSummary {
-                id: row.int("id")?,
-                robot_id: row.int("robot_id")?,
-                template_name: row.text("template_name")?,
-                template_version: row.int("template_version")?,
-                phase: row.text("phase")?,
-                result: row
-                    .opt_text("result")?
-                    .unwrap_or_else(|| "PENDING".to_owned()),
-                next_step_id: row.opt_int("next_step_id")?,
-                planned_at: row.time("planned_at")?,
-                created_at: row.opt_time("created_at")?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn check_notifications<D: Db>(
-    db: &D,
-    check_id: i64,
-) -> Result<Vec<StoredNotification>, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let rows = tx.fetch_all(NOTIFICATIONS, args![check_id]).await?;
-    tx.commit().await?;
-    rows.iter()
-        .map(|row| {
-            Ok(StoredNotification {
-                seq: row.int("seq")?,
-                created_at: row.time("created_at")?,
-                sent_at: row.opt_time("sent_at")?,
-                payload: row.text("payload")?,
-            })
-        })
-        .collect()
-}
-
-pub(crate) async fn session_alarms<D: Db>(
-    db: &D,
-    robot_id: i64,
-    rule_id: &str,
-    session_date: NaiveDate,
-) -> Result<Vec<StoredAlarm>, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let rows = tx
-        .fetch_all(ALARMS, args![robot_id, rule_id, date_text(session_date)])
-        .await?;
-    tx.commit().await?;
-    rows.iter()
-        .map(|row| {
-            Ok(StoredAlarm {
-                window_number: to_u32(row.int("window_number")?, "window_number")?,
-                action_index: row.int("action_index")?,
-                reference_id: row.text("reference_id")?,
-                event_name: row.text("event_name")?,
-                window_end: row.time("window_end")?,
-                sent_at: row.opt_time("sent_at")?,
-            })
-        })
-        .collect()
-}
-
 /// What the support pages list: checks, a check's notifications, a session's alarms. Part of
 /// [`Store`](super::Store); implemented once, below, for every backend, each operation bounded
 /// by the backend's operation timeout.
@@ -223,18 +129,75 @@ impl<B: Db + 'static> TimelineReads for B {
         filter: &CheckFilter,
         limit: usize,
     ) -> Result<Vec<CheckSummary>, StoreError> {
-        bounded(self, "list_checks", list_checks(self, filter, limit)).await
+        let db = self;
+        bounded(db, "list_checks", async {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let f = filter;
+            let mut shared = args![
+                f.template.clone(),
+                f.template.clone(),
+                f.result.clone(),
+                f.result.clone(),
+                f.created_from,
+                f.created_from,
+                f.created_before,
+                f.created_before,
+                f.before_id,
+                f.before_id,
+                limit
+            ];
+            let (sql, arguments) = match f.robot_id {
+                Some(robot) => {
+                    let mut arguments = args![robot];
+                    arguments.append(&mut shared);
+                    (LIST_CHECKS_OF_ROBOT, arguments)
+                }
+                None => (LIST_CHECKS, shared),
+            };
+            let mut tx = db.begin(Mode::Read).await?;
+            let rows = tx.fetch_all(sql, arguments).await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(CheckSummary {
+                        id: row.int("id")?,
+                        robot_id: row.int("robot_id")?,
+                        template_name: row.text("template_name")?,
+                        template_version: row.int("template_version")?,
+                        phase: row.text("phase")?,
+                        result: row
+                            .opt_text("result")?
+                            .unwrap_or_else(|| "PENDING".to_owned()),
+                        next_step_id: row.opt_int("next_step_id")?,
+                        planned_at: row.time("planned_at")?,
+                        created_at: row.opt_time("created_at")?,
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn check_notifications(
         &self,
         check_id: i64,
     ) -> Result<Vec<StoredNotification>, StoreError> {
-        bounded(
-            self,
-            "check_notifications",
-            check_notifications(self, check_id),
-        )
+        let db = self;
+        bounded(db, "check_notifications", async {
+            let mut tx = db.begin(Mode::Read).await?;
+            let rows = tx.fetch_all(NOTIFICATIONS, args![check_id]).await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredNotification {
+                        seq: row.int("seq")?,
+                        created_at: row.time("created_at")?,
+                        sent_at: row.opt_time("sent_at")?,
+                        payload: row.text("payload")?,
+                    })
+                })
+                .collect()
+        })
         .await
     }
 
@@ -244,11 +207,26 @@ impl<B: Db + 'static> TimelineReads for B {
         rule_id: &str,
         session_date: chrono::NaiveDate,
     ) -> Result<Vec<StoredAlarm>, StoreError> {
-        bounded(
-            self,
-            "session_alarms",
-            session_alarms(self, robot_id, rule_id, session_date),
-        )
+        let db = self;
+        bounded(db, "session_alarms", async {
+            let mut tx = db.begin(Mode::Read).await?;
+            let rows = tx
+                .fetch_all(ALARMS, args![robot_id, rule_id, date_text(session_date)])
+                .await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredAlarm {
+                        window_number: to_u32(row.int("window_number")?, "window_number")?,
+                        action_index: row.int("action_index")?,
+                        reference_id: row.text("reference_id")?,
+                        event_name: row.text("event_name")?,
+                        window_end: row.time("window_end")?,
+                        sent_at: row.opt_time("sent_at")?,
+                    })
+                })
+                .collect()
+        })
         .await
     }
 }
