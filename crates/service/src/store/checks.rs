@@ -331,13 +331,13 @@ impl<B: Db + 'static> CheckWrites for B {
                 check_insertable(check)?;
             }
             retrying!(db, tx => async {
-        let mut created = Vec::with_capacity(checks.len());
-        for check in checks {
-            created.push(create_in(db, &mut tx, check).await?);
-        }
-        Ok(Step::Commit(created))
-    }
-    .await)
+                let mut created = Vec::with_capacity(checks.len());
+                for check in checks {
+                    created.push(create_in(db, &mut tx, check).await?);
+                }
+                Ok(Step::Commit(created))
+            }
+            .await)
         })
         .await
     }

@@ -344,6 +344,33 @@ pub(crate) async fn bounded<B: Db + ?Sized, V>(
     }
 }
 
+/// Deletes, in one transaction, up to `limit` rows that `select` finds older than `before`
+/// (its arguments: the time, the limit; it selects `id`, oldest first), one `delete` (by id)
+/// each — SQLite has no `DELETE … LIMIT`, MySQL takes no `LIMIT` in an `IN` subquery; how
+/// many. The purges of sent jobs, subscribe records and ended monitor windows.
+pub(crate) async fn purge_older<D: Db + ?Sized>(
+    db: &D,
+    select: &'static str,
+    delete: &'static str,
+    before: DateTime<Utc>,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    retrying!(db, tx => async {
+        let ids = tx
+            .fetch_all(select, args![millis(before), limit])
+            .await?
+            .iter()
+            .map(|row| row.int("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for &id in &ids {
+            tx.execute(delete, args![id]).await?;
+        }
+        Ok(Step::Commit(ids.len() as u64))
+    }
+    .await)
+}
+
 /// The unique-violation message of either backend names the request key: MySQL/MariaDB by
 /// the key's name, SQLite by the table and its columns.
 pub(crate) fn names_request_key(message: &str) -> bool {

@@ -6,9 +6,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::db::bounded;
 use super::db::{Db, PerDialect, SqlRow, Step, Tx, args, millis, retrying};
-use super::lifecycle::limit_arg;
+use super::db::{bounded, purge_older};
 use super::removals::queue_in;
 use super::{StoreError, UnknownSubscription};
 
@@ -158,9 +157,9 @@ impl<B: Db + 'static> SubscriptionRecords for B {
                 .map_err(|e| StoreError::Conflict(format!("event names: {e}")))?;
             let args = args![robot_id, names, queue.map(str::to_owned), millis(now)];
             retrying!(db, tx => tx
-        .execute(INSERT_INTENT, args.clone())
-        .await
-        .map(|done| Step::Commit(done.last_insert_id)))
+                .execute(INSERT_INTENT, args.clone())
+                .await
+                .map(|done| Step::Commit(done.last_insert_id)))
         })
         .await
     }
@@ -171,9 +170,9 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         let db = self;
         bounded(db, "forget_subscribe_intent", async {
             retrying!(db, tx => tx
-        .execute(DELETE_INTENT, args![id])
-        .await
-        .map(|_| Step::Commit(())))
+                .execute(DELETE_INTENT, args![id])
+                .await
+                .map(|_| Step::Commit(())))
         })
         .await
     }
@@ -210,22 +209,11 @@ impl<B: Db + 'static> SubscriptionRecords for B {
     ) -> Result<u64, StoreError> {
         // Deletes up to `limit` records made before `before` (no delivery can match them any more);
         // how many.
-        let db = self;
-        bounded(db, "purge_subscribe_intents", async {
-            retrying!(db, tx => async {
-        let ids = tx
-            .fetch_all(INTENTS_CREATED_BEFORE, args![millis(before), limit_arg(limit)])
-            .await?
-            .iter()
-            .map(|row| row.int("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        for &id in &ids {
-            tx.execute(DELETE_INTENT, args![id]).await?;
-        }
-        Ok(Step::Commit(ids.len() as u64))
-    }
-    .await)
-        })
+        bounded(
+            self,
+            "purge_subscribe_intents",
+            purge_older(self, INTENTS_CREATED_BEFORE, DELETE_INTENT, before, limit),
+        )
         .await
     }
 }

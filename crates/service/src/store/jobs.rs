@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::checks::corrupt;
-use super::db::{Db, Dialect, Mode, SqlRow, Step, Tx, args, bounded, millis, retrying};
+use super::db::{
+    Db, Dialect, Mode, SqlRow, Step, Tx, args, bounded, millis, purge_older, retrying,
+};
 use super::lifecycle::{LAST_ERROR_MAX_CHARS, cut, limit_arg};
 use super::monitor_rows::{parse_date, to_u32};
 use super::{NEVER, OutboxMessage, PendingAction, StoreError, SubscriptionRemoval};
@@ -234,16 +236,16 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
         // One transaction for a whole batch: on SQLite every write transaction waits its turn
         // for the single writer, so one per job would halve the deadline throughput.
         retrying!(self, "complete_jobs", tx => async {
-                let mut marked = Vec::with_capacity(ids.len());
-                for &id in ids {
-                    let done = tx.execute(sql, args![millis(now), id, lease.as_str()]).await?;
-                    if done.rows_affected > 0 {
-                        marked.push(id);
-                    }
+            let mut marked = Vec::with_capacity(ids.len());
+            for &id in ids {
+                let done = tx.execute(sql, args![millis(now), id, lease.as_str()]).await?;
+                if done.rows_affected > 0 {
+                    marked.push(id);
                 }
-                Ok(Step::Commit(marked))
             }
-            .await)
+            Ok(Step::Commit(marked))
+        }
+        .await)
     }
 
     async fn fail(&self, failures: &[JobFailure], lease: &Lease) -> Result<u64, StoreError> {
@@ -252,25 +254,25 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
         }
         let sql = K::statements().failed.as_str();
         retrying!(self, "fail_jobs", tx => async {
-                let mut recorded = 0;
-                for failure in failures {
-                    let retry_at = failure.retry_at.unwrap_or(NEVER);
-                    recorded += tx
-                        .execute(
-                            sql,
-                            args![
-                                cut(&failure.error, LAST_ERROR_MAX_CHARS),
-                                millis(retry_at),
-                                failure.id,
-                                lease.as_str()
-                            ],
-                        )
-                        .await?
-                        .rows_affected;
-                }
-                Ok(Step::Commit(recorded))
+            let mut recorded = 0;
+            for failure in failures {
+                let retry_at = failure.retry_at.unwrap_or(NEVER);
+                recorded += tx
+                    .execute(
+                        sql,
+                        args![
+                            cut(&failure.error, LAST_ERROR_MAX_CHARS),
+                            millis(retry_at),
+                            failure.id,
+                            lease.as_str()
+                        ],
+                    )
+                    .await?
+                    .rows_affected;
             }
-            .await)
+            Ok(Step::Commit(recorded))
+        }
+        .await)
     }
 
     async fn backlog(&self) -> Result<i64, StoreError> {
@@ -286,22 +288,17 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
 
     async fn purge(&self, done_before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         let statements = K::statements();
-        // A `DELETE … LIMIT` SQLite does not have; MySQL takes no `LIMIT` in an `IN` subquery.
-        retrying!(self, "purge_jobs", tx => async {
-                let ids = tx
-                    .fetch_all(
-                        &statements.done_before,
-                        args![millis(done_before), limit_arg(limit)],
-                    )
-                    .await?
-                    .iter()
-                    .map(|row| row.int("id"))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for &id in &ids {
-                    tx.execute(&statements.delete, args![id]).await?;
-                }
-                Ok(Step::Commit(ids.len() as u64))
-            }
-            .await)
+        bounded(
+            self,
+            "purge_jobs",
+            purge_older(
+                self,
+                &statements.done_before,
+                &statements.delete,
+                done_before,
+                limit,
+            ),
+        )
+        .await
     }
 }

@@ -8,8 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreError;
 use super::checks::corrupt;
-use super::db::{Db, Mode, PerDialect, SqlRow, Step, Tx, args, millis, retrying};
-use super::lifecycle::limit_arg;
+use super::db::{Db, Mode, PerDialect, SqlRow, Tx, args, millis, purge_older};
 use super::monitor_rows::{date_text, parse_date, to_u32};
 
 /// How a window span ended.
@@ -196,17 +195,5 @@ pub(super) async fn purge<D: Db>(
     ended_before: DateTime<Utc>,
     limit: usize,
 ) -> Result<u64, StoreError> {
-    retrying!(db, tx => async {
-        let ids = tx
-            .fetch_all(ENDED_BEFORE, args![millis(ended_before), limit_arg(limit)])
-            .await?
-            .iter()
-            .map(|row| row.int("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        for &id in &ids {
-            tx.execute(DELETE_WINDOW, args![id]).await?;
-        }
-        Ok(Step::Commit(ids.len() as u64))
-    }
-    .await)
+    purge_older(db, ENDED_BEFORE, DELETE_WINDOW, ended_before, limit).await
 }
