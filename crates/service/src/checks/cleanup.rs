@@ -89,6 +89,7 @@ impl Checks {
                 poll_interval,
                 retention: None,
                 backlog_gauge: None,
+                purged_counter: None,
             },
             owner,
         )

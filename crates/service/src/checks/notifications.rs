@@ -144,6 +144,7 @@ impl Checks {
                 poll_interval: config.poll_interval,
                 retention: Some(config.retention),
                 backlog_gauge: Some("outbox_backlog"),
+                purged_counter: Some("outbox_purged_total"),
             },
             owner,
         )

@@ -43,6 +43,8 @@ pub struct RunnerSettings {
     pub retention: Option<Duration>,
     /// The gauge the backlog is reported as, at most once a second.
     pub backlog_gauge: Option<&'static str>,
+    /// The counter the purged jobs are added to.
+    pub purged_counter: Option<&'static str>,
 }
 
 /// How many done jobs one purge deletes at most.
@@ -146,7 +148,12 @@ impl<H: Handler> Runner<H> {
             && due(&self.next_purge, now, TimeDelta::minutes(1))
         {
             match self.queue.purge(now - delta(retention), PURGE_BATCH).await {
-                Ok(purged) => tick.purged = purged,
+                Ok(purged) => {
+                    tick.purged = purged;
+                    if let Some(counter) = self.settings.purged_counter {
+                        metrics::counter!(counter).increment(purged);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(kind = H::Kind::NAME, error = %e, "could not purge done jobs")
                 }

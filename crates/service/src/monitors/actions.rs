@@ -113,6 +113,7 @@ impl Monitors {
                 poll_interval,
                 retention: Some(self.settings.retention),
                 backlog_gauge: Some("monitor_actions_backlog"),
+                purged_counter: Some("monitor_actions_purged_total"),
             },
             owner,
         )

@@ -25,6 +25,8 @@ trait Kind {
     type Of: JobKind;
     /// The table, for reading a job's stored columns.
     const ROW: &'static str;
+    /// How many of its jobs are dead-lettered: retried at `store::NEVER`, 9999-01-01.
+    const DEAD: &'static str;
 
     fn queue(store: &dyn Store) -> &dyn JobQueue<Self::Of>;
 
@@ -42,6 +44,8 @@ impl Kind for Notifications {
     type Of = NotificationJobs;
     const ROW: &'static str = "SELECT CAST(attempts AS CHAR), last_error \
                                FROM status_check_outbox WHERE id = ?";
+    const DEAD: &'static str = "SELECT COUNT(*) FROM status_check_outbox \
+                                WHERE next_attempt_at >= '9999-01-01'";
 
     fn queue(store: &dyn Store) -> &dyn JobQueue<NotificationJobs> {
         store.notification_jobs()
@@ -71,6 +75,8 @@ impl Kind for Removal {
     type Of = Removals;
     const ROW: &'static str = "SELECT CAST(attempts AS CHAR), last_error \
                                FROM status_check_subscription_removal WHERE id = ?";
+    const DEAD: &'static str = "SELECT COUNT(*) FROM status_check_subscription_removal \
+                                WHERE next_attempt_at >= '9999-01-01'";
 
     fn queue(store: &dyn Store) -> &dyn JobQueue<Removals> {
         store.removal_jobs()
@@ -101,6 +107,8 @@ impl Kind for Alarm {
     type Of = Alarms;
     const ROW: &'static str = "SELECT CAST(attempts AS CHAR), last_error \
                                FROM status_check_monitor_action WHERE id = ?";
+    const DEAD: &'static str = "SELECT COUNT(*) FROM status_check_monitor_action \
+                                WHERE next_attempt_at >= '9999-01-01'";
 
     fn queue(store: &dyn Store) -> &dyn JobQueue<Alarms> {
         store.alarm_jobs()
@@ -355,7 +363,9 @@ async fn fail_retry_and_dead_letter<K: Kind>(db: &TestDb) {
         [(a[0].id, 1)]
     );
     // Its last attempt fails: dead-lettered.
+    assert_eq!(db.raw.count(K::DEAD).await, 0);
     assert_eq!(fail::<K>(db, a[0].id, "c", None, "gave up").await, 1);
+    assert_eq!(db.raw.count(K::DEAD).await, 1, "retried at 9999-01-01");
     assert_eq!(backlog::<K>(db).await, 0);
     let far = at("9000-01-01T00:00:00Z");
     assert!(claim::<K>(db, far, "d", 10).await.is_empty());

@@ -28,7 +28,7 @@ pub(crate) fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
 }
 
-fn template(name: &str, version: i64) -> TemplateDefinition {
+pub(crate) fn template(name: &str, version: i64) -> TemplateDefinition {
     TemplateDefinition {
         name: name.to_owned(),
         version,

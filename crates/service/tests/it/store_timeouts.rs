@@ -11,11 +11,15 @@ use std::time::{Duration, Instant};
 use chrono::TimeDelta;
 use serde_json::json;
 use status_check::jobs::JobFailure;
-use status_check::store::{Created, MonitorPut, MonitorSource, StateChange, StoreError};
+use status_check::store::{
+    BatchedUpdate, CheckFilter, Created, Fence, MonitorPut, MonitorSource, Notifications,
+    StateChange, StoreError,
+};
+use status_check_engine::lifecycle::NextSteps;
 
 use crate::fault_stack::PrivateMariadb;
 use crate::monitor_store::{at, date, monitor};
-use crate::store::{new_check, synced_template};
+use crate::store::{new_check, notify, render, synced_template};
 use crate::support::{self, Raw, TestDb, lease};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,6 +146,29 @@ async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again
     let mut second = first.clone();
     second.key.scheduled_id += 1;
 
+    let key = first.key.clone();
+    let (robot, sub) = (first.key.robot_id, 991);
+    let t0 = first.now;
+    let decision = notify(&stored).unwrap();
+    let notifications = Notifications::rendered_by(&render);
+    let batch = [BatchedUpdate {
+        current: &stored,
+        fence: Fence::None,
+        update: decision.clone(),
+        call_ref: "frozen",
+    }];
+    let holder = lease("frozen");
+    let steps = NextSteps {
+        pass: 10,
+        fail: 11,
+        unknown: None,
+    };
+    let names = ["CHARGING_STARTED".to_owned()];
+    let definition = crate::store::template("frozen-sync", 1);
+    let grace = TimeDelta::seconds(60);
+    let (ids, pairs, filter) = ([stored.id], [(robot, sub)], CheckFilter::default());
+    let store = &db.store;
+
     let frozen = server.freeze();
     let started = Instant::now();
     let (read, write) = unless_hung(async {
@@ -151,9 +178,81 @@ async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again
         )
     })
     .await;
+    // Every other operation of the checks' half, at once.
+    let (
+        (ping, clock, creates, reads, by_key, open, by_sub, by_subs),
+        (list, notes, alarms, sync, versions, by_id, unadopted, adopt),
+        (update, updates, claim, stale, removal, intent, forget, unknown, purge),
+    ) = unless_hung(async {
+        tokio::join!(
+            async {
+                tokio::join!(
+                    store.ping(),
+                    store.read_database_clock(3),
+                    store.create_checks(std::slice::from_ref(&second)),
+                    store.get_checks(&ids),
+                    store.find_check(&key),
+                    store.open_checks_at_step(robot, key.step_id),
+                    store.find_by_subscription(robot, sub),
+                    store.find_by_subscriptions(&pairs),
+                )
+            },
+            async {
+                tokio::join!(
+                    store.list_checks(&filter, 10),
+                    store.check_notifications(stored.id),
+                    store.session_alarms(robot, "frozen", t0.date_naive()),
+                    store.sync_template(&definition, &|_| true, t0),
+                    store.template_versions("frozen"),
+                    store.template_by_id(template),
+                    store.unadopted_checks(0, 10),
+                    store.adopt_check(stored.id, steps, t0),
+                )
+            },
+            async {
+                tokio::join!(
+                    store.update_check(&stored, Fence::None, &decision, &notifications, "f", t0),
+                    store.update_checks(&batch, &notifications, t0),
+                    store.claim_due(t0, &holder, 10),
+                    store.release_stale_leases(t0),
+                    store.queue_subscription_removal(robot, sub, "ended", t0),
+                    store.record_subscribe_intent(robot, &names, None, t0),
+                    store.forget_subscribe_intent(1),
+                    store.claim_unknown_subscription(robot, sub, &names[0], t0, grace, t0),
+                    store.purge_subscribe_intents(t0, 10),
+                )
+            },
+        )
+    })
+    .await;
     assert_at_the_bound(started.elapsed());
     assert_timed_out(&read, "get_check");
     assert_timed_out(&write, "create_check");
+    assert_timed_out(&ping, "ping");
+    assert_timed_out(&clock, "read_database_clock");
+    assert_timed_out(&creates, "create_checks");
+    assert_timed_out(&reads, "get_checks");
+    assert_timed_out(&by_key, "find_check");
+    assert_timed_out(&open, "open_checks_at_step");
+    assert_timed_out(&by_sub, "find_by_subscription");
+    assert_timed_out(&by_subs, "find_by_subscriptions");
+    assert_timed_out(&list, "list_checks");
+    assert_timed_out(&notes, "check_notifications");
+    assert_timed_out(&alarms, "session_alarms");
+    assert_timed_out(&sync, "sync_template");
+    assert_timed_out(&versions, "template_versions");
+    assert_timed_out(&by_id, "template_by_id");
+    assert_timed_out(&unadopted, "unadopted_checks");
+    assert_timed_out(&adopt, "adopt_check");
+    assert_timed_out(&update, "update_check");
+    assert_timed_out(&updates, "update_checks");
+    assert_timed_out(&claim, "claim_due");
+    assert_timed_out(&stale, "release_stale_leases");
+    assert_timed_out(&removal, "queue_subscription_removal");
+    assert_timed_out(&intent, "record_subscribe_intent");
+    assert_timed_out(&forget, "forget_subscribe_intent");
+    assert_timed_out(&unknown, "claim_unknown_subscription");
+    assert_timed_out(&purge, "purge_subscribe_intents");
     frozen.thaw();
 
     assert_eq!(db.store.get_check(stored.id).await.unwrap(), Some(stored));
