@@ -164,9 +164,12 @@ pub async fn monitor_day(
     let (robot_id, rule_id) = (monitor.robot_id(), monitor.rule_id().as_str());
     let kept = store.monitor_windows(robot_id, rule_id, date).await?;
     let alarms = store.session_alarms(robot_id, rule_id, date).await?;
+    // A day whose session was reopened (the monitor changed) keeps both openings: the span
+    // drawn runs from the first's start to the last's end.
     let session = kept
         .first()
-        .map(|w| (w.session_start, w.session_end))
+        .zip(kept.last())
+        .map(|(first, last)| (first.session_start, last.session_end))
         .or_else(|| monitor.session_on(date).map(|s| (s.start, s.end)));
     let windows = kept
         .iter()

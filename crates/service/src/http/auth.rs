@@ -4,6 +4,8 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use subtle::ConstantTimeEq as _;
+
 use super::AppState;
 use super::problem::{ApiError, canonical_id};
 
@@ -54,5 +56,93 @@ impl FromRequestParts<AppState> for Robot {
         })?;
         tracing::Span::current().record("robot_id", id);
         Ok(Robot { id })
+    }
+}
+
+/// How a request presented the internal API token (`INTERNAL_API_TOKEN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Presented {
+    /// The token, in exactly one `Authorization` header.
+    Token,
+    /// No `Authorization` header, or more than one.
+    NoHeader,
+    /// Another token or scheme.
+    Other,
+}
+
+/// Whether `parts` present `token` — as `Bearer <token>`, or with `basic` also as the
+/// password of HTTP Basic (any user name) — compared in constant time.
+pub(super) fn internal_token(parts: &Parts, token: &str, basic: bool) -> Presented {
+    let mut values = parts
+        .headers
+        .get_all(axum::http::header::AUTHORIZATION)
+        .iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Presented::NoHeader;
+    };
+    let presented = value.to_str().ok().and_then(|value| {
+        let (scheme, credentials) = value.trim().split_once(' ')?;
+        let credentials = credentials.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Some(credentials.as_bytes().to_vec());
+        }
+        if basic && scheme.eq_ignore_ascii_case("basic") {
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(credentials)
+                .ok()?;
+            let colon = decoded.iter().position(|b| *b == b':')?;
+            return Some(decoded[colon + 1..].to_vec());
+        }
+        None
+    });
+    match presented {
+        Some(presented) if bool::from(presented.ct_eq(token.as_bytes())) => Presented::Token,
+        _ => Presented::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presents(headers: &[&str], token: &str, basic: bool) -> Presented {
+        let mut request = axum::http::Request::builder();
+        for value in headers {
+            request = request.header(axum::http::header::AUTHORIZATION, *value);
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        internal_token(&parts, token, basic)
+    }
+
+    #[test]
+    fn the_token_comes_as_bearer_or_as_the_basic_password() {
+        let token = |value: &str, expected: &str| presents(&[value], expected, true);
+        assert_eq!(token("Bearer s3cret", "s3cret"), Presented::Token);
+        assert_eq!(token("bearer  s3cret ", "s3cret"), Presented::Token);
+        // "anyone:s3cret", and a password with a colon in it.
+        assert_eq!(
+            token("Basic YW55b25lOnMzY3JldA==", "s3cret"),
+            Presented::Token
+        );
+        assert_eq!(token("Basic OmE6Yg==", "a:b"), Presented::Token);
+        assert_eq!(token("Basic !!!", "s3cret"), Presented::Other);
+        assert_eq!(
+            token("Basic czNjcmV0", "s3cret"),
+            Presented::Other,
+            "no colon"
+        );
+        assert_eq!(token("Digest s3cret", "s3cret"), Presented::Other);
+        assert_eq!(token("s3cret", "s3cret"), Presented::Other);
+        assert_eq!(token("Bearer s3cre", "s3cret"), Presented::Other);
+    }
+
+    #[test]
+    fn basic_only_where_allowed_and_one_header_only() {
+        let basic = "Basic YW55b25lOnMzY3JldA==";
+        assert_eq!(presents(&[basic], "s3cret", false), Presented::Other);
+        assert_eq!(presents(&[], "s3cret", true), Presented::NoHeader);
+        let twice = ["Bearer s3cret", "Bearer s3cret"];
+        assert_eq!(presents(&twice, "s3cret", true), Presented::NoHeader);
     }
 }

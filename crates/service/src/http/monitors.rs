@@ -6,17 +6,17 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use status_check_engine::monitor::{MonitorDefinition, RuleId};
-use subtle::ConstantTimeEq as _;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::auth::{Presented, internal_token};
 use super::checks::{JsonObject, database_error};
 use super::monitor_history::{HistoryQuery, MonitorView, SessionHistoryDto, history_date};
 use super::problem::{ApiError, Challenged, FieldError, Problem, canonical_id};
@@ -64,23 +64,12 @@ impl FromRequestParts<AppState> for Internal {
         };
         let unauthorized =
             |detail: &str| internal_rejection(ApiError::Unauthorized(detail.to_owned()));
-        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            return Err(unauthorized(
+        match internal_token(parts, token, false) {
+            Presented::Token => Ok(Internal),
+            Presented::NoHeader => Err(unauthorized(
                 "send one Authorization: Bearer <INTERNAL_API_TOKEN> header",
-            ));
-        };
-        let presented = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, credentials)| credentials.trim());
-        match presented {
-            Some(presented) if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) => {
-                Ok(Internal)
-            }
-            _ => Err(unauthorized(
+            )),
+            Presented::Other => Err(unauthorized(
                 "the bearer token is not the internal API token",
             )),
         }

@@ -16,14 +16,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use maud::Markup;
 use serde::Deserialize;
 use status_check_engine::monitor::RuleId;
-use subtle::ConstantTimeEq as _;
 
 use super::AppState;
+use super::auth::{Presented, internal_token};
 use super::internal_checks::check_id;
 use super::problem::{ApiError, Challenged, FieldError, canonical_id};
 use crate::checks::CheckFilter;
@@ -56,23 +55,6 @@ fn staff_rejection(error: ApiError) -> Challenged {
     }
 }
 
-/// The token a request presents: `Bearer <token>`, or `Basic base64(user:token)`.
-fn presented_token(value: &str) -> Option<Vec<u8>> {
-    let (scheme, credentials) = value.trim().split_once(' ')?;
-    let credentials = credentials.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(credentials.as_bytes().to_vec());
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(credentials)
-            .ok()?;
-        let colon = decoded.iter().position(|b| *b == b':')?;
-        return Some(decoded[colon + 1..].to_vec());
-    }
-    None
-}
-
 impl FromRequestParts<AppState> for Staff {
     type Rejection = Challenged;
 
@@ -82,14 +64,9 @@ impl FromRequestParts<AppState> for Staff {
                 "no such route".to_owned(),
             )));
         };
-        let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-        let presented = match (values.next(), values.next()) {
-            (Some(value), None) => value.to_str().ok().and_then(presented_token),
-            _ => None,
-        };
-        match presented {
-            Some(presented) if bool::from(presented.ct_eq(token.as_bytes())) => Ok(Staff),
-            _ => Err(staff_rejection(ApiError::Unauthorized(
+        match internal_token(parts, token, true) {
+            Presented::Token => Ok(Staff),
+            Presented::NoHeader | Presented::Other => Err(staff_rejection(ApiError::Unauthorized(
                 "log in with the internal API token: as the password of HTTP Basic (any user \
                  name), or as Authorization: Bearer <INTERNAL_API_TOKEN>"
                     .to_owned(),
@@ -328,30 +305,5 @@ fn invalid_path(field: &str, message: impl Into<String>) -> ApiError {
             field: field.to_owned(),
             message: message.into(),
         }],
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::presented_token;
-
-    #[test]
-    fn the_token_comes_as_bearer_or_as_the_basic_password() {
-        assert_eq!(presented_token("Bearer s3cret"), Some(b"s3cret".to_vec()));
-        assert_eq!(presented_token("bearer  s3cret "), Some(b"s3cret".to_vec()));
-        // "anyone:s3cret", and a password with a colon in it.
-        assert_eq!(
-            presented_token("Basic YW55b25lOnMzY3JldA=="),
-            Some(b"s3cret".to_vec())
-        );
-        assert_eq!(presented_token("Basic OmE6Yg=="), Some(b"a:b".to_vec()));
-        assert_eq!(presented_token("Basic !!!"), None);
-        assert_eq!(
-            presented_token("Basic czNjcmV0"),
-            None,
-            "no colon: no password"
-        );
-        assert_eq!(presented_token("Digest s3cret"), None);
-        assert_eq!(presented_token("s3cret"), None);
     }
 }
