@@ -2,6 +2,7 @@
 //! the fastest one, and carried forward between samples on this host's monotonic clock.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -70,12 +71,16 @@ const DRIFT: f64 = 1e-4;
 #[derive(Debug)]
 pub struct DatabaseClock {
     anchor: Mutex<ClockEstimate>,
+    /// The latest time `now` answered (µs since the epoch): a correction that moves the
+    /// estimate back never makes `now` go back — leases and deadlines compare its answers.
+    latest: AtomicI64,
 }
 
 impl DatabaseClock {
     pub fn new(estimate: &ClockEstimate) -> Self {
         DatabaseClock {
             anchor: Mutex::new(*estimate),
+            latest: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -99,7 +104,12 @@ impl Clock for DatabaseClock {
     fn now(&self) -> DateTime<Utc> {
         let anchor = *self.anchor.lock().unwrap_or_else(|e| e.into_inner());
         let since = TimeDelta::from_std(anchor.at.elapsed()).unwrap_or(TimeDelta::MAX);
-        anchor.database + since
+        let counted = (anchor.database + since).timestamp_micros();
+        let latest = self
+            .latest
+            .fetch_max(counted, Ordering::Relaxed)
+            .max(counted);
+        DateTime::from_timestamp_micros(latest).unwrap_or(anchor.database + since)
     }
 }
 
@@ -221,5 +231,24 @@ mod tests {
             ..slow
         };
         assert!(clock.correct(&late));
+    }
+
+    #[test]
+    fn a_correction_back_never_turns_now_back() {
+        let start = Instant::now();
+        let estimate = |database: &str| ClockEstimate {
+            at: start,
+            database: at(database),
+            skew: TimeDelta::zero(),
+            uncertainty: Duration::ZERO,
+        };
+        let clock = DatabaseClock::new(&estimate("2026-12-01T10:00:01Z"));
+        let before = clock.now();
+        assert!(before >= at("2026-12-01T10:00:01Z"));
+        // A better reading puts the database a second earlier: `now` holds still, not back.
+        assert!(clock.correct(&estimate("2026-12-01T10:00:00Z")));
+        let after = clock.now();
+        assert!(after >= before, "{after} < {before}");
+        assert!(after < before + TimeDelta::milliseconds(500), "{after}");
     }
 }
