@@ -2,12 +2,13 @@
 //! store and shaped for the timeline renderer: a check with its notifications, a monitor's
 //! day with its windows and alarms.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use status_check_engine::Record;
 use status_check_engine::lifecycle::Windows;
 use utoipa::ToSchema;
 
+use crate::checks::view::time;
 use crate::store::{
     DynStore, Provenance, StoreError, StoredCheck, StoredMonitor, StoredNotification, WindowClose,
 };
@@ -31,10 +32,6 @@ pub struct NotificationDto {
     #[schema(example = "PASS")]
     pub result: String,
     pub next_step_id: Option<i64>,
-}
-
-fn time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl NotificationDto {

@@ -52,7 +52,8 @@ pub struct CheckDto {
     pub updated_at: String,
 }
 
-fn time(at: DateTime<Utc>) -> String {
+/// A time as the API writes it: RFC 3339, UTC, milliseconds.
+pub(crate) fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
