@@ -11,19 +11,19 @@ use status_check_engine::Limits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{CheckSettings, Checks, ReconcileSettings};
+use crate::checks::{CheckSettings, Checks};
 use crate::clock::{Clock, SkewGuard, SystemClock};
 use crate::config::Config;
 use crate::deliveries::Deliveries;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, AppState, Readiness};
 use crate::monitors::{MonitorSettings, Monitors};
-use crate::store::{self, DynStore, OutboxHandoff};
+use crate::store::{DynStore, OutboxHandoff};
 use crate::telemetry;
 use crate::templates::TemplateRegistry;
 use crate::upstream::megazord::HttpMegazord;
 use crate::upstream::micro_managers::HttpMicroManagers;
-use crate::upstream::step_cache::{CachedMicroManagers, StepCacheConfig};
+use crate::upstream::step_cache::CachedMicroManagers;
 use crate::upstream::{Megazord, MicroManagers, UpstreamConfig};
 use crate::workers::consumer::{Consumer, ConsumerConfig};
 use crate::workers::monitor::{MonitorWorker, MonitorWorkerConfig};
@@ -69,13 +69,7 @@ impl App {
     /// Connects to the configured database and upstreams, migrates, syncs the templates and
     /// binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let store = store::connect(config.database_url.expose(), config.store_settings)
-            // Its error names the database and the cause (StoreError::Connect).
-            .await?;
-        store
-            .migrate()
-            .await
-            .context("cannot migrate the database")?;
+        let store = config.database.open_store().await?;
         // On MySQL every "now" is the database's (SPEC §3.6): measured once here, then every
         // CLOCK_SKEW_INTERVAL_MS while running. SQLite's clock is this process's.
         let clock_guard = SkewGuard::start(store.clone(), config.clock_skew)
@@ -89,10 +83,7 @@ impl App {
             let base = address
                 .clone()
                 .with_context(|| format!("configuration key {key}: required by serve"))?;
-            let mut upstream = UpstreamConfig::new(base);
-            upstream.timeout = config.upstream_timeout;
-            upstream.retries = config.upstream_retries;
-            Ok(upstream)
+            Ok(config.upstream(base))
         };
         // A monitoring-only replica on its own queue never reads a step: it runs with only
         // the job service's environment, which has no Micro-Managers address.
@@ -154,13 +145,7 @@ impl App {
             .context("cannot load the shipped templates")?;
         readiness.set_templates_loaded();
         tracing::info!(count, from = %config.templates, "templates loaded");
-        let micro_managers = CachedMicroManagers::wrap(
-            deps.micro_managers,
-            StepCacheConfig {
-                ttl: config.step_cache_ttl,
-                capacity: config.step_cache_size,
-            },
-        );
+        let micro_managers = CachedMicroManagers::wrap(deps.micro_managers, config.step_cache);
         let monitors = Arc::new(Monitors::new(
             deps.store.clone(),
             deps.megazord.clone(),
@@ -174,11 +159,7 @@ impl App {
                 ..MonitorSettings::default()
             },
         ));
-        if let Some(configured) = crate::monitors::files::load(crate::monitors::files::Sources {
-            monitors_file: config.monitors_file.as_deref(),
-            monitoring_config: config.monitoring_config.as_deref(),
-            toilet_monitoring_config: config.toilet_monitoring_config.as_deref(),
-        })? {
+        if let Some(configured) = crate::monitors::files::load(&config.monitor_sources)? {
             let synced = monitors
                 .sync_files(&configured)
                 .await
@@ -207,11 +188,7 @@ impl App {
                     limits,
                     open_checks_per_step: config.open_checks_per_step,
                     hostname: notify::hostname().into(),
-                    reconcile: ReconcileSettings {
-                        enabled: config.deadline_reconcile,
-                        budget: config.deadline_reconcile_budget,
-                        concurrency: config.deadline_reconcile_concurrency,
-                    },
+                    reconcile: config.reconcile,
                 },
             )
             .with_handoff(handoff.clone()),
@@ -242,11 +219,7 @@ impl App {
         Ok(App {
             listener,
             router,
-            limits: ConnectionLimits {
-                header_read_timeout: config.http_header_read_timeout,
-                idle_timeout: config.http_idle_timeout,
-                max_connections: config.http_max_connections,
-            },
+            limits: config.connection_limits,
             shutdown_timeout: config.shutdown_timeout,
             state,
             workers,

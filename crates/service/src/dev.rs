@@ -26,7 +26,6 @@ use crate::config::Config;
 use crate::queue::{DynQueue, MemoryQueue};
 use crate::store::DynStore;
 use crate::template_files::TemplateSource;
-use crate::upstream::UpstreamConfig;
 use crate::upstream::megazord::HttpMegazord;
 use crate::upstream::micro_managers::HttpMicroManagers;
 use crate::{App, Deps};
@@ -174,24 +173,10 @@ impl Stack {
 
         let store = match store {
             Some(store) => store,
-            None => {
-                let store =
-                    crate::store::connect(config.database_url.expose(), config.store_settings)
-                        .await
-                        .context("cannot connect to the database")?;
-                store
-                    .migrate()
-                    .await
-                    .context("cannot migrate the database")?;
-                store
-            }
+            None => config.database.open_store().await?,
         };
-        let upstream = |address: &Option<String>| {
-            let mut upstream = UpstreamConfig::new(address.clone().unwrap_or_default());
-            upstream.timeout = config.upstream_timeout;
-            upstream.retries = config.upstream_retries;
-            upstream
-        };
+        let upstream =
+            |address: &Option<String>| config.upstream(address.clone().unwrap_or_default());
         let deps = Deps {
             store: store.clone(),
             micro_managers: Arc::new(HttpMicroManagers::new(&upstream(

@@ -44,7 +44,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let mut env = dev_env(&database);
     env.insert("PORT".into(), args.port.to_string());
     let probe = Config::from_sources(env.clone())?;
-    telemetry::init_logging(&probe.log_level, probe.log_format);
+    telemetry::init_logging(&probe.database.log_level, probe.database.log_format);
 
     let queue = Arc::new(MemoryQueue::new());
     let sim_ports = match args.port {

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DatabaseConfig, Roles};
-use crate::{App, store, telemetry};
+use crate::{App, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,8 +82,8 @@ async fn serve(roles: Option<&str>) -> anyhow::Result<i32> {
         env.insert("ROLES".to_owned(), roles.to_owned());
     }
     let config = Config::from_sources(env)?;
-    telemetry::init_logging(&config.log_level, config.log_format);
-    if let Some(warning) = config.database_tls_warning() {
+    telemetry::init_logging(&config.database.log_level, config.database.log_format);
+    if let Some(warning) = config.database.tls_warning() {
         tracing::warn!("{warning}");
     }
     let app = App::build(&config).await?;
@@ -100,13 +100,7 @@ async fn migrate() -> anyhow::Result<i32> {
     if let Some(warning) = config.tls_warning() {
         tracing::warn!("{warning}");
     }
-    let store = store::connect(config.database_url.expose(), config.store)
-        // Its error names the database and the cause (StoreError::Connect).
-        .await?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
+    config.open_store().await?;
     tracing::info!("migrations applied");
     Ok(0)
 }

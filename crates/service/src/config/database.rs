@@ -117,6 +117,19 @@ impl DatabaseConfig {
         })
     }
 
+    /// The store, connected and migrated: what every command that runs does first.
+    pub async fn open_store(&self) -> anyhow::Result<crate::store::DynStore> {
+        use anyhow::Context as _;
+        let store = crate::store::connect(self.database_url.expose(), self.store)
+            // Its error names the database and the cause (StoreError::Connect).
+            .await?;
+        store
+            .migrate()
+            .await
+            .context("cannot migrate the database")?;
+        Ok(store)
+    }
+
     /// What to warn about at start-up when the connection to MySQL is encrypted but its
     /// certificate is not checked (see [`tls_warning`]).
     pub fn tls_warning(&self) -> Option<String> {

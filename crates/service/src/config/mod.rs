@@ -14,7 +14,12 @@ pub use database::{DatabaseConfig, Secret};
 pub use keys::KEYS;
 use keys::default;
 
+use crate::checks::ReconcileSettings;
+use crate::http::server::ConnectionLimits;
+use crate::monitors::files::Sources as MonitorSources;
 use crate::template_files::TemplateSource;
+use crate::upstream::UpstreamConfig;
+use crate::upstream::step_cache::StepCacheConfig;
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,10 +47,8 @@ pub enum LogFormat {
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
-    pub database_url: Secret<String>,
-    /// The most one store operation may take (`DB_OPERATION_TIMEOUT_SECS`).
-    /// The store's operation timeout and MySQL pool size.
-    pub store_settings: crate::store::StoreSettings,
+    /// The database, the store's bounds and the logging: all that `migrate` reads too.
+    pub database: DatabaseConfig,
     pub micro_managers_address: Option<String>,
     pub megazord_events_address: Option<String>,
     pub upstream_timeout: Duration,
@@ -65,10 +68,8 @@ pub struct Config {
     pub scheduler_batch: usize,
     pub scheduler_concurrency: usize,
     pub scheduler_stale_lock: Duration,
-    /// `DEADLINE_RECONCILE`: open checks read Megazord at their deadline (SPEC §3.5).
-    pub deadline_reconcile: bool,
-    pub deadline_reconcile_budget: Duration,
-    pub deadline_reconcile_concurrency: usize,
+    /// `DEADLINE_RECONCILE*`: open checks read Megazord at their deadline (SPEC §3.5).
+    pub reconcile: ReconcileSettings,
     pub relay_poll_interval: Duration,
     pub relay_concurrency: usize,
     /// `TEMPLATES_DIR`, or the templates built into the binary when it is unset.
@@ -77,26 +78,18 @@ pub struct Config {
     pub history_cap: usize,
     pub open_checks_per_step: u64,
     /// Micro-Managers steps cached: for how long, and how many (0: no cache).
-    pub step_cache_ttl: Duration,
-    pub step_cache_size: u64,
+    pub step_cache: StepCacheConfig,
     pub docs_enabled: bool,
     pub consumer_unready_after: Duration,
     pub outbox_max_attempts: u32,
     pub outbox_retention: Duration,
     pub rule_cost_budget: u64,
     pub shutdown_timeout: Duration,
-    pub http_header_read_timeout: Duration,
-    pub http_idle_timeout: Duration,
+    /// `HTTP_HEADER_READ_TIMEOUT_SECS`, `HTTP_IDLE_TIMEOUT_SECS`, `HTTP_MAX_CONNECTIONS`.
+    pub connection_limits: ConnectionLimits,
     pub http_request_timeout: Duration,
-    pub http_max_connections: usize,
-    pub log_level: String,
-    pub log_format: LogFormat,
-    /// `MONITORS_FILE`.
-    pub monitors_file: Option<PathBuf>,
-    /// `TOILET_MONITORING_CONFIG`: inline JSON or a path.
-    pub toilet_monitoring_config: Option<String>,
-    /// `MONITORING_CONFIG`: the job service's own variable, inline JSON or a path.
-    pub monitoring_config: Option<String>,
+    /// `MONITORS_FILE`, `MONITORING_CONFIG` and `TOILET_MONITORING_CONFIG`.
+    pub monitor_sources: MonitorSources,
     /// `MONITORS_QUEUE_SUFFIX`; `None`: monitors use the status queue.
     pub monitors_queue_suffix: Option<String>,
     /// `ALARM_PROVIDER_NAME`.
@@ -137,9 +130,12 @@ fn merged(env: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Con
 }
 
 impl Config {
-    /// What to warn about at start-up when TLS to MySQL does not check the certificate.
-    pub fn database_tls_warning(&self) -> Option<String> {
-        database::tls_warning(self.database_url.expose())
+    /// An upstream at `base` with the configured timeout and retries.
+    pub fn upstream(&self, base: String) -> UpstreamConfig {
+        let mut upstream = UpstreamConfig::new(base);
+        upstream.timeout = self.upstream_timeout;
+        upstream.retries = self.upstream_retries;
+        upstream
     }
 
     /// Reads the process environment (and `CONFIG_FILE`, when set).
@@ -195,12 +191,7 @@ impl Config {
         let port = get("PORT")
             .parse::<u16>()
             .map_err(|_| error("PORT", format!("{:?} is not a port number", get("PORT"))))?;
-        let DatabaseConfig {
-            database_url,
-            store: store_settings,
-            log_level,
-            log_format,
-        } = DatabaseConfig::from_values(values)?;
+        let database = DatabaseConfig::from_values(values)?;
         let robot_queue_address = optional("ROBOT_QUEUE_ADDRESS");
         let roles = Roles::parse(&get("ROLES")).map_err(|m| error("ROLES", m))?;
         let status_queue_address = url("STATUS_QUEUE_ADDRESS")?;
@@ -252,8 +243,7 @@ impl Config {
         Ok(Config {
             host,
             port,
-            database_url,
-            store_settings,
+            database,
             micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
             megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
             upstream_timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
@@ -278,11 +268,11 @@ impl Config {
             scheduler_batch: usize_of("SCHEDULER_BATCH")?,
             scheduler_concurrency: usize_of("SCHEDULER_CONCURRENCY")?,
             scheduler_stale_lock: Duration::from_secs(positive("SCHEDULER_STALE_LOCK_SECS")?),
-            deadline_reconcile: boolean("DEADLINE_RECONCILE")?,
-            deadline_reconcile_budget: Duration::from_millis(positive(
-                "DEADLINE_RECONCILE_BUDGET_MS",
-            )?),
-            deadline_reconcile_concurrency: usize_of("DEADLINE_RECONCILE_CONCURRENCY")?,
+            reconcile: ReconcileSettings {
+                enabled: boolean("DEADLINE_RECONCILE")?,
+                budget: Duration::from_millis(positive("DEADLINE_RECONCILE_BUDGET_MS")?),
+                concurrency: usize_of("DEADLINE_RECONCILE_CONCURRENCY")?,
+            },
             relay_poll_interval: Duration::from_millis(positive("RELAY_POLL_INTERVAL_MS")?),
             relay_concurrency: usize_of("RELAY_CONCURRENCY")?,
             templates: optional("TEMPLATES_DIR").map_or(TemplateSource::BuiltIn, |dir| {
@@ -292,8 +282,10 @@ impl Config {
             history_cap: usize::try_from(positive("HISTORY_CAP")?)
                 .map_err(|_| error("HISTORY_CAP", "too large"))?,
             open_checks_per_step: positive("OPEN_CHECKS_PER_STEP")?,
-            step_cache_ttl: Duration::from_secs(parse_u64("STEP_CACHE_TTL_SECS")?),
-            step_cache_size: parse_u64("STEP_CACHE_SIZE")?,
+            step_cache: StepCacheConfig {
+                ttl: Duration::from_secs(parse_u64("STEP_CACHE_TTL_SECS")?),
+                capacity: parse_u64("STEP_CACHE_SIZE")?,
+            },
             docs_enabled: boolean("DOCS_ENABLED")?,
             consumer_unready_after: Duration::from_secs(positive("CONSUMER_UNREADY_AFTER_SECS")?),
             outbox_retention: Duration::from_secs(positive("OUTBOX_RETENTION_SECS")?),
@@ -301,17 +293,19 @@ impl Config {
                 .map_err(|_| error("OUTBOX_MAX_ATTEMPTS", "too large"))?,
             rule_cost_budget: positive("RULE_COST_BUDGET")?,
             shutdown_timeout: Duration::from_secs(positive("SHUTDOWN_TIMEOUT_SECS")?),
-            http_header_read_timeout: Duration::from_secs(positive(
-                "HTTP_HEADER_READ_TIMEOUT_SECS",
-            )?),
-            http_idle_timeout: Duration::from_secs(positive("HTTP_IDLE_TIMEOUT_SECS")?),
+            connection_limits: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(positive(
+                    "HTTP_HEADER_READ_TIMEOUT_SECS",
+                )?),
+                idle_timeout: Duration::from_secs(positive("HTTP_IDLE_TIMEOUT_SECS")?),
+                max_connections: usize_of("HTTP_MAX_CONNECTIONS")?,
+            },
             http_request_timeout: Duration::from_secs(positive("HTTP_REQUEST_TIMEOUT_SECS")?),
-            http_max_connections: usize_of("HTTP_MAX_CONNECTIONS")?,
-            log_level,
-            log_format,
-            monitors_file: optional("MONITORS_FILE").map(PathBuf::from),
-            toilet_monitoring_config: optional("TOILET_MONITORING_CONFIG"),
-            monitoring_config: optional("MONITORING_CONFIG"),
+            monitor_sources: MonitorSources {
+                monitors_file: optional("MONITORS_FILE").map(PathBuf::from),
+                monitoring_config: optional("MONITORING_CONFIG"),
+                toilet_monitoring_config: optional("TOILET_MONITORING_CONFIG"),
+            },
             monitors_queue_suffix,
             alarm_provider_name: get("ALARM_PROVIDER_NAME"),
             internal_api_token: optional("INTERNAL_API_TOKEN").map(Secret::new),

@@ -90,25 +90,34 @@ fn the_clock_skew_bound_is_seconds_above_zero() {
 fn defaults_apply() {
     let config = config(&[]).unwrap();
     assert_eq!(config.port, 8080);
-    assert_eq!(config.database_url.expose(), "sqlite://status-check.db");
+    assert_eq!(
+        config.database.database_url.expose(),
+        "sqlite://status-check.db"
+    );
     assert_eq!(config.upstream_timeout, Duration::from_secs(5));
     assert_eq!(config.robot_consumer_username, "tinybots-robots");
-    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(config.database.log_format, LogFormat::Json);
     assert_eq!(
         config.rule_cost_budget,
         status_check_engine::rules::DEFAULT_COST_BUDGET
     );
-    assert_eq!(config.http_header_read_timeout, Duration::from_secs(10));
-    assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
-    assert_eq!(config.http_request_timeout, Duration::from_secs(30));
-    assert_eq!(config.http_max_connections, 1024);
     assert_eq!(
-        config.store_settings.operation_timeout,
+        config.connection_limits,
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    );
+    assert_eq!(config.http_request_timeout, Duration::from_secs(30));
+    assert_eq!(
+        config.database.store.operation_timeout,
         crate::store::DEFAULT_OPERATION_TIMEOUT
     );
     assert_eq!(
         config
-            .store_settings
+            .database
+            .store
             .operation_timeout
             .as_secs()
             .to_string(),
@@ -161,39 +170,28 @@ fn log_levels_and_filters_are_accepted() {
 
 #[test]
 fn the_existing_deployments_variables_build_a_mysql_url() {
-    let built = config(&[
-        ("DB_RW_HOST", "db.internal"),
-        ("DB_RW_USERNAME", "svc"),
-        ("DB_RW_PASSWORD", "p@ss:word"),
-        ("DB_PORT", "3307"),
-    ])
-    .unwrap();
-    assert_eq!(
-        built.database_url.expose(),
-        "mysql://svc:p%40ss%3Aword@db.internal:3307/tinybots?ssl-mode=preferred"
-    );
+    let deployment = [("DB_RW_HOST", "db.internal"), ("DB_RW_USERNAME", "svc")];
+    let ca = ("DB_SSL_CA", "/etc/ssl/rds.pem");
     // A CA makes verification the default; an explicit mode still wins.
-    let verified = config(&[
-        ("DB_RW_HOST", "db.internal"),
-        ("DB_RW_USERNAME", "svc"),
-        ("DB_SSL_CA", "/etc/ssl/rds.pem"),
-    ])
-    .unwrap();
-    assert_eq!(
-        verified.database_url.expose(),
-        "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_identity&ssl-ca=%2Fetc%2Fssl%2Frds.pem"
-    );
-    let only_ca_checked = config(&[
-        ("DB_RW_HOST", "db.internal"),
-        ("DB_RW_USERNAME", "svc"),
-        ("DB_SSL_CA", "/etc/ssl/rds.pem"),
-        ("DB_SSL_MODE", "VERIFY_CA"),
-    ])
-    .unwrap();
-    assert_eq!(
-        only_ca_checked.database_url.expose(),
-        "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_ca&ssl-ca=%2Fetc%2Fssl%2Frds.pem"
-    );
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("DB_RW_PASSWORD", "p@ss:word"), ("DB_PORT", "3307")],
+            "mysql://svc:p%40ss%3Aword@db.internal:3307/tinybots?ssl-mode=preferred",
+        ),
+        (
+            &[ca],
+            "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_identity&ssl-ca=%2Fetc%2Fssl%2Frds.pem",
+        ),
+        (
+            &[ca, ("DB_SSL_MODE", "VERIFY_CA")],
+            "mysql://svc:@db.internal:3306/tinybots?ssl-mode=verify_ca&ssl-ca=%2Fetc%2Fssl%2Frds.pem",
+        ),
+    ];
+    for (extra, url) in cases {
+        let pairs = [&deployment[..], extra].concat();
+        let built = config(&pairs).unwrap();
+        assert_eq!(built.database.database_url.expose(), url, "{extra:?}");
+    }
     let err = config(&[
         ("DB_RW_HOST", "db.internal"),
         ("DB_RW_USERNAME", "svc"),
@@ -206,7 +204,7 @@ fn the_existing_deployments_variables_build_a_mysql_url() {
 
 #[test]
 fn an_unverified_tls_certificate_is_warned_about() {
-    let warning = |pairs: &[(&str, &str)]| config(pairs).unwrap().database_tls_warning();
+    let warning = |pairs: &[(&str, &str)]| config(pairs).unwrap().database.tls_warning();
     let deployment = [("DB_RW_HOST", "db.internal"), ("DB_RW_USERNAME", "svc")];
     let with = |extra: &[(&'static str, &'static str)]| {
         let mut pairs = deployment.to_vec();
@@ -306,7 +304,7 @@ fn the_environment_wins_over_the_file_and_file_typos_are_refused() {
     let path = file.to_str().unwrap();
     let config = config(&[("CONFIG_FILE", path), ("PORT", "9100")]).unwrap();
     assert_eq!(config.port, 9100);
-    assert_eq!(config.log_format, LogFormat::Pretty);
+    assert_eq!(config.database.log_format, LogFormat::Pretty);
 
     std::fs::write(&file, "PROT: 9000\n").unwrap();
     let err = Config::from_sources(

@@ -4,7 +4,7 @@
 //! the last two inline JSON or the path of a file. Any may be set; every error names the file
 //! (or the key), the monitor and the field, and two sources naming one monitor is an error.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use status_check_engine::monitor::{
     Monitor, MonitorError, parse_job_service_config, parse_monitors,
@@ -14,19 +14,19 @@ use status_check_engine::monitor::{
 type Parsed = Result<Vec<Monitor>, Vec<MonitorError>>;
 
 /// Where monitors are configured; `None` for what is not set.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Sources<'a> {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
     /// `MONITORS_FILE`.
-    pub monitors_file: Option<&'a Path>,
-    /// `MONITORING_CONFIG`: inline JSON or a path.
-    pub monitoring_config: Option<&'a str>,
-    /// `TOILET_MONITORING_CONFIG`: inline JSON or a path.
-    pub toilet_monitoring_config: Option<&'a str>,
+    pub monitors_file: Option<PathBuf>,
+    /// `MONITORING_CONFIG`: the job service's own variable, inline JSON or a path.
+    pub monitoring_config: Option<String>,
+    /// `TOILET_MONITORING_CONFIG`: an older name of it.
+    pub toilet_monitoring_config: Option<String>,
 }
 
 /// The monitors of every source; `None` when none is configured (then nothing is synced, and
 /// no monitor a file wrote before is disabled).
-pub fn load(sources: Sources<'_>) -> anyhow::Result<Option<Vec<Monitor>>> {
+pub fn load(sources: &Sources) -> anyhow::Result<Option<Vec<Monitor>>> {
     if sources.monitors_file.is_none()
         && sources.monitoring_config.is_none()
         && sources.toilet_monitoring_config.is_none()
@@ -35,7 +35,7 @@ pub fn load(sources: Sources<'_>) -> anyhow::Result<Option<Vec<Monitor>>> {
     }
     let mut errors: Vec<String> = Vec::new();
     let mut parsed: Vec<(String, Parsed)> = Vec::new();
-    if let Some(path) = sources.monitors_file {
+    if let Some(path) = &sources.monitors_file {
         match std::fs::read_to_string(path) {
             Ok(text) => parsed.push((path.display().to_string(), parse_monitors(&text))),
             Err(e) => errors.push(format!(
@@ -45,8 +45,11 @@ pub fn load(sources: Sources<'_>) -> anyhow::Result<Option<Vec<Monitor>>> {
         }
     }
     for (key, value) in [
-        ("MONITORING_CONFIG", sources.monitoring_config),
-        ("TOILET_MONITORING_CONFIG", sources.toilet_monitoring_config),
+        ("MONITORING_CONFIG", &sources.monitoring_config),
+        (
+            "TOILET_MONITORING_CONFIG",
+            &sources.toilet_monitoring_config,
+        ),
     ] {
         let Some(value) = value else { continue };
         if value.trim_start().starts_with('{') {
@@ -104,9 +107,9 @@ mod tests {
         "windowDurationMinutes": 120, "dailyWindow": {"startTime": "08:00", "endTime": "22:00"},
         "actions": [{"type": "alarm", "config": {"eventName": "NO_TOILET_ACTIVITY_ALARM"}}]}]}]}"#;
 
-    fn toilet(value: &str) -> Sources<'_> {
+    fn toilet(value: &str) -> Sources {
         Sources {
-            toilet_monitoring_config: Some(value),
+            toilet_monitoring_config: Some(value.to_owned()),
             ..Sources::default()
         }
     }
@@ -116,8 +119,8 @@ mod tests {
 
     #[test]
     fn the_job_services_own_variable_loads_inline_or_from_a_file() {
-        let inline = load(Sources {
-            monitoring_config: Some(COMPOSE),
+        let inline = load(&Sources {
+            monitoring_config: Some(COMPOSE.to_owned()),
             ..Sources::default()
         })
         .unwrap()
@@ -127,17 +130,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("monitoring.json");
         std::fs::write(&file, COMPOSE).unwrap();
-        let from_file = load(Sources {
-            monitoring_config: Some(file.to_str().unwrap()),
+        let from_file = load(&Sources {
+            monitoring_config: Some(file.to_str().unwrap().to_owned()),
             ..Sources::default()
         })
         .unwrap()
         .unwrap();
         assert_eq!(from_file, inline);
         // Beside the older variable, one monitor named twice is refused, naming both.
-        let error = load(Sources {
-            monitoring_config: Some(COMPOSE),
-            toilet_monitoring_config: Some(COMPOSE),
+        let error = load(&Sources {
+            monitoring_config: Some(COMPOSE.to_owned()),
+            toilet_monitoring_config: Some(COMPOSE.to_owned()),
             ..Sources::default()
         })
         .unwrap_err()
@@ -149,8 +152,8 @@ mod tests {
             ),
             "{error}"
         );
-        let error = load(Sources {
-            monitoring_config: Some(&COMPOSE.replace("00:01", "25:00")),
+        let error = load(&Sources {
+            monitoring_config: Some(COMPOSE.replace("00:01", "25:00")),
             ..Sources::default()
         })
         .unwrap_err()
@@ -166,7 +169,7 @@ mod tests {
 
     #[test]
     fn nothing_configured_syncs_nothing() {
-        assert!(load(Sources::default()).unwrap().is_none());
+        assert!(load(&Sources::default()).unwrap().is_none());
     }
 
     #[test]
@@ -176,9 +179,9 @@ mod tests {
         std::fs::write(&list, LIST).unwrap();
         let job = dir.path().join("toilet.json");
         std::fs::write(&job, JOB).unwrap();
-        let from_files = load(Sources {
-            monitors_file: Some(&list),
-            toilet_monitoring_config: Some(job.to_str().unwrap()),
+        let from_files = load(&Sources {
+            monitors_file: Some(list.clone()),
+            toilet_monitoring_config: Some(job.to_str().unwrap().to_owned()),
             ..Sources::default()
         })
         .unwrap()
@@ -191,11 +194,11 @@ mod tests {
             ids,
             [(42, "no-toilet".to_owned()), (43, "toilet".to_owned())]
         );
-        assert_eq!(load(toilet(JOB)).unwrap().unwrap().len(), 1, "inline JSON");
+        assert_eq!(load(&toilet(JOB)).unwrap().unwrap().len(), 1, "inline JSON");
 
         std::fs::write(&list, LIST.replace("22:00", "07:00")).unwrap();
-        let error = load(Sources {
-            monitors_file: Some(&list),
+        let error = load(&Sources {
+            monitors_file: Some(list.clone()),
             ..Sources::default()
         })
         .unwrap_err()
@@ -204,14 +207,14 @@ mod tests {
             error.contains("monitors.yaml: monitor [0] (robot 42, rule no-toilet): daily.end:"),
             "{error}"
         );
-        let error = load(toilet(&JOB.replace("Europe/Amsterdam", "Nowhere/City")))
+        let error = load(&toilet(&JOB.replace("Europe/Amsterdam", "Nowhere/City")))
             .unwrap_err()
             .to_string();
         assert!(
             error.contains("TOILET_MONITORING_CONFIG: monitor robots[0] (robot 43): timezone:"),
             "{error}"
         );
-        let error = load(toilet("/no/such/file.json")).unwrap_err().to_string();
+        let error = load(&toilet("/no/such/file.json")).unwrap_err().to_string();
         assert!(error.contains("/no/such/file.json"), "{error}");
     }
 
@@ -224,8 +227,8 @@ mod tests {
             LIST.replace("42", "43").replace("no-toilet", "toilet"),
         )
         .unwrap();
-        let error = load(Sources {
-            monitors_file: Some(&list),
+        let error = load(&Sources {
+            monitors_file: Some(list.clone()),
             ..toilet(JOB)
         })
         .unwrap_err()
