@@ -44,3 +44,20 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// The ids a process has reported already, for what is logged and counted once per process
+/// however often it is met (an unadoptable check, a legacy template version).
+#[derive(Debug, Default)]
+pub struct ReportedOnce(std::sync::Mutex<std::collections::HashSet<i64>>);
+
+impl ReportedOnce {
+    /// Whether `id` is met for the first time: true once, then false.
+    pub fn first(&self, id: i64) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id)
+    }
+
+    /// Every id reported so far.
+    pub fn ids(&self) -> std::collections::HashSet<i64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -3,8 +3,7 @@
 //! validated, and cached with a TTL. A check keeps the version it started with, looked up by
 //! its `status_check_template.id`.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -12,6 +11,7 @@ use moka::future::Cache;
 use status_check_engine::{Limits, Template, TemplateDefinition};
 
 use crate::store::{DynStore, StoreError, StoredTemplate, Synced};
+use crate::telemetry::ReportedOnce;
 use crate::template_files::TemplateSource;
 
 /// A compiled template version and its database id.
@@ -53,7 +53,7 @@ pub struct TemplateRegistry {
     /// newer runnable version of the name may be synced later.
     stand_ins: Cache<i64, Option<LoadedTemplate>>,
     /// Legacy versions already reported by this process.
-    reported: Mutex<HashSet<i64>>,
+    reported: ReportedOnce,
 }
 
 impl TemplateRegistry {
@@ -70,7 +70,7 @@ impl TemplateRegistry {
                 .time_to_live(ttl)
                 .max_capacity(10_000)
                 .build(),
-            reported: Mutex::new(HashSet::new()),
+            reported: ReportedOnce::default(),
         }
     }
 
@@ -221,12 +221,7 @@ impl TemplateRegistry {
 
     /// A version this service cannot run: logged and counted once per process (SPEC §6.1).
     fn report_legacy(&self, stored: &StoredTemplate, reason: &str) {
-        let first = self
-            .reported
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(stored.id);
-        if first {
+        if self.reported.first(stored.id) {
             tracing::warn!(
                 template = %stored.name,
                 version = stored.version,
@@ -302,7 +297,7 @@ mod tests {
             registry.by_id(runnable).await.unwrap().unwrap().id,
             runnable
         );
-        let reported = registry.reported.lock().unwrap().clone();
-        assert_eq!(reported, HashSet::from([legacy]));
+        let reported = registry.reported.ids();
+        assert_eq!(reported, std::collections::HashSet::from([legacy]));
     }
 }

@@ -10,7 +10,6 @@
 //! Micro-Managers unreachable defers it (the pass resumes there later): the check waits, it is
 //! never failed early.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::next_steps;
 use crate::clock::Clock;
 use crate::store::{Adopted, DynStore, Provenance, StoreError, StoredCheck};
+use crate::telemetry::ReportedOnce;
 use crate::upstream::{MicroManagers, UpstreamError};
 
 /// How the adoption pass behaves.
@@ -81,7 +81,7 @@ pub struct Adoption {
     config: AdoptionConfig,
     pass: Mutex<Pass>,
     /// Checks already reported as unadoptable by this process.
-    reported: Mutex<HashSet<i64>>,
+    reported: ReportedOnce,
 }
 
 impl Adoption {
@@ -100,7 +100,7 @@ impl Adoption {
                 after: 0,
                 next_at: DateTime::UNIX_EPOCH,
             }),
-            reported: Mutex::new(HashSet::new()),
+            reported: ReportedOnce::default(),
         }
     }
 
@@ -214,12 +214,7 @@ impl Adoption {
     }
 
     fn unadoptable(&self, check: &StoredCheck, reason: String) -> AdoptOutcome {
-        let first = self
-            .reported
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(check.id);
-        if first {
+        if self.reported.first(check.id) {
             tracing::error!(
                 check_id = check.id,
                 robot_id = check.key.robot_id,
