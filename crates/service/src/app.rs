@@ -15,31 +15,22 @@ use crate::checks::{CheckSettings, Checks};
 use crate::clock::{Clock, SkewGuard, SystemClock};
 use crate::config::Config;
 use crate::deliveries::Deliveries;
+use crate::deps::Deps;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, AppState, Readiness};
 use crate::monitors::{MonitorSettings, Monitors};
-use crate::store::{DynStore, OutboxHandoff};
+use crate::store::OutboxHandoff;
 use crate::telemetry;
 use crate::templates::TemplateRegistry;
 use crate::upstream::megazord::HttpMegazord;
 use crate::upstream::micro_managers::HttpMicroManagers;
 use crate::upstream::step_cache::CachedMicroManagers;
-use crate::upstream::{Megazord, MicroManagers, UpstreamConfig};
+use crate::upstream::{MicroManagers, UpstreamConfig};
 use crate::workers::consumer::{Consumer, ConsumerConfig};
 use crate::workers::monitor::{MonitorWorker, MonitorWorkerConfig};
 use crate::workers::relay::{Relay, RelayConfig};
 use crate::workers::scheduler::{Scheduler, SchedulerConfig};
 use crate::{notify, queue::Queue, queue::SqsQueue};
-
-/// The collaborators of an app; tests put in their own.
-pub struct Deps {
-    pub store: DynStore,
-    pub micro_managers: Arc<dyn MicroManagers>,
-    pub megazord: Arc<dyn Megazord>,
-    pub clock: Arc<dyn Clock>,
-    /// The queue the consumer and the relay use (needed by those roles).
-    pub queue: Option<Arc<dyn Queue>>,
-}
 
 /// A built, bound, not yet running service.
 pub struct App {
@@ -145,11 +136,12 @@ impl App {
             .context("cannot load the shipped templates")?;
         readiness.set_templates_loaded();
         tracing::info!(count, from = %config.templates, "templates loaded");
-        let micro_managers = CachedMicroManagers::wrap(deps.micro_managers, config.step_cache);
+        let deps = Deps {
+            micro_managers: CachedMicroManagers::wrap(deps.micro_managers, config.step_cache),
+            ..deps
+        };
         let monitors = Arc::new(Monitors::new(
-            deps.store.clone(),
-            deps.megazord.clone(),
-            deps.clock.clone(),
+            &deps,
             MonitorSettings {
                 stale_after: config.scheduler_stale_lock,
                 max_attempts: config.outbox_max_attempts,
@@ -179,11 +171,8 @@ impl App {
             .then(|| Relay::handoff_for(&notify::hostname()));
         let checks = Arc::new(
             Checks::new(
-                deps.store,
+                &deps,
                 templates,
-                micro_managers,
-                deps.megazord,
-                deps.clock,
                 CheckSettings {
                     limits,
                     open_checks_per_step: config.open_checks_per_step,

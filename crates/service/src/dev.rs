@@ -21,14 +21,15 @@ use status_check_sim::{DemoStep, MegazordSim, MicroManagersSim, Now, RobotMailbo
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::App;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::deps::Deps;
 use crate::queue::{DynQueue, MemoryQueue};
 use crate::store::DynStore;
 use crate::template_files::TemplateSource;
 use crate::upstream::megazord::HttpMegazord;
 use crate::upstream::micro_managers::HttpMicroManagers;
-use crate::{App, Deps};
 
 /// The status queue's address in the dev stack (in memory: any unique name would do).
 pub const DEV_STATUS_QUEUE: &str = "http://memory.queue/status-check";

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod deliveries;
+pub mod deps;
 pub mod dev;
 pub mod http;
 pub mod jobs;
@@ -28,5 +29,6 @@ pub mod timeline;
 pub mod upstream;
 pub mod workers;
 
-pub use app::{App, Deps};
+pub use app::App;
 pub use config::Config;
+pub use deps::Deps;

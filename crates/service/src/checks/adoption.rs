@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::next_steps;
 use crate::clock::Clock;
+use crate::deps::Deps;
 use crate::store::{Adopted, DynStore, Provenance, StoreError, StoredCheck};
 use crate::telemetry::ReportedOnce;
 use crate::upstream::{MicroManagers, UpstreamError};
@@ -85,16 +86,11 @@ pub struct Adoption {
 }
 
 impl Adoption {
-    pub fn new(
-        store: DynStore,
-        micro_managers: Arc<dyn MicroManagers>,
-        clock: Arc<dyn Clock>,
-        config: AdoptionConfig,
-    ) -> Self {
+    pub fn new(deps: &Deps, config: AdoptionConfig) -> Self {
         Adoption {
-            store,
-            micro_managers,
-            clock,
+            store: deps.store.clone(),
+            micro_managers: deps.micro_managers.clone(),
+            clock: deps.clock.clone(),
             config,
             pass: Mutex::new(Pass {
                 after: 0,

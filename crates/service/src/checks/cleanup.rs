@@ -82,11 +82,11 @@ impl Checks {
             },
             self.store.clone(),
             self.clock.clone(),
-            RETRY,
             RunnerSettings {
                 batch: BATCH,
                 lease_for: LEASE,
                 poll_interval,
+                retry: RETRY,
                 retention: None,
                 backlog_gauge: None,
                 purged_counter: None,

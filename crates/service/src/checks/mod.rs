@@ -32,6 +32,7 @@ pub use self::deadline::Finalised;
 pub use self::notifications::{NOTIFICATION_LEASE, NotifierConfig, RobotNotifier};
 pub use self::reconcile::ReconcileSettings;
 use crate::clock::Clock;
+use crate::deps::Deps;
 use crate::store::{
     BatchedUpdate, CheckUpdate, DynStore, Fence, Notifications, OutboxHandoff, StoreError,
     UpdateOutcome,
@@ -122,31 +123,19 @@ pub struct Checks {
 }
 
 impl Checks {
-    pub fn new(
-        store: DynStore,
-        templates: Arc<TemplateRegistry>,
-        micro_managers: Arc<dyn MicroManagers>,
-        megazord: Arc<dyn Megazord>,
-        clock: Arc<dyn Clock>,
-        settings: CheckSettings,
-    ) -> Self {
-        let adoption = Adoption::new(
-            store.clone(),
-            micro_managers.clone(),
-            clock.clone(),
-            AdoptionConfig::default(),
-        );
+    /// The use cases over `deps` (its queue is the workers'), with `templates`.
+    pub fn new(deps: &Deps, templates: Arc<TemplateRegistry>, settings: CheckSettings) -> Self {
         Checks {
-            store,
+            store: deps.store.clone(),
             templates,
-            micro_managers,
-            megazord,
-            clock,
+            micro_managers: deps.micro_managers.clone(),
+            megazord: deps.megazord.clone(),
+            clock: deps.clock.clone(),
             limits: settings.limits,
             open_checks_per_step: settings.open_checks_per_step,
             hostname: settings.hostname,
             reconcile: settings.reconcile,
-            adoption,
+            adoption: Adoption::new(deps, AdoptionConfig::default()),
             create_writes: create_writes::CreateWrites::default(),
             handoff: None,
         }

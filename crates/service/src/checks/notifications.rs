@@ -135,13 +135,13 @@ impl Checks {
             },
             self.store.clone(),
             self.clock.clone(),
-            RetryPolicy::doubling().dead_letter_after(config.max_attempts),
             RunnerSettings {
                 // A claim (and its mark) per 250 rows: at 50 the relay sent ≈ 5,000/s and fell
                 // 17 s behind a burst of 100,000 deadlines; at 250, 8 s (docs/benchmarks.md).
                 batch: 250,
                 lease_for: NOTIFICATION_LEASE,
                 poll_interval: config.poll_interval,
+                retry: RetryPolicy::doubling().dead_letter_after(config.max_attempts),
                 retention: Some(config.retention),
                 backlog_gauge: Some("outbox_backlog"),
                 purged_counter: Some("outbox_purged_total"),

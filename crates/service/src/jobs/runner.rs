@@ -39,6 +39,8 @@ pub struct RunnerSettings {
     pub lease_for: Duration,
     /// How often `run` looks for jobs when the last step found none.
     pub poll_interval: Duration,
+    /// When a failed job is tried again, and when it is given up.
+    pub retry: RetryPolicy,
     /// How long done jobs are kept; `None`: never purged.
     pub retention: Option<Duration>,
     /// The gauge the backlog is reported as, at most once a second.
@@ -72,7 +74,6 @@ pub struct Runner<H: Handler> {
     handler: H,
     queue: Arc<dyn JobQueue<H::Kind>>,
     clock: Arc<dyn Clock>,
-    policy: RetryPolicy,
     settings: RunnerSettings,
     owner: LeaseOwner,
     handoff: Option<Arc<Handoff<Payload<H>>>>,
@@ -87,7 +88,6 @@ impl<H: Handler> Runner<H> {
         handler: H,
         queue: Arc<dyn JobQueue<H::Kind>>,
         clock: Arc<dyn Clock>,
-        policy: RetryPolicy,
         settings: RunnerSettings,
         owner: LeaseOwner,
     ) -> Self {
@@ -95,7 +95,6 @@ impl<H: Handler> Runner<H> {
             handler,
             queue,
             clock,
-            policy,
             settings,
             owner,
             handoff: None,
@@ -178,7 +177,7 @@ impl<H: Handler> Runner<H> {
             match outcome {
                 Ok(()) => done.push(job.id),
                 Err(error) => {
-                    let next = self.policy.after_failure(job.attempts);
+                    let next = self.settings.retry.after_failure(job.attempts);
                     self.handler.failed(job, &error, next);
                     let retry_at = match next {
                         Next::RetryIn(wait) => Some(now + delta(wait)),

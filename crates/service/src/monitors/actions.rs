@@ -106,11 +106,11 @@ impl Monitors {
             },
             self.store.clone(),
             self.clock.clone(),
-            RetryPolicy::doubling().dead_letter_after(self.settings.max_attempts),
             RunnerSettings {
                 batch: BATCH,
                 lease_for: LEASE,
                 poll_interval,
+                retry: RetryPolicy::doubling().dead_letter_after(self.settings.max_attempts),
                 retention: Some(self.settings.retention),
                 backlog_gauge: Some("monitor_actions_backlog"),
                 purged_counter: Some("monitor_actions_purged_total"),

@@ -23,6 +23,7 @@ pub use self::actions::AlarmPoster;
 pub use self::history::SessionHistory;
 pub use self::windows::DueTick;
 use crate::clock::Clock;
+use crate::deps::Deps;
 use crate::store::{DynStore, MonitorSource, StoreError, db_millis};
 /// What the callers of these use cases see of a stored monitor (the API, the pages); `NEVER`
 /// is the due time of a monitor with nothing to do.
@@ -90,16 +91,11 @@ pub struct Monitors {
 }
 
 impl Monitors {
-    pub fn new(
-        store: DynStore,
-        megazord: Arc<dyn Megazord>,
-        clock: Arc<dyn Clock>,
-        settings: MonitorSettings,
-    ) -> Self {
+    pub fn new(deps: &Deps, settings: MonitorSettings) -> Self {
         Monitors {
-            store,
-            megazord,
-            clock,
+            store: deps.store.clone(),
+            megazord: deps.megazord.clone(),
+            clock: deps.clock.clone(),
             settings,
         }
     }
