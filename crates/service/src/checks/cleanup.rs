@@ -33,22 +33,16 @@ pub struct SubscriptionRemover {
 impl Handler for SubscriptionRemover {
     type Kind = Removals;
 
-    async fn perform(&self, jobs: &[Job<SubscriptionRemoval>]) -> Vec<Result<(), String>> {
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let removal = &job.payload;
-            let call_ref = uuid::Uuid::new_v4().to_string();
-            let result = self
-                .megazord
-                .unsubscribe(removal.robot_id, removal.subscription_id, &call_ref)
-                .await;
-            if result.is_ok() {
-                metrics::counter!("subscriptions_removed_total", "reason" => reason(&removal.reason))
-                    .increment(1);
-            }
-            outcomes.push(result.map_err(|e| e.to_string()));
-        }
-        outcomes
+    async fn perform_one(&self, job: &Job<SubscriptionRemoval>) -> Result<(), String> {
+        let removal = &job.payload;
+        let call_ref = uuid::Uuid::new_v4().to_string();
+        self.megazord
+            .unsubscribe(removal.robot_id, removal.subscription_id, &call_ref)
+            .await
+            .map_err(|e| e.to_string())?;
+        metrics::counter!("subscriptions_removed_total", "reason" => reason(&removal.reason))
+            .increment(1);
+        Ok(())
     }
 
     fn failed(&self, job: &Job<SubscriptionRemoval>, error: &str, next: Next) {
@@ -82,15 +76,7 @@ impl Checks {
             },
             self.store.clone(),
             self.clock.clone(),
-            RunnerSettings {
-                batch: BATCH,
-                lease_for: LEASE,
-                poll_interval,
-                retry: RETRY,
-                retention: None,
-                backlog_gauge: None,
-                purged_counter: None,
-            },
+            RunnerSettings::new(BATCH, LEASE, poll_interval, RETRY),
             owner,
         )
     }

@@ -46,6 +46,10 @@ pub struct RobotNotifier {
 impl Handler for RobotNotifier {
     type Kind = NotificationJobs;
 
+    async fn perform_one(&self, job: &Job<OutboxMessage>) -> Result<(), String> {
+        self.send(&job.payload).await
+    }
+
     /// Robots in parallel (each send is an SQS round trip), each robot's notifications in the
     /// order of their checks and sequence numbers.
     async fn perform(&self, jobs: &[Job<OutboxMessage>]) -> Vec<Result<(), String>> {
@@ -62,7 +66,7 @@ impl Handler for RobotNotifier {
                 indexes.sort_by_key(|&i| (jobs[i].payload.check_id, jobs[i].payload.seq));
                 let mut sent = Vec::with_capacity(indexes.len());
                 for index in indexes {
-                    sent.push((index, self.send(&jobs[index].payload).await));
+                    sent.push((index, self.perform_one(&jobs[index]).await));
                 }
                 sent
             })
@@ -135,17 +139,16 @@ impl Checks {
             },
             self.store.clone(),
             self.clock.clone(),
-            RunnerSettings {
+            RunnerSettings::new(
                 // A claim (and its mark) per 250 rows: at 50 the relay sent ≈ 5,000/s and fell
                 // 17 s behind a burst of 100,000 deadlines; at 250, 8 s (docs/benchmarks.md).
-                batch: 250,
-                lease_for: NOTIFICATION_LEASE,
-                poll_interval: config.poll_interval,
-                retry: RetryPolicy::doubling().dead_letter_after(config.max_attempts),
-                retention: Some(config.retention),
-                backlog_gauge: Some("outbox_backlog"),
-                purged_counter: Some("outbox_purged_total"),
-            },
+                250,
+                NOTIFICATION_LEASE,
+                config.poll_interval,
+                RetryPolicy::doubling().dead_letter_after(config.max_attempts),
+            )
+            .purged_after(config.retention, "outbox_purged_total")
+            .with_backlog_gauge("outbox_backlog"),
             owner,
         )
     }

@@ -21,9 +21,19 @@ pub type Payload<H> = <<H as Handler>::Kind as JobKind>::Payload;
 pub trait Handler: Send + Sync + 'static {
     type Kind: JobKind;
 
-    /// Performs a batch the runner holds under a lease: one outcome per job, in order —
-    /// `Ok` when it is done, else why not (recorded, and retried by the policy).
-    async fn perform(&self, jobs: &[Job<Payload<Self>>]) -> Vec<Result<(), String>>;
+    /// Performs one job: `Ok` when it is done, else why not (recorded, and retried by the
+    /// policy).
+    async fn perform_one(&self, job: &Job<Payload<Self>>) -> Result<(), String>;
+
+    /// Performs a batch the runner holds under a lease, one outcome per job in order: one job
+    /// after the other, unless the kind does better (robots' notifications in parallel).
+    async fn perform(&self, jobs: &[Job<Payload<Self>>]) -> Vec<Result<(), String>> {
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(self.perform_one(job).await);
+        }
+        outcomes
+    }
 
     /// A job failed and what follows: the kind's log line and metrics (the runner records
     /// the failure).
@@ -41,12 +51,42 @@ pub struct RunnerSettings {
     pub poll_interval: Duration,
     /// When a failed job is tried again, and when it is given up.
     pub retry: RetryPolicy,
-    /// How long done jobs are kept; `None`: never purged.
-    pub retention: Option<Duration>,
+    /// How long done jobs are kept, and the counter the purged ones are added to; `None`:
+    /// never purged.
+    pub purge: Option<(Duration, &'static str)>,
     /// The gauge the backlog is reported as, at most once a second.
     pub backlog_gauge: Option<&'static str>,
-    /// The counter the purged jobs are added to.
-    pub purged_counter: Option<&'static str>,
+}
+
+impl RunnerSettings {
+    /// Done jobs kept, no backlog gauge.
+    pub fn new(
+        batch: usize,
+        lease_for: Duration,
+        poll_interval: Duration,
+        retry: RetryPolicy,
+    ) -> Self {
+        RunnerSettings {
+            batch,
+            lease_for,
+            poll_interval,
+            retry,
+            purge: None,
+            backlog_gauge: None,
+        }
+    }
+
+    /// Done jobs purged `retention` after they were done, counted on `counter`.
+    pub fn purged_after(mut self, retention: Duration, counter: &'static str) -> Self {
+        self.purge = Some((retention, counter));
+        self
+    }
+
+    /// The backlog reported as `gauge`.
+    pub fn with_backlog_gauge(mut self, gauge: &'static str) -> Self {
+        self.backlog_gauge = Some(gauge);
+        self
+    }
 }
 
 /// How many done jobs one purge deletes at most.
@@ -143,15 +183,13 @@ impl<H: Handler> Runner<H> {
         {
             metrics::gauge!(gauge).set(backlog as f64);
         }
-        if let Some(retention) = self.settings.retention
+        if let Some((retention, counter)) = self.settings.purge
             && due(&self.next_purge, now, TimeDelta::minutes(1))
         {
             match self.queue.purge(now - delta(retention), PURGE_BATCH).await {
                 Ok(purged) => {
                     tick.purged = purged;
-                    if let Some(counter) = self.settings.purged_counter {
-                        metrics::counter!(counter).increment(purged);
-                    }
+                    metrics::counter!(counter).increment(purged);
                 }
                 Err(e) => {
                     tracing::warn!(kind = H::Kind::NAME, error = %e, "could not purge done jobs")

@@ -30,12 +30,8 @@ pub struct AlarmPoster {
 impl Handler for AlarmPoster {
     type Kind = Alarms;
 
-    async fn perform(&self, jobs: &[Job<PendingAction>]) -> Vec<Result<(), String>> {
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            outcomes.push(self.post(&job.payload).await);
-        }
-        outcomes
+    async fn perform_one(&self, job: &Job<PendingAction>) -> Result<(), String> {
+        self.post(&job.payload).await
     }
 
     fn failed(&self, job: &Job<PendingAction>, error: &str, next: Next) {
@@ -106,15 +102,14 @@ impl Monitors {
             },
             self.store.clone(),
             self.clock.clone(),
-            RunnerSettings {
-                batch: BATCH,
-                lease_for: LEASE,
+            RunnerSettings::new(
+                BATCH,
+                LEASE,
                 poll_interval,
-                retry: RetryPolicy::doubling().dead_letter_after(self.settings.max_attempts),
-                retention: Some(self.settings.retention),
-                backlog_gauge: Some("monitor_actions_backlog"),
-                purged_counter: Some("monitor_actions_purged_total"),
-            },
+                RetryPolicy::doubling().dead_letter_after(self.settings.max_attempts),
+            )
+            .purged_after(self.settings.retention, "monitor_actions_purged_total")
+            .with_backlog_gauge("monitor_actions_backlog"),
             owner,
         )
     }
