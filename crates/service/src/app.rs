@@ -29,7 +29,7 @@ use crate::upstream::{MicroManagers, UpstreamConfig};
 use crate::workers::consumer::{Consumer, ConsumerConfig};
 use crate::workers::monitor::{MonitorWorker, MonitorWorkerConfig};
 use crate::workers::relay::{Relay, RelayConfig};
-use crate::workers::scheduler::{Scheduler, SchedulerConfig};
+use crate::workers::scheduler::Scheduler;
 use crate::{notify, queue::Queue, queue::SqsQueue};
 
 /// A built, bound, not yet running service.
@@ -74,7 +74,7 @@ impl App {
             let base = address
                 .clone()
                 .with_context(|| format!("configuration key {key}: required by serve"))?;
-            Ok(config.upstream(base))
+            Ok(config.upstreams.at(base))
         };
         // A monitoring-only replica on its own queue never reads a step: it runs with only
         // the job service's environment, which has no Micro-Managers address.
@@ -84,17 +84,17 @@ impl App {
                 .roles
                 .consumes_status_queue(config.monitors_queue_suffix.as_deref());
         let micro_managers: Arc<dyn MicroManagers> =
-            if needs_steps || config.micro_managers_address.is_some() {
+            if needs_steps || config.upstreams.micro_managers_address.is_some() {
                 Arc::new(HttpMicroManagers::new(&upstream(
                     "MICRO_MANAGERS_ADDRESS",
-                    &config.micro_managers_address,
+                    &config.upstreams.micro_managers_address,
                 )?)?)
             } else {
                 Arc::new(crate::upstream::NotConfigured("MICRO_MANAGERS_ADDRESS"))
             };
         let megazord = HttpMegazord::new(&upstream(
             "MEGAZORD_EVENTS_ADDRESS",
-            &config.megazord_events_address,
+            &config.upstreams.megazord_events_address,
         )?)?;
         let queue: Option<Arc<dyn Queue>> = if config.roles.consumer || config.roles.relay {
             Some(Arc::new(
@@ -143,7 +143,7 @@ impl App {
         let monitors = Arc::new(Monitors::new(
             &deps,
             MonitorSettings {
-                stale_after: config.scheduler_stale_lock,
+                stale_after: config.scheduler.stale_after,
                 max_attempts: config.outbox_max_attempts,
                 retention: config.outbox_retention,
                 provider_name: config.alarm_provider_name.clone(),
@@ -367,13 +367,10 @@ impl Workers {
             }
             _ => None,
         };
-        let scheduler = config.roles.scheduler.then(|| {
-            Scheduler::new(
-                checks.clone(),
-                SchedulerConfig::from_config(config),
-                &hostname,
-            )
-        });
+        let scheduler = config
+            .roles
+            .scheduler
+            .then(|| Scheduler::new(checks.clone(), config.scheduler.clone(), &hostname));
         // Without a robot queue (a monitoring-only replica, as config allows) the relay still
         // removes subscriptions and posts alarms; it sends no notifications.
         let relay = if config.roles.relay {

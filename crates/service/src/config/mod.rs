@@ -20,6 +20,7 @@ use crate::monitors::files::Sources as MonitorSources;
 use crate::template_files::TemplateSource;
 use crate::upstream::UpstreamConfig;
 use crate::upstream::step_cache::StepCacheConfig;
+use crate::workers::scheduler::SchedulerConfig;
 
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,10 +50,7 @@ pub struct Config {
     pub port: u16,
     /// The database, the store's bounds and the logging: all that `migrate` reads too.
     pub database: DatabaseConfig,
-    pub micro_managers_address: Option<String>,
-    pub megazord_events_address: Option<String>,
-    pub upstream_timeout: Duration,
-    pub upstream_retries: usize,
+    pub upstreams: Upstreams,
     pub status_queue_address: Option<String>,
     pub robot_queue_address: Option<String>,
     pub aws_region: String,
@@ -64,10 +62,8 @@ pub struct Config {
     pub consumer_wait: Duration,
     pub consumer_visibility: Duration,
     pub unknown_subscription_grace: Duration,
-    pub scheduler_scan_interval: Duration,
-    pub scheduler_batch: usize,
-    pub scheduler_concurrency: usize,
-    pub scheduler_stale_lock: Duration,
+    /// `SCHEDULER_*`.
+    pub scheduler: SchedulerConfig,
     /// `DEADLINE_RECONCILE*`: open checks read Megazord at their deadline (SPEC §3.5).
     pub reconcile: ReconcileSettings,
     pub relay_poll_interval: Duration,
@@ -129,15 +125,27 @@ fn merged(env: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Con
     Ok(values)
 }
 
-impl Config {
+/// Where the upstream services are (`MICRO_MANAGERS_ADDRESS`, `MEGAZORD_EVENTS_ADDRESS`) and
+/// how they are called (`UPSTREAM_TIMEOUT_MS`, `UPSTREAM_RETRIES`).
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    pub micro_managers_address: Option<String>,
+    pub megazord_events_address: Option<String>,
+    pub timeout: Duration,
+    pub retries: usize,
+}
+
+impl Upstreams {
     /// An upstream at `base` with the configured timeout and retries.
-    pub fn upstream(&self, base: String) -> UpstreamConfig {
+    pub fn at(&self, base: String) -> UpstreamConfig {
         let mut upstream = UpstreamConfig::new(base);
-        upstream.timeout = self.upstream_timeout;
-        upstream.retries = self.upstream_retries;
+        upstream.timeout = self.timeout;
+        upstream.retries = self.retries;
         upstream
     }
+}
 
+impl Config {
     /// Reads the process environment (and `CONFIG_FILE`, when set).
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_sources(std::env::vars().collect())
@@ -244,13 +252,15 @@ impl Config {
             host,
             port,
             database,
-            micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
-            megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
-            upstream_timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
-            upstream_retries: usize::try_from(parse_u64("UPSTREAM_RETRIES")?)
-                .ok()
-                .filter(|r| *r <= 10)
-                .ok_or_else(|| error("UPSTREAM_RETRIES", "must be at most 10"))?,
+            upstreams: Upstreams {
+                micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
+                megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
+                timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
+                retries: usize::try_from(parse_u64("UPSTREAM_RETRIES")?)
+                    .ok()
+                    .filter(|r| *r <= 10)
+                    .ok_or_else(|| error("UPSTREAM_RETRIES", "must be at most 10"))?,
+            },
             status_queue_address,
             robot_queue_address,
             aws_region: get("AWS_REGION"),
@@ -264,10 +274,12 @@ impl Config {
             unknown_subscription_grace: Duration::from_secs(parse_u64(
                 "UNKNOWN_SUBSCRIPTION_GRACE_SECS",
             )?),
-            scheduler_scan_interval: Duration::from_millis(positive("SCHEDULER_SCAN_INTERVAL_MS")?),
-            scheduler_batch: usize_of("SCHEDULER_BATCH")?,
-            scheduler_concurrency: usize_of("SCHEDULER_CONCURRENCY")?,
-            scheduler_stale_lock: Duration::from_secs(positive("SCHEDULER_STALE_LOCK_SECS")?),
+            scheduler: SchedulerConfig {
+                scan_interval: Duration::from_millis(positive("SCHEDULER_SCAN_INTERVAL_MS")?),
+                batch: usize_of("SCHEDULER_BATCH")?,
+                stale_after: Duration::from_secs(positive("SCHEDULER_STALE_LOCK_SECS")?),
+                concurrency: usize_of("SCHEDULER_CONCURRENCY")?,
+            },
             reconcile: ReconcileSettings {
                 enabled: boolean("DEADLINE_RECONCILE")?,
                 budget: Duration::from_millis(positive("DEADLINE_RECONCILE_BUDGET_MS")?),

@@ -11,7 +11,6 @@ use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{Checks, Finalised};
-use crate::config::Config;
 use crate::jobs::LeaseOwner;
 
 #[derive(Debug, Clone)]
@@ -24,18 +23,6 @@ pub struct SchedulerConfig {
     pub stale_after: Duration,
     /// Claims finalised at once while there is a backlog (one reads while another writes).
     pub concurrency: usize,
-}
-
-impl SchedulerConfig {
-    /// The configured scheduler (the defaults live with the keys, in `crate::config`).
-    pub fn from_config(config: &Config) -> Self {
-        SchedulerConfig {
-            scan_interval: config.scheduler_scan_interval,
-            batch: config.scheduler_batch,
-            stale_after: config.scheduler_stale_lock,
-            concurrency: config.scheduler_concurrency,
-        }
-    }
 }
 
 /// What one tick did.
