@@ -16,7 +16,7 @@ use status_check_engine::monitor::{MonitorDefinition, RuleId};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{Presented, internal_token};
+use super::auth::TokenLogin;
 use super::checks::{JsonObject, database_error};
 use super::monitor_history::{HistoryQuery, MonitorView, SessionHistoryDto, history_date};
 use super::problem::{ApiError, Challenged, FieldError, Problem, canonical_id};
@@ -45,34 +45,19 @@ impl From<MonitorError> for ApiError {
 /// A caller that presented the internal API token.
 pub struct Internal;
 
-/// 401 with the bearer challenge (RFC 6750), or 404 when the API is disabled.
-fn internal_rejection(error: ApiError) -> Challenged {
-    Challenged {
-        error,
-        challenge: "Bearer realm=\"status-check internal\"",
-    }
-}
+/// The bearer token only; a 401 carries the bearer challenge (RFC 6750).
+const API_LOGIN: TokenLogin = TokenLogin {
+    basic: false,
+    challenge: "Bearer realm=\"status-check internal\"",
+    no_header: "send one Authorization: Bearer <INTERNAL_API_TOKEN> header",
+    other: "the bearer token is not the internal API token",
+};
 
 impl FromRequestParts<AppState> for Internal {
     type Rejection = Challenged;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Challenged> {
-        let Some(token) = &state.internal_api_token else {
-            return Err(internal_rejection(ApiError::NotFound(
-                "no such route".to_owned(),
-            )));
-        };
-        let unauthorized =
-            |detail: &str| internal_rejection(ApiError::Unauthorized(detail.to_owned()));
-        match internal_token(parts, token, false) {
-            Presented::Token => Ok(Internal),
-            Presented::NoHeader => Err(unauthorized(
-                "send one Authorization: Bearer <INTERNAL_API_TOKEN> header",
-            )),
-            Presented::Other => Err(unauthorized(
-                "the bearer token is not the internal API token",
-            )),
-        }
+        API_LOGIN.admit(parts, state).map(|()| Internal)
     }
 }
 
