@@ -267,6 +267,22 @@ pub(super) fn database_error(unavailable: bool, error: anyhow::Error) -> ApiErro
     ApiError::Internal(error)
 }
 
+/// The check id in the path (its parameter named `field`), checked.
+pub(super) fn check_id(
+    path: Result<Path<String>, PathRejection>,
+    field: &str,
+) -> Result<i64, ApiError> {
+    path.ok()
+        .and_then(|Path(id)| canonical_id(&id))
+        .ok_or_else(|| ApiError::BadRequest {
+            detail: "the status check id is invalid".to_owned(),
+            errors: vec![FieldError {
+                field: field.to_owned(),
+                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
+            }],
+        })
+}
+
 /// Start a status check.
 #[utoipa::path(
     post,
@@ -333,16 +349,7 @@ pub async fn get_check(
     robot: Robot,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CheckDto>, ApiError> {
-    let id = path
-        .ok()
-        .and_then(|Path(id)| canonical_id(&id))
-        .ok_or_else(|| ApiError::BadRequest {
-            detail: "the status check id is invalid".to_owned(),
-            errors: vec![FieldError {
-                field: "statusCheckId".to_owned(),
-                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
-            }],
-        })?;
+    let id = check_id(path, "statusCheckId")?;
     tracing::Span::current().record("check_id", id);
     match state.checks.get(robot.id, id).await? {
         Some(check) => Ok(Json(CheckDto::from(&check))),

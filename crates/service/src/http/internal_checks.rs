@@ -9,8 +9,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::checks::check_id;
 use super::monitors::Internal;
-use super::problem::{ApiError, FieldError, canonical_id};
+use super::problem::ApiError;
 use crate::checks::view::CheckDto;
 use crate::support::NotificationDto;
 
@@ -23,19 +24,6 @@ pub struct InternalCheckDto {
     /// The notifications the outbox still holds (sent ones are purged after the retention,
     /// default 7 days), by `notificationSeq`.
     pub notifications: Vec<NotificationDto>,
-}
-
-/// The path's check id, checked.
-pub fn check_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
-    path.ok()
-        .and_then(|Path(id)| canonical_id(&id))
-        .ok_or_else(|| ApiError::BadRequest {
-            detail: "the status check id is invalid".to_owned(),
-            errors: vec![FieldError {
-                field: "id".to_owned(),
-                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
-            }],
-        })
 }
 
 /// Any robot's check, with its notifications.
@@ -56,7 +44,7 @@ pub async fn get_internal_check(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<InternalCheckDto>, ApiError> {
-    let id = check_id(path)?;
+    let id = check_id(path, "id")?;
     tracing::Span::current().record("check_id", id);
     match state.checks.view(id).await? {
         Some(view) => Ok(Json(InternalCheckDto {

@@ -23,7 +23,7 @@ use status_check_engine::monitor::RuleId;
 
 use super::AppState;
 use super::auth::TokenLogin;
-use super::internal_checks::check_id;
+use super::checks::check_id;
 use super::problem::{ApiError, Challenged, FieldError, canonical_id};
 use crate::checks::CheckFilter;
 use crate::monitors::StoredMonitor;
@@ -231,7 +231,7 @@ async fn check(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ZoneQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let id = check_id(path)?;
+    let id = check_id(path, "id")?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let zone = zone_of(query.tz.as_deref())?;
     let view = state
