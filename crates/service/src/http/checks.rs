@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Robot;
-use super::problem::{ApiError, FieldError, Problem, canonical_id};
+use super::problem::{
+    ApiError, FieldError, JsonBodyProblems, Problem, RobotAuthProblems, canonical_id,
+};
 use super::request_id::RequestId;
 use crate::checks::view::CheckDto;
 use crate::checks::{CheckError, CreateOutcome, CreateRequest, TIMESTAMP_MAX, TIMESTAMP_MIN};
@@ -300,11 +302,9 @@ pub(super) fn check_id(
         (status = 201, description = "The check was created", body = CheckDto),
         (status = 200, description = "The same request was made before: the existing check", body = CheckDto),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Kong headers missing", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a robot", body = Problem, content_type = "application/problem+json"),
+        RobotAuthProblems,
         (status = 404, description = "Step unknown at Micro-Managers", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        JsonBodyProblems,
         (status = 422, description = "Not a statusCheck step, no active template, no pass/fail next step, or a scriptVersionId that is not the step's (listed in `errors`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The robot has OPEN_CHECKS_PER_STEP open checks at this step already", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "An upstream failed; nothing was saved", body = Problem, content_type = "application/problem+json"),
@@ -339,8 +339,7 @@ pub async fn create_check(
     responses(
         (status = 200, description = "The check", body = CheckDto),
         (status = 400, description = "The id is not a positive integer", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Kong headers missing", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a robot", body = Problem, content_type = "application/problem+json"),
+        RobotAuthProblems,
         (status = 404, description = "No such check for this robot", body = Problem, content_type = "application/problem+json"),
     )
 )]

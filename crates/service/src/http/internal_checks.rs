@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::checks::check_id;
 use super::monitors::Internal;
-use super::problem::ApiError;
+use super::problem::{ApiError, InternalAuthProblems};
 use crate::checks::view::CheckDto;
 use crate::support::NotificationDto;
 
@@ -35,7 +35,7 @@ pub struct InternalCheckDto {
     responses(
         (status = 200, description = "The check", body = InternalCheckDto),
         (status = 400, description = "The id is not a positive integer", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or another bearer token", body = super::problem::Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
         (status = 404, description = "No such check, or the internal API is disabled", body = super::problem::Problem, content_type = "application/problem+json"),
     )
 )]

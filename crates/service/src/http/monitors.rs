@@ -19,7 +19,9 @@ use super::AppState;
 use super::auth::TokenLogin;
 use super::checks::{JsonObject, database_error};
 use super::monitor_history::{HistoryQuery, MonitorView, SessionHistoryDto, history_date};
-use super::problem::{ApiError, Challenged, FieldError, Problem, canonical_id};
+use super::problem::{
+    ApiError, Challenged, FieldError, InternalAuthProblems, JsonBodyProblems, Problem, canonical_id,
+};
 use crate::monitors::{MonitorError, MonitorPut, NEVER, StoredMonitor};
 
 impl From<MonitorError> for ApiError {
@@ -308,10 +310,8 @@ fn definition_of(body: serde_json::Map<String, Value>) -> Result<MonitorDefiniti
         (status = 201, description = "Created; its session opens at its next start (at once when one is under way)", body = MonitorDto),
         (status = 200, description = "Replaced (or unchanged)", body = MonitorDto),
         (status = 400, description = "The body cannot be read as a monitor (malformed JSON, not an object, a field of the wrong JSON type, an unknown field), or an invalid robotId or ruleId in the path: each field at fault in `errors`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The internal API is disabled (INTERNAL_API_TOKEN unset)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
+        JsonBodyProblems,
         (status = 422, description = "A well-formed monitor refused for what it says: a required field missing, a value out of range (window, daily times, timezone, actions), or a robotId or ruleId that contradicts the path; each field at fault in `errors`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -339,8 +339,7 @@ pub async fn put_monitor(
     tag = "monitors",
     responses(
         (status = 200, description = "The monitors, by robot and rule", body = MonitorList),
-        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The internal API is disabled (INTERNAL_API_TOKEN unset)", body = Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
     )
 )]
 pub async fn list_monitors(
@@ -367,7 +366,7 @@ pub async fn list_monitors(
     responses(
         (status = 200, description = "The monitor (with `history` when `date` is given)", body = MonitorView),
         (status = 400, description = "Invalid robotId, ruleId or date", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
         (status = 404, description = "No such monitor, or the internal API is disabled", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -413,7 +412,7 @@ pub async fn get_monitor(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid robotId or ruleId", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
         (status = 404, description = "No such monitor, or the internal API is disabled", body = Problem, content_type = "application/problem+json"),
     )
 )]
