@@ -360,22 +360,20 @@ pub async fn get_check(
 mod tests {
     use super::*;
 
-    fn body(json: Value) -> serde_json::Map<String, Value> {
-        match json {
-            Value::Object(map) => map,
-            _ => unreachable!(),
-        }
+    /// `json` (an object) as robot 42's create body.
+    fn parse(json: Value) -> Result<CreateRequest, ApiError> {
+        let Value::Object(body) = json else {
+            unreachable!("a create body is an object")
+        };
+        parse_create(42, &body)
     }
 
     #[test]
     fn a_valid_body_parses() {
-        let request = parse_create(
-            42,
-            &body(serde_json::json!({
-                "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
-                "plannedAt": "2026-11-20T09:00:00+01:00", "extra": true
-            })),
-        )
+        let request = parse(serde_json::json!({
+            "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
+            "plannedAt": "2026-11-20T09:00:00+01:00", "extra": true
+        }))
         .unwrap();
         assert_eq!(request.step_id, 1);
         assert_eq!(request.planned_at.to_rfc3339(), "2026-11-20T08:00:00+00:00");
@@ -383,13 +381,10 @@ mod tests {
 
     #[test]
     fn an_integer_written_as_a_float_is_that_integer() {
-        let request = parse_create(
-            42,
-            &body(serde_json::json!({
-                "stepId": 1.0, "scheduledId": 2.0, "scriptVersionId": 3e0,
-                "plannedAt": "2026-11-20T08:00:00Z"
-            })),
-        )
+        let request = parse(serde_json::json!({
+            "stepId": 1.0, "scheduledId": 2.0, "scriptVersionId": 3e0,
+            "plannedAt": "2026-11-20T08:00:00Z"
+        }))
         .unwrap();
         assert_eq!(
             (
@@ -405,13 +400,10 @@ mod tests {
             serde_json::json!(-1.0),
             serde_json::json!(1e300),
         ] {
-            let result = parse_create(
-                42,
-                &body(serde_json::json!({
-                    "stepId": bad, "scheduledId": 2, "scriptVersionId": 3,
-                    "plannedAt": "2026-11-20T08:00:00Z"
-                })),
-            );
+            let result = parse(serde_json::json!({
+                "stepId": bad, "scheduledId": 2, "scriptVersionId": 3,
+                "plannedAt": "2026-11-20T08:00:00Z"
+            }));
             assert!(matches!(result, Err(ApiError::BadRequest { .. })), "{bad}");
         }
     }
@@ -446,13 +438,10 @@ mod tests {
 
     #[test]
     fn every_invalid_field_is_listed() {
-        let Err(ApiError::BadRequest { errors, .. }) = parse_create(
-            42,
-            &body(serde_json::json!({
-                "stepId": 0, "scheduledId": "2", "scriptVersionId": 9223372036854775808u64,
-                "plannedAt": "2026-11-20T08:00:00"
-            })),
-        ) else {
+        let Err(ApiError::BadRequest { errors, .. }) = parse(serde_json::json!({
+            "stepId": 0, "scheduledId": "2", "scriptVersionId": 9223372036854775808u64,
+            "plannedAt": "2026-11-20T08:00:00"
+        })) else {
             panic!("expected a bad request");
         };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -461,13 +450,10 @@ mod tests {
             ["stepId", "scheduledId", "scriptVersionId", "plannedAt"]
         );
         assert!(errors[2].message.contains("at most"));
-        let Err(ApiError::BadRequest { errors, .. }) = parse_create(
-            42,
-            &body(serde_json::json!({
-                "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
-                "plannedAt": "2040-01-01T00:00:00Z"
-            })),
-        ) else {
+        let Err(ApiError::BadRequest { errors, .. }) = parse(serde_json::json!({
+            "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
+            "plannedAt": "2040-01-01T00:00:00Z"
+        })) else {
             panic!("expected a bad request");
         };
         assert_eq!(errors.len(), 1);
