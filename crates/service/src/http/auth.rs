@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use subtle::ConstantTimeEq as _;
 
 use super::AppState;
-use super::problem::{ApiError, canonical_id};
+use super::problem::{ApiError, Challenged, canonical_id};
 
 /// The calling robot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +59,42 @@ impl FromRequestParts<AppState> for Robot {
     }
 }
 
-/// How a request presented the internal API token (`INTERNAL_API_TOKEN`).
+/// How an extractor admits holders of the internal API token (`INTERNAL_API_TOKEN`): how the
+/// token may come, and how a caller without it is answered.
+pub(super) struct TokenLogin {
+    /// Whether the token may also come as the password of HTTP Basic.
+    pub basic: bool,
+    /// The `WWW-Authenticate` challenge sent with a 401.
+    pub challenge: &'static str,
+    /// The 401's detail without exactly one `Authorization` header.
+    pub no_header: &'static str,
+    /// The 401's detail for another token or scheme.
+    pub other: &'static str,
+}
+
+impl TokenLogin {
+    /// `Ok` when `parts` present the token; 404 when it is unset (the routes do not exist),
+    /// else 401 with the challenge.
+    pub(super) fn admit(&self, parts: &Parts, state: &AppState) -> Result<(), Challenged> {
+        let refuse = |error| Challenged {
+            error,
+            challenge: self.challenge,
+        };
+        let Some(token) = &state.internal_api_token else {
+            return Err(refuse(ApiError::NotFound("no such route".to_owned())));
+        };
+        let detail = match internal_token(parts, token, self.basic) {
+            Presented::Token => return Ok(()),
+            Presented::NoHeader => self.no_header,
+            Presented::Other => self.other,
+        };
+        Err(refuse(ApiError::Unauthorized(detail.to_owned())))
+    }
+}
+
+/// How a request presented the internal API token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Presented {
+enum Presented {
     /// The token, in exactly one `Authorization` header.
     Token,
     /// No `Authorization` header, or more than one.
@@ -72,7 +105,7 @@ pub(super) enum Presented {
 
 /// Whether `parts` present `token` — as `Bearer <token>`, or with `basic` also as the
 /// password of HTTP Basic (any user name) — compared in constant time.
-pub(super) fn internal_token(parts: &Parts, token: &str, basic: bool) -> Presented {
+fn internal_token(parts: &Parts, token: &str, basic: bool) -> Presented {
     let mut values = parts
         .headers
         .get_all(axum::http::header::AUTHORIZATION)

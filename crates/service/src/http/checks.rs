@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Robot;
-use super::problem::{ApiError, FieldError, Problem, canonical_id};
+use super::problem::{
+    ApiError, FieldError, JsonBodyProblems, Problem, RobotAuthProblems, canonical_id,
+};
 use super::request_id::RequestId;
 use crate::checks::view::CheckDto;
 use crate::checks::{CheckError, CreateOutcome, CreateRequest, TIMESTAMP_MAX, TIMESTAMP_MIN};
@@ -267,6 +269,22 @@ pub(super) fn database_error(unavailable: bool, error: anyhow::Error) -> ApiErro
     ApiError::Internal(error)
 }
 
+/// The check id in the path (its parameter named `field`), checked.
+pub(super) fn check_id(
+    path: Result<Path<String>, PathRejection>,
+    field: &str,
+) -> Result<i64, ApiError> {
+    path.ok()
+        .and_then(|Path(id)| canonical_id(&id))
+        .ok_or_else(|| ApiError::BadRequest {
+            detail: "the status check id is invalid".to_owned(),
+            errors: vec![FieldError {
+                field: field.to_owned(),
+                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
+            }],
+        })
+}
+
 /// Start a status check.
 #[utoipa::path(
     post,
@@ -284,11 +302,9 @@ pub(super) fn database_error(unavailable: bool, error: anyhow::Error) -> ApiErro
         (status = 201, description = "The check was created", body = CheckDto),
         (status = 200, description = "The same request was made before: the existing check", body = CheckDto),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Kong headers missing", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a robot", body = Problem, content_type = "application/problem+json"),
+        RobotAuthProblems,
         (status = 404, description = "Step unknown at Micro-Managers", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        JsonBodyProblems,
         (status = 422, description = "Not a statusCheck step, no active template, no pass/fail next step, or a scriptVersionId that is not the step's (listed in `errors`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The robot has OPEN_CHECKS_PER_STEP open checks at this step already", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "An upstream failed; nothing was saved", body = Problem, content_type = "application/problem+json"),
@@ -323,8 +339,7 @@ pub async fn create_check(
     responses(
         (status = 200, description = "The check", body = CheckDto),
         (status = 400, description = "The id is not a positive integer", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Kong headers missing", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a robot", body = Problem, content_type = "application/problem+json"),
+        RobotAuthProblems,
         (status = 404, description = "No such check for this robot", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -333,16 +348,7 @@ pub async fn get_check(
     robot: Robot,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CheckDto>, ApiError> {
-    let id = path
-        .ok()
-        .and_then(|Path(id)| canonical_id(&id))
-        .ok_or_else(|| ApiError::BadRequest {
-            detail: "the status check id is invalid".to_owned(),
-            errors: vec![FieldError {
-                field: "statusCheckId".to_owned(),
-                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
-            }],
-        })?;
+    let id = check_id(path, "statusCheckId")?;
     tracing::Span::current().record("check_id", id);
     match state.checks.get(robot.id, id).await? {
         Some(check) => Ok(Json(CheckDto::from(&check))),
@@ -354,22 +360,20 @@ pub async fn get_check(
 mod tests {
     use super::*;
 
-    fn body(json: Value) -> serde_json::Map<String, Value> {
-        match json {
-            Value::Object(map) => map,
-            _ => unreachable!(),
-        }
+    /// `json` (an object) as robot 42's create body.
+    fn parse(json: Value) -> Result<CreateRequest, ApiError> {
+        let Value::Object(body) = json else {
+            unreachable!("a create body is an object")
+        };
+        parse_create(42, &body)
     }
 
     #[test]
     fn a_valid_body_parses() {
-        let request = parse_create(
-            42,
-            &body(serde_json::json!({
-                "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
-                "plannedAt": "2026-11-20T09:00:00+01:00", "extra": true
-            })),
-        )
+        let request = parse(serde_json::json!({
+            "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
+            "plannedAt": "2026-11-20T09:00:00+01:00", "extra": true
+        }))
         .unwrap();
         assert_eq!(request.step_id, 1);
         assert_eq!(request.planned_at.to_rfc3339(), "2026-11-20T08:00:00+00:00");
@@ -377,13 +381,10 @@ mod tests {
 
     #[test]
     fn an_integer_written_as_a_float_is_that_integer() {
-        let request = parse_create(
-            42,
-            &body(serde_json::json!({
-                "stepId": 1.0, "scheduledId": 2.0, "scriptVersionId": 3e0,
-                "plannedAt": "2026-11-20T08:00:00Z"
-            })),
-        )
+        let request = parse(serde_json::json!({
+            "stepId": 1.0, "scheduledId": 2.0, "scriptVersionId": 3e0,
+            "plannedAt": "2026-11-20T08:00:00Z"
+        }))
         .unwrap();
         assert_eq!(
             (
@@ -399,13 +400,10 @@ mod tests {
             serde_json::json!(-1.0),
             serde_json::json!(1e300),
         ] {
-            let result = parse_create(
-                42,
-                &body(serde_json::json!({
-                    "stepId": bad, "scheduledId": 2, "scriptVersionId": 3,
-                    "plannedAt": "2026-11-20T08:00:00Z"
-                })),
-            );
+            let result = parse(serde_json::json!({
+                "stepId": bad, "scheduledId": 2, "scriptVersionId": 3,
+                "plannedAt": "2026-11-20T08:00:00Z"
+            }));
             assert!(matches!(result, Err(ApiError::BadRequest { .. })), "{bad}");
         }
     }
@@ -440,13 +438,10 @@ mod tests {
 
     #[test]
     fn every_invalid_field_is_listed() {
-        let Err(ApiError::BadRequest { errors, .. }) = parse_create(
-            42,
-            &body(serde_json::json!({
-                "stepId": 0, "scheduledId": "2", "scriptVersionId": 9223372036854775808u64,
-                "plannedAt": "2026-11-20T08:00:00"
-            })),
-        ) else {
+        let Err(ApiError::BadRequest { errors, .. }) = parse(serde_json::json!({
+            "stepId": 0, "scheduledId": "2", "scriptVersionId": 9223372036854775808u64,
+            "plannedAt": "2026-11-20T08:00:00"
+        })) else {
             panic!("expected a bad request");
         };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -455,13 +450,10 @@ mod tests {
             ["stepId", "scheduledId", "scriptVersionId", "plannedAt"]
         );
         assert!(errors[2].message.contains("at most"));
-        let Err(ApiError::BadRequest { errors, .. }) = parse_create(
-            42,
-            &body(serde_json::json!({
-                "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
-                "plannedAt": "2040-01-01T00:00:00Z"
-            })),
-        ) else {
+        let Err(ApiError::BadRequest { errors, .. }) = parse(serde_json::json!({
+            "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,
+            "plannedAt": "2040-01-01T00:00:00Z"
+        })) else {
             panic!("expected a bad request");
         };
         assert_eq!(errors.len(), 1);

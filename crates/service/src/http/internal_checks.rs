@@ -9,8 +9,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::checks::check_id;
 use super::monitors::Internal;
-use super::problem::{ApiError, FieldError, canonical_id};
+use super::problem::{ApiError, InternalAuthProblems};
 use crate::checks::view::CheckDto;
 use crate::support::NotificationDto;
 
@@ -25,19 +26,6 @@ pub struct InternalCheckDto {
     pub notifications: Vec<NotificationDto>,
 }
 
-/// The path's check id, checked.
-pub fn check_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
-    path.ok()
-        .and_then(|Path(id)| canonical_id(&id))
-        .ok_or_else(|| ApiError::BadRequest {
-            detail: "the status check id is invalid".to_owned(),
-            errors: vec![FieldError {
-                field: "id".to_owned(),
-                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
-            }],
-        })
-}
-
 /// Any robot's check, with its notifications.
 #[utoipa::path(
     get,
@@ -47,7 +35,7 @@ pub fn check_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiErr
     responses(
         (status = 200, description = "The check", body = InternalCheckDto),
         (status = 400, description = "The id is not a positive integer", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or another bearer token", body = super::problem::Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
         (status = 404, description = "No such check, or the internal API is disabled", body = super::problem::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -56,7 +44,7 @@ pub async fn get_internal_check(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<InternalCheckDto>, ApiError> {
-    let id = check_id(path)?;
+    let id = check_id(path, "id")?;
     tracing::Span::current().record("check_id", id);
     match state.checks.view(id).await? {
         Some(view) => Ok(Json(InternalCheckDto {

@@ -16,10 +16,12 @@ use status_check_engine::monitor::{MonitorDefinition, RuleId};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{Presented, internal_token};
+use super::auth::TokenLogin;
 use super::checks::{JsonObject, database_error};
 use super::monitor_history::{HistoryQuery, MonitorView, SessionHistoryDto, history_date};
-use super::problem::{ApiError, Challenged, FieldError, Problem, canonical_id};
+use super::problem::{
+    ApiError, Challenged, FieldError, InternalAuthProblems, JsonBodyProblems, Problem, canonical_id,
+};
 use crate::monitors::{MonitorError, MonitorPut, NEVER, StoredMonitor};
 
 impl From<MonitorError> for ApiError {
@@ -45,34 +47,19 @@ impl From<MonitorError> for ApiError {
 /// A caller that presented the internal API token.
 pub struct Internal;
 
-/// 401 with the bearer challenge (RFC 6750), or 404 when the API is disabled.
-fn internal_rejection(error: ApiError) -> Challenged {
-    Challenged {
-        error,
-        challenge: "Bearer realm=\"status-check internal\"",
-    }
-}
+/// The bearer token only; a 401 carries the bearer challenge (RFC 6750).
+const API_LOGIN: TokenLogin = TokenLogin {
+    basic: false,
+    challenge: "Bearer realm=\"status-check internal\"",
+    no_header: "send one Authorization: Bearer <INTERNAL_API_TOKEN> header",
+    other: "the bearer token is not the internal API token",
+};
 
 impl FromRequestParts<AppState> for Internal {
     type Rejection = Challenged;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Challenged> {
-        let Some(token) = &state.internal_api_token else {
-            return Err(internal_rejection(ApiError::NotFound(
-                "no such route".to_owned(),
-            )));
-        };
-        let unauthorized =
-            |detail: &str| internal_rejection(ApiError::Unauthorized(detail.to_owned()));
-        match internal_token(parts, token, false) {
-            Presented::Token => Ok(Internal),
-            Presented::NoHeader => Err(unauthorized(
-                "send one Authorization: Bearer <INTERNAL_API_TOKEN> header",
-            )),
-            Presented::Other => Err(unauthorized(
-                "the bearer token is not the internal API token",
-            )),
-        }
+        API_LOGIN.admit(parts, state).map(|()| Internal)
     }
 }
 
@@ -323,10 +310,8 @@ fn definition_of(body: serde_json::Map<String, Value>) -> Result<MonitorDefiniti
         (status = 201, description = "Created; its session opens at its next start (at once when one is under way)", body = MonitorDto),
         (status = 200, description = "Replaced (or unchanged)", body = MonitorDto),
         (status = 400, description = "The body cannot be read as a monitor (malformed JSON, not an object, a field of the wrong JSON type, an unknown field), or an invalid robotId or ruleId in the path: each field at fault in `errors`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The internal API is disabled (INTERNAL_API_TOKEN unset)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
+        JsonBodyProblems,
         (status = 422, description = "A well-formed monitor refused for what it says: a required field missing, a value out of range (window, daily times, timezone, actions), or a robotId or ruleId that contradicts the path; each field at fault in `errors`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -354,8 +339,7 @@ pub async fn put_monitor(
     tag = "monitors",
     responses(
         (status = 200, description = "The monitors, by robot and rule", body = MonitorList),
-        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The internal API is disabled (INTERNAL_API_TOKEN unset)", body = Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
     )
 )]
 pub async fn list_monitors(
@@ -382,7 +366,7 @@ pub async fn list_monitors(
     responses(
         (status = 200, description = "The monitor (with `history` when `date` is given)", body = MonitorView),
         (status = 400, description = "Invalid robotId, ruleId or date", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
         (status = 404, description = "No such monitor, or the internal API is disabled", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -428,7 +412,7 @@ pub async fn get_monitor(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid robotId or ruleId", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or another bearer token", body = Problem, content_type = "application/problem+json"),
+        InternalAuthProblems,
         (status = 404, description = "No such monitor, or the internal API is disabled", body = Problem, content_type = "application/problem+json"),
     )
 )]

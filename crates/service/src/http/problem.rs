@@ -1,11 +1,14 @@
 //! RFC 9457 problem details: every error the API returns, with the request id, and never a
 //! stack trace, SQL text or an upstream's raw body.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 
 use super::request_id;
 
@@ -30,6 +33,47 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
     pub request_id: String,
+}
+
+/// A problem+json response as the OpenAPI document shows one: the `Problem` schema.
+fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        )
+        .build()
+        .into()
+}
+
+/// Declares sets of problem responses that several operations answer alike, each a
+/// [`utoipa::IntoResponses`] that `#[utoipa::path]` lists in `responses(...)` beside the
+/// operation's own tuples. A tuple listed after a set replaces the set's response of its
+/// status, where the operation has more to say.
+macro_rules! problem_responses {
+    ($($(#[doc = $doc:literal])* $set:ident { $($status:literal: $description:literal),+ })+) => {$(
+        $(#[doc = $doc])*
+        pub struct $set;
+
+        impl utoipa::IntoResponses for $set {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                BTreeMap::from([$(($status.to_string(), problem_response($description))),+])
+            }
+        }
+    )+};
+}
+
+problem_responses! {
+    /// A robot's Kong identity headers refused (`auth::Robot`).
+    RobotAuthProblems { 401: "Kong headers missing", 403: "Not a robot" }
+    /// A JSON body refused before it is read (`checks::JsonObject`).
+    JsonBodyProblems { 413: "Body too large", 415: "Not JSON" }
+    /// The internal API's bearer token refused, or the API disabled (`monitors::Internal`).
+    InternalAuthProblems {
+        401: "No or another bearer token",
+        404: "The internal API is disabled (INTERNAL_API_TOKEN unset)"
+    }
 }
 
 /// Every way a request can fail.

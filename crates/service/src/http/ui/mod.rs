@@ -22,8 +22,8 @@ use serde::Deserialize;
 use status_check_engine::monitor::RuleId;
 
 use super::AppState;
-use super::auth::{Presented, internal_token};
-use super::internal_checks::check_id;
+use super::auth::TokenLogin;
+use super::checks::check_id;
 use super::problem::{ApiError, Challenged, FieldError, canonical_id};
 use crate::checks::CheckFilter;
 use crate::monitors::StoredMonitor;
@@ -47,31 +47,22 @@ pub fn routes() -> Router<AppState> {
 /// A person who presented the internal token (bearer, or Basic password).
 pub struct Staff;
 
-/// 401 with a Basic challenge (a browser asks for the password), or 404 when disabled.
-fn staff_rejection(error: ApiError) -> Challenged {
-    Challenged {
-        error,
-        challenge: "Basic realm=\"status-check support\", charset=\"UTF-8\"",
-    }
-}
+const LOG_IN: &str = "log in with the internal API token: as the password of HTTP Basic (any \
+                      user name), or as Authorization: Bearer <INTERNAL_API_TOKEN>";
+
+/// Bearer or Basic; a 401 carries a Basic challenge, so a browser asks for the password.
+const STAFF_LOGIN: TokenLogin = TokenLogin {
+    basic: true,
+    challenge: "Basic realm=\"status-check support\", charset=\"UTF-8\"",
+    no_header: LOG_IN,
+    other: LOG_IN,
+};
 
 impl FromRequestParts<AppState> for Staff {
     type Rejection = Challenged;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Challenged> {
-        let Some(token) = &state.internal_api_token else {
-            return Err(staff_rejection(ApiError::NotFound(
-                "no such route".to_owned(),
-            )));
-        };
-        match internal_token(parts, token, true) {
-            Presented::Token => Ok(Staff),
-            Presented::NoHeader | Presented::Other => Err(staff_rejection(ApiError::Unauthorized(
-                "log in with the internal API token: as the password of HTTP Basic (any user \
-                 name), or as Authorization: Bearer <INTERNAL_API_TOKEN>"
-                    .to_owned(),
-            ))),
-        }
+        STAFF_LOGIN.admit(parts, state).map(|()| Staff)
     }
 }
 
@@ -240,7 +231,7 @@ async fn check(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ZoneQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let id = check_id(path)?;
+    let id = check_id(path, "id")?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let zone = zone_of(query.tz.as_deref())?;
     let view = state

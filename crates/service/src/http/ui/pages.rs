@@ -58,6 +58,27 @@ pub fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
+/// A table in its scrolling box: the head, a row an item, or one row saying there is none.
+fn table(
+    id: Option<&str>,
+    head: &[&str],
+    rows: impl IntoIterator<Item = Markup>,
+    none: &str,
+) -> Markup {
+    let rows: Vec<Markup> = rows.into_iter().collect();
+    html! {
+        div.table {
+            table id=[id] {
+                thead { tr { @for name in head { th { (name) } } } }
+                tbody {
+                    @for row in &rows { (row) }
+                    @if rows.is_empty() { tr { td colspan=(head.len()) { (none) } } }
+                }
+            }
+        }
+    }
+}
+
 fn result_class(result: &str) -> &str {
     match result {
         "PASS" | "FAIL" | "UNKNOWN" => result,
@@ -153,61 +174,43 @@ pub fn list_page(
                 button type="submit" { "Show" }
             }
             p.note { "Newest first, " (page_size) " a page. Times in " (zone.name) "." }
-            div.table {
-                table {
-                    thead { tr { th { "Check" } th { "Robot" } th { "Template" } th { "Phase" } th { "Result" } th { "Next step" } th { "Planned at" } th { "Created" } } }
-                    tbody {
-                        @for check in checks {
-                            tr {
-                                td.num { a href=(format!("/internal/ui/checks/{}{tz_query}", check.id)) { (check.id) } }
-                                td.num { (check.robot_id) }
-                                td { (check.template_name) " v" (check.template_version) }
-                                td { (check.phase) }
-                                td class=(result_class(&check.result)) { (check.result) }
-                                td.num { @if let Some(step) = check.next_step_id { (step) } @else { "—" } }
-                                td { (zone.format(check.planned_at)) }
-                                td { @if let Some(at) = check.created_at { (zone.format(at)) } @else { "—" } }
-                            }
-                        }
-                        @if checks.is_empty() {
-                            tr { td colspan="8" { "No check matches." } }
-                        }
-                    }
+            (table(None, &["Check", "Robot", "Template", "Phase", "Result", "Next step", "Planned at", "Created"], checks.iter().map(|check| html! {
+                tr {
+                    td.num { a href=(format!("/internal/ui/checks/{}{tz_query}", check.id)) { (check.id) } }
+                    td.num { (check.robot_id) }
+                    td { (check.template_name) " v" (check.template_version) }
+                    td { (check.phase) }
+                    td class=(result_class(&check.result)) { (check.result) }
+                    td.num { @if let Some(step) = check.next_step_id { (step) } @else { "—" } }
+                    td { (zone.format(check.planned_at)) }
+                    td { @if let Some(at) = check.created_at { (zone.format(at)) } @else { "—" } }
                 }
-            }
+            }), "No check matches."))
             div.pager {
                 @if let Some(before) = next_before {
                     a href=(form.href(Some(before))) rel="next" { "Older checks →" }
                 }
             }
             h2 { "Monitors" }
-            div.table {
-                table {
-                    thead { tr { th { "Robot" } th { "Rule" } th { "Watches" } th { "Window" } th { "Timezone" } th { "Open window" } th { "Alarms today" } } }
-                    tbody {
-                        @for (stored, today) in monitors {
-                            @let monitor = &stored.monitor;
-                            tr {
-                                td.num { (monitor.robot_id()) }
-                                td { a href=(format!("/internal/ui/monitors/{}/{}?date={today}", monitor.robot_id(), monitor.rule_id().as_str())) { (monitor.rule_id().as_str()) } }
-                                td { (monitor.event_type()) }
-                                td { (monitor.window().to_string()) }
-                                td { (monitor.timezone().name()) }
-                                td {
-                                    @match stored.state.window {
-                                        Some(window) => { "#" (window.window_number) " until " (Zone::named(monitor.timezone().name()).unwrap_or_else(|_| Zone::utc()).format(window.window_end)) }
-                                        None => { @if monitor.enabled() { "no session open" } @else { "disabled" } }
-                                    }
-                                }
-                                td.num { @match stored.state.window { Some(window) => { (window.alarms_sent()) } None => { "—" } } }
+            (table(None, &["Robot", "Rule", "Watches", "Window", "Timezone", "Open window", "Alarms today"], monitors.iter().map(|(stored, today)| {
+                let monitor = &stored.monitor;
+                html! {
+                    tr {
+                        td.num { (monitor.robot_id()) }
+                        td { a href=(format!("/internal/ui/monitors/{}/{}?date={today}", monitor.robot_id(), monitor.rule_id().as_str())) { (monitor.rule_id().as_str()) } }
+                        td { (monitor.event_type()) }
+                        td { (monitor.window().to_string()) }
+                        td { (monitor.timezone().name()) }
+                        td {
+                            @match stored.state.window {
+                                Some(window) => { "#" (window.window_number) " until " (Zone::named(monitor.timezone().name()).unwrap_or_else(|_| Zone::utc()).format(window.window_end)) }
+                                None => { @if monitor.enabled() { "no session open" } @else { "disabled" } }
                             }
                         }
-                        @if monitors.is_empty() {
-                            tr { td colspan="7" { "No monitor." } }
-                        }
+                        td.num { @match stored.state.window { Some(window) => { (window.alarms_sent()) } None => { "—" } } }
                     }
                 }
-            }
+            }), "No monitor."))
         },
     )
 }
@@ -279,46 +282,28 @@ pub fn check_page(view: &CheckView, zone: &Zone, now: DateTime<Utc>) -> Markup {
             h2 { "Facts" }
             div.table { table #facts { tbody { @for (name, value) in &facts { tr { th scope="row" { (name) } td { (value) } } } } } }
             h2 { "Records (" (timeline.records.len()) ")" }
-            div.table {
-                table #records {
-                    thead { tr { th { "#" } th { "Phase" } th { "Event" } th { "Incoming id" } th { "Event time" } th { "Recorded" } th { "Result after it" } } }
-                    tbody {
-                        @for record in &timeline.records {
-                            tr {
-                                td.num { (record.order) }
-                                td { (record.phase.as_str()) }
-                                td.mono { (record.event_name) }
-                                td.num { @if let Some(id) = record.incoming_event_id { (id) } @else { "—" } }
-                                td { @match record.event_at { Some(at) => { (zone.format(at)) } None => { "not stored" } } }
-                                td { (zone.format(record.recorded_at)) }
-                                td class=(result_class(&record.result.to_string())) { (record.result.to_string()) }
-                            }
-                        }
-                        @if timeline.records.is_empty() { tr { td colspan="7" { "No record." } } }
-                    }
+            (table(Some("records"), &["#", "Phase", "Event", "Incoming id", "Event time", "Recorded", "Result after it"], timeline.records.iter().map(|record| html! {
+                tr {
+                    td.num { (record.order) }
+                    td { (record.phase.as_str()) }
+                    td.mono { (record.event_name) }
+                    td.num { @if let Some(id) = record.incoming_event_id { (id) } @else { "—" } }
+                    td { @match record.event_at { Some(at) => { (zone.format(at)) } None => { "not stored" } } }
+                    td { (zone.format(record.recorded_at)) }
+                    td class=(result_class(&record.result.to_string())) { (record.result.to_string()) }
                 }
-            }
+            }), "No record."))
             h2 { "Notifications to the robot (" (view.notifications.len()) ")" }
-            div.table {
-                table #notifications {
-                    thead { tr { th { "Seq" } th { "Phase" } th { "Result" } th { "Next step" } th { "Decided" } th { "Sent" } } }
-                    tbody {
-                        @for n in &timeline.notifications {
-                            tr {
-                                td.num { (n.seq) }
-                                td { (n.phase) }
-                                td class=(result_class(&n.result)) { (n.result) }
-                                td.num { @if let Some(step) = n.next_step_id { (step) } @else { "—" } }
-                                td { (zone.format(n.created_at)) }
-                                td { @match n.sent_at { Some(at) => { (zone.format(at)) } None => { "not yet" } } }
-                            }
-                        }
-                        @if timeline.notifications.is_empty() {
-                            tr { td colspan="6" { "None kept (sent notifications are purged after the retention)." } }
-                        }
-                    }
+            (table(Some("notifications"), &["Seq", "Phase", "Result", "Next step", "Decided", "Sent"], timeline.notifications.iter().map(|n| html! {
+                tr {
+                    td.num { (n.seq) }
+                    td { (n.phase) }
+                    td class=(result_class(&n.result)) { (n.result) }
+                    td.num { @if let Some(step) = n.next_step_id { (step) } @else { "—" } }
+                    td { (zone.format(n.created_at)) }
+                    td { @match n.sent_at { Some(at) => { (zone.format(at)) } None => { "not yet" } } }
                 }
-            }
+            }), "None kept (sent notifications are purged after the retention)."))
         },
     )
 }
@@ -374,41 +359,25 @@ pub fn monitor_page(stored: &StoredMonitor, day: &MonitorDay, zone: &Zone) -> Ma
                 } }
             } } }
             h2 { "Windows (" (day.windows.len()) ")" }
-            div.table {
-                table #windows {
-                    thead { tr { th { "#" } th { "From" } th { "To" } th { "Length" } th { "How it ended" } } }
-                    tbody {
-                        @for bar in &day.windows {
-                            tr {
-                                td.num { (bar.number) }
-                                td { (zone.format(bar.start)) }
-                                td { (zone.format(bar.end)) }
-                                td { (human_duration((bar.end - bar.start).num_seconds())) }
-                                td { (bar.outcome.describe()) }
-                            }
-                        }
-                        @if day.windows.is_empty() { tr { td colspan="5" { "None kept for this day." } } }
-                    }
+            (table(Some("windows"), &["#", "From", "To", "Length", "How it ended"], day.windows.iter().map(|bar| html! {
+                tr {
+                    td.num { (bar.number) }
+                    td { (zone.format(bar.start)) }
+                    td { (zone.format(bar.end)) }
+                    td { (human_duration((bar.end - bar.start).num_seconds())) }
+                    td { (bar.outcome.describe()) }
                 }
-            }
+            }), "None kept for this day."))
             h2 { "Alarms (" (day.alarms.len()) ")" }
-            div.table {
-                table #alarms {
-                    thead { tr { th { "Window" } th { "Reference" } th { "Event" } th { "Decided" } th { "Posted" } } }
-                    tbody {
-                        @for alarm in &day.alarms {
-                            tr {
-                                td.num { (alarm.window_number) }
-                                td.mono { (alarm.reference_id) }
-                                td.mono { (alarm.event_name) }
-                                td { (zone.format(alarm.at)) }
-                                td { @match alarm.sent_at { Some(at) => { (zone.format(at)) } None => { "not yet (retrying)" } } }
-                            }
-                        }
-                        @if day.alarms.is_empty() { tr { td colspan="5" { "No alarm that day." } } }
-                    }
+            (table(Some("alarms"), &["Window", "Reference", "Event", "Decided", "Posted"], day.alarms.iter().map(|alarm| html! {
+                tr {
+                    td.num { (alarm.window_number) }
+                    td.mono { (alarm.reference_id) }
+                    td.mono { (alarm.event_name) }
+                    td { (zone.format(alarm.at)) }
+                    td { @match alarm.sent_at { Some(at) => { (zone.format(at)) } None => { "not yet (retrying)" } } }
                 }
-            }
+            }), "No alarm that day."))
         },
     )
 }
