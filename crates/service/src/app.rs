@@ -74,7 +74,7 @@ impl App {
             let base = address
                 .clone()
                 .with_context(|| format!("configuration key {key}: required by serve"))?;
-            Ok(config.upstreams.at(base))
+            Ok(config.upstream(base))
         };
         // A monitoring-only replica on its own queue never reads a step: it runs with only
         // the job service's environment, which has no Micro-Managers address.
@@ -84,17 +84,17 @@ impl App {
                 .roles
                 .consumes_status_queue(config.monitors_queue_suffix.as_deref());
         let micro_managers: Arc<dyn MicroManagers> =
-            if needs_steps || config.upstreams.micro_managers_address.is_some() {
+            if needs_steps || config.micro_managers_address.is_some() {
                 Arc::new(HttpMicroManagers::new(&upstream(
                     "MICRO_MANAGERS_ADDRESS",
-                    &config.upstreams.micro_managers_address,
+                    &config.micro_managers_address,
                 )?)?)
             } else {
                 Arc::new(crate::upstream::NotConfigured("MICRO_MANAGERS_ADDRESS"))
             };
         let megazord = HttpMegazord::new(&upstream(
             "MEGAZORD_EVENTS_ADDRESS",
-            &config.upstreams.megazord_events_address,
+            &config.megazord_events_address,
         )?)?;
         let queue: Option<Arc<dyn Queue>> = if config.roles.consumer || config.roles.relay {
             Some(Arc::new(

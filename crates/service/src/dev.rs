@@ -177,14 +177,14 @@ impl Stack {
             None => config.database.open_store().await?,
         };
         let upstream =
-            |address: &Option<String>| config.upstreams.at(address.clone().unwrap_or_default());
+            |address: &Option<String>| config.upstream(address.clone().unwrap_or_default());
         let deps = Deps {
             store: store.clone(),
             micro_managers: Arc::new(HttpMicroManagers::new(&upstream(
-                &config.upstreams.micro_managers_address,
+                &config.micro_managers_address,
             ))?),
             megazord: Arc::new(HttpMegazord::new(&upstream(
-                &config.upstreams.megazord_events_address,
+                &config.megazord_events_address,
             ))?),
             clock,
             queue: Some(queue),

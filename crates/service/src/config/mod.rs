@@ -50,7 +50,10 @@ pub struct Config {
     pub port: u16,
     /// The database, the store's bounds and the logging: all that `migrate` reads too.
     pub database: DatabaseConfig,
-    pub upstreams: Upstreams,
+    pub micro_managers_address: Option<String>,
+    pub megazord_events_address: Option<String>,
+    pub upstream_timeout: Duration,
+    pub upstream_retries: usize,
     pub status_queue_address: Option<String>,
     pub robot_queue_address: Option<String>,
     pub aws_region: String,
@@ -125,27 +128,15 @@ fn merged(env: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Con
     Ok(values)
 }
 
-/// Where the upstream services are (`MICRO_MANAGERS_ADDRESS`, `MEGAZORD_EVENTS_ADDRESS`) and
-/// how they are called (`UPSTREAM_TIMEOUT_MS`, `UPSTREAM_RETRIES`).
-#[derive(Debug, Clone)]
-pub struct Upstreams {
-    pub micro_managers_address: Option<String>,
-    pub megazord_events_address: Option<String>,
-    pub timeout: Duration,
-    pub retries: usize,
-}
-
-impl Upstreams {
+impl Config {
     /// An upstream at `base` with the configured timeout and retries.
-    pub fn at(&self, base: String) -> UpstreamConfig {
+    pub fn upstream(&self, base: String) -> UpstreamConfig {
         let mut upstream = UpstreamConfig::new(base);
-        upstream.timeout = self.timeout;
-        upstream.retries = self.retries;
+        upstream.timeout = self.upstream_timeout;
+        upstream.retries = self.upstream_retries;
         upstream
     }
-}
 
-impl Config {
     /// Reads the process environment (and `CONFIG_FILE`, when set).
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_sources(std::env::vars().collect())
@@ -252,15 +243,13 @@ impl Config {
             host,
             port,
             database,
-            upstreams: Upstreams {
-                micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
-                megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
-                timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
-                retries: usize::try_from(parse_u64("UPSTREAM_RETRIES")?)
-                    .ok()
-                    .filter(|r| *r <= 10)
-                    .ok_or_else(|| error("UPSTREAM_RETRIES", "must be at most 10"))?,
-            },
+            micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
+            megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
+            upstream_timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
+            upstream_retries: usize::try_from(parse_u64("UPSTREAM_RETRIES")?)
+                .ok()
+                .filter(|r| *r <= 10)
+                .ok_or_else(|| error("UPSTREAM_RETRIES", "must be at most 10"))?,
             status_queue_address,
             robot_queue_address,
             aws_region: get("AWS_REGION"),

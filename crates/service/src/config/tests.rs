@@ -94,7 +94,7 @@ fn defaults_apply() {
         config.database.database_url.expose(),
         "sqlite://status-check.db"
     );
-    assert_eq!(config.upstreams.timeout, Duration::from_secs(5));
+    assert_eq!(config.upstream_timeout, Duration::from_secs(5));
     assert_eq!(config.robot_consumer_username, "tinybots-robots");
     assert_eq!(config.database.log_format, LogFormat::Json);
     assert_eq!(

@@ -147,17 +147,15 @@ async fn sim_stack(backend: Backend, extra: &[(&str, &str)]) -> Option<(SimStack
     let config = Config::from_sources(values).expect("test config");
     let upstream = |address: &Option<String>| {
         let mut upstream = UpstreamConfig::new(address.clone().unwrap());
-        upstream.timeout = config.upstreams.timeout;
+        upstream.timeout = config.upstream_timeout;
         upstream
     };
     let deps = Deps {
         store,
         micro_managers: Arc::new(
-            HttpMicroManagers::new(&upstream(&config.upstreams.micro_managers_address)).unwrap(),
+            HttpMicroManagers::new(&upstream(&config.micro_managers_address)).unwrap(),
         ),
-        megazord: Arc::new(
-            HttpMegazord::new(&upstream(&config.upstreams.megazord_events_address)).unwrap(),
-        ),
+        megazord: Arc::new(HttpMegazord::new(&upstream(&config.megazord_events_address)).unwrap()),
         clock: clock.clone(),
         queue: Some(queues.queue.clone()),
     };

@@ -209,7 +209,7 @@ async fn start(
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
     let config = Config::from_sources(values.into_iter().collect()).expect("test config");
-    let upstream_config = |base: String| config.upstreams.at(base);
+    let upstream_config = |base: String| config.upstream(base);
     let clock = Arc::new(ManualClock::new(anchor()));
     let deps = Deps {
         store: store.clone(),
