@@ -51,21 +51,11 @@ impl Megazord for HttpMegazord {
             .append_pair("event_name", event_name)
             .append_pair("created_since", &created_since.timestamp().to_string());
         self.http
-            .call(
-                "incomings",
-                Idempotency::Idempotent,
-                call_ref,
-                |client| client.get(url.clone()),
-                |answer| match answer.status {
-                    status if status.is_success() => Ok(answer
-                        .json::<Vec<IncomingDto>>(SERVICE)?
-                        .into_iter()
-                        .map(IncomingDto::into_event)
-                        .collect()),
-                    StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
-                    _ => Err(answer.unexpected(SERVICE)),
-                },
-            )
+            .get("incomings", call_ref, &url, |answer| {
+                answer.expect_success(SERVICE)?;
+                let incomings: Vec<IncomingDto> = answer.json(SERVICE)?;
+                Ok(incomings.into_iter().map(IncomingDto::into_event).collect())
+            })
             .await
     }
 
@@ -82,20 +72,11 @@ impl Megazord for HttpMegazord {
             queue: request.queue,
         };
         self.http
-            .call(
-                "subscribe",
-                Idempotency::NotIdempotent,
-                call_ref,
-                |client| client.post(url.clone()).json(&body),
-                |answer| match answer.status {
-                    status if status.is_success() => {
-                        let created: SubscriptionDto = answer.json(SERVICE)?;
-                        Ok(Subscription { id: created.id })
-                    }
-                    StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
-                    _ => Err(answer.unexpected(SERVICE)),
-                },
-            )
+            .post_json("subscribe", call_ref, &url, &body, |answer| {
+                answer.expect_success(SERVICE)?;
+                let created: SubscriptionDto = answer.json(SERVICE)?;
+                Ok(Subscription { id: created.id })
+            })
             .await
     }
 
@@ -136,17 +117,10 @@ impl Megazord for HttpMegazord {
             reference_id: &event.reference_id,
         };
         self.http
-            .call(
-                "post_incoming",
-                Idempotency::NotIdempotent,
-                call_ref,
-                |client| client.post(url.clone()).json(&body),
-                |answer| match answer.status {
-                    status if status.is_success() => Ok(answer.json::<PostedDto>(SERVICE)?.id),
-                    StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
-                    _ => Err(answer.unexpected(SERVICE)),
-                },
-            )
+            .post_json("post_incoming", call_ref, &url, &body, |answer| {
+                answer.expect_success(SERVICE)?;
+                Ok(answer.json::<PostedDto>(SERVICE)?.id)
+            })
             .await
     }
 }

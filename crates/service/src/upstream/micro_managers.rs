@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::http::{ClientBuildError, Idempotency, UpstreamHttp, malformed};
-use super::{MicroManagers, NextCommand, ScriptStep, UpstreamConfig, UpstreamError};
+use super::http::{ClientBuildError, UpstreamHttp, malformed};
+use super::{MicroManagers, NextCommand, ScriptStep, StepRef, UpstreamConfig, UpstreamError};
 
 /// The service label in errors, logs and metrics.
 pub const SERVICE: &str = "micro-managers";
@@ -31,8 +31,7 @@ impl HttpMicroManagers {
 impl MicroManagers for HttpMicroManagers {
     async fn script_step(
         &self,
-        robot_id: i64,
-        step_id: i64,
+        step: StepRef,
         call_ref: &str,
     ) -> Result<ScriptStep, UpstreamError> {
         let url = self.http.url([
@@ -40,23 +39,19 @@ impl MicroManagers for HttpMicroManagers {
             "v5".to_owned(),
             "scripts".to_owned(),
             "robots".to_owned(),
-            robot_id.to_string(),
+            step.robot_id.to_string(),
             "scripts".to_owned(),
             "steps".to_owned(),
-            step_id.to_string(),
+            step.step_id.to_string(),
         ]);
         self.http
-            .call(
-                "script_step",
-                Idempotency::Idempotent,
-                call_ref,
-                |client| client.get(url.clone()),
-                |answer| match answer.status {
+            .get("script_step", call_ref, &url, |answer| {
+                match answer.status {
                     StatusCode::OK => answer.json::<StepDocument>(SERVICE)?.into_step(),
                     StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
                     _ => Err(answer.unexpected(SERVICE)),
-                },
-            )
+                }
+            })
             .await
     }
 }
