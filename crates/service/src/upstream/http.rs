@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::HeaderValue;
-use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use reqwest::{Client, Method, RequestBuilder, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -192,23 +192,24 @@ impl UpstreamHttp {
         url
     }
 
-    /// [`call`](UpstreamHttp::call) with a `GET` of `url`, which is idempotent (retried).
-    pub async fn get<T>(
+    /// [`call`](UpstreamHttp::call) with a bodiless request of `method` to `url`, retried
+    /// when the method is idempotent (GET, DELETE).
+    pub async fn request<T>(
         &self,
         operation: &'static str,
         call_ref: &str,
+        method: Method,
         url: &Url,
         interpret: impl FnOnce(&Answer) -> Result<T, UpstreamError>,
     ) -> Result<T, UpstreamError> {
-        let build = |client: &Client| client.get(url.clone());
-        self.call(
-            operation,
-            Idempotency::Idempotent,
-            call_ref,
-            build,
-            interpret,
-        )
-        .await
+        let idempotency = if method.is_idempotent() {
+            Idempotency::Idempotent
+        } else {
+            Idempotency::NotIdempotent
+        };
+        let build = |client: &Client| client.request(method.clone(), url.clone());
+        self.call(operation, idempotency, call_ref, build, interpret)
+            .await
     }
 
     /// [`call`](UpstreamHttp::call) with a `POST` of `body` as JSON to `url`, which is not

@@ -3,11 +3,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use status_check_engine::Event;
 
-use super::http::{ClientBuildError, Idempotency, UpstreamHttp};
+use super::http::{ClientBuildError, UpstreamHttp};
 use super::{
     Megazord, PostedEvent, Subscription, SubscriptionRequest, UpstreamConfig, UpstreamError,
 };
@@ -51,7 +51,7 @@ impl Megazord for HttpMegazord {
             .append_pair("event_name", event_name)
             .append_pair("created_since", &created_since.timestamp().to_string());
         self.http
-            .get("incomings", call_ref, &url, |answer| {
+            .request("incomings", call_ref, Method::GET, &url, |answer| {
                 answer.expect_success(SERVICE)?;
                 let incomings: Vec<IncomingDto> = answer.json(SERVICE)?;
                 Ok(incomings.into_iter().map(IncomingDto::into_event).collect())
@@ -89,17 +89,13 @@ impl Megazord for HttpMegazord {
         let id = subscription_id.to_string();
         let url = self.robot_url(robot_id, &["subscriptions", id.as_str()]);
         self.http
-            .call(
-                "unsubscribe",
-                Idempotency::Idempotent,
-                call_ref,
-                |client| client.delete(url.clone()),
-                |answer| match answer.status {
+            .request("unsubscribe", call_ref, Method::DELETE, &url, |answer| {
+                match answer.status {
                     // 404: already gone, which is what was asked for.
                     status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
                     _ => Err(answer.unexpected(SERVICE)),
-                },
-            )
+                }
+            })
             .await
     }
 

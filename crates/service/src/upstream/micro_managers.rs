@@ -1,7 +1,7 @@
 //! Micro-Managers client (SPEC §5.1): fetches a script step.
 
 use async_trait::async_trait;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::http::{ClientBuildError, UpstreamHttp, malformed};
@@ -45,13 +45,17 @@ impl MicroManagers for HttpMicroManagers {
             step.step_id.to_string(),
         ]);
         self.http
-            .get("script_step", call_ref, &url, |answer| {
-                match answer.status {
+            .request(
+                "script_step",
+                call_ref,
+                Method::GET,
+                &url,
+                |answer| match answer.status {
                     StatusCode::OK => answer.json::<StepDocument>(SERVICE)?.into_step(),
                     StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
                     _ => Err(answer.unexpected(SERVICE)),
-                }
-            })
+                },
+            )
             .await
     }
 }
