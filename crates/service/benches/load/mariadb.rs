@@ -2,7 +2,6 @@
 //! database, sharing the in-memory status queue — against the same grouped writes through a
 //! plain client. Skipped, with a note, without a server.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,7 +10,9 @@ use anyhow::{Context as _, ensure};
 use mysql::prelude::Queryable as _;
 use serde_json::json;
 use sqlx::mysql::MySqlPool;
-use status_check::queue::{MemoryQueue, Queue, QueueError, QueueMessage};
+use status_check::queue::{
+    MemoryQueue, OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest,
+};
 use status_check_sim::megazord::MegazordRows;
 
 use super::*;
@@ -78,14 +79,12 @@ struct ReplicaQueue {
 
 #[async_trait::async_trait]
 impl Queue for ReplicaQueue {
-    async fn receive(
+    async fn receive_checked(
         &self,
         queue_url: &str,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
+        request: ReceiveRequest,
     ) -> Result<Vec<QueueMessage>, QueueError> {
-        self.shared.receive(queue_url, max, wait, visibility).await
+        self.shared.receive_checked(queue_url, request).await
     }
 
     async fn delete(&self, queue_url: &str, receipt: &str) -> Result<(), QueueError> {
@@ -93,24 +92,23 @@ impl Queue for ReplicaQueue {
         self.shared.delete(queue_url, receipt).await
     }
 
-    async fn extend_visibility(
+    async fn extend_visibility_checked(
         &self,
         queue_url: &str,
         receipt: &str,
         visibility: Duration,
     ) -> Result<(), QueueError> {
         self.shared
-            .extend_visibility(queue_url, receipt, visibility)
+            .extend_visibility_checked(queue_url, receipt, visibility)
             .await
     }
 
-    async fn send(
+    async fn send_checked(
         &self,
         queue_url: &str,
-        body: &str,
-        attributes: &BTreeMap<String, String>,
+        message: OutgoingMessage<'_>,
     ) -> Result<String, QueueError> {
-        self.shared.send(queue_url, body, attributes).await
+        self.shared.send_checked(queue_url, message).await
     }
 }
 

@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::deps::Deps;
 use crate::store::{Adopted, DynStore, Provenance, StoreError, StoredCheck};
 use crate::telemetry::ReportedOnce;
-use crate::upstream::{MicroManagers, UpstreamError};
+use crate::upstream::{MicroManagers, StepRef, UpstreamError};
 
 /// How the adoption pass behaves.
 #[derive(Debug, Clone)]
@@ -170,7 +170,13 @@ impl Adoption {
         let call_ref = uuid::Uuid::new_v4().to_string();
         let step = match self
             .micro_managers
-            .script_step(check.key.robot_id, check.key.step_id, &call_ref)
+            .script_step(
+                StepRef {
+                    robot_id: check.key.robot_id,
+                    step_id: check.key.step_id,
+                },
+                &call_ref,
+            )
             .await
         {
             Ok(step) => step,

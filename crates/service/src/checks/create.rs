@@ -8,7 +8,7 @@ use status_check_engine::lifecycle::{Check, Effect, NextSteps, Windows};
 use super::{CheckError, Checks, CreateOutcome, CreateRequest, Effects};
 use crate::store::{CheckKey, Created, NewCheck};
 use crate::subscriptions::{self, SubscribeError};
-use crate::upstream::{ScriptStep, SubscriptionRequest, UpstreamError};
+use crate::upstream::{ScriptStep, StepRef, SubscriptionRequest, UpstreamError};
 
 impl Checks {
     /// Fetch the step, resolve the template, compute the windows, run the past
@@ -44,7 +44,13 @@ impl Checks {
 
         let step = match self
             .micro_managers
-            .script_step(request.robot_id, request.step_id, call_ref)
+            .script_step(
+                StepRef {
+                    robot_id: request.robot_id,
+                    step_id: request.step_id,
+                },
+                call_ref,
+            )
             .await
         {
             Err(UpstreamError::NotFound { .. }) => {

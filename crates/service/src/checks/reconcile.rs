@@ -262,6 +262,25 @@ mod tests {
         }
     }
 
+    /// A Megazord that answers `name` after `delay` and every other name at once.
+    fn slow_on(name: &str, delay: Duration) -> TimedMegazord {
+        TimedMegazord {
+            delays: HashMap::from([(name.to_owned(), delay)]),
+            ..TimedMegazord::default()
+        }
+    }
+
+    /// [`read_all`] with call ref `ref`: its results, and how long it took on tokio's clock.
+    async fn timed_read_all(
+        megazord: &TimedMegazord,
+        reads: &[Option<Read>],
+        settings: ReconcileSettings,
+    ) -> (Vec<Option<ReadResult>>, Duration) {
+        let started = tokio::time::Instant::now();
+        let results = read_all(megazord, reads, settings, "ref").await;
+        (results, started.elapsed())
+    }
+
     fn since() -> DateTime<Utc> {
         "2026-11-20T08:00:00Z".parse().unwrap()
     }
@@ -350,19 +369,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn answers_within_the_budget_are_complete_and_checks_without_a_read_get_none() {
-        let megazord = TimedMegazord {
-            delays: HashMap::from([("SLOWISH".to_owned(), Duration::from_millis(400))]),
-            ..TimedMegazord::default()
-        };
-        let started = tokio::time::Instant::now();
-        let results = read_all(
+        let megazord = slow_on("SLOWISH", Duration::from_millis(400));
+        let (results, took) = timed_read_all(
             &megazord,
             &[read(1, &["A", "SLOWISH"]), None, read(2, &["A"])],
             settings(500, 8),
-            "ref",
         )
         .await;
-        assert_eq!(started.elapsed(), Duration::from_millis(400));
+        assert_eq!(took, Duration::from_millis(400));
         let first = results[0].as_ref().unwrap();
         assert_eq!(first.end, ReadEnd::Complete);
         assert_eq!(first.events.len(), 2);
@@ -372,19 +386,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_megazord_costs_the_budget_and_no_more() {
-        let megazord = TimedMegazord {
-            delays: HashMap::from([("SILENT".to_owned(), Duration::from_secs(3600))]),
-            ..TimedMegazord::default()
-        };
-        let started = tokio::time::Instant::now();
-        let results = read_all(
+        let megazord = slow_on("SILENT", Duration::from_secs(3600));
+        let (results, took) = timed_read_all(
             &megazord,
             &[read(1, &["A", "SILENT"]), read(2, &["A"])],
             settings(500, 8),
-            "ref",
         )
         .await;
-        assert_eq!(started.elapsed(), Duration::from_millis(500));
+        assert_eq!(took, Duration::from_millis(500));
         let first = results[0].as_ref().unwrap();
         assert_eq!(first.end, ReadEnd::TimedOut);
         assert_eq!(first.events.len(), 1, "what answered in time is kept");
@@ -395,14 +404,10 @@ mod tests {
     async fn calls_across_checks_are_bounded_and_queued_calls_share_the_budget() {
         // Six calls of 200 ms, two at a time: three rounds would take 600 ms, the budget is
         // 500 ms, so the last round's two checks are cut off.
-        let megazord = TimedMegazord {
-            delays: HashMap::from([("A".to_owned(), Duration::from_millis(200))]),
-            ..TimedMegazord::default()
-        };
+        let megazord = slow_on("A", Duration::from_millis(200));
         let reads: Vec<Option<Read>> = (1..=6).map(|robot| read(robot, &["A"])).collect();
-        let started = tokio::time::Instant::now();
-        let results = read_all(&megazord, &reads, settings(500, 2), "ref").await;
-        assert_eq!(started.elapsed(), Duration::from_millis(500));
+        let (results, took) = timed_read_all(&megazord, &reads, settings(500, 2)).await;
+        assert_eq!(took, Duration::from_millis(500));
         assert_eq!(
             megazord.in_flight.lock().unwrap().1,
             2,

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Queue, QueueError, QueueMessage, check_receive, check_send, check_visibility};
+use super::{OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest};
 use crate::clock::{Clock, SystemClock};
 
 /// In-memory queues. Share it as `Arc<MemoryQueue>` (which also coerces to
@@ -209,16 +209,13 @@ impl MemoryQueue {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    async fn receive(
+    async fn receive_checked(
         &self,
         queue_url: &str,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
+        request: ReceiveRequest,
     ) -> Result<Vec<QueueMessage>, QueueError> {
-        check_receive(max, wait, visibility)?;
         let q = self.queue(queue_url);
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + request.wait();
         loop {
             // Registered before looking, so a send between the look and the wait still wakes us.
             let notified = q.notify.notified();
@@ -228,7 +225,7 @@ impl Queue for MemoryQueue {
                 let mut state = lock(&q.state);
                 let now = Instant::now();
                 state.promote(now);
-                let taken = state.take(max, now, visibility);
+                let taken = state.take(request.max(), now, request.visibility());
                 if !taken.is_empty() {
                     return Ok(taken);
                 }
@@ -267,13 +264,12 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
-    async fn extend_visibility(
+    async fn extend_visibility_checked(
         &self,
         queue_url: &str,
         receipt: &str,
         visibility: Duration,
     ) -> Result<(), QueueError> {
-        check_visibility(visibility)?;
         let (seq, count) = parse_receipt(receipt)?;
         let gone = || QueueError::ReceiptInvalid("message was deleted".into());
         let q = self.existing(queue_url).ok_or_else(gone)?;
@@ -303,13 +299,11 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
-    async fn send(
+    async fn send_checked(
         &self,
         queue_url: &str,
-        body: &str,
-        attributes: &BTreeMap<String, String>,
+        message: OutgoingMessage<'_>,
     ) -> Result<String, QueueError> {
-        check_send(body, attributes)?;
         let q = self.queue(queue_url);
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let id = uuid::Uuid::new_v4().to_string();
@@ -319,8 +313,8 @@ impl Queue for MemoryQueue {
                 seq,
                 Stored {
                     id: id.clone(),
-                    body: body.to_owned(),
-                    attributes: attributes.clone(),
+                    body: message.body().to_owned(),
+                    attributes: message.attributes().clone(),
                     sent_at: self.clock.now(),
                     receive_count: 0,
                     invisible_until: None,

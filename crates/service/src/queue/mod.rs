@@ -4,10 +4,10 @@
 //! - [`SqsQueue`]: AWS SQS (or an emulator at a custom endpoint), with explicit timeouts;
 //! - [`MemoryQueue`]: in-process, for `status-check dev`, simulators, tests and benchmarks.
 //!
-//! Both validate their arguments the same way (the SQS limits, see [`MAX_RECEIVE_BATCH`],
-//! [`MAX_WAIT`], [`MAX_VISIBILITY`], [`MAX_ATTRIBUTES`]), so code that works on the memory
-//! queue does not get `Rejected` by SQS for a malformed request. One behaviour suite
-//! (`tests/it/queue.rs`) runs against both.
+//! The trait checks every call's arguments once, before an implementation sees them (the SQS
+//! limits, see [`MAX_RECEIVE_BATCH`], [`MAX_WAIT`], [`MAX_VISIBILITY`], [`MAX_ATTRIBUTES`]), so
+//! code that works on the memory queue does not get `Rejected` by SQS for a malformed request.
+//! One behaviour suite (`tests/it/queue.rs`) runs against both.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,7 +69,84 @@ impl QueueError {
     }
 }
 
+/// What one `receive` asks for, within the SQS limits (the only way to make one is
+/// [`ReceiveRequest::new`], which checks them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveRequest {
+    max: usize,
+    wait: Duration,
+    visibility: Duration,
+}
+
+impl ReceiveRequest {
+    /// Up to `max` (1..=[`MAX_RECEIVE_BATCH`]) messages, waiting up to `wait` (≤ [`MAX_WAIT`]),
+    /// invisible to others for `visibility` (≤ [`MAX_VISIBILITY`]); `Rejected` otherwise.
+    pub fn new(max: usize, wait: Duration, visibility: Duration) -> Result<Self, QueueError> {
+        if !(1..=MAX_RECEIVE_BATCH).contains(&max) {
+            return Err(QueueError::Rejected(format!(
+                "max messages must be 1..={MAX_RECEIVE_BATCH}, got {max}"
+            )));
+        }
+        if wait > MAX_WAIT {
+            return Err(QueueError::Rejected(format!(
+                "wait must be at most {}s, got {wait:?}",
+                MAX_WAIT.as_secs()
+            )));
+        }
+        check_visibility(visibility)?;
+        Ok(ReceiveRequest {
+            max,
+            wait,
+            visibility,
+        })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    pub fn visibility(&self) -> Duration {
+        self.visibility
+    }
+}
+
+/// A message to send: a body and string attributes SQS accepts (the only way to make one is
+/// [`OutgoingMessage::new`], which checks them; the size limit is left to the queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutgoingMessage<'a> {
+    body: &'a str,
+    attributes: &'a BTreeMap<String, String>,
+}
+
+impl<'a> OutgoingMessage<'a> {
+    /// `Rejected` for an empty body, more than [`MAX_ATTRIBUTES`] attributes, an attribute
+    /// name SQS refuses, an empty attribute value, or a character SQS does not allow.
+    pub fn new(
+        body: &'a str,
+        attributes: &'a BTreeMap<String, String>,
+    ) -> Result<Self, QueueError> {
+        check_send(body, attributes)?;
+        Ok(OutgoingMessage { body, attributes })
+    }
+
+    pub fn body(&self) -> &'a str {
+        self.body
+    }
+
+    pub fn attributes(&self) -> &'a BTreeMap<String, String> {
+        self.attributes
+    }
+}
+
 /// A queue service holding many queues, addressed by URL.
+///
+/// Callers use `receive`, `delete`, `extend_visibility` and `send`; the first, third and
+/// fourth check their arguments here and pass them on to the `*_checked` methods, which are
+/// what an implementation provides (and does not check again).
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
     /// Up to `max` (1..=[`MAX_RECEIVE_BATCH`]) messages, waiting up to `wait`
@@ -83,7 +160,10 @@ pub trait Queue: Send + Sync + 'static {
         max: usize,
         wait: Duration,
         visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, QueueError>;
+    ) -> Result<Vec<QueueMessage>, QueueError> {
+        let request = ReceiveRequest::new(max, wait, visibility)?;
+        self.receive_checked(queue_url, request).await
+    }
 
     /// Deletes a received message. Deleting an already deleted message is not an error. A
     /// receipt from an earlier delivery of a message that was delivered again succeeds but may
@@ -97,7 +177,11 @@ pub trait Queue: Send + Sync + 'static {
         queue_url: &str,
         receipt: &str,
         visibility: Duration,
-    ) -> Result<(), QueueError>;
+    ) -> Result<(), QueueError> {
+        check_visibility(visibility)?;
+        self.extend_visibility_checked(queue_url, receipt, visibility)
+            .await
+    }
 
     /// Sends a message with string attributes; returns the new message's id.
     async fn send(
@@ -105,33 +189,38 @@ pub trait Queue: Send + Sync + 'static {
         queue_url: &str,
         body: &str,
         attributes: &BTreeMap<String, String>,
+    ) -> Result<String, QueueError> {
+        let message = OutgoingMessage::new(body, attributes)?;
+        self.send_checked(queue_url, message).await
+    }
+
+    /// [`Queue::receive`] of a checked request.
+    async fn receive_checked(
+        &self,
+        queue_url: &str,
+        request: ReceiveRequest,
+    ) -> Result<Vec<QueueMessage>, QueueError>;
+
+    /// [`Queue::extend_visibility`] with a `visibility` of at most [`MAX_VISIBILITY`].
+    async fn extend_visibility_checked(
+        &self,
+        queue_url: &str,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError>;
+
+    /// [`Queue::send`] of a checked message.
+    async fn send_checked(
+        &self,
+        queue_url: &str,
+        message: OutgoingMessage<'_>,
     ) -> Result<String, QueueError>;
 }
 
 /// A shared queue handle.
 pub type DynQueue = Arc<dyn Queue>;
 
-/// The argument checks every implementation applies to `receive`.
-pub(crate) fn check_receive(
-    max: usize,
-    wait: Duration,
-    visibility: Duration,
-) -> Result<(), QueueError> {
-    if !(1..=MAX_RECEIVE_BATCH).contains(&max) {
-        return Err(QueueError::Rejected(format!(
-            "max messages must be 1..={MAX_RECEIVE_BATCH}, got {max}"
-        )));
-    }
-    if wait > MAX_WAIT {
-        return Err(QueueError::Rejected(format!(
-            "wait must be at most {}s, got {wait:?}",
-            MAX_WAIT.as_secs()
-        )));
-    }
-    check_visibility(visibility)
-}
-
-pub(crate) fn check_visibility(visibility: Duration) -> Result<(), QueueError> {
+fn check_visibility(visibility: Duration) -> Result<(), QueueError> {
     if visibility > MAX_VISIBILITY {
         return Err(QueueError::Rejected(format!(
             "visibility must be at most {}s, got {visibility:?}",
@@ -141,12 +230,8 @@ pub(crate) fn check_visibility(visibility: Duration) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// The argument checks every implementation applies to `send` (SQS's rules for bodies and
-/// attribute names and values; the size limit is left to the queue).
-pub(crate) fn check_send(
-    body: &str,
-    attributes: &BTreeMap<String, String>,
-) -> Result<(), QueueError> {
+/// SQS's rules for bodies and attribute names and values (see [`OutgoingMessage::new`]).
+fn check_send(body: &str, attributes: &BTreeMap<String, String>) -> Result<(), QueueError> {
     if body.is_empty() {
         return Err(QueueError::Rejected("message body is empty".into()));
     }
@@ -219,22 +304,22 @@ mod tests {
     #[test]
     fn receive_arguments_are_checked() {
         let s = Duration::from_secs;
-        assert!(check_receive(1, s(0), s(0)).is_ok());
-        assert!(check_receive(10, MAX_WAIT, MAX_VISIBILITY).is_ok());
+        assert!(ReceiveRequest::new(1, s(0), s(0)).is_ok());
+        assert!(ReceiveRequest::new(10, MAX_WAIT, MAX_VISIBILITY).is_ok());
         assert!(matches!(
-            check_receive(0, s(1), s(1)),
+            ReceiveRequest::new(0, s(1), s(1)),
             Err(QueueError::Rejected(_))
         ));
         assert!(matches!(
-            check_receive(11, s(1), s(1)),
+            ReceiveRequest::new(11, s(1), s(1)),
             Err(QueueError::Rejected(_))
         ));
         assert!(matches!(
-            check_receive(1, s(21), s(1)),
+            ReceiveRequest::new(1, s(21), s(1)),
             Err(QueueError::Rejected(_))
         ));
         assert!(matches!(
-            check_receive(1, s(1), MAX_VISIBILITY + s(1)),
+            ReceiveRequest::new(1, s(1), MAX_VISIBILITY + s(1)),
             Err(QueueError::Rejected(_))
         ));
     }

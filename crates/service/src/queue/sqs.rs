@@ -5,7 +5,6 @@
 //! timeout (which covers the SDK's retries); `receive` gets its own, derived from its
 //! long-poll wait so a quiet queue never trips them.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -18,9 +17,7 @@ use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use chrono::{DateTime, Utc};
 
-use super::{
-    Queue, QueueError, QueueMessage, ceil_secs, check_receive, check_send, check_visibility,
-};
+use super::{OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest, ceil_secs};
 
 /// Time to establish a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -113,23 +110,20 @@ impl SqsQueue {
 
 #[async_trait]
 impl Queue for SqsQueue {
-    async fn receive(
+    async fn receive_checked(
         &self,
         queue_url: &str,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
+        request: ReceiveRequest,
     ) -> Result<Vec<QueueMessage>, QueueError> {
-        check_receive(max, wait, visibility)?;
-        let wait_secs = ceil_secs(wait);
+        let wait_secs = ceil_secs(request.wait());
         let polled = Duration::from_secs(u64::try_from(wait_secs).unwrap_or(0));
         let out = self
             .client
             .receive_message()
             .queue_url(queue_url)
-            .max_number_of_messages(i32::try_from(max).unwrap_or(1))
+            .max_number_of_messages(i32::try_from(request.max()).unwrap_or(1))
             .wait_time_seconds(wait_secs)
-            .visibility_timeout(ceil_secs(visibility))
+            .visibility_timeout(ceil_secs(request.visibility()))
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
@@ -162,13 +156,12 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
-    async fn extend_visibility(
+    async fn extend_visibility_checked(
         &self,
         queue_url: &str,
         receipt: &str,
         visibility: Duration,
     ) -> Result<(), QueueError> {
-        check_visibility(visibility)?;
         self.client
             .change_message_visibility()
             .queue_url(queue_url)
@@ -180,19 +173,17 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
-    async fn send(
+    async fn send_checked(
         &self,
         queue_url: &str,
-        body: &str,
-        attributes: &BTreeMap<String, String>,
+        message: OutgoingMessage<'_>,
     ) -> Result<String, QueueError> {
-        check_send(body, attributes)?;
         let mut request = self
             .client
             .send_message()
             .queue_url(queue_url)
-            .message_body(body);
-        for (name, value) in attributes {
+            .message_body(message.body());
+        for (name, value) in message.attributes() {
             let value = MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(value)
@@ -293,6 +284,8 @@ fn truncate(mut s: String) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]

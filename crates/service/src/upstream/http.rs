@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::HeaderValue;
-use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use reqwest::{Client, Method, RequestBuilder, StatusCode, Url};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{UpstreamConfig, UpstreamError};
@@ -88,6 +89,16 @@ impl Answer {
         }
         serde_json::from_slice(&self.body)
             .map_err(|e| malformed(service, &format!("{} body", self.status.as_u16()), e))
+    }
+
+    /// `Ok` for a 2xx answer, whose body the caller reads next; a 404 is `NotFound` and any
+    /// other status [`unexpected`](Answer::unexpected).
+    pub fn expect_success(&self, service: &'static str) -> Result<(), UpstreamError> {
+        match self.status {
+            status if status.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service }),
+            _ => Err(self.unexpected(service)),
+        }
     }
 
     /// The `Invalid` error for an answer whose status the call does not expect, quoting at
@@ -179,6 +190,47 @@ impl UpstreamHttp {
             path.extend(segments);
         }
         url
+    }
+
+    /// [`call`](UpstreamHttp::call) with a bodiless request of `method` to `url`, retried
+    /// when the method is idempotent (GET, DELETE).
+    pub async fn request<T>(
+        &self,
+        operation: &'static str,
+        call_ref: &str,
+        method: Method,
+        url: &Url,
+        interpret: impl FnOnce(&Answer) -> Result<T, UpstreamError>,
+    ) -> Result<T, UpstreamError> {
+        let idempotency = if method.is_idempotent() {
+            Idempotency::Idempotent
+        } else {
+            Idempotency::NotIdempotent
+        };
+        let build = |client: &Client| client.request(method.clone(), url.clone());
+        self.call(operation, idempotency, call_ref, build, interpret)
+            .await
+    }
+
+    /// [`call`](UpstreamHttp::call) with a `POST` of `body` as JSON to `url`, which is not
+    /// idempotent (one attempt only).
+    pub async fn post_json<T>(
+        &self,
+        operation: &'static str,
+        call_ref: &str,
+        url: &Url,
+        body: &(impl Serialize + Sync),
+        interpret: impl FnOnce(&Answer) -> Result<T, UpstreamError>,
+    ) -> Result<T, UpstreamError> {
+        let build = |client: &Client| client.post(url.clone()).json(body);
+        self.call(
+            operation,
+            Idempotency::NotIdempotent,
+            call_ref,
+            build,
+            interpret,
+        )
+        .await
     }
 
     /// Runs one logical call `operation`: sends what `build` makes (a fresh request per

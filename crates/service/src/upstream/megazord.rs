@@ -3,11 +3,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use status_check_engine::Event;
 
-use super::http::{ClientBuildError, Idempotency, UpstreamHttp};
+use super::http::{ClientBuildError, UpstreamHttp};
 use super::{
     Megazord, PostedEvent, Subscription, SubscriptionRequest, UpstreamConfig, UpstreamError,
 };
@@ -51,21 +51,11 @@ impl Megazord for HttpMegazord {
             .append_pair("event_name", event_name)
             .append_pair("created_since", &created_since.timestamp().to_string());
         self.http
-            .call(
-                "incomings",
-                Idempotency::Idempotent,
-                call_ref,
-                |client| client.get(url.clone()),
-                |answer| match answer.status {
-                    status if status.is_success() => Ok(answer
-                        .json::<Vec<IncomingDto>>(SERVICE)?
-                        .into_iter()
-                        .map(IncomingDto::into_event)
-                        .collect()),
-                    StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
-                    _ => Err(answer.unexpected(SERVICE)),
-                },
-            )
+            .request("incomings", call_ref, Method::GET, &url, |answer| {
+                answer.expect_success(SERVICE)?;
+                let incomings: Vec<IncomingDto> = answer.json(SERVICE)?;
+                Ok(incomings.into_iter().map(IncomingDto::into_event).collect())
+            })
             .await
     }
 
@@ -82,20 +72,11 @@ impl Megazord for HttpMegazord {
             queue: request.queue,
         };
         self.http
-            .call(
-                "subscribe",
-                Idempotency::NotIdempotent,
-                call_ref,
-                |client| client.post(url.clone()).json(&body),
-                |answer| match answer.status {
-                    status if status.is_success() => {
-                        let created: SubscriptionDto = answer.json(SERVICE)?;
-                        Ok(Subscription { id: created.id })
-                    }
-                    StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
-                    _ => Err(answer.unexpected(SERVICE)),
-                },
-            )
+            .post_json("subscribe", call_ref, &url, &body, |answer| {
+                answer.expect_success(SERVICE)?;
+                let created: SubscriptionDto = answer.json(SERVICE)?;
+                Ok(Subscription { id: created.id })
+            })
             .await
     }
 
@@ -108,17 +89,13 @@ impl Megazord for HttpMegazord {
         let id = subscription_id.to_string();
         let url = self.robot_url(robot_id, &["subscriptions", id.as_str()]);
         self.http
-            .call(
-                "unsubscribe",
-                Idempotency::Idempotent,
-                call_ref,
-                |client| client.delete(url.clone()),
-                |answer| match answer.status {
+            .request("unsubscribe", call_ref, Method::DELETE, &url, |answer| {
+                match answer.status {
                     // 404: already gone, which is what was asked for.
                     status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
                     _ => Err(answer.unexpected(SERVICE)),
-                },
-            )
+                }
+            })
             .await
     }
 
@@ -136,17 +113,10 @@ impl Megazord for HttpMegazord {
             reference_id: &event.reference_id,
         };
         self.http
-            .call(
-                "post_incoming",
-                Idempotency::NotIdempotent,
-                call_ref,
-                |client| client.post(url.clone()).json(&body),
-                |answer| match answer.status {
-                    status if status.is_success() => Ok(answer.json::<PostedDto>(SERVICE)?.id),
-                    StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),
-                    _ => Err(answer.unexpected(SERVICE)),
-                },
-            )
+            .post_json("post_incoming", call_ref, &url, &body, |answer| {
+                answer.expect_success(SERVICE)?;
+                Ok(answer.json::<PostedDto>(SERVICE)?.id)
+            })
             .await
     }
 }

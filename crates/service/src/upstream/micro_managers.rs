@@ -1,11 +1,11 @@
 //! Micro-Managers client (SPEC §5.1): fetches a script step.
 
 use async_trait::async_trait;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::http::{ClientBuildError, Idempotency, UpstreamHttp, malformed};
-use super::{MicroManagers, NextCommand, ScriptStep, UpstreamConfig, UpstreamError};
+use super::http::{ClientBuildError, UpstreamHttp, malformed};
+use super::{MicroManagers, NextCommand, ScriptStep, StepRef, UpstreamConfig, UpstreamError};
 
 /// The service label in errors, logs and metrics.
 pub const SERVICE: &str = "micro-managers";
@@ -31,8 +31,7 @@ impl HttpMicroManagers {
 impl MicroManagers for HttpMicroManagers {
     async fn script_step(
         &self,
-        robot_id: i64,
-        step_id: i64,
+        step: StepRef,
         call_ref: &str,
     ) -> Result<ScriptStep, UpstreamError> {
         let url = self.http.url([
@@ -40,17 +39,17 @@ impl MicroManagers for HttpMicroManagers {
             "v5".to_owned(),
             "scripts".to_owned(),
             "robots".to_owned(),
-            robot_id.to_string(),
+            step.robot_id.to_string(),
             "scripts".to_owned(),
             "steps".to_owned(),
-            step_id.to_string(),
+            step.step_id.to_string(),
         ]);
         self.http
-            .call(
+            .request(
                 "script_step",
-                Idempotency::Idempotent,
                 call_ref,
-                |client| client.get(url.clone()),
+                Method::GET,
+                &url,
                 |answer| match answer.status {
                     StatusCode::OK => answer.json::<StepDocument>(SERVICE)?.into_step(),
                     StatusCode::NOT_FOUND => Err(UpstreamError::NotFound { service: SERVICE }),

@@ -68,6 +68,13 @@ pub struct NextCommand {
     pub next_step_id: i64,
 }
 
+/// A step of a robot's script, as Micro-Managers addresses it (and the step cache keys it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StepRef {
+    pub robot_id: i64,
+    pub step_id: i64,
+}
+
 /// A script step as Micro-Managers describes it (SPEC §5.1), reduced to what a check needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptStep {
@@ -124,12 +131,8 @@ pub struct Subscription {
 #[async_trait]
 pub trait MicroManagers: Send + Sync + 'static {
     /// `GET /internal/v5/scripts/robots/{robotId}/scripts/steps/{stepId}`.
-    async fn script_step(
-        &self,
-        robot_id: i64,
-        step_id: i64,
-        call_ref: &str,
-    ) -> Result<ScriptStep, UpstreamError>;
+    async fn script_step(&self, step: StepRef, call_ref: &str)
+    -> Result<ScriptStep, UpstreamError>;
 }
 
 /// An upstream this replica was not configured for (its roles never call it): every call
@@ -139,12 +142,7 @@ pub struct NotConfigured(pub &'static str);
 
 #[async_trait]
 impl MicroManagers for NotConfigured {
-    async fn script_step(
-        &self,
-        _robot_id: i64,
-        _step_id: i64,
-        _call_ref: &str,
-    ) -> Result<ScriptStep, UpstreamError> {
+    async fn script_step(&self, _: StepRef, _call_ref: &str) -> Result<ScriptStep, UpstreamError> {
         Err(UpstreamError::Unavailable {
             service: "micro-managers",
             reason: format!("{} is not set on this replica", self.0),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moka::future::Cache;
 
-use super::{MicroManagers, ScriptStep, UpstreamError};
+use super::{MicroManagers, ScriptStep, StepRef, UpstreamError};
 
 /// How long and how many steps are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,10 +20,10 @@ pub struct StepCacheConfig {
     pub capacity: u64,
 }
 
-/// [`MicroManagers`] with its steps cached per (robot, step).
+/// [`MicroManagers`] with its steps cached per [`StepRef`] (robot and step).
 pub struct CachedMicroManagers {
     inner: Arc<dyn MicroManagers>,
-    steps: Cache<(i64, i64), ScriptStep>,
+    steps: Cache<StepRef, ScriptStep>,
 }
 
 impl CachedMicroManagers {
@@ -46,19 +46,17 @@ impl CachedMicroManagers {
 impl MicroManagers for CachedMicroManagers {
     async fn script_step(
         &self,
-        robot_id: i64,
-        step_id: i64,
+        step: StepRef,
         call_ref: &str,
     ) -> Result<ScriptStep, UpstreamError> {
-        let key = (robot_id, step_id);
-        if let Some(step) = self.steps.get(&key).await {
+        if let Some(cached) = self.steps.get(&step).await {
             metrics::counter!("step_cache_total", "result" => "hit").increment(1);
-            return Ok(step);
+            return Ok(cached);
         }
         metrics::counter!("step_cache_total", "result" => "miss").increment(1);
-        let step = self.inner.script_step(robot_id, step_id, call_ref).await?;
-        self.steps.insert(key, step.clone()).await;
-        Ok(step)
+        let read = self.inner.script_step(step, call_ref).await?;
+        self.steps.insert(step, read.clone()).await;
+        Ok(read)
     }
 }
 
@@ -75,18 +73,17 @@ mod tests {
     impl MicroManagers for Counting {
         async fn script_step(
             &self,
-            _robot_id: i64,
-            step_id: i64,
+            step: StepRef,
             _call_ref: &str,
         ) -> Result<ScriptStep, UpstreamError> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            if step_id != 1 {
+            if step.step_id != 1 {
                 return Err(UpstreamError::NotFound {
                     service: "micro-managers",
                 });
             }
             Ok(ScriptStep {
-                step_id,
+                step_id: step.step_id,
                 script_version_id: 7,
                 step_type: "statusCheck".into(),
                 node_type: "statusCheck".into(),
@@ -97,6 +94,10 @@ mod tests {
                 next: Vec::new(),
             })
         }
+    }
+
+    fn step(robot_id: i64, step_id: i64) -> StepRef {
+        StepRef { robot_id, step_id }
     }
 
     fn cached(counting: &Arc<Counting>, capacity: u64) -> Arc<dyn MicroManagers> {
@@ -114,14 +115,14 @@ mod tests {
         let counting = Arc::new(Counting(AtomicUsize::new(0)));
         let steps = cached(&counting, 100);
         for _ in 0..3 {
-            assert_eq!(steps.script_step(5, 1, "r").await.unwrap().step_id, 1);
+            assert_eq!(steps.script_step(step(5, 1), "r").await.unwrap().step_id, 1);
         }
         assert_eq!(counting.0.load(Ordering::SeqCst), 1);
         // Per robot: another robot's step 1 is its own read.
-        steps.script_step(6, 1, "r").await.unwrap();
+        steps.script_step(step(6, 1), "r").await.unwrap();
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         for _ in 0..2 {
-            assert!(steps.script_step(5, 2, "r").await.is_err());
+            assert!(steps.script_step(step(5, 2), "r").await.is_err());
         }
         assert_eq!(counting.0.load(Ordering::SeqCst), 4);
     }
@@ -131,7 +132,7 @@ mod tests {
         let counting = Arc::new(Counting(AtomicUsize::new(0)));
         let steps = cached(&counting, 0);
         for _ in 0..3 {
-            steps.script_step(5, 1, "r").await.unwrap();
+            steps.script_step(step(5, 1), "r").await.unwrap();
         }
         assert_eq!(counting.0.load(Ordering::SeqCst), 3);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use status_check::upstream::micro_managers::HttpMicroManagers;
 use status_check::upstream::{
-    MicroManagers, NextCommand, ScriptStep, UpstreamConfig, UpstreamError,
+    MicroManagers, NextCommand, ScriptStep, StepRef, UpstreamConfig, UpstreamError,
 };
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -14,6 +14,11 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const SERVICE: &str = "micro-managers";
 const STEP_PATH: &str = "/internal/v5/scripts/robots/42/scripts/steps/123";
 const CALL_REF: &str = "mm-call-ref-7f3a";
+/// The step of `STEP_PATH`.
+const STEP: StepRef = StepRef {
+    robot_id: 42,
+    step_id: 123,
+};
 const RETRIES: usize = 2;
 
 fn config(base_url: &str) -> UpstreamConfig {
@@ -89,7 +94,7 @@ async fn parses_every_field_and_sends_call_ref() {
         .await;
 
     let step = client(&server)
-        .script_step(42, 123, CALL_REF)
+        .script_step(STEP, CALL_REF)
         .await
         .expect("step");
 
@@ -107,7 +112,7 @@ async fn base_url_with_trailing_slash() {
         .await;
     let client = HttpMicroManagers::new(&config(&format!("{}/", server.uri()))).unwrap();
 
-    let step = client.script_step(42, 123, CALL_REF).await.expect("step");
+    let step = client.script_step(STEP, CALL_REF).await.expect("step");
 
     assert_eq!(step, expected_step());
     server.verify().await;
@@ -125,7 +130,7 @@ async fn other_node_type_without_next_or_intervals() {
         .await;
 
     let step = client(&server)
-        .script_step(42, 123, CALL_REF)
+        .script_step(STEP, CALL_REF)
         .await
         .expect("step");
 
@@ -145,7 +150,7 @@ async fn not_found_is_not_found_and_not_retried() {
         .await;
 
     let error = client(&server)
-        .script_step(42, 123, CALL_REF)
+        .script_step(STEP, CALL_REF)
         .await
         .unwrap_err();
 
@@ -165,7 +170,7 @@ async fn other_4xx_is_invalid_without_leaking_the_body() {
         .await;
 
     let error = client(&server)
-        .script_step(42, 123, CALL_REF)
+        .script_step(STEP, CALL_REF)
         .await
         .unwrap_err();
 
@@ -200,7 +205,7 @@ async fn malformed_body_is_invalid_and_not_retried() {
             .await;
 
         let error = client(&server)
-            .script_step(42, 123, CALL_REF)
+            .script_step(STEP, CALL_REF)
             .await
             .unwrap_err();
 
@@ -236,7 +241,7 @@ async fn a_500_then_200_succeeds_after_one_retry() {
         .await;
 
     let step = client(&server)
-        .script_step(42, 123, CALL_REF)
+        .script_step(STEP, CALL_REF)
         .await
         .expect("step after retry");
 
@@ -255,7 +260,7 @@ async fn persistent_503_is_unavailable_after_all_retries() {
         .await;
 
     let error = client(&server)
-        .script_step(42, 123, CALL_REF)
+        .script_step(STEP, CALL_REF)
         .await
         .unwrap_err();
 
@@ -286,7 +291,7 @@ async fn slow_answer_times_out_as_unavailable() {
         .await;
 
     let error = client(&server)
-        .script_step(42, 123, CALL_REF)
+        .script_step(STEP, CALL_REF)
         .await
         .unwrap_err();
 
@@ -307,7 +312,7 @@ async fn connection_refused_is_unavailable() {
     };
     let client = HttpMicroManagers::new(&config(&format!("http://127.0.0.1:{port}"))).unwrap();
 
-    let error = client.script_step(42, 123, CALL_REF).await.unwrap_err();
+    let error = client.script_step(STEP, CALL_REF).await.unwrap_err();
 
     assert!(
         matches!(

@@ -2,14 +2,13 @@
 //! each claim and each final write of a check as SQLite's clock saw them, and the robots'
 //! queues that note each notification.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use status_check::queue::{Queue, QueueError, QueueMessage};
+use status_check::queue::{OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest};
 
 /// When each check was claimed and finalised, as the database saw it.
 #[derive(Default)]
@@ -96,14 +95,12 @@ fn notified_check(body: &str) -> Option<i64> {
 
 #[async_trait]
 impl Queue for RobotQueues {
-    async fn receive(
+    async fn receive_checked(
         &self,
         _queue_url: &str,
-        _max: usize,
-        wait: Duration,
-        _visibility: Duration,
+        request: ReceiveRequest,
     ) -> Result<Vec<QueueMessage>, QueueError> {
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(request.wait()).await;
         Ok(Vec::new())
     }
 
@@ -111,7 +108,7 @@ impl Queue for RobotQueues {
         Ok(())
     }
 
-    async fn extend_visibility(
+    async fn extend_visibility_checked(
         &self,
         _queue_url: &str,
         _receipt: &str,
@@ -120,13 +117,12 @@ impl Queue for RobotQueues {
         Ok(())
     }
 
-    async fn send(
+    async fn send_checked(
         &self,
         _queue_url: &str,
-        body: &str,
-        _attributes: &BTreeMap<String, String>,
+        message: OutgoingMessage<'_>,
     ) -> Result<String, QueueError> {
-        let check = notified_check(body)
+        let check = notified_check(message.body())
             .ok_or_else(|| QueueError::Rejected("no check link in the notification".into()))?;
         self.sent.lock().unwrap().push((check, Utc::now()));
         Ok(String::new())
