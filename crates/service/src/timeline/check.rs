@@ -8,8 +8,8 @@ use status_check_engine::{CheckResult, RecordPhase};
 
 use super::axis::{Scale, human_duration, ticks};
 use super::style::{
-    BLUE, FAIL, INK, MUTED, SKY, axis, clean, defs, label_width, n, place_labels, result_fill,
-    short,
+    self, BLUE, FAIL, INK, MUTED, SKY, Swatch, axis, bar_label, clean, defs, empty_row,
+    label_width, n, place_labels, result_fill, short,
 };
 use super::{CheckTimeline, PastWindow, TimelineRecord, WIDTH, Zone};
 
@@ -244,10 +244,7 @@ fn result_bands(
                     title { (result.to_string()) " " (why) ", " (fmt(*start)) " to " (fmt(*stop)) }
                     rect x=(n(x1)) y=(n(RESULT_Y)) width=(n((x2 - x1).max(1.5))) height=(n(BAR_HEIGHT))
                         fill=(result_fill(*result)) stroke="#ffffff" stroke-width="0.5" {}
-                    @if x2 - x1 >= label_width(&result.to_string()) + 6.0 {
-                        text x=(n(x1 + 3.0)) y=(n(RESULT_Y + 14.0)) fill=(INK) font-weight="bold"
-                            paint-order="stroke" stroke="#ffffff" stroke-width="3" { (result.to_string()) }
-                    }
+                    (bar_label(x1, x2, RESULT_Y + 14.0, &result.to_string()))
                 }
             }
             @if check.phase.is_final() {
@@ -269,34 +266,29 @@ fn reference_lines(
     scale: &Scale,
     fmt: &dyn Fn(DateTime<Utc>) -> String,
 ) -> Markup {
-    let mut lines: Vec<(DateTime<Utc>, &str, &str, String)> = Vec::new();
-    if let Some(planned) = check.planned_at {
-        lines.push((
-            planned,
-            "planned",
-            "4 3",
-            format!("plannedAt {}", fmt(planned)),
-        ));
-    }
-    lines.push((
-        check.created_at,
-        "created",
-        "none",
-        format!("created (the anchor) {}", fmt(check.created_at)),
-    ));
-    if let Some(deadline) = check.deadline {
-        lines.push((
-            deadline,
-            "deadline",
-            "8 3 2 3",
-            format!("deadline {}", fmt(deadline)),
-        ));
-    }
-    if !check.phase.is_final()
-        && let Some(now) = check.now
-    {
-        lines.push((now, "now", "1 3", format!("now {}", fmt(now))));
-    }
+    // (instant if drawn, label, dash, what the tooltip calls it)
+    let references = [
+        (check.planned_at, "planned", "4 3", "plannedAt"),
+        (
+            Some(check.created_at),
+            "created",
+            "none",
+            "created (the anchor)",
+        ),
+        (check.deadline, "deadline", "8 3 2 3", "deadline"),
+        (
+            check.now.filter(|_| !check.phase.is_final()),
+            "now",
+            "1 3",
+            "now",
+        ),
+    ];
+    let mut lines: Vec<(DateTime<Utc>, &str, &str, String)> = references
+        .into_iter()
+        .filter_map(|(at, label, dash, name)| {
+            at.map(|at| (at, label, dash, format!("{name} {}", fmt(at))))
+        })
+        .collect();
     lines.sort_by_key(|line| line.0);
     let items: Vec<(f64, f64)> = lines
         .iter()
@@ -443,7 +435,7 @@ fn notification_marks(
                 }
             }
             @if check.notifications.is_empty() {
-                text x=(n(scale.left)) y=(n(NOTIFY_Y + 4.0)) fill=(MUTED) { "no notification kept" }
+                (empty_row(scale, NOTIFY_Y, "no notification kept"))
             }
         }
     }
@@ -457,21 +449,26 @@ fn legend() -> Markup {
         CheckResult::Unknown,
         CheckResult::Pending,
     ];
-    html! {
-        g class="legend" transform=(format!("translate(8 {})", n(LEGEND_Y))) {
-            @for (i, result) in results.iter().enumerate() {
-                @let x = i as f64 * 100.0;
-                rect x=(n(x)) y="-10" width="22" height="14" fill=(result_fill(*result)) stroke=(INK) stroke-width="0.5" {}
-                text x=(n(x + 27.0)) y="1" fill=(INK) { (result.to_string()) }
-            }
-            circle cx="412" cy="-3" r="5" fill=(INK) {}
-            text x="421" y="1" fill=(INK) { "PAST event" }
-            path d="M512 -9l6 6l-6 6l-6 -6z" fill=(INK) {}
-            text x="523" y="1" fill=(INK) { "FUTURE event" }
-            circle cx="628" cy="-3" r="5" fill="#ffffff" stroke=(INK) stroke-width="1.5" {}
-            text x="637" y="1" fill=(INK) { "time unknown" }
-            path d="M742 2l-6 -10h12z" fill=(FAIL) stroke=(INK) {}
-            text x="752" y="1" fill=(INK) { "notification" }
-        }
-    }
+    let swatches: Vec<Swatch> = results
+        .iter()
+        .enumerate()
+        .map(|(i, result)| Swatch {
+            x: i as f64 * 100.0,
+            fill: result_fill(*result),
+            stroke_width: 0.5,
+            dash: None,
+            label: result.to_string(),
+        })
+        .collect();
+    let symbols = html! {
+        circle cx="412" cy="-3" r="5" fill=(INK) {}
+        text x="421" y="1" fill=(INK) { "PAST event" }
+        path d="M512 -9l6 6l-6 6l-6 -6z" fill=(INK) {}
+        text x="523" y="1" fill=(INK) { "FUTURE event" }
+        circle cx="628" cy="-3" r="5" fill="#ffffff" stroke=(INK) stroke-width="1.5" {}
+        text x="637" y="1" fill=(INK) { "time unknown" }
+        path d="M742 2l-6 -10h12z" fill=(FAIL) stroke=(INK) {}
+        text x="752" y="1" fill=(INK) { "notification" }
+    };
+    style::legend(LEGEND_Y, &swatches, symbols)
 }

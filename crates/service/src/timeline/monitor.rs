@@ -6,7 +6,10 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use maud::{Markup, html};
 
 use super::axis::{Scale, from_timestamp, human_duration, ticks};
-use super::style::{BLUE, FAIL, INK, MUTED, SKY, axis, clean, defs, label_width, n, place_labels};
+use super::style::{
+    self, BLUE, FAIL, INK, MUTED, SKY, Swatch, axis, bar_label, clean, defs, empty_row,
+    label_width, n, place_labels,
+};
 use super::{MonitorDay, WIDTH, WindowBar, WindowOutcome, Zone};
 
 const LEFT: f64 = 112.0;
@@ -172,10 +175,7 @@ fn window_bars(
                     }
                     rect x=(n(x1)) y=(n(WINDOWS_Y)) width=(n((x2 - x1).max(1.5))) height=(n(BAR_HEIGHT))
                         fill=(fill) stroke=(INK) stroke-width="0.75" stroke-dasharray=(dash) {}
-                    @if x2 - x1 >= label_width(&label) + 6.0 {
-                        text x=(n(x1 + 3.0)) y=(n(WINDOWS_Y + 15.0)) fill=(INK) font-weight="bold"
-                            paint-order="stroke" stroke="#ffffff" stroke-width="3" { (label) }
-                    }
+                    (bar_label(x1, x2, WINDOWS_Y + 15.0, &label))
                 }
             }
         }
@@ -194,7 +194,7 @@ fn event_marks(day: &MonitorDay, scale: &Scale, fmt: &dyn Fn(DateTime<Utc>) -> S
                 }
             }
             @if day.events.is_empty() {
-                text x=(n(scale.left)) y=(n(EVENTS_Y + 4.0)) fill=(MUTED) { "none kept" }
+                (empty_row(scale, EVENTS_Y, "none kept"))
             }
         }
     }
@@ -248,49 +248,49 @@ fn alarm_marks(day: &MonitorDay, scale: &Scale, fmt: &dyn Fn(DateTime<Utc>) -> S
                 }
             }
             @if alarms.is_empty() {
-                text x=(n(scale.left)) y=(n(ALARMS_Y + 4.0)) fill=(MUTED) { "no alarm" }
+                (empty_row(scale, ALARMS_Y, "no alarm"))
             }
         }
     }
 }
 
+/// Swatches of how windows end (a swatch's text sets where the next starts) and the symbols
+/// of the marks.
 fn legend() -> Markup {
-    let items = [
+    let outcomes = [
         WindowOutcome::Reset,
         WindowOutcome::Expired,
         WindowOutcome::SessionEnded,
         WindowOutcome::Open,
     ];
-    html! {
-        g class="legend" transform=(format!("translate(8 {})", n(LEGEND_Y))) {
-            @for (outcome, x) in items.iter().zip(legend_offsets(&items)) {
-                @let (fill, dash, _) = outcome_style(*outcome);
-                rect x=(n(x)) y="-10" width="22" height="14" fill=(fill) stroke=(INK) stroke-width="0.75" stroke-dasharray=(dash) {}
-                text x=(n(x + 27.0)) y="1" fill=(INK) { "window " (outcome.describe()) }
-            }
-            g transform="translate(0 20)" {
-                path d="M6 -9l6 6l-6 6l-6 -6z" fill=(INK) {}
-                text x="17" y="1" fill=(INK) { "watched event" }
-                path d="M138 2l-7 -12h14z" fill=(FAIL) stroke=(INK) {}
-                text x="150" y="1" fill=(INK) { "alarm posted (hollow: not yet)" }
-                rect x="420" y="-10" width="22" height="14" fill="#f2f2f2" stroke=(SKY) {}
-                text x="447" y="1" fill=(INK) { "session" }
-            }
-        }
-    }
-}
-
-/// Where each legend entry starts: after the previous one's swatch and text.
-fn legend_offsets(items: &[WindowOutcome]) -> Vec<f64> {
     let mut x = 0.0;
-    items
+    let swatches: Vec<Swatch> = outcomes
         .iter()
         .map(|outcome| {
-            let at = x;
-            x += 27.0 + label_width(&format!("window {}", outcome.describe())) + 20.0;
-            at
+            let (fill, dash, _) = outcome_style(*outcome);
+            let label = format!("window {}", outcome.describe());
+            let swatch_x = x;
+            x += 27.0 + label_width(&label) + 20.0;
+            Swatch {
+                x: swatch_x,
+                fill,
+                stroke_width: 0.75,
+                dash: Some(dash),
+                label,
+            }
         })
-        .collect()
+        .collect();
+    let symbols = html! {
+        g transform="translate(0 20)" {
+            path d="M6 -9l6 6l-6 6l-6 -6z" fill=(INK) {}
+            text x="17" y="1" fill=(INK) { "watched event" }
+            path d="M138 2l-7 -12h14z" fill=(FAIL) stroke=(INK) {}
+            text x="150" y="1" fill=(INK) { "alarm posted (hollow: not yet)" }
+            rect x="420" y="-10" width="22" height="14" fill="#f2f2f2" stroke=(SKY) {}
+            text x="447" y="1" fill=(INK) { "session" }
+        }
+    };
+    style::legend(LEGEND_Y, &swatches, symbols)
 }
 
 /// For tests: the length of a local day.

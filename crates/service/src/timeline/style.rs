@@ -125,6 +125,47 @@ pub fn n(value: f64) -> String {
     }
 }
 
+/// A bar's label, drawn inside it from `x1` when it fits before `x2`, haloed in white so it
+/// reads over any fill.
+pub fn bar_label(x1: f64, x2: f64, baseline: f64, label: &str) -> Markup {
+    html! {
+        @if x2 - x1 >= label_width(label) + 6.0 {
+            text x=(n(x1 + 3.0)) y=(n(baseline)) fill=(INK) font-weight="bold"
+                paint-order="stroke" stroke="#ffffff" stroke-width="3" { (label) }
+        }
+    }
+}
+
+/// What a row says in place of its marks when it has none.
+pub fn empty_row(scale: &Scale, y: f64, note: &str) -> Markup {
+    html! {
+        text x=(n(scale.left)) y=(n(y + 4.0)) fill=(MUTED) { (note) }
+    }
+}
+
+/// One entry of a legend's first line: a swatch of a fill and what it stands for.
+pub struct Swatch {
+    pub x: f64,
+    pub fill: &'static str,
+    pub stroke_width: f64,
+    pub dash: Option<&'static str>,
+    pub label: String,
+}
+
+/// The legend under a picture at `y`: a line of swatches, then the picture's own symbols.
+pub fn legend(y: f64, swatches: &[Swatch], symbols: Markup) -> Markup {
+    html! {
+        g class="legend" transform=(format!("translate(8 {})", n(y))) {
+            @for swatch in swatches {
+                rect x=(n(swatch.x)) y="-10" width="22" height="14" fill=(swatch.fill) stroke=(INK)
+                    stroke-width=(n(swatch.stroke_width)) stroke-dasharray=[swatch.dash] {}
+                text x=(n(swatch.x + 27.0)) y="1" fill=(INK) { (swatch.label) }
+            }
+            (symbols)
+        }
+    }
+}
+
 /// The axis along `y`: a base line, ticks with their labels (thinned like every label) and,
 /// where the day changes, the date under the time; then the zone's name.
 pub fn axis(scale: &Scale, ticks: &[Tick], y: f64, zone_caption: &str) -> Markup {
