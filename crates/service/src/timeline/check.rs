@@ -8,14 +8,13 @@ use status_check_engine::{CheckResult, RecordPhase};
 
 use super::axis::{Scale, human_duration, ticks};
 use super::style::{
-    self, BLUE, FAIL, INK, MUTED, SKY, Swatch, axis, bar_label, clean, defs, empty_row,
-    label_width, n, place_labels, result_fill, short,
+    self, BLUE, FAIL, INK, MUTED, Reference, SKY, Swatch, axis, bar_label, clean, defs, empty_row,
+    label_width, n, place_labels, reference_marks, result_fill, short,
 };
 use super::{CheckTimeline, PastWindow, TimelineRecord, WIDTH, Zone};
 
 const LEFT: f64 = 112.0;
 const RIGHT_PAD: f64 = 16.0;
-const REF_LABEL_Y: f64 = 60.0;
 const WINDOWS_Y: f64 = 84.0;
 const RESULT_Y: f64 = 114.0;
 const BAR_HEIGHT: f64 = 20.0;
@@ -266,8 +265,8 @@ fn reference_lines(
     scale: &Scale,
     fmt: &dyn Fn(DateTime<Utc>) -> String,
 ) -> Markup {
-    // (instant if drawn, label, dash, what the tooltip calls it)
-    let references = [
+    let now = check.now.filter(|_| !check.phase.is_final());
+    let references: [Reference; 4] = [
         (check.planned_at, "planned", "4 3", "plannedAt"),
         (
             Some(check.created_at),
@@ -276,38 +275,12 @@ fn reference_lines(
             "created (the anchor)",
         ),
         (check.deadline, "deadline", "8 3 2 3", "deadline"),
-        (
-            check.now.filter(|_| !check.phase.is_final()),
-            "now",
-            "1 3",
-            "now",
-        ),
+        (now, "now", "1 3", "now"),
     ];
-    let mut lines: Vec<(DateTime<Utc>, &str, &str, String)> = references
-        .into_iter()
-        .filter_map(|(at, label, dash, name)| {
-            at.map(|at| (at, label, dash, format!("{name} {}", fmt(at))))
-        })
-        .collect();
-    lines.sort_by_key(|line| line.0);
-    let items: Vec<(f64, f64)> = lines
-        .iter()
-        .map(|(at, label, _, _)| (scale.x(*at) + 2.0, label_width(label)))
-        .collect();
-    let lanes = place_labels(&items, 2, scale.right + 60.0);
+    let right = scale.right + 60.0;
     html! {
         g class="references" {
-            @for ((at, label, dash, tip), lane) in lines.iter().zip(&lanes) {
-                @let x = scale.x(*at);
-                g class="ref-mark" data-ref=(label) {
-                    title { (tip) }
-                    line x1=(n(x)) x2=(n(x)) y1=(n(REF_LABEL_Y + 4.0)) y2=(n(AXIS_Y)) stroke=(INK)
-                        stroke-width="1.2" stroke-dasharray=(dash) {}
-                    @if let Some(lane) = lane {
-                        text x=(n(x + 2.0)) y=(n(REF_LABEL_Y - 12.0 * *lane as f64)) fill=(INK) { (label) }
-                    }
-                }
-            }
+            (reference_marks(scale, fmt, &references, AXIS_Y, right, Some("1.2")))
         }
     }
 }

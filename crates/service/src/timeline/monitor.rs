@@ -7,14 +7,13 @@ use maud::{Markup, html};
 
 use super::axis::{Scale, from_timestamp, human_duration, ticks};
 use super::style::{
-    self, BLUE, FAIL, INK, MUTED, SKY, Swatch, axis, bar_label, clean, defs, empty_row,
-    label_width, n, place_labels,
+    self, BLUE, FAIL, INK, MUTED, Reference, SKY, Swatch, axis, bar_label, clean, defs, empty_row,
+    label_width, n, place_labels, reference_marks,
 };
 use super::{MonitorDay, WIDTH, WindowBar, WindowOutcome, Zone};
 
 const LEFT: f64 = 112.0;
 const RIGHT: f64 = WIDTH - 24.0;
-const REF_LABEL_Y: f64 = 60.0;
 const WINDOWS_Y: f64 = 84.0;
 const BAR_HEIGHT: f64 = 22.0;
 const EVENTS_Y: f64 = 138.0;
@@ -108,23 +107,14 @@ pub fn summary_text(day: &MonitorDay, start: DateTime<Utc>, end: DateTime<Utc>) 
 }
 
 fn session(day: &MonitorDay, scale: &Scale, fmt: &dyn Fn(DateTime<Utc>) -> String) -> Markup {
-    let mut lines: Vec<(DateTime<Utc>, &str, &str)> = Vec::new();
-    if let Some((from, to)) = day.session {
-        lines.push((from, "session start", "none"));
-        lines.push((to, "session end", "none"));
-    }
-    if let Some(now) = day.now
-        && now > scale.start
-        && now < scale.end
-    {
-        lines.push((now, "now", "1 3"));
-    }
-    lines.sort_by_key(|line| line.0);
-    let items: Vec<(f64, f64)> = lines
-        .iter()
-        .map(|(at, label, _)| (scale.x(*at) + 2.0, label_width(label)))
-        .collect();
-    let lanes = place_labels(&items, 2, scale.right + 20.0);
+    let (start, end) = day.session.unzip();
+    let now = day.now.filter(|now| *now > scale.start && *now < scale.end);
+    let references: [Reference; 3] = [
+        (start, "session start", "none", "session start"),
+        (end, "session end", "none", "session end"),
+        (now, "now", "1 3", "now"),
+    ];
+    let right = scale.right + 20.0;
     html! {
         @if let Some((from, to)) = day.session {
             g class="session" {
@@ -133,16 +123,7 @@ fn session(day: &MonitorDay, scale: &Scale, fmt: &dyn Fn(DateTime<Utc>) -> Strin
                     height=(n(AXIS_Y - WINDOWS_Y + 6.0)) fill="#f2f2f2" {}
             }
         }
-        @for ((at, label, dash), lane) in lines.iter().zip(&lanes) {
-            @let x = scale.x(*at);
-            g class="ref-mark" data-ref=(label) {
-                title { (label) " " (fmt(*at)) }
-                line x1=(n(x)) x2=(n(x)) y1=(n(REF_LABEL_Y + 4.0)) y2=(n(AXIS_Y)) stroke=(INK) stroke-dasharray=(dash) {}
-                @if let Some(lane) = lane {
-                    text x=(n(x + 2.0)) y=(n(REF_LABEL_Y - 12.0 * *lane as f64)) fill=(INK) { (label) }
-                }
-            }
-        }
+        (reference_marks(scale, fmt, &references, AXIS_Y, right, None))
     }
 }
 
