@@ -26,7 +26,7 @@ use crate::template_files::load_file;
 use crate::upstream::megazord::HttpMegazord;
 use crate::upstream::{Megazord, UpstreamConfig};
 use compare::{Compared, Needs, StoredVersion, compare};
-use report::{MegazordUse, Period, Report, TemplateInfo};
+use report::{Examined, MegazordUse, Period, Report, TemplateInfo};
 
 /// Checks read per page (one read transaction each).
 pub const PAGE_SIZE: usize = 500;
@@ -231,8 +231,10 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
         }
     }
     progress.finish();
-    report.changes.sort_by_key(|change| change.check_id);
-    report.not_comparable.sort_by_key(|check| check.check_id);
+    report.changes.sort_by_key(|change| change.check.check_id);
+    report
+        .not_comparable
+        .sort_by_key(|not_comparable| not_comparable.check.check_id);
     Ok(report)
 }
 
@@ -277,13 +279,12 @@ impl Context<'_> {
             )
             .with_context(|| format!("cannot write the timelines into {}", dir.display()))?;
         }
-        report.add(
-            check.id,
-            check.key.robot_id,
-            version,
-            compared.verdict,
-            from_megazord,
-        );
+        let examined = Examined {
+            check_id: check.id,
+            robot_id: check.key.robot_id,
+            stored_version: version,
+        };
+        report.add(examined, compared.verdict, from_megazord);
         Ok(())
     }
 }

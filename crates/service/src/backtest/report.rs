@@ -18,14 +18,22 @@ pub struct Summary {
     pub not_comparable: u64,
 }
 
-/// A changed check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Which check a verdict is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Change {
+pub struct Examined {
     pub check_id: i64,
     pub robot_id: i64,
     /// The template version the check ran with.
     pub stored_version: i64,
+}
+
+/// A changed check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    #[serde(flatten)]
+    pub check: Examined,
     pub stored: Outcome,
     pub candidate: Outcome,
     pub parts_at: PartsAt,
@@ -37,9 +45,8 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotComparable {
-    pub check_id: i64,
-    pub robot_id: i64,
-    pub stored_version: i64,
+    #[serde(flatten)]
+    pub check: Examined,
     /// The event names the candidate depends on that the check never recorded.
     pub missing: Vec<String>,
     pub reason: String,
@@ -69,6 +76,17 @@ pub struct MegazordUse {
     pub checks: u64,
     /// Incomings requests made.
     pub requests: u64,
+}
+
+/// `check 12 robot 3 (v1)`, as the text report lists a check.
+impl std::fmt::Display for Examined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "check {} robot {} (v{})",
+            self.check_id, self.robot_id, self.stored_version
+        )
+    }
 }
 
 /// The whole report; `--json` prints it as it is.
@@ -123,14 +141,7 @@ impl Report {
     }
 
     /// Counts one check's verdict.
-    pub fn add(
-        &mut self,
-        check_id: i64,
-        robot_id: i64,
-        stored_version: i64,
-        verdict: Verdict,
-        from_megazord: bool,
-    ) {
+    pub fn add(&mut self, check: Examined, verdict: Verdict, from_megazord: bool) {
         self.summary.examined += 1;
         let mut count = |stored: &Outcome, candidate: &Outcome| {
             *self
@@ -153,9 +164,7 @@ impl Report {
                 count(&stored, &candidate);
                 self.summary.changed += 1;
                 self.changes.push(Change {
-                    check_id,
-                    robot_id,
-                    stored_version,
+                    check,
                     stored,
                     candidate,
                     parts_at,
@@ -165,9 +174,7 @@ impl Report {
             Verdict::NotComparable { missing, reason } => {
                 self.summary.not_comparable += 1;
                 self.not_comparable.push(NotComparable {
-                    check_id,
-                    robot_id,
-                    stored_version,
+                    check,
                     missing,
                     reason,
                 });
@@ -254,10 +261,8 @@ impl Report {
             for change in &self.changes {
                 writeln!(
                     out,
-                    "  check {} robot {} (v{}): {}  ⇒  {}{}",
-                    change.check_id,
-                    change.robot_id,
-                    change.stored_version,
+                    "  {}: {}  ⇒  {}{}",
+                    change.check,
                     change.stored,
                     change.candidate,
                     if change.from_megazord {
@@ -273,11 +278,7 @@ impl Report {
             writeln!(out)?;
             writeln!(out, "not comparable:")?;
             for check in &self.not_comparable {
-                writeln!(
-                    out,
-                    "  check {} robot {} (v{}): {}",
-                    check.check_id, check.robot_id, check.stored_version, check.reason
-                )?;
+                writeln!(out, "  {}: {}", check.check, check.reason)?;
             }
             if self.megazord.is_none() {
                 writeln!(

@@ -6,8 +6,10 @@
 use chrono::{DateTime, Utc};
 use status_check_engine::Event;
 use status_check_engine::monitor::{WindowSpan, WindowState, advance};
+use tracing::Level;
 
 use super::history::{Decided, window_records};
+use super::windows::window_event;
 use super::{MonitorError, Monitors};
 use crate::deliveries::{Delivered, DeliveryOutcome, by_subscription};
 use crate::store::{StateChange, StoreError, StoredMonitor};
@@ -109,11 +111,11 @@ impl Monitors {
             let monitor = &stored.monitor;
             for span in &spans {
                 metrics::counter!("monitor_windows_reset_total").increment(1);
-                tracing::debug!(
-                    robot_id = monitor.robot_id(),
-                    rule_id = %monitor.rule_id(),
-                    session_date = %window.session_date,
-                    window_number = span.number,
+                window_event!(
+                    Level::DEBUG,
+                    monitor,
+                    window.session_date,
+                    span.number,
                     at = %span.end,
                     "window restarted by a delivered event"
                 );

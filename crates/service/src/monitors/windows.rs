@@ -10,6 +10,7 @@ use status_check_engine::Event;
 use status_check_engine::monitor::{
     Advance, InvalidWindowState, Monitor, Session, WindowEnding, WindowState, advance,
 };
+use tracing::Level;
 
 use super::Monitors;
 use super::history::{Decided, window_records};
@@ -30,6 +31,23 @@ const UNKNOWN_EVENT_RETRY_AFTER: TimeDelta = TimeDelta::minutes(5);
 /// How often a decision is made again when the state changed under it (a delivery, an API
 /// change) before the monitor is left for the next step.
 const STALE_ATTEMPTS: usize = 4;
+
+/// Logs an event of one window at `level` with the fields that name the window (`robot_id`,
+/// `rule_id`, `session_date`, `window_number`: what docs/monitors.md promises every window's
+/// log line carries), then the event's own fields and message.
+macro_rules! window_event {
+    ($level:expr, $monitor:expr, $session_date:expr, $window_number:expr, $($event:tt)+) => {
+        tracing::event!(
+            $level,
+            robot_id = $monitor.robot_id(),
+            rule_id = %$monitor.rule_id(),
+            session_date = %$session_date,
+            window_number = $window_number,
+            $($event)+
+        )
+    };
+}
+pub(super) use window_event;
 
 /// What one step of the monitor worker did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -404,11 +422,11 @@ impl Monitors {
     ) {
         metrics::counter!("monitor_sessions_opened_total").increment(1);
         metrics::counter!("monitor_windows_opened_total").increment(1);
-        tracing::info!(
-            robot_id = monitor.robot_id(),
-            rule_id = %monitor.rule_id(),
-            session_date = %session.date,
-            window_number = window.window_number,
+        window_event!(
+            Level::INFO,
+            monitor,
+            session.date,
+            window.window_number,
             window_start = %window.window_start,
             window_end = %window.window_end,
             session_end = %session.end,
@@ -419,36 +437,34 @@ impl Monitors {
 
     /// Metrics and log lines for what a decision did (after its commit).
     fn report(&self, monitor: &Monitor, advanced: &Advance, now: DateTime<Utc>) {
-        let robot_id = monitor.robot_id();
-        let rule_id = monitor.rule_id().as_str();
-        let session_date = advanced.session_date.to_string();
+        let session_date = advanced.session_date;
         for span in &advanced.spans {
             match span.ending {
                 WindowEnding::Reset => {
                     metrics::counter!("monitor_windows_reset_total").increment(1);
-                    tracing::debug!(robot_id, rule_id, session_date, window_number = span.number, at = %span.end, "window restarted by an event");
+                    window_event!(Level::DEBUG, monitor, session_date, span.number, at = %span.end, "window restarted by an event");
                 }
                 WindowEnding::Expired => {
                     metrics::counter!("monitor_windows_expired_total").increment(1);
                     record_lateness(span.end, now);
-                    tracing::info!(
-                        robot_id,
-                        rule_id,
+                    window_event!(
+                        Level::INFO,
+                        monitor,
                         session_date,
-                        window_number = span.number,
+                        span.number,
                         window_start = %span.start,
                         window_end = %span.end,
-                        reference_id = %monitor.reference_id(advanced.session_date, span.number),
+                        reference_id = %monitor.reference_id(session_date, span.number),
                         "window passed without the event: alarm queued"
                     );
                 }
                 WindowEnding::SessionEnded => {
                     record_lateness(span.end, now);
-                    tracing::debug!(
-                        robot_id,
-                        rule_id,
+                    window_event!(
+                        Level::DEBUG,
+                        monitor,
                         session_date,
-                        window_number = span.number,
+                        span.number,
                         "window cut short by the session's end: no alarm"
                     );
                 }
@@ -465,7 +481,12 @@ impl Monitors {
         metrics::counter!("monitor_windows_opened_total").increment(opened);
         if advanced.state.is_none() {
             metrics::counter!("monitor_sessions_ended_total").increment(1);
-            tracing::info!(robot_id, rule_id, session_date, "monitor session ended");
+            tracing::info!(
+                robot_id = monitor.robot_id(),
+                rule_id = %monitor.rule_id(),
+                session_date = %session_date,
+                "monitor session ended"
+            );
         }
     }
 }

@@ -8,14 +8,13 @@ use status_check_engine::{CheckResult, RecordPhase};
 
 use super::axis::{Scale, human_duration, ticks};
 use super::style::{
-    BLUE, FAIL, INK, MUTED, SKY, axis, clean, defs, label_width, n, place_labels, result_fill,
-    short,
+    self, BLUE, FAIL, INK, MUTED, Reference, SKY, Swatch, axis, bar_label, clean, defs, empty_row,
+    label_width, n, place_labels, reference_marks, result_fill, short,
 };
 use super::{CheckTimeline, PastWindow, TimelineRecord, WIDTH, Zone};
 
 const LEFT: f64 = 112.0;
 const RIGHT_PAD: f64 = 16.0;
-const REF_LABEL_Y: f64 = 60.0;
 const WINDOWS_Y: f64 = 84.0;
 const RESULT_Y: f64 = 114.0;
 const BAR_HEIGHT: f64 = 20.0;
@@ -244,10 +243,7 @@ fn result_bands(
                     title { (result.to_string()) " " (why) ", " (fmt(*start)) " to " (fmt(*stop)) }
                     rect x=(n(x1)) y=(n(RESULT_Y)) width=(n((x2 - x1).max(1.5))) height=(n(BAR_HEIGHT))
                         fill=(result_fill(*result)) stroke="#ffffff" stroke-width="0.5" {}
-                    @if x2 - x1 >= label_width(&result.to_string()) + 6.0 {
-                        text x=(n(x1 + 3.0)) y=(n(RESULT_Y + 14.0)) fill=(INK) font-weight="bold"
-                            paint-order="stroke" stroke="#ffffff" stroke-width="3" { (result.to_string()) }
-                    }
+                    (bar_label(x1, x2, RESULT_Y + 14.0, &result.to_string()))
                 }
             }
             @if check.phase.is_final() {
@@ -269,53 +265,22 @@ fn reference_lines(
     scale: &Scale,
     fmt: &dyn Fn(DateTime<Utc>) -> String,
 ) -> Markup {
-    let mut lines: Vec<(DateTime<Utc>, &str, &str, String)> = Vec::new();
-    if let Some(planned) = check.planned_at {
-        lines.push((
-            planned,
-            "planned",
-            "4 3",
-            format!("plannedAt {}", fmt(planned)),
-        ));
-    }
-    lines.push((
-        check.created_at,
-        "created",
-        "none",
-        format!("created (the anchor) {}", fmt(check.created_at)),
-    ));
-    if let Some(deadline) = check.deadline {
-        lines.push((
-            deadline,
-            "deadline",
-            "8 3 2 3",
-            format!("deadline {}", fmt(deadline)),
-        ));
-    }
-    if !check.phase.is_final()
-        && let Some(now) = check.now
-    {
-        lines.push((now, "now", "1 3", format!("now {}", fmt(now))));
-    }
-    lines.sort_by_key(|line| line.0);
-    let items: Vec<(f64, f64)> = lines
-        .iter()
-        .map(|(at, label, _, _)| (scale.x(*at) + 2.0, label_width(label)))
-        .collect();
-    let lanes = place_labels(&items, 2, scale.right + 60.0);
+    let now = check.now.filter(|_| !check.phase.is_final());
+    let references: [Reference; 4] = [
+        (check.planned_at, "planned", "4 3", "plannedAt"),
+        (
+            Some(check.created_at),
+            "created",
+            "none",
+            "created (the anchor)",
+        ),
+        (check.deadline, "deadline", "8 3 2 3", "deadline"),
+        (now, "now", "1 3", "now"),
+    ];
+    let right = scale.right + 60.0;
     html! {
         g class="references" {
-            @for ((at, label, dash, tip), lane) in lines.iter().zip(&lanes) {
-                @let x = scale.x(*at);
-                g class="ref-mark" data-ref=(label) {
-                    title { (tip) }
-                    line x1=(n(x)) x2=(n(x)) y1=(n(REF_LABEL_Y + 4.0)) y2=(n(AXIS_Y)) stroke=(INK)
-                        stroke-width="1.2" stroke-dasharray=(dash) {}
-                    @if let Some(lane) = lane {
-                        text x=(n(x + 2.0)) y=(n(REF_LABEL_Y - 12.0 * *lane as f64)) fill=(INK) { (label) }
-                    }
-                }
-            }
+            (reference_marks(scale, fmt, &references, AXIS_Y, right, Some("1.2")))
         }
     }
 }
@@ -443,7 +408,7 @@ fn notification_marks(
                 }
             }
             @if check.notifications.is_empty() {
-                text x=(n(scale.left)) y=(n(NOTIFY_Y + 4.0)) fill=(MUTED) { "no notification kept" }
+                (empty_row(scale, NOTIFY_Y, "no notification kept"))
             }
         }
     }
@@ -457,21 +422,26 @@ fn legend() -> Markup {
         CheckResult::Unknown,
         CheckResult::Pending,
     ];
-    html! {
-        g class="legend" transform=(format!("translate(8 {})", n(LEGEND_Y))) {
-            @for (i, result) in results.iter().enumerate() {
-                @let x = i as f64 * 100.0;
-                rect x=(n(x)) y="-10" width="22" height="14" fill=(result_fill(*result)) stroke=(INK) stroke-width="0.5" {}
-                text x=(n(x + 27.0)) y="1" fill=(INK) { (result.to_string()) }
-            }
-            circle cx="412" cy="-3" r="5" fill=(INK) {}
-            text x="421" y="1" fill=(INK) { "PAST event" }
-            path d="M512 -9l6 6l-6 6l-6 -6z" fill=(INK) {}
-            text x="523" y="1" fill=(INK) { "FUTURE event" }
-            circle cx="628" cy="-3" r="5" fill="#ffffff" stroke=(INK) stroke-width="1.5" {}
-            text x="637" y="1" fill=(INK) { "time unknown" }
-            path d="M742 2l-6 -10h12z" fill=(FAIL) stroke=(INK) {}
-            text x="752" y="1" fill=(INK) { "notification" }
-        }
-    }
+    let swatches: Vec<Swatch> = results
+        .iter()
+        .enumerate()
+        .map(|(i, result)| Swatch {
+            x: i as f64 * 100.0,
+            fill: result_fill(*result),
+            stroke_width: 0.5,
+            dash: None,
+            label: result.to_string(),
+        })
+        .collect();
+    let symbols = html! {
+        circle cx="412" cy="-3" r="5" fill=(INK) {}
+        text x="421" y="1" fill=(INK) { "PAST event" }
+        path d="M512 -9l6 6l-6 6l-6 -6z" fill=(INK) {}
+        text x="523" y="1" fill=(INK) { "FUTURE event" }
+        circle cx="628" cy="-3" r="5" fill="#ffffff" stroke=(INK) stroke-width="1.5" {}
+        text x="637" y="1" fill=(INK) { "time unknown" }
+        path d="M742 2l-6 -10h12z" fill=(FAIL) stroke=(INK) {}
+        text x="752" y="1" fill=(INK) { "notification" }
+    };
+    style::legend(LEGEND_Y, &swatches, symbols)
 }

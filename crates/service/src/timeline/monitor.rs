@@ -6,12 +6,14 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use maud::{Markup, html};
 
 use super::axis::{Scale, from_timestamp, human_duration, ticks};
-use super::style::{BLUE, FAIL, INK, MUTED, SKY, axis, clean, defs, label_width, n, place_labels};
+use super::style::{
+    self, BLUE, FAIL, INK, MUTED, Reference, SKY, Swatch, axis, bar_label, clean, defs, empty_row,
+    label_width, n, place_labels, reference_marks,
+};
 use super::{MonitorDay, WIDTH, WindowBar, WindowOutcome, Zone};
 
 const LEFT: f64 = 112.0;
 const RIGHT: f64 = WIDTH - 24.0;
-const REF_LABEL_Y: f64 = 60.0;
 const WINDOWS_Y: f64 = 84.0;
 const BAR_HEIGHT: f64 = 22.0;
 const EVENTS_Y: f64 = 138.0;
@@ -105,23 +107,14 @@ pub fn summary_text(day: &MonitorDay, start: DateTime<Utc>, end: DateTime<Utc>) 
 }
 
 fn session(day: &MonitorDay, scale: &Scale, fmt: &dyn Fn(DateTime<Utc>) -> String) -> Markup {
-    let mut lines: Vec<(DateTime<Utc>, &str, &str)> = Vec::new();
-    if let Some((from, to)) = day.session {
-        lines.push((from, "session start", "none"));
-        lines.push((to, "session end", "none"));
-    }
-    if let Some(now) = day.now
-        && now > scale.start
-        && now < scale.end
-    {
-        lines.push((now, "now", "1 3"));
-    }
-    lines.sort_by_key(|line| line.0);
-    let items: Vec<(f64, f64)> = lines
-        .iter()
-        .map(|(at, label, _)| (scale.x(*at) + 2.0, label_width(label)))
-        .collect();
-    let lanes = place_labels(&items, 2, scale.right + 20.0);
+    let (start, end) = day.session.unzip();
+    let now = day.now.filter(|now| *now > scale.start && *now < scale.end);
+    let references: [Reference; 3] = [
+        (start, "session start", "none", "session start"),
+        (end, "session end", "none", "session end"),
+        (now, "now", "1 3", "now"),
+    ];
+    let right = scale.right + 20.0;
     html! {
         @if let Some((from, to)) = day.session {
             g class="session" {
@@ -130,16 +123,7 @@ fn session(day: &MonitorDay, scale: &Scale, fmt: &dyn Fn(DateTime<Utc>) -> Strin
                     height=(n(AXIS_Y - WINDOWS_Y + 6.0)) fill="#f2f2f2" {}
             }
         }
-        @for ((at, label, dash), lane) in lines.iter().zip(&lanes) {
-            @let x = scale.x(*at);
-            g class="ref-mark" data-ref=(label) {
-                title { (label) " " (fmt(*at)) }
-                line x1=(n(x)) x2=(n(x)) y1=(n(REF_LABEL_Y + 4.0)) y2=(n(AXIS_Y)) stroke=(INK) stroke-dasharray=(dash) {}
-                @if let Some(lane) = lane {
-                    text x=(n(x + 2.0)) y=(n(REF_LABEL_Y - 12.0 * *lane as f64)) fill=(INK) { (label) }
-                }
-            }
-        }
+        (reference_marks(scale, fmt, &references, AXIS_Y, right, None))
     }
 }
 
@@ -172,10 +156,7 @@ fn window_bars(
                     }
                     rect x=(n(x1)) y=(n(WINDOWS_Y)) width=(n((x2 - x1).max(1.5))) height=(n(BAR_HEIGHT))
                         fill=(fill) stroke=(INK) stroke-width="0.75" stroke-dasharray=(dash) {}
-                    @if x2 - x1 >= label_width(&label) + 6.0 {
-                        text x=(n(x1 + 3.0)) y=(n(WINDOWS_Y + 15.0)) fill=(INK) font-weight="bold"
-                            paint-order="stroke" stroke="#ffffff" stroke-width="3" { (label) }
-                    }
+                    (bar_label(x1, x2, WINDOWS_Y + 15.0, &label))
                 }
             }
         }
@@ -194,7 +175,7 @@ fn event_marks(day: &MonitorDay, scale: &Scale, fmt: &dyn Fn(DateTime<Utc>) -> S
                 }
             }
             @if day.events.is_empty() {
-                text x=(n(scale.left)) y=(n(EVENTS_Y + 4.0)) fill=(MUTED) { "none kept" }
+                (empty_row(scale, EVENTS_Y, "none kept"))
             }
         }
     }
@@ -248,49 +229,49 @@ fn alarm_marks(day: &MonitorDay, scale: &Scale, fmt: &dyn Fn(DateTime<Utc>) -> S
                 }
             }
             @if alarms.is_empty() {
-                text x=(n(scale.left)) y=(n(ALARMS_Y + 4.0)) fill=(MUTED) { "no alarm" }
+                (empty_row(scale, ALARMS_Y, "no alarm"))
             }
         }
     }
 }
 
+/// Swatches of how windows end (a swatch's text sets where the next starts) and the symbols
+/// of the marks.
 fn legend() -> Markup {
-    let items = [
+    let outcomes = [
         WindowOutcome::Reset,
         WindowOutcome::Expired,
         WindowOutcome::SessionEnded,
         WindowOutcome::Open,
     ];
-    html! {
-        g class="legend" transform=(format!("translate(8 {})", n(LEGEND_Y))) {
-            @for (outcome, x) in items.iter().zip(legend_offsets(&items)) {
-                @let (fill, dash, _) = outcome_style(*outcome);
-                rect x=(n(x)) y="-10" width="22" height="14" fill=(fill) stroke=(INK) stroke-width="0.75" stroke-dasharray=(dash) {}
-                text x=(n(x + 27.0)) y="1" fill=(INK) { "window " (outcome.describe()) }
-            }
-            g transform="translate(0 20)" {
-                path d="M6 -9l6 6l-6 6l-6 -6z" fill=(INK) {}
-                text x="17" y="1" fill=(INK) { "watched event" }
-                path d="M138 2l-7 -12h14z" fill=(FAIL) stroke=(INK) {}
-                text x="150" y="1" fill=(INK) { "alarm posted (hollow: not yet)" }
-                rect x="420" y="-10" width="22" height="14" fill="#f2f2f2" stroke=(SKY) {}
-                text x="447" y="1" fill=(INK) { "session" }
-            }
-        }
-    }
-}
-
-/// Where each legend entry starts: after the previous one's swatch and text.
-fn legend_offsets(items: &[WindowOutcome]) -> Vec<f64> {
     let mut x = 0.0;
-    items
+    let swatches: Vec<Swatch> = outcomes
         .iter()
         .map(|outcome| {
-            let at = x;
-            x += 27.0 + label_width(&format!("window {}", outcome.describe())) + 20.0;
-            at
+            let (fill, dash, _) = outcome_style(*outcome);
+            let label = format!("window {}", outcome.describe());
+            let swatch_x = x;
+            x += 27.0 + label_width(&label) + 20.0;
+            Swatch {
+                x: swatch_x,
+                fill,
+                stroke_width: 0.75,
+                dash: Some(dash),
+                label,
+            }
         })
-        .collect()
+        .collect();
+    let symbols = html! {
+        g transform="translate(0 20)" {
+            path d="M6 -9l6 6l-6 6l-6 -6z" fill=(INK) {}
+            text x="17" y="1" fill=(INK) { "watched event" }
+            path d="M138 2l-7 -12h14z" fill=(FAIL) stroke=(INK) {}
+            text x="150" y="1" fill=(INK) { "alarm posted (hollow: not yet)" }
+            rect x="420" y="-10" width="22" height="14" fill="#f2f2f2" stroke=(SKY) {}
+            text x="447" y="1" fill=(INK) { "session" }
+        }
+    };
+    style::legend(LEGEND_Y, &swatches, symbols)
 }
 
 /// For tests: the length of a local day.

@@ -6,6 +6,7 @@
 //! deficiency); each state also has its own pattern and a text label, so nothing depends on
 //! hue alone.
 
+use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use super::axis::{Scale, Tick};
@@ -122,6 +123,92 @@ pub fn n(value: f64) -> String {
         format!("{}", rounded as i64)
     } else {
         format!("{rounded}")
+    }
+}
+
+/// The baseline of the first lane of reference labels, under the heading and the outcome line
+/// every picture starts with.
+pub const REF_LABEL_Y: f64 = 60.0;
+
+/// A reference line: (its instant, `None` when not drawn; its label, also its `data-ref`; its
+/// dash; what its tooltip calls it).
+pub type Reference<'a> = (Option<DateTime<Utc>>, &'a str, &'a str, &'a str);
+
+/// The reference lines, vertical across the rows down to the axis at `bottom`, in time order,
+/// their labels above the rows in up to two lanes ending before `label_right` (a label that
+/// fits in neither is left out; its mark keeps its tooltip). `stroke_width`: `None`, the
+/// default.
+pub fn reference_marks(
+    scale: &Scale,
+    fmt: &dyn Fn(DateTime<Utc>) -> String,
+    references: &[Reference<'_>],
+    bottom: f64,
+    label_right: f64,
+    stroke_width: Option<&str>,
+) -> Markup {
+    let mut lines: Vec<(DateTime<Utc>, &str, &str, &str)> = references
+        .iter()
+        .filter_map(|&(at, label, dash, name)| at.map(|at| (at, label, dash, name)))
+        .collect();
+    lines.sort_by_key(|line| line.0);
+    let items: Vec<(f64, f64)> = lines
+        .iter()
+        .map(|(at, label, _, _)| (scale.x(*at) + 2.0, label_width(label)))
+        .collect();
+    let lanes = place_labels(&items, 2, label_right);
+    html! {
+        @for ((at, label, dash, name), lane) in lines.iter().zip(&lanes) {
+            @let x = scale.x(*at);
+            g class="ref-mark" data-ref=(label) {
+                title { (name) " " (fmt(*at)) }
+                line x1=(n(x)) x2=(n(x)) y1=(n(REF_LABEL_Y + 4.0)) y2=(n(bottom)) stroke=(INK)
+                    stroke-width=[stroke_width] stroke-dasharray=(dash) {}
+                @if let Some(lane) = lane {
+                    text x=(n(x + 2.0)) y=(n(REF_LABEL_Y - 12.0 * *lane as f64)) fill=(INK) { (label) }
+                }
+            }
+        }
+    }
+}
+
+/// A bar's label, drawn inside it from `x1` when it fits before `x2`, haloed in white so it
+/// reads over any fill.
+pub fn bar_label(x1: f64, x2: f64, baseline: f64, label: &str) -> Markup {
+    html! {
+        @if x2 - x1 >= label_width(label) + 6.0 {
+            text x=(n(x1 + 3.0)) y=(n(baseline)) fill=(INK) font-weight="bold"
+                paint-order="stroke" stroke="#ffffff" stroke-width="3" { (label) }
+        }
+    }
+}
+
+/// What a row says in place of its marks when it has none.
+pub fn empty_row(scale: &Scale, y: f64, note: &str) -> Markup {
+    html! {
+        text x=(n(scale.left)) y=(n(y + 4.0)) fill=(MUTED) { (note) }
+    }
+}
+
+/// One entry of a legend's first line: a swatch of a fill and what it stands for.
+pub struct Swatch {
+    pub x: f64,
+    pub fill: &'static str,
+    pub stroke_width: f64,
+    pub dash: Option<&'static str>,
+    pub label: String,
+}
+
+/// The legend under a picture at `y`: a line of swatches, then the picture's own symbols.
+pub fn legend(y: f64, swatches: &[Swatch], symbols: Markup) -> Markup {
+    html! {
+        g class="legend" transform=(format!("translate(8 {})", n(y))) {
+            @for swatch in swatches {
+                rect x=(n(swatch.x)) y="-10" width="22" height="14" fill=(swatch.fill) stroke=(INK)
+                    stroke-width=(n(swatch.stroke_width)) stroke-dasharray=[swatch.dash] {}
+                text x=(n(swatch.x + 27.0)) y="1" fill=(INK) { (swatch.label) }
+            }
+            (symbols)
+        }
     }
 }
 

@@ -28,9 +28,59 @@ pub(super) fn with_class<'a>(
         .collect()
 }
 
+/// The texts of the elements of `class`, in document order (those without text left out).
+pub(super) fn texts<'a>(doc: &'a roxmltree::Document<'a>, class: &str) -> Vec<&'a str> {
+    with_class(doc, class)
+        .iter()
+        .filter_map(|node| node.text())
+        .collect()
+}
+
+/// The attribute `name` of every element of `class`, in document order; each must have it.
+pub(super) fn attributes<'a>(
+    doc: &'a roxmltree::Document<'a>,
+    class: &str,
+    name: &str,
+) -> Vec<&'a str> {
+    with_class(doc, class)
+        .iter()
+        .map(|node| node.attribute(name).unwrap())
+        .collect()
+}
+
+/// The one element of `class` whose attribute `name` is `value`.
+pub(super) fn mark_where<'a>(
+    doc: &'a roxmltree::Document<'a>,
+    class: &str,
+    name: &str,
+    value: &str,
+) -> roxmltree::Node<'a, 'a> {
+    with_class(doc, class)
+        .into_iter()
+        .find(|mark| mark.attribute(name) == Some(value))
+        .unwrap()
+}
+
+/// A mark's tooltip: the text of its `<title>`.
+pub(super) fn title_of<'a>(mark: roxmltree::Node<'a, 'a>) -> &'a str {
+    mark.children()
+        .find(|c| c.has_tag_name("title"))
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// What makes any picture readable: every mark of the `marks` classes has its tooltip, and
+/// neither the labels of class `labels` nor the axis' ticks overlap.
+pub(super) fn assert_readable(doc: &roxmltree::Document<'_>, marks: &[&str], labels: &str) {
+    assert_marks_titled(doc, marks);
+    assert_no_overlap(doc, labels);
+    assert_no_overlap(doc, "tick");
+}
+
 /// Every element that draws something (a shape or text inside a mark) sits in a group with
 /// a `<title>`.
-pub(super) fn assert_marks_titled(doc: &roxmltree::Document<'_>, classes: &[&str]) {
+fn assert_marks_titled(doc: &roxmltree::Document<'_>, classes: &[&str]) {
     for class in classes {
         for mark in with_class(doc, class) {
             assert!(
@@ -45,7 +95,7 @@ pub(super) fn assert_marks_titled(doc: &roxmltree::Document<'_>, classes: &[&str
 
 /// Labels of one lane (same y) never overlap: their boxes, from the monospace width, are
 /// apart by at least the gap.
-pub(super) fn assert_no_overlap(doc: &roxmltree::Document<'_>, class: &str) {
+fn assert_no_overlap(doc: &roxmltree::Document<'_>, class: &str) {
     let mut boxes: Vec<(String, f64, f64)> = with_class(doc, class)
         .iter()
         .map(|text| {
@@ -139,6 +189,13 @@ fn render(check: &CheckTimeline) -> String {
     check_svg(check, &Zone::utc())
 }
 
+/// The check rendered in UTC, checked to be [sound](assert_sound).
+fn render_sound(check: &CheckTimeline) -> String {
+    let svg = render(check);
+    assert_sound(check, &svg);
+    svg
+}
+
 /// What every picture of a check must satisfy.
 fn assert_sound(check: &CheckTimeline, svg: &str) {
     let doc = parse(svg);
@@ -151,7 +208,7 @@ fn assert_sound(check: &CheckTimeline, svg: &str) {
         with_class(&doc, "notification-mark").len(),
         check.notifications.len()
     );
-    assert_marks_titled(
+    assert_readable(
         &doc,
         &[
             "event-mark",
@@ -161,9 +218,8 @@ fn assert_sound(check: &CheckTimeline, svg: &str) {
             "ref-mark",
             "outcome-mark",
         ],
+        "event-label",
     );
-    assert_no_overlap(&doc, "event-label");
-    assert_no_overlap(&doc, "tick");
     let root = doc.root_element();
     assert!(root.has_tag_name(("http://www.w3.org/2000/svg", "svg")));
     // Every coordinate is a finite number inside the picture.
@@ -186,29 +242,25 @@ fn assert_sound(check: &CheckTimeline, svg: &str) {
 #[test]
 fn a_passed_check_shows_its_windows_events_outcome_and_notification() {
     let check = base();
-    let svg = render(&check);
-    assert_sound(&check, &svg);
+    let svg = render_sound(&check);
     let doc = parse(&svg);
     let outcome = with_class(&doc, "outcome")[0].text().unwrap().to_owned();
     assert_eq!(outcome, "COMPLETED · PASS · next step 124");
     assert_eq!(with_class(&doc, "past-window").len(), 1);
     assert_eq!(with_class(&doc, "future-window").len(), 1);
-    let refs: Vec<&str> = with_class(&doc, "ref-mark")
-        .iter()
-        .map(|m| m.attribute("data-ref").unwrap())
-        .collect();
-    assert_eq!(refs, ["planned", "created", "deadline"]);
+    assert_eq!(
+        attributes(&doc, "ref-mark", "data-ref"),
+        ["planned", "created", "deadline"]
+    );
     // Bands: PENDING before the first record, PENDING after it, PASS after the second.
-    let bands: Vec<&str> = with_class(&doc, "result-band")
-        .iter()
-        .map(|b| b.attribute("data-result").unwrap())
-        .collect();
-    assert_eq!(bands, ["PENDING", "PENDING", "PASS"]);
-    let labels: Vec<&str> = with_class(&doc, "event-label")
-        .iter()
-        .filter_map(|t| t.text())
-        .collect();
-    assert_eq!(labels, ["CHARGING_STOPPED", "CHARGING_STARTED"]);
+    assert_eq!(
+        attributes(&doc, "result-band", "data-result"),
+        ["PENDING", "PENDING", "PASS"]
+    );
+    assert_eq!(
+        texts(&doc, "event-label"),
+        ["CHARGING_STOPPED", "CHARGING_STARTED"]
+    );
     assert!(svg.contains("times in UTC"));
 }
 
@@ -239,8 +291,7 @@ fn a_check_without_a_past_window_says_so() {
     check.past = PastWindow::None;
     check.records.remove(0);
     check.records[0].order = 1;
-    let svg = render(&check);
-    assert_sound(&check, &svg);
+    let svg = render_sound(&check);
     let doc = parse(&svg);
     assert_eq!(with_class(&doc, "no-past-window").len(), 1);
     assert!(with_class(&doc, "past-window").is_empty());
@@ -261,8 +312,7 @@ fn an_unbounded_look_back_runs_off_the_left_edge() {
         "2026-10-30T07:20:00Z",
         CheckResult::Pending,
     );
-    let svg = render(&check);
-    assert_sound(&check, &svg);
+    let svg = render_sound(&check);
     let doc = parse(&svg);
     let bar = with_class(&doc, "past-window")[0];
     let rect = bar.children().find(|c| c.has_tag_name("rect")).unwrap();
@@ -272,10 +322,7 @@ fn an_unbounded_look_back_runs_off_the_left_edge() {
         "starts at the axis' left end"
     );
     assert!(svg.contains("unbounded"));
-    let ticks: Vec<&str> = with_class(&doc, "tick")
-        .iter()
-        .filter_map(|t| t.text())
-        .collect();
+    let ticks = texts(&doc, "tick");
     assert!(ticks.iter().any(|t| t.ends_with("Nov")), "{ticks:?}");
 }
 
@@ -306,22 +353,19 @@ fn events_at_the_window_edges_stay_inside_the_picture() {
         ),
     ];
     check.ended_at = Some(at("2026-11-20T08:10:00Z"));
-    let svg = render(&check);
-    assert_sound(&check, &svg);
+    let svg = render_sound(&check);
     let doc = parse(&svg);
-    let labels: Vec<&str> = with_class(&doc, "event-label")
-        .iter()
-        .filter_map(|t| t.text())
-        .collect();
-    assert_eq!(labels, ["AT_SINCE", "AT_ANCHOR", "AT_DEADLINE"]);
+    assert_eq!(
+        texts(&doc, "event-label"),
+        ["AT_SINCE", "AT_ANCHOR", "AT_DEADLINE"]
+    );
 }
 
 #[test]
 fn one_record_and_five_hundred_records() {
     let mut one = base();
     one.records.truncate(1);
-    let svg = render(&one);
-    assert_sound(&one, &svg);
+    render_sound(&one);
 
     let mut many = base();
     many.records = (1..=500u32)
@@ -341,8 +385,7 @@ fn one_record_and_five_hundred_records() {
             )
         })
         .collect();
-    let svg = render(&many);
-    assert_sound(&many, &svg);
+    let svg = render_sound(&many);
     let doc = parse(&svg);
     let shown = with_class(&doc, "event-label").len();
     assert!(
@@ -392,14 +435,12 @@ fn a_poll_until_end_check_shows_every_change_and_the_last_result() {
         ),
     ];
     check.ended_at = Some(at("2026-11-20T08:10:00.050Z"));
-    let svg = render(&check);
-    assert_sound(&check, &svg);
+    let svg = render_sound(&check);
     let doc = parse(&svg);
-    let bands: Vec<&str> = with_class(&doc, "result-band")
-        .iter()
-        .map(|b| b.attribute("data-result").unwrap())
-        .collect();
-    assert_eq!(bands, ["PENDING", "PASS", "FAIL", "PASS"]);
+    assert_eq!(
+        attributes(&doc, "result-band", "data-result"),
+        ["PENDING", "PASS", "FAIL", "PASS"]
+    );
     let outcome = with_class(&doc, "outcome")[0].text().unwrap();
     assert!(
         outcome.contains("pollUntilEnd: the last result stands"),
@@ -417,19 +458,10 @@ fn a_node_record_without_an_event_time_is_drawn_hollow_at_its_recording() {
     check.records[1].incoming_event_id = None;
     check.records[1].recorded_at = at("2026-11-20T08:05:00Z");
     check.notifications.clear();
-    let svg = render(&check);
-    assert_sound(&check, &svg);
+    let svg = render_sound(&check);
     let doc = parse(&svg);
-    let mark = with_class(&doc, "event-mark")
-        .into_iter()
-        .find(|m| m.attribute("data-order") == Some("2"))
-        .unwrap();
-    let title = mark
-        .children()
-        .find(|c| c.has_tag_name("title"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let mark = mark_where(&doc, "event-mark", "data-order", "2");
+    let title = title_of(mark);
     assert!(title.contains("event time not stored"), "{title}");
     let shape = mark.children().find(|c| c.has_tag_name("path")).unwrap();
     assert_eq!(shape.attribute("fill"), Some("#ffffff"));
@@ -446,8 +478,7 @@ fn an_open_check_shows_now_and_no_outcome_yet() {
     check.records.truncate(1);
     check.notifications.clear();
     check.now = Some(at("2026-11-20T08:02:00Z"));
-    let svg = render(&check);
-    assert_sound(&check, &svg);
+    let svg = render_sound(&check);
     let doc = parse(&svg);
     assert!(with_class(&doc, "outcome-mark").is_empty());
     assert!(
@@ -469,31 +500,20 @@ fn hostile_names_come_out_escaped() {
     check.records[0].event_name = "\"><script>alert('x')</script>&amp;\u{1}".to_owned();
     check.records[1].event_name = long.clone();
     check.next_step = Some("'\"<b>".to_owned());
-    let svg = render(&check);
-    assert_sound(&check, &svg);
+    let svg = render_sound(&check);
     assert!(!svg.contains("<script>"), "no markup from outside");
     assert!(!svg.contains("<b>"));
     let doc = parse(&svg);
     // The text reads as it was given (escaped, not dropped), control characters replaced.
-    let title = with_class(&doc, "event-mark")[0]
-        .children()
-        .find(|c| c.has_tag_name("title"))
-        .unwrap();
     assert!(
-        title
-            .text()
-            .unwrap()
+        title_of(with_class(&doc, "event-mark")[0])
             .contains("\"><script>alert('x')</script>&amp;\u{FFFD}")
     );
     // A 1 kB name is cut in the label, whole in the tooltip.
     let label = with_class(&doc, "event-label")[1].text().unwrap();
     assert_eq!(label.chars().count(), style::MAX_LABEL_CHARS);
     assert!(label.ends_with('…'));
-    let tip = with_class(&doc, "event-mark")[1]
-        .children()
-        .find(|c| c.has_tag_name("title"))
-        .unwrap();
-    assert!(tip.text().unwrap().contains(&long));
+    assert!(title_of(with_class(&doc, "event-mark")[1]).contains(&long));
     assert!(
         with_class(&doc, "heading")[0]
             .text()
@@ -521,10 +541,7 @@ fn a_replay_has_no_ids_and_times_follow_the_zone() {
     );
     assert!(svg.contains("times in Europe/Amsterdam"));
     // 08:00 UTC is 09:00 in Amsterdam in November.
-    let ticks: Vec<&str> = with_class(&doc, "tick")
-        .iter()
-        .filter_map(|t| t.text())
-        .collect();
+    let ticks = texts(&doc, "tick");
     assert!(ticks.contains(&"09:00"), "{ticks:?}");
     assert!(Zone::named("Mars/Olympus").is_err());
 }

@@ -4,7 +4,9 @@
 use chrono::{NaiveDate, TimeDelta};
 
 use super::monitor::day_length;
-use super::tests::{assert_marks_titled, assert_no_overlap, at, parse, with_class};
+use super::tests::{
+    assert_readable, at, attributes, mark_where, parse, texts, title_of, with_class,
+};
 use super::*;
 
 fn amsterdam() -> Zone {
@@ -79,7 +81,7 @@ fn assert_sound(day: &MonitorDay, svg: &str) {
     assert_eq!(with_class(&doc, "window-bar").len(), day.windows.len());
     assert_eq!(with_class(&doc, "event-mark").len(), day.events.len());
     assert_eq!(with_class(&doc, "alarm-mark").len(), day.alarms.len());
-    assert_marks_titled(
+    assert_readable(
         &doc,
         &[
             "window-bar",
@@ -88,9 +90,8 @@ fn assert_sound(day: &MonitorDay, svg: &str) {
             "ref-mark",
             "session",
         ],
+        "alarm-label",
     );
-    assert_no_overlap(&doc, "alarm-label");
-    assert_no_overlap(&doc, "tick");
 }
 
 #[test]
@@ -99,17 +100,12 @@ fn a_day_shows_windows_by_how_they_ended_and_the_alarm_references() {
     let svg = monitor_svg(&day, &amsterdam());
     assert_sound(&day, &svg);
     let doc = parse(&svg);
-    let outcomes: Vec<&str> = with_class(&doc, "window-bar")
-        .iter()
-        .map(|b| b.attribute("data-outcome").unwrap())
-        .collect();
-    assert_eq!(outcomes, ["reset", "expired", "expired", "open"]);
-    let labels: Vec<&str> = with_class(&doc, "alarm-label")
-        .iter()
-        .filter_map(|t| t.text())
-        .collect();
     assert_eq!(
-        labels,
+        attributes(&doc, "window-bar", "data-outcome"),
+        ["reset", "expired", "expired", "open"]
+    );
+    assert_eq!(
+        texts(&doc, "alarm-label"),
         [
             "status-check:42:no-toilet:2026-11-20:1",
             "status-check:42:no-toilet:2026-11-20:2"
@@ -169,17 +165,10 @@ fn daylight_saving_days_last_23_and_25_hours() {
         assert_eq!(x, 112.0);
         assert!((x + width - (WIDTH - 24.0)).abs() < 0.01);
         // The local hour labels skip 02:00 in spring and carry the local clock after the change.
-        let ticks: Vec<String> = with_class(&doc, "tick")
-            .iter()
-            .filter_map(|t| t.text())
-            .map(str::to_owned)
-            .collect();
-        assert!(ticks.contains(&"00:00".to_owned()), "{ticks:?}");
-        assert!(
-            !ticks.iter().any(|t| t == "02:00") || date == autumn,
-            "{ticks:?}"
-        );
-        assert!(ticks.contains(&"12:00".to_owned()), "{ticks:?}");
+        let ticks = texts(&doc, "tick");
+        assert!(ticks.contains(&"00:00"), "{ticks:?}");
+        assert!(!ticks.contains(&"02:00") || date == autumn, "{ticks:?}");
+        assert!(ticks.contains(&"12:00"), "{ticks:?}");
     }
 }
 
@@ -225,15 +214,6 @@ fn many_alarms_thin_their_labels_and_hostile_ids_are_escaped() {
         heading,
         "Monitor <script>x</script> · robot 42 · watches \"quoted\" & <b>"
     );
-    let seventh = with_class(&doc, "alarm-mark")
-        .into_iter()
-        .find(|m| m.attribute("data-window") == Some("7"))
-        .unwrap();
-    let tip = seventh
-        .children()
-        .find(|c| c.has_tag_name("title"))
-        .unwrap()
-        .text()
-        .unwrap();
+    let tip = title_of(mark_where(&doc, "alarm-mark", "data-window", "7"));
     assert!(tip.contains("<img src=x onerror=alert(1)>") && tip.contains("not posted yet"));
 }
