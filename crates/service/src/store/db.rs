@@ -323,6 +323,20 @@ pub(crate) async fn bounded<B: Db + ?Sized, V>(
     }
 }
 
+/// Every row `sql` selects, each made a value by `of`, read in a transaction of its own: one
+/// consistent snapshot. (`.pop()` of it: the row a statement that selects one at most finds.)
+pub(crate) async fn read_all<D: Db + ?Sized, V>(
+    db: &D,
+    sql: &'static str,
+    args: Vec<Arg>,
+    of: impl Fn(&<D::Tx as Tx>::Row) -> Result<V, StoreError>,
+) -> Result<Vec<V>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let rows = tx.fetch_all(sql, args).await?;
+    tx.commit().await?;
+    rows.iter().map(of).collect()
+}
+
 /// Deletes, in one transaction, up to `limit` rows that `select` finds older than `before`
 /// (its arguments: the time, the limit; it selects `id`, oldest first), one `delete` (by id)
 /// each — SQLite has no `DELETE … LIMIT`, MySQL takes no `LIMIT` in an `IN` subquery; how

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::checks::corrupt;
 use super::db::{
-    Db, Dialect, Mode, SqlRow, Step, Tx, args, bounded, millis, purge_older, retrying,
+    Db, Dialect, SqlRow, Step, Tx, args, bounded, millis, purge_older, read_all, retrying,
 };
 use super::lifecycle::{LAST_ERROR_MAX_CHARS, cut, limit_arg};
 use super::monitor_rows::{parse_date, to_u32};
@@ -278,10 +278,8 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
     async fn backlog(&self) -> Result<i64, StoreError> {
         let sql = K::statements().backlog.as_str();
         bounded(self, "job_backlog", async {
-            let mut tx = self.begin(Mode::Read).await?;
-            let row = tx.fetch_optional(sql, args![NEVER]).await?;
-            tx.commit().await?;
-            row.map_or(Ok(0), |row| row.int("backlog"))
+            let mut backlog = read_all(self, sql, args![NEVER], |row| row.int("backlog")).await?;
+            Ok(backlog.pop().unwrap_or(0))
         })
         .await
     }
