@@ -424,6 +424,16 @@ impl dyn Store {
     }
 }
 
+/// A delivery for a subscription no check or monitor session has: what tells whose the
+/// subscription is (SPEC §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownDelivery<'a> {
+    pub robot_id: i64,
+    pub subscription_id: i64,
+    pub event_name: &'a str,
+    pub event_created_at: DateTime<Utc>,
+}
+
 /// Whose a subscription is that no check or monitor session has (SPEC §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownSubscription {
