@@ -265,7 +265,8 @@ pub struct CheckUpdate {
     pub remove_subscription: bool,
 }
 
-/// One decision of a batch [`Store::update_checks`] writes in one transaction.
+/// One decision to write: alone ([`Store::update_check`]) or with a batch in one transaction
+/// ([`Store::update_checks`]).
 #[derive(Debug, Clone)]
 pub struct BatchedUpdate<'a> {
     /// The check as the decision read it.

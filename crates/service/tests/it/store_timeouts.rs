@@ -157,6 +157,12 @@ async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again
         update: decision.clone(),
         call_ref: "frozen",
     }];
+    let alone = BatchedUpdate {
+        current: &stored,
+        fence: Fence::None,
+        update: decision,
+        call_ref: "f",
+    };
     let holder = lease("frozen");
     let steps = NextSteps {
         pass: 10,
@@ -217,7 +223,7 @@ async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again
             },
             async {
                 tokio::join!(
-                    store.update_check(&stored, Fence::None, &decision, &notifications, "f", t0),
+                    store.update_check(alone, &notifications, t0),
                     store.update_checks(&batch, &notifications, t0),
                     store.claim_due(t0, &holder, 10),
                     store.release_stale_leases(t0),
