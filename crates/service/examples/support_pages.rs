@@ -18,8 +18,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use status_check::clock::ManualClock;
 use status_check::jobs::Lease;
 use status_check::store::{
-    CheckKey, CheckUpdate, Created, Fence, MonitorPut, MonitorSource, NewAction, NewCheck,
-    Notifications, StateChange, StoreSettings, UpdateOutcome, WindowClose, WindowRecord,
+    BatchedUpdate, CheckKey, CheckUpdate, Created, Fence, MonitorPut, MonitorSource, NewAction,
+    NewCheck, Notifications, StateChange, StoreSettings, UpdateOutcome, WindowClose, WindowRecord,
 };
 use status_check::upstream::UpstreamConfig;
 use status_check::upstream::megazord::HttpMegazord;
@@ -195,7 +195,16 @@ async fn main() -> anyhow::Result<()> {
             ),
         };
         let outcome = store
-            .update_check(&check, Fence::None, &update, &notifications, "demo", when)
+            .update_check(
+                BatchedUpdate {
+                    current: &check,
+                    fence: Fence::None,
+                    update,
+                    call_ref: "demo",
+                },
+                &notifications,
+                when,
+            )
             .await?;
         anyhow::ensure!(matches!(outcome, UpdateOutcome::Updated(_)), "{outcome:?}");
         let demo = Lease::parse("demo")?;

@@ -8,14 +8,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use status_check_engine::lifecycle::Delivery;
 
 use crate::checks::{CheckError, Checks};
 use crate::clock::Clock;
 use crate::monitors::{MonitorError, Monitors};
-/// Whose a subscription is that no check or monitor session has (SPEC §13).
-pub use crate::store::UnknownSubscription;
+/// A delivery no check or monitor session owns, and whose its subscription is (SPEC §13).
+pub use crate::store::{UnknownDelivery, UnknownSubscription};
 
 /// One delivery from a status queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,20 +138,11 @@ impl Deliveries {
     /// its subscription is, and its removal queued when it is this service's (SPEC §13).
     pub async fn unknown_subscription(
         &self,
-        robot_id: i64,
-        subscription_id: i64,
-        event_name: &str,
-        event_created_at: DateTime<Utc>,
+        delivery: UnknownDelivery<'_>,
         grace: Duration,
     ) -> Result<UnknownSubscription, DeliveryError> {
         self.checks
-            .unknown_subscription(
-                robot_id,
-                subscription_id,
-                event_name,
-                event_created_at,
-                grace,
-            )
+            .unknown_subscription(delivery, grace)
             .await
             .map_err(|e| CheckError::from(e).into())
     }

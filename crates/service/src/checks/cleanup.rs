@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 
 use super::Checks;
 use crate::jobs::{Handler, Job, LeaseOwner, Next, RetryPolicy, Runner, RunnerSettings};
-use crate::store::{Removals, StoreError, SubscriptionRemoval, UnknownSubscription};
+use crate::store::{
+    Removals, StoreError, SubscriptionRemoval, UnknownDelivery, UnknownSubscription,
+};
 use crate::upstream::Megazord;
 
 /// Removals worked on per step, one at a time: removals are not urgent (a delivery for an
@@ -86,22 +88,12 @@ impl Checks {
     /// lost, recorded within `grace` before the event); another service's is left alone.
     pub async fn unknown_subscription(
         &self,
-        robot_id: i64,
-        subscription_id: i64,
-        event_name: &str,
-        event_created_at: DateTime<Utc>,
+        delivery: UnknownDelivery<'_>,
         grace: Duration,
     ) -> Result<UnknownSubscription, StoreError> {
         let grace = TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
         self.store
-            .claim_unknown_subscription(
-                robot_id,
-                subscription_id,
-                event_name,
-                event_created_at,
-                grace,
-                self.clock.now(),
-            )
+            .claim_unknown_subscription(delivery, grace, self.clock.now())
             .await
     }
 

@@ -225,11 +225,13 @@ impl Checks {
         let render = self.renderer();
         self.store
             .update_check(
-                current,
-                fence,
-                &update,
+                BatchedUpdate {
+                    current,
+                    fence,
+                    update,
+                    call_ref,
+                },
                 &self.notifications(&render),
-                call_ref,
                 self.clock.now(),
             )
             .await

@@ -11,7 +11,7 @@ use super::StoreError;
 use super::check_reads::node_windows;
 use super::checks::{INSERT_CHECK_EXT, INSERT_POLLER, parse, poller_bounds};
 use super::db::bounded;
-use super::db::{Db, Mode, SqlRow, Step, Tx, args, millis, retrying, seconds_floor};
+use super::db::{Db, SqlRow, Step, Tx, args, millis, read_all, retrying, seconds_floor};
 
 const SELECT_UNADOPTED: &str = "SELECT sc.id AS id FROM status_check sc \
      LEFT JOIN status_check_ext e ON e.status_check_id = sc.id \
@@ -125,11 +125,11 @@ impl<B: Db + 'static> AdoptionStore for B {
     async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
         let db = self;
         bounded(db, "unadopted_checks", async {
-            let mut tx = db.begin(Mode::Read).await?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = tx.fetch_all(SELECT_UNADOPTED, args![after, limit]).await?;
-            tx.commit().await?;
-            rows.iter().map(|row| row.int("id")).collect()
+            read_all(db, SELECT_UNADOPTED, args![after, limit], |row| {
+                row.int("id")
+            })
+            .await
         })
         .await
     }

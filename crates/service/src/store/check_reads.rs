@@ -11,7 +11,7 @@ use status_check_engine::{CheckResult, Event, Record};
 
 use super::checks::{corrupt, key_args, parse};
 use super::db::bounded;
-use super::db::{Arg, Db, Mode, SqlRow, Tx, args, seconds_floor};
+use super::db::{Arg, Db, Mode, SqlRow, Tx, args, read_all, seconds_floor};
 use super::in_list::{InList, MAX_IDS};
 use super::{CheckKey, Provenance, StoreError, StoredCheck};
 
@@ -427,13 +427,10 @@ pub(crate) async fn count_ended_checks<D: Db>(
         return Ok(0);
     }
     let sql = ended_checks_sql(page.template_ids.len(), page.robots.len(), true);
-    let mut tx = db.begin(Mode::Read).await?;
-    let row = tx.fetch_optional(sql, ended_checks_args(page)).await?;
-    tx.commit().await?;
-    let count = match row {
-        Some(row) => row.int("checks")?,
-        None => 0,
-    };
+    let count = read_all(db, sql, ended_checks_args(page), |row| row.int("checks"))
+        .await?
+        .pop()
+        .unwrap_or(0);
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
@@ -526,15 +523,11 @@ impl<B: Db + 'static> CheckReads for B {
     async fn open_checks_at_step(&self, robot_id: i64, step_id: i64) -> Result<u64, StoreError> {
         let db = self;
         bounded(db, "open_checks_at_step", async {
-            let mut tx = db.begin(Mode::Read).await?;
-            let row = tx
-                .fetch_optional(COUNT_OPEN_AT_STEP, args![robot_id, step_id])
-                .await?;
-            tx.commit().await?;
-            let count = match row {
-                Some(row) => row.int("open_checks")?,
-                None => 0,
-            };
+            let args = args![robot_id, step_id];
+            let count = read_all(db, COUNT_OPEN_AT_STEP, args, |row| row.int("open_checks"))
+                .await?
+                .pop()
+                .unwrap_or(0);
             Ok(u64::try_from(count).unwrap_or(0))
         })
         .await

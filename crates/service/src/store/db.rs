@@ -26,10 +26,25 @@ pub enum Arg {
     OptTime(Option<DateTime<Utc>>),
 }
 
-impl From<i64> for Arg {
-    fn from(value: i64) -> Self {
-        Arg::Int(value)
-    }
+/// `From<$type> for Arg` as `$variant`, for the types bound as they are.
+macro_rules! arg_from {
+    ($($type:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$type> for Arg {
+            fn from(value: $type) -> Self {
+                Arg::$variant(value)
+            }
+        })*
+    };
+}
+
+arg_from! {
+    i64 => Int,
+    Option<i64> => OptInt,
+    String => Text,
+    Option<String> => OptText,
+    bool => Bool,
+    DateTime<Utc> => Time,
+    Option<DateTime<Utc>> => OptTime,
 }
 
 impl From<u32> for Arg {
@@ -38,45 +53,9 @@ impl From<u32> for Arg {
     }
 }
 
-impl From<Option<i64>> for Arg {
-    fn from(value: Option<i64>) -> Self {
-        Arg::OptInt(value)
-    }
-}
-
-impl From<String> for Arg {
-    fn from(value: String) -> Self {
-        Arg::Text(value)
-    }
-}
-
 impl From<&str> for Arg {
     fn from(value: &str) -> Self {
         Arg::Text(value.to_owned())
-    }
-}
-
-impl From<Option<String>> for Arg {
-    fn from(value: Option<String>) -> Self {
-        Arg::OptText(value)
-    }
-}
-
-impl From<bool> for Arg {
-    fn from(value: bool) -> Self {
-        Arg::Bool(value)
-    }
-}
-
-impl From<DateTime<Utc>> for Arg {
-    fn from(value: DateTime<Utc>) -> Self {
-        Arg::Time(value)
-    }
-}
-
-impl From<Option<DateTime<Utc>>> for Arg {
-    fn from(value: Option<DateTime<Utc>>) -> Self {
-        Arg::OptTime(value)
     }
 }
 
@@ -342,6 +321,20 @@ pub(crate) async fn bounded<B: Db + ?Sized, V>(
             })
         }
     }
+}
+
+/// Every row `sql` selects, each made a value by `of`, read in a transaction of its own: one
+/// consistent snapshot. (`.pop()` of it: the row a statement that selects one at most finds.)
+pub(crate) async fn read_all<D: Db + ?Sized, V>(
+    db: &D,
+    sql: &'static str,
+    args: Vec<Arg>,
+    of: impl Fn(&<D::Tx as Tx>::Row) -> Result<V, StoreError>,
+) -> Result<Vec<V>, StoreError> {
+    let mut tx = db.begin(Mode::Read).await?;
+    let rows = tx.fetch_all(sql, args).await?;
+    tx.commit().await?;
+    rows.iter().map(of).collect()
 }
 
 /// Deletes, in one transaction, up to `limit` rows that `select` finds older than `before`

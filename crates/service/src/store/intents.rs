@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::db::{Db, PerDialect, SqlRow, Step, Tx, args, millis, retrying};
 use super::db::{bounded, purge_older};
 use super::removals::queue_in;
-use super::{StoreError, UnknownSubscription};
+use super::{StoreError, UnknownDelivery, UnknownSubscription};
 
 pub const INSERT_INTENT: &str = "INSERT INTO status_check_subscribe_intent \
      (robot_id, event_names, queue, created_at) VALUES (?, ?, ?, ?)";
@@ -39,13 +39,16 @@ const INTENTS_CREATED_BEFORE: &str = "SELECT id FROM status_check_subscribe_inte
 /// record forgotten) in the same transaction.
 pub(crate) async fn claim_unknown_subscription<D: Db>(
     db: &D,
-    robot_id: i64,
-    subscription_id: i64,
-    event_name: &str,
-    event_created_at: DateTime<Utc>,
+    delivery: UnknownDelivery<'_>,
     grace: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<UnknownSubscription, StoreError> {
+    let UnknownDelivery {
+        robot_id,
+        subscription_id,
+        event_name,
+        event_created_at,
+    } = delivery;
     retrying!(db, tx => async {
         if tx.fetch_optional(REMOVAL_OF, args![subscription_id]).await?.is_some() {
             return Ok(Step::Commit(UnknownSubscription::AlreadyRemoved));
@@ -104,11 +107,8 @@ pub trait SubscriptionRecords: Send + Sync {
     /// it this service's, queued for removal in the same transaction.
     async fn claim_unknown_subscription(
         &self,
-        robot_id: i64,
-        subscription_id: i64,
-        event_name: &str,
-        event_created_at: DateTime<Utc>,
-        grace: chrono::TimeDelta,
+        delivery: UnknownDelivery<'_>,
+        grace: TimeDelta,
         now: DateTime<Utc>,
     ) -> Result<UnknownSubscription, StoreError>;
 
@@ -179,25 +179,14 @@ impl<B: Db + 'static> SubscriptionRecords for B {
 
     async fn claim_unknown_subscription(
         &self,
-        robot_id: i64,
-        subscription_id: i64,
-        event_name: &str,
-        event_created_at: DateTime<Utc>,
-        grace: chrono::TimeDelta,
+        delivery: UnknownDelivery<'_>,
+        grace: TimeDelta,
         now: DateTime<Utc>,
-    ) -> Result<crate::store::UnknownSubscription, StoreError> {
+    ) -> Result<UnknownSubscription, StoreError> {
         bounded(
             self,
             "claim_unknown_subscription",
-            claim_unknown_subscription(
-                self,
-                robot_id,
-                subscription_id,
-                event_name,
-                event_created_at,
-                grace,
-                now,
-            ),
+            claim_unknown_subscription(self, delivery, grace, now),
         )
         .await
     }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::checks::corrupt;
 use super::db::{
-    Db, Dialect, Mode, SqlRow, Step, Tx, args, bounded, millis, purge_older, retrying,
+    Db, Dialect, SqlRow, Step, Tx, args, bounded, millis, purge_older, read_all, retrying,
 };
 use super::lifecycle::{LAST_ERROR_MAX_CHARS, cut, limit_arg};
 use super::monitor_rows::{parse_date, to_u32};
@@ -107,84 +107,75 @@ impl JobKind for Alarms {
     const NAME: &'static str = "alarm";
 }
 
-static NOTIFICATIONS: LazyLock<Statements> = LazyLock::new(|| {
-    Statements::of(&JobTable {
+/// `StoredKind` for each kind: its table (its statements made once, on first use) and the
+/// function that reads its payload from a claimed row.
+macro_rules! stored_kinds {
+    ($($kind:ty: $table:expr, $payload:ident;)*) => {$(
+        impl StoredKind for $kind {
+            fn statements() -> &'static Statements {
+                static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements::of(&$table));
+                &STATEMENTS
+            }
+
+            fn payload<R: SqlRow>(row: &R) -> Result<Self::Payload, StoreError> {
+                $payload(row)
+            }
+        }
+    )*};
+}
+
+stored_kinds! {
+    Notifications: JobTable {
         table: "status_check_outbox",
         done: "sent_at",
         payload: "status_check_id, robot_id, seq, payload, call_ref",
-    })
-});
-
-static REMOVALS: LazyLock<Statements> = LazyLock::new(|| {
-    Statements::of(&JobTable {
+    }, outbox_message;
+    Removals: JobTable {
         table: "status_check_subscription_removal",
         done: "done_at",
         payload: "robot_id, subscription_id, reason",
-    })
-});
-
-static ALARMS: LazyLock<Statements> = LazyLock::new(|| {
-    Statements::of(&JobTable {
+    }, subscription_removal;
+    Alarms: JobTable {
         table: "status_check_monitor_action",
         done: "sent_at",
         payload: "monitor_id, robot_id, rule_id, session_date, window_number, reference_id, \
                   event_name, level, window_end",
+    }, pending_action;
+}
+
+fn outbox_message<R: SqlRow>(row: &R) -> Result<OutboxMessage, StoreError> {
+    Ok(OutboxMessage {
+        check_id: row.int("status_check_id")?,
+        robot_id: row.int("robot_id")?,
+        seq: row.int("seq")?,
+        payload: row.text("payload")?,
+        call_ref: row.text("call_ref")?,
     })
-});
-
-impl StoredKind for Notifications {
-    fn statements() -> &'static Statements {
-        &NOTIFICATIONS
-    }
-
-    fn payload<R: SqlRow>(row: &R) -> Result<OutboxMessage, StoreError> {
-        Ok(OutboxMessage {
-            check_id: row.int("status_check_id")?,
-            robot_id: row.int("robot_id")?,
-            seq: row.int("seq")?,
-            payload: row.text("payload")?,
-            call_ref: row.text("call_ref")?,
-        })
-    }
 }
 
-impl StoredKind for Removals {
-    fn statements() -> &'static Statements {
-        &REMOVALS
-    }
-
-    fn payload<R: SqlRow>(row: &R) -> Result<SubscriptionRemoval, StoreError> {
-        Ok(SubscriptionRemoval {
-            robot_id: row.int("robot_id")?,
-            subscription_id: row.int("subscription_id")?,
-            reason: row.text("reason")?,
-        })
-    }
+fn subscription_removal<R: SqlRow>(row: &R) -> Result<SubscriptionRemoval, StoreError> {
+    Ok(SubscriptionRemoval {
+        robot_id: row.int("robot_id")?,
+        subscription_id: row.int("subscription_id")?,
+        reason: row.text("reason")?,
+    })
 }
 
-impl StoredKind for Alarms {
-    fn statements() -> &'static Statements {
-        &ALARMS
-    }
-
-    fn payload<R: SqlRow>(row: &R) -> Result<PendingAction, StoreError> {
-        let level = row.opt_int("level")?;
-        Ok(PendingAction {
-            monitor_id: row.int("monitor_id")?,
-            robot_id: row.int("robot_id")?,
-            rule_id: row.text("rule_id")?,
-            session_date: parse_date(&row.text("session_date")?)?,
-            window_number: to_u32(row.int("window_number")?, "window_number")?,
-            reference_id: row.text("reference_id")?,
-            event_name: row.text("event_name")?,
-            level: level
-                .map(|level| {
-                    u8::try_from(level).map_err(|_| corrupt(format!("alarm level {level}")))
-                })
-                .transpose()?,
-            window_end: row.time("window_end")?,
-        })
-    }
+fn pending_action<R: SqlRow>(row: &R) -> Result<PendingAction, StoreError> {
+    let level = row.opt_int("level")?;
+    Ok(PendingAction {
+        monitor_id: row.int("monitor_id")?,
+        robot_id: row.int("robot_id")?,
+        rule_id: row.text("rule_id")?,
+        session_date: parse_date(&row.text("session_date")?)?,
+        window_number: to_u32(row.int("window_number")?, "window_number")?,
+        reference_id: row.text("reference_id")?,
+        event_name: row.text("event_name")?,
+        level: level
+            .map(|level| u8::try_from(level).map_err(|_| corrupt(format!("alarm level {level}"))))
+            .transpose()?,
+        window_end: row.time("window_end")?,
+    })
 }
 
 #[async_trait]
@@ -278,10 +269,8 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
     async fn backlog(&self) -> Result<i64, StoreError> {
         let sql = K::statements().backlog.as_str();
         bounded(self, "job_backlog", async {
-            let mut tx = self.begin(Mode::Read).await?;
-            let row = tx.fetch_optional(sql, args![NEVER]).await?;
-            tx.commit().await?;
-            row.map_or(Ok(0), |row| row.int("backlog"))
+            let mut backlog = read_all(self, sql, args![NEVER], |row| row.int("backlog")).await?;
+            Ok(backlog.pop().unwrap_or(0))
         })
         .await
     }

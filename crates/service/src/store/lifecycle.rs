@@ -530,11 +530,8 @@ pub trait CheckUpdates: Send + Sync {
     /// are refused with `StoreError::Conflict` and nothing is written.
     async fn update_check(
         &self,
-        current: &StoredCheck,
-        fence: Fence<'_>,
-        update: &CheckUpdate,
+        item: BatchedUpdate<'_>,
         notifications: &Notifications<'_>,
-        call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError>;
 
@@ -570,22 +567,13 @@ pub trait CheckUpdates: Send + Sync {
 impl<B: Db + 'static> CheckUpdates for B {
     async fn update_check(
         &self,
-        current: &StoredCheck,
-        fence: Fence<'_>,
-        update: &CheckUpdate,
+        item: BatchedUpdate<'_>,
         notifications: &Notifications<'_>,
-        call_ref: &str,
         now: DateTime<Utc>,
     ) -> Result<UpdateOutcome, StoreError> {
         let db = self;
         bounded(db, "update_check", async {
-            let batch = [BatchedUpdate {
-                current,
-                fence,
-                update: update.clone(),
-                call_ref,
-            }];
-            let mut outcomes = update_checks(db, &batch, notifications, now).await?;
+            let mut outcomes = update_checks(db, &[item], notifications, now).await?;
             Ok(outcomes.remove(0))
         })
         .await

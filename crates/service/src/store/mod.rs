@@ -265,7 +265,8 @@ pub struct CheckUpdate {
     pub remove_subscription: bool,
 }
 
-/// One decision of a batch [`Store::update_checks`] writes in one transaction.
+/// One decision to write: alone ([`Store::update_check`]) or with a batch in one transaction
+/// ([`Store::update_checks`]).
 #[derive(Debug, Clone)]
 pub struct BatchedUpdate<'a> {
     /// The check as the decision read it.
@@ -422,6 +423,16 @@ impl dyn Store {
     pub fn alarm_jobs(&self) -> &dyn JobQueue<Alarms> {
         self
     }
+}
+
+/// A delivery for a subscription no check or monitor session has: what tells whose the
+/// subscription is (SPEC §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownDelivery<'a> {
+    pub robot_id: i64,
+    pub subscription_id: i64,
+    pub event_name: &'a str,
+    pub event_created_at: DateTime<Utc>,
 }
 
 /// Whose a subscription is that no check or monitor session has (SPEC §13).

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreError;
 use super::checks::corrupt;
-use super::db::{Db, Mode, PerDialect, SqlRow, Tx, args, millis, purge_older};
+use super::db::{Db, PerDialect, SqlRow, Tx, args, millis, purge_older, read_all};
 use super::monitor_rows::{date_text, parse_date, to_u32};
 
 /// How a window span ended.
@@ -160,15 +160,8 @@ pub(super) async fn session<D: Db>(
     rule_id: &str,
     session_date: NaiveDate,
 ) -> Result<Vec<WindowRecord>, StoreError> {
-    let mut tx = db.begin(Mode::Read).await?;
-    let rows = tx
-        .fetch_all(
-            SELECT_SESSION,
-            args![robot_id, rule_id, date_text(session_date)],
-        )
-        .await?;
-    tx.commit().await?;
-    rows.iter().map(record_of).collect()
+    let args = args![robot_id, rule_id, date_text(session_date)];
+    read_all(db, SELECT_SESSION, args, record_of).await
 }
 
 fn record_of<R: SqlRow>(row: &R) -> Result<WindowRecord, StoreError> {

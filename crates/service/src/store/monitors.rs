@@ -14,7 +14,7 @@ use status_check_engine::monitor::{AlarmRequest, Monitor, WindowState};
 use super::NEVER;
 use super::StoreError;
 use super::checks::corrupt;
-use super::db::{Arg, Db, Mode, SqlRow, Step, Tx, args, bounded, millis, retrying};
+use super::db::{Arg, Db, SqlRow, Step, Tx, args, bounded, millis, read_all, retrying};
 use super::lifecycle::limit_arg;
 use super::monitor_windows::{self, WindowRecord};
 use super::removals::queue_in;
@@ -309,20 +309,15 @@ impl<B: Db + 'static> MonitorStore for B {
         rule_id: &str,
     ) -> Result<Option<StoredMonitor>, StoreError> {
         bounded(self, "get_monitor", async {
-            let mut tx = self.begin(Mode::Read).await?;
-            let found = read_one(&mut tx, SELECT_BY_KEY, args![robot_id, rule_id]).await?;
-            tx.commit().await?;
-            Ok(found)
+            let args = args![robot_id, rule_id];
+            Ok(read_all(self, SELECT_BY_KEY, args, monitor_of).await?.pop())
         })
         .await
     }
 
     async fn list_monitors(&self) -> Result<Vec<StoredMonitor>, StoreError> {
         bounded(self, "list_monitors", async {
-            let mut tx = self.begin(Mode::Read).await?;
-            let rows = tx.fetch_all(SELECT_ALL, args![]).await?;
-            tx.commit().await?;
-            rows.iter().map(monitor_of).collect()
+            read_all(self, SELECT_ALL, args![], monitor_of).await
         })
         .await
     }
@@ -396,15 +391,10 @@ impl<B: Db + 'static> MonitorStore for B {
         subscription_id: i64,
     ) -> Result<Option<StoredMonitor>, StoreError> {
         bounded(self, "find_monitor_by_subscription", async {
-            let mut tx = self.begin(Mode::Read).await?;
-            let found = read_one(
-                &mut tx,
-                SELECT_BY_SUBSCRIPTION,
-                args![subscription_id, robot_id],
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(found)
+            let args = args![subscription_id, robot_id];
+            Ok(read_all(self, SELECT_BY_SUBSCRIPTION, args, monitor_of)
+                .await?
+                .pop())
         })
         .await
     }
@@ -506,18 +496,9 @@ impl<B: Db + 'static> MonitorStore for B {
         session_date: NaiveDate,
     ) -> Result<u32, StoreError> {
         bounded(self, "last_alarm_number", async {
-            let mut tx = self.begin(Mode::Read).await?;
-            let row = tx
-                .fetch_optional(
-                    LAST_ALARM,
-                    args![robot_id, rule_id, date_text(session_date)],
-                )
-                .await?;
-            tx.commit().await?;
-            match row {
-                Some(row) => to_u32(row.opt_int("last")?.unwrap_or(0), "window_number"),
-                None => Ok(0),
-            }
+            let args = args![robot_id, rule_id, date_text(session_date)];
+            let mut last = read_all(self, LAST_ALARM, args, |row| row.opt_int("last")).await?;
+            to_u32(last.pop().flatten().unwrap_or(0), "window_number")
         })
         .await
     }

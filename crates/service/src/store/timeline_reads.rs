@@ -5,8 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use super::db::bounded;
-use super::db::{Db, Mode, SqlRow, Tx, args};
+use super::db::{Db, SqlRow, args, bounded, read_all};
 use super::monitor_rows::{date_text, to_u32};
 
 /// Filters of the list of checks; every one optional.
@@ -154,26 +153,7 @@ impl<B: Db + 'static> TimelineReads for B {
                 }
                 None => (LIST_CHECKS, shared),
             };
-            let mut tx = db.begin(Mode::Read).await?;
-            let rows = tx.fetch_all(sql, arguments).await?;
-            tx.commit().await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(CheckSummary {
-                        id: row.int("id")?,
-                        robot_id: row.int("robot_id")?,
-                        template_name: row.text("template_name")?,
-                        template_version: row.int("template_version")?,
-                        phase: row.text("phase")?,
-                        result: row
-                            .opt_text("result")?
-                            .unwrap_or_else(|| "PENDING".to_owned()),
-                        next_step_id: row.opt_int("next_step_id")?,
-                        planned_at: row.time("planned_at")?,
-                        created_at: row.opt_time("created_at")?,
-                    })
-                })
-                .collect()
+            read_all(db, sql, arguments, summary_of).await
         })
         .await
     }
@@ -182,21 +162,8 @@ impl<B: Db + 'static> TimelineReads for B {
         &self,
         check_id: i64,
     ) -> Result<Vec<StoredNotification>, StoreError> {
-        let db = self;
-        bounded(db, "check_notifications", async {
-            let mut tx = db.begin(Mode::Read).await?;
-            let rows = tx.fetch_all(NOTIFICATIONS, args![check_id]).await?;
-            tx.commit().await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(StoredNotification {
-                        seq: row.int("seq")?,
-                        created_at: row.time("created_at")?,
-                        sent_at: row.opt_time("sent_at")?,
-                        payload: row.text("payload")?,
-                    })
-                })
-                .collect()
+        bounded(self, "check_notifications", async {
+            read_all(self, NOTIFICATIONS, args![check_id], notification_of).await
         })
         .await
     }
@@ -207,26 +174,46 @@ impl<B: Db + 'static> TimelineReads for B {
         rule_id: &str,
         session_date: chrono::NaiveDate,
     ) -> Result<Vec<StoredAlarm>, StoreError> {
-        let db = self;
-        bounded(db, "session_alarms", async {
-            let mut tx = db.begin(Mode::Read).await?;
-            let rows = tx
-                .fetch_all(ALARMS, args![robot_id, rule_id, date_text(session_date)])
-                .await?;
-            tx.commit().await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(StoredAlarm {
-                        window_number: to_u32(row.int("window_number")?, "window_number")?,
-                        action_index: row.int("action_index")?,
-                        reference_id: row.text("reference_id")?,
-                        event_name: row.text("event_name")?,
-                        window_end: row.time("window_end")?,
-                        sent_at: row.opt_time("sent_at")?,
-                    })
-                })
-                .collect()
+        bounded(self, "session_alarms", async {
+            let args = args![robot_id, rule_id, date_text(session_date)];
+            read_all(self, ALARMS, args, alarm_of).await
         })
         .await
     }
+}
+
+fn summary_of<R: SqlRow>(row: &R) -> Result<CheckSummary, StoreError> {
+    Ok(CheckSummary {
+        id: row.int("id")?,
+        robot_id: row.int("robot_id")?,
+        template_name: row.text("template_name")?,
+        template_version: row.int("template_version")?,
+        phase: row.text("phase")?,
+        result: row
+            .opt_text("result")?
+            .unwrap_or_else(|| "PENDING".to_owned()),
+        next_step_id: row.opt_int("next_step_id")?,
+        planned_at: row.time("planned_at")?,
+        created_at: row.opt_time("created_at")?,
+    })
+}
+
+fn notification_of<R: SqlRow>(row: &R) -> Result<StoredNotification, StoreError> {
+    Ok(StoredNotification {
+        seq: row.int("seq")?,
+        created_at: row.time("created_at")?,
+        sent_at: row.opt_time("sent_at")?,
+        payload: row.text("payload")?,
+    })
+}
+
+fn alarm_of<R: SqlRow>(row: &R) -> Result<StoredAlarm, StoreError> {
+    Ok(StoredAlarm {
+        window_number: to_u32(row.int("window_number")?, "window_number")?,
+        action_index: row.int("action_index")?,
+        reference_id: row.text("reference_id")?,
+        event_name: row.text("event_name")?,
+        window_end: row.time("window_end")?,
+        sent_at: row.opt_time("sent_at")?,
+    })
 }

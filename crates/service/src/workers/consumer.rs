@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::deliveries::{
-    Delivered, Deliveries, DeliveryError, DeliveryOutcome, UnknownSubscription,
+    Delivered, Deliveries, DeliveryError, DeliveryOutcome, UnknownDelivery, UnknownSubscription,
 };
 use crate::queue::{MAX_RECEIVE_BATCH, Queue, QueueMessage};
 use crate::readiness::Readiness;
@@ -455,10 +455,12 @@ impl Consumer {
         let verdict = inner
             .deliveries
             .unknown_subscription(
-                parsed.robot_id,
-                parsed.subscription_id,
-                &parsed.event.name,
-                parsed.event.created_at,
+                UnknownDelivery {
+                    robot_id: parsed.robot_id,
+                    subscription_id: parsed.subscription_id,
+                    event_name: &parsed.event.name,
+                    event_created_at: parsed.event.created_at,
+                },
                 inner.config.unknown_grace,
             )
             .await;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use status_check::jobs::LeaseOwner;
-use status_check::store::{CheckUpdate, Fence, Notifications, OutboxHandoff, StoredCheck};
+use status_check::store::{
+    BatchedUpdate, CheckUpdate, Fence, Notifications, OutboxHandoff, StoredCheck,
+};
 
 use crate::harness::on_both_backends;
 use crate::store::batch::{item, repeating_an_event, three_checks};
@@ -118,11 +120,13 @@ async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
     let third = db
         .store
         .update_check(
-            &checks[2],
-            Fence::None,
-            &notify(&checks[2]).unwrap(),
+            BatchedUpdate {
+                current: &checks[2],
+                fence: Fence::None,
+                update: notify(&checks[2]).unwrap(),
+                call_ref: "c",
+            },
             &handing,
-            "c",
             now,
         )
         .await

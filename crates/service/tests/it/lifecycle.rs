@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use status_check::app::Workers;
-use status_check::store::{CheckUpdate, Fence, UpdateOutcome};
+use status_check::store::{BatchedUpdate, CheckUpdate, Fence, UpdateOutcome};
 use status_check::workers::consumer::Outcome;
 
 use wiremock::matchers::{method, path};
@@ -767,11 +767,13 @@ pub async fn a_stolen_lease_is_fenced(backend: Backend) {
     let outcome = app
         .store
         .update_check(
-            &stalled_read,
-            Fence::Lease(&lease("stalled")),
-            &update,
+            BatchedUpdate {
+                current: &stalled_read,
+                fence: Fence::Lease(&lease("stalled")),
+                update,
+                call_ref: "x",
+            },
             &status_check::store::Notifications::rendered_by(&render),
-            "x",
             app.clock_now(),
         )
         .await

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use status_check::store::{
-    CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, Notifications, Provenance,
-    StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome,
+    BatchedUpdate, CheckKey, CheckUpdate, Claimed, Created, Fence, NewCheck, Notifications,
+    Provenance, StoreError, StoredCheck, StoredTemplate, Synced, UpdateOutcome,
 };
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::template::{PhaseDefinition, PollerDefaults};
@@ -334,7 +334,16 @@ pub(crate) async fn update(
         let decision = decide(&current).expect("the decision writes something");
         match db
             .store
-            .update_check(&current, fence, &decision, &notifications(), call_ref, now)
+            .update_check(
+                BatchedUpdate {
+                    current: &current,
+                    fence,
+                    update: decision,
+                    call_ref,
+                },
+                &notifications(),
+                now,
+            )
             .await?
         {
             UpdateOutcome::Stale => continue,

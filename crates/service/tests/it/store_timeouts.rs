@@ -13,7 +13,7 @@ use serde_json::json;
 use status_check::jobs::JobFailure;
 use status_check::store::{
     BatchedUpdate, CheckFilter, Created, Fence, MonitorPut, MonitorSource, Notifications,
-    StateChange, StoreError,
+    StateChange, StoreError, UnknownDelivery,
 };
 use status_check_engine::lifecycle::NextSteps;
 
@@ -157,6 +157,12 @@ async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again
         update: decision.clone(),
         call_ref: "frozen",
     }];
+    let alone = BatchedUpdate {
+        current: &stored,
+        fence: Fence::None,
+        update: decision,
+        call_ref: "f",
+    };
     let holder = lease("frozen");
     let steps = NextSteps {
         pass: 10,
@@ -166,6 +172,12 @@ async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again
     let names = ["CHARGING_STARTED".to_owned()];
     let definition = crate::store::template("frozen-sync", 1);
     let grace = TimeDelta::seconds(60);
+    let unknown = UnknownDelivery {
+        robot_id: robot,
+        subscription_id: sub,
+        event_name: &names[0],
+        event_created_at: t0,
+    };
     let (ids, pairs, filter) = ([stored.id], [(robot, sub)], CheckFilter::default());
     let store = &db.store;
 
@@ -211,14 +223,14 @@ async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again
             },
             async {
                 tokio::join!(
-                    store.update_check(&stored, Fence::None, &decision, &notifications, "f", t0),
+                    store.update_check(alone, &notifications, t0),
                     store.update_checks(&batch, &notifications, t0),
                     store.claim_due(t0, &holder, 10),
                     store.release_stale_leases(t0),
                     store.queue_subscription_removal(robot, sub, "ended", t0),
                     store.record_subscribe_intent(robot, &names, None, t0),
                     store.forget_subscribe_intent(1),
-                    store.claim_unknown_subscription(robot, sub, &names[0], t0, grace, t0),
+                    store.claim_unknown_subscription(unknown, grace, t0),
                     store.purge_subscribe_intents(t0, 10),
                 )
             },

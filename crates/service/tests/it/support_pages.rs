@@ -7,7 +7,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
-use status_check::store::{CheckUpdate, Fence, Notifications, UpdateOutcome};
+use status_check::store::{BatchedUpdate, CheckUpdate, Fence, Notifications, UpdateOutcome};
 use status_check_engine::{CheckPhase, CheckResult};
 
 use crate::harness::on_both_backends;
@@ -191,11 +191,13 @@ async fn any_robots_check_with_its_notifications(backend: Backend) {
     let outcome = app
         .store
         .update_check(
-            &current,
-            Fence::None,
-            &update,
+            BatchedUpdate {
+                current: &current,
+                fence: Fence::None,
+                update,
+                call_ref: "call-ref",
+            },
             &Notifications::rendered_by(&render),
-            "call-ref",
             app.clock_now(),
         )
         .await

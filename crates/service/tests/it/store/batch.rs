@@ -37,11 +37,13 @@ async fn a_batch_writes_each_item_as_alone(db: &TestDb) {
     let moved = updated(
         db.store
             .update_check(
-                &checks[2],
-                Fence::None,
-                &append(11_401)(&checks[2]).unwrap(),
+                BatchedUpdate {
+                    current: &checks[2],
+                    fence: Fence::None,
+                    update: append(11_401)(&checks[2]).unwrap(),
+                    call_ref: "c",
+                },
                 &notifications(),
-                "c",
                 now,
             )
             .await

@@ -129,7 +129,16 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
         let on_old_read = on_old_read.clone();
         async move {
             db.store
-                .update_check(&current, fence, &on_old_read, &notifications(), "late", now)
+                .update_check(
+                    BatchedUpdate {
+                        current: &current,
+                        fence,
+                        update: on_old_read,
+                        call_ref: "late",
+                    },
+                    &notifications(),
+                    now,
+                )
                 .await
                 .unwrap()
         }
@@ -142,11 +151,13 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
     let completed = updated(
         db.store
             .update_check(
-                &first,
-                Fence::None,
-                &complete(&first).unwrap(),
+                BatchedUpdate {
+                    current: &first,
+                    fence: Fence::None,
+                    update: complete(&first).unwrap(),
+                    call_ref: "end",
+                },
                 &notifications(),
-                "end",
                 now,
             )
             .await
@@ -156,11 +167,13 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
     assert_eq!(
         db.store
             .update_check(
-                &first,
-                Fence::None,
-                &on_first,
+                BatchedUpdate {
+                    current: &first,
+                    fence: Fence::None,
+                    update: on_first,
+                    call_ref: "late",
+                },
                 &notifications(),
-                "late",
                 now
             )
             .await
@@ -180,7 +193,16 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
         let decision = decision.clone();
         async move {
             db.store
-                .update_check(&current, fence, &decision, &notifications(), "late", now)
+                .update_check(
+                    BatchedUpdate {
+                        current: &current,
+                        fence,
+                        update: decision,
+                        call_ref: "late",
+                    },
+                    &notifications(),
+                    now,
+                )
                 .await
                 .unwrap()
         }
