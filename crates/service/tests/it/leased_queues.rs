@@ -23,10 +23,8 @@ use crate::support::{TestDb, lease};
 /// A kind of job under test.
 trait Kind {
     type Of: JobKind;
-    /// The table, for reading a job's stored columns.
-    const ROW: &'static str;
-    /// How many of its jobs are dead-lettered: retried at `store::NEVER`, 9999-01-01.
-    const DEAD: &'static str;
+    /// Its table.
+    const TABLE: &'static str;
 
     fn queue(store: &dyn Store) -> &dyn JobQueue<Self::Of>;
 
@@ -37,15 +35,28 @@ trait Kind {
     fn key(payload: &<Self::Of as JobKind>::Payload) -> i64;
 }
 
+/// A job's attempts and last error, as stored.
+fn row_sql<K: Kind>() -> String {
+    format!(
+        "SELECT CAST(attempts AS CHAR), last_error FROM {} WHERE id = ?",
+        K::TABLE
+    )
+}
+
+/// How many of a kind's jobs are dead-lettered: retried at `store::NEVER`, 9999-01-01.
+fn dead_sql<K: Kind>() -> String {
+    format!(
+        "SELECT COUNT(*) FROM {} WHERE next_attempt_at >= '9999-01-01'",
+        K::TABLE
+    )
+}
+
 /// Notifications of one check (one per state change), by sequence number.
 struct Notifications;
 
 impl Kind for Notifications {
     type Of = NotificationJobs;
-    const ROW: &'static str = "SELECT CAST(attempts AS CHAR), last_error \
-                               FROM status_check_outbox WHERE id = ?";
-    const DEAD: &'static str = "SELECT COUNT(*) FROM status_check_outbox \
-                                WHERE next_attempt_at >= '9999-01-01'";
+    const TABLE: &'static str = "status_check_outbox";
 
     fn queue(store: &dyn Store) -> &dyn JobQueue<NotificationJobs> {
         store.notification_jobs()
@@ -73,10 +84,7 @@ struct Removal;
 
 impl Kind for Removal {
     type Of = Removals;
-    const ROW: &'static str = "SELECT CAST(attempts AS CHAR), last_error \
-                               FROM status_check_subscription_removal WHERE id = ?";
-    const DEAD: &'static str = "SELECT COUNT(*) FROM status_check_subscription_removal \
-                                WHERE next_attempt_at >= '9999-01-01'";
+    const TABLE: &'static str = "status_check_subscription_removal";
 
     fn queue(store: &dyn Store) -> &dyn JobQueue<Removals> {
         store.removal_jobs()
@@ -105,10 +113,7 @@ struct Alarm;
 
 impl Kind for Alarm {
     type Of = Alarms;
-    const ROW: &'static str = "SELECT CAST(attempts AS CHAR), last_error \
-                               FROM status_check_monitor_action WHERE id = ?";
-    const DEAD: &'static str = "SELECT COUNT(*) FROM status_check_monitor_action \
-                                WHERE next_attempt_at >= '9999-01-01'";
+    const TABLE: &'static str = "status_check_monitor_action";
 
     fn queue(store: &dyn Store) -> &dyn JobQueue<Alarms> {
         store.alarm_jobs()
@@ -346,7 +351,7 @@ async fn fail_retry_and_dead_letter<K: Kind>(db: &TestDb) {
         0,
         "freed"
     );
-    let row = db.raw.texts(K::ROW, &[&a[0].id.to_string()]).await;
+    let row = db.raw.texts(&row_sql::<K>(), &[&a[0].id.to_string()]).await;
     assert_eq!(
         row,
         [vec![Some("1".to_owned()), Some("é".repeat(1024))]],
@@ -363,13 +368,17 @@ async fn fail_retry_and_dead_letter<K: Kind>(db: &TestDb) {
         [(a[0].id, 1)]
     );
     // Its last attempt fails: dead-lettered.
-    assert_eq!(db.raw.count(K::DEAD).await, 0);
+    assert_eq!(db.raw.count(&dead_sql::<K>()).await, 0);
     assert_eq!(fail::<K>(db, a[0].id, "c", None, "gave up").await, 1);
-    assert_eq!(db.raw.count(K::DEAD).await, 1, "retried at 9999-01-01");
+    assert_eq!(
+        db.raw.count(&dead_sql::<K>()).await,
+        1,
+        "retried at 9999-01-01"
+    );
     assert_eq!(backlog::<K>(db).await, 0);
     let far = at("9000-01-01T00:00:00Z");
     assert!(claim::<K>(db, far, "d", 10).await.is_empty());
-    let row = db.raw.texts(K::ROW, &[&a[0].id.to_string()]).await;
+    let row = db.raw.texts(&row_sql::<K>(), &[&a[0].id.to_string()]).await;
     assert_eq!(
         row,
         [vec![Some("2".to_owned()), Some("gave up".to_owned())]]

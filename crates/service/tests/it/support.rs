@@ -346,10 +346,11 @@ impl Raw {
         }
     }
 
-    /// The rows a query with text parameters returns, every column as text (`NULL` → `None`):
+    /// The rows a query with text parameters returns, every column as text (`NULL` → `None`;
+    /// the SQL is the test's own):
     /// the SQL casts each column `AS CHAR`, which reads the same on both backends but for
     /// times (see [`Raw::time_text`]).
-    pub async fn texts(&self, sql: &'static str, values: &[&str]) -> Vec<Vec<Option<String>>> {
+    pub async fn texts(&self, sql: &str, values: &[&str]) -> Vec<Vec<Option<String>>> {
         fn columns<R: Row>(row: &R) -> Vec<Option<String>>
         where
             usize: sqlx::ColumnIndex<R>,
@@ -361,7 +362,7 @@ impl Raw {
         }
         match self {
             Raw::Sqlite(pool) => {
-                let mut query = sqlx::query(sql);
+                let mut query = sqlx::query(AssertSqlSafe(sql));
                 for value in values {
                     query = query.bind(*value);
                 }
@@ -371,7 +372,7 @@ impl Raw {
                     .map(|rows| rows.iter().map(columns).collect())
             }
             Raw::Mysql(pool) => {
-                let mut query = sqlx::query(sql);
+                let mut query = sqlx::query(AssertSqlSafe(sql));
                 for value in values {
                     query = query.bind(*value);
                 }
@@ -451,10 +452,10 @@ impl Raw {
     }
 
     /// The single integer a `SELECT COUNT(*) …` returns.
-    pub async fn count(&self, sql: &'static str) -> i64 {
+    pub async fn count(&self, sql: &str) -> i64 {
         match self {
-            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-            Raw::Mysql(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Raw::Sqlite(pool) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(pool).await,
+            Raw::Mysql(pool) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(pool).await,
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
