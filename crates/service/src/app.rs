@@ -341,7 +341,7 @@ impl Workers {
         };
         let suffix = config.monitors_queue_suffix.as_deref();
         // A delivery no check owns goes to the monitors' sessions.
-        let deliveries = Arc::new(Deliveries::new(checks.clone(), Some(monitors.clone())));
+        let deliveries = Arc::new(Deliveries::new(checks.clone(), monitors.clone()));
         let consumer_of = |consumer: ConsumerConfig| -> anyhow::Result<Consumer> {
             readiness.expect_consumer(consumer.queue_label);
             readiness.set_receive_failure_grace(config.consumer_unready_after);

@@ -13,7 +13,8 @@ use status_check_engine::lifecycle::Delivery;
 use crate::checks::{CheckError, Checks};
 use crate::clock::Clock;
 use crate::monitors::{MonitorError, Monitors};
-/// A delivery no check or monitor session owns, and whose its subscription is (SPEC §13).
+/// A delivery no check or monitor session owns, and whose subscription it turned out to be
+/// (SPEC §13).
 pub use crate::store::{UnknownDelivery, UnknownSubscription};
 
 /// One delivery from a status queue.
@@ -70,12 +71,11 @@ pub fn by_subscription(batch: &[(Delivered, String)]) -> Vec<Vec<usize>> {
 /// The owners of deliveries, in the order they are asked: the checks, then the monitors.
 pub struct Deliveries {
     checks: Arc<Checks>,
-    /// `None`: deliveries no check owns are unknown.
-    monitors: Option<Arc<Monitors>>,
+    monitors: Arc<Monitors>,
 }
 
 impl Deliveries {
-    pub fn new(checks: Arc<Checks>, monitors: Option<Arc<Monitors>>) -> Self {
+    pub fn new(checks: Arc<Checks>, monitors: Arc<Monitors>) -> Self {
         Deliveries { checks, monitors }
     }
 
@@ -98,9 +98,6 @@ impl Deliveries {
             .into_iter()
             .map(|outcome| outcome.map_err(DeliveryError::from))
             .collect();
-        let Some(monitors) = &self.monitors else {
-            return outcomes;
-        };
         let unknown: Vec<usize> = outcomes
             .iter()
             .enumerate()
@@ -114,7 +111,7 @@ impl Deliveries {
             unknown.iter().map(|&index| batch[index].clone()).collect();
         for (index, outcome) in unknown
             .into_iter()
-            .zip(monitors.apply_deliveries(&items).await)
+            .zip(self.monitors.apply_deliveries(&items).await)
         {
             outcomes[index] = outcome.map_err(DeliveryError::from);
         }

@@ -57,6 +57,7 @@ impl ReportedOnce {
     }
 
     /// Every id reported so far.
+    #[cfg(test)]
     pub fn ids(&self) -> std::collections::HashSet<i64> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

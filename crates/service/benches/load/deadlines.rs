@@ -34,7 +34,7 @@ struct DeadlineReport {
     found_by_read: usize,
     setup_secs: f64,
     shift_secs: i64,
-    /// ms after the deadline: committed as final (p50, p99, max).
+    /// ms after the deadline: written as final, noted just before its commit (p50, p99, max).
     lateness_ms: [f64; 3],
     /// ms after the deadline: claimed by the scheduler (p50, p99, max).
     claim_lateness_ms: [f64; 3],
@@ -112,7 +112,7 @@ fn print_lateness(report: &DeadlineReport, judged: bool) {
         "   (reported)".to_owned()
     };
     println!("  {read}: claimed by the scheduler {c50:>9.0} {c99:>9.0} {cmax:>9.0}");
-    println!("  {read}: finalised (committed)    {p50:>9.0} {p99:>9.0} {max:>9.0}{verdict}");
+    println!("  {read}: finalised (written)      {p50:>9.0} {p99:>9.0} {max:>9.0}{verdict}");
     println!(
         "  {read}: robot notification sent {s50:>9.0} {s99:>9.0} {smax:>9.0}   (relay → queue)"
     );

@@ -51,6 +51,7 @@ impl Handler for SubscriptionRemover {
         let removal = &job.payload;
         let retry_in_ms = match next {
             Next::RetryIn(wait) => wait.as_millis() as u64,
+            // Not with `RETRY`, which tries a removal until Megazord takes it.
             Next::DeadLetter => u64::MAX,
         };
         tracing::warn!(

@@ -100,7 +100,9 @@ mod tests {
         assert_eq!(lease.as_str().chars().count(), MAX_CHARS);
         assert!(lease.as_str().starts_with(owner.as_str()));
         assert!(Lease::parse(lease.as_str()).is_ok());
-        assert!(owner.standing_lease("handoff").as_str().chars().count() <= MAX_CHARS);
+        let standing = owner.standing_lease("handoff");
+        assert!(standing.as_str().starts_with(owner.as_str()));
+        assert!(Lease::parse(standing.as_str()).is_ok(), "fits its column");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod runner;
 pub use handoff::Handoff;
 pub use lease::{Lease, LeaseError, LeaseOwner};
 pub use retry::{Next, RetryPolicy};
+pub(crate) use runner::due;
 pub use runner::{Handler, JobTick, Runner, RunnerSettings};
 
 use async_trait::async_trait;

@@ -295,7 +295,7 @@ fn delta(duration: Duration) -> TimeDelta {
 }
 
 /// Whether `now` has reached the time in `next`, which then moves `every` on.
-fn due(next: &Mutex<DateTime<Utc>>, now: DateTime<Utc>, every: TimeDelta) -> bool {
+pub(crate) fn due(next: &Mutex<DateTime<Utc>>, now: DateTime<Utc>, every: TimeDelta) -> bool {
     let mut next = next.lock().unwrap_or_else(|e| e.into_inner());
     let due = now >= *next;
     if due {

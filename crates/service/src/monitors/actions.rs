@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tracing::Level;
 
 use super::Monitors;
 use crate::jobs::{Handler, Job, LeaseOwner, Next, RetryPolicy, Runner, RunnerSettings};
@@ -19,6 +20,22 @@ use crate::upstream::{Megazord, PostedEvent};
 const BATCH: usize = 50;
 /// How long a claimed action is reserved for this relay.
 const LEASE: Duration = Duration::from_secs(30);
+
+/// A log line about an alarm, with the fields that name it — its monitor, session, window and
+/// reference id — on the event itself, as every monitor line has them (docs/monitors.md).
+macro_rules! alarm_event {
+    ($level:expr, $action:expr, $($event:tt)+) => {
+        tracing::event!(
+            $level,
+            robot_id = $action.robot_id,
+            rule_id = %$action.rule_id,
+            session_date = %$action.session_date,
+            window_number = $action.window_number,
+            reference_id = %$action.reference_id,
+            $($event)+
+        )
+    };
+}
 
 /// Posts alarms to Megazord as the configured provider.
 pub struct AlarmPoster {
@@ -35,19 +52,23 @@ impl Handler for AlarmPoster {
     }
 
     fn failed(&self, job: &Job<PendingAction>, error: &str, next: Next) {
-        let _alarm = alarm_span(&job.payload).entered();
+        let action = &job.payload;
         metrics::counter!("monitor_actions_failed_total").increment(1);
         let attempts = job.attempts + 1;
         match next {
             Next::DeadLetter => {
-                tracing::error!(
+                alarm_event!(
+                    Level::ERROR,
+                    action,
                     attempts,
                     error,
                     "could not post an alarm; dead-lettered after its last attempt"
                 );
                 metrics::counter!("monitor_actions_dead_lettered_total").increment(1);
             }
-            Next::RetryIn(wait) => tracing::warn!(
+            Next::RetryIn(wait) => alarm_event!(
+                Level::WARN,
+                action,
                 attempts,
                 retry_in_ms = wait.as_millis() as u64,
                 error,
@@ -55,18 +76,6 @@ impl Handler for AlarmPoster {
             ),
         }
     }
-}
-
-/// The alarm a log line is about: its monitor, session, window and reference id.
-fn alarm_span(action: &PendingAction) -> tracing::Span {
-    tracing::info_span!(
-        "alarm",
-        robot_id = action.robot_id,
-        rule_id = %action.rule_id,
-        session_date = %action.session_date,
-        window_number = action.window_number,
-        reference_id = %action.reference_id,
-    )
 }
 
 impl AlarmPoster {
@@ -85,8 +94,13 @@ impl AlarmPoster {
             .await
             .map_err(|e| e.to_string())?;
         metrics::counter!("monitor_actions_sent_total").increment(1);
-        let _alarm = alarm_span(action).entered();
-        tracing::info!(event_name = %action.event_name, event_id, "alarm posted to Megazord");
+        alarm_event!(
+            Level::INFO,
+            action,
+            event_name = %action.event_name,
+            event_id,
+            "alarm posted to Megazord"
+        );
         Ok(())
     }
 }

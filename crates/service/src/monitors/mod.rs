@@ -65,7 +65,7 @@ impl Default for MonitorSettings {
 /// Why a monitor could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
-    /// The definition is invalid; each field at fault (→ 400).
+    /// The definition is invalid; each field at fault (→ 422 problem+json).
     #[error("the monitor is invalid")]
     Invalid(Vec<FieldError>),
     #[error(transparent)]

@@ -125,7 +125,7 @@ impl<B: Db + 'static> AdoptionStore for B {
     async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError> {
         let db = self;
         bounded(db, "unadopted_checks", async {
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let limit = super::db::limit_arg(limit);
             read_all(db, SELECT_UNADOPTED, args![after, limit], |row| {
                 row.int("id")
             })
@@ -140,10 +140,6 @@ impl<B: Db + 'static> AdoptionStore for B {
         next_steps: status_check_engine::lifecycle::NextSteps,
         now: DateTime<Utc>,
     ) -> Result<crate::store::Adopted, StoreError> {
-        let db = self;
-        bounded(db, "adopt_check", async {
-            retrying!(db, tx => adopt_in(db, &mut tx, id, next_steps, now).await)
-        })
-        .await
+        retrying!(self, "adopt_check", tx => adopt_in(self, &mut tx, id, next_steps, now).await)
     }
 }

@@ -197,7 +197,7 @@ fn check_insertable(check: &NewCheck) -> Result<(), StoreError> {
 /// `status_check_record_event.reference_id` is a `VARCHAR(256)`: a longer one from Megazord
 /// is kept cut (on SQLite too, so both backends hold the same).
 pub(super) fn stored_reference_id(reference_id: Option<&str>) -> Option<String> {
-    reference_id.map(|reference| super::lifecycle::cut(reference, 256))
+    reference_id.map(|reference| super::db::cut(reference, 256))
 }
 
 pub(super) async fn insert_record<T: Tx>(

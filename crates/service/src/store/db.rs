@@ -348,7 +348,7 @@ pub(crate) async fn purge_older<D: Db + ?Sized>(
     before: DateTime<Utc>,
     limit: usize,
 ) -> Result<u64, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = limit_arg(limit);
     retrying!(db, tx => async {
         let ids = tx
             .fetch_all(select, args![millis(before), limit])
@@ -495,6 +495,20 @@ pub(crate) fn clamp_timestamp(t: DateTime<Utc>) -> DateTime<Utc> {
 /// sorts and compares like the time it holds.
 pub(crate) fn sqlite_text(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The jobs' `last_error` columns (outbox, removals, monitor actions) and a monitor's `problem`
+/// are `VARCHAR(1024)`.
+pub(crate) const LAST_ERROR_MAX_CHARS: usize = 1024;
+
+/// `text` cut to `max_chars` characters, to fit its column.
+pub(crate) fn cut(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// A row limit as a statement's argument.
+pub(crate) fn limit_arg(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

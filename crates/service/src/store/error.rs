@@ -7,7 +7,7 @@ use std::time::Duration;
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A database failure, naming no driver: callers decide on its kind ([`Self::is_unavailable`],
-/// [`DatabaseError::failure`]), never on a driver's error. `Conflict` is a constraint the
+/// [`Self::database_failure`]), never on a driver's error. `Conflict` is a constraint the
 /// caller may act on; everything else is an internal error whose cause is logged and never
 /// shown to clients.
 #[derive(Debug, thiserror::Error)]
@@ -76,10 +76,6 @@ impl DatabaseError {
             failure,
             cause: cause.into(),
         }
-    }
-
-    pub fn failure(&self) -> DatabaseFailure {
-        self.failure
     }
 }
 

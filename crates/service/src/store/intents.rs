@@ -129,18 +129,11 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        bounded(
-            self,
-            "queue_subscription_removal",
-            super::removals::queue_subscription_removal(
-                self,
-                robot_id,
-                subscription_id,
-                reason,
-                now,
-            ),
-        )
-        .await
+        retrying!(self, "queue_subscription_removal", tx => {
+            queue_in(self, &mut tx, robot_id, subscription_id, reason, now)
+                .await
+                .map(Step::Commit)
+        })
     }
 
     async fn record_subscribe_intent(
@@ -151,30 +144,22 @@ impl<B: Db + 'static> SubscriptionRecords for B {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         // Records a subscribe about to be made; its id, to forget it once the answer is stored.
-        let db = self;
-        bounded(db, "record_subscribe_intent", async {
-            let names = serde_json::to_string(event_names)
-                .map_err(|e| StoreError::Conflict(format!("event names: {e}")))?;
-            let args = args![robot_id, names, queue.map(str::to_owned), millis(now)];
-            retrying!(db, tx => tx
-                .execute(INSERT_INTENT, args.clone())
-                .await
-                .map(|done| Step::Commit(done.last_insert_id)))
-        })
-        .await
+        let names = serde_json::to_string(event_names)
+            .map_err(|e| StoreError::Conflict(format!("event names: {e}")))?;
+        let args = args![robot_id, names, queue.map(str::to_owned), millis(now)];
+        retrying!(self, "record_subscribe_intent", tx => tx
+            .execute(INSERT_INTENT, args.clone())
+            .await
+            .map(|done| Step::Commit(done.last_insert_id)))
     }
 
     async fn forget_subscribe_intent(&self, id: i64) -> Result<(), StoreError> {
         // The subscribe's answer came: its subscription is stored elsewhere (or queued for
         // removal).
-        let db = self;
-        bounded(db, "forget_subscribe_intent", async {
-            retrying!(db, tx => tx
-                .execute(DELETE_INTENT, args![id])
-                .await
-                .map(|_| Step::Commit(())))
-        })
-        .await
+        retrying!(self, "forget_subscribe_intent", tx => tx
+            .execute(DELETE_INTENT, args![id])
+            .await
+            .map(|_| Step::Commit(())))
     }
 
     async fn claim_unknown_subscription(

@@ -13,7 +13,7 @@ use super::checks::corrupt;
 use super::db::{
     Db, Dialect, SqlRow, Step, Tx, args, bounded, millis, purge_older, read_all, retrying,
 };
-use super::lifecycle::{LAST_ERROR_MAX_CHARS, cut, limit_arg};
+use super::db::{LAST_ERROR_MAX_CHARS, cut, limit_arg};
 use super::monitor_rows::{parse_date, to_u32};
 use super::{NEVER, OutboxMessage, PendingAction, StoreError, SubscriptionRemoval};
 use crate::jobs::{Job, JobFailure, JobKind, JobQueue, Lease};
@@ -84,7 +84,7 @@ pub(crate) trait StoredKind: JobKind {
 }
 
 /// Robot notifications (SPEC §3.7), written by `lifecycle::update_checks`.
-pub struct Notifications;
+pub struct NotificationJobs;
 
 /// Megazord subscriptions to remove (SPEC §13), queued by the change that ends what used them.
 pub struct Removals;
@@ -92,7 +92,7 @@ pub struct Removals;
 /// The monitors' alarms (SPEC §12), written with the window end that decided them.
 pub struct Alarms;
 
-impl JobKind for Notifications {
+impl JobKind for NotificationJobs {
     type Payload = OutboxMessage;
     const NAME: &'static str = "notification";
 }
@@ -125,7 +125,7 @@ macro_rules! stored_kinds {
 }
 
 stored_kinds! {
-    Notifications: JobTable {
+    NotificationJobs: JobTable {
         table: "status_check_outbox",
         done: "sent_at",
         payload: "status_check_id, robot_id, seq, payload, call_ref",

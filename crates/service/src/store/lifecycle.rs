@@ -11,8 +11,8 @@ use crate::jobs::{Job, Lease};
 use super::checks::{insert_record, stored_deadline, stored_reference_id};
 use super::db::bounded;
 use super::db::{
-    Arg, Db, Dialect, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, finish, millis,
-    retrying, seconds_floor,
+    Arg, Db, Dialect, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, cut, finish,
+    limit_arg, millis, retrying, seconds_floor,
 };
 use super::in_list::{InList, MAX_IDS};
 use super::{
@@ -135,16 +135,6 @@ const RELEASE_STALE_POLLER: &str =
 
 /// `status_check_outbox.call_ref` is `VARCHAR(256)`.
 const CALL_REF_MAX_CHARS: usize = 256;
-/// `status_check_outbox.last_error` is `VARCHAR(1024)`.
-pub(super) const LAST_ERROR_MAX_CHARS: usize = 1024;
-
-pub(super) fn cut(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
-}
-
-pub(super) fn limit_arg(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
 
 /// Writes a batch of decisions in one transaction (group commit): each as `update_check`
 /// writes it alone — fenced, checked for staleness, nothing written for it when it is not
@@ -599,21 +589,15 @@ impl<B: Db + 'static> CheckUpdates for B {
         lease: &crate::jobs::Lease,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let db = self;
-        bounded(db, "claim_due", async {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            retrying!(db, tx => claim_due_in(db, &mut tx, now, lease, limit).await)
-        })
-        .await
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        retrying!(self, "claim_due", tx => claim_due_in(self, &mut tx, now, lease, limit).await)
     }
 
     async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let db = self;
-        bounded(db, "release_stale_leases", async {
-            retrying!(db, tx => release_stale_in(db, &mut tx, taken_before).await)
+        retrying!(self, "release_stale_leases", tx => {
+            release_stale_in(self, &mut tx, taken_before).await
         })
-        .await
     }
 }

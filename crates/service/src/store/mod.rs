@@ -76,7 +76,7 @@ pub use db::{TIMESTAMP_MAX, TIMESTAMP_MIN};
 pub(crate) use error::CONNECT_TIMEOUT;
 pub use error::{Cause, DEFAULT_OPERATION_TIMEOUT, DatabaseError, DatabaseFailure, StoreError};
 pub use intents::SubscriptionRecords;
-pub use jobs::{Alarms, Notifications as NotificationJobs, Removals};
+pub use jobs::{Alarms, NotificationJobs, Removals};
 pub use lifecycle::CheckUpdates;
 pub use monitor_windows::{WindowClose, WindowRecord};
 pub use monitors::{

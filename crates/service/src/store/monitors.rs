@@ -14,8 +14,8 @@ use status_check_engine::monitor::{AlarmRequest, Monitor, WindowState};
 use super::NEVER;
 use super::StoreError;
 use super::checks::corrupt;
+use super::db::limit_arg;
 use super::db::{Arg, Db, SqlRow, Step, Tx, args, bounded, millis, read_all, retrying};
-use super::lifecycle::limit_arg;
 use super::monitor_windows::{self, WindowRecord};
 use super::removals::queue_in;
 use crate::jobs::Lease;
@@ -474,8 +474,7 @@ impl<B: Db + 'static> MonitorStore for B {
         problem: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let problem =
-            problem.map(|p| super::lifecycle::cut(p, super::lifecycle::LAST_ERROR_MAX_CHARS));
+        let problem = problem.map(|p| super::db::cut(p, super::db::LAST_ERROR_MAX_CHARS));
         let args = args![
             millis(due_at),
             problem,

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use super::db::{Db, PerDialect, Step, Tx, args, millis, retrying};
+use super::db::{Db, PerDialect, Tx, args, millis};
 
 /// A removal, once per subscription: asking again changes nothing.
 pub(super) const QUEUE_REMOVAL: PerDialect = PerDialect {
@@ -20,18 +20,6 @@ pub(super) const QUEUE_REMOVAL: PerDialect = PerDialect {
 
 /// [`QUEUE_REMOVAL`] as SQLite runs it.
 pub const QUEUE_REMOVAL_SQLITE: &str = QUEUE_REMOVAL.sqlite;
-
-pub(crate) async fn queue_subscription_removal<D: Db>(
-    db: &D,
-    robot_id: i64,
-    subscription_id: i64,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    retrying!(db, tx => queue_in(db, &mut tx, robot_id, subscription_id, reason, now)
-        .await
-        .map(Step::Commit))
-}
 
 /// Queues a removal inside another write (the change that ends a check).
 pub(super) async fn queue_in<D: Db>(

@@ -130,7 +130,7 @@ impl<B: Db + 'static> TimelineReads for B {
     ) -> Result<Vec<CheckSummary>, StoreError> {
         let db = self;
         bounded(db, "list_checks", async {
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let limit = super::db::limit_arg(limit);
             let f = filter;
             let mut shared = args![
                 f.template.clone(),

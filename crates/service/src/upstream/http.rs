@@ -42,7 +42,7 @@ const PARSE_MESSAGE_CHARS: usize = 120;
 
 /// Whether a call may be repeated when an attempt fails transiently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Idempotency {
+enum Idempotency {
     /// GET, DELETE: retried on connection errors, timeouts and 5xx.
     Idempotent,
     /// POST: one attempt only; a transient failure is at once `Unavailable`.
@@ -165,14 +165,6 @@ impl UpstreamHttp {
         })
     }
 
-    pub fn service(&self) -> &'static str {
-        self.service
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// The base URL with `segments` appended as path segments (each percent-encoded), whether
     /// or not the base ends with `/`.
     pub fn url<I>(&self, segments: I) -> Url
@@ -236,7 +228,7 @@ impl UpstreamHttp {
     /// Runs one logical call `operation`: sends what `build` makes (a fresh request per
     /// attempt) with `Call-Ref`, retries transient failures when `idempotency` allows, then lets
     /// `interpret` turn the final answer into a result. Logs and records metrics.
-    pub async fn call<T>(
+    async fn call<T>(
         &self,
         operation: &'static str,
         idempotency: Idempotency,

@@ -15,7 +15,7 @@ use crate::checks::{
 };
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::jobs::{JobTick, LeaseOwner, Runner};
+use crate::jobs::{JobTick, LeaseOwner, Runner, due};
 use crate::monitors::{AlarmPoster, Monitors};
 use crate::queue::Queue;
 use crate::store::OutboxHandoff;
@@ -54,12 +54,9 @@ impl RelayConfig {
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RelayTick {
-    /// Notifications taken from this process's handoff.
-    pub handed: usize,
-    /// Notifications claimed from the outbox table.
-    pub claimed: usize,
-    pub sent: usize,
-    pub failed: usize,
+    /// Robot notifications sent (or tried) this step: taken from this process's handoff
+    /// (`handed`) or claimed from the outbox table.
+    pub notifications: JobTick,
     /// Megazord subscriptions removed (or tried) this step.
     pub removals: JobTick,
     /// Monitors' alarms posted to Megazord (or tried) this step.
@@ -149,14 +146,11 @@ impl Relay {
         let removals = self.removals.tick_once().await;
         let alarms = self.alarms.tick_once().await;
         RelayTick {
-            handed: notified.handed,
-            claimed: notified.claimed,
-            sent: notified.done,
-            failed: notified.failed,
             purged: notified.purged
                 + removals.purged
                 + alarms.purged
                 + self.purges.tick_once().await,
+            notifications: notified,
             removals,
             alarms,
         }
@@ -192,13 +186,8 @@ struct Purges {
 impl Purges {
     /// Purges a batch of each when due (once a minute); how many rows.
     async fn tick_once(&self) -> u64 {
-        let now = self.clock.now();
-        {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            if now < *next {
-                return 0;
-            }
-            *next = now + TimeDelta::minutes(1);
+        if !due(&self.next, self.clock.now(), TimeDelta::minutes(1)) {
+            return 0;
         }
         let mut purged = 0;
         match self

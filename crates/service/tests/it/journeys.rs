@@ -356,9 +356,9 @@ impl Journey {
         let deadline = Instant::now() + PATIENCE;
         let mut sent = 0;
         loop {
-            let tick = relay.tick_once().await;
+            let tick = relay.tick_once().await.notifications;
             assert_eq!(tick.failed, 0, "the relay failed to send");
-            sent += tick.sent;
+            sent += tick.done;
             if tick.claimed == 0 && sent >= count {
                 break;
             }

@@ -197,7 +197,8 @@ pub async fn a_delivery_completes_the_check_and_notifies_the_robot(backend: Back
     // The notification committed in this process reached its relay in memory: sent
     // without a claim.
     let relay = workers.relay.as_ref().unwrap().tick_once().await;
-    assert_eq!((relay.handed, relay.claimed, relay.sent), (1, 0, 1));
+    let sent = relay.notifications;
+    assert_eq!((sent.handed, sent.claimed, sent.done), (1, 0, 1));
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/991").await, 1);
     let messages = robot_messages(&queues, ROBOT).await;
     assert_eq!(messages.len(), 1);
@@ -317,7 +318,7 @@ pub async fn poll_until_end_keeps_evaluating_to_the_end(backend: Backend) {
     assert_eq!(body["history"].as_array().unwrap().len(), 4);
 
     for _ in 0..10 {
-        if relay.tick_once().await.claimed == 0 {
+        if relay.tick_once().await.notifications.claimed == 0 {
             break;
         }
     }
@@ -488,16 +489,22 @@ pub async fn a_notification_that_cannot_be_sent_is_dead_lettered(backend: Backen
         1
     );
     let relay = workers.relay.as_ref().unwrap();
-    assert_eq!(relay.tick_once().await.failed, 1);
+    let first = relay.tick_once().await.notifications;
+    assert_eq!((first.failed, first.dead_lettered), (1, 0));
     assert_eq!(app.store.notification_jobs().backlog().await.unwrap(), 1);
     app.clock.set(at("2026-11-20T08:10:02Z"));
+    let last = relay.tick_once().await.notifications;
     assert_eq!(
-        relay.tick_once().await.failed,
-        1,
+        (last.failed, last.dead_lettered),
+        (1, 1),
         "the second and last attempt"
     );
     app.clock.set(at("2026-11-27T08:00:00Z"));
-    assert_eq!(relay.tick_once().await.claimed, 0, "not tried again");
+    assert_eq!(
+        relay.tick_once().await.notifications.claimed,
+        0,
+        "not tried again"
+    );
     assert_eq!(app.store.notification_jobs().backlog().await.unwrap(), 0);
     assert_eq!(check(&app, id).await["phase"], "FAILED");
 }
@@ -667,18 +674,22 @@ pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: 
         "no other relay takes a row leased to a live one"
     );
     assert_eq!(
-        relay.tick_once().await.claimed,
+        relay.tick_once().await.notifications.claimed,
         0,
         "still leased to the dead process's relay"
     );
     app.clock.set(at("2026-11-20T08:05:40Z"));
-    let tick = relay.tick_once().await;
+    let tick = relay.tick_once().await.notifications;
     assert_eq!(
-        (tick.claimed, tick.sent),
+        (tick.claimed, tick.done),
         (1, 1),
         "taken over after the lease ran out"
     );
-    assert_eq!(relay.tick_once().await.claimed, 0, "sent once");
+    assert_eq!(
+        relay.tick_once().await.notifications.claimed,
+        0,
+        "sent once"
+    );
     let messages = robot_messages(&queues, ROBOT).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(
@@ -933,7 +944,14 @@ async fn round(workers: &Workers, round: Round) -> usize {
                 .claimed
         }
     };
-    let sent = workers.relay.as_ref().unwrap().tick_once().await.claimed;
+    let sent = workers
+        .relay
+        .as_ref()
+        .unwrap()
+        .tick_once()
+        .await
+        .notifications
+        .claimed;
     consumed + finalised + sent
 }
 

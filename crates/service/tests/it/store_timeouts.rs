@@ -190,7 +190,9 @@ async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again
         )
     })
     .await;
-    // Every other operation of the checks' half, at once.
+    assert_at_the_bound(started.elapsed());
+    // Every other operation of the checks' half, at once, each at the bound too.
+    let started = Instant::now();
     let (
         (ping, clock, creates, reads, by_key, open, by_sub, by_subs),
         (list, notes, alarms, sync, versions, by_id, unadopted, adopt),

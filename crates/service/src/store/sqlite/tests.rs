@@ -1,4 +1,4 @@
-//! What the shared behaviour suite (tests/it/store.rs) does not see: in-memory databases,
+//! What the shared behaviour suite (tests/it/store/) does not see: in-memory databases,
 //! compatibility with files the sqlx backend migrated, errors as the shared logic expects
 //! them, and waiting for another process's write lock without blocking the runtime.
 
