@@ -10,7 +10,8 @@ use status_check::store::StoreError;
 use status_check::store::seam::{Arg, Db, Mode, SqlRow, Tx, millis, seconds_floor};
 use status_check::store::sql::{
     INSERT_CHECK, INSERT_CHECK_EXT, INSERT_OUTBOX, INSERT_POLLER, INSERT_RECORD,
-    INSERT_RECORD_EVENT, UPDATE_CHECK_STATE, UPDATE_EXT_STATE,
+    INSERT_RECORD_EVENT, LOCK_CHECK_SQLITE, LOCK_POLLER_SQLITE, UPDATE_CHECK_STATE,
+    UPDATE_EXT_STATE,
 };
 
 /// `args![a, b, c]`: the bound values of one statement (the store's macro, for the seam).
@@ -20,9 +21,11 @@ macro_rules! args {
     };
 }
 
-/// `update_check`'s reads under the lock, as SQLite runs them (store/lifecycle.rs).
-pub const SELECT_CHECK: &str = "SELECT phase, result, next_step_id FROM status_check WHERE id = ?";
-pub const SELECT_POLLER: &str = "SELECT lock_id FROM status_check_poller WHERE status_check_id = ?";
+/// A check's reads under its lock, as SQLite runs them: the store's per-check locking reads
+/// (store/lifecycle.rs), and the last record's `order` (which the store reads for a whole
+/// batch in one statement).
+pub const SELECT_CHECK: &str = LOCK_CHECK_SQLITE;
+pub const SELECT_POLLER: &str = LOCK_POLLER_SQLITE;
 pub const SELECT_LAST_ORDER: &str =
     "SELECT MAX(`order`) AS last_order FROM status_check_record WHERE status_check_id = ?";
 

@@ -34,6 +34,10 @@ pub(super) const LOCK_POLLER: PerDialect = PerDialect {
     sqlite: "SELECT lock_id FROM status_check_poller WHERE status_check_id = ?",
 };
 
+/// [`LOCK_CHECK`] and [`LOCK_POLLER`] as SQLite runs them (for the driver benchmark).
+pub const LOCK_CHECK_SQLITE: &str = LOCK_CHECK.sqlite;
+pub const LOCK_POLLER_SQLITE: &str = LOCK_POLLER.sqlite;
+
 /// What a change of a check reads under its locks, in one statement for a whole batch: each
 /// check's row (locked first, in id order), its poller's lease (locked second) and the last
 /// record's `order` — on MySQL a locking read too. (A plain read there would see the

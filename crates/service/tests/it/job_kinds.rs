@@ -17,7 +17,7 @@ use crate::store::{
     at, complete, create, created_new, new_check, notify, outbox_rows, render, synced_template,
     update, updated,
 };
-use crate::support::{TestDb, lease};
+use crate::support::{TestDb, claim_jobs, lease};
 
 on_both_backends!(
     databases:
@@ -33,12 +33,7 @@ async fn a_notification_carries_what_its_change_wrote(db: &TestDb) {
     update(db, created.id, Fence::None, &notify, "call-0", t0)
         .await
         .unwrap();
-    let claimed = db
-        .store
-        .notification_jobs()
-        .claim(t0, &lease("a"), t0 + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
+    let claimed = claim_jobs(db.store.notification_jobs(), t0, &lease("a"), 10).await;
     assert_eq!(claimed.len(), 1);
     let first = &claimed[0];
     assert_eq!(
@@ -110,10 +105,7 @@ async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
     ];
     let outcomes = db.store.update_checks(&batch, &handing, now).await.unwrap();
     let notified: Vec<StoredCheck> = outcomes.into_iter().map(updated).collect();
-    let claimed_elsewhere = queue
-        .claim(now, &there, now + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
+    let claimed_elsewhere = claim_jobs(queue, now, &there, 10).await;
     assert!(claimed_elsewhere.is_empty(), "{claimed_elsewhere:?}");
 
     // The relay has two waiting (its capacity): the next notification is left to a claim.
@@ -132,10 +124,7 @@ async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
         .await
         .unwrap();
     let third = updated(third);
-    let claimed = queue
-        .claim(now, &there, now + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
+    let claimed = claim_jobs(queue, now, &there, 10).await;
     assert_eq!(
         claimed
             .iter()
@@ -185,13 +174,7 @@ async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
     );
     // After the leases, nothing is left to claim: sent is sent.
     let after = now + TimeDelta::seconds(60);
-    assert!(
-        queue
-            .claim(after, &there, after + TimeDelta::seconds(30), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_jobs(queue, after, &there, 10).await.is_empty());
 }
 
 /// A subscription's removal is queued once, whoever asks again (with another reason); ending
@@ -250,10 +233,7 @@ async fn a_subscription_removal_is_queued_once(db: &TestDb) {
             .unwrap(),
     );
     let later = t0 + TimeDelta::seconds(10);
-    let queued = queue
-        .claim(later, &lease("c"), later + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
+    let queued = claim_jobs(queue, later, &lease("c"), 10).await;
     assert_eq!(
         queued
             .iter()

@@ -18,7 +18,7 @@ use status_check::store::{
 use crate::harness::on_both_backends;
 use crate::monitor_store::{created, date, monitor, open_session};
 use crate::store::{at, create, created_new, new_check, notify, synced_template, update};
-use crate::support::{TestDb, lease};
+use crate::support::{TestDb, claim_jobs, lease};
 
 /// A kind of job under test.
 trait Kind {
@@ -238,10 +238,7 @@ async fn claim<K: Kind>(
     holder: &str,
     limit: usize,
 ) -> Vec<Job<<K::Of as JobKind>::Payload>> {
-    K::queue(db.store.as_ref())
-        .claim(now, &lease(holder), now + seconds(30), limit)
-        .await
-        .unwrap()
+    claim_jobs(K::queue(db.store.as_ref()), now, &lease(holder), limit).await
 }
 
 fn keys<K: Kind>(jobs: &[Job<<K::Of as JobKind>::Payload>]) -> Vec<i64> {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use status_check::app::Workers;
@@ -20,7 +20,7 @@ use crate::harness::{
     Backend, Queues, TestApp, anchor, create_body, incoming, spawn_stack, spawn_stack_with,
     sqs_queues, step_json,
 };
-use crate::support::lease;
+use crate::support::{claim_jobs, lease};
 
 const ROBOT: i64 = 42;
 pub(crate) const NEXT: &[(&str, i64)] = &[("pass", 124), ("fail", 125), ("unknown", 126)];
@@ -665,12 +665,14 @@ pub async fn a_relay_crash_between_commit_and_send_still_notifies_once(backend: 
     assert_eq!(lost.len(), 1);
     let now = app.clock_now();
     assert!(
-        app.store
-            .notification_jobs()
-            .claim(now, &lease("other-relay"), now + TimeDelta::seconds(30), 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        claim_jobs(
+            app.store.notification_jobs(),
+            now,
+            &lease("other-relay"),
+            10
+        )
+        .await
+        .is_empty(),
         "no other relay takes a row leased to a live one"
     );
     assert_eq!(

@@ -12,7 +12,7 @@ use status_check::store::{
 use status_check_engine::monitor::{Monitor, MonitorDefinition, WindowState};
 
 use crate::harness::on_both_backends;
-use crate::support::{TestDb, lease};
+use crate::support::{TestDb, claim_jobs, lease};
 
 mod history;
 
@@ -457,12 +457,7 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
         removals(db).await,
         [(991, "monitor_session_ended".to_owned())]
     );
-    let pending = db
-        .store
-        .alarm_jobs()
-        .claim(now, &lease("relay"), now + TimeDelta::seconds(30), 10)
-        .await
-        .unwrap();
+    let pending = claim_jobs(db.store.alarm_jobs(), now, &lease("relay"), 10).await;
     let posted: Vec<(String, String, Option<u8>)> = pending
         .iter()
         .map(|job| &job.payload)

@@ -649,3 +649,17 @@ impl status_check_sim::megazord::MegazordRows for Neighbours {
 pub fn lease(name: &str) -> status_check::jobs::Lease {
     status_check::jobs::Lease::parse(name).unwrap()
 }
+
+/// Up to `limit` jobs of `queue` claimed at `now` under `holder`, leased for 30 s (as the
+/// runners lease them).
+pub async fn claim_jobs<K: status_check::jobs::JobKind>(
+    queue: &dyn status_check::jobs::JobQueue<K>,
+    now: DateTime<Utc>,
+    holder: &status_check::jobs::Lease,
+    limit: usize,
+) -> Vec<status_check::jobs::Job<K::Payload>> {
+    queue
+        .claim(now, holder, now + chrono::TimeDelta::seconds(30), limit)
+        .await
+        .unwrap()
+}
