@@ -319,6 +319,29 @@ fn pending(check: &StoredCheck, phase: CheckPhase) -> Option<DateTime<Utc>> {
 
 /// Reads the check, decides on it and writes the decision — again when the check changed
 /// meanwhile (`Stale`) — as the use cases do.
+/// Writes `update`, decided on `current` as read, as the service writes one decision.
+pub(crate) async fn write_on(
+    db: &TestDb,
+    current: &StoredCheck,
+    fence: Fence<'_>,
+    update: CheckUpdate,
+    call_ref: &str,
+    now: DateTime<Utc>,
+) -> Result<UpdateOutcome, StoreError> {
+    db.store
+        .update_check(
+            BatchedUpdate {
+                current,
+                fence,
+                update,
+                call_ref,
+            },
+            &notifications(),
+            now,
+        )
+        .await
+}
+
 pub(crate) async fn update(
     db: &TestDb,
     id: i64,
@@ -332,20 +355,7 @@ pub(crate) async fn update(
             return Ok(UpdateOutcome::NotFound);
         };
         let decision = decide(&current).expect("the decision writes something");
-        match db
-            .store
-            .update_check(
-                BatchedUpdate {
-                    current: &current,
-                    fence,
-                    update: decision,
-                    call_ref,
-                },
-                &notifications(),
-                now,
-            )
-            .await?
-        {
+        match write_on(db, &current, fence, decision, call_ref, now).await? {
             UpdateOutcome::Stale => continue,
             outcome => return Ok(outcome),
         }

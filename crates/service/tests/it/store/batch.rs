@@ -35,19 +35,16 @@ async fn a_batch_writes_each_item_as_alone(db: &TestDb) {
     let now = at("2026-11-20T08:01:00Z");
     // The third check changes after it was read: its item is stale, the others are written.
     let moved = updated(
-        db.store
-            .update_check(
-                BatchedUpdate {
-                    current: &checks[2],
-                    fence: Fence::None,
-                    update: append(11_401)(&checks[2]).unwrap(),
-                    call_ref: "c",
-                },
-                &notifications(),
-                now,
-            )
-            .await
-            .unwrap(),
+        write_on(
+            db,
+            &checks[2],
+            Fence::None,
+            append(11_401)(&checks[2]).unwrap(),
+            "c",
+            now,
+        )
+        .await
+        .unwrap(),
     );
     let outbox_before = outbox_rows(db).await;
     let batch = [

@@ -5,7 +5,6 @@ use super::*;
 
 use crate::harness::on_both_backends;
 use crate::support::lease;
-use status_check::jobs::Lease;
 
 on_both_backends!(
     databases:
@@ -125,57 +124,28 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
     );
     let rows = check_rows(db).await;
     let on_old_read = append(6002)(&created).unwrap();
-    let write = |current: StoredCheck, fence: Fence<'static>| {
-        let on_old_read = on_old_read.clone();
-        async move {
-            db.store
-                .update_check(
-                    BatchedUpdate {
-                        current: &current,
-                        fence,
-                        update: on_old_read,
-                        call_ref: "late",
-                    },
-                    &notifications(),
-                    now,
-                )
-                .await
-                .unwrap()
-        }
-    };
     assert_eq!(
-        write(created.clone(), Fence::None).await,
+        write_on(db, &created, Fence::None, on_old_read, "late", now)
+            .await
+            .unwrap(),
         UpdateOutcome::Stale
     );
     // A change of phase or result alone (no record) makes a read stale too.
     let completed = updated(
-        db.store
-            .update_check(
-                BatchedUpdate {
-                    current: &first,
-                    fence: Fence::None,
-                    update: complete(&first).unwrap(),
-                    call_ref: "end",
-                },
-                &notifications(),
-                now,
-            )
-            .await
-            .unwrap(),
+        write_on(
+            db,
+            &first,
+            Fence::None,
+            complete(&first).unwrap(),
+            "end",
+            now,
+        )
+        .await
+        .unwrap(),
     );
     let on_first = append(6002)(&first).unwrap();
     assert_eq!(
-        db.store
-            .update_check(
-                BatchedUpdate {
-                    current: &first,
-                    fence: Fence::None,
-                    update: on_first,
-                    call_ref: "late",
-                },
-                &notifications(),
-                now
-            )
+        write_on(db, &first, Fence::None, on_first, "late", now)
             .await
             .unwrap(),
         UpdateOutcome::Stale
@@ -188,32 +158,21 @@ async fn a_decision_on_a_changed_check_writes_nothing(db: &TestDb) {
     assert_eq!(outbox_rows(db).await, 1, "only the completion notified");
 
     let decision = notify(&completed).unwrap();
-    static NOBODY: std::sync::LazyLock<Lease> = std::sync::LazyLock::new(|| lease("nobody"));
-    let write = |current: StoredCheck, fence: Fence<'static>| {
-        let decision = decision.clone();
-        async move {
-            db.store
-                .update_check(
-                    BatchedUpdate {
-                        current: &current,
-                        fence,
-                        update: decision,
-                        call_ref: "late",
-                    },
-                    &notifications(),
-                    now,
-                )
-                .await
-                .unwrap()
-        }
-    };
     let missing = StoredCheck {
         id: 999_999,
         ..completed.clone()
     };
-    assert_eq!(write(missing, Fence::None).await, UpdateOutcome::NotFound);
     assert_eq!(
-        write(completed.clone(), Fence::Lease(&NOBODY)).await,
+        write_on(db, &missing, Fence::None, decision.clone(), "late", now)
+            .await
+            .unwrap(),
+        UpdateOutcome::NotFound
+    );
+    let nobody = lease("nobody");
+    assert_eq!(
+        write_on(db, &completed, Fence::Lease(&nobody), decision, "late", now)
+            .await
+            .unwrap(),
         UpdateOutcome::Fenced
     );
     assert_eq!(
