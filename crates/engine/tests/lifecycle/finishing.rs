@@ -145,11 +145,7 @@ fn each_record_in_a_batch_keeps_its_own_result() {
     let (mut check, _) = started(&t, vec![]);
     check.take_future(
         &t,
-        vec![
-            Delivery::from(event(3, "A", 30)),
-            Delivery::from(event(1, "A", 10)),
-            Delivery::from(event(2, "A", 20)),
-        ],
+        deliveries([event(3, "A", 30), event(1, "A", 10), event(2, "A", 20)]),
         at(40),
     );
     assert_eq!(ids(&check), vec![1, 2, 3]);

@@ -125,11 +125,7 @@ fn duplicate_is_skipped_across_backfill_and_queue_delivery() {
     // Backfill after subscribing: a batch, itself holding a duplicate.
     let backfill = check.take_future(
         &t,
-        vec![
-            Delivery::from(event(2, "A", 10)),
-            Delivery::from(event(3, "A", 20)),
-            Delivery::from(event(2, "A", 10)),
-        ],
+        deliveries([event(2, "A", 10), event(3, "A", 20), event(2, "A", 10)]),
         at(25),
     );
     assert_eq!(backfill.appended, 2);
@@ -150,8 +146,7 @@ fn duplicate_is_skipped_across_backfill_and_queue_delivery() {
         at(30),
     );
     assert_eq!(queue.appended, 0);
-    let mut skipped = queue.skipped.clone();
-    skipped.sort_by_key(|s| format!("{s:?}"));
+    let skipped = sorted_skips(&queue.skipped);
     assert_eq!(skipped, vec![Skip::Duplicate(1), Skip::Duplicate(3)]);
     assert_eq!(ids(&check), vec![1, 2, 3]);
     assert!(
@@ -186,14 +181,10 @@ fn future_events_at_or_before_the_anchor_are_out_of_window() {
     let (mut check, _) = started(&t, vec![]);
     let transition = check.take_future(
         &t,
-        vec![
-            Delivery::from(event(1, "A", 0)),
-            Delivery::from(event(2, "A", -30)),
-        ],
+        deliveries([event(1, "A", 0), event(2, "A", -30)]),
         at(5),
     );
-    let mut skipped = transition.skipped.clone();
-    skipped.sort_by_key(|s| format!("{s:?}"));
+    let skipped = sorted_skips(&transition.skipped);
     assert_eq!(skipped, vec![Skip::OutOfWindow(1), Skip::OutOfWindow(2)]);
     assert!(check.history.is_empty());
     assert_eq!(check.result, CheckResult::Pending);
@@ -220,14 +211,10 @@ fn deliveries_to_an_ended_check_change_nothing() {
     let before = snapshot(&check);
     let transition = check.take_future(
         &t,
-        vec![
-            Delivery::from(event(3, "A", 20)),
-            Delivery::from(event(2, "A", 10)),
-        ],
+        deliveries([event(3, "A", 20), event(2, "A", 10)]),
         at(20),
     );
-    let mut skipped = transition.skipped.clone();
-    skipped.sort_by_key(|s| format!("{s:?}"));
+    let skipped = sorted_skips(&transition.skipped);
     assert_eq!(skipped, vec![Skip::NotListening(2), Skip::NotListening(3)]);
     assert!(!transition.changed);
     assert_eq!(transition.appended, 0);
@@ -263,10 +250,7 @@ fn batch_stops_taking_events_once_decided() {
     let (mut check, _) = started(&t, vec![]);
     let transition = check.take_future(
         &t,
-        vec![
-            Delivery::from(event(3, "A", 30)),
-            Delivery::from(event(2, "A", 20)),
-        ],
+        deliveries([event(3, "A", 30), event(2, "A", 20)]),
         at(40),
     );
     // Taken in (time, id) order: 2 decides, 3 comes after the end.

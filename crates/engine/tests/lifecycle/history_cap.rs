@@ -86,16 +86,15 @@ fn duplicates_and_skips_do_not_count_towards_the_cap() {
     // At the cap: a duplicate, a late event and an unknown name are skipped as such.
     let transition = check.take_future(
         &t,
-        vec![
-            Delivery::from(event(3, "A", 10)),
-            Delivery::from(event(1, "A", 10)),
-            Delivery::from(event(6, "A", 700)),
-            Delivery::from(event(7, "Z", 15)),
-        ],
+        deliveries([
+            event(3, "A", 10),
+            event(1, "A", 10),
+            event(6, "A", 700),
+            event(7, "Z", 15),
+        ]),
         at(20),
     );
-    let mut skipped = transition.skipped.clone();
-    skipped.sort_by_key(|s| format!("{s:?}"));
+    let skipped = sorted_skips(&transition.skipped);
     assert_eq!(
         skipped,
         vec![

@@ -47,6 +47,18 @@ fn one(event: Event) -> Vec<Delivery> {
     vec![Delivery::from(event)]
 }
 
+/// Several events, delivered in this order.
+fn deliveries<const N: usize>(events: [Event; N]) -> Vec<Delivery> {
+    events.into_iter().map(Delivery::from).collect()
+}
+
+/// What a transition skipped, in a stable order.
+fn sorted_skips(skipped: &[Skip]) -> Vec<Skip> {
+    let mut skipped = skipped.to_vec();
+    skipped.sort_by_key(|s| format!("{s:?}"));
+    skipped
+}
+
 fn steps() -> NextSteps {
     NextSteps {
         pass: PASS_STEP,

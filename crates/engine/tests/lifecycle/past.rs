@@ -19,8 +19,7 @@ fn past_events_outside_the_window_or_not_depended_on_are_skipped() {
     );
     assert_eq!(ids(&check), vec![2, 3]);
     assert_eq!(transition.appended, 2);
-    let mut skipped = transition.skipped.clone();
-    skipped.sort_by_key(|s| format!("{s:?}"));
+    let skipped = sorted_skips(&transition.skipped);
     assert_eq!(
         skipped,
         vec![
