@@ -204,14 +204,17 @@ impl From<&StoredMonitor> for MonitorDto {
     }
 }
 
-/// The path's `(robotId, ruleId)`, each checked.
-fn monitor_key(
+/// The internal API's path of one monitor.
+const MONITOR_ROUTE: &str = "/internal/v1/monitors/{robotId}/{ruleId}";
+
+/// The path's `(robotId, ruleId)`, each checked; `route` names the path's shape when it is
+/// not even that.
+pub(super) fn monitor_key(
     path: Result<Path<(String, String)>, PathRejection>,
+    route: &str,
 ) -> Result<(i64, String), ApiError> {
     let Ok(Path((robot, rule))) = path else {
-        return Err(ApiError::bad_request(
-            "the path must be /internal/v1/monitors/{robotId}/{ruleId}",
-        ));
+        return Err(ApiError::bad_request(format!("the path must be {route}")));
     };
     let mut errors = Vec::new();
     let robot_id = canonical_id(&robot);
@@ -321,7 +324,7 @@ pub async fn put_monitor(
     path: Result<Path<(String, String)>, PathRejection>,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let (robot_id, rule_id) = monitor_key(path)?;
+    let (robot_id, rule_id) = monitor_key(path, MONITOR_ROUTE)?;
     tracing::Span::current().record("robot_id", robot_id);
     let definition = definition_of(body)?;
     let put = state.monitors.put(robot_id, &rule_id, definition).await?;
@@ -376,7 +379,7 @@ pub async fn get_monitor(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<MonitorView>, ApiError> {
-    let (robot_id, rule_id) = monitor_key(path)?;
+    let (robot_id, rule_id) = monitor_key(path, MONITOR_ROUTE)?;
     let date = history_date(query)?;
     let Some(stored) = state.monitors.get(robot_id, &rule_id).await? else {
         return Err(ApiError::NotFound(format!(
@@ -421,7 +424,7 @@ pub async fn delete_monitor(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let (robot_id, rule_id) = monitor_key(path)?;
+    let (robot_id, rule_id) = monitor_key(path, MONITOR_ROUTE)?;
     match state.monitors.delete(robot_id, &rule_id).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(ApiError::NotFound(format!(

@@ -19,7 +19,6 @@ use axum::routing::get;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use maud::Markup;
 use serde::Deserialize;
-use status_check_engine::monitor::RuleId;
 
 use super::AppState;
 use super::auth::TokenLogin;
@@ -254,14 +253,8 @@ async fn monitor(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<DateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Ok(Path((robot, rule))) = path else {
-        return Err(ApiError::bad_request(
-            "the path must be /internal/ui/monitors/{robotId}/{ruleId}",
-        ));
-    };
-    let robot_id = canonical_id(&robot)
-        .ok_or_else(|| invalid_path("robotId", "must be a positive integer"))?;
-    RuleId::parse(&rule).map_err(|message| invalid_path("ruleId", message))?;
+    let (robot_id, rule) =
+        super::monitors::monitor_key(path, "/internal/ui/monitors/{robotId}/{ruleId}")?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let stored = state
         .monitors
@@ -287,14 +280,4 @@ async fn monitor(
 /// The monitor's timezone (a name the engine validated, so it is found again).
 fn monitor_zone(stored: &StoredMonitor) -> Zone {
     Zone::named(stored.monitor.timezone().name()).unwrap_or_else(|_| Zone::utc())
-}
-
-fn invalid_path(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::BadRequest {
-        detail: "the monitor's path is invalid".to_owned(),
-        errors: vec![FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        }],
-    }
 }
