@@ -125,6 +125,13 @@ pub enum Mode {
     /// Takes the write lock up front on SQLite (`BEGIN IMMEDIATE`); a plain transaction on
     /// MySQL, whose row locks are taken statement by statement.
     Write,
+    /// [`Mode::Write`] for a transaction whose every row it changes is guarded by a lock on
+    /// its `status_check` row (the changes of checks). On MySQL it runs READ COMMITTED:
+    /// its locking reads lock the rows they read and no gaps between them. Under REPEATABLE
+    /// READ the read of a check's last record `order` locked the index gap after it, where
+    /// any other check's next record is inserted, so batches of disjoint checks waited on
+    /// each other (docs/benchmarks.md, MariaDB deliveries).
+    RowLocked,
 }
 
 /// How a failed statement may be handled.

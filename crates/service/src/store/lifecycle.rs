@@ -40,9 +40,10 @@ pub const LOCK_POLLER_SQLITE: &str = LOCK_POLLER.sqlite;
 
 /// What a change of a check reads under its locks, in one statement for a whole batch: each
 /// check's row (locked first, in id order), its poller's lease (locked second) and the last
-/// record's `order` — on MySQL a locking read too. (A plain read there would see the
-/// transaction's snapshot, taken at its first plain read: before the later checks were
-/// locked, so a record another replica committed to one of them meanwhile would go unseen.)
+/// record's `order` — on MySQL a locking read too. (A plain read there would see a snapshot
+/// taken before the later checks were locked, so a record another replica committed to one
+/// of them meanwhile would go unseen.) The transaction runs READ COMMITTED
+/// ([`Mode::RowLocked`]), so this read locks no gap where other checks' records go.
 macro_rules! lock_for_change_sql {
     ($lock:literal) => {
         concat!(
@@ -182,7 +183,7 @@ pub(crate) async fn update_checks<D: Db>(
     loop {
         let mut handed = Vec::new();
         let result = async {
-            let mut tx = db.begin(Mode::Write).await?;
+            let mut tx = db.begin(Mode::RowLocked).await?;
             let result = async {
                 let mut locked = lock_for_change(db, &mut tx, &ids).await?;
                 let mut outcomes = vec![UpdateOutcome::NotFound; batch.len()];

@@ -155,17 +155,18 @@ impl Db for MysqlStore {
     type Tx = MysqlTx;
 
     /// Reads and writes alike: InnoDB takes row locks statement by statement; reads see one
-    /// snapshot (REPEATABLE READ).
-    async fn begin(&self, _mode: Mode) -> Result<MysqlTx, StoreError> {
+    /// snapshot (REPEATABLE READ) — but for [`Mode::RowLocked`] (READ COMMITTED).
+    async fn begin(&self, mode: Mode) -> Result<MysqlTx, StoreError> {
         let mut tx = MysqlTx {
             conn: Some(self.pool.acquire().await?),
             state: TxState::Done,
             rollback_wait: self.operation_timeout,
         };
-        let begin = if self.read_only {
-            "START TRANSACTION READ ONLY"
-        } else {
-            "BEGIN"
+        let begin = match mode {
+            _ if self.read_only => "START TRANSACTION READ ONLY",
+            // One round trip; the level holds for this transaction only.
+            Mode::RowLocked => "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN",
+            Mode::Read | Mode::Write => "BEGIN",
         };
         sqlx::raw_sql(begin).execute(tx.sending()).await?;
         tx.state = TxState::Open;

@@ -277,7 +277,9 @@ impl Db for SqliteStore {
                 SqliteTx::begin(Held::Reader(readers.lease().await?), Begin::Deferred).await
             }
             (Mode::Read, None) => SqliteTx::begin(self.writer().await?, Begin::Deferred).await,
-            (Mode::Write, _) => SqliteTx::begin(self.writer().await?, Begin::Immediate).await,
+            (Mode::Write | Mode::RowLocked, _) => {
+                SqliteTx::begin(self.writer().await?, Begin::Immediate).await
+            }
         }
     }
 

@@ -1,10 +1,12 @@
 //! `Store::update_check` on both backends: a decision appends records, changes the state and
 //! notifies in one write, only on the check it was made on.
 
+use std::time::Duration;
+
 use super::*;
 
 use crate::harness::on_both_backends;
-use crate::support::lease;
+use crate::support::{Raw, lease};
 
 on_both_backends!(
     databases:
@@ -274,4 +276,89 @@ async fn an_update_repeating_an_event_is_refused_whole(db: &TestDb) {
         assert_eq!(outbox_rows(db).await, 0, "case {i}");
         assert_eq!(db.raw.schedule(created.id).await, (Some(deadline()), None));
     }
+}
+
+/// MySQL only (SQLite has one writer at a time): a change of one check, stopped in the middle
+/// of its transaction, does not hold up a change of another. Under REPEATABLE READ the first's
+/// read of its last record locked the index gap after that record, where the second check's
+/// first record goes, and the second waited for the first to commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_changes_of_two_checks_do_not_wait_for_each_other() {
+    let Some(db) = crate::support::mysql_db().await else {
+        return;
+    };
+    let Raw::Mysql(pool) = &db.raw else {
+        unreachable!("a MySQL test database")
+    };
+    let template_id = synced_template(&db, "disjoint").await;
+    let held = created_new(create(&db, new_check(template_id, 310)).await.unwrap());
+    // Created second and without records: its first record sorts after all of `held`'s.
+    let other = created_new(
+        create(
+            &db,
+            NewCheck {
+                records: Vec::new(),
+                ..new_check(template_id, 311)
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    delivered(&db, 310, &[6101]).await;
+    delivered(&db, 311, &[6102]).await;
+    let now = at("2026-11-20T08:01:00Z");
+
+    // The first change stops at its record: the foreign key's check waits for the event's
+    // row, which another session holds.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM incoming_event WHERE id = 6101 FOR UPDATE")
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let first = {
+        let (store, current) = (db.store.clone(), held.clone());
+        tokio::spawn(async move {
+            let update = append(6101)(&current).unwrap();
+            let batched = BatchedUpdate {
+                current: &current,
+                fence: Fence::None,
+                update,
+                call_ref: "held",
+            };
+            store.update_check(batched, &notifications(), now).await
+        })
+    };
+    let waiting = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+         WHERE DB = DATABASE() AND INFO LIKE 'INSERT INTO status_check_record %'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while db.raw.count(waiting).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first change never reached its record"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let second = tokio::time::timeout(
+        Duration::from_secs(3),
+        write_on(
+            &db,
+            &other,
+            Fence::None,
+            append(6102)(&other).unwrap(),
+            "free",
+            now,
+        ),
+    )
+    .await
+    .expect("the other check's change waited for the stopped one");
+    assert_eq!(updated(second.unwrap()).records.len(), 1);
+
+    holder.rollback().await.unwrap();
+    let first = updated(first.await.unwrap().unwrap());
+    assert_eq!(first.records.len(), held.records.len() + 1);
+    assert_eq!(
+        db.store.get_check(held.id).await.unwrap().as_ref(),
+        Some(&first)
+    );
 }
