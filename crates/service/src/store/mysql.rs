@@ -72,6 +72,40 @@ pub struct MysqlStore {
     operation_timeout: Duration,
     /// Every transaction is `START TRANSACTION READ ONLY` (`templates backtest`).
     read_only: bool,
+    /// [`Mode::RowLocked`] runs READ COMMITTED; not where the server refuses such writes
+    /// ([`read_committed_writes`]).
+    read_committed: bool,
+}
+
+/// Whether a transaction may write READ COMMITTED on a server whose binary log is `log_bin`
+/// in `binlog_format`: not where statements are logged as statements (MySQL and MariaDB
+/// refuse InnoDB writes at READ COMMITTED then); ROW and MIXED are fine.
+fn read_committed_writes(log_bin: bool, binlog_format: &str) -> bool {
+    !(log_bin && binlog_format.eq_ignore_ascii_case("STATEMENT"))
+}
+
+/// Asks the server (on `conn`) whether [`read_committed_writes`]; when it cannot tell, or
+/// it refuses them, the changes of checks keep REPEATABLE READ, which is correct but lets
+/// batches of different checks wait on each other's gap locks (docs/storage.md).
+async fn read_committed_allowed(conn: &mut sqlx::MySqlConnection) -> bool {
+    let binlog: Result<(i64, String), _> = sqlx::query_as(
+        "SELECT CAST(@@GLOBAL.log_bin AS SIGNED), CAST(@@SESSION.binlog_format AS CHAR)",
+    )
+    .fetch_one(conn)
+    .await;
+    let allowed = match &binlog {
+        Ok((log_bin, format)) => read_committed_writes(*log_bin != 0, format),
+        Err(_) => false,
+    };
+    if !allowed {
+        tracing::warn!(
+            binlog = ?binlog.map_err(|e| e.to_string()),
+            "changes of checks run REPEATABLE READ: the server's binary log format (or its \
+             unknown answer) does not allow READ COMMITTED writes; with binlog_format ROW or \
+             MIXED, batches of different checks do not wait on each other's gap locks"
+        );
+    }
+    allowed
 }
 
 impl MysqlStore {
@@ -118,10 +152,11 @@ impl MysqlStore {
         if let Some(database) = options.get_database() {
             target.push_str(&format!(" (database {database})"));
         }
-        let first = tokio::time::timeout(super::CONNECT_TIMEOUT, options.connect())
+        let mut first = tokio::time::timeout(super::CONNECT_TIMEOUT, options.connect())
             .await
             .map_err(|_| StoreError::connect_timed_out(target.clone()))?
             .map_err(|e| StoreError::connect(target.clone(), &e))?;
+        let read_committed = read_committed_allowed(&mut first).await;
         // Only a probe: the pool opens its own.
         let _ = first.close().await;
         let pool = MySqlPoolOptions::new()
@@ -133,6 +168,7 @@ impl MysqlStore {
             pool,
             operation_timeout: super::DEFAULT_OPERATION_TIMEOUT,
             read_only: false,
+            read_committed,
         })
     }
 
@@ -165,8 +201,10 @@ impl Db for MysqlStore {
         let begin = match mode {
             _ if self.read_only => "START TRANSACTION READ ONLY",
             // One round trip; the level holds for this transaction only.
-            Mode::RowLocked => "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN",
-            Mode::Read | Mode::Write => "BEGIN",
+            Mode::RowLocked if self.read_committed => {
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN"
+            }
+            Mode::Read | Mode::Write | Mode::RowLocked => "BEGIN",
         };
         sqlx::raw_sql(begin).execute(tx.sending()).await?;
         tx.state = TxState::Open;
@@ -490,5 +528,15 @@ mod tests {
     #[test]
     fn every_migration_file_is_embedded() {
         super::super::db::assert_all_embedded("mysql", super::MIGRATIONS);
+    }
+
+    #[test]
+    fn read_committed_writes_only_where_the_binary_log_allows_them() {
+        use super::read_committed_writes as allowed;
+        assert!(allowed(false, "STATEMENT"), "no binary log");
+        assert!(allowed(true, "ROW"));
+        assert!(allowed(true, "MIXED"));
+        assert!(!allowed(true, "STATEMENT"));
+        assert!(!allowed(true, "statement"));
     }
 }

@@ -45,6 +45,8 @@ pub struct PrivateMariadb {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// How it keeps its binary log.
+    binlog: &'static [&'static str],
 }
 
 impl PrivateMariadb {
@@ -52,6 +54,21 @@ impl PrivateMariadb {
     const SERVER: &str = "/usr/sbin/mariadbd";
 
     pub async fn start() -> PrivateMariadb {
+        PrivateMariadb::start_with(&["--skip-log-bin"]).await
+    }
+
+    /// [`start`](PrivateMariadb::start) with the binary log on, statements logged as
+    /// statements (`binlog_format=STATEMENT`): InnoDB refuses writes at READ COMMITTED there.
+    pub async fn start_logging_statements() -> PrivateMariadb {
+        PrivateMariadb::start_with(&[
+            "--log-bin=binlog",
+            "--binlog-format=STATEMENT",
+            "--server-id=1",
+        ])
+        .await
+    }
+
+    async fn start_with(binlog: &'static [&'static str]) -> PrivateMariadb {
         assert!(
             Path::new(Self::SERVER).exists(),
             "{} is missing: install mariadb-server (scripts/test does)",
@@ -78,6 +95,7 @@ impl PrivateMariadb {
             dir,
             port: free_port(),
             child: None,
+            binlog,
         };
         server.spawn().await;
         // A tablespace created by this run is not yet on disk in a form crash recovery can
@@ -143,13 +161,13 @@ impl PrivateMariadb {
                 "--bind-address=127.0.0.1",
                 "--skip-grant-tables",
                 "--skip-name-resolve",
-                "--skip-log-bin",
                 "--innodb-flush-log-at-trx-commit=2",
                 "--innodb-log-file-size=8M",
                 "--innodb-buffer-pool-size=32M",
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_unicode_ci",
             ])
+            .args(self.binlog)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

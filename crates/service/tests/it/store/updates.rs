@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 
+use crate::fault_stack::PrivateMariadb;
 use crate::harness::on_both_backends;
 use crate::support::{Raw, lease};
 
@@ -361,4 +362,23 @@ async fn mysql_changes_of_two_checks_do_not_wait_for_each_other() {
         db.store.get_check(held.id).await.unwrap().as_ref(),
         Some(&first)
     );
+}
+
+/// On a server that logs statements as statements (`binlog_format=STATEMENT`), which refuses
+/// InnoDB writes at READ COMMITTED, the changes of checks keep REPEATABLE READ and still write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_changes_of_checks_write_where_the_binary_log_logs_statements() {
+    if crate::support::mysql_skipped() {
+        return;
+    }
+    let server = PrivateMariadb::start_logging_statements().await;
+    let db = crate::support::mysql_db_at(&server.url()).await;
+    let template_id = synced_template(&db, "statement-binlog").await;
+    let created = created_new(create(&db, new_check(template_id, 320)).await.unwrap());
+    delivered(&db, 320, &[6201]).await;
+    let now = at("2026-11-20T08:01:00Z");
+    let changed = update(&db, created.id, Fence::None, &append(6201), "call", now)
+        .await
+        .expect("a change of a check writes");
+    assert_eq!(updated(changed).records.len(), created.records.len() + 1);
 }
