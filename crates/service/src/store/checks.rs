@@ -10,8 +10,8 @@ use status_check_engine::lifecycle::Windows;
 use super::check_reads::{find_check, load_check};
 use super::db::bounded;
 use super::db::{
-    Arg, Db, Failure, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args,
-    clamp_timestamp, millis, retrying, seconds_ceil, seconds_floor,
+    Arg, Db, Mode, Retry, SqlRow, Step, TIMESTAMP_MAX, TIMESTAMP_MIN, Tx, args, clamp_timestamp,
+    millis, retrying, seconds_ceil, seconds_floor,
 };
 use super::{CheckKey, Created, NewCheck, StoreError};
 
@@ -293,10 +293,10 @@ impl<B: Db + 'static> CheckWrites for B {
                     Ok(created) => return Ok(created),
                     Err(error) => error,
                 };
-                match db.classify(&error) {
+                match error.is_duplicate() {
                     // Lost the race against an identical create: return the winner's check. If the
                     // winner rolled back instead, try again.
-                    Failure::Duplicate { request_key: true } => {
+                    Some(true) => {
                         if let Some(existing) = find_check(db, &check.key).await? {
                             return Ok(Created::Existing(existing));
                         }
@@ -304,13 +304,13 @@ impl<B: Db + 'static> CheckWrites for B {
                             return Err(error);
                         }
                     }
-                    Failure::Duplicate { request_key: false } => {
+                    Some(false) => {
                         return Err(StoreError::Conflict(
                             "an incoming event would be recorded twice for one check".to_owned(),
                         ));
                     }
-                    Failure::Transient | Failure::Other => {
-                        if !retry.again(db, &error).await {
+                    None => {
+                        if !retry.again(&error).await {
                             return Err(error);
                         }
                     }

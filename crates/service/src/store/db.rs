@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
 use super::StoreError;
-use super::error::DatabaseFailure;
 
 /// One bound value. Times are bound as given: the caller truncates them to the column's
 /// precision first (see [`millis`], [`seconds_floor`]).
@@ -134,18 +133,6 @@ pub enum Mode {
     RowLocked,
 }
 
-/// How a failed statement may be handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// A unique key was violated; `request_key` when it is `uk_status_check_ext_request`.
-    Duplicate {
-        request_key: bool,
-    },
-    /// Deadlock, lock-wait timeout or busy database: the whole transaction may be retried.
-    Transient,
-    Other,
-}
-
 /// The SQL dialect of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -189,16 +176,6 @@ pub trait Db: Send + Sync {
     /// bounded): past it the operation is abandoned and fails with `StoreError::TimedOut`.
     fn operation_timeout(&self) -> std::time::Duration;
 
-    /// What the error is to the statement's caller (the backend sorted its driver's errors
-    /// when it converted them).
-    fn classify(&self, error: &StoreError) -> Failure {
-        match error.database_failure() {
-            Some(DatabaseFailure::Duplicate { request_key }) => Failure::Duplicate { request_key },
-            Some(DatabaseFailure::Transient | DatabaseFailure::Busy) => Failure::Transient,
-            Some(DatabaseFailure::Unavailable | DatabaseFailure::Other) | None => Failure::Other,
-        }
-    }
-
     fn dialect(&self) -> Dialect;
 
     /// This backend's text of a statement that differs between the dialects.
@@ -224,8 +201,8 @@ pub(crate) struct Retry {
 impl Retry {
     /// Whether the unit that just failed with `error` is to run again; waits before saying
     /// yes. Only transient failures are retried, [`ATTEMPTS`] times in all.
-    pub(crate) async fn again<D: Db + ?Sized>(&mut self, db: &D, error: &StoreError) -> bool {
-        db.classify(error) == Failure::Transient && self.again_after(error).await
+    pub(crate) async fn again(&mut self, error: &StoreError) -> bool {
+        error.is_transient() && self.again_after(error).await
     }
 
     /// Like [`Retry::again`], for a failure the caller judged worth another try (a unique key
@@ -276,7 +253,7 @@ macro_rules! retrying {
             match result {
                 Ok(value) => break Ok(value),
                 Err(error) => {
-                    if !retry.again($db, &error).await {
+                    if !retry.again(&error).await {
                         break Err(error);
                     }
                 }

@@ -118,6 +118,22 @@ impl StoreError {
         }
     }
 
+    /// A deadlock, lock-wait timeout or busy database: the whole transaction may be retried.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(
+            self.database_failure(),
+            Some(DatabaseFailure::Transient | DatabaseFailure::Busy)
+        )
+    }
+
+    /// A unique key was violated (`request_key`: `uk_status_check_ext_request`, the create's).
+    pub(crate) fn is_duplicate(&self) -> Option<bool> {
+        match self.database_failure() {
+            Some(DatabaseFailure::Duplicate { request_key }) => Some(request_key),
+            _ => None,
+        }
+    }
+
     /// `error` met while doing `target` (e.g. "connect to MySQL at db:3306"), as a
     /// [`StoreError::Connect`] carrying its innermost cause. sqlx's errors print their source
     /// in their own message *and* return it as `source()`; only the innermost is kept.

@@ -11,8 +11,8 @@ use crate::jobs::{Job, Lease};
 use super::checks::{insert_record, stored_deadline, stored_reference_id};
 use super::db::bounded;
 use super::db::{
-    Arg, Db, Dialect, Failure, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, cut, finish,
-    limit_arg, millis, retrying, seconds_floor,
+    Arg, Db, Dialect, Mode, PerDialect, Retry, SqlRow, Step, Tx, args, cut, finish, limit_arg,
+    millis, retrying, seconds_floor,
 };
 use super::in_list::{InList, MAX_IDS};
 use super::{
@@ -216,7 +216,7 @@ pub(crate) async fn update_checks<D: Db>(
             }
             Err(error) => error,
         };
-        if let Failure::Duplicate { .. } = db.classify(&error) {
+        if error.is_duplicate().is_some() {
             // A decision repeated an incoming event its check has (or a notification
             // sequence number): a bug upstream. Nothing was written.
             let ids: Vec<i64> = batch.iter().map(|item| item.current.id).collect();
@@ -225,7 +225,7 @@ pub(crate) async fn update_checks<D: Db>(
                  (an incoming event recorded twice?): {error}"
             )));
         }
-        if !retry.again(db, &error).await {
+        if !retry.again(&error).await {
             return Err(error);
         }
     }

@@ -15,7 +15,7 @@ use status_check_engine::TemplateDefinition;
 use status_check_engine::template::{PhaseDefinition, PollerDefaults, stored_dependencies};
 
 use super::db::bounded;
-use super::db::{Db, Failure, Mode, Retry, SqlRow, Tx, args, seconds_floor};
+use super::db::{Db, Mode, Retry, SqlRow, Tx, args, seconds_floor};
 use super::{StoreError, StoredTemplate, Synced, Usable};
 
 macro_rules! select_template {
@@ -416,9 +416,9 @@ impl<B: Db + 'static> TemplateStore for B {
                 };
                 // Another replica syncing the same template at the same time: the retry sees its
                 // rows.
-                let again = match db.classify(&error) {
-                    Failure::Duplicate { .. } => retry.again_after(&error).await,
-                    _ => retry.again(db, &error).await,
+                let again = match error.is_duplicate() {
+                    Some(_) => retry.again_after(&error).await,
+                    None => retry.again(&error).await,
                 };
                 if !again {
                     return Err(error);

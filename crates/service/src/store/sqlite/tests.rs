@@ -8,7 +8,7 @@ use chrono::Utc;
 use status_check_engine::TemplateDefinition;
 
 use super::*;
-use crate::store::db::{Failure, SqlRow, Tx, args, migrator};
+use crate::store::db::{SqlRow, Tx, args, migrator};
 use crate::store::{Store, Synced, TemplateStore};
 
 fn definition(name: &str) -> TemplateDefinition {
@@ -110,7 +110,7 @@ async fn a_changed_or_unknown_migration_is_refused_as_sqlx_refuses_it() {
     assert!(error.contains("migration 99 was previously applied but is missing"));
 }
 
-/// The shared logic tells a lost unique key from other failures by `classify`.
+/// The shared logic tells a lost unique key from other failures by `StoreError::is_duplicate`.
 #[tokio::test]
 async fn a_unique_violation_is_a_duplicate_naming_its_key() {
     let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
@@ -119,13 +119,10 @@ async fn a_unique_violation_is_a_duplicate_naming_its_key() {
     let mut tx = store.begin(Mode::Write).await.unwrap();
     tx.execute(insert, args!["x"]).await.unwrap();
     let error = tx.execute(insert, args!["x"]).await.unwrap_err();
-    assert_eq!(
-        store.classify(&error),
-        Failure::Duplicate { request_key: false }
-    );
+    assert_eq!(error.is_duplicate(), Some(false));
     assert!(error.to_string().contains("UNIQUE constraint failed"));
     let error = tx.execute("SELECT nope", args![]).await.unwrap_err();
-    assert_eq!(store.classify(&error), Failure::Other);
+    assert_eq!((error.is_duplicate(), error.is_transient()), (None, false));
     let error = tx.execute(insert, args![]).await.unwrap_err();
     assert!(error.to_string().contains("parameter"), "{error}");
 }
