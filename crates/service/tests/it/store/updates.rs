@@ -291,6 +291,13 @@ async fn mysql_changes_of_two_checks_do_not_wait_for_each_other() {
     let Raw::Mysql(pool) = &db.raw else {
         unreachable!("a MySQL test database")
     };
+    // A server logging statements refuses READ COMMITTED writes: there the changes keep
+    // REPEATABLE READ and do wait (the next test writes on such a server).
+    let logs_statements = "SELECT CAST(@@log_bin AND @@binlog_format = 'STATEMENT' AS SIGNED)";
+    if db.raw.count(logs_statements).await == 1 {
+        eprintln!("skipped: TEST_MYSQL_URL's server logs statements (binlog_format=STATEMENT)");
+        return;
+    }
     let template_id = synced_template(&db, "disjoint").await;
     let held = created_new(create(&db, new_check(template_id, 310)).await.unwrap());
     // Created second and without records: its first record sorts after all of `held`'s.
