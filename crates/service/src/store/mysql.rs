@@ -88,18 +88,22 @@ fn read_committed_writes(log_bin: bool, binlog_format: &str) -> bool {
 /// it refuses them, the changes of checks keep REPEATABLE READ, which is correct but lets
 /// batches of different checks wait on each other's gap locks (docs/storage.md).
 async fn read_committed_allowed(conn: &mut sqlx::MySqlConnection) -> bool {
-    let binlog: Result<(i64, String), _> = sqlx::query_as(
+    let query = sqlx::query_as::<_, (i64, String)>(
         "SELECT CAST(@@GLOBAL.log_bin AS SIGNED), CAST(@@SESSION.binlog_format AS CHAR)",
     )
-    .fetch_one(conn)
-    .await;
+    .fetch_one(conn);
+    // Bounded as the connect is: a server that stops answering here is not waited for.
+    let binlog = match tokio::time::timeout(super::CONNECT_TIMEOUT, query).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer".to_owned()),
+    };
     let allowed = match &binlog {
         Ok((log_bin, format)) => read_committed_writes(*log_bin != 0, format),
         Err(_) => false,
     };
     if !allowed {
         tracing::warn!(
-            binlog = ?binlog.map_err(|e| e.to_string()),
+            binlog = ?binlog,
             "changes of checks run REPEATABLE READ: the server's binary log format (or its \
              unknown answer) does not allow READ COMMITTED writes; with binlog_format ROW or \
              MIXED, batches of different checks do not wait on each other's gap locks"
