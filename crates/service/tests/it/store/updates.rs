@@ -285,7 +285,8 @@ async fn an_update_repeating_an_event_is_refused_whole(db: &TestDb) {
 /// first record goes, and the second waited for the first to commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_changes_of_two_checks_do_not_wait_for_each_other() {
-    let Some(db) = crate::support::mysql_db().await else {
+    // Bounded well past the waits below, so that a slow machine cannot time the held change out.
+    let Some(db) = crate::support::mysql_db_bounded(Duration::from_secs(30)).await else {
         return;
     };
     let Raw::Mysql(pool) = &db.raw else {
