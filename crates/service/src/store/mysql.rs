@@ -4,6 +4,8 @@
 //! Every connection sets `time_zone = '+00:00'`, so `TIMESTAMP` columns read and write UTC.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -29,6 +31,8 @@ pub const DEFAULT_POOL_SIZE: u32 = 10;
 /// MySQL error numbers: deadlock, lock wait timeout.
 const ER_LOCK_DEADLOCK: u16 = 1213;
 const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+/// A write at READ COMMITTED refused: the binary log is in `binlog_format=STATEMENT`.
+const ER_BINLOG_STMT_MODE_AND_ROW_ENGINE: u16 = 1665;
 
 /// Versions 1 and 2 are retired (docs/storage.md "Migrations"): never reused, so a database
 /// they migrated is recognised and refused instead of being upgraded wrongly.
@@ -73,8 +77,9 @@ pub struct MysqlStore {
     /// Every transaction is `START TRANSACTION READ ONLY` (`templates backtest`).
     read_only: bool,
     /// [`Mode::RowLocked`] runs READ COMMITTED; not where the server refuses such writes
-    /// ([`read_committed_writes`]).
-    read_committed: bool,
+    /// ([`read_committed_writes`]), asked at connect — nor after it refused one (its format
+    /// switched since): the refused transaction is retried at REPEATABLE READ.
+    read_committed: Arc<AtomicBool>,
 }
 
 /// Whether a transaction may write READ COMMITTED on a server whose binary log is `log_bin`
@@ -172,7 +177,7 @@ impl MysqlStore {
             pool,
             operation_timeout: super::DEFAULT_OPERATION_TIMEOUT,
             read_only: false,
-            read_committed,
+            read_committed: Arc::new(AtomicBool::new(read_committed)),
         })
     }
 
@@ -197,15 +202,19 @@ impl Db for MysqlStore {
     /// Reads and writes alike: InnoDB takes row locks statement by statement; reads see one
     /// snapshot (REPEATABLE READ) — but for [`Mode::RowLocked`] (READ COMMITTED).
     async fn begin(&self, mode: Mode) -> Result<MysqlTx, StoreError> {
+        let read_committed = !self.read_only
+            && mode == Mode::RowLocked
+            && self.read_committed.load(Ordering::Relaxed);
         let mut tx = MysqlTx {
             conn: Some(self.pool.acquire().await?),
             state: TxState::Done,
             rollback_wait: self.operation_timeout,
+            read_committed: read_committed.then(|| self.read_committed.clone()),
         };
         let begin = match mode {
             _ if self.read_only => "START TRANSACTION READ ONLY",
             // One round trip; the level holds for this transaction only.
-            Mode::RowLocked if self.read_committed => {
+            Mode::RowLocked if read_committed => {
                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN"
             }
             Mode::Read | Mode::Write | Mode::RowLocked => "BEGIN",
@@ -233,6 +242,7 @@ impl Db for MysqlStore {
             conn: Some(self.pool.acquire().await?),
             state: TxState::Done,
             rollback_wait: self.operation_timeout,
+            read_committed: None,
         };
         sqlx::raw_sql("SELECT 1").execute(session.sending()).await?;
         session.state = TxState::Done;
@@ -246,6 +256,7 @@ impl Db for MysqlStore {
             conn: Some(self.pool.acquire().await?),
             state: TxState::Done,
             rollback_wait: self.operation_timeout,
+            read_committed: None,
         };
         let mut samples = Vec::with_capacity(count);
         for _ in 0..count {
@@ -355,6 +366,9 @@ pub struct MysqlTx {
     /// How long the rollback of a dropped transaction may take before its connection is
     /// closed instead.
     rollback_wait: Duration,
+    /// The store's READ COMMITTED switch, when this transaction runs at that level: turned
+    /// off should the server refuse a write at it.
+    read_committed: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,6 +389,25 @@ impl MysqlTx {
         self.conn
             .as_mut()
             .expect("a transaction has its connection until dropped")
+    }
+
+    /// A statement's answer: the transaction is open and usable again, rows or error. A
+    /// write refused at READ COMMITTED turns the level off for the store's later changes.
+    fn answered<T>(&mut self, answer: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+        self.state = TxState::Open;
+        if let (Err(sqlx::Error::Database(refused)), Some(switch)) = (&answer, &self.read_committed)
+            && refused
+                .try_downcast_ref::<MySqlDatabaseError>()
+                .is_some_and(|e| e.number() == ER_BINLOG_STMT_MODE_AND_ROW_ENGINE)
+            && switch.swap(false, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                error = %refused,
+                "changes of checks run REPEATABLE READ from now on: the server refused a \
+                 READ COMMITTED write (its binary log logs statements); the change is retried"
+            );
+        }
+        Ok(answer?)
     }
 
     /// Sends `COMMIT` or `ROLLBACK`; the connection is clean once it is answered.
@@ -421,9 +454,7 @@ impl Tx for MysqlTx {
 
     async fn execute(&mut self, sql: &'static str, args: Vec<Arg>) -> Result<Done, StoreError> {
         let result = bind(sqlx::query(sql), args).execute(self.sending()).await;
-        // Answered, with rows or an error: the transaction is still open and usable.
-        self.state = TxState::Open;
-        let result = result?;
+        let result = self.answered(result)?;
         let last_insert_id = i64::try_from(result.last_insert_id())
             .map_err(|_| StoreError::Corrupt("an id beyond 2^63 - 1".to_owned()))?;
         Ok(Done {
@@ -438,8 +469,7 @@ impl Tx for MysqlTx {
         args: Vec<Arg>,
     ) -> Result<Vec<MySqlRow>, StoreError> {
         let rows = bind(sqlx::query(sql), args).fetch_all(self.sending()).await;
-        self.state = TxState::Open;
-        Ok(rows?)
+        self.answered(rows)
     }
 
     async fn commit(self) -> Result<(), StoreError> {
@@ -508,7 +538,13 @@ pub(super) fn failure_of(error: &dyn sqlx::error::DatabaseError) -> DatabaseFail
         };
     }
     match error.try_downcast_ref::<MySqlDatabaseError>() {
-        Some(e) if matches!(e.number(), ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT) => {
+        // 1665: retried at REPEATABLE READ (`MysqlTx::answered`).
+        Some(e)
+            if matches!(
+                e.number(),
+                ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT | ER_BINLOG_STMT_MODE_AND_ROW_ENGINE
+            ) =>
+        {
             DatabaseFailure::Transient
         }
         _ => DatabaseFailure::Other,

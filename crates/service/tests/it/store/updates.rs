@@ -390,3 +390,61 @@ async fn mysql_changes_of_checks_write_where_the_binary_log_logs_statements() {
         .expect("a change of a check writes");
     assert_eq!(updated(changed).records.len(), created.records.len() + 1);
 }
+
+/// The server's binary log switched to statements while the store runs (connected when it
+/// logged rows): its connections opened since refuse a write at READ COMMITTED (1665); the
+/// refused change is retried at REPEATABLE READ, and so are the changes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_changes_of_checks_write_after_the_binary_log_switched_to_statements() {
+    if crate::support::mysql_skipped() {
+        return;
+    }
+    let server = PrivateMariadb::start_logging_rows().await;
+    let db = crate::support::mysql_db_at(&server.url()).await;
+    let template_id = synced_template(&db, "switched-binlog").await;
+    let created = created_new(create(&db, new_check(template_id, 330)).await.unwrap());
+    delivered(&db, 330, &[6301, 6302]).await;
+
+    // Switched, and every connection of the test's database closed: the pools open new ones,
+    // which log statements.
+    let root = sqlx::MySqlPool::connect(&server.url()).await.unwrap();
+    sqlx::query("SET GLOBAL binlog_format = 'STATEMENT'")
+        .execute(&root)
+        .await
+        .unwrap();
+    let Raw::Mysql(pool) = &db.raw else {
+        unreachable!("a MySQL test database")
+    };
+    let database: String = sqlx::query_scalar("SELECT DATABASE()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let sessions: Vec<i64> = sqlx::query_scalar(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+    )
+    .bind(&database)
+    .fetch_all(&root)
+    .await
+    .unwrap();
+    for id in sessions {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL CONNECTION {id}")))
+            .execute(&root)
+            .await;
+    }
+    let format: String = sqlx::query_scalar("SELECT CAST(@@SESSION.binlog_format AS CHAR)")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(format, "STATEMENT", "a new session logs statements");
+
+    let now = at("2026-11-20T08:01:00Z");
+    for event in [6301, 6302] {
+        let changed = update(&db, created.id, Fence::None, &append(event), "call", now)
+            .await
+            .unwrap_or_else(|e| panic!("the change of event {event} writes: {e:?}"));
+        assert_eq!(
+            updated(changed).records.last().map(|r| r.event.id),
+            Some(event)
+        );
+    }
+}
