@@ -376,14 +376,11 @@ async fn mysql_changes_of_two_checks_do_not_wait_for_each_other() {
 /// InnoDB writes at READ COMMITTED, the changes of checks keep REPEATABLE READ and still write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_changes_of_checks_write_where_the_binary_log_logs_statements() {
-    if crate::support::mysql_skipped() {
+    let Some((_server, db, created)) =
+        check_on_private_server(PrivateMariadb::start_logging_statements, 320, &[6201]).await
+    else {
         return;
-    }
-    let server = PrivateMariadb::start_logging_statements().await;
-    let db = crate::support::mysql_db_at(&server.url()).await;
-    let template_id = synced_template(&db, "statement-binlog").await;
-    let created = created_new(create(&db, new_check(template_id, 320)).await.unwrap());
-    delivered(&db, 320, &[6201]).await;
+    };
     let now = at("2026-11-20T08:01:00Z");
     let changed = update(&db, created.id, Fence::None, &append(6201), "call", now)
         .await
@@ -396,14 +393,11 @@ async fn mysql_changes_of_checks_write_where_the_binary_log_logs_statements() {
 /// refused change is retried at REPEATABLE READ, and so are the changes after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_changes_of_checks_write_after_the_binary_log_switched_to_statements() {
-    if crate::support::mysql_skipped() {
+    let Some((server, db, created)) =
+        check_on_private_server(PrivateMariadb::start_logging_rows, 330, &[6301, 6302]).await
+    else {
         return;
-    }
-    let server = PrivateMariadb::start_logging_rows().await;
-    let db = crate::support::mysql_db_at(&server.url()).await;
-    let template_id = synced_template(&db, "switched-binlog").await;
-    let created = created_new(create(&db, new_check(template_id, 330)).await.unwrap());
-    delivered(&db, 330, &[6301, 6302]).await;
+    };
 
     // Switched, and every connection of the test's database closed: the pools open new ones,
     // which log statements.
@@ -447,4 +441,22 @@ async fn mysql_changes_of_checks_write_after_the_binary_log_switched_to_statemen
             Some(event)
         );
     }
+}
+
+/// A MariaDB of the test's own, started by `start`, with a fresh database holding one open
+/// check of robot `robot` and Megazord's `events` of it; `None` when MySQL tests are skipped.
+async fn check_on_private_server<F: Future<Output = PrivateMariadb>>(
+    start: impl FnOnce() -> F,
+    robot: i64,
+    events: &[i64],
+) -> Option<(PrivateMariadb, TestDb, StoredCheck)> {
+    if crate::support::mysql_skipped() {
+        return None;
+    }
+    let server = start().await;
+    let db = crate::support::mysql_db_at(&server.url()).await;
+    let template_id = synced_template(&db, "private-server").await;
+    let created = created_new(create(&db, new_check(template_id, robot)).await.unwrap());
+    delivered(&db, robot, events).await;
+    Some((server, db, created))
 }
