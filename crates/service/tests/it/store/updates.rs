@@ -324,47 +324,43 @@ async fn mysql_changes_of_two_checks_do_not_wait_for_each_other() {
         .fetch_one(&mut *holder)
         .await
         .unwrap();
-    let first = {
-        let (store, current) = (db.store.clone(), held.clone());
-        tokio::spawn(async move {
-            let update = append(6101)(&current).unwrap();
-            let batched = BatchedUpdate {
-                current: &current,
-                fence: Fence::None,
-                update,
-                call_ref: "held",
-            };
-            store.update_check(batched, &notifications(), now).await
-        })
+    let first = write_on(
+        &db,
+        &held,
+        Fence::None,
+        append(6101)(&held).unwrap(),
+        "held",
+        now,
+    );
+    let meanwhile = async {
+        let waiting = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE DB = DATABASE() AND INFO LIKE 'INSERT INTO status_check_record %'";
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while db.raw.count(waiting).await == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the first change never reached its record"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let second = tokio::time::timeout(
+            Duration::from_secs(3),
+            write_on(
+                &db,
+                &other,
+                Fence::None,
+                append(6102)(&other).unwrap(),
+                "free",
+                now,
+            ),
+        )
+        .await
+        .expect("the other check's change waited for the stopped one");
+        assert_eq!(updated(second.unwrap()).records.len(), 1);
+        holder.rollback().await.unwrap();
     };
-    let waiting = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-         WHERE DB = DATABASE() AND INFO LIKE 'INSERT INTO status_check_record %'";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while db.raw.count(waiting).await == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the first change never reached its record"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
-    let second = tokio::time::timeout(
-        Duration::from_secs(3),
-        write_on(
-            &db,
-            &other,
-            Fence::None,
-            append(6102)(&other).unwrap(),
-            "free",
-            now,
-        ),
-    )
-    .await
-    .expect("the other check's change waited for the stopped one");
-    assert_eq!(updated(second.unwrap()).records.len(), 1);
-
-    holder.rollback().await.unwrap();
-    let first = updated(first.await.unwrap().unwrap());
+    let (first, ()) = tokio::join!(first, meanwhile);
+    let first = updated(first.unwrap());
     assert_eq!(first.records.len(), held.records.len() + 1);
     assert_eq!(
         db.store.get_check(held.id).await.unwrap().as_ref(),
