@@ -76,45 +76,11 @@ pub struct MysqlStore {
     operation_timeout: Duration,
     /// Every transaction is `START TRANSACTION READ ONLY` (`templates backtest`).
     read_only: bool,
-    /// [`Mode::RowLocked`] runs READ COMMITTED; not where the server refuses such writes
-    /// ([`read_committed_writes`]), asked at connect — nor after it refused one (its format
-    /// switched since): the refused transaction is retried at REPEATABLE READ.
+    /// [`Mode::RowLocked`] runs READ COMMITTED — until the server refuses a write at that
+    /// level (its binary log logs statements: `binlog_format=STATEMENT`); the refused
+    /// transaction is retried, and every later one runs, at REPEATABLE READ
+    /// ([`MysqlTx::answered`]).
     read_committed: Arc<AtomicBool>,
-}
-
-/// Whether a transaction may write READ COMMITTED on a server whose binary log is `log_bin`
-/// in `binlog_format`: not where statements are logged as statements (MySQL and MariaDB
-/// refuse InnoDB writes at READ COMMITTED then); ROW and MIXED are fine.
-fn read_committed_writes(log_bin: bool, binlog_format: &str) -> bool {
-    !(log_bin && binlog_format.eq_ignore_ascii_case("STATEMENT"))
-}
-
-/// Asks the server (on `conn`) whether [`read_committed_writes`]; when it cannot tell, or
-/// it refuses them, the changes of checks keep REPEATABLE READ, which is correct but lets
-/// batches of different checks wait on each other's gap locks (docs/storage.md).
-async fn read_committed_allowed(conn: &mut sqlx::MySqlConnection) -> bool {
-    let query = sqlx::query_as::<_, (i64, String)>(
-        "SELECT CAST(@@GLOBAL.log_bin AS SIGNED), CAST(@@SESSION.binlog_format AS CHAR)",
-    )
-    .fetch_one(conn);
-    // Bounded as the connect is: a server that stops answering here is not waited for.
-    let binlog = match tokio::time::timeout(super::CONNECT_TIMEOUT, query).await {
-        Ok(answer) => answer.map_err(|e| e.to_string()),
-        Err(_) => Err("no answer".to_owned()),
-    };
-    let allowed = match &binlog {
-        Ok((log_bin, format)) => read_committed_writes(*log_bin != 0, format),
-        Err(_) => false,
-    };
-    if !allowed {
-        tracing::warn!(
-            binlog = ?binlog,
-            "changes of checks run REPEATABLE READ: the server's binary log format (or its \
-             unknown answer) does not allow READ COMMITTED writes; with binlog_format ROW or \
-             MIXED, batches of different checks do not wait on each other's gap locks"
-        );
-    }
-    allowed
 }
 
 impl MysqlStore {
@@ -161,11 +127,10 @@ impl MysqlStore {
         if let Some(database) = options.get_database() {
             target.push_str(&format!(" (database {database})"));
         }
-        let mut first = tokio::time::timeout(super::CONNECT_TIMEOUT, options.connect())
+        let first = tokio::time::timeout(super::CONNECT_TIMEOUT, options.connect())
             .await
             .map_err(|_| StoreError::connect_timed_out(target.clone()))?
             .map_err(|e| StoreError::connect(target.clone(), &e))?;
-        let read_committed = read_committed_allowed(&mut first).await;
         // Only a probe: the pool opens its own.
         let _ = first.close().await;
         let pool = MySqlPoolOptions::new()
@@ -177,7 +142,7 @@ impl MysqlStore {
             pool,
             operation_timeout: super::DEFAULT_OPERATION_TIMEOUT,
             read_only: false,
-            read_committed: Arc::new(AtomicBool::new(read_committed)),
+            read_committed: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -404,7 +369,9 @@ impl MysqlTx {
             tracing::warn!(
                 error = %refused,
                 "changes of checks run REPEATABLE READ from now on: the server refused a \
-                 READ COMMITTED write (its binary log logs statements); the change is retried"
+                 READ COMMITTED write (its binary log logs statements); the change is retried. \
+                 With binlog_format ROW or MIXED, batches of different checks do not wait on \
+                 each other's gap locks"
             );
         }
         Ok(answer?)
@@ -568,15 +535,5 @@ mod tests {
     #[test]
     fn every_migration_file_is_embedded() {
         super::super::db::assert_all_embedded("mysql", super::MIGRATIONS);
-    }
-
-    #[test]
-    fn read_committed_writes_only_where_the_binary_log_allows_them() {
-        use super::read_committed_writes as allowed;
-        assert!(allowed(false, "STATEMENT"), "no binary log");
-        assert!(allowed(true, "ROW"));
-        assert!(allowed(true, "MIXED"));
-        assert!(!allowed(true, "STATEMENT"));
-        assert!(!allowed(true, "statement"));
     }
 }

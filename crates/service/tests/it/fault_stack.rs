@@ -68,13 +68,6 @@ impl PrivateMariadb {
         .await
     }
 
-    /// [`start`](PrivateMariadb::start) with the binary log on in row format, which a test may
-    /// switch to statements (`SET GLOBAL binlog_format`) while the service runs.
-    pub async fn start_logging_rows() -> PrivateMariadb {
-        PrivateMariadb::start_with(&["--log-bin=binlog", "--binlog-format=ROW", "--server-id=1"])
-            .await
-    }
-
     async fn start_with(binlog: &'static [&'static str]) -> PrivateMariadb {
         assert!(
             Path::new(Self::SERVER).exists(),

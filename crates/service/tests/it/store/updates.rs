@@ -369,66 +369,20 @@ async fn mysql_changes_of_two_checks_do_not_wait_for_each_other() {
 }
 
 /// On a server that logs statements as statements (`binlog_format=STATEMENT`), which refuses
-/// InnoDB writes at READ COMMITTED, the changes of checks keep REPEATABLE READ and still write.
+/// InnoDB writes at READ COMMITTED, the first change is refused at that level and retried at
+/// REPEATABLE READ, where the changes after it stay: they all write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_changes_of_checks_write_where_the_binary_log_logs_statements() {
-    let Some((_server, db, created)) =
-        check_on_private_server(PrivateMariadb::start_logging_statements, 320, &[6201]).await
-    else {
+    if crate::support::mysql_skipped() {
         return;
-    };
-    let now = at("2026-11-20T08:01:00Z");
-    let changed = update(&db, created.id, Fence::None, &append(6201), "call", now)
-        .await
-        .expect("a change of a check writes");
-    assert_eq!(updated(changed).records.len(), created.records.len() + 1);
-}
-
-/// The server's binary log switched to statements while the store runs (connected when it
-/// logged rows): its connections opened since refuse a write at READ COMMITTED (1665); the
-/// refused change is retried at REPEATABLE READ, and so are the changes after it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_changes_of_checks_write_after_the_binary_log_switched_to_statements() {
-    let Some((server, db, created)) =
-        check_on_private_server(PrivateMariadb::start_logging_rows, 330, &[6301, 6302]).await
-    else {
-        return;
-    };
-
-    // Switched, and every connection of the test's database closed: the pools open new ones,
-    // which log statements.
-    let root = sqlx::MySqlPool::connect(&server.url()).await.unwrap();
-    sqlx::query("SET GLOBAL binlog_format = 'STATEMENT'")
-        .execute(&root)
-        .await
-        .unwrap();
-    let Raw::Mysql(pool) = &db.raw else {
-        unreachable!("a MySQL test database")
-    };
-    let database: String = sqlx::query_scalar("SELECT DATABASE()")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let sessions: Vec<i64> = sqlx::query_scalar(
-        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
-    )
-    .bind(&database)
-    .fetch_all(&root)
-    .await
-    .unwrap();
-    for id in sessions {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL CONNECTION {id}")))
-            .execute(&root)
-            .await;
     }
-    let format: String = sqlx::query_scalar("SELECT CAST(@@SESSION.binlog_format AS CHAR)")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert_eq!(format, "STATEMENT", "a new session logs statements");
-
+    let server = PrivateMariadb::start_logging_statements().await;
+    let db = crate::support::mysql_db_at(&server.url()).await;
+    let template_id = synced_template(&db, "statement-binlog").await;
+    let created = created_new(create(&db, new_check(template_id, 320)).await.unwrap());
+    delivered(&db, 320, &[6201, 6202]).await;
     let now = at("2026-11-20T08:01:00Z");
-    for event in [6301, 6302] {
+    for event in [6201, 6202] {
         let changed = update(&db, created.id, Fence::None, &append(event), "call", now)
             .await
             .unwrap_or_else(|e| panic!("the change of event {event} writes: {e:?}"));
@@ -437,22 +391,4 @@ async fn mysql_changes_of_checks_write_after_the_binary_log_switched_to_statemen
             Some(event)
         );
     }
-}
-
-/// A MariaDB of the test's own, started by `start`, with a fresh database holding one open
-/// check of robot `robot` and Megazord's `events` of it; `None` when MySQL tests are skipped.
-async fn check_on_private_server<F: Future<Output = PrivateMariadb>>(
-    start: impl FnOnce() -> F,
-    robot: i64,
-    events: &[i64],
-) -> Option<(PrivateMariadb, TestDb, StoredCheck)> {
-    if crate::support::mysql_skipped() {
-        return None;
-    }
-    let server = start().await;
-    let db = crate::support::mysql_db_at(&server.url()).await;
-    let template_id = synced_template(&db, "private-server").await;
-    let created = created_new(create(&db, new_check(template_id, robot)).await.unwrap());
-    delivered(&db, robot, events).await;
-    Some((server, db, created))
 }
