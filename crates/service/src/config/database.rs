@@ -117,7 +117,7 @@ impl DatabaseConfig {
         })
     }
 
-    /// The store, connected and migrated: what every command that runs does first.
+    /// The store, connected and migrated: what `serve`, `migrate` and `dev` start with.
     pub async fn open_store(&self) -> anyhow::Result<crate::store::DynStore> {
         use anyhow::Context as _;
         let store = crate::store::connect(self.database_url.expose(), self.store)

@@ -11,7 +11,7 @@ use status_check_engine::{CheckResult, Event, Record};
 
 use super::checks::{corrupt, key_args, parse};
 use super::db::bounded;
-use super::db::{Arg, Db, Mode, SqlRow, Tx, args, read_all, seconds_floor};
+use super::db::{Arg, Db, Mode, SqlRow, Tx, args, limit_arg, read_all, seconds_floor};
 use super::in_list::{InList, MAX_IDS};
 use super::{CheckKey, Provenance, StoreError, StoredCheck};
 
@@ -409,7 +409,7 @@ pub(crate) async fn ended_checks_page<D: Db>(
     }
     let sql = ended_checks_sql(page.template_ids.len(), page.robots.len(), false);
     let mut bound = ended_checks_args(page);
-    bound.push(Arg::from(i64::try_from(page.limit).unwrap_or(i64::MAX)));
+    bound.push(Arg::from(limit_arg(page.limit)));
     let mut tx = db.begin(Mode::Read).await?;
     let rows = tx.fetch_all(sql, bound).await?;
     let checks = with_records(&mut tx, rows).await?;

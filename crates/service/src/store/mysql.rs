@@ -146,6 +146,16 @@ impl MysqlStore {
         })
     }
 
+    /// A pooled connection with nothing open on it yet.
+    async fn session(&self) -> Result<MysqlTx, StoreError> {
+        Ok(MysqlTx {
+            conn: Some(self.pool.acquire().await?),
+            state: TxState::Done,
+            rollback_wait: self.operation_timeout,
+            read_committed: None,
+        })
+    }
+
     /// Bounds every store operation by `limit` (`DB_OPERATION_TIMEOUT_SECS`).
     pub fn with_operation_timeout(mut self, limit: Duration) -> MysqlStore {
         self.operation_timeout = limit;
@@ -170,12 +180,8 @@ impl Db for MysqlStore {
         let read_committed = !self.read_only
             && mode == Mode::RowLocked
             && self.read_committed.load(Ordering::Relaxed);
-        let mut tx = MysqlTx {
-            conn: Some(self.pool.acquire().await?),
-            state: TxState::Done,
-            rollback_wait: self.operation_timeout,
-            read_committed: read_committed.then(|| self.read_committed.clone()),
-        };
+        let mut tx = self.session().await?;
+        tx.read_committed = read_committed.then(|| self.read_committed.clone());
         let begin = match mode {
             _ if self.read_only => "START TRANSACTION READ ONLY",
             // One round trip; the level holds for this transaction only.
@@ -203,12 +209,7 @@ impl Db for MysqlStore {
 
     /// On a pooled connection, closed rather than returned should the ping be abandoned.
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut session = MysqlTx {
-            conn: Some(self.pool.acquire().await?),
-            state: TxState::Done,
-            rollback_wait: self.operation_timeout,
-            read_committed: None,
-        };
+        let mut session = self.session().await?;
         sqlx::raw_sql("SELECT 1").execute(session.sending()).await?;
         session.state = TxState::Done;
         Ok(())
@@ -217,12 +218,7 @@ impl Db for MysqlStore {
     /// `UTC_TIMESTAMP(6)` (the session's time zone does not matter), on one pooled
     /// connection, closed rather than returned should a reading be abandoned.
     async fn read_database_clock(&self, count: usize) -> Result<Vec<ClockSample>, StoreError> {
-        let mut session = MysqlTx {
-            conn: Some(self.pool.acquire().await?),
-            state: TxState::Done,
-            rollback_wait: self.operation_timeout,
-            read_committed: None,
-        };
+        let mut session = self.session().await?;
         let mut samples = Vec::with_capacity(count);
         for _ in 0..count {
             let local_sent = Utc::now();

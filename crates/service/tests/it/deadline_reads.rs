@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use status_check::app::Workers;
 use status_check::clock::{Clock, ManualClock};
 use status_check::dev::QueueSink;
-use status_check::upstream::UpstreamConfig;
 use status_check::upstream::megazord::HttpMegazord;
 use status_check::upstream::micro_managers::HttpMicroManagers;
 use status_check::workers::consumer::Outcome;
@@ -145,11 +144,7 @@ async fn sim_stack(backend: Backend, extra: &[(&str, &str)]) -> Option<(SimStack
         values.insert((*key).to_owned(), (*value).to_owned());
     }
     let config = Config::from_sources(values).expect("test config");
-    let upstream = |address: &Option<String>| {
-        let mut upstream = UpstreamConfig::new(address.clone().unwrap());
-        upstream.timeout = config.upstream_timeout;
-        upstream
-    };
+    let upstream = |address: &Option<String>| config.upstream(address.clone().unwrap());
     let deps = Deps {
         store,
         micro_managers: Arc::new(

@@ -181,7 +181,6 @@ async fn committed_notifications_are_handed_over_leased(db: &TestDb) {
 /// a check queues its subscription's removal with the change.
 async fn a_subscription_removal_is_queued_once(db: &TestDb) {
     let t0 = at("2026-11-20T08:00:00Z");
-    let until = t0 + TimeDelta::seconds(30);
     let queue = db.store.removal_jobs();
     db.store
         .queue_subscription_removal(42, 5555, "create_failed", t0)
@@ -192,7 +191,7 @@ async fn a_subscription_removal_is_queued_once(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(queue.backlog().await.unwrap(), 1);
-    let claimed = queue.claim(t0, &lease("a"), until, 10).await.unwrap();
+    let claimed = crate::support::claim_jobs(queue, t0, &lease("a"), 10).await;
     assert_eq!(
         claimed
             .iter()

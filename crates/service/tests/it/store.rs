@@ -317,8 +317,6 @@ fn pending(check: &StoredCheck, phase: CheckPhase) -> Option<DateTime<Utc>> {
     check.windows.until.filter(|_| phase == CheckPhase::Future)
 }
 
-/// Reads the check, decides on it and writes the decision — again when the check changed
-/// meanwhile (`Stale`) — as the use cases do.
 /// Writes `update`, decided on `current` as read, as the service writes one decision.
 pub(crate) async fn write_on(
     db: &TestDb,
@@ -342,6 +340,8 @@ pub(crate) async fn write_on(
         .await
 }
 
+/// Reads the check, decides on it and writes the decision — again when the check changed
+/// meanwhile (`Stale`) — as the use cases do.
 pub(crate) async fn update(
     db: &TestDb,
     id: i64,
