@@ -40,15 +40,6 @@ const SNIPPET_CHARS: usize = 80;
 /// How many characters of a parser message a reason may quote.
 const PARSE_MESSAGE_CHARS: usize = 120;
 
-/// Whether a call may be repeated when an attempt fails transiently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Idempotency {
-    /// GET, DELETE: retried on connection errors, timeouts and 5xx.
-    Idempotent,
-    /// POST: one attempt only; a transient failure is at once `Unavailable`.
-    NotIdempotent,
-}
-
 /// The upstream client could not be built: a bad base URL or TLS set-up.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientBuildError {
@@ -194,13 +185,14 @@ impl UpstreamHttp {
         url: &Url,
         interpret: impl FnOnce(&Answer) -> Result<T, UpstreamError>,
     ) -> Result<T, UpstreamError> {
-        let idempotency = if method.is_idempotent() {
-            Idempotency::Idempotent
+        // GET, DELETE: retried on connection errors, timeouts and 5xx.
+        let retries = if method.is_idempotent() {
+            self.retries
         } else {
-            Idempotency::NotIdempotent
+            0
         };
         let build = |client: &Client| client.request(method.clone(), url.clone());
-        self.call(operation, idempotency, call_ref, build, interpret)
+        self.call(operation, retries, call_ref, build, interpret)
             .await
     }
 
@@ -215,23 +207,17 @@ impl UpstreamHttp {
         interpret: impl FnOnce(&Answer) -> Result<T, UpstreamError>,
     ) -> Result<T, UpstreamError> {
         let build = |client: &Client| client.post(url.clone()).json(body);
-        self.call(
-            operation,
-            Idempotency::NotIdempotent,
-            call_ref,
-            build,
-            interpret,
-        )
-        .await
+        // One attempt only: a transient failure is at once `Unavailable`.
+        self.call(operation, 0, call_ref, build, interpret).await
     }
 
     /// Runs one logical call `operation`: sends what `build` makes (a fresh request per
-    /// attempt) with `Call-Ref`, retries transient failures when `idempotency` allows, then lets
+    /// attempt) with `Call-Ref`, retries transient failures up to `max_retries` times, then lets
     /// `interpret` turn the final answer into a result. Logs and records metrics.
     async fn call<T>(
         &self,
         operation: &'static str,
-        idempotency: Idempotency,
+        max_retries: usize,
         call_ref: &str,
         build: impl Fn(&Client) -> RequestBuilder,
         interpret: impl FnOnce(&Answer) -> Result<T, UpstreamError>,
@@ -254,10 +240,6 @@ impl UpstreamHttp {
                 request = request.header(CALL_REF_HEADER, value.clone());
             }
             send_once(request).await
-        };
-        let max_retries = match idempotency {
-            Idempotency::Idempotent => self.retries,
-            Idempotency::NotIdempotent => 0,
         };
         let backoff = ExponentialBuilder::new()
             .with_min_delay(MIN_BACKOFF)
