@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DatabaseConfig, Roles};
-use crate::{App, telemetry};
+use crate::App;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,10 +82,7 @@ async fn serve(roles: Option<&str>) -> anyhow::Result<i32> {
         env.insert("ROLES".to_owned(), roles.to_owned());
     }
     let config = Config::from_sources(env)?;
-    telemetry::init_logging(&config.database.log_level, config.database.log_format);
-    if let Some(warning) = config.database.tls_warning() {
-        tracing::warn!("{warning}");
-    }
+    config.database.start_logging();
     let app = App::build(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -96,10 +93,7 @@ async fn serve(roles: Option<&str>) -> anyhow::Result<i32> {
 /// Needs only the database (and logging) keys: no upstream or queue address.
 async fn migrate() -> anyhow::Result<i32> {
     let config = DatabaseConfig::from_env()?;
-    telemetry::init_logging(&config.log_level, config.log_format);
-    if let Some(warning) = config.tls_warning() {
-        tracing::warn!("{warning}");
-    }
+    config.start_logging();
     config.open_store().await?;
     tracing::info!("migrations applied");
     Ok(0)

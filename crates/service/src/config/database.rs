@@ -130,6 +130,15 @@ impl DatabaseConfig {
         Ok(store)
     }
 
+    /// Starts this process's logging as configured, then warns should the connection to
+    /// MySQL be encrypted without its certificate checked.
+    pub fn start_logging(&self) {
+        crate::telemetry::init_logging(&self.log_level, self.log_format);
+        if let Some(warning) = self.tls_warning() {
+            tracing::warn!("{warning}");
+        }
+    }
+
     /// What to warn about at start-up when the connection to MySQL is encrypted but its
     /// certificate is not checked (see [`tls_warning`]).
     pub fn tls_warning(&self) -> Option<String> {
