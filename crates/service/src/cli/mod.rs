@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DatabaseConfig, Roles};
 use crate::App;
+use crate::config::{Config, DatabaseConfig, Roles};
 
 #[derive(Debug, Parser)]
 #[command(
