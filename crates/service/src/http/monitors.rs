@@ -4,7 +4,7 @@
 //! `Authorization: Bearer <token>` (else 401).
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use status_check_engine::monitor::{MonitorDefinition, RuleId};
+use utoipa::IntoParams;
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -20,7 +21,8 @@ use super::auth::TokenLogin;
 use super::checks::{JsonObject, database_error};
 use super::monitor_history::{HistoryQuery, MonitorView, SessionHistoryDto, history_date};
 use super::problem::{
-    ApiError, Challenged, FieldError, InternalAuthProblems, JsonBodyProblems, Problem, canonical_id,
+    ApiError, Challenged, FieldError, InternalAuthProblems, JsonBodyProblems, MonitorPathProblems,
+    Problem, canonical_id,
 };
 use crate::monitors::{MonitorError, MonitorPut, NEVER, StoredMonitor};
 
@@ -204,38 +206,50 @@ impl From<&StoredMonitor> for MonitorDto {
     }
 }
 
-/// The internal API's path of one monitor.
-const MONITOR_ROUTE: &str = "/internal/v1/monitors/{robotId}/{ruleId}";
+/// The monitor a path names: its `{robotId}` and `{ruleId}`, each checked (400 with every
+/// field at fault). The extractor of every route of one monitor, in the API and the UI.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+pub struct MonitorKey {
+    /// The robot
+    #[param(minimum = 1)]
+    pub robot_id: i64,
+    /// The rule: 1 to 64 of a-z, 0-9 and -
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
+    pub rule_id: String,
+}
 
-/// The path's `(robotId, ruleId)`, each checked; `route` names the path's shape when it is
-/// not even that.
-pub(super) fn monitor_key(
-    path: Result<Path<(String, String)>, PathRejection>,
-    route: &str,
-) -> Result<(i64, String), ApiError> {
-    let Ok(Path((robot, rule))) = path else {
-        return Err(ApiError::bad_request(format!("the path must be {route}")));
-    };
-    let mut errors = Vec::new();
-    let robot_id = canonical_id(&robot);
-    if robot_id.is_none() {
-        errors.push(FieldError {
-            field: "robotId".to_owned(),
-            message: "must be a positive integer (digits only, no leading zero)".to_owned(),
-        });
-    }
-    if let Err(message) = RuleId::parse(&rule) {
-        errors.push(FieldError {
-            field: "ruleId".to_owned(),
-            message,
-        });
-    }
-    match robot_id {
-        Some(robot_id) if errors.is_empty() => Ok((robot_id, rule)),
-        _ => Err(ApiError::BadRequest {
-            detail: "the monitor's path is invalid".to_owned(),
-            errors,
-        }),
+impl<S: Send + Sync> FromRequestParts<S> for MonitorKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((robot, rule)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let mut errors = Vec::new();
+        let robot_id = canonical_id(&robot);
+        if robot_id.is_none() {
+            errors.push(FieldError {
+                field: "robotId".to_owned(),
+                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
+            });
+        }
+        if let Err(message) = RuleId::parse(&rule) {
+            errors.push(FieldError {
+                field: "ruleId".to_owned(),
+                message,
+            });
+        }
+        match robot_id {
+            Some(robot_id) if errors.is_empty() => Ok(MonitorKey {
+                robot_id,
+                rule_id: rule,
+            }),
+            _ => Err(ApiError::BadRequest {
+                detail: "the monitor's path is invalid".to_owned(),
+                errors,
+            }),
+        }
     }
 }
 
@@ -305,10 +319,7 @@ fn definition_of(body: serde_json::Map<String, Value>) -> Result<MonitorDefiniti
     path = "/internal/v1/monitors/{robotId}/{ruleId}",
     tag = "monitors",
     request_body(content = MonitorBody, content_type = "application/json"),
-    params(
-        ("robotId" = i64, Path, description = "The robot", minimum = 1),
-        ("ruleId" = String, Path, description = "The rule: 1 to 64 of a-z, 0-9 and -", pattern = "^[a-z0-9-]{1,64}$"),
-    ),
+    params(MonitorKey),
     responses(
         (status = 201, description = "Created; its session opens at its next start (at once when one is under way)", body = MonitorDto),
         (status = 200, description = "Replaced (or unchanged)", body = MonitorDto),
@@ -321,10 +332,9 @@ fn definition_of(body: serde_json::Map<String, Value>) -> Result<MonitorDefiniti
 pub async fn put_monitor(
     _: Internal,
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    MonitorKey { robot_id, rule_id }: MonitorKey,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let (robot_id, rule_id) = monitor_key(path, MONITOR_ROUTE)?;
     tracing::Span::current().record("robot_id", robot_id);
     let definition = definition_of(body)?;
     let put = state.monitors.put(robot_id, &rule_id, definition).await?;
@@ -362,24 +372,22 @@ pub async fn list_monitors(
     path = "/internal/v1/monitors/{robotId}/{ruleId}",
     tag = "monitors",
     params(
-        ("robotId" = i64, Path, description = "The robot", minimum = 1),
-        ("ruleId" = String, Path, description = "The rule", pattern = "^[a-z0-9-]{1,64}$"),
+        MonitorKey,
         ("date" = Option<String>, Query, description = "A session's local date (`YYYY-MM-DD`, the monitor's timezone): answer its history too, kept at least OUTBOX_RETENTION_SECS (7 days) after each window ended", format = Date, example = "2026-11-20"),
     ),
     responses(
         (status = 200, description = "The monitor (with `history` when `date` is given)", body = MonitorView),
-        (status = 400, description = "Invalid robotId, ruleId or date", body = Problem, content_type = "application/problem+json"),
         InternalAuthProblems,
-        (status = 404, description = "No such monitor, or the internal API is disabled", body = Problem, content_type = "application/problem+json"),
+        MonitorPathProblems,
+        (status = 400, description = "Invalid robotId, ruleId or date", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_monitor(
     _: Internal,
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    MonitorKey { robot_id, rule_id }: MonitorKey,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<MonitorView>, ApiError> {
-    let (robot_id, rule_id) = monitor_key(path, MONITOR_ROUTE)?;
     let date = history_date(query)?;
     let Some(stored) = state.monitors.get(robot_id, &rule_id).await? else {
         return Err(ApiError::NotFound(format!(
@@ -408,23 +416,18 @@ pub async fn get_monitor(
     delete,
     path = "/internal/v1/monitors/{robotId}/{ruleId}",
     tag = "monitors",
-    params(
-        ("robotId" = i64, Path, description = "The robot", minimum = 1),
-        ("ruleId" = String, Path, description = "The rule", pattern = "^[a-z0-9-]{1,64}$"),
-    ),
+    params(MonitorKey),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid robotId or ruleId", body = Problem, content_type = "application/problem+json"),
         InternalAuthProblems,
-        (status = 404, description = "No such monitor, or the internal API is disabled", body = Problem, content_type = "application/problem+json"),
+        MonitorPathProblems,
     )
 )]
 pub async fn delete_monitor(
     _: Internal,
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    MonitorKey { robot_id, rule_id }: MonitorKey,
 ) -> Result<StatusCode, ApiError> {
-    let (robot_id, rule_id) = monitor_key(path, MONITOR_ROUTE)?;
     match state.monitors.delete(robot_id, &rule_id).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(ApiError::NotFound(format!(

@@ -74,6 +74,12 @@ problem_responses! {
         401: "No or another bearer token",
         404: "The internal API is disabled (INTERNAL_API_TOKEN unset)"
     }
+    /// A monitor's path refused (`monitors::MonitorKey`), or naming no monitor; listed after
+    /// `InternalAuthProblems`, whose 404 it widens.
+    MonitorPathProblems {
+        400: "Invalid robotId or ruleId",
+        404: "No such monitor, or the internal API is disabled"
+    }
 }
 
 /// Every way a request can fail.

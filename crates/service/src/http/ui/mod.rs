@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::TokenLogin;
 use super::checks::check_id;
+use super::monitors::MonitorKey;
 use super::problem::{ApiError, Challenged, FieldError, canonical_id};
 use crate::checks::CheckFilter;
 use crate::monitors::StoredMonitor;
@@ -250,11 +251,12 @@ struct DateQuery {
 async fn monitor(
     _: Staff,
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    MonitorKey {
+        robot_id,
+        rule_id: rule,
+    }: MonitorKey,
     query: Result<Query<DateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (robot_id, rule) =
-        super::monitors::monitor_key(path, "/internal/ui/monitors/{robotId}/{ruleId}")?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let stored = state
         .monitors
