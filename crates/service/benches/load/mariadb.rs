@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use mysql::prelude::Queryable as _;
 use serde_json::json;
 use sqlx::mysql::MySqlPool;
 use status_check::queue::{
-    MemoryQueue, OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest,
+    MemoryQueue, OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest, VisibilityChange,
 };
 use status_check_sim::megazord::MegazordRows;
 
@@ -95,11 +94,10 @@ impl Queue for ReplicaQueue {
     async fn extend_visibility_checked(
         &self,
         queue_url: &str,
-        receipt: &str,
-        visibility: Duration,
+        change: VisibilityChange<'_>,
     ) -> Result<(), QueueError> {
         self.shared
-            .extend_visibility_checked(queue_url, receipt, visibility)
+            .extend_visibility_checked(queue_url, change)
             .await
     }
 

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest};
+use super::{OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest, VisibilityChange};
 use crate::clock::{Clock, SystemClock};
 
 /// In-memory queues. Share it as `Arc<MemoryQueue>` (which also coerces to
@@ -267,9 +267,9 @@ impl Queue for MemoryQueue {
     async fn extend_visibility_checked(
         &self,
         queue_url: &str,
-        receipt: &str,
-        visibility: Duration,
+        change: VisibilityChange<'_>,
     ) -> Result<(), QueueError> {
+        let (receipt, visibility) = (change.receipt(), change.visibility());
         let (seq, count) = parse_receipt(receipt)?;
         let gone = || QueueError::ReceiptInvalid("message was deleted".into());
         let q = self.existing(queue_url).ok_or_else(gone)?;

@@ -114,6 +114,34 @@ impl ReceiveRequest {
     }
 }
 
+/// A change of a received message's invisibility (the only way to make one is
+/// [`VisibilityChange::new`], which checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisibilityChange<'a> {
+    receipt: &'a str,
+    visibility: Duration,
+}
+
+impl<'a> VisibilityChange<'a> {
+    /// The message received with `receipt` invisible for `visibility` from now
+    /// (≤ [`MAX_VISIBILITY`]); `Rejected` otherwise.
+    pub fn new(receipt: &'a str, visibility: Duration) -> Result<Self, QueueError> {
+        check_visibility(visibility)?;
+        Ok(VisibilityChange {
+            receipt,
+            visibility,
+        })
+    }
+
+    pub fn receipt(&self) -> &'a str {
+        self.receipt
+    }
+
+    pub fn visibility(&self) -> Duration {
+        self.visibility
+    }
+}
+
 /// A message to send: a body and string attributes SQS accepts (the only way to make one is
 /// [`OutgoingMessage::new`], which checks them; the size limit is left to the queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,9 +206,8 @@ pub trait Queue: Send + Sync + 'static {
         receipt: &str,
         visibility: Duration,
     ) -> Result<(), QueueError> {
-        check_visibility(visibility)?;
-        self.extend_visibility_checked(queue_url, receipt, visibility)
-            .await
+        let change = VisibilityChange::new(receipt, visibility)?;
+        self.extend_visibility_checked(queue_url, change).await
     }
 
     /// Sends a message with string attributes; returns the new message's id.
@@ -201,12 +228,11 @@ pub trait Queue: Send + Sync + 'static {
         request: ReceiveRequest,
     ) -> Result<Vec<QueueMessage>, QueueError>;
 
-    /// [`Queue::extend_visibility`] with a `visibility` of at most [`MAX_VISIBILITY`].
+    /// [`Queue::extend_visibility`] of a checked change.
     async fn extend_visibility_checked(
         &self,
         queue_url: &str,
-        receipt: &str,
-        visibility: Duration,
+        change: VisibilityChange<'_>,
     ) -> Result<(), QueueError>;
 
     /// [`Queue::send`] of a checked message.
@@ -320,6 +346,20 @@ mod tests {
         ));
         assert!(matches!(
             ReceiveRequest::new(1, s(1), MAX_VISIBILITY + s(1)),
+            Err(QueueError::Rejected(_))
+        ));
+    }
+
+    #[test]
+    fn visibility_changes_are_checked() {
+        let change = VisibilityChange::new("r", MAX_VISIBILITY).unwrap();
+        assert_eq!(
+            (change.receipt(), change.visibility()),
+            ("r", MAX_VISIBILITY)
+        );
+        assert!(VisibilityChange::new("r", Duration::ZERO).is_ok());
+        assert!(matches!(
+            VisibilityChange::new("r", MAX_VISIBILITY + Duration::from_millis(1)),
             Err(QueueError::Rejected(_))
         ));
     }

@@ -17,7 +17,9 @@ use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use chrono::{DateTime, Utc};
 
-use super::{OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest, ceil_secs};
+use super::{
+    OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest, VisibilityChange, ceil_secs,
+};
 
 /// Time to establish a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -159,14 +161,13 @@ impl Queue for SqsQueue {
     async fn extend_visibility_checked(
         &self,
         queue_url: &str,
-        receipt: &str,
-        visibility: Duration,
+        change: VisibilityChange<'_>,
     ) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()
             .queue_url(queue_url)
-            .receipt_handle(receipt)
-            .visibility_timeout(ceil_secs(visibility))
+            .receipt_handle(change.receipt())
+            .visibility_timeout(ceil_secs(change.visibility()))
             .send()
             .await
             .map_err(|e| map_error("ChangeMessageVisibility", e))?;

@@ -3,12 +3,13 @@
 //! queues that note each notification.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use status_check::queue::{OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest};
+use status_check::queue::{
+    OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest, VisibilityChange,
+};
 
 /// When each check was claimed and finalised, as the database saw it.
 #[derive(Default)]
@@ -111,8 +112,7 @@ impl Queue for RobotQueues {
     async fn extend_visibility_checked(
         &self,
         _queue_url: &str,
-        _receipt: &str,
-        _visibility: Duration,
+        _change: VisibilityChange<'_>,
     ) -> Result<(), QueueError> {
         Ok(())
     }
