@@ -29,9 +29,9 @@ macro_rules! alarm_event {
             $level,
             robot_id = $action.robot_id,
             rule_id = %$action.rule_id,
-            session_date = %$action.session_date,
-            window_number = $action.window_number,
-            reference_id = %$action.reference_id,
+            session_date = %$action.action.session_date,
+            window_number = $action.action.window_number,
+            reference_id = %$action.action.alarm.reference_id,
             $($event)+
         )
     };
@@ -80,24 +80,25 @@ impl Handler for AlarmPoster {
 
 impl AlarmPoster {
     /// Posts one alarm.
-    async fn post(&self, action: &PendingAction) -> Result<(), String> {
+    async fn post(&self, pending: &PendingAction) -> Result<(), String> {
+        let alarm = &pending.action.alarm;
         let event = PostedEvent {
             provider_name: self.provider_name.clone(),
-            event_name: action.event_name.clone(),
-            level: action.level,
-            reference_id: action.reference_id.clone(),
+            event_name: alarm.event_name.clone(),
+            level: alarm.level,
+            reference_id: alarm.reference_id.clone(),
         };
         let call_ref = uuid::Uuid::new_v4().to_string();
         let event_id = self
             .megazord
-            .post_incoming(action.robot_id, &event, &call_ref)
+            .post_incoming(pending.robot_id, &event, &call_ref)
             .await
             .map_err(|e| e.to_string())?;
         metrics::counter!("monitor_actions_sent_total").increment(1);
         alarm_event!(
             Level::INFO,
-            action,
-            event_name = %action.event_name,
+            pending,
+            event_name = %alarm.event_name,
             event_id,
             "alarm posted to Megazord"
         );

@@ -15,8 +15,9 @@ use super::db::{
 };
 use super::db::{LAST_ERROR_MAX_CHARS, cut, limit_arg};
 use super::monitor_rows::{parse_date, to_u32};
-use super::{NEVER, OutboxMessage, PendingAction, StoreError, SubscriptionRemoval};
+use super::{NEVER, NewAction, OutboxMessage, PendingAction, StoreError, SubscriptionRemoval};
 use crate::jobs::{Job, JobFailure, JobKind, JobQueue, Lease};
+use status_check_engine::monitor::AlarmRequest;
 
 /// Where a kind's jobs are stored.
 pub(crate) struct JobTable {
@@ -138,8 +139,8 @@ stored_kinds! {
     Alarms: JobTable {
         table: "status_check_monitor_action",
         done: "sent_at",
-        payload: "monitor_id, robot_id, rule_id, session_date, window_number, reference_id, \
-                  event_name, level, window_end",
+        payload: "monitor_id, robot_id, rule_id, session_date, window_number, action_index, \
+                  reference_id, event_name, level, window_end",
     }, pending_action;
 }
 
@@ -163,18 +164,27 @@ fn subscription_removal<R: SqlRow>(row: &R) -> Result<SubscriptionRemoval, Store
 
 fn pending_action<R: SqlRow>(row: &R) -> Result<PendingAction, StoreError> {
     let level = row.opt_int("level")?;
+    let action_index = row.int("action_index")?;
     Ok(PendingAction {
         monitor_id: row.int("monitor_id")?,
         robot_id: row.int("robot_id")?,
         rule_id: row.text("rule_id")?,
-        session_date: parse_date(&row.text("session_date")?)?,
-        window_number: to_u32(row.int("window_number")?, "window_number")?,
-        reference_id: row.text("reference_id")?,
-        event_name: row.text("event_name")?,
-        level: level
-            .map(|level| u8::try_from(level).map_err(|_| corrupt(format!("alarm level {level}"))))
-            .transpose()?,
-        window_end: row.time("window_end")?,
+        action: NewAction {
+            session_date: parse_date(&row.text("session_date")?)?,
+            window_number: to_u32(row.int("window_number")?, "window_number")?,
+            window_end: row.time("window_end")?,
+            alarm: AlarmRequest {
+                action_index: usize::try_from(action_index)
+                    .map_err(|_| corrupt(format!("action index {action_index}")))?,
+                event_name: row.text("event_name")?,
+                level: level
+                    .map(|level| {
+                        u8::try_from(level).map_err(|_| corrupt(format!("alarm level {level}")))
+                    })
+                    .transpose()?,
+                reference_id: row.text("reference_id")?,
+            },
+        },
     })
 }
 

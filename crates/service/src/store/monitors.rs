@@ -118,19 +118,13 @@ pub struct StateChange {
     pub windows: Vec<WindowRecord>,
 }
 
-/// An alarm to post (a job of `Alarms`).
+/// An alarm to post (a job of `Alarms`): the action a window's end decided, of its monitor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingAction {
     pub monitor_id: i64,
     pub robot_id: i64,
     pub rule_id: String,
-    pub session_date: NaiveDate,
-    pub window_number: u32,
-    pub reference_id: String,
-    pub event_name: String,
-    /// `None`: posted without a level.
-    pub level: Option<u8>,
-    pub window_end: DateTime<Utc>,
+    pub action: NewAction,
 }
 
 /// Monitors' storage; every [`Store`](super::Store) is one. Every operation is bounded by

@@ -152,7 +152,7 @@ impl Kind for Alarm {
     }
 
     fn key(payload: &status_check::store::PendingAction) -> i64 {
-        i64::from(payload.window_number)
+        i64::from(payload.action.window_number)
     }
 }
 

@@ -461,6 +461,7 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
     let posted: Vec<(String, String, Option<u8>)> = pending
         .iter()
         .map(|job| &job.payload)
+        .map(|a| &a.action.alarm)
         .map(|a| (a.reference_id.clone(), a.event_name.clone(), a.level))
         .collect();
     assert_eq!(
@@ -488,6 +489,13 @@ async fn a_decision_writes_its_alarms_and_removal_with_the_state(db: &TestDb) {
             ),
         ]
     );
+    // Each claimed alarm is the action written, whole, of its monitor.
+    let claimed: Vec<&NewAction> = pending.iter().map(|job| &job.payload.action).collect();
+    assert_eq!(claimed, change.actions.iter().collect::<Vec<_>>());
+    assert!(pending.iter().all(|job| {
+        let a = &job.payload;
+        (a.monitor_id, a.robot_id, a.rule_id.as_str()) == (stored.id, 42, "a")
+    }));
     // The same alarm decided again (it cannot be, but if) is not queued twice.
     let stored = db.store.get_monitor(42, "a").await.unwrap().unwrap();
     let repeat = StateChange {
