@@ -186,26 +186,32 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
         svg_dir: options.svg_dir.as_deref(),
     };
 
+    let page_of = |after: i64, limit: usize| EndedChecksPage {
+        template_ids: &template_ids,
+        robots: &options.robots,
+        since: options.since,
+        until: options.until,
+        after,
+        limit,
+    };
     let mut after = 0;
     let mut examined: u64 = 0;
     let mut total_known = false;
     loop {
         let want = match options.limit {
             Some(limit) if examined >= limit => {
-                report.limited = true;
+                // Cut off only when a check is left unexamined.
+                report.limited = !db
+                    .ended_checks(&page_of(after, 1))
+                    .await
+                    .with_context(|| format!("cannot read the checks from the {database}"))?
+                    .is_empty();
                 break;
             }
             Some(limit) => PAGE_SIZE.min(usize::try_from(limit - examined).unwrap_or(PAGE_SIZE)),
             None => PAGE_SIZE,
         };
-        let page = EndedChecksPage {
-            template_ids: &template_ids,
-            robots: &options.robots,
-            since: options.since,
-            until: options.until,
-            after,
-            limit: want,
-        };
+        let page = page_of(after, want);
         if !total_known {
             total_known = true;
             if options.progress {
@@ -296,12 +302,12 @@ async fn judge_page(
     context: &Context<'_>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let mut waiting: Vec<(&StoredCheck, Needs)> = Vec::new();
+    let mut waiting: Vec<(&StoredCheck, Needs, Compared)> = Vec::new();
     for check in checks {
         let (_, deps) = context.version_of(check);
         let compared = compare(check, deps, context.candidate, context.limits, None);
-        match (&compared.needs, context.megazord) {
-            (Some(needs), Some(_)) => waiting.push((check, needs.clone())),
+        match (compared.needs.clone(), context.megazord) {
+            (Some(needs), Some(_)) => waiting.push((check, needs, compared)),
             _ => context.count(report, check, compared, false)?,
         }
     }
@@ -310,60 +316,60 @@ async fn judge_page(
     };
     let run_id = context.run_id;
     let fetched: Vec<_> = futures_util::stream::iter(waiting)
-        .map(|(check, needs)| async move {
-            let events = fetch(megazord, check, &needs, run_id).await;
-            (check, needs, events)
+        .map(|(check, needs, unread)| async move {
+            let (requests, events) = fetch(megazord, check, &needs, run_id).await;
+            (check, unread, requests, events)
         })
         .buffered(MEGAZORD_CONCURRENCY)
         .collect()
         .await;
-    for (check, needs, events) in fetched {
+    for (check, unread, requests, events) in fetched {
         let (_, deps) = context.version_of(check);
-        if let Some(usage) = report.megazord.as_mut() {
-            usage.requests += needs.names.len() as u64;
-        }
-        let compared = match events {
+        let usage = report.megazord.get_or_insert_with(Default::default);
+        usage.requests += requests;
+        match events {
             Ok(events) => {
-                if let Some(usage) = report.megazord.as_mut() {
-                    usage.checks += 1;
-                }
-                compare(
+                usage.checks += 1;
+                let compared = compare(
                     check,
                     deps,
                     context.candidate,
                     context.limits,
                     Some(&events),
-                )
+                );
+                context.count(report, check, compared, true)?;
             }
-            Err(error) => Compared {
-                verdict: compare::Verdict::NotComparable {
-                    missing: needs.names.iter().map(|(name, _)| name.clone()).collect(),
-                    reason: format!("Megazord did not supply the missing events: {error}"),
-                },
-                needs: None,
-                candidate: None,
-            },
-        };
-        context.count(report, check, compared, true)?;
+            // Judged as without `--megazord`: what its records allow.
+            Err(error) => {
+                usage.unread += 1;
+                usage.last_error = Some(error.to_string());
+                context.count(report, check, unread, false)?;
+            }
+        }
     }
     Ok(())
 }
 
-/// The incomings of each needed event name, merged (`Call-Ref` = this run and the check).
+/// The incomings of each needed event name, merged (`Call-Ref` = this run and the check), and
+/// how many requests were made (the first failure ends the reads).
 async fn fetch(
     megazord: &HttpMegazord,
     check: &StoredCheck,
     needs: &Needs,
     run_id: &str,
-) -> Result<Vec<Event>, crate::upstream::UpstreamError> {
+) -> (u64, Result<Vec<Event>, crate::upstream::UpstreamError>) {
     let call_ref = format!("backtest-{run_id}-check-{}", check.id);
     let mut events = Vec::new();
+    let mut requests = 0;
     for (name, since) in &needs.names {
-        events.extend(
-            megazord
-                .incomings(check.key.robot_id, name, *since, &call_ref)
-                .await?,
-        );
+        requests += 1;
+        match megazord
+            .incomings(check.key.robot_id, name, *since, &call_ref)
+            .await
+        {
+            Ok(found) => events.extend(found),
+            Err(error) => return (requests, Err(error)),
+        }
     }
-    Ok(events)
+    (requests, Ok(events))
 }

@@ -76,6 +76,10 @@ pub struct MegazordUse {
     pub checks: u64,
     /// Incomings requests made.
     pub requests: u64,
+    /// Checks whose events Megazord could not supply: judged from their records alone.
+    pub unread: u64,
+    /// Why the last of those could not be read.
+    pub last_error: Option<String>,
 }
 
 /// `check 12 robot 3 (v1)`, as the text report lists a check.
@@ -229,6 +233,14 @@ impl Report {
                 "--megazord {}: {} checks judged with events read from Megazord ({} requests)",
                 megazord.url, megazord.checks, megazord.requests
             )?;
+            if let Some(error) = &megazord.last_error {
+                writeln!(
+                    out,
+                    "--megazord: {} checks judged from their records alone, their events \
+                     unread (last error: {error})",
+                    megazord.unread
+                )?;
+            }
         }
         writeln!(out)?;
         let s = &self.summary;

@@ -220,13 +220,7 @@ pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i3
             for error in &outcome.rule_errors {
                 writeln!(out, "rule error: {error}")?;
             }
-            writeln!(
-                out,
-                "final: phase {} result {} next command {}",
-                outcome.phase,
-                outcome.result,
-                outcome.next_command.as_deref().unwrap_or("none")
-            )?;
+            // The final line stays last (SPEC §4.5).
             if let Some(path) = svg {
                 let timeline = super::replay_svg::replay_timeline(&template, &samples, &outcome);
                 let picture = crate::timeline::check_svg(&timeline, &crate::timeline::Zone::utc());
@@ -234,6 +228,13 @@ pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i3
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 writeln!(out, "timeline written to {}", path.display())?;
             }
+            writeln!(
+                out,
+                "final: phase {} result {} next command {}",
+                outcome.phase,
+                outcome.result,
+                outcome.next_command.as_deref().unwrap_or("none")
+            )?;
             Ok(0)
         }
     }

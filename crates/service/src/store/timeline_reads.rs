@@ -72,7 +72,7 @@ macro_rules! list_checks {
              JOIN status_check_description d ON d.id = t.template_description_id \
              WHERE ",
             $robot,
-            "(? IS NULL OR d.name = ?) AND (? IS NULL OR sc.result = ?) \
+            "(? IS NULL OR d.name = ?) AND (? IS NULL OR COALESCE(sc.result, 'PENDING') = ?) \
              AND (? IS NULL OR sc.created_at >= ?) AND (? IS NULL OR sc.created_at < ?) \
              AND (? IS NULL OR sc.id < ?) \
              ORDER BY sc.id DESC LIMIT ?"

@@ -745,6 +745,30 @@ async fn scenarios(history: &History) {
     .await;
     assert_eq!(summary(&report), (5, 5, 0, 0), "{report:#}");
     assert_eq!(report["megazord"]["checks"], 1, "{report:#}");
+    // A Megazord that does not answer: judged from the records alone, as without it.
+    let report = backtest(
+        history,
+        &stricter_past,
+        &["--megazord", "http://127.0.0.1:1"],
+    )
+    .await;
+    assert_eq!(summary(&report), (5, 4, 1, 0), "{report:#}");
+    assert_eq!(changes(&report)[0].2, json!([null, "UNDECIDED", null]));
+    assert_eq!(
+        (&report["megazord"]["checks"], &report["megazord"]["unread"]),
+        (&json!(0), &json!(1)),
+        "{report:#}"
+    );
+    assert!(report["megazord"]["lastError"].is_string(), "{report:#}");
+
+    // (e) --limit says it cut the period short only when a check was left; --robot filters.
+    let report = backtest(history, &same, &["--limit", "5"]).await;
+    assert_eq!((summary(&report).0, &report["limited"]), (5, &json!(false)));
+    let report = backtest(history, &same, &["--limit", "4"]).await;
+    assert_eq!((summary(&report).0, &report["limited"]), (4, &json!(true)));
+    let (one, other) = (robot::PAST_PASS.to_string(), robot::NODE.to_string());
+    let report = backtest(history, &same, &["--robot", &one, "--robot", &other]).await;
+    assert_eq!(summary(&report), (2, 2, 0, 0), "{report:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,13 @@ pub struct TestApp {
     _db: Option<support::TestDb>,
 }
 
+impl TestApp {
+    /// Direct SQL on the database this replica made for itself.
+    pub fn raw(&self) -> &support::Raw {
+        &self._db.as_ref().expect("the replica's own database").raw
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();

@@ -296,6 +296,13 @@ async fn the_list_filters_and_pages_newest_first(backend: Backend) {
         assert!(page.contains(&link(shown)), "{query}");
         assert!(!page.contains(&link(hidden)), "{query}");
     }
+    // A check the Node service left open may hold no result at all: listed as PENDING, and
+    // found by that filter.
+    app.raw()
+        .execute_for("UPDATE status_check SET result = NULL WHERE id = ?", open)
+        .await;
+    let (_, _, page) = get(&app, "/internal/ui/?result=PENDING", auth).await;
+    assert!(page.contains(&link(open)), "{page}");
     for query in [
         "template=another",
         "from=2026-11-21",

@@ -266,7 +266,15 @@ fn test_draws_the_replay_as_an_svg_timeline() {
         svg.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", stdout(&output));
-    assert!(stdout(&output).ends_with(&format!("timeline written to {}\n", svg.display())));
+    let printed = stdout(&output);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(
+        lines
+            .last()
+            .is_some_and(|line| line.starts_with("final: phase")),
+        "the final line comes last: {printed}"
+    );
+    assert!(lines.contains(&format!("timeline written to {}", svg.display()).as_str()));
     let text = std::fs::read_to_string(&svg).unwrap();
     let doc = roxmltree::Document::parse(&text).expect("the file is XML");
     let class_count = |class: &str| {

@@ -267,6 +267,21 @@ async fn hot_path_reads_search_indexes_that_changes_leave_alone() {
             assert!(!plan.contains("SCAN"), "{sql}\n→ {plan}");
         }
     }
+    // A backtest's page (one statement per template version) walks that version's checks in
+    // id order: nothing sorted, nothing scanned, however many pages the period holds.
+    for robots in [0, 2] {
+        let sql = crate::store::check_reads::ended_checks_sql(1, robots, false);
+        let plan = plan(sql);
+        assert!(
+            plan.contains(
+                "SEARCH sc USING INDEX fk_status_check_template_id \
+                           (status_check_template_id=? AND rowid>?)"
+            ),
+            "{sql}\n→ {plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{sql}\n→ {plan}");
+        assert!(!plan.contains("SCAN sc"), "{sql}\n→ {plan}");
+    }
     let mut statement = connection
         .prepare(
             "SELECT il.name, ii.name FROM pragma_index_list('status_check') il \
