@@ -316,8 +316,10 @@ impl App {
         .await;
         let fired = fired.await.unwrap_or_else(|_| Instant::now());
         let left = self.shutdown_timeout.saturating_sub(fired.elapsed());
-        if tokio::time::timeout(left, tasks.wait()).await.is_err() {
-            tracing::warn!("workers did not stop within the shutdown timeout");
+        let checks = self.state.checks.clone();
+        let stopped = async { tokio::join!(tasks.wait(), checks.creates_finished()) };
+        if tokio::time::timeout(left, stopped).await.is_err() {
+            tracing::warn!("workers and creates did not finish within the shutdown timeout");
         }
         tracing::info!("stopped");
         Ok(())

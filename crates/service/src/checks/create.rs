@@ -1,6 +1,8 @@
 //! Create a check (SPEC §2.2): fetch the step, resolve the template, compute the windows, run
 //! the past evaluation, subscribe and backfill when a future window is open, persist.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use status_check_engine::Event;
 use status_check_engine::lifecycle::{Check, Effect, NextSteps, Windows};
@@ -9,12 +11,39 @@ use super::{CheckError, Checks, CreateOutcome, CreateRequest, Effects};
 use crate::store::{CheckKey, Created, NewCheck};
 use crate::subscriptions::{self, SubscribeError};
 use crate::upstream::{ScriptStep, StepRef, SubscriptionRequest, UpstreamError};
+use tracing::Instrument as _;
 
 impl Checks {
     /// Fetch the step, resolve the template, compute the windows, run the past
     /// evaluation, subscribe and backfill when a future window is open, persist. On any
     /// upstream failure nothing is persisted and a subscription made on the way is removed.
+    ///
+    /// The create runs to its end on its own task, whether or not its caller still waits (a
+    /// request answered 503 at its timeout, a client that hung up): cut off after subscribing,
+    /// it would leave a subscription nothing removes (SPEC §13). A caller gone before the end
+    /// leaves the outcome to the robot's retry, which finds the check the create stored.
     pub async fn create(
+        self: &Arc<Self>,
+        request: CreateRequest,
+        call_ref: &str,
+    ) -> Result<CreateOutcome, CheckError> {
+        let checks = Arc::clone(self);
+        let call_ref = call_ref.to_owned();
+        let create = async move { checks.create_to_the_end(request, &call_ref).await };
+        match self.creates.spawn(create.in_current_span()).await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(CheckError::Interrupted(error.to_string())),
+        }
+    }
+
+    /// Waits for the creates under way (a shutdown's drain).
+    pub async fn creates_finished(&self) {
+        self.creates.close();
+        self.creates.wait().await;
+    }
+
+    async fn create_to_the_end(
         &self,
         request: CreateRequest,
         call_ref: &str,

@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use status_check_engine::Limits;
 use status_check_engine::lifecycle::{Check, CheckState, Effect, Skip, Transition};
 use status_check_engine::rules::RuleFailure;
+use tokio_util::task::TaskTracker;
 
 use self::adoption::{Adoption, AdoptionConfig};
 pub use self::cleanup::SubscriptionRemover;
@@ -81,6 +82,9 @@ pub enum CheckError {
     /// A stored check's template version is gone (or unreadable): it cannot be decided.
     #[error("template {0} of a stored check cannot be loaded")]
     TemplateMissing(i64),
+    /// The process is stopping and the runtime cancelled the work.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// Whether create made a new check or found the robot's earlier one.
@@ -120,6 +124,8 @@ pub struct Checks {
     create_writes: create_writes::CreateWrites,
     /// This process's relay, which takes the notifications committed here in memory.
     handoff: Option<Arc<OutboxHandoff>>,
+    /// The creates under way, each on its own task (`Checks::create`).
+    creates: TaskTracker,
 }
 
 impl Checks {
@@ -138,6 +144,7 @@ impl Checks {
             adoption: Adoption::new(deps, AdoptionConfig::default()),
             create_writes: create_writes::CreateWrites::default(),
             handoff: None,
+            creates: TaskTracker::new(),
         }
     }
 

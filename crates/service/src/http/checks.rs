@@ -255,6 +255,7 @@ impl From<CheckError> for ApiError {
             }
             CheckError::Store(e) => database_error(e.is_unavailable(), e.into()),
             CheckError::TemplateMissing(_) => ApiError::Internal(error.into()),
+            CheckError::Interrupted(_) => ApiError::Unavailable(error.to_string()),
         }
     }
 }

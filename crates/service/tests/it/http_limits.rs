@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::harness::{Backend, TestApp, create_body, robot_headers, spawn_with, step_json};
@@ -133,6 +133,7 @@ async fn a_request_running_past_the_request_timeout_answers_503_problem_json() {
         &[("pass", 124), ("fail", 125)],
     );
     app.given_step(42, step_id, step.clone()).await;
+    no_events_and_subscriptions(&app).await;
     // The same answer, slower than the request timeout (and preferred over the one above).
     Mock::given(method("GET"))
         .and(path(format!(
@@ -169,8 +170,83 @@ async fn a_request_running_past_the_request_timeout_answers_503_problem_json() {
     assert_eq!(body["status"], 503, "{body}");
     assert_eq!(body["requestId"], "slow-create-1", "{body}");
     assert!(body["detail"].as_str().unwrap().contains("1 s"), "{body}");
-    // The create was abandoned before anything was stored.
+    // Nothing was stored by then; the create runs on, and once the step came its check is
+    // stored: the robot's retry finds it.
     assert_eq!(app.check_count().await, 0);
+    stored_within(&app, 1, Duration::from_secs(15)).await;
+    let (status, check) = app.post_check(42, &create_body(step_id)).await;
+    assert_eq!(status, StatusCode::OK, "{check}");
+}
+
+/// Megazord holds no charging event of robot 42 and subscribes it as 991.
+async fn no_events_and_subscriptions(app: &TestApp) {
+    for name in ["CHARGING_STARTED", "CHARGING_STOPPED"] {
+        app.given_incomings(42, name, serde_json::json!([])).await;
+    }
+    app.given_subscriptions(42, 991).await;
+}
+
+/// Polls until `count` checks are stored, within `within`.
+async fn stored_within(app: &TestApp, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while app.check_count().await != count {
+        assert!(
+            Instant::now() < deadline,
+            "{count} checks not stored in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A create answered 503 at the request timeout after it subscribed at Megazord: the
+/// subscription must not be left behind with nothing to remove it (SPEC §2.2, §13). The
+/// create runs to its end and stores its check with that subscription.
+#[tokio::test]
+async fn a_create_timed_out_after_subscribing_keeps_its_subscription_in_a_check() {
+    let app = spawn_with(
+        Backend::Sqlite,
+        &[
+            ("HTTP_REQUEST_TIMEOUT_SECS", "1"),
+            ("UPSTREAM_TIMEOUT_MS", "10000"),
+        ],
+    )
+    .await;
+    let step_id = 123;
+    let step = step_json(
+        step_id,
+        "robot-is-charging",
+        3600,
+        600,
+        &[("pass", 124), ("fail", 125)],
+    );
+    app.given_step(42, step_id, step).await;
+    no_events_and_subscriptions(&app).await;
+    // The backfill after subscribing (events since the anchor) answers after the timeout.
+    Mock::given(method("GET"))
+        .and(path("/internal/v1/events/robots/42/incomings"))
+        .and(query_param(
+            "created_since",
+            crate::harness::anchor().timestamp().to_string(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!([]))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .with_priority(1)
+        .mount(&app.upstream)
+        .await;
+
+    let (status, problem) = app.post_check(42, &create_body(step_id)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 1);
+    stored_within(&app, 1, Duration::from_secs(15)).await;
+    let (status, check) = app.post_check(42, &create_body(step_id)).await;
+    assert_eq!(status, StatusCode::OK, "{check}");
+    assert_eq!(check["subscriptionId"], 991, "{check}");
+    assert_eq!(check["phase"], "FUTURE", "{check}");
+    assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 1);
+    assert_eq!(app.upstream_calls("DELETE", "/subscriptions").await, 0);
 }
 
 #[tokio::test]
