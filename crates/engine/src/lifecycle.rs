@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 
 use crate::history::History;
 use crate::model::{CheckPhase, CheckResult, Event, Record, RecordPhase};
@@ -145,10 +145,15 @@ impl Windows {
         self.has_past && at <= self.anchor && self.since.is_none_or(|since| at >= since)
     }
 
-    /// `(anchor, until]`.
+    /// `(anchor, until]`, at the granularity of Megazord's clock: it stamps events in whole
+    /// seconds (`incoming_event.created_at` is a `TIMESTAMP`), so an event stamped with the
+    /// whole second an anchor falls inside may have happened after the anchor, and is in. (One
+    /// that happened before it was taken in by the past fetch, made after the anchor; no event
+    /// is recorded twice.)
     pub fn in_future(&self, at: DateTime<Utc>) -> bool {
-        self.until
-            .is_some_and(|until| at > self.anchor && at <= until)
+        let anchor_second = self.anchor.trunc_subsecs(0);
+        let after_anchor = at > self.anchor || (at == anchor_second && at < self.anchor);
+        self.until.is_some_and(|until| after_anchor && at <= until)
     }
 }
 

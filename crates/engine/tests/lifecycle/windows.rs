@@ -65,6 +65,22 @@ fn windows_past_is_closed_and_future_is_open_at_the_anchor() {
     assert!(!windows.in_future(at(301)));
 }
 
+/// Megazord stamps events in whole seconds: one stamped with the second an anchor falls inside
+/// may have come after it, and is in the future window; a second before is not.
+#[test]
+fn windows_future_takes_in_the_whole_second_of_an_anchor_inside_it() {
+    let inside = anchor() + TimeDelta::milliseconds(500);
+    let windows = Windows::compute(600, 300, &defaults(0, 0), inside).unwrap();
+    assert!(
+        windows.in_future(anchor()),
+        "stamped with the anchor's second"
+    );
+    assert!(!windows.in_future(anchor() + TimeDelta::milliseconds(200)));
+    assert!(windows.in_future(anchor() + TimeDelta::milliseconds(501)));
+    assert!(!windows.in_future(at(-1)));
+    assert!(windows.in_past(anchor()));
+}
+
 #[test]
 fn windows_reject_out_of_range_intervals() {
     let d = defaults(3600, 600);

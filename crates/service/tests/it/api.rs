@@ -156,6 +156,51 @@ pub async fn backfill_is_merged_without_recording_an_event_twice(backend: Backen
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/992").await, 0);
 }
 
+/// Megazord stamps events in whole seconds: an event that came just after an anchor inside a
+/// second (08:00:00.500) is stamped with that second (08:00:00), before the anchor. The
+/// backfill after subscribing still takes it in, as a future event.
+pub async fn an_event_stamped_with_the_anchors_second_is_taken_in(backend: Backend) {
+    let app = spawn(backend).await;
+    app.clock
+        .set(crate::harness::anchor() + chrono::TimeDelta::milliseconds(500));
+    app.given_step(
+        ROBOT,
+        123,
+        step_json(123, "resident-activity", 0, 0, CHARGING),
+    )
+    .await;
+    // The past fetch (made just after the anchor) finds nothing; the backfill since the
+    // anchor's second finds the event that came meanwhile.
+    app.given_incomings(ROBOT, "MOTION_DETECTED", json!([]))
+        .await;
+    app.neighbours.incoming_event(7002, ROBOT).await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/internal/v1/events/robots/{ROBOT}/incomings"
+        )))
+        .and(wiremock::matchers::query_param(
+            "created_since",
+            crate::harness::anchor().timestamp().to_string(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([incoming(
+            7002,
+            "MOTION_DETECTED",
+            "2026-11-20T08:00:00Z"
+        )])))
+        .with_priority(1)
+        .mount(&app.upstream)
+        .await;
+    app.given_subscriptions(ROBOT, 993).await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["history"][0]["incomingEventId"], 7002, "{body}");
+    assert_eq!(body["history"][0]["phase"], "FUTURE", "{body}");
+    assert_eq!(
+        (&body["phase"], &body["result"]),
+        (&json!("COMPLETED"), &json!("PASS"))
+    );
+}
+
 pub async fn repeating_a_request_returns_the_existing_check(backend: Backend) {
     let app = spawn(backend).await;
     past_only_pass(&app, 123).await;
@@ -956,6 +1001,7 @@ on_both_backends!(
     past_only_check_completes_at_once,
     open_check_enters_future_with_window_and_subscription,
     backfill_is_merged_without_recording_an_event_twice,
+    an_event_stamped_with_the_anchors_second_is_taken_in,
     repeating_a_request_returns_the_existing_check,
     concurrent_identical_requests_make_one_check,
     concurrent_creates_are_each_their_own_check,
