@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::deliveries::{
     Delivered, Deliveries, DeliveryError, DeliveryOutcome, UnknownDelivery, UnknownSubscription,
 };
-use crate::queue::{MAX_RECEIVE_BATCH, Queue, QueueMessage};
+use crate::queue::{MAX_RECEIVE_BATCH, MAX_VISIBILITY, Queue, QueueMessage};
 use crate::readiness::Readiness;
 use crate::status_message::{self, StatusMessage};
 
@@ -343,10 +343,19 @@ impl Consumer {
             Outcome::Applied | Outcome::NoChange | Outcome::Ended | Outcome::UnknownDropped => {
                 inner.queue.delete(queue_url, &message.receipt).await
             }
+            // Back soon the first time (its check's create may be committing); after that,
+            // once the grace period is over: every receive counts towards the queue's
+            // `maxReceiveCount`, and a message moved to the dead-letter queue before its
+            // verdict would never be logged, counted, or have its subscription recognised.
             Outcome::UnknownKept => {
+                let hide = if message.receive_count <= 1 {
+                    inner.config.retry_after
+                } else {
+                    inner.config.unknown_grace.max(inner.config.retry_after)
+                };
                 inner
                     .queue
-                    .extend_visibility(queue_url, &message.receipt, inner.config.retry_after)
+                    .extend_visibility(queue_url, &message.receipt, hide.min(MAX_VISIBILITY))
                     .await
             }
             Outcome::Malformed => {
