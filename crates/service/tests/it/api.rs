@@ -20,7 +20,7 @@ use crate::harness::{
 const ROBOT: i64 = 42;
 const CHARGING: &[(&str, i64)] = &[("pass", 124), ("fail", 125)];
 
-fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode) {
+pub(crate) fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["status"], expected.as_u16(), "{body}");
     for key in ["type", "title", "detail", "requestId"] {
@@ -116,89 +116,6 @@ pub async fn open_check_enters_future_with_window_and_subscription(backend: Back
         "Call-Ref propagated upstream"
     );
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions").await, 0);
-}
-
-pub async fn backfill_is_merged_without_recording_an_event_twice(backend: Backend) {
-    let app = spawn(backend).await;
-    // Megazord returns the same event twice (e.g. from overlapping pages).
-    app.given_step(
-        ROBOT,
-        123,
-        step_json(123, "resident-activity", 0, 0, CHARGING),
-    )
-    .await;
-    app.given_incomings(
-        ROBOT,
-        "MOTION_DETECTED",
-        json!([
-            incoming(7001, "MOTION_DETECTED", "2026-11-20T08:00:00.500Z"),
-            incoming(7001, "MOTION_DETECTED", "2026-11-20T08:00:00.500Z"),
-        ]),
-    )
-    .await;
-    app.given_subscriptions(ROBOT, 992).await;
-    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    // The past fetch (window 2 h) and the backfill both return event 7001 (at 08:00:00.5,
-    // after the anchor): it is recorded once, as a future event, and decides the check.
-    let history = body["history"].as_array().unwrap();
-    let ids: Vec<i64> = history
-        .iter()
-        .map(|r| r["incomingEventId"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ids, [7001], "{body}");
-    assert_eq!(history[0]["phase"], "FUTURE");
-    assert_eq!(body["phase"], "COMPLETED");
-    assert_eq!(body["result"], "PASS");
-    // Decided during create: the subscription's removal is queued with the check, for the
-    // relay (this replica runs the API only): no inline call on create's path.
-    assert_eq!(app.store.removal_jobs().backlog().await.unwrap(), 1);
-    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/992").await, 0);
-}
-
-/// Megazord stamps events in whole seconds: an event that came just after an anchor inside a
-/// second (08:00:00.500) is stamped with that second (08:00:00), before the anchor. The
-/// backfill after subscribing still takes it in, as a future event.
-pub async fn an_event_stamped_with_the_anchors_second_is_taken_in(backend: Backend) {
-    let app = spawn(backend).await;
-    app.clock
-        .set(crate::harness::anchor() + chrono::TimeDelta::milliseconds(500));
-    app.given_step(
-        ROBOT,
-        123,
-        step_json(123, "resident-activity", 0, 0, CHARGING),
-    )
-    .await;
-    // The past fetch (made just after the anchor) finds nothing; the backfill since the
-    // anchor's second finds the event that came meanwhile.
-    app.given_incomings(ROBOT, "MOTION_DETECTED", json!([]))
-        .await;
-    app.neighbours.incoming_event(7002, ROBOT).await;
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/internal/v1/events/robots/{ROBOT}/incomings"
-        )))
-        .and(wiremock::matchers::query_param(
-            "created_since",
-            crate::harness::anchor().timestamp().to_string(),
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([incoming(
-            7002,
-            "MOTION_DETECTED",
-            "2026-11-20T08:00:00Z"
-        )])))
-        .with_priority(1)
-        .mount(&app.upstream)
-        .await;
-    app.given_subscriptions(ROBOT, 993).await;
-    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["history"][0]["incomingEventId"], 7002, "{body}");
-    assert_eq!(body["history"][0]["phase"], "FUTURE", "{body}");
-    assert_eq!(
-        (&body["phase"], &body["result"]),
-        (&json!("COMPLETED"), &json!("PASS"))
-    );
 }
 
 pub async fn repeating_a_request_returns_the_existing_check(backend: Backend) {
@@ -811,35 +728,6 @@ pub async fn upstream_failures_are_bad_gateway_and_leave_nothing(backend: Backen
     assert_eq!(app.check_count().await, 0);
 }
 
-pub async fn failed_backfill_removes_the_subscription(backend: Backend) {
-    let app = spawn(backend).await;
-    // The past fetch succeeds; the backfill after subscribing (same endpoint, second call)
-    // fails: the subscription must not be left behind.
-    app.given_step(
-        ROBOT,
-        123,
-        step_json(123, "resident-activity", 0, 0, CHARGING),
-    )
-    .await;
-    app.given_subscriptions(ROBOT, 995).await;
-    Mock::given(method("GET"))
-        .and(path("/internal/v1/events/robots/42/incomings"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .up_to_n_times(1)
-        .mount(&app.upstream)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/internal/v1/events/robots/42/incomings"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&app.upstream)
-        .await;
-    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
-    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
-    assert_eq!(app.check_count().await, 0);
-    assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 1);
-    assert_eq!(app.upstream_calls("DELETE", "/subscriptions/995").await, 1);
-}
-
 /// A replica without the `api` role still answers `/health/*` and `/metrics` (SPEC §13: every
 /// replica is observable), and nothing else.
 pub async fn a_replica_without_the_api_role_is_observable(backend: Backend) {
@@ -1000,8 +888,6 @@ pub async fn a_changed_template_under_an_existing_version_stops_start_up(backend
 on_both_backends!(
     past_only_check_completes_at_once,
     open_check_enters_future_with_window_and_subscription,
-    backfill_is_merged_without_recording_an_event_twice,
-    an_event_stamped_with_the_anchors_second_is_taken_in,
     repeating_a_request_returns_the_existing_check,
     concurrent_identical_requests_make_one_check,
     concurrent_creates_are_each_their_own_check,
@@ -1016,7 +902,6 @@ on_both_backends!(
     a_script_version_that_is_not_the_steps_is_unprocessable,
     a_subscription_megazord_refuses_is_unprocessable,
     upstream_failures_are_bad_gateway_and_leave_nothing,
-    failed_backfill_removes_the_subscription,
     operational_endpoints_answer,
     a_replica_without_the_api_role_is_observable,
     the_docs_can_be_switched_off,

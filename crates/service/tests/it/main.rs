@@ -2,6 +2,7 @@
 //! processes. Shared helpers live in `support`.
 
 mod api;
+mod backfill;
 mod backtest;
 mod backtest_cli;
 mod batching;
