@@ -20,8 +20,8 @@ use crate::subscriptions::{self, SubscribeError};
 use crate::upstream::{SubscriptionRequest, UpstreamError};
 
 /// How late a session may be opened and still start at its start (the backfill covers the
-/// gap): a scan's delay or a quick restart. Opened later, its first window starts then
-/// ("late start").
+/// gap): a scan's delay or a quick restart. Opened later, or by a monitor created or changed
+/// since the start, its first window starts then ("late start").
 const OPEN_GRACE: TimeDelta = TimeDelta::seconds(60);
 /// When Megazord (or the database) fails, the monitor is due again this much later.
 const RETRY_AFTER: TimeDelta = TimeDelta::seconds(5);
@@ -185,7 +185,11 @@ impl Monitors {
             self.wait(current, lease, session.start).await?;
             return Ok(Attempt::Done(Acted::Waiting));
         }
-        let watch_from = if now - session.start <= OPEN_GRACE {
+        // The grace is for a monitor that was as it is now when the session started; one
+        // created, enabled or changed since watches from now (SPEC §12: "its first window
+        // starting then") — from the start, it would alarm for windows before it existed.
+        let watch_from = if now - session.start <= OPEN_GRACE && current.updated_at <= session.start
+        {
             session.start
         } else {
             now

@@ -389,6 +389,23 @@ async fn activity_resets_the_window(backend: Backend) {
     assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
 }
 
+/// A monitor created half a minute into its session watches from then: its first window
+/// starts at its creation, and no alarm is raised for the windows before it existed (SPEC §12).
+async fn a_monitor_created_during_its_session_watches_from_then(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T08:00:30Z")).await else {
+        return;
+    };
+    stack.monitor("no-toilet", json!({"window": "4s"})).await;
+    let tick = stack.tick_monitor().await;
+    assert_eq!((tick.opened, tick.decided), (1, 0), "{tick:?}");
+    assert_eq!(
+        stack.window("no-toilet").await,
+        Some((1, at("2026-11-20T08:00:30Z"), at("2026-11-20T08:00:34Z")))
+    );
+    stack.tick_relay().await;
+    assert!(stack.alarms().is_empty(), "{:?}", stack.alarms());
+}
+
 /// Two replicas ticking at the same instants: each window end is acted on by one of them,
 /// and every quiet window alarms exactly once.
 async fn two_replicas_act_on_each_window_once(backend: Backend) {
@@ -459,6 +476,7 @@ async fn a_refused_alarm_is_retried_with_backoff(backend: Backend) {
 }
 
 on_both_backends!(
+    a_monitor_created_during_its_session_watches_from_then,
     a_quiet_window_alarms_once_and_the_session_ends_unsubscribed,
     activity_resets_the_window,
     two_replicas_act_on_each_window_once,
