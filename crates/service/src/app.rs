@@ -144,7 +144,6 @@ impl App {
             &deps,
             MonitorSettings {
                 stale_after: config.scheduler.stale_after,
-                max_attempts: config.outbox_max_attempts,
                 retention: config.outbox_retention,
                 provider_name: config.alarm_provider_name.clone(),
                 queue_suffix: config.monitors_queue_suffix.clone(),

@@ -1,7 +1,7 @@
 //! Posting the alarms window ends decided (SPEC §12 "Exactly once"): each action row is a job
 //! (`jobs::Runner`), posted to Megazord (`POST …/incomings` with its stable `referenceId`) and
 //! marked done only after Megazord accepted it; a failed post is retried with backoff (1 s,
-//! doubling, up to 5 min) and dead-lettered after the configured attempts. A relay that dies
+//! doubling, up to 5 min) until Megazord accepts it — never given up. A relay that dies
 //! between the post and the mark posts it again after the lease: at least once, always with
 //! the same reference id.
 
@@ -20,6 +20,8 @@ use crate::upstream::{Megazord, PostedEvent};
 const BATCH: usize = 50;
 /// How long a claimed action is reserved for this relay.
 const LEASE: Duration = Duration::from_secs(30);
+/// Retried until Megazord accepts it (SPEC §12): an alarm is never given up.
+const RETRY: RetryPolicy = RetryPolicy::doubling();
 
 /// A log line about an alarm, with the fields that name it — its monitor, session, window and
 /// reference id — on the event itself, as every monitor line has them (docs/monitors.md).
@@ -52,29 +54,20 @@ impl Handler for AlarmPoster {
     }
 
     fn failed(&self, job: &Job<PendingAction>, error: &str, next: Next) {
-        let action = &job.payload;
+        let retry_in_ms = match next {
+            Next::RetryIn(wait) => wait.as_millis() as u64,
+            // Not with `RETRY`, which tries an alarm until Megazord takes it.
+            Next::DeadLetter => u64::MAX,
+        };
         metrics::counter!("monitor_actions_failed_total").increment(1);
-        let attempts = job.attempts + 1;
-        match next {
-            Next::DeadLetter => {
-                alarm_event!(
-                    Level::ERROR,
-                    action,
-                    attempts,
-                    error,
-                    "could not post an alarm; dead-lettered after its last attempt"
-                );
-                metrics::counter!("monitor_actions_dead_lettered_total").increment(1);
-            }
-            Next::RetryIn(wait) => alarm_event!(
-                Level::WARN,
-                action,
-                attempts,
-                retry_in_ms = wait.as_millis() as u64,
-                error,
-                "could not post an alarm; will retry"
-            ),
-        }
+        alarm_event!(
+            Level::WARN,
+            job.payload,
+            attempts = job.attempts + 1,
+            retry_in_ms,
+            error,
+            "could not post an alarm; will retry"
+        );
     }
 }
 
@@ -117,14 +110,9 @@ impl Monitors {
             },
             self.store.clone(),
             self.clock.clone(),
-            RunnerSettings::new(
-                BATCH,
-                LEASE,
-                poll_interval,
-                RetryPolicy::doubling().dead_letter_after(self.settings.max_attempts),
-            )
-            .purged_after(self.settings.retention, "monitor_actions_purged_total")
-            .with_backlog_gauge("monitor_actions_backlog"),
+            RunnerSettings::new(BATCH, LEASE, poll_interval, RETRY)
+                .purged_after(self.settings.retention, "monitor_actions_purged_total")
+                .with_backlog_gauge("monitor_actions_backlog"),
             owner,
         )
     }

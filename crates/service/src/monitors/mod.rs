@@ -38,8 +38,6 @@ pub struct MonitorSettings {
     pub stale_after: Duration,
     /// Most monitors one worker step acts on.
     pub batch: usize,
-    /// Attempts to post an alarm before it is dead-lettered.
-    pub max_attempts: u32,
     /// How long posted alarms are kept before they are purged.
     pub retention: Duration,
     /// The `providerName` alarms are posted as (`ALARM_PROVIDER_NAME`): one Megazord knows.
@@ -54,7 +52,6 @@ impl Default for MonitorSettings {
         MonitorSettings {
             stale_after: Duration::from_secs(30),
             batch: 50,
-            max_attempts: 20,
             retention: Duration::from_secs(7 * 24 * 3600),
             provider_name: crate::upstream::megazord::DEFAULT_PROVIDER_NAME.to_owned(),
             queue_suffix: None,

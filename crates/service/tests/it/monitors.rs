@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use status_check::app::Workers;
-use status_check::clock::ManualClock;
+use status_check::clock::{Clock as _, ManualClock};
 use status_check::dev::{Stack, StackOptions};
 use status_check::monitors::Monitors;
 use status_check::store::DynStore;
@@ -475,10 +475,40 @@ async fn a_refused_alarm_is_retried_with_backoff(backend: Backend) {
     assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
 }
 
+/// An alarm is retried until Megazord accepts it (SPEC §12), however long it refuses: never
+/// given up after OUTBOX_MAX_ATTEMPTS as a robot notification is.
+async fn an_alarm_refused_for_hours_is_posted_once_megazord_accepts(backend: Backend) {
+    let Some(stack) = stack_with(
+        backend,
+        at("2026-11-20T08:00:00Z"),
+        &[("OUTBOX_MAX_ATTEMPTS", "3")],
+    )
+    .await
+    else {
+        return;
+    };
+    stack.monitor("no-toilet", json!({})).await;
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    let refused_until = at("2026-11-20T11:10:00Z");
+    stack.megazord.refuse_posts_until(refused_until);
+    stack.set("2026-11-20T08:10:00Z");
+    assert_eq!(stack.tick_monitor().await.decided, 1);
+    let mut failed = 0;
+    while stack.clock.now() < refused_until {
+        failed += stack.tick_relay().await.alarms.failed;
+        stack.clock.advance(TimeDelta::seconds(301));
+    }
+    assert!(failed > 20, "tried {failed} times");
+    assert!(stack.references().is_empty());
+    assert_eq!(stack.tick_relay().await.alarms.done, 1);
+    assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
+}
+
 on_both_backends!(
     a_monitor_created_during_its_session_watches_from_then,
     a_quiet_window_alarms_once_and_the_session_ends_unsubscribed,
     activity_resets_the_window,
     two_replicas_act_on_each_window_once,
     a_refused_alarm_is_retried_with_backoff,
+    an_alarm_refused_for_hours_is_posted_once_megazord_accepts,
 );
