@@ -61,8 +61,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(0)
         }
-        Command::Serve => runtime()?.block_on(serve(None)),
-        Command::Job => runtime()?.block_on(serve(Some(Roles::JOB))),
+        Command::Serve => runtime()?.block_on(serve(|env| env)),
+        Command::Job => runtime()?.block_on(serve(Roles::job_environment)),
         Command::Migrate => runtime()?.block_on(migrate()),
         Command::Dev(args) => runtime()?.block_on(dev::run(args)),
     }
@@ -75,13 +75,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// `roles`: in place of what ROLES says (`job`).
-async fn serve(roles: Option<&str>) -> anyhow::Result<i32> {
-    let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    if let Some(roles) = roles {
-        env.insert("ROLES".to_owned(), roles.to_owned());
-    }
-    let config = Config::from_sources(env)?;
+/// Serves with the configuration the environment, as `environment` makes it, says (`job`
+/// sets its roles and queue suffix).
+async fn serve(environment: fn(Env) -> Env) -> anyhow::Result<i32> {
+    let config = Config::from_sources(environment(std::env::vars().collect()))?;
     config.database.start_logging();
     let app = App::build(&config).await?;
     let shutdown = CancellationToken::new();
@@ -89,6 +86,8 @@ async fn serve(roles: Option<&str>) -> anyhow::Result<i32> {
     app.run(shutdown).await?;
     Ok(0)
 }
+
+type Env = std::collections::BTreeMap<String, String>;
 
 /// Needs only the database (and logging) keys: no upstream or queue address.
 async fn migrate() -> anyhow::Result<i32> {

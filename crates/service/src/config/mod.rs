@@ -319,6 +319,10 @@ impl Config {
     }
 }
 
+/// The queue suffix the monitoring job service subscribed with (SPEC §5.2, §12): its
+/// deliveries arrive on `${STATUS_QUEUE_ADDRESS}-azi-3-status-check-jobs`.
+pub const JOB_SERVICE_QUEUE_SUFFIX: &str = "azi-3-status-check-jobs";
+
 /// Which parts of the service a replica runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
@@ -341,6 +345,20 @@ impl Roles {
 
     /// What `status-check job` runs: a monitoring-only replica.
     pub const JOB: &'static str = "monitor,consumer,relay";
+
+    /// The environment `status-check job` runs with: ROLES is [`Roles::JOB`], and where the
+    /// deployment sets no MONITORS_QUEUE_SUFFIX — the job service's never did: it always
+    /// subscribed with [`JOB_SERVICE_QUEUE_SUFFIX`] — that suffix, so that it is a drop-in for
+    /// that deployment (SPEC §12): its sessions' deliveries arrive on its own queue, and it
+    /// never consumes the status queue the Node status-check service reads.
+    pub fn job_environment(mut env: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        env.insert("ROLES".to_owned(), Self::JOB.to_owned());
+        let suffix = env.entry("MONITORS_QUEUE_SUFFIX".to_owned()).or_default();
+        if suffix.trim().is_empty() {
+            *suffix = JOB_SERVICE_QUEUE_SUFFIX.to_owned();
+        }
+        env
+    }
 
     /// Runs monitors and nothing of the checks' own work (no API, no deadlines): with a
     /// monitors queue suffix it consumes only the monitors' queue, as the job service did.

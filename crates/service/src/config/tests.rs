@@ -296,6 +296,33 @@ fn a_monitoring_only_replica_with_a_queue_suffix_consumes_only_the_monitors_queu
     assert_eq!(custom.alarm_provider_name, "other-provider");
 }
 
+/// `status-check job` starts with the monitoring job service's own environment — no
+/// MONITORS_QUEUE_SUFFIX, no ROBOT_QUEUE_ADDRESS — and then consumes only that service's queue:
+/// never the status queue the Node status-check service reads (SPEC §12).
+#[test]
+fn job_runs_on_the_job_services_environment_and_its_queue_only() {
+    let deployed: BTreeMap<String, String> = [
+        ("STATUS_QUEUE_ADDRESS", "http://sqs.local/1/status-queue"),
+        ("MEGAZORD_EVENTS_ADDRESS", "http://megazord:8080"),
+        ("ROLES", "api,scheduler"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let job = Config::from_sources(Roles::job_environment(deployed.clone()))
+        .expect("the job service's environment is enough");
+    let suffix = job.monitors_queue_suffix.as_deref();
+    assert_eq!(suffix, Some(JOB_SERVICE_QUEUE_SUFFIX));
+    assert!(job.roles.monitoring_only(), "ROLES is the job's");
+    assert!(job.roles.consumes_monitors_queue(suffix));
+    assert!(!job.roles.consumes_status_queue(suffix));
+    // A suffix the deployment sets is kept.
+    let mut other = deployed;
+    other.insert("MONITORS_QUEUE_SUFFIX".into(), "jobs-eu".into());
+    let job = Config::from_sources(Roles::job_environment(other)).unwrap();
+    assert_eq!(job.monitors_queue_suffix.as_deref(), Some("jobs-eu"));
+}
+
 #[test]
 fn the_environment_wins_over_the_file_and_file_typos_are_refused() {
     let dir = tempfile::tempdir().unwrap();
