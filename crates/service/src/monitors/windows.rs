@@ -23,6 +23,8 @@ use crate::upstream::{SubscriptionRequest, UpstreamError};
 /// gap): a scan's delay or a quick restart. Opened later, or by a monitor created or changed
 /// since the start, its first window starts then ("late start").
 const OPEN_GRACE: TimeDelta = TimeDelta::seconds(60);
+/// Most window ends one decision writes (its alarms and history rows in one transaction).
+const CATCH_UP_WINDOWS: i32 = 500;
 /// When Megazord (or the database) fails, the monitor is due again this much later.
 const RETRY_AFTER: TimeDelta = TimeDelta::seconds(5);
 /// When Megazord knows no event schema of the watched name, the monitor is tried again this
@@ -295,14 +297,24 @@ impl Monitors {
                 call_ref,
             )
             .await?;
+        // At most CATCH_UP_WINDOWS window ends per decision (window ends are a window length
+        // apart at least): after downtime, a short window's backlog is worked off over several
+        // steps instead of one transaction too large for the operation timeout, which failed
+        // and grew for ever. Events after that point are the next decision's.
+        let span = monitor.window().as_delta() * (CATCH_UP_WINDOWS - 1);
+        let up_to = (window.window_end + span).min(now);
+        let events: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.created_at <= up_to)
+            .collect();
         let times: Vec<DateTime<Utc>> = events.iter().map(|event| event.created_at).collect();
-        let advanced = advance(window, monitor.window(), &times, now)?;
+        let advanced = advance(window, monitor.window(), &times, up_to)?;
         let change = change_after(
             monitor,
             &advanced,
             session_end,
             subscription,
-            &counted(&events, now),
+            &counted(&events, up_to),
         );
         Ok((advanced, change))
     }

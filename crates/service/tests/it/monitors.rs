@@ -475,6 +475,29 @@ async fn a_refused_alarm_is_retried_with_backoff(backend: Backend) {
     assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
 }
 
+/// After downtime a short window's backlog is decided a bounded number of windows per step
+/// (one transaction each), not in one transaction that outgrows the operation timeout: every
+/// quiet window still alarms once, in order.
+async fn a_long_backlog_of_windows_is_decided_in_bounded_steps(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T08:00:00Z")).await else {
+        return;
+    };
+    stack.monitor("no-toilet", json!({"window": "1s"})).await;
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    stack.set("2026-11-20T08:20:00Z");
+    let mut backlog = Vec::new();
+    while stack.window("no-toilet").await.unwrap().2 <= at("2026-11-20T08:20:00Z") {
+        assert_eq!(stack.tick_monitor().await.decided, 1);
+        backlog.push(stack.store().alarm_jobs().backlog().await.unwrap());
+        assert!(backlog.len() <= 3, "{backlog:?}");
+    }
+    assert_eq!(backlog, [500, 1000, 1200]);
+    assert_eq!(
+        stack.window("no-toilet").await,
+        Some((1201, at("2026-11-20T08:20:00Z"), at("2026-11-20T08:20:01Z")))
+    );
+}
+
 /// An alarm is retried until Megazord accepts it (SPEC §12), however long it refuses: never
 /// given up after OUTBOX_MAX_ATTEMPTS as a robot notification is.
 async fn an_alarm_refused_for_hours_is_posted_once_megazord_accepts(backend: Backend) {
@@ -511,4 +534,5 @@ on_both_backends!(
     two_replicas_act_on_each_window_once,
     a_refused_alarm_is_retried_with_backoff,
     an_alarm_refused_for_hours_is_posted_once_megazord_accepts,
+    a_long_backlog_of_windows_is_decided_in_bounded_steps,
 );
