@@ -9,20 +9,21 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::api::assert_problem;
 use crate::harness::on_both_backends;
-use crate::harness::{Backend, create_body, incoming, spawn, step_json};
+use crate::harness::{Backend, TestApp, create_body, incoming, spawn, step_json};
 
 const ROBOT: i64 = 42;
 const CHARGING: &[(&str, i64)] = &[("pass", 124), ("fail", 125)];
 
+/// Step 123 of robot 42 checks resident-activity, with the template's windows.
+async fn resident_activity_step(app: &TestApp) {
+    let step = step_json(123, "resident-activity", 0, 0, CHARGING);
+    app.given_step(ROBOT, 123, step).await;
+}
+
 pub async fn backfill_is_merged_without_recording_an_event_twice(backend: Backend) {
     let app = spawn(backend).await;
     // Megazord returns the same event twice (e.g. from overlapping pages).
-    app.given_step(
-        ROBOT,
-        123,
-        step_json(123, "resident-activity", 0, 0, CHARGING),
-    )
-    .await;
+    resident_activity_step(&app).await;
     app.given_incomings(
         ROBOT,
         "MOTION_DETECTED",
@@ -59,12 +60,7 @@ pub async fn an_event_stamped_with_the_anchors_second_is_taken_in(backend: Backe
     let app = spawn(backend).await;
     app.clock
         .set(crate::harness::anchor() + chrono::TimeDelta::milliseconds(500));
-    app.given_step(
-        ROBOT,
-        123,
-        step_json(123, "resident-activity", 0, 0, CHARGING),
-    )
-    .await;
+    resident_activity_step(&app).await;
     // The past fetch (made just after the anchor) finds nothing; the backfill since the
     // anchor's second finds the event that came meanwhile.
     app.given_incomings(ROBOT, "MOTION_DETECTED", json!([]))
@@ -101,12 +97,7 @@ pub async fn failed_backfill_removes_the_subscription(backend: Backend) {
     let app = spawn(backend).await;
     // The past fetch succeeds; the backfill after subscribing (same endpoint, second call)
     // fails: the subscription must not be left behind.
-    app.given_step(
-        ROBOT,
-        123,
-        step_json(123, "resident-activity", 0, 0, CHARGING),
-    )
-    .await;
+    resident_activity_step(&app).await;
     app.given_subscriptions(ROBOT, 995).await;
     Mock::given(method("GET"))
         .and(path("/internal/v1/events/robots/42/incomings"))

@@ -113,13 +113,14 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     drop(second);
 }
 
-#[tokio::test]
-async fn a_request_running_past_the_request_timeout_answers_503_problem_json() {
+/// A replica whose requests time out after 1 s (its upstream calls after 10 s), and robot 42's
+/// charging step: its id and Micro-Managers' answer.
+async fn slow_request_app() -> (TestApp, i64, Value) {
     let app = spawn_with(
         Backend::Sqlite,
         &[
             ("HTTP_REQUEST_TIMEOUT_SECS", "1"),
-            // The slow upstream answer below must not time out first.
+            // Slow upstream answers must not time out first.
             ("UPSTREAM_TIMEOUT_MS", "10000"),
         ],
     )
@@ -132,6 +133,12 @@ async fn a_request_running_past_the_request_timeout_answers_503_problem_json() {
         600,
         &[("pass", 124), ("fail", 125)],
     );
+    (app, step_id, step)
+}
+
+#[tokio::test]
+async fn a_request_running_past_the_request_timeout_answers_503_problem_json() {
+    let (app, step_id, step) = slow_request_app().await;
     app.given_step(42, step_id, step.clone()).await;
     no_events_and_subscriptions(&app).await;
     // The same answer, slower than the request timeout (and preferred over the one above).
@@ -203,22 +210,7 @@ async fn stored_within(app: &TestApp, count: usize, within: Duration) {
 /// create runs to its end and stores its check with that subscription.
 #[tokio::test]
 async fn a_create_timed_out_after_subscribing_keeps_its_subscription_in_a_check() {
-    let app = spawn_with(
-        Backend::Sqlite,
-        &[
-            ("HTTP_REQUEST_TIMEOUT_SECS", "1"),
-            ("UPSTREAM_TIMEOUT_MS", "10000"),
-        ],
-    )
-    .await;
-    let step_id = 123;
-    let step = step_json(
-        step_id,
-        "robot-is-charging",
-        3600,
-        600,
-        &[("pass", 124), ("fail", 125)],
-    );
+    let (app, step_id, step) = slow_request_app().await;
     app.given_step(42, step_id, step).await;
     no_events_and_subscriptions(&app).await;
     // The backfill after subscribing (events since the anchor) answers after the timeout.
