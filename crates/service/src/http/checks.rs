@@ -279,10 +279,7 @@ pub(super) fn check_id(
         .and_then(|Path(id)| canonical_id(&id))
         .ok_or_else(|| ApiError::BadRequest {
             detail: "the status check id is invalid".to_owned(),
-            errors: vec![FieldError {
-                field: field.to_owned(),
-                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
-            }],
+            errors: vec![FieldError::not_an_id(field)],
         })
 }
 

@@ -229,10 +229,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MonitorKey {
         let mut errors = Vec::new();
         let robot_id = canonical_id(&robot);
         if robot_id.is_none() {
-            errors.push(FieldError {
-                field: "robotId".to_owned(),
-                message: "must be a positive integer (digits only, no leading zero)".to_owned(),
-            });
+            errors.push(FieldError::not_an_id("robotId"));
         }
         if let Err(message) = RuleId::parse(&rule) {
             errors.push(FieldError {

@@ -20,6 +20,16 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    /// `field` is not an id as [`canonical_id`] accepts one.
+    pub fn not_an_id(field: &str) -> Self {
+        FieldError {
+            field: field.to_owned(),
+            message: "must be a positive integer (digits only, no leading zero)".to_owned(),
+        }
+    }
+}
+
 /// The `application/problem+json` body.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -54,11 +54,15 @@ struct Watched {
 }
 
 impl Watched {
-    /// The consumer's last visibility change (the test's own, to zero, aside).
-    fn last_hidden(&self) -> (String, Duration) {
-        let hidden = self.hidden.lock().unwrap();
-        let last = hidden.iter().rev().find(|(_, hide)| !hide.is_zero());
-        last.cloned().expect("a message was hidden")
+    /// Makes the message the consumer hid last visible again at once (as if its time passed);
+    /// how long the consumer had hidden it.
+    async fn show_last(&self, queue_url: &str) -> Duration {
+        let (receipt, hidden) = self.hidden.lock().unwrap().last().cloned().expect("hidden");
+        let now = self
+            .queue
+            .extend_visibility(queue_url, &receipt, Duration::ZERO);
+        now.await.unwrap();
+        hidden
     }
 }
 
@@ -124,28 +128,18 @@ pub async fn an_unknown_subscriptions_delivery_is_received_three_times_at_most(b
     put(&app, &queues, &body).await;
     app.clock.set(at("2026-11-20T08:00:01Z"));
     assert_eq!(consume(&workers).await, [Outcome::UnknownKept]);
-    let (receipt, first) = watched.last_hidden();
+    let first = watched.show_last(&queues.status_url).await;
     assert_eq!(first, Duration::from_secs(5), "back soon the first time");
     // Back now (as if those seconds passed): received a second time, and kept for the grace.
-    queues
-        .queue
-        .extend_visibility(&queues.status_url, &receipt, Duration::ZERO)
-        .await
-        .unwrap();
     app.clock.set(at("2026-11-20T08:00:06Z"));
     assert_eq!(consume(&workers).await, [Outcome::UnknownKept]);
-    let (receipt, second) = watched.last_hidden();
+    let second = watched.show_last(&queues.status_url).await;
     assert_eq!(
         second,
         Duration::from_secs(60),
         "hidden for the grace period"
     );
     // The third receive is past the grace: the verdict.
-    queues
-        .queue
-        .extend_visibility(&queues.status_url, &receipt, Duration::ZERO)
-        .await
-        .unwrap();
     app.clock.set(at("2026-11-20T08:01:06Z"));
     assert_eq!(consume(&workers).await, [Outcome::UnknownDropped]);
 }
