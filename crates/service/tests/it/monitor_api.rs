@@ -333,6 +333,16 @@ async fn an_invalid_monitor_is_refused_naming_each_field(backend: Backend) {
     let (status, created) = stack.api(reqwest::Method::PUT, path, Some(&integral)).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["actions"][0]["level"], 3);
+
+    // A large one too, read exactly: serde_json's default float parsing rounded
+    // 4164624493445986.0 to 4164624493445985.5 and refused it (the fuzzer found it).
+    let large = "/internal/v1/monitors/4164624493445986/a";
+    let integral = with(json!({"robotId": 4_164_624_493_445_986.0}));
+    let (status, created) = stack
+        .api(reqwest::Method::PUT, large, Some(&integral))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["robotId"], 4_164_624_493_445_986_u64);
 }
 
 /// The monitors file is synced at start: created, changed, and disabled once no file names
