@@ -314,7 +314,6 @@ fn job_service_errors_use_its_own_field_names() {
         "monitor robots[0].monitoringRules[0] (robot 42, rule a): dailyWindow.endTime: \"7pm\" is not a time",
         "monitor robots[0].monitoringRules[0] (robot 42, rule a): actions[0].config.eventName: is missing",
         "monitor robots[0].monitoringRules[1] (robot 42, rule b): actions[0].config.eventName: is missing",
-        "monitor robots[1].monitoringRules[0] (robot 43, rule a): windowDurationMinutes: 2h is longer than the daily session",
     ];
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
     for (error, prefix) in errors.iter().zip(expected) {
@@ -419,20 +418,44 @@ fn job_service_rules_name_the_watched_event_in_their_own_spelling() {
              eventName: is missing"
         ]
     );
+    // A file with both (the job service read `eventName`) loads, watching `eventName`.
     let both = COMPOSE_MONITORING_CONFIG.replace(
         r#""eventName":"TOILET_ACTIVITY","#,
-        r#""eventName":"TOILET_ACTIVITY","eventType":"TOILET_ACTIVITY","#,
+        r#""eventName":"TOILET_ACTIVITY","eventType":"BED_EXIT","#,
     );
-    let error = &parse_job_service_config(&both).unwrap_err()[0];
-    assert_eq!(
-        error.monitor.as_ref().unwrap().position,
-        "robots[0].monitoringRules[0]"
-    );
-    assert!(error.message.contains("eventName"), "{error}");
+    let monitors = parse_job_service_config(&both).unwrap();
+    assert_eq!(monitors[0].event_type(), "TOILET_ACTIVITY");
     let other_kind = COMPOSE_MONITORING_CONFIG.replace(r#""type":"ALARM""#, r#""type":"EMAIL""#);
     let kind_errors = errors(parse_job_service_config(&other_kind));
     assert!(
         kind_errors[0].contains("actions[0].type: \"EMAIL\" is not an action type"),
         "{kind_errors:?}"
     );
+}
+
+/// The job service ran with a window longer than its daily session, so such a file loads
+/// (SPEC §12: unchanged), while a monitors list, written for this service, is told.
+#[test]
+fn a_job_service_window_longer_than_the_session_loads() {
+    let long = COMPOSE_MONITORING_CONFIG
+        .replace(
+            r#""windowDurationMinutes":1"#,
+            r#""windowDurationMinutes":120"#,
+        )
+        .replace(r#""startTime":"00:01""#, r#""startTime":"08:00""#)
+        .replace(r#""endTime":"23:59""#, r#""endTime":"09:00""#);
+    let monitors = parse_job_service_config(&long).unwrap();
+    assert_eq!(monitors[0].window().as_seconds(), 7200);
+    assert!(monitors[0].window_outlasts_session());
+    assert!(
+        !parse_job_service_config(COMPOSE_MONITORING_CONFIG).unwrap()[0].window_outlasts_session()
+    );
+    // Its definition reads back (as the store does) as the same monitor.
+    let definition = monitors[0].definition();
+    assert_eq!(
+        Monitor::from_deployed_definition(&definition).unwrap(),
+        monitors[0]
+    );
+    let refused = Monitor::from_definition(&definition).unwrap_err();
+    assert_eq!(refused[0].field, "window", "{refused:?}");
 }

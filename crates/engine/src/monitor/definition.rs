@@ -90,8 +90,32 @@ impl fmt::Display for FieldError {
 impl std::error::Error for FieldError {}
 
 impl Monitor {
-    /// Validates a definition, collecting every problem with the field it concerns.
+    /// Validates a definition as a person writes one (an API body, `MONITORS_FILE`),
+    /// collecting every problem with the field it concerns. A window longer than the daily
+    /// session is refused: it could never end before the session does.
     pub fn from_definition(definition: &MonitorDefinition) -> Result<Monitor, Vec<FieldError>> {
+        Self::validate(definition, true)
+    }
+
+    /// Validates like [`Monitor::from_definition`], but takes a window longer than the daily
+    /// session: its windows are cut at the session's end, so it alarms only on a day a clock
+    /// change lengthens. The job service ran with such files, which load here unchanged
+    /// (SPEC §12), and what was stored is read back as it was.
+    pub fn from_deployed_definition(
+        definition: &MonitorDefinition,
+    ) -> Result<Monitor, Vec<FieldError>> {
+        Self::validate(definition, false)
+    }
+
+    /// Whether the window is longer than the session on a day without a clock change.
+    pub fn window_outlasts_session(&self) -> bool {
+        self.window.as_seconds() > self.daily.nominal_seconds()
+    }
+
+    fn validate(
+        definition: &MonitorDefinition,
+        window_within_session: bool,
+    ) -> Result<Monitor, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut fail = |field: &str, message: String| {
             errors.push(FieldError {
@@ -163,7 +187,7 @@ impl Monitor {
                 None
             }
         };
-        if let (Some(window), Some(daily)) = (window, daily)
+        if let (true, Some(window), Some(daily)) = (window_within_session, window, daily)
             && window.as_seconds() > daily.nominal_seconds()
         {
             fail(

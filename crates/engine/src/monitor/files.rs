@@ -143,7 +143,7 @@ pub fn parse_job_service_config(text: &str) -> Result<Vec<Monitor>, Vec<MonitorE
         let definition = |rule: &JobRule| MonitorDefinition {
             robot_id: robot.robot_id,
             rule_id: rule.rule_id.clone(),
-            event_type: rule.event_name.clone(),
+            event_type: rule.event_name.clone().or_else(|| rule.event_type.clone()),
             window: rule
                 .window_duration_minutes
                 .map(|minutes| format!("{minutes}m")),
@@ -165,7 +165,7 @@ pub fn parse_job_service_config(text: &str) -> Result<Vec<Monitor>, Vec<MonitorE
             enabled: Some(robot.enabled.unwrap_or(true) && rule.enabled.unwrap_or(true)),
         };
         let robot_errors: Vec<(String, String)> = match robot.monitoring_rules.first() {
-            Some(rule) => Monitor::from_definition(&definition(rule))
+            Some(rule) => Monitor::from_deployed_definition(&definition(rule))
                 .err()
                 .unwrap_or_default()
                 .into_iter()
@@ -178,7 +178,7 @@ pub fn parse_job_service_config(text: &str) -> Result<Vec<Monitor>, Vec<MonitorE
         for (i, rule) in robot.monitoring_rules.iter().enumerate() {
             let position = format!("robots[{r}].monitoringRules[{i}]");
             let rule_label = label(position, robot.robot_id, rule.rule_id.as_deref());
-            match Monitor::from_definition(&definition(rule)) {
+            match Monitor::from_deployed_definition(&definition(rule)) {
                 Ok(monitor) => checked.add(monitor, rule_label),
                 Err(errors) => {
                     let errors = errors.into_iter().filter(|e| !is_robot_field(&e.field));
@@ -389,9 +389,12 @@ struct JobRobot {
 struct JobRule {
     #[serde(default)]
     rule_id: Option<String>,
-    /// The watched event: `eventName` as the job service reads it, `eventType` in older files.
-    #[serde(default, alias = "eventType")]
+    /// The watched event, as the job service reads it.
+    #[serde(default)]
     event_name: Option<String>,
+    /// The watched event in older files; `eventName` wins when a file has both.
+    #[serde(default)]
+    event_type: Option<String>,
     #[serde(default)]
     window_duration_minutes: Option<i64>,
     #[serde(default)]

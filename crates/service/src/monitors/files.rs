@@ -89,6 +89,18 @@ pub fn load(sources: &Sources) -> anyhow::Result<Option<Vec<Monitor>>> {
     if !errors.is_empty() {
         anyhow::bail!("invalid monitors configuration:\n  {}", errors.join("\n  "));
     }
+    for (monitor, source) in loaded.iter().filter(|(m, _)| m.window_outlasts_session()) {
+        tracing::warn!(
+            source,
+            robot_id = monitor.robot_id(),
+            rule_id = %monitor.rule_id(),
+            window = %monitor.window(),
+            "the monitor's window is longer than its daily session {}–{}: its windows are cut \
+             at the session's end, so it alarms only on a day a clock change lengthens",
+            monitor.daily().start(),
+            monitor.daily().end(),
+        );
+    }
     Ok(Some(
         loaded.into_iter().map(|(monitor, _)| monitor).collect(),
     ))

@@ -242,7 +242,7 @@ impl Monitors {
 fn disabled(monitor: &Monitor) -> Option<Monitor> {
     let mut definition = monitor.definition();
     definition.enabled = Some(false);
-    Monitor::from_definition(&definition).ok()
+    Monitor::from_deployed_definition(&definition).ok()
 }
 
 fn log_put(put: &MonitorPut, source: MonitorSource) {

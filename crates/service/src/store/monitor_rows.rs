@@ -134,7 +134,7 @@ pub(super) fn monitor_of<R: SqlRow>(row: &R) -> Result<StoredMonitor, StoreError
     let text = row.text("definition")?;
     let definition: MonitorDefinition = serde_json::from_str(&text)
         .map_err(|e| corrupt(format!("status_check_monitor {id}: definition: {e}")))?;
-    let monitor = Monitor::from_definition(&definition).map_err(|errors| {
+    let monitor = Monitor::from_deployed_definition(&definition).map_err(|errors| {
         let fields: Vec<String> = errors.iter().map(ToString::to_string).collect();
         corrupt(format!("status_check_monitor {id}: {}", fields.join("; ")))
     })?;

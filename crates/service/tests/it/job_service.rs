@@ -222,7 +222,60 @@ async fn a_monitor_of_an_unknown_event_reports_it(backend: Backend) {
     );
 }
 
+/// A job-service rule whose window outlasts its session (two hours, 10:00–11:00 Amsterdam)
+/// loads as that service ran it: its window is cut at the session's end, which closes it
+/// without an alarm and removes the subscription; the store reads it back each time.
+async fn a_window_longer_than_its_session_runs_as_the_job_service_ran_it(backend: Backend) {
+    let long = COMPOSE
+        .replace(
+            r#""windowDurationMinutes":1"#,
+            r#""windowDurationMinutes":120"#,
+        )
+        .replace(r#""startTime":"00:01""#, r#""startTime":"10:00""#)
+        .replace(r#""endTime":"23:59""#, r#""endTime":"11:00""#);
+    let Some(stack) = stack_with(
+        backend,
+        at("2026-11-20T09:00:00Z"),
+        &[("MONITORING_CONFIG", long.as_str())],
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    let window = |stored: Option<status_check::store::StoredMonitor>| {
+        let window = stored.expect("stored").state.window?;
+        Some((window.window_number, window.window_start, window.window_end))
+    };
+    let read = || stack.store().get_monitor(JOB_ROBOT, "toilet-activity-2hr");
+    assert_eq!(
+        window(read().await.unwrap()),
+        Some((1, at("2026-11-20T09:00:00Z"), at("2026-11-20T10:00:00Z"))),
+        "cut at the session's end"
+    );
+    assert_eq!(stack.megazord.subscriptions(JOB_ROBOT).len(), 1);
+
+    stack.set("2026-11-20T10:00:00.200Z");
+    assert_eq!(stack.tick_monitor().await.decided, 1);
+    let tick = stack.tick_relay().await;
+    assert_eq!(
+        (tick.alarms.claimed, tick.removals.done),
+        (0, 1),
+        "{tick:?}"
+    );
+    assert!(
+        stack
+            .megazord
+            .incomings(JOB_ROBOT, Some("NO_TOILET_ACTIVITY_ALARM"), None)
+            .is_empty(),
+        "closed by the session's end: no alarm"
+    );
+    assert_eq!(window(read().await.unwrap()), None, "the session is over");
+    assert!(stack.megazord.undeleted_subscriptions().is_empty());
+}
+
 on_both_backends!(
+    a_window_longer_than_its_session_runs_as_the_job_service_ran_it,
     the_compose_config_runs_on_its_own_queue,
     a_monitoring_only_replica_consumes_only_the_monitors_queue,
     a_monitor_of_an_unknown_event_reports_it,
