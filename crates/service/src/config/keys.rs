@@ -66,7 +66,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "UPSTREAM_RETRIES",
         "2",
-        "Retries of idempotent upstream calls on connection errors and 5xx.",
+        "Retries of idempotent upstream calls on connection errors and 5xx (not on a timeout).",
     ),
     (
         "STATUS_QUEUE_ADDRESS",

@@ -185,7 +185,9 @@ impl UpstreamHttp {
         url: &Url,
         interpret: impl FnOnce(&Answer) -> Result<T, UpstreamError>,
     ) -> Result<T, UpstreamError> {
-        // GET, DELETE: retried on connection errors, timeouts and 5xx.
+        // GET, DELETE: retried on connection errors and 5xx (SPEC §5), not on a timeout: an
+        // upstream that did not answer in UPSTREAM_TIMEOUT_MS is answered 502 after it, not
+        // after (1 + retries) times it.
         let retries = if method.is_idempotent() {
             self.retries
         } else {
@@ -249,6 +251,7 @@ impl UpstreamHttp {
             .with_max_times(max_retries);
         let sent = attempt
             .retry(backoff)
+            .when(|failure: &Transient| !failure.timed_out)
             .notify(|failure: &Transient, delay| {
                 tracing::warn!(
                     service,
@@ -327,6 +330,8 @@ struct Transient {
     reason: String,
     /// Full, for the logs.
     detail: String,
+    /// No answer within the timeout: not retried.
+    timed_out: bool,
 }
 
 /// Sends one attempt and reads the whole body; transient failures are errors.
@@ -337,6 +342,7 @@ async fn send_once(request: RequestBuilder) -> Result<Answer, Transient> {
         return Err(Transient {
             reason: format!("status {}", status.as_u16()),
             detail: format!("status {status}"),
+            timed_out: false,
         });
     }
     let mut response = response;
@@ -381,6 +387,7 @@ fn transport_failure(error: reqwest::Error) -> Transient {
     Transient {
         reason: reason.to_owned(),
         detail: error_chain(&error),
+        timed_out: error.is_timeout(),
     }
 }
 
