@@ -488,7 +488,15 @@ impl Consumer {
                 );
                 "removed_lost_answer"
             }
-            Ok(UnknownSubscription::AlreadyRemoved) => "dropped_removal_queued",
+            Ok(UnknownSubscription::AlreadyRemoved) => {
+                tracing::info!(
+                    robot_id = parsed.robot_id,
+                    subscription_id = parsed.subscription_id,
+                    event_id = parsed.event.id,
+                    "delivery for a subscription whose removal is queued; deleted"
+                );
+                "dropped_removal_queued"
+            }
             Ok(UnknownSubscription::Foreign) => {
                 tracing::warn!(
                     robot_id = parsed.robot_id,
