@@ -4,7 +4,7 @@
 //! inside the grace period after it — tells it apart from another service's subscription on a
 //! queue shared by mistake, which must never be removed.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 
 use super::db::{Db, PerDialect, SqlRow, Step, Tx, args, millis, retrying};
 use super::db::{bounded, purge_older};
@@ -49,6 +49,14 @@ pub(crate) async fn claim_unknown_subscription<D: Db>(
         event_name,
         event_created_at,
     } = delivery;
+    // Megazord stamps events in whole seconds (a `TIMESTAMP`), a subscribe's record has
+    // milliseconds: an event stamped 08:00:00 may have happened at 08:00:00.800, after a
+    // subscribe recorded at 08:00:00.400.
+    let latest = if event_created_at.nanosecond() == 0 {
+        event_created_at + TimeDelta::milliseconds(999)
+    } else {
+        event_created_at
+    };
     retrying!(db, tx => async {
         if tx.fetch_optional(REMOVAL_OF, args![subscription_id]).await?.is_some() {
             return Ok(Step::Commit(UnknownSubscription::AlreadyRemoved));
@@ -56,7 +64,7 @@ pub(crate) async fn claim_unknown_subscription<D: Db>(
         let rows = tx
             .fetch_all(
                 db.sql(&INTENTS_BEFORE),
-                args![robot_id, millis(event_created_at - grace), millis(event_created_at)],
+                args![robot_id, millis(event_created_at - grace), millis(latest)],
             )
             .await?;
         for row in rows {

@@ -20,6 +20,7 @@ use crate::support::TestDb;
 pub(crate) mod batch;
 mod checks;
 mod claims;
+mod intents;
 mod schema;
 mod templates;
 mod updates;
