@@ -166,7 +166,7 @@ impl Checks {
         }
 
         let new = NewCheck {
-            key,
+            key: key.clone(),
             script_version_id: request.script_version_id,
             template_id: loaded.id,
             phase: check.phase,
@@ -183,14 +183,24 @@ impl Checks {
         };
         let created = match self.create_writes.write(&self.store, new).await {
             Ok(created) => created,
-            Err(e) => {
-                if let (Some(id), Some(intent)) = (subscription_id, subscribe_intent) {
+            Err(e) => match (subscription_id, subscribe_intent) {
+                (Some(id), Some(intent)) => {
                     let subscribed = subscriptions::Subscribed { id, intent };
-                    self.abandon_subscription(request.robot_id, subscribed, call_ref)
-                        .await;
+                    self.after_failed_write(&key, subscribed, e, call_ref)
+                        .await?
                 }
-                return Err(e.into());
+                _ => return Err(e.into()),
+            },
+        };
+        let created = match created {
+            // A grouped write whose COMMIT's answer was lost is written again alone and finds
+            // the check it saved: ours, by its subscription.
+            Created::Existing(stored)
+                if subscription_id.is_some() && stored.subscription_id == subscription_id =>
+            {
+                Created::New(stored)
             }
+            created => created,
         };
         match created {
             Created::New(stored) => {
@@ -253,6 +263,43 @@ impl Checks {
                 )))
             }
             Err(SubscribeError::Upstream(e)) => Err(e.into()),
+        }
+    }
+
+    /// The write of a check with a subscription failed. Refused, it left nothing: the
+    /// subscription is removed. But a connection lost (or the bound hit) while its COMMIT was
+    /// in flight may have saved the check: it is read back by its request key first, and the
+    /// subscription of a stored check is kept. Unreadable too, the subscription is removed as
+    /// before: Megazord never expires one (SPEC §5.2), so kept by mistake it would leak for
+    /// ever, while a stored check that lost it is still decided at its deadline, by its read.
+    async fn after_failed_write(
+        &self,
+        key: &CheckKey,
+        subscribed: subscriptions::Subscribed,
+        error: crate::store::StoreError,
+        call_ref: &str,
+    ) -> Result<Created, CheckError> {
+        if !error.is_unavailable() {
+            self.abandon_subscription(key.robot_id, subscribed, call_ref)
+                .await;
+            return Err(error.into());
+        }
+        match self.store.find_check(key).await {
+            Ok(Some(stored)) => {
+                tracing::info!(check_id = stored.id, error = %error, "a create's write was answered with an error, and a check of its request is stored");
+                Ok(Created::Existing(stored))
+            }
+            Ok(None) => {
+                self.abandon_subscription(key.robot_id, subscribed, call_ref)
+                    .await;
+                Err(error.into())
+            }
+            Err(reread) => {
+                tracing::warn!(subscription_id = subscribed.id, error = %error, reread = %reread, "a create's write may have landed, and cannot be read back; its subscription is removed");
+                self.abandon_subscription(key.robot_id, subscribed, call_ref)
+                    .await;
+                Err(error.into())
+            }
         }
     }
 

@@ -269,11 +269,29 @@ impl Monitors {
                 Ok(Attempt::Stale)
             }
             Err(e) => {
-                self.drop_subscription(monitor, subscription, "monitor_open_failed")
-                    .await;
+                if !self.opened_with(monitor, subscription, &e).await {
+                    self.drop_subscription(monitor, subscription, "monitor_open_failed")
+                        .await;
+                }
                 Err(e.into())
             }
         }
+    }
+
+    /// Whether a session's write that failed had landed after all, with `subscription` (a
+    /// connection lost while its COMMIT was in flight): read back, so that the subscription of
+    /// an open session is never removed. Unreadable, it is taken as not landed: Megazord never
+    /// expires a subscription (SPEC §5.2), while a session that lost its own still decides
+    /// each window end from Megazord's read of its events.
+    async fn opened_with(&self, monitor: &Monitor, subscription: i64, error: &StoreError) -> bool {
+        if !error.is_unavailable() {
+            return false;
+        }
+        let stored = self
+            .store
+            .get_monitor(monitor.robot_id(), monitor.rule_id().as_str())
+            .await;
+        matches!(stored, Ok(Some(stored)) if stored.state.subscription_id == Some(subscription))
     }
 
     /// The open window's events from Megazord (the backfill: an event that happened in the

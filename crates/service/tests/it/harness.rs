@@ -82,6 +82,20 @@ pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// Starts an API-only replica on a database the test made (e.g. through a proxy), which the
+/// replica keeps until it goes.
+pub async fn spawn_on(db: support::TestDb) -> TestApp {
+    let (mut app, _) = start(
+        Backend::Mysql,
+        Some((db.store.clone(), db.neighbours.clone())),
+        None,
+        &[("ROLES", "api")],
+    )
+    .await;
+    app._db = Some(db);
+    app
+}
+
 /// The queues of a full stack: the shared status queue and the robots' queue prefix.
 #[derive(Clone)]
 pub struct Queues {

@@ -8,6 +8,7 @@ mod backtest_cli;
 mod batching;
 mod built_in_templates;
 mod clock_skew;
+mod commit_lost;
 mod database_cli;
 mod deadline_reads;
 mod dev_command;

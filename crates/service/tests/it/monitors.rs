@@ -111,8 +111,18 @@ pub(crate) async fn stack_with(
     start: DateTime<Utc>,
     extra: &[(&str, &str)],
 ) -> Option<MonitorStack> {
-    let queues = sqs_queues().await?;
     let db = backend.database().await?;
+    stack_on(db, start, extra).await
+}
+
+/// A stack on a database the test made (e.g. through a proxy); `None` when SQS tests are
+/// switched off.
+pub(crate) async fn stack_on(
+    db: TestDb,
+    start: DateTime<Utc>,
+    extra: &[(&str, &str)],
+) -> Option<MonitorStack> {
+    let queues = sqs_queues().await?;
     let clock = Arc::new(ManualClock::new(start));
     let mut env = env_of(&queues);
     env.extend(
