@@ -71,6 +71,10 @@ pub struct AdoptionTick {
 struct Pass {
     /// The pass continues after this check id.
     after: i64,
+    /// The newest check id when the previous pass ended: the pass after this one starts
+    /// there, so that a finished pass does not read this service's own checks again every
+    /// minute. (Not at once: a Node row with a lower id may still have been committing.)
+    newest_at_last_end: i64,
     /// When the next step may run.
     next_at: DateTime<Utc>,
 }
@@ -94,6 +98,7 @@ impl Adoption {
             config,
             pass: Mutex::new(Pass {
                 after: 0,
+                newest_at_last_end: 0,
                 next_at: DateTime::UNIX_EPOCH,
             }),
             reported: ReportedOnce::default(),
@@ -123,11 +128,18 @@ impl Adoption {
         let mut reached = after;
         let mut next_at = None;
         for &id in &ids {
-            let Some(check) = self.store.get_check(id).await? else {
-                reached = id;
-                continue;
+            let outcome = match self.store.get_check(id).await {
+                Ok(Some(check)) => self.adopt(&check).await,
+                Ok(None) => Ok(AdoptOutcome::Ended),
+                Err(e) => Err(e),
             };
-            match self.adopt(&check).await? {
+            // A row this service cannot read (a phase no version of either service writes)
+            // is reported and passed over: it must not hold up every check after it.
+            let outcome = match outcome {
+                Err(StoreError::Corrupt(reason)) => self.unreadable(id, reason),
+                outcome => outcome?,
+            };
+            match outcome {
                 AdoptOutcome::Adopted => tick.adopted += 1,
                 AdoptOutcome::Ended => {}
                 AdoptOutcome::Unadoptable(_) => tick.unadoptable += 1,
@@ -139,18 +151,26 @@ impl Adoption {
             }
             reached = id;
         }
+        let ended = next_at.is_none() && ids.len() < self.config.batch;
+        let newest = if ended {
+            self.store.newest_check_id().await?
+        } else {
+            0
+        };
         let mut pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
         match next_at {
             Some(next_at) => {
                 pass.after = reached;
                 pass.next_at = next_at;
             }
-            None if ids.len() < self.config.batch => {
+            None if ended => {
                 // The pass reached the end. The next one, after `interval`, looks only at rows
                 // added since (a Node replica still running during the switch): going over the
-                // whole table again every minute would cost a production database a full scan
-                // for nothing. What could not be adopted for good was reported.
-                pass.after = reached;
+                // whole table again — or over every check this service made since the last
+                // Node one — every minute would cost a production database a scan for nothing.
+                // What could not be adopted for good was reported.
+                pass.after = reached.max(pass.newest_at_last_end);
+                pass.newest_at_last_end = newest;
                 pass.next_at = now + delta(self.config.interval);
             }
             None => pass.after = reached,
@@ -213,6 +233,19 @@ impl Adoption {
             Adopted::NotNeeded => Ok(AdoptOutcome::Adopted),
             Adopted::NotFound => Ok(AdoptOutcome::Ended),
         }
+    }
+
+    /// Where the next step of the pass starts: after this check id.
+    pub fn resumes_after(&self) -> i64 {
+        self.pass.lock().unwrap_or_else(|e| e.into_inner()).after
+    }
+
+    fn unreadable(&self, id: i64, reason: String) -> AdoptOutcome {
+        if self.reported.first(id) {
+            tracing::error!(check_id = id, reason = %reason, "cannot read a check of the Node service; it is passed over and stays open");
+            metrics::counter!("checks_adoption_failed_total").increment(1);
+        }
+        AdoptOutcome::Unadoptable(reason)
     }
 
     fn unadoptable(&self, check: &StoredCheck, reason: String) -> AdoptOutcome {

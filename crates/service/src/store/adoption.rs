@@ -19,6 +19,8 @@ const SELECT_UNADOPTED: &str = "SELECT sc.id AS id FROM status_check sc \
        AND sc.phase NOT IN ('COMPLETED', 'FAILED') \
      ORDER BY sc.id LIMIT ?";
 
+const NEWEST_CHECK: &str = "SELECT id FROM status_check ORDER BY id DESC LIMIT 1";
+
 /// What adoption reads of a check, under its row lock.
 const SELECT_ADOPTION_ROW: &str = "SELECT sc.robot_id AS robot_id, sc.step_id AS step_id, \
      sc.scheduled_id AS scheduled_id, sc.phase AS phase, sc.planned_at AS planned_at, \
@@ -107,6 +109,9 @@ pub trait AdoptionStore: Send + Sync {
     /// `after`, in id order (a pass over the primary key, in batches of `limit`).
     async fn unadopted_checks(&self, after: i64, limit: usize) -> Result<Vec<i64>, StoreError>;
 
+    /// The highest check id there is (0: none), either service's.
+    async fn newest_check_id(&self) -> Result<i64, StoreError>;
+
     /// Adopts a check the Node service wrote (SPEC §6.1): under its row lock, when it is
     /// still open and has no `status_check_ext` row, writes one — the window from its poller
     /// (anchor = `status_check.created_at`), `next_steps`, and the deadline = the poller's
@@ -130,6 +135,15 @@ impl<B: Db + 'static> AdoptionStore for B {
                 row.int("id")
             })
             .await
+        })
+        .await
+    }
+
+    async fn newest_check_id(&self) -> Result<i64, StoreError> {
+        let db = self;
+        bounded(db, "newest_check_id", async {
+            let ids = read_all(db, NEWEST_CHECK, args![], |row| row.int("id")).await?;
+            Ok(ids.first().copied().unwrap_or(0))
         })
         .await
     }

@@ -4,10 +4,18 @@
 //! for their subscriptions are applied; its EJS template versions never run; and every row
 //! this service writes into the production tables is one the Node service could carry on with.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use status_check::Deps;
 use status_check::app::Workers;
+use status_check::checks::adoption::{Adoption, AdoptionConfig};
+use status_check::clock::ManualClock;
+use status_check::upstream::UpstreamConfig;
+use status_check::upstream::megazord::HttpMegazord;
+use status_check::upstream::micro_managers::HttpMicroManagers;
 use status_check::workers::consumer::Outcome;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -710,6 +718,77 @@ pub async fn production_rows_are_complete_for_the_node_service(backend: Backend)
     assert_eq!(response["phase"], "COMPLETED");
 }
 
+/// The adoption pass passes over a Node row it cannot read (a phase neither service writes),
+/// reported once, and adopts the check after it. Once a pass has finished, the next starts
+/// after the newest check there was at the previous one's end — so this service's own checks
+/// are not read again every minute — and a Node check added since is still adopted.
+pub async fn the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_checks(
+    backend: Backend,
+) {
+    let Some(db) = backend.database().await else {
+        return;
+    };
+    let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
+    let unreadable = NodeCheck {
+        template_id: legacy,
+        step_id: 143,
+        phase: "WAITING",
+        result: "PENDING",
+        next_step_id: None,
+        subscription_id: 3021,
+        records: vec![],
+    };
+    node_check(&db, unreadable).await;
+    let open = open_charging_check(&db, legacy, 3022).await;
+    let own_template = crate::store::synced_template(&db, "own").await;
+    let own = crate::store::create(&db, crate::store::new_check(own_template, ROBOT)).await;
+    let own = crate::store::created_new(own.unwrap()).id;
+    assert!(own > open);
+
+    let micro_managers = wiremock::MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/internal/v5/scripts/robots/{ROBOT}/scripts/steps/123"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(step_json(
+            123,
+            "robot-is-charging",
+            0,
+            0,
+            NEXT,
+        )))
+        .mount(&micro_managers)
+        .await;
+    let upstream = UpstreamConfig::new(micro_managers.uri());
+    let clock = Arc::new(ManualClock::new(at("2026-11-20T08:05:00Z")));
+    let deps = Deps {
+        store: db.store.clone(),
+        micro_managers: Arc::new(HttpMicroManagers::new(&upstream).unwrap()),
+        megazord: Arc::new(HttpMegazord::new(&upstream).unwrap()),
+        clock: clock.clone(),
+        queue: None,
+    };
+    let adoption = Adoption::new(&deps, AdoptionConfig::default());
+
+    let tick = adoption.tick_once().await.unwrap();
+    assert_eq!((tick.adopted, tick.unadoptable), (1, 1), "{tick:?}");
+    assert_eq!(adoption.resumes_after(), open);
+    clock.advance(chrono::TimeDelta::minutes(2));
+    let tick = adoption.tick_once().await.unwrap();
+    assert_eq!((tick.ran, tick.adopted, tick.unadoptable), (true, 0, 0));
+    assert_eq!(
+        adoption.resumes_after(),
+        own,
+        "past this service's own checks"
+    );
+
+    let later = open_charging_check(&db, legacy, 3023).await;
+    clock.advance(chrono::TimeDelta::minutes(2));
+    let tick = adoption.tick_once().await.unwrap();
+    assert_eq!(tick.adopted, 1, "{tick:?}");
+    assert_eq!(adoption.resumes_after(), later);
+}
+
 /// A time as either backend returns it in text.
 fn parse_time(text: &str) -> DateTime<Utc> {
     text.parse().unwrap_or_else(|_| {
@@ -726,4 +805,5 @@ on_both_backends!(
     an_ended_checks_subscription_that_keeps_delivering_is_removed,
     a_node_check_without_a_runnable_template_is_decided_from_its_result,
     production_rows_are_complete_for_the_node_service,
+    the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_checks,
 );
