@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::{CheckResult, Event, Record};
 
@@ -48,11 +48,13 @@ const SELECT_CHECK_BY_KEY: &str = concat!(
     "WHERE e.robot_id = ? AND e.step_id = ? AND e.scheduled_id = ? AND e.planned_at = ?"
 );
 
-/// A check the Node service wrote for the same request: its `planned_at` is whole seconds.
+/// A check the Node service wrote for the same request: its `planned_at` is whole seconds,
+/// the request's cut (MariaDB, or MySQL with `TIME_TRUNCATE_FRACTIONAL`) or rounded (MySQL)
+/// to the second, so either is the request's.
 pub(crate) const SELECT_NODE_CHECK_BY_KEY: &str = concat!(
     select_check!(),
-    "WHERE sc.robot_id = ? AND sc.step_id = ? AND sc.scheduled_id = ? AND sc.planned_at = ? \
-     AND e.planned_at IS NULL ORDER BY sc.id LIMIT 1"
+    "WHERE sc.robot_id = ? AND sc.step_id = ? AND sc.scheduled_id = ? \
+     AND sc.planned_at IN (?, ?) AND e.planned_at IS NULL ORDER BY sc.id LIMIT 1"
 );
 
 macro_rules! select_records {
@@ -100,7 +102,8 @@ pub(crate) async fn find_check<D: Db>(
                     key.robot_id,
                     key.step_id,
                     key.scheduled_id,
-                    seconds_floor(key.planned_at)
+                    seconds_floor(key.planned_at),
+                    seconds_floor(key.planned_at + TimeDelta::milliseconds(500))
                 ],
             )
             .await?

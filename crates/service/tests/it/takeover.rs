@@ -419,13 +419,18 @@ pub async fn a_delivery_for_a_node_check_is_applied(backend: Backend) {
     workers.relay.as_ref().unwrap().tick_once().await;
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/3002").await, 1);
 
-    // The robot repeating its request across the cut-over gets the Node service's check.
-    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
-    assert_eq!(
-        (status, &body["id"]),
-        (StatusCode::OK, &json!(id)),
-        "{body}"
-    );
+    // The robot repeating its request across the cut-over gets the Node service's check,
+    // also when MySQL stored its plannedAt rounded to the second (07:59:59.600 → 08:00:00).
+    for planned_at in ["2026-11-20T08:00:00Z", "2026-11-20T07:59:59.600Z"] {
+        let mut request = create_body(123);
+        request["plannedAt"] = json!(planned_at);
+        let (status, body) = app.post_check(ROBOT, &request).await;
+        assert_eq!(
+            (status, &body["id"]),
+            (StatusCode::OK, &json!(id)),
+            "{planned_at}: {body}"
+        );
+    }
 
     // New checks never use the EJS version: the shipped YAML took the next number, 2.
     app.given_incomings(
