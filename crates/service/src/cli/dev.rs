@@ -33,21 +33,24 @@ const DEMO_WINDOW: &str = "20s";
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
     /// Port of the service; the Micro-Managers and Megazord simulators take the next two
-    /// (0: free ports for all three).
-    #[arg(long, env = "PORT", default_value_t = 8080)]
-    pub port: u16,
+    /// (0: free ports for all three). Default: `PORT` of the environment or `CONFIG_FILE`,
+    /// else 8080.
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let dir = dev_database_dir()?;
     let database = dir.join("status-check.db");
     let mut env = dev_env(&database);
-    env.insert("PORT".into(), args.port.to_string());
+    if let Some(port) = args.port {
+        env.insert("PORT".into(), port.to_string());
+    }
     let probe = Config::from_sources(env.clone())?;
     telemetry::init_logging(&probe.database.log_level, probe.database.log_format);
 
     let queue = Arc::new(MemoryQueue::new());
-    let sim_ports = match args.port {
+    let sim_ports = match probe.port {
         0 => (0, 0),
         port => (
             port.checked_add(1).unwrap_or(0),

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::App;
-use crate::config::{Config, DatabaseConfig, Roles};
+use crate::config::{Config, ConfigError, DatabaseConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,8 +61,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(0)
         }
-        Command::Serve => runtime()?.block_on(serve(|env| env)),
-        Command::Job => runtime()?.block_on(serve(Roles::job_environment)),
+        Command::Serve => runtime()?.block_on(serve(Config::from_sources)),
+        Command::Job => runtime()?.block_on(serve(Config::for_job)),
         Command::Migrate => runtime()?.block_on(migrate()),
         Command::Dev(args) => runtime()?.block_on(dev::run(args)),
     }
@@ -75,10 +75,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Serves with the configuration the environment, as `environment` makes it, says (`job`
-/// sets its roles and queue suffix).
-async fn serve(environment: fn(Env) -> Env) -> anyhow::Result<i32> {
-    let config = Config::from_sources(environment(std::env::vars().collect()))?;
+/// Serves with the configuration `configure` makes of the environment (`job` sets its roles
+/// and queue suffix).
+async fn serve(configure: fn(Env) -> Result<Config, ConfigError>) -> anyhow::Result<i32> {
+    let config = configure(std::env::vars().collect())?;
     config.database.start_logging();
     let app = App::build(&config).await?;
     let shutdown = CancellationToken::new();

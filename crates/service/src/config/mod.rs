@@ -148,6 +148,12 @@ impl Config {
         Config::from_values(&merged(env)?)
     }
 
+    /// What `status-check job` runs with: [`Roles::job_environment`] of the environment
+    /// merged with `CONFIG_FILE`, so a suffix the file sets is kept too.
+    pub fn for_job(env: BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        Config::from_values(&Roles::job_environment(merged(env)?))
+    }
+
     fn from_values(values: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let get = |key: &str| get(values, key);
         let optional = |key: &str| optional(values, key);

@@ -309,18 +309,25 @@ fn job_runs_on_the_job_services_environment_and_its_queue_only() {
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
-    let job = Config::from_sources(Roles::job_environment(deployed.clone()))
-        .expect("the job service's environment is enough");
+    let job = Config::for_job(deployed.clone()).expect("the job service's environment is enough");
     let suffix = job.monitors_queue_suffix.as_deref();
     assert_eq!(suffix, Some(JOB_SERVICE_QUEUE_SUFFIX));
     assert!(job.roles.monitoring_only(), "ROLES is the job's");
     assert!(job.roles.consumes_monitors_queue(suffix));
     assert!(!job.roles.consumes_status_queue(suffix));
     // A suffix the deployment sets is kept.
-    let mut other = deployed;
+    let mut other = deployed.clone();
     other.insert("MONITORS_QUEUE_SUFFIX".into(), "jobs-eu".into());
-    let job = Config::from_sources(Roles::job_environment(other)).unwrap();
+    let job = Config::for_job(other).unwrap();
     assert_eq!(job.monitors_queue_suffix.as_deref(), Some("jobs-eu"));
+    // So is one its CONFIG_FILE sets (the environment wins over the file, not the default).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, "MONITORS_QUEUE_SUFFIX: jobs-from-file\n").unwrap();
+    let mut with_file = deployed;
+    with_file.insert("CONFIG_FILE".into(), file.display().to_string());
+    let job = Config::for_job(with_file).unwrap();
+    assert_eq!(job.monitors_queue_suffix.as_deref(), Some("jobs-from-file"));
 }
 
 #[test]

@@ -48,14 +48,17 @@ impl DevProcess {
             .join("../../templates")
             .canonicalize()
             .expect("the repo's templates folder");
+        // Free ports, from a CONFIG_FILE: `dev` reads PORT there too (without `--port`).
+        let config = tmp.join("config.yaml");
+        std::fs::write(&config, "PORT: 0\n").unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_status-check"))
-            .args(["dev", "--port", "0"])
+            .args(["dev"])
             .current_dir(tmp)
             .env("TEMPLATES_DIR", &templates)
             // The dev database goes into the test's own temporary folder.
             .env("TMPDIR", tmp)
             .env("LOG_LEVEL", "info")
-            .env_remove("CONFIG_FILE")
+            .env("CONFIG_FILE", &config)
             .env_remove("PORT")
             .env_remove("DATABASE_URL")
             .stdin(Stdio::null())
@@ -446,6 +449,10 @@ fn the_printed_walkthrough_works_and_sigterm_cleans_up() {
 
     // The walk-through names this run's addresses and a database in a fresh folder of ours.
     assert!(walk.service.starts_with("http://127.0.0.1:"), "{text}");
+    assert!(
+        !walk.service.trim_end_matches('/').ends_with(":8080"),
+        "a free port, PORT from CONFIG_FILE: {text}"
+    );
     assert!(
         walk.database.starts_with(&tmp_path),
         "the dev database {} is not under TMPDIR {}",
