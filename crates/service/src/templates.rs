@@ -24,7 +24,7 @@ pub struct LoadedTemplate {
 /// Why start-up could not sync the shipped templates.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("cannot read the templates folder {dir}: {source}")]
+    #[error("TEMPLATES_DIR: cannot read the templates folder {dir}: {source}")]
     Folder { dir: String, source: std::io::Error },
     #[error("invalid templates:\n{0}")]
     Invalid(String),

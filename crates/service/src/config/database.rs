@@ -166,13 +166,43 @@ fn database_url(
     get: &impl Fn(&str) -> String,
     optional: &impl Fn(&str) -> Option<String>,
 ) -> Result<Secret<String>, ConfigError> {
+    // The existing deployment's keys, but for DB_PORT (which has a default).
+    let deployment_keys = [
+        "DB_RW_USERNAME",
+        "DB_RW_PASSWORD",
+        "DB_NAME",
+        "DB_SSL_MODE",
+        "DB_SSL_CA",
+    ];
+    let given: Vec<&str> = deployment_keys
+        .into_iter()
+        .filter(|key| optional(key).is_some())
+        .collect();
     if let Some(url) = optional("DATABASE_URL") {
         if !(url.starts_with("sqlite:") || url.starts_with("mysql://")) {
             return Err(error("DATABASE_URL", "must start with sqlite: or mysql://"));
         }
+        // DATABASE_URL wins over the deployment's keys, but a TLS setting beside it would
+        // silently not apply: the operator would believe the certificate checked.
+        if let Some(key) = given.iter().find(|key| key.starts_with("DB_SSL_")) {
+            return Err(error(
+                key,
+                "does not apply when DATABASE_URL is set: say ?ssl-mode=…&ssl-ca=… in the URL, \
+                 or unset DATABASE_URL",
+            ));
+        }
         return Ok(Secret::new(url));
     }
     let Some(host) = optional("DB_RW_HOST") else {
+        // Without a host the others would be ignored and the service would run on a local
+        // SQLite file: a mistyped DB_RW_HOST must not lose every check at the next restart.
+        if let Some(key) = given.first() {
+            return Err(error(
+                key,
+                "needs DB_RW_HOST (or DATABASE_URL): without it the service would use a local \
+                 SQLite file",
+            ));
+        }
         return Ok(Secret::new(default("DATABASE_URL").to_owned()));
     };
     let port = get("DB_PORT").parse::<u16>().map_err(|_| {

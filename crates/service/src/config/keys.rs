@@ -76,7 +76,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "ROBOT_QUEUE_ADDRESS",
         "",
-        "Prefix of the robots' SQS queue URLs; the robot id is appended.",
+        "Prefix of the robots' SQS queue URLs (an http(s):// URL); the robot id is appended.",
     ),
     ("AWS_REGION", "eu-central-1", "AWS region of the queues."),
     (
@@ -147,7 +147,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "CONSUMER_VISIBILITY_SECS",
         "30",
-        "Invisibility of a received message; extended while it is worked on.",
+        "Invisibility of a received message; extended while it is worked on. At most 43200 \
+         (12 h, the SQS limit).",
     ),
     (
         "CONSUMER_UNREADY_AFTER_SECS",

@@ -197,7 +197,7 @@ impl Config {
             .parse::<u16>()
             .map_err(|_| error("PORT", format!("{:?} is not a port number", get("PORT"))))?;
         let database = DatabaseConfig::from_values(values)?;
-        let robot_queue_address = optional("ROBOT_QUEUE_ADDRESS");
+        let robot_queue_address = url("ROBOT_QUEUE_ADDRESS")?;
         let roles = Roles::parse(&get("ROLES")).map_err(|m| error("ROLES", m))?;
         let status_queue_address = url("STATUS_QUEUE_ADDRESS")?;
         if roles.consumer && status_queue_address.is_none() {
@@ -265,7 +265,16 @@ impl Config {
             consumer_concurrency: usize_of("CONSUMER_CONCURRENCY")?,
             consumer_batch_size: usize_of("CONSUMER_BATCH_SIZE")?,
             consumer_wait: Duration::from_secs(wait),
-            consumer_visibility: Duration::from_secs(positive("CONSUMER_VISIBILITY_SECS")?),
+            consumer_visibility: Duration::from_secs(
+                Some(positive("CONSUMER_VISIBILITY_SECS")?)
+                    .filter(|secs| *secs <= crate::queue::MAX_VISIBILITY.as_secs())
+                    .ok_or_else(|| {
+                        error(
+                            "CONSUMER_VISIBILITY_SECS",
+                            "must be at most 43200 (12 h, the SQS limit)",
+                        )
+                    })?,
+            ),
             unknown_subscription_grace: Duration::from_secs(parse_u64(
                 "UNKNOWN_SUBSCRIPTION_GRACE_SECS",
             )?),

@@ -202,6 +202,38 @@ fn the_existing_deployments_variables_build_a_mysql_url() {
     assert!(config(&[("DB_RW_HOST", "db")]).unwrap_err().key == "DB_RW_USERNAME");
 }
 
+/// Database keys that would be ignored are refused: without DB_RW_HOST the service would run
+/// on a local SQLite file (a mistyped host would lose every check at the next restart), and a
+/// TLS setting beside DATABASE_URL would not apply.
+#[test]
+fn database_keys_that_would_be_ignored_are_refused() {
+    for key in ["DB_RW_USERNAME", "DB_RW_PASSWORD", "DB_NAME", "DB_SSL_CA"] {
+        let err = config(&[("DB_RW_HSOT", "db"), (key, "x")]).unwrap_err();
+        assert_eq!(err.key, key);
+        assert!(err.to_string().contains("DB_RW_HOST"), "{err}");
+    }
+    let url = ("DATABASE_URL", "mysql://u:p@db/x");
+    for key in ["DB_SSL_MODE", "DB_SSL_CA"] {
+        assert_eq!(
+            config(&[url, (key, "verify_identity")]).unwrap_err().key,
+            key
+        );
+    }
+    // The URL wins over the deployment's other keys, as documented.
+    let both = config(&[url, ("DB_RW_HOST", "db"), ("DB_RW_USERNAME", "svc")]).unwrap();
+    assert_eq!(both.database.database_url.expose(), "mysql://u:p@db/x");
+}
+
+/// Values a queue would refuse at run time are refused at start.
+#[test]
+fn queue_settings_the_queue_would_refuse_are_refused_at_start() {
+    assert!(config(&[("CONSUMER_VISIBILITY_SECS", "43200")]).is_ok());
+    let err = config(&[("CONSUMER_VISIBILITY_SECS", "43201")]).unwrap_err();
+    assert_eq!(err.key, "CONSUMER_VISIBILITY_SECS");
+    let err = config(&[("ROBOT_QUEUE_ADDRESS", "robot-")]).unwrap_err();
+    assert_eq!(err.key, "ROBOT_QUEUE_ADDRESS");
+}
+
 #[test]
 fn an_unverified_tls_certificate_is_warned_about() {
     let warning = |pairs: &[(&str, &str)]| config(pairs).unwrap().database.tls_warning();
