@@ -89,10 +89,15 @@ impl TemplateRegistry {
             return Err(SyncError::Invalid(lines.join("\n")));
         }
         let count = loaded.templates.len();
+        // In version order, not file-name order (`x.v10.yaml` sorts before `x.v2.yaml`): a
+        // version whose number is held goes under the highest + 1, so a lower version synced
+        // after a higher one would become the active one.
+        let mut templates = loaded.templates;
+        templates.sort_by(|(_, a), (_, b)| (&a.name, a.version).cmp(&(&b.name, b.version)));
         let usable = |definition: &TemplateDefinition| {
             Template::from_definition(definition.clone(), &self.limits).is_ok()
         };
-        for (path, template) in loaded.templates {
+        for (path, template) in templates {
             let synced = self
                 .store
                 .sync_template(template.definition(), &usable, Utc::now())
@@ -114,8 +119,9 @@ impl TemplateRegistry {
                         stored_version = version,
                         legacy_id,
                         id,
-                        "template synced under a new version number: its own number is held by a \
-                         legacy (Node service) version, which is left as it is"
+                        "template synced under a new version number: its own number is held by \
+                         another version (the Node service's, or one synced under a new number \
+                         before), which is left as it is"
                     );
                     metrics::counter!("templates_renumbered_total").increment(1);
                     id

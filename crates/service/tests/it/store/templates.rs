@@ -3,10 +3,14 @@
 
 use super::*;
 
+use status_check::template_files::TemplateSource;
+use status_check::templates::TemplateRegistry;
+
 use crate::harness::on_both_backends;
 
 on_both_backends!(
     databases:
+    shipped_versions_sync_in_version_order,
     sync_template_creates_then_leaves_an_identical_version_alone,
     sync_template_refuses_a_changed_version,
     sync_template_toggles_only_is_active,
@@ -363,4 +367,45 @@ async fn a_version_number_held_by_the_node_service_is_synced_under_the_next(db: 
         assert!(after.contains(legacy), "{legacy:?} was changed");
     }
     assert_eq!(newest_active(db, "renumbered").await.unwrap().version, 4);
+}
+
+/// Shipped versions are synced in version order, not file-name order: with the Node service
+/// holding number 2, `x.v10.yaml` (which sorts first by name) must not be stored before
+/// `x.v2.yaml` — that one would then take the highest number and be the active version.
+async fn shipped_versions_sync_in_version_order(db: &TestDb) {
+    node_version(db, "ordered", 2, EJS_RULE).await;
+    let dir = tempfile::tempdir().unwrap();
+    for version in [1, 2, 10] {
+        let yaml = format!(
+            "name: ordered\nversion: {version}\ndescription: version {version}\n\
+             poller: {{pastInterval: 3600, futureInterval: 0}}\nresources:\n  pastEvents:\n    \
+             dependsOn: [CHARGING_STARTED]\n    PASS: 'past.size() > {version}'\n"
+        );
+        std::fs::write(dir.path().join(format!("ordered.v{version}.yaml")), yaml).unwrap();
+    }
+    let registry = TemplateRegistry::new(
+        db.store.clone(),
+        Limits::default(),
+        std::time::Duration::from_secs(60),
+    );
+    let source = TemplateSource::Dir(dir.path().to_owned());
+    assert_eq!(registry.sync(&source).await.unwrap(), 3);
+    let active = registry
+        .active("ordered")
+        .await
+        .unwrap()
+        .expect("a version");
+    let rule = active
+        .template
+        .definition()
+        .past
+        .as_ref()
+        .unwrap()
+        .pass
+        .clone();
+    assert_eq!(
+        rule.as_deref(),
+        Some("past.size() > 10"),
+        "the newest file is active"
+    );
 }
