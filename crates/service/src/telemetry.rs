@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -35,6 +35,25 @@ pub fn metrics_handle() -> PrometheusHandle {
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0,
                 ])
+                .expect("static buckets are valid")
+                // Rules run in microseconds (docs/benchmarks.md): finer buckets.
+                .set_buckets_for_metric(
+                    Matcher::Full("rule_evaluation_seconds".to_owned()),
+                    &[
+                        0.000_001,
+                        0.000_002_5,
+                        0.000_005,
+                        0.000_01,
+                        0.000_025,
+                        0.000_05,
+                        0.000_1,
+                        0.000_25,
+                        0.000_5,
+                        0.001,
+                        0.01,
+                        0.1,
+                    ],
+                )
                 .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();

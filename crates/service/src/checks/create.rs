@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use status_check_engine::Event;
 use status_check_engine::lifecycle::{Check, Effect, NextSteps, Windows};
 
-use super::{CheckError, Checks, CreateOutcome, CreateRequest, Effects};
+use super::{CheckError, Checks, CreateOutcome, CreateRequest, Effects, timed_evaluation};
 use crate::store::{CheckKey, Created, NewCheck};
 use crate::subscriptions::{self, SubscribeError};
 use crate::upstream::{ScriptStep, StepRef, SubscriptionRequest, UpstreamError};
@@ -129,7 +129,7 @@ impl Checks {
             template,
             self.limits,
         );
-        let started = check.start(template, past_events, anchor);
+        let started = timed_evaluation(template, || check.start(template, past_events, anchor));
         let mut effects = Effects::of(&started);
 
         let mut subscription_id = None;
@@ -157,11 +157,9 @@ impl Checks {
                     return Err(e);
                 }
             };
-            let merged = check.take_future(
-                template,
-                backfill.into_iter().map(Into::into).collect(),
-                anchor,
-            );
+            let backfill = backfill.into_iter().map(Into::into).collect();
+            let merged =
+                timed_evaluation(template, || check.take_future(template, backfill, anchor));
             effects.add(&merged);
         }
 

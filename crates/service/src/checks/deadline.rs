@@ -12,7 +12,7 @@ use status_check_engine::Event;
 use status_check_engine::lifecycle::{Check, Delivery, Transition};
 
 use super::reconcile::{Read, ReadEnd, ReadResult, read_all, read_for};
-use super::{CheckError, Checks, Effects, update_of};
+use super::{CheckError, Checks, Effects, timed_evaluation, update_of};
 use crate::jobs::Lease;
 use crate::store::{BatchedUpdate, Claimed, Fence, StoredCheck, UpdateOutcome};
 use crate::templates::LoadedTemplate;
@@ -255,7 +255,10 @@ impl Checks {
         let mut transition = Transition::default();
         if !missed.is_empty() {
             let deliveries = missed.iter().cloned().map(Delivery::from).collect();
-            transition = check.take_future(&template.template, deliveries, self.clock.now());
+            let now = self.clock.now();
+            transition = timed_evaluation(&template.template, || {
+                check.take_future(&template.template, deliveries, now)
+            });
             if transition.appended > 0 {
                 tracing::info!(
                     check_id = stored.id,

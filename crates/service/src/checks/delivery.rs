@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use status_check_engine::lifecycle::{Check, Transition};
 
 use super::adoption::AdoptOutcome;
-use super::{CheckError, Checks, Effects, update_of};
+use super::{CheckError, Checks, Effects, timed_evaluation, update_of};
 use crate::deliveries::{Delivered, DeliveryOutcome, by_subscription};
 use crate::store::{BatchedUpdate, Fence, Provenance, StoreError, StoredCheck, UpdateOutcome};
 use crate::templates::LoadedTemplate;
@@ -54,11 +54,11 @@ impl Checks {
             let Some(mut check) = self.engine_check(&stored, &template) else {
                 return Ok(DeliveryOutcome::NotAdopted);
             };
-            let transition = check.take_future(
-                &template.template,
-                vec![delivered.delivery.clone()],
-                self.clock.now(),
-            );
+            let delivery = vec![delivered.delivery.clone()];
+            let now = self.clock.now();
+            let transition = timed_evaluation(&template.template, || {
+                check.take_future(&template.template, delivery, now)
+            });
             let mut effects = Effects::of(&transition);
             effects.skipped = transition.skipped.clone();
             if transition.appended == 0 && !transition.changed {
@@ -214,7 +214,10 @@ impl Checks {
             .iter()
             .map(|&index| batch[index].0.delivery.clone())
             .collect();
-        let transition = check.take_future(&template.template, deliveries, self.clock.now());
+        let now = self.clock.now();
+        let transition = timed_evaluation(&template.template, || {
+            check.take_future(&template.template, deliveries, now)
+        });
         let mut effects = Effects::of(&transition);
         effects.skipped = transition.skipped.clone();
         if transition.appended == 0 && !transition.changed {

@@ -22,9 +22,9 @@ pub mod view;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use status_check_engine::Limits;
 use status_check_engine::lifecycle::{Check, CheckState, Effect, Skip, Transition};
 use status_check_engine::rules::RuleFailure;
+use status_check_engine::{Limits, Template};
 use tokio_util::task::TaskTracker;
 
 use self::adoption::{Adoption, AdoptionConfig};
@@ -364,6 +364,16 @@ impl Checks {
 }
 
 /// The store's update for what a decision on `check` did.
+/// Runs `evaluate` — an engine step that evaluates `template`'s rules — and records how long
+/// it took (SPEC §9: evaluation latency by template).
+pub(crate) fn timed_evaluation<T>(template: &Template, evaluate: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let result = evaluate();
+    metrics::histogram!("rule_evaluation_seconds", "template" => template.name.to_string())
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
 fn update_of(check: &Check, transition: &Transition, release_lease: bool) -> CheckUpdate {
     CheckUpdate {
         phase: check.phase,

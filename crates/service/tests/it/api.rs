@@ -764,10 +764,20 @@ pub async fn operational_endpoints_answer(backend: Backend) {
     let ready = get("/health/ready").await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ok");
-    // A request first, so the HTTP metrics have a sample.
+    // A create first, so the HTTP and evaluation metrics have a sample.
+    past_only_pass(&app, 123).await;
+    let (status, _) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_eq!(status, StatusCode::CREATED);
     let _ = app.get_check(ROBOT, "1").await;
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(metrics.contains("http_requests_total"), "{metrics}");
+    // Evaluation latency by template (SPEC §9), in buckets fine enough for microseconds.
+    assert!(
+        metrics.contains(
+            "rule_evaluation_seconds_bucket{template=\"robot-is-charging\",le=\"0.000001\"}"
+        ),
+        "{metrics}"
+    );
     assert!(metrics.contains("route=\"/v1/status-check/check/{statusCheckId}\""));
     let openapi: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
