@@ -154,7 +154,9 @@ pub async fn concurrent_identical_requests_make_one_check(backend: Backend) {
         .await;
     app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
         .await;
-    app.given_subscriptions(ROBOT, 993).await;
+    // Megazord gives each subscribe its own id.
+    app.given_next_subscription(ROBOT, 993).await;
+    app.given_next_subscription(ROBOT, 994).await;
     let body = create_body(123);
     let (a, b) = tokio::join!(app.post_check(ROBOT, &body), app.post_check(ROBOT, &body));
     let statuses = [a.0, b.0];
