@@ -395,7 +395,8 @@ pub fn stored_dependencies(names: &[String]) -> String {
 }
 
 pub(crate) fn check_event_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_whitespace) {
+    // Characters, as the API's schema (`maxLength`) and MySQL's VARCHAR count them.
+    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_whitespace) {
         Err(format!(
             "{name:?} is not an event name: 1 to 128 characters, no spaces"
         ))

@@ -459,3 +459,18 @@ fn a_job_service_window_longer_than_the_session_loads() {
     let refused = Monitor::from_definition(&definition).unwrap_err();
     assert_eq!(refused[0].field, "window", "{refused:?}");
 }
+
+/// An event name is 1 to 128 characters — characters, not bytes, as the API's schema and
+/// MySQL count them.
+#[test]
+fn event_names_are_counted_in_characters() {
+    let list = |name: &str| {
+        format!(
+            "- {{robotId: 1, ruleId: a, eventType: {name}, window: 1m, daily: {{start: \"08:00\", \
+             end: \"09:00\"}}, actions: [{{type: alarm, eventName: X}}]}}"
+        )
+    };
+    assert!(parse_monitor_list(&list(&"é".repeat(128))).is_ok());
+    let errors = errors(parse_monitor_list(&list(&"é".repeat(129))));
+    assert!(errors[0].contains("eventType"), "{errors:?}");
+}
