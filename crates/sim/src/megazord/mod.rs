@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -398,7 +398,8 @@ impl MegazordSim {
                 level: new.level.unwrap_or(schema.level),
                 reference_id: new.reference_id.unwrap_or(Value::Null),
                 provider_name: provider,
-                created_at: new.created_at.unwrap_or(now),
+                // `incoming_event.created_at` is a `TIMESTAMP`: whole seconds.
+                created_at: new.created_at.unwrap_or(now.trunc_subsecs(0)),
             };
             data.incomings
                 .entry(robot_id)
