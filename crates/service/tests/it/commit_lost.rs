@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use status_check::workers::consumer::Outcome;
 
-use crate::harness::{create_body, incoming, spawn_on, step_json};
+use crate::harness::{create_body, spawn_on};
+use crate::lifecycle::given_charging_stopped;
 use crate::monitors::{ROBOT, at, stack_on};
 use crate::support::{self, TestDb};
 
@@ -138,23 +139,7 @@ async fn a_create_whose_commit_answer_is_lost_keeps_the_saved_checks_subscriptio
         return;
     };
     let app = spawn_on(db).await;
-    let charging = &[("pass", 124), ("fail", 125)];
-    app.given_step(
-        ROBOT,
-        123,
-        step_json(123, "robot-is-charging", 0, 0, charging),
-    )
-    .await;
-    app.given_incomings(
-        ROBOT,
-        "CHARGING_STOPPED",
-        json!([incoming(5001, "CHARGING_STOPPED", "2026-11-20T07:40:00Z")]),
-    )
-    .await;
-    app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
-        .await;
-    app.given_subscriptions(ROBOT, 991).await;
-
+    given_charging_stopped(&app, 123, 991).await;
     cutter.armed.store(true, Ordering::SeqCst);
     let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
     assert_eq!(

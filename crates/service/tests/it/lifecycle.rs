@@ -61,6 +61,16 @@ pub(crate) async fn put(app: &TestApp, queues: &Queues, body: &str) {
 
 /// A robot-is-charging check that waits for events (charging stopped 20 minutes ago).
 pub(crate) async fn open_charging_check(app: &TestApp, step_id: i64, subscription: i64) -> i64 {
+    given_charging_stopped(app, step_id, subscription).await;
+    let (status, body) = app.post_check(ROBOT, &create_body(step_id)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["phase"], "FUTURE");
+    body["id"].as_i64().unwrap()
+}
+
+/// The upstreams as a robot-is-charging check at `step_id` finds them when charging stopped
+/// 20 minutes ago: it waits for events, subscribed as `subscription`.
+pub(crate) async fn given_charging_stopped(app: &TestApp, step_id: i64, subscription: i64) {
     app.given_step(
         ROBOT,
         step_id,
@@ -76,10 +86,6 @@ pub(crate) async fn open_charging_check(app: &TestApp, step_id: i64, subscriptio
     app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
         .await;
     app.given_next_subscription(ROBOT, subscription).await;
-    let (status, body) = app.post_check(ROBOT, &create_body(step_id)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["phase"], "FUTURE");
-    body["id"].as_i64().unwrap()
 }
 
 /// A toilet-activity check (pollUntilEnd, no past visits) waiting for events.
