@@ -105,8 +105,9 @@ pub struct DailyBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionBody {
+    /// `alarm`, in any case.
     #[serde(rename = "type")]
-    #[schema(example = "alarm")]
+    #[schema(example = "alarm", pattern = "^[Aa][Ll][Aa][Rr][Mm]$")]
     kind: String,
     /// The event name posted: no spaces.
     #[schema(example = "NO_TOILET_ACTIVITY_ALARM", min_length = 1, max_length = 128)]
