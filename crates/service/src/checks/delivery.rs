@@ -1,12 +1,15 @@
 //! Apply Megazord's deliveries (SPEC §3.4): each re-evaluates its check's future rules and is
-//! written under the check's row lock — a batch of them in one transaction (group commit). Redelivery, duplicates and
-//! reordering change nothing (the engine skips events already recorded, and rules see events
-//! sorted by time).
+//! written under the check's row lock — a batch of them in one transaction (group commit).
+//! Redelivery, duplicates and reordering change nothing: the engine skips events already
+//! recorded, rules see events sorted by time, and deliveries that end a check are confirmed
+//! by a read of Megazord first (an earlier event delivered in a later batch).
 
 use futures_util::future::join_all;
-use status_check_engine::lifecycle::{Check, Transition};
+use status_check_engine::CheckPhase;
+use status_check_engine::lifecycle::{Check, Delivery, Transition};
 
 use super::adoption::AdoptOutcome;
+use super::reconcile::{read_all, read_for};
 use super::{CheckError, Checks, Effects, timed_evaluation, update_of};
 use crate::deliveries::{Delivered, DeliveryOutcome, by_subscription};
 use crate::store::{BatchedUpdate, Fence, Provenance, StoreError, StoredCheck, UpdateOutcome};
@@ -57,8 +60,11 @@ impl Checks {
             let delivery = vec![delivered.delivery.clone()];
             let now = self.clock.now();
             let transition = timed_evaluation(&template.template, || {
-                check.take_future(&template.template, delivery, now)
+                check.take_future(&template.template, delivery.clone(), now)
             });
+            let (check, transition) = self
+                .confirmed(&stored, &template, (check, transition), delivery, call_ref)
+                .await;
             let mut effects = Effects::of(&transition);
             effects.skipped = transition.skipped.clone();
             if transition.appended == 0 && !transition.changed {
@@ -210,14 +216,24 @@ impl Checks {
         let Some(mut check) = self.engine_check(&stored, &template) else {
             return Ok(GroupDecision::Settled(DeliveryOutcome::NotAdopted));
         };
-        let deliveries = group
+        let deliveries: Vec<Delivery> = group
             .iter()
             .map(|&index| batch[index].0.delivery.clone())
             .collect();
         let now = self.clock.now();
         let transition = timed_evaluation(&template.template, || {
-            check.take_future(&template.template, deliveries, now)
+            check.take_future(&template.template, deliveries.clone(), now)
         });
+        let call_ref = &batch[group[0]].1;
+        let (check, transition) = self
+            .confirmed(
+                &stored,
+                &template,
+                (check, transition),
+                deliveries,
+                call_ref,
+            )
+            .await;
         let mut effects = Effects::of(&transition);
         effects.skipped = transition.skipped.clone();
         if transition.appended == 0 && !transition.changed {
@@ -231,6 +247,57 @@ impl Checks {
             transition,
             effects,
         })))
+    }
+}
+
+impl Checks {
+    /// A decision deliveries made, confirmed (SPEC §3.4: reordering never changes the
+    /// outcome). A check ends at its first decisive event, and Megazord may deliver an earlier
+    /// event after a later one — in a later batch, or redelivered after a failure. So before
+    /// deliveries that end a check are written, its future events are read from Megazord as
+    /// at the deadline (the same `DEADLINE_RECONCILE*` switch and budget; a check is read
+    /// once either way), and the deliveries are decided again with them, in time order.
+    /// Unread (Megazord failing, the budget spent), the decision stands on what was delivered.
+    async fn confirmed(
+        &self,
+        stored: &StoredCheck,
+        template: &LoadedTemplate,
+        (check, transition): (Check, Transition),
+        deliveries: Vec<Delivery>,
+        call_ref: &str,
+    ) -> (Check, Transition) {
+        if !self.reconcile.enabled || check.phase != CheckPhase::Completed {
+            return (check, transition);
+        }
+        let Some(mut again) = self.engine_check(stored, template) else {
+            return (check, transition);
+        };
+        let Some(read) = read_for(&again, &template.template) else {
+            return (check, transition);
+        };
+        let megazord = self.megazord.as_ref();
+        let read = read_all(megazord, &[Some(read)], self.reconcile, call_ref).await;
+        let Some(read) = read.into_iter().next().flatten() else {
+            return (check, transition);
+        };
+        metrics::counter!("decision_reads_total", "end" => read.end.as_str()).increment(1);
+        let mut all = deliveries;
+        all.extend(read.events.into_iter().map(Delivery::from));
+        let now = self.clock.now();
+        let transition_again = timed_evaluation(&template.template, || {
+            again.take_future(&template.template, all, now)
+        });
+        if again.result != check.result || again.phase != check.phase {
+            tracing::info!(
+                check_id = stored.id,
+                robot_id = stored.key.robot_id,
+                delivered = %check.result,
+                decided = %again.result,
+                "an earlier event Megazord had not delivered yet changed the decision"
+            );
+            metrics::counter!("decisions_changed_by_read_total").increment(1);
+        }
+        (again, transition_again)
     }
 }
 

@@ -183,7 +183,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "DEADLINE_RECONCILE",
         "true",
-        "true or false: a check still open at its deadline (PENDING, or any pollUntilEnd check) first reads its future dependencies' incomings at Megazord since its anchor and takes in what was never delivered (Megazord does not retry a failed queue send), then is decided.",
+        "true or false: a check still open at its deadline (PENDING, or any pollUntilEnd check) first reads its future dependencies' incomings at Megazord since its anchor and takes in what was never delivered (Megazord does not retry a failed queue send), then is decided. The same read confirms deliveries that end a check before they are written (an earlier event delivered later).",
     ),
     (
         "DEADLINE_RECONCILE_BUDGET_MS",

@@ -33,6 +33,7 @@ mod monitor_store;
 mod monitors;
 mod openapi;
 mod queue;
+mod reordering;
 mod schemas;
 mod store;
 mod store_timeouts;
