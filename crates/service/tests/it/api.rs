@@ -672,8 +672,9 @@ pub async fn upstream_failures_are_bad_gateway_and_leave_nothing(backend: Backen
         "no upstream body leaked"
     );
 
-    // Megazord timing out on the past fetch.
-    let app = spawn_with(backend, &[("UPSTREAM_TIMEOUT_MS", "200")]).await;
+    // Megazord timing out on the past fetch (the step from Micro-Managers answered in time,
+    // even on a loaded machine).
+    let app = spawn_with(backend, &[("UPSTREAM_TIMEOUT_MS", "1000")]).await;
     app.given_step(
         ROBOT,
         123,
@@ -682,11 +683,15 @@ pub async fn upstream_failures_are_bad_gateway_and_leave_nothing(backend: Backen
     .await;
     Mock::given(method("GET"))
         .and(path("/internal/v1/events/robots/42/incomings"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(800)))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
         .mount(&app.upstream)
         .await;
     let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
     assert_problem(status, &body, StatusCode::BAD_GATEWAY);
+    assert!(
+        body["detail"].as_str().unwrap().contains("megazord"),
+        "{body}"
+    );
     assert_eq!(app.check_count().await, 0);
     assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 0);
 

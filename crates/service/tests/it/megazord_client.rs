@@ -22,11 +22,13 @@ const RETRIES: usize = 2;
 /// 2026-11-20T08:00:00Z.
 const SINCE_SECS: i64 = 1_795_161_600;
 
+/// A timeout a loaded machine's wiremock always answers within, and the slow answers'
+/// 3 s delay always exceeds.
 fn config(base_url: &str) -> UpstreamConfig {
     UpstreamConfig {
         base_url: base_url.to_owned(),
-        timeout: Duration::from_millis(200),
-        connect_timeout: Duration::from_millis(200),
+        timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
         retries: RETRIES,
     }
 }

@@ -21,11 +21,13 @@ const STEP: StepRef = StepRef {
 };
 const RETRIES: usize = 2;
 
+/// A timeout a loaded machine's wiremock always answers within, and the slow answers'
+/// 3 s delay always exceeds.
 fn config(base_url: &str) -> UpstreamConfig {
     UpstreamConfig {
         base_url: base_url.to_owned(),
-        timeout: Duration::from_millis(200),
-        connect_timeout: Duration::from_millis(200),
+        timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
         retries: RETRIES,
     }
 }

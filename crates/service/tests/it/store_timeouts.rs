@@ -73,11 +73,16 @@ async fn an_operation_past_the_timeout_fails_whole_and_frees_its_connection() {
         );
     }
     // The server still holds ten of those statements, but none holds a pool connection: the
-    // store answers at once.
+    // store answers (a pool still held would fail each at the bound). New connections on a
+    // loaded machine may take a while: the time is bounded loosely.
     let started = Instant::now();
     db.store.ping().await.expect("the store answers");
     assert_eq!(db.store.get_check(1).await.unwrap(), None);
-    assert!(started.elapsed() < limit, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < limit * 3,
+        "took {:?}",
+        started.elapsed()
+    );
 
     // Released, the abandoned sessions find their connections gone and roll back: the first
     // attempt's request key is free, nothing of any attempt was committed.

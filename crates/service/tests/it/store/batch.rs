@@ -196,7 +196,7 @@ async fn a_batch_sees_what_was_committed_while_it_waited_for_a_check() {
     let waited = loop {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-             WHERE INFO LIKE '%FOR UPDATE%' AND ID <> CONNECTION_ID()",
+             WHERE DB = DATABASE() AND INFO LIKE '%FOR UPDATE%' AND ID <> CONNECTION_ID()",
         )
         .fetch_one(pool)
         .await
