@@ -210,6 +210,19 @@ pub enum Skip {
     NotListening(i64),
 }
 
+impl Skip {
+    /// The event skipped.
+    pub fn event_id(&self) -> i64 {
+        match *self {
+            Skip::Duplicate(id)
+            | Skip::Late(id)
+            | Skip::OutOfWindow(id)
+            | Skip::NotDependedOn(id)
+            | Skip::NotListening(id) => id,
+        }
+    }
+}
+
 /// What one decision did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Transition {

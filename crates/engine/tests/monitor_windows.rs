@@ -71,6 +71,22 @@ fn a_late_start_opens_the_first_window_then() {
     );
 }
 
+/// Opened at 08:10:00.400, window 1 starts at 08:10:00: in whole seconds, as Megazord stamps
+/// events, so an event stamped 08:40:00 (it may have happened at 08:40:00.700, after the
+/// window's end) is the next window's, and window 1 alarms.
+#[test]
+fn a_window_opened_mid_second_starts_at_that_second() {
+    let opened = at(8, 10, 0) + TimeDelta::milliseconds(400);
+    let open = WindowState::open(&session(), minutes(30), opened).unwrap();
+    assert_eq!(open, state(1, at(8, 10, 0), at(8, 40, 0)));
+    let result = advance(&open, minutes(30), &[at(8, 40, 0)], at(8, 40, 1)).unwrap();
+    assert_eq!(
+        result.spans,
+        [span(1, at(8, 10, 0), at(8, 40, 0), Expired)],
+        "window 1 passed without the event"
+    );
+}
+
 #[test]
 fn nothing_happens_before_the_window_ends() {
     let open = state(1, at(8, 0, 0), at(8, 30, 0));

@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Session, WindowLength};
@@ -103,12 +103,15 @@ impl WindowState {
     /// Opens a session: window 1 starts at `max(session start, watch_from)` — a session
     /// opened late (service started or monitor created mid-session) starts its first window
     /// then. `watch_from` is the instant the service starts watching (its clock when it opens
-    /// the session). `None` when the session is already over.
+    /// the session), cut to its whole second: Megazord stamps events in whole seconds, and
+    /// only boundaries in whole seconds tell for sure which window an event stamped with its
+    /// second was in. `None` when the session is already over.
     pub fn open(
         session: &Session,
         window: WindowLength,
         watch_from: DateTime<Utc>,
     ) -> Option<WindowState> {
+        let watch_from = watch_from.trunc_subsecs(0);
         if watch_from >= session.end {
             return None;
         }

@@ -59,14 +59,18 @@ impl Checks {
             };
             let delivery = vec![delivered.delivery.clone()];
             let now = self.clock.now();
-            let transition = timed_evaluation(&template.template, || {
+            let mut transition = timed_evaluation(&template.template, || {
                 check.take_future(&template.template, delivery.clone(), now)
             });
-            let (check, transition) = self
-                .confirmed(&stored, &template, (check, transition), delivery, call_ref)
-                .await;
-            let mut effects = Effects::of(&transition);
-            effects.skipped = transition.skipped.clone();
+            let confirming = Confirming {
+                stored: &stored,
+                template: &template,
+                deliveries: delivery,
+                check: &mut check,
+                transition: &mut transition,
+            };
+            self.confirm(vec![confirming], call_ref).await;
+            let effects = delivery_effects(&transition, &[delivered.delivery.event.id]);
             if transition.appended == 0 && !transition.changed {
                 self.after_commit(&template, &effects, &stored);
                 return Ok(DeliveryOutcome::NoChange);
@@ -141,6 +145,7 @@ impl Checks {
             }
         }
         if !pending.is_empty() {
+            self.confirm_pending(batch, &mut pending).await;
             let items: Vec<BatchedUpdate<'_>> = pending
                 .iter()
                 .map(|(group, decided)| BatchedUpdate {
@@ -216,26 +221,15 @@ impl Checks {
         let Some(mut check) = self.engine_check(&stored, &template) else {
             return Ok(GroupDecision::Settled(DeliveryOutcome::NotAdopted));
         };
-        let deliveries: Vec<Delivery> = group
+        let deliveries = group
             .iter()
             .map(|&index| batch[index].0.delivery.clone())
             .collect();
         let now = self.clock.now();
         let transition = timed_evaluation(&template.template, || {
-            check.take_future(&template.template, deliveries.clone(), now)
+            check.take_future(&template.template, deliveries, now)
         });
-        let call_ref = &batch[group[0]].1;
-        let (check, transition) = self
-            .confirmed(
-                &stored,
-                &template,
-                (check, transition),
-                deliveries,
-                call_ref,
-            )
-            .await;
-        let mut effects = Effects::of(&transition);
-        effects.skipped = transition.skipped.clone();
+        let effects = delivery_effects(&transition, &delivered_ids(batch, group));
         if transition.appended == 0 && !transition.changed {
             self.after_commit(&template, &effects, &stored);
             return Ok(GroupDecision::Settled(DeliveryOutcome::NoChange));
@@ -251,54 +245,125 @@ impl Checks {
 }
 
 impl Checks {
-    /// A decision deliveries made, confirmed (SPEC §3.4: reordering never changes the
-    /// outcome). A check ends at its first decisive event, and Megazord may deliver an earlier
-    /// event after a later one — in a later batch, or redelivered after a failure. So before
-    /// deliveries that end a check are written, its future events are read from Megazord as
-    /// at the deadline (the same `DEADLINE_RECONCILE*` switch and budget; a check is read
-    /// once either way), and the deliveries are decided again with them, in time order.
-    /// Unread (Megazord failing, the budget spent), the decision stands on what was delivered.
-    async fn confirmed(
+    /// Confirms the decided groups of a batch that end their check (see [`Checks::confirm`]),
+    /// with one read for all of them, and redoes their effects.
+    async fn confirm_pending(
         &self,
-        stored: &StoredCheck,
-        template: &LoadedTemplate,
-        (check, transition): (Check, Transition),
-        deliveries: Vec<Delivery>,
-        call_ref: &str,
-    ) -> (Check, Transition) {
-        if !self.reconcile.enabled || check.phase != CheckPhase::Completed {
-            return (check, transition);
+        batch: &[(Delivered, String)],
+        pending: &mut [(Vec<usize>, Box<Decided>)],
+    ) {
+        let confirming: Vec<Confirming<'_>> = pending
+            .iter_mut()
+            .map(|(group, decided)| {
+                let Decided {
+                    stored,
+                    template,
+                    check,
+                    transition,
+                    ..
+                } = decided.as_mut();
+                Confirming {
+                    stored,
+                    template,
+                    deliveries: group
+                        .iter()
+                        .map(|&index| batch[index].0.delivery.clone())
+                        .collect(),
+                    check,
+                    transition,
+                }
+            })
+            .collect();
+        self.confirm(confirming, &batch[0].1).await;
+        for (group, decided) in pending.iter_mut() {
+            decided.effects = delivery_effects(&decided.transition, &delivered_ids(batch, group));
         }
-        let Some(mut again) = self.engine_check(stored, template) else {
-            return (check, transition);
-        };
-        let Some(read) = read_for(&again, &template.template) else {
-            return (check, transition);
-        };
-        let megazord = self.megazord.as_ref();
-        let read = read_all(megazord, &[Some(read)], self.reconcile, call_ref).await;
-        let Some(read) = read.into_iter().next().flatten() else {
-            return (check, transition);
-        };
-        metrics::counter!("decision_reads_total", "end" => read.end.as_str()).increment(1);
-        let mut all = deliveries;
-        all.extend(read.events.into_iter().map(Delivery::from));
-        let now = self.clock.now();
-        let transition_again = timed_evaluation(&template.template, || {
-            again.take_future(&template.template, all, now)
-        });
-        if again.result != check.result || again.phase != check.phase {
-            tracing::info!(
-                check_id = stored.id,
-                robot_id = stored.key.robot_id,
-                delivered = %check.result,
-                decided = %again.result,
-                "an earlier event Megazord had not delivered yet changed the decision"
-            );
-            metrics::counter!("decisions_changed_by_read_total").increment(1);
-        }
-        (again, transition_again)
     }
+
+    /// Confirms decisions deliveries made that end their check (SPEC §3.4: reordering never
+    /// changes the outcome). A check ends at its first decisive event, and Megazord may
+    /// deliver an earlier event after a later one — in a later batch, or redelivered after a
+    /// failure. So before such a decision is written, the check's future events are read from
+    /// Megazord as at the deadline — the same `DEADLINE_RECONCILE*` switch, and one bounded
+    /// read for all of a batch's (at most `DEADLINE_RECONCILE_CONCURRENCY` calls in flight,
+    /// all within `DEADLINE_RECONCILE_BUDGET_MS`); a check is read once either way — and the
+    /// deliveries are decided again with them, in time order. Unread (Megazord failing, the
+    /// budget spent), a decision stands on what was delivered.
+    async fn confirm(&self, items: Vec<Confirming<'_>>, call_ref: &str) {
+        if !self.reconcile.enabled {
+            return;
+        }
+        let mut reads = Vec::new();
+        let mut waiting = Vec::new();
+        for item in items {
+            if item.check.phase != CheckPhase::Completed {
+                continue;
+            }
+            let Some(before) = self.engine_check(item.stored, item.template) else {
+                continue;
+            };
+            if let Some(read) = read_for(&before, &item.template.template) {
+                reads.push(Some(read));
+                waiting.push((item, before));
+            }
+        }
+        if reads.is_empty() {
+            return;
+        }
+        let results = read_all(self.megazord.as_ref(), &reads, self.reconcile, call_ref).await;
+        for ((item, mut again), result) in waiting.into_iter().zip(results) {
+            let Some(result) = result else { continue };
+            metrics::counter!("decision_reads_total", "end" => result.end.as_str()).increment(1);
+            let mut all = item.deliveries;
+            all.extend(result.events.into_iter().map(Delivery::from));
+            let now = self.clock.now();
+            let transition = timed_evaluation(&item.template.template, || {
+                again.take_future(&item.template.template, all, now)
+            });
+            if again.result != item.check.result || again.phase != item.check.phase {
+                tracing::info!(
+                    check_id = item.stored.id,
+                    robot_id = item.stored.key.robot_id,
+                    delivered = %item.check.result,
+                    decided = %again.result,
+                    "an earlier event Megazord had not delivered yet changed the decision"
+                );
+                metrics::counter!("decisions_changed_by_read_total").increment(1);
+            }
+            *item.check = again;
+            *item.transition = transition;
+        }
+    }
+}
+
+/// A decision deliveries made, to be confirmed if it ends its check.
+struct Confirming<'a> {
+    stored: &'a StoredCheck,
+    template: &'a LoadedTemplate,
+    deliveries: Vec<Delivery>,
+    check: &'a mut Check,
+    transition: &'a mut Transition,
+}
+
+/// The event ids a group delivered.
+fn delivered_ids(batch: &[(Delivered, String)], group: &[usize]) -> Vec<i64> {
+    group
+        .iter()
+        .map(|&index| batch[index].0.delivery.event.id)
+        .collect()
+}
+
+/// A decision's effects, its skips only those of the events delivered (not of what a
+/// confirming read brought back).
+fn delivery_effects(transition: &Transition, delivered: &[i64]) -> Effects {
+    let mut effects = Effects::of(transition);
+    effects.skipped = transition
+        .skipped
+        .iter()
+        .filter(|skip| delivered.contains(&skip.event_id()))
+        .cloned()
+        .collect();
+    effects
 }
 
 /// What deciding one subscription's deliveries of a batch came to.

@@ -188,12 +188,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "DEADLINE_RECONCILE_BUDGET_MS",
         "500",
-        "The most a claimed batch of deadlines waits for those reads; a check whose read is not back by then is decided from what it has (logged, deadline_reconcile_total{outcome=\"timed_out\"}). With the 250 ms scan interval this keeps a deadline within 1 s.",
+        "The most a claimed batch of deadlines (or a consumer batch whose deliveries end checks) waits for those reads; a check whose read is not back by then is decided from what it has (logged, deadline_reconcile_total{outcome=\"timed_out\"}). With the 250 ms scan interval this keeps a deadline within 1 s.",
     ),
     (
         "DEADLINE_RECONCILE_CONCURRENCY",
         "32",
-        "Megazord calls in flight at once for one claimed batch of deadlines (one call per check and future dependency).",
+        "Megazord calls in flight at once for one claimed batch of deadlines, or one consumer batch's confirming reads (one call per check and future dependency).",
     ),
     (
         "CLOCK_SKEW_MAX",

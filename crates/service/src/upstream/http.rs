@@ -3,9 +3,11 @@
 //! backoff, classifying failures into [`UpstreamError`], and recording metrics.
 //!
 //! Failure classes of one call:
-//! - connection errors, timeouts (connect or whole attempt, body included) and 5xx answers are
-//!   transient: idempotent calls retry them (`config.retries` times, exponential backoff with
-//!   jitter), and once out of attempts they become [`UpstreamError::Unavailable`];
+//! - connection errors (a connect timeout included) and 5xx answers are transient: idempotent
+//!   calls retry them (`config.retries` times, exponential backoff with jitter), and once out
+//!   of attempts they become [`UpstreamError::Unavailable`]; an attempt that connected but
+//!   got no answer within the timeout is `Unavailable` at once (SPEC §2.2: timing out → 502
+//!   after the timeout, not after several);
 //! - every other answer (2xx, 404, other 4xx) ends the call and is handed, with its body, to the
 //!   caller, which decides what it means ([`UpstreamError::NotFound`],
 //!   [`UpstreamError::Invalid`], or success).
@@ -330,7 +332,7 @@ struct Transient {
     reason: String,
     /// Full, for the logs.
     detail: String,
-    /// No answer within the timeout: not retried.
+    /// Connected, but no answer within the timeout: not retried.
     timed_out: bool,
 }
 
@@ -387,7 +389,8 @@ fn transport_failure(error: reqwest::Error) -> Transient {
     Transient {
         reason: reason.to_owned(),
         detail: error_chain(&error),
-        timed_out: error.is_timeout(),
+        // A connect timeout is a connection error: retried, perhaps on another instance.
+        timed_out: error.is_timeout() && !error.is_connect(),
     }
 }
 

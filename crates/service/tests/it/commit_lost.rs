@@ -130,6 +130,11 @@ async fn through_cutter(marker: &'static [u8]) -> Option<(TestDb, CommitCutter)>
     let mut proxied = url.clone();
     proxied.set_host(Some("127.0.0.1")).unwrap();
     proxied.set_port(Some(cutter.address.port())).unwrap();
+    // In plain text, so the proxy can read the statements (a server with TLS would agree
+    // to it otherwise).
+    proxied
+        .query_pairs_mut()
+        .append_pair("ssl-mode", "disabled");
     Some((support::mysql_db_at(proxied.as_str()).await, cutter))
 }
 
