@@ -473,44 +473,38 @@ impl Consumer {
                 inner.config.unknown_grace,
             )
             .await;
-        let action = match verdict {
+        let (action, note) = match verdict {
             Err(e) => {
                 tracing::warn!(subscription_id = parsed.subscription_id, error = %e, "could not look up an unknown subscription; delivery left for redelivery");
                 return Outcome::Failed;
             }
-            Ok(UnknownSubscription::LostAnswer { intent }) => {
-                tracing::warn!(
-                    robot_id = parsed.robot_id,
-                    subscription_id = parsed.subscription_id,
-                    intent,
-                    "delivery for a subscription whose subscribe answer was lost; deleted, and \
-                     the subscription queued for removal"
-                );
-                "removed_lost_answer"
-            }
-            Ok(UnknownSubscription::AlreadyRemoved) => {
-                tracing::info!(
-                    robot_id = parsed.robot_id,
-                    subscription_id = parsed.subscription_id,
-                    event_id = parsed.event.id,
-                    "delivery for a subscription whose removal is queued; deleted"
-                );
-                "dropped_removal_queued"
-            }
-            Ok(UnknownSubscription::Foreign) => {
-                tracing::warn!(
-                    robot_id = parsed.robot_id,
-                    subscription_id = parsed.subscription_id,
-                    event_id = parsed.event.id,
-                    event_name = %parsed.event.name,
-                    queue = inner.config.queue_label,
-                    "delivery for a subscription this service does not know, after the grace \
-                     period; deleted, the subscription left alone (it may be another \
-                     service's: is the queue shared?)"
-                );
-                "dropped_foreign"
-            }
+            Ok(UnknownSubscription::LostAnswer { intent }) => (
+                "removed_lost_answer",
+                format!(
+                    "a subscribe of this service whose answer was lost (record {intent}); \
+                     deleted, and the subscription queued for removal"
+                ),
+            ),
+            Ok(UnknownSubscription::AlreadyRemoved) => (
+                "dropped_removal_queued",
+                "its removal is queued already; deleted".to_owned(),
+            ),
+            Ok(UnknownSubscription::Foreign) => (
+                "dropped_foreign",
+                "nothing here knows it, after the grace period; deleted, the subscription left \
+                 alone (it may be another service's: is the queue shared?)"
+                    .to_owned(),
+            ),
         };
+        tracing::warn!(
+            robot_id = parsed.robot_id,
+            subscription_id = parsed.subscription_id,
+            event_id = parsed.event.id,
+            event_name = %parsed.event.name,
+            queue = inner.config.queue_label,
+            action,
+            "delivery for an unknown subscription: {note}"
+        );
         metrics::counter!("queue_unknown_subscription_total", "action" => action).increment(1);
         Outcome::UnknownDropped
     }
