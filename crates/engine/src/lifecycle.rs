@@ -147,12 +147,11 @@ impl Windows {
 
     /// `(anchor, until]`, at the granularity of Megazord's clock: it stamps events in whole
     /// seconds (`incoming_event.created_at` is a `TIMESTAMP`), so an event stamped with the
-    /// whole second an anchor falls inside may have happened after the anchor, and is in. (One
-    /// that happened before it was taken in by the past fetch, made after the anchor; no event
-    /// is recorded twice.)
+    /// whole second an anchor falls inside — or is, for an anchor on a whole second — may have
+    /// happened after the anchor, and is in. (One that happened before it was taken in by the
+    /// past fetch, made after the anchor; no event is recorded twice.)
     pub fn in_future(&self, at: DateTime<Utc>) -> bool {
-        let anchor_second = self.anchor.trunc_subsecs(0);
-        let after_anchor = at > self.anchor || (at == anchor_second && at < self.anchor);
+        let after_anchor = at > self.anchor || at == self.anchor.trunc_subsecs(0);
         self.until.is_some_and(|until| after_anchor && at <= until)
     }
 }
