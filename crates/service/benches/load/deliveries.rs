@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::raw::{Limit, RawDb, execute, open};
-use crate::stack::{CreatedDto, build_stack, create_op, demo_step, http_client};
+use crate::stack::{CreatedDto, build_stack, build_stack_with, create_op, demo_step, http_client};
 use crate::summary::{Summary, num};
 use crate::writes::{RawCheck, RawDelivery, delivery_writes, raw_subscription};
 
@@ -27,6 +27,42 @@ pub(super) fn toilet_expected(visits: usize) -> (CheckResult, i64) {
         0 => (CheckResult::Pending, 0),
         1..=3 => (CheckResult::Pass, 1),
         _ => (CheckResult::Fail, 2),
+    }
+}
+
+/// What the checks of a deliveries run are, what each delivery brings, and what they end as.
+#[derive(Clone, Copy)]
+pub(super) struct Workload {
+    pub(super) template: &'static str,
+    pub(super) event: &'static str,
+    /// After `k` events: the result, the notifications so far and the future records.
+    pub(super) expected: fn(usize) -> (CheckResult, i64, usize),
+}
+
+/// toilet-activity (pollUntilEnd): every visit is recorded; decided at the deadline.
+pub(super) const TOILET: Workload = Workload {
+    template: "toilet-activity",
+    event: "TOILET_VISIT",
+    expected: toilet_workload,
+};
+
+/// robot-is-charging: its first charging start ends it (PASS, one notification), a decision
+/// the delivery's read of Megazord confirms before it is written (SPEC §3.4).
+pub(super) const CHARGING: Workload = Workload {
+    template: "robot-is-charging",
+    event: "CHARGING_STARTED",
+    expected: charging_workload,
+};
+
+fn toilet_workload(k: usize) -> (CheckResult, i64, usize) {
+    let (result, notifications) = toilet_expected(k);
+    (result, notifications, k)
+}
+
+fn charging_workload(k: usize) -> (CheckResult, i64, usize) {
+    match k {
+        0 => (CheckResult::Pending, 0, 0),
+        _ => (CheckResult::Pass, 1, 1),
     }
 }
 
@@ -48,19 +84,19 @@ impl DeliveryRun {
     }
 }
 
-/// `n` open toilet-activity checks created through the first stack's API (robot
-/// [`delivery_robot`] each), `k` TOILET_VISIT events per check fanned out by its Megazord
-/// simulator onto the shared memory queue, then every stack's consumer (`run` loop) until the
-/// queue is empty — timed — and the result verified. Every stack is stopped at the end.
+/// `n` open checks of the workload's template created through the first stack's API (robot
+/// [`delivery_robot`] each), `k` of its events per check fanned out by its Megazord simulator
+/// onto the shared memory queue, then every stack's consumer (`run` loop) until the queue is
+/// empty — timed — and the result verified. Every stack is stopped at the end.
 pub(super) async fn deliveries_through(
     stacks: Vec<Stack>,
     queue: Arc<MemoryQueue>,
-    n: usize,
-    k: usize,
+    (n, k): (usize, usize),
+    workload: Workload,
 ) -> anyhow::Result<DeliveryRun> {
     let m = n * k;
     let first = stacks.first().context("no stack")?;
-    let step = demo_step(first, "toilet-activity")?;
+    let step = demo_step(first, workload.template)?;
     let username = first.config.robot_consumer_username.clone();
     let megazord = first.megazord.clone();
     let store = first.store.clone();
@@ -109,13 +145,13 @@ pub(super) async fn deliveries_through(
         began.elapsed().as_secs_f64()
     );
 
-    // Fan-out: k TOILET_VISIT events per robot, round by round, through the Megazord
+    // Fan-out: k of the workload's events per robot, round by round, through the Megazord
     // simulator (in process), each onto the memory status queue.
     let began = Instant::now();
     for _ in 0..k {
         for (robot, _) in &checks {
             let posted = megazord
-                .post_incoming(*robot, NewIncoming::named("TOILET_VISIT"))
+                .post_incoming(*robot, NewIncoming::named(workload.event))
                 .await?;
             ensure!(
                 posted.outgoing_ids.len() == 1 && posted.lost.is_empty(),
@@ -160,7 +196,7 @@ pub(super) async fn deliveries_through(
 
     // Correctness: every check took every one of its events, with the right result and
     // notifications.
-    let (result, notifications) = toilet_expected(k);
+    let (result, notifications, records) = (workload.expected)(k);
     for (_, check) in &checks {
         let stored = store
             .get_check(check.id)
@@ -172,8 +208,10 @@ pub(super) async fn deliveries_through(
             .filter(|r| r.phase == RecordPhase::Future)
             .count();
         ensure!(
-            future == k && stored.result == result && stored.notification_seq == notifications,
-            "check {}: {future} future records, result {}, notification seq {} — expected {k}, {result}, {notifications}",
+            future == records
+                && stored.result == result
+                && stored.notification_seq == notifications,
+            "check {}: {future} future records, result {}, notification seq {} — expected {records}, {result}, {notifications}",
             check.id,
             stored.result,
             stored.notification_seq
@@ -186,8 +224,8 @@ pub(super) async fn deliveries_through(
         n as i64 * notifications
     );
     println!(
-        "verified: all {m} deliveries processed (queue empty), every check holds its {k} FUTURE \
-         records with result {result}, {backlog} outbox rows"
+        "verified: all {m} deliveries processed (queue empty), every check holds its {records} \
+         FUTURE records with result {result}, {backlog} outbox rows"
     );
     shutdown.cancel();
     for server in servers {
@@ -246,7 +284,7 @@ pub(super) async fn scenario_deliveries(
     let db = dir.path().join("deliveries.db");
     let queue = Arc::new(MemoryQueue::new());
     let stack = build_stack(&sqlite_url(&db), "api,consumer", queue.clone(), None, None).await?;
-    let run = deliveries_through(vec![stack], queue, n, k).await?;
+    let run = deliveries_through(vec![stack], queue, (n, k), TOILET).await?;
     let payload_len: f64 = open(&db)?.query_row(
         "SELECT COALESCE(AVG(LENGTH(payload)), 1000.0) FROM status_check_outbox",
         [],
@@ -345,4 +383,86 @@ async fn raw_deliveries(
         n * k
     );
     Ok(rate)
+}
+
+/// (b′) Deliveries that end their checks (robot-is-charging, one charging start each): each
+/// decision is confirmed by a read of Megazord before it is written (SPEC §3.4), a call to the
+/// simulator over local HTTP. Run twice on fresh databases, with the read (the default) and
+/// without (`DEADLINE_RECONCILE=false`): the figure stands beside the same deliveries without
+/// the read, measured in the same run.
+pub(super) async fn scenario_deciding_deliveries(
+    sizes: &Sizes,
+    rows: &mut Vec<Row>,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    println!(
+        "\n== (b′) deliveries that end their checks: robot-is-charging, one charging start each, \
+         SQLite, the confirming read on and off =="
+    );
+    let n = sizes.delivery_checks;
+    let dir = tempfile::tempdir()?;
+    let mut rates = Vec::new();
+    for (label, extra) in [
+        ("on", &[][..]),
+        ("off", &[("DEADLINE_RECONCILE", "false")][..]),
+    ] {
+        println!("-- the confirming read {label} --");
+        let db = dir.path().join(format!("deciding-{label}.db"));
+        let queue = Arc::new(MemoryQueue::new());
+        let stack = build_stack_with(
+            &sqlite_url(&db),
+            "api,consumer",
+            queue.clone(),
+            None,
+            None,
+            extra,
+        )
+        .await?;
+        let reads_before = confirming_reads();
+        let run = deliveries_through(vec![stack], queue, (n, 1), CHARGING).await?;
+        let reads = confirming_reads() - reads_before;
+        let expected = if label == "on" { n as u64 } else { 0 };
+        ensure!(
+            reads == expected,
+            "the confirming read {label}: {reads} complete reads, expected {expected}"
+        );
+        println!("verified: {reads} confirming reads of Megazord completed");
+        rates.push(run.rate());
+    }
+    let (on, off) = (rates[0], rates[1]);
+    println!(
+        "\n{:>11} {:>12} {:>13} {:>8}\n{n:>11} {on:>12.0} {off:>13.0} {:>7.3}×",
+        "deliveries",
+        "read on/s",
+        "read off/s",
+        "on÷off",
+        on / off
+    );
+    println!(
+        "(each delivery ends its check: with the read, one GET …/incomings per check to the \
+         Megazord simulator before the batch's write — one bounded read per consumer batch)"
+    );
+    rows.push(Row {
+        scenario: "deciding deliveries",
+        figure: format!("{on:.0} deliveries/s ({n}, read on)"),
+        target: "reported (SPEC §3.4)".to_owned(),
+        limit: format!("the same deliveries, read off: {off:.0}/s"),
+        ratio: format!("{:.3}× read off", on / off),
+        met: None,
+    });
+    summary.set(
+        "deciding_deliveries",
+        json!({"per_s": num(on), "read_off_per_s": num(off), "count": n}),
+    );
+    Ok(())
+}
+
+/// `decision_reads_total{end="complete"}` of this process so far.
+fn confirming_reads() -> u64 {
+    status_check::telemetry::metrics_handle()
+        .render()
+        .lines()
+        .find(|line| line.starts_with("decision_reads_total{end=\"complete\"}"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }

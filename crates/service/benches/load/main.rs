@@ -15,7 +15,9 @@
 //! CARGO_TARGET_DIR=/work/target-load cargo test -p status-check --bench load
 //! ```
 //!
-//! Scenarios: `create` (a), `deliveries` (b), `deadlines` (c), `deadlines-peak` (c′),
+//! Scenarios: `create` (a), `deliveries` (b), `deliveries-deciding` (b′: deliveries that end
+//! their checks, with the confirming read of Megazord and without), `deadlines` (c),
+//! `deadlines-peak` (c′),
 //! `startup` (d), and
 //! `mariadb-deliveries` (e) — (b) on MariaDB with two replicas, when `TEST_MYSQL_URL` names a
 //! server (skipped with a note otherwise). Without `--bench` among the arguments (so under
@@ -108,16 +110,17 @@ use chrono::{DateTime, Utc};
 
 use crate::create::scenario_create;
 use crate::deadlines::{deadlines_child, scenario_deadline_peak, scenario_deadlines};
-use crate::deliveries::scenario_deliveries;
+use crate::deliveries::{scenario_deciding_deliveries, scenario_deliveries};
 use crate::mariadb::scenario_mariadb_deliveries;
 use crate::startup::scenario_startup;
 use crate::summary::{Summary, print_summary, verify_written};
 
 // ---- Sizes, arguments, results ----
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "create",
     "deliveries",
+    "deliveries-deciding",
     "deadlines",
     "deadlines-peak",
     "startup",
@@ -363,6 +366,9 @@ fn main() -> ExitCode {
         let result = match name {
             "create" => runtime.block_on(scenario_create(&sizes, rows, summary)),
             "deliveries" => runtime.block_on(scenario_deliveries(&sizes, rows, summary)),
+            "deliveries-deciding" => {
+                runtime.block_on(scenario_deciding_deliveries(&sizes, rows, summary))
+            }
             "deadlines" => scenario_deadlines(&sizes, &runtime, rows, summary),
             "deadlines-peak" => scenario_deadline_peak(&sizes, rows, summary),
             "startup" => runtime.block_on(scenario_startup(&sizes, rows, summary)),

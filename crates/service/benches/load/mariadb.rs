@@ -15,7 +15,9 @@ use status_check::queue::{
 use status_check_sim::megazord::MegazordRows;
 
 use super::*;
-use crate::deliveries::{deliveries_through, delivery_checks, delivery_robot, nth_delivery};
+use crate::deliveries::{
+    TOILET, deliveries_through, delivery_checks, delivery_robot, nth_delivery,
+};
 use crate::raw::Limit;
 use crate::raw_mysql::{
     BenchDatabase, insert_robots, insert_rows, insert_script_steps, insert_template, run_grouped,
@@ -164,7 +166,7 @@ pub(super) async fn scenario_mariadb_deliveries(
     }
     insert_script_steps(&mut conn, &steps)?;
     insert_robots(&mut conn, (0..n).map(delivery_robot))?;
-    let run = deliveries_through(vec![first, second], queue, n, k).await?;
+    let run = deliveries_through(vec![first, second], queue, (n, k), TOILET).await?;
     let applied: Vec<usize> = replica_queues
         .iter()
         .map(|q| q.deleted.load(Ordering::Relaxed))
