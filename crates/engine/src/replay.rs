@@ -97,7 +97,7 @@ pub fn replay(template: &Template, events: &[SampleEvent], now: Option<DateTime<
         let skipped = transition
             .skipped
             .iter()
-            .find(|skip| skip_id(skip) == event.id)
+            .find(|skip| skip.event_id() == event.id)
             .map(describe_skip);
         let result = check
             .history
@@ -196,16 +196,6 @@ fn describe_event(event: &Event) -> String {
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     )
-}
-
-fn skip_id(skip: &Skip) -> i64 {
-    match *skip {
-        Skip::Duplicate(id)
-        | Skip::Late(id)
-        | Skip::OutOfWindow(id)
-        | Skip::NotDependedOn(id)
-        | Skip::NotListening(id) => id,
-    }
 }
 
 fn describe_skip(skip: &Skip) -> String {
