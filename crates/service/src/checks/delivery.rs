@@ -9,7 +9,7 @@ use status_check_engine::CheckPhase;
 use status_check_engine::lifecycle::{Check, Delivery, Transition};
 
 use super::adoption::AdoptOutcome;
-use super::reconcile::{read_all, read_for};
+use super::reconcile::{ReadEnd, read_all, read_for};
 use super::{CheckError, Checks, Effects, timed_evaluation, update_of};
 use crate::deliveries::{Delivered, DeliveryOutcome, by_subscription};
 use crate::store::{BatchedUpdate, Fence, Provenance, StoreError, StoredCheck, UpdateOutcome};
@@ -314,8 +314,24 @@ impl Checks {
         for ((item, mut again), result) in waiting.into_iter().zip(results) {
             let Some(result) = result else { continue };
             metrics::counter!("decision_reads_total", "end" => result.end.as_str()).increment(1);
+            if result.end != ReadEnd::Complete {
+                tracing::warn!(
+                    check_id = item.stored.id,
+                    end = result.end.as_str(),
+                    error = result.error.as_deref().unwrap_or("the budget ran out"),
+                    "the confirming read of Megazord did not complete; decided with what came back"
+                );
+            }
             let mut all = item.deliveries;
-            all.extend(result.events.into_iter().map(Delivery::from));
+            // The delivered events come back in the read too: taken once, as delivered.
+            let delivered: Vec<i64> = all.iter().map(|d| d.event.id).collect();
+            all.extend(
+                result
+                    .events
+                    .into_iter()
+                    .filter(|event| !delivered.contains(&event.id))
+                    .map(Delivery::from),
+            );
             let now = self.clock.now();
             let transition = timed_evaluation(&item.template.template, || {
                 again.take_future(&item.template.template, all, now)

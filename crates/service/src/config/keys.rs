@@ -188,7 +188,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "DEADLINE_RECONCILE_BUDGET_MS",
         "500",
-        "The most a claimed batch of deadlines (or a consumer batch whose deliveries end checks) waits for those reads; a check whose read is not back by then is decided from what it has (logged, deadline_reconcile_total{outcome=\"timed_out\"}). With the 250 ms scan interval this keeps a deadline within 1 s.",
+        "The most a claimed batch of deadlines (or a consumer batch whose deliveries end checks) waits for those reads; a check whose read is not back by then is decided from what it has (logged; deadline_reconcile_total{outcome=\"timed_out\"} at deadlines, decision_reads_total{end=\"timed_out\"} for deliveries). With the 250 ms scan interval this keeps a deadline within 1 s.",
     ),
     (
         "DEADLINE_RECONCILE_CONCURRENCY",

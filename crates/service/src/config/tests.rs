@@ -381,3 +381,16 @@ fn the_environment_wins_over_the_file_and_file_typos_are_refused() {
     .unwrap_err();
     assert_eq!(err.key, "PROT");
 }
+
+/// A connect that hangs must end as a connection error (retried), before the attempt's own
+/// timeout ends it as a timed-out attempt (not retried): the connect timeout is the shorter.
+#[test]
+fn the_upstream_connect_timeout_is_shorter_than_the_attempt() {
+    let short = config(&[("UPSTREAM_TIMEOUT_MS", "1500")]).unwrap();
+    let upstream = short.upstream("http://x".to_owned());
+    assert_eq!(upstream.timeout, Duration::from_millis(1500));
+    assert_eq!(upstream.connect_timeout, Duration::from_millis(750));
+    let default = config(&[]).unwrap().upstream("http://x".to_owned());
+    assert_eq!(default.connect_timeout, Duration::from_secs(2));
+    assert!(default.connect_timeout < default.timeout);
+}

@@ -7,7 +7,8 @@
 //!   calls retry them (`config.retries` times, exponential backoff with jitter), and once out
 //!   of attempts they become [`UpstreamError::Unavailable`]; an attempt that connected but
 //!   got no answer within the timeout is `Unavailable` at once (SPEC §2.2: timing out → 502
-//!   after the timeout, not after several);
+//!   after the timeout, not after several). The connect timeout is shorter than the attempt's
+//!   (`Config::upstream`), so a connect that hangs ends as a connection error;
 //! - every other answer (2xx, 404, other 4xx) ends the call and is handed, with its body, to the
 //!   caller, which decides what it means ([`UpstreamError::NotFound`],
 //!   [`UpstreamError::Invalid`], or success).
