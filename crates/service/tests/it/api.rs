@@ -28,6 +28,14 @@ pub(crate) fn assert_problem(status: StatusCode, body: &Value, expected: StatusC
     }
 }
 
+/// The create of step 123 answered 502 (an upstream failed) and nothing saved; the problem.
+pub(crate) async fn create_fails_upstream(app: &TestApp) -> Value {
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
+    assert_eq!(app.check_count().await, 0);
+    body
+}
+
 /// A charging check whose past says "charging now": completes at once.
 async fn past_only_pass(app: &TestApp, step_id: i64) {
     app.given_step(
@@ -523,11 +531,12 @@ pub async fn integers_written_as_floats_are_accepted(backend: Backend) {
 
 pub async fn unknown_step_is_not_found(backend: Backend) {
     let app = spawn(backend).await;
-    Mock::given(method("GET"))
-        .and(path("/internal/v5/scripts/robots/42/scripts/steps/123"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&app.upstream)
-        .await;
+    app.given_status(
+        "GET",
+        "/internal/v5/scripts/robots/42/scripts/steps/123",
+        404,
+    )
+    .await;
     let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
     assert_problem(status, &body, StatusCode::NOT_FOUND);
     assert_eq!(app.check_count().await, 0);
@@ -660,11 +669,12 @@ pub async fn a_script_version_that_is_not_the_steps_is_unprocessable(backend: Ba
 pub async fn upstream_failures_are_bad_gateway_and_leave_nothing(backend: Backend) {
     // Micro-Managers failing.
     let app = spawn(backend).await;
-    Mock::given(method("GET"))
-        .and(path("/internal/v5/scripts/robots/42/scripts/steps/123"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&app.upstream)
-        .await;
+    app.given_status(
+        "GET",
+        "/internal/v5/scripts/robots/42/scripts/steps/123",
+        503,
+    )
+    .await;
     let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
     assert_problem(status, &body, StatusCode::BAD_GATEWAY);
     assert!(
@@ -686,13 +696,11 @@ pub async fn upstream_failures_are_bad_gateway_and_leave_nothing(backend: Backen
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
         .mount(&app.upstream)
         .await;
-    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
-    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
+    let body = create_fails_upstream(&app).await;
     assert!(
         body["detail"].as_str().unwrap().contains("megazord"),
         "{body}"
     );
-    assert_eq!(app.check_count().await, 0);
     assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 0);
 
     // Megazord answering 5xx on the past fetch.
@@ -703,14 +711,9 @@ pub async fn upstream_failures_are_bad_gateway_and_leave_nothing(backend: Backen
         step_json(123, "resident-activity", 0, 0, CHARGING),
     )
     .await;
-    Mock::given(method("GET"))
-        .and(path("/internal/v1/events/robots/42/incomings"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&app.upstream)
+    app.given_status("GET", "/internal/v1/events/robots/42/incomings", 500)
         .await;
-    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
-    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
-    assert_eq!(app.check_count().await, 0);
+    create_fails_upstream(&app).await;
     assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 0);
 
     // Subscription failing with a 5xx: nothing persisted.
@@ -725,14 +728,9 @@ pub async fn upstream_failures_are_bad_gateway_and_leave_nothing(backend: Backen
         .await;
     app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
         .await;
-    Mock::given(method("POST"))
-        .and(path("/internal/v1/events/robots/42/subscriptions"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&app.upstream)
+    app.given_status("POST", "/internal/v1/events/robots/42/subscriptions", 500)
         .await;
-    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
-    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
-    assert_eq!(app.check_count().await, 0);
+    create_fails_upstream(&app).await;
 }
 
 /// A replica without the `api` role still answers `/health/*` and `/metrics` (SPEC §13: every

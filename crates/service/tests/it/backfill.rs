@@ -7,7 +7,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::api::assert_problem;
+use crate::api::create_fails_upstream;
 use crate::harness::on_both_backends;
 use crate::harness::{Backend, TestApp, create_body, incoming, spawn, step_json};
 
@@ -105,14 +105,9 @@ pub async fn failed_backfill_removes_the_subscription(backend: Backend) {
         .up_to_n_times(1)
         .mount(&app.upstream)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/internal/v1/events/robots/42/incomings"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&app.upstream)
+    app.given_status("GET", "/internal/v1/events/robots/42/incomings", 500)
         .await;
-    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
-    assert_problem(status, &body, StatusCode::BAD_GATEWAY);
-    assert_eq!(app.check_count().await, 0);
+    create_fails_upstream(&app).await;
     assert_eq!(app.upstream_calls("POST", "/subscriptions").await, 1);
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/995").await, 1);
 }

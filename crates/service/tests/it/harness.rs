@@ -325,6 +325,16 @@ pub fn incoming(id: i64, name: &str, at: &str) -> Value {
 }
 
 impl TestApp {
+    /// An upstream route (Micro-Managers or Megazord, one path) answering `status` from now
+    /// on, without a body: the upstream failing.
+    pub async fn given_status(&self, verb: &str, route: &str, status: u16) {
+        Mock::given(method(verb))
+            .and(path(route))
+            .respond_with(ResponseTemplate::new(status))
+            .mount(&self.upstream)
+            .await;
+    }
+
     /// Micro-Managers answers this step for robot `robot_id`.
     pub async fn given_step(&self, robot_id: i64, step_id: i64, body: Value) {
         // The script is Micro-Managers' (and the robot its account service's) before any

@@ -12,9 +12,6 @@ use status_check::app::Workers;
 use status_check::store::{BatchedUpdate, CheckUpdate, Fence, UpdateOutcome};
 use status_check::workers::consumer::Outcome;
 
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
-
 use crate::harness::on_both_backends;
 use crate::harness::{
     Backend, Queues, TestApp, anchor, create_body, incoming, spawn_stack, spawn_stack_with,
@@ -551,13 +548,12 @@ pub async fn a_refused_unsubscribe_is_retried_until_megazord_takes_it(backend: B
     };
     let id = open_charging_check(&app, 123, 1005).await;
     app.upstream.reset().await;
-    Mock::given(method("DELETE"))
-        .and(path(format!(
-            "/internal/v1/events/robots/{ROBOT}/subscriptions/1005"
-        )))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&app.upstream)
-        .await;
+    app.given_status(
+        "DELETE",
+        &format!("/internal/v1/events/robots/{ROBOT}/subscriptions/1005"),
+        503,
+    )
+    .await;
     app.clock.set(at("2026-11-20T08:10:00.500Z"));
     assert_eq!(
         workers
@@ -575,13 +571,12 @@ pub async fn a_refused_unsubscribe_is_retried_until_megazord_takes_it(backend: B
     assert_eq!(relay.tick_once().await.removals.failed, 1, "still refused");
     // Megazord takes it again; after the backoff the relay removes it.
     app.upstream.reset().await;
-    Mock::given(method("DELETE"))
-        .and(path(format!(
-            "/internal/v1/events/robots/{ROBOT}/subscriptions/1005"
-        )))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&app.upstream)
-        .await;
+    app.given_status(
+        "DELETE",
+        &format!("/internal/v1/events/robots/{ROBOT}/subscriptions/1005"),
+        204,
+    )
+    .await;
     app.clock.set(at("2026-11-20T08:10:02Z"));
     assert_eq!(relay.tick_once().await.removals.done, 1);
     assert_eq!(app.upstream_calls("DELETE", "/subscriptions/1005").await, 1);

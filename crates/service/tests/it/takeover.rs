@@ -199,23 +199,21 @@ async fn replica(backend: Backend, db: &TestDb, queues: &Queues) -> (TestApp, Wo
 
 /// Micro-Managers answers 503 for the step.
 async fn micro_managers_down(app: &TestApp, step_id: i64) {
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/internal/v5/scripts/robots/{ROBOT}/scripts/steps/{step_id}"
-        )))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&app.upstream)
-        .await;
+    app.given_status(
+        "GET",
+        &format!("/internal/v5/scripts/robots/{ROBOT}/scripts/steps/{step_id}"),
+        503,
+    )
+    .await;
 }
 
 async fn stubs_for_unsubscribe(app: &TestApp, subscription_id: i64) {
-    Mock::given(method("DELETE"))
-        .and(path(format!(
-            "/internal/v1/events/robots/{ROBOT}/subscriptions/{subscription_id}"
-        )))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&app.upstream)
-        .await;
+    app.given_status(
+        "DELETE",
+        &format!("/internal/v1/events/robots/{ROBOT}/subscriptions/{subscription_id}"),
+        204,
+    )
+    .await;
 }
 
 /// An open check the Node service left is readable at once, waits (not failed) while
