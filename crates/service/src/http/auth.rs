@@ -9,6 +9,9 @@ use subtle::ConstantTimeEq as _;
 use super::AppState;
 use super::problem::{ApiError, Challenged, canonical_id};
 
+/// The largest robot id: `robot_id` is `INT UNSIGNED` in the live schema.
+pub const MAX_ROBOT_ID: i64 = u32::MAX as i64;
+
 /// The calling robot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Robot {
@@ -40,20 +43,29 @@ impl FromRequestParts<AppState> for Robot {
                 "only robots may call this API".to_owned(),
             ));
         }
-        if let Some(scope) = parts.headers.get("x-authenticated-scope")
+        let scopes = parts.headers.get_all("x-authenticated-scope");
+        if scopes.iter().count() > 1 {
+            return Err(ApiError::Unauthorized(
+                "header x-authenticated-scope is repeated".to_owned(),
+            ));
+        }
+        if let Some(scope) = scopes.iter().next()
             && scope.to_str().map(str::trim).ok() != Some("robot")
         {
             return Err(ApiError::Forbidden(
                 "the authenticated scope is not robot".to_owned(),
             ));
         }
-        let id = canonical_id(&user_id).ok_or_else(|| {
-            ApiError::Unauthorized(
-                "x-authenticated-userid is not a robot id (1 to 2^63-1, digits only, no leading \
-                 zero)"
-                    .to_owned(),
-            )
-        })?;
+        // A robot's id is an `INT UNSIGNED` in the live schema: a larger one names no robot.
+        let id = canonical_id(&user_id)
+            .filter(|id| *id <= MAX_ROBOT_ID)
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "x-authenticated-userid is not a robot id (1 to 4294967295, digits only, no \
+                     leading zero)"
+                        .to_owned(),
+                )
+            })?;
         tracing::Span::current().record("robot_id", id);
         Ok(Robot { id })
     }

@@ -156,7 +156,9 @@ fn parse_create(
             None | Some(Value::Null) => "is required",
             Some(Value::Number(n)) => match json_integer(n) {
                 Some(v) if v > 0 => return v,
-                _ if n.as_u64().is_some() || n.as_f64().is_some_and(|f| f >= ID_BOUND) => {
+                _ if n.as_u64().is_some_and(|u| u > i64::MAX as u64)
+                    || n.as_f64().is_some_and(|f| f >= ID_BOUND) =>
+                {
                     "must be at most 9223372036854775807"
                 }
                 _ => "must be a positive integer",
@@ -292,7 +294,7 @@ pub(super) fn check_id(
     params(
         ("x-consumer-id" = String, Header, description = "Set by Kong"),
         ("x-consumer-username" = String, Header, description = "Set by Kong; must be the robot consumer"),
-        ("x-authenticated-userid" = i64, Header, description = "Set by Kong; the robot id"),
+        ("x-authenticated-userid" = i64, Header, description = "Set by Kong; the robot id (an `INT UNSIGNED` in the live schema)", minimum = 1, maximum = 4294967295_i64),
         ("x-authenticated-scope" = Option<String>, Header, description = "Set by Kong; `robot` when present"),
         ("Call-Ref" = Option<String>, Header, description = "Request id, propagated upstream"),
     ),
@@ -332,7 +334,9 @@ pub async fn create_check(
         ("statusCheckId" = i64, Path, description = "The check's id", minimum = 1),
         ("x-consumer-id" = String, Header, description = "Set by Kong"),
         ("x-consumer-username" = String, Header, description = "Set by Kong; must be the robot consumer"),
-        ("x-authenticated-userid" = i64, Header, description = "Set by Kong; the robot id"),
+        ("x-authenticated-userid" = i64, Header, description = "Set by Kong; the robot id (an `INT UNSIGNED` in the live schema)", minimum = 1, maximum = 4294967295_i64),
+        ("x-authenticated-scope" = Option<String>, Header, description = "Set by Kong; `robot` when present"),
+        ("Call-Ref" = Option<String>, Header, description = "Request id, propagated upstream"),
     ),
     responses(
         (status = 200, description = "The check", body = CheckDto),
@@ -447,6 +451,7 @@ mod tests {
             fields,
             ["stepId", "scheduledId", "scriptVersionId", "plannedAt"]
         );
+        assert_eq!(errors[0].message, "must be a positive integer");
         assert!(errors[2].message.contains("at most"));
         let Err(ApiError::BadRequest { errors, .. }) = parse(serde_json::json!({
             "stepId": 1, "scheduledId": 2, "scriptVersionId": 3,

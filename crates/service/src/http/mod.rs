@@ -206,7 +206,8 @@ pub fn router(state: AppState) -> Router {
     let router = router.merge(ui::routes());
     let api = complete(api);
     let router = if state.docs_enabled {
-        router.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        let docs: Router<AppState> = SwaggerUi::new("/docs").url("/openapi.json", api).into();
+        router.merge(docs.layer(middleware::map_response(docs_not_found_as_problem)))
     } else {
         router.route(
             "/openapi.json",
@@ -239,6 +240,19 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
         .layer(middleware::from_fn(http_metrics))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
+}
+
+/// The documentation's router answers an unknown page under `/docs/` with a bare 404: make it
+/// problem+json like every other error (SPEC §13).
+async fn docs_not_found_as_problem(response: Response) -> Response {
+    let bare = !response
+        .headers()
+        .contains_key(axum::http::header::CONTENT_TYPE);
+    if response.status() == axum::http::StatusCode::NOT_FOUND && bare {
+        return ApiError::NotFound("no such page of the API documentation".to_owned())
+            .into_response();
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

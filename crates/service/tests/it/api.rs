@@ -319,6 +319,24 @@ pub async fn kong_headers_are_enforced(backend: Backend) {
             },
             StatusCode::UNAUTHORIZED,
         ),
+        // The scope too: its first value must not decide alone.
+        (
+            {
+                let mut headers = with("x-authenticated-scope", "robot");
+                headers.push(("x-authenticated-scope", "admin".to_owned()));
+                headers
+            },
+            StatusCode::UNAUTHORIZED,
+        ),
+        // A robot id is an INT UNSIGNED in the live schema: a larger one names no robot.
+        (
+            with("x-authenticated-userid", "4294967296"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            with("x-authenticated-userid", "4294967295"),
+            StatusCode::NOT_FOUND,
+        ),
     ];
     for (headers, expected) in cases {
         let response = send(headers.clone()).await.unwrap();
@@ -361,6 +379,8 @@ pub async fn hostile_requests_get_problems_and_bounded_metrics(backend: Backend)
             StatusCode::METHOD_NOT_ALLOWED,
         ),
         ("GET", "/v1/nowhere", StatusCode::NOT_FOUND),
+        // The documentation's own router answers an unknown page with a bare 404 by itself.
+        ("GET", "/docs/nope", StatusCode::NOT_FOUND),
     ] {
         let response = request(method, path).send().await.unwrap();
         assert_eq!(response.status(), expected, "{method} {path}");
