@@ -24,8 +24,14 @@ pub struct NotificationDto {
     pub notification_seq: i64,
     /// When it was decided (written with the change).
     pub created_at: String,
-    /// When the robot's queue accepted it; null while it is still being sent.
+    /// When the robot's queue accepted it; null while it is still being sent, or when it was
+    /// given up.
     pub sent_at: Option<String>,
+    /// Sends tried so far (0 before the first), and the last failed one's error.
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// Given up (dead-lettered, SPEC §13): it failed too often and will never be sent.
+    pub given_up: bool,
     /// The check's phase, result and next step the message carried.
     #[schema(example = "COMPLETED")]
     pub phase: String,
@@ -43,6 +49,9 @@ impl NotificationDto {
             notification_seq: stored.seq,
             created_at: time(stored.created_at),
             sent_at: stored.sent_at.map(time),
+            attempts: stored.attempts,
+            last_error: stored.last_error.clone(),
+            given_up: stored.given_up,
             phase: field("phase"),
             result: field("result"),
             next_step_id: body["payload"]["nextStepId"].as_i64(),
@@ -107,6 +116,14 @@ pub fn check_timeline(view: &CheckView, now: DateTime<Utc>) -> CheckTimeline {
                 seq: n.notification_seq,
                 created_at: parse(&n.created_at),
                 sent_at: n.sent_at.as_deref().map(parse),
+                given_up: n.given_up.then(|| {
+                    format!(
+                        "given up after {} attempt{}: {}",
+                        n.attempts,
+                        if n.attempts == 1 { "" } else { "s" },
+                        n.last_error.as_deref().unwrap_or("no error kept")
+                    )
+                }),
                 phase: n.phase.clone(),
                 result: n.result.clone(),
                 next_step_id: n.next_step_id,
@@ -328,6 +345,9 @@ mod tests {
             created_at: at("2026-11-20T08:05:00Z"),
             sent_at: None,
             payload: r#"{"to":{"robotId":"42"},"payload":{"id":3,"phase":"FAILED","result":"FAIL","nextStepId":125,"notificationSeq":2}}"#.to_owned(),
+            attempts: 8,
+            last_error: Some("the queue does not exist".to_owned()),
+            given_up: true,
         };
         let dto = NotificationDto::from_stored(&stored);
         assert_eq!(
@@ -341,6 +361,11 @@ mod tests {
         );
         assert_eq!(dto.created_at, "2026-11-20T08:05:00.000Z");
         assert_eq!(dto.sent_at, None);
+        assert!(dto.given_up);
+        assert_eq!(
+            (dto.attempts, dto.last_error.as_deref()),
+            (8, Some("the queue does not exist"))
+        );
         // A payload that is not what the relay writes still lists the notification.
         let odd = StoredNotification {
             payload: "not json".to_owned(),

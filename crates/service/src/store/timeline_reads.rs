@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
 use super::db::{Db, SqlRow, args, bounded, read_all};
 use super::monitor_rows::{date_text, to_u32};
+use super::{NEVER, StoreError};
 
 /// Filters of the list of checks; every one optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,6 +46,11 @@ pub struct StoredNotification {
     pub sent_at: Option<DateTime<Utc>>,
     /// The message as sent (SPEC §3.7).
     pub payload: String,
+    /// Sends tried so far, and the last one's error.
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// Dead-lettered: it failed too often and will never be sent (SPEC §13).
+    pub given_up: bool,
 }
 
 /// An alarm of a monitor's session, from the actions outbox (one per window and action).
@@ -85,8 +90,8 @@ macro_rules! list_checks {
 const LIST_CHECKS_OF_ROBOT: &str = list_checks!("sc.robot_id = ? AND ");
 const LIST_CHECKS: &str = list_checks!("");
 
-const NOTIFICATIONS: &str = "SELECT seq, created_at, sent_at, payload FROM status_check_outbox \
-     WHERE status_check_id = ? ORDER BY seq";
+const NOTIFICATIONS: &str = "SELECT seq, created_at, sent_at, payload, attempts, last_error, \
+     next_attempt_at FROM status_check_outbox WHERE status_check_id = ? ORDER BY seq";
 
 const ALARMS: &str = "SELECT window_number, action_index, reference_id, event_name, window_end, \
      sent_at FROM status_check_monitor_action \
@@ -204,6 +209,9 @@ fn notification_of<R: SqlRow>(row: &R) -> Result<StoredNotification, StoreError>
         created_at: row.time("created_at")?,
         sent_at: row.opt_time("sent_at")?,
         payload: row.text("payload")?,
+        attempts: row.int("attempts")?,
+        last_error: row.opt_text("last_error")?,
+        given_up: row.opt_time("sent_at")?.is_none() && row.time("next_attempt_at")? >= NEVER,
     })
 }
 

@@ -195,31 +195,29 @@ fn window_bars(
     }
 }
 
-/// The result after each record, from its time to the next record's; PENDING before the
-/// first; the last runs to the end (the check's end, or now).
+/// The result after each record, from when the service took the record in (its recording, not
+/// its event's time: the past records are all evaluated at the creation, and a delivery counts
+/// from its arrival) to the next record's; PENDING from the creation to the first; the last
+/// runs to the end (the check's end, or now). No result is drawn before the check existed.
 fn result_bands(
     check: &CheckTimeline,
     scale: &Scale,
     fmt: &dyn Fn(DateTime<Utc>) -> String,
 ) -> Markup {
-    let begin = match check.past {
-        PastWindow::Since(since) => since,
-        PastWindow::Unbounded => scale.start,
-        PastWindow::None => check.created_at,
-    };
+    let begin = check.created_at;
     let end = match (check.phase.is_final(), check.ended_at, check.now) {
         (true, Some(ended), _) => ended,
         (false, _, Some(now)) => now,
         _ => check.deadline.unwrap_or(check.created_at),
     };
     let mut bands: Vec<(DateTime<Utc>, CheckResult, String)> = Vec::new();
-    let first = check.records.first().map(TimelineRecord::at);
+    let first = check.records.first().map(|record| record.recorded_at);
     if first.is_none_or(|first| begin < first) {
         bands.push((begin, CheckResult::Pending, "before any record".to_owned()));
     }
     let mut since = begin;
     for record in &check.records {
-        since = since.max(record.at());
+        since = since.max(record.recorded_at);
         bands.push((
             since,
             record.result,
@@ -395,9 +393,10 @@ fn notification_marks(
                         "notification " (m.seq) ": " (clean(&m.phase)) " " (clean(&m.result))
                         @if let Some(step) = m.next_step_id { " · next step " (step) }
                         " · decided " (fmt(m.created_at))
-                        @match m.sent_at {
-                            Some(sent) => { " · sent " (fmt(sent)) }
-                            None => { " · not sent yet" }
+                        @match (m.sent_at, &m.given_up) {
+                            (Some(sent), _) => { " · sent " (fmt(sent)) }
+                            (None, Some(why)) => { " · " (clean(why)) }
+                            (None, None) => { " · not sent yet" }
                         }
                     }
                     path d=(format!("M{} {}l-6 -10h12z", n(x), n(NOTIFY_Y + 5.0)))

@@ -100,6 +100,8 @@ pub struct TimelineNotification {
     /// When it was decided (written to the outbox).
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// Why it will never be sent, when it was given up (dead-lettered).
+    pub given_up: Option<String>,
     pub phase: String,
     pub result: String,
     pub next_step_id: Option<i64>,

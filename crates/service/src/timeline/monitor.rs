@@ -28,11 +28,17 @@ const SESSION_ENDED: &str = "#8c8c8c";
 /// The day's bounds: local midnight to the next local midnight in `zone`.
 pub fn day_bounds(date: NaiveDate, zone: &Zone) -> (DateTime<Utc>, DateTime<Utc>) {
     let midnight = |date: NaiveDate| {
-        let civil = jiff::civil::date(
-            i16::try_from(date.year()).unwrap_or(9999),
+        // Beyond jiff's years (±9999) the day saturates rather than panics.
+        let civil = jiff::civil::Date::new(
+            i16::try_from(date.year()).unwrap_or(i16::MAX),
             i8::try_from(date.month()).unwrap_or(1),
             i8::try_from(date.day()).unwrap_or(1),
         )
+        .unwrap_or(if date.year() < 0 {
+            jiff::civil::Date::MIN
+        } else {
+            jiff::civil::Date::MAX
+        })
         .at(0, 0, 0, 0);
         zone.tz
             .to_ambiguous_timestamp(civil)

@@ -177,6 +177,7 @@ fn base() -> CheckTimeline {
             seq: 1,
             created_at: at("2026-11-20T08:04:00.120Z"),
             sent_at: Some(at("2026-11-20T08:04:00.300Z")),
+            given_up: None,
             phase: "COMPLETED".to_owned(),
             result: "PASS".to_owned(),
             next_step_id: Some(124),
@@ -252,10 +253,10 @@ fn a_passed_check_shows_its_windows_events_outcome_and_notification() {
         attributes(&doc, "ref-mark", "data-ref"),
         ["planned", "created", "deadline"]
     );
-    // Bands: PENDING before the first record, PENDING after it, PASS after the second.
+    // Bands: PENDING after the past record (taken in at the creation), PASS after the second.
     assert_eq!(
         attributes(&doc, "result-band", "data-result"),
-        ["PENDING", "PENDING", "PASS"]
+        ["PENDING", "PASS"]
     );
     assert_eq!(
         texts(&doc, "event-label"),
@@ -283,6 +284,70 @@ fn the_marks_sit_at_their_event_times_on_the_axis() {
     let cx: f64 = circle.attribute("cx").unwrap().parse().unwrap();
     let scale = axis::Scale::new(start, end, 112.0, WIDTH - 76.0);
     assert!((cx - scale.x(at("2026-11-20T07:20:00Z"))).abs() < 0.01);
+}
+
+/// The past records are all evaluated at the creation: their result holds from then, not from
+/// their events' times, and nothing is drawn as a result before the check existed.
+#[test]
+fn results_start_when_the_service_took_the_records_in() {
+    let mut check = base();
+    check.records = vec![
+        record(
+            1,
+            RecordPhase::Past,
+            "CHARGING_STARTED",
+            "2026-11-20T07:10:00Z",
+            CheckResult::Fail,
+        ),
+        record(
+            2,
+            RecordPhase::Past,
+            "CHARGING_STOPPED",
+            "2026-11-20T07:40:00Z",
+            CheckResult::Fail,
+        ),
+        // A delivery whose event was stamped before the last one's but arrived after it.
+        record(
+            3,
+            RecordPhase::Future,
+            "CHARGING_STARTED",
+            "2026-11-20T08:03:00Z",
+            CheckResult::Pass,
+        ),
+    ];
+    check.records[2].recorded_at = at("2026-11-20T08:06:00Z");
+    check.ended_at = Some(at("2026-11-20T08:06:00Z"));
+    let svg = render_sound(&check);
+    let doc = parse(&svg);
+    let root = doc.root_element();
+    let scale = axis::Scale::new(
+        at(root.attribute("data-start").unwrap()),
+        at(root.attribute("data-end").unwrap()),
+        112.0,
+        WIDTH - 76.0,
+    );
+    let starts: Vec<(String, f64)> = with_class(&doc, "result-band")
+        .iter()
+        .map(|band| {
+            let rect = band.children().find(|c| c.has_tag_name("rect")).unwrap();
+            (
+                band.attribute("data-result").unwrap().to_owned(),
+                rect.attribute("x").unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let x = |time: &str| scale.x(at(time));
+    assert_eq!(starts.len(), 3, "{starts:?}");
+    assert_eq!(starts[0].0, "FAIL");
+    assert!(
+        (starts[0].1 - x("2026-11-20T08:00:00Z")).abs() < 0.01,
+        "{starts:?}"
+    );
+    assert_eq!(starts[2].0, "PASS");
+    assert!(
+        (starts[2].1 - x("2026-11-20T08:06:00Z")).abs() < 0.01,
+        "{starts:?}"
+    );
 }
 
 #[test]
@@ -437,9 +502,10 @@ fn a_poll_until_end_check_shows_every_change_and_the_last_result() {
     check.ended_at = Some(at("2026-11-20T08:10:00.050Z"));
     let svg = render_sound(&check);
     let doc = parse(&svg);
+    // PASS from the creation (the past record), then each delivery's result.
     assert_eq!(
         attributes(&doc, "result-band", "data-result"),
-        ["PENDING", "PASS", "FAIL", "PASS"]
+        ["PASS", "FAIL", "PASS"]
     );
     let outcome = with_class(&doc, "outcome")[0].text().unwrap();
     assert!(

@@ -7,6 +7,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
+use status_check::jobs::{JobFailure, Lease};
 use status_check::store::{BatchedUpdate, CheckUpdate, Fence, Notifications, UpdateOutcome};
 use status_check_engine::{CheckPhase, CheckResult};
 
@@ -219,6 +220,35 @@ async fn any_robots_check_with_its_notifications(backend: Backend) {
     assert_eq!(notifications[0]["result"], "PASS");
     assert_eq!(notifications[0]["nextStepId"], 124);
     assert_eq!(notifications[0]["sentAt"], Value::Null, "no relay ran");
+    assert_eq!(notifications[0]["givenUp"], false);
+
+    // The robot's queue refuses it for good: dead-lettered, and both views say so — not "not
+    // sent yet" (SPEC §13, §15).
+    let queue = app.store.notification_jobs();
+    let lease = Lease::parse("support-pages-test").unwrap();
+    let now = app.clock_now() + chrono::TimeDelta::seconds(1);
+    let claimed = queue
+        .claim(now, &lease, now + chrono::TimeDelta::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let failure = JobFailure {
+        id: claimed[0].id,
+        retry_at: None,
+        error: "the queue does not exist".to_owned(),
+    };
+    assert_eq!(queue.fail(&[failure], &lease).await.unwrap(), 1);
+    let (_, _, body) = get(
+        &app,
+        &format!("/internal/v1/checks/{open}"),
+        Auth::Bearer(TOKEN),
+    )
+    .await;
+    let check: Value = serde_json::from_str(&body).unwrap();
+    let given_up = &check["notifications"][0];
+    assert_eq!(given_up["givenUp"], true, "{check}");
+    assert_eq!(given_up["sentAt"], Value::Null);
+    assert_eq!(given_up["lastError"], "the queue does not exist");
 
     // The page shows the same facts as text.
     let (status, _, page) = get(
@@ -233,6 +263,13 @@ async fn any_robots_check_with_its_notifications(backend: Backend) {
     assert_eq!(page.matches("class=\"notification-mark\"").count(), 1);
     assert!(page.contains("times in Europe/Amsterdam"));
     assert!(page.contains("CHARGING_STOPPED"));
+    assert_eq!(
+        page.matches("given up after 1 attempt: the queue does not exist")
+            .count(),
+        2,
+        "in the picture's title and in the table: {page}"
+    );
+    assert!(!page.contains("not yet"), "{page}");
 }
 
 async fn errors_are_problems(backend: Backend) {
@@ -258,6 +295,10 @@ async fn errors_are_problems(backend: Backend) {
         ("/internal/ui/?robot=-1".to_owned(), "robot"),
         ("/internal/ui/?result=MAYBE".to_owned(), "result"),
         ("/internal/ui/?from=yesterday".to_owned(), "from"),
+        // chrono reads any number of digits for a year; the day's bounds cannot be made of one
+        // beyond 9999 (this was a panic: the connection dropped with no answer).
+        ("/internal/ui/?from=-12000-01-01".to_owned(), "from"),
+        ("/internal/ui/?to=12000-01-01".to_owned(), "to"),
         ("/internal/ui/?limit=100000".to_owned(), "limit"),
         ("/internal/ui/monitors/x/no-toilet".to_owned(), "robotId"),
         ("/internal/ui/monitors/42/NO_TOILET".to_owned(), "ruleId"),

@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, TimeDelta, Utc};
 use maud::Markup;
 use serde::Deserialize;
 
@@ -110,9 +110,15 @@ fn zone_of(tz: Option<&str>) -> Result<Zone, ApiError> {
     }
 }
 
+/// A date of the filters: chrono reads any number of digits for the year, so it is bounded to
+/// the years a time of the service can fall in.
 fn date_of(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map_err(|_| invalid(field, "must be a date YYYY-MM-DD"))
+    let date = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| invalid(field, "must be a date YYYY-MM-DD"))?;
+    if !(1970..=9999).contains(&date.year()) {
+        return Err(invalid(field, "must be a date of the years 1970 to 9999"));
+    }
+    Ok(date)
 }
 
 /// The instant a local date starts in `zone`.

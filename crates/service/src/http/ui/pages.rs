@@ -301,7 +301,7 @@ pub fn check_page(view: &CheckView, zone: &Zone, now: DateTime<Utc>) -> Markup {
                     td class=(result_class(&n.result)) { (n.result) }
                     td.num { @if let Some(step) = n.next_step_id { (step) } @else { "—" } }
                     td { (zone.format(n.created_at)) }
-                    td { @match n.sent_at { Some(at) => { (zone.format(at)) } None => { "not yet" } } }
+                    td { @match (n.sent_at, &n.given_up) { (Some(at), _) => { (zone.format(at)) } (None, Some(why)) => { (why) } (None, None) => { "not yet" } } }
                 }
             }), "None kept (sent notifications are purged after the retention)."))
         },
