@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use serde::Serialize;
 use status_check_engine::lifecycle::{Check, Delivery, NextSteps};
 use status_check_engine::{
@@ -307,11 +307,17 @@ pub fn compare(
         candidate,
         limits,
     );
+    // A record the Node service wrote has no event time but its writing, which may fall after
+    // the anchor (its read of Megazord came after the check): the check took it in as a past
+    // record, so the replay does too, at the anchor at the latest.
     let mut past: Vec<Event> = check
         .records
         .iter()
         .filter(|record| record.phase == RecordPhase::Past)
-        .map(|record| record.event.clone())
+        .map(|record| Event {
+            created_at: record.event.created_at.min(anchor),
+            ..record.event.clone()
+        })
         .collect();
     if let Some(supplied) = supplied {
         past.extend(
@@ -342,7 +348,10 @@ pub fn compare(
         if let Some(supplied) = supplied {
             let wanted = |event: &Event| {
                 missing_future.contains(&event.name)
-                    || unrecorded_future.is_some_and(|from| event.created_at > from)
+                    // Megazord stamps whole seconds: an event of the same second as the last
+                    // one recorded may have come after it (that one is skipped as a repeat).
+                    || unrecorded_future
+                        .is_some_and(|from| event.created_at >= from.trunc_subsecs(0))
             };
             deliveries.extend(
                 supplied
@@ -528,5 +537,113 @@ fn parts_at(check: &StoredCheck, run: &Check, stored: &Outcome, candidate: &Outc
         event_created_at: None,
         stored: stored.to_string(),
         candidate: candidate.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use status_check_engine::Record;
+    use status_check_engine::lifecycle::Windows;
+
+    use super::*;
+    use crate::store::{CheckKey, Provenance};
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn event(id: i64, time: &str) -> Event {
+        Event {
+            id,
+            name: "CHARGING_STARTED".to_owned(),
+            created_at: at(time),
+            level: None,
+            reference_id: None,
+        }
+    }
+
+    /// A robot-is-charging v1 check created at 08:00:00.400 that passed on charging start #10,
+    /// stamped 08:05:00 by Megazord (whole seconds), long before its deadline.
+    fn passed_early() -> (StoredCheck, StoredVersion) {
+        let anchor = at("2026-11-20T08:00:00.400Z");
+        let check = StoredCheck {
+            id: 1,
+            key: CheckKey {
+                robot_id: 42,
+                step_id: 123,
+                scheduled_id: 7,
+                planned_at: anchor,
+            },
+            script_version_id: 789,
+            template_id: 1,
+            template_name: "robot-is-charging".to_owned(),
+            template_version: 1,
+            phase: CheckPhase::Completed,
+            result: CheckResult::Pass,
+            next_step_id: Some(124),
+            subscription_id: Some(9001),
+            windows: Windows::from_effective(anchor, 3600, 600),
+            next_steps: Some(NextSteps {
+                pass: 124,
+                fail: 125,
+                unknown: None,
+            }),
+            provenance: Provenance::Own,
+            notification_seq: 1,
+            records: vec![Record {
+                order: 1,
+                phase: RecordPhase::Future,
+                event: event(10, "2026-11-20T08:05:00Z"),
+                outgoing_event_id: Some(77),
+                result: CheckResult::Pass,
+                created_at: at("2026-11-20T08:05:00.200Z"),
+            }],
+            created_at: anchor,
+            updated_at: at("2026-11-20T08:05:00.200Z"),
+        };
+        let stored = StoredVersion {
+            version: 1,
+            past: vec!["CHARGING_STARTED".to_owned(), "CHARGING_STOPPED".to_owned()],
+            future: vec!["CHARGING_STARTED".to_owned()],
+            poll_until_end: false,
+        };
+        (check, stored)
+    }
+
+    fn candidate(future_pass: &str) -> Template {
+        let yaml = format!(
+            "name: robot-is-charging\nversion: 2\ndescription: test\nisActive: true\n\
+             pollUntilEnd: false\npoller: {{pastInterval: 3600, futureInterval: 600}}\n\
+             resources:\n  pastEvents:\n    dependsOn: [CHARGING_STARTED, CHARGING_STOPPED]\n    \
+             PASS: 'events.size() > 0 && events[events.size() - 1].name == \"CHARGING_STARTED\"'\n  \
+             futureEvents:\n    dependsOn: [CHARGING_STARTED]\n    PASS: '{future_pass}'\n"
+        );
+        Template::from_yaml(&yaml, "candidate", &Limits::default()).unwrap()
+    }
+
+    /// Megazord stamps whole seconds: a second charging start of the same second as the one the
+    /// check ended on may have come after it, and the service would have taken it in.
+    #[test]
+    fn an_event_of_the_same_second_as_the_last_recorded_is_read_from_megazord() {
+        let (check, stored) = passed_early();
+        let two_starts = candidate("future.filter(e, e.name == \"CHARGING_STARTED\").size() >= 2");
+        let compared = compare(&check, Some(&stored), &two_starts, Limits::default(), None);
+        assert!(compared.needs.is_some(), "undecided without Megazord");
+        let supplied = [
+            event(10, "2026-11-20T08:05:00Z"),
+            event(11, "2026-11-20T08:05:00Z"),
+        ];
+        let compared = compare(
+            &check,
+            Some(&stored),
+            &two_starts,
+            Limits::default(),
+            Some(&supplied),
+        );
+        assert!(
+            matches!(compared.verdict, Verdict::Unchanged { .. }),
+            "{:?}",
+            compared.verdict
+        );
     }
 }

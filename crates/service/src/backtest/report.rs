@@ -226,6 +226,12 @@ impl Report {
                 "the database holds no version of {}: nothing to compare",
                 self.template.name
             )?;
+        } else if self.summary.examined == 0 && !self.limited {
+            writeln!(
+                out,
+                "no ended check of {} was created in the period",
+                self.template.name
+            )?;
         }
         if let Some(megazord) = &self.megazord {
             writeln!(

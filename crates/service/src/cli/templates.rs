@@ -65,7 +65,7 @@ pub struct BacktestArgs {
     #[arg(long = "robot", value_name = "ID")]
     pub robots: Vec<i64>,
     /// Examine at most N checks (the oldest first).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// Print one JSON object instead of the text report.
     #[arg(long)]
@@ -279,7 +279,8 @@ fn backtest(args: BacktestArgs, out: &mut impl Write) -> anyhow::Result<i32> {
     } else {
         runtime.block_on(backtest::run(&options, &Quiet))?
     };
-    if report.summary.examined == 0 {
+    // Off a terminal nothing but the report (SPEC §14): the text report says it too.
+    if report.summary.examined == 0 && options.progress {
         eprintln!(
             "note: no ended check of {} was created in the period{}",
             report.template.name,

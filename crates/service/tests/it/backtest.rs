@@ -245,7 +245,10 @@ pub async fn history(backend: Backend) -> Option<History> {
                 result: "PASS",
                 next_step_id: Some(next["pass"]),
                 subscription_id: None,
-                record: (9501, "CHARGING_STARTED", "2026-11-20T07:40:00Z", "PASS"),
+                // The Node service keeps no event time: a record's is when it was written, here
+                // a second after the check (after its read of Megazord). The check took it in as
+                // a past record, so the replay must too.
+                record: (9501, "CHARGING_STARTED", "2026-11-20T08:00:01Z", "PASS"),
             },
         )
         .await,
@@ -566,6 +569,32 @@ async fn scenarios(history: &History) {
     let report = backtest(history, &toilet, &[]).await;
     assert_eq!(summary(&report), (1, 1, 0, 0), "pollUntilEnd: {report:#}");
     assert_eq!(report["matrix"]["FAIL"]["FAIL"], 1, "{report:#}");
+    // A period without checks: the text report says so, and stderr stays empty.
+    let output = status_check(
+        [
+            "templates",
+            "backtest",
+            same.to_str().unwrap(),
+            "--database",
+            &history.database(),
+            "--since",
+            "2026-10-01",
+            "--until",
+            "2026-10-02",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{text}"
+    );
+    assert!(
+        text.contains("no ended check of robot-is-charging was created in the period"),
+        "{text}"
+    );
 
     // (b) Stricter: charging stopped more than 25 minutes ago fails at once. Robot 2 (stopped
     // 07:30) flips PASS → FAIL; the Node check (stopped 07:20) fails in the past now instead

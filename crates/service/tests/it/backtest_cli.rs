@@ -128,11 +128,41 @@ async fn a_period_without_checks_reports_zero_and_says_so() {
         report["summary"],
         serde_json::json!({"examined": 0, "unchanged": 0, "changed": 0, "notComparable": 0})
     );
+    // Off a terminal, nothing but the report (SPEC §14): the text report says why it is empty.
+    assert!(output.stderr.is_empty(), "{}", stderr(&output));
+    let output = status_check(args(&[
+        "templates",
+        "backtest",
+        "templates/robot-is-charging.v1.yaml",
+        "--database",
+        &url,
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-10-02",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(output.stderr.is_empty(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stderr(&output).contains("no ended check of robot-is-charging was created in the period"),
-        "{}",
-        stderr(&output)
+        text.contains("the database holds no version of robot-is-charging"),
+        "{text}"
     );
+
+    // --limit 0 would examine nothing: refused.
+    let output = status_check(args(&[
+        "templates",
+        "backtest",
+        "templates/robot-is-charging.v1.yaml",
+        "--database",
+        &url,
+        "--limit",
+        "0",
+    ]))
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--limit"), "{}", stderr(&output));
 
     // --until before --since: it cannot run.
     let output = status_check(args(&[
