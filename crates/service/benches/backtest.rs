@@ -267,6 +267,7 @@ fn main() {
         megazord: None,
         progress: false,
         svg_dir: None,
+        limits: Limits::default(),
     };
     let (backtest_secs, report) = best_of(rounds, || {
         runtime

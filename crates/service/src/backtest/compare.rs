@@ -224,22 +224,25 @@ const STAND_INS: NextSteps = NextSteps {
     unknown: Some(3),
 };
 
-/// Replays `check` through `candidate`. `stored` is the version the check ran with (`None`
-/// when its dependencies cannot be read); `supplied` the events Megazord returned for
+/// Replays `check` through `candidate`. `stored` is the version the check ran with (or why
+/// its dependencies cannot be read); `supplied` the events Megazord returned for
 /// [`Needs`], when it was asked.
 pub fn compare(
     check: &StoredCheck,
-    stored: Option<&StoredVersion>,
+    stored: Result<&StoredVersion, &str>,
     candidate: &Template,
     limits: Limits,
     supplied: Option<&[Event]>,
 ) -> Compared {
-    let Some(stored) = stored else {
-        return not_comparable(
-            Vec::new(),
-            "the stored template version's dependencies cannot be read".to_owned(),
-            None,
-        );
+    let stored = match stored {
+        Ok(stored) => stored,
+        Err(problem) => {
+            return not_comparable(
+                Vec::new(),
+                format!("the stored template version's dependencies cannot be read: {problem}"),
+                None,
+            );
+        }
     };
     let windows = check.windows;
     let anchor = windows.anchor;
@@ -621,13 +624,26 @@ mod tests {
         Template::from_yaml(&yaml, "candidate", &Limits::default()).unwrap()
     }
 
+    /// A stored version whose dependencies cannot be read is named, with its problem.
+    #[test]
+    fn an_unreadable_stored_version_is_named_with_its_problem() {
+        let (check, _) = passed_early();
+        let same = candidate("future.exists(e, e.name == \"CHARGING_STARTED\")");
+        let problem = "version 1: past_event_dependencies is not a JSON list";
+        let compared = compare(&check, Err(problem), &same, Limits::default(), None);
+        let Verdict::NotComparable { reason, .. } = compared.verdict else {
+            panic!("{:?}", compared.verdict);
+        };
+        assert!(reason.ends_with(problem), "{reason}");
+    }
+
     /// Megazord stamps whole seconds: a second charging start of the same second as the one the
     /// check ended on may have come after it, and the service would have taken it in.
     #[test]
     fn an_event_of_the_same_second_as_the_last_recorded_is_read_from_megazord() {
         let (check, stored) = passed_early();
         let two_starts = candidate("future.filter(e, e.name == \"CHARGING_STARTED\").size() >= 2");
-        let compared = compare(&check, Some(&stored), &two_starts, Limits::default(), None);
+        let compared = compare(&check, Ok(&stored), &two_starts, Limits::default(), None);
         assert!(compared.needs.is_some(), "undecided without Megazord");
         let supplied = [
             event(10, "2026-11-20T08:05:00Z"),
@@ -635,7 +651,7 @@ mod tests {
         ];
         let compared = compare(
             &check,
-            Some(&stored),
+            Ok(&stored),
             &two_starts,
             Limits::default(),
             Some(&supplied),

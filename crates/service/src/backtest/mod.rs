@@ -51,6 +51,9 @@ pub struct Options {
     pub progress: bool,
     /// Write each changed check's timelines (stored and candidate) as SVG here.
     pub svg_dir: Option<PathBuf>,
+    /// The history cap and rule cost budget the service ran with (`HISTORY_CAP`,
+    /// `RULE_COST_BUDGET`): a replay under other limits could end a check otherwise.
+    pub limits: Limits,
 }
 
 /// Something that watches the backtest go (the progress bar).
@@ -120,7 +123,7 @@ pub fn load_candidate(file: &std::path::Path, limits: &Limits) -> anyhow::Result
 /// Runs the backtest. Errors only when it cannot run: an invalid template file, a
 /// database that cannot be opened or read, a Megazord client that cannot be built.
 pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<Report> {
-    let limits = Limits::default();
+    let limits = options.limits;
     let candidate = load_candidate(&options.file, &limits)?;
     if options.since >= options.until {
         anyhow::bail!(
@@ -150,10 +153,14 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
         options.robots.clone(),
     );
     report.stored_versions = versions.iter().map(|v| v.version).collect();
-    let stored: HashMap<i64, (i64, Option<StoredVersion>)> = versions
+    let stored: HashMap<i64, (i64, Result<StoredVersion, String>)> = versions
         .iter()
         .map(|v| {
-            let deps = v.definition.as_ref().ok().map(StoredVersion::of);
+            let deps = v
+                .definition
+                .as_ref()
+                .map(StoredVersion::of)
+                .map_err(|problem| format!("version {}: {problem}", v.version));
             (v.id, (v.version, deps))
         })
         .collect();
@@ -194,7 +201,10 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
         after,
         limit,
     };
-    let mut after = 0;
+    let mut after = db
+        .ended_checks_start(options.since)
+        .await
+        .with_context(|| format!("cannot read the checks from the {database}"))?;
     let mut examined: u64 = 0;
     let mut total_known = false;
     loop {
@@ -247,7 +257,7 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
 /// What judging a check needs besides the check.
 struct Context<'a> {
     /// Template id → (version, its dependencies when readable).
-    stored: &'a HashMap<i64, (i64, Option<StoredVersion>)>,
+    stored: &'a HashMap<i64, (i64, Result<StoredVersion, String>)>,
     candidate: &'a Template,
     limits: Limits,
     megazord: Option<&'a HttpMegazord>,
@@ -256,10 +266,15 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn version_of(&self, check: &StoredCheck) -> (i64, Option<&StoredVersion>) {
-        self.stored
-            .get(&check.template_id)
-            .map_or((check.template_version, None), |(v, d)| (*v, d.as_ref()))
+    /// The check's version, and its dependencies or why they cannot be read.
+    fn version_of(&self, check: &StoredCheck) -> (i64, Result<&StoredVersion, &str>) {
+        self.stored.get(&check.template_id).map_or(
+            (
+                check.template_version,
+                Err("its version is not in the database"),
+            ),
+            |(v, d)| (*v, d.as_ref().map_err(String::as_str)),
+        )
     }
 
     /// Counts a verdict, and draws a changed check's timelines when asked to.
@@ -274,7 +289,7 @@ impl Context<'_> {
         if let (Some(dir), Some(run), compare::Verdict::Changed { candidate, .. }) =
             (self.svg_dir, &compared.candidate, &compared.verdict)
         {
-            let poll_until_end = deps.is_some_and(|d| d.poll_until_end);
+            let poll_until_end = deps.is_ok_and(|d| d.poll_until_end);
             svg::write(
                 dir,
                 check,

@@ -41,7 +41,7 @@ pub enum TemplatesCommand {
     },
     /// Replay the ended checks of the database through a new version of a template and
     /// report which would have ended differently (read-only; docs/templates.md).
-    Backtest(BacktestArgs),
+    Backtest(Box<BacktestArgs>),
     /// Print the JSON Schema of a template file (committed as templates/template.schema.json).
     Schema,
 }
@@ -78,12 +78,19 @@ pub struct BacktestArgs {
     /// (check-ID-stored.svg, check-ID-candidate.svg).
     #[arg(long, value_name = "DIR")]
     pub svg_dir: Option<PathBuf>,
+    /// Most records one check may hold, as the service ran with: a check ended at the cap
+    /// replays as it ended only under the same cap.
+    #[arg(long, env = "HISTORY_CAP", value_name = "N", default_value_t = Limits::default().history_cap as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_cap: u64,
+    /// The rule cost budget the service ran with.
+    #[arg(long, env = "RULE_COST_BUDGET", value_name = "N", default_value_t = Limits::default().cost_budget, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rule_cost_budget: u64,
 }
 
 pub fn run(command: TemplatesCommand, out: &mut impl Write) -> anyhow::Result<i32> {
     let limits = Limits::default();
     match command {
-        TemplatesCommand::Backtest(args) => backtest(args, out),
+        TemplatesCommand::Backtest(args) => backtest(*args, out),
         TemplatesCommand::Schema => {
             let schema = status_check_engine::template::file_schema();
             writeln!(out, "{}", serde_json::to_string_pretty(&schema)?)?;
@@ -269,6 +276,11 @@ fn backtest(args: BacktestArgs, out: &mut impl Write) -> anyhow::Result<i32> {
         megazord: args.megazord,
         progress: std::io::stderr().is_terminal(),
         svg_dir: args.svg_dir,
+        limits: Limits {
+            history_cap: usize::try_from(args.history_cap).unwrap_or(usize::MAX),
+            cost_budget: args.rule_cost_budget,
+            ..Limits::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

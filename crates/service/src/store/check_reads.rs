@@ -435,6 +435,45 @@ pub(crate) async fn ended_checks_page<D: Db>(
     Ok(checks)
 }
 
+/// How far before the period's start the seek stays: a check's id rises with its creation
+/// but not strictly (transactions commit out of order, the Node service's replicas stamped
+/// their own times), so the pages start at the last check created this much before `since`.
+const SEEK_MARGIN: TimeDelta = TimeDelta::hours(1);
+
+/// The id after which the checks created at `since` or later begin, found by a binary search
+/// of the primary key (a few dozen one-row reads): the table has no index on `created_at`, and
+/// the pages walk each version's index in id order, so without it the first page would read
+/// every older check of the template — years of them in production.
+pub(crate) async fn ended_checks_start<D: Db>(
+    db: &D,
+    since: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    const NEXT: &str = "SELECT id, created_at FROM status_check WHERE id > ? ORDER BY id LIMIT 1";
+    const LAST: &str = "SELECT id FROM status_check ORDER BY id DESC LIMIT 1";
+    let threshold = since - SEEK_MARGIN;
+    let mut tx = db.begin(Mode::Read).await?;
+    // Every check up to `early` was created before the threshold; the answer is at most `late`.
+    let mut early = 0;
+    let mut late = match tx.fetch_optional(LAST, Vec::new()).await? {
+        Some(row) => row.int("id")?,
+        None => 0,
+    };
+    while early < late {
+        let mid = early + (late - early) / 2;
+        let next = tx.fetch_optional(NEXT, args![mid]).await?;
+        match next {
+            Some(row) if row.opt_time("created_at")?.is_some_and(|at| at < threshold) => {
+                early = row.int("id")?;
+            }
+            // Created late enough, or no time kept (NULL in production): the pages begin at
+            // or before it.
+            _ => late = mid,
+        }
+    }
+    tx.commit().await?;
+    Ok(early.min(late))
+}
+
 /// How many checks the pages from `page.after` on hold (its limit aside): a progress bar's
 /// length.
 pub(crate) async fn count_ended_checks<D: Db>(

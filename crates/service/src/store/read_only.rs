@@ -2,7 +2,11 @@
 //! read-only (SQLite) or every transaction `READ ONLY` (MySQL, where a user with only
 //! `SELECT` suffices). It offers reads only; the database itself refuses any write.
 
-use super::check_reads::{EndedChecksPage, count_ended_checks, ended_checks_page};
+use chrono::{DateTime, Utc};
+
+use super::check_reads::{
+    EndedChecksPage, count_ended_checks, ended_checks_page, ended_checks_start,
+};
 use super::db::bounded;
 use super::mysql::MysqlStore;
 use super::sqlite::SqliteStore;
@@ -11,6 +15,10 @@ use super::{StoreError, StoredCheck, StoredTemplate};
 
 /// Connections of a read-only MySQL pool: a backtest reads one page at a time.
 const MYSQL_CONNECTIONS: u32 = 2;
+
+/// The most one read may take. An offline tool reading a production database: wider than the
+/// service's bound (a request's), still a bound — a page over a busy replica is not a hang.
+const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A database opened for reading only.
 #[derive(Debug, Clone)]
@@ -26,7 +34,9 @@ impl ReadOnlyStore {
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             let url = url.replacen("mariadb://", "mysql://", 1);
             let store = MysqlStore::connect_sized(&url, MYSQL_CONNECTIONS).await?;
-            return Ok(ReadOnlyStore::Mysql(store.read_only()));
+            return Ok(ReadOnlyStore::Mysql(
+                store.read_only().with_operation_timeout(OPERATION_TIMEOUT),
+            ));
         }
         let url = if url.starts_with("sqlite:") {
             url.to_owned()
@@ -34,7 +44,9 @@ impl ReadOnlyStore {
             format!("sqlite://{url}")
         };
         Ok(ReadOnlyStore::Sqlite(
-            SqliteStore::open_read_only(&url).await?,
+            SqliteStore::open_read_only(&url)
+                .await?
+                .with_operation_timeout(OPERATION_TIMEOUT),
         ))
     }
 
@@ -84,6 +96,18 @@ impl ReadOnlyStore {
             }
             ReadOnlyStore::Mysql(db) => {
                 bounded(db, "ended_checks", ended_checks_page(db, page)).await
+            }
+        }
+    }
+
+    /// The id after which the checks created at `since` or later begin (the pages' start).
+    pub async fn ended_checks_start(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        match self {
+            ReadOnlyStore::Sqlite(db) => {
+                bounded(db, "ended_checks_start", ended_checks_start(db, since)).await
+            }
+            ReadOnlyStore::Mysql(db) => {
+                bounded(db, "ended_checks_start", ended_checks_start(db, since)).await
             }
         }
     }

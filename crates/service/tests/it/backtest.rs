@@ -559,6 +559,21 @@ async fn scenarios(history: &History) {
     let dir = tempfile::tempdir().unwrap();
     let checks = &history.checks;
 
+    // The pages start just before the period (a binary search of the primary key), not at the
+    // oldest check: every check here was created on the anchor's day.
+    let store = status_check::store::ReadOnlyStore::open(&history.database())
+        .await
+        .unwrap();
+    let start = |since: &str| store.ended_checks_start(at(since));
+    assert_eq!(start("2026-11-20T00:00:00Z").await.unwrap(), 0);
+    let newest = one(
+        &history.db.raw,
+        "SELECT CAST(MAX(id) AS CHAR) FROM status_check",
+        &[],
+    )
+    .await;
+    assert_eq!(start("2026-11-22T00:00:00Z").await.unwrap(), newest);
+
     // (a) The same template: nothing changes, on any check — the Node service's included.
     let same = repo().join("templates/robot-is-charging.v1.yaml");
     let report = backtest(history, &same, &[]).await;
@@ -569,6 +584,10 @@ async fn scenarios(history: &History) {
     let report = backtest(history, &toilet, &[]).await;
     assert_eq!(summary(&report), (1, 1, 0, 0), "pollUntilEnd: {report:#}");
     assert_eq!(report["matrix"]["FAIL"]["FAIL"], 1, "{report:#}");
+    // Replayed under a smaller history cap than the service ran with, the same check ends
+    // FAILED at the cap: the replay takes the service's limits (HISTORY_CAP).
+    let report = backtest(history, &toilet, &["--history-cap", "1"]).await;
+    assert_eq!(summary(&report), (1, 0, 1, 0), "{report:#}");
     // A period without checks: the text report says so, and stderr stays empty.
     let output = status_check(
         [
