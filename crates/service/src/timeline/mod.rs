@@ -198,3 +198,16 @@ pub struct MonitorDay {
     pub alarms: Vec<AlarmMark>,
     pub now: Option<DateTime<Utc>>,
 }
+
+impl MonitorDay {
+    /// Whether the day's session should have begun by `now` and yet nothing of it is kept: the
+    /// page cannot tell whether an alarm fired (before the monitor existed, past the
+    /// retention, a disabled monitor, a session that could not open).
+    pub fn nothing_kept(&self) -> bool {
+        let begun = match (self.session, self.now) {
+            (Some((start, _)), Some(now)) => start <= now,
+            _ => false,
+        };
+        begun && self.windows.is_empty() && self.alarms.is_empty()
+    }
+}

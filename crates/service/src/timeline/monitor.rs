@@ -104,6 +104,12 @@ pub fn summary_text(day: &MonitorDay, start: DateTime<Utc>, end: DateTime<Utc>) 
             format!("{n} {many}")
         }
     };
+    if day.nothing_kept() {
+        return format!(
+            "{} ({hours} h) · {session} · nothing kept of it: whether an alarm fired is not known",
+            day.date
+        );
+    }
     format!(
         "{} ({hours} h) · {session} · {} · {}",
         day.date,

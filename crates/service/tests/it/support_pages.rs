@@ -504,6 +504,24 @@ async fn a_monitors_day_shows_its_alarms_and_open_window(backend: Backend) {
         "{page}"
     );
 
+    // The session cannot open any more: the page says why.
+    let lease = Lease::parse("support-pages-test").unwrap();
+    let later = at("2026-11-21T00:00:00Z");
+    let claimed = app
+        .store
+        .claim_due_monitors(later, &lease, later, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let problem = "Megazord knows no event named TOILET_ACTIVITY";
+    assert!(
+        app.store
+            .release_monitor(claimed[0].id, &lease, later, Some(problem), later)
+            .await
+            .unwrap()
+    );
+    // A day whose session should have run and of which nothing is kept: not "no alarm", which
+    // nobody can know.
     let (status, _, page) = get(
         &app,
         "/internal/ui/monitors/42/no-toilet?date=2026-11-19",
@@ -511,10 +529,11 @@ async fn a_monitors_day_shows_its_alarms_and_open_window(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        page.contains("No alarm that day.") && !page.contains("class=\"window-bar"),
-        "{page}"
-    );
+    assert!(!page.contains("class=\"window-bar"), "{page}");
+    assert!(!page.contains("No alarm that day."), "{page}");
+    assert!(page.contains("Nothing kept for this day"), "{page}");
+    assert!(page.contains("nothing kept of it"), "{page}");
+    assert!(page.contains(problem), "{page}");
     let (status, headers, body) = get(
         &app,
         "/internal/ui/monitors/42/no-toilet?date=20261120",

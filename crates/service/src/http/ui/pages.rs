@@ -204,7 +204,11 @@ pub fn list_page(
                         td {
                             @match stored.state.window {
                                 Some(window) => { "#" (window.window_number) " until " (Zone::named(monitor.timezone().name()).unwrap_or_else(|_| Zone::utc()).format(window.window_end)) }
-                                None => { @if monitor.enabled() { "no session open" } @else { "disabled" } }
+                                None => {
+                                    @if !monitor.enabled() { "disabled" }
+                                    @else if let Some(problem) = &stored.state.problem { "no session open: " (problem) }
+                                    @else { "no session open" }
+                                }
                             }
                         }
                         td.num { @match stored.state.window { Some(window) => { (window.alarms_sent()) } None => { "—" } } }
@@ -317,6 +321,12 @@ fn zone_form(action: &str, zone: &Zone) -> Markup {
     }
 }
 
+/// What the alarms table says of a day whose session should have run and of which nothing is
+/// kept: not "no alarm", which nobody can know.
+const NOTHING_KEPT: &str = "Nothing kept for this day, so whether an alarm fired is not known: \
+     a day before the monitor existed or older than the retention (OUTBOX_RETENTION_SECS), a \
+     disabled monitor, or a session that could not open (see Problem above).";
+
 /// `/internal/ui/monitors/{robotId}/{ruleId}?date=`: the day's picture and tables.
 pub fn monitor_page(stored: &StoredMonitor, day: &MonitorDay, zone: &Zone) -> Markup {
     let monitor = &stored.monitor;
@@ -350,6 +360,9 @@ pub fn monitor_page(stored: &StoredMonitor, day: &MonitorDay, zone: &Zone) -> Ma
                 tr { th scope="row" { "Timezone" } td { (zone.name) } }
                 tr { th scope="row" { "Session" } td { @match day.session { Some((from, to)) => { (zone.format(from)) " to " (zone.format(to)) } None => { "none that day" } } } }
                 tr { th scope="row" { "Enabled" } td { (monitor.enabled()) } }
+                @if let Some(problem) = &stored.state.problem {
+                    tr { th scope="row" { "Problem" } td.problem { (problem) } }
+                }
                 tr { th scope="row" { "Actions" } td.mono {
                     @for action in monitor.definition().actions.unwrap_or_default() {
                         (action.kind.unwrap_or_default()) " " (action.event_name.unwrap_or_default())
@@ -377,7 +390,7 @@ pub fn monitor_page(stored: &StoredMonitor, day: &MonitorDay, zone: &Zone) -> Ma
                     td { (zone.format(alarm.at)) }
                     td { @match alarm.sent_at { Some(at) => { (zone.format(at)) } None => { "not yet (retrying)" } } }
                 }
-            }), "No alarm that day."))
+            }), if day.nothing_kept() { NOTHING_KEPT } else { "No alarm that day." }))
         },
     )
 }
