@@ -248,11 +248,10 @@ pub(crate) fn timeline_record(check: &StoredCheck, record: &Record) -> TimelineR
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Utc};
-    use status_check_engine::lifecycle::Windows;
-    use status_check_engine::{CheckPhase, CheckResult, Event, Record, RecordPhase};
+    use status_check_engine::{CheckResult, Event, Record, RecordPhase};
 
     use super::*;
-    use crate::store::CheckKey;
+    use crate::store::fixtures::stored_check;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()
@@ -278,30 +277,10 @@ mod tests {
     }
 
     fn check(provenance: Provenance, records: Vec<Record>) -> StoredCheck {
-        let anchor = at("2026-11-20T08:00:00Z");
         StoredCheck {
-            id: 3,
-            key: CheckKey {
-                robot_id: 42,
-                step_id: 1,
-                scheduled_id: 2,
-                planned_at: anchor,
-            },
-            script_version_id: 9,
-            template_id: 1,
-            template_name: "robot-is-charging".to_owned(),
-            template_version: 1,
-            phase: CheckPhase::Completed,
-            result: CheckResult::Pass,
-            next_step_id: Some(124),
-            subscription_id: None,
-            windows: Windows::from_effective(anchor, -1, 600),
-            next_steps: None,
             provenance,
-            notification_seq: 0,
             records,
-            created_at: anchor,
-            updated_at: at("2026-11-20T08:05:00Z"),
+            ..stored_check(at("2026-11-20T08:00:00Z"))
         }
     }
 

@@ -549,7 +549,7 @@ mod tests {
     use status_check_engine::lifecycle::Windows;
 
     use super::*;
-    use crate::store::{CheckKey, Provenance};
+    use crate::store::fixtures::stored_check;
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
@@ -570,20 +570,6 @@ mod tests {
     fn passed_early() -> (StoredCheck, StoredVersion) {
         let anchor = at("2026-11-20T08:00:00.400Z");
         let check = StoredCheck {
-            id: 1,
-            key: CheckKey {
-                robot_id: 42,
-                step_id: 123,
-                scheduled_id: 7,
-                planned_at: anchor,
-            },
-            script_version_id: 789,
-            template_id: 1,
-            template_name: "robot-is-charging".to_owned(),
-            template_version: 1,
-            phase: CheckPhase::Completed,
-            result: CheckResult::Pass,
-            next_step_id: Some(124),
             subscription_id: Some(9001),
             windows: Windows::from_effective(anchor, 3600, 600),
             next_steps: Some(NextSteps {
@@ -591,7 +577,6 @@ mod tests {
                 fail: 125,
                 unknown: None,
             }),
-            provenance: Provenance::Own,
             notification_seq: 1,
             records: vec![Record {
                 order: 1,
@@ -601,8 +586,8 @@ mod tests {
                 result: CheckResult::Pass,
                 created_at: at("2026-11-20T08:05:00.200Z"),
             }],
-            created_at: anchor,
             updated_at: at("2026-11-20T08:05:00.200Z"),
+            ..stored_check(anchor)
         };
         let stored = StoredVersion {
             version: 1,

@@ -285,6 +285,36 @@ pub(super) fn check_id(
         })
 }
 
+/// The headers of a robot's request, as Kong sets them (SPEC §2.1), and its request id: read by
+/// the `Robot` and `RequestId` extractors, declared here once for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(
+    dead_code,
+    reason = "the OpenAPI document's only: the extractors read the headers"
+)]
+struct RobotHeaders {
+    /// Set by Kong
+    #[param(rename = "x-consumer-id")]
+    consumer_id: String,
+    /// Set by Kong; must be the robot consumer
+    #[param(rename = "x-consumer-username")]
+    consumer_username: String,
+    /// Set by Kong; the robot id (an `INT UNSIGNED` in the live schema)
+    #[param(
+        rename = "x-authenticated-userid",
+        minimum = 1,
+        maximum = 4294967295_i64
+    )]
+    authenticated_userid: i64,
+    /// Set by Kong; `robot` when present
+    #[param(rename = "x-authenticated-scope")]
+    authenticated_scope: Option<String>,
+    /// Request id, propagated upstream
+    #[param(rename = "Call-Ref")]
+    call_ref: Option<String>,
+}
+
 /// Start a status check.
 #[utoipa::path(
     post,
@@ -292,11 +322,7 @@ pub(super) fn check_id(
     tag = "checks",
     request_body(content = CreateCheckBody, content_type = "application/json"),
     params(
-        ("x-consumer-id" = String, Header, description = "Set by Kong"),
-        ("x-consumer-username" = String, Header, description = "Set by Kong; must be the robot consumer"),
-        ("x-authenticated-userid" = i64, Header, description = "Set by Kong; the robot id (an `INT UNSIGNED` in the live schema)", minimum = 1, maximum = 4294967295_i64),
-        ("x-authenticated-scope" = Option<String>, Header, description = "Set by Kong; `robot` when present"),
-        ("Call-Ref" = Option<String>, Header, description = "Request id, propagated upstream"),
+        RobotHeaders,
     ),
     responses(
         (status = 201, description = "The check was created", body = CheckDto),
@@ -332,11 +358,7 @@ pub async fn create_check(
     tag = "checks",
     params(
         ("statusCheckId" = i64, Path, description = "The check's id", minimum = 1),
-        ("x-consumer-id" = String, Header, description = "Set by Kong"),
-        ("x-consumer-username" = String, Header, description = "Set by Kong; must be the robot consumer"),
-        ("x-authenticated-userid" = i64, Header, description = "Set by Kong; the robot id (an `INT UNSIGNED` in the live schema)", minimum = 1, maximum = 4294967295_i64),
-        ("x-authenticated-scope" = Option<String>, Header, description = "Set by Kong; `robot` when present"),
-        ("Call-Ref" = Option<String>, Header, description = "Request id, propagated upstream"),
+        RobotHeaders,
     ),
     responses(
         (status = 200, description = "The check", body = CheckDto),

@@ -17,6 +17,8 @@ mod check_reads;
 mod checks;
 mod db;
 mod error;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod in_list;
 mod intents;
 mod jobs;
