@@ -24,7 +24,7 @@ use crate::writes::{RawCheck, subscribe_intent_write};
 
 /// The robot-is-charging template's event names (templates/robot-is-charging.v1.yaml).
 const PAST_NAMES: [&str; 2] = ["CHARGING_STARTED", "CHARGING_STOPPED"];
-const FUTURE_NAMES: [&str; 1] = ["CHARGING_STARTED"];
+pub(super) const FUTURE_NAMES: [&str; 1] = ["CHARGING_STARTED"];
 /// Its default look-back, seconds.
 const PAST_SECONDS: i64 = 3600;
 

@@ -19,7 +19,10 @@ use status_check::store::sqlite::SqliteStore;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::writes::{Arg, RawCheck, Write, create_writes, raw_subscription};
+use crate::create_floor::FUTURE_NAMES;
+use crate::writes::{
+    Arg, RawCheck, Write, create_writes, raw_subscription, subscribe_intent_write,
+};
 
 /// The service's SQLite busy timeout (store/sqlite/).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -291,21 +294,33 @@ impl RawCreateWriter {
         }
     }
 
-    /// The load operation: one create's rows for robot `client + 1`, scheduledId
-    /// `scheduled_base + ticket`, through the writer.
+    /// The load operation: one create's writes for robot `client + 1`, scheduledId
+    /// `scheduled_base + ticket`, through the writer, as the service makes them: the
+    /// subscribe's record in a transaction of its own, then the check's rows and that record's
+    /// deletion in the (grouped) create write.
     pub(super) fn op(&self, template_id: i64, scheduled_base: i64) -> Op {
         let creates = self.creates();
         Arc::new(move |client, ticket| {
             let creates = creates.clone();
             Box::pin(async move {
-                let scheduled = scheduled_base + ticket as i64;
-                creates
-                    .write(RawCheck::create(
-                        client as i64 + 1,
-                        scheduled,
-                        template_id,
-                        raw_subscription(scheduled),
+                let (robot, scheduled) = (client as i64 + 1, scheduled_base + ticket as i64);
+                let intent = creates
+                    .record_subscribe_intent(subscribe_intent_write(
+                        robot,
+                        &FUTURE_NAMES,
+                        Utc::now(),
                     ))
+                    .await?;
+                creates
+                    .write(RawCheck {
+                        subscribe_intent: Some(intent),
+                        ..RawCheck::create(
+                            robot,
+                            scheduled,
+                            template_id,
+                            raw_subscription(scheduled),
+                        )
+                    })
                     .await
             })
         })

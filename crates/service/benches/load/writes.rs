@@ -283,13 +283,63 @@ fn outbox_write(check: i64, robot: i64, seq: i64, payload: &str, now_ms: DateTim
     )
 }
 
-/// One finalisation's writes at a deadline, as `update_check` makes them for robot-is-charging
-/// (FAIL): the check's final state and next step, the lease released, the ext row, the
-/// subscription queued for removal, and the robot's notification (SQLite's SQL).
+/// One delivery that ends its check ((b′): robot-is-charging, PASS on a charging start), as
+/// `update_check` makes it: the record and its event row, then the final state and next step,
+/// the lease released, the ext row, the subscription queued for removal and the robot's
+/// notification — a finalisation's writes ([`finalise_writes`]) after a record's.
+pub(super) fn deciding_delivery_writes(
+    d: &RawDelivery,
+    subscription: i64,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Vec<Write> {
+    let (now_ms, now_s) = (millis(now), floor_seconds(now));
+    let mut writes = vec![
+        write(
+            INSERT_RECORD,
+            args![
+                d.check,
+                Some(d.event_id),
+                Some(d.outgoing_id),
+                "CHARGING_STARTED",
+                1_i64,
+                "FUTURE",
+                CheckResult::Pass.as_str(),
+                now_s,
+            ],
+        ),
+        write(INSERT_RECORD_EVENT, {
+            let mut args = vec![Arg::InsertId(0)];
+            args.extend(args![
+                "FUTURE",
+                d.check,
+                d.event_id,
+                now_ms,
+                None::<i64>,
+                None::<&str>
+            ]);
+            args
+        }),
+    ];
+    let ended = ("COMPLETED", CheckResult::Pass);
+    writes.extend(finalise_writes(
+        d.check,
+        (d.robot, subscription),
+        ended,
+        124,
+        payload,
+        now,
+    ));
+    writes
+}
+
+/// One finalisation's writes, as `update_check` makes them for robot-is-charging (at a
+/// deadline: FAILED, FAIL): the check's final state and next step, the lease released, the
+/// ext row, the subscription queued for removal, and the robot's notification (SQLite's SQL).
 pub(super) fn finalise_writes(
     check: i64,
-    robot: i64,
-    subscription: i64,
+    (robot, subscription): (i64, i64),
+    (phase, result): (&str, CheckResult),
     next_step: i64,
     payload: &str,
     now: DateTime<Utc>,
@@ -298,13 +348,7 @@ pub(super) fn finalise_writes(
     vec![
         write(
             UPDATE_CHECK_STATE,
-            args![
-                "FAILED",
-                Some(CheckResult::Fail.as_str()),
-                Some(next_step),
-                now_s,
-                check
-            ],
+            args![phase, Some(result.as_str()), Some(next_step), now_s, check],
         ),
         write(RELEASE_POLLER, args![now_s, check]),
         write(
