@@ -284,7 +284,7 @@ pub(super) fn scenario_deadlines(
         target: format!("≥ {TARGET_FINALISATIONS_PER_SEC:.0}/s, grouped"),
         limit: limit.describe("raw finalise"),
         ratio: format!("{:.3}× raw", off_per_s / limit.beside()),
-        met: Some(off_per_s >= TARGET_FINALISATIONS_PER_SEC && FINALISATIONS_GROUPED),
+        met: Some(off_per_s >= TARGET_FINALISATIONS_PER_SEC),
     });
     let [_, off_s99, off_smax] = off.notify_lateness_ms;
     rows.push(Row {
@@ -427,7 +427,7 @@ async fn raw_finalise_rate(
                     &finalise_writes(
                         id,
                         (robot, subscription),
-                        ("FAILED", CheckResult::Fail),
+                        (("FAILED", CheckResult::Fail), true),
                         1032,
                         &payload,
                         Utc::now(),

@@ -441,7 +441,8 @@ pub(super) async fn scenario_deciding_deliveries(
     let (on, off) = (rates[0], rates[1]);
 
     // Limit: the same writes per delivery on a fresh database — the record and its event
-    // row, then the check ended (state, lease released, ext, removal row, notification).
+    // row, then the check ended (state, ext, removal row, notification; a delivery holds no
+    // lease to release).
     let payload = "x".repeat(payload_len.round() as usize);
     let (one, grouped) = (dir.path().join("raw-1.db"), dir.path().join("raw-g.db"));
     let limit = Limit {
@@ -464,7 +465,7 @@ pub(super) async fn scenario_deciding_deliveries(
     );
     println!(
         "raw limit (rusqlite, one connection, prepared statements): per delivery INSERT record + \
-         record_event, UPDATE status_check (COMPLETED, PASS, next step), poller release, UPDATE \
+         record_event, UPDATE status_check (COMPLETED, PASS, next step), UPDATE \
          ext, the subscription removal row, the outbox row (avg {payload_len:.0} bytes): \
          {:.0}/s one delivery per transaction, {:.0}/s {} per transaction ({}); read on \
          {:.3}×, read off {:.3}× the {} limit",

@@ -285,8 +285,9 @@ fn outbox_write(check: i64, robot: i64, seq: i64, payload: &str, now_ms: DateTim
 
 /// One delivery that ends its check ((b′): robot-is-charging, PASS on a charging start), as
 /// `update_check` makes it: the record and its event row, then the final state and next step,
-/// the lease released, the ext row, the subscription queued for removal and the robot's
-/// notification — a finalisation's writes ([`finalise_writes`]) after a record's.
+/// the ext row, the subscription queued for removal and the robot's notification — a
+/// finalisation's writes ([`finalise_writes`]) but the lease's (a delivery holds none), after a
+/// record's.
 pub(super) fn deciding_delivery_writes(
     d: &RawDelivery,
     subscription: i64,
@@ -322,10 +323,11 @@ pub(super) fn deciding_delivery_writes(
         }),
     ];
     let ended = ("COMPLETED", CheckResult::Pass);
+    let no_lease = false;
     writes.extend(finalise_writes(
         d.check,
         (d.robot, subscription),
-        ended,
+        (ended, no_lease),
         124,
         payload,
         now,
@@ -334,31 +336,35 @@ pub(super) fn deciding_delivery_writes(
 }
 
 /// One finalisation's writes, as `update_check` makes them for robot-is-charging (at a
-/// deadline: FAILED, FAIL): the check's final state and next step, the lease released, the
-/// ext row, the subscription queued for removal, and the robot's notification (SQLite's SQL).
+/// deadline: FAILED, FAIL): the check's final state and next step, the lease released (a
+/// deadline's claim holds one; a delivery none), the ext row, the subscription queued for
+/// removal, and the robot's notification (SQLite's SQL).
 pub(super) fn finalise_writes(
     check: i64,
     (robot, subscription): (i64, i64),
-    (phase, result): (&str, CheckResult),
+    ((phase, result), release_lease): ((&str, CheckResult), bool),
     next_step: i64,
     payload: &str,
     now: DateTime<Utc>,
 ) -> Vec<Write> {
     let (now_ms, now_s) = (millis(now), floor_seconds(now));
-    vec![
-        write(
-            UPDATE_CHECK_STATE,
-            args![phase, Some(result.as_str()), Some(next_step), now_s, check],
-        ),
-        write(RELEASE_POLLER, args![now_s, check]),
+    let mut writes = vec![write(
+        UPDATE_CHECK_STATE,
+        args![phase, Some(result.as_str()), Some(next_step), now_s, check],
+    )];
+    if release_lease {
+        writes.push(write(RELEASE_POLLER, args![now_s, check]));
+    }
+    writes.extend([
         write(
             UPDATE_EXT_STATE,
-            args![1_i64, None::<DateTime<Utc>>, true, now_ms, check],
+            args![1_i64, None::<DateTime<Utc>>, release_lease, now_ms, check],
         ),
         write(
             QUEUE_REMOVAL_SQLITE,
             args![robot, subscription, "ended", now_ms, now_ms],
         ),
         outbox_write(check, robot, 1, payload, now_ms),
-    ]
+    ]);
+    writes
 }

@@ -300,12 +300,8 @@ struct RobotHeaders {
     /// Set by Kong; must be the robot consumer
     #[param(rename = "x-consumer-username")]
     consumer_username: String,
-    /// Set by Kong; the robot id (an `INT UNSIGNED` in the live schema)
-    #[param(
-        rename = "x-authenticated-userid",
-        minimum = 1,
-        maximum = 4294967295_i64
-    )]
+    /// Set by Kong; the robot id (published with its bound as a security scheme: `complete`)
+    #[param(rename = "x-authenticated-userid")]
     authenticated_userid: i64,
     /// Set by Kong; `robot` when present
     #[param(rename = "x-authenticated-scope")]

@@ -168,7 +168,7 @@ fn complete(api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             .map(|name| {
                 (
                     (*name).to_owned(),
-                    json!({"type": "apiKey", "in": "header", "name": name, "description": "Set by Kong"}),
+                    json!({"type": "apiKey", "in": "header", "name": name, "description": if *name == "x-authenticated-userid" { "Set by Kong: the robot id, 1 to 4294967295 (`robot_id` is an `INT UNSIGNED` in the live schema)" } else { "Set by Kong" }}),
                 )
             })
             .collect();

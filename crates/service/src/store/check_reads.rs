@@ -437,7 +437,8 @@ pub(crate) async fn ended_checks_page<D: Db>(
 
 /// How far before the period's start the seek stays: a check's id rises with its creation
 /// but not strictly (transactions commit out of order, the Node service's replicas stamped
-/// their own times), so the pages start at the last check created this much before `since`.
+/// their own times), so the pages start after the last check created more than this before
+/// `since`.
 const SEEK_MARGIN: TimeDelta = TimeDelta::hours(1);
 
 /// The id after which the checks created at `since` or later begin, found by a binary search
@@ -450,7 +451,9 @@ pub(crate) async fn ended_checks_start<D: Db>(
 ) -> Result<i64, StoreError> {
     const NEXT: &str = "SELECT id, created_at FROM status_check WHERE id > ? ORDER BY id LIMIT 1";
     const LAST: &str = "SELECT id FROM status_check ORDER BY id DESC LIMIT 1";
-    let threshold = since - SEEK_MARGIN;
+    let threshold = since
+        .checked_sub_signed(SEEK_MARGIN)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut tx = db.begin(Mode::Read).await?;
     // Every check up to `early` was created before the threshold; the answer is at most `late`.
     let mut early = 0;

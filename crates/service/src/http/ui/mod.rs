@@ -115,8 +115,8 @@ fn zone_of(tz: Option<&str>) -> Result<Zone, ApiError> {
 fn date_of(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
     let date = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
         .map_err(|_| invalid(field, "must be a date YYYY-MM-DD"))?;
-    if !(1970..=9999).contains(&date.year()) {
-        return Err(invalid(field, "must be a date of the years 1970 to 9999"));
+    if !(1970..=9998).contains(&date.year()) {
+        return Err(invalid(field, "must be a date of the years 1970 to 9998"));
     }
     Ok(date)
 }

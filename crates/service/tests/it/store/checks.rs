@@ -19,6 +19,7 @@ on_both_backends!(
     find_by_subscription_matches_robot_and_subscription,
     find_by_subscriptions_answers_each_pair_as_one_lookup_does,
     get_checks_answers_each_id_as_one_read_does,
+    a_backtest_starts_after_the_last_check_created_an_hour_before_the_period,
 );
 
 async fn create_then_get_and_find_round_trip_every_field(db: &TestDb) {
@@ -367,4 +368,47 @@ async fn get_checks_answers_each_id_as_one_read_does(db: &TestDb) {
     assert_eq!(found[70], found[66], "a repeated id answers the same check");
     assert_eq!(found[71], None, "an id nobody has");
     assert!(db.store.get_checks(&[]).await.unwrap().is_empty());
+}
+
+/// `templates backtest` finds where its pages start by a binary search of the primary key (no
+/// index on `created_at`): after the last check created more than an hour before the period.
+async fn a_backtest_starts_after_the_last_check_created_an_hour_before_the_period(db: &TestDb) {
+    let template_id = synced_template(db, "seek").await;
+    let mut ids = Vec::new();
+    for (robot, created) in [
+        (1, "2026-11-01T00:00:00Z"),
+        (2, "2026-11-10T00:00:00Z"),
+        (3, "2026-11-10T00:45:00Z"),
+        (4, "2026-11-20T00:00:00Z"),
+        (5, "2026-11-20T00:00:01Z"),
+    ] {
+        let check = NewCheck {
+            now: at(created),
+            ..new_check(template_id, robot)
+        };
+        ids.push(created_new(create(db, check).await.unwrap()).id);
+    }
+    let url = match &db.url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", db.sqlite_path().unwrap().display()),
+    };
+    let store = status_check::store::ReadOnlyStore::open(&url)
+        .await
+        .unwrap();
+    for (since, after) in [
+        ("2026-10-01T00:00:00Z", 0),
+        ("2026-11-01T01:00:00Z", 0),
+        ("2026-11-01T01:00:01Z", ids[0]),
+        // 00:45 is within the hour before 01:00:01: the pages start before it.
+        ("2026-11-10T01:00:01Z", ids[1]),
+        ("2026-11-10T02:00:00Z", ids[2]),
+        ("2026-11-20T00:30:00Z", ids[2]),
+        ("2026-11-21T00:00:00Z", ids[4]),
+    ] {
+        assert_eq!(
+            store.ended_checks_start(at(since)).await.unwrap(),
+            after,
+            "since {since}"
+        );
+    }
 }
