@@ -129,6 +129,18 @@ impl Template {
         &self.definition
     }
 
+    /// Whether a future event delivered out of order cannot change how the check ends: it ends
+    /// at its first decisive event (not `pollUntilEnd`), and its future rules decide alike in
+    /// any order ([`PhaseRules::decides_alike_in_any_order`]). A delivery that ends such a check
+    /// needs no confirming read of Megazord.
+    pub fn future_decides_alike_in_any_order(&self) -> bool {
+        !self.poll_until_end
+            && self
+                .future
+                .as_ref()
+                .is_some_and(PhaseRules::decides_alike_in_any_order)
+    }
+
     /// Parses, validates and compiles a YAML template (SPEC §4.1). `source` names the file in
     /// errors.
     pub fn from_yaml(

@@ -169,6 +169,9 @@ pub struct Rule {
     budget: u64,
     /// Whether the rule calls `matches()` (and so must stay native).
     uses_regex: bool,
+    /// Whether it is `exists` over the events with a test of each alone
+    /// ([`Rule::holds_once_any_event_does`]).
+    exists_of_each: bool,
 }
 
 /// Why a rule runs on the interpreter instead of natively. Shipped rules must not (SPEC §10);
@@ -238,10 +241,17 @@ impl Rule {
             cost: cost::estimate(interpreted.expression()),
             budget: limits.cost_budget,
             uses_regex,
+            exists_of_each: native::is_exists_of_each_event(interpreted.expression()),
             interpreted,
             native,
             fallback,
         })
+    }
+
+    /// Whether the rule is `future.exists(e, P)` or `events.exists(e, P)` with `P` reading only
+    /// `e`: true from the first event that satisfies `P` on, whatever came before it or after.
+    pub fn holds_once_any_event_does(&self) -> bool {
+        self.exists_of_each
     }
 
     /// The static bound of an evaluation's cost (see [`Limits::cost_budget`]), as a polynomial
@@ -417,6 +427,17 @@ impl PhaseRules {
     /// deciding anything.
     pub fn has_rules(&self) -> bool {
         self.rules().next().is_some()
+    }
+
+    /// Whether the events' order cannot change what the phase decides: it has one rule, and
+    /// that rule holds once any event satisfies a test of that event alone
+    /// ([`Rule::holds_once_any_event_does`]). Whichever satisfying event comes first, the phase
+    /// decides that rule's result — the same outcome in any order (which event is recorded
+    /// may differ). Ignores the history cap and the cost budget, which a reordering could
+    /// reach only at their bounds.
+    pub fn decides_alike_in_any_order(&self) -> bool {
+        let mut rules = self.rules();
+        matches!((rules.next(), rules.next()), (Some((_, rule)), None) if rule.holds_once_any_event_does())
     }
 
     /// The first rule that is true decides; none true → `PENDING`.

@@ -11,13 +11,19 @@ use super::VARIABLES;
 /// The first unknown variable or function `expr` uses.
 pub(super) fn unknown_reference(expr: &IdedExpr) -> Option<String> {
     let mut bound = Vec::new();
-    find(expr, &mut bound)
+    find(expr, &mut bound, VARIABLES)
 }
 
-fn find(expr: &IdedExpr, bound: &mut Vec<String>) -> Option<String> {
+/// The first variable `expr` reads other than `bound` — a rule variable (`now`, `events`, …)
+/// included.
+pub(super) fn free_variable(expr: &IdedExpr, bound: &[String]) -> Option<String> {
+    find(expr, &mut bound.to_vec(), &[])
+}
+
+fn find(expr: &IdedExpr, bound: &mut Vec<String>, globals: &[&str]) -> Option<String> {
     match &expr.expr {
         Expr::Ident(name) => {
-            let known = bound.iter().any(|b| b == name) || VARIABLES.contains(&name.as_str());
+            let known = bound.iter().any(|b| b == name) || globals.contains(&name.as_str());
             (!known).then(|| name.clone())
         }
         Expr::Call(call) => {
@@ -28,20 +34,22 @@ fn find(expr: &IdedExpr, bound: &mut Vec<String>) -> Option<String> {
                 .iter()
                 .map(|target| &**target)
                 .chain(&call.args)
-                .find_map(|e| find(e, bound))
+                .find_map(|e| find(e, bound, globals))
         }
-        Expr::Select(select) => find(&select.operand, bound),
-        Expr::List(list) => list.elements.iter().find_map(|e| find(e, bound)),
+        Expr::Select(select) => find(&select.operand, bound, globals),
+        Expr::List(list) => list.elements.iter().find_map(|e| find(e, bound, globals)),
         Expr::Map(map) => map
             .entries
             .iter()
-            .find_map(|entry| entry_find(&entry.expr, bound)),
+            .find_map(|entry| entry_find(&entry.expr, bound, globals)),
         Expr::Struct(s) => s
             .entries
             .iter()
-            .find_map(|entry| entry_find(&entry.expr, bound)),
+            .find_map(|entry| entry_find(&entry.expr, bound, globals)),
         Expr::Comprehension(c) => {
-            if let Some(name) = find(&c.iter_range, bound).or_else(|| find(&c.accu_init, bound)) {
+            if let Some(name) =
+                find(&c.iter_range, bound, globals).or_else(|| find(&c.accu_init, bound, globals))
+            {
                 return Some(name);
             }
             let scope = bound.len();
@@ -50,7 +58,7 @@ fn find(expr: &IdedExpr, bound: &mut Vec<String>) -> Option<String> {
             bound.push(c.accu_var.clone());
             let found = [&c.loop_cond, &c.loop_step, &c.result]
                 .into_iter()
-                .find_map(|e| find(e, bound));
+                .find_map(|e| find(e, bound, globals));
             bound.truncate(scope);
             found
         }
@@ -58,10 +66,12 @@ fn find(expr: &IdedExpr, bound: &mut Vec<String>) -> Option<String> {
     }
 }
 
-fn entry_find(entry: &EntryExpr, bound: &mut Vec<String>) -> Option<String> {
+fn entry_find(entry: &EntryExpr, bound: &mut Vec<String>, globals: &[&str]) -> Option<String> {
     match entry {
-        EntryExpr::MapEntry(e) => find(&e.key, bound).or_else(|| find(&e.value, bound)),
-        EntryExpr::StructField(f) => find(&f.value, bound),
+        EntryExpr::MapEntry(e) => {
+            find(&e.key, bound, globals).or_else(|| find(&e.value, bound, globals))
+        }
+        EntryExpr::StructField(f) => find(&f.value, bound, globals),
     }
 }
 

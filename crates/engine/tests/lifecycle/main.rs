@@ -13,6 +13,7 @@ use status_check_engine::{CheckPhase, CheckResult, Event, Limits, Record, Record
 mod finishing;
 mod future;
 mod history_cap;
+mod order;
 mod past;
 mod rule_inputs;
 mod snapshot;

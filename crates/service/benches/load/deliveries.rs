@@ -48,12 +48,13 @@ pub(super) const TOILET: Workload = Workload {
     expected: toilet_workload,
 };
 
-/// robot-is-charging: its first charging start ends it (PASS, one notification), a decision
-/// the delivery's read of Megazord confirms before it is written (SPEC §3.4).
-pub(super) const CHARGING: Workload = Workload {
-    template: "robot-is-charging",
-    event: "CHARGING_STARTED",
-    expected: charging_workload,
+/// medication-box-opened: its first opening ends it (PASS, one notification), a decision the
+/// delivery's read of Megazord confirms before it is written (SPEC §3.4: its future rules are
+/// two, PASS on an opening and UNKNOWN on the box going offline last, so order can matter).
+pub(super) const MEDICATION: Workload = Workload {
+    template: "medication-box-opened",
+    event: "MEDICATION_BOX_OPENED",
+    expected: deciding_workload,
 };
 
 fn toilet_workload(k: usize) -> (CheckResult, i64, usize) {
@@ -61,7 +62,7 @@ fn toilet_workload(k: usize) -> (CheckResult, i64, usize) {
     (result, notifications, k)
 }
 
-fn charging_workload(k: usize) -> (CheckResult, i64, usize) {
+fn deciding_workload(k: usize) -> (CheckResult, i64, usize) {
     match k {
         0 => (CheckResult::Pending, 0, 0),
         _ => (CheckResult::Pass, 1, 1),
@@ -387,7 +388,7 @@ async fn raw_deliveries(
     Ok(rate)
 }
 
-/// (b′) Deliveries that end their checks (robot-is-charging, one charging start each): each
+/// (b′) Deliveries that end their checks (medication-box-opened, one opening each): each
 /// decision is confirmed by a read of Megazord before it is written (SPEC §3.4), a call to the
 /// simulator over local HTTP. Run twice on fresh databases, with the read (the default) and
 /// without (`DEADLINE_RECONCILE=false`): the figure stands beside the same deliveries without
@@ -398,7 +399,7 @@ pub(super) async fn scenario_deciding_deliveries(
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     println!(
-        "\n== (b′) deliveries that end their checks: robot-is-charging, one charging start each, \
+        "\n== (b′) deliveries that end their checks: medication-box-opened, one opening each, \
          SQLite, the confirming read on and off =="
     );
     let n = sizes.delivery_checks;
@@ -423,7 +424,7 @@ pub(super) async fn scenario_deciding_deliveries(
         )
         .await?;
         let reads_before = confirming_reads();
-        let run = deliveries_through(vec![stack], queue, (n, 1), CHARGING).await?;
+        let run = deliveries_through(vec![stack], queue, (n, 1), MEDICATION).await?;
         let reads = confirming_reads() - reads_before;
         let expected = if label == "on" { n as u64 } else { 0 };
         ensure!(
@@ -516,7 +517,12 @@ async fn raw_deciding_deliveries(
             let subscription = raw_subscription(ticket as i64);
             execute(
                 tx,
-                &deciding_delivery_writes(&delivery, subscription, payload, Utc::now()),
+                &deciding_delivery_writes(
+                    &delivery,
+                    (MEDICATION.event, subscription),
+                    payload,
+                    Utc::now(),
+                ),
             )
         })
     })?;

@@ -283,14 +283,14 @@ fn outbox_write(check: i64, robot: i64, seq: i64, payload: &str, now_ms: DateTim
     )
 }
 
-/// One delivery that ends its check ((b′): robot-is-charging, PASS on a charging start), as
+/// One delivery that ends its check ((b′): medication-box-opened, PASS on an opening), as
 /// `update_check` makes it: the record and its event row, then the final state and next step,
 /// the ext row, the subscription queued for removal and the robot's notification — a
 /// finalisation's writes ([`finalise_writes`]) but the lease's (a delivery holds none), after a
 /// record's.
 pub(super) fn deciding_delivery_writes(
     d: &RawDelivery,
-    subscription: i64,
+    (event_name, subscription): (&str, i64),
     payload: &str,
     now: DateTime<Utc>,
 ) -> Vec<Write> {
@@ -302,7 +302,7 @@ pub(super) fn deciding_delivery_writes(
                 d.check,
                 Some(d.event_id),
                 Some(d.outgoing_id),
-                "CHARGING_STARTED",
+                event_name,
                 1_i64,
                 "FUTURE",
                 CheckResult::Pass.as_str(),

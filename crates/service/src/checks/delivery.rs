@@ -288,7 +288,9 @@ impl Checks {
     /// read for all of a batch's (at most `DEADLINE_RECONCILE_CONCURRENCY` calls in flight,
     /// all within `DEADLINE_RECONCILE_BUDGET_MS`); a check is read once either way — and the
     /// deliveries are decided again with them, in time order. Unread (Megazord failing, the
-    /// budget spent), a decision stands on what was delivered.
+    /// budget spent), a decision stands on what was delivered. A check whose future rules
+    /// decide alike in any order (one `exists` over the events testing each alone, as
+    /// robot-is-charging's) is not read: an earlier event would end it the same.
     async fn confirm(&self, items: Vec<Confirming<'_>>, call_ref: &str) {
         if !self.reconcile.enabled {
             return;
@@ -296,7 +298,10 @@ impl Checks {
         let mut reads = Vec::new();
         let mut waiting = Vec::new();
         for item in items {
-            if item.check.phase != CheckPhase::Completed {
+            let template = &item.template.template;
+            if item.check.phase != CheckPhase::Completed
+                || template.future_decides_alike_in_any_order()
+            {
                 continue;
             }
             let Some(before) = self.engine_check(item.stored, item.template) else {

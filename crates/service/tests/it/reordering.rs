@@ -11,7 +11,7 @@ use crate::harness::on_both_backends;
 use crate::harness::{
     Backend, TestApp, create_body, incoming, spawn_stack_with, sqs_queues, step_json,
 };
-use crate::lifecycle::{NEXT, at, check, consume, delivery, put};
+use crate::lifecycle::{NEXT, at, check, consume, delivery, open_charging_check, put};
 
 const ROBOT: i64 = 42;
 const OPENED: &str = "MEDICATION_BOX_OPENED";
@@ -73,4 +73,36 @@ pub async fn an_earlier_event_delivered_later_decides_as_in_order(backend: Backe
     assert_eq!(check(&app, id).await["result"], "UNKNOWN");
 }
 
-on_both_backends!(an_earlier_event_delivered_later_decides_as_in_order);
+/// robot-is-charging ends PASS at any charging start, whichever comes first: its deciding
+/// delivery is written without a read of Megazord (an earlier start Megazord holds would end
+/// it the same).
+pub async fn a_decision_no_order_can_change_is_not_read_again(backend: Backend) {
+    let Some(queues) = sqs_queues().await else {
+        return;
+    };
+    let (app, workers) = spawn_stack_with(backend, None, &queues, &[]).await;
+    let id = open_charging_check(&app, 302, 996).await;
+    app.upstream.reset().await;
+    let earlier = incoming(7401, "CHARGING_STARTED", "2026-11-20T08:05:01Z");
+    let later = incoming(7402, "CHARGING_STARTED", "2026-11-20T08:05:03Z");
+    app.given_incomings(ROBOT, "CHARGING_STARTED", json!([earlier, later]))
+        .await;
+
+    app.clock.set(at("2026-11-20T08:05:10Z"));
+    let delivered = delivery(996, 84003, 7402, "CHARGING_STARTED", "2026-11-20T08:05:03Z");
+    put(&app, &queues, &delivered).await;
+    assert_eq!(consume(&workers).await, [Outcome::Applied]);
+    let body = check(&app, id).await;
+    assert_eq!(
+        (&body["phase"], &body["result"], &body["nextStepId"]),
+        (&json!("COMPLETED"), &json!("PASS"), &json!(124)),
+        "{body}"
+    );
+    assert_eq!(body["history"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(app.upstream_calls("GET", "/incomings").await, 0);
+}
+
+on_both_backends!(
+    an_earlier_event_delivered_later_decides_as_in_order,
+    a_decision_no_order_can_change_is_not_read_again,
+);

@@ -149,6 +149,22 @@ impl Compiler {
     }
 }
 
+/// Whether `expr` is `future.exists(v, P)` or `events.exists(v, P)` whose `P` reads nothing but
+/// `v`: true as soon as one event satisfies `P`, whatever the other events and their order.
+pub(in crate::rules) fn is_exists_of_each_event(expr: &IdedExpr) -> bool {
+    let Expr::Comprehension(c) = &expr.expr else {
+        return false;
+    };
+    let over_events =
+        matches!(&c.iter_range.expr, Expr::Ident(name) if name == "future" || name == "events");
+    over_events
+        && c.iter_var2.is_none()
+        && Shape::of(c) == Some(Shape::Exists)
+        && Shape::Exists.predicate(c).is_some_and(|p| {
+            super::super::references::free_variable(p, std::slice::from_ref(&c.iter_var)).is_none()
+        })
+}
+
 /// The macros the native path knows, as the parser expands them.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Shape {

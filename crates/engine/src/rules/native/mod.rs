@@ -45,6 +45,7 @@ use super::{RuleError, RuleInput};
 use general::Compiler;
 use values::{Frame, NVal, Node, error, over_budget};
 
+pub(super) use comprehensions::is_exists_of_each_event;
 pub(super) use unsupported::unsupported_part;
 
 /// How many comprehensions may nest in a natively compiled rule.
