@@ -19,7 +19,7 @@ use crate::raw::{Limit, RawDb, execute, open};
 use crate::stack::{CreatedDto, build_stack, build_stack_with, create_op, demo_step, http_client};
 use crate::summary::{Summary, num};
 use crate::writes::{
-    RawCheck, RawDelivery, deciding_delivery_writes, delivery_writes, raw_subscription,
+    RawCheck, RawDelivery, Write, deciding_delivery_writes, delivery_writes, raw_subscription,
 };
 
 /// toilet-activity (pollUntilEnd): the result after `visits` visits, and how many
@@ -365,16 +365,10 @@ async fn raw_deliveries(
     payload: &str,
     group: usize,
 ) -> anyhow::Result<f64> {
-    let mut db = RawDb::create(path).await?;
-    let ids = db.seed(delivery_checks(n, db.template_id, 103).into_iter())?;
-    let rate = tokio::task::block_in_place(|| {
-        db.run_grouped(n * k, group, |tx, ticket| {
-            execute(
-                tx,
-                &delivery_writes(&nth_delivery(&ids, ticket), payload, Utc::now()),
-            )
-        })
-    })?;
+    let (rate, db) = raw_delivery_rate(path, (n, n * k), group, |ids, ticket| {
+        delivery_writes(&nth_delivery(ids, ticket), payload, Utc::now())
+    })
+    .await?;
     let records: i64 =
         db.conn
             .query_row("SELECT COUNT(*) FROM status_check_record", [], |row| {
@@ -386,6 +380,25 @@ async fn raw_deliveries(
         n * k
     );
     Ok(rate)
+}
+
+/// `units` deliveries' raw writes (`writes` of the checks' ids and the delivery's ticket) to `n`
+/// checks made as (b) makes them, on a fresh database, `group` per transaction: deliveries per
+/// second, and the database, for the caller to verify what was written.
+async fn raw_delivery_rate(
+    path: &Path,
+    (n, units): (usize, usize),
+    group: usize,
+    writes: impl Fn(&[i64], usize) -> Vec<Write>,
+) -> anyhow::Result<(f64, RawDb)> {
+    let mut db = RawDb::create(path).await?;
+    let ids = db.seed(delivery_checks(n, db.template_id, 103).into_iter())?;
+    let rate = tokio::task::block_in_place(|| {
+        db.run_grouped(units, group, |tx, ticket| {
+            execute(tx, &writes(&ids, ticket))
+        })
+    })?;
+    Ok((rate, db))
 }
 
 /// (b′) Deliveries that end their checks (medication-box-opened, one opening each): each
@@ -509,23 +522,11 @@ async fn raw_deciding_deliveries(
     payload: &str,
     group: usize,
 ) -> anyhow::Result<f64> {
-    let mut db = RawDb::create(path).await?;
-    let ids = db.seed(delivery_checks(n, db.template_id, 103).into_iter())?;
-    let rate = tokio::task::block_in_place(|| {
-        db.run_grouped(n, group, |tx, ticket| {
-            let delivery = nth_delivery(&ids, ticket);
-            let subscription = raw_subscription(ticket as i64);
-            execute(
-                tx,
-                &deciding_delivery_writes(
-                    &delivery,
-                    (MEDICATION.event, subscription),
-                    payload,
-                    Utc::now(),
-                ),
-            )
-        })
-    })?;
+    let (rate, db) = raw_delivery_rate(path, (n, n), group, |ids, ticket| {
+        let owner = (MEDICATION.event, raw_subscription(ticket as i64));
+        deciding_delivery_writes(&nth_delivery(ids, ticket), owner, payload, Utc::now())
+    })
+    .await?;
     let ended: i64 = db.conn.query_row(
         "SELECT COUNT(*) FROM status_check WHERE phase = 'COMPLETED' AND result = 'PASS'",
         [],

@@ -9,6 +9,20 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// `templates backtest` of the shipped robot-is-charging template against `database`, with
+/// `more` arguments.
+async fn backtest_charging(database: &str, more: &[&str]) -> Output {
+    let mut list = args(&[
+        "templates",
+        "backtest",
+        "templates/robot-is-charging.v1.yaml",
+        "--database",
+        database,
+    ]);
+    list.extend(args(more));
+    status_check(list).await
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -68,15 +82,7 @@ async fn a_broken_template_file_is_named_on_stderr_and_nothing_is_printed() {
 async fn a_missing_database_is_an_error_and_is_not_created() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nowhere.db");
-    let output = status_check(args(&[
-        "templates",
-        "backtest",
-        "templates/robot-is-charging.v1.yaml",
-        "--database",
-        missing.to_str().unwrap(),
-        "--json",
-    ]))
-    .await;
+    let output = backtest_charging(missing.to_str().unwrap(), &["--json"]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
     let message = stderr(&output);
@@ -90,14 +96,7 @@ async fn a_missing_database_is_an_error_and_is_not_created() {
 
     // A file that is not a status-check database.
     std::fs::write(&missing, "not a database").unwrap();
-    let output = status_check(args(&[
-        "templates",
-        "backtest",
-        "templates/robot-is-charging.v1.yaml",
-        "--database",
-        missing.to_str().unwrap(),
-    ]))
-    .await;
+    let output = backtest_charging(missing.to_str().unwrap(), &[]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("nowhere.db"),
@@ -109,18 +108,10 @@ async fn a_missing_database_is_an_error_and_is_not_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_period_without_checks_reports_zero_and_says_so() {
     let (_dir, url) = empty_database().await;
-    let output = status_check(args(&[
-        "templates",
-        "backtest",
-        "templates/robot-is-charging.v1.yaml",
-        "--database",
+    let output = backtest_charging(
         &url,
-        "--since",
-        "2026-10-01",
-        "--until",
-        "2026-10-02",
-        "--json",
-    ]))
+        &["--since", "2026-10-01", "--until", "2026-10-02", "--json"],
+    )
     .await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -130,18 +121,7 @@ async fn a_period_without_checks_reports_zero_and_says_so() {
     );
     // Off a terminal, nothing but the report (SPEC §14): the text report says why it is empty.
     assert!(output.stderr.is_empty(), "{}", stderr(&output));
-    let output = status_check(args(&[
-        "templates",
-        "backtest",
-        "templates/robot-is-charging.v1.yaml",
-        "--database",
-        &url,
-        "--since",
-        "2026-10-01",
-        "--until",
-        "2026-10-02",
-    ]))
-    .await;
+    let output = backtest_charging(&url, &["--since", "2026-10-01", "--until", "2026-10-02"]).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(output.stderr.is_empty(), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
@@ -151,48 +131,19 @@ async fn a_period_without_checks_reports_zero_and_says_so() {
     );
 
     // --limit 0 would examine nothing: refused.
-    let output = status_check(args(&[
-        "templates",
-        "backtest",
-        "templates/robot-is-charging.v1.yaml",
-        "--database",
-        &url,
-        "--limit",
-        "0",
-    ]))
-    .await;
+    let output = backtest_charging(&url, &["--limit", "0"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("--limit"), "{}", stderr(&output));
 
     // --until before --since: it cannot run.
-    let output = status_check(args(&[
-        "templates",
-        "backtest",
-        "templates/robot-is-charging.v1.yaml",
-        "--database",
-        &url,
-        "--since",
-        "2026-10-02",
-        "--until",
-        "2026-10-01",
-    ]))
-    .await;
+    let output = backtest_charging(&url, &["--since", "2026-10-02", "--until", "2026-10-01"]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("the period is empty"),
         "{}",
         stderr(&output)
     );
-    let output = status_check(args(&[
-        "templates",
-        "backtest",
-        "templates/robot-is-charging.v1.yaml",
-        "--database",
-        &url,
-        "--since",
-        "last week",
-    ]))
-    .await;
+    let output = backtest_charging(&url, &["--since", "last week"]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--since"), "{}", stderr(&output));
 }
