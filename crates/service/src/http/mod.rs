@@ -74,6 +74,7 @@ fn api_router() -> OpenApiRouter<AppState> {
             monitors::get_monitor,
             monitors::delete_monitor
         ))
+        .routes(routes!(monitors::get_monitor_history))
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

@@ -408,6 +408,45 @@ pub async fn get_monitor(
     }))
 }
 
+/// A day's session of a monitor as kept (SPEC §12 "History"), whether or not the monitor is
+/// still there: a deleted monitor's windows are kept as long as any other's, and read here.
+#[utoipa::path(
+    get,
+    path = "/internal/v1/monitors/{robotId}/{ruleId}/history",
+    tag = "monitors",
+    params(
+        MonitorKey,
+        ("date" = String, Query, description = "The session's local date (`YYYY-MM-DD`, the monitor's timezone when it ran), kept at least OUTBOX_RETENTION_SECS (7 days) after each window ended", format = Date, example = "2026-11-20"),
+    ),
+    responses(
+        (status = 200, description = "That day's session as kept; all null and no windows when nothing is kept", body = SessionHistoryDto),
+        InternalAuthProblems,
+        MonitorPathProblems,
+        (status = 400, description = "Invalid robotId, ruleId or date, or no date", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_monitor_history(
+    _: Internal,
+    State(state): State<AppState>,
+    MonitorKey { robot_id, rule_id }: MonitorKey,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<SessionHistoryDto>, ApiError> {
+    let Some(date) = history_date(query)? else {
+        return Err(ApiError::BadRequest {
+            detail: "the query is invalid".to_owned(),
+            errors: vec![FieldError {
+                field: "date".to_owned(),
+                message: "is required: the session's local date, YYYY-MM-DD".to_owned(),
+            }],
+        });
+    };
+    let history = state
+        .monitors
+        .session_history(robot_id, &rule_id, date)
+        .await?;
+    Ok(Json(SessionHistoryDto::new(date, history)))
+}
+
 /// Delete a monitor: its session ends and its subscription is removed (alarms already
 /// decided are still posted).
 #[utoipa::path(

@@ -171,6 +171,31 @@ async fn a_days_session_reads_back_with_how_each_window_ended(backend: Backend) 
     let (status, body) = stack.read("no-toilet", "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.get("history").is_none(), "{body}");
+
+    // The history route answers the same day alone — and still once the monitor is deleted
+    // (SPEC §12: kept at least the retention, readable by date).
+    let (_, body) = stack.read("no-toilet", "?date=2026-11-20").await;
+    let kept = body["history"].clone();
+    let (status, alone) = stack.read("no-toilet/history", "?date=2026-11-20").await;
+    assert_eq!((status, &alone), (StatusCode::OK, &kept));
+    let deleted = reqwest::Client::new()
+        .delete(format!(
+            "{}/internal/v1/monitors/{ROBOT}/no-toilet",
+            stack.first.base
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let (status, _) = stack.read("no-toilet", "?date=2026-11-20").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the monitor is gone");
+    let (status, alone) = stack.read("no-toilet/history", "?date=2026-11-20").await;
+    assert_eq!(
+        (status, &alone),
+        (StatusCode::OK, &kept),
+        "its history is not"
+    );
 }
 
 /// A date that is not `YYYY-MM-DD` is a 400 problem naming `date`; an unknown monitor is
@@ -196,6 +221,12 @@ async fn a_bad_date_is_refused_naming_the_field(backend: Backend) {
     }
     let (status, _) = stack.read("other", "?date=2026-11-20").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The history route needs its date.
+    for query in ["", "?date=today"] {
+        let (status, body) = stack.read("no-toilet/history", query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query:?}: {body}");
+        assert_eq!(body["errors"][0]["field"], "date", "{query:?}: {body}");
+    }
 }
 
 /// After the outbox retention (7 days by default) the relay purges the windows that ended
