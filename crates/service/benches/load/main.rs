@@ -33,8 +33,9 @@
 //! - `LOAD_DELIVERY_CHECKS` — open checks of (b) (2000 / 20);
 //! - `LOAD_DELIVERY_EVENTS` — events per check of (b) and (e), each one delivery (5 / 5);
 //! - `LOAD_MARIADB_CHECKS` — open checks of (e) (2000 / 20);
-//! - `LOAD_MARIADB_WRITERS` — connections of (e)'s raw limit (twice `DB_POOL_SIZE`'s default:
-//!   the two replicas' pools);
+//! - `LOAD_MARIADB_WRITERS` — connections of (e)'s raw limit, around which it tries a quarter,
+//!   a half, once and twice as many and keeps the best (twice `DB_POOL_SIZE`'s default: the two
+//!   replicas' pools);
 //! - `LOAD_GROUP_SIZE` — deliveries per transaction of the grouped delivery limits: by default
 //!   the consumer's batch setting's default (given to the service too when set), or 50 while
 //!   the service has no such setting;

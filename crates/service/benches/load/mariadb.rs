@@ -191,9 +191,35 @@ pub(super) async fn scenario_mariadb_deliveries(
 
     // Limit: the same writes per delivery through a plain client on a fresh database.
     let payload = "x".repeat(payload_len.round() as usize);
-    let writers = sizes.mariadb_writers;
+    // The limit is the server's, not the service's pool size: the grouped writes on several
+    // numbers of connections around the two replicas' pools, the best kept.
+    let mut counts = [
+        (sizes.mariadb_writers / 4).max(1),
+        (sizes.mariadb_writers / 2).max(1),
+        sizes.mariadb_writers,
+        sizes.mariadb_writers * 2,
+    ]
+    .to_vec();
+    counts.dedup();
+    let mut by_count = Vec::new();
+    for &count in &counts {
+        let rate = raw_mysql_deliveries(&server, n, k, &payload, group.size, count).await?;
+        by_count.push((count, rate));
+    }
+    println!(
+        "raw grouped writes by connections at once: {}",
+        by_count
+            .iter()
+            .map(|(count, rate)| format!("{count}: {rate:.0}/s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let (writers, grouped) =
+        by_count.into_iter().fold(
+            (0, 0.0),
+            |best, next| if next.1 > best.1 { next } else { best },
+        );
     let single = raw_mysql_deliveries(&server, n, k, &payload, 1, writers).await?;
-    let grouped = raw_mysql_deliveries(&server, n, k, &payload, group.size, writers).await?;
     let limit = Limit {
         single,
         grouped,
@@ -217,7 +243,8 @@ pub(super) async fn scenario_mariadb_deliveries(
     println!(
         "(2 replicas, each with the configuration defaults; raw limit: the same writes per \
          delivery as on SQLite, through the `mysql` crate with prepared statements on {writers} \
-         connections at once (LOAD_MARIADB_WRITERS; each check's deliveries in order on one), \
+         connections at once (the best of the counts above, around LOAD_MARIADB_WRITERS; each \
+         check's deliveries in order on one), \
          on a database made the same way — one delivery per transaction, and {} per \
          transaction ({}); the figure stands beside the {} limit)",
         group.size,
@@ -228,7 +255,7 @@ pub(super) async fn scenario_mariadb_deliveries(
         scenario: "mariadb deliveries",
         figure: format!("{rate:.0} deliveries/s ({}, 2 replicas)", run.deliveries),
         target: format!("≥ {TARGET_SHARE_OF_LIMIT}× grouped"),
-        limit: limit.describe("raw MariaDB"),
+        limit: format!("{} on {writers} connections", limit.describe("raw MariaDB")),
         ratio: format!("{:.3}× raw", rate / limit.beside()),
         met: Some(rate >= TARGET_SHARE_OF_LIMIT * limit.grouped),
     });
