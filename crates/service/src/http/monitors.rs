@@ -419,9 +419,8 @@ pub async fn get_monitor(
         ("date" = String, Query, description = "The session's local date (`YYYY-MM-DD`, the monitor's timezone when it ran), kept at least OUTBOX_RETENTION_SECS (7 days) after each window ended", format = Date, example = "2026-11-20"),
     ),
     responses(
-        (status = 200, description = "That day's session as kept; all null and no windows when nothing is kept", body = SessionHistoryDto),
+        (status = 200, description = "That day's session as kept (the monitor need not exist any more); all null and no windows when nothing is kept", body = SessionHistoryDto),
         InternalAuthProblems,
-        MonitorPathProblems,
         (status = 400, description = "Invalid robotId, ruleId or date, or no date", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -76,7 +76,10 @@ macro_rules! problem_responses {
 
 problem_responses! {
     /// A robot's Kong identity headers refused (`auth::Robot`).
-    RobotAuthProblems { 401: "Kong headers missing", 403: "Not a robot" }
+    RobotAuthProblems {
+        401: "Kong headers missing or repeated, or a robot id that is not 1 to 4294967295 in canonical form",
+        403: "Not a robot"
+    }
     /// A JSON body refused before it is read (`checks::JsonObject`).
     JsonBodyProblems { 413: "Body too large", 415: "Not JSON" }
     /// The internal API's bearer token refused, or the API disabled (`monitors::Internal`).
