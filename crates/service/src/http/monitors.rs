@@ -409,10 +409,11 @@ pub async fn get_monitor(
 }
 
 /// A day's session of a monitor as kept (SPEC §12 "History"), whether or not the monitor is
-/// still there: a deleted monitor's windows are kept as long as any other's, and read here.
+/// still there: a deleted monitor's windows are kept as long as any other's, and read here —
+/// a collection of its own, not under the monitor, since it outlives it.
 #[utoipa::path(
     get,
-    path = "/internal/v1/monitors/{robotId}/{ruleId}/history",
+    path = "/internal/v1/monitor-history/{robotId}/{ruleId}",
     tag = "monitors",
     params(
         MonitorKey,

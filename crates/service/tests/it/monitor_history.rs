@@ -16,9 +16,18 @@ use crate::monitors::{MonitorStack, ROBOT, TOKEN, at, stack};
 impl MonitorStack {
     /// `GET /internal/v1/monitors/42/{rule}{query}` with the token.
     async fn read(&self, rule: &str, query: &str) -> (StatusCode, Value) {
+        self.read_at("monitors", rule, query).await
+    }
+
+    /// `GET /internal/v1/monitor-history/42/{rule}{query}` with the token.
+    async fn read_history(&self, rule: &str, query: &str) -> (StatusCode, Value) {
+        self.read_at("monitor-history", rule, query).await
+    }
+
+    async fn read_at(&self, collection: &str, rule: &str, query: &str) -> (StatusCode, Value) {
         let response = reqwest::Client::new()
             .get(format!(
-                "{}/internal/v1/monitors/{ROBOT}/{rule}{query}",
+                "{}/internal/v1/{collection}/{ROBOT}/{rule}{query}",
                 self.first.base
             ))
             .bearer_auth(TOKEN)
@@ -176,7 +185,7 @@ async fn a_days_session_reads_back_with_how_each_window_ended(backend: Backend) 
     // (SPEC §12: kept at least the retention, readable by date).
     let (_, body) = stack.read("no-toilet", "?date=2026-11-20").await;
     let kept = body["history"].clone();
-    let (status, alone) = stack.read("no-toilet/history", "?date=2026-11-20").await;
+    let (status, alone) = stack.read_history("no-toilet", "?date=2026-11-20").await;
     assert_eq!((status, &alone), (StatusCode::OK, &kept));
     let deleted = reqwest::Client::new()
         .delete(format!(
@@ -190,7 +199,7 @@ async fn a_days_session_reads_back_with_how_each_window_ended(backend: Backend) 
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let (status, _) = stack.read("no-toilet", "?date=2026-11-20").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the monitor is gone");
-    let (status, alone) = stack.read("no-toilet/history", "?date=2026-11-20").await;
+    let (status, alone) = stack.read_history("no-toilet", "?date=2026-11-20").await;
     assert_eq!(
         (status, &alone),
         (StatusCode::OK, &kept),
@@ -223,7 +232,7 @@ async fn a_bad_date_is_refused_naming_the_field(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     // The history route needs its date.
     for query in ["", "?date=today"] {
-        let (status, body) = stack.read("no-toilet/history", query).await;
+        let (status, body) = stack.read_history("no-toilet", query).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query:?}: {body}");
         assert_eq!(body["errors"][0]["field"], "date", "{query:?}: {body}");
     }
