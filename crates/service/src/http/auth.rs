@@ -18,10 +18,24 @@ pub struct Robot {
     pub id: i64,
 }
 
-impl FromRequestParts<AppState> for Robot {
-    type Rejection = ApiError;
+/// The challenge of a robot's 401 (RFC 9110 §15.5.2 asks one of every 401): the robots reach
+/// this API through Kong, whose key authentication challenges so.
+const ROBOT_CHALLENGE: &str = "Key realm=\"status-check\"";
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+impl FromRequestParts<AppState> for Robot {
+    type Rejection = Challenged;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Challenged> {
+        Robot::identify(parts, state).map_err(|error| Challenged {
+            error,
+            challenge: ROBOT_CHALLENGE,
+        })
+    }
+}
+
+impl Robot {
+    /// The robot Kong's headers name, or why they name none.
+    fn identify(parts: &Parts, state: &AppState) -> Result<Robot, ApiError> {
         let header = |name: &str| -> Result<String, ApiError> {
             // Kong sets each once: a repeated identity header is not Kong's.
             if parts.headers.get_all(name).iter().count() > 1 {

@@ -341,6 +341,15 @@ pub async fn kong_headers_are_enforced(backend: Backend) {
     for (headers, expected) in cases {
         let response = send(headers.clone()).await.unwrap();
         assert_eq!(response.status(), expected, "{headers:?}");
+        // Every 401 carries a challenge (RFC 9110 §15.5.2); a 403 none.
+        assert_eq!(
+            response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap()),
+            (expected == StatusCode::UNAUTHORIZED).then_some("Key realm=\"status-check\""),
+            "{headers:?}"
+        );
         let body: Value = response.json().await.unwrap();
         assert_problem(expected, &body, expected);
     }
