@@ -20,18 +20,29 @@ pub struct HistoryQuery {
     date: Option<String>,
 }
 
-/// The `date` asked for, if any; 400 naming `date` when it is not a `YYYY-MM-DD` date.
-pub fn history_date(
-    query: Result<Query<HistoryQuery>, QueryRejection>,
-) -> Result<Option<NaiveDate>, ApiError> {
-    let invalid = |message: String| ApiError::BadRequest {
+fn invalid_date(message: String) -> ApiError {
+    ApiError::BadRequest {
         detail: "the query is invalid".to_owned(),
         errors: vec![FieldError {
             field: "date".to_owned(),
             message,
         }],
-    };
-    let Query(query) = query.map_err(|e| invalid(e.body_text()))?;
+    }
+}
+
+/// The `date` a route needs; 400 naming `date` when it is missing or not a date.
+pub fn required_history_date(
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<NaiveDate, ApiError> {
+    history_date(query)?
+        .ok_or_else(|| invalid_date("is required: the session's local date, YYYY-MM-DD".to_owned()))
+}
+
+/// The `date` asked for, if any; 400 naming `date` when it is not a `YYYY-MM-DD` date.
+pub fn history_date(
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Option<NaiveDate>, ApiError> {
+    let Query(query) = query.map_err(|e| invalid_date(e.body_text()))?;
     let Some(text) = query.date else {
         return Ok(None);
     };
@@ -45,7 +56,7 @@ pub fn history_date(
         });
     match NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
         Ok(date) if well_formed => Ok(Some(date)),
-        _ => Err(invalid(format!(
+        _ => Err(invalid_date(format!(
             "{text:?} is not a date: use YYYY-MM-DD (the session's local date)"
         ))),
     }

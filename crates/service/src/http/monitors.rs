@@ -19,7 +19,9 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::TokenLogin;
 use super::checks::{JsonObject, database_error};
-use super::monitor_history::{HistoryQuery, MonitorView, SessionHistoryDto, history_date};
+use super::monitor_history::{
+    HistoryQuery, MonitorView, SessionHistoryDto, history_date, required_history_date,
+};
 use super::problem::{
     ApiError, Challenged, FieldError, InternalAuthProblems, JsonBodyProblems, MonitorPathProblems,
     Problem, canonical_id,
@@ -393,13 +395,7 @@ pub async fn get_monitor(
         )));
     };
     let history = match date {
-        Some(date) => Some(SessionHistoryDto::new(
-            date,
-            state
-                .monitors
-                .session_history(robot_id, &rule_id, date)
-                .await?,
-        )),
+        Some(date) => Some(day_history(&state, robot_id, &rule_id, date).await?),
         None => None,
     };
     Ok(Json(MonitorView {
@@ -431,20 +427,22 @@ pub async fn get_monitor_history(
     MonitorKey { robot_id, rule_id }: MonitorKey,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<SessionHistoryDto>, ApiError> {
-    let Some(date) = history_date(query)? else {
-        return Err(ApiError::BadRequest {
-            detail: "the query is invalid".to_owned(),
-            errors: vec![FieldError {
-                field: "date".to_owned(),
-                message: "is required: the session's local date, YYYY-MM-DD".to_owned(),
-            }],
-        });
-    };
+    let date = required_history_date(query)?;
+    Ok(Json(day_history(&state, robot_id, &rule_id, date).await?))
+}
+
+/// The session of `date` as kept, for either route.
+async fn day_history(
+    state: &AppState,
+    robot_id: i64,
+    rule_id: &str,
+    date: chrono::NaiveDate,
+) -> Result<SessionHistoryDto, ApiError> {
     let history = state
         .monitors
-        .session_history(robot_id, &rule_id, date)
+        .session_history(robot_id, rule_id, date)
         .await?;
-    Ok(Json(SessionHistoryDto::new(date, history)))
+    Ok(SessionHistoryDto::new(date, history))
 }
 
 /// Delete a monitor: its session ends and its subscription is removed (alarms already
