@@ -23,7 +23,15 @@ use status_check_engine::CheckResult;
 use super::*;
 use crate::raw::{Limit, RawDb, execute};
 use crate::summary::{Summary, num};
-use crate::writes::{RawCheck, finalise_writes, raw_subscription};
+use crate::writes::{Ending, RawCheck, finalise_writes, raw_subscription};
+
+/// How robot-is-charging ends at its deadline without a charging start.
+const AT_DEADLINE: Ending = Ending {
+    phase: "FAILED",
+    result: CheckResult::Fail,
+    next_step: 1032,
+    release_lease: true,
+};
 
 /// What the child process of (c) measured.
 #[derive(Debug, Serialize, Deserialize)]
@@ -427,8 +435,7 @@ async fn raw_finalise_rate(
                     &finalise_writes(
                         id,
                         (robot, subscription),
-                        (("FAILED", CheckResult::Fail), true),
-                        1032,
+                        &AT_DEADLINE,
                         &payload,
                         Utc::now(),
                     ),

@@ -322,17 +322,30 @@ pub(super) fn deciding_delivery_writes(
             args
         }),
     ];
-    let ended = ("COMPLETED", CheckResult::Pass);
-    let no_lease = false;
+    let ending = Ending {
+        phase: "COMPLETED",
+        result: CheckResult::Pass,
+        next_step: 124,
+        release_lease: false,
+    };
     writes.extend(finalise_writes(
         d.check,
         (d.robot, subscription),
-        (ended, no_lease),
-        124,
+        &ending,
         payload,
         now,
     ));
     writes
+}
+
+/// How a check ends in a raw limit's writes.
+#[derive(Clone, Copy)]
+pub(super) struct Ending {
+    pub(super) phase: &'static str,
+    pub(super) result: CheckResult,
+    pub(super) next_step: i64,
+    /// A deadline's claim holds a lease to release; a delivery none.
+    pub(super) release_lease: bool,
 }
 
 /// One finalisation's writes, as `update_check` makes them for robot-is-charging (at a
@@ -342,11 +355,16 @@ pub(super) fn deciding_delivery_writes(
 pub(super) fn finalise_writes(
     check: i64,
     (robot, subscription): (i64, i64),
-    ((phase, result), release_lease): ((&str, CheckResult), bool),
-    next_step: i64,
+    ending: &Ending,
     payload: &str,
     now: DateTime<Utc>,
 ) -> Vec<Write> {
+    let Ending {
+        phase,
+        result,
+        next_step,
+        release_lease,
+    } = *ending;
     let (now_ms, now_s) = (millis(now), floor_seconds(now));
     let mut writes = vec![write(
         UPDATE_CHECK_STATE,

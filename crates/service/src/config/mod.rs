@@ -133,9 +133,6 @@ impl Config {
     pub fn upstream(&self, base: String) -> UpstreamConfig {
         let mut upstream = UpstreamConfig::new(base);
         upstream.timeout = self.upstream_timeout;
-        // A connect slower than half an attempt is a connection error (retried), not an
-        // attempt timed out (502 at once): the connect must give up first.
-        upstream.connect_timeout = upstream.connect_timeout.min(self.upstream_timeout / 2);
         upstream.retries = self.upstream_retries;
         upstream
     }

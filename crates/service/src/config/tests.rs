@@ -389,8 +389,11 @@ fn the_upstream_connect_timeout_is_shorter_than_the_attempt() {
     let short = config(&[("UPSTREAM_TIMEOUT_MS", "1500")]).unwrap();
     let upstream = short.upstream("http://x".to_owned());
     assert_eq!(upstream.timeout, Duration::from_millis(1500));
-    assert_eq!(upstream.connect_timeout, Duration::from_millis(750));
+    assert_eq!(
+        upstream.effective_connect_timeout(),
+        Duration::from_millis(750)
+    );
     let default = config(&[]).unwrap().upstream("http://x".to_owned());
-    assert_eq!(default.connect_timeout, Duration::from_secs(2));
-    assert!(default.connect_timeout < default.timeout);
+    assert_eq!(default.effective_connect_timeout(), Duration::from_secs(2));
+    assert!(default.effective_connect_timeout() < default.timeout);
 }

@@ -10,7 +10,7 @@ use super::AppState;
 use super::problem::{ApiError, Challenged, canonical_id};
 
 /// The largest robot id: `robot_id` is `INT UNSIGNED` in the live schema.
-pub const MAX_ROBOT_ID: i64 = u32::MAX as i64;
+const MAX_ROBOT_ID: i64 = u32::MAX as i64;
 
 /// The calling robot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,11 +74,10 @@ impl Robot {
         let id = canonical_id(&user_id)
             .filter(|id| *id <= MAX_ROBOT_ID)
             .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "x-authenticated-userid is not a robot id (1 to 4294967295, digits only, no \
-                     leading zero)"
-                        .to_owned(),
-                )
+                ApiError::Unauthorized(format!(
+                    "x-authenticated-userid is not a robot id (1 to {MAX_ROBOT_ID}, digits only, \
+                     no leading zero)"
+                ))
             })?;
         tracing::Span::current().record("robot_id", id);
         Ok(Robot { id })

@@ -204,14 +204,15 @@ fn summary_of<R: SqlRow>(row: &R) -> Result<CheckSummary, StoreError> {
 }
 
 fn notification_of<R: SqlRow>(row: &R) -> Result<StoredNotification, StoreError> {
+    let sent_at = row.opt_time("sent_at")?;
     Ok(StoredNotification {
         seq: row.int("seq")?,
         created_at: row.time("created_at")?,
-        sent_at: row.opt_time("sent_at")?,
+        sent_at,
         payload: row.text("payload")?,
         attempts: row.int("attempts")?,
         last_error: row.opt_text("last_error")?,
-        given_up: row.opt_time("sent_at")?.is_none() && row.time("next_attempt_at")? >= NEVER,
+        given_up: sent_at.is_none() && row.time("next_attempt_at")? >= NEVER,
     })
 }
 

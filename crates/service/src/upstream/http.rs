@@ -148,7 +148,7 @@ impl UpstreamHttp {
         }
         let client = Client::builder()
             .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
+            .connect_timeout(config.effective_connect_timeout())
             .build()
             .map_err(|source| ClientBuildError::Client { service, source })?;
         Ok(UpstreamHttp {

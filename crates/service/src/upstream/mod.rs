@@ -20,7 +20,7 @@ pub struct UpstreamConfig {
     pub base_url: String,
     /// Whole-request timeout of one attempt (SPEC §2.2 default: 5 s).
     pub timeout: Duration,
-    /// Connect timeout of one attempt.
+    /// Connect timeout of one attempt, at most ([`UpstreamConfig::effective_connect_timeout`]).
     pub connect_timeout: Duration,
     /// Retries after the first attempt, for idempotent calls on connection errors and 5xx.
     pub retries: usize,
@@ -34,6 +34,13 @@ impl UpstreamConfig {
             connect_timeout: Duration::from_secs(2),
             retries: 2,
         }
+    }
+
+    /// The connect timeout an attempt runs with: at most half the attempt's. A connect slower
+    /// than that is a connection error (retried), not an attempt timed out (502 at once): the
+    /// connect must give up first, whatever the configuration.
+    pub fn effective_connect_timeout(&self) -> Duration {
+        self.connect_timeout.min(self.timeout / 2)
     }
 }
 

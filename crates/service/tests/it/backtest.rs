@@ -559,21 +559,6 @@ async fn scenarios(history: &History) {
     let dir = tempfile::tempdir().unwrap();
     let checks = &history.checks;
 
-    // The pages start just before the period (a binary search of the primary key), not at the
-    // oldest check: every check here was created on the anchor's day.
-    let store = status_check::store::ReadOnlyStore::open(&history.database())
-        .await
-        .unwrap();
-    let start = |since: &str| store.ended_checks_start(at(since));
-    assert_eq!(start("2026-11-20T00:00:00Z").await.unwrap(), 0);
-    let newest = one(
-        &history.db.raw,
-        "SELECT CAST(MAX(id) AS CHAR) FROM status_check",
-        &[],
-    )
-    .await;
-    assert_eq!(start("2026-11-22T00:00:00Z").await.unwrap(), newest);
-
     // (a) The same template: nothing changes, on any check — the Node service's included.
     let same = repo().join("templates/robot-is-charging.v1.yaml");
     let report = backtest(history, &same, &[]).await;
