@@ -30,6 +30,12 @@ impl TemplateName {
         Ok(TemplateName(name.to_owned()))
     }
 
+    /// A name as another service stored it, unchecked: only for the stand-in of a version
+    /// this service cannot run ([`Template::without_rules`]), whose checks must still end.
+    pub fn as_stored(name: &str) -> TemplateName {
+        TemplateName(name.to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -174,16 +180,17 @@ impl Template {
     /// service wrote in EJS/JavaScript, SPEC §6.1), when no runnable version of its name
     /// exists: its dependencies and flags, no rules. A check bound to it records its
     /// deliveries without evaluating them and is decided at the deadline from its current
-    /// result. `None` when even the name is not one.
-    pub fn without_rules(definition: TemplateDefinition) -> Option<Template> {
-        let name = TemplateName::parse(&definition.name).ok()?;
+    /// result. Its name is kept as stored, whatever the Node service called it.
+    pub fn without_rules(definition: TemplateDefinition) -> Template {
+        let name = TemplateName::parse(&definition.name)
+            .unwrap_or_else(|_| TemplateName::as_stored(&definition.name));
         let phase = |phase: &Option<PhaseDefinition>| {
             phase.as_ref().map(|phase| PhaseRules {
                 depends_on: phase.depends_on.clone(),
                 ..PhaseRules::default()
             })
         };
-        Some(Template {
+        Template {
             name,
             version: u32::try_from(definition.version).unwrap_or(0),
             description: definition.description.clone(),
@@ -193,7 +200,7 @@ impl Template {
             past: phase(&definition.past),
             future: phase(&definition.future),
             definition,
-        })
+        }
     }
 
     /// Validates and compiles a stored definition (SPEC §4.3): every rule is parsed, then

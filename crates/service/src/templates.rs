@@ -179,12 +179,10 @@ impl TemplateRegistry {
         let versions = self.store.template_versions(&name).await?;
         let stand_in = match self.newest_runnable(versions.into_iter()) {
             Some(loaded) => Some(loaded),
-            None => definition
-                .and_then(|definition| Template::without_rules(*definition))
-                .map(|template| LoadedTemplate {
-                    id,
-                    template: Arc::new(template),
-                }),
+            None => Some(LoadedTemplate {
+                id,
+                template: Arc::new(Template::without_rules(*definition)),
+            }),
         };
         self.stand_ins.insert(id, stand_in.clone()).await;
         Ok(stand_in)
@@ -200,11 +198,8 @@ impl TemplateRegistry {
     }
 
     /// The version compiled, or — when its rules cannot run here — its definition as stored
-    /// (if readable at all), after reporting it once.
-    fn compile(
-        &self,
-        stored: StoredTemplate,
-    ) -> Result<LoadedTemplate, Option<Box<TemplateDefinition>>> {
+    /// (its outline when unreadable), after reporting it once.
+    fn compile(&self, stored: StoredTemplate) -> Result<LoadedTemplate, Box<TemplateDefinition>> {
         let reason = match stored.definition.clone() {
             Ok(definition) => match Template::from_definition(definition, &self.limits) {
                 Ok(template) => {
@@ -222,7 +217,7 @@ impl TemplateRegistry {
             Err(reason) => reason,
         };
         self.report_legacy(&stored, &reason);
-        Err(stored.definition.ok().map(Box::new))
+        Err(Box::new(stored.definition.unwrap_or(stored.outline)))
     }
 
     /// A version this service cannot run: logged and counted once per process (SPEC §6.1).

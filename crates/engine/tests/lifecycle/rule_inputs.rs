@@ -145,7 +145,7 @@ fn a_template_without_rules_records_deliveries_and_keeps_the_result() {
         (check.phase, check.result),
         (CheckPhase::Future, CheckResult::Pass)
     );
-    let without = Template::without_rules(runnable.definition().clone()).unwrap();
+    let without = Template::without_rules(runnable.definition().clone());
     assert!(without.future.as_ref().is_some_and(|f| !f.has_rules()));
     let transition = check.take_future(&without, one(event(2, "B", 60)), at(61));
     assert_eq!(

@@ -356,7 +356,7 @@ mod tests {
             let ended = check(&charging, phase, CheckResult::Pending);
             assert_eq!(read_for(&ended, &charging), None, "{phase:?}");
         }
-        let stand_in = Template::without_rules(charging.definition().clone()).unwrap();
+        let stand_in = Template::without_rules(charging.definition().clone());
         let open = check(&stand_in, CheckPhase::Future, CheckResult::Pending);
         assert_eq!(read_for(&open, &stand_in), None);
     }

@@ -215,6 +215,9 @@ pub struct StoredTemplate {
     /// The definition its rows hold (`version` as stored), or why they hold none this service
     /// can read. Whether its rules are valid CEL is the template registry's to say.
     pub definition: Result<TemplateDefinition, String>,
+    /// Its dependencies and flags without rules, readable even when `definition` is not:
+    /// what a stand-in for it is made of (SPEC §6.1).
+    pub outline: TemplateDefinition,
 }
 
 /// What syncing a shipped template into the database did (SPEC §4.4).

@@ -263,6 +263,46 @@ async fn template_with_details<T: Tx>(
         declared_version: row.opt_int("declared_version")?,
         is_active: row.boolean("is_active")?,
         definition: definition_from_rows(row, &details)?,
+        outline: outline_from_rows(row, &details)?,
+    })
+}
+
+/// A version's dependencies and flags without its rules, read whatever else its rows hold —
+/// all a stand-in needs (SPEC §6.1): unreadable dependencies count as none (its deliveries
+/// are then passed over; the deadline still decides it), a phase is there when it has
+/// dependencies or a rule row.
+fn outline_from_rows<R: SqlRow>(row: &R, details: &[R]) -> Result<TemplateDefinition, StoreError> {
+    let mut phases = Vec::with_capacity(2);
+    for (name, column) in [
+        ("PAST", "past_dependencies"),
+        ("FUTURE", "future_dependencies"),
+    ] {
+        let depends_on = parse_dependencies(&row.text(column)?).unwrap_or_default();
+        let mut has_rules = false;
+        for detail in details {
+            has_rules |= detail.text("phase")? == name;
+        }
+        phases.push(
+            (!depends_on.is_empty() || has_rules).then(|| PhaseDefinition {
+                depends_on,
+                ..PhaseDefinition::default()
+            }),
+        );
+    }
+    let future = phases.pop().flatten();
+    let past = phases.pop().flatten();
+    Ok(TemplateDefinition {
+        name: row.text("name")?,
+        version: row.int("version")?,
+        description: row.text("description")?,
+        is_active: row.boolean("is_active")?,
+        poll_until_end: row.boolean("poll_until_end")?,
+        poller: PollerDefaults {
+            past_interval: row.opt_int("past_interval")?.unwrap_or(0),
+            future_interval: row.opt_int("future_interval")?.unwrap_or(0),
+        },
+        past,
+        future,
     })
 }
 

@@ -511,11 +511,30 @@ pub async fn an_ended_checks_subscription_that_keeps_delivering_is_removed(backe
 /// A Node check whose template has no version this service can run: its deliveries are
 /// recorded without evaluation, and the deadline decides from the result it has.
 pub async fn a_node_check_without_a_runnable_template_is_decided_from_its_result(backend: Backend) {
+    decided_from_its_result(backend, "node-door-check", None).await;
+}
+
+/// The same when the Node service's version is unreadable beyond its rules: a name this
+/// service would not give a template, and a rule row of an output it does not know.
+pub async fn a_node_check_whose_version_is_unreadable_is_decided_from_its_result(backend: Backend) {
+    decided_from_its_result(backend, "nodeDoorCheck", Some(("FUTURE", "MAYBE"))).await;
+}
+
+async fn decided_from_its_result(backend: Backend, name: &str, odd_rule: Option<(&str, &str)>) {
     let (Some(queues), Some(db)) = (sqs_queues().await, backend.database().await) else {
         return;
     };
     queues.robot_queue(ROBOT).await;
-    let legacy = node_template(&db.raw, "node-door-check", 1, "DOOR_OPENED", true).await;
+    let legacy = node_template(&db.raw, name, 1, "DOOR_OPENED", true).await;
+    if let Some((phase, output)) = odd_rule {
+        db.raw
+            .execute_text(
+                "INSERT INTO status_check_template_detail (template_id, phase, raw_expression, \
+                 output) VALUES (?, ?, ?, ?)",
+                &[&legacy.to_string(), phase, EJS, output],
+            )
+            .await;
+    }
     let id = node_check(
         &db,
         NodeCheck {
@@ -533,13 +552,7 @@ pub async fn a_node_check_without_a_runnable_template_is_decided_from_its_result
     app.given_step(
         ROBOT,
         223,
-        step_json(
-            223,
-            "node-door-check",
-            0,
-            0,
-            &[("pass", 224), ("fail", 225)],
-        ),
+        step_json(223, name, 0, 0, &[("pass", 224), ("fail", 225)]),
     )
     .await;
     stubs_for_unsubscribe(&app, 3003).await;
@@ -807,6 +820,7 @@ on_both_backends!(
     a_delivery_for_a_node_check_is_applied,
     an_ended_checks_subscription_that_keeps_delivering_is_removed,
     a_node_check_without_a_runnable_template_is_decided_from_its_result,
+    a_node_check_whose_version_is_unreadable_is_decided_from_its_result,
     production_rows_are_complete_for_the_node_service,
     the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_checks,
 );
