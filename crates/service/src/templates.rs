@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use moka::future::Cache;
+use status_check_engine::template::MAX_VERSION;
 use status_check_engine::{Limits, Template, TemplateDefinition};
 
 use crate::store::{DynStore, StoreError, StoredTemplate, Synced};
@@ -33,6 +34,16 @@ pub enum SyncError {
          give the changed template a new version"
     )]
     Changed {
+        file: String,
+        name: String,
+        version: u32,
+    },
+    #[error(
+        "{file}: {name} version {version} must be stored under a new number, above the \
+         versions of {name} in the database, and the next one would pass the last a version \
+         may have ({MAX_VERSION}); deactivate the old versions and give the template a new name"
+    )]
+    NoNumberLeft {
         file: String,
         name: String,
         version: u32,
@@ -110,14 +121,14 @@ impl TemplateRegistry {
                 Synced::CreatedAs {
                     id,
                     version,
-                    legacy_id,
+                    displaced_by,
                 } => {
                     tracing::warn!(
                         template = %template.name,
                         file = %path.display(),
                         declared_version = template.version,
                         stored_version = version,
-                        legacy_id,
+                        displaced_by,
                         id,
                         "template synced under a new version number: its own number is held by \
                          another version (the Node service's, or one synced under a new number \
@@ -125,6 +136,13 @@ impl TemplateRegistry {
                     );
                     metrics::counter!("templates_renumbered_total").increment(1);
                     id
+                }
+                Synced::NoNumberLeft => {
+                    return Err(SyncError::NoNumberLeft {
+                        file: path.display().to_string(),
+                        name: template.name.to_string(),
+                        version: template.version,
+                    });
                 }
                 Synced::Conflict { .. } => {
                     return Err(SyncError::Changed {

@@ -225,13 +225,17 @@ pub struct StoredTemplate {
 pub enum Synced {
     /// The version was missing and has been created.
     Created(i64),
-    /// Created under `version`, the next free number, because the declared number is held
-    /// by `legacy_id`, a version this service cannot run (the Node service's).
+    /// Created under `version`, the next free number, because of `displaced_by`: the version
+    /// holding the declared number (one this service cannot run, the Node service's), or an
+    /// older file's version stored above that number, which the newer file must stay above.
     CreatedAs {
         id: i64,
         version: i64,
-        legacy_id: i64,
+        displaced_by: i64,
     },
+    /// The next free number would pass the last one a version may have (65535): nothing
+    /// stored.
+    NoNumberLeft,
     /// An identical version was already there; left alone.
     Unchanged(i64),
     /// The same name and version exist with a different definition: refused, nothing changed.

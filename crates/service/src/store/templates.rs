@@ -12,7 +12,9 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use status_check_engine::TemplateDefinition;
-use status_check_engine::template::{PhaseDefinition, PollerDefaults, stored_dependencies};
+use status_check_engine::template::{
+    MAX_VERSION, PhaseDefinition, PollerDefaults, stored_dependencies,
+};
 
 use super::db::bounded;
 use super::db::{Db, Mode, Retry, SqlRow, Tx, args, seconds_floor};
@@ -69,8 +71,8 @@ const UPDATE_TEMPLATE_ACTIVE: &str = "UPDATE status_check_template SET is_active
 enum Placement {
     /// This stored version is the definition's (same declared number).
     Existing(Box<StoredTemplate>),
-    /// Insert under this version number; `beside` is the version that holds the declared
-    /// number and cannot be run.
+    /// Insert under this version number; `beside` is the version that moved it off the
+    /// declared number (one holding it that cannot run, or an older file's stored above it).
     New { version: i64, beside: Option<i64> },
 }
 
@@ -87,10 +89,21 @@ fn placement(
         return Placement::Existing(Box::new(versions.swap_remove(at)));
     }
     let highest = versions.iter().map(|v| v.version).max().unwrap_or(0);
+    // An older file's version stored above the declared number (renumbered beside a Node
+    // version): under it, the older file would stay the active one.
+    let older_above = versions
+        .iter()
+        .filter(|v| v.declared_version.is_some_and(|older| older < declared))
+        .filter(|v| v.version >= declared)
+        .max_by_key(|v| v.version);
     match versions.iter().position(|v| v.version == declared) {
         None => Placement::New {
-            version: declared,
-            beside: None,
+            version: if older_above.is_some() {
+                highest + 1
+            } else {
+                declared
+            },
+            beside: older_above.map(|v| v.id),
         },
         Some(at) => {
             let holder = &versions[at];
@@ -173,14 +186,17 @@ async fn try_sync_template<D: Db>(
             }
             Synced::Unchanged(stored.id)
         }
+        Placement::New { version, .. } if version > i64::from(MAX_VERSION) => {
+            return Ok(Synced::NoNumberLeft);
+        }
         Placement::New { version, beside } => {
             let id = insert_version(&mut tx, description_id, definition, version, now).await?;
             match beside {
                 None => Synced::Created(id),
-                Some(legacy_id) => Synced::CreatedAs {
+                Some(displaced_by) => Synced::CreatedAs {
                     id,
                     version,
-                    legacy_id,
+                    displaced_by,
                 },
             }
         }

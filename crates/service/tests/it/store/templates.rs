@@ -18,6 +18,8 @@ on_both_backends!(
     descriptions_are_never_rewritten,
     node_versions_are_read,
     a_version_number_held_by_the_node_service_is_synced_under_the_next,
+    a_newer_file_is_never_numbered_below_an_older_renumbered_one,
+    a_renumbering_past_the_last_version_number_is_refused_by_name,
 );
 
 async fn sync_template_creates_then_leaves_an_identical_version_alone(db: &TestDb) {
@@ -327,12 +329,12 @@ async fn a_version_number_held_by_the_node_service_is_synced_under_the_next(db: 
     let Synced::CreatedAs {
         id,
         version,
-        legacy_id,
+        displaced_by,
     } = db.store.sync_template(&shipped, &cel, now()).await.unwrap()
     else {
         panic!("expected CreatedAs");
     };
-    assert_eq!((version, legacy_id), (3, legacy_1));
+    assert_eq!((version, displaced_by), (3, legacy_1));
     // Synced again (the next start-up): the same version, not another one.
     assert_eq!(
         db.store.sync_template(&shipped, &cel, now()).await.unwrap(),
@@ -407,5 +409,51 @@ async fn shipped_versions_sync_in_version_order(db: &TestDb) {
         rule.as_deref(),
         Some("past.size() > 10"),
         "the newest file is active"
+    );
+}
+
+/// The Node service holds 1 and 3; the files are 1 and 2. File 1 goes under 4; file 2's own
+/// number is free, but under it the older file would be the active version: 5.
+async fn a_newer_file_is_never_numbered_below_an_older_renumbered_one(db: &TestDb) {
+    let legacy_1 = node_version(db, "leapfrog", 1, EJS_RULE).await;
+    node_version(db, "leapfrog", 3, EJS_RULE).await;
+    let one = db
+        .store
+        .sync_template(&template("leapfrog", 1), &cel, now())
+        .await
+        .unwrap();
+    assert!(
+        matches!(one, Synced::CreatedAs { version: 4, displaced_by, .. } if displaced_by == legacy_1),
+        "{one:?}"
+    );
+    let two = template("leapfrog", 2);
+    let Synced::CreatedAs { id, version: 5, .. } =
+        db.store.sync_template(&two, &cel, now()).await.unwrap()
+    else {
+        panic!("file 2 not stored above file 1's 4");
+    };
+    let active = newest_active(db, "leapfrog").await.unwrap();
+    assert_eq!((active.id, active.declared_version), (id, Some(2)));
+    // The next start-up finds both where they are.
+    assert_eq!(
+        db.store.sync_template(&two, &cel, now()).await.unwrap(),
+        Synced::Unchanged(id)
+    );
+}
+
+/// A renumbering that would pass the last number the column allows is refused with the
+/// template named, not a driver's out-of-range error.
+async fn a_renumbering_past_the_last_version_number_is_refused_by_name(db: &TestDb) {
+    node_version(db, "full-up", 1, EJS_RULE).await;
+    node_version(db, "full-up", 65_535, EJS_RULE).await;
+    let refused = db
+        .store
+        .sync_template(&template("full-up", 1), &cel, now())
+        .await
+        .unwrap();
+    assert_eq!(refused, Synced::NoNumberLeft);
+    assert_eq!(
+        db.store.template_versions("full-up").await.unwrap().len(),
+        2
     );
 }
