@@ -57,19 +57,10 @@ pub struct Workers {
 }
 
 impl App {
-    /// Connects to the configured database and upstreams, migrates, syncs the templates and
-    /// binds the listener.
+    /// Checks the upstreams' addresses, connects to the configured database, migrates, syncs
+    /// the templates and binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<App> {
-        let store = config.database.open_store().await?;
-        // On MySQL every "now" is the database's (SPEC §3.6): measured once here, then every
-        // CLOCK_SKEW_INTERVAL_MS while running. SQLite's clock is this process's.
-        let clock_guard = SkewGuard::start(store.clone(), config.clock_skew)
-            .await
-            .context("cannot read the database's clock")?;
-        let clock: Arc<dyn Clock> = match &clock_guard {
-            Some(guard) => guard.clock(),
-            None => Arc::new(SystemClock),
-        };
+        // The upstreams first: a replica that could not run touches no database.
         let upstream = |key: &str, address: &Option<String>| -> anyhow::Result<UpstreamConfig> {
             let base = address
                 .clone()
@@ -96,6 +87,16 @@ impl App {
             "MEGAZORD_EVENTS_ADDRESS",
             &config.megazord_events_address,
         )?)?;
+        let store = config.database.open_store().await?;
+        // On MySQL every "now" is the database's (SPEC §3.6): measured once here, then every
+        // CLOCK_SKEW_INTERVAL_MS while running. SQLite's clock is this process's.
+        let clock_guard = SkewGuard::start(store.clone(), config.clock_skew)
+            .await
+            .context("cannot read the database's clock")?;
+        let clock: Arc<dyn Clock> = match &clock_guard {
+            Some(guard) => guard.clock(),
+            None => Arc::new(SystemClock),
+        };
         let queue: Option<Arc<dyn Queue>> = if config.roles.consumer || config.roles.relay {
             Some(Arc::new(
                 SqsQueue::new(config.aws_region.clone(), config.aws_endpoint.clone()).await,

@@ -189,6 +189,14 @@ impl Config {
                 other => Ok(other),
             }
         };
+        let upstream_url = |key: &str| -> Result<Option<String>, ConfigError> {
+            let address = url(key)?;
+            if let Some(address) = &address {
+                crate::upstream::http::base_url(address)
+                    .map_err(|reason| error(key, format!("{address:?}: {reason}")))?;
+            }
+            Ok(address)
+        };
 
         let host = get("HOST")
             .parse::<IpAddr>()
@@ -249,8 +257,8 @@ impl Config {
             host,
             port,
             database,
-            micro_managers_address: url("MICRO_MANAGERS_ADDRESS")?,
-            megazord_events_address: url("MEGAZORD_EVENTS_ADDRESS")?,
+            micro_managers_address: upstream_url("MICRO_MANAGERS_ADDRESS")?,
+            megazord_events_address: upstream_url("MEGAZORD_EVENTS_ADDRESS")?,
             upstream_timeout: Duration::from_millis(positive("UPSTREAM_TIMEOUT_MS")?),
             upstream_retries: usize::try_from(parse_u64("UPSTREAM_RETRIES")?)
                 .ok()

@@ -122,6 +122,22 @@ pub fn malformed(
     }
 }
 
+/// An upstream's base URL as a client can use it (the configuration checks each address
+/// with this at start), or why not.
+pub fn base_url(address: &str) -> Result<Url, String> {
+    let base = Url::parse(address.trim()).map_err(|e| e.to_string())?;
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        return Err("not an http(s) URL".to_owned());
+    }
+    if base.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".to_owned());
+    }
+    if base.query().is_some() || base.fragment().is_some() {
+        return Err("must not have a query or fragment".to_owned());
+    }
+    Ok(base)
+}
+
 /// One upstream service reached over HTTP.
 #[derive(Debug, Clone)]
 pub struct UpstreamHttp {
@@ -139,13 +155,7 @@ impl UpstreamHttp {
             url: config.base_url.clone(),
             reason: reason.to_owned(),
         };
-        let base = Url::parse(config.base_url.trim()).map_err(|e| bad_url(&e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(bad_url("not an http(s) URL"));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(bad_url("must not have a query or fragment"));
-        }
+        let base = base_url(&config.base_url).map_err(|reason| bad_url(&reason))?;
         let client = Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.effective_connect_timeout())

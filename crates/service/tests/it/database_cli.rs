@@ -107,14 +107,46 @@ fn serve_still_requires_its_queue_address() {
     );
 }
 
-/// The same failure through `migrate` and `serve` (which connects before anything else).
+/// A replica that cannot run (no Megazord address, which `serve`'s roles need) says so before
+/// it touches the database: nothing is created or migrated.
+#[test]
+fn serve_without_an_upstream_address_touches_no_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.db");
+    let url = format!("sqlite://{}", file.display());
+    let run = status_check(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &url),
+            ("STATUS_QUEUE_ADDRESS", "http://127.0.0.1:9/1/status"),
+            ("ROBOT_QUEUE_ADDRESS", "http://127.0.0.1:9/1/robot-"),
+            ("MICRO_MANAGERS_ADDRESS", "http://127.0.0.1:9"),
+        ],
+        dir.path(),
+    );
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("MEGAZORD_EVENTS_ADDRESS"),
+        "{}",
+        run.stderr
+    );
+    assert!(!file.exists(), "the database was created: {}", run.stderr);
+}
+
+/// The same failure through `migrate` and `serve` (which connects once its configuration,
+/// upstream addresses included, holds).
 fn assert_reported_once(env: &[(&str, &str)], names: &[&str], cause: &str) {
     let dir = tempfile::tempdir().unwrap();
     for command in ["migrate", "serve"] {
         let mut env = env.to_vec();
         if command == "serve" {
             // An API-only replica needs no queue address: it stops at the database.
-            env.extend([("ROLES", "api"), ("PORT", "0")]);
+            env.extend([
+                ("ROLES", "api"),
+                ("PORT", "0"),
+                ("MICRO_MANAGERS_ADDRESS", "http://127.0.0.1:9"),
+                ("MEGAZORD_EVENTS_ADDRESS", "http://127.0.0.1:9"),
+            ]);
         }
         let run = status_check(&[command], &env, dir.path());
         let stderr = &run.stderr;
