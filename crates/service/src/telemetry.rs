@@ -55,6 +55,12 @@ pub fn metrics_handle() -> PrometheusHandle {
                     ],
                 )
                 .expect("static buckets are valid")
+                // A count of creates, up to the writer's batch of 64: not seconds.
+                .set_buckets_for_metric(
+                    Matcher::Full("create_batch_size".to_owned()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+                )
+                .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then ours stays unused.

@@ -812,6 +812,11 @@ pub async fn operational_endpoints_answer(backend: Backend) {
         ),
         "{metrics}"
     );
+    // Creates written together, counted in buckets up to the writer's batch (not seconds).
+    assert!(
+        metrics.contains("create_batch_size_bucket{le=\"64\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("route=\"/v1/status-check/check/{statusCheckId}\""));
     let openapi: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
