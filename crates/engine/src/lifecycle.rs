@@ -235,8 +235,16 @@ pub struct Transition {
     /// Whether phase, result or next step changed.
     pub changed: bool,
     pub effects: Vec<Effect>,
-    pub rule_failures: Vec<RuleFailure>,
+    pub rule_failures: Vec<FailedRule>,
     pub skipped: Vec<Skip>,
+}
+
+/// A rule that errored in one of the decision's evaluations (it counted as false), with the
+/// phase it belongs to: a template may have a `PASS` rule in each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRule {
+    pub phase: RecordPhase,
+    pub rule: RuleFailure,
 }
 
 /// An event for the future phase, from the backfill or a queue delivery.
@@ -423,7 +431,8 @@ impl Check {
                 }
                 let vars = self.vars(now);
                 let evaluation = rules.evaluate(&self.history.past_input(&vars));
-                self.apply(evaluation, transition.appended, &mut transition);
+                let appended = transition.appended;
+                self.apply(evaluation, appended, RecordPhase::Past, &mut transition);
             }
             None => transition
                 .skipped
@@ -498,7 +507,7 @@ impl Check {
             }
             let vars = self.vars(now);
             let evaluation = rules.evaluate(&self.history.full_input(&vars));
-            self.apply(evaluation, 1, &mut transition);
+            self.apply(evaluation, 1, RecordPhase::Future, &mut transition);
             if self.result.is_decisive() && !self.poll_until_end {
                 self.end(CheckPhase::Completed, self.result, EndReason::Decided);
             }
@@ -560,10 +569,21 @@ impl Check {
     }
 
     /// Stores an evaluation's result on the records it took in and as the current result.
-    fn apply(&mut self, evaluation: Evaluation, records: usize, transition: &mut Transition) {
+    fn apply(
+        &mut self,
+        evaluation: Evaluation,
+        records: usize,
+        phase: RecordPhase,
+        transition: &mut Transition,
+    ) {
         self.history.set_last_results(records, evaluation.result);
         self.result = evaluation.result;
-        transition.rule_failures.extend(evaluation.errors);
+        transition.rule_failures.extend(
+            evaluation
+                .errors
+                .into_iter()
+                .map(|rule| FailedRule { phase, rule }),
+        );
     }
 
     /// Ends the check with what it has: decisive → `COMPLETED`, else `FAILED` with `FAIL`.

@@ -209,6 +209,11 @@ fn describe_skip(skip: &Skip) -> String {
     .to_owned()
 }
 
-fn describe_failure(failure: &crate::rules::RuleFailure) -> String {
-    format!("{}: {}", failure.outcome, failure.error)
+fn describe_failure(failure: &crate::lifecycle::FailedRule) -> String {
+    format!(
+        "{} {}: {}",
+        failure.phase.as_str(),
+        failure.rule.outcome,
+        failure.rule.error
+    )
 }

@@ -287,8 +287,9 @@ fn past_rule_error_counts_as_false_and_is_reported() {
     assert_eq!(check.phase, CheckPhase::Completed);
     assert_eq!(check.next_step_id, Some(FAIL_STEP));
     assert_eq!(transition.rule_failures.len(), 1, "{transition:?}");
-    assert_eq!(transition.rule_failures[0].outcome, CheckResult::Pass);
-    assert!(!transition.rule_failures[0].error.message.is_empty());
+    assert_eq!(transition.rule_failures[0].rule.outcome, CheckResult::Pass);
+    assert_eq!(transition.rule_failures[0].phase, RecordPhase::Past);
+    assert!(!transition.rule_failures[0].rule.error.message.is_empty());
 }
 
 #[test]
@@ -309,7 +310,8 @@ fn future_rule_error_counts_as_false_and_is_reported() {
     assert_eq!(check.result, CheckResult::Pending);
     assert_eq!(check.phase, CheckPhase::Future);
     assert_eq!(transition.rule_failures.len(), 1, "{transition:?}");
-    assert_eq!(transition.rule_failures[0].outcome, CheckResult::Pass);
+    assert_eq!(transition.rule_failures[0].rule.outcome, CheckResult::Pass);
+    assert_eq!(transition.rule_failures[0].phase, RecordPhase::Future);
 
     let transition = check.take_future(&t, one(event(2, "B", 20)), at(20));
     assert_eq!(check.result, CheckResult::Unknown);

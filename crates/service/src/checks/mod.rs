@@ -22,7 +22,7 @@ pub mod view;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use status_check_engine::lifecycle::{Check, CheckState, Effect, Skip, Transition};
+use status_check_engine::lifecycle::{Check, CheckState, Effect, FailedRule, Skip, Transition};
 use status_check_engine::rules::RuleFailure;
 use status_check_engine::{Limits, Template};
 use tokio_util::task::TaskTracker;
@@ -277,17 +277,25 @@ impl Checks {
     /// What a committed change leaves to do outside the database: the rules that failed and
     /// the events skipped are reported, an ended check counted.
     fn after_commit(&self, template: &LoadedTemplate, effects: &Effects, check: &StoredCheck) {
-        for RuleFailure { outcome, error } in &effects.rule_failures {
+        for FailedRule {
+            phase,
+            rule: RuleFailure { outcome, error },
+        } in &effects.rule_failures
+        {
             tracing::warn!(
                 template = %template.template.name,
-                version = template.template.version,
+                template_id = template.id,
+                phase = phase.as_str(),
                 rule = %outcome,
+                check_id = check.id,
+                robot_id = check.key.robot_id,
                 error = %error,
                 "rule failed while running; counted as false"
             );
             metrics::counter!(
                 "rule_errors_total",
                 "template" => template.template.name.to_string(),
+                "phase" => phase.as_str(),
                 "rule" => outcome.as_str(),
             )
             .increment(1);
@@ -390,7 +398,7 @@ fn update_of(check: &Check, transition: &Transition, release_lease: bool) -> Che
 /// What the decisions of one change leave for [`Checks::after_commit`].
 #[derive(Debug, Default)]
 struct Effects {
-    rule_failures: Vec<RuleFailure>,
+    rule_failures: Vec<FailedRule>,
     /// Events not taken in (reported for deliveries only).
     skipped: Vec<Skip>,
     /// A decision changed the check's phase, result or next step (counted when it ended).
