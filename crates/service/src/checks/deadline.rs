@@ -45,10 +45,8 @@ impl Checks {
     /// dead), so another replica claims the work; how many.
     pub async fn release_stale_leases(&self, stale_after: Duration) -> Result<u64, CheckError> {
         let stale = TimeDelta::from_std(stale_after).unwrap_or(TimeDelta::MAX);
-        Ok(self
-            .store
-            .release_stale_leases(self.clock.now() - stale)
-            .await?)
+        let now = self.clock.now();
+        Ok(self.store.release_stale_leases(now - stale, now).await?)
     }
 
     /// Finalises a check the scheduler claimed under `lease`: a decisive result completes it,

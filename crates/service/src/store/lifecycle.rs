@@ -133,11 +133,6 @@ const SELECT_STALE_LEASES: &str =
 const FORGET_STALE_LEASE: &str = "UPDATE status_check_ext SET lease_taken_at = NULL \
      WHERE status_check_id = ? AND lease_taken_at < ?";
 
-/// `updated_at` is left alone (MySQL's `ON UPDATE CURRENT_TIMESTAMP` sets it): this call has
-/// no clock of its own.
-const RELEASE_STALE_POLLER: &str =
-    "UPDATE status_check_poller SET lock_id = NULL WHERE status_check_id = ?";
-
 /// `status_check_outbox.call_ref` is `VARCHAR(256)`.
 const CALL_REF_MAX_CHARS: usize = 256;
 
@@ -474,8 +469,10 @@ async fn release_stale_in<D: Db>(
     db: &D,
     tx: &mut D::Tx,
     taken_before: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<Step<u64>, StoreError> {
     let taken_before = millis(taken_before);
+    let now_seconds = seconds_floor(now);
     let mut candidates = tx
         .fetch_all(SELECT_STALE_LEASES, args![taken_before])
         .await?
@@ -499,7 +496,7 @@ async fn release_stale_in<D: Db>(
         if done.rows_affected == 0 {
             continue;
         }
-        tx.execute(RELEASE_STALE_POLLER, args![id]).await?;
+        tx.execute(RELEASE_POLLER, args![now_seconds, id]).await?;
         released += 1;
     }
     Ok(Step::Commit(released))
@@ -554,8 +551,12 @@ pub trait CheckUpdates: Send + Sync {
     ) -> Result<Vec<Claimed>, StoreError>;
 
     /// Clears leases taken before `taken_before` (their holder is presumed dead), so another
-    /// replica claims the work; returns how many.
-    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// replica claims the work, stamping the released rows with `now`; returns how many.
+    async fn release_stale_leases(
+        &self,
+        taken_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 }
 
 #[async_trait::async_trait]
@@ -600,9 +601,13 @@ impl<B: Db + 'static> CheckUpdates for B {
         retrying!(self, "claim_due", tx => claim_due_in(self, &mut tx, now, lease, limit).await)
     }
 
-    async fn release_stale_leases(&self, taken_before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn release_stale_leases(
+        &self,
+        taken_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         retrying!(self, "release_stale_leases", tx => {
-            release_stale_in(self, &mut tx, taken_before).await
+            release_stale_in(self, &mut tx, taken_before, now).await
         })
     }
 }

@@ -233,7 +233,7 @@ async fn check_operations_on_a_frozen_database_fail_at_the_bound_then_work_again
                     store.update_check(alone, &notifications, t0),
                     store.update_checks(&batch, &notifications, t0),
                     store.claim_due(t0, &holder, 10),
-                    store.release_stale_leases(t0),
+                    store.release_stale_leases(t0, t0),
                     store.queue_subscription_removal(robot, sub, "ended", t0),
                     store.record_subscribe_intent(robot, &names, None, t0),
                     store.forget_subscribe_intent(1),

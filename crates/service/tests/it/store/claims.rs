@@ -24,6 +24,8 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
         }]
     };
     let millisecond = TimeDelta::milliseconds(1);
+    // When the stale leases are looked for (a stale window after the lease was taken).
+    let later_on = due + TimeDelta::seconds(30);
 
     // Not due a millisecond before its deadline; due at it.
     assert_eq!(
@@ -55,19 +57,31 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
     );
 
     // Its holder is presumed dead once the lease is older than the stale window.
-    assert_eq!(db.store.release_stale_leases(due).await.unwrap(), 0);
+    assert_eq!(
+        db.store.release_stale_leases(due, later_on).await.unwrap(),
+        0
+    );
     assert_eq!(
         db.store
-            .release_stale_leases(due + millisecond)
+            .release_stale_leases(due + millisecond, later_on)
             .await
             .unwrap(),
         1
     );
     assert_eq!(db.raw.poller(created.id).await.2, None);
     assert_eq!(db.raw.schedule(created.id).await, (Some(due), None));
+    // The release is stamped with its own time (whole seconds), not left to the column's
+    // `ON UPDATE` (the wall clock on MySQL, nothing on SQLite).
+    let stamped = format!(
+        "SELECT COUNT(*) FROM status_check_poller WHERE status_check_id = {} \
+         AND updated_at = '{}'",
+        created.id,
+        db.raw.time_text(later_on.trunc_subsecs(0))
+    );
+    assert_eq!(db.raw.count(&stamped).await, 1, "{stamped}");
     assert_eq!(
         db.store
-            .release_stale_leases(due + millisecond)
+            .release_stale_leases(due + millisecond, later_on)
             .await
             .unwrap(),
         0
@@ -141,7 +155,13 @@ async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
             .unwrap(),
         []
     );
-    assert_eq!(db.store.release_stale_leases(much_later).await.unwrap(), 0);
+    assert_eq!(
+        db.store
+            .release_stale_leases(much_later, much_later)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn claim_due_takes_free_due_future_checks_oldest_first(db: &TestDb) {
