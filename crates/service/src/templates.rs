@@ -173,6 +173,17 @@ impl TemplateRegistry {
         Ok(loaded)
     }
 
+    /// The active versions of `name`, newest first, when none of them can run here (the Node
+    /// service's): what a create that found no template says.
+    pub async fn unrunnable_active(&self, name: &str) -> Result<Vec<i64>, StoreError> {
+        let versions = self.store.template_versions(name).await?;
+        Ok(versions
+            .into_iter()
+            .filter(|v| v.is_active)
+            .map(|v| v.version)
+            .collect())
+    }
+
     /// The template a check bound to version `id` is evaluated with: that version; for a
     /// legacy one, the newest version of the same name this service can run; without one, the
     /// legacy version's dependencies without rules (deliveries are recorded, not evaluated).

@@ -97,12 +97,20 @@ impl Checks {
             });
         }
         let name = status_check_name(&step)?;
-        let loaded = self.templates.active(&name).await?.ok_or_else(|| {
-            CheckError::Unprocessable(format!(
-                "step {} names the status check {name:?}, which has no active template",
+        let Some(loaded) = self.templates.active(&name).await? else {
+            let unrunnable = self.templates.unrunnable_active(&name).await?;
+            let why = match unrunnable.as_slice() {
+                [] => "which has no active template".to_owned(),
+                [newest, ..] => format!(
+                    "whose active version {newest} cannot run here (its rules are not CEL \
+                     this service runs, e.g. the Node service's EJS: ship a version of it)"
+                ),
+            };
+            return Err(CheckError::Unprocessable(format!(
+                "step {} names the status check {name:?}, {why}",
                 step.step_id
-            ))
-        })?;
+            )));
+        };
         let template = &loaded.template;
         let next_steps = next_steps(&step)?;
         let anchor = self.clock.now();

@@ -584,6 +584,26 @@ async fn decided_from_its_result(backend: Backend, name: &str, odd_rule: Option<
     assert!(consume(&workers).await.is_empty());
 }
 
+/// A step naming a template whose only active version is the Node service's: the 422 says the
+/// version exists but cannot run here, not that there is none.
+pub async fn a_create_on_a_node_only_template_says_its_version_cannot_run(backend: Backend) {
+    let (Some(queues), Some(db)) = (sqs_queues().await, backend.database().await) else {
+        return;
+    };
+    node_template(&db.raw, "node-door-check", 3, "DOOR_OPENED", false).await;
+    let (app, _workers) = replica(backend, &db, &queues).await;
+    app.given_step(ROBOT, 240, step_json(240, "node-door-check", 0, 0, NEXT))
+        .await;
+    let (status, body) = app.post_check(ROBOT, &create_body(240)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("version 3") && detail.contains("cannot run"),
+        "{detail}"
+    );
+    assert_eq!(app.check_count().await, 0);
+}
+
 /// Rollback stays possible: every production row this service writes over a check's life —
 /// created with a past record, two deliveries, then the deadline (pollUntilEnd) — is complete
 /// as the Node service writes it.
@@ -821,6 +841,7 @@ on_both_backends!(
     an_ended_checks_subscription_that_keeps_delivering_is_removed,
     a_node_check_without_a_runnable_template_is_decided_from_its_result,
     a_node_check_whose_version_is_unreadable_is_decided_from_its_result,
+    a_create_on_a_node_only_template_says_its_version_cannot_run,
     production_rows_are_complete_for_the_node_service,
     the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_checks,
 );
