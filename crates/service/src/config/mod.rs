@@ -113,7 +113,8 @@ fn optional(values: &BTreeMap<String, String>, key: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The file named by `CONFIG_FILE` (when one is), overridden by the known keys of `env`.
+/// The file named by `CONFIG_FILE` (when one is), overridden by the known keys of `env` that
+/// have a value: an empty one counts as unset (as everywhere else), so it leaves the file's.
 fn merged(env: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut values = BTreeMap::new();
     if let Some(file) = env.get("CONFIG_FILE").filter(|f| !f.is_empty()) {
@@ -121,7 +122,7 @@ fn merged(env: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Con
     }
     let known = |key: &str| KEYS.iter().any(|(k, _, _)| *k == key);
     for (key, value) in env {
-        if known(&key) {
+        if known(&key) && !value.trim().is_empty() {
             values.insert(key, value);
         }
     }

@@ -371,6 +371,10 @@ fn the_environment_wins_over_the_file_and_file_typos_are_refused() {
     let file = dir.path().join("config.yaml");
     std::fs::write(&file, "PORT: 9000\nLOG_FORMAT: pretty\n").unwrap();
     let path = file.to_str().unwrap();
+    // An empty variable is unset: the file's value stands, not the default.
+    let emptied = config(&[("CONFIG_FILE", path), ("PORT", ""), ("LOG_FORMAT", " ")]).unwrap();
+    assert_eq!(emptied.port, 9000);
+    assert_eq!(emptied.database.log_format, LogFormat::Pretty);
     let config = config(&[("CONFIG_FILE", path), ("PORT", "9100")]).unwrap();
     assert_eq!(config.port, 9100);
     assert_eq!(config.database.log_format, LogFormat::Pretty);
