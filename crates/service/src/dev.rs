@@ -244,14 +244,29 @@ fn template_names(source: &TemplateSource) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// The configuration of `status-check dev`: the process environment, with the database, the
-/// queues and the roles the dev stack needs in place of what it may say.
-pub fn dev_env(database: &std::path::Path) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = std::env::vars().collect();
-    // Every role, on the in-memory queues; the simulators' addresses are set by `Stack`.
-    for key in ["ROLES", "AWS_ENDPOINT"] {
-        env.remove(key);
-    }
+/// Keys the dev stack sets itself, whatever the environment or `CONFIG_FILE` says: every
+/// role, its own SQLite file (no MySQL key applies), the in-memory queues.
+const DEV_OWN_KEYS: [&str; 10] = [
+    "CONFIG_FILE",
+    "ROLES",
+    "AWS_ENDPOINT",
+    "DB_RW_HOST",
+    "DB_PORT",
+    "DB_RW_USERNAME",
+    "DB_RW_PASSWORD",
+    "DB_NAME",
+    "DB_SSL_MODE",
+    "DB_SSL_CA",
+];
+
+/// The configuration of `status-check dev`: the process environment over `CONFIG_FILE`, with
+/// the database, the queues and the roles the dev stack needs in place of what they may say,
+/// and the dev stack's defaults where neither says anything.
+pub fn dev_env(database: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
+    // The file is read here, once: read again later, it would bring back what is set aside.
+    let mut env = crate::config::merged(std::env::vars().collect())?;
+    // Empty values count as unset, so the defaults below apply to them too.
+    env.retain(|key, value| !DEV_OWN_KEYS.contains(&key.as_str()) && !value.trim().is_empty());
     env.insert(
         "DATABASE_URL".into(),
         format!("sqlite://{}", database.display()),
@@ -267,7 +282,7 @@ pub fn dev_env(database: &std::path::Path) -> BTreeMap<String, String> {
     // The in-memory queue answers at once; a short long-poll keeps shutdown quick.
     env.entry("CONSUMER_WAIT_SECS".into())
         .or_insert_with(|| "1".into());
-    env
+    Ok(env)
 }
 
 /// Where the dev stack keeps its SQLite file: a fresh temporary folder per run, since the

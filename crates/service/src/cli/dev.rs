@@ -42,7 +42,7 @@ pub struct DevArgs {
 pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let dir = dev_database_dir()?;
     let database = dir.join("status-check.db");
-    let mut env = dev_env(&database);
+    let mut env = dev_env(&database)?;
     if let Some(port) = args.port {
         env.insert("PORT".into(), port.to_string());
     }

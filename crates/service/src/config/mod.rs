@@ -115,7 +115,9 @@ fn optional(values: &BTreeMap<String, String>, key: &str) -> Option<String> {
 
 /// The file named by `CONFIG_FILE` (when one is), overridden by the known keys of `env` that
 /// have a value: an empty one counts as unset (as everywhere else), so it leaves the file's.
-fn merged(env: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
+pub(crate) fn merged(
+    env: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut values = BTreeMap::new();
     if let Some(file) = env.get("CONFIG_FILE").filter(|f| !f.is_empty()) {
         values = read_file(Path::new(file))?;

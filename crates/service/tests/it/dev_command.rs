@@ -48,9 +48,15 @@ impl DevProcess {
             .join("../../templates")
             .canonicalize()
             .expect("the repo's templates folder");
-        // Free ports, from a CONFIG_FILE: `dev` reads PORT there too (without `--port`).
+        // Free ports, from a CONFIG_FILE: `dev` reads PORT there too (without `--port`). What
+        // the dev stack sets itself — every role, its own SQLite file — the file cannot undo:
+        // the walk-through below needs the consumer, and no MySQL key applies.
         let config = tmp.join("config.yaml");
-        std::fs::write(&config, "PORT: 0\n").unwrap();
+        std::fs::write(
+            &config,
+            "PORT: 0\nROLES: api\nDB_SSL_CA: /nowhere/ca.pem\nCONSUMER_WAIT_SECS: 1\n",
+        )
+        .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_status-check"))
             .args(["dev"])
             .current_dir(tmp)
