@@ -112,7 +112,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "MONITORS_QUEUE_SUFFIX",
         "",
-        "Monitors subscribe with this queue suffix, so Megazord delivers their events to `${STATUS_QUEUE_ADDRESS}-${suffix}` (the job service's value: `azi-3-status-check-jobs`); replicas with the `monitor` role consume that queue as well. A monitoring-only replica (roles without `api` and `scheduler`, e.g. `status-check job`) then consumes only that queue and needs no ROBOT_QUEUE_ADDRESS. Empty: monitors use the status queue — but for `status-check job`, which then takes the job service's value.",
+        "Monitors subscribe with this queue suffix, so Megazord delivers their events to `${STATUS_QUEUE_ADDRESS}-${suffix}` (the job service's value: `azi-3-status-check-jobs`); replicas with both the `monitor` and `consumer` roles consume that queue as well (a replica with only one of them does not: give one replica both). A monitoring-only replica (roles without `api` and `scheduler`, e.g. `status-check job`) then consumes only that queue and needs no ROBOT_QUEUE_ADDRESS. Empty: monitors use the status queue — but for `status-check job`, which then takes the job service's value.",
     ),
     (
         "ALARM_PROVIDER_NAME",
