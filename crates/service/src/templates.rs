@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use moka::future::Cache;
-use status_check_engine::template::MAX_VERSION;
+use status_check_engine::template::{MAX_VERSION, PhaseDefinition};
 use status_check_engine::{Limits, Template, TemplateDefinition};
 
 use crate::store::{DynStore, StoreError, StoredTemplate, Synced};
@@ -30,13 +30,15 @@ pub enum SyncError {
     #[error("invalid templates:\n{0}")]
     Invalid(String),
     #[error(
-        "{file}: {name} version {version} is already in the database with a different definition; \
-         give the changed template a new version"
+        "{file}: {name} version {version} is already in the database with a different definition \
+         ({changes}); give the changed template a new version"
     )]
     Changed {
         file: String,
         name: String,
         version: u32,
+        /// What differs, field by field.
+        changes: String,
     },
     #[error(
         "{file}: {name} version {version} must be stored under a new number, above the \
@@ -144,11 +146,12 @@ impl TemplateRegistry {
                         version: template.version,
                     });
                 }
-                Synced::Conflict { .. } => {
+                Synced::Conflict { stored, .. } => {
                     return Err(SyncError::Changed {
                         file: path.display().to_string(),
                         name: template.name.to_string(),
                         version: template.version,
+                        changes: changes(&stored, template.definition()),
                     });
                 }
             };
@@ -263,6 +266,54 @@ impl TemplateRegistry {
             metrics::counter!("templates_legacy_total").increment(1);
         }
     }
+}
+
+/// What `file` changes in the `stored` definition of the same version, in the YAML's names.
+fn changes(stored: &TemplateDefinition, file: &TemplateDefinition) -> String {
+    let mut changed = Vec::new();
+    if stored.poll_until_end != file.poll_until_end {
+        changed.push(format!(
+            "pollUntilEnd: {} stored, {} in the file",
+            stored.poll_until_end, file.poll_until_end
+        ));
+    }
+    if stored.poller != file.poller {
+        changed.push(format!(
+            "poller: pastInterval {} and futureInterval {} stored (0 and 0 when another tool \
+             stored the version: the production tables have no column for them), {} and {} in \
+             the file",
+            stored.poller.past_interval,
+            stored.poller.future_interval,
+            file.poller.past_interval,
+            file.poller.future_interval
+        ));
+    }
+    let none = PhaseDefinition::default();
+    for (path, stored, file) in [
+        ("resources.pastEvents", &stored.past, &file.past),
+        ("resources.futureEvents", &stored.future, &file.future),
+    ] {
+        let (stored, file) = (
+            stored.as_ref().unwrap_or(&none),
+            file.as_ref().unwrap_or(&none),
+        );
+        if stored.depends_on != file.depends_on {
+            changed.push(format!("{path}.dependsOn"));
+        }
+        for (rule, a, b) in [
+            ("PASS", &stored.pass, &file.pass),
+            ("FAIL", &stored.fail, &file.fail),
+            ("UNKNOWN", &stored.unknown, &file.unknown),
+        ] {
+            if a != b {
+                changed.push(format!("{path}.{rule}"));
+            }
+        }
+    }
+    if changed.is_empty() {
+        return "its stored rows are not a definition this service can read".to_owned();
+    }
+    changed.join("; ")
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ on_both_backends!(
     a_version_number_held_by_the_node_service_is_synced_under_the_next,
     a_newer_file_is_never_numbered_below_an_older_renumbered_one,
     a_renumbering_past_the_last_version_number_is_refused_by_name,
+    a_changed_version_is_refused_naming_what_changed,
 );
 
 async fn sync_template_creates_then_leaves_an_identical_version_alone(db: &TestDb) {
@@ -456,4 +457,43 @@ async fn a_renumbering_past_the_last_version_number_is_refused_by_name(db: &Test
         db.store.template_versions("full-up").await.unwrap().len(),
         2
     );
+}
+
+/// A shipped file changed under a version number already stored: start-up is refused, and the
+/// message says what differs, field by field — not only that something does.
+async fn a_changed_version_is_refused_naming_what_changed(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("changed.v1.yaml");
+    let yaml = |past: u32, rule: &str| {
+        format!(
+            "name: changed\nversion: 1\ndescription: d\n\
+             poller: {{pastInterval: {past}, futureInterval: 0}}\nresources:\n  pastEvents:\n    \
+             dependsOn: [CHARGING_STARTED]\n    PASS: '{rule}'\n"
+        )
+    };
+    std::fs::write(&file, yaml(3600, "past.size() > 0")).unwrap();
+    let registry = || {
+        TemplateRegistry::new(
+            db.store.clone(),
+            Limits::default(),
+            std::time::Duration::from_secs(60),
+        )
+    };
+    let source = TemplateSource::Dir(dir.path().to_owned());
+    assert_eq!(registry().sync(&source).await.unwrap(), 1);
+    std::fs::write(&file, yaml(7200, "past.size() > 1")).unwrap();
+    let refused = registry().sync(&source).await.unwrap_err().to_string();
+    for expected in [
+        "changed version 1",
+        "resources.pastEvents.PASS",
+        "poller",
+        "3600",
+        "7200",
+    ] {
+        assert!(
+            refused.contains(expected),
+            "{expected:?} missing: {refused}"
+        );
+    }
+    assert!(!refused.contains("dependsOn"), "{refused}");
 }
