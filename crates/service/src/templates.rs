@@ -50,6 +50,15 @@ pub enum SyncError {
         name: String,
         version: u32,
     },
+    #[error(
+        "{file}: the database takes the name {name} for {stored:?}, a template it already has \
+         (its collation ignores case); rename the file's template"
+    )]
+    NameTaken {
+        file: String,
+        name: String,
+        stored: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -144,6 +153,13 @@ impl TemplateRegistry {
                         file: path.display().to_string(),
                         name: template.name.to_string(),
                         version: template.version,
+                    });
+                }
+                Synced::NameTaken { stored } => {
+                    return Err(SyncError::NameTaken {
+                        file: path.display().to_string(),
+                        name: template.name.to_string(),
+                        stored,
                     });
                 }
                 Synced::Conflict { stored, .. } => {

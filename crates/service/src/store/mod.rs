@@ -236,6 +236,9 @@ pub enum Synced {
     /// The next free number would pass the last one a version may have (65535): nothing
     /// stored.
     NoNumberLeft,
+    /// The database's collation takes the name for `stored`, a name differing only in case
+    /// (MySQL's): nothing stored.
+    NameTaken { stored: String },
     /// An identical version was already there; left alone.
     Unchanged(i64),
     /// The same name and version exist with a different definition: refused, nothing changed.

@@ -49,7 +49,7 @@ const SELECT_VERSIONS_BY_DESCRIPTION: &str = concat!(
 const SELECT_DETAILS: &str = "SELECT phase, output, raw_expression \
      FROM status_check_template_detail WHERE template_id = ? ORDER BY phase, output";
 
-const SELECT_DESCRIPTION: &str = "SELECT id FROM status_check_description WHERE name = ?";
+const SELECT_DESCRIPTION: &str = "SELECT id, name FROM status_check_description WHERE name = ?";
 
 const INSERT_DESCRIPTION: &str =
     "INSERT INTO status_check_description (name, description, created_at) VALUES (?, ?, ?)";
@@ -135,7 +135,13 @@ async fn try_sync_template<D: Db>(
         .fetch_optional(SELECT_DESCRIPTION, args![definition.name.as_str()])
         .await?
     {
-        Some(row) => row.int("id")?,
+        Some(row) => {
+            let stored = row.text("name")?;
+            if stored != definition.name {
+                return Ok(Synced::NameTaken { stored });
+            }
+            row.int("id")?
+        }
         None => {
             tx.execute(
                 INSERT_DESCRIPTION,

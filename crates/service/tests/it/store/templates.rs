@@ -21,6 +21,7 @@ on_both_backends!(
     a_newer_file_is_never_numbered_below_an_older_renumbered_one,
     a_renumbering_past_the_last_version_number_is_refused_by_name,
     a_changed_version_is_refused_naming_what_changed,
+    a_name_mysql_finds_under_another_case_is_refused,
 );
 
 async fn sync_template_creates_then_leaves_an_identical_version_alone(db: &TestDb) {
@@ -496,4 +497,35 @@ async fn a_changed_version_is_refused_naming_what_changed(db: &TestDb) {
         );
     }
     assert!(!refused.contains("dependsOn"), "{refused}");
+}
+
+/// MySQL compares names without case (the production collation, unique key included): a
+/// file's `case-check` would find the Node service's `Case-Check` and be stored under it —
+/// then read back under a name no runnable template has. Refused, naming both; on SQLite
+/// the names are different templates.
+async fn a_name_mysql_finds_under_another_case_is_refused(db: &TestDb) {
+    node_version(db, "Case-Check", 1, EJS_RULE).await;
+    let synced = db
+        .store
+        .sync_template(&template("case-check", 1), &cel, now())
+        .await
+        .unwrap();
+    if matches!(db.raw, crate::support::Raw::Mysql(_)) {
+        assert_eq!(
+            synced,
+            Synced::NameTaken {
+                stored: "Case-Check".into()
+            }
+        );
+        assert_eq!(
+            db.store
+                .template_versions("Case-Check")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    } else {
+        assert!(matches!(synced, Synced::Created(_)), "{synced:?}");
+    }
 }
