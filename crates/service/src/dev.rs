@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::App;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, MYSQL_KEYS};
 use crate::deps::Deps;
 use crate::queue::{DynQueue, MemoryQueue};
 use crate::store::DynStore;
@@ -245,18 +245,17 @@ fn template_names(source: &TemplateSource) -> anyhow::Result<Vec<String>> {
 }
 
 /// Keys the dev stack sets itself, whatever the environment or `CONFIG_FILE` says: every
-/// role, its own SQLite file (no MySQL key applies), the in-memory queues.
-const DEV_OWN_KEYS: [&str; 10] = [
+/// role, its own SQLite file (no MySQL key applies either), the in-memory queues and the
+/// simulators' addresses.
+const DEV_OWN_KEYS: [&str; 8] = [
     "CONFIG_FILE",
     "ROLES",
+    "DATABASE_URL",
     "AWS_ENDPOINT",
-    "DB_RW_HOST",
-    "DB_PORT",
-    "DB_RW_USERNAME",
-    "DB_RW_PASSWORD",
-    "DB_NAME",
-    "DB_SSL_MODE",
-    "DB_SSL_CA",
+    "STATUS_QUEUE_ADDRESS",
+    "ROBOT_QUEUE_ADDRESS",
+    "MICRO_MANAGERS_ADDRESS",
+    "MEGAZORD_EVENTS_ADDRESS",
 ];
 
 /// The configuration of `status-check dev`: the process environment over `CONFIG_FILE`, with
@@ -266,7 +265,10 @@ pub fn dev_env(database: &std::path::Path) -> anyhow::Result<BTreeMap<String, St
     // The file is read here, once: read again later, it would bring back what is set aside.
     let mut env = crate::config::merged(std::env::vars().collect())?;
     // Empty values count as unset, so the defaults below apply to them too.
-    env.retain(|key, value| !DEV_OWN_KEYS.contains(&key.as_str()) && !value.trim().is_empty());
+    env.retain(|key, value| {
+        let own = DEV_OWN_KEYS.contains(&key.as_str()) || MYSQL_KEYS.contains(&key.as_str());
+        !own && !value.trim().is_empty()
+    });
     env.insert(
         "DATABASE_URL".into(),
         format!("sqlite://{}", database.display()),

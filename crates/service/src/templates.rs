@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use moka::future::Cache;
-use status_check_engine::template::{MAX_VERSION, PhaseDefinition};
+use status_check_engine::template::{MAX_VERSION, PhaseDefinition, PollerDefaults};
 use status_check_engine::{Limits, Template, TemplateDefinition};
 
 use crate::store::{DynStore, StoreError, StoredTemplate, Synced};
@@ -116,6 +116,8 @@ impl TemplateRegistry {
         // after a higher one would become the active one.
         let mut templates = loaded.templates;
         templates.sort_by(|(_, a), (_, b)| (&a.name, a.version).cmp(&(&b.name, b.version)));
+        let mut names: Vec<String> = templates.iter().map(|(_, t)| t.name.to_string()).collect();
+        names.dedup();
         let usable = |definition: &TemplateDefinition| {
             Template::from_definition(definition.clone(), &self.limits).is_ok()
         };
@@ -143,7 +145,8 @@ impl TemplateRegistry {
                         id,
                         "template synced under a new version number: its own number is held by \
                          another version (the Node service's, or one synced under a new number \
-                         before), which is left as it is"
+                         before), which is left as it is — or an older file's version is stored \
+                         above it, which the newer must stay above (displaced_by)"
                     );
                     metrics::counter!("templates_renumbered_total").increment(1);
                     id
@@ -177,6 +180,21 @@ impl TemplateRegistry {
             };
             self.by_id.insert(id, Some(loaded)).await;
         }
+        for name in names {
+            let versions = self.store.template_versions(&name).await?;
+            for (older, newer) in misordered(&versions) {
+                tracing::warn!(
+                    template = %name,
+                    older_file_version = older.declared_version,
+                    older_stored_version = older.version,
+                    newer_file_version = newer.declared_version,
+                    newer_stored_version = newer.version,
+                    "an older file's version is stored above a newer one's (synced before the \
+                     newer went above it), so its rules are the active ones: give the newer \
+                     file a new version to store it above"
+                );
+            }
+        }
         Ok(count)
     }
 
@@ -192,14 +210,18 @@ impl TemplateRegistry {
         Ok(loaded)
     }
 
-    /// The active versions of `name`, newest first, when none of them can run here (the Node
-    /// service's): what a create that found no template says.
+    /// The active versions of `name` this service cannot run (the Node service's), newest
+    /// first: what a create that found no template says. Read afresh, not cached: another
+    /// replica may have synced a runnable one since.
     pub async fn unrunnable_active(&self, name: &str) -> Result<Vec<i64>, StoreError> {
         let versions = self.store.template_versions(name).await?;
         Ok(versions
             .into_iter()
             .filter(|v| v.is_active)
-            .map(|v| v.version)
+            .filter_map(|v| {
+                let version = v.version;
+                self.compile(v).is_err().then_some(version)
+            })
             .collect())
     }
 
@@ -294,10 +316,16 @@ fn changes(stored: &TemplateDefinition, file: &TemplateDefinition) -> String {
         ));
     }
     if stored.poller != file.poller {
+        // The production tables have no column for the windows: a version another tool stored
+        // has none, read as 0 and 0.
+        let none_stored = if stored.poller == PollerDefaults::default() {
+            " (none stored with the version: another tool wrote it?)"
+        } else {
+            ""
+        };
         changed.push(format!(
-            "poller: pastInterval {} and futureInterval {} stored (0 and 0 when another tool \
-             stored the version: the production tables have no column for them), {} and {} in \
-             the file",
+            "poller: pastInterval {} and futureInterval {} stored{none_stored}, {} and {} in the \
+             file",
             stored.poller.past_interval,
             stored.poller.future_interval,
             file.poller.past_interval,
@@ -332,6 +360,26 @@ fn changes(stored: &TemplateDefinition, file: &TemplateDefinition) -> String {
     changed.join("; ")
 }
 
+/// Active versions synced from files whose stored numbers contradict their files' order:
+/// `(older, newer)` where the older file's version is stored above the newer's — the older
+/// rules win. Possible only in a database synced before files kept their order (docs/
+/// templates.md).
+fn misordered(versions: &[StoredTemplate]) -> Vec<(&StoredTemplate, &StoredTemplate)> {
+    let synced: Vec<&StoredTemplate> = versions
+        .iter()
+        .filter(|v| v.is_active && v.declared_version.is_some())
+        .collect();
+    let mut pairs = Vec::new();
+    for older in &synced {
+        for newer in &synced {
+            if older.declared_version < newer.declared_version && older.version > newer.version {
+                pairs.push((*older, *newer));
+            }
+        }
+    }
+    pairs
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -357,6 +405,37 @@ mod tests {
             }),
             future: None,
         }
+    }
+
+    fn stored(version: i64, declared_version: Option<i64>, is_active: bool) -> StoredTemplate {
+        StoredTemplate {
+            id: version,
+            name: "door".into(),
+            version,
+            declared_version,
+            is_active,
+            definition: Ok(definition(version, "true")),
+            outline: definition(version, "true"),
+        }
+    }
+
+    /// File 1 stored as 4 beside the Node service's 1 and 3, file 2 then as 2 (before files
+    /// kept their order): found. In order, or with the older one inactive: nothing.
+    #[test]
+    fn an_older_file_stored_above_a_newer_one_is_found() {
+        let versions = [
+            stored(4, Some(1), true),
+            stored(3, None, true),
+            stored(2, Some(2), true),
+            stored(1, None, true),
+        ];
+        let pairs: Vec<(i64, i64)> = misordered(&versions)
+            .iter()
+            .map(|(older, newer)| (older.version, newer.version))
+            .collect();
+        assert_eq!(pairs, [(4, 2)]);
+        assert!(misordered(&[stored(5, Some(2), true), stored(4, Some(1), true)]).is_empty());
+        assert!(misordered(&[stored(4, Some(1), false), stored(2, Some(2), true)]).is_empty());
     }
 
     /// An EJS version (as the Node service stored it) is passed over for new checks, stood in

@@ -284,6 +284,7 @@ impl Checks {
         {
             tracing::warn!(
                 template = %template.template.name,
+                version = template.template.version,
                 template_id = template.id,
                 phase = phase.as_str(),
                 rule = %outcome,

@@ -161,21 +161,27 @@ pub(super) fn tls_warning(url: &str) -> Option<String> {
     ))
 }
 
+/// The existing deployment's MySQL keys, which build a `DATABASE_URL` when none is given.
+pub(crate) const MYSQL_KEYS: [&str; 7] = [
+    "DB_RW_HOST",
+    "DB_PORT",
+    "DB_RW_USERNAME",
+    "DB_RW_PASSWORD",
+    "DB_NAME",
+    "DB_SSL_MODE",
+    "DB_SSL_CA",
+];
+
 /// `DATABASE_URL`, or one built from the existing deployment's `DB_*` variables.
 fn database_url(
     get: &impl Fn(&str) -> String,
     optional: &impl Fn(&str) -> Option<String>,
 ) -> Result<Secret<String>, ConfigError> {
-    // The existing deployment's keys, but for DB_PORT (which has a default).
-    let deployment_keys = [
-        "DB_RW_USERNAME",
-        "DB_RW_PASSWORD",
-        "DB_NAME",
-        "DB_SSL_MODE",
-        "DB_SSL_CA",
-    ];
-    let given: Vec<&str> = deployment_keys
+    // The existing deployment's keys but the host (the URL's switch) and DB_PORT (which has a
+    // default).
+    let given: Vec<&str> = MYSQL_KEYS
         .into_iter()
+        .filter(|key| !matches!(*key, "DB_RW_HOST" | "DB_PORT"))
         .filter(|key| optional(key).is_some())
         .collect();
     if let Some(url) = optional("DATABASE_URL") {

@@ -10,6 +10,7 @@ use std::time::Duration;
 mod database;
 mod keys;
 
+pub(crate) use database::MYSQL_KEYS;
 pub use database::{DatabaseConfig, Secret};
 pub use keys::KEYS;
 use keys::default;

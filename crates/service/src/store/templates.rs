@@ -278,14 +278,15 @@ async fn template_with_details<T: Tx>(
 ) -> Result<StoredTemplate, StoreError> {
     let id = row.int("id")?;
     let details = tx.fetch_all(SELECT_DETAILS, args![id]).await?;
+    let outline = outline_from_rows(row, &details)?;
     Ok(StoredTemplate {
         id,
         name: row.text("name")?,
         version: row.int("version")?,
         declared_version: row.opt_int("declared_version")?,
         is_active: row.boolean("is_active")?,
-        definition: definition_from_rows(row, &details)?,
-        outline: outline_from_rows(row, &details)?,
+        definition: definition_from_rows(&outline, row, &details)?,
+        outline,
     })
 }
 
@@ -328,37 +329,31 @@ fn outline_from_rows<R: SqlRow>(row: &R, details: &[R]) -> Result<TemplateDefini
     })
 }
 
-/// The definition a version's rows hold, or why they hold none this service can read (an
-/// unknown phase or output, unreadable dependencies: a version another service wrote).
+/// The definition a version's rows hold — its outline with its rules — or why they hold none
+/// this service can read (an unknown phase or output, unreadable dependencies: a version
+/// another service wrote).
 fn definition_from_rows<R: SqlRow>(
+    outline: &TemplateDefinition,
     row: &R,
     details: &[R],
 ) -> Result<Result<TemplateDefinition, String>, StoreError> {
-    let dependencies = |column: &str| -> Result<Result<Vec<String>, String>, StoreError> {
-        Ok(parse_dependencies(&row.text(column)?).map_err(|e| format!("{column}: {e}")))
-    };
-    let (past_names, future_names) = match (
-        dependencies("past_dependencies")?,
-        dependencies("future_dependencies")?,
-    ) {
-        (Ok(past), Ok(future)) => (past, future),
-        (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
-    };
-    let mut past = PhaseDefinition {
-        depends_on: past_names,
-        ..PhaseDefinition::default()
-    };
-    let mut future = PhaseDefinition {
-        depends_on: future_names,
-        ..PhaseDefinition::default()
-    };
+    for column in ["past_dependencies", "future_dependencies"] {
+        if let Err(e) = parse_dependencies(&row.text(column)?) {
+            return Ok(Err(format!("{column}: {e}")));
+        }
+    }
+    let mut definition = outline.clone();
     for detail in details {
         let phase = detail.text("phase")?;
         let output = detail.text("output")?;
+        // The outline has a phase wherever a rule row names it.
         let phase_definition = match phase.as_str() {
-            "PAST" => &mut past,
-            "FUTURE" => &mut future,
-            _ => return Ok(Err(format!("a rule of unknown phase {phase:?}"))),
+            "PAST" => definition.past.as_mut(),
+            "FUTURE" => definition.future.as_mut(),
+            _ => None,
+        };
+        let Some(phase_definition) = phase_definition else {
+            return Ok(Err(format!("a rule of unknown phase {phase:?}")));
         };
         let slot = match output.as_str() {
             "PASS" => &mut phase_definition.pass,
@@ -368,26 +363,7 @@ fn definition_from_rows<R: SqlRow>(
         };
         *slot = Some(detail.text("raw_expression")?);
     }
-    let present = |phase: PhaseDefinition| {
-        let empty = phase.depends_on.is_empty()
-            && phase.pass.is_none()
-            && phase.fail.is_none()
-            && phase.unknown.is_none();
-        (!empty).then_some(phase)
-    };
-    Ok(Ok(TemplateDefinition {
-        name: row.text("name")?,
-        version: row.int("version")?,
-        description: row.text("description")?,
-        is_active: row.boolean("is_active")?,
-        poll_until_end: row.boolean("poll_until_end")?,
-        poller: PollerDefaults {
-            past_interval: row.opt_int("past_interval")?.unwrap_or(0),
-            future_interval: row.opt_int("future_interval")?.unwrap_or(0),
-        },
-        past: present(past),
-        future: present(future),
-    }))
+    Ok(Ok(definition))
 }
 
 /// `(phase, output, rule)` of every rule the definition has.

@@ -48,13 +48,16 @@ impl DevProcess {
             .join("../../templates")
             .canonicalize()
             .expect("the repo's templates folder");
-        // Free ports, from a CONFIG_FILE: `dev` reads PORT there too (without `--port`). What
-        // the dev stack sets itself — every role, its own SQLite file — the file cannot undo:
-        // the walk-through below needs the consumer, and no MySQL key applies.
+        // Free ports, from a CONFIG_FILE: `dev` reads PORT there too (without `--port`), and
+        // LOG_FORMAT over its own default. What the dev stack sets itself — every role, its
+        // own SQLite file, the simulators' addresses — the file cannot undo: the walk-through
+        // below needs the consumer, no MySQL key applies, and an address it replaces is not
+        // checked.
         let config = tmp.join("config.yaml");
         std::fs::write(
             &config,
-            "PORT: 0\nROLES: api\nDB_SSL_CA: /nowhere/ca.pem\nCONSUMER_WAIT_SECS: 1\n",
+            "PORT: 0\nLOG_FORMAT: json\nROLES: api\nDB_SSL_CA: /nowhere/ca.pem\n\
+             MEGAZORD_EVENTS_ADDRESS: megazord:8080\n",
         )
         .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_status-check"))
@@ -450,6 +453,12 @@ fn the_printed_walkthrough_works_and_sigterm_cleans_up() {
     let tmp_path = tmp.path().canonicalize().unwrap();
     let mut dev = DevProcess::start(&tmp_path);
     let text = dev.read_walkthrough();
+    // The file's LOG_FORMAT, not dev's `pretty`.
+    assert!(
+        dev.stderr.lock().unwrap().contains("{\"timestamp\":"),
+        "{}",
+        dev.output()
+    );
     let walk = parse_walkthrough(&text);
     let runner = Runner::new();
 
