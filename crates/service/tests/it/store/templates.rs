@@ -22,6 +22,7 @@ on_both_backends!(
     a_renumbering_past_the_last_version_number_is_refused_by_name,
     a_changed_version_is_refused_naming_what_changed,
     a_name_mysql_finds_under_another_case_is_refused,
+    an_unreadable_version_still_has_an_outline,
 );
 
 async fn sync_template_creates_then_leaves_an_identical_version_alone(db: &TestDb) {
@@ -528,4 +529,40 @@ async fn a_name_mysql_finds_under_another_case_is_refused(db: &TestDb) {
     } else {
         assert!(matches!(synced, Synced::Created(_)), "{synced:?}");
     }
+}
+
+/// Dependencies in a form this service does not read, and a rule row of an unknown output:
+/// no definition, but an outline a stand-in can be made of — the flags, a future phase (a
+/// rule row names it) with no dependencies, the past phase's as stored.
+async fn an_unreadable_version_still_has_an_outline(db: &TestDb) {
+    let id = node_version(db, "odd", 1, EJS_RULE).await.to_string();
+    db.raw
+        .execute_text(
+            "UPDATE status_check_template SET future_event_dependencies = 'DOOR_OPENED,DOOR_CLOSED', \
+             poll_until_end = TRUE WHERE id = ?",
+            &[&id],
+        )
+        .await;
+    db.raw
+        .execute_text(
+            "INSERT INTO status_check_template_detail (template_id, phase, raw_expression, \
+             output) VALUES (?, 'FUTURE', 'x', 'MAYBE')",
+            &[&id],
+        )
+        .await;
+    let stored = db
+        .store
+        .template_by_id(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let reason = stored.definition.unwrap_err();
+    assert!(reason.contains("future_dependencies"), "{reason}");
+    let outline = stored.outline;
+    assert!(outline.poll_until_end);
+    assert_eq!(
+        outline.past.map(|p| (p.depends_on, p.pass)),
+        Some((vec!["CHARGING_STARTED".to_owned()], None))
+    );
+    assert_eq!(outline.future.map(|f| f.depends_on), Some(vec![]));
 }
