@@ -295,37 +295,31 @@ async fn template_with_details<T: Tx>(
 /// are then passed over; the deadline still decides it), a phase is there when it has
 /// dependencies or a rule row.
 fn outline_from_rows<R: SqlRow>(row: &R, details: &[R]) -> Result<TemplateDefinition, StoreError> {
-    let mut phases = Vec::with_capacity(2);
-    for (name, column) in [
-        ("PAST", "past_dependencies"),
-        ("FUTURE", "future_dependencies"),
-    ] {
+    let phase = |name: &str, column: &str| -> Result<Option<PhaseDefinition>, StoreError> {
         let depends_on = parse_dependencies(&row.text(column)?).unwrap_or_default();
         let mut has_rules = false;
         for detail in details {
             has_rules |= detail.text("phase")? == name;
         }
-        phases.push(
+        Ok(
             (!depends_on.is_empty() || has_rules).then(|| PhaseDefinition {
                 depends_on,
                 ..PhaseDefinition::default()
             }),
-        );
-    }
-    let future = phases.pop().flatten();
-    let past = phases.pop().flatten();
+        )
+    };
     Ok(TemplateDefinition {
+        past: phase("PAST", "past_dependencies")?,
+        future: phase("FUTURE", "future_dependencies")?,
+        poller: PollerDefaults {
+            past_interval: row.opt_int("past_interval")?.unwrap_or(0),
+            future_interval: row.opt_int("future_interval")?.unwrap_or(0),
+        },
         name: row.text("name")?,
         version: row.int("version")?,
         description: row.text("description")?,
         is_active: row.boolean("is_active")?,
         poll_until_end: row.boolean("poll_until_end")?,
-        poller: PollerDefaults {
-            past_interval: row.opt_int("past_interval")?.unwrap_or(0),
-            future_interval: row.opt_int("future_interval")?.unwrap_or(0),
-        },
-        past,
-        future,
     })
 }
 
