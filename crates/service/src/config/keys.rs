@@ -78,7 +78,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "",
         "Prefix of the robots' SQS queue URLs (an http(s):// URL); the robot id is appended.",
     ),
-    ("AWS_REGION", "eu-central-1", "AWS region of the queues."),
+    (
+        "AWS_REGION",
+        "",
+        "AWS region of the queues. Unset: the region STATUS_QUEUE_ADDRESS (else ROBOT_QUEUE_ADDRESS) names (`https://sqs.<region>.amazonaws.com/…`), else eu-central-1.",
+    ),
     (
         "AWS_ENDPOINT",
         "",

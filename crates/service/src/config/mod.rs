@@ -101,6 +101,22 @@ pub struct Config {
     pub clock_skew: crate::clock::SkewSettings,
 }
 
+/// The queues' region when neither `AWS_REGION` nor a queue URL names one (the existing
+/// deployment's).
+const FALLBACK_AWS_REGION: &str = "eu-central-1";
+
+/// The region an SQS queue URL names (`https://sqs.<region>.amazonaws.com/…`, or the legacy
+/// `https://<region>.queue.amazonaws.com/…`); none for another host (an emulator).
+fn region_in_queue_url(address: &str) -> Option<String> {
+    let url = reqwest::Url::parse(address).ok()?;
+    let labels: Vec<&str> = url.host_str()?.split('.').collect();
+    let region = match labels.as_slice() {
+        ["sqs", region, "amazonaws", ..] | [region, "queue", "amazonaws", ..] => *region,
+        _ => return None,
+    };
+    region.contains('-').then(|| region.to_owned())
+}
+
 /// A key's value, trimmed, or its default when unset or empty.
 fn get(values: &BTreeMap<String, String>, key: &str) -> String {
     optional(values, key).unwrap_or_else(|| default(key).to_owned())
@@ -212,6 +228,14 @@ impl Config {
         let robot_queue_address = url("ROBOT_QUEUE_ADDRESS")?;
         let roles = Roles::parse(&get("ROLES")).map_err(|m| error("ROLES", m))?;
         let status_queue_address = url("STATUS_QUEUE_ADDRESS")?;
+        let aws_region = optional("AWS_REGION")
+            .or_else(|| {
+                [&status_queue_address, &robot_queue_address]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|address| region_in_queue_url(address))
+            })
+            .unwrap_or_else(|| FALLBACK_AWS_REGION.to_owned());
         if roles.consumer && status_queue_address.is_none() {
             return Err(error(
                 "STATUS_QUEUE_ADDRESS",
@@ -270,7 +294,7 @@ impl Config {
                 .ok_or_else(|| error("UPSTREAM_RETRIES", "must be at most 10"))?,
             status_queue_address,
             robot_queue_address,
-            aws_region: get("AWS_REGION"),
+            aws_region,
             aws_endpoint: url("AWS_ENDPOINT")?,
             robot_consumer_username: get("ROBOT_CONSUMER_USERNAME"),
             roles,

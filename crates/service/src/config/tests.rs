@@ -404,3 +404,30 @@ fn the_upstream_connect_timeout_is_shorter_than_the_attempt() {
     assert_eq!(default.effective_connect_timeout(), Duration::from_secs(2));
     assert!(default.effective_connect_timeout() < default.timeout);
 }
+
+/// The queues' region: `AWS_REGION` when set; else the one the queue URLs name (a deployment
+/// that sets only `AWS_DEFAULT_REGION` or none still reaches its queues); else eu-central-1.
+#[test]
+fn the_aws_region_comes_from_the_key_or_the_queue_urls() {
+    let in_ireland = [
+        (
+            "STATUS_QUEUE_ADDRESS",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/status",
+        ),
+        (
+            "ROBOT_QUEUE_ADDRESS",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/robot-",
+        ),
+    ];
+    assert_eq!(config(&in_ireland).unwrap().aws_region, "eu-west-1");
+    let mut chosen = in_ireland.to_vec();
+    chosen.push(("AWS_REGION", "us-east-2"));
+    assert_eq!(config(&chosen).unwrap().aws_region, "us-east-2");
+    let legacy = [(
+        "STATUS_QUEUE_ADDRESS",
+        "https://ap-southeast-2.queue.amazonaws.com/123456789012/status",
+    )];
+    assert_eq!(config(&legacy).unwrap().aws_region, "ap-southeast-2");
+    // An emulator's URLs name none.
+    assert_eq!(config(&[]).unwrap().aws_region, "eu-central-1");
+}
