@@ -438,6 +438,27 @@ mod tests {
         assert!(misordered(&[stored(4, Some(1), false), stored(2, Some(2), true)]).is_empty());
     }
 
+    /// Each legacy version is counted once, however often it is met (a recorder of the
+    /// test's own: the process's is shared by every test).
+    #[tokio::test]
+    async fn a_legacy_version_is_counted_once() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let registry =
+            TemplateRegistry::new(Arc::new(store), Limits::default(), Duration::from_secs(60));
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            for id in [7, 7, 8, 7] {
+                registry.report_legacy(&stored(id, None, true), "EJS");
+            }
+        });
+        assert!(
+            handle.render().contains("templates_legacy_total 2"),
+            "{}",
+            handle.render()
+        );
+    }
+
     /// An EJS version (as the Node service stored it) is passed over for new checks, stood in
     /// for by the newest runnable version, and reported once however often it is met.
     #[tokio::test]

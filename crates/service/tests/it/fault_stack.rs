@@ -256,20 +256,22 @@ pub struct PrivateMoto {
 
 impl PrivateMoto {
     /// The Python with moto: `TEST_SQS_EMULATOR_PYTHON` (`scripts/sqs-emulator` exports it),
-    /// else the venv it creates, `.tmp/venv-moto`.
-    fn python() -> PathBuf {
+    /// else the venv it creates, `.tmp/venv-moto`, if there is one.
+    pub fn python_available() -> Option<PathBuf> {
         if let Ok(python) = std::env::var("TEST_SQS_EMULATOR_PYTHON")
             && !python.is_empty()
         {
-            return PathBuf::from(python);
+            return Some(PathBuf::from(python));
         }
         let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tmp/venv-moto/bin/python");
-        assert!(
-            venv.exists(),
+        venv.exists().then_some(venv)
+    }
+
+    fn python() -> PathBuf {
+        PrivateMoto::python_available().expect(
             "no Python with moto: run scripts/test (it creates .tmp/venv-moto), or set \
-             TEST_SQS_EMULATOR_PYTHON to one"
-        );
-        venv
+             TEST_SQS_EMULATOR_PYTHON to one",
+        )
     }
 
     pub async fn start() -> PrivateMoto {

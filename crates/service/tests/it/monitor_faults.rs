@@ -177,13 +177,9 @@ async fn a_job_killed_mid_window_alarms_every_window_once_after_restart() {
     job.child.wait().unwrap();
     drop(job);
     let before = alarm_count(&megazord);
-    // Down for 5 s: at least two window ends pass unwatched.
+    // The fault is the time it is down (not a wait for a condition): 5 s, at least two window
+    // ends pass unwatched.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(
-        alarm_count(&megazord),
-        before,
-        "nothing alarms while it is down"
-    );
     let job = start(&env, port, &logs.path().join("job-restarted.log")).await;
     // The windows that ended meanwhile alarm at once after the restart, then two more.
     wait_for_alarms(&megazord, before + 4, logs.path()).await;

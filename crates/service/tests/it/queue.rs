@@ -188,11 +188,17 @@ async fn a_waiting_receive_returns_a_message_sent_meanwhile(f: Fixture) {
         let (queue, url) = (f.queue.clone(), url.clone());
         tokio::spawn(async move { queue.receive(&url, 1, secs(10), secs(30)).await })
     };
-    // Not a wait for a condition: it only makes it likely that the receive is already waiting
-    // (the test holds either way).
+    // Time for the receive to be waiting — and it must still be: the queue is empty.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!receiver.is_finished(), "the receive did not wait");
+    let sent = std::time::Instant::now();
     f.queue.send(&url, "late", &BTreeMap::new()).await.unwrap();
     let got = receiver.await.unwrap().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "answered at the send, not at the end of its 10 s wait: {:?}",
+        sent.elapsed()
+    );
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, "late");
 }
