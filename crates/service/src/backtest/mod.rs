@@ -135,7 +135,7 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
     let database = ReadOnlyStore::describe(&options.database);
     let db = ReadOnlyStore::open(&options.database)
         .await
-        .context("cannot open the database")?;
+        .with_context(|| format!("cannot open the database ({database})"))?;
     let versions = db
         .template_versions(candidate.name.as_str())
         .await

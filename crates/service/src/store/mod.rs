@@ -27,6 +27,7 @@ mod monitor_rows;
 mod monitor_windows;
 mod monitors;
 pub mod mysql;
+mod production_only;
 mod read_only;
 mod removals;
 mod templates;

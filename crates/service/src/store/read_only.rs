@@ -9,6 +9,7 @@ use super::check_reads::{
 };
 use super::db::bounded;
 use super::mysql::MysqlStore;
+use super::production_only::{ProductionOnly, has_own_tables};
 use super::sqlite::SqliteStore;
 use super::templates::template_versions;
 use super::{StoreError, StoredCheck, StoredTemplate};
@@ -20,34 +21,80 @@ const MYSQL_CONNECTIONS: u32 = 2;
 /// service's bound (a request's), still a bound — a page over a busy replica is not a hang.
 const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A database opened for reading only.
+/// A database opened for reading only, and whether this service ever migrated it.
 #[derive(Debug, Clone)]
-pub enum ReadOnlyStore {
+pub struct ReadOnlyStore {
+    backend: Backend,
+    /// Never migrated (the Node service's, before the cut-over): this service's own tables
+    /// are read as empty (`ProductionOnly`).
+    production_only: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
     Sqlite(SqliteStore),
     Mysql(MysqlStore),
+}
+
+/// `$body` with `$db` the store's backend, seen through [`ProductionOnly`] when it was never
+/// migrated.
+macro_rules! on_db {
+    ($store:expr, $db:ident => $body:expr) => {
+        match (&$store.backend, $store.production_only) {
+            (Backend::Sqlite(store), false) => {
+                let $db = store;
+                $body
+            }
+            (Backend::Sqlite(store), true) => {
+                let $db = &ProductionOnly(store);
+                $body
+            }
+            (Backend::Mysql(store), false) => {
+                let $db = store;
+                $body
+            }
+            (Backend::Mysql(store), true) => {
+                let $db = &ProductionOnly(store);
+                $body
+            }
+        }
+    };
 }
 
 impl ReadOnlyStore {
     /// Opens the database a URL names: `mysql://…`, or `sqlite:…` / a file path (which must
     /// exist). Errors name the database and the cause, never a password.
     pub async fn open(url: &str) -> Result<ReadOnlyStore, StoreError> {
-        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        let backend = if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             let url = url.replacen("mariadb://", "mysql://", 1);
             let store = MysqlStore::connect_sized(&url, MYSQL_CONNECTIONS).await?;
-            return Ok(ReadOnlyStore::Mysql(
-                store.read_only().with_operation_timeout(OPERATION_TIMEOUT),
-            ));
-        }
-        let url = if url.starts_with("sqlite:") {
-            url.to_owned()
+            Backend::Mysql(store.read_only().with_operation_timeout(OPERATION_TIMEOUT))
         } else {
-            format!("sqlite://{url}")
+            let url = if url.starts_with("sqlite:") {
+                url.to_owned()
+            } else {
+                format!("sqlite://{url}")
+            };
+            Backend::Sqlite(
+                SqliteStore::open_read_only(&url)
+                    .await?
+                    .with_operation_timeout(OPERATION_TIMEOUT),
+            )
         };
-        Ok(ReadOnlyStore::Sqlite(
-            SqliteStore::open_read_only(&url)
-                .await?
-                .with_operation_timeout(OPERATION_TIMEOUT),
-        ))
+        let production_only = match &backend {
+            Backend::Sqlite(db) => !bounded(db, "has_own_tables", has_own_tables(db)).await?,
+            Backend::Mysql(db) => !bounded(db, "has_own_tables", has_own_tables(db)).await?,
+        };
+        Ok(ReadOnlyStore {
+            backend,
+            production_only,
+        })
+    }
+
+    /// Whether the database was never migrated by this service (the Node service's): its
+    /// checks are all the Node service's.
+    pub fn production_only(&self) -> bool {
+        self.production_only
     }
 
     /// The database for messages: the SQLite file, or MySQL's host, port and database —
@@ -75,14 +122,7 @@ impl ReadOnlyStore {
 
     /// Every version of the template `name`, the highest first.
     pub async fn template_versions(&self, name: &str) -> Result<Vec<StoredTemplate>, StoreError> {
-        match self {
-            ReadOnlyStore::Sqlite(db) => {
-                bounded(db, "template_versions", template_versions(db, name)).await
-            }
-            ReadOnlyStore::Mysql(db) => {
-                bounded(db, "template_versions", template_versions(db, name)).await
-            }
-        }
+        on_db!(self, db => bounded(db, "template_versions", template_versions(db, name)).await)
     }
 
     /// One page of ended checks with their records, in id order.
@@ -90,37 +130,16 @@ impl ReadOnlyStore {
         &self,
         page: &EndedChecksPage<'_>,
     ) -> Result<Vec<StoredCheck>, StoreError> {
-        match self {
-            ReadOnlyStore::Sqlite(db) => {
-                bounded(db, "ended_checks", ended_checks_page(db, page)).await
-            }
-            ReadOnlyStore::Mysql(db) => {
-                bounded(db, "ended_checks", ended_checks_page(db, page)).await
-            }
-        }
+        on_db!(self, db => bounded(db, "ended_checks", ended_checks_page(db, page)).await)
     }
 
     /// The id after which the checks created at `since` or later begin (the pages' start).
     pub async fn ended_checks_start(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
-        match self {
-            ReadOnlyStore::Sqlite(db) => {
-                bounded(db, "ended_checks_start", ended_checks_start(db, since)).await
-            }
-            ReadOnlyStore::Mysql(db) => {
-                bounded(db, "ended_checks_start", ended_checks_start(db, since)).await
-            }
-        }
+        on_db!(self, db => bounded(db, "ended_checks_start", ended_checks_start(db, since)).await)
     }
 
     /// How many checks the pages hold, from `page.after` on (its limit aside).
     pub async fn count_ended_checks(&self, page: &EndedChecksPage<'_>) -> Result<u64, StoreError> {
-        match self {
-            ReadOnlyStore::Sqlite(db) => {
-                bounded(db, "count_ended_checks", count_ended_checks(db, page)).await
-            }
-            ReadOnlyStore::Mysql(db) => {
-                bounded(db, "count_ended_checks", count_ended_checks(db, page)).await
-            }
-        }
+        on_db!(self, db => bounded(db, "count_ended_checks", count_ended_checks(db, page)).await)
     }
 }

@@ -36,7 +36,7 @@ macro_rules! select_template {
 
 const SELECT_TEMPLATE_BY_ID: &str = concat!(select_template!(), "WHERE t.id = ?");
 
-const SELECT_VERSIONS_BY_NAME: &str = concat!(
+pub(crate) const SELECT_VERSIONS_BY_NAME: &str = concat!(
     select_template!(),
     "WHERE d.name = ? ORDER BY t.version DESC"
 );

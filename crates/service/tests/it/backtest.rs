@@ -356,7 +356,7 @@ async fn template_id(raw: &Raw, name: &str, version: i64) -> i64 {
 }
 
 /// The Node service's version `version` of robot-is-charging, in EJS; its id.
-async fn legacy_version(raw: &Raw, version: i64) -> i64 {
+pub(crate) async fn legacy_version(raw: &Raw, version: i64) -> i64 {
     let created = raw.time_text(at("2025-06-01T00:00:00Z"));
     let version_text = version.to_string();
     raw.execute_text(
@@ -385,20 +385,20 @@ async fn legacy_version(raw: &Raw, version: i64) -> i64 {
 }
 
 /// What the Node service wrote for one ended check.
-struct NodeCheck {
-    robot: i64,
-    template_id: i64,
-    phase: &'static str,
-    result: &'static str,
-    next_step_id: Option<i64>,
-    subscription_id: Option<i64>,
+pub(crate) struct NodeCheck {
+    pub robot: i64,
+    pub template_id: i64,
+    pub phase: &'static str,
+    pub result: &'static str,
+    pub next_step_id: Option<i64>,
+    pub subscription_id: Option<i64>,
     /// Its one PAST record: `(incoming event id, name, created_at, result)`.
-    record: (i64, &'static str, &'static str, &'static str),
+    pub record: (i64, &'static str, &'static str, &'static str),
 }
 
 /// Inserts an ended check as the Node service writes it — `status_check`, its poller (window
 /// 07:00–08:10, created 08:00) and its record — and nothing of this service's own tables.
-async fn node_check(db: &TestDb, check: NodeCheck) -> i64 {
+pub(crate) async fn node_check(db: &TestDb, check: NodeCheck) -> i64 {
     let raw = &db.raw;
     if let Some(subscription) = check.subscription_id {
         db.neighbours.subscription(subscription, check.robot).await;
@@ -505,7 +505,7 @@ async fn backtest(history: &History, file: &Path, extra: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
 }
 
-fn summary(report: &Value) -> (i64, i64, i64, i64) {
+pub(crate) fn summary(report: &Value) -> (i64, i64, i64, i64) {
     let s = &report["summary"];
     let n = |key: &str| s[key].as_i64().unwrap_or_else(|| panic!("{key}: {report}"));
     (

@@ -5,6 +5,7 @@ mod api;
 mod backfill;
 mod backtest;
 mod backtest_cli;
+mod backtest_node_era;
 mod batching;
 mod built_in_templates;
 mod clock_skew;
