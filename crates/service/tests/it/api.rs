@@ -197,7 +197,10 @@ pub async fn concurrent_creates_are_each_their_own_check(backend: Backend) {
         .await;
     app.given_incomings(ROBOT, "CHARGING_STARTED", json!([]))
         .await;
-    app.given_subscriptions(ROBOT, 993).await;
+    // Megazord gives each of the fifteen subscribes its own id.
+    for subscription in 1001..=1015 {
+        app.given_next_subscription(ROBOT, subscription).await;
+    }
     let bodies: Vec<Value> = (1..=12)
         .chain([1, 1, 1])
         .map(|scheduled| {
