@@ -312,8 +312,6 @@ fn job_service_errors_use_its_own_field_names() {
         "monitor robots[0] (robot 42): timezone: \"Nowhere/City\" is not an IANA timezone",
         "monitor robots[0].monitoringRules[0] (robot 42, rule a): windowDurationMinutes: 0 is not a window: use 1 to 1440 minutes",
         "monitor robots[0].monitoringRules[0] (robot 42, rule a): dailyWindow.endTime: \"7pm\" is not a time",
-        "monitor robots[0].monitoringRules[0] (robot 42, rule a): actions[0].config.eventName: is missing",
-        "monitor robots[0].monitoringRules[1] (robot 42, rule b): actions[0].config.eventName: is missing",
     ];
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
     for (error, prefix) in errors.iter().zip(expected) {
@@ -473,4 +471,32 @@ fn event_names_are_counted_in_characters() {
     assert!(parse_monitor_list(&list(&"é".repeat(128))).is_ok());
     let errors = errors(parse_monitor_list(&list(&"é".repeat(129))));
     assert!(errors[0].contains("eventType"), "{errors:?}");
+}
+
+/// An alarm action without `config.eventName` (or without `config`) posts what the job
+/// service posted then: `NO_TOILET_ACTIVITY_ALARM`.
+#[test]
+fn a_job_service_alarm_without_an_event_name_posts_its_default() {
+    for action in [r#"{"type":"ALARM"}"#, r#"{"type":"alarm","config":{}}"#] {
+        let text = COMPOSE_MONITORING_CONFIG.replace(
+            r#"{"type":"ALARM","config":{"eventName":"NO_TOILET_ACTIVITY_ALARM"}}"#,
+            action,
+        );
+        assert_ne!(text, COMPOSE_MONITORING_CONFIG);
+        let monitors = parse_job_service_config(&text).unwrap();
+        assert_eq!(
+            alarm(&monitors[0], 0),
+            ("NO_TOILET_ACTIVITY_ALARM", None),
+            "{action}"
+        );
+    }
+    // A monitors list (this service's own format) still names it.
+    let own = "- robotId: 1\n  ruleId: a\n  eventType: E\n  window: 1h\n  daily: {start: '08:00', end: '09:00'}\n  actions: [{type: alarm}]\n";
+    assert!(
+        errors(parse_monitor_list(own))
+            .iter()
+            .any(|e| e.contains("eventName")),
+        "{:?}",
+        errors(parse_monitor_list(own))
+    );
 }

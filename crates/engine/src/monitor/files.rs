@@ -23,6 +23,9 @@ use serde::de::DeserializeOwned;
 
 use super::{ActionDefinition, DailyDefinition, Monitor, MonitorDefinition, RuleId};
 
+/// The event the monitoring job service's alarm action posted when its `config` named none.
+pub const JOB_SERVICE_ALARM: &str = "NO_TOILET_ACTIVITY_ALARM";
+
 /// A problem in a monitors file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitorError {
@@ -157,7 +160,12 @@ pub fn parse_job_service_config(text: &str) -> Result<Vec<Monitor>, Vec<MonitorE
                     .iter()
                     .map(|action| ActionDefinition {
                         kind: action.kind.clone(),
-                        event_name: action.config.as_ref().and_then(|c| c.event_name.clone()),
+                        // The job service posted its alarm when the action named none.
+                        event_name: action
+                            .config
+                            .as_ref()
+                            .and_then(|c| c.event_name.clone())
+                            .or_else(|| Some(JOB_SERVICE_ALARM.to_owned())),
                         level: action.config.as_ref().and_then(|c| c.level),
                     })
                     .collect()

@@ -76,6 +76,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(monitors::get_monitor_history))
         .routes(routes!(ops::live))
+        .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
 }
@@ -223,6 +224,7 @@ pub fn router(state: AppState) -> Router {
 pub fn ops_router(state: AppState) -> Router {
     let (router, _) = OpenApiRouter::<AppState>::new()
         .routes(routes!(ops::live))
+        .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
         .split_for_parts();

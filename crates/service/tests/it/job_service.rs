@@ -157,6 +157,13 @@ async fn a_monitoring_only_replica_consumes_only_the_monitors_queue(backend: Bac
         json!(["monitors queue consumer"]),
         "{ready}"
     );
+    // The job service's probe, `GET /health`, answers as it did: up.
+    let health = reqwest::get(format!("{}/health", job.base)).await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
 }
 
 /// A monitor watching an event Megazord has no schema for cannot subscribe: said clearly (the
