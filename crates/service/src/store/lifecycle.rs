@@ -126,9 +126,14 @@ pub const LEASE_EXT: &str =
     "UPDATE status_check_ext SET lease_taken_at = ? WHERE status_check_id = ?";
 
 /// Sorted by the caller (an `ORDER BY` here leads SQLite to scan the table in id order
-/// instead of using `idx_status_check_ext_lease`).
+/// instead of using `idx_status_check_ext_lease`); at most a batch at a time.
 const SELECT_STALE_LEASES: &str =
-    "SELECT status_check_id AS id FROM status_check_ext WHERE lease_taken_at < ?";
+    "SELECT status_check_id AS id FROM status_check_ext WHERE lease_taken_at < ? LIMIT ?";
+
+/// Stale leases released per transaction: a pile of them (finalisations failing for a while)
+/// is released in short transactions, each holding few row locks, instead of one that
+/// outgrows the operation's bound and rolls back every time.
+const STALE_RELEASE_BATCH: usize = 100;
 
 const FORGET_STALE_LEASE: &str = "UPDATE status_check_ext SET lease_taken_at = NULL \
      WHERE status_check_id = ? AND lease_taken_at < ?";
@@ -470,16 +475,20 @@ async fn release_stale_in<D: Db>(
     tx: &mut D::Tx,
     taken_before: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Step<u64>, StoreError> {
+) -> Result<Step<(u64, usize)>, StoreError> {
     let taken_before = millis(taken_before);
     let now_seconds = seconds_floor(now);
     let mut candidates = tx
-        .fetch_all(SELECT_STALE_LEASES, args![taken_before])
+        .fetch_all(
+            SELECT_STALE_LEASES,
+            args![taken_before, limit_arg(STALE_RELEASE_BATCH)],
+        )
         .await?
         .iter()
         .map(|row| row.int("id"))
         .collect::<Result<Vec<_>, _>>()?;
     candidates.sort_unstable();
+    let found = candidates.len();
     let mut released = 0;
     for id in candidates {
         if tx
@@ -499,7 +508,7 @@ async fn release_stale_in<D: Db>(
         tx.execute(RELEASE_POLLER, args![now_seconds, id]).await?;
         released += 1;
     }
-    Ok(Step::Commit(released))
+    Ok(Step::Commit((released, found)))
 }
 
 /// Changing a check: a decision written under its row lock, the scheduler's claims and stale
@@ -606,8 +615,20 @@ impl<B: Db + 'static> CheckUpdates for B {
         taken_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        retrying!(self, "release_stale_leases", tx => {
-            release_stale_in(self, &mut tx, taken_before, now).await
+        bounded(self, "release_stale_leases", async {
+            let mut released = 0;
+            loop {
+                let (done, found) = retrying!(self, tx => {
+                    release_stale_in(self, &mut tx, taken_before, now).await
+                })?;
+                released += done;
+                // A short batch was the last; one that released nothing would find the same
+                // rows again.
+                if found < STALE_RELEASE_BATCH || done == 0 {
+                    return Ok(released);
+                }
+            }
         })
+        .await
     }
 }

@@ -11,6 +11,7 @@ on_both_backends!(
     leases_fence_writes_and_stale_leases_are_released,
     claim_due_takes_free_due_future_checks_oldest_first,
     concurrent_claims_are_disjoint,
+    a_pile_of_stale_leases_is_released_in_batches,
 );
 
 async fn leases_fence_writes_and_stale_leases_are_released(db: &TestDb) {
@@ -301,4 +302,38 @@ async fn concurrent_claims_are_disjoint(db: &TestDb) {
             "round {round}"
         );
     }
+}
+
+/// More stale leases than one transaction releases (100): released batch after batch, all of
+/// them, by one call.
+async fn a_pile_of_stale_leases_is_released_in_batches(db: &TestDb) {
+    let template_id = synced_template(db, "piled").await;
+    let checks: Vec<_> = (0..130).map(|n| new_check(template_id, 2000 + n)).collect();
+    for check in &checks {
+        db.neighbours.for_check(check).await;
+    }
+    for created in db.store.create_checks(&checks).await.unwrap() {
+        created_new(created);
+    }
+    let due = deadline();
+    let claimed = db
+        .store
+        .claim_due(due, &lease("lease-a"), 200)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 130);
+    let later_on = due + TimeDelta::seconds(30);
+    assert_eq!(
+        db.store
+            .release_stale_leases(due + TimeDelta::milliseconds(1), later_on)
+            .await
+            .unwrap(),
+        130
+    );
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM status_check_poller WHERE lock_id IS NOT NULL")
+            .await,
+        0
+    );
 }
