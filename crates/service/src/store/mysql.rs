@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -81,6 +81,16 @@ pub struct MysqlStore {
     /// transaction is retried, and every later one runs, at REPEATABLE READ
     /// ([`MysqlTx::answered`]).
     read_committed: Arc<AtomicBool>,
+    /// Each session's `innodb_lock_wait_timeout`, in seconds, set as it connects: half the
+    /// operation's bound, so a wait for a lock ends as a lock-wait timeout (retried) within
+    /// the bound. At the server's default (50 s) the bound ended it first and the dropped
+    /// connection's statement went on waiting, then holding locks, for up to 50 s.
+    lock_wait_secs: Arc<AtomicU64>,
+}
+
+/// A session's lock wait for an operation bound: half of it, in whole seconds, at least 1.
+fn lock_wait_secs(operation_timeout: Duration) -> u64 {
+    (operation_timeout.as_secs() / 2).max(1)
 }
 
 impl MysqlStore {
@@ -133,16 +143,32 @@ impl MysqlStore {
             .map_err(|e| StoreError::connect(target.clone(), &e))?;
         // Only a probe: the pool opens its own.
         let _ = first.close().await;
+        let lock_wait = Arc::new(AtomicU64::new(lock_wait_secs(
+            super::DEFAULT_OPERATION_TIMEOUT,
+        )));
+        let session_lock_wait = lock_wait.clone();
         let pool = MySqlPoolOptions::new()
             .max_connections(pool_size.max(1))
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::connect(target, &e))?;
+            // Connections open lazily, after `with_operation_timeout` set the value.
+            .min_connections(0)
+            .after_connect(move |conn, _| {
+                let secs = session_lock_wait.load(Ordering::Relaxed);
+                Box::pin(async move {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SET SESSION innodb_lock_wait_timeout = {secs}"
+                    )))
+                    .execute(conn)
+                    .await
+                    .map(drop)
+                })
+            })
+            .connect_lazy_with(options);
         Ok(MysqlStore {
             pool,
             operation_timeout: super::DEFAULT_OPERATION_TIMEOUT,
             read_only: false,
             read_committed: Arc::new(AtomicBool::new(true)),
+            lock_wait_secs: lock_wait,
         })
     }
 
@@ -159,6 +185,8 @@ impl MysqlStore {
     /// Bounds every store operation by `limit` (`DB_OPERATION_TIMEOUT_SECS`).
     pub fn with_operation_timeout(mut self, limit: Duration) -> MysqlStore {
         self.operation_timeout = limit;
+        self.lock_wait_secs
+            .store(lock_wait_secs(limit), Ordering::Relaxed);
         self
     }
 

@@ -96,6 +96,53 @@ async fn an_operation_past_the_timeout_fails_whole_and_frees_its_connection() {
     );
 }
 
+/// A statement of an operation abandoned at the bound does not go on waiting for its lock on
+/// the server (the default lock wait is 50 s, while its connection is gone): each session
+/// waits at most half the bound, so its wait ends soon after the operation did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_operation_stops_waiting_for_its_lock() {
+    let limit = Duration::from_secs(4);
+    let Some(db) = support::mysql_db_bounded(limit).await else {
+        return;
+    };
+    let template = synced_template(&db, "lock-wait").await;
+    let check = new_check(template, 42);
+    db.neighbours.for_check(&check).await;
+    let Raw::Mysql(pool) = &db.raw else {
+        unreachable!("a MySQL test database")
+    };
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM incoming_event WHERE id = ? FOR UPDATE")
+        .bind(check.records[0].event.id)
+        .fetch_all(&mut *blocker)
+        .await
+        .unwrap();
+    let result = db.store.create_check(check).await;
+    assert!(
+        matches!(result, Err(StoreError::TimedOut { .. })),
+        "{result:?}"
+    );
+    // The blocker still holds the lock; no session of this database waits for it any more
+    // within a lock wait (2 s) after the bound.
+    // (The test user sees its own sessions: the record insert that waits on the event's lock.)
+    let waiting = "SELECT COUNT(*) FROM information_schema.processlist \
+                   WHERE db = DATABASE() AND id <> CONNECTION_ID() \
+                   AND info LIKE 'INSERT INTO status_check_record%'";
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let count: i64 = sqlx::query_scalar(waiting).fetch_one(pool).await.unwrap();
+        if count == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} abandoned statements still wait for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    blocker.rollback().await.unwrap();
+}
+
 /// The operation timeout of the frozen-database tests: long enough that the first operation
 /// after the thaw (new connections included) finishes within it on a loaded machine.
 const FROZEN_LIMIT: Duration = Duration::from_secs(2);
