@@ -33,6 +33,15 @@ const ER_LOCK_DEADLOCK: u16 = 1213;
 const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 /// A write at READ COMMITTED refused: the binary log is in `binlog_format=STATEMENT`.
 const ER_BINLOG_STMT_MODE_AND_ROW_ENGINE: u16 = 1665;
+/// MariaDB ≥ 11.6 with `innodb_snapshot_isolation`: a row changed since the transaction's
+/// snapshot ("Record has changed since last read"): retried like a deadlock.
+const ER_CHECKREAD: u16 = 1020;
+
+/// The server cannot serve now, though the statement is fine: too many connections (1040), a
+/// shutdown (1053), a read-only server after a failover or switchover (1290 `--read-only`,
+/// 1836 read-only mode), this connection killed (1927, MariaDB) or closed for being idle
+/// (4031, MySQL 8) — a 503 and another try later, like a lost connection, not a 500.
+const UNAVAILABLE: [u16; 6] = [1040, 1053, 1290, 1836, 1927, 4031];
 
 /// Versions 1 and 2 are retired (docs/storage.md "Migrations"): never reused, so a database
 /// they migrated is recognised and refused instead of being upgraded wrongly.
@@ -529,15 +538,20 @@ pub(super) fn failure_of(error: &dyn sqlx::error::DatabaseError) -> DatabaseFail
         };
     }
     match error.try_downcast_ref::<MySqlDatabaseError>() {
+        Some(e) => failure_of_number(e.number()),
+        None => DatabaseFailure::Other,
+    }
+}
+
+/// What a MySQL error number means for the operation that met it.
+fn failure_of_number(number: u16) -> DatabaseFailure {
+    match number {
         // 1665: retried at REPEATABLE READ (`MysqlTx::answered`).
-        Some(e)
-            if matches!(
-                e.number(),
-                ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT | ER_BINLOG_STMT_MODE_AND_ROW_ENGINE
-            ) =>
-        {
-            DatabaseFailure::Transient
-        }
+        ER_LOCK_DEADLOCK
+        | ER_LOCK_WAIT_TIMEOUT
+        | ER_BINLOG_STMT_MODE_AND_ROW_ENGINE
+        | ER_CHECKREAD => DatabaseFailure::Transient,
+        number if UNAVAILABLE.contains(&number) => DatabaseFailure::Unavailable,
         _ => DatabaseFailure::Other,
     }
 }
@@ -556,8 +570,38 @@ pub(crate) fn unverified_tls_mode(url: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn every_migration_file_is_embedded() {
         super::super::db::assert_all_embedded("mysql", super::MIGRATIONS);
+    }
+
+    /// A server that cannot serve now (read-only after a failover, shutting down, the
+    /// connection killed) is unavailable — 503, tried again — not a failed statement (500).
+    #[test]
+    fn error_numbers_are_sorted_by_what_they_mean_for_the_operation() {
+        for number in [1213, 1205, 1665, 1020] {
+            assert_eq!(
+                failure_of_number(number),
+                DatabaseFailure::Transient,
+                "{number}"
+            );
+        }
+        for number in [1040, 1053, 1290, 1836, 1927, 4031] {
+            assert_eq!(
+                failure_of_number(number),
+                DatabaseFailure::Unavailable,
+                "{number}"
+            );
+        }
+        // A statement at fault: a foreign key, a column too long, bad syntax.
+        for number in [1452, 1406, 1064] {
+            assert_eq!(
+                failure_of_number(number),
+                DatabaseFailure::Other,
+                "{number}"
+            );
+        }
     }
 }
