@@ -153,6 +153,7 @@ pub async fn run(options: &Options, progress: &dyn Progress) -> anyhow::Result<R
         options.robots.clone(),
     );
     report.stored_versions = versions.iter().map(|v| v.version).collect();
+    report.never_migrated = db.production_only();
     let stored: HashMap<i64, (i64, Result<StoredVersion, String>)> = versions
         .iter()
         .map(|v| {

@@ -114,6 +114,9 @@ pub struct Report {
     /// Where the changed checks' timelines were written (`--svg-dir`):
     /// `check-{id}-stored.svg` and `check-{id}-candidate.svg`.
     pub svg_dir: Option<String>,
+    /// The database was never migrated by this service (the Node service's, before the
+    /// cut-over): every check was read as the Node service wrote it.
+    pub never_migrated: bool,
 }
 
 impl Report {
@@ -141,6 +144,7 @@ impl Report {
             megazord: None,
             limited: false,
             svg_dir: None,
+            never_migrated: false,
         }
     }
 
@@ -220,6 +224,13 @@ impl Report {
                 ""
             }
         )?;
+        if self.never_migrated {
+            writeln!(
+                out,
+                "the database was never migrated by this service: every check is read as the \
+                 Node service wrote it"
+            )?;
+        }
         if self.stored_versions.is_empty() {
             writeln!(
                 out,

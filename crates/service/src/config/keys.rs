@@ -81,7 +81,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "AWS_REGION",
         "",
-        "AWS region of the queues. Unset: the region STATUS_QUEUE_ADDRESS (else ROBOT_QUEUE_ADDRESS) names (`https://sqs.<region>.amazonaws.com/…`), else eu-central-1.",
+        "AWS region of the queues. Unset: the region STATUS_QUEUE_ADDRESS (else ROBOT_QUEUE_ADDRESS) names (`https://sqs.<region>.amazonaws.com/…`), else AWS_DEFAULT_REGION, else eu-central-1.",
+    ),
+    (
+        "AWS_DEFAULT_REGION",
+        "",
+        "The AWS tools' fallback region: used when AWS_REGION is unset and the queue URLs name none.",
     ),
     (
         "AWS_ENDPOINT",

@@ -105,16 +105,32 @@ pub struct Config {
 /// deployment's).
 const FALLBACK_AWS_REGION: &str = "eu-central-1";
 
-/// The region an SQS queue URL names (`https://sqs.<region>.amazonaws.com/…`, or the legacy
-/// `https://<region>.queue.amazonaws.com/…`); none for another host (an emulator).
+/// The region an SQS queue URL names: the label after `sqs` (`sqs.<region>.amazonaws.com`,
+/// `sqs-fips.<region>…`, a VPC endpoint's `vpce-….sqs.<region>.vpce.amazonaws.com`, the
+/// dual-stack `sqs.<region>.api.aws`, localstack's `sqs.<region>.localhost.localstack.cloud`),
+/// or the legacy `<region>.queue.amazonaws.com`; none for another host (an emulator's
+/// address).
 fn region_in_queue_url(address: &str) -> Option<String> {
     let url = reqwest::Url::parse(address).ok()?;
     let labels: Vec<&str> = url.host_str()?.split('.').collect();
-    let region = match labels.as_slice() {
-        ["sqs", region, "amazonaws", ..] | [region, "queue", "amazonaws", ..] => *region,
-        _ => return None,
+    let after_sqs = labels
+        .iter()
+        .position(|label| label.starts_with("sqs"))
+        .and_then(|at| labels.get(at + 1));
+    let legacy = match labels.as_slice() {
+        [region, "queue", "amazonaws", ..] => Some(region),
+        _ => None,
     };
-    region.contains('-').then(|| region.to_owned())
+    // A region: letters, digits and dashes, ending in its number (`eu-west-1`).
+    let is_region = |label: &&&str| {
+        label.contains('-')
+            && label.ends_with(|c: char| c.is_ascii_digit())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    after_sqs
+        .filter(is_region)
+        .or(legacy.filter(is_region))
+        .map(|region| (*region).to_owned())
 }
 
 /// A key's value, trimmed, or its default when unset or empty.
@@ -235,6 +251,7 @@ impl Config {
                     .flatten()
                     .find_map(|address| region_in_queue_url(address))
             })
+            .or_else(|| optional("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| FALLBACK_AWS_REGION.to_owned());
         if roles.consumer && status_queue_address.is_none() {
             return Err(error(

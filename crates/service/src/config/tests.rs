@@ -428,6 +428,36 @@ fn the_aws_region_comes_from_the_key_or_the_queue_urls() {
         "https://ap-southeast-2.queue.amazonaws.com/123456789012/status",
     )];
     assert_eq!(config(&legacy).unwrap().aws_region, "ap-southeast-2");
-    // An emulator's URLs name none.
-    assert_eq!(config(&[]).unwrap().aws_region, "eu-central-1");
+    // Other AWS forms of the host name theirs.
+    for (host, region) in [
+        ("sqs-fips.us-east-1.amazonaws.com", "us-east-1"),
+        (
+            "vpce-0a1b2c3d-4e5f.sqs.us-west-2.vpce.amazonaws.com",
+            "us-west-2",
+        ),
+        ("sqs.eu-north-1.api.aws", "eu-north-1"),
+        (
+            "sqs.ca-central-1.localhost.localstack.cloud",
+            "ca-central-1",
+        ),
+    ] {
+        let address = format!("https://{host}/123456789012/status");
+        let config = config(&[("STATUS_QUEUE_ADDRESS", address.as_str())]).unwrap();
+        assert_eq!(config.aws_region, region, "{host}");
+    }
+    // An emulator's URLs name none: AWS_DEFAULT_REGION, else eu-central-1.
+    let emulator = [
+        (
+            "STATUS_QUEUE_ADDRESS",
+            "http://127.0.0.1:4566/000000000000/status",
+        ),
+        (
+            "ROBOT_QUEUE_ADDRESS",
+            "http://localhost:4566/000000000000/robot-",
+        ),
+    ];
+    assert_eq!(config(&emulator).unwrap().aws_region, "eu-central-1");
+    let mut defaulted = emulator.to_vec();
+    defaulted.push(("AWS_DEFAULT_REGION", "sa-east-1"));
+    assert_eq!(config(&defaulted).unwrap().aws_region, "sa-east-1");
 }

@@ -135,6 +135,9 @@ const SELECT_STALE_LEASES: &str =
 /// outgrows the operation's bound and rolls back every time.
 const STALE_RELEASE_BATCH: usize = 100;
 
+/// Batches per call, each under its own bound: what is left is the next tick's.
+const STALE_RELEASE_BATCHES: usize = 10;
+
 const FORGET_STALE_LEASE: &str = "UPDATE status_check_ext SET lease_taken_at = NULL \
      WHERE status_check_id = ? AND lease_taken_at < ?";
 
@@ -615,20 +618,18 @@ impl<B: Db + 'static> CheckUpdates for B {
         taken_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        bounded(self, "release_stale_leases", async {
-            let mut released = 0;
-            loop {
-                let (done, found) = retrying!(self, tx => {
-                    release_stale_in(self, &mut tx, taken_before, now).await
-                })?;
-                released += done;
-                // A short batch was the last; one that released nothing would find the same
-                // rows again.
-                if found < STALE_RELEASE_BATCH || done == 0 {
-                    return Ok(released);
-                }
+        let mut released = 0;
+        for _ in 0..STALE_RELEASE_BATCHES {
+            let (done, found) = retrying!(self, "release_stale_leases", tx => {
+                release_stale_in(self, &mut tx, taken_before, now).await
+            })?;
+            released += done;
+            // A short batch was the last; one that released nothing would find the same rows
+            // again.
+            if found < STALE_RELEASE_BATCH || done == 0 {
+                break;
             }
-        })
-        .await
+        }
+        Ok(released)
     }
 }

@@ -38,9 +38,11 @@ const ER_BINLOG_STMT_MODE_AND_ROW_ENGINE: u16 = 1665;
 const ER_CHECKREAD: u16 = 1020;
 
 /// The server cannot serve now, though the statement is fine: too many connections (1040), a
-/// shutdown (1053), a read-only server after a failover or switchover (1290 `--read-only`,
-/// 1836 read-only mode), this connection killed (1927, MariaDB) or closed for being idle
-/// (4031, MySQL 8) — a 503 and another try later, like a lost connection, not a 500.
+/// shutdown (1053), a read-only server (1290 `--read-only`/`super_read_only`, as a former
+/// primary after a failover; 1836 `innodb_read_only`), this connection killed (1927, MariaDB)
+/// or closed for being idle (4031, MySQL ≥ 8.0.24; on MariaDB 4031 is a missing trigger's
+/// error, which no statement here can meet) — a 503 and another try later, like a lost
+/// connection, not a 500.
 const UNAVAILABLE: [u16; 6] = [1040, 1053, 1290, 1836, 1927, 4031];
 
 /// Versions 1 and 2 are retired (docs/storage.md "Migrations"): never reused, so a database
@@ -102,6 +104,10 @@ fn lock_wait_secs(operation_timeout: Duration) -> u64 {
     (operation_timeout.as_secs() / 2).max(1)
 }
 
+fn lock_wait_statement(secs: u64) -> String {
+    format!("SET SESSION innodb_lock_wait_timeout = {secs}")
+}
+
 impl MysqlStore {
     /// Connects to `mysql://user:password@host:port/database` (TLS when the server offers
     /// it, as MySQL 8's default authentication needs).
@@ -146,10 +152,18 @@ impl MysqlStore {
         if let Some(database) = options.get_database() {
             target.push_str(&format!(" (database {database})"));
         }
-        let first = tokio::time::timeout(super::CONNECT_TIMEOUT, options.connect())
+        let mut first = tokio::time::timeout(super::CONNECT_TIMEOUT, options.connect())
             .await
             .map_err(|_| StoreError::connect_timed_out(target.clone()))?
             .map_err(|e| StoreError::connect(target.clone(), &e))?;
+        // The session setting every pooled connection makes: refused here, start-up says why
+        // (refused in the pool's `after_connect`, every acquire would only time out).
+        sqlx::query(sqlx::AssertSqlSafe(lock_wait_statement(lock_wait_secs(
+            super::DEFAULT_OPERATION_TIMEOUT,
+        ))))
+        .execute(&mut first)
+        .await
+        .map_err(|e| StoreError::connect(target.clone(), &e))?;
         // Only a probe: the pool opens its own.
         let _ = first.close().await;
         let lock_wait = Arc::new(AtomicU64::new(lock_wait_secs(
@@ -163,12 +177,10 @@ impl MysqlStore {
             .after_connect(move |conn, _| {
                 let secs = session_lock_wait.load(Ordering::Relaxed);
                 Box::pin(async move {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SET SESSION innodb_lock_wait_timeout = {secs}"
-                    )))
-                    .execute(conn)
-                    .await
-                    .map(drop)
+                    sqlx::query(sqlx::AssertSqlSafe(lock_wait_statement(secs)))
+                        .execute(conn)
+                        .await
+                        .map(drop)
                 })
             })
             .connect_lazy_with(options);

@@ -1,20 +1,47 @@
 //! A backtest on the Node service's database before the cut-over (SPEC §14: "every ended check
-//! of the template's name … the Node service's included"): a MariaDB made from the live
-//! definition alone, never migrated by this service — none of its own tables. It is read as
-//! if they were there and empty, and left as it was.
+//! of the template's name … the Node service's included"): a database this service never
+//! migrated — none of its own tables. On MariaDB, one made from the live definition alone; on
+//! SQLite (which has no such definition), a migrated one with the tables the reads join
+//! dropped. It is read as if they were there and empty, says so, and is left as it was.
 
 use serde_json::json;
 
 use crate::backtest::{NodeCheck, legacy_version, node_check, status_check, summary};
-use crate::support;
+use crate::support::{self, TestDb};
 
 const CHARGING: &str = "robot-is-charging";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backtest_reads_a_database_this_service_never_migrated() {
+async fn a_backtest_reads_a_mariadb_this_service_never_migrated() {
     let Some(db) = support::mysql_db_production_unmigrated().await else {
         return;
     };
+    let url = db.url.clone().unwrap();
+    let tables = "SELECT COUNT(*) FROM information_schema.tables \
+                  WHERE table_schema = DATABASE()";
+    let before = db.raw.count(tables).await;
+    backtest_node_checks(&db, &url).await;
+    // Read only: not a table more.
+    assert_eq!(db.raw.count(tables).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_reads_a_sqlite_file_without_this_services_tables() {
+    let db = support::sqlite_db().await;
+    for drop in [
+        "DROP TABLE status_check_record_event",
+        "DROP TABLE status_check_template_ext",
+        "DROP TABLE status_check_ext",
+    ] {
+        db.raw.execute_text(drop, &[]).await;
+    }
+    let url = format!("sqlite://{}", db.sqlite_path().unwrap().display());
+    backtest_node_checks(&db, &url).await;
+}
+
+/// Two checks the Node service decided, backtested with the shipped robot-is-charging: both
+/// unchanged, and the report says the database was read as the Node service's.
+async fn backtest_node_checks(db: &TestDb, url: &str) {
     db.raw
         .execute_text(
             "INSERT INTO status_check_description (name, description, created_at) \
@@ -44,7 +71,7 @@ async fn a_backtest_reads_a_database_this_service_never_migrated() {
     ] {
         db.neighbours.robot(robot).await;
         node_check(
-            &db,
+            db,
             NodeCheck {
                 robot,
                 template_id: legacy,
@@ -57,10 +84,6 @@ async fn a_backtest_reads_a_database_this_service_never_migrated() {
         )
         .await;
     }
-    let tables = "SELECT COUNT(*) FROM information_schema.tables \
-                  WHERE table_schema = DATABASE()";
-    let before = db.raw.count(tables).await;
-
     let shipped = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../templates/robot-is-charging.v1.yaml"
@@ -71,7 +94,7 @@ async fn a_backtest_reads_a_database_this_service_never_migrated() {
             "backtest",
             shipped,
             "--database",
-            db.url.as_deref().unwrap(),
+            url,
             "--since",
             "2026-11-20",
             "--until",
@@ -88,6 +111,5 @@ async fn a_backtest_reads_a_database_this_service_never_migrated() {
     assert_eq!(summary(&report), (2, 2, 0, 0), "{report:#}");
     assert_eq!(report["matrix"]["FAIL"]["FAIL"], json!(1), "{report:#}");
     assert_eq!(report["matrix"]["PASS"]["PASS"], json!(1), "{report:#}");
-    // Read only: not a table more.
-    assert_eq!(db.raw.count(tables).await, before);
+    assert_eq!(report["neverMigrated"], json!(true), "{report:#}");
 }
