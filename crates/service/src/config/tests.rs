@@ -405,59 +405,50 @@ fn the_upstream_connect_timeout_is_shorter_than_the_attempt() {
     assert!(default.effective_connect_timeout() < default.timeout);
 }
 
-/// The queues' region: `AWS_REGION` when set; else the one the queue URLs name (a deployment
-/// that sets only `AWS_DEFAULT_REGION` or none still reaches its queues); else eu-central-1.
+/// The queues' region: `AWS_REGION` when set; else the one the queue URLs name, in any of AWS's
+/// host forms (a deployment that sets only `AWS_DEFAULT_REGION` or none still reaches its
+/// queues); else `AWS_DEFAULT_REGION`; else eu-central-1.
 #[test]
 fn the_aws_region_comes_from_the_key_or_the_queue_urls() {
-    let in_ireland = [
+    let region = |host: &str, extra: &[(&str, &str)]| {
+        let status = format!("https://{host}/123456789012/status");
+        let robot = format!("https://{host}/123456789012/robot-");
+        let mut pairs = vec![
+            ("STATUS_QUEUE_ADDRESS", status.as_str()),
+            ("ROBOT_QUEUE_ADDRESS", robot.as_str()),
+        ];
+        pairs.extend_from_slice(extra);
+        config(&pairs).unwrap().aws_region
+    };
+    let none: &[(&str, &str)] = &[];
+    for (host, extra, expected) in [
+        ("sqs.eu-west-1.amazonaws.com", none, "eu-west-1"),
         (
-            "STATUS_QUEUE_ADDRESS",
-            "https://sqs.eu-west-1.amazonaws.com/123456789012/status",
+            "sqs.eu-west-1.amazonaws.com",
+            &[("AWS_REGION", "us-east-2")],
+            "us-east-2",
         ),
+        ("ap-southeast-2.queue.amazonaws.com", none, "ap-southeast-2"),
+        ("sqs-fips.us-east-1.amazonaws.com", none, "us-east-1"),
         (
-            "ROBOT_QUEUE_ADDRESS",
-            "https://sqs.eu-west-1.amazonaws.com/123456789012/robot-",
-        ),
-    ];
-    assert_eq!(config(&in_ireland).unwrap().aws_region, "eu-west-1");
-    let mut chosen = in_ireland.to_vec();
-    chosen.push(("AWS_REGION", "us-east-2"));
-    assert_eq!(config(&chosen).unwrap().aws_region, "us-east-2");
-    let legacy = [(
-        "STATUS_QUEUE_ADDRESS",
-        "https://ap-southeast-2.queue.amazonaws.com/123456789012/status",
-    )];
-    assert_eq!(config(&legacy).unwrap().aws_region, "ap-southeast-2");
-    // Other AWS forms of the host name theirs.
-    for (host, region) in [
-        ("sqs-fips.us-east-1.amazonaws.com", "us-east-1"),
-        (
-            "vpce-0a1b2c3d-4e5f.sqs.us-west-2.vpce.amazonaws.com",
+            "vpce-0a1b-4e5f.sqs.us-west-2.vpce.amazonaws.com",
+            none,
             "us-west-2",
         ),
-        ("sqs.eu-north-1.api.aws", "eu-north-1"),
+        ("sqs.eu-north-1.api.aws", none, "eu-north-1"),
         (
             "sqs.ca-central-1.localhost.localstack.cloud",
+            none,
             "ca-central-1",
         ),
+        // An emulator's address names none.
+        ("127.0.0.1:4566", none, "eu-central-1"),
+        (
+            "localhost:4566",
+            &[("AWS_DEFAULT_REGION", "sa-east-1")],
+            "sa-east-1",
+        ),
     ] {
-        let address = format!("https://{host}/123456789012/status");
-        let config = config(&[("STATUS_QUEUE_ADDRESS", address.as_str())]).unwrap();
-        assert_eq!(config.aws_region, region, "{host}");
+        assert_eq!(region(host, extra), expected, "{host} {extra:?}");
     }
-    // An emulator's URLs name none: AWS_DEFAULT_REGION, else eu-central-1.
-    let emulator = [
-        (
-            "STATUS_QUEUE_ADDRESS",
-            "http://127.0.0.1:4566/000000000000/status",
-        ),
-        (
-            "ROBOT_QUEUE_ADDRESS",
-            "http://localhost:4566/000000000000/robot-",
-        ),
-    ];
-    assert_eq!(config(&emulator).unwrap().aws_region, "eu-central-1");
-    let mut defaulted = emulator.to_vec();
-    defaulted.push(("AWS_DEFAULT_REGION", "sa-east-1"));
-    assert_eq!(config(&defaulted).unwrap().aws_region, "sa-east-1");
 }

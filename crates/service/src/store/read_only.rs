@@ -40,23 +40,18 @@ enum Backend {
 /// migrated.
 macro_rules! on_db {
     ($store:expr, $db:ident => $body:expr) => {
-        match (&$store.backend, $store.production_only) {
-            (Backend::Sqlite(store), false) => {
-                let $db = store;
-                $body
-            }
-            (Backend::Sqlite(store), true) => {
-                let $db = &ProductionOnly(store);
-                $body
-            }
-            (Backend::Mysql(store), false) => {
-                let $db = store;
-                $body
-            }
-            (Backend::Mysql(store), true) => {
-                let $db = &ProductionOnly(store);
-                $body
-            }
+        match &$store.backend {
+            Backend::Sqlite(backend) => on_db!($store, backend, $db => $body),
+            Backend::Mysql(backend) => on_db!($store, backend, $db => $body),
+        }
+    };
+    ($store:expr, $backend:ident, $db:ident => $body:expr) => {
+        if $store.production_only {
+            let $db = &ProductionOnly($backend);
+            $body
+        } else {
+            let $db = $backend;
+            $body
         }
     };
 }
