@@ -72,16 +72,44 @@ impl Handler for AlarmPoster {
 }
 
 impl AlarmPoster {
-    /// Posts one alarm.
+    /// Posts one alarm — unless Megazord holds it already: Megazord keeps no key on
+    /// `referenceId`, and an attempt whose answer was lost (a timeout, a relay that died
+    /// between the post and its mark) may have been stored; posting again would start the
+    /// robot's script twice. So the robot's incomings of the alarm since its window's end are
+    /// read first, and one carrying its reference id settles it.
     async fn post(&self, pending: &PendingAction) -> Result<(), String> {
         let alarm = &pending.action.alarm;
+        let call_ref = uuid::Uuid::new_v4().to_string();
+        let stored = self
+            .megazord
+            .incomings(
+                pending.robot_id,
+                &alarm.event_name,
+                pending.action.window_end,
+                &call_ref,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(found) = stored
+            .iter()
+            .find(|event| event.reference_id.as_deref() == Some(alarm.reference_id.as_str()))
+        {
+            alarm_event!(
+                Level::WARN,
+                pending,
+                event_id = found.id,
+                "alarm found at Megazord already (an earlier attempt's answer was lost): not \
+                 posted again"
+            );
+            metrics::counter!("monitor_actions_found_posted_total").increment(1);
+            return Ok(());
+        }
         let event = PostedEvent {
             provider_name: self.provider_name.clone(),
             event_name: alarm.event_name.clone(),
             level: alarm.level,
             reference_id: alarm.reference_id.clone(),
         };
-        let call_ref = uuid::Uuid::new_v4().to_string();
         let event_id = self
             .megazord
             .post_incoming(pending.robot_id, &event, &call_ref)

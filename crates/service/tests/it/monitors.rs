@@ -485,6 +485,42 @@ async fn a_refused_alarm_is_retried_with_backoff(backend: Backend) {
     assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
 }
 
+/// Megazord stores an alarm but its answer is lost (it answers after the poster gave up): the
+/// retry finds the alarm there by its reference id and does not post it again — the robot's
+/// script starts once.
+async fn an_alarm_whose_answer_was_lost_is_not_posted_twice(backend: Backend) {
+    let Some(stack) = stack_with(
+        backend,
+        at("2026-11-20T08:00:00Z"),
+        &[("UPSTREAM_TIMEOUT_MS", "300")],
+    )
+    .await
+    else {
+        return;
+    };
+    stack.monitor("no-toilet", json!({})).await;
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    stack.megazord.answer_posts_slowly_until(
+        at("2026-11-20T08:10:01Z"),
+        std::time::Duration::from_secs(1),
+    );
+    stack.set("2026-11-20T08:10:00Z");
+    assert_eq!(stack.tick_monitor().await.decided, 1);
+    assert_eq!(
+        stack.tick_relay().await.alarms.failed,
+        1,
+        "the answer was lost"
+    );
+    assert_eq!(stack.references(), [reference("2026-11-20", 1)], "stored");
+    stack.set("2026-11-20T08:10:01Z");
+    assert_eq!(stack.tick_relay().await.alarms.done, 1);
+    assert_eq!(
+        stack.references(),
+        [reference("2026-11-20", 1)],
+        "found there, not posted again"
+    );
+}
+
 /// After downtime a short window's backlog is decided a bounded number of windows per step
 /// (one transaction each), not in one transaction that outgrows the operation timeout: every
 /// quiet window still alarms once, in order.
@@ -543,6 +579,7 @@ on_both_backends!(
     activity_resets_the_window,
     two_replicas_act_on_each_window_once,
     a_refused_alarm_is_retried_with_backoff,
+    an_alarm_whose_answer_was_lost_is_not_posted_twice,
     an_alarm_refused_for_hours_is_posted_once_megazord_accepts,
     a_long_backlog_of_windows_is_decided_in_bounded_steps,
 );

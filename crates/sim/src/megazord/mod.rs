@@ -227,6 +227,7 @@ struct Data {
     slow_until: Option<(DateTime<Utc>, std::time::Duration)>,
     /// `POST …/incomings` is refused (503) until then: a fault for tests.
     refuse_posts_until: Option<DateTime<Utc>>,
+    posts_slow_until: Option<(DateTime<Utc>, std::time::Duration)>,
 }
 
 impl Data {
@@ -603,6 +604,19 @@ impl MegazordSim {
     /// The delay of an answer now, when answers are slow.
     fn answer_delay(&self) -> Option<std::time::Duration> {
         let slow = self.lock().slow_until;
+        slow.filter(|(until, _)| (self.now)() < *until)
+            .map(|(_, delay)| delay)
+    }
+
+    /// Until `until`, every `POST …/incomings` is stored at once but answered only after
+    /// `delay` (a Megazord that commits and then stalls: the poster's answer is lost).
+    pub fn answer_posts_slowly_until(&self, until: DateTime<Utc>, delay: std::time::Duration) {
+        self.lock().posts_slow_until = Some((until, delay));
+    }
+
+    /// The delay of a post's answer now, when posts are answered slowly.
+    fn post_answer_delay(&self) -> Option<std::time::Duration> {
+        let slow = self.lock().posts_slow_until;
         slow.filter(|(until, _)| (self.now)() < *until)
             .map(|(_, delay)| delay)
     }

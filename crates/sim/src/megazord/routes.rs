@@ -153,9 +153,13 @@ async fn store_incoming(
         ));
     }
     // A lost delivery does not fail the request: the event is stored, as in the real one.
+    let delay = sim.post_answer_delay();
     let posted = sim.post_incoming(robot_id, new).await?;
     let mut body = posted.incoming;
     body["outgoingIds"] = json!(posted.outgoing_ids);
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     Ok((StatusCode::CREATED, Json(body)))
 }
 
