@@ -281,18 +281,9 @@ async fn assert_end_at_their_deadlines(
 
 /// `clock_skew_seconds` of the replica at `port`.
 async fn skew_gauge(port: u16) -> f64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("clock_skew_seconds "))
+    let text = crate::fault_stack::metrics_of(port).await;
+    crate::fault_stack::metric_value(&text, "clock_skew_seconds")
         .unwrap_or_else(|| panic!("no clock_skew_seconds in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// The number of seconds a readiness reason names (`clock: 30.0 s ahead …`).

@@ -498,6 +498,25 @@ pub async fn call(
     }
 }
 
+/// The `/metrics` page of the replica at `port` (a process of its own: its metrics are its
+/// own, not the test process's shared recorder).
+pub async fn metrics_of(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the unlabelled series `name` on a metrics page, when it is there.
+pub fn metric_value(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// Polls `GET /health/ready` until it answers `status`, for at most `within`.
 pub async fn await_readiness(port: u16, status: StatusCode, within: Duration) -> Answer {
     let deadline = Instant::now() + within;

@@ -151,12 +151,7 @@ async fn frozen_then_crashed() {
     }
     // The workers met the freeze too, and gave up on each operation at the bound: a delivery
     // was left for redelivery, the scheduler's steps failed.
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::fault_stack::metrics_of(port).await;
     for series in [
         "queue_messages_processed_total{queue=\"status\",outcome=\"failed\"}",
         "db_operation_timeouts_total{operation=\"find_by_subscription\"}",

@@ -135,17 +135,9 @@ async fn megazord_answering_too_late_leaves_no_subscription_behind() {
     assert_no_subscription_left(&upstreams.megazord, Duration::from_secs(60)).await;
     // The second fault happened: 602's unsubscribe at its deadline went unanswered (the
     // replica is a process of its own: its metrics are its own).
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let unanswered: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("unsubscribe_failures_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0);
+    let metrics = crate::fault_stack::metrics_of(port).await;
+    let unanswered =
+        crate::fault_stack::metric_value(&metrics, "unsubscribe_failures_total").unwrap_or(0.0);
     assert!(unanswered >= 1.0, "no unsubscribe failed:\n{metrics}");
     drop(replica);
 }
