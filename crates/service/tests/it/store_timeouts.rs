@@ -22,6 +22,25 @@ use crate::monitor_store::{at, date, monitor};
 use crate::store::{new_check, notify, render, synced_template};
 use crate::support::{self, Raw, TestDb, lease};
 
+/// Another session holding the incoming event `event` (`FOR UPDATE`) until the transaction
+/// returned is rolled back: a create recording it waits on that lock in its record's
+/// foreign-key check. The raw pool, for the test's own reads.
+async fn hold_incoming_event(
+    db: &TestDb,
+    event: i64,
+) -> (&sqlx::MySqlPool, sqlx::Transaction<'static, sqlx::MySql>) {
+    let Raw::Mysql(pool) = &db.raw else {
+        unreachable!("a MySQL test database")
+    };
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM incoming_event WHERE id = ? FOR UPDATE")
+        .bind(event)
+        .fetch_all(&mut *blocker)
+        .await
+        .unwrap();
+    (pool, blocker)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_past_the_timeout_fails_whole_and_frees_its_connection() {
     let limit = Duration::from_secs(1);
@@ -34,15 +53,7 @@ async fn an_operation_past_the_timeout_fails_whole_and_frees_its_connection() {
     let event = base.records[0].event.id;
     // Another session holds the incoming event every attempt records: each attempt inserts its
     // check row, then waits on that lock in its record's foreign-key check.
-    let Raw::Mysql(pool) = &db.raw else {
-        unreachable!("a MySQL test database")
-    };
-    let mut blocker = pool.begin().await.unwrap();
-    sqlx::query("SELECT id FROM incoming_event WHERE id = ? FOR UPDATE")
-        .bind(event)
-        .fetch_all(&mut *blocker)
-        .await
-        .unwrap();
+    let (_, blocker) = hold_incoming_event(&db, event).await;
 
     // At once, more abandoned attempts than the pool has connections (10): the last ones wait
     // for a connection and time out too.
@@ -108,15 +119,7 @@ async fn an_abandoned_operation_stops_waiting_for_its_lock() {
     let template = synced_template(&db, "lock-wait").await;
     let check = new_check(template, 42);
     db.neighbours.for_check(&check).await;
-    let Raw::Mysql(pool) = &db.raw else {
-        unreachable!("a MySQL test database")
-    };
-    let mut blocker = pool.begin().await.unwrap();
-    sqlx::query("SELECT id FROM incoming_event WHERE id = ? FOR UPDATE")
-        .bind(check.records[0].event.id)
-        .fetch_all(&mut *blocker)
-        .await
-        .unwrap();
+    let (pool, blocker) = hold_incoming_event(&db, check.records[0].event.id).await;
     let result = db.store.create_check(check).await;
     assert!(
         matches!(result, Err(StoreError::TimedOut { .. })),

@@ -601,9 +601,17 @@ impl MegazordSim {
         self.lock().slow_until = Some((until, delay));
     }
 
-    /// The delay of an answer now, when answers are slow.
+    /// The delay of a subscribe's or unsubscribe's answer now, when answers are slow.
     fn answer_delay(&self) -> Option<std::time::Duration> {
         let slow = self.lock().slow_until;
+        self.delay_now(slow)
+    }
+
+    /// `slow`'s delay while its time has not passed.
+    fn delay_now(
+        &self,
+        slow: Option<(DateTime<Utc>, std::time::Duration)>,
+    ) -> Option<std::time::Duration> {
         slow.filter(|(until, _)| (self.now)() < *until)
             .map(|(_, delay)| delay)
     }
@@ -617,8 +625,7 @@ impl MegazordSim {
     /// The delay of a post's answer now, when posts are answered slowly.
     fn post_answer_delay(&self) -> Option<std::time::Duration> {
         let slow = self.lock().posts_slow_until;
-        slow.filter(|(until, _)| (self.now)() < *until)
-            .map(|(_, delay)| delay)
+        self.delay_now(slow)
     }
 
     /// Refuses every `POST …/incomings` with 503 until `until` (nothing is stored).
