@@ -1,6 +1,7 @@
-//! The backfill after subscribing (SPEC §3.3): events Megazord stored between the past fetch
-//! and the subscription are taken in once, as future events; a backfill that fails leaves no
-//! subscription behind.
+//! The reads of Megazord on create: the past fetch reads every dependency (SPEC §3.2), and the
+//! backfill after subscribing (SPEC §3.3) takes in once, as future events, what Megazord stored
+//! between the past fetch and the subscription; a backfill that fails leaves no subscription
+//! behind.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -9,7 +10,7 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::api::create_fails_upstream;
 use crate::harness::on_both_backends;
-use crate::harness::{Backend, TestApp, create_body, incoming, spawn, step_json};
+use crate::harness::{Backend, TestApp, create_body, incoming, spawn, spawn_with, step_json};
 
 const ROBOT: i64 = 42;
 const CHARGING: &[(&str, i64)] = &[("pass", 124), ("fail", 125)];
@@ -93,6 +94,43 @@ pub async fn an_event_stamped_with_the_anchors_second_is_taken_in(backend: Backe
     );
 }
 
+/// Megazord answers more than the window holds (its `created_since` is whole seconds, and it has
+/// no upper bound): one dependency's answer over the history cap, of which the window admits
+/// no more than the cap, must not stop the other dependencies from being read — the robot
+/// stopped charging after its last start, so the past phase is not PASS.
+pub async fn every_past_dependency_is_read_when_one_answers_more_than_the_cap(backend: Backend) {
+    let app = spawn_with(backend, &[("HISTORY_CAP", "4")]).await;
+    let step = step_json(123, "robot-is-charging", 3600, 600, CHARGING);
+    app.given_step(ROBOT, 123, step).await;
+    // Five starts, two before the past hour (07:00): with the stop, four in the window — the
+    // cap, which the check may hold.
+    let starts = ["06:30:00", "06:45:00", "07:10:00", "07:20:00", "07:30:00"];
+    let starts: Vec<_> = (0..)
+        .zip(starts)
+        .map(|(i, at)| incoming(7100 + i, "CHARGING_STARTED", &format!("2026-11-20T{at}Z")))
+        .collect();
+    app.given_incomings(ROBOT, "CHARGING_STARTED", json!(starts))
+        .await;
+    let stopped = incoming(7200, "CHARGING_STOPPED", "2026-11-20T07:50:00Z");
+    app.given_incomings(ROBOT, "CHARGING_STOPPED", json!([stopped]))
+        .await;
+    app.given_subscriptions(ROBOT, 994).await;
+    let (status, body) = app.post_check(ROBOT, &create_body(123)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let past: Vec<i64> = body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["incomingEventId"].as_i64().unwrap())
+        .collect();
+    assert_eq!(past, [7102, 7103, 7104, 7200], "{body}");
+    assert_eq!(
+        (&body["phase"], &body["result"]),
+        (&json!("FUTURE"), &json!("PENDING")),
+        "{body}"
+    );
+}
+
 pub async fn failed_backfill_removes_the_subscription(backend: Backend) {
     let app = spawn(backend).await;
     // The past fetch succeeds; the backfill after subscribing (same endpoint, second call)
@@ -115,5 +153,6 @@ pub async fn failed_backfill_removes_the_subscription(backend: Backend) {
 on_both_backends!(
     backfill_is_merged_without_recording_an_event_twice,
     an_event_stamped_with_the_anchors_second_is_taken_in,
+    every_past_dependency_is_read_when_one_answers_more_than_the_cap,
     failed_backfill_removes_the_subscription,
 );
