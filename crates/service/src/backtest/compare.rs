@@ -212,8 +212,11 @@ pub struct Compared {
 enum Recorded {
     /// Through the end of the future window, or there was none.
     Whole,
-    /// Up to (and including) this event time: the check was decided before its window ended.
+    /// Up to (and including) this event time: the check was decided by a future record
+    /// before its window ended.
     Until(DateTime<Utc>),
+    /// Its past only: it was decided in its past phase and never subscribed.
+    PastOnly,
 }
 
 /// Stand-in next steps of a check the Node service wrote (not adopted, so its steps were
@@ -249,11 +252,15 @@ pub fn compare(
     let recorded = recorded(check, stored);
     let unrecorded_future = match recorded {
         Recorded::Until(at) => windows.until.filter(|until| at < *until).map(|_| at),
+        Recorded::PastOnly => windows.until.map(|_| anchor),
         Recorded::Whole => None,
     };
+    // Whether the check went through its future phase: by whether it subscribed, not by the
+    // deciding event's time — an event stamped with the anchor's second is a future one.
     let future_seen = match recorded {
         Recorded::Whole => windows.until.is_some(),
-        Recorded::Until(at) => at > anchor,
+        Recorded::Until(_) => true,
+        Recorded::PastOnly => false,
     };
     let missing = |candidate_names: Option<&Vec<String>>, stored_names: &[String]| -> Vec<String> {
         candidate_names
@@ -441,7 +448,7 @@ fn recorded(check: &StoredCheck, stored: &StoredVersion) -> Recorded {
         .max_by_key(|record| record.order);
     let subscribed = check.subscription_id.is_some() || last_future.is_some();
     if !subscribed {
-        return Recorded::Until(anchor);
+        return Recorded::PastOnly;
     }
     match last_future {
         Some(record)
@@ -599,12 +606,16 @@ mod tests {
     }
 
     fn candidate(future_pass: &str) -> Template {
+        candidate_depending_on("CHARGING_STARTED", future_pass)
+    }
+
+    fn candidate_depending_on(future_depends_on: &str, future_pass: &str) -> Template {
         let yaml = format!(
             "name: robot-is-charging\nversion: 2\ndescription: test\nisActive: true\n\
              pollUntilEnd: false\npoller: {{pastInterval: 3600, futureInterval: 600}}\n\
              resources:\n  pastEvents:\n    dependsOn: [CHARGING_STARTED, CHARGING_STOPPED]\n    \
              PASS: 'events.size() > 0 && events[events.size() - 1].name == \"CHARGING_STARTED\"'\n  \
-             futureEvents:\n    dependsOn: [CHARGING_STARTED]\n    PASS: '{future_pass}'\n"
+             futureEvents:\n    dependsOn: [{future_depends_on}]\n    PASS: '{future_pass}'\n"
         );
         Template::from_yaml(&yaml, "candidate", &Limits::default()).unwrap()
     }
@@ -620,6 +631,26 @@ mod tests {
             panic!("{:?}", compared.verdict);
         };
         assert!(reason.ends_with(problem), "{reason}");
+    }
+
+    /// A check decided by a future event Megazord stamped with the anchor's own second (taken
+    /// in by the backfill) went through its future phase: a future dependency it never
+    /// recorded makes it not comparable, not unchanged.
+    #[test]
+    fn a_check_decided_in_its_anchors_second_went_through_its_future() {
+        let (mut check, stored) = passed_early();
+        check.records[0].event = event(10, "2026-11-20T08:00:00Z");
+        check.records[0].created_at = at("2026-11-20T08:00:00.450Z");
+        let with_stops = candidate_depending_on(
+            "CHARGING_STARTED, CHARGING_STOPPED",
+            "future.exists(e, e.name == \"CHARGING_STARTED\") && \
+             !future.exists(e, e.name == \"CHARGING_STOPPED\")",
+        );
+        let compared = compare(&check, Ok(&stored), &with_stops, Limits::default(), None);
+        let Verdict::NotComparable { missing, .. } = compared.verdict else {
+            panic!("{:?}", compared.verdict);
+        };
+        assert_eq!(missing, ["CHARGING_STOPPED"]);
     }
 
     /// Megazord stamps whole seconds: a second charging start of the same second as the one the
