@@ -434,9 +434,14 @@ impl Check {
                 let appended = transition.appended;
                 self.apply(evaluation, appended, RecordPhase::Past, &mut transition);
             }
+            // No past rules: nothing depends on them. Rules but no past phase (a step's
+            // `pastInterval` 0): the window is empty.
             None => transition
                 .skipped
-                .extend(events.iter().map(|e| Skip::NotDependedOn(e.id))),
+                .extend(events.iter().map(|e| match template.past {
+                    Some(_) => Skip::OutOfWindow(e.id),
+                    None => Skip::NotDependedOn(e.id),
+                })),
         }
 
         let future = template.future.as_ref().zip(self.windows.until);
