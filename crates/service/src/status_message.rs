@@ -62,6 +62,7 @@ struct SourceEvent {
     level: Option<i64>,
     #[serde(default)]
     reference_id: Option<IdValue>,
+    #[serde(deserialize_with = "crate::upstream::event_time")]
     created_at: DateTime<Utc>,
 }
 
@@ -186,6 +187,10 @@ mod tests {
             r#"{"Type": "Notification", "Message": "{oops"}"#,
             &PLAIN.replace(r#""robotId": 42"#, r#""robotId": "x""#),
             &PLAIN.replace(r#""robotId": "42""#, r#""robotId": "43""#),
+            // Years chrono reads but no Megazord time has (their grace would overflow).
+            &PLAIN.replace("2026-11-20T08:04:59Z", "+262142-12-31T23:59:59Z"),
+            &PLAIN.replace("2026-11-20T08:04:59Z", "-262143-01-01T00:00:00Z"),
+            &PLAIN.replace("2026-11-20T08:04:59Z", "+10000-01-01T00:00:00Z"),
         ] {
             assert!(parse(body).is_err(), "{body}");
         }

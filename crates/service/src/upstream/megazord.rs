@@ -167,6 +167,7 @@ struct SubscriptionDto {
 struct IncomingDto {
     id: i64,
     event_name: String,
+    #[serde(deserialize_with = "super::event_time")]
     created_at: DateTime<Utc>,
     #[serde(default)]
     level: Option<i64>,

@@ -13,6 +13,24 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use status_check_engine::Event;
 
+/// Reads an event's time as Megazord writes it: RFC 3339, whose year has four digits. chrono
+/// also reads a signed year of up to six, which no Megazord `TIMESTAMP` holds and which
+/// overflows what is added to an event's time (a grace period, a monitor's window): such a
+/// time is refused as the wrong shape.
+pub(crate) fn event_time<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<DateTime<Utc>, D::Error> {
+    use chrono::Datelike;
+    let at = <DateTime<Utc> as serde::Deserialize>::deserialize(deserializer)?;
+    if (1..=9999).contains(&at.year()) {
+        Ok(at)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{at} is not a time Megazord writes (a year of four digits)"
+        )))
+    }
+}
+
 /// How to reach one upstream.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {

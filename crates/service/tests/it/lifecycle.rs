@@ -455,9 +455,19 @@ pub async fn malformed_messages_never_block_and_sns_wrapped_ones_work(backend: B
     let id = open_charging_check(&app, 123, 998).await;
     put(&app, &queues, "this is not json").await;
     put(&app, &queues, r#"{"payload": {"id": 1}}"#).await;
+    // A year beyond four digits (chrono reads up to six): no Megazord time, and one that
+    // overflows the grace arithmetic of an unknown subscription.
+    let far_out = delivery(
+        424242,
+        85001,
+        7401,
+        "CHARGING_STARTED",
+        "+262142-12-31T23:59:59Z",
+    );
+    put(&app, &queues, &far_out).await;
     app.clock.set(at("2026-11-20T08:05:01Z"));
-    let outcomes = consume_n(&workers, 2).await;
-    assert_eq!(outcomes, [Outcome::Malformed, Outcome::Malformed]);
+    let outcomes = consume_n(&workers, 3).await;
+    assert_eq!(outcomes, [Outcome::Malformed; 3]);
     let inner = delivery(998, 85000, 7400, "CHARGING_STARTED", "2026-11-20T08:05:00Z");
     let sns = json!({"Type": "Notification", "MessageId": "sns-1", "TopicArn": "arn:aws:sns:x", "Message": inner});
     put(&app, &queues, &sns.to_string()).await;

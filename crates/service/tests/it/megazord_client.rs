@@ -305,6 +305,8 @@ async fn incomings_malformed_body_is_invalid() {
         json!([{"id": 1, "eventName": "X", "createdAt": "2026-11-20T08:00:00Z",
                 "referenceId": {"nested": true}}]),
         json!([{"eventName": "X", "createdAt": "2026-11-20T08:00:00Z"}]),
+        // A year chrono reads but no Megazord TIMESTAMP holds.
+        json!([{"id": 1, "eventName": "X", "createdAt": "+262142-12-31T23:59:59Z"}]),
     ] {
         let server = MockServer::start().await;
         incomings_route("CHARGING_STARTED")
