@@ -363,6 +363,40 @@ fn alarms_carry_the_stable_reference_of_their_window() {
     );
 }
 
+/// An action the same as an earlier one (event and level) is posted once: every post of a
+/// window carries its reference id, so nothing could tell the two apart.
+#[test]
+fn an_action_repeated_is_one_alarm() {
+    let text = r#"
+- robotId: 42
+  ruleId: no-toilet
+  eventType: TOILET_ACTIVITY
+  window: 2h
+  daily: {start: "08:00", end: "22:00"}
+  actions:
+    - {type: alarm, eventName: NO_TOILET_ACTIVITY_ALARM}
+    - {type: alarm, eventName: NO_TOILET_ACTIVITY_ALARM, level: 2}
+    - {type: alarm, eventName: NO_TOILET_ACTIVITY_ALARM}
+    - {type: alarm, eventName: CARER_CALL, level: 2}
+    - {type: alarm, eventName: NO_TOILET_ACTIVITY_ALARM, level: 2}
+"#;
+    let monitor = parse_monitor_list(text).unwrap().remove(0);
+    let date: NaiveDate = "2026-03-29".parse().unwrap();
+    let alarms = monitor.alarms(date, 1);
+    let posted: Vec<(usize, &str, Option<u8>)> = alarms
+        .iter()
+        .map(|a| (a.action_index, a.event_name.as_str(), a.level))
+        .collect();
+    assert_eq!(
+        posted,
+        [
+            (0, "NO_TOILET_ACTIVITY_ALARM", None),
+            (1, "NO_TOILET_ACTIVITY_ALARM", Some(2)),
+            (3, "CARER_CALL", Some(2)),
+        ]
+    );
+}
+
 #[test]
 fn the_state_serialises_with_the_api_field_names() {
     let json = serde_json::to_value(state(2, at(8, 30, 0), at(9, 0, 0))).unwrap();

@@ -109,20 +109,26 @@ impl Monitor {
     }
 
     /// What to post when window `window_number` of the session on `session_date` ends quietly:
-    /// one request per action, in order.
+    /// one request per action, in order — an action the same as an earlier one (event and
+    /// level) once: every post of a window carries its reference id, so Megazord could not
+    /// tell the two apart, and the robot's script would start twice.
     pub fn alarms(&self, session_date: NaiveDate, window_number: u32) -> Vec<AlarmRequest> {
         let reference_id = self.reference_id(session_date, window_number);
-        self.actions
-            .iter()
-            .enumerate()
-            .map(|(action_index, action)| match action {
-                Action::Alarm { event_name, level } => AlarmRequest {
+        let mut alarms: Vec<AlarmRequest> = Vec::with_capacity(self.actions.len());
+        for (action_index, action) in self.actions.iter().enumerate() {
+            let Action::Alarm { event_name, level } = action;
+            let repeated = alarms
+                .iter()
+                .any(|alarm| alarm.event_name == *event_name && alarm.level == *level);
+            if !repeated {
+                alarms.push(AlarmRequest {
                     action_index,
                     event_name: event_name.clone(),
                     level: *level,
                     reference_id: reference_id.clone(),
-                },
-            })
-            .collect()
+                });
+            }
+        }
+        alarms
     }
 }

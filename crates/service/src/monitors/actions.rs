@@ -76,7 +76,9 @@ impl AlarmPoster {
     /// `referenceId`, and an attempt whose answer was lost (a timeout, a relay that died
     /// between the post and its mark) may have been stored; posting again would start the
     /// robot's script twice. So the robot's incomings of the alarm since its window's end are
-    /// read first, and one carrying its reference id settles it.
+    /// read first, and one carrying its reference id settles it — with this action's level,
+    /// when it sets one: a window's actions share the reference id, and those of one event
+    /// name differ by their level (identical ones are posted once, `Monitor::alarms`).
     async fn post(&self, pending: &PendingAction) -> Result<(), String> {
         let alarm = &pending.action.alarm;
         let call_ref = uuid::Uuid::new_v4().to_string();
@@ -90,10 +92,13 @@ impl AlarmPoster {
             )
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(found) = stored
-            .iter()
-            .find(|event| event.reference_id.as_deref() == Some(alarm.reference_id.as_str()))
-        {
+        let ours = |event: &&status_check_engine::Event| {
+            event.reference_id.as_deref() == Some(alarm.reference_id.as_str())
+                && alarm
+                    .level
+                    .is_none_or(|level| event.level == Some(i64::from(level)))
+        };
+        if let Some(found) = stored.iter().find(ours) {
             alarm_event!(
                 Level::WARN,
                 pending,

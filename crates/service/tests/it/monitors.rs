@@ -521,6 +521,34 @@ async fn an_alarm_whose_answer_was_lost_is_not_posted_twice(backend: Backend) {
     );
 }
 
+/// Two actions of one event differ by their level: each is posted (the second is not taken
+/// for the first's lost answer, though they share the reference id); one the same as an
+/// earlier one is posted once (Megazord could not tell them apart).
+async fn actions_of_one_event_at_two_levels_are_both_posted(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T08:00:00Z")).await else {
+        return;
+    };
+    let actions = json!([
+        {"type": "alarm", "eventName": ALARM, "level": 5},
+        {"type": "alarm", "eventName": ALARM, "level": 1},
+        {"type": "alarm", "eventName": ALARM, "level": 5},
+    ]);
+    stack
+        .monitor("no-toilet", json!({"actions": actions}))
+        .await;
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    stack.set("2026-11-20T08:10:00Z");
+    assert_eq!(stack.tick_monitor().await.decided, 1);
+    assert_eq!(stack.tick_relay().await.alarms.done, 2);
+    let levels: Vec<(String, i64)> = stack
+        .alarms()
+        .into_iter()
+        .map(|(reference, _, level)| (reference, level))
+        .collect();
+    let first = reference("2026-11-20", 1);
+    assert_eq!(levels, [(first.clone(), 5), (first, 1)]);
+}
+
 /// After downtime a short window's backlog is decided a bounded number of windows per step
 /// (one transaction each), not in one transaction that outgrows the operation timeout: every
 /// quiet window still alarms once, in order.
@@ -580,6 +608,7 @@ on_both_backends!(
     two_replicas_act_on_each_window_once,
     a_refused_alarm_is_retried_with_backoff,
     an_alarm_whose_answer_was_lost_is_not_posted_twice,
+    actions_of_one_event_at_two_levels_are_both_posted,
     an_alarm_refused_for_hours_is_posted_once_megazord_accepts,
     a_long_backlog_of_windows_is_decided_in_bounded_steps,
 );
