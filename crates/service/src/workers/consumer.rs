@@ -22,6 +22,8 @@ use crate::queue::{MAX_RECEIVE_BATCH, MAX_VISIBILITY, Queue, QueueMessage};
 use crate::readiness::Readiness;
 use crate::status_message::{self, StatusMessage};
 
+use super::visibility::{Hiding, Waiting};
+
 /// How the consumer behaves.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -130,6 +132,8 @@ struct Inner {
     permits: Arc<Semaphore>,
     /// Told whether each receive worked: receives failing for long make the replica unready.
     readiness: Arc<Readiness>,
+    /// Keeps received messages invisible while they are worked on.
+    hiding: Hiding,
 }
 
 /// The consumer; cheap to clone.
@@ -144,12 +148,18 @@ impl Consumer {
         readiness: Arc<Readiness>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let hiding = Hiding {
+            queue: queue.clone(),
+            queue_url: config.queue_url.clone(),
+            visibility: config.visibility,
+        };
         Consumer(Arc::new(Inner {
             queue,
             deliveries,
             config,
             permits,
             readiness,
+            hiding,
         }))
     }
 
@@ -203,15 +213,23 @@ impl Consumer {
     /// Group commit: received messages wait in a channel; whenever one of the few batch slots
     /// is free, everything waiting (up to the batch size) becomes one batch, written in one
     /// transaction. Under load batches fill up; when the queue is quiet a message is applied
-    /// at once, alone.
+    /// at once, alone. A message waiting for a slot is kept invisible meanwhile.
     pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
         let inner = self.0.clone();
         let tracker = TaskTracker::new();
-        let (waiting, mut arrived) =
+        let (to_batcher, mut arrived) =
             mpsc::unbounded_channel::<(QueueMessage, OwnedSemaphorePermit)>();
+        let waiting = Waiting::default();
+        let keeper_stop = CancellationToken::new();
+        let keeper = tokio::spawn(
+            waiting
+                .clone()
+                .keep_invisible(inner.hiding.clone(), keeper_stop.clone()),
+        );
         let batcher = {
             let consumer = self.clone();
             let tracker = tracker.clone();
+            let waiting = waiting.clone();
             let slots = Arc::new(Semaphore::new(inner.config.batches_in_flight()));
             tokio::spawn(async move {
                 while let Some(first) = arrived.recv().await {
@@ -224,6 +242,9 @@ impl Consumer {
                             Ok(next) => batch.push(next),
                             Err(_) => break,
                         }
+                    }
+                    for (message, _) in &batch {
+                        waiting.remove(&message.receipt);
                     }
                     let consumer = consumer.clone();
                     tracker.spawn(async move {
@@ -265,12 +286,13 @@ impl Consumer {
                         Err(_) => break,
                     },
                 };
-                if waiting.send((message, permit)).is_err() {
+                waiting.add(&message.receipt);
+                if to_batcher.send((message, permit)).is_err() {
                     break;
                 }
             }
         }
-        drop(waiting);
+        drop(to_batcher);
         let drained = tokio::time::timeout(drain, async {
             batcher.await.ok();
             tracker.close();
@@ -280,6 +302,8 @@ impl Consumer {
         if drained.is_err() {
             tracing::warn!("consumer drain timed out; unfinished messages will be redelivered");
         }
+        keeper_stop.cancel();
+        keeper.await.ok();
     }
 
     /// Processes a batch of messages — their deliveries applied in one transaction — keeping
@@ -290,7 +314,9 @@ impl Consumer {
         let queue = inner.config.queue_label;
         metrics::counter!("queue_messages_received_total", "queue" => queue).increment(count);
         metrics::gauge!("queue_messages_in_flight", "queue" => queue).increment(count as f64);
-        let heartbeat = self.keep_invisible(&messages);
+        let heartbeat = inner
+            .hiding
+            .keep_batch_invisible(messages.iter().map(|m| m.receipt.clone()).collect());
         let parsed: Vec<Result<Parsed, Outcome>> = messages.iter().map(parse).collect();
         let deliveries: Vec<(Delivered, String)> = parsed
             .iter()
@@ -315,7 +341,7 @@ impl Consumer {
             };
             outcomes.push(outcome);
         }
-        heartbeat.cancel();
+        drop(heartbeat);
         join_all(
             messages
                 .iter()
@@ -373,31 +399,6 @@ impl Consumer {
         if let Err(e) = settled {
             tracing::warn!(message_id = %message.id, error = %e, "could not settle a status message; it will be redelivered");
         }
-    }
-
-    /// Extends the messages' invisibility at half its timeout until cancelled.
-    fn keep_invisible(&self, messages: &[QueueMessage]) -> CancellationToken {
-        let token = CancellationToken::new();
-        let inner = self.0.clone();
-        let receipts: Vec<String> = messages.iter().map(|m| m.receipt.clone()).collect();
-        let stop = token.clone();
-        tokio::spawn(async move {
-            let every = inner.config.visibility / 2;
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(every) => {
-                        for receipt in &receipts {
-                            let _ = inner
-                                .queue
-                                .extend_visibility(&inner.config.queue_url, receipt, inner.config.visibility)
-                                .await;
-                        }
-                    }
-                }
-            }
-        });
-        token
     }
 
     /// What applying a delivery came to, as the message's outcome.

@@ -8,3 +8,4 @@ pub mod consumer;
 pub mod monitor;
 pub mod relay;
 pub mod scheduler;
+mod visibility;

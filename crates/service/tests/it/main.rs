@@ -10,6 +10,7 @@ mod batching;
 mod built_in_templates;
 mod clock_skew;
 mod commit_lost;
+mod consumer_visibility;
 mod database_cli;
 mod deadline_reads;
 mod dev_command;
