@@ -458,6 +458,27 @@ fn a_job_service_window_longer_than_the_session_loads() {
     assert_eq!(refused[0].field, "window", "{refused:?}");
 }
 
+/// A monitors list may not post one event both with and without a level (the relay could not
+/// tell the two posts apart); a deployed definition of that shape still reads back.
+#[test]
+fn an_event_posted_with_and_without_a_level_is_refused_as_written() {
+    let list = "- {robotId: 1, ruleId: a, eventType: T, window: 1m, daily: {start: \"08:00\", \
+                end: \"09:00\"}, actions: [{type: alarm, eventName: X}, {type: alarm, \
+                eventName: Y}, {type: alarm, eventName: X, level: 3}]}";
+    let refused = errors(parse_monitor_list(list));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("actions[0].level: is missing while actions[2] posts the same event"),
+        "{refused:?}"
+    );
+    let without_the_level = list.replace(", level: 3", "");
+    let monitor = parse_monitor_list(&without_the_level).unwrap().remove(0);
+    let mut definition = monitor.definition();
+    definition.actions.as_mut().unwrap()[2].level = Some(3);
+    assert!(Monitor::from_deployed_definition(&definition).is_ok());
+    assert!(Monitor::from_definition(&definition).is_err());
+}
+
 /// An event name is 1 to 128 characters — characters, not bytes, as the API's schema and
 /// MySQL count them.
 #[test]

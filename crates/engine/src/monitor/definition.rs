@@ -92,15 +92,20 @@ impl std::error::Error for FieldError {}
 impl Monitor {
     /// Validates a definition as a person writes one (an API body, `MONITORS_FILE`),
     /// collecting every problem with the field it concerns. A window longer than the daily
-    /// session is refused: it could never end before the session does.
+    /// session is refused: it could never end before the session does. So is an action
+    /// without a level whose event another action posts with one: every post of a window
+    /// carries its reference id, and without a level Megazord's schema sets one, so the relay
+    /// could not tell the two posts apart (it reads them back to find a post whose answer was
+    /// lost).
     pub fn from_definition(definition: &MonitorDefinition) -> Result<Monitor, Vec<FieldError>> {
         Self::validate(definition, true)
     }
 
     /// Validates like [`Monitor::from_definition`], but takes a window longer than the daily
-    /// session: its windows are cut at the session's end, so it alarms only on a day a clock
-    /// change lengthens. The job service ran with such files, which load here unchanged
-    /// (SPEC §12), and what was stored is read back as it was.
+    /// session (its windows are cut at the session's end, so it alarms only on a day a clock
+    /// change lengthens) and actions of one event with and without a level. The job service
+    /// ran with such files, which load here unchanged (SPEC §12), and what was stored is read
+    /// back as it was.
     pub fn from_deployed_definition(
         definition: &MonitorDefinition,
     ) -> Result<Monitor, Vec<FieldError>> {
@@ -114,7 +119,7 @@ impl Monitor {
 
     fn validate(
         definition: &MonitorDefinition,
-        window_within_session: bool,
+        as_written: bool,
     ) -> Result<Monitor, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut fail = |field: &str, message: String| {
@@ -187,7 +192,7 @@ impl Monitor {
                 None
             }
         };
-        if let (true, Some(window), Some(daily)) = (window_within_session, window, daily)
+        if let (true, Some(window), Some(daily)) = (as_written, window, daily)
             && window.as_seconds() > daily.nominal_seconds()
         {
             fail(
@@ -214,7 +219,20 @@ impl Monitor {
                     .enumerate()
                     .map(|(i, action)| parse_action(action, &format!("actions[{i}]"), &mut fail))
                     .collect();
-                parsed.into_iter().collect::<Option<Vec<_>>>()
+                let parsed = parsed.into_iter().collect::<Option<Vec<_>>>();
+                if let (true, Some(parsed)) = (as_written, &parsed) {
+                    for (i, leveled) in levels_left_out(parsed) {
+                        fail(
+                            &format!("actions[{i}].level"),
+                            format!(
+                                "is missing while actions[{leveled}] posts the same event with \
+                                 one: give this one a level too (without one Megazord's schema \
+                                 sets it, and the two posts could not be told apart)"
+                            ),
+                        );
+                    }
+                }
+                parsed
             }
             None => {
                 fail("actions", missing());
@@ -364,4 +382,27 @@ pub(super) fn robot_id_number_or_text<'de, D: Deserializer<'de>>(
         }
     }
     deserializer.deserialize_any(RobotId)
+}
+
+/// Each action without a level whose event an action with a level posts too: (its index, the
+/// first such other action's index).
+fn levels_left_out(actions: &[Action]) -> Vec<(usize, usize)> {
+    let event_and_level = |action: &Action| match action {
+        Action::Alarm { event_name, level } => (event_name.clone(), *level),
+    };
+    let mut left_out = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        let (event, level) = event_and_level(action);
+        if level.is_some() {
+            continue;
+        }
+        let leveled = actions.iter().position(|other| {
+            let (other_event, other_level) = event_and_level(other);
+            other_event == event && other_level.is_some()
+        });
+        if let Some(leveled) = leveled {
+            left_out.push((i, leveled));
+        }
+    }
+    left_out
 }
