@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use futures_util::{StreamExt as _, stream};
 
 use super::Checks;
-use crate::jobs::{Handler, Job, LeaseOwner, Next, RetryPolicy, Runner, RunnerSettings};
+use crate::jobs::{
+    Handler, Job, LeaseOwner, Next, RetryPolicy, Runner, RunnerSettings, StartBefore,
+};
 use crate::queue::Queue;
 use crate::store::{NotificationJobs, OutboxMessage};
 
@@ -52,7 +54,11 @@ impl Handler for RobotNotifier {
 
     /// Robots in parallel (each send is an SQS round trip), each robot's notifications in the
     /// order of their checks and sequence numbers.
-    async fn perform(&self, jobs: &[Job<OutboxMessage>]) -> Vec<Result<(), String>> {
+    async fn perform(
+        &self,
+        jobs: &[Job<OutboxMessage>],
+        start: &StartBefore,
+    ) -> Vec<Option<Result<(), String>>> {
         let mut by_robot: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
         for (index, job) in jobs.iter().enumerate() {
             by_robot
@@ -60,12 +66,15 @@ impl Handler for RobotNotifier {
                 .or_default()
                 .push(index);
         }
-        let mut outcomes: Vec<Result<(), String>> = vec![Ok(()); jobs.len()];
+        let mut outcomes: Vec<Option<Result<(), String>>> = vec![None; jobs.len()];
         let mut robots = stream::iter(by_robot.into_values())
             .map(|mut indexes| async move {
                 indexes.sort_by_key(|&i| (jobs[i].payload.check_id, jobs[i].payload.seq));
                 let mut sent = Vec::with_capacity(indexes.len());
                 for index in indexes {
+                    if start.passed() {
+                        break;
+                    }
                     sent.push((index, self.perform_one(&jobs[index]).await));
                 }
                 sent
@@ -73,7 +82,7 @@ impl Handler for RobotNotifier {
             .buffer_unordered(self.concurrency.max(1));
         while let Some(sent) = robots.next().await {
             for (index, outcome) in sent {
-                outcomes[index] = outcome;
+                outcomes[index] = Some(outcome);
             }
         }
         outcomes

@@ -17,7 +17,7 @@ pub use handoff::Handoff;
 pub use lease::{Lease, LeaseError, LeaseOwner};
 pub use retry::{Next, RetryPolicy};
 pub(crate) use runner::due;
-pub use runner::{Handler, JobTick, Runner, RunnerSettings};
+pub use runner::{Handler, JobTick, Runner, RunnerSettings, StartBefore};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -25,12 +25,21 @@ pub trait Handler: Send + Sync + 'static {
     /// policy).
     async fn perform_one(&self, job: &Job<Payload<Self>>) -> Result<(), String>;
 
-    /// Performs a batch the runner holds under a lease, one outcome per job in order: one job
-    /// after the other, unless the kind does better (robots' notifications in parallel).
-    async fn perform(&self, jobs: &[Job<Payload<Self>>]) -> Vec<Result<(), String>> {
+    /// Performs a batch the runner holds under a lease, one outcome per job in order (`None`:
+    /// not started, `start` had passed): one job after the other, unless the kind does better
+    /// (robots' notifications in parallel).
+    async fn perform(
+        &self,
+        jobs: &[Job<Payload<Self>>],
+        start: &StartBefore,
+    ) -> Vec<Option<Result<(), String>>> {
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            outcomes.push(self.perform_one(job).await);
+            let outcome = match start.passed() {
+                true => None,
+                false => Some(self.perform_one(job).await),
+            };
+            outcomes.push(outcome);
         }
         outcomes
     }
@@ -38,6 +47,21 @@ pub trait Handler: Send + Sync + 'static {
     /// A job failed and what follows: the kind's log line and metrics (the runner records
     /// the failure).
     fn failed(&self, job: &Job<Payload<Self>>, error: &str, next: Next);
+}
+
+/// The time after which a batch starts no more jobs: half its lease. A job begun later could
+/// outlast the lease, and another replica that claimed the rest of the batch meanwhile would
+/// perform the same jobs at the same time (an alarm posted twice). A job not started stays
+/// leased until the lease runs out, then any replica claims it.
+pub struct StartBefore {
+    clock: Arc<dyn Clock>,
+    at: DateTime<Utc>,
+}
+
+impl StartBefore {
+    pub fn passed(&self) -> bool {
+        self.clock.now() >= self.at
+    }
 }
 
 /// How a runner works through its queue.
@@ -104,6 +128,8 @@ pub struct JobTick {
     pub claimed: usize,
     pub done: usize,
     pub failed: usize,
+    /// Not started: half the lease was spent (they come back when it runs out).
+    pub not_started: usize,
     /// Of the failed, those dead-lettered.
     pub dead_lettered: usize,
     /// Done jobs purged after the retention.
@@ -206,15 +232,20 @@ impl<H: Handler> Runner<H> {
         if jobs.is_empty() {
             return;
         }
-        let outcomes = self.handler.perform(&jobs).await;
+        let start = StartBefore {
+            clock: self.clock.clone(),
+            at: self.clock.now() + delta(self.settings.lease_for / 2),
+        };
+        let outcomes = self.handler.perform(&jobs, &start).await;
         debug_assert_eq!(outcomes.len(), jobs.len(), "one outcome per job");
         let now = self.clock.now();
         let mut done = Vec::new();
         let mut failures = Vec::new();
         for (job, outcome) in jobs.iter().zip(outcomes) {
             match outcome {
-                Ok(()) => done.push(job.id),
-                Err(error) => {
+                None => tick.not_started += 1,
+                Some(Ok(())) => done.push(job.id),
+                Some(Err(error)) => {
                     let next = self.settings.retry.after_failure(job.attempts);
                     self.handler.failed(job, &error, next);
                     let retry_at = match next {
@@ -234,6 +265,13 @@ impl<H: Handler> Runner<H> {
         }
         tick.done += done.len();
         tick.failed += failures.len();
+        if tick.not_started > 0 {
+            tracing::warn!(
+                kind = H::Kind::NAME,
+                not_started = tick.not_started,
+                "half the lease spent: the rest of the batch is left for when it runs out"
+            );
+        }
         if !done.is_empty() {
             match self.queue.complete(&done, lease, now).await {
                 Ok(marked) if marked.len() == done.len() => {}

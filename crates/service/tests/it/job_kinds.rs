@@ -3,12 +3,16 @@
 //! this process's relay, a subscription's removal queued once. (An alarm's row as its window
 //! end wrote it: monitor_store.rs.)
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::TimeDelta;
-use status_check::jobs::LeaseOwner;
+use status_check::clock::{Clock, ManualClock};
+use status_check::jobs::{Handler, Job, LeaseOwner, Next, RetryPolicy, Runner, RunnerSettings};
 use status_check::store::{
-    BatchedUpdate, CheckUpdate, Fence, Notifications, OutboxHandoff, StoredCheck,
+    BatchedUpdate, CheckUpdate, Fence, Notifications, OutboxHandoff, Removals, StoredCheck,
+    SubscriptionRemoval,
 };
 
 use crate::harness::on_both_backends;
@@ -24,7 +28,74 @@ on_both_backends!(
     a_notification_carries_what_its_change_wrote,
     committed_notifications_are_handed_over_leased,
     a_subscription_removal_is_queued_once,
+    a_batch_starts_no_job_once_half_its_lease_is_spent,
 );
+
+/// Removes nothing, but takes 10 s (on the test's clock) for each removal.
+struct SlowRemover {
+    clock: Arc<ManualClock>,
+    performed: std::sync::Mutex<Vec<i64>>,
+}
+
+#[async_trait]
+impl Handler for SlowRemover {
+    type Kind = Removals;
+
+    async fn perform_one(&self, job: &Job<SubscriptionRemoval>) -> Result<(), String> {
+        self.performed
+            .lock()
+            .unwrap()
+            .push(job.payload.subscription_id);
+        self.clock.advance(TimeDelta::seconds(10));
+        Ok(())
+    }
+
+    fn failed(&self, _: &Job<SubscriptionRemoval>, _: &str, _: Next) {}
+}
+
+/// A batch whose jobs are slow stops starting them once half its 30 s lease is spent: a job
+/// begun later could outlast the lease while another replica, which claimed the rest, performs
+/// the same jobs (an alarm posted twice). The rest stay leased until the lease runs out.
+async fn a_batch_starts_no_job_once_half_its_lease_is_spent(db: &TestDb) {
+    let t0 = at("2026-11-20T08:00:00Z");
+    for subscription in 1..=4 {
+        db.store
+            .queue_subscription_removal(42, 7000 + subscription, "ended", t0)
+            .await
+            .unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(t0));
+    let handler = SlowRemover {
+        clock: clock.clone(),
+        performed: std::sync::Mutex::new(Vec::new()),
+    };
+    let settings = RunnerSettings::new(
+        10,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        RetryPolicy::doubling(),
+    );
+    let runner = Runner::new(
+        handler,
+        db.store.clone(),
+        clock.clone(),
+        settings,
+        LeaseOwner::new("relay", "replica-a"),
+    );
+    let tick = runner.tick_once().await;
+    // Started at 0 s and 10 s; at 20 s half the lease was spent.
+    assert_eq!((tick.claimed, tick.done, tick.not_started), (4, 2, 2));
+    assert_eq!(clock.now(), t0 + TimeDelta::seconds(20));
+    let queue = db.store.removal_jobs();
+    assert_eq!(queue.backlog().await.unwrap(), 2);
+    let lease_end = t0 + TimeDelta::seconds(30);
+    assert!(claim_jobs(queue, lease_end, &lease("b"), 10).await.is_empty());
+    let after = lease_end + TimeDelta::milliseconds(1);
+    let rest = claim_jobs(queue, after, &lease("b"), 10).await;
+    let mut left: Vec<i64> = rest.iter().map(|j| j.payload.subscription_id).collect();
+    left.sort_unstable();
+    assert_eq!(left, [7003, 7004]);
+}
 
 async fn a_notification_carries_what_its_change_wrote(db: &TestDb) {
     let template_id = synced_template(db, "outbox").await;
