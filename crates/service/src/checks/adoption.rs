@@ -53,6 +53,9 @@ pub enum AdoptOutcome {
     Ended,
     /// Micro-Managers could not be asked now: try again later.
     Deferred(String),
+    /// Micro-Managers answered, but nothing usable for this check's step (another 4xx, a
+    /// body of the wrong shape): this check is tried again later, the pass goes on past it.
+    DeferredAlone(String),
     /// Micro-Managers says the step does not exist or has no `pass`/`fail` next step: this
     /// service cannot decide the check. Reported, left to the Node service's rows.
     Unadoptable(String),
@@ -107,7 +110,9 @@ impl Adoption {
 
     /// One step of the pass: up to `batch` open checks of the Node service adopted, in id
     /// order. A batch that was not full ends the pass; the next starts after `interval`.
-    /// Micro-Managers failing stops the pass where it is, to go on after `retry_after`.
+    /// Micro-Managers failing stops the pass where it is, to go on after `retry_after`; its
+    /// answer failing for one check only is passed over, the pass going on from that check
+    /// after `retry_after` (the checks adopted meanwhile are not read again).
     pub async fn tick_once(&self) -> Result<AdoptionTick, StoreError> {
         let now = self.clock.now();
         let after = {
@@ -127,6 +132,8 @@ impl Adoption {
             .await?;
         let mut reached = after;
         let mut next_at = None;
+        // Where the next pass starts when a check was deferred alone: before it.
+        let mut first_deferred: Option<i64> = None;
         for &id in &ids {
             let outcome = match self.store.get_check(id).await {
                 Ok(Some(check)) => self.adopt(&check).await,
@@ -148,9 +155,15 @@ impl Adoption {
                     next_at = Some(now + delta(self.config.retry_after));
                     break;
                 }
+                AdoptOutcome::DeferredAlone(_) => {
+                    tick.deferred += 1;
+                    next_at = Some(now + delta(self.config.retry_after));
+                    first_deferred.get_or_insert(reached);
+                }
             }
             reached = id;
         }
+        let reached = first_deferred.unwrap_or(reached);
         let ended = next_at.is_none() && ids.len() < self.config.batch;
         let newest = if ended {
             self.store.newest_check_id().await?
@@ -203,6 +216,11 @@ impl Adoption {
             Err(UpstreamError::NotFound { .. }) => {
                 let reason = format!("step {} does not exist", check.key.step_id);
                 return Ok(self.unadoptable(check, reason));
+            }
+            Err(e @ UpstreamError::Invalid { .. }) => {
+                tracing::warn!(check_id = check.id, step_id = check.key.step_id, error = %e, "adoption deferred: Micro-Managers answered nothing usable for this check's step");
+                metrics::counter!("checks_adoption_deferred_total").increment(1);
+                return Ok(AdoptOutcome::DeferredAlone(e.to_string()));
             }
             Err(e) => {
                 tracing::warn!(check_id = check.id, error = %e, "adoption deferred: Micro-Managers unavailable");

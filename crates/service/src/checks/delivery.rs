@@ -44,7 +44,9 @@ impl Checks {
                 match self.adoption.adopt(&stored).await? {
                     AdoptOutcome::Adopted => {}
                     AdoptOutcome::Ended => return Ok(DeliveryOutcome::Ended),
-                    AdoptOutcome::Deferred(_) | AdoptOutcome::Unadoptable(_) => {
+                    AdoptOutcome::Deferred(_)
+                    | AdoptOutcome::DeferredAlone(_)
+                    | AdoptOutcome::Unadoptable(_) => {
                         return Ok(DeliveryOutcome::NotAdopted);
                     }
                 }

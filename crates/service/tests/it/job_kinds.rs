@@ -89,7 +89,11 @@ async fn a_batch_starts_no_job_once_half_its_lease_is_spent(db: &TestDb) {
     let queue = db.store.removal_jobs();
     assert_eq!(queue.backlog().await.unwrap(), 2);
     let lease_end = t0 + TimeDelta::seconds(30);
-    assert!(claim_jobs(queue, lease_end, &lease("b"), 10).await.is_empty());
+    assert!(
+        claim_jobs(queue, lease_end, &lease("b"), 10)
+            .await
+            .is_empty()
+    );
     let after = lease_end + TimeDelta::milliseconds(1);
     let rest = claim_jobs(queue, after, &lease("b"), 10).await;
     let mut left: Vec<i64> = rest.iter().map(|j| j.payload.subscription_id).collect();

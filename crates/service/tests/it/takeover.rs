@@ -826,6 +826,92 @@ pub async fn the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_check
     assert_eq!(adoption.resumes_after(), later);
 }
 
+/// Micro-Managers answering one check's step with something unusable (a 403, a body of the
+/// wrong shape) is that check's problem, not Micro-Managers being down: the pass adopts the
+/// checks after it, and comes back to it after `retry_after`.
+pub async fn one_unusable_step_answer_does_not_hold_up_the_checks_after_it(backend: Backend) {
+    let Some(db) = backend.database().await else {
+        return;
+    };
+    let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
+    let refused = open_charging_check(&db, legacy, 3031).await;
+    let at_step_124 = |subscription_id| NodeCheck {
+        template_id: legacy,
+        step_id: 124,
+        phase: "FUTURE",
+        result: "PENDING",
+        next_step_id: None,
+        subscription_id,
+        records: vec![],
+    };
+    let second = node_check(&db, at_step_124(3032)).await;
+    let third = node_check(&db, at_step_124(3033)).await;
+    assert!(refused < second && second < third);
+
+    let micro_managers = wiremock::MockServer::start().await;
+    let steps = format!("/internal/v5/scripts/robots/{ROBOT}/scripts/steps");
+    Mock::given(method("GET"))
+        .and(path(format!("{steps}/123")))
+        .respond_with(ResponseTemplate::new(403))
+        .up_to_n_times(1)
+        .mount(&micro_managers)
+        .await;
+    for step in [123, 124] {
+        Mock::given(method("GET"))
+            .and(path(format!("{steps}/{step}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(step_json(
+                step,
+                "robot-is-charging",
+                0,
+                0,
+                NEXT,
+            )))
+            .mount(&micro_managers)
+            .await;
+    }
+    let upstream = UpstreamConfig::new(micro_managers.uri());
+    let clock = Arc::new(ManualClock::new(at("2026-11-20T08:05:00Z")));
+    let deps = Deps {
+        store: db.store.clone(),
+        micro_managers: Arc::new(HttpMicroManagers::new(&upstream).unwrap()),
+        megazord: Arc::new(HttpMegazord::new(&upstream).unwrap()),
+        clock: clock.clone(),
+        queue: None,
+    };
+    let adoption = Adoption::new(&deps, AdoptionConfig::default());
+
+    let tick = adoption.tick_once().await.unwrap();
+    assert_eq!((tick.adopted, tick.deferred), (2, 1), "{tick:?}");
+    assert!(
+        adoption.resumes_after() < refused,
+        "comes back to the refused one"
+    );
+    clock.advance(chrono::TimeDelta::seconds(14));
+    assert!(
+        !adoption.tick_once().await.unwrap().ran,
+        "not before retry_after"
+    );
+    clock.advance(chrono::TimeDelta::seconds(1));
+    let tick = adoption.tick_once().await.unwrap();
+    assert_eq!((tick.adopted, tick.deferred), (1, 0), "{tick:?}");
+    let asked = |step: &'static str| {
+        let micro_managers = &micro_managers;
+        async move {
+            let requests = micro_managers.received_requests().await.unwrap();
+            requests
+                .iter()
+                .filter(|r| r.url.path().ends_with(step))
+                .count()
+        }
+    };
+    assert_eq!(asked("/steps/123").await, 2);
+    assert_eq!(
+        asked("/steps/124").await,
+        2,
+        "once for each check at step 124: the adopted ones are not read again"
+    );
+}
+
 /// A time as either backend returns it in text.
 fn parse_time(text: &str) -> DateTime<Utc> {
     text.parse().unwrap_or_else(|_| {
@@ -845,4 +931,5 @@ on_both_backends!(
     a_create_on_a_node_only_template_says_its_version_cannot_run,
     production_rows_are_complete_for_the_node_service,
     the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_checks,
+    one_unusable_step_answer_does_not_hold_up_the_checks_after_it,
 );
