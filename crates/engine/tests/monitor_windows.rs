@@ -37,13 +37,24 @@ fn span(number: u32, start: DateTime<Utc>, end: DateTime<Utc>, ending: WindowEnd
     }
 }
 
+/// A window given 30 minutes (the length most tests run with).
 fn state(number: u32, start: DateTime<Utc>, end: DateTime<Utc>) -> WindowState {
+    given(number, start, end, minutes(30))
+}
+
+fn given(
+    number: u32,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    length: WindowLength,
+) -> WindowState {
     WindowState {
         session_date: session().date,
         session_end: session().end,
         window_number: number,
         window_start: start,
         window_end: end,
+        window_length: length,
     }
 }
 
@@ -252,7 +263,29 @@ fn a_changed_window_length_applies_from_the_next_window() {
     let open = state(1, at(8, 0, 0), at(8, 30, 0));
     let result = advance(&open, minutes(10), &[], at(8, 30, 0)).unwrap();
     assert_eq!(result.spans, [span(1, at(8, 0, 0), at(8, 30, 0), Expired)]);
-    assert_eq!(result.state, Some(state(2, at(8, 30, 0), at(8, 40, 0))));
+    assert_eq!(
+        result.state,
+        Some(given(2, at(8, 30, 0), at(8, 40, 0), minutes(10)))
+    );
+}
+
+/// The session's end judges the last window by the length it was given, not by a length the
+/// monitor took meanwhile (the open window keeps its end): a full quiet window alarms after a
+/// change to a longer length, a cut one does not after a change to a shorter one.
+#[test]
+fn the_last_window_is_judged_by_the_length_it_was_given() {
+    // A 30 min window that ends exactly at the session's end (10:00): full. The monitor is now
+    // 45 min long.
+    let full = state(4, at(9, 30, 0), at(10, 0, 0));
+    let result = advance(&full, minutes(45), &[], at(10, 0, 0)).unwrap();
+    assert_eq!(result.spans, [span(4, at(9, 30, 0), at(10, 0, 0), Expired)]);
+    // A 45 min window cut to 20 min by the session's end; the monitor is now 10 min long.
+    let cut = given(2, at(9, 40, 0), at(10, 0, 0), minutes(45));
+    let result = advance(&cut, minutes(10), &[], at(10, 0, 0)).unwrap();
+    assert_eq!(
+        result.spans,
+        [span(2, at(9, 40, 0), at(10, 0, 0), SessionEnded)]
+    );
 }
 
 #[test]
@@ -375,10 +408,10 @@ fn an_action_repeated_is_one_alarm() {
   daily: {start: "08:00", end: "22:00"}
   actions:
     - {type: alarm, eventName: NO_TOILET_ACTIVITY_ALARM}
-    - {type: alarm, eventName: NO_TOILET_ACTIVITY_ALARM, level: 2}
-    - {type: alarm, eventName: NO_TOILET_ACTIVITY_ALARM}
     - {type: alarm, eventName: CARER_CALL, level: 2}
-    - {type: alarm, eventName: NO_TOILET_ACTIVITY_ALARM, level: 2}
+    - {type: alarm, eventName: NO_TOILET_ACTIVITY_ALARM}
+    - {type: alarm, eventName: CARER_CALL, level: 1}
+    - {type: alarm, eventName: CARER_CALL, level: 2}
 "#;
     let monitor = parse_monitor_list(text).unwrap().remove(0);
     let date: NaiveDate = "2026-03-29".parse().unwrap();
@@ -391,8 +424,8 @@ fn an_action_repeated_is_one_alarm() {
         posted,
         [
             (0, "NO_TOILET_ACTIVITY_ALARM", None),
-            (1, "NO_TOILET_ACTIVITY_ALARM", Some(2)),
-            (3, "CARER_CALL", Some(2)),
+            (1, "CARER_CALL", Some(2)),
+            (3, "CARER_CALL", Some(1)),
         ]
     );
 }
@@ -408,6 +441,7 @@ fn the_state_serialises_with_the_api_field_names() {
             "windowNumber": 2,
             "windowStart": "2026-06-01T08:30:00Z",
             "windowEnd": "2026-06-01T09:00:00Z",
+            "windowLength": "30m",
         })
     );
     let back: WindowState = serde_json::from_value(json).unwrap();

@@ -27,7 +27,7 @@ use status_check::upstream::micro_managers::HttpMicroManagers;
 use status_check::{App, Config, Deps};
 use status_check_engine::lifecycle::{NextSteps, Windows};
 use status_check_engine::monitor::{
-    ActionDefinition, DailyDefinition, Monitor, MonitorDefinition, WindowState,
+    ActionDefinition, DailyDefinition, Monitor, MonitorDefinition, WindowLength, WindowState,
 };
 use status_check_engine::{CheckPhase, CheckResult, Event, Record, RecordPhase};
 use tokio_util::sync::CancellationToken;
@@ -255,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
             window_number: 3,
             window_start: at("2026-11-20T12:30:00Z"),
             window_end: at("2026-11-20T14:30:00Z"),
+            window_length: WindowLength::parse("2h").unwrap(),
         }),
         subscription_id: Some(7001),
         due_at: at("2026-11-20T14:30:00Z"),

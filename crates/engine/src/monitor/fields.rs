@@ -7,6 +7,7 @@ use std::fmt;
 use chrono::TimeDelta;
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
 
 /// A rule id: `[a-z0-9-]{1,64}` (SPEC §12). Part of every alarm's `referenceId`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,9 +46,25 @@ pub fn check_robot_id(id: i64) -> Result<i64, String> {
     }
 }
 
-/// The length of a monitor's windows: whole seconds, from 1 s to 24 h.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The length of a monitor's windows: whole seconds, from 1 s to 24 h. In JSON its canonical
+/// text (`"1h30m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct WindowLength(u32);
+
+impl From<WindowLength> for String {
+    fn from(length: WindowLength) -> String {
+        length.to_string()
+    }
+}
+
+impl TryFrom<String> for WindowLength {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<WindowLength, String> {
+        WindowLength::parse(&text)
+    }
+}
 
 impl WindowLength {
     /// The longest window: one day. A longer one could never end inside a daily session.

@@ -13,6 +13,8 @@
 //! - **The session end cuts the last window.** A window cut short by it does not alarm: an
 //!   alarm means a full window length passed without the event, and a cut window is shorter.
 //!   A window whose full length ends exactly at the session end is not cut and does alarm.
+//!   "Full" is the length the window was given when it opened (or restarted): a monitor whose
+//!   length changed meanwhile keeps its open window's end, and judges it by its own length.
 //! - **Catch-up**: [`advance`] steps through every window end up to `now` in one call, taking
 //!   the (backfilled) events in time order, so a service that was down alarms each window
 //!   that passed quietly meanwhile, once, numbered in order.
@@ -36,6 +38,9 @@ pub struct WindowState {
     pub window_start: DateTime<Utc>,
     /// At most `session_end`.
     pub window_end: DateTime<Utc>,
+    /// The length the window was given when it opened or last restarted (the monitor's then):
+    /// whether the session's end cut it is judged by it.
+    pub window_length: WindowLength,
 }
 
 /// How a window span ended.
@@ -122,6 +127,7 @@ impl WindowState {
             window_number: 1,
             window_start: start,
             window_end: clipped_end(start, window, session.end),
+            window_length: window,
         })
     }
 
@@ -213,10 +219,11 @@ impl Stepper {
                 window_number,
                 window_start,
                 window_end,
+                window_length,
                 ..
             } = self.state;
             let cut_short =
-                window_end == session_end && window_end - window_start < self.window.as_delta();
+                window_end == session_end && window_end - window_start < window_length.as_delta();
             self.spans.push(WindowSpan {
                 number: window_number,
                 start: window_start,
@@ -233,6 +240,7 @@ impl Stepper {
             self.state.window_number += 1;
             self.state.window_start = window_end;
             self.state.window_end = clipped_end(window_end, self.window, session_end);
+            self.state.window_length = self.window;
         }
         true
     }
@@ -250,6 +258,7 @@ impl Stepper {
         });
         self.state.window_start = at;
         self.state.window_end = clipped_end(at, self.window, self.state.session_end);
+        self.state.window_length = self.window;
     }
 }
 

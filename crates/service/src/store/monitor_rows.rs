@@ -2,7 +2,7 @@
 //! locking reads) and the mapping to [`StoredMonitor`].
 
 use chrono::NaiveDate;
-use status_check_engine::monitor::{Monitor, MonitorDefinition, WindowState};
+use status_check_engine::monitor::{Monitor, MonitorDefinition, WindowLength, WindowState};
 
 use super::StoreError;
 use super::checks::corrupt;
@@ -14,7 +14,8 @@ macro_rules! select_monitor {
         concat!(
             "SELECT m.id, m.robot_id, m.rule_id, m.definition, m.source, m.version, \
              m.created_at, m.updated_at, s.session_date, s.session_end, s.window_number, \
-             s.window_start, s.window_end, s.subscription_id, s.due_at, s.lock_id, \
+             s.window_start, s.window_end, s.window_length_secs, s.subscription_id, s.due_at, \
+             s.lock_id, \
              s.locked_at, s.state_version, s.problem \
              FROM status_check_monitor m JOIN status_check_monitor_state s \
              ON s.monitor_id = m.id ",
@@ -49,7 +50,7 @@ pub(super) const UPDATE_MONITOR: &str = "UPDATE status_check_monitor SET definit
 /// holder, whose write then fails on the version.
 pub(super) const RESET_STATE: &str = "UPDATE status_check_monitor_state SET session_date = NULL, \
      session_end = NULL, window_number = NULL, window_start = NULL, window_end = NULL, \
-     subscription_id = NULL, due_at = ?, state_version = state_version + 1, updated_at = ? \
+     window_length_secs = NULL, subscription_id = NULL, due_at = ?, state_version = state_version + 1, updated_at = ? \
      WHERE monitor_id = ?";
 
 pub(super) const DELETE_MONITOR: &str = "DELETE FROM status_check_monitor WHERE id = ?";
@@ -78,7 +79,8 @@ macro_rules! write_state_sql {
     ($fence:literal) => {
         concat!(
             "UPDATE status_check_monitor_state SET session_date = ?, session_end = ?, \
-             window_number = ?, window_start = ?, window_end = ?, subscription_id = ?, \
+             window_number = ?, window_start = ?, window_end = ?, window_length_secs = ?, \
+             subscription_id = ?, \
              due_at = ?, lock_id = CASE WHEN ? THEN NULL ELSE lock_id END, \
              locked_at = CASE WHEN ? THEN NULL ELSE locked_at END, \
              problem = NULL, state_version = state_version + 1, updated_at = ? \
@@ -141,12 +143,22 @@ pub(super) fn monitor_of<R: SqlRow>(row: &R) -> Result<StoredMonitor, StoreError
     let window = match row.opt_text("session_date")? {
         None => None,
         Some(date) => {
+            // A window opened before migration 0010 has no length of its own: the monitor's.
+            let window_length = match row.opt_int("window_length_secs")? {
+                Some(seconds) => WindowLength::from_seconds(seconds).map_err(|e| {
+                    corrupt(format!(
+                        "status_check_monitor_state {id}: window_length_secs {e}"
+                    ))
+                })?,
+                None => monitor.window(),
+            };
             let window = WindowState {
                 session_date: parse_date(&date)?,
                 session_end: row.time("session_end")?,
                 window_number: to_u32(row.int("window_number")?, "window_number")?,
                 window_start: row.time("window_start")?,
                 window_end: row.time("window_end")?,
+                window_length,
             };
             window
                 .validate()

@@ -408,6 +408,7 @@ impl<B: Db + 'static> MonitorStore for B {
             window.map(|w| i64::from(w.window_number)),
             window.map(|w| millis(w.window_start)),
             window.map(|w| millis(w.window_end)),
+            window.map(|w| i64::from(w.window_length.as_seconds())),
             change.subscription_id,
             millis(change.due_at),
             change.release_lease,

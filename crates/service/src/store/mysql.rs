@@ -78,6 +78,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "monitor_windows",
         include_str!("../../migrations/mysql/0009_monitor_windows.sql"),
     ),
+    (
+        10,
+        "monitor_window_length",
+        include_str!("../../migrations/mysql/0010_monitor_window_length.sql"),
+    ),
 ];
 
 /// The MySQL / MariaDB store.

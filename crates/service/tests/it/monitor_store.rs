@@ -9,7 +9,7 @@ use serde_json::json;
 use status_check::store::{
     MonitorPut, MonitorSource, NEVER, NewAction, StateChange, StoredMonitor,
 };
-use status_check_engine::monitor::{Monitor, MonitorDefinition, WindowState};
+use status_check_engine::monitor::{Monitor, MonitorDefinition, WindowLength, WindowState};
 
 use crate::harness::on_both_backends;
 use crate::support::{TestDb, claim_jobs, lease};
@@ -70,6 +70,7 @@ fn open_window() -> WindowState {
         window_number: 1,
         window_start: at("2026-11-20T07:00:00Z"),
         window_end: at("2026-11-20T09:00:00Z"),
+        window_length: WindowLength::parse("2h").unwrap(),
     }
 }
 

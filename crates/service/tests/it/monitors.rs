@@ -549,6 +549,29 @@ async fn actions_of_one_event_at_two_levels_are_both_posted(backend: Backend) {
     assert_eq!(levels, [(first.clone(), 5), (first, 1)]);
 }
 
+/// A window length changed during the session's last window: that window keeps its end and
+/// is judged by the length it was given — a full quiet 10 min window ending with the session
+/// alarms, though the monitor is 15 min long by then (and would call it cut short).
+async fn the_last_window_is_judged_by_its_own_length(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T08:00:00Z")).await else {
+        return;
+    };
+    stack.monitor("no-toilet", json!({})).await;
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    stack.set("2026-11-20T08:55:00Z");
+    stack.tick_monitor().await;
+    assert_eq!(
+        stack.window("no-toilet").await,
+        Some((6, at("2026-11-20T08:50:00Z"), at("2026-11-20T09:00:00Z")))
+    );
+    stack.monitor("no-toilet", json!({"window": "15m"})).await;
+    stack.set("2026-11-20T09:00:00Z");
+    stack.tick_monitor().await;
+    stack.tick_relay().await;
+    let expected: Vec<String> = (1..=6).map(|n| reference("2026-11-20", n)).collect();
+    assert_eq!(stack.references(), expected);
+}
+
 /// After downtime a short window's backlog is decided a bounded number of windows per step
 /// (one transaction each), not in one transaction that outgrows the operation timeout: every
 /// quiet window still alarms once, in order.
@@ -609,6 +632,7 @@ on_both_backends!(
     a_refused_alarm_is_retried_with_backoff,
     an_alarm_whose_answer_was_lost_is_not_posted_twice,
     actions_of_one_event_at_two_levels_are_both_posted,
+    the_last_window_is_judged_by_its_own_length,
     an_alarm_refused_for_hours_is_posted_once_megazord_accepts,
     a_long_backlog_of_windows_is_decided_in_bounded_steps,
 );

@@ -366,7 +366,7 @@ async fn the_list_filters_and_pages_newest_first(backend: Backend) {
 async fn a_monitors_day_shows_its_alarms_and_open_window(backend: Backend) {
     use chrono::{DateTime, NaiveDate, Utc};
     use status_check::store::{NewAction, StateChange, WindowClose, WindowRecord};
-    use status_check_engine::monitor::WindowState;
+    use status_check_engine::monitor::{WindowLength, WindowState};
     let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().to_utc();
     let app = spawn_with(backend, &[("INTERNAL_API_TOKEN", TOKEN)]).await;
     let created = reqwest::Client::new()
@@ -399,6 +399,7 @@ async fn a_monitors_day_shows_its_alarms_and_open_window(backend: Backend) {
             window_number: 3,
             window_start: at("2026-11-20T12:30:00Z"),
             window_end: at("2026-11-20T14:30:00Z"),
+            window_length: WindowLength::parse("2h").unwrap(),
         }),
         subscription_id: Some(7001),
         due_at: at("2026-11-20T14:30:00Z"),

@@ -83,6 +83,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         "monitor_windows",
         include_str!("../../../migrations/sqlite/0009_monitor_windows.sql"),
     ),
+    (
+        10,
+        "monitor_window_length",
+        include_str!("../../../migrations/sqlite/0010_monitor_window_length.sql"),
+    ),
 ];
 
 /// The SQLite store. Clones share the connections.

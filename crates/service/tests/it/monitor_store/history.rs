@@ -6,7 +6,7 @@
 use chrono::NaiveDate;
 use serde_json::json;
 use status_check::store::{MonitorSource, StateChange, StoredMonitor, WindowClose, WindowRecord};
-use status_check_engine::monitor::WindowState;
+use status_check_engine::monitor::{WindowLength, WindowState};
 
 use super::{at, date, monitor};
 use crate::harness::on_both_backends;
@@ -37,6 +37,7 @@ fn change(open: &WindowRecord, windows: Vec<WindowRecord>) -> StateChange {
             window_number: open.number,
             window_start: open.start,
             window_end: open.end,
+            window_length: WindowLength::parse("2h").unwrap(),
         }),
         subscription_id: open.subscription_id,
         due_at: open.end,
