@@ -10,6 +10,7 @@
 //! Micro-Managers unreachable defers it (the pass resumes there later): the check waits, it is
 //! never failed early.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +81,10 @@ struct Pass {
     newest_at_last_end: i64,
     /// When the next step may run.
     next_at: DateTime<Utc>,
+    /// Checks whose step Micro-Managers answered with nothing usable: asked for again, apart
+    /// from the pass, from `retry_at` on (the pass goes on past them).
+    retry: BTreeSet<i64>,
+    retry_at: DateTime<Utc>,
 }
 
 pub struct Adoption {
@@ -103,6 +108,8 @@ impl Adoption {
                 after: 0,
                 newest_at_last_end: 0,
                 next_at: DateTime::UNIX_EPOCH,
+                retry: BTreeSet::new(),
+                retry_at: DateTime::UNIX_EPOCH,
             }),
             reported: ReportedOnce::default(),
         }
@@ -110,43 +117,40 @@ impl Adoption {
 
     /// One step of the pass: up to `batch` open checks of the Node service adopted, in id
     /// order. A batch that was not full ends the pass; the next starts after `interval`.
-    /// Micro-Managers failing stops the pass where it is, to go on after `retry_after`; its
-    /// answer failing for one check only is passed over, the pass going on from that check
-    /// after `retry_after` (the checks adopted meanwhile are not read again).
+    /// Micro-Managers failing stops the pass where it is, to go on after `retry_after`. Its
+    /// answer failing for one check only is passed over: the pass goes on, and that check is
+    /// asked for again every `retry_after` until it is adopted (or found gone or ended).
     pub async fn tick_once(&self) -> Result<AdoptionTick, StoreError> {
         let now = self.clock.now();
+        let mut tick = AdoptionTick::default();
+        let retry = {
+            let pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
+            match now >= pass.retry_at {
+                true => pass.retry.iter().take(self.config.batch).copied().collect(),
+                false => Vec::new(),
+            }
+        };
+        if !retry.is_empty() {
+            tick.ran = true;
+            self.retry_deferred(&retry, now, &mut tick).await?;
+        }
         let after = {
             let pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
             if now < pass.next_at {
-                return Ok(AdoptionTick::default());
+                return Ok(tick);
             }
             pass.after
         };
-        let mut tick = AdoptionTick {
-            ran: true,
-            ..AdoptionTick::default()
-        };
+        tick.ran = true;
         let ids = self
             .store
             .unadopted_checks(after, self.config.batch)
             .await?;
         let mut reached = after;
         let mut next_at = None;
-        // Where the next pass starts when a check was deferred alone: before it.
-        let mut first_deferred: Option<i64> = None;
+        let mut deferred_alone = Vec::new();
         for &id in &ids {
-            let outcome = match self.store.get_check(id).await {
-                Ok(Some(check)) => self.adopt(&check).await,
-                Ok(None) => Ok(AdoptOutcome::Ended),
-                Err(e) => Err(e),
-            };
-            // A row this service cannot read (a phase no version of either service writes)
-            // is reported and passed over: it must not hold up every check after it.
-            let outcome = match outcome {
-                Err(StoreError::Corrupt(reason)) => self.unreadable(id, reason),
-                outcome => outcome?,
-            };
-            match outcome {
+            match self.adopt_by_id(id).await? {
                 AdoptOutcome::Adopted => tick.adopted += 1,
                 AdoptOutcome::Ended => {}
                 AdoptOutcome::Unadoptable(_) => tick.unadoptable += 1,
@@ -157,13 +161,11 @@ impl Adoption {
                 }
                 AdoptOutcome::DeferredAlone(_) => {
                     tick.deferred += 1;
-                    next_at = Some(now + delta(self.config.retry_after));
-                    first_deferred.get_or_insert(reached);
+                    deferred_alone.push(id);
                 }
             }
             reached = id;
         }
-        let reached = first_deferred.unwrap_or(reached);
         let ended = next_at.is_none() && ids.len() < self.config.batch;
         let newest = if ended {
             self.store.newest_check_id().await?
@@ -171,6 +173,12 @@ impl Adoption {
             0
         };
         let mut pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
+        if !deferred_alone.is_empty() {
+            if pass.retry.is_empty() {
+                pass.retry_at = now + delta(self.config.retry_after);
+            }
+            pass.retry.extend(deferred_alone);
+        }
         match next_at {
             Some(next_at) => {
                 pass.after = reached;
@@ -189,6 +197,55 @@ impl Adoption {
             None => pass.after = reached,
         }
         Ok(tick)
+    }
+
+    /// Asks again for the checks deferred alone (`ids`, of `Pass::retry`): those adopted,
+    /// found gone, ended or unadoptable leave the set; the rest are asked for again after
+    /// `retry_after`. Micro-Managers failing stops the retries where they are.
+    async fn retry_deferred(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+        tick: &mut AdoptionTick,
+    ) -> Result<(), StoreError> {
+        let mut settled = Vec::new();
+        for &id in ids {
+            match self.adopt_by_id(id).await? {
+                AdoptOutcome::Adopted => tick.adopted += 1,
+                AdoptOutcome::Ended => {}
+                AdoptOutcome::Unadoptable(_) => tick.unadoptable += 1,
+                AdoptOutcome::DeferredAlone(_) => {
+                    tick.deferred += 1;
+                    continue;
+                }
+                AdoptOutcome::Deferred(_) => {
+                    tick.deferred += 1;
+                    break;
+                }
+            }
+            settled.push(id);
+        }
+        let mut pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
+        for id in settled {
+            pass.retry.remove(&id);
+        }
+        pass.retry_at = now + delta(self.config.retry_after);
+        Ok(())
+    }
+
+    /// Reads a check and adopts it. A row this service cannot read (a phase no version of
+    /// either service writes) is reported and passed over: it must not hold up every check
+    /// after it.
+    async fn adopt_by_id(&self, id: i64) -> Result<AdoptOutcome, StoreError> {
+        let outcome = match self.store.get_check(id).await {
+            Ok(Some(check)) => self.adopt(&check).await,
+            Ok(None) => Ok(AdoptOutcome::Ended),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Err(StoreError::Corrupt(reason)) => Ok(self.unreadable(id, reason)),
+            outcome => outcome,
+        }
     }
 
     /// Adopts one check of the Node service: its next steps from Micro-Managers, then its

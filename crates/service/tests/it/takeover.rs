@@ -783,29 +783,8 @@ pub async fn the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_check
     assert!(own > open);
 
     let micro_managers = wiremock::MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/internal/v5/scripts/robots/{ROBOT}/scripts/steps/123"
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_json(step_json(
-            123,
-            "robot-is-charging",
-            0,
-            0,
-            NEXT,
-        )))
-        .mount(&micro_managers)
-        .await;
-    let upstream = UpstreamConfig::new(micro_managers.uri());
-    let clock = Arc::new(ManualClock::new(at("2026-11-20T08:05:00Z")));
-    let deps = Deps {
-        store: db.store.clone(),
-        micro_managers: Arc::new(HttpMicroManagers::new(&upstream).unwrap()),
-        megazord: Arc::new(HttpMegazord::new(&upstream).unwrap()),
-        clock: clock.clone(),
-        queue: None,
-    };
-    let adoption = Adoption::new(&deps, AdoptionConfig::default());
+    step_answered(&micro_managers, 123).await;
+    let (adoption, clock) = adoption_over(&db, &micro_managers);
 
     let tick = adoption.tick_once().await.unwrap();
     assert_eq!((tick.adopted, tick.unadoptable), (1, 1), "{tick:?}");
@@ -828,7 +807,7 @@ pub async fn the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_check
 
 /// Micro-Managers answering one check's step with something unusable (a 403, a body of the
 /// wrong shape) is that check's problem, not Micro-Managers being down: the pass adopts the
-/// checks after it, and comes back to it after `retry_after`.
+/// checks after it and goes on, and that check alone is asked for again after `retry_after`.
 pub async fn one_unusable_step_answer_does_not_hold_up_the_checks_after_it(backend: Backend) {
     let Some(db) = backend.database().await else {
         return;
@@ -849,43 +828,22 @@ pub async fn one_unusable_step_answer_does_not_hold_up_the_checks_after_it(backe
     assert!(refused < second && second < third);
 
     let micro_managers = wiremock::MockServer::start().await;
-    let steps = format!("/internal/v5/scripts/robots/{ROBOT}/scripts/steps");
+    // The first answer for step 123 is a 403; later ones, and step 124's, the step.
     Mock::given(method("GET"))
-        .and(path(format!("{steps}/123")))
+        .and(path(format!(
+            "/internal/v5/scripts/robots/{ROBOT}/scripts/steps/123"
+        )))
         .respond_with(ResponseTemplate::new(403))
         .up_to_n_times(1)
         .mount(&micro_managers)
         .await;
-    for step in [123, 124] {
-        Mock::given(method("GET"))
-            .and(path(format!("{steps}/{step}")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(step_json(
-                step,
-                "robot-is-charging",
-                0,
-                0,
-                NEXT,
-            )))
-            .mount(&micro_managers)
-            .await;
-    }
-    let upstream = UpstreamConfig::new(micro_managers.uri());
-    let clock = Arc::new(ManualClock::new(at("2026-11-20T08:05:00Z")));
-    let deps = Deps {
-        store: db.store.clone(),
-        micro_managers: Arc::new(HttpMicroManagers::new(&upstream).unwrap()),
-        megazord: Arc::new(HttpMegazord::new(&upstream).unwrap()),
-        clock: clock.clone(),
-        queue: None,
-    };
-    let adoption = Adoption::new(&deps, AdoptionConfig::default());
+    step_answered(&micro_managers, 123).await;
+    step_answered(&micro_managers, 124).await;
+    let (adoption, clock) = adoption_over(&db, &micro_managers);
 
     let tick = adoption.tick_once().await.unwrap();
     assert_eq!((tick.adopted, tick.deferred), (2, 1), "{tick:?}");
-    assert!(
-        adoption.resumes_after() < refused,
-        "comes back to the refused one"
-    );
+    assert_eq!(adoption.resumes_after(), third, "the pass went on past it");
     clock.advance(chrono::TimeDelta::seconds(14));
     assert!(
         !adoption.tick_once().await.unwrap().ran,
@@ -910,6 +868,41 @@ pub async fn one_unusable_step_answer_does_not_hold_up_the_checks_after_it(backe
         2,
         "once for each check at step 124: the adopted ones are not read again"
     );
+}
+
+/// Micro-Managers answers step `step` of robot 42 (a robot-is-charging step) from now on.
+async fn step_answered(micro_managers: &wiremock::MockServer, step: i64) {
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/internal/v5/scripts/robots/{ROBOT}/scripts/steps/{step}"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(step_json(
+            step,
+            "robot-is-charging",
+            0,
+            0,
+            NEXT,
+        )))
+        .mount(micro_managers)
+        .await;
+}
+
+/// The adoption pass over `db`, asking `micro_managers` for steps, on a manual clock from
+/// 08:05.
+fn adoption_over(
+    db: &TestDb,
+    micro_managers: &wiremock::MockServer,
+) -> (Adoption, Arc<ManualClock>) {
+    let upstream = UpstreamConfig::new(micro_managers.uri());
+    let clock = Arc::new(ManualClock::new(at("2026-11-20T08:05:00Z")));
+    let deps = Deps {
+        store: db.store.clone(),
+        micro_managers: Arc::new(HttpMicroManagers::new(&upstream).unwrap()),
+        megazord: Arc::new(HttpMegazord::new(&upstream).unwrap()),
+        clock: clock.clone(),
+        queue: None,
+    };
+    (Adoption::new(&deps, AdoptionConfig::default()), clock)
 }
 
 /// A time as either backend returns it in text.
