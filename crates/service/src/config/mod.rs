@@ -23,6 +23,11 @@ use crate::upstream::UpstreamConfig;
 use crate::upstream::step_cache::StepCacheConfig;
 use crate::workers::scheduler::SchedulerConfig;
 
+/// The longest SQS keeps a message (14 days): no delivery comes later.
+const MAX_QUEUE_RETENTION_SECS: u64 = 14 * 24 * 3600;
+/// The longest retention: 100 years, far inside what a time can be moved by.
+const MAX_RETENTION_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration key {key}: {message}")]
@@ -204,6 +209,13 @@ impl Config {
                 n => Ok(n),
             }
         };
+        // A span added to or taken from a time: bounded, so that the arithmetic cannot overflow.
+        let seconds_at_most = |key: &str, most: u64, why: &str| -> Result<Duration, ConfigError> {
+            match parse_u64(key)? {
+                secs if secs <= most => Ok(Duration::from_secs(secs)),
+                _ => Err(error(key, format!("must be at most {most} ({why})"))),
+            }
+        };
         let positive_seconds = |key: &str| -> Result<Duration, ConfigError> {
             get(key)
                 .parse::<f64>()
@@ -328,9 +340,11 @@ impl Config {
                         )
                     })?,
             ),
-            unknown_subscription_grace: Duration::from_secs(parse_u64(
+            unknown_subscription_grace: seconds_at_most(
                 "UNKNOWN_SUBSCRIPTION_GRACE_SECS",
-            )?),
+                MAX_QUEUE_RETENTION_SECS,
+                "14 days, the longest SQS keeps a message",
+            )?,
             scheduler: SchedulerConfig {
                 scan_interval: Duration::from_millis(positive("SCHEDULER_SCAN_INTERVAL_MS")?),
                 batch: usize_of("SCHEDULER_BATCH")?,
@@ -357,7 +371,15 @@ impl Config {
             },
             docs_enabled: boolean("DOCS_ENABLED")?,
             consumer_unready_after: Duration::from_secs(positive("CONSUMER_UNREADY_AFTER_SECS")?),
-            outbox_retention: Duration::from_secs(positive("OUTBOX_RETENTION_SECS")?),
+            outbox_retention: match positive("OUTBOX_RETENTION_SECS")? {
+                secs if secs <= MAX_RETENTION_SECS => Duration::from_secs(secs),
+                _ => {
+                    return Err(error(
+                        "OUTBOX_RETENTION_SECS",
+                        format!("must be at most {MAX_RETENTION_SECS} (100 years)"),
+                    ));
+                }
+            },
             outbox_max_attempts: u32::try_from(positive("OUTBOX_MAX_ATTEMPTS")?)
                 .map_err(|_| error("OUTBOX_MAX_ATTEMPTS", "too large"))?,
             rule_cost_budget: positive("RULE_COST_BUDGET")?,

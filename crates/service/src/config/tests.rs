@@ -227,6 +227,24 @@ fn database_keys_that_would_be_ignored_are_refused() {
     assert_eq!(both.database.database_url.expose(), "mysql://u:p@db/x");
 }
 
+/// Spans added to or taken from times are bounded: a value beyond the bound would overflow the
+/// time arithmetic of a worker (the consumer's grace, the relay's purge) and panic it.
+#[test]
+fn spans_added_to_times_are_bounded() {
+    for (key, most) in [
+        ("UNKNOWN_SUBSCRIPTION_GRACE_SECS", "1209600"),
+        ("OUTBOX_RETENTION_SECS", "3153600000"),
+    ] {
+        assert!(config(&[(key, most)]).is_ok(), "{key}");
+        let too_long = (most.parse::<u64>().unwrap() + 1).to_string();
+        let err = config(&[(key, &too_long)]).unwrap_err();
+        assert_eq!(err.key, key);
+        assert!(err.message.contains(&format!("at most {most}")), "{err}");
+        let huge = config(&[(key, "18446744073709551615")]).unwrap_err();
+        assert_eq!(huge.key, key);
+    }
+}
+
 /// Values a queue would refuse at run time are refused at start.
 #[test]
 fn queue_settings_the_queue_would_refuse_are_refused_at_start() {

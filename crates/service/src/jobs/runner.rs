@@ -227,7 +227,9 @@ impl<H: Handler> Runner<H> {
 
     /// Has the handler perform jobs held under `lease`, then records the outcomes: the done
     /// ones in one write, the failed ones in another. A job left unmarked (the lease ran out,
-    /// or the write failed) is performed again later — at least once.
+    /// or the write failed) is performed again later — at least once. Half the lease is
+    /// counted from now, also for handed-over jobs, whose leases began when they were written
+    /// (notifications only: a robot drops a repeated `notificationSeq`).
     async fn perform(&self, jobs: Vec<Job<Payload<H>>>, lease: &Lease, tick: &mut JobTick) {
         if jobs.is_empty() {
             return;
@@ -241,9 +243,10 @@ impl<H: Handler> Runner<H> {
         let now = self.clock.now();
         let mut done = Vec::new();
         let mut failures = Vec::new();
+        let mut not_started = 0;
         for (job, outcome) in jobs.iter().zip(outcomes) {
             match outcome {
-                None => tick.not_started += 1,
+                None => not_started += 1,
                 Some(Ok(())) => done.push(job.id),
                 Some(Err(error)) => {
                     let next = self.settings.retry.after_failure(job.attempts);
@@ -265,10 +268,11 @@ impl<H: Handler> Runner<H> {
         }
         tick.done += done.len();
         tick.failed += failures.len();
-        if tick.not_started > 0 {
+        tick.not_started += not_started;
+        if not_started > 0 {
             tracing::warn!(
                 kind = H::Kind::NAME,
-                not_started = tick.not_started,
+                not_started,
                 "half the lease spent: the rest of the batch is left for when it runs out"
             );
         }
@@ -298,7 +302,7 @@ impl<H: Handler> Runner<H> {
     /// Steps until `shutdown`: right away again while there is work and nothing failed,
     /// else after the poll interval — or as soon as jobs are handed over. What was handed
     /// over and not performed yet is performed before returning (it would otherwise wait
-    /// out its lease in another replica).
+    /// out its lease in another replica), as far as half a lease allows.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             let tick = self.tick_once().await;

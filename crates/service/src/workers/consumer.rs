@@ -244,7 +244,7 @@ impl Consumer {
                         }
                     }
                     for (message, _) in &batch {
-                        waiting.remove(&message.receipt);
+                        waiting.remove(&message.receipt).await;
                     }
                     let consumer = consumer.clone();
                     tracker.spawn(async move {
@@ -286,7 +286,7 @@ impl Consumer {
                         Err(_) => break,
                     },
                 };
-                waiting.add(&message.receipt);
+                waiting.add(&message.receipt).await;
                 if to_batcher.send((message, permit)).is_err() {
                     break;
                 }
@@ -341,7 +341,7 @@ impl Consumer {
             };
             outcomes.push(outcome);
         }
-        drop(heartbeat);
+        heartbeat.stop().await;
         join_all(
             messages
                 .iter()
