@@ -132,21 +132,28 @@ pub(super) async fn load_check<T: Tx>(
 
 async fn check_with_records<T: Tx>(tx: &mut T, row: &T::Row) -> Result<StoredCheck, StoreError> {
     let id = row.int("id")?;
+    let created_at = check_created_at(row)?;
     let records = tx
         .fetch_all(SELECT_RECORDS, args![id])
         .await?
         .iter()
-        .map(|row| record_from_row(id, row))
+        .map(|row| record_from_row(id, created_at, row))
         .collect::<Result<Vec<_>, _>>()?;
     check_from_row(row, records)
+}
+
+/// When a check was created: `created_at` is nullable in production, and a row without it is
+/// the Node service's, read as created when it was planned.
+fn check_created_at<R: SqlRow>(row: &R) -> Result<DateTime<Utc>, StoreError> {
+    let planned_at = row.time("planned_at")?;
+    Ok(row.opt_time("created_at")?.unwrap_or(planned_at))
 }
 
 fn check_from_row<R: SqlRow>(row: &R, records: Vec<Record>) -> Result<StoredCheck, StoreError> {
     let id = row.int("id")?;
     let what = |column: &str| format!("status_check {id}: {column}");
     let planned_at = row.time("planned_at")?;
-    // Nullable in production; a row without them is the Node service's, read as it is.
-    let created_at = row.opt_time("created_at")?.unwrap_or(planned_at);
+    let created_at = check_created_at(row)?;
     let updated_at = row.opt_time("updated_at")?.unwrap_or(created_at);
     let own = row.opt_int("ext_id")?.is_some();
     let (windows, next_steps, provenance) = if own {
@@ -234,17 +241,22 @@ pub(super) fn node_windows(
 }
 
 /// A record. One the Node service wrote has no `status_check_record_event` row: its event
-/// time is the record's `created_at`, level and reference unknown; without an incoming event
-/// id its event id is minus the record's id — never a Megazord id (they start at 1), and
-/// distinct per record, as the engine's history needs.
-fn record_from_row<R: SqlRow>(check_id: i64, row: &R) -> Result<Record, StoreError> {
+/// time is the record's `created_at` (nullable in production: else its check's,
+/// `check_created_at`), level and reference unknown; without an incoming event id its event
+/// id is minus the record's id — never a Megazord id (they start at 1), and distinct per
+/// record, as the engine's history needs.
+fn record_from_row<R: SqlRow>(
+    check_id: i64,
+    check_created_at: DateTime<Utc>,
+    row: &R,
+) -> Result<Record, StoreError> {
     let record_id = row.int("id")?;
     let what = |column: &str| format!("status_check {check_id}, record {record_id}: {column}");
     let created_at = row.opt_time("created_at")?;
     let event_created_at = row
         .opt_time("event_created_at")?
         .or(created_at)
-        .ok_or_else(|| corrupt(format!("{} is missing", what("created_at"))))?;
+        .unwrap_or(check_created_at);
     let order = row.int("record_order")?;
     Ok(Record {
         order: u32::try_from(order)
@@ -324,6 +336,10 @@ async fn with_records<T: Tx>(
         .map(|row| row.int("id"))
         .collect::<Result<_, _>>()?;
     check_ids.sort_unstable();
+    let created: HashMap<i64, DateTime<Utc>> = rows
+        .iter()
+        .map(|row| Ok((row.int("id")?, check_created_at(row)?)))
+        .collect::<Result<_, StoreError>>()?;
     let mut records: HashMap<i64, Vec<Record>> = HashMap::new();
     for chunk in check_ids.chunks(MAX_IDS) {
         let (sql, ids) = SELECT_RECORDS_OF_CHECKS.for_ids(chunk);
@@ -332,10 +348,16 @@ async fn with_records<T: Tx>(
             .await?
         {
             let check_id = row.int("status_check_id")?;
-            records
-                .entry(check_id)
-                .or_default()
-                .push(record_from_row(check_id, &row)?);
+            let check_created_at = created.get(&check_id).copied().ok_or_else(|| {
+                corrupt(format!(
+                    "record of status_check {check_id}, which was not read"
+                ))
+            })?;
+            records.entry(check_id).or_default().push(record_from_row(
+                check_id,
+                check_created_at,
+                &row,
+            )?);
         }
     }
     rows.iter()

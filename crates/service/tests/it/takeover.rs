@@ -870,6 +870,33 @@ pub async fn one_unusable_step_answer_does_not_hold_up_the_checks_after_it(backe
     );
 }
 
+/// A record of the Node service without its `created_at` (the production column is nullable)
+/// is read with its check's creation as its time: the check stays readable — alone, and in a
+/// delivery batch's read — instead of the whole check being unreadable.
+pub async fn a_node_record_without_its_time_is_read_at_its_checks(backend: Backend) {
+    let Some(db) = backend.database().await else {
+        return;
+    };
+    let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
+    let id = open_charging_check(&db, legacy, 3041).await;
+    db.raw
+        .execute_text(
+            "UPDATE status_check_record SET created_at = NULL WHERE status_check_id = ?",
+            &[&id.to_string()],
+        )
+        .await;
+    let alone = db.store.get_check(id).await.unwrap().expect("readable");
+    let times: Vec<_> = alone.records.iter().map(|r| r.event.created_at).collect();
+    assert_eq!(times, [at("2026-11-20T08:00:00Z")]);
+    assert_eq!(alone.records[0].created_at, at("2026-11-20T08:00:00Z"));
+    let batch = db
+        .store
+        .find_by_subscriptions(&[(ROBOT, 3041)])
+        .await
+        .unwrap();
+    assert_eq!(batch, [Some(alone)]);
+}
+
 /// Micro-Managers answers step `step` of robot 42 (a robot-is-charging step) from now on.
 async fn step_answered(micro_managers: &wiremock::MockServer, step: i64) {
     Mock::given(method("GET"))
@@ -925,4 +952,5 @@ on_both_backends!(
     production_rows_are_complete_for_the_node_service,
     the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_checks,
     one_unusable_step_answer_does_not_hold_up_the_checks_after_it,
+    a_node_record_without_its_time_is_read_at_its_checks,
 );
