@@ -253,8 +253,24 @@ impl Monitors {
             .store
             .write_monitor_state(current, Some(lease), &change, now)
             .await;
-        // The answer came: the subscription is stored now, or removed below.
-        if let Err(e) = self.store.forget_subscribe_intent(subscribed.intent).await {
+        // The subscribe's record is forgotten only once the subscription is stored, or removed
+        // or queued for removal: a replica killed in between leaves the record, by which a
+        // delivery for the subscription is still recognised as this service's (SPEC §13).
+        let accounted_for = match written {
+            Ok(true) => true,
+            Ok(false) => {
+                self.drop_subscription(monitor, subscription, "monitor_open_failed")
+                    .await
+            }
+            Err(ref e) => {
+                self.opened_with(monitor, subscription, e).await
+                    || self
+                        .drop_subscription(monitor, subscription, "monitor_open_failed")
+                        .await
+            }
+        };
+        if accounted_for && let Err(e) = self.store.forget_subscribe_intent(subscribed.intent).await
+        {
             tracing::warn!(subscription_id = subscription, error = %e, "could not forget a subscribe's record; purged later");
         }
         match written {
@@ -263,18 +279,8 @@ impl Monitors {
                 self.report(monitor, &advanced, now);
                 Ok(Attempt::Done(Acted::Opened))
             }
-            Ok(false) => {
-                self.drop_subscription(monitor, subscription, "monitor_open_failed")
-                    .await;
-                Ok(Attempt::Stale)
-            }
-            Err(e) => {
-                if !self.opened_with(monitor, subscription, &e).await {
-                    self.drop_subscription(monitor, subscription, "monitor_open_failed")
-                        .await;
-                }
-                Err(e.into())
-            }
+            Ok(false) => Ok(Attempt::Stale),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -425,8 +431,9 @@ impl Monitors {
         }
     }
 
-    /// Removes a subscription no stored session holds: now, or queued for the relay.
-    async fn drop_subscription(&self, monitor: &Monitor, subscription: i64, reason: &str) {
+    /// Removes a subscription no stored session holds: now, or queued for the relay; whether
+    /// it was (else it leaks, logged and counted).
+    async fn drop_subscription(&self, monitor: &Monitor, subscription: i64, reason: &str) -> bool {
         let robot_id = monitor.robot_id();
         let call_ref = uuid::Uuid::new_v4().to_string();
         if self
@@ -435,15 +442,19 @@ impl Monitors {
             .await
             .is_ok()
         {
-            return;
+            return true;
         }
-        if let Err(e) = self
+        match self
             .store
             .queue_subscription_removal(robot_id, subscription, reason, self.now())
             .await
         {
-            tracing::error!(robot_id, subscription_id = subscription, error = %e, "a subscription could not be removed nor queued for removal; it leaks");
-            metrics::counter!("subscriptions_leaked_total").increment(1);
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(robot_id, subscription_id = subscription, error = %e, "a subscription could not be removed nor queued for removal; it leaks");
+                metrics::counter!("subscriptions_leaked_total").increment(1);
+                false
+            }
         }
     }
 
