@@ -189,7 +189,12 @@ impl Checks {
                 }
             }
         }
-        alone.sort_unstable();
+        // In the order of their events, as the batch would have taken them in (a check's
+        // deliveries decided one by one must not depend on the order they came in).
+        alone.sort_unstable_by_key(|&index| {
+            let event = &batch[index].0.delivery.event;
+            (event.created_at, event.id, index)
+        });
         for index in alone {
             let (delivered, call_ref) = &batch[index];
             outcomes[index] = Some(self.apply_delivery(delivered, call_ref).await);

@@ -7,9 +7,10 @@
 use serde_json::{Value, json};
 use status_check::workers::consumer::Outcome;
 
+use crate::harness::create_body;
 use crate::harness::on_both_backends;
-use crate::harness::{Backend, Queues, TestApp, spawn_stack, sqs_queues};
-use crate::lifecycle::{at, check, delivery, open_charging_check, open_toilet_check, put};
+use crate::harness::{Backend, Queues, TestApp, spawn_stack_with, sqs_queues, step_json};
+use crate::lifecycle::{NEXT, at, check, delivery, open_charging_check, open_toilet_check, put};
 use crate::support::{Raw, TestDb};
 
 const ROBOT: i64 = 42;
@@ -18,13 +19,21 @@ const ROBOT: i64 = 42;
 async fn replica(
     backend: Backend,
 ) -> Option<(TestDb, TestApp, status_check::app::Workers, Queues)> {
+    replica_with(backend, &[]).await
+}
+
+async fn replica_with(
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> Option<(TestDb, TestApp, status_check::app::Workers, Queues)> {
     let queues = sqs_queues().await?;
     queues.robot_queue(ROBOT).await;
     let db = backend.database().await?;
-    let (app, workers) = spawn_stack(
+    let (app, workers) = spawn_stack_with(
         backend,
         Some((db.store.clone(), db.neighbours.clone())),
         &queues,
+        extra,
     )
     .await;
     Some((db, app, workers, queues))
@@ -167,6 +176,69 @@ pub async fn a_poison_delivery_does_not_fail_its_batch_mates(backend: Backend) {
     assert_eq!(incoming_ids(&check(&app, c).await), [6203]);
 }
 
+/// A batch whose write fails is applied one delivery at a time — each check's deliveries in
+/// the order of their events, as the batch would have taken them in, not in the order they
+/// came: a box opened at 08:03 and gone offline at 08:05, delivered the other way round,
+/// passes as it would have in the batch (with the confirming read off, nothing else corrects
+/// a decision taken on the later event alone).
+pub async fn a_failed_batch_applies_each_checks_deliveries_in_event_order(backend: Backend) {
+    let Some((db, app, workers, queues)) =
+        replica_with(backend, &[("DEADLINE_RECONCILE", "false")]).await
+    else {
+        return;
+    };
+    app.given_step(
+        ROBOT,
+        221,
+        step_json(221, "medication-box-opened", 0, 0, NEXT),
+    )
+    .await;
+    for name in ["MEDICATION_BOX_OPENED", "MEDICATION_BOX_OFFLINE"] {
+        app.given_incomings(ROBOT, name, json!([])).await;
+    }
+    app.given_next_subscription(ROBOT, 921).await;
+    let (status, body) = app.post_check(ROBOT, &create_body(221)).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    // The poison fails the batch's one transaction; it is another check's delivery.
+    let other = open_toilet_check(&app, 222, 922).await;
+    poison_event(&db.raw, 6666).await;
+    for body in [
+        delivery(
+            921,
+            83001,
+            6302,
+            "MEDICATION_BOX_OFFLINE",
+            "2026-11-20T08:05:00Z",
+        ),
+        delivery(
+            921,
+            83002,
+            6301,
+            "MEDICATION_BOX_OPENED",
+            "2026-11-20T08:03:00Z",
+        ),
+        delivery(922, 83003, 6666, "TOILET_VISIT", "2026-11-20T08:04:00Z"),
+    ] {
+        put(&app, &queues, &body).await;
+    }
+    app.clock.set(at("2026-11-20T08:10:00Z"));
+    let outcomes = workers.consumer.as_ref().unwrap().tick_once().await;
+    assert_eq!(outcomes.len(), 3, "one receive, one batch: {outcomes:?}");
+    let decided = check(&app, id).await;
+    assert_eq!(
+        (
+            &decided["phase"],
+            &decided["result"],
+            &decided["nextStepId"]
+        ),
+        (&json!("COMPLETED"), &json!("PASS"), &json!(124)),
+        "{decided}"
+    );
+    assert_eq!(incoming_ids(&decided), [6301]);
+    assert_eq!(incoming_ids(&check(&app, other).await), Vec::<i64>::new());
+}
+
 /// Three due checks claimed together; the database refuses to end one. The other two end
 /// in the batch; the refused one stays leased, is released once its lease is stale (30 s),
 /// and ends at the next claim once the database takes it — once, with one notification.
@@ -230,4 +302,5 @@ on_both_backends!(
     a_receive_is_applied_as_one_batch,
     a_poison_delivery_does_not_fail_its_batch_mates,
     a_poison_finalisation_does_not_fail_its_batch_mates,
+    a_failed_batch_applies_each_checks_deliveries_in_event_order,
 );
