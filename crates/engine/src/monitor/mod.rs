@@ -103,6 +103,14 @@ impl Monitor {
         self.enabled
     }
 
+    /// Whether `other` watches what this monitor watches — the same event, timezone and daily
+    /// times — so that its session goes on when one replaces the other.
+    pub fn watches_as(&self, other: &Monitor) -> bool {
+        self.event_type == other.event_type
+            && self.timezone == other.timezone
+            && self.daily == other.daily
+    }
+
     /// This monitor's alarm reference for a window (see [`reference_id`]).
     pub fn reference_id(&self, session_date: NaiveDate, window_number: u32) -> String {
         reference_id(self.robot_id, &self.rule_id, session_date, window_number)

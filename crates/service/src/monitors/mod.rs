@@ -142,12 +142,36 @@ impl Monitors {
                 return Err(MonitorError::Invalid(errors));
             }
         };
+        self.before_change(robot_id, rule_id, Some(&monitor))
+            .await?;
         let put = self
             .store
             .put_monitor(&monitor, MonitorSource::Api, self.now())
             .await?;
         log_put(&put, MonitorSource::Api);
         Ok(put)
+    }
+
+    /// Before `new` replaces the monitor (`None`: it is deleted): a change that ends its
+    /// session (disabled, deleted, watching something else) first decides the window ends the
+    /// session has passed, so that their alarms are not lost with it.
+    async fn before_change(
+        &self,
+        robot_id: i64,
+        rule_id: &str,
+        new: Option<&Monitor>,
+    ) -> Result<(), StoreError> {
+        let Some(stored) = self.store.get_monitor(robot_id, rule_id).await? else {
+            return Ok(());
+        };
+        let ends_session = match new {
+            None => true,
+            Some(new) => !new.enabled() || !stored.monitor.watches_as(new),
+        };
+        if ends_session {
+            self.decide_overdue(&stored).await;
+        }
+        Ok(())
     }
 
     pub async fn get(
@@ -180,6 +204,7 @@ impl Monitors {
         robot_id: i64,
         rule_id: &str,
     ) -> Result<Option<StoredMonitor>, MonitorError> {
+        self.before_change(robot_id, rule_id, None).await?;
         let deleted = self
             .store
             .delete_monitor(robot_id, rule_id, self.now())
@@ -201,6 +226,8 @@ impl Monitors {
     pub async fn sync_files(&self, monitors: &[Monitor]) -> Result<Synced, StoreError> {
         let mut synced = Synced::default();
         for monitor in monitors {
+            let (robot_id, rule_id) = (monitor.robot_id(), monitor.rule_id().as_str());
+            self.before_change(robot_id, rule_id, Some(monitor)).await?;
             let put = self
                 .store
                 .put_monitor(monitor, MonitorSource::File, self.now())
@@ -224,6 +251,7 @@ impl Monitors {
             let Some(disabled) = disabled(&stored.monitor) else {
                 continue;
             };
+            self.decide_overdue(&stored).await;
             self.store
                 .put_monitor(&disabled, MonitorSource::File, self.now())
                 .await?;

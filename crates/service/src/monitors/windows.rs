@@ -379,6 +379,54 @@ impl Monitors {
         Ok(Attempt::Done(Acted::Decided))
     }
 
+    /// Decides the window ends `stored`'s session has passed but not decided yet (the worker
+    /// is behind, or every replica was down) — after the backfill, as the worker would —
+    /// before a change ends the session: their alarms are not lost with it. Without a lease:
+    /// the write is a compare-and-set on the state's version (and leaves a worker's lease
+    /// alone), so a worker deciding the same ends meanwhile makes this one a no-op. A failure
+    /// (Megazord down) is logged and counted, and the change goes on.
+    pub(super) async fn decide_overdue(&self, stored: &StoredMonitor) {
+        let now = self.now();
+        let Some(window) = stored.state.window.filter(|w| w.window_end <= now) else {
+            return;
+        };
+        let monitor = &stored.monitor;
+        let call_ref = uuid::Uuid::new_v4().to_string();
+        let decided = async {
+            let (advanced, mut change) = self
+                .backfilled(
+                    monitor,
+                    &window,
+                    window.session_end,
+                    stored.state.subscription_id,
+                    now,
+                    &call_ref,
+                )
+                .await?;
+            change.release_lease = false;
+            if self
+                .store
+                .write_monitor_state(stored, None, &change, now)
+                .await?
+            {
+                self.report(monitor, &advanced, now);
+            }
+            Ok::<(), ActError>(())
+        }
+        .await;
+        if let Err(error) = decided {
+            tracing::warn!(
+                robot_id = monitor.robot_id(),
+                rule_id = %monitor.rule_id(),
+                error = %error,
+                "could not decide a monitor's overdue window ends before a change ends its \
+                 session; their alarms are lost with it"
+            );
+            metrics::counter!("monitor_failures_total", "reason" => "overdue_at_change")
+                .increment(1);
+        }
+    }
+
     /// Nothing to decide now: the lease is freed, due again at `due_at`.
     async fn wait(
         &self,

@@ -196,10 +196,3 @@ pub(super) async fn read_one<T: Tx>(
         .map(monitor_of)
         .transpose()
 }
-
-/// Whether a replaced monitor's open session still watches what the new definition says.
-pub(super) fn same_watch(before: &Monitor, after: &Monitor) -> bool {
-    before.event_type() == after.event_type()
-        && before.timezone() == after.timezone()
-        && before.daily() == after.daily()
-}

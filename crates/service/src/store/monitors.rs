@@ -277,7 +277,7 @@ impl<B: Db + 'static> MonitorStore for B {
             let was = before.monitor.enabled();
             let reason = if !monitor.enabled() && was {
                 Some(("monitor_disabled", NEVER))
-            } else if monitor.enabled() && (!was || !same_watch(&before.monitor, monitor)) {
+            } else if monitor.enabled() && (!was || !before.monitor.watches_as(monitor)) {
                 Some(("monitor_changed", now))
             } else {
                 None

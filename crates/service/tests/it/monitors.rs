@@ -572,6 +572,40 @@ async fn the_last_window_is_judged_by_its_own_length(backend: Backend) {
     assert_eq!(stack.references(), expected);
 }
 
+/// A change that ends the session (here: other daily times) while window ends are overdue —
+/// the worker was not running — first decides them, after the backfill: the quiet windows
+/// alarm, the one an event reset does not; then the new session opens, numbering on.
+async fn a_change_decides_the_overdue_window_ends_first(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T08:00:00Z")).await else {
+        return;
+    };
+    stack.monitor("no-toilet", json!({})).await;
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    // No worker step from here: windows 1 [08:00, 08:10) and 2 [08:10, 08:20) pass quietly;
+    // window 3, from 08:20, is reset at 08:27.
+    stack.set("2026-11-20T08:27:00Z");
+    stack.event("TOILET_ACTIVITY").await;
+    stack.set("2026-11-20T08:35:00Z");
+    stack
+        .monitor(
+            "no-toilet",
+            json!({"daily": {"start": "08:00", "end": "10:00"}}),
+        )
+        .await;
+    assert_eq!(stack.tick_monitor().await.opened, 1, "the new session");
+    assert_eq!(
+        stack
+            .window("no-toilet")
+            .await
+            .map(|(number, start, _)| (number, start)),
+        Some((3, at("2026-11-20T08:35:00Z"))),
+        "numbered on after the two alarms"
+    );
+    stack.tick_relay().await;
+    let expected: Vec<String> = (1..=2).map(|n| reference("2026-11-20", n)).collect();
+    assert_eq!(stack.references(), expected);
+}
+
 /// After downtime a short window's backlog is decided a bounded number of windows per step
 /// (one transaction each), not in one transaction that outgrows the operation timeout: every
 /// quiet window still alarms once, in order.
@@ -633,6 +667,7 @@ on_both_backends!(
     an_alarm_whose_answer_was_lost_is_not_posted_twice,
     actions_of_one_event_at_two_levels_are_both_posted,
     the_last_window_is_judged_by_its_own_length,
+    a_change_decides_the_overdue_window_ends_first,
     an_alarm_refused_for_hours_is_posted_once_megazord_accepts,
     a_long_backlog_of_windows_is_decided_in_bounded_steps,
 );
