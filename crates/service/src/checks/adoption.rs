@@ -72,6 +72,17 @@ pub struct AdoptionTick {
     pub unadoptable: usize,
 }
 
+impl AdoptionTick {
+    fn count(&mut self, outcome: &AdoptOutcome) {
+        match outcome {
+            AdoptOutcome::Adopted => self.adopted += 1,
+            AdoptOutcome::Ended => {}
+            AdoptOutcome::Unadoptable(_) => self.unadoptable += 1,
+            AdoptOutcome::Deferred(_) | AdoptOutcome::DeferredAlone(_) => self.deferred += 1,
+        }
+    }
+}
+
 struct Pass {
     /// The pass continues after this check id.
     after: i64,
@@ -150,19 +161,15 @@ impl Adoption {
         let mut next_at = None;
         let mut deferred_alone = Vec::new();
         for &id in &ids {
-            match self.adopt_by_id(id).await? {
-                AdoptOutcome::Adopted => tick.adopted += 1,
-                AdoptOutcome::Ended => {}
-                AdoptOutcome::Unadoptable(_) => tick.unadoptable += 1,
+            let outcome = self.adopt_by_id(id).await?;
+            tick.count(&outcome);
+            match outcome {
                 AdoptOutcome::Deferred(_) => {
-                    tick.deferred += 1;
                     next_at = Some(now + delta(self.config.retry_after));
                     break;
                 }
-                AdoptOutcome::DeferredAlone(_) => {
-                    tick.deferred += 1;
-                    deferred_alone.push(id);
-                }
+                AdoptOutcome::DeferredAlone(_) => deferred_alone.push(id),
+                _ => {}
             }
             reached = id;
         }
@@ -210,20 +217,13 @@ impl Adoption {
     ) -> Result<(), StoreError> {
         let mut settled = Vec::new();
         for &id in ids {
-            match self.adopt_by_id(id).await? {
-                AdoptOutcome::Adopted => tick.adopted += 1,
-                AdoptOutcome::Ended => {}
-                AdoptOutcome::Unadoptable(_) => tick.unadoptable += 1,
-                AdoptOutcome::DeferredAlone(_) => {
-                    tick.deferred += 1;
-                    continue;
-                }
-                AdoptOutcome::Deferred(_) => {
-                    tick.deferred += 1;
-                    break;
-                }
+            let outcome = self.adopt_by_id(id).await?;
+            tick.count(&outcome);
+            match outcome {
+                AdoptOutcome::DeferredAlone(_) => {}
+                AdoptOutcome::Deferred(_) => break,
+                _ => settled.push(id),
             }
-            settled.push(id);
         }
         let mut pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
         for id in settled {
