@@ -96,6 +96,9 @@ struct Pass {
     /// from the pass, from `retry_at` on (the pass goes on past them).
     retry: BTreeSet<i64>,
     retry_at: DateTime<Utc>,
+    /// Where the next retry starts in `retry` (round the set, `batch` at a time): checks that
+    /// stay unusable at its start must not keep the others from being asked.
+    retry_from: i64,
 }
 
 pub struct Adoption {
@@ -121,6 +124,7 @@ impl Adoption {
                 next_at: DateTime::UNIX_EPOCH,
                 retry: BTreeSet::new(),
                 retry_at: DateTime::UNIX_EPOCH,
+                retry_from: 0,
             }),
             reported: ReportedOnce::default(),
         }
@@ -137,7 +141,11 @@ impl Adoption {
         let retry = {
             let pass = self.pass.lock().unwrap_or_else(|e| e.into_inner());
             match now >= pass.retry_at {
-                true => pass.retry.iter().take(self.config.batch).copied().collect(),
+                true => (pass.retry.range(pass.retry_from..))
+                    .chain(pass.retry.range(..pass.retry_from))
+                    .take(self.config.batch)
+                    .copied()
+                    .collect(),
                 false => Vec::new(),
             }
         };
@@ -216,7 +224,9 @@ impl Adoption {
         tick: &mut AdoptionTick,
     ) -> Result<(), StoreError> {
         let mut settled = Vec::new();
+        let mut tried = None;
         for &id in ids {
+            tried = Some(id);
             let outcome = self.adopt_by_id(id).await?;
             tick.count(&outcome);
             match outcome {
@@ -229,6 +239,7 @@ impl Adoption {
         for id in settled {
             pass.retry.remove(&id);
         }
+        pass.retry_from = tried.map_or(0, |id| id + 1);
         pass.retry_at = now + delta(self.config.retry_after);
         Ok(())
     }

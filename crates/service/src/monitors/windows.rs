@@ -386,45 +386,68 @@ impl Monitors {
     /// alone), so a worker deciding the same ends meanwhile makes this one a no-op. A failure
     /// (Megazord down) is logged and counted, and the change goes on.
     pub(super) async fn decide_overdue(&self, stored: &StoredMonitor) {
-        let now = self.now();
-        let Some(window) = stored.state.window.filter(|w| w.window_end <= now) else {
-            return;
-        };
         let monitor = &stored.monitor;
-        let call_ref = uuid::Uuid::new_v4().to_string();
-        let decided = async {
-            let (advanced, mut change) = self
-                .backfilled(
-                    monitor,
-                    &window,
-                    window.session_end,
-                    stored.state.subscription_id,
-                    now,
-                    &call_ref,
-                )
-                .await?;
-            change.release_lease = false;
-            if self
-                .store
-                .write_monitor_state(stored, None, &change, now)
-                .await?
-            {
-                self.report(monitor, &advanced, now);
+        let mut current = stored.clone();
+        let mut decided: Result<bool, ActError> = Ok(false);
+        // Another write may come first (a late delivery, the worker): read again and decide
+        // what is still overdue.
+        for _ in 0..STALE_ATTEMPTS {
+            let now = self.now();
+            let Some(window) = current.state.window.filter(|w| w.window_end <= now) else {
+                return;
+            };
+            let call_ref = uuid::Uuid::new_v4().to_string();
+            decided = async {
+                let (advanced, mut change) = self
+                    .backfilled(
+                        monitor,
+                        &window,
+                        window.session_end,
+                        current.state.subscription_id,
+                        now,
+                        &call_ref,
+                    )
+                    .await?;
+                change.release_lease = false;
+                let written = self
+                    .store
+                    .write_monitor_state(&current, None, &change, now)
+                    .await?;
+                if written {
+                    self.report(monitor, &advanced, now);
+                }
+                Ok(written)
             }
-            Ok::<(), ActError>(())
+            .await;
+            if !matches!(decided, Ok(false)) {
+                break;
+            }
+            match self
+                .store
+                .get_monitor(monitor.robot_id(), monitor.rule_id().as_str())
+                .await
+            {
+                Ok(Some(again)) if again.id == stored.id => current = again,
+                Ok(_) => return,
+                Err(e) => {
+                    decided = Err(e.into());
+                    break;
+                }
+            }
         }
-        .await;
-        if let Err(error) = decided {
-            tracing::warn!(
-                robot_id = monitor.robot_id(),
-                rule_id = %monitor.rule_id(),
-                error = %error,
-                "could not decide a monitor's overdue window ends before a change ends its \
-                 session; their alarms are lost with it"
-            );
-            metrics::counter!("monitor_failures_total", "reason" => "overdue_at_change")
-                .increment(1);
-        }
+        let why = match decided {
+            Ok(true) => return,
+            Ok(false) => "other writes kept coming first".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        tracing::warn!(
+            robot_id = monitor.robot_id(),
+            rule_id = %monitor.rule_id(),
+            error = %why,
+            "could not decide a monitor's overdue window ends before a change ends its \
+             session; their alarms are lost with it"
+        );
+        metrics::counter!("monitor_failures_total", "reason" => "overdue_at_change").increment(1);
     }
 
     /// Nothing to decide now: the lease is freed, due again at `due_at`.

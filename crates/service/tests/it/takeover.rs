@@ -870,6 +870,61 @@ pub async fn one_unusable_step_answer_does_not_hold_up_the_checks_after_it(backe
     );
 }
 
+/// The checks deferred alone are asked for again a batch at a time, round the set: one whose
+/// answer stays unusable does not keep the others from being asked.
+pub async fn unusable_answers_that_last_do_not_starve_the_other_retries(backend: Backend) {
+    let Some(db) = backend.database().await else {
+        return;
+    };
+    let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
+    let refused_for_good = open_charging_check(&db, legacy, 3051).await;
+    let at_step_124 = NodeCheck {
+        template_id: legacy,
+        step_id: 124,
+        phase: "FUTURE",
+        result: "PENDING",
+        next_step_id: None,
+        subscription_id: 3052,
+        records: vec![],
+    };
+    let refused_once = node_check(&db, at_step_124).await;
+    let micro_managers = wiremock::MockServer::start().await;
+    let steps = format!("/internal/v5/scripts/robots/{ROBOT}/scripts/steps");
+    Mock::given(method("GET"))
+        .and(path(format!("{steps}/123")))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&micro_managers)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{steps}/124")))
+        .respond_with(ResponseTemplate::new(403))
+        .up_to_n_times(1)
+        .mount(&micro_managers)
+        .await;
+    step_answered(&micro_managers, 124).await;
+    let config = AdoptionConfig {
+        batch: 1,
+        ..AdoptionConfig::default()
+    };
+    let (adoption, clock) = adoption_with(&db, &micro_managers, config);
+    // The pass, a check a step: both deferred alone.
+    for _ in 0..3 {
+        adoption.tick_once().await.unwrap();
+    }
+    assert!(adoption.resumes_after() >= refused_once);
+    // Retries, one check each 15 s: the first, then the second — adopted.
+    let mut adopted = 0;
+    for _ in 0..2 {
+        clock.advance(chrono::TimeDelta::seconds(15));
+        adopted += adoption.tick_once().await.unwrap().adopted;
+    }
+    assert_eq!(adopted, 1, "the second check was asked for again");
+    let stored = db.store.get_check(refused_once).await.unwrap().unwrap();
+    assert_ne!(stored.provenance, status_check::store::Provenance::NodeOnly);
+    let still = db.store.get_check(refused_for_good).await.unwrap().unwrap();
+    assert_eq!(still.provenance, status_check::store::Provenance::NodeOnly);
+}
+
 /// A record of the Node service without its `created_at` (the production column is nullable)
 /// is read with its check's creation as its time: the check stays readable — alone, and in a
 /// delivery batch's read — instead of the whole check being unreadable.
@@ -920,6 +975,14 @@ fn adoption_over(
     db: &TestDb,
     micro_managers: &wiremock::MockServer,
 ) -> (Adoption, Arc<ManualClock>) {
+    adoption_with(db, micro_managers, AdoptionConfig::default())
+}
+
+fn adoption_with(
+    db: &TestDb,
+    micro_managers: &wiremock::MockServer,
+    config: AdoptionConfig,
+) -> (Adoption, Arc<ManualClock>) {
     let upstream = UpstreamConfig::new(micro_managers.uri());
     let clock = Arc::new(ManualClock::new(at("2026-11-20T08:05:00Z")));
     let deps = Deps {
@@ -929,7 +992,7 @@ fn adoption_over(
         clock: clock.clone(),
         queue: None,
     };
-    (Adoption::new(&deps, AdoptionConfig::default()), clock)
+    (Adoption::new(&deps, config), clock)
 }
 
 /// A time as either backend returns it in text.
@@ -953,4 +1016,5 @@ on_both_backends!(
     the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_checks,
     one_unusable_step_answer_does_not_hold_up_the_checks_after_it,
     a_node_record_without_its_time_is_read_at_its_checks,
+    unusable_answers_that_last_do_not_starve_the_other_retries,
 );
