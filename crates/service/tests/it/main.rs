@@ -1,6 +1,7 @@
 //! The service's one integration-test binary: real HTTP, real SQLite and MariaDB, real
 //! processes. Shared helpers live in `support`.
 
+mod adoption_pass;
 mod api;
 mod backfill;
 mod backtest;

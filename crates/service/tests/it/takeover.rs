@@ -4,21 +4,11 @@
 //! for their subscriptions are applied; its EJS template versions never run; and every row
 //! this service writes into the production tables is one the Node service could carry on with.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use status_check::Deps;
 use status_check::app::Workers;
-use status_check::checks::adoption::{Adoption, AdoptionConfig};
-use status_check::clock::ManualClock;
-use status_check::upstream::UpstreamConfig;
-use status_check::upstream::megazord::HttpMegazord;
-use status_check::upstream::micro_managers::HttpMicroManagers;
 use status_check::workers::consumer::Outcome;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
 
 use crate::harness::on_both_backends;
 use crate::harness::{
@@ -34,7 +24,7 @@ const EJS: &str = "<%= events.some(e => e.eventName === 'CHARGING_STARTED') %>";
 
 /// The Node service's version `version` of `name`, in EJS: description (when new), template
 /// row and one PASS rule per phase it has. Returns its id.
-async fn node_template(
+pub(crate) async fn node_template(
     raw: &Raw,
     name: &str,
     version: i64,
@@ -79,20 +69,20 @@ async fn node_template(
 }
 
 /// What the Node service wrote for one check.
-struct NodeCheck {
-    template_id: i64,
-    step_id: i64,
-    phase: &'static str,
-    result: &'static str,
-    next_step_id: Option<i64>,
-    subscription_id: i64,
+pub(crate) struct NodeCheck {
+    pub(crate) template_id: i64,
+    pub(crate) step_id: i64,
+    pub(crate) phase: &'static str,
+    pub(crate) result: &'static str,
+    pub(crate) next_step_id: Option<i64>,
+    pub(crate) subscription_id: i64,
     /// `(incoming event id, name, created_at)` of its PAST records.
-    records: Vec<(i64, &'static str, &'static str)>,
+    pub(crate) records: Vec<(i64, &'static str, &'static str)>,
 }
 
 /// Inserts a check as the Node service writes it — `status_check`, its poller (window
 /// 07:00–08:10, created 08:00) and its records — and nothing of this service's own tables.
-async fn node_check(db: &TestDb, check: NodeCheck) -> i64 {
+pub(crate) async fn node_check(db: &TestDb, check: NodeCheck) -> i64 {
     let raw = &db.raw;
     db.neighbours.robot(ROBOT).await;
     let mut steps = vec![check.step_id, check.step_id + 1, check.step_id + 2];
@@ -164,7 +154,11 @@ async fn node_check(db: &TestDb, check: NodeCheck) -> i64 {
 
 /// An open robot-is-charging check of the Node service at step 123: charging stopped at its
 /// creation, nothing since.
-async fn open_charging_check(db: &TestDb, template_id: i64, subscription_id: i64) -> i64 {
+pub(crate) async fn open_charging_check(
+    db: &TestDb,
+    template_id: i64,
+    subscription_id: i64,
+) -> i64 {
     node_check(
         db,
         NodeCheck {
@@ -755,176 +749,6 @@ pub async fn production_rows_are_complete_for_the_node_service(backend: Backend)
     assert_eq!(response["phase"], "COMPLETED");
 }
 
-/// The adoption pass passes over a Node row it cannot read (a phase neither service writes),
-/// reported once, and adopts the check after it. Once a pass has finished, the next starts
-/// after the newest check there was at the previous one's end — so this service's own checks
-/// are not read again every minute — and a Node check added since is still adopted.
-pub async fn the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_checks(
-    backend: Backend,
-) {
-    let Some(db) = backend.database().await else {
-        return;
-    };
-    let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
-    let unreadable = NodeCheck {
-        template_id: legacy,
-        step_id: 143,
-        phase: "WAITING",
-        result: "PENDING",
-        next_step_id: None,
-        subscription_id: 3021,
-        records: vec![],
-    };
-    node_check(&db, unreadable).await;
-    let open = open_charging_check(&db, legacy, 3022).await;
-    let own_template = crate::store::synced_template(&db, "own").await;
-    let own = crate::store::create(&db, crate::store::new_check(own_template, ROBOT)).await;
-    let own = crate::store::created_new(own.unwrap()).id;
-    assert!(own > open);
-
-    let micro_managers = wiremock::MockServer::start().await;
-    step_answered(&micro_managers, 123).await;
-    let (adoption, clock) = adoption_over(&db, &micro_managers);
-
-    let tick = adoption.tick_once().await.unwrap();
-    assert_eq!((tick.adopted, tick.unadoptable), (1, 1), "{tick:?}");
-    assert_eq!(adoption.resumes_after(), open);
-    clock.advance(chrono::TimeDelta::minutes(2));
-    let tick = adoption.tick_once().await.unwrap();
-    assert_eq!((tick.ran, tick.adopted, tick.unadoptable), (true, 0, 0));
-    assert_eq!(
-        adoption.resumes_after(),
-        own,
-        "past this service's own checks"
-    );
-
-    let later = open_charging_check(&db, legacy, 3023).await;
-    clock.advance(chrono::TimeDelta::minutes(2));
-    let tick = adoption.tick_once().await.unwrap();
-    assert_eq!(tick.adopted, 1, "{tick:?}");
-    assert_eq!(adoption.resumes_after(), later);
-}
-
-/// Micro-Managers answering one check's step with something unusable (a 403, a body of the
-/// wrong shape) is that check's problem, not Micro-Managers being down: the pass adopts the
-/// checks after it and goes on, and that check alone is asked for again after `retry_after`.
-pub async fn one_unusable_step_answer_does_not_hold_up_the_checks_after_it(backend: Backend) {
-    let Some(db) = backend.database().await else {
-        return;
-    };
-    let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
-    let refused = open_charging_check(&db, legacy, 3031).await;
-    let at_step_124 = |subscription_id| NodeCheck {
-        template_id: legacy,
-        step_id: 124,
-        phase: "FUTURE",
-        result: "PENDING",
-        next_step_id: None,
-        subscription_id,
-        records: vec![],
-    };
-    let second = node_check(&db, at_step_124(3032)).await;
-    let third = node_check(&db, at_step_124(3033)).await;
-    assert!(refused < second && second < third);
-
-    let micro_managers = wiremock::MockServer::start().await;
-    // The first answer for step 123 is a 403; later ones, and step 124's, the step.
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/internal/v5/scripts/robots/{ROBOT}/scripts/steps/123"
-        )))
-        .respond_with(ResponseTemplate::new(403))
-        .up_to_n_times(1)
-        .mount(&micro_managers)
-        .await;
-    step_answered(&micro_managers, 123).await;
-    step_answered(&micro_managers, 124).await;
-    let (adoption, clock) = adoption_over(&db, &micro_managers);
-
-    let tick = adoption.tick_once().await.unwrap();
-    assert_eq!((tick.adopted, tick.deferred), (2, 1), "{tick:?}");
-    assert_eq!(adoption.resumes_after(), third, "the pass went on past it");
-    clock.advance(chrono::TimeDelta::seconds(14));
-    assert!(
-        !adoption.tick_once().await.unwrap().ran,
-        "not before retry_after"
-    );
-    clock.advance(chrono::TimeDelta::seconds(1));
-    let tick = adoption.tick_once().await.unwrap();
-    assert_eq!((tick.adopted, tick.deferred), (1, 0), "{tick:?}");
-    let asked = |step: &'static str| {
-        let micro_managers = &micro_managers;
-        async move {
-            let requests = micro_managers.received_requests().await.unwrap();
-            requests
-                .iter()
-                .filter(|r| r.url.path().ends_with(step))
-                .count()
-        }
-    };
-    assert_eq!(asked("/steps/123").await, 2);
-    assert_eq!(
-        asked("/steps/124").await,
-        2,
-        "once for each check at step 124: the adopted ones are not read again"
-    );
-}
-
-/// The checks deferred alone are asked for again a batch at a time, round the set: one whose
-/// answer stays unusable does not keep the others from being asked.
-pub async fn unusable_answers_that_last_do_not_starve_the_other_retries(backend: Backend) {
-    let Some(db) = backend.database().await else {
-        return;
-    };
-    let legacy = node_template(&db.raw, "robot-is-charging", 1, "CHARGING_STARTED", false).await;
-    let refused_for_good = open_charging_check(&db, legacy, 3051).await;
-    let at_step_124 = NodeCheck {
-        template_id: legacy,
-        step_id: 124,
-        phase: "FUTURE",
-        result: "PENDING",
-        next_step_id: None,
-        subscription_id: 3052,
-        records: vec![],
-    };
-    let refused_once = node_check(&db, at_step_124).await;
-    let micro_managers = wiremock::MockServer::start().await;
-    let steps = format!("/internal/v5/scripts/robots/{ROBOT}/scripts/steps");
-    Mock::given(method("GET"))
-        .and(path(format!("{steps}/123")))
-        .respond_with(ResponseTemplate::new(403))
-        .mount(&micro_managers)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("{steps}/124")))
-        .respond_with(ResponseTemplate::new(403))
-        .up_to_n_times(1)
-        .mount(&micro_managers)
-        .await;
-    step_answered(&micro_managers, 124).await;
-    let config = AdoptionConfig {
-        batch: 1,
-        ..AdoptionConfig::default()
-    };
-    let (adoption, clock) = adoption_with(&db, &micro_managers, config);
-    // The pass, a check a step: both deferred alone.
-    for _ in 0..3 {
-        adoption.tick_once().await.unwrap();
-    }
-    assert!(adoption.resumes_after() >= refused_once);
-    // Retries, one check each 15 s: the first, then the second — adopted.
-    let mut adopted = 0;
-    for _ in 0..2 {
-        clock.advance(chrono::TimeDelta::seconds(15));
-        adopted += adoption.tick_once().await.unwrap().adopted;
-    }
-    assert_eq!(adopted, 1, "the second check was asked for again");
-    let stored = db.store.get_check(refused_once).await.unwrap().unwrap();
-    assert_ne!(stored.provenance, status_check::store::Provenance::NodeOnly);
-    let still = db.store.get_check(refused_for_good).await.unwrap().unwrap();
-    assert_eq!(still.provenance, status_check::store::Provenance::NodeOnly);
-}
-
 /// A record of the Node service without its `created_at` (the production column is nullable)
 /// is read with its check's creation as its time: the check stays readable — alone, and in a
 /// delivery batch's read — instead of the whole check being unreadable.
@@ -952,49 +776,6 @@ pub async fn a_node_record_without_its_time_is_read_at_its_checks(backend: Backe
     assert_eq!(batch, [Some(alone)]);
 }
 
-/// Micro-Managers answers step `step` of robot 42 (a robot-is-charging step) from now on.
-async fn step_answered(micro_managers: &wiremock::MockServer, step: i64) {
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/internal/v5/scripts/robots/{ROBOT}/scripts/steps/{step}"
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_json(step_json(
-            step,
-            "robot-is-charging",
-            0,
-            0,
-            NEXT,
-        )))
-        .mount(micro_managers)
-        .await;
-}
-
-/// The adoption pass over `db`, asking `micro_managers` for steps, on a manual clock from
-/// 08:05.
-fn adoption_over(
-    db: &TestDb,
-    micro_managers: &wiremock::MockServer,
-) -> (Adoption, Arc<ManualClock>) {
-    adoption_with(db, micro_managers, AdoptionConfig::default())
-}
-
-fn adoption_with(
-    db: &TestDb,
-    micro_managers: &wiremock::MockServer,
-    config: AdoptionConfig,
-) -> (Adoption, Arc<ManualClock>) {
-    let upstream = UpstreamConfig::new(micro_managers.uri());
-    let clock = Arc::new(ManualClock::new(at("2026-11-20T08:05:00Z")));
-    let deps = Deps {
-        store: db.store.clone(),
-        micro_managers: Arc::new(HttpMicroManagers::new(&upstream).unwrap()),
-        megazord: Arc::new(HttpMegazord::new(&upstream).unwrap()),
-        clock: clock.clone(),
-        queue: None,
-    };
-    (Adoption::new(&deps, config), clock)
-}
-
 /// A time as either backend returns it in text.
 fn parse_time(text: &str) -> DateTime<Utc> {
     text.parse().unwrap_or_else(|_| {
@@ -1013,8 +794,5 @@ on_both_backends!(
     a_node_check_whose_version_is_unreadable_is_decided_from_its_result,
     a_create_on_a_node_only_template_says_its_version_cannot_run,
     production_rows_are_complete_for_the_node_service,
-    the_adoption_pass_passes_over_what_it_cannot_read_and_its_own_checks,
-    one_unusable_step_answer_does_not_hold_up_the_checks_after_it,
     a_node_record_without_its_time_is_read_at_its_checks,
-    unusable_answers_that_last_do_not_starve_the_other_retries,
 );
