@@ -606,6 +606,22 @@ async fn a_change_decides_the_overdue_window_ends_first(backend: Backend) {
     assert_eq!(stack.references(), expected);
 }
 
+/// Deleting a monitor whose window ends are overdue decides them first too: the quiet windows
+/// alarm before the session ends with the monitor.
+async fn a_delete_decides_the_overdue_window_ends_first(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T08:00:00Z")).await else {
+        return;
+    };
+    stack.monitor("no-toilet", json!({})).await;
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    stack.set("2026-11-20T08:25:00Z");
+    let deleted = stack.first.monitors.delete(ROBOT, "no-toilet").await;
+    assert!(deleted.unwrap().is_some());
+    stack.tick_relay().await;
+    let expected: Vec<String> = (1..=2).map(|n| reference("2026-11-20", n)).collect();
+    assert_eq!(stack.references(), expected);
+}
+
 /// After downtime a short window's backlog is decided a bounded number of windows per step
 /// (one transaction each), not in one transaction that outgrows the operation timeout: every
 /// quiet window still alarms once, in order.
@@ -668,6 +684,7 @@ on_both_backends!(
     actions_of_one_event_at_two_levels_are_both_posted,
     the_last_window_is_judged_by_its_own_length,
     a_change_decides_the_overdue_window_ends_first,
+    a_delete_decides_the_overdue_window_ends_first,
     an_alarm_refused_for_hours_is_posted_once_megazord_accepts,
     a_long_backlog_of_windows_is_decided_in_bounded_steps,
 );
