@@ -210,12 +210,13 @@ impl Config {
             }
         };
         // A span added to or taken from a time: bounded, so that the arithmetic cannot overflow.
-        let seconds_at_most = |key: &str, most: u64, why: &str| -> Result<Duration, ConfigError> {
-            match parse_u64(key)? {
-                secs if secs <= most => Ok(Duration::from_secs(secs)),
-                _ => Err(error(key, format!("must be at most {most} ({why})"))),
-            }
-        };
+        let at_most =
+            |key: &str, secs: u64, most: u64, why: &str| -> Result<Duration, ConfigError> {
+                match secs <= most {
+                    true => Ok(Duration::from_secs(secs)),
+                    false => Err(error(key, format!("must be at most {most} ({why})"))),
+                }
+            };
         let positive_seconds = |key: &str| -> Result<Duration, ConfigError> {
             get(key)
                 .parse::<f64>()
@@ -340,8 +341,9 @@ impl Config {
                         )
                     })?,
             ),
-            unknown_subscription_grace: seconds_at_most(
+            unknown_subscription_grace: at_most(
                 "UNKNOWN_SUBSCRIPTION_GRACE_SECS",
+                parse_u64("UNKNOWN_SUBSCRIPTION_GRACE_SECS")?,
                 MAX_QUEUE_RETENTION_SECS,
                 "14 days, the longest SQS keeps a message",
             )?,
@@ -371,15 +373,12 @@ impl Config {
             },
             docs_enabled: boolean("DOCS_ENABLED")?,
             consumer_unready_after: Duration::from_secs(positive("CONSUMER_UNREADY_AFTER_SECS")?),
-            outbox_retention: match positive("OUTBOX_RETENTION_SECS")? {
-                secs if secs <= MAX_RETENTION_SECS => Duration::from_secs(secs),
-                _ => {
-                    return Err(error(
-                        "OUTBOX_RETENTION_SECS",
-                        format!("must be at most {MAX_RETENTION_SECS} (100 years)"),
-                    ));
-                }
-            },
+            outbox_retention: at_most(
+                "OUTBOX_RETENTION_SECS",
+                positive("OUTBOX_RETENTION_SECS")?,
+                MAX_RETENTION_SECS,
+                "100 years",
+            )?,
             outbox_max_attempts: u32::try_from(positive("OUTBOX_MAX_ATTEMPTS")?)
                 .map_err(|_| error("OUTBOX_MAX_ATTEMPTS", "too large"))?,
             rule_cost_budget: positive("RULE_COST_BUDGET")?,

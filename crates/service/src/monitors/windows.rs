@@ -350,15 +350,31 @@ impl Monitors {
         window: WindowState,
         lease: &Lease,
     ) -> Result<Attempt, ActError> {
-        let monitor = &current.monitor;
         let now = self.now();
         if window.window_end > now {
             // Reset by a delivery since it was claimed.
             self.wait(current, lease, window.window_end).await?;
             return Ok(Attempt::Done(Acted::Waiting));
         }
+        if !self.decide_ends(current, window, Some(lease), now).await? {
+            return Ok(Attempt::Stale);
+        }
+        Ok(Attempt::Done(Acted::Decided))
+    }
+
+    /// Decides the open window's ends up to `now` after the backfill and writes the decision
+    /// (under `lease`; without one, a compare-and-set on the state's version that leaves a
+    /// worker's lease alone); whether it was written (else another write came first).
+    async fn decide_ends(
+        &self,
+        current: &StoredMonitor,
+        window: WindowState,
+        lease: Option<&Lease>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ActError> {
+        let monitor = &current.monitor;
         let call_ref = uuid::Uuid::new_v4().to_string();
-        let (advanced, change) = self
+        let (advanced, mut change) = self
             .backfilled(
                 monitor,
                 &window,
@@ -368,15 +384,15 @@ impl Monitors {
                 &call_ref,
             )
             .await?;
-        if !self
+        change.release_lease &= lease.is_some();
+        let written = self
             .store
-            .write_monitor_state(current, Some(lease), &change, now)
-            .await?
-        {
-            return Ok(Attempt::Stale);
+            .write_monitor_state(current, lease, &change, now)
+            .await?;
+        if written {
+            self.report(monitor, &advanced, now);
         }
-        self.report(monitor, &advanced, now);
-        Ok(Attempt::Done(Acted::Decided))
+        Ok(written)
     }
 
     /// Decides the window ends `stored`'s session has passed but not decided yet (the worker
@@ -396,29 +412,7 @@ impl Monitors {
             let Some(window) = current.state.window.filter(|w| w.window_end <= now) else {
                 return;
             };
-            let call_ref = uuid::Uuid::new_v4().to_string();
-            decided = async {
-                let (advanced, mut change) = self
-                    .backfilled(
-                        monitor,
-                        &window,
-                        window.session_end,
-                        current.state.subscription_id,
-                        now,
-                        &call_ref,
-                    )
-                    .await?;
-                change.release_lease = false;
-                let written = self
-                    .store
-                    .write_monitor_state(&current, None, &change, now)
-                    .await?;
-                if written {
-                    self.report(monitor, &advanced, now);
-                }
-                Ok(written)
-            }
-            .await;
+            decided = self.decide_ends(&current, window, None, now).await;
             if !matches!(decided, Ok(false)) {
                 break;
             }
