@@ -151,8 +151,9 @@ pub struct MonitorDto {
     alarms_sent: Option<u32>,
     /// The open session's Megazord subscription.
     subscription_id: Option<i64>,
-    /// When the monitor worker acts next (a window's end, the next session's start); `null`
-    /// for a disabled monitor.
+    /// When the monitor worker acts next (2 s after a window's end, once events of its last
+    /// moment are readable at Megazord; the next session's start); `null` for a disabled
+    /// monitor.
     next_due_at: Option<DateTime<Utc>>,
     /// Why the monitor cannot open its session (e.g. Megazord knows no event of the name it
     /// watches); `null` when nothing is wrong.

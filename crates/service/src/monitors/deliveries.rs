@@ -9,7 +9,7 @@ use status_check_engine::monitor::{WindowSpan, WindowState, advance};
 use tracing::Level;
 
 use super::history::{Decided, window_records};
-use super::windows::window_event;
+use super::windows::{decided_at, window_event};
 use super::{MonitorError, Monitors};
 use crate::deliveries::{Delivered, DeliveryOutcome, by_subscription};
 use crate::store::{StateChange, StoreError, StoredMonitor};
@@ -87,7 +87,7 @@ impl Monitors {
             let change = StateChange {
                 window: Some(after),
                 subscription_id: stored.state.subscription_id,
-                due_at: after.due_at(),
+                due_at: decided_at(&after),
                 release_lease: false,
                 actions: Vec::new(),
                 remove_subscription: None,

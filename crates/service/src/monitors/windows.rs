@@ -33,6 +33,15 @@ const UNKNOWN_EVENT_RETRY_AFTER: TimeDelta = TimeDelta::minutes(5);
 /// How often a decision is made again when the state changed under it (a delivery, an API
 /// change) before the monitor is left for the next step.
 const STALE_ATTEMPTS: usize = 4;
+/// How long after its end a window is decided. Megazord stamps an event before its row is
+/// readable: decided at once, the backfill could miss an event of the window's last moment,
+/// and the window alarm although the event came (its late delivery then counts for nothing).
+pub(super) const SETTLE: TimeDelta = TimeDelta::seconds(2);
+
+/// When the worker decides `window`'s end: [`SETTLE`] after it.
+pub(super) fn decided_at(window: &WindowState) -> DateTime<Utc> {
+    window.due_at() + SETTLE
+}
 
 /// Logs an event of one window at `level` with the fields that name the window (`robot_id`,
 /// `rule_id`, `session_date`, `window_number`: what docs/monitors.md promises every window's
@@ -237,7 +246,7 @@ impl Monitors {
                 &window,
                 session.end,
                 Some(subscription),
-                now,
+                now - SETTLE,
                 &call_ref,
             )
             .await
@@ -276,7 +285,7 @@ impl Monitors {
         match written {
             Ok(true) => {
                 self.report_opened(monitor, &session, &window, subscription);
-                self.report(monitor, &advanced, now);
+                self.report(monitor, &advanced, now - SETTLE);
                 Ok(Attempt::Done(Acted::Opened))
             }
             Ok(false) => Ok(Attempt::Stale),
@@ -302,14 +311,16 @@ impl Monitors {
 
     /// The open window's events from Megazord (the backfill: an event that happened in the
     /// window counts even if its delivery is still on the queue), and the window advanced
-    /// over them up to `now`, with the change that writes it.
+    /// over them up to `horizon`, with the change that writes it. Events after `horizon` are
+    /// left to their deliveries or the next backfill (which reads from the open window's start,
+    /// never after them).
     async fn backfilled(
         &self,
         monitor: &Monitor,
         window: &WindowState,
         session_end: DateTime<Utc>,
         subscription: Option<i64>,
-        now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
         call_ref: &str,
     ) -> Result<(Advance, StateChange), ActError> {
         let events = self
@@ -326,7 +337,7 @@ impl Monitors {
         // steps instead of one transaction too large for the operation timeout, which failed
         // and grew for ever. Events after that point are the next decision's.
         let span = monitor.window().as_delta() * (CATCH_UP_WINDOWS - 1);
-        let up_to = (window.window_end + span).min(now);
+        let up_to = (window.window_end + span).min(horizon);
         let events: Vec<_> = events
             .into_iter()
             .filter(|e| e.created_at <= up_to)
@@ -351,26 +362,31 @@ impl Monitors {
         lease: &Lease,
     ) -> Result<Attempt, ActError> {
         let now = self.now();
-        if window.window_end > now {
-            // Reset by a delivery since it was claimed.
-            self.wait(current, lease, window.window_end).await?;
+        if decided_at(&window) > now {
+            // Reset by a delivery since it was claimed (or due as stored before SETTLE).
+            self.wait(current, lease, decided_at(&window)).await?;
             return Ok(Attempt::Done(Acted::Waiting));
         }
-        if !self.decide_ends(current, window, Some(lease), now).await? {
+        if !self
+            .decide_ends(current, window, Some(lease), now, now - SETTLE)
+            .await?
+        {
             return Ok(Attempt::Stale);
         }
         Ok(Attempt::Done(Acted::Decided))
     }
 
-    /// Decides the open window's ends up to `now` after the backfill and writes the decision
-    /// (under `lease`; without one, a compare-and-set on the state's version that leaves a
-    /// worker's lease alone); whether it was written (else another write came first).
+    /// Decides the open window's ends up to `horizon` after the backfill and writes the
+    /// decision at `now` (under `lease`; without one, a compare-and-set on the state's version
+    /// that leaves a worker's lease alone); whether it was written (else another write came
+    /// first).
     async fn decide_ends(
         &self,
         current: &StoredMonitor,
         window: WindowState,
         lease: Option<&Lease>,
         now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
     ) -> Result<bool, ActError> {
         let monitor = &current.monitor;
         let call_ref = uuid::Uuid::new_v4().to_string();
@@ -380,7 +396,7 @@ impl Monitors {
                 &window,
                 window.session_end,
                 current.state.subscription_id,
-                now,
+                horizon,
                 &call_ref,
             )
             .await?;
@@ -390,7 +406,7 @@ impl Monitors {
             .write_monitor_state(current, lease, &change, now)
             .await?;
         if written {
-            self.report(monitor, &advanced, now);
+            self.report(monitor, &advanced, horizon);
         }
         Ok(written)
     }
@@ -412,7 +428,9 @@ impl Monitors {
             let Some(window) = current.state.window.filter(|w| w.window_end <= now) else {
                 return;
             };
-            decided = self.decide_ends(&current, window, None, now).await;
+            // Not settled: the change is about to end the session, and a decision now is
+            // better than none.
+            decided = self.decide_ends(&current, window, None, now, now).await;
             if !matches!(decided, Ok(false)) {
                 break;
             }
@@ -545,8 +563,9 @@ impl Monitors {
         );
     }
 
-    /// Metrics and log lines for what a decision did (after its commit).
-    fn report(&self, monitor: &Monitor, advanced: &Advance, now: DateTime<Utc>) {
+    /// Metrics and log lines for what a decision did (after its commit); `horizon`: the
+    /// instant it decided up to (lateness is counted from there).
+    fn report(&self, monitor: &Monitor, advanced: &Advance, horizon: DateTime<Utc>) {
         let session_date = advanced.session_date;
         for span in &advanced.spans {
             match span.ending {
@@ -556,7 +575,7 @@ impl Monitors {
                 }
                 WindowEnding::Expired => {
                     metrics::counter!("monitor_windows_expired_total").increment(1);
-                    record_lateness(span.end, now);
+                    record_lateness(span.end, horizon);
                     window_event!(
                         Level::INFO,
                         monitor,
@@ -569,7 +588,7 @@ impl Monitors {
                     );
                 }
                 WindowEnding::SessionEnded => {
-                    record_lateness(span.end, now);
+                    record_lateness(span.end, horizon);
                     window_event!(
                         Level::DEBUG,
                         monitor,
@@ -639,7 +658,7 @@ fn change_after(
         Some(state) => StateChange {
             window: Some(state),
             subscription_id: subscription,
-            due_at: state.due_at(),
+            due_at: decided_at(&state),
             release_lease: true,
             actions,
             remove_subscription: None,
@@ -673,8 +692,9 @@ fn next_session_start(monitor: &Monitor, session_end: DateTime<Utc>) -> DateTime
         .map_or(NEVER, |session| session.start)
 }
 
-/// How late a window's end was decided (the scan interval, a busy worker, downtime).
-fn record_lateness(end: DateTime<Utc>, now: DateTime<Utc>) {
-    let late = (now - end).num_milliseconds().max(0) as f64 / 1000.0;
+/// How late a window's end was decided beyond its settle time (the scan interval, a busy
+/// worker, downtime): `horizon` is the decision's instant less [`SETTLE`].
+fn record_lateness(end: DateTime<Utc>, horizon: DateTime<Utc>) {
+    let late = (horizon - end).num_milliseconds().max(0) as f64 / 1000.0;
     metrics::histogram!("monitor_window_end_lateness_seconds").record(late);
 }

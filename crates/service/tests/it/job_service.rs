@@ -111,7 +111,7 @@ async fn the_compose_config_runs_on_its_own_queue(backend: Backend) {
     assert_eq!(window.window_end, at("2026-11-20T09:01:30Z"), "reset");
 
     // A quiet minute after it: one alarm, as the job service posted it.
-    stack.set("2026-11-20T09:01:30.200Z");
+    stack.set("2026-11-20T09:01:32.200Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     assert_eq!(stack.tick_relay().await.alarms.done, 1);
     let alarms = stack
@@ -262,7 +262,7 @@ async fn a_window_longer_than_its_session_runs_as_the_job_service_ran_it(backend
     );
     assert_eq!(stack.megazord.subscriptions(JOB_ROBOT).len(), 1);
 
-    stack.set("2026-11-20T10:00:00.200Z");
+    stack.set("2026-11-20T10:00:02.200Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     let tick = stack.tick_relay().await;
     assert_eq!(

@@ -136,7 +136,10 @@ async fn create_replace_read_list_and_delete(backend: Backend) {
     assert_eq!(read["alarmsSent"], 0);
     assert_eq!(read["windowStart"], "2026-11-20T08:00:00Z");
     assert_eq!(read["windowEnd"], "2026-11-20T08:10:00Z");
-    assert_eq!(read["nextDueAt"], "2026-11-20T08:10:00Z");
+    assert_eq!(
+        read["nextDueAt"], "2026-11-20T08:10:02Z",
+        "decided 2 s after the window's end"
+    );
     let subscription = read["subscriptionId"].as_i64().expect("subscribed");
     assert_eq!(stack.megazord.undeleted_subscriptions(), [subscription]);
 

@@ -104,7 +104,7 @@ async fn a_days_session_reads_back_with_how_each_window_ended(backend: Backend) 
         stack.consume().await,
         [status_check::workers::consumer::Outcome::Applied]
     );
-    stack.set("2026-11-20T08:15:00Z");
+    stack.set("2026-11-20T08:15:02Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     stack.tick_relay().await;
 
@@ -133,7 +133,7 @@ async fn a_days_session_reads_back_with_how_each_window_ended(backend: Backend) 
     // An event at 08:18 nobody consumes: the worker's backfill at the session's end finds it.
     stack.set("2026-11-20T08:18:00Z");
     let backfilled = stack.activity().await;
-    stack.set("2026-11-20T08:25:00Z");
+    stack.set("2026-11-20T08:25:02Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     stack.tick_relay().await;
     assert_eq!(
@@ -251,7 +251,7 @@ async fn the_relay_purges_windows_after_the_retention(backend: Backend) {
         )
         .await;
     assert_eq!(stack.tick_monitor().await.opened, 1);
-    stack.set("2026-11-20T08:25:00Z");
+    stack.set("2026-11-20T08:25:02Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     stack.tick_relay().await;
     let endings = |body: &Value| -> Vec<(String, String)> {

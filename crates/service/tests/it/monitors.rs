@@ -316,9 +316,13 @@ async fn a_quiet_window_alarms_once_and_the_session_ends_unsubscribed(backend: B
         "opened within the grace: window 1 starts at the session's start"
     );
 
-    stack.set("2026-11-20T08:09:59Z");
-    assert_eq!(stack.tick_monitor().await.claimed, 0, "not due yet");
-    stack.set("2026-11-20T08:10:00.300Z");
+    stack.set("2026-11-20T08:10:01Z");
+    assert_eq!(
+        stack.tick_monitor().await.claimed,
+        0,
+        "not due before its settle time"
+    );
+    stack.set("2026-11-20T08:10:02.300Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     assert!(stack.alarms().is_empty(), "posted by the relay, not inline");
     assert_eq!(stack.tick_relay().await.alarms.done, 1);
@@ -371,13 +375,13 @@ async fn activity_resets_the_window(backend: Backend) {
         stack.window("no-toilet").await,
         Some((1, at("2026-11-20T08:05:00Z"), at("2026-11-20T08:15:00Z")))
     );
-    stack.set("2026-11-20T08:10:00Z");
+    stack.set("2026-11-20T08:10:02Z");
     assert_eq!(stack.tick_monitor().await.claimed, 0, "the window moved on");
 
     // An event at 08:12 whose delivery nobody has taken yet.
     stack.set("2026-11-20T08:12:00Z");
     stack.event("TOILET_ACTIVITY").await;
-    stack.set("2026-11-20T08:15:00Z");
+    stack.set("2026-11-20T08:15:02Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     assert_eq!(
         stack.window("no-toilet").await,
@@ -393,7 +397,7 @@ async fn activity_resets_the_window(backend: Backend) {
     assert!(stack.alarms().is_empty());
 
     // Then a quiet window: alarm 1 (numbers count alarms, not resets).
-    stack.set("2026-11-20T08:22:00Z");
+    stack.set("2026-11-20T08:22:02Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     stack.tick_relay().await;
     assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
@@ -466,21 +470,21 @@ async fn a_refused_alarm_is_retried_with_backoff(backend: Backend) {
     assert_eq!(stack.tick_monitor().await.opened, 1);
     stack
         .megazord
-        .refuse_posts_until(at("2026-11-20T08:10:02Z"));
-    stack.set("2026-11-20T08:10:00Z");
+        .refuse_posts_until(at("2026-11-20T08:10:04Z"));
+    stack.set("2026-11-20T08:10:02Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     assert_eq!(stack.tick_relay().await.alarms.failed, 1);
-    stack.set("2026-11-20T08:10:00.900Z");
+    stack.set("2026-11-20T08:10:02.900Z");
     assert_eq!(
         stack.tick_relay().await.alarms.claimed,
         0,
         "waits its 1 s backoff"
     );
-    stack.set("2026-11-20T08:10:01Z");
-    assert_eq!(stack.tick_relay().await.alarms.failed, 1, "refused again");
-    stack.set("2026-11-20T08:10:02.500Z");
-    assert_eq!(stack.tick_relay().await.alarms.claimed, 0, "then 2 s");
     stack.set("2026-11-20T08:10:03Z");
+    assert_eq!(stack.tick_relay().await.alarms.failed, 1, "refused again");
+    stack.set("2026-11-20T08:10:04.500Z");
+    assert_eq!(stack.tick_relay().await.alarms.claimed, 0, "then 2 s");
+    stack.set("2026-11-20T08:10:05Z");
     assert_eq!(stack.tick_relay().await.alarms.done, 1);
     assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
 }
@@ -501,10 +505,10 @@ async fn an_alarm_whose_answer_was_lost_is_not_posted_twice(backend: Backend) {
     stack.monitor("no-toilet", json!({})).await;
     assert_eq!(stack.tick_monitor().await.opened, 1);
     stack.megazord.answer_posts_slowly_until(
-        at("2026-11-20T08:10:01Z"),
+        at("2026-11-20T08:10:03Z"),
         std::time::Duration::from_secs(1),
     );
-    stack.set("2026-11-20T08:10:00Z");
+    stack.set("2026-11-20T08:10:02Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     assert_eq!(
         stack.tick_relay().await.alarms.failed,
@@ -512,7 +516,7 @@ async fn an_alarm_whose_answer_was_lost_is_not_posted_twice(backend: Backend) {
         "the answer was lost"
     );
     assert_eq!(stack.references(), [reference("2026-11-20", 1)], "stored");
-    stack.set("2026-11-20T08:10:01Z");
+    stack.set("2026-11-20T08:10:03Z");
     assert_eq!(stack.tick_relay().await.alarms.done, 1);
     assert_eq!(
         stack.references(),
@@ -537,7 +541,7 @@ async fn actions_of_one_event_at_two_levels_are_both_posted(backend: Backend) {
         .monitor("no-toilet", json!({"actions": actions}))
         .await;
     assert_eq!(stack.tick_monitor().await.opened, 1);
-    stack.set("2026-11-20T08:10:00Z");
+    stack.set("2026-11-20T08:10:02Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     assert_eq!(stack.tick_relay().await.alarms.done, 2);
     let levels: Vec<(String, i64)> = stack
@@ -565,7 +569,7 @@ async fn the_last_window_is_judged_by_its_own_length(backend: Backend) {
         Some((6, at("2026-11-20T08:50:00Z"), at("2026-11-20T09:00:00Z")))
     );
     stack.monitor("no-toilet", json!({"window": "15m"})).await;
-    stack.set("2026-11-20T09:00:00Z");
+    stack.set("2026-11-20T09:00:02Z");
     stack.tick_monitor().await;
     stack.tick_relay().await;
     let expected: Vec<String> = (1..=6).map(|n| reference("2026-11-20", n)).collect();
@@ -631,7 +635,7 @@ async fn a_long_backlog_of_windows_is_decided_in_bounded_steps(backend: Backend)
     };
     stack.monitor("no-toilet", json!({"window": "1s"})).await;
     assert_eq!(stack.tick_monitor().await.opened, 1);
-    stack.set("2026-11-20T08:20:00Z");
+    stack.set("2026-11-20T08:20:02Z");
     let mut backlog = Vec::new();
     while stack.window("no-toilet").await.unwrap().2 <= at("2026-11-20T08:20:00Z") {
         assert_eq!(stack.tick_monitor().await.decided, 1);
@@ -661,7 +665,7 @@ async fn an_alarm_refused_for_hours_is_posted_once_megazord_accepts(backend: Bac
     assert_eq!(stack.tick_monitor().await.opened, 1);
     let refused_until = at("2026-11-20T11:10:00Z");
     stack.megazord.refuse_posts_until(refused_until);
-    stack.set("2026-11-20T08:10:00Z");
+    stack.set("2026-11-20T08:10:02Z");
     assert_eq!(stack.tick_monitor().await.decided, 1);
     let mut failed = 0;
     while stack.clock.now() < refused_until {
@@ -672,6 +676,39 @@ async fn an_alarm_refused_for_hours_is_posted_once_megazord_accepts(backend: Bac
     assert!(stack.references().is_empty());
     assert_eq!(stack.tick_relay().await.alarms.done, 1);
     assert_eq!(stack.references(), [reference("2026-11-20", 1)]);
+}
+
+/// Megazord stamps an event before its row is readable: an event of a window's last second
+/// that becomes readable just after the window's end still resets the window — a window end
+/// is decided only a settle time (2 s) after it, with the backfill — and nothing alarms.
+async fn an_event_stored_just_after_its_windows_end_still_resets_it(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T08:00:00Z")).await else {
+        return;
+    };
+    stack.monitor("no-toilet", json!({})).await;
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    // The worker's scan just after the end, while the event is not readable yet.
+    stack.set("2026-11-20T08:10:00.400Z");
+    let tick = stack.tick_monitor().await;
+    assert_eq!(
+        (tick.claimed, tick.decided),
+        (0, 0),
+        "not settled: {tick:?}"
+    );
+    let stamped = NewIncoming::named("TOILET_ACTIVITY").at(at("2026-11-20T08:09:59Z"));
+    stack.megazord.post_incoming(ROBOT, stamped).await.unwrap();
+
+    stack.set("2026-11-20T08:10:01.900Z");
+    assert_eq!(stack.tick_monitor().await.claimed, 0, "still settling");
+    stack.set("2026-11-20T08:10:02Z");
+    assert_eq!(stack.tick_monitor().await.decided, 1);
+    assert_eq!(
+        stack.window("no-toilet").await,
+        Some((1, at("2026-11-20T08:09:59Z"), at("2026-11-20T08:19:59Z"))),
+        "the backfill found the event of the window's last second"
+    );
+    stack.tick_relay().await;
+    assert!(stack.alarms().is_empty(), "{:?}", stack.alarms());
 }
 
 on_both_backends!(
@@ -687,4 +724,5 @@ on_both_backends!(
     a_delete_decides_the_overdue_window_ends_first,
     an_alarm_refused_for_hours_is_posted_once_megazord_accepts,
     a_long_backlog_of_windows_is_decided_in_bounded_steps,
+    an_event_stored_just_after_its_windows_end_still_resets_it,
 );
