@@ -30,6 +30,7 @@ use crate::workers::consumer::{Consumer, ConsumerConfig};
 use crate::workers::monitor::{MonitorWorker, MonitorWorkerConfig};
 use crate::workers::relay::{Relay, RelayConfig};
 use crate::workers::scheduler::Scheduler;
+use crate::workers::supervisor::Supervisor;
 use crate::{notify, queue::Queue, queue::SqsQueue};
 
 /// A built, bound, not yet running service.
@@ -248,9 +249,18 @@ impl App {
 
     /// Serves and runs the workers until `shutdown` fires. Then, within the shutdown timeout:
     /// the consumer stops receiving and finishes (or leaves for redelivery) what it holds,
-    /// HTTP stops accepting and drains, the scheduler and relay finish their current step.
+    /// HTTP stops accepting and drains, the scheduler and the monitor worker finish their
+    /// current step — and only then the relay stops, having sent what they committed.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // Fired by the caller, or by a worker that panicked (`Supervisor`).
+        let shutdown = shutdown.child_token();
+        let supervisor = Supervisor::new(shutdown.clone());
         let tasks = tokio_util::task::TaskTracker::new();
+        // The relay outlives the workers that write notifications while they drain: what
+        // they commit is handed to it (leased to it) and sent before this replica exits,
+        // rather than waiting out its lease for another replica's relay.
+        let relay_tasks = tokio_util::task::TaskTracker::new();
+        let relay_stop = CancellationToken::new();
         let Workers {
             consumer,
             monitors_consumer,
@@ -264,22 +274,23 @@ impl App {
             let token = shutdown.clone();
             let queue = consumer.queue_label();
             readiness.set_consumer_running(queue, true);
-            tasks.spawn(async move {
+            supervisor.spawn(&tasks, "consumer", async move {
                 consumer.run(token, consumer_drain).await;
                 readiness.set_consumer_running(queue, false);
             });
         }
         if let Some(scheduler) = scheduler {
-            tasks.spawn(scheduler.run(shutdown.clone()));
+            supervisor.spawn(&tasks, "scheduler", scheduler.run(shutdown.clone()));
         }
         if let Some(relay) = relay {
-            tasks.spawn(relay.run(shutdown.clone()));
+            supervisor.spawn(&relay_tasks, "relay", relay.run(relay_stop.clone()));
         }
+        relay_tasks.close();
         if let Some(monitor) = monitor {
-            tasks.spawn(monitor.run(shutdown.clone()));
+            supervisor.spawn(&tasks, "monitor", monitor.run(shutdown.clone()));
         }
         if let Some(guard) = self.clock_guard {
-            tasks.spawn(guard.run(shutdown.clone()));
+            supervisor.spawn(&tasks, "clock_guard", guard.run(shutdown.clone()));
         }
         // Histograms keep their samples until drained: drain them now and then, whoever scrapes.
         let metrics = self.state.metrics.clone();
@@ -315,13 +326,30 @@ impl App {
         )
         .await;
         let fired = fired.await.unwrap_or_else(|_| Instant::now());
-        let left = self.shutdown_timeout.saturating_sub(fired.elapsed());
+        // The relay's last step gets a tenth of the budget, whatever the others take.
+        let relay_reserve = self.shutdown_timeout / 10;
+        let left = self
+            .shutdown_timeout
+            .saturating_sub(fired.elapsed())
+            .saturating_sub(relay_reserve);
         let checks = self.state.checks.clone();
         let stopped = async { tokio::join!(tasks.wait(), checks.creates_finished()) };
         if tokio::time::timeout(left, stopped).await.is_err() {
             tracing::warn!("workers and creates did not finish within the shutdown timeout");
         }
+        relay_stop.cancel();
+        let left = self.shutdown_timeout.saturating_sub(fired.elapsed());
+        if tokio::time::timeout(left, relay_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the relay did not finish within the shutdown timeout");
+        }
         tracing::info!("stopped");
+        let panicked = supervisor.panicked();
+        if !panicked.is_empty() {
+            anyhow::bail!("stopped because a worker panicked: {}", panicked.join(", "));
+        }
         Ok(())
     }
 }

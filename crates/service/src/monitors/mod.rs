@@ -4,7 +4,8 @@
 //! (`deliveries.rs`), keeping each session's windows for operators (`history.rs`), and
 //! posting the alarms the window ends decided (`actions.rs`). The engine
 //! (`status_check_engine::monitor`) decides; this carries its decisions in and out. The workers
-//! only bring time: the monitor worker calls [`Monitors::act_on_due`], the relay runs
+//! only bring time: the monitor worker calls [`Monitors::claim_due`] and
+//! [`Monitors::act_on`], the relay runs
 //! [`Monitors::alarm_runner`], the consumer's use case routes deliveries here.
 
 mod actions;

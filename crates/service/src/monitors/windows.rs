@@ -115,29 +115,34 @@ impl From<SubscribeError> for ActError {
 }
 
 impl Monitors {
-    /// One step of the monitor worker: claims the monitors that are due under `lease` and
-    /// acts on each.
-    pub async fn act_on_due(&self, lease: &Lease) -> Result<DueTick, StoreError> {
+    /// Claims the monitors that are due, under `lease`, for [`Monitors::act_on`].
+    pub async fn claim_due(&self, lease: &Lease) -> Result<Vec<StoredMonitor>, StoreError> {
         let now = self.now();
         let stale = TimeDelta::from_std(self.settings.stale_after).unwrap_or(TimeDelta::MAX);
-        let claimed = self
-            .store
+        self.store
             .claim_due_monitors(now, lease, now - stale, self.settings.batch)
-            .await?;
-        let mut tick = DueTick {
-            claimed: claimed.len(),
-            ..DueTick::default()
-        };
-        for monitor in claimed {
-            match self.act(monitor, lease).await {
-                Acted::Opened => tick.opened += 1,
-                Acted::Decided => tick.decided += 1,
-                Acted::Waiting => tick.waiting += 1,
-                Acted::Fenced => tick.fenced += 1,
-                Acted::Failed => tick.failed += 1,
+            .await
+    }
+
+    /// Acts on one claimed monitor; what it came to is added to `tick`.
+    pub async fn act_on(&self, monitor: StoredMonitor, lease: &Lease, tick: &mut DueTick) {
+        match self.act(monitor, lease).await {
+            Acted::Opened => tick.opened += 1,
+            Acted::Decided => tick.decided += 1,
+            Acted::Waiting => tick.waiting += 1,
+            Acted::Fenced => tick.fenced += 1,
+            Acted::Failed => tick.failed += 1,
+        }
+    }
+
+    /// Frees claimed monitors left alone (the replica is stopping), due as they were: another
+    /// replica takes them at once instead of after the stale window.
+    pub async fn let_go(&self, monitors: &[StoredMonitor], lease: &Lease) {
+        for monitor in monitors {
+            if let Err(e) = self.wait(monitor, lease, monitor.state.due_at).await {
+                tracing::warn!(monitor_id = monitor.id, error = %e, "could not release a monitor's lease");
             }
         }
-        Ok(tick)
     }
 
     async fn act(&self, mut current: StoredMonitor, lease: &Lease) -> Acted {

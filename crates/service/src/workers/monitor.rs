@@ -1,6 +1,6 @@
 //! The monitor worker (SPEC §12): every scan interval, claims the monitors that are due —
 //! a session to open, a window end passed, a session over — under a lease and lets the use
-//! case act on them (`Monitors::act_on_due`). It only brings time; leases older than the stale
+//! case act on each (`Monitors::act_on`). It only brings time; leases older than the stale
 //! window are taken over, so a replica that dies loses no window end.
 
 use std::sync::Arc;
@@ -35,17 +35,40 @@ impl MonitorWorker {
 
     /// Claims the due monitors under a fresh lease and acts on them.
     pub async fn tick_once(&self) -> DueTick {
+        self.tick(&CancellationToken::new()).await
+    }
+
+    /// [`tick_once`](Self::tick_once), acting on no more claimed monitors once `shutdown`
+    /// fires: those are let go, for another replica to take at once (one session's opening
+    /// can take a slow Megazord's two calls; a batch of them would outlast the drain and hold
+    /// its leases for the stale window).
+    async fn tick(&self, shutdown: &CancellationToken) -> DueTick {
         let lease = self.owner.lease();
-        match self.monitors.act_on_due(&lease).await {
-            Ok(tick) => tick,
+        let claimed = match self.monitors.claim_due(&lease).await {
+            Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim due monitors");
-                DueTick {
+                return DueTick {
                     failed: 1,
                     ..DueTick::default()
-                }
+                };
             }
+        };
+        let mut tick = DueTick {
+            claimed: claimed.len(),
+            ..DueTick::default()
+        };
+        let mut claimed = claimed.into_iter();
+        while !shutdown.is_cancelled() {
+            let Some(monitor) = claimed.next() else { break };
+            self.monitors.act_on(monitor, &lease, &mut tick).await;
         }
+        let unreached: Vec<_> = claimed.collect();
+        if !unreached.is_empty() {
+            self.monitors.let_go(&unreached, &lease).await;
+            tick.waiting += unreached.len();
+        }
+        tick
     }
 
     /// Every scan interval until `shutdown`; at once again while a claim comes back full.
@@ -58,7 +81,7 @@ impl MonitorWorker {
                 () = shutdown.cancelled() => return,
             }
             while !shutdown.is_cancelled() {
-                let tick = self.tick_once().await;
+                let tick = self.tick(&shutdown).await;
                 if tick.claimed < self.monitors.settings().batch || tick.failed > 0 {
                     break;
                 }

@@ -134,10 +134,16 @@ impl Scheduler {
         let in_flight = self.config.concurrency.max(1);
         loop {
             tokio::select! {
-                _ = interval.tick() => {}
+                biased;
                 () = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
             }
             self.upkeep().await;
+            // No new claim once stopping: what is claimed late could be cut off by the
+            // drain's end and wait out its lease.
+            if shutdown.is_cancelled() {
+                return;
+            }
             let mut units = FuturesUnordered::new();
             units.push(self.finalise_due());
             while let Some(tick) = units.next().await {

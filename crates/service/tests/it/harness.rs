@@ -78,18 +78,19 @@ pub async fn spawn(backend: Backend) -> TestApp {
 pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     let mut keys = vec![("ROLES", "api")];
     keys.extend_from_slice(extra);
-    let (app, _) = start(backend, None, None, &keys).await;
+    let (app, _, _) = start(backend, None, None, &keys, true).await;
     app
 }
 
 /// Starts an API-only replica on a database the test made (e.g. through a proxy), which the
 /// replica keeps until it goes.
 pub async fn spawn_on(db: support::TestDb) -> TestApp {
-    let (mut app, _) = start(
+    let (mut app, _, _) = start(
         Backend::Mysql,
         Some((db.store.clone(), db.neighbours.clone())),
         None,
         &[("ROLES", "api")],
+        true,
     )
     .await;
     app._db = Some(db);
@@ -192,16 +193,40 @@ pub async fn spawn_stack_with(
         ("CONSUMER_VISIBILITY_SECS", "10"),
     ];
     keys.extend_from_slice(extra);
-    let (app, workers) = start(backend, store, Some(queues.queue.clone()), &keys).await;
+    let (app, workers, _) = start(backend, store, Some(queues.queue.clone()), &keys, true).await;
     (app, workers.expect("a full stack has workers"))
 }
 
+/// A replica running every role itself, nothing handed to the test, and the handle of its
+/// run, which returns once it has shut down (`TestApp::stop`) and drained.
+pub async fn spawn_running(
+    backend: Backend,
+    queues: &Queues,
+    extra: &[(&str, &str)],
+) -> (TestApp, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let mut keys = vec![
+        ("STATUS_QUEUE_ADDRESS", queues.status_url.as_str()),
+        ("ROBOT_QUEUE_ADDRESS", queues.robot_prefix.as_str()),
+        ("CONSUMER_WAIT_SECS", "1"),
+    ];
+    keys.extend_from_slice(extra);
+    let (app, _, running) = start(backend, None, Some(queues.queue.clone()), &keys, false).await;
+    (app, running)
+}
+
+/// Starts a replica; with `hand_workers` its workers are the test's to drive, else they run
+/// in the replica.
 async fn start(
     backend: Backend,
     store: Option<(DynStore, Neighbours)>,
     queue: Option<Arc<dyn Queue>>,
     extra: &[(&str, &str)],
-) -> (TestApp, Option<Workers>) {
+    hand_workers: bool,
+) -> (
+    TestApp,
+    Option<Workers>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let (store, neighbours, db) = match store {
         Some((store, neighbours)) => (store, neighbours, None),
         None => {
@@ -240,11 +265,13 @@ async fn start(
         queue,
     };
     let mut app = App::build_with(&config, deps).await.expect("app builds");
-    let workers = app.take_workers();
-    let has_workers = workers.consumer.is_some() || workers.scheduler.is_some();
+    let workers = hand_workers.then(|| app.take_workers());
+    let has_workers = workers
+        .as_ref()
+        .is_some_and(|w| w.consumer.is_some() || w.scheduler.is_some());
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
-    tokio::spawn(app.run(shutdown.clone()));
+    let running = tokio::spawn(app.run(shutdown.clone()));
     let app = TestApp {
         base,
         upstream,
@@ -254,7 +281,7 @@ async fn start(
         shutdown,
         _db: db,
     };
-    (app, has_workers.then_some(workers))
+    (app, workers.filter(|_| has_workers), running)
 }
 
 /// Builds (without running) an API-only app on `store` with the templates of `dir`.

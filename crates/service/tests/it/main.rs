@@ -38,6 +38,7 @@ mod openapi;
 mod queue;
 mod reordering;
 mod schemas;
+mod shutdown;
 mod store;
 mod store_timeouts;
 mod support;

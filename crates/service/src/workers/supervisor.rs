@@ -1,0 +1,73 @@
+//! Crash-only workers: a worker that panics is logged and counted, and stops the whole
+//! replica (a graceful shutdown, then a non-zero exit) for its orchestrator to restart —
+//! rather than run on, ready and serving, without it.
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct Supervisor {
+    /// Cancelled by a worker's panic: the replica's shutdown.
+    stop: CancellationToken,
+    panicked: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl Supervisor {
+    pub fn new(stop: CancellationToken) -> Self {
+        Supervisor {
+            stop,
+            panicked: Arc::default(),
+        }
+    }
+
+    /// Runs `worker` as a task of its own, tracked by `tasks`; should it panic, says so and
+    /// stops the replica.
+    pub fn spawn(
+        &self,
+        tasks: &TaskTracker,
+        name: &'static str,
+        worker: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let running = tokio::spawn(worker);
+        let stop = self.stop.clone();
+        let panicked = self.panicked.clone();
+        tasks.spawn(async move {
+            let Err(error) = running.await else { return };
+            if !error.is_panic() {
+                return;
+            }
+            let message = panic_message(error.into_panic());
+            tracing::error!(
+                worker = name,
+                panic = %message,
+                "a worker panicked: this replica stops, to be restarted"
+            );
+            metrics::counter!("worker_panics_total", "worker" => name).increment(1);
+            panicked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(name);
+            stop.cancel();
+        });
+    }
+
+    /// The workers that panicked, in order.
+    pub fn panicked(&self) -> Vec<&'static str> {
+        self.panicked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn panic_message(panic: Box<dyn Any + Send>) -> String {
+    match panic.downcast::<String>() {
+        Ok(message) => *message,
+        Err(panic) => panic
+            .downcast_ref::<&str>()
+            .map_or_else(|| "(no message)".to_owned(), |m| (*m).to_owned()),
+    }
+}
