@@ -235,6 +235,10 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            internal_switched_off,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -256,6 +260,21 @@ async fn docs_not_found_as_problem(response: Response) -> Response {
             .into_response();
     }
     response
+}
+
+/// Without INTERNAL_API_TOKEN every `/internal` route is 404, whatever the method — before
+/// routing answers a redirect or "method not allowed" that would tell it is there.
+async fn internal_switched_off(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let internal = path == "/internal" || path.starts_with("/internal/");
+    if internal && state.internal_api_token.is_none() {
+        return not_found().await.into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {

@@ -27,7 +27,11 @@ async fn call(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    let mut request = reqwest::Client::new().request(method, format!("{base}{path}"));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = client.request(method, format!("{base}{path}"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -438,17 +442,20 @@ async fn the_monitors_file_is_synced_at_start(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_token_the_internal_api_is_404() {
     let app = spawn(Backend::Sqlite).await;
-    for path in ["/internal/v1/monitors", "/internal/v1/monitors/42/a"] {
-        let (status, body, headers) = call(
-            &app.base,
-            reqwest::Method::GET,
-            path,
-            Some("anything"),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-        assert!(is_problem(&headers, &body), "{body}");
+    // Whatever the method, and before anything else (a redirect, "method not allowed").
+    for (method, path) in [
+        (reqwest::Method::GET, "/internal/v1/monitors"),
+        (reqwest::Method::GET, "/internal/v1/monitors/42/a"),
+        (reqwest::Method::DELETE, "/internal/v1/monitors"),
+        (reqwest::Method::GET, "/internal/ui"),
+        (reqwest::Method::POST, "/internal/ui/"),
+        (reqwest::Method::OPTIONS, "/internal/v1/checks/1"),
+    ] {
+        let (status, body, headers) =
+            call(&app.base, method.clone(), path, Some("anything"), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert!(is_problem(&headers, &body), "{method} {path}: {body}");
+        assert!(body["requestId"].is_string(), "{body}");
     }
 }
 
