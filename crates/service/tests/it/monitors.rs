@@ -711,6 +711,45 @@ async fn an_event_stored_just_after_its_windows_end_still_resets_it(backend: Bac
     assert!(stack.alarms().is_empty(), "{:?}", stack.alarms());
 }
 
+/// A monitor the monitors file no longer names, whose window ends are overdue when a replica
+/// starts with that file (every replica was down), has them decided before it is disabled:
+/// its quiet windows alarm instead of being lost with its session.
+async fn a_monitor_dropped_from_the_file_decides_its_overdue_window_ends_first(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("monitors.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "- robotId: {ROBOT}\n  ruleId: no-toilet\n  eventType: TOILET_ACTIVITY\n  window: 10m\n  \
+             daily: {{start: \"08:00\", end: \"09:00\"}}\n  actions: [{{type: alarm, eventName: {ALARM}}}]\n"
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let Some(stack) = stack_with(
+        backend,
+        at("2026-11-20T08:00:00Z"),
+        &[("MONITORS_FILE", path)],
+    )
+    .await
+    else {
+        return;
+    };
+    assert_eq!(stack.tick_monitor().await.opened, 1);
+    // Nothing ran from 08:00 to 08:25: the ends at 08:10 and 08:20 are overdue.
+    stack.set("2026-11-20T08:25:00Z");
+    std::fs::write(&file, "[]\n").unwrap();
+    let _replica = stack
+        .replica_with(&[("MONITORS_FILE", path)])
+        .await
+        .unwrap();
+    let stored = stack.store().get_monitor(ROBOT, "no-toilet").await.unwrap();
+    assert!(!stored.unwrap().monitor.enabled(), "disabled");
+    stack.tick_relay().await;
+    let expected: Vec<String> = (1..=2).map(|n| reference("2026-11-20", n)).collect();
+    assert_eq!(stack.references(), expected);
+}
+
 on_both_backends!(
     a_monitor_created_during_its_session_watches_from_then,
     a_quiet_window_alarms_once_and_the_session_ends_unsubscribed,
@@ -725,4 +764,5 @@ on_both_backends!(
     an_alarm_refused_for_hours_is_posted_once_megazord_accepts,
     a_long_backlog_of_windows_is_decided_in_bounded_steps,
     an_event_stored_just_after_its_windows_end_still_resets_it,
+    a_monitor_dropped_from_the_file_decides_its_overdue_window_ends_first,
 );
