@@ -24,8 +24,6 @@ use status_check_sim::megazord::NewIncoming;
 use status_check_sim::micro_managers::SCRIPT_VERSION_ID;
 use status_check_sim::{DemoStep, MegazordSim, MicroManagersSim, StatusSink};
 use tokio_util::sync::{CancellationToken, DropGuard};
-use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, ResponseTemplate};
 
 use crate::harness::on_both_backends;
 use crate::harness::{Backend, Queues, anchor, robot_headers, spawn_stack_with, sqs_queues};
@@ -403,18 +401,7 @@ pub async fn a_silent_megazord_costs_a_deadline_only_the_budget(backend: Backend
     )
     .await;
     let id = open_charging_check(&app, 310, 995).await;
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/internal/v1/events/robots/{ROBOT}/incomings"
-        )))
-        .and(query_param("event_name", "CHARGING_STARTED"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([]))
-                .set_delay(Duration::from_secs(60)),
-        )
-        .with_priority(1)
-        .mount(&app.upstream)
+    app.given_slow_incomings(ROBOT, "CHARGING_STARTED", Duration::from_secs(60))
         .await;
     let timed_out = reconcile_count(&app.base, "timed_out").await;
     app.clock.set(at("2026-11-20T08:10:00.300Z"));

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_sqs::config::{Credentials, Region, SharedCredentialsProvider};
 use chrono::{DateTime, Utc};
@@ -396,6 +397,24 @@ impl TestApp {
             )))
             .and(query_param("event_name", name))
             .respond_with(ResponseTemplate::new(200).set_body_json(events))
+            .mount(&self.upstream)
+            .await;
+    }
+
+    /// Megazord answers the incomings of `name` with none, only after `delay`, ahead of any
+    /// other answer for that name (a slow read at a deadline).
+    pub async fn given_slow_incomings(&self, robot_id: i64, name: &str, delay: Duration) {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/internal/v1/events/robots/{robot_id}/incomings"
+            )))
+            .and(query_param("event_name", name))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!([]))
+                    .set_delay(delay),
+            )
+            .with_priority(1)
             .mount(&self.upstream)
             .await;
     }

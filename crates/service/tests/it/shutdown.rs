@@ -11,8 +11,6 @@ use status_check::queue::{
     OutgoingMessage, Queue, QueueError, QueueMessage, ReceiveRequest, VisibilityChange,
 };
 use tokio_util::sync::CancellationToken;
-use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, ResponseTemplate};
 
 use crate::harness::{Backend, spawn_running, sqs_queues};
 use crate::lifecycle::{at, open_charging_check, robot_messages};
@@ -41,18 +39,7 @@ async fn a_check_decided_during_the_drain_is_notified_before_the_replica_exits()
     .await;
     let id = open_charging_check(&app, 7001, 991).await;
     // The read at the deadline answers slowly (within its budget).
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/internal/v1/events/robots/{ROBOT}/incomings"
-        )))
-        .and(query_param("event_name", "CHARGING_STARTED"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([]))
-                .set_delay(Duration::from_millis(800)),
-        )
-        .with_priority(1)
-        .mount(&app.upstream)
+    app.given_slow_incomings(ROBOT, "CHARGING_STARTED", Duration::from_millis(800))
         .await;
     let reads_before = app.upstream_calls("GET", "/incomings").await;
     app.clock.set(at("2026-11-20T08:10:01Z"));
