@@ -227,16 +227,16 @@ impl<H: Handler> Runner<H> {
 
     /// Has the handler perform jobs held under `lease`, then records the outcomes: the done
     /// ones in one write, the failed ones in another. A job left unmarked (the lease ran out,
-    /// or the write failed) is performed again later — at least once. Half the lease is
-    /// counted from now, also for handed-over jobs, whose leases began when they were written
-    /// (notifications only: a robot drops a repeated `notificationSeq`).
+    /// or the write failed) is performed again later — at least once. No job starts once
+    /// half of the shortest lease of the batch is spent — counted from the lease's own start
+    /// (the claim, whose write may have been slow; a handed-over job's write), not from now.
     async fn perform(&self, jobs: Vec<Job<Payload<H>>>, lease: &Lease, tick: &mut JobTick) {
-        if jobs.is_empty() {
+        let Some(leased_until) = jobs.iter().map(|job| job.leased_until).min() else {
             return;
-        }
+        };
         let start = StartBefore {
             clock: self.clock.clone(),
-            at: self.clock.now() + delta(self.settings.lease_for / 2),
+            at: leased_until - delta(self.settings.lease_for / 2),
         };
         let outcomes = self.handler.perform(&jobs, &start).await;
         debug_assert_eq!(outcomes.len(), jobs.len(), "one outcome per job");

@@ -10,6 +10,7 @@
 
 mod actions;
 mod deliveries;
+mod due;
 pub mod files;
 mod history;
 mod windows;
@@ -21,8 +22,8 @@ use chrono::{DateTime, Utc};
 use status_check_engine::monitor::{FieldError, Monitor, MonitorDefinition};
 
 pub use self::actions::AlarmPoster;
+pub use self::due::DueTick;
 pub use self::history::SessionHistory;
-pub use self::windows::DueTick;
 use crate::clock::Clock;
 use crate::deps::Deps;
 use crate::store::{DynStore, MonitorSource, StoreError, db_millis};
@@ -104,7 +105,7 @@ impl Monitors {
 
     /// Now, to the millisecond the state columns hold: a decision is made on the times it
     /// stores.
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         db_millis(self.clock.now())
     }
 

@@ -60,24 +60,8 @@ macro_rules! window_event {
 }
 pub(super) use window_event;
 
-/// What one step of the monitor worker did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DueTick {
-    pub claimed: usize,
-    /// Sessions opened (subscribed, window 1 open).
-    pub opened: usize,
-    /// Open windows whose ends were decided.
-    pub decided: usize,
-    /// Monitors not due yet after all (before their session, a window reset meanwhile) or
-    /// disabled meanwhile: their lease released.
-    pub waiting: usize,
-    /// The lease was lost (taken over, or the monitor deleted) before the write.
-    pub fenced: usize,
-    pub failed: usize,
-}
-
 /// What acting on one monitor came to.
-enum Acted {
+pub(super) enum Acted {
     Opened,
     Decided,
     Waiting,
@@ -115,37 +99,7 @@ impl From<SubscribeError> for ActError {
 }
 
 impl Monitors {
-    /// Claims the monitors that are due, under `lease`, for [`Monitors::act_on`].
-    pub async fn claim_due(&self, lease: &Lease) -> Result<Vec<StoredMonitor>, StoreError> {
-        let now = self.now();
-        let stale = TimeDelta::from_std(self.settings.stale_after).unwrap_or(TimeDelta::MAX);
-        self.store
-            .claim_due_monitors(now, lease, now - stale, self.settings.batch)
-            .await
-    }
-
-    /// Acts on one claimed monitor; what it came to is added to `tick`.
-    pub async fn act_on(&self, monitor: StoredMonitor, lease: &Lease, tick: &mut DueTick) {
-        match self.act(monitor, lease).await {
-            Acted::Opened => tick.opened += 1,
-            Acted::Decided => tick.decided += 1,
-            Acted::Waiting => tick.waiting += 1,
-            Acted::Fenced => tick.fenced += 1,
-            Acted::Failed => tick.failed += 1,
-        }
-    }
-
-    /// Frees claimed monitors left alone (the replica is stopping), due as they were: another
-    /// replica takes them at once instead of after the stale window.
-    pub async fn let_go(&self, monitors: &[StoredMonitor], lease: &Lease) {
-        for monitor in monitors {
-            if let Err(e) = self.wait(monitor, lease, monitor.state.due_at).await {
-                tracing::warn!(monitor_id = monitor.id, error = %e, "could not release a monitor's lease");
-            }
-        }
-    }
-
-    async fn act(&self, mut current: StoredMonitor, lease: &Lease) -> Acted {
+    pub(super) async fn act(&self, mut current: StoredMonitor, lease: &Lease) -> Acted {
         for _ in 0..STALE_ATTEMPTS {
             let attempt = match current.state.window {
                 None => self.open(&current, lease).await,
@@ -468,7 +422,7 @@ impl Monitors {
     }
 
     /// Nothing to decide now: the lease is freed, due again at `due_at`.
-    async fn wait(
+    pub(super) async fn wait(
         &self,
         current: &StoredMonitor,
         lease: &Lease,

@@ -39,12 +39,13 @@ impl MonitorWorker {
     }
 
     /// [`tick_once`](Self::tick_once), acting on no more claimed monitors once `shutdown`
-    /// fires: those are let go, for another replica to take at once (one session's opening
-    /// can take a slow Megazord's two calls; a batch of them would outlast the drain and hold
-    /// its leases for the stale window).
+    /// fires or half the stale window has passed: those are let go, for another replica to
+    /// take at once (one session's opening can take a slow Megazord's two calls; a batch of
+    /// them would outlast the drain, or the lease — and another replica would open the same
+    /// sessions meanwhile).
     async fn tick(&self, shutdown: &CancellationToken) -> DueTick {
         let lease = self.owner.lease();
-        let claimed = match self.monitors.claim_due(&lease).await {
+        let (claimed, start_before) = match self.monitors.claim_due(&lease).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim due monitors");
@@ -59,7 +60,7 @@ impl MonitorWorker {
             ..DueTick::default()
         };
         let mut claimed = claimed.into_iter();
-        while !shutdown.is_cancelled() {
+        while !shutdown.is_cancelled() && self.monitors.now() < start_before {
             let Some(monitor) = claimed.next() else { break };
             self.monitors.act_on(monitor, &lease, &mut tick).await;
         }

@@ -11,8 +11,8 @@ use chrono::TimeDelta;
 use status_check::clock::{Clock, ManualClock};
 use status_check::jobs::{Handler, Job, LeaseOwner, Next, RetryPolicy, Runner, RunnerSettings};
 use status_check::store::{
-    BatchedUpdate, CheckUpdate, Fence, Notifications, OutboxHandoff, Removals, StoredCheck,
-    SubscriptionRemoval,
+    BatchedUpdate, CheckUpdate, Fence, NotificationJobs, Notifications, OutboxHandoff,
+    OutboxMessage, Removals, StoredCheck, SubscriptionRemoval,
 };
 
 use crate::harness::on_both_backends;
@@ -29,6 +29,7 @@ on_both_backends!(
     committed_notifications_are_handed_over_leased,
     a_subscription_removal_is_queued_once,
     a_batch_starts_no_job_once_half_its_lease_is_spent,
+    handed_over_notifications_start_within_half_of_their_own_lease,
 );
 
 /// Removes nothing, but takes 10 s (on the test's clock) for each removal.
@@ -315,4 +316,67 @@ async fn a_subscription_removal_is_queued_once(db: &TestDb) {
             .collect::<Vec<_>>(),
         [(991, "ended")]
     );
+}
+
+/// Sends nothing; notes which notifications it was asked to send.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<i64>>);
+
+#[async_trait]
+impl Handler for Recorder {
+    type Kind = NotificationJobs;
+
+    async fn perform_one(&self, job: &Job<OutboxMessage>) -> Result<(), String> {
+        self.0.lock().unwrap().push(job.payload.check_id);
+        Ok(())
+    }
+
+    fn failed(&self, _: &Job<OutboxMessage>, _: &str, _: Next) {}
+}
+
+/// A notification handed over by its write is started no later than half its own lease —
+/// counted from the write, not from when the runner takes it: taken 20 s after a write leased
+/// for 30 s it is not started (another relay could claim it at 30 s while a send begun now is
+/// still under way), and it is claimed once that lease ran out.
+async fn handed_over_notifications_start_within_half_of_their_own_lease(db: &TestDb) {
+    let checks = three_checks(db, "handoff-late").await;
+    let here = LeaseOwner::new("relay", "here");
+    let handoff = Arc::new(OutboxHandoff::new(
+        here.standing_lease("handoff"),
+        Duration::from_secs(30),
+        10,
+    ));
+    let handing = Notifications {
+        render: &render,
+        handoff: Some(&handoff),
+    };
+    let t0 = at("2026-11-20T08:01:00Z");
+    let batch = [item(&checks[0], notify(&checks[0]).unwrap())];
+    db.store.update_checks(&batch, &handing, t0).await.unwrap();
+
+    let clock = Arc::new(ManualClock::new(t0 + TimeDelta::seconds(20)));
+    let settings = RunnerSettings::new(
+        10,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        RetryPolicy::doubling(),
+    );
+    let runner = Runner::new(
+        Recorder::default(),
+        db.store.clone(),
+        clock.clone(),
+        settings,
+        here,
+    )
+    .with_handoff(Some(handoff));
+    let tick = runner.tick_once().await;
+    assert_eq!(
+        (tick.handed, tick.done, tick.not_started),
+        (1, 0, 1),
+        "{tick:?}"
+    );
+
+    clock.set(t0 + TimeDelta::milliseconds(30_001));
+    let tick = runner.tick_once().await;
+    assert_eq!((tick.claimed, tick.done), (1, 1), "{tick:?}");
 }

@@ -750,6 +750,45 @@ async fn a_monitor_dropped_from_the_file_decides_its_overdue_window_ends_first(b
     assert_eq!(stack.references(), expected);
 }
 
+/// A worker whose claimed batch is slow (Megazord answers each subscribe after a second, while
+/// 20 s pass on the clock) starts no session once half the 30 s stale window since its claim
+/// has passed: the rest are let go at once, due as they were, rather than opened by this
+/// replica while another, finding them stale, opens them too.
+async fn a_slow_batch_lets_go_of_the_monitors_it_cannot_start_in_time(backend: Backend) {
+    let Some(stack) = stack(backend, at("2026-11-20T08:00:00Z")).await else {
+        return;
+    };
+    stack.monitor("first", json!({})).await;
+    stack.monitor("second", json!({})).await;
+    stack.megazord.answer_slowly_until(
+        at("2026-11-20T09:00:00Z"),
+        std::time::Duration::from_secs(1),
+    );
+    let (clock, megazord) = (stack.clock.clone(), stack.megazord.clone());
+    let meanwhile = tokio::spawn(async move {
+        let patience = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while megazord.subscriptions(ROBOT).is_empty() {
+            assert!(std::time::Instant::now() < patience, "no subscribe came");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        clock.advance(TimeDelta::seconds(20));
+    });
+    let tick = stack.tick_monitor().await;
+    meanwhile.await.unwrap();
+    assert_eq!(
+        (tick.claimed, tick.opened, tick.waiting),
+        (2, 1, 1),
+        "{tick:?}"
+    );
+    let other = stack.replica().await;
+    let tick = other.workers.monitor.as_ref().unwrap().tick_once().await;
+    assert_eq!(
+        (tick.claimed, tick.opened),
+        (1, 1),
+        "taken at once: {tick:?}"
+    );
+}
+
 on_both_backends!(
     a_monitor_created_during_its_session_watches_from_then,
     a_quiet_window_alarms_once_and_the_session_ends_unsubscribed,
@@ -765,4 +804,5 @@ on_both_backends!(
     a_long_backlog_of_windows_is_decided_in_bounded_steps,
     an_event_stored_just_after_its_windows_end_still_resets_it,
     a_monitor_dropped_from_the_file_decides_its_overdue_window_ends_first,
+    a_slow_batch_lets_go_of_the_monitors_it_cannot_start_in_time,
 );
