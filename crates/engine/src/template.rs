@@ -370,6 +370,7 @@ fn trial_evaluate(
                         "events have no field '{name}' (fields: id, name, createdAt, phase, level, referenceId)"
                     )),
                     Err(TrialError::NotBoolean(ty)) => Some(format!("returns {ty}, not a bool")),
+                    Err(TrialError::Refused(reason)) => Some(reason),
                     Ok(_) | Err(TrialError::Runtime(_)) => None,
                 };
                 let reason = reason.or_else(|| {

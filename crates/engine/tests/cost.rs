@@ -273,6 +273,74 @@ fn rules_whose_cost_grows_faster_than_linearly_are_refused_at_load() {
     }
 }
 
+/// Lists the rule builds from the history cost what copying them costs: a copy of the history
+/// for every record is quadratic, however it is written.
+#[test]
+fn copying_the_history_for_every_record_is_refused_as_quadratic() {
+    let limits = Limits::default();
+    for rule in [
+        "events.map(e, events).size() > 0",
+        "events.all(a, size(past + future) > 0)",
+        "events.exists(a, [past, future].size() > 1)",
+    ] {
+        let error = load(rule, &limits).unwrap_err();
+        assert!(
+            error.contains("cost grows with the square of the history length"),
+            "{rule}: {error}"
+        );
+    }
+    // Copied once, or a record put into a list: linear.
+    for rule in [
+        "size(past + future) > 0",
+        r#"past.map(e, e.name).exists(n, n == "A")"#,
+    ] {
+        load(rule, &limits).unwrap_or_else(|e| panic!("{rule}: {e}"));
+    }
+}
+
+/// The optional syntax (`a[?i]`, `a.?f`) is not CEL a rule may use: its values would hide a
+/// history list from the estimate (a quadratic rule taken for a linear one).
+#[test]
+fn the_optional_syntax_is_refused() {
+    let error = load(
+        "events.all(a, [events][?0].value().all(b, b.id != a.id))",
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(error.contains("syntax error"), "{error}");
+}
+
+/// A rule whose cost is past the budget whatever the history — constant lists nested deep —
+/// is refused at load, before any trial runs it (nothing would stop the trial).
+#[test]
+fn a_rule_over_the_budget_even_on_an_empty_history_is_refused_without_running() {
+    let ten = "[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]";
+    let rule = format!(
+        "{ten}.all(a, {ten}.all(b, {ten}.all(c, {ten}.all(d, {ten}.all(f, {ten}.all(g, true))))))"
+    );
+    let error = load(&rule, &Limits::default()).unwrap_err();
+    assert!(
+        error.contains("rule may visit up to")
+            && error.contains("more than the cost budget of 200000 per evaluation"),
+        "{error}"
+    );
+}
+
+/// Chains of comprehensions take the native compiler work that grows steeply with their
+/// length: a rule may hold eight at most.
+#[test]
+fn a_rule_with_more_than_eight_comprehensions_is_refused() {
+    let link = r#".filter(e, e.level > 0)"#;
+    let eight = format!("events{}.size() > 0", link.repeat(8));
+    load(&eight, &Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    let nine = format!("events{}.size() > 0", link.repeat(9));
+    let error = load(&nine, &Limits::default()).unwrap_err();
+    assert!(
+        error.contains("rule has 9 comprehensions") && error.contains("limit of 8"),
+        "{error}"
+    );
+}
+
 // ---- regexes compiled once ----
 
 #[test]

@@ -199,10 +199,18 @@ fn walk(expr: &IdedExpr, scopes: &mut Vec<(String, Shape)>) -> (Shape, CostBound
                 .fold(CostBound::default(), |acc, s| acc.join(&s.len));
             let shape = match (name, shapes.as_slice()) {
                 (operators::INDEX, [list, _]) => list.element(),
-                (operators::ADD, [a, b]) => Shape {
-                    len: a.len.plus(&b.len),
-                    elem: a.join(b).elem,
-                },
+                (operators::ADD, [a, b]) => {
+                    // Joining lists copies both: charged, but for the accumulator a `filter`
+                    // or `map` appends to (`@result`, which no rule can name), whose growth
+                    // is the elements the comprehension visits.
+                    if !is_accumulator(call.target.as_deref().or(call.args.first())) {
+                        cost = cost.plus(&copied(a)).plus(&copied(b));
+                    }
+                    Shape {
+                        len: a.len.plus(&b.len),
+                        elem: a.join(b).elem,
+                    }
+                }
                 (operators::CONDITIONAL, [_, a, b]) => a.join(b),
                 (operators::IN, [_, list]) => {
                     cost = cost.plus(&list.len);
@@ -227,7 +235,8 @@ fn walk(expr: &IdedExpr, scopes: &mut Vec<(String, Shape)>) -> (Shape, CostBound
             let mut elem = None::<Shape>;
             for e in &list.elements {
                 let (shape, c) = walk(e, scopes);
-                cost = cost.plus(&c);
+                // A list (the history) put into a literal is copied into it.
+                cost = cost.plus(&c).plus(&copied(&shape));
                 elem = Some(elem.map_or(shape.clone(), |acc| acc.join(&shape)));
             }
             let shape = Shape {
@@ -245,7 +254,7 @@ fn walk(expr: &IdedExpr, scopes: &mut Vec<(String, Shape)>) -> (Shape, CostBound
                 };
                 let (_, key_cost) = walk(&e.key, scopes);
                 let (shape, value_cost) = walk(&e.value, scopes);
-                cost = cost.plus(&key_cost).plus(&value_cost);
+                cost = cost.plus(&key_cost).plus(&value_cost).plus(&copied(&shape));
                 elem = Some(elem.map_or(shape.clone(), |acc| acc.join(&shape)));
             }
             let shape = Shape {
@@ -302,6 +311,61 @@ fn walk(expr: &IdedExpr, scopes: &mut Vec<(String, Shape)>) -> (Shape, CostBound
                 .plus(&range.len.times(&per_element))
                 .plus(&result_cost);
             (result, cost)
+        }
+    }
+}
+
+/// What copying a value costs, when that grows with the history (a list built from it);
+/// nothing for a record or a literal, whose size the rule's length bounds.
+fn copied(shape: &Shape) -> CostBound {
+    if shape.len.degree() >= 1 {
+        shape.len.clone()
+    } else {
+        CostBound::default()
+    }
+}
+
+/// Whether `expr` is a comprehension's accumulator (`@result` in the macros' expansion).
+fn is_accumulator(expr: Option<&IdedExpr>) -> bool {
+    matches!(expr.map(|e| &e.expr), Some(Expr::Ident(name)) if name.starts_with('@'))
+}
+
+/// How many comprehensions (`exists`, `all`, `exists_one`, `filter`, `map`) `expr` holds, in
+/// chains and nested alike: the native compiler's work grows steeply with them.
+pub(super) fn comprehensions(expr: &IdedExpr) -> usize {
+    let entries = |entries: &[cel::common::ast::IdedEntryExpr]| -> usize {
+        entries
+            .iter()
+            .map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(e) => comprehensions(&e.key) + comprehensions(&e.value),
+                EntryExpr::StructField(f) => comprehensions(&f.value),
+            })
+            .sum()
+    };
+    match &expr.expr {
+        Expr::Literal(_) | Expr::Unspecified | Expr::Ident(_) => 0,
+        Expr::Select(select) => comprehensions(&select.operand),
+        Expr::Call(call) => call
+            .target
+            .as_deref()
+            .into_iter()
+            .chain(&call.args)
+            .map(comprehensions)
+            .sum(),
+        Expr::List(list) => list.elements.iter().map(comprehensions).sum(),
+        Expr::Map(map) => entries(&map.entries),
+        Expr::Struct(s) => entries(&s.entries),
+        Expr::Comprehension(c) => {
+            1 + [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]
+            .into_iter()
+            .map(comprehensions)
+            .sum::<usize>()
         }
     }
 }

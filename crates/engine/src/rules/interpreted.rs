@@ -13,8 +13,11 @@ use chrono::{DateTime, Utc};
 use super::{RuleCompileError, RuleError, RuleInput, TrialError};
 use crate::model::{Event, RecordPhase};
 
-/// The standard CEL environment; immutable once built, shared by every rule.
-pub(super) static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+/// The standard CEL environment; immutable once built, shared by every rule. Without the
+/// optional syntax (`a[?i]`, `a.?f`, `[?x]`): its values would hide a history list from the
+/// cost estimate, and no rule needs them.
+pub(super) static ENV: LazyLock<Arc<Env>> =
+    LazyLock::new(|| Arc::new(Env::stdlib().with_optional_support(false)));
 
 pub(super) struct CelRule {
     expression: Expression,

@@ -40,6 +40,11 @@ pub struct Limits {
     pub cost_budget: u64,
 }
 
+/// Most comprehensions one rule may hold: compiling a chain of them (`events.filter(…)
+/// .filter(…)…`) natively takes time that grows steeply with their number, and no rule needs
+/// many (the shipped ones use two at most).
+pub const MAX_COMPREHENSIONS: usize = 8;
+
 /// The default [`Limits::cost_budget`]: ten times what the costliest shipped rule spends over a
 /// history at the default cap of 10,000 records (toilet-activity's PASS: two
 /// `filter(…).size()` counts that find nothing, 20,000; `tests/cost.rs` measures it) — twenty
@@ -68,6 +73,20 @@ pub enum RuleCompileError {
     TooLong { len: usize, max: usize },
     #[error("syntax error: {0}")]
     Syntax(String),
+    #[error(
+        "rule has {count} comprehensions (exists, all, exists_one, filter, map), more than the \
+         limit of {max}"
+    )]
+    TooManyComprehensions { count: usize, max: usize },
+    #[error(
+        "rule may visit up to {bound} elements even over a history of {records} records, more \
+         than the cost budget of {budget} per evaluation: it could never run to its end"
+    )]
+    OverBudget {
+        bound: u64,
+        records: usize,
+        budget: u64,
+    },
     #[error("unknown variable or function '{0}' (variables: {vars})", vars = VARIABLES.join(", "))]
     UnknownReference(String),
     #[error(
@@ -228,6 +247,13 @@ impl Rule {
         if let Some(name) = references::unknown_reference(interpreted.expression()) {
             return Err(RuleCompileError::UnknownReference(name));
         }
+        let count = cost::comprehensions(interpreted.expression());
+        if count > MAX_COMPREHENSIONS {
+            return Err(RuleCompileError::TooManyComprehensions {
+                count,
+                max: MAX_COMPREHENSIONS,
+            });
+        }
         let uses_regex = regexes::check(interpreted.expression())? > 0;
         let native = native::compile(interpreted.expression());
         let fallback = native
@@ -317,8 +343,20 @@ impl Rule {
     }
 
     /// The interpreter's verdict on a trial input, keeping the error kind that template
-    /// validation needs to tell a broken rule from one that merely errors on this data.
+    /// validation needs to tell a broken rule from one that merely errors on this data. A
+    /// rule whose bound over this input is past the budget is not run (nothing would stop it):
+    /// it is refused, as it could never run to its end.
     pub(crate) fn trial(&self, input: &RuleInput<'_>) -> Result<bool, TrialError> {
+        let records = input.len();
+        let bound = self.cost.at(records);
+        if bound > self.budget {
+            let refusal = RuleCompileError::OverBudget {
+                bound,
+                records,
+                budget: self.budget,
+            };
+            return Err(TrialError::Refused(refusal.to_string()));
+        }
         self.interpreted.trial(input)
     }
 
@@ -333,7 +371,7 @@ impl Rule {
     ) -> Result<(), RuleCompileError> {
         if let Some(native) = &self.native {
             let agree = match (
-                native.eval(input, u64::MAX).0,
+                native.eval(input, self.budget).0,
                 self.evaluate_interpreted(input),
             ) {
                 (Ok(a), Ok(b)) => a == b,
@@ -359,6 +397,8 @@ pub(crate) enum TrialError {
     UnknownField(String),
     /// The rule produced something other than a boolean.
     NotBoolean(String),
+    /// The rule cannot be run within its budget even on this small input.
+    Refused(String),
     /// Any other run-time error: acceptable at load (it may depend on the data).
     Runtime(String),
 }
