@@ -39,8 +39,6 @@ pub struct Job<P> {
     /// Failed attempts so far.
     pub attempts: u32,
     pub payload: P,
-    /// When its lease runs out (claimed: the claim's; handed over: its write's).
-    pub leased_until: DateTime<Utc>,
 }
 
 /// A failed attempt to record: when to try again, or never (dead-lettered).

@@ -187,7 +187,9 @@ impl<H: Handler> Runner<H> {
         if let Some(handoff) = &self.handoff {
             let handed = handoff.take(HANDOFF_BATCH);
             tick.handed = handed.len();
-            self.perform(handed, handoff.lease(), &mut tick).await;
+            let start_before = self.clock.now() + delta(self.settings.lease_for / 2);
+            self.perform(handed, handoff.lease(), start_before, &mut tick)
+                .await;
         }
         let now = self.clock.now();
         let lease = self.owner.lease();
@@ -199,7 +201,10 @@ impl<H: Handler> Runner<H> {
         {
             Ok(jobs) => {
                 tick.claimed = jobs.len();
-                self.perform(jobs, &lease, &mut tick).await;
+                // Half the lease from its start, before the claim's write (which may have
+                // been slow), not from now.
+                let start_before = lease_until - delta(self.settings.lease_for / 2);
+                self.perform(jobs, &lease, start_before, &mut tick).await;
             }
             Err(e) => tracing::warn!(kind = H::Kind::NAME, error = %e, "could not claim jobs"),
         }
@@ -225,18 +230,25 @@ impl<H: Handler> Runner<H> {
         tick
     }
 
-    /// Has the handler perform jobs held under `lease`, then records the outcomes: the done
-    /// ones in one write, the failed ones in another. A job left unmarked (the lease ran out,
-    /// or the write failed) is performed again later — at least once. No job starts once
-    /// half of the shortest lease of the batch is spent — counted from the lease's own start
-    /// (the claim, whose write may have been slow; a handed-over job's write), not from now.
-    async fn perform(&self, jobs: Vec<Job<Payload<H>>>, lease: &Lease, tick: &mut JobTick) {
-        let Some(leased_until) = jobs.iter().map(|job| job.leased_until).min() else {
+    /// Has the handler perform jobs held under `lease`, starting none at or after
+    /// `start_before` (half the lease), then records the outcomes: the done ones in one write,
+    /// the failed ones in another. A job left unmarked (the lease ran out, or the write
+    /// failed) is performed again later — at least once. For handed-over jobs, whose leases
+    /// began when they were written, half the lease is counted from their taking
+    /// (notifications only: a robot drops a repeated `notificationSeq`).
+    async fn perform(
+        &self,
+        jobs: Vec<Job<Payload<H>>>,
+        lease: &Lease,
+        start_before: DateTime<Utc>,
+        tick: &mut JobTick,
+    ) {
+        if jobs.is_empty() {
             return;
-        };
+        }
         let start = StartBefore {
             clock: self.clock.clone(),
-            at: leased_until - delta(self.settings.lease_for / 2),
+            at: start_before,
         };
         let outcomes = self.handler.perform(&jobs, &start).await;
         debug_assert_eq!(outcomes.len(), jobs.len(), "one outcome per job");
@@ -326,8 +338,14 @@ impl<H: Handler> Runner<H> {
         }
         if let Some(handoff) = &self.handoff {
             let mut tick = JobTick::default();
-            self.perform(handoff.take(usize::MAX), handoff.lease(), &mut tick)
-                .await;
+            let start_before = self.clock.now() + delta(self.settings.lease_for / 2);
+            self.perform(
+                handoff.take(usize::MAX),
+                handoff.lease(),
+                start_before,
+                &mut tick,
+            )
+            .await;
         }
     }
 }

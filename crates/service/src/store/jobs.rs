@@ -215,7 +215,6 @@ impl<B: Db + 'static, K: StoredKind> JobQueue<K> for B {
                     id,
                     attempts: to_u32(row.int("attempts")?, "attempts")?,
                     payload: K::payload(&row)?,
-                    leased_until: lease_until,
                 });
                 tx.execute(&statements.lease, args![lease.as_str(), millis(lease_until), id])
                     .await?;

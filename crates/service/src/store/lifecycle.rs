@@ -368,7 +368,6 @@ async fn update_in<D: Db>(
                 handed.push(Job {
                     id: inserted.last_insert_id,
                     attempts: 0,
-                    leased_until: lease_until,
                     payload: OutboxMessage {
                         check_id: id,
                         robot_id,

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use status_check::clock::{Clock, ManualClock};
-use status_check::jobs::{Handler, Job, LeaseOwner, Next, RetryPolicy, Runner, RunnerSettings};
+use status_check::jobs::{
+    Handler, Job, JobFailure, JobQueue, Lease, LeaseOwner, Next, RetryPolicy, Runner,
+    RunnerSettings,
+};
 use status_check::store::{
-    BatchedUpdate, CheckUpdate, Fence, NotificationJobs, Notifications, OutboxHandoff,
-    OutboxMessage, Removals, StoredCheck, SubscriptionRemoval,
+    BatchedUpdate, CheckUpdate, Fence, Notifications, OutboxHandoff, Removals, StoreError,
+    StoredCheck, SubscriptionRemoval,
 };
 
 use crate::harness::on_both_backends;
@@ -29,7 +32,7 @@ on_both_backends!(
     committed_notifications_are_handed_over_leased,
     a_subscription_removal_is_queued_once,
     a_batch_starts_no_job_once_half_its_lease_is_spent,
-    handed_over_notifications_start_within_half_of_their_own_lease,
+    a_slow_claim_starts_no_job_past_half_its_lease,
 );
 
 /// Removes nothing, but takes 10 s (on the test's clock) for each removal.
@@ -318,43 +321,72 @@ async fn a_subscription_removal_is_queued_once(db: &TestDb) {
     );
 }
 
-/// Sends nothing; notes which notifications it was asked to send.
-#[derive(Default)]
-struct Recorder(std::sync::Mutex<Vec<i64>>);
-
-#[async_trait]
-impl Handler for Recorder {
-    type Kind = NotificationJobs;
-
-    async fn perform_one(&self, job: &Job<OutboxMessage>) -> Result<(), String> {
-        self.0.lock().unwrap().push(job.payload.check_id);
-        Ok(())
-    }
-
-    fn failed(&self, _: &Job<OutboxMessage>, _: &str, _: Next) {}
+/// The store's removal queue, but a claim takes 20 s on the test's clock (a slow write).
+struct SlowClaim {
+    store: status_check::store::DynStore,
+    clock: Arc<ManualClock>,
 }
 
-/// A notification handed over by its write is started no later than half its own lease —
-/// counted from the write, not from when the runner takes it: taken 20 s after a write leased
-/// for 30 s it is not started (another relay could claim it at 30 s while a send begun now is
-/// still under way), and it is claimed once that lease ran out.
-async fn handed_over_notifications_start_within_half_of_their_own_lease(db: &TestDb) {
-    let checks = three_checks(db, "handoff-late").await;
-    let here = LeaseOwner::new("relay", "here");
-    let handoff = Arc::new(OutboxHandoff::new(
-        here.standing_lease("handoff"),
-        Duration::from_secs(30),
-        10,
-    ));
-    let handing = Notifications {
-        render: &render,
-        handoff: Some(&handoff),
-    };
-    let t0 = at("2026-11-20T08:01:00Z");
-    let batch = [item(&checks[0], notify(&checks[0]).unwrap())];
-    db.store.update_checks(&batch, &handing, t0).await.unwrap();
+#[async_trait]
+impl JobQueue<Removals> for SlowClaim {
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease: &Lease,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Job<SubscriptionRemoval>>, StoreError> {
+        let claimed = self
+            .store
+            .removal_jobs()
+            .claim(now, lease, lease_until, limit)
+            .await;
+        self.clock.advance(TimeDelta::seconds(20));
+        claimed
+    }
 
-    let clock = Arc::new(ManualClock::new(t0 + TimeDelta::seconds(20)));
+    async fn complete(
+        &self,
+        ids: &[i64],
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.store.removal_jobs().complete(ids, lease, now).await
+    }
+
+    async fn fail(&self, failures: &[JobFailure], lease: &Lease) -> Result<u64, StoreError> {
+        self.store.removal_jobs().fail(failures, lease).await
+    }
+
+    async fn backlog(&self) -> Result<i64, StoreError> {
+        self.store.removal_jobs().backlog().await
+    }
+
+    async fn purge(&self, done_before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        self.store.removal_jobs().purge(done_before, limit).await
+    }
+}
+
+/// Half the lease is counted from the lease's start, not from when the claim came back: a
+/// claim whose write took 20 s of a 30 s lease starts none of its jobs (one begun now could
+/// outlast the lease), and they are claimed again once the lease ran out.
+async fn a_slow_claim_starts_no_job_past_half_its_lease(db: &TestDb) {
+    let t0 = at("2026-11-20T08:00:00Z");
+    for subscription in 1..=2 {
+        db.store
+            .queue_subscription_removal(42, 7100 + subscription, "ended", t0)
+            .await
+            .unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(t0));
+    let handler = SlowRemover {
+        clock: clock.clone(),
+        performed: std::sync::Mutex::new(Vec::new()),
+    };
+    let queue = Arc::new(SlowClaim {
+        store: db.store.clone(),
+        clock: clock.clone(),
+    });
     let settings = RunnerSettings::new(
         10,
         Duration::from_secs(30),
@@ -362,21 +394,19 @@ async fn handed_over_notifications_start_within_half_of_their_own_lease(db: &Tes
         RetryPolicy::doubling(),
     );
     let runner = Runner::new(
-        Recorder::default(),
-        db.store.clone(),
+        handler,
+        queue,
         clock.clone(),
         settings,
-        here,
-    )
-    .with_handoff(Some(handoff));
+        LeaseOwner::new("relay", "replica-a"),
+    );
     let tick = runner.tick_once().await;
     assert_eq!(
-        (tick.handed, tick.done, tick.not_started),
-        (1, 0, 1),
+        (tick.claimed, tick.done, tick.not_started),
+        (2, 0, 2),
         "{tick:?}"
     );
-
-    clock.set(t0 + TimeDelta::milliseconds(30_001));
-    let tick = runner.tick_once().await;
-    assert_eq!((tick.claimed, tick.done), (1, 1), "{tick:?}");
+    let after = t0 + TimeDelta::milliseconds(30_001);
+    let again = claim_jobs(db.store.removal_jobs(), after, &lease("b"), 10).await;
+    assert_eq!(again.len(), 2);
 }
