@@ -341,6 +341,26 @@ fn a_rule_with_more_than_eight_comprehensions_is_refused() {
     );
 }
 
+/// A long chain of operators is a deep tree that the parser's nesting cap does not count
+/// (`1+1+…+1`: 510 deep in 1,024 characters): past 32 levels a rule is refused before anything
+/// walks it. Walking one 50 deep already overflowed a 2 MiB worker thread's stack in a debug
+/// build (in release, about ten times deeper), which aborts the whole process.
+#[test]
+fn a_rule_deeper_than_32_is_refused_before_anything_walks_it() {
+    let chain = |n: usize| format!("{} > 0", vec!["1"; n].join("+"));
+    load(&chain(30), &Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    for n in [40, 510] {
+        let error = load(&chain(n), &Limits::default()).unwrap_err();
+        let deep = n + 1;
+        assert!(
+            error.contains(&format!(
+                "rule is {deep} operations deep, more than the limit of 32"
+            )),
+            "{error}"
+        );
+    }
+}
+
 // ---- regexes compiled once ----
 
 #[test]

@@ -330,46 +330,6 @@ fn is_accumulator(expr: Option<&IdedExpr>) -> bool {
     matches!(expr.map(|e| &e.expr), Some(Expr::Ident(name)) if name.starts_with('@'))
 }
 
-/// How many comprehensions (`exists`, `all`, `exists_one`, `filter`, `map`) `expr` holds, in
-/// chains and nested alike: the native compiler's work grows steeply with them.
-pub(super) fn comprehensions(expr: &IdedExpr) -> usize {
-    let entries = |entries: &[cel::common::ast::IdedEntryExpr]| -> usize {
-        entries
-            .iter()
-            .map(|entry| match &entry.expr {
-                EntryExpr::MapEntry(e) => comprehensions(&e.key) + comprehensions(&e.value),
-                EntryExpr::StructField(f) => comprehensions(&f.value),
-            })
-            .sum()
-    };
-    match &expr.expr {
-        Expr::Literal(_) | Expr::Unspecified | Expr::Ident(_) => 0,
-        Expr::Select(select) => comprehensions(&select.operand),
-        Expr::Call(call) => call
-            .target
-            .as_deref()
-            .into_iter()
-            .chain(&call.args)
-            .map(comprehensions)
-            .sum(),
-        Expr::List(list) => list.elements.iter().map(comprehensions).sum(),
-        Expr::Map(map) => entries(&map.entries),
-        Expr::Struct(s) => entries(&s.entries),
-        Expr::Comprehension(c) => {
-            1 + [
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ]
-            .into_iter()
-            .map(comprehensions)
-            .sum::<usize>()
-        }
-    }
-}
-
 /// Why a rule whose bound has `degree` ≥ 2 is refused, for a person.
 pub(super) fn growth_message(degree: usize) -> String {
     let power = match degree {

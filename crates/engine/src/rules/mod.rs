@@ -9,6 +9,7 @@
 //! native path, checked from the static estimate (`cost`) before running on the interpreter.
 //! `matches()` patterns must be literals and are compiled once, natively (`regexes`).
 
+mod bounds;
 mod cost;
 mod interpreted;
 mod native;
@@ -39,6 +40,10 @@ pub struct Limits {
     /// counts as false).
     pub cost_budget: u64,
 }
+
+/// Deepest a rule's expression tree may be (operators chained, calls, comprehensions):
+/// everything that walks a rule recurses that deep.
+pub const MAX_DEPTH: usize = 32;
 
 /// Most comprehensions one rule may hold: compiling a chain of them (`events.filter(…)
 /// .filter(…)…`) natively takes time that grows steeply with their number, and no rule needs
@@ -73,6 +78,11 @@ pub enum RuleCompileError {
     TooLong { len: usize, max: usize },
     #[error("syntax error: {0}")]
     Syntax(String),
+    #[error(
+        "rule is {depth} operations deep, more than the limit of {max} (a long chain of \
+         operators: split it, or use a list and `in` / `exists`)"
+    )]
+    TooDeep { depth: usize, max: usize },
     #[error(
         "rule has {count} comprehensions (exists, all, exists_one, filter, map), more than the \
          limit of {max}"
@@ -244,10 +254,18 @@ impl Rule {
             });
         }
         let interpreted = interpreted::CelRule::parse(source, limits.max_nesting)?;
+        // Before anything walks the tree recursively.
+        let depth = bounds::depth(interpreted.expression());
+        if depth > MAX_DEPTH {
+            return Err(RuleCompileError::TooDeep {
+                depth,
+                max: MAX_DEPTH,
+            });
+        }
         if let Some(name) = references::unknown_reference(interpreted.expression()) {
             return Err(RuleCompileError::UnknownReference(name));
         }
-        let count = cost::comprehensions(interpreted.expression());
+        let count = bounds::comprehensions(interpreted.expression());
         if count > MAX_COMPREHENSIONS {
             return Err(RuleCompileError::TooManyComprehensions {
                 count,
