@@ -237,7 +237,7 @@ impl App {
                 scheduler: None,
                 relay: None,
                 monitor: None,
-                consumer_drain: self.shutdown_timeout,
+                consumer_drain: producers_budget(self.shutdown_timeout),
             },
         )
     }
@@ -250,7 +250,8 @@ impl App {
     /// Serves and runs the workers until `shutdown` fires. Then, within the shutdown timeout:
     /// the consumer stops receiving and finishes (or leaves for redelivery) what it holds,
     /// HTTP stops accepting and drains, the scheduler and the monitor worker finish their
-    /// current step — and only then the relay stops, having sent what they committed.
+    /// current step — and only then the relay stops, having sent the notifications they
+    /// committed (alarms and removals they queued are any relay's next claim).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         // Fired by the caller, or by a worker that panicked (`Supervisor`).
         let shutdown = shutdown.child_token();
@@ -317,21 +318,19 @@ impl App {
         tracing::info!(addr = ?self.listener.local_addr().ok(), "serving");
         // Returns once `shutdown` fired and the connections drained (or were dropped after
         // the shutdown timeout).
+        // The relay's last step gets the last tenth of the budget, whatever the others take:
+        // HTTP, the consumer and the other workers drain within the rest.
+        let producers_budget = producers_budget(self.shutdown_timeout);
         server::serve(
             self.listener,
             self.router,
             self.limits,
             shutdown.clone(),
-            self.shutdown_timeout,
+            producers_budget,
         )
         .await;
         let fired = fired.await.unwrap_or_else(|_| Instant::now());
-        // The relay's last step gets a tenth of the budget, whatever the others take.
-        let relay_reserve = self.shutdown_timeout / 10;
-        let left = self
-            .shutdown_timeout
-            .saturating_sub(fired.elapsed())
-            .saturating_sub(relay_reserve);
+        let left = producers_budget.saturating_sub(fired.elapsed());
         let checks = self.state.checks.clone();
         let stopped = async { tokio::join!(tasks.wait(), checks.creates_finished()) };
         if tokio::time::timeout(left, stopped).await.is_err() {
@@ -348,7 +347,7 @@ impl App {
         tracing::info!("stopped");
         let panicked = supervisor.panicked();
         if !panicked.is_empty() {
-            anyhow::bail!("stopped because a worker panicked: {}", panicked.join(", "));
+            anyhow::bail!("stopped because a worker failed: {}", panicked.join(", "));
         }
         Ok(())
     }
@@ -432,7 +431,13 @@ impl Workers {
             scheduler,
             relay,
             monitor,
-            consumer_drain: config.shutdown_timeout,
+            consumer_drain: producers_budget(config.shutdown_timeout),
         })
     }
+}
+
+/// What of the shutdown budget HTTP, the consumer and the other workers drain within: all
+/// but the last tenth, which is the relay's (it sends what they committed).
+fn producers_budget(shutdown_timeout: Duration) -> Duration {
+    shutdown_timeout.saturating_sub(shutdown_timeout / 10)
 }

@@ -7,7 +7,8 @@
 //! the number of records the rule sees: `events`, `past` and `future` each hold at most `n`; a
 //! list literal holds as many elements as it is written with; a record is a map of six fields.
 //! Besides comprehensions, `in` and `==` / `!=` over a list are charged its length (the
-//! interpreter walks it).
+//! interpreter walks it), and so is copying a list built from the history (`+`, putting it in
+//! a literal) — but for a `filter`'s or `map`'s own accumulator, appended in place.
 //!
 //! Template validation refuses a rule whose estimate has degree 2 or more — a comprehension over
 //! the history inside another one (`events.all(a, events.all(b, …))`) — and the interpreter

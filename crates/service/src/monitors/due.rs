@@ -16,8 +16,9 @@ pub struct DueTick {
     pub opened: usize,
     /// Open windows whose ends were decided.
     pub decided: usize,
-    /// Monitors not due yet after all (before their session, a window reset meanwhile) or
-    /// disabled meanwhile: their lease released.
+    /// Monitors not due yet after all (before their session, a window reset meanwhile),
+    /// disabled meanwhile, or let go unreached (a stopping worker, half the stale window
+    /// spent): their lease released.
     pub waiting: usize,
     /// The lease was lost (taken over, or the monitor deleted) before the write.
     pub fenced: usize,

@@ -4,10 +4,12 @@
 //! events already recorded, and rules see events sorted by time). In-flight work is bounded:
 //! when every permit is taken the consumer stops receiving.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -249,13 +251,27 @@ impl Consumer {
                     let consumer = consumer.clone();
                     tracker.spawn(async move {
                         let (messages, permits): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                        consumer.handle_batch(messages).await;
+                        let count = messages.len();
+                        // A batch that panics (a bug, or a poison message) leaves its messages
+                        // for redelivery (then the dead-letter queue); said and counted here,
+                        // the consumer goes on with the next.
+                        let handled = AssertUnwindSafe(consumer.handle_batch(messages))
+                            .catch_unwind()
+                            .await;
+                        if handled.is_err() {
+                            tracing::error!(
+                                count,
+                                "a batch of deliveries panicked; its messages will be redelivered"
+                            );
+                            metrics::counter!("worker_failures_total", "worker" => "consumer_batch")
+                                .increment(1);
+                        }
                         drop((permits, slot));
                     });
                 }
             })
         };
-        while !shutdown.is_cancelled() {
+        'receiving: while !shutdown.is_cancelled() {
             // Backpressure: wait for a free permit before asking the queue for more.
             let first = tokio::select! {
                 permit = inner.permits.clone().acquire_owned() => match permit {
@@ -288,7 +304,10 @@ impl Consumer {
                 };
                 waiting.add(&message.receipt).await;
                 if to_batcher.send((message, permit)).is_err() {
-                    break;
+                    // The batcher is gone (it cannot end otherwise): stop, so that the
+                    // supervisor sees a consumer that stopped working.
+                    tracing::error!("the consumer's batcher stopped; the consumer stops");
+                    break 'receiving;
                 }
             }
         }

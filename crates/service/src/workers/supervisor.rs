@@ -1,6 +1,6 @@
-//! Crash-only workers: a worker that panics is logged and counted, and stops the whole
-//! replica (a graceful shutdown, then a non-zero exit) for its orchestrator to restart —
-//! rather than run on, ready and serving, without it.
+//! Crash-only workers: a worker that panics (or returns before the shutdown) is logged and
+//! counted, and stops the whole replica (a graceful shutdown, then a non-zero exit) for its
+//! orchestrator to restart — rather than run on, ready and serving, without it.
 
 use std::any::Any;
 use std::future::Future;
@@ -35,17 +35,20 @@ impl Supervisor {
         let stop = self.stop.clone();
         let panicked = self.panicked.clone();
         tasks.spawn(async move {
-            let Err(error) = running.await else { return };
-            if !error.is_panic() {
-                return;
-            }
-            let message = panic_message(error.into_panic());
+            let message = match running.await {
+                // Workers run until the shutdown: one that returns before it has stopped
+                // working (e.g. a consumer whose batcher died).
+                Ok(()) if stop.is_cancelled() => return,
+                Ok(()) => "returned before the shutdown".to_owned(),
+                Err(error) if error.is_panic() => panic_message(error.into_panic()),
+                Err(_) => return,
+            };
             tracing::error!(
                 worker = name,
                 panic = %message,
-                "a worker panicked: this replica stops, to be restarted"
+                "a worker stopped: this replica stops, to be restarted"
             );
-            metrics::counter!("worker_panics_total", "worker" => name).increment(1);
+            metrics::counter!("worker_failures_total", "worker" => name).increment(1);
             panicked
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
