@@ -74,3 +74,42 @@ fn panic_message(panic: Box<dyn Any + Send>) -> String {
             .map_or_else(|| "(no message)".to_owned(), |m| (*m).to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn supervise(
+        worker: impl Future<Output = ()> + Send + 'static,
+    ) -> (bool, Vec<&'static str>) {
+        let stop = CancellationToken::new();
+        let supervisor = Supervisor::new(stop.clone());
+        let tasks = TaskTracker::new();
+        supervisor.spawn(&tasks, "worker", worker);
+        tasks.close();
+        tasks.wait().await;
+        (stop.is_cancelled(), supervisor.panicked())
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_panics_or_returns_early_stops_the_replica() {
+        assert_eq!(
+            supervise(async { panic!("a bug") }).await,
+            (true, vec!["worker"])
+        );
+        assert_eq!(supervise(async {}).await, (true, vec!["worker"]));
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_returns_at_the_shutdown_stops_nothing_more() {
+        let stop = CancellationToken::new();
+        let supervisor = Supervisor::new(stop.clone());
+        let tasks = TaskTracker::new();
+        let token = stop.clone();
+        supervisor.spawn(&tasks, "worker", async move { token.cancelled().await });
+        tasks.close();
+        stop.cancel();
+        tasks.wait().await;
+        assert!(supervisor.panicked().is_empty());
+    }
+}
