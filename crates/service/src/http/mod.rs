@@ -232,13 +232,15 @@ pub fn ops_router(state: AppState) -> Router {
 }
 
 fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
-    router
+    let router = router
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            internal_switched_off,
-        ))
+        .method_not_allowed_fallback(method_not_allowed);
+    // Only without the token: with it, nothing is added to any request's path.
+    let router = match state.internal_api_token {
+        Some(_) => router,
+        None => router.layer(middleware::from_fn(internal_switched_off)),
+    };
+    router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -264,14 +266,9 @@ async fn docs_not_found_as_problem(response: Response) -> Response {
 
 /// Without INTERNAL_API_TOKEN every `/internal` route is 404, whatever the method — before
 /// routing answers a redirect or "method not allowed" that would tell it is there.
-async fn internal_switched_off(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn internal_switched_off(request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let internal = path == "/internal" || path.starts_with("/internal/");
-    if internal && state.internal_api_token.is_none() {
+    if path == "/internal" || path.starts_with("/internal/") {
         return not_found().await.into_response();
     }
     next.run(request).await
