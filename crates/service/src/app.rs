@@ -253,7 +253,7 @@ impl App {
     /// current step — and only then the relay stops, having sent the notifications they
     /// committed (alarms and removals they queued are any relay's next claim).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        // Fired by the caller, or by a worker that panicked (`Supervisor`).
+        // Fired by the caller, or by a worker that failed (`Supervisor`).
         let shutdown = shutdown.child_token();
         let supervisor = Supervisor::new(shutdown.clone());
         let tasks = tokio_util::task::TaskTracker::new();
@@ -345,9 +345,9 @@ impl App {
             tracing::warn!("the relay did not finish within the shutdown timeout");
         }
         tracing::info!("stopped");
-        let panicked = supervisor.panicked();
-        if !panicked.is_empty() {
-            anyhow::bail!("stopped because a worker failed: {}", panicked.join(", "));
+        let failed = supervisor.failed();
+        if !failed.is_empty() {
+            anyhow::bail!("stopped because a worker failed: {}", failed.join(", "));
         }
         Ok(())
     }

@@ -236,9 +236,10 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     // Only without the token: with it, nothing is added to any request's path.
-    let router = match state.internal_api_token {
-        Some(_) => router,
-        None => router.layer(middleware::from_fn(internal_switched_off)),
+    let router = if state.internal_api_token.is_none() {
+        router.layer(middleware::from_fn(internal_switched_off))
+    } else {
+        router
     };
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

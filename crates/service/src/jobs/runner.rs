@@ -187,7 +187,7 @@ impl<H: Handler> Runner<H> {
         if let Some(handoff) = &self.handoff {
             let handed = handoff.take(HANDOFF_BATCH);
             tick.handed = handed.len();
-            let start_before = self.clock.now() + delta(self.settings.lease_for / 2);
+            let start_before = self.half_lease_from(self.clock.now());
             self.perform(handed, handoff.lease(), start_before, &mut tick)
                 .await;
         }
@@ -203,7 +203,7 @@ impl<H: Handler> Runner<H> {
                 tick.claimed = jobs.len();
                 // Half the lease from its start, before the claim's write (which may have
                 // been slow), not from now.
-                let start_before = lease_until - delta(self.settings.lease_for / 2);
+                let start_before = self.half_lease_from(now);
                 self.perform(jobs, &lease, start_before, &mut tick).await;
             }
             Err(e) => tracing::warn!(kind = H::Kind::NAME, error = %e, "could not claim jobs"),
@@ -228,6 +228,11 @@ impl<H: Handler> Runner<H> {
             }
         }
         tick
+    }
+
+    /// Half a lease on from `start`: when jobs of a lease begun then start no more.
+    fn half_lease_from(&self, start: DateTime<Utc>) -> DateTime<Utc> {
+        start + delta(self.settings.lease_for / 2)
     }
 
     /// Has the handler perform jobs held under `lease`, starting none at or after
@@ -338,7 +343,7 @@ impl<H: Handler> Runner<H> {
         }
         if let Some(handoff) = &self.handoff {
             let mut tick = JobTick::default();
-            let start_before = self.clock.now() + delta(self.settings.lease_for / 2);
+            let start_before = self.half_lease_from(self.clock.now());
             self.perform(
                 handoff.take(usize::MAX),
                 handoff.lease(),

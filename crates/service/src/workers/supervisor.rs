@@ -12,19 +12,19 @@ use tokio_util::task::TaskTracker;
 pub struct Supervisor {
     /// Cancelled by a worker's panic: the replica's shutdown.
     stop: CancellationToken,
-    panicked: Arc<Mutex<Vec<&'static str>>>,
+    failed: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl Supervisor {
     pub fn new(stop: CancellationToken) -> Self {
         Supervisor {
             stop,
-            panicked: Arc::default(),
+            failed: Arc::default(),
         }
     }
 
-    /// Runs `worker` as a task of its own, tracked by `tasks`; should it panic, says so and
-    /// stops the replica.
+    /// Runs `worker` as a task of its own, tracked by `tasks`; should it panic or return
+    /// before the shutdown, says so and stops the replica.
     pub fn spawn(
         &self,
         tasks: &TaskTracker,
@@ -33,7 +33,7 @@ impl Supervisor {
     ) {
         let running = tokio::spawn(worker);
         let stop = self.stop.clone();
-        let panicked = self.panicked.clone();
+        let failed = self.failed.clone();
         tasks.spawn(async move {
             let message = match running.await {
                 // Workers run until the shutdown: one that returns before it has stopped
@@ -49,17 +49,14 @@ impl Supervisor {
                 "a worker stopped: this replica stops, to be restarted"
             );
             metrics::counter!("worker_failures_total", "worker" => name).increment(1);
-            panicked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(name);
+            failed.lock().unwrap_or_else(|e| e.into_inner()).push(name);
             stop.cancel();
         });
     }
 
-    /// The workers that panicked, in order.
-    pub fn panicked(&self) -> Vec<&'static str> {
-        self.panicked
+    /// The workers that failed (panicked, or returned before the shutdown), in order.
+    pub fn failed(&self) -> Vec<&'static str> {
+        self.failed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -88,7 +85,7 @@ mod tests {
         supervisor.spawn(&tasks, "worker", worker);
         tasks.close();
         tasks.wait().await;
-        (stop.is_cancelled(), supervisor.panicked())
+        (stop.is_cancelled(), supervisor.failed())
     }
 
     #[tokio::test]
@@ -110,6 +107,6 @@ mod tests {
         tasks.close();
         stop.cancel();
         tasks.wait().await;
-        assert!(supervisor.panicked().is_empty());
+        assert!(supervisor.failed().is_empty());
     }
 }

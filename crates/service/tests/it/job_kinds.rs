@@ -57,18 +57,21 @@ impl Handler for SlowRemover {
     fn failed(&self, _: &Job<SubscriptionRemoval>, _: &str, _: Next) {}
 }
 
-/// A batch whose jobs are slow stops starting them once half its 30 s lease is spent: a job
-/// begun later could outlast the lease while another replica, which claimed the rest, performs
-/// the same jobs (an alarm posted twice). The rest stay leased until the lease runs out.
-async fn a_batch_starts_no_job_once_half_its_lease_is_spent(db: &TestDb) {
-    let t0 = at("2026-11-20T08:00:00Z");
-    for subscription in 1..=4 {
+/// Queues `count` subscription removals of robot 42 (subscriptions `first + 1`, …) at `at`.
+async fn queue_removals(db: &TestDb, first: i64, count: i64, at: DateTime<Utc>) {
+    for subscription in 1..=count {
         db.store
-            .queue_subscription_removal(42, 7000 + subscription, "ended", t0)
+            .queue_subscription_removal(42, first + subscription, "ended", at)
             .await
             .unwrap();
     }
-    let clock = Arc::new(ManualClock::new(t0));
+}
+
+/// A removal runner over `queue` whose removals take 10 s each on `clock`, with 30 s leases.
+fn slow_runner(
+    queue: Arc<dyn JobQueue<Removals>>,
+    clock: &Arc<ManualClock>,
+) -> Runner<SlowRemover> {
     let handler = SlowRemover {
         clock: clock.clone(),
         performed: std::sync::Mutex::new(Vec::new()),
@@ -79,13 +82,23 @@ async fn a_batch_starts_no_job_once_half_its_lease_is_spent(db: &TestDb) {
         Duration::from_millis(100),
         RetryPolicy::doubling(),
     );
-    let runner = Runner::new(
+    Runner::new(
         handler,
-        db.store.clone(),
+        queue,
         clock.clone(),
         settings,
         LeaseOwner::new("relay", "replica-a"),
-    );
+    )
+}
+
+/// A batch whose jobs are slow stops starting them once half its 30 s lease is spent: a job
+/// begun later could outlast the lease while another replica, which claimed the rest, performs
+/// the same jobs (an alarm posted twice). The rest stay leased until the lease runs out.
+async fn a_batch_starts_no_job_once_half_its_lease_is_spent(db: &TestDb) {
+    let t0 = at("2026-11-20T08:00:00Z");
+    queue_removals(db, 7000, 4, t0).await;
+    let clock = Arc::new(ManualClock::new(t0));
+    let runner = slow_runner(db.store.clone(), &clock);
     let tick = runner.tick_once().await;
     // Started at 0 s and 10 s; at 20 s half the lease was spent.
     assert_eq!((tick.claimed, tick.done, tick.not_started), (4, 2, 2));
@@ -372,34 +385,13 @@ impl JobQueue<Removals> for SlowClaim {
 /// outlast the lease), and they are claimed again once the lease ran out.
 async fn a_slow_claim_starts_no_job_past_half_its_lease(db: &TestDb) {
     let t0 = at("2026-11-20T08:00:00Z");
-    for subscription in 1..=2 {
-        db.store
-            .queue_subscription_removal(42, 7100 + subscription, "ended", t0)
-            .await
-            .unwrap();
-    }
+    queue_removals(db, 7100, 2, t0).await;
     let clock = Arc::new(ManualClock::new(t0));
-    let handler = SlowRemover {
-        clock: clock.clone(),
-        performed: std::sync::Mutex::new(Vec::new()),
-    };
     let queue = Arc::new(SlowClaim {
         store: db.store.clone(),
         clock: clock.clone(),
     });
-    let settings = RunnerSettings::new(
-        10,
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        RetryPolicy::doubling(),
-    );
-    let runner = Runner::new(
-        handler,
-        queue,
-        clock.clone(),
-        settings,
-        LeaseOwner::new("relay", "replica-a"),
-    );
+    let runner = slow_runner(queue, &clock);
     let tick = runner.tick_once().await;
     assert_eq!(
         (tick.claimed, tick.done, tick.not_started),

@@ -259,6 +259,12 @@ impl MonitorStack {
             .await
     }
 
+    /// One step of the monitor worker of a replica started for it.
+    pub async fn tick_another_replica(&self) -> status_check::monitors::DueTick {
+        let other = self.replica().await;
+        other.workers.monitor.as_ref().unwrap().tick_once().await
+    }
+
     pub async fn tick_relay(&self) -> status_check::workers::relay::RelayTick {
         self.first.workers.relay.as_ref().unwrap().tick_once().await
     }
@@ -780,8 +786,7 @@ async fn a_slow_batch_lets_go_of_the_monitors_it_cannot_start_in_time(backend: B
         (2, 1, 1),
         "{tick:?}"
     );
-    let other = stack.replica().await;
-    let tick = other.workers.monitor.as_ref().unwrap().tick_once().await;
+    let tick = stack.tick_another_replica().await;
     assert_eq!(
         (tick.claimed, tick.opened),
         (1, 1),

@@ -126,8 +126,7 @@ async fn a_stopping_monitor_worker_lets_go_of_the_monitors_it_did_not_reach() {
     );
     assert_eq!(stack.megazord.subscriptions(monitors::ROBOT).len(), 1);
 
-    let other = stack.replica().await;
-    let tick = other.workers.monitor.as_ref().unwrap().tick_once().await;
+    let tick = stack.tick_another_replica().await;
     assert_eq!(
         (tick.claimed, tick.opened),
         (1, 1),
